@@ -1,0 +1,23 @@
+"""pwsim: plane-wave Kohn-Sham DFT with GTH pseudopotentials, on NumPy or CuPy.
+
+Public API::
+
+    import pwsim
+    si = pwsim.diamond("Si", 10.26)
+    result = pwsim.scf(si, xc="lda", ecut=15, kpoints=(4, 4, 4))
+    result.total_energy           # hartree
+    pwsim.save(result, "si.h5")   # HDF5, every dataset with units
+    pwsim.load("si.h5")           # the same Result back
+"""
+from ._version import __version__
+from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
+from .io.hdf5 import load, write_result as save
+from .results import Result
+from .scf import Settings, scf
+from .structure import Structure, bcc, diamond, fcc, molecule_in_box, rocksalt
+
+__all__ = [
+    "__version__", "Structure", "Settings", "Result", "scf", "load", "save",
+    "diamond", "fcc", "bcc", "rocksalt", "molecule_in_box",
+    "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
+]

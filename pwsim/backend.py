@@ -1,0 +1,271 @@
+"""Array backends: NumPy on the CPU, CuPy on NVIDIA GPUs, and a strict CPU stand-in for the GPU.
+
+The physics code is written once against the Python array API (``backend.xp``) and this module
+supplies what the standard lacks: FFTs, host <-> device copies (:meth:`Backend.to_device`,
+:meth:`Backend.to_host`), scatter/gather between a G-sphere and the FFT box, and the dtype policy.
+Nothing outside this module imports ``cupy``.
+
+Backends
+--------
+``numpy``   NumPy through ``array_api_compat.numpy``; FFTs by pyFFTW (if installed) or ``scipy.fft``.
+``cupy``    CuPy through ``array_api_compat.cupy``; FFTs by cuFFT with CuPy's plan cache.
+``strict``  ``array_api_strict`` with every array on its non-default device ``device1``. It refuses
+            implicit conversion to NumPy and mixing with host arrays, exactly like CuPy, so running the
+            test-suite on it proves the GPU path never leaks device arrays to the host.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import EnvironmentProblem, InputError
+
+BACKENDS = ("numpy", "strict", "cupy", "auto")
+
+
+def _default_threads() -> int:
+    for var in ("PWSIM_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return max(1, int(os.environ[var]))
+    return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+
+
+@dataclass
+class BoxMap:
+    """Index map between the coefficients of one G-sphere and the flattened FFT box.
+
+    index:   (npw,) int, flat box position of every plane wave (device array)
+    inverse: (nbox,) int, for each box point the plane-wave index, or npw where the box point is
+             not in the sphere (device array); used by backends without scatter assignment.
+    shape:   the FFT box (n1, n2, n3)
+    """
+
+    index: Any
+    inverse: Any
+    shape: tuple[int, int, int]
+    npw: int
+
+
+@dataclass
+class Backend:
+    """One array library plus the operations the array API standard does not cover.
+
+    Attributes
+    ----------
+    name: "numpy", "cupy" or "strict"
+    xp: the array namespace (array API compatible)
+    device: the device every array of the calculation lives on
+    precision: "double" or "single" (wavefunction dtype; energies and densities stay float64)
+    """
+
+    name: str
+    xp: Any
+    device: Any
+    precision: str = "double"
+    threads: int = field(default_factory=_default_threads)
+    fft_library: str = ""
+    _fft: Any = None
+
+    # ---------------------------------------------------------------- dtypes
+    @property
+    def float_dtype(self):
+        return self.xp.float64
+
+    @property
+    def complex_dtype(self):
+        """dtype of wavefunction coefficients."""
+        return self.xp.complex64 if self.precision == "single" else self.xp.complex128
+
+    # ------------------------------------------------------- host <-> device
+    def to_device(self, host_array, dtype=None):
+        """Copy a host (NumPy) array or Python scalar/list onto the backend's device."""
+        a = np.asarray(host_array)
+        if dtype is not None:
+            a = a.astype(_np_dtype(self.xp, dtype), copy=False)
+        if self.name == "cupy":
+            import cupy
+
+            return cupy.asarray(a)
+        if self.name == "strict":
+            return self.xp.asarray(a, device=self.device)
+        return a
+
+    def to_host(self, array) -> np.ndarray:
+        """Copy a device array back to a NumPy array (an explicit, greppable transfer)."""
+        if self.name == "cupy":
+            return array.get()
+        if self.name == "strict":
+            # array_api_strict refuses __array__ on device1; DLPack would too. Move it to the
+            # default (CPU) device first, which is the strict library's explicit transfer.
+            return np.asarray(array.to_device(self.xp.Device("CPU_DEVICE")), copy=True)
+        return np.asarray(array)
+
+    def scalar(self, array) -> float:
+        """A 0-d device array as a Python float (one explicit device -> host transfer)."""
+        return float(self.to_host(array))
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=dtype or self.float_dtype, device=self.device)
+
+    # ------------------------------------------------------------------ FFTs
+    def fft3(self, a):
+        """Forward FFT over the last three axes, unnormalised: sum_r a(r) exp(-iGr)."""
+        return self._fft.fftn(a)
+
+    def ifft3(self, a):
+        """Inverse FFT over the last three axes, with the 1/N factor."""
+        return self._fft.ifftn(a)
+
+    # -------------------------------------------------- sphere <-> FFT box
+    def make_box_map(self, index_host: np.ndarray, shape) -> BoxMap:
+        nbox = int(np.prod(shape))
+        npw = index_host.size
+        inverse = np.full(nbox, npw, dtype=np.int64)
+        inverse[index_host] = np.arange(npw)
+        return BoxMap(
+            index=self.to_device(index_host.astype(np.int64)),
+            inverse=self.to_device(inverse) if self.name == "strict" else None,
+            shape=tuple(int(n) for n in shape),
+            npw=npw,
+        )
+
+    def scatter(self, coeffs, box_map: BoxMap):
+        """Place plane-wave coefficients (..., npw) into zeroed FFT boxes (..., n1, n2, n3)."""
+        xp = self.xp
+        lead = coeffs.shape[:-1]
+        nbox = box_map.shape[0] * box_map.shape[1] * box_map.shape[2]
+        if self.name == "strict":
+            # No scatter assignment in the standard: gather from the coefficients padded with a zero.
+            padded = xp.concat([coeffs, xp.zeros((*lead, 1), dtype=coeffs.dtype, device=self.device)], axis=-1)
+            flat = xp.take(padded, box_map.inverse, axis=-1)
+        else:
+            flat = xp.zeros((*lead, nbox), dtype=coeffs.dtype, device=self.device)
+            flat[..., box_map.index] = coeffs
+        return xp.reshape(flat, (*lead, *box_map.shape))
+
+    def gather(self, box, box_map: BoxMap):
+        """Pick the G-sphere coefficients (..., npw) out of FFT boxes (..., n1, n2, n3)."""
+        xp = self.xp
+        lead = box.shape[:-3]
+        flat = xp.reshape(box, (*lead, box_map.shape[0] * box_map.shape[1] * box_map.shape[2]))
+        return xp.take(flat, box_map.index, axis=-1)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.fft_library} FFT, {self.threads} thread{'s' if self.threads != 1 else ''})"
+
+
+def _np_dtype(xp, dtype):
+    for name in ("float32", "float64", "complex64", "complex128", "int64", "int32", "bool"):
+        if dtype == getattr(xp, name, None) or dtype == getattr(np, name):
+            return np.dtype(name)
+    return np.dtype(dtype)
+
+
+# ------------------------------------------------------------------- FFT engines
+class _ScipyFFT:
+    def __init__(self, threads):
+        import scipy.fft
+
+        self.sp = scipy.fft
+        self.threads = threads
+
+    def fftn(self, a):
+        return self.sp.fftn(a, axes=(-3, -2, -1), workers=self.threads)
+
+    def ifftn(self, a):
+        return self.sp.ifftn(a, axes=(-3, -2, -1), workers=self.threads)
+
+
+class _PyFFTW:
+    """pyFFTW builders with the plan cache on: plans are made once per shape and reused."""
+
+    def __init__(self, threads):
+        import pyfftw
+        import pyfftw.interfaces.cache
+        import pyfftw.interfaces.numpy_fft as fft
+
+        pyfftw.interfaces.cache.enable()
+        pyfftw.interfaces.cache.set_keepalive_time(600)
+        self.fft = fft
+        self.threads = threads
+
+    def fftn(self, a):
+        return self.fft.fftn(a, axes=(-3, -2, -1), threads=self.threads, planner_effort="FFTW_ESTIMATE")
+
+    def ifftn(self, a):
+        return self.fft.ifftn(a, axes=(-3, -2, -1), threads=self.threads, planner_effort="FFTW_ESTIMATE")
+
+
+class _NamespaceFFT:
+    """FFT through the namespace's own fft extension (array_api_strict, CuPy's cuFFT)."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def fftn(self, a):
+        return self.xp.fft.fftn(a, axes=(-3, -2, -1))
+
+    def ifftn(self, a):
+        return self.xp.fft.ifftn(a, axes=(-3, -2, -1))
+
+
+# ------------------------------------------------------------------- selection
+def cupy_status() -> tuple[bool, str]:
+    """(usable, description): whether CuPy is importable and a CUDA device answers."""
+    try:
+        import cupy
+    except ImportError:
+        return False, "CuPy is not installed (install the GPU extra: pip install 'pwsim[cuda12]' or 'pwsim[cuda13]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count < 1:
+            return False, "CuPy is installed but no CUDA device was found"
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        mem = props["totalGlobalMem"] / 2**30
+        return True, f"{name}, {mem:.1f} GiB"
+    except Exception as exc:  # CUDARuntimeError and driver errors have no common base class
+        return False, f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+
+
+def fft_library_name() -> str:
+    try:
+        import pyfftw  # noqa: F401
+
+        return "pyfftw"
+    except ImportError:
+        return "scipy.fft"
+
+
+def get_backend(name: str = "numpy", precision: str = "double", threads: int | None = None) -> Backend:
+    """Build a backend by name: "numpy", "strict", "cupy" or "auto" (CuPy if usable, else NumPy)."""
+    if isinstance(name, Backend):
+        return name
+    if precision not in ("double", "single"):
+        raise InputError(f"precision must be 'double' or 'single', got {precision!r}")
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    threads = threads or _default_threads()
+    if name == "auto":
+        name = "cupy" if cupy_status()[0] else "numpy"
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        lib = fft_library_name()
+        engine = _PyFFTW(threads) if lib == "pyfftw" else _ScipyFFT(threads)
+        return Backend("numpy", xp, "cpu", precision, threads, lib, engine)
+    if name == "strict":
+        import array_api_strict as xp
+
+        device = xp.Device("device1")
+        return Backend("strict", xp, device, precision, threads, "array_api_strict.fft", _NamespaceFFT(xp))
+    ok, why = cupy_status()
+    if not ok:
+        raise EnvironmentProblem(f"backend 'cupy' is not usable: {why}")
+    import array_api_compat.cupy as xp
+    import cupy
+
+    return Backend("cupy", xp, cupy.cuda.Device(), precision, threads, "cuFFT", _NamespaceFFT(xp))

@@ -1,0 +1,201 @@
+"""The plane-wave discretisation: Ecut, the FFT box, the G-sphere of every k-point, and all FFTs.
+
+Conventions (Hartree atomic units):
+
+* A wavefunction is stored as its coefficients ``c`` on the G-sphere of its k-point,
+  psi(r) = Omega^(-1/2) sum_G c_G exp(i (k+G).r), normalised so that sum_G |c_G|^2 = 1.
+* On the FFT box, ``ifft3(scatter(c))`` is psi(r) * sqrt(Omega) / N, with N the number of box points;
+  a local potential V(r) acts as ``gather(fft3(V * ifft3(scatter(c))))`` with no extra factor.
+* Densities and potentials are real arrays (nspin, n1, n2, n3) in electrons/bohr^3 and hartree;
+  their Fourier components follow f(G) = (1/N) sum_r f(r) exp(-iG.r).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import Backend, BoxMap
+from .errors import InputError
+from .structure import Structure
+
+
+def next_fft_size(n: int, primes=(2, 3, 5)) -> int:
+    """Smallest integer >= n whose prime factors all lie in ``primes``."""
+    m = max(int(n), 1)
+    while True:
+        k = m
+        for p in primes:
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def default_fft_grid(structure: Structure, ecut: float, primes=(2, 3, 5)) -> tuple[int, int, int]:
+    """FFT box holding every G with |G| <= 2 sqrt(2 Ecut) without aliasing (products of two
+    wavefunctions), rounded up to sizes with small prime factors."""
+    gmax = 2.0 * np.sqrt(2.0 * ecut)
+    # the largest integer coordinate m_i = G . a_i / 2pi over the sphere |G| <= gmax is gmax |a_i| / 2pi
+    lengths = np.linalg.norm(structure.lattice, axis=1)
+    mmax = np.floor(gmax * lengths / (2 * np.pi) + 1e-8).astype(int)
+    return tuple(next_fft_size(2 * m + 1, primes) for m in mmax)
+
+
+@dataclass
+class Kpoint:
+    """One k-point (and spin channel) of the basis.
+
+    coordinate: (3,) fractional k (reciprocal-lattice coordinates)
+    weight:     weight in the Brillouin-zone sum (weights of one spin channel sum to 1)
+    spin:       spin channel index (0 for unpolarised runs)
+    miller:     (npw, 3) int, the G-vectors of the sphere |k+G|^2/2 <= Ecut (host)
+    kpg:        (npw, 3) float, Cartesian k+G (1/bohr, host)
+    kinetic:    (npw,) float, |k+G|^2 / 2 (hartree, device)
+    box_map:    the sphere <-> FFT box index map (device)
+    """
+
+    index: int
+    coordinate: np.ndarray
+    weight: float
+    spin: int
+    miller: np.ndarray
+    kpg: np.ndarray
+    kinetic: object
+    box_map: BoxMap
+
+    @property
+    def npw(self) -> int:
+        return self.miller.shape[0]
+
+
+class PlaneWaveBasis:
+    """Plane waves with 1/2 |k+G|^2 <= ecut for each k-point, and one FFT box for all of them.
+
+    Parameters
+    ----------
+    structure: the cell
+    ecut: kinetic energy cutoff of the wavefunctions, hartree
+    kpoints: (nk, 3) fractional k-points
+    weights: (nk,) weights summing to 1
+    backend: array backend
+    fft_grid: FFT box (n1, n2, n3); default from :func:`default_fft_grid`
+    nspin: 1 (unpolarised) or 2 (collinear spin)
+    """
+
+    def __init__(self, structure: Structure, ecut: float, kpoints, weights, backend: Backend,
+                 fft_grid=None, nspin: int = 1):
+        if not np.isfinite(ecut) or ecut <= 0:
+            raise InputError(f"ecut must be a positive number of hartree, got {ecut}")
+        self.structure = structure
+        self.ecut = float(ecut)
+        self.backend = backend
+        self.nspin = nspin
+        if fft_grid is None:
+            fft_grid = default_fft_grid(structure, ecut)
+        self.fft_grid = tuple(int(n) for n in fft_grid)
+        self.kcoords = np.asarray(kpoints, dtype=float).reshape(-1, 3)
+        self.kweights = np.asarray(weights, dtype=float).reshape(-1)
+        xp = backend.xp
+
+        # every G of the box, as integer coordinates in [-n/2, n/2)
+        freqs = [np.fft.fftfreq(n, 1.0 / n).astype(int) for n in self.fft_grid]
+        m1, m2, m3 = np.meshgrid(*freqs, indexing="ij")
+        self.box_miller = np.stack([m1, m2, m3], axis=-1)  # (n1, n2, n3, 3) host
+        self.box_g = self.box_miller @ structure.reciprocal  # (n1, n2, n3, 3) Cartesian, host
+        g2 = np.sum(self.box_g**2, axis=-1)
+        self.box_g2_host = g2
+        self.g2 = backend.to_device(g2)  # |G|^2 on the box, device
+
+        self.kpoints: list[Kpoint] = []
+        for spin in range(nspin):
+            for ik, (k, w) in enumerate(zip(self.kcoords, self.kweights)):
+                self.kpoints.append(self._make_kpoint(len(self.kpoints), k, w, spin))
+
+    # -------------------------------------------------------------------- set-up
+    def _make_kpoint(self, index, k, weight, spin) -> Kpoint:
+        recip = self.structure.reciprocal
+        kpg_all = (self.box_miller + k) @ recip
+        kin = 0.5 * np.sum(kpg_all**2, axis=-1)
+        mask = kin <= self.ecut
+        flat_index = np.flatnonzero(mask.reshape(-1))
+        miller = self.box_miller.reshape(-1, 3)[flat_index]
+        # a G-sphere that wraps around the box would alias: the box is too small for this ecut
+        for axis, n in enumerate(self.fft_grid):
+            if miller[:, axis].max() - miller[:, axis].min() >= n:
+                raise InputError(f"fft_grid {self.fft_grid} is too small for ecut {self.ecut} Ha")
+        kpg = kpg_all.reshape(-1, 3)[flat_index]
+        return Kpoint(
+            index=index, coordinate=np.array(k, dtype=float), weight=float(weight), spin=spin,
+            miller=miller, kpg=kpg,
+            kinetic=self.backend.to_device(kin.reshape(-1)[flat_index]),
+            box_map=self.backend.make_box_map(flat_index, self.fft_grid),
+        )
+
+    # --------------------------------------------------------------- properties
+    @property
+    def nfft(self) -> int:
+        n1, n2, n3 = self.fft_grid
+        return n1 * n2 * n3
+
+    @property
+    def volume(self) -> float:
+        return self.structure.volume
+
+    @property
+    def dvol(self) -> float:
+        """Volume element of the real-space grid, bohr^3."""
+        return self.structure.volume / self.nfft
+
+    def kpoints_of_spin(self, spin: int) -> list[Kpoint]:
+        return [k for k in self.kpoints if k.spin == spin]
+
+    # --------------------------------------------------------------------- FFTs
+    def to_real(self, coeffs, kpoint: Kpoint):
+        """Wavefunctions (..., npw) on the sphere -> psi(r) (..., n1, n2, n3) in bohr^-3/2."""
+        scale = self.nfft / np.sqrt(self.volume)
+        return self.backend.ifft3(self.backend.scatter(coeffs, kpoint.box_map)) * scale
+
+    def to_sphere(self, real, kpoint: Kpoint):
+        """Inverse of :meth:`to_real`: psi(r) (..., n1, n2, n3) -> coefficients (..., npw)."""
+        scale = np.sqrt(self.volume) / self.nfft
+        return self.backend.gather(self.backend.fft3(real), kpoint.box_map) * scale
+
+    def apply_local(self, potential, coeffs, kpoint: Kpoint):
+        """V(r) psi for all bands at once: scatter -> inverse FFT -> multiply -> FFT -> gather.
+
+        potential: (n1, n2, n3) real, hartree; coeffs: (nbands, npw) complex. Returns (nbands, npw).
+        """
+        bk = self.backend
+        psi_r = bk.ifft3(bk.scatter(coeffs, kpoint.box_map))
+        return bk.gather(bk.fft3(psi_r * potential), kpoint.box_map)
+
+    def r_to_g(self, f_real):
+        """Real-space function (..., n1, n2, n3) -> Fourier components f(G) = (1/N) sum_r f(r) e^{-iGr}."""
+        return self.backend.fft3(f_real) / self.nfft
+
+    def g_to_r(self, f_g):
+        """Fourier components -> real-space values (real part; the input is assumed Hermitian)."""
+        return self.backend.xp.real(self.backend.ifft3(f_g) * self.nfft)
+
+    def gradient(self, f_real):
+        """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT."""
+        xp = self.backend.xp
+        fg = self.r_to_g(f_real)
+        gvec = self._box_g_device()
+        return xp.stack([self.g_to_r(1j * gvec[a] * fg) for a in range(3)])
+
+    def divergence(self, v_real):
+        """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT."""
+        total = None
+        gvec = self._box_g_device()
+        for a in range(3):
+            term = 1j * gvec[a] * self.r_to_g(v_real[a])
+            total = term if total is None else total + term
+        return self.g_to_r(total)
+
+    def _box_g_device(self):
+        if not hasattr(self, "_gvec_dev"):
+            self._gvec_dev = self.backend.to_device(np.moveaxis(self.box_g, -1, 0).copy())
+        return self._gvec_dev

@@ -1,0 +1,21 @@
+"""Exceptions that the command line turns into one-line messages and exit codes."""
+
+
+class PwsimError(Exception):
+    """Base class of every error pwsim reports to the user without a traceback."""
+
+    exit_code = 2
+
+
+class InputError(PwsimError, ValueError):
+    """The input (file, keyword argument or structure) is invalid. Exit status 2."""
+
+
+class EnvironmentProblem(PwsimError, RuntimeError):
+    """The machine cannot run the job as asked (missing GPU, not enough memory). Exit status 2."""
+
+
+class ConvergenceError(PwsimError, RuntimeError):
+    """The SCF did not converge. Exit status 1 (the output is still written, flagged)."""
+
+    exit_code = 1

@@ -1,0 +1,130 @@
+"""Occupation numbers: fixed (insulators, molecules) or smeared (metals), and the Fermi level.
+
+Runs on the host: eigenvalues are a few thousand numbers at most, and the Fermi level search is a
+scalar root-finding problem.
+
+Smearing functions, with x = (eps_F - eps) / width (occupation of a spin orbital f(x) in [0, 1]) and
+the entropy term s(x) such that the free energy is F = E - T S with -T S = width * sum w s(x):
+  fermi-dirac         f = 1 / (1 + exp(-x))
+  gaussian            f = erfc(-x) / 2
+  methfessel-paxton   first order (Methfessel & Paxton, PRB 40, 3616 (1989))
+  marzari-vanderbilt  cold smearing (Marzari, Vanderbilt, De Vita & Payne, PRL 82, 3296 (1999))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erfc, expit
+
+from .errors import InputError
+
+SMEARINGS = ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")
+
+
+def occupation_function(smearing: str, x: np.ndarray) -> np.ndarray:
+    if smearing == "fermi-dirac":
+        return expit(x)
+    if smearing == "gaussian":
+        return 0.5 * erfc(-x)
+    if smearing == "methfessel-paxton":
+        return 0.5 * erfc(-x) + x * np.exp(-x * x) / (2 * np.sqrt(np.pi))
+    if smearing == "marzari-vanderbilt":
+        u = x - 1 / np.sqrt(2)
+        return 0.5 * erfc(-u) + np.exp(-u * u) / np.sqrt(2 * np.pi)
+    raise InputError(f"unknown smearing {smearing!r}; choose one of {', '.join(SMEARINGS)}")
+
+
+def entropy_function(smearing: str, x: np.ndarray) -> np.ndarray:
+    """s(x): contribution of one spin orbital to -TS / width (so -TS = width * sum_nk w f_spin s)."""
+    if smearing == "fermi-dirac":
+        f = expit(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = f * np.log(np.where(f > 0, f, 1)) + (1 - f) * np.log(np.where(f < 1, 1 - f, 1))
+        return s
+    if smearing == "gaussian":
+        return -np.exp(-x * x) / (2 * np.sqrt(np.pi))
+    if smearing == "methfessel-paxton":
+        return (2 * x * x - 1) * np.exp(-x * x) / (4 * np.sqrt(np.pi))
+    if smearing == "marzari-vanderbilt":
+        u = x - 1 / np.sqrt(2)
+        return u * np.exp(-u * u) / np.sqrt(2 * np.pi)
+    raise InputError(f"unknown smearing {smearing!r}")
+
+
+@dataclass
+class Occupations:
+    occupations: np.ndarray  # (nspin, nk, nbands), electrons per state (0..2 unpolarised, 0..1 polarised)
+    fermi_level: float | None  # hartree, None for fixed occupations
+    entropy_energy: float  # -T S, hartree (0 for fixed)
+    homo: float | None = None
+    lumo: float | None = None
+
+
+def fixed_occupations(eigenvalues: np.ndarray, n_electrons: float, nspin: int) -> Occupations:
+    """Insulator/molecule occupations: the lowest bands filled with 2 (unpolarised) or 1 electrons.
+
+    eigenvalues: (nspin, nk, nbands) hartree. For nspin = 2 the electrons are split evenly unless the
+    caller passes n_electrons as a pair (n_up, n_down).
+    """
+    ns, nk, nb = eigenvalues.shape
+    occ = np.zeros_like(eigenvalues)
+    if nspin == 1:
+        nfilled = n_electrons / 2
+        per_state = 2.0
+        counts = [nfilled]
+    else:
+        counts = list(n_electrons) if np.ndim(n_electrons) else [n_electrons / 2] * 2
+        per_state = 1.0
+    homo, lumo = -np.inf, np.inf
+    for s, count in enumerate(counts):
+        if abs(count - round(count)) > 1e-8:
+            raise InputError(
+                f"{n_electrons} electrons cannot fill bands with fixed occupations; "
+                "set [model] smearing (a metal) or spin = 'collinear'"
+            )
+        count = int(round(count))
+        if count > nb:
+            raise InputError(f"nbands = {nb} is too small for {count} occupied bands")
+        occ[s, :, :count] = per_state
+        if count > 0:
+            homo = max(homo, float(eigenvalues[s, :, count - 1].max()))
+        if count < nb:
+            lumo = min(lumo, float(eigenvalues[s, :, count].min()))
+    return Occupations(occ, None, 0.0, homo if np.isfinite(homo) else None, lumo if np.isfinite(lumo) else None)
+
+
+def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electrons: float, smearing: str,
+                        width: float) -> Occupations:
+    """Occupations with a smearing of ``width`` hartree; the Fermi level by bracketed bisection.
+
+    eigenvalues: (nspin, nk, nbands); weights: (nk,) summing to 1.
+    """
+    from scipy.optimize import brentq
+
+    ns = eigenvalues.shape[0]
+    per_state = 2.0 if ns == 1 else 1.0
+    w = weights[None, :, None] * per_state
+
+    def count(mu):
+        return float(np.sum(w * occupation_function(smearing, (mu - eigenvalues) / width))) - n_electrons
+
+    lo = eigenvalues.min() - 10 * width - 1.0
+    hi = eigenvalues.max() + 10 * width + 1.0
+    if count(hi) < 0:
+        raise InputError(f"nbands = {eigenvalues.shape[-1]} cannot hold {n_electrons} electrons; increase nbands")
+    # Methfessel-Paxton and cold smearing are not monotonic: bisection on a bracket still finds a root
+    mu = brentq(count, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    x = (mu - eigenvalues) / width
+    occ = per_state * occupation_function(smearing, x)
+    ts = width * float(np.sum(w * entropy_function(smearing, x)))
+    return Occupations(occ, float(mu), ts)
+
+
+def default_nbands(n_electrons: float, smeared: bool, nspin: int) -> int:
+    nocc = int(np.ceil(n_electrons / (2 if nspin == 1 else 1) - 1e-8))
+    if nspin == 2:
+        nocc = int(np.ceil(n_electrons / 2 + 1e-8)) + 1
+    if smeared:
+        return max(nocc + 4, int(np.ceil(1.2 * nocc)))
+    return nocc + max(4, int(np.ceil(0.05 * nocc)))

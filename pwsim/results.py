@@ -1,0 +1,90 @@
+"""The outcome of a calculation: what the HDF5 file holds, as one object (host NumPy arrays)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .structure import Structure
+from .units import HARTREE_IN_EV
+
+
+@dataclass
+class Result:
+    """Everything a ground-state run produces, in Hartree atomic units.
+
+    energies:     dict term -> hartree: kinetic, local, nonlocal, hartree, xc, ewald, psp_correction,
+                  entropy (-TS), total (the free energy F = E - TS for smeared runs), internal (E)
+    eigenvalues:  (nspin, nk, nbands) hartree (ABINIT convention: no G=0 local term in H)
+    occupations:  (nspin, nk, nbands) electrons per state
+    kpoints:      (nk, 3) fractional; kweights (nk,) summing to 1
+    density:      (nspin, n1, n2, n3) electrons/bohr^3
+    history:      dict of per-iteration arrays: energy, delta_energy, residual, time
+    """
+
+    structure: Structure
+    settings: dict
+    energies: dict
+    eigenvalues: np.ndarray
+    occupations: np.ndarray
+    kpoints: np.ndarray
+    kweights: np.ndarray
+    density: np.ndarray
+    fft_grid: tuple
+    n_electrons: float
+    converged: bool
+    iterations: int
+    history: dict
+    fermi_level: float | None = None
+    homo: float | None = None
+    lumo: float | None = None
+    magnetization: float | None = None
+    absolute_magnetization: float | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    wavefunctions: list | None = None  # per k-point (nbands, npw) complex, if saved
+    miller: list | None = None  # per k-point (npw, 3) int, if wavefunctions saved
+    spacegroup: str = ""
+    npw: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    input_text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_energy(self) -> float:
+        """Total (free) energy, hartree."""
+        return self.energies["total"]
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energies["total"] / self.structure.natoms
+
+    @property
+    def gap(self) -> float | None:
+        """LUMO - HOMO in hartree for fixed occupations, else None."""
+        if self.homo is None or self.lumo is None:
+            return None
+        return self.lumo - self.homo
+
+    @property
+    def pressure(self) -> float | None:
+        return None if self.stress is None else -float(np.trace(self.stress)) / 3
+
+    def summary(self) -> str:
+        lines = [
+            f"total energy      {self.total_energy:20.10f} Ha  ({self.total_energy * HARTREE_IN_EV:.6f} eV)",
+            f"energy per atom   {self.energy_per_atom:20.10f} Ha",
+        ]
+        for key in ("kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "entropy"):
+            if key in self.energies:
+                lines.append(f"  {key:<16}{self.energies[key]:20.10f} Ha")
+        if self.fermi_level is not None:
+            lines.append(f"Fermi level       {self.fermi_level:20.10f} Ha")
+        if self.gap is not None:
+            lines.append(f"HOMO / LUMO       {self.homo:.6f} / {self.lumo:.6f} Ha   gap {self.gap * HARTREE_IN_EV:.4f} eV")
+        if self.magnetization is not None:
+            lines.append(f"magnetisation     {self.magnetization:.6f} (absolute {self.absolute_magnetization:.6f}) mu_B")
+        state = "converged" if self.converged else "NOT CONVERGED"
+        lines.append(f"SCF {state} in {self.iterations} iterations")
+        return "\n".join(lines)

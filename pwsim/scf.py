@@ -1,0 +1,477 @@
+"""The self-consistent field loop: density mixing around a block eigensolver.
+
+One iteration:
+  1. the local potential of the input density (pseudopotential + Hartree + XC);
+  2. every k-point's lowest bands by LOBPCG, warm-started from the previous iteration, to a tolerance
+     that follows the density residual;
+  3. occupations (fixed or smeared) and the output density;
+  4. the Kohn-Sham energy of the new orbitals and output density (an upper bound, variational);
+  5. convergence check (energy change and density residual both below tolerance);
+  6. Anderson/Kerker mixing of input and output densities.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import occupations as occ_mod
+from . import xc_functionals
+from ._version import __version__
+from .backend import get_backend
+from .basis import PlaneWaveBasis
+from .eigensolver import kinetic_preconditioner, lobpcg
+from .errors import ConvergenceError, InputError
+from .hamiltonian import Hamiltonian
+from .mixing import AndersonMixer
+from .pseudo import load_pseudo
+from .results import Result
+from .structure import Structure
+from .symmetry import DensitySymmetrizer, find_symmetry, irreducible_kpoints, no_symmetry
+from .terms import hartree as hartree_term
+from .terms import kinetic as kinetic_term
+from .terms import local as local_term
+from .terms import nonlocal_ as nonlocal_term
+from .terms.ewald import ewald
+from .terms.psp_correction import psp_correction
+from .terms.xc import xc as xc_term
+
+
+@dataclass
+class Settings:
+    """Every knob of a ground-state calculation (units: hartree, bohr).
+
+    The names match the keys of the input file's [model], [basis], [scf] and [run] tables.
+    """
+
+    # [model]
+    xc: str = "lda"
+    charge: float = 0.0
+    smearing: str = "none"
+    temperature: float = 0.0
+    spin: str = "none"
+    magnetic_moments: list | None = None
+    pseudopotentials: dict | None = None
+    # [basis]
+    ecut: float = 15.0
+    kpoints: tuple = (1, 1, 1)
+    kshift: tuple = (0, 0, 0)
+    nbands: int | None = None
+    fft_grid: tuple | None = None
+    symmetry: bool = True
+    # [scf]
+    energy_tolerance: float = 1e-8
+    density_tolerance: float | None = None
+    max_iterations: int = 100
+    mixing_damping: float = 0.8
+    mixing_history: int = 8
+    kerker: float | None = None
+    # [run]
+    backend: str = "numpy"
+    precision: str = "double"
+    save_wavefunctions: bool = False
+    seed: int = 1234
+
+    def validate(self) -> None:
+        if self.xc not in xc_functionals.FUNCTIONALS:
+            raise InputError(f"unknown xc functional {self.xc!r}; choose one of {', '.join(xc_functionals.FUNCTIONALS)}")
+        if not (np.isfinite(self.ecut) and self.ecut > 0):
+            raise InputError(f"ecut must be a positive energy, got {self.ecut}")
+        if self.ecut > 2000:
+            raise InputError(f"ecut = {self.ecut} Ha is absurdly large (is it in eV or Ry? say so with ecut_units)")
+        k = np.asarray(self.kpoints)
+        if k.shape != (3,) or np.any(k < 1) or np.any(k != np.round(k)):
+            raise InputError(f"kpoints must be three positive integers, got {self.kpoints}")
+        s = np.asarray(self.kshift)
+        if s.shape != (3,) or not np.all(np.isin(s, (0, 1))):
+            raise InputError(f"kshift must be three numbers each 0 or 1 (half-step shift), got {self.kshift}")
+        if self.smearing not in occ_mod.SMEARINGS:
+            raise InputError(f"unknown smearing {self.smearing!r}; choose one of {', '.join(occ_mod.SMEARINGS)}")
+        if self.smearing != "none" and not self.temperature > 0:
+            raise InputError("smearing needs a positive temperature (the smearing width in hartree)")
+        if self.spin not in ("none", "collinear"):
+            raise InputError(f"spin must be 'none' or 'collinear', got {self.spin!r}")
+        if not self.energy_tolerance > 0:
+            raise InputError("energy_tolerance must be positive")
+        if self.max_iterations < 1:
+            raise InputError("max_iterations must be at least 1")
+        if not 0 < self.mixing_damping <= 1:
+            raise InputError("mixing_damping must lie in (0, 1]")
+        if self.nbands is not None and self.nbands < 1:
+            raise InputError("nbands must be a positive integer")
+        if self.fft_grid is not None:
+            g = np.asarray(self.fft_grid)
+            if g.shape != (3,) or np.any(g < 1):
+                raise InputError(f"fft_grid must be three positive integers, got {self.fft_grid}")
+
+
+@dataclass
+class Setup:
+    """Everything built once before the SCF loop."""
+
+    structure: Structure
+    settings: Settings
+    backend: object
+    pseudos: dict
+    basis: PlaneWaveBasis
+    symmetry: object
+    kpoint_set: object
+    n_electrons: float
+    nbands: int
+    nspin: int
+    nonlocal_ops: list = field(default_factory=list)
+    v_local: object = None
+    green: object = None
+    ewald_energy: float = 0.0
+    psp_energy: float = 0.0
+    symmetrizer: object = None
+
+
+def load_pseudos(structure: Structure, settings: Settings) -> dict:
+    custom = settings.pseudopotentials or {}
+    return {el: load_pseudo(el, settings.xc, custom.get(el)) for el in structure.kinds()}
+
+
+def count_electrons(structure, pseudos, charge) -> float:
+    n = sum(pseudos[s].zion for s in structure.species) - charge
+    if n <= 0:
+        raise InputError(f"the system has {n} electrons (charge {charge}): nothing to compute")
+    return float(n)
+
+
+def prepare(structure: Structure, settings: Settings, build_operators: bool = True) -> Setup:
+    """Validate settings and build the basis, k-points, pseudopotentials; optionally the operators."""
+    settings.validate()
+    backend = get_backend(settings.backend, settings.precision)
+    pseudos = load_pseudos(structure, settings)
+    n_electrons = count_electrons(structure, pseudos, settings.charge)
+    nspin = 2 if settings.spin == "collinear" else 1
+    moments = settings.magnetic_moments
+    if moments is not None and len(moments) != structure.natoms:
+        raise InputError(f"magnetic_moments has {len(moments)} entries for {structure.natoms} atoms")
+    symmetry = find_symmetry(structure, magnetic_moments=moments) if settings.symmetry else no_symmetry()
+    kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
+                               symmetry, time_reversal=True)
+    smeared = settings.smearing != "none"
+    nbands = settings.nbands or occ_mod.default_nbands(n_electrons, smeared, nspin)
+    if not smeared:
+        per = 2 if nspin == 1 else 1
+        if nbands * per < n_electrons - 1e-8 and nspin == 1:
+            raise InputError(f"nbands = {nbands} cannot hold {n_electrons:g} electrons")
+    basis = PlaneWaveBasis(structure, settings.ecut, kset.fractional, kset.weights, backend,
+                           fft_grid=settings.fft_grid, nspin=nspin)
+    min_npw = min(k.npw for k in basis.kpoints)
+    if min_npw < nbands + 3:
+        raise InputError(f"ecut = {settings.ecut} Ha gives only {min_npw} plane waves at a k-point, "
+                         f"fewer than the {nbands} bands needed: raise ecut")
+    setup = Setup(structure, settings, backend, pseudos, basis, symmetry, kset, n_electrons, nbands, nspin)
+    if len(symmetry.rotations) > 1:
+        setup.symmetrizer = DensitySymmetrizer(symmetry, basis.fft_grid)
+    if build_operators:
+        build(setup)
+    return setup
+
+
+def build(setup: Setup) -> None:
+    basis, pseudos, structure = setup.basis, setup.pseudos, setup.structure
+    setup.nonlocal_ops = [nonlocal_term.build(basis, pseudos, k) for k in basis.kpoints]
+    setup.v_local = local_term.local_potential(basis, pseudos)
+    setup.green = hartree_term.poisson_green(basis)
+    charges = np.array([pseudos[s].zion for s in structure.species], dtype=float)
+    setup.ewald_energy = ewald(structure.lattice, structure.positions, charges).energy
+    setup.psp_energy = psp_correction(structure, pseudos, setup.n_electrons)
+
+
+# ------------------------------------------------------------------ initial guesses
+def gaussian_density(setup: Setup):
+    """Superposition of normalised atomic Gaussians holding the valence charge (host array)."""
+    basis, structure, pseudos = setup.basis, setup.structure, setup.pseudos
+    g2 = basis.box_g2_host
+    rho_g = np.zeros(basis.fft_grid, dtype=complex)
+    magn_g = np.zeros(basis.fft_grid, dtype=complex)
+    moments = setup.settings.magnetic_moments or [0.0] * structure.natoms
+    for element in structure.kinds():
+        width = _atomic_width(pseudos[element].zion, element)
+        form = np.exp(-0.5 * g2 * width**2)
+        for atom, (el, frac) in enumerate(zip(structure.species, structure.positions)):
+            if el != element:
+                continue
+            phase = np.exp(-2j * np.pi * np.tensordot(basis.box_miller, frac, axes=([3], [0])))
+            rho_g += pseudos[element].zion * form * phase
+            magn_g += float(moments[atom]) * form * phase
+    total_ions = sum(pseudos[s].zion for s in structure.species)
+    rho = np.real(np.fft.ifftn(rho_g)) * basis.nfft / basis.volume * (setup.n_electrons / total_ions)
+    rho = np.maximum(rho, 0.0)
+    rho *= setup.n_electrons / (rho.sum() * basis.dvol)
+    if setup.nspin == 1:
+        return rho[None, ...]
+    magn = np.real(np.fft.ifftn(magn_g)) * basis.nfft / basis.volume
+    magn = np.clip(magn, -rho, rho)
+    return np.stack([0.5 * (rho + magn), 0.5 * (rho - magn)])
+
+
+def _atomic_width(zion: int, element: str) -> float:
+    # rough radius (bohr) of the valence shell: hydrogen-like 1s for H/He, broader otherwise
+    return 1.0 if element in ("H", "He") else 1.4
+
+
+def random_wavefunctions(setup: Setup, kpoint, nbands: int):
+    rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index)
+    npw = kpoint.npw
+    c = rng.standard_normal((nbands, npw)) + 1j * rng.standard_normal((nbands, npw))
+    kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
+    c /= (1.0 + kin)[None, :] ** 2
+    return setup.backend.to_device(c, dtype=setup.backend.complex_dtype)
+
+
+# ---------------------------------------------------------------------- the loop
+class SCFState:
+    """Mutable state of a running SCF (what a checkpoint holds)."""
+
+    def __init__(self, rho_in, wavefunctions, iteration=0, history=None):
+        self.rho_in = rho_in
+        self.wavefunctions = wavefunctions
+        self.iteration = iteration
+        self.history = history or {"energy": [], "delta_energy": [], "residual": [], "time": []}
+
+
+def compute_density(setup: Setup, wavefunctions, occupations):
+    """rho(r) = sum_k w_k sum_n f_nk |psi_nk(r)|^2, symmetrised. Returns (nspin, n1, n2, n3) device."""
+    basis = setup.basis
+    bk = setup.backend
+    xp = bk.xp
+    rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
+    block = max(1, int(2**26 // (16 * basis.nfft)))
+    for kpoint in basis.kpoints:
+        c = wavefunctions[kpoint.index]
+        f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
+        nonzero = np.flatnonzero(np.abs(f) > 1e-14)
+        if nonzero.size == 0:
+            continue
+        weights = bk.to_device(f[nonzero] * kpoint.weight)
+        cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)
+        for start in range(0, nonzero.size, block):
+            psi = basis.to_real(cz[start:start + block], kpoint)
+            dens = xp.real(psi * xp.conj(psi))
+            rho[kpoint.spin] = rho[kpoint.spin] + xp.sum(
+                xp.astype(dens, xp.float64) * weights[start:start + block, None, None, None], axis=0)
+    rho = xp.stack(rho)
+    if setup.symmetrizer is not None:
+        rho = bk.to_device(setup.symmetrizer(bk.to_host(rho)))
+    return rho
+
+
+def local_potential(setup: Setup, rho):
+    """Total local potential (nspin, n1, n2, n3) and the Hartree/XC energies of rho."""
+    xp = setup.backend.xp
+    rho_total = xp.sum(rho, axis=0)
+    e_h, v_h = hartree_term.hartree(setup.basis, rho_total, setup.green)
+    e_xc, v_xc = xc_term(setup.basis, rho, setup.settings.xc)
+    potential = v_xc + (v_h + setup.v_local)[None, ...]
+    return potential, {"hartree": e_h, "xc": e_xc}
+
+
+def band_energy_terms(setup: Setup, wavefunctions, occupations):
+    """Kinetic and non-local energies from the orbitals, hartree."""
+    xp = setup.backend.xp
+    bk = setup.backend
+    e_kin = 0.0
+    e_nl = 0.0
+    nk = len(setup.kpoint_set.weights)
+    for kpoint in setup.basis.kpoints:
+        c = wavefunctions[kpoint.index]
+        f = occupations[kpoint.spin, kpoint.index % nk] * kpoint.weight
+        fk = bk.to_device(f)
+        e_kin = e_kin + xp.sum(kinetic_term.band_energies(xp, kpoint, c) * fk)
+        e_nl = e_nl + xp.sum(setup.nonlocal_ops[kpoint.index].band_energies(xp, c) * fk)
+    return {"kinetic": e_kin, "nonlocal": e_nl}
+
+
+def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60):
+    """Lowest nbands eigenpairs at every k-point. Returns eigenvalues (nspin, nk, nb) host, new
+    wavefunctions, and the total number of eigensolver iterations."""
+    bk = setup.backend
+    nk = len(setup.kpoint_set.weights)
+    nb = setup.nbands
+    eigenvalues = np.zeros((setup.nspin, nk, nb))
+    extra = max(2, nb // 10)  # a few unconverged guard bands speed up convergence of the top bands
+    new = []
+    total_iterations = 0
+    for kpoint in setup.basis.kpoints:
+        x0 = wavefunctions[kpoint.index]
+        precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
+        result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb)
+        total_iterations += result.iterations
+        eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
+        new.append(result.vectors)
+    del extra
+    return eigenvalues, new, total_iterations
+
+
+def compute_occupations(setup: Setup, eigenvalues):
+    s = setup.settings
+    if s.smearing == "none":
+        return occ_mod.fixed_occupations(eigenvalues, setup.n_electrons, setup.nspin)
+    return occ_mod.smeared_occupations(eigenvalues, setup.kpoint_set.weights, setup.n_electrons, s.smearing,
+                                       s.temperature)
+
+
+def scf(structure: Structure, settings: Settings | None = None, *, initial_density=None, initial_wavefunctions=None,
+        callback=None, checkpoint=None, state: SCFState | None = None, setup: Setup | None = None,
+        **kwargs) -> Result:
+    """Run a ground-state calculation.
+
+    structure: the cell and atoms
+    settings: a :class:`Settings`; keyword arguments override its fields (e.g. ``ecut=15, kpoints=(4, 4, 4)``)
+    initial_density: (nspin, n1, n2, n3) host array to start from (e.g. a previous run's density)
+    initial_wavefunctions: list of (nbands, npw) host arrays, one per k-point, matching this basis
+    callback: called after every iteration with a dict (iteration, energy, delta_energy, residual, time)
+    checkpoint: called with (setup, state) after every iteration; it decides when to write
+    Returns a :class:`Result`; ``result.converged`` says whether the tolerances were met.
+    """
+    settings = Settings() if settings is None else settings
+    for key, value in kwargs.items():
+        if not hasattr(settings, key):
+            raise InputError(f"unknown setting {key!r}")
+        setattr(settings, key, value)
+    if setup is None:
+        setup = prepare(structure, settings)
+    bk = setup.backend
+    xp = bk.xp
+    basis = setup.basis
+    s = setup.settings
+    density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * np.sqrt(s.energy_tolerance)
+
+    start = time.perf_counter()
+    if state is None:
+        rho0 = initial_density if initial_density is not None else gaussian_density(setup)
+        if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):
+            raise InputError(f"the initial density has shape {np.shape(rho0)}, expected {(setup.nspin, *basis.fft_grid)}")
+        nb_work = setup.nbands + max(2, setup.nbands // 10)
+        if initial_wavefunctions is not None:
+            psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
+        else:
+            psi = [random_wavefunctions(setup, k, nb_work) for k in basis.kpoints]
+        state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)
+    mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
+
+    e_previous = None
+    residual = 1.0
+    converged = False
+    energies = {}
+    eigenvalues = occupations = None
+    while state.iteration < s.max_iterations:
+        state.iteration += 1
+        t0 = time.perf_counter()
+        potential, _ = local_potential(setup, state.rho_in)
+        hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
+        diagtol = float(np.clip(0.1 * residual, 1e-10, 1e-2)) if state.iteration > 1 else 1e-2
+        eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
+        occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
+        occupations = occ.occupations
+        rho_out = compute_density(setup, [w[: setup.nbands] for w in state.wavefunctions], occupations)
+        energies = total_energy(setup, state.wavefunctions, occupations, rho_out, occ)
+        energy = energies["total"]
+        diff = rho_out - state.rho_in
+        residual = float(np.sqrt(bk.scalar(xp.sum(diff * diff)) * basis.dvol))
+        delta = np.inf if e_previous is None else energy - e_previous
+        e_previous = energy
+        for key, value in (("energy", energy), ("delta_energy", delta), ("residual", residual),
+                           ("time", time.perf_counter() - t0)):
+            state.history[key].append(value)
+        if callback is not None:
+            callback({"iteration": state.iteration, "energy": energy, "delta_energy": delta,
+                      "residual": residual, "time": time.perf_counter() - t0})
+        if abs(delta) < s.energy_tolerance and residual < density_tolerance:
+            converged = True
+            state.rho_in = rho_out
+            break
+        state.rho_in = mixer(state.rho_in, rho_out)
+        if checkpoint is not None:
+            checkpoint(setup, state)
+    rho_final = state.rho_in if converged else rho_out
+    return _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
+
+
+def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
+    """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats)."""
+    bk = setup.backend
+    nb = setup.nbands
+    band = band_energy_terms(setup, [w[:nb] for w in wavefunctions], occupations)
+    rho_total = bk.xp.sum(rho_out, axis=0)
+    e_h, _ = hartree_term.hartree(setup.basis, rho_total, setup.green)
+    e_xc, _ = xc_term(setup.basis, rho_out, setup.settings.xc)
+    e_loc = local_term.energy(setup.basis, setup.v_local, rho_total)
+    energies = {
+        "kinetic": bk.scalar(band["kinetic"]),
+        "local": bk.scalar(e_loc),
+        "nonlocal": bk.scalar(band["nonlocal"]),
+        "hartree": bk.scalar(e_h),
+        "xc": bk.scalar(e_xc),
+        "ewald": float(setup.ewald_energy),
+        "psp_correction": float(setup.psp_energy),
+    }
+    internal = sum(energies.values())
+    energies["entropy"] = float(occ.entropy_energy)
+    energies["internal"] = internal
+    energies["total"] = internal + occ.entropy_energy
+    return energies
+
+
+def _fit_wavefunctions(setup, kpoint, coeffs, nb_work):
+    """Use stored wavefunctions as the starting subspace, padded with random vectors if too few."""
+    c = np.asarray(coeffs)
+    if c.shape[1] != kpoint.npw:
+        raise InputError("saved wavefunctions do not match this basis (different ecut, cell or k-points)")
+    if c.shape[0] < nb_work:
+        extra = setup.backend.to_host(random_wavefunctions(setup, kpoint, nb_work - c.shape[0]))
+        c = np.concatenate([c, extra])
+    return setup.backend.to_device(c[:nb_work], dtype=setup.backend.complex_dtype)
+
+
+def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elapsed) -> Result:
+    bk = setup.backend
+    nb = setup.nbands
+    rho_host = bk.to_host(rho)
+    magnetization = absolute = None
+    if setup.nspin == 2:
+        m = rho_host[0] - rho_host[1]
+        magnetization = float(m.sum() * setup.basis.dvol)
+        absolute = float(np.abs(m).sum() * setup.basis.dvol)
+    settings = asdict(setup.settings)
+    result = Result(
+        structure=setup.structure,
+        settings=settings,
+        energies=energies,
+        eigenvalues=eigenvalues[:, :, :nb],
+        occupations=occ.occupations,
+        kpoints=np.asarray(setup.kpoint_set.fractional),
+        kweights=np.asarray(setup.kpoint_set.weights),
+        density=rho_host,
+        fft_grid=setup.basis.fft_grid,
+        n_electrons=setup.n_electrons,
+        converged=converged,
+        iterations=state.iteration,
+        history={k: np.asarray(v, dtype=float) for k, v in state.history.items()},
+        fermi_level=occ.fermi_level,
+        homo=occ.homo,
+        lumo=occ.lumo,
+        magnetization=magnetization,
+        absolute_magnetization=absolute,
+        spacegroup=getattr(setup.symmetry, "spacegroup", ""),
+        npw=[k.npw for k in setup.basis.kpoints],
+        provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
+    )
+    if setup.settings.save_wavefunctions:
+        result.wavefunctions = [bk.to_host(w[:nb]) for w in state.wavefunctions]
+        result.miller = [k.miller for k in setup.basis.kpoints]
+    return result
+
+
+def run_or_raise(*args, **kwargs) -> Result:
+    """Like :func:`scf` but raises :class:`ConvergenceError` when the SCF does not converge."""
+    result = scf(*args, **kwargs)
+    if not result.converged:
+        raise ConvergenceError(f"SCF did not converge in {result.iterations} iterations")
+    return result

@@ -1,0 +1,428 @@
+"""Crystal symmetry (via spglib), Monkhorst-Pack k-point grids and their irreducible wedge,
+and symmetrisation of densities and forces.
+
+Conventions
+-----------
+* A symmetry operation (R, t) acts on fractional positions as x' = R x + t (R: (3, 3) int,
+  t: (3,) fractional), exactly as spglib returns it; the crystal is invariant when every atom is
+  sent onto an atom of the same species (and, with magnetic moments, the same moment).
+* Fractional k-points are coordinates in the reciprocal basis b_j (k_cart = sum_j k_j b_j), so
+  that k.r = 2 pi k_frac . x_frac. Since the phase k.r must be invariant, the rotation sends
+  k to k' = M k with **M = R^{-T}** (the inverse transpose of R, again an integer matrix);
+  as a set {R^{-T}} is the same as {R^T} because the operations form a group.
+  Time reversal adds k -> -k (valid without spin-orbit coupling, also for collinear spin).
+* Cartesian rotation: with lattice vectors as rows of A (r = A^T x), R_cart = A^T R A^{-T}.
+* Real-space grid point (m1, m2, m3) of an (n1, n2, n3) FFT box sits at x = (m1/n1, m2/n2, m3/n3).
+
+Everything here runs once at set-up, or on host numpy arrays (the density symmetriser).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .structure import ELEMENTS, Structure
+
+__all__ = [
+    "Symmetry", "KpointSet", "DensitySymmetrizer",
+    "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints",
+    "symmetrize_density", "symmetrize_forces", "check_fft_grid_compatible",
+]
+
+
+# ======================================================================== symmetry operations
+@dataclass
+class Symmetry:
+    """Space-group operations of a crystal.
+
+    rotations:    (nsym, 3, 3) int, acting on fractional coordinates, x' = R x + t
+    translations: (nsym, 3) float, fractional
+    spacegroup:   international symbol and number, e.g. "Fd-3m (227)"; "P1 (1)" for no symmetry
+    The identity is always operation 0.
+    """
+
+    rotations: np.ndarray
+    translations: np.ndarray
+    spacegroup: str = "P1 (1)"
+
+    def __post_init__(self):
+        self.rotations = np.asarray(self.rotations, dtype=int).reshape(-1, 3, 3)
+        self.translations = np.asarray(self.translations, dtype=float).reshape(-1, 3)
+        if self.rotations.shape[0] != self.translations.shape[0]:
+            raise InputError("Symmetry: as many rotations as translations are needed")
+        # move the identity (with a lattice translation) to the front
+        ident = np.flatnonzero(
+            np.all(self.rotations == np.eye(3, dtype=int), axis=(1, 2))
+            & np.all(np.abs(self.translations - np.rint(self.translations)) < 1e-8, axis=1)
+        )
+        if ident.size == 0:
+            raise InputError("Symmetry: the operations do not contain the identity")
+        if ident[0] != 0:
+            order = np.r_[ident[0], np.delete(np.arange(self.nsym), ident[0])]
+            self.rotations = self.rotations[order]
+            self.translations = self.translations[order]
+
+    @property
+    def nsym(self) -> int:
+        return int(self.rotations.shape[0])
+
+    def reciprocal_rotations(self) -> np.ndarray:
+        """(nsym, 3, 3) int M = R^{-T}: the action on fractional k-points and Miller indices,
+        k' = M k."""
+        inv = np.linalg.inv(self.rotations.astype(float))
+        return np.rint(np.transpose(inv, (0, 2, 1))).astype(int)
+
+    def cartesian_rotations(self, lattice: np.ndarray) -> np.ndarray:
+        """(nsym, 3, 3) float orthogonal matrices R_cart = A^T R A^{-T} (A: lattice rows, bohr)."""
+        at = np.asarray(lattice, dtype=float).T
+        return at @ self.rotations @ np.linalg.inv(at)
+
+    def subset(self, mask) -> "Symmetry":
+        """The operations selected by a boolean mask or index array (must keep the identity)."""
+        return Symmetry(self.rotations[mask], self.translations[mask], self.spacegroup)
+
+    def atom_permutations(self, structure: Structure, tol: float = 1e-3) -> np.ndarray:
+        """(nsym, natoms) int perm with perm[g, a] = the atom onto which operation g sends atom a.
+
+        tol: largest Cartesian mismatch accepted, bohr. Raises InputError when an operation is not
+        a symmetry of the structure.
+        """
+        frac = structure.positions
+        lattice = structure.lattice
+        species = np.array(structure.species)
+        perms = np.empty((self.nsym, structure.natoms), dtype=int)
+        for g in range(self.nsym):  # loop over operations only; atoms are vectorised
+            image = frac @ self.rotations[g].T + self.translations[g]  # (natoms, 3)
+            diff = image[:, None, :] - frac[None, :, :]
+            diff -= np.rint(diff)
+            dist = np.linalg.norm(diff @ lattice, axis=-1)  # (natoms, natoms), bohr
+            dist[species[:, None] != species[None, :]] = np.inf
+            target = np.argmin(dist, axis=1)
+            worst = dist[np.arange(structure.natoms), target].max()
+            if worst > tol or len(np.unique(target)) != structure.natoms:
+                raise InputError(
+                    f"symmetry operation {g} (rotation {self.rotations[g].tolist()}, translation "
+                    f"{np.round(self.translations[g], 6).tolist()}) does not map the structure onto itself "
+                    f"(mismatch {worst:.3g} bohr)"
+                )
+            perms[g] = target
+        return perms
+
+
+def no_symmetry() -> Symmetry:
+    """The identity alone (symmetry disabled)."""
+    return Symmetry(np.eye(3, dtype=int)[None], np.zeros((1, 3)), "P1 (1)")
+
+
+def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=None,
+                  enabled: bool = True) -> Symmetry:
+    """Space group of ``structure`` with spglib.
+
+    symprec:          distance tolerance, bohr (spglib's, in the units of the lattice)
+    magnetic_moments: optional (natoms,) collinear moments; only operations that send every atom
+                      onto one with the same moment are kept (no spin-flipping operations)
+    enabled:          False returns :func:`no_symmetry`
+    """
+    if not enabled:
+        return no_symmetry()
+    import spglib
+
+    labels = [(s, 0.0) for s in structure.species]
+    if magnetic_moments is not None:
+        mom = np.asarray(magnetic_moments, dtype=float)
+        if mom.shape != (structure.natoms,):
+            raise InputError(
+                f"magnetic_moments must be one collinear moment per atom ({structure.natoms} numbers), "
+                f"got shape {mom.shape}"
+            )
+        labels = [(s, round(float(m), 6) + 0.0) for s, m in zip(structure.species, mom)]
+    # atoms of the same species with different moments become different "types" for spglib
+    kinds = {lab: i for i, lab in enumerate(dict.fromkeys(labels))}
+    types = [ELEMENTS.index(lab[0]) + 1 + 200 * kinds[lab] for lab in labels]
+    cell = (np.asarray(structure.lattice, dtype=float), np.asarray(structure.positions, dtype=float), types)
+    try:
+        data = spglib.get_symmetry(cell, symprec=symprec)
+        sg = spglib.get_spacegroup(cell, symprec=symprec)
+    except Exception as exc:  # newer spglib raises instead of returning None
+        raise InputError(f"spglib could not determine the symmetry: {exc}") from None
+    if data is None:
+        raise InputError(f"spglib could not determine the symmetry: {spglib.get_error_message()}")
+    sym = Symmetry(data["rotations"], data["translations"], sg if sg else "P1 (1)")
+    # tidy translations: in [0, 1), round-off removed
+    t = sym.translations - np.floor(sym.translations + 1e-10)
+    t[np.abs(t) < 1e-10] = 0.0
+    sym.translations = t
+    return sym
+
+
+def check_fft_grid_compatible(symmetry: Symmetry, fft_grid, translations: bool = False,
+                              raise_error: bool = False) -> bool:
+    """Whether every rotation sends the points of the FFT box onto points of the box
+    (n_i R_ij / n_j integer), and with ``translations`` also whether t_i n_i are integers.
+
+    :class:`DensitySymmetrizer` works on any box; on an incompatible one it discards the
+    Fourier components whose star leaves the box, which a real-space permutation would not need.
+    """
+    n = np.asarray(fft_grid, dtype=int)
+    scaled = symmetry.rotations * n[None, :, None] / n[None, None, :]
+    ok = np.all(np.abs(scaled - np.rint(scaled)) < 1e-9)
+    if translations:
+        tn = symmetry.translations * n
+        ok = ok and np.all(np.abs(tn - np.rint(tn)) < 1e-6)
+    if raise_error and not ok:
+        raise InputError(f"the FFT grid {tuple(n)} is not compatible with the symmetry operations")
+    return bool(ok)
+
+
+# ========================================================================= k-point grids
+def _check_grid(grid, shift):
+    try:
+        grid = tuple(int(g) for g in grid)
+        shift = tuple(int(s) for s in shift)
+    except (TypeError, ValueError):
+        raise InputError(f"k-point grid {grid!r} and shift {shift!r} must be three integers each") from None
+    if len(grid) != 3 or any(g < 1 for g in grid):
+        raise InputError(f"the k-point grid must be three positive integers, got {grid}")
+    if len(shift) != 3 or any(s not in (0, 1) for s in shift):
+        raise InputError(f"the k-point shift must be three numbers each 0 or 1, got {shift}")
+    return grid, shift
+
+
+def monkhorst_pack(grid, shift=(0, 0, 0)) -> np.ndarray:
+    """Monkhorst-Pack grid: (n1 n2 n3, 3) fractional k-points k_i = (m_i + s_i/2) / n_i, reduced
+    into [-1/2, 1/2); s_i = 0 is Gamma-centred, s_i = 1 offsets by half a grid step (the
+    Quantum ESPRESSO convention). Ordered with m3 fastest."""
+    grid, shift = _check_grid(grid, shift)
+    axes = [(np.arange(n) + 0.5 * s) / n for n, s in zip(grid, shift)]
+    k = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    return k - np.floor(k + 0.5)
+
+
+@dataclass
+class KpointSet:
+    """Irreducible k-points of a Monkhorst-Pack grid and how they unfold onto the full grid.
+
+    fractional:          (nk, 3) irreducible k-points (reciprocal-lattice coordinates)
+    weights:             (nk,) weights, sum 1 (number of grid points in each star / grid size)
+    full_to_irreducible: (nfull,) int, the irreducible point each grid point is equivalent to
+    full_kpoints:        (nfull, 3) the full grid, as :func:`monkhorst_pack`
+    full_operation:      (nfull,) int, index g into ``symmetry`` with
+    full_time_reversal:  (nfull,) bool, and
+    full_umklapp:        (nfull, 3) int such that
+                         full_kpoints[i] = s M_g fractional[full_to_irreducible[i]] + umklapp,
+                         M_g = R_g^{-T}, s = -1 with time reversal else +1
+    symmetry:            the operations used: those of the input that map the grid onto itself
+                         (a subgroup; all of them for a Gamma-centred grid of equal divisions).
+                         Symmetrising the density over exactly these reproduces the full-grid sum.
+    dropped_operations:  number of input operations incompatible with the grid (not used)
+    """
+
+    fractional: np.ndarray
+    weights: np.ndarray
+    full_to_irreducible: np.ndarray
+    full_kpoints: np.ndarray
+    full_operation: np.ndarray
+    full_time_reversal: np.ndarray
+    full_umklapp: np.ndarray
+    symmetry: Symmetry
+    grid: tuple = (1, 1, 1)
+    shift: tuple = (0, 0, 0)
+    time_reversal: bool = True
+    dropped_operations: int = 0
+
+    @property
+    def nk(self) -> int:
+        return int(self.fractional.shape[0])
+
+    @property
+    def nfull(self) -> int:
+        return int(self.full_kpoints.shape[0])
+
+    def star(self, ik: int) -> np.ndarray:
+        """Indices into the full grid of the points equivalent to irreducible point ik."""
+        return np.flatnonzero(self.full_to_irreducible == ik)
+
+
+def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
+                        time_reversal: bool = True) -> KpointSet:
+    """Reduce a Monkhorst-Pack grid to its irreducible points.
+
+    Uses the point-group part of ``symmetry`` (k' = R^{-T} k) restricted to the operations that
+    map the grid onto itself, plus time reversal k -> -k when ``time_reversal``. Every grid point
+    is checked to equal (+-) M_g k_irr up to a reciprocal-lattice vector; a RuntimeError is raised
+    otherwise. The operations are also checked to be symmetries of ``structure``.
+    """
+    grid, shift = _check_grid(grid, shift)
+    symmetry.atom_permutations(structure)  # raises if an operation is not a symmetry
+    n = np.array(grid)
+    s = np.array(shift)
+    full = monkhorst_pack(grid, shift)
+    nfull = full.shape[0]
+    mrot = symmetry.reciprocal_rotations()  # (nsym, 3, 3)
+
+    # grid index of every rotated point: k' n - s/2 must be an integer vector
+    rotated = np.einsum("gij,kj->gki", mrot, full)  # (nsym, nfull, 3)
+    x = rotated * n - 0.5 * s
+    on_grid = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=(1, 2))
+    if not on_grid[0]:
+        raise RuntimeError("internal error: the identity does not map the k-point grid onto itself")
+    ops = np.flatnonzero(on_grid)
+    used = symmetry.subset(ops)
+    mrot = mrot[ops]
+    m = np.rint(x[ops]).astype(int) % n  # (nops, nfull, 3)
+    images = np.ravel_multi_index(tuple(np.moveaxis(m, -1, 0)), grid)  # (nops, nfull)
+    sign = np.ones(len(ops))
+    op_index = np.arange(len(ops))
+    if time_reversal:
+        # -k: -(m + s/2)/n = (-m - s + s/2)/n
+        mm = (-m - s) % n
+        images = np.concatenate([images, np.ravel_multi_index(tuple(np.moveaxis(mm, -1, 0)), grid)])
+        sign = np.r_[sign, -sign]
+        op_index = np.r_[op_index, op_index]
+
+    # stars: walk the grid in order; each unassigned point starts a new star
+    to_irr = np.full(nfull, -1)
+    which = np.full(nfull, -1)
+    reps = []
+    for k in range(nfull):
+        if to_irr[k] >= 0:
+            continue
+        star, first = np.unique(images[:, k], return_index=True)  # first operation reaching each point
+        if np.any(to_irr[star] >= 0):
+            raise RuntimeError("internal error: the symmetry operations do not form a group on the k-grid")
+        to_irr[star] = len(reps)
+        which[star] = first
+        reps.append(k)
+    reps = np.array(reps)
+
+    irr = full[reps]
+    weights = np.bincount(to_irr, minlength=len(reps)) / nfull
+    full_op = op_index[which]
+    full_tr = sign[which] < 0
+    # explicit check: every grid point is (+-) M_g k_irr + integer vector
+    mapped = sign[which][:, None] * np.einsum("kij,kj->ki", mrot[full_op], irr[to_irr])
+    umklapp = full - mapped
+    bad = np.max(np.abs(umklapp - np.rint(umklapp)), axis=1) > 1e-8
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise RuntimeError(
+            f"k-point {full[i].tolist()} of the {grid} grid does not map onto its irreducible point "
+            f"{irr[to_irr[i]].tolist()} (operation {full_op[i]}); the reduction is inconsistent"
+        )
+    return KpointSet(
+        fractional=irr, weights=weights, full_to_irreducible=to_irr, full_kpoints=full,
+        full_operation=full_op, full_time_reversal=full_tr, full_umklapp=np.rint(umklapp).astype(int),
+        symmetry=used, grid=grid, shift=shift, time_reversal=bool(time_reversal),
+        dropped_operations=int(symmetry.nsym - len(ops)),
+    )
+
+
+# ===================================================================== density symmetriser
+class DensitySymmetrizer:
+    """Average a real periodic function on an FFT box over the space-group operations.
+
+    rho_sym(x) = (1/nsym) sum_g rho(R_g x + t_g), done in reciprocal space: with
+    rho(x) = sum_G rho(G) exp(2 pi i G.x) (G integer Miller indices),
+
+        rho_sym(G) = (1/nsym) sum_g rho(M_g G) exp(2 pi i (M_g G).t_g),   M_g = R_g^{-T}.
+
+    This works for any box and for fractional translations that are not grid vectors. It keeps
+    only the Fourier components whose whole star {M_g G} lies in the inversion-symmetric box
+    |G_i| <= (n_i - 1) // 2 and sets the others (the Nyquist planes of even sizes, and corners of
+    boxes that the rotations do not map onto themselves) to zero. On the boxes of
+    :func:`pwsim.basis.default_fft_grid` the density has no components there, so nothing physical
+    is lost, and the operation is an exact projection (idempotent, real, linear).
+
+    The index maps are built once (memory ~ 5 bytes x nsym x n1 n2 (n3/2+1)); each call costs one
+    rfftn, one irfftn and nsym gathers. Input (..., n1, n2, n3) real, any leading axes (spin).
+    """
+
+    def __init__(self, symmetry: Symmetry, fft_grid):
+        self.symmetry = symmetry
+        self.fft_grid = tuple(int(v) for v in fft_grid)
+        n1, n2, n3 = self.fft_grid
+        self.half_shape = (n1, n2, n3 // 2 + 1)
+        g1 = np.fft.fftfreq(n1, 1.0 / n1).astype(int)
+        g2 = np.fft.fftfreq(n2, 1.0 / n2).astype(int)
+        g3 = np.arange(n3 // 2 + 1)
+        miller = np.stack(np.meshgrid(g1, g2, g3, indexing="ij"), axis=-1).reshape(-1, 3)
+        lim = (np.array(self.fft_grid) - 1) // 2
+        mrot = symmetry.reciprocal_rotations()
+
+        keep = np.all(np.abs(miller) <= lim, axis=1)
+        for g in range(symmetry.nsym):
+            keep &= np.all(np.abs(miller @ mrot[g].T) <= lim, axis=1)
+        self.kept = np.flatnonzero(keep)  # positions in the flattened half box
+        gk = miller[self.kept]
+        nk = gk.shape[0]
+        # position of each half-box entry within the kept list
+        lookup = np.full(miller.shape[0], -1, dtype=np.int64)
+        lookup[self.kept] = np.arange(nk)
+
+        # group the operations by translation: one phase factor per distinct t
+        tmod = symmetry.translations - np.floor(symmetry.translations + 1e-9)
+        tkey = np.round(tmod * 1e8).astype(np.int64)
+        _, tgroup = np.unique(tkey, axis=0, return_inverse=True)
+        tgroup = tgroup.reshape(-1)
+        self._groups = []
+        for grp in range(tgroup.max() + 1):
+            members = np.flatnonzero(tgroup == grp)
+            t = tmod[members[0]]
+            phase = np.exp(2j * np.pi * (gk @ t))  # exp(2 pi i H.t) for every kept H
+            idx = np.empty((len(members), nk), dtype=np.int32 if nk < 2**31 else np.int64)
+            flip = np.empty((len(members), nk), dtype=bool)
+            for j, g in enumerate(members):
+                src = gk @ mrot[g].T  # M_g G
+                neg = src[:, 2] < 0
+                src = np.where(neg[:, None], -src, src)  # stored as -G': use conj(rho(-G'))
+                flat = np.ravel_multi_index((src[:, 0] % n1, src[:, 1] % n2, src[:, 2]), self.half_shape)
+                pos = lookup[flat]
+                if np.any(pos < 0):
+                    raise RuntimeError("internal error: a star leaves the kept set")
+                idx[j] = pos
+                flip[j] = neg
+            trivial = bool(np.all(np.abs(t) < 1e-12))
+            self._groups.append((None if trivial else phase, idx, np.where(flip, -1.0, 1.0)))
+
+    def __call__(self, rho: np.ndarray) -> np.ndarray:
+        """Symmetrised copy of rho, real (..., n1, n2, n3), same shape."""
+        rho = np.asarray(rho)
+        if rho.shape[-3:] != self.fft_grid:
+            raise InputError(f"density shape {rho.shape} does not end with the FFT grid {self.fft_grid}")
+        if self.symmetry.nsym == 1:
+            return np.array(rho, dtype=float, copy=True)
+        lead = rho.shape[:-3]
+        rg = np.fft.rfftn(rho, axes=(-3, -2, -1)).reshape(lead + (-1,))[..., self.kept]
+        acc_re = np.zeros(rg.shape)
+        acc_im = np.zeros(rg.shape)
+        for phase, idx, sgn in self._groups:
+            rt = rg if phase is None else rg * phase
+            re, im = rt.real, rt.imag
+            for j in range(idx.shape[0]):
+                acc_re += re[..., idx[j]]
+                acc_im += sgn[j] * im[..., idx[j]]
+        out = np.zeros(lead + (int(np.prod(self.half_shape)),), dtype=complex)
+        out[..., self.kept] = (acc_re + 1j * acc_im) / self.symmetry.nsym
+        out = out.reshape(lead + self.half_shape)
+        return np.fft.irfftn(out, s=self.fft_grid, axes=(-3, -2, -1))
+
+
+def symmetrize_density(rho_real: np.ndarray, symmetry: Symmetry, fft_grid) -> np.ndarray:
+    """One-off :class:`DensitySymmetrizer` (build it once and reuse it inside an SCF loop)."""
+    return DensitySymmetrizer(symmetry, fft_grid)(rho_real)
+
+
+# ====================================================================== force symmetriser
+def symmetrize_forces(forces: np.ndarray, structure: Structure, symmetry: Symmetry) -> np.ndarray:
+    """Average Cartesian forces (natoms, 3) (any units) over the operations:
+    F_sym[p_g(a)] = (1/nsym) sum_g R_cart,g F[a], with p_g the atom permutation of operation g.
+    The same applies to any per-atom Cartesian vector."""
+    forces = np.asarray(forces, dtype=float).reshape(structure.natoms, 3)
+    perms = symmetry.atom_permutations(structure)
+    rcart = symmetry.cartesian_rotations(structure.lattice)
+    out = np.zeros_like(forces)
+    for g in range(symmetry.nsym):
+        out[perms[g]] += forces @ rcart[g].T
+    return out / symmetry.nsym
