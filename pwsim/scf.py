@@ -295,7 +295,6 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
     eigenvalues = np.zeros((setup.nspin, nk, nb))
-    extra = max(2, nb // 10)  # a few unconverged guard bands speed up convergence of the top bands
     new = []
     total_iterations = 0
     for kpoint in setup.basis.kpoints:
@@ -305,7 +304,6 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         total_iterations += result.iterations
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
         new.append(result.vectors)
-    del extra
     return eigenvalues, new, total_iterations
 
 
@@ -327,7 +325,9 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     initial_density: (nspin, n1, n2, n3) host array to start from (e.g. a previous run's density)
     initial_wavefunctions: list of (nbands, npw) host arrays, one per k-point, matching this basis
     callback: called after every iteration with a dict (iteration, energy, delta_energy, residual, time)
-    checkpoint: called with (setup, state) after every iteration; it decides when to write
+    checkpoint: called with (state, make_result) after every unconverged iteration; it decides when
+        to write (``make_result()`` builds the partial :class:`Result`)
+    state: an :class:`SCFState` to resume from (a checkpoint)
     Returns a :class:`Result`; ``result.converged`` says whether the tolerances were met.
     """
     settings = Settings() if settings is None else settings
@@ -389,7 +389,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
             break
         state.rho_in = mixer(state.rho_in, rho_out)
         if checkpoint is not None:
-            checkpoint(setup, state)
+            snapshot = (energies, eigenvalues, occ, rho_out)
+            checkpoint(state, lambda: _make_result(setup, state, *snapshot, False, time.perf_counter() - start))
     rho_final = state.rho_in if converged else rho_out
     return _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
 

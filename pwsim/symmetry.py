@@ -18,7 +18,8 @@ Everything here runs once at set-up, or on host numpy arrays (the density symmet
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,12 +41,14 @@ class Symmetry:
     rotations:    (nsym, 3, 3) int, acting on fractional coordinates, x' = R x + t
     translations: (nsym, 3) float, fractional
     spacegroup:   international symbol and number, e.g. "Fd-3m (227)"; "P1 (1)" for no symmetry
+    symprec:      the tolerance the operations were found with, bohr
     The identity is always operation 0.
     """
 
     rotations: np.ndarray
     translations: np.ndarray
     spacegroup: str = "P1 (1)"
+    symprec: float = 1e-5
 
     def __post_init__(self):
         self.rotations = np.asarray(self.rotations, dtype=int).reshape(-1, 3, 3)
@@ -81,14 +84,16 @@ class Symmetry:
 
     def subset(self, mask) -> "Symmetry":
         """The operations selected by a boolean mask or index array (must keep the identity)."""
-        return Symmetry(self.rotations[mask], self.translations[mask], self.spacegroup)
+        return Symmetry(self.rotations[mask], self.translations[mask], self.spacegroup, self.symprec)
 
-    def atom_permutations(self, structure: Structure, tol: float = 1e-3) -> np.ndarray:
+    def atom_permutations(self, structure: Structure, tol: float | None = None) -> np.ndarray:
         """(nsym, natoms) int perm with perm[g, a] = the atom onto which operation g sends atom a.
 
-        tol: largest Cartesian mismatch accepted, bohr. Raises InputError when an operation is not
-        a symmetry of the structure.
+        tol: largest Cartesian mismatch accepted, bohr (default max(1e-3, 3 symprec)). Raises
+        InputError when an operation is not a symmetry of the structure.
         """
+        if tol is None:
+            tol = max(1e-3, 3 * self.symprec)
         frac = structure.positions
         lattice = structure.lattice
         species = np.array(structure.species)
@@ -143,13 +148,15 @@ def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=
     types = [ELEMENTS.index(lab[0]) + 1 + 200 * kinds[lab] for lab in labels]
     cell = (np.asarray(structure.lattice, dtype=float), np.asarray(structure.positions, dtype=float), types)
     try:
-        data = spglib.get_symmetry(cell, symprec=symprec)
-        sg = spglib.get_spacegroup(cell, symprec=symprec)
+        with warnings.catch_warnings():  # spglib 2.x warns about its own error-handling mode
+            warnings.simplefilter("ignore", DeprecationWarning)
+            data = spglib.get_symmetry(cell, symprec=symprec)
+            sg = spglib.get_spacegroup(cell, symprec=symprec)
     except Exception as exc:  # newer spglib raises instead of returning None
         raise InputError(f"spglib could not determine the symmetry: {exc}") from None
     if data is None:
         raise InputError(f"spglib could not determine the symmetry: {spglib.get_error_message()}")
-    sym = Symmetry(data["rotations"], data["translations"], sg if sg else "P1 (1)")
+    sym = Symmetry(data["rotations"], data["translations"], sg if sg else "P1 (1)", float(symprec))
     # tidy translations: in [0, 1), round-off removed
     t = sym.translations - np.floor(sym.translations + 1e-10)
     t[np.abs(t) < 1e-10] = 0.0
@@ -179,10 +186,14 @@ def check_fft_grid_compatible(symmetry: Symmetry, fft_grid, translations: bool =
 # ========================================================================= k-point grids
 def _check_grid(grid, shift):
     try:
-        grid = tuple(int(g) for g in grid)
-        shift = tuple(int(s) for s in shift)
+        g = np.asarray(grid, dtype=float).reshape(-1)
+        sh = np.asarray(shift, dtype=float).reshape(-1)
     except (TypeError, ValueError):
         raise InputError(f"k-point grid {grid!r} and shift {shift!r} must be three integers each") from None
+    if np.any(g != np.rint(g)) or np.any(sh != np.rint(sh)):
+        raise InputError(f"k-point grid {grid!r} and shift {shift!r} must be integers (shift 0 or 1)")
+    grid = tuple(int(v) for v in g)
+    shift = tuple(int(v) for v in sh)
     if len(grid) != 3 or any(g < 1 for g in grid):
         raise InputError(f"the k-point grid must be three positive integers, got {grid}")
     if len(shift) != 3 or any(s not in (0, 1) for s in shift):
@@ -213,10 +224,14 @@ class KpointSet:
     full_umklapp:        (nfull, 3) int such that
                          full_kpoints[i] = s M_g fractional[full_to_irreducible[i]] + umklapp,
                          M_g = R_g^{-T}, s = -1 with time reversal else +1
-    symmetry:            the operations used: those of the input that map the grid onto itself
-                         (a subgroup; all of them for a Gamma-centred grid of equal divisions).
-                         Symmetrising the density over exactly these reproduces the full-grid sum.
-    dropped_operations:  number of input operations incompatible with the grid (not used)
+    symmetry:            the operations used (those passed in). The density built from the
+                         irreducible points alone MUST be symmetrised over these operations;
+                         it then equals the full-grid density symmetrised over them.
+    grid_symmetric:      whether every operation maps the whole grid onto itself. When not (a
+                         shifted fcc grid, unequal divisions of a cubic cell) the stars are the
+                         orbits intersected with the grid: sums of symmetric quantities over the
+                         grid are still exact, and the symmetrised density equals the symmetrised
+                         full-grid density.
     """
 
     fractional: np.ndarray
@@ -230,7 +245,7 @@ class KpointSet:
     grid: tuple = (1, 1, 1)
     shift: tuple = (0, 0, 0)
     time_reversal: bool = True
-    dropped_operations: int = 0
+    grid_symmetric: bool = True
 
     @property
     def nk(self) -> int:
@@ -249,8 +264,9 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
                         time_reversal: bool = True) -> KpointSet:
     """Reduce a Monkhorst-Pack grid to its irreducible points.
 
-    Uses the point-group part of ``symmetry`` (k' = R^{-T} k) restricted to the operations that
-    map the grid onto itself, plus time reversal k -> -k when ``time_reversal``. Every grid point
+    Two grid points are equivalent when a point-group rotation of ``symmetry`` (k' = R^{-T} k),
+    optionally combined with time reversal k -> -k, sends one onto the other up to a
+    reciprocal-lattice vector (the same rule as spglib's get_ir_reciprocal_mesh). Every grid point
     is checked to equal (+-) M_g k_irr up to a reciprocal-lattice vector; a RuntimeError is raised
     otherwise. The operations are also checked to be symmetries of ``structure``.
     """
@@ -262,23 +278,26 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     nfull = full.shape[0]
     mrot = symmetry.reciprocal_rotations()  # (nsym, 3, 3)
 
-    # grid index of every rotated point: k' n - s/2 must be an integer vector
+    # grid index of every rotated point; k' n - s/2 must be an integer vector for k' to be on the
+    # grid. An operation may send some grid points off the grid (a grid with fewer symmetries
+    # than the crystal, e.g. a shifted fcc grid or unequal divisions): those images are ignored,
+    # so each star is (orbit of k under the group) intersected with the grid.
     rotated = np.einsum("gij,kj->gki", mrot, full)  # (nsym, nfull, 3)
     x = rotated * n - 0.5 * s
-    on_grid = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=(1, 2))
-    if not on_grid[0]:
+    valid = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=2)  # (nsym, nfull)
+    if not np.all(valid[0]):
         raise RuntimeError("internal error: the identity does not map the k-point grid onto itself")
-    ops = np.flatnonzero(on_grid)
-    used = symmetry.subset(ops)
-    mrot = mrot[ops]
-    m = np.rint(x[ops]).astype(int) % n  # (nops, nfull, 3)
-    images = np.ravel_multi_index(tuple(np.moveaxis(m, -1, 0)), grid)  # (nops, nfull)
-    sign = np.ones(len(ops))
-    op_index = np.arange(len(ops))
+    m = np.rint(x).astype(int) % n  # (nsym, nfull, 3)
+    images = np.ravel_multi_index(tuple(np.moveaxis(m, -1, 0)), grid)
+    images = np.where(valid, images, -1)  # (nsym, nfull), -1 where the image is off the grid
+    nops = symmetry.nsym
+    sign = np.ones(nops)
+    op_index = np.arange(nops)
     if time_reversal:
         # -k: -(m + s/2)/n = (-m - s + s/2)/n
         mm = (-m - s) % n
-        images = np.concatenate([images, np.ravel_multi_index(tuple(np.moveaxis(mm, -1, 0)), grid)])
+        neg = np.ravel_multi_index(tuple(np.moveaxis(mm, -1, 0)), grid)
+        images = np.concatenate([images, np.where(valid, neg, -1)])
         sign = np.r_[sign, -sign]
         op_index = np.r_[op_index, op_index]
 
@@ -290,6 +309,8 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
         if to_irr[k] >= 0:
             continue
         star, first = np.unique(images[:, k], return_index=True)  # first operation reaching each point
+        if star[0] < 0:
+            star, first = star[1:], first[1:]
         if np.any(to_irr[star] >= 0):
             raise RuntimeError("internal error: the symmetry operations do not form a group on the k-grid")
         to_irr[star] = len(reps)
@@ -303,6 +324,7 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     full_tr = sign[which] < 0
     # explicit check: every grid point is (+-) M_g k_irr + integer vector
     mapped = sign[which][:, None] * np.einsum("kij,kj->ki", mrot[full_op], irr[to_irr])
+    grid_symmetric = bool(np.all(valid))
     umklapp = full - mapped
     bad = np.max(np.abs(umklapp - np.rint(umklapp)), axis=1) > 1e-8
     if np.any(bad):
@@ -314,8 +336,8 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     return KpointSet(
         fractional=irr, weights=weights, full_to_irreducible=to_irr, full_kpoints=full,
         full_operation=full_op, full_time_reversal=full_tr, full_umklapp=np.rint(umklapp).astype(int),
-        symmetry=used, grid=grid, shift=shift, time_reversal=bool(time_reversal),
-        dropped_operations=int(symmetry.nsym - len(ops)),
+        symmetry=symmetry, grid=grid, shift=shift, time_reversal=bool(time_reversal),
+        grid_symmetric=grid_symmetric,
     )
 
 

@@ -39,11 +39,14 @@ grad rho_dn . grad rho_dn).
 
 Small and negative densities: negative (spin) densities, e.g. FFT noise, are treated as zero. Where
 the total density is at or below :data:`DENSITY_THRESHOLD` the energy density and all derivatives
-are exactly zero. All divisions are done on clamped copies, so no NaN or inf is produced for
-finite inputs. In the polarised case the fractional powers of (1 +- zeta) are evaluated with
-(1 +- zeta) clamped from below at :data:`ZETA_THRESHOLD` (as libxc does), so a fully polarised
-point (one spin density zero) gives finite values; the minority-spin PBE correlation potential is
-then large (it diverges like (1 - |zeta|)^(-1/3) in the exact functional) but finite.
+are exactly zero; for PBE exchange the same cut-off applies to each spin channel (to 2 rho_s). All
+divisions are done on clamped copies, so no NaN or inf is produced for finite inputs.
+
+Spin polarisation: (1 +- zeta) are formed as 2 rho_up / rho and 2 rho_dn / rho (no cancellation near
+|zeta| = 1), and their fractional powers are taken as exactly zero where (1 +- zeta) is at or below
+:data:`ZETA_THRESHOLD`, so a fully polarised point gives the exact zeta = +-1 energy and finite
+potentials. Note that the exact PBE correlation potential of the minority spin diverges like
+(1 - |zeta|)^(-1/3) where the gradient is non-zero: at nearly (not fully) polarised points it is large.
 """
 from __future__ import annotations
 
@@ -61,13 +64,12 @@ _GGA = frozenset({"pbe"})
 
 #: Total densities at or below this (electrons/bohr^3) give e = 0 and v = 0.
 DENSITY_THRESHOLD = 1e-12
-#: Lower clamp of (1 + zeta) and (1 - zeta) inside fractional powers (libxc's default).
+#: (1 +- zeta) at or below this count as zero inside fractional powers (libxc's default value).
 ZETA_THRESHOLD = float(np.finfo(np.float64).eps)
 
 # ---------------------------------------------------------------------------------------------
 # Constants (Python floats)
 # ---------------------------------------------------------------------------------------------
-_PI = float(np.pi)
 _THIRD = 1.0 / 3.0
 _RS_FACTOR = float((3.0 / (4.0 * np.pi)) ** (1.0 / 3.0))  # rs = _RS_FACTOR * n^(-1/3)
 _CX = float(-0.75 * (3.0 / np.pi) ** (1.0 / 3.0))  # Slater: e_x = _CX n^(4/3) (unpolarised)
@@ -126,7 +128,7 @@ class XCResult:
     e:      energy per unit volume (hartree/bohr^3), shape ``grid`` (summed over spins);
             E_xc = sum(e) * dV.
     vrho:   d e / d rho_s (hartree), shape ``(nspin, *grid)``.
-    vsigma: d e / d sigma (hartree bohr^2), GGA only, else None. Unpolarised shape ``(1, *grid)``,
+    vsigma: d e / d sigma (hartree bohr^5), GGA only, else None. Unpolarised shape ``(1, *grid)``,
             polarised ``(3, *grid)`` for (sigma_uu, sigma_ud, sigma_dd), libxc convention.
     """
 
@@ -166,23 +168,22 @@ def _pw_g(xp, rs, sqrt_rs, k: int, p: _PWParams):
 def _fzeta(xp, opz, omz):
     """f(zeta) and f'(zeta) of PW92 eq. (9) from opz = 1 + zeta, omz = 1 - zeta (both >= 0).
 
-    (1 +- zeta) is clamped from below at ZETA_THRESHOLD; a clamped power is a constant, so its
-    contribution to f' is zero there (f' is the exact derivative of the f that is returned).
+    Powers of (1 +- zeta) <= ZETA_THRESHOLD are taken as exactly zero (and so is their derivative),
+    which makes f(+-1) = 1 exact and keeps f' the exact derivative of the f returned.
     """
-    opz13, dopz13 = _clamped_cbrt(xp, opz)
-    omz13, domz13 = _clamped_cbrt(xp, omz)
-    opzc = xp.maximum(opz, xp.full_like(opz, ZETA_THRESHOLD))
-    omzc = xp.maximum(omz, xp.full_like(omz, ZETA_THRESHOLD))
-    f = (opzc * opz13 + omzc * omz13 - 2.0) / _FZETA_DEN
-    df = (4.0 / 3.0) * (dopz13 * opz13 - domz13 * omz13) / _FZETA_DEN
+    opz13, _ = _cbrt_and_inverse(xp, opz)
+    omz13, _ = _cbrt_and_inverse(xp, omz)
+    f = (opz * opz13 + omz * omz13 - 2.0) / _FZETA_DEN
+    df = (4.0 / 3.0) * (opz13 - omz13) / _FZETA_DEN
     return f, df
 
 
-def _clamped_cbrt(xp, x):
-    """(max(x, ZETA_THRESHOLD)^(1/3), 1.0 where x is not clamped else 0.0)."""
+def _cbrt_and_inverse(xp, x):
+    """(x^(1/3), x^(-1/3)) for x > ZETA_THRESHOLD, (0, 0) elsewhere (no division by zero)."""
     on = x > ZETA_THRESHOLD
-    xc = xp.where(on, x, xp.full_like(x, ZETA_THRESHOLD))
-    return xc**_THIRD, xp.where(on, xp.ones_like(x), xp.zeros_like(x))
+    zero = xp.zeros_like(x)
+    c = xp.where(on, x, xp.ones_like(x)) ** _THIRD
+    return xp.where(on, c, zero), xp.where(on, 1.0 / c, zero)
 
 
 def _pw92(xp, rs, p: _PWParams, zeta=None, fz=None):
@@ -245,8 +246,7 @@ def _pbe_x(xp, n, sigma):
     dfx = _PBE_MU / (denom * denom)  # dF/d(s^2)
     e = n * eps_lda * fx
     de_dn = eps_lda * ((4.0 / 3.0) * fx - (8.0 / 3.0) * s2 * dfx)
-    de_dsigma = (_CX * _S2_FACTOR) * dfx / n
-    de_dsigma = de_dsigma / n13
+    de_dsigma = (_CX * _S2_FACTOR) * dfx / n43
     return e, de_dn, de_dsigma
 
 
@@ -328,8 +328,8 @@ def _polarised(key, xp, rho, sigma):
     ru = xp.where(mask, ru, half)
     rd = xp.where(mask, rd, half)
     n = ru + rd
-    opz = 2.0 * ru / n  # 1 + zeta, accurate near zeta = -1
-    omz = 2.0 * rd / n  # 1 - zeta
+    opz = 2.0 * ru / n  # 1 + zeta, without cancellation near zeta = -1
+    omz = 2.0 * rd / n  # 1 - zeta, without cancellation near zeta = +1
     zeta = (ru - rd) / n
     fz = _fzeta(xp, opz, omz)
     rs = _RS_FACTOR / n**_THIRD
@@ -341,14 +341,14 @@ def _polarised(key, xp, rho, sigma):
         eps_c, deps_drs, deps_dz = _pw92(xp, rs, _PW_ORIG, zeta, fz)
         e = ex + n * eps_c
         vc = eps_c - (rs / 3.0) * deps_drs
-        vu = vxu + vc + deps_dz * (1.0 - zeta)
-        vd = vxd + vc - deps_dz * (1.0 + zeta)
+        vu = vxu + vc + deps_dz * omz  # d zeta / d rho_up = (1 - zeta) / n
+        vd = vxd + vc - deps_dz * opz  # d zeta / d rho_dn = -(1 + zeta) / n
     elif key == "lda-pade":
         eps, deps_drs, deps_dz = _teter(xp, rs, fz)
         e = n * eps
         vc = eps - (rs / 3.0) * deps_drs
-        vu = vc + deps_dz * (1.0 - zeta)
-        vd = vc - deps_dz * (1.0 + zeta)
+        vu = vc + deps_dz * omz
+        vd = vc - deps_dz * opz
     else:  # pbe
         suu = xp.where(mask, xp.maximum(sigma[0, ...], zero), zero)
         sud = xp.where(mask, sigma[1, ...], zero)
@@ -359,17 +359,17 @@ def _polarised(key, xp, rho, sigma):
         # Correlation with the total gradient |grad n|^2 = s_uu + 2 s_ud + s_dd (>= 0).
         stot = xp.maximum(suu + 2.0 * sud + sdd, zero)
         eps_c, deps_drs, deps_dz = _pw92(xp, rs, _PW_MOD, zeta, fz)
-        # phi(zeta) = ((1+zeta)^(2/3) + (1-zeta)^(2/3)) / 2, with the same clamping as f(zeta).
-        opz13, dopz = _clamped_cbrt(xp, opz)
-        omz13, domz = _clamped_cbrt(xp, omz)
-        phi = 0.5 * (opz13 * opz13 + omz13 * omz13)
-        dphi = (dopz / opz13 - domz / omz13) / 3.0
+        # phi(zeta) = ((1+zeta)^(2/3) + (1-zeta)^(2/3)) / 2, with the same cut-off as f(zeta).
+        opz13, opz_13 = _cbrt_and_inverse(xp, opz)
+        omz13, omz_13 = _cbrt_and_inverse(xp, omz)
+        phi = 0.5 * (opz13 * opz13 + omz13 * omz13)  # >= 2^(-1/3)
+        dphi = (opz_13 - omz_13) / 3.0
         h, dh_deps, dh_dphi, n_dh_dn, n_dh_dsig = _pbe_h(xp, n, eps_c, phi, stot)
         e = exu + exd + n * (eps_c + h)
         vc = eps_c + h - (rs / 3.0) * deps_drs * (1.0 + dh_deps) + n_dh_dn
         gz = deps_dz * (1.0 + dh_deps) + dh_dphi * dphi  # d(eps_c + H)/dzeta
-        vu = vxu + vc + gz * (1.0 - zeta)
-        vd = vxd + vc - gz * (1.0 + zeta)
+        vu = vxu + vc + gz * omz
+        vd = vxd + vc - gz * opz
         vsigma = xp.stack([
             xp.where(mask, vsxu + n_dh_dsig, zero),
             xp.where(mask, 2.0 * n_dh_dsig, zero),
@@ -406,7 +406,7 @@ def evaluate(name: str, xp, rho, sigma=None) -> XCResult:
     Returns
     -------
     XCResult with e (grid shape, hartree/bohr^3), vrho ((nspin, *grid), hartree) and, for GGAs,
-    vsigma ((1 or 3, *grid), hartree bohr^2). All results are on the device of ``rho``.
+    vsigma ((1 or 3, *grid), hartree bohr^5). All results are on the device of ``rho``.
     """
     key = _canonical(name)
     if rho.ndim < 1 or rho.shape[0] not in (1, 2):

@@ -115,7 +115,7 @@ def test_local_form_factor_matches_pyscf():
     from pyscf.pbc.gto.pseudo import pp
 
     cell = pbcgto.M(atom="Si 0 0 0; Na 1.3 1.1 0.9; O 3 3 3", a=np.eye(3) * 6, unit="B", basis="sto-3g",
-                    pseudo="gth-pbe", spin=1, verbose=0)
+                    pseudo="gth-pbe", spin=1, verbose=0, mesh=[11, 11, 11])
     gv = cell.get_Gv()
     g = np.linalg.norm(gv, axis=1)
     nz = g > 0

@@ -205,7 +205,7 @@ def _is_number(tok: str) -> bool:
     return True
 
 
-def _parse_block(lines: list[list[str]], where: str, source: str) -> GTHPseudo:
+def _parse_block(lines: list[list[str]], source: str) -> GTHPseudo:
     """lines: tokenised lines of one block, the header first."""
     symbol = lines[0][0]
     names = lines[0][1:]
@@ -290,7 +290,7 @@ def parse_cp2k(text: str, source: str = "") -> list[GTHPseudo]:
     out = []
     for lineno, lines in blocks:
         try:
-            out.append(_parse_block(lines, f"line {lineno}", source))
+            out.append(_parse_block(lines, source))
         except (ValueError, IndexError) as exc:
             raise InputError(f"malformed GTH pseudopotential file {label}: block '{' '.join(lines[0])}' "
                              f"at line {lineno}: {exc}") from None
