@@ -158,8 +158,10 @@ class Backend:
 
 
 def _np_dtype(xp, dtype):
+    """The NumPy dtype matching a namespace dtype (array_api_strict dtypes are not NumPy's)."""
     for name in ("float32", "float64", "complex64", "complex128", "int64", "int32", "bool"):
-        if dtype == getattr(xp, name, None) or dtype == getattr(np, name):
+        candidate = getattr(xp, name, None)
+        if candidate is not None and dtype is candidate:
             return np.dtype(name)
     return np.dtype(dtype)
 
@@ -205,11 +207,17 @@ class _NamespaceFFT:
     def __init__(self, xp):
         self.xp = xp
 
+    def _complex(self, a):
+        xp = self.xp
+        if xp.isdtype(a.dtype, "complex floating"):
+            return a
+        return xp.astype(a, xp.complex64 if a.dtype == xp.float32 else xp.complex128)
+
     def fftn(self, a):
-        return self.xp.fft.fftn(a, axes=(-3, -2, -1))
+        return self.xp.fft.fftn(self._complex(a), axes=(-3, -2, -1))
 
     def ifftn(self, a):
-        return self.xp.fft.ifftn(a, axes=(-3, -2, -1))
+        return self.xp.fft.ifftn(self._complex(a), axes=(-3, -2, -1))
 
 
 # ------------------------------------------------------------------- selection

@@ -154,12 +154,12 @@ class PlaneWaveBasis:
     # --------------------------------------------------------------------- FFTs
     def to_real(self, coeffs, kpoint: Kpoint):
         """Wavefunctions (..., npw) on the sphere -> psi(r) (..., n1, n2, n3) in bohr^-3/2."""
-        scale = self.nfft / np.sqrt(self.volume)
+        scale = float(self.nfft / np.sqrt(self.volume))
         return self.backend.ifft3(self.backend.scatter(coeffs, kpoint.box_map)) * scale
 
     def to_sphere(self, real, kpoint: Kpoint):
         """Inverse of :meth:`to_real`: psi(r) (..., n1, n2, n3) -> coefficients (..., npw)."""
-        scale = np.sqrt(self.volume) / self.nfft
+        scale = float(np.sqrt(self.volume) / self.nfft)
         return self.backend.gather(self.backend.fft3(real), kpoint.box_map) * scale
 
     def apply_local(self, potential, coeffs, kpoint: Kpoint):
@@ -184,14 +184,14 @@ class PlaneWaveBasis:
         xp = self.backend.xp
         fg = self.r_to_g(f_real)
         gvec = self._box_g_device()
-        return xp.stack([self.g_to_r(1j * gvec[a] * fg) for a in range(3)])
+        return xp.stack([self.g_to_r(1j * gvec[a, ...] * fg) for a in range(3)])
 
     def divergence(self, v_real):
         """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT."""
         total = None
         gvec = self._box_g_device()
         for a in range(3):
-            term = 1j * gvec[a] * self.r_to_g(v_real[a])
+            term = 1j * gvec[a, ...] * self.r_to_g(v_real[a, ...])
             total = term if total is None else total + term
         return self.g_to_r(total)
 

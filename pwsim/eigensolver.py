@@ -44,7 +44,7 @@ def _orthonormalize(xp, z, hz, drop=1e-10):
         keep = evals > drop * xp.max(evals)
         nkeep = int(xp.sum(xp.astype(keep, xp.int64)))
         if nkeep == 0:
-            return z[:0], hz[:0]
+            return z[:0, ...], hz[:0, ...]
         # eigh sorts ascending, so the kept ones are the last nkeep
         evals = evals[-nkeep:]
         evecs = evecs[:, -nkeep:]

@@ -30,13 +30,13 @@ class Hamiltonian:
     def apply(self, kpoint, coeffs):
         """H psi: coeffs (nbands, npw) complex -> (nbands, npw)."""
         xp = self.basis.backend.xp
-        v = self.potential[kpoint.spin]
+        v = self.potential[kpoint.spin, ...]
         nb = coeffs.shape[0]
         if nb <= self.block_size:
             local = self.basis.apply_local(v, coeffs, kpoint)
         else:
             local = xp.concat([
-                self.basis.apply_local(v, coeffs[i:i + self.block_size], kpoint)
+                self.basis.apply_local(v, coeffs[i:min(i + self.block_size, nb), ...], kpoint)
                 for i in range(0, nb, self.block_size)
             ], axis=0)
         return kinetic.apply(kpoint, coeffs) + local + self.nonlocal_ops[kpoint.index].apply(xp, coeffs)

@@ -38,9 +38,9 @@ class AndersonMixer:
             return residual
         xp = self.basis.backend.xp
         if residual.shape[0] == 1:
-            return self.basis.g_to_r(self.kerker * self.basis.r_to_g(residual[0]))[None, ...]
-        total = residual[0] + residual[1]
-        magnet = residual[0] - residual[1]
+            return self.basis.g_to_r(self.kerker * self.basis.r_to_g(residual[0, ...]))[None, ...]
+        total = residual[0, ...] + residual[1, ...]
+        magnet = residual[0, ...] - residual[1, ...]
         total = self.basis.g_to_r(self.kerker * self.basis.r_to_g(total))
         return xp.stack([0.5 * (total + magnet), 0.5 * (total - magnet)])
 

@@ -252,10 +252,11 @@ def compute_density(setup: Setup, wavefunctions, occupations):
         weights = bk.to_device(f[nonzero] * kpoint.weight)
         cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)
         for start in range(0, nonzero.size, block):
-            psi = basis.to_real(cz[start:start + block], kpoint)
+            stop = min(start + block, nonzero.size)
+            psi = basis.to_real(cz[start:stop, ...], kpoint)
             dens = xp.real(psi * xp.conj(psi))
             rho[kpoint.spin] = rho[kpoint.spin] + xp.sum(
-                xp.astype(dens, xp.float64) * weights[start:start + block, None, None, None], axis=0)
+                xp.astype(dens, xp.float64) * weights[start:stop, None, None, None], axis=0)
     rho = xp.stack(rho)
     if setup.symmetrizer is not None:
         rho = bk.to_device(setup.symmetrizer(bk.to_host(rho)))
@@ -370,7 +371,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
-        rho_out = compute_density(setup, [w[: setup.nbands] for w in state.wavefunctions], occupations)
+        rho_out = compute_density(setup, [w[: setup.nbands, ...] for w in state.wavefunctions], occupations)
         energies = total_energy(setup, state.wavefunctions, occupations, rho_out, occ)
         energy = energies["total"]
         diff = rho_out - state.rho_in
@@ -399,7 +400,7 @@ def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict
     """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats)."""
     bk = setup.backend
     nb = setup.nbands
-    band = band_energy_terms(setup, [w[:nb] for w in wavefunctions], occupations)
+    band = band_energy_terms(setup, [w[:nb, ...] for w in wavefunctions], occupations)
     rho_total = bk.xp.sum(rho_out, axis=0)
     e_h, _ = hartree_term.hartree(setup.basis, rho_total, setup.green)
     e_xc, _ = xc_term(setup.basis, rho_out, setup.settings.xc)
@@ -465,7 +466,7 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
     )
     if setup.settings.save_wavefunctions:
-        result.wavefunctions = [bk.to_host(w[:nb]) for w in state.wavefunctions]
+        result.wavefunctions = [bk.to_host(w[:nb, ...]) for w in state.wavefunctions]
         result.miller = [k.miller for k in setup.basis.kpoints]
     return result
 

@@ -17,7 +17,7 @@ def xc(basis, rho, functional: str):
     if not xc_functionals.is_gga(functional):
         out = xc_functionals.evaluate(functional, xp, rho)
         return xp.sum(out.e) * basis.dvol, out.vrho
-    grads = [basis.gradient(rho[s]) for s in range(nspin)]  # each (3, n1, n2, n3)
+    grads = [basis.gradient(rho[s, ...]) for s in range(nspin)]  # each (3, n1, n2, n3)
     if nspin == 1:
         sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
     else:
@@ -28,8 +28,8 @@ def xc(basis, rho, functional: str):
         ])
     out = xc_functionals.evaluate(functional, xp, rho, sigma)
     if nspin == 1:
-        potential = out.vrho[0] - basis.divergence(2.0 * out.vsigma[0] * grads[0])
+        potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
         return xp.sum(out.e) * basis.dvol, potential[None, ...]
-    v_up = out.vrho[0] - basis.divergence(2.0 * out.vsigma[0] * grads[0] + out.vsigma[1] * grads[1])
-    v_dn = out.vrho[1] - basis.divergence(2.0 * out.vsigma[2] * grads[1] + out.vsigma[1] * grads[0])
+    v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+    v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
     return xp.sum(out.e) * basis.dvol, xp.stack([v_up, v_dn])
