@@ -1,0 +1,46 @@
+"""Shared fixtures: the backends every physics test runs on, reference data, cached ground states.
+
+Every physics test that takes the ``backend`` fixture runs twice: on NumPy and on the strict GPU
+stand-in (array_api_strict on its non-default device, which refuses implicit conversion to NumPy
+exactly like CuPy). The same reference numbers are asserted on both.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+REFERENCE = json.loads((Path(__file__).parent / "reference" / "reference.json").read_text())
+
+_cache = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        from pwsim.backend import cupy_status
+
+        gpu_ok, why = cupy_status()
+    except Exception as exc:  # pragma: no cover
+        gpu_ok, why = False, str(exc)
+    skip_gpu = pytest.mark.skip(reason=f"no usable GPU: {why}")
+    for item in items:
+        if "gpu" in item.keywords and not gpu_ok:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(params=["numpy", "strict"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def reference():
+    return REFERENCE
+
+
+def ground_state(key, structure_factory, **settings):
+    """Run (once per test session) and cache a ground state keyed by ``key``."""
+    import pwsim
+
+    if key not in _cache:
+        _cache[key] = pwsim.scf(structure_factory(), **settings)
+    return _cache[key]
