@@ -63,13 +63,16 @@ def _project_out(xp, x, z, hz, hx):
     return z, hz
 
 
-def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None):
+def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
+           miniter: int = 0):
     """Lowest eigenpairs of a Hermitian operator.
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows
     x0: (nbands, npw) starting vectors (need not be orthonormal)
     precondition: function (residuals (m, npw), band_kinetic (m,) or None, indices) -> (m, npw)
     tol: residual norm ||H x - lambda x|| (hartree) each of the first ``nconverge`` bands must reach
+    miniter: iterations to do even if the starting vectors already meet ``tol`` (the SCF asks for one,
+        so the orbitals always follow the new potential)
     """
     xp = backend.xp
     nbands = x0.shape[0]
@@ -89,9 +92,9 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         residual = hx - lam[:, None] * x
         rnorm = xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1))
         rnorm_host = backend.to_host(rnorm)
-        if np.all(rnorm_host[:nconverge] < tol):
+        if iteration > miniter and np.all(rnorm_host[:nconverge] < tol):
             return EigenResult(lam, x, rnorm_host, iteration - 1, True, napply)
-        active = np.flatnonzero(rnorm_host >= tol)
+        active = np.flatnonzero(rnorm_host >= tol) if iteration > miniter else np.arange(nbands)
         idx = backend.to_device(active.astype(np.int64))
         w = precondition(xp.take(residual, idx, axis=0), xp.take(x, idx, axis=0))
         hw = apply_h(w)

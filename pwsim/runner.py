@@ -2,12 +2,20 @@
 
 The command line (:mod:`pwsim.cli`) is a thin layer over :func:`run_deck`, so scripts and tests can do
 exactly what ``pwsim run`` does.
+
+Order of a run, so that nothing large is allocated for a job that cannot run:
+  1. :func:`estimate` from the sizes alone, :func:`check_memory` against ``[run] max_memory`` or the
+     available memory (the k-point reduction itself is only attempted when it fits);
+  2. :func:`pwsim.scf.prepare` (basis, symmetry, operators), the restart state if any;
+  3. the SCF, writing a checkpoint into the output file every ``checkpoint_every`` iterations;
+  4. the final output, written atomically (``NAME.part`` renamed over ``NAME``).
 """
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +24,9 @@ from .errors import EnvironmentProblem, InputError
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
 from .scf import SCFState, prepare, scf
+
+#: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
+BASELINE_BYTES = 90e6
 
 
 @dataclass
@@ -28,12 +39,20 @@ class Estimate:
     nkpoints: int
     n_electrons: float
     spacegroup: str
+    nsym: int = 1
+    parts: dict = field(default_factory=dict)  # memory by contribution, bytes
+    kpoints_exact: bool = True  # False: nkpoints is a lower bound (the reduction itself would not fit)
 
     def describe(self) -> str:
         return (f"FFT grid {self.fft_grid[0]}x{self.fft_grid[1]}x{self.fft_grid[2]}, "
                 f"{self.nkpoints} k-point(s), plane waves per k-point {min(self.npw)}..{max(self.npw)}, "
                 f"{self.nbands} bands, {self.n_electrons:g} electrons; estimated memory "
                 f"{self.memory_bytes / 2**20:.0f} MiB, about {self.seconds_per_iteration:.2g} s per SCF iteration")
+
+    def breakdown(self) -> str:
+        """The largest contributions, e.g. 'wavefunctions 120 MiB, symmetrizer 60 MiB, ...'."""
+        items = sorted(self.parts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in items if value >= 0.5 * 2**20)
 
 
 def available_memory() -> float:
@@ -51,55 +70,128 @@ def available_memory() -> float:
         return float("inf")
 
 
-def estimate(structure, settings) -> Estimate:
+def memory_limit(limit_gib: float | None) -> tuple[float, str]:
+    """(bytes, description) of the memory a job may use."""
+    if limit_gib:
+        return limit_gib * 2**30, "[run] max_memory"
+    return available_memory(), "available memory"
+
+
+def _fft_plan_cache_bytes(settings, block: int, nfft: int, cbytes: int) -> float:
+    """Host memory the FFT library keeps between calls.
+
+    pyFFTW's interface cache (used by the numpy backend) keeps one plan with its own input and output
+    arrays for every batch shape (m, n1, n2, n3) it has seen, forward and inverse; the eigensolver
+    transforms batches of every size m = 1..block over a run, so the worst case is
+    4 sum_m m nfft = 2 block (block + 1) nfft complex numbers. scipy.fft keeps nothing that large.
+    """
+    if settings.backend not in ("numpy", "auto"):
+        return 0.0
+    from .backend import fft_library_name
+
+    if fft_library_name() != "pyfftw":
+        return 0.0
+    return 2.0 * block * (block + 1) * nfft * cbytes
+
+
+def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     """Memory and time per SCF iteration, from the sizes alone (nothing large is allocated).
 
-    Memory model (bytes): the Python/NumPy baseline, every k-point's wavefunctions (nbands_work x npw
-    complex) and projectors, the eigensolver's work arrays for one k-point (about 12 blocks of
-    wavefunctions and a 3 nbands square), the batched FFT boxes, and ~30 real grids (densities,
-    potentials, mixing history).
+    limit_bytes: if given and even the smallest possible job (every k-point reduced by the full
+    point group) exceeds it, the k-point reduction -- which itself needs ~100 bytes x nsym x the full
+    grid -- is skipped and the estimate is returned with ``kpoints_exact = False``.
+
+    Memory model (bytes; see docs/input.md for the measured calibration), the peak being the
+    permanent arrays plus the larger of the set-up transients and the SCF work arrays:
+
+    * baseline: the Python process with its libraries;
+    * FFT box arrays: Miller indices, G vectors, |G|^2 and one sphere<->box map per k-point;
+    * density symmetrizer: index maps of 13 bytes per operation and half-box point, and one phase per
+      distinct fractional translation (this dominates for supercells, whose pure translations
+      multiply the number of operations);
+    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw);
+    * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
+    * batched FFT boxes (a batch and its transforms) and the FFT library's plan cache;
+    * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
+    * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
+      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.
     """
     from .basis import default_fft_grid
     from .occupations import default_nbands
     from .pseudo import load_pseudo
-    from .symmetry import find_symmetry, irreducible_kpoints, no_symmetry
+    from .scf import count_electrons
+    from .symmetry import find_symmetry, grid_preserving_subgroup, irreducible_kpoints, no_symmetry
 
     settings.validate()
     pseudos = {el: load_pseudo(el, settings.xc, (settings.pseudopotentials or {}).get(el)) for el in structure.kinds()}
-    n_el = sum(pseudos[s].zion for s in structure.species) - settings.charge
+    n_el = count_electrons(structure, pseudos, settings.charge)
     nspin = 2 if settings.spin == "collinear" else 1
     nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin)
     nwork = nbands + max(2, nbands // 10)
-    grid = tuple(settings.fft_grid) if settings.fft_grid else default_fft_grid(structure, settings.ecut)
-    nfft = int(np.prod(grid))
+    grid = tuple(int(n) for n in settings.fft_grid) if settings.fft_grid else default_fft_grid(structure, settings.ecut)
+    nfft = float(np.prod(np.asarray(grid, dtype=float)))
+    nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     sym = find_symmetry(structure, magnetic_moments=settings.magnetic_moments) if settings.symmetry else no_symmetry()
-    kset = irreducible_kpoints(structure, tuple(settings.kpoints), tuple(settings.kshift), sym, time_reversal=True)
+    sym = grid_preserving_subgroup(sym, tuple(settings.kpoints), tuple(settings.kshift))
+    nsym = int(getattr(sym, "nsym", 1))
+    nfull = int(np.prod(settings.kpoints))
     # plane waves per k-point: the sphere volume over the reciprocal cell volume
     npw_avg = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume
-    nk = len(kset.weights) * nspin
     nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[s].h)) for s in structure.species)
     cbytes = 8 if settings.precision == "single" else 16
-    block = max(1, min(nwork, int(2**26 // (16 * nfft))))
-    memory = (
-        120e6
-        + nk * npw_avg * (nwork * cbytes + nproj * cbytes)
-        + 12 * nwork * npw_avg * cbytes + 3 * (3 * nwork) ** 2 * 16
-        + 4 * block * nfft * 16
-        + (30 + 2 * settings.mixing_history) * nspin * nfft * 8
-        + nfft * 3 * 8 * 4
-    )
-    # ~4 H applications per band and iteration, each two FFTs of 5 N log2 N flops; ~1 Gflop/s
-    flops = nk * nwork * 4 * (2 * 5 * nfft * np.log2(nfft) + 8 * npw_avg * (nproj + 6 * nwork))
-    return Estimate(memory, flops / 1.5e9, nbands, [int(npw_avg)] * max(1, nk), grid, len(kset.weights), n_el,
-                    getattr(sym, "spacegroup", ""))
+    block = int(max(1, min(nwork, 2**26 // (16 * nfft))))
+
+    def model(nk_irr: int) -> dict:
+        nk = nk_irr * nspin
+        parts = {
+            "baseline": BASELINE_BYTES,
+            "FFT box arrays": nfft * (64 + 8 * nk),
+            "real-space grids": (12 + 2 * settings.mixing_history) * nspin * nfft * 8 + 4 * nfft * 16,
+            "wavefunctions": nk * nwork * npw_avg * cbytes,
+            "projectors": nk * nproj * npw_avg * cbytes,
+            "FFT plan cache": _fft_plan_cache_bytes(settings, block, nfft, cbytes),
+        }
+        if nsym > 1:
+            ntrans = min(nsym, max(1, nsym // 48) * 2)
+            parts["density symmetrizer"] = nhalf * (13.0 * nsym + 16.0 * ntrans + 8)
+        scf_work = (16 * nwork * npw_avg * cbytes + 4 * (3 * nwork) ** 2 * 16
+                    + 4 * block * nfft * cbytes)
+        setup_work = max(4 * nproj * npw_avg * 16, 100.0 * nsym * nfull if nfull > 1 else 0.0,
+                         nhalf * 48.0 + (nfft * 64 if nsym > 1 else 0.0))
+        parts["work arrays"] = max(scf_work, setup_work)
+        return parts
+
+    limit = limit_bytes if limit_bytes is not None else math.inf
+    nk_min = max(1, math.ceil(nfull / (2 * nsym)))
+    parts = model(nk_min)
+    reduction = 100.0 * nsym * nfull
+    exact = True
+    if sum(parts.values()) > limit or BASELINE_BYTES + reduction > limit:
+        nk_irr = nk_min
+        exact = False
+    else:
+        kset = irreducible_kpoints(structure, tuple(settings.kpoints), tuple(settings.kshift), sym, time_reversal=True)
+        nk_irr = len(kset.weights)
+        parts = model(nk_irr)
+    memory = float(sum(parts.values()))
+    nk = nk_irr * nspin
+    # ~4 H applications per band and iteration, each two FFTs of 5 N log2 N flops; ~1.5 Gflop/s
+    flops = nk * nwork * 4 * (2 * 5 * nfft * np.log2(max(nfft, 2)) + 8 * npw_avg * (nproj + 6 * nwork))
+    return Estimate(memory, float(flops / 1.5e9), nbands, [int(npw_avg)] * max(1, nk), grid, nk_irr, n_el,
+                    getattr(sym, "spacegroup", ""), nsym, parts, exact)
 
 
 def check_memory(est: Estimate, limit_gib: float | None) -> None:
-    limit = limit_gib * 2**30 if limit_gib else available_memory()
+    """Raise :class:`EnvironmentProblem` if the estimate exceeds the limit (before anything is allocated)."""
+    limit, what = memory_limit(limit_gib)
     if est.memory_bytes > limit:
+        need = est.memory_bytes / 2**30
+        need_text = f"{need:.3g} GiB" if need < 1e4 else f"{need:.2e} GiB"
         raise EnvironmentProblem(
-            f"the job needs about {est.memory_bytes / 2**30:.1f} GiB but only {limit / 2**30:.1f} GiB "
-            "is available; lower ecut or k-points, or set [run] max_memory (GiB) to override"
+            f"the job needs about {need_text}{'' if est.kpoints_exact else ' or more'} "
+            f"(FFT grid {'x'.join(map(str, est.fft_grid))}, ~{est.npw[0]} plane waves, {est.nbands} bands, "
+            f"{est.nkpoints} k-point(s)) but the {what} is {limit / 2**30:.3g} GiB; lower ecut, k-points or "
+            "the cell, or raise [run] max_memory (GiB)"
         )
 
 
@@ -114,8 +206,28 @@ def output_path(deck: InputDeck, override=None) -> Path:
     return deck.path.with_suffix(".h5")
 
 
+def check_output_path(path: Path, deck: InputDeck | None = None) -> None:
+    """Refuse output paths that cannot be written, before any work is done."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise InputError(f"the output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"the output directory {parent} is not a directory")
+    if path.is_dir():
+        raise InputError(f"the output {path} is a directory; give a file name such as {path / 'out.h5'}")
+    if deck is not None and deck.path is not None and path.exists() and path.resolve() == deck.path.resolve():
+        raise InputError(f"the output {path} would overwrite the input file; give another name with -o")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"the output directory {parent} is not writable")
+
+
 def state_from_checkpoint(path, setup) -> SCFState:
-    """Rebuild the SCF state from an output or checkpoint file (density, and wavefunctions if stored)."""
+    """Rebuild the SCF state from an output or checkpoint file (density, and wavefunctions if stored).
+
+    A checkpoint resumes the SCF where it stopped (iteration count, history, input density and
+    wavefunctions); a finished output file only provides the starting density (and wavefunctions if
+    they were saved), and the iteration count starts again from zero.
+    """
     previous = load(path)
     bk = setup.backend
     shape = (setup.nspin, *setup.basis.fft_grid)
@@ -124,48 +236,88 @@ def state_from_checkpoint(path, setup) -> SCFState:
     if tuple(rho.shape) != shape:
         raise InputError(f"{path}: its density has shape {tuple(rho.shape)}, this run needs {shape} "
                          "(different cell, ecut, FFT grid or spin)")
-    wavefunctions = cp["wavefunctions"] if cp and cp["wavefunctions"] else previous.wavefunctions
+    if not np.all(np.isfinite(rho)):
+        raise InputError(f"{path}: its density contains non-finite numbers; it cannot be used to restart")
+    wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
     from .scf import _fit_wavefunctions, random_wavefunctions
 
     nwork = setup.nbands + max(2, setup.nbands // 10)
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
-            w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
+            w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
         psi = [_fit_wavefunctions(setup, k, w, nwork) for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
         psi = [random_wavefunctions(setup, k, nwork) for k in setup.basis.kpoints]
     iteration = cp["iteration"] if cp else 0
+    if iteration >= setup.settings.max_iterations:
+        raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
+                         f"{setup.settings.max_iterations}; raise max_iterations to continue")
     history = {k: list(v) for k, v in previous.history.items()} if cp else None
     return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history)
 
 
-def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None):
-    """Run an input deck; returns (result, path written). ``log`` receives progress lines."""
+def _located(exc: InputError, deck: InputDeck) -> InputError:
+    """The same error, prefixed with the input file if it does not name a file yet."""
+    message = str(exc)
+    source = str(deck.path) if deck.path is not None else deck.source
+    if message.startswith(source):
+        return exc
+    return InputError(f"{source}: {message}")
+
+
+def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
+             timings: dict | None = None):
+    """Run an input deck; returns (result, path written).
+
+    log:      receives progress lines (set-up, checkpoints, timings per phase)
+    timings:  a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
+    """
     log = log or (lambda message: None)
+    timings = {} if timings is None else timings
+    for phase in ("set-up", "SCF", "output writing"):
+        timings.setdefault(phase, 0.0)
     settings = deck.settings
-    est = estimate(deck.structure, settings)
-    check_memory(est, deck.run.get("max_memory"))
-    path = output_path(deck, output)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"the output directory {path.parent} does not exist")
     t0 = time.perf_counter()
-    setup = prepare(deck.structure, settings)
+    path = output_path(deck, output)
+    check_output_path(path, deck)
+    if restart is not None and not Path(restart).exists():
+        raise InputError(f"no such restart file: {restart}")
+    try:
+        est = estimate(deck.structure, settings, limit_bytes=memory_limit(deck.run.get("max_memory"))[0])
+    except InputError as exc:
+        raise _located(exc, deck) from None
+    check_memory(est, deck.run.get("max_memory"))
+    log(f"estimate: {est.describe()}")
+    try:
+        setup = prepare(deck.structure, settings)
+    except InputError as exc:
+        raise _located(exc, deck) from None
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
     state = state_from_checkpoint(restart, setup) if restart else None
     if state is not None:
         log(f"restarting from {restart} at iteration {state.iteration}")
+    timings["set-up"] += time.perf_counter() - t0
     every = deck.run.get("checkpoint_every", 3) if checkpoint_every is None else checkpoint_every
+    written = {"seconds": 0.0}
 
     def checkpoint(st, make_result):
         if every and st.iteration % every == 0:
+            tw = time.perf_counter()
             partial = make_result()
             partial.input_text = deck.text
             bk = setup.backend
             write_result(partial, path, checkpoint_state={
                 "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration,
                 "wavefunctions": [bk.to_host(w) for w in st.wavefunctions]})
+            written["seconds"] += time.perf_counter() - tw
             log(f"checkpoint written to {path} (iteration {st.iteration})")
 
+    t1 = time.perf_counter()
     result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
+    timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
+    t2 = time.perf_counter()
     result.input_text = deck.text
     write_result(result, path)
+    timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
+    log(f"timings: set-up {timings['set-up']:.2f} s, SCF {timings['SCF']:.2f} s, "
+        f"output writing {timings['output writing']:.2f} s")
     return result, path

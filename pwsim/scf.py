@@ -28,7 +28,7 @@ from .mixing import AndersonMixer
 from .pseudo import load_pseudo
 from .results import Result
 from .structure import Structure
-from .symmetry import DensitySymmetrizer, find_symmetry, irreducible_kpoints, no_symmetry
+from .symmetry import DensitySymmetrizer, find_symmetry, grid_preserving_subgroup, irreducible_kpoints, no_symmetry
 from .terms import hartree as hartree_term
 from .terms import kinetic as kinetic_term
 from .terms import local as local_term
@@ -72,6 +72,9 @@ class Settings:
     precision: str = "double"
     save_wavefunctions: bool = False
     seed: int = 1234
+    # forces and stress of the converged state (pwsim.forces, pwsim.stress)
+    compute_forces: bool = True
+    compute_stress: bool = True
 
     def validate(self) -> None:
         if self.xc not in xc_functionals.FUNCTIONALS:
@@ -151,6 +154,8 @@ def prepare(structure: Structure, settings: Settings, build_operators: bool = Tr
     if moments is not None and len(moments) != structure.natoms:
         raise InputError(f"magnetic_moments has {len(moments)} entries for {structure.natoms} atoms")
     symmetry = find_symmetry(structure, magnetic_moments=moments) if settings.symmetry else no_symmetry()
+    symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
+                                        tuple(int(s) for s in settings.kshift))
     kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
                                symmetry, time_reversal=True)
     smeared = settings.smearing != "none"
@@ -301,7 +306,8 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     for kpoint in setup.basis.kpoints:
         x0 = wavefunctions[kpoint.index]
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
-        result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb)
+        result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb,
+                        miniter=1)
         total_iterations += result.iterations
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
         new.append(result.vectors)
@@ -367,7 +373,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         t0 = time.perf_counter()
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
-        diagtol = float(np.clip(0.1 * residual, 1e-10, 1e-2)) if state.iteration > 1 else 1e-2
+        diagtol = float(np.clip(0.02 * residual, 1e-11, 1e-3)) if state.iteration > 1 else 1e-2
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
@@ -393,7 +399,18 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
             snapshot = (energies, eigenvalues, occ, rho_out)
             checkpoint(state, lambda: _make_result(setup, state, *snapshot, False, time.perf_counter() - start))
     rho_final = state.rho_in if converged else rho_out
-    return _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
+    result = _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
+    # ---- forces and stress of the final orbitals and their density (pwsim/forces.py, pwsim/stress.py)
+    if occupations is not None and (s.compute_forces or s.compute_stress):
+        from .forces import compute_forces
+        from .stress import compute_stress
+
+        final_wfn = [w[: setup.nbands, ...] for w in state.wavefunctions]
+        if s.compute_forces:
+            result.forces = compute_forces(setup, final_wfn, occupations, rho_out)
+        if s.compute_stress:
+            result.stress = compute_stress(setup, final_wfn, occupations, rho_out)
+    return result
 
 
 def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:

@@ -260,6 +260,26 @@ class KpointSet:
         return np.flatnonzero(self.full_to_irreducible == ik)
 
 
+def grid_preserving_subgroup(symmetry: Symmetry, grid, shift) -> Symmetry:
+    """The operations that map the Monkhorst-Pack grid onto itself (up to reciprocal-lattice vectors).
+
+    A shifted fcc grid, or unequal divisions of a cubic cell, lacks some symmetries of the crystal.
+    Reducing such a grid with the full group would silently replace it by its symmetric completion
+    and give a different energy from the same grid without symmetry. Like DFTK, pwsim instead keeps
+    only the operations the grid respects, so switching symmetry off never changes the result.
+    Time reversal maps every Monkhorst-Pack grid onto itself, so it needs no check.
+    """
+    grid, shift = _check_grid(grid, shift)
+    n = np.array(grid)
+    full = monkhorst_pack(grid, shift)
+    rotated = np.einsum("gij,kj->gki", symmetry.reciprocal_rotations(), full)
+    x = rotated * n - 0.5 * np.array(shift)
+    keep = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=(1, 2))
+    if np.all(keep):
+        return symmetry
+    return symmetry.subset(keep)
+
+
 def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
                         time_reversal: bool = True) -> KpointSet:
     """Reduce a Monkhorst-Pack grid to its irreducible points.
