@@ -59,13 +59,13 @@ class Occupations:
     entropy_energy: float  # -T S, hartree (0 for fixed)
     homo: float | None = None
     lumo: float | None = None
+    extra_fermi_levels: list | None = None  # (up, down) with a fixed total moment
 
 
 def fixed_occupations(eigenvalues: np.ndarray, n_electrons: float, nspin: int) -> Occupations:
     """Insulator/molecule occupations: the lowest bands filled with 2 (unpolarised) or 1 electrons.
 
-    eigenvalues: (nspin, nk, nbands) hartree. For nspin = 2 the electrons are split evenly unless the
-    caller passes n_electrons as a pair (n_up, n_down).
+    eigenvalues: (nspin, nk, nbands) hartree. For nspin = 2, n_electrons is the pair (n_up, n_down).
     """
     ns, nk, nb = eigenvalues.shape
     occ = np.zeros_like(eigenvalues)
@@ -74,7 +74,7 @@ def fixed_occupations(eigenvalues: np.ndarray, n_electrons: float, nspin: int) -
         per_state = 2.0
         counts = [nfilled]
     else:
-        counts = list(n_electrons) if np.ndim(n_electrons) else [n_electrons / 2] * 2
+        counts = list(n_electrons) if np.ndim(n_electrons) else [n_electrons / 2] * 2  # pair expected
         per_state = 1.0
     homo, lumo = -np.inf, np.inf
     for s, count in enumerate(counts):
@@ -95,7 +95,7 @@ def fixed_occupations(eigenvalues: np.ndarray, n_electrons: float, nspin: int) -
 
 
 def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electrons: float, smearing: str,
-                        width: float) -> Occupations:
+                        width: float, per_state: float | None = None) -> Occupations:
     """Occupations with a smearing of ``width`` hartree; the Fermi level by bracketed bisection.
 
     eigenvalues: (nspin, nk, nbands); weights: (nk,) summing to 1.
@@ -103,7 +103,8 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
     from scipy.optimize import brentq
 
     ns = eigenvalues.shape[0]
-    per_state = 2.0 if ns == 1 else 1.0
+    if per_state is None:
+        per_state = 2.0 if ns == 1 else 1.0
     w = weights[None, :, None] * per_state
 
     def count(mu):
@@ -121,10 +122,12 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
     return Occupations(occ, float(mu), ts)
 
 
-def default_nbands(n_electrons: float, smeared: bool, nspin: int) -> int:
-    nocc = int(np.ceil(n_electrons / (2 if nspin == 1 else 1) - 1e-8))
-    if nspin == 2:
-        nocc = int(np.ceil(n_electrons / 2 + 1e-8)) + 1
+def default_nbands(n_electrons: float, smeared: bool, nspin: int, moment: float = 0.0) -> int:
+    """Occupied bands (of the majority spin) plus a margin; more margin for metals."""
+    if nspin == 1:
+        nocc = int(np.ceil(n_electrons / 2 - 1e-8))
+    else:
+        nocc = int(np.ceil((n_electrons + abs(moment)) / 2 - 1e-8)) + 1
     if smeared:
         return max(nocc + 4, int(np.ceil(1.2 * nocc)))
     return nocc + max(4, int(np.ceil(0.05 * nocc)))

@@ -52,6 +52,7 @@ class Settings:
     temperature: float = 0.0
     spin: str = "none"
     magnetic_moments: list | None = None
+    magnetization: float | None = None
     pseudopotentials: dict | None = None
     # [basis]
     ecut: float = 15.0
@@ -95,6 +96,8 @@ class Settings:
             raise InputError("smearing needs a positive temperature (the smearing width in hartree)")
         if self.spin not in ("none", "collinear"):
             raise InputError(f"spin must be 'none' or 'collinear', got {self.spin!r}")
+        if self.spin != "collinear" and (self.magnetization is not None or self.magnetic_moments is not None):
+            raise InputError("magnetic_moments and magnetization need spin = 'collinear'")
         if not self.energy_tolerance > 0:
             raise InputError("energy_tolerance must be positive")
         if self.max_iterations < 1:
@@ -159,7 +162,8 @@ def prepare(structure: Structure, settings: Settings, build_operators: bool = Tr
     kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
                                symmetry, time_reversal=True)
     smeared = settings.smearing != "none"
-    nbands = settings.nbands or occ_mod.default_nbands(n_electrons, smeared, nspin)
+    moment = settings.magnetization if settings.magnetization is not None else sum(moments or [0.0])
+    nbands = settings.nbands or occ_mod.default_nbands(n_electrons, smeared, nspin, moment)
     if not smeared:
         per = 2 if nspin == 1 else 1
         if nbands * per < n_electrons - 1e-8 and nspin == 1:
@@ -314,12 +318,39 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     return eigenvalues, new, total_iterations
 
 
+def spin_populations(setup: Setup) -> tuple[float, float] | None:
+    """(n_up, n_down) for a collinear run with a fixed moment, else None.
+
+    The moment is [model] magnetization if given; with fixed occupations and none given, the sum of
+    the starting magnetic moments rounded to the parity of the electron count.
+    """
+    s = setup.settings
+    if setup.nspin == 1:
+        return None
+    moment = s.magnetization
+    if moment is None and s.smearing == "none":
+        n = int(round(setup.n_electrons))
+        guess = int(round(sum(s.magnetic_moments or [0.0])))
+        moment = guess if (n - guess) % 2 == 0 else guess + (1 if guess >= 0 else -1)
+    if moment is None:
+        return None
+    return (0.5 * (setup.n_electrons + moment), 0.5 * (setup.n_electrons - moment))
+
+
 def compute_occupations(setup: Setup, eigenvalues):
     s = setup.settings
+    populations = spin_populations(setup)
     if s.smearing == "none":
-        return occ_mod.fixed_occupations(eigenvalues, setup.n_electrons, setup.nspin)
-    return occ_mod.smeared_occupations(eigenvalues, setup.kpoint_set.weights, setup.n_electrons, s.smearing,
-                                       s.temperature)
+        return occ_mod.fixed_occupations(eigenvalues, populations or setup.n_electrons, setup.nspin)
+    weights = setup.kpoint_set.weights
+    if populations is None:
+        return occ_mod.smeared_occupations(eigenvalues, weights, setup.n_electrons, s.smearing, s.temperature)
+    # fixed total moment: one Fermi level per spin channel
+    parts = [occ_mod.smeared_occupations(eigenvalues[i:i + 1], weights, populations[i], s.smearing, s.temperature,
+                                         per_state=1.0) for i in range(2)]
+    return occ_mod.Occupations(np.concatenate([p.occupations for p in parts]), parts[0].fermi_level,
+                               parts[0].entropy_energy + parts[1].entropy_energy,
+                               extra_fermi_levels=[p.fermi_level for p in parts])
 
 
 def scf(structure: Structure, settings: Settings | None = None, *, initial_density=None, initial_wavefunctions=None,

@@ -5,7 +5,13 @@ stand-in (array_api_strict on its non-default device, which refuses implicit con
 exactly like CuPy). The same reference numbers are asserted on both.
 """
 import json
+import os
 from pathlib import Path
+
+# One BLAS and FFT thread per test process: the matrices of the test cases are small, and threaded
+# OpenBLAS busy-waits badly on a shared 2-core CI machine. Set before NumPy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PWSIM_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import pytest
 
