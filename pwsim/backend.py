@@ -75,6 +75,11 @@ class Backend:
         return self.xp.float64
 
     @property
+    def real_wf_dtype(self):
+        """Real dtype matching the wavefunctions (for potentials and kinetic energies applied to them)."""
+        return self.xp.float32 if self.precision == "single" else self.xp.float64
+
+    @property
     def complex_dtype(self):
         """dtype of wavefunction coefficients."""
         return self.xp.complex64 if self.precision == "single" else self.xp.complex128
@@ -152,6 +157,24 @@ class Backend:
         lead = box.shape[:-3]
         flat = xp.reshape(box, (*lead, box_map.shape[0] * box_map.shape[1] * box_map.shape[2]))
         return xp.take(flat, box_map.index, axis=-1)
+
+    def blas_limits(self):
+        """Context limiting host BLAS threads during the SCF.
+
+        The dense matrices of the eigensolver are small (bands x bands, bands x plane waves); threaded
+        OpenBLAS gains little there and busy-waits against the FFT threads, so one BLAS thread is the
+        default (PWSIM_BLAS_THREADS overrides).
+        """
+        import contextlib
+
+        if self.name == "cupy":
+            return contextlib.nullcontext()
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return contextlib.nullcontext()
+        n = os.environ.get("PWSIM_BLAS_THREADS", "1")
+        return threadpool_limits(limits=int(n) if n.isdigit() else 1, user_api="blas")
 
     def describe(self) -> str:
         return f"{self.name} ({self.fft_library} FFT, {self.threads} thread{'s' if self.threads != 1 else ''})"

@@ -11,6 +11,7 @@ Conventions (Hartree atomic units):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,8 @@ class Kpoint:
     spin:       spin channel index (0 for unpolarised runs)
     miller:     (npw, 3) int, the G-vectors of the sphere |k+G|^2/2 <= Ecut (host)
     kpg:        (npw, 3) float, Cartesian k+G (1/bohr, host)
-    kinetic:    (npw,) float, |k+G|^2 / 2 (hartree, device)
+    kinetic:    (npw,) float64, |k+G|^2 / 2 (hartree, device)
+    kinetic_wf: the same in the real dtype of the wavefunctions (float32 in single precision)
     box_map:    the sphere <-> FFT box index map (device)
     """
 
@@ -64,6 +66,7 @@ class Kpoint:
     kpg: np.ndarray
     kinetic: object
     box_map: BoxMap
+    kinetic_wf: object = None
 
     @property
     def npw(self) -> int:
@@ -131,6 +134,7 @@ class PlaneWaveBasis:
             miller=miller, kpg=kpg,
             kinetic=self.backend.to_device(kin.reshape(-1)[flat_index]),
             box_map=self.backend.make_box_map(flat_index, self.fft_grid),
+            kinetic_wf=self.backend.to_device(kin.reshape(-1)[flat_index], dtype=self.backend.real_wf_dtype),
         )
 
     # --------------------------------------------------------------- properties
@@ -154,12 +158,12 @@ class PlaneWaveBasis:
     # --------------------------------------------------------------------- FFTs
     def to_real(self, coeffs, kpoint: Kpoint):
         """Wavefunctions (..., npw) on the sphere -> psi(r) (..., n1, n2, n3) in bohr^-3/2."""
-        scale = float(self.nfft / np.sqrt(self.volume))
+        scale = self.nfft / math.sqrt(self.volume)
         return self.backend.ifft3(self.backend.scatter(coeffs, kpoint.box_map)) * scale
 
     def to_sphere(self, real, kpoint: Kpoint):
         """Inverse of :meth:`to_real`: psi(r) (..., n1, n2, n3) -> coefficients (..., npw)."""
-        scale = float(np.sqrt(self.volume) / self.nfft)
+        scale = math.sqrt(self.volume) / self.nfft
         return self.backend.gather(self.backend.fft3(real), kpoint.box_map) * scale
 
     def apply_local(self, potential, coeffs, kpoint: Kpoint):

@@ -87,15 +87,15 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
     hx = evecs.mT @ hx
     lam = evals
     p = hp = None
-    rnorm_host = np.full(nbands, np.inf)
+    rnorm_host = np.full(nbands, np.inf)  # host
     for iteration in range(1, maxiter + 1):
         residual = hx - lam[:, None] * x
         rnorm = xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1))
         rnorm_host = backend.to_host(rnorm)
-        if iteration > miniter and np.all(rnorm_host[:nconverge] < tol):
+        if iteration > miniter and np.all(rnorm_host[:nconverge] < tol):  # host
             return EigenResult(lam, x, rnorm_host, iteration - 1, True, napply)
-        active = np.flatnonzero(rnorm_host >= tol) if iteration > miniter else np.arange(nbands)
-        idx = backend.to_device(active.astype(np.int64))
+        active = np.flatnonzero(rnorm_host >= tol) if iteration > miniter else np.arange(nbands)  # host
+        idx = backend.to_device(active.astype(np.int64))  # host
         w = precondition(xp.take(residual, idx, axis=0), xp.take(x, idx, axis=0))
         hw = apply_h(w)
         napply += w.shape[0]
@@ -119,14 +119,15 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         hx = c.mT @ hs
     residual = hx - lam[:, None] * x
     rnorm_host = backend.to_host(xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1)))
-    return EigenResult(lam, x, rnorm_host, maxiter, bool(np.all(rnorm_host[:nconverge] < tol)), napply)
+    converged = bool(np.all(rnorm_host[:nconverge] < tol))  # host
+    return EigenResult(lam, x, rnorm_host, maxiter, converged, napply)
 
 
 def kinetic_preconditioner(xp, kinetic):
     """Teter-Payne-Allan style preconditioner: r_G / (|k+G|^2/2 + <T>_n) for each band n."""
 
     def precondition(residual, x):
-        band_kinetic = xp.sum(xp.real(x * xp.conj(x)) * kinetic, axis=-1)
+        band_kinetic = xp.sum(xp.real(x * xp.conj(x)) * kinetic, axis=-1)  # kinetic in the wavefunction dtype
         return residual / (kinetic[None, :] + band_kinetic[:, None])
 
     return precondition

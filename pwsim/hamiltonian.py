@@ -21,7 +21,9 @@ class Hamiltonian:
     def __init__(self, basis, nonlocal_ops, potential, block_size: int | None = None):
         self.basis = basis
         self.nonlocal_ops = nonlocal_ops
-        self.potential = potential
+        xp = basis.backend.xp
+        # the potential multiplies wavefunctions: store it in their precision
+        self.potential = xp.astype(potential, basis.backend.real_wf_dtype)
         if block_size is None:
             # ~64 MiB of complex128 boxes per batch
             block_size = max(1, int(2**26 // (16 * basis.nfft)))

@@ -58,7 +58,7 @@ class AndersonMixer:
             gram = bk.to_host(flat @ flat.mT)
             rhs = -bk.to_host(flat @ xp.reshape(f, (-1,)))
             # scale-aware least squares: drops directions that are linearly dependent in the history
-            beta = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]
+            beta = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]  # host: history x history
             for i in range(m):
                 step = step + float(beta[i]) * ((self.xs[i] - x) + alpha * dfs[i])
         self.xs.append(x)

@@ -11,6 +11,7 @@ One iteration:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -255,11 +256,11 @@ def compute_density(setup: Setup, wavefunctions, occupations):
     for kpoint in basis.kpoints:
         c = wavefunctions[kpoint.index]
         f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
-        nonzero = np.flatnonzero(np.abs(f) > 1e-14)
+        nonzero = np.flatnonzero(np.abs(f) > 1e-14)  # host: occupations
         if nonzero.size == 0:
             continue
         weights = bk.to_device(f[nonzero] * kpoint.weight)
-        cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)
+        cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)  # host: index list
         for start in range(0, nonzero.size, block):
             stop = min(start + block, nonzero.size)
             psi = basis.to_real(cz[start:stop, ...], kpoint)
@@ -304,12 +305,12 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     bk = setup.backend
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
-    eigenvalues = np.zeros((setup.nspin, nk, nb))
+    eigenvalues = np.zeros((setup.nspin, nk, nb))  # host
     new = []
     total_iterations = 0
     for kpoint in setup.basis.kpoints:
         x0 = wavefunctions[kpoint.index]
-        precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
+        precond = kinetic_preconditioner(bk.xp, kpoint.kinetic_wf)
         result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb,
                         miniter=1)
         total_iterations += result.iterations
@@ -375,23 +376,29 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         setattr(settings, key, value)
     if setup is None:
         setup = prepare(structure, settings)
+    with setup.backend.blas_limits():
+        return _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
+
+
+def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state) -> Result:
     bk = setup.backend
     xp = bk.xp
     basis = setup.basis
     s = setup.settings
-    density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * np.sqrt(s.energy_tolerance)
+    density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * math.sqrt(s.energy_tolerance)
 
     start = time.perf_counter()
     if state is None:
         rho0 = initial_density if initial_density is not None else gaussian_density(setup)
-        if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):
-            raise InputError(f"the initial density has shape {np.shape(rho0)}, expected {(setup.nspin, *basis.fft_grid)}")
+        if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
+            raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
+                             f"expected {(setup.nspin, *basis.fft_grid)}")
         nb_work = setup.nbands + max(2, setup.nbands // 10)
         if initial_wavefunctions is not None:
             psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
         else:
             psi = [random_wavefunctions(setup, k, nb_work) for k in basis.kpoints]
-        state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)
+        state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
     mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
     e_previous = None
@@ -404,7 +411,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         t0 = time.perf_counter()
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
-        diagtol = float(np.clip(0.02 * residual, 1e-11, 1e-3)) if state.iteration > 1 else 1e-2
+        floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
+        diagtol = min(max(0.02 * residual, floor), 1e-3) if state.iteration > 1 else 1e-2
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
@@ -412,8 +420,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         energies = total_energy(setup, state.wavefunctions, occupations, rho_out, occ)
         energy = energies["total"]
         diff = rho_out - state.rho_in
-        residual = float(np.sqrt(bk.scalar(xp.sum(diff * diff)) * basis.dvol))
-        delta = np.inf if e_previous is None else energy - e_previous
+        residual = math.sqrt(bk.scalar(xp.sum(diff * diff)) * basis.dvol)
+        delta = math.inf if e_previous is None else energy - e_previous
         e_previous = energy
         for key, value in (("energy", energy), ("delta_energy", delta), ("residual", residual),
                            ("time", time.perf_counter() - t0)):

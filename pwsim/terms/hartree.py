@@ -11,9 +11,9 @@ import numpy as np
 def poisson_green(basis):
     """4 pi / |G|^2 on the FFT box with the G = 0 entry set to 0 (device, (n1, n2, n3))."""
     g2 = basis.box_g2_host
-    green = np.zeros_like(g2)
+    green = np.zeros_like(g2)  # host: set-up, moved to the device once
     nonzero = g2 > 1e-14
-    green[nonzero] = 4 * np.pi / g2[nonzero]
+    green[nonzero] = 4 * np.pi / g2[nonzero]  # host
     return basis.backend.to_device(green)
 
 

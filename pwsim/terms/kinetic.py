@@ -4,9 +4,10 @@ from __future__ import annotations
 
 def apply(kpoint, coeffs):
     """T psi for all bands: coeffs (nbands, npw) complex -> (nbands, npw)."""
-    return coeffs * kpoint.kinetic
+    return coeffs * kpoint.kinetic_wf
 
 
 def band_energies(xp, kpoint, coeffs):
     """<psi_n|T|psi_n> for every band, (nbands,) float, hartree."""
-    return xp.sum(xp.real(coeffs * xp.conj(coeffs)) * kpoint.kinetic, axis=-1)
+    density = xp.astype(xp.real(coeffs * xp.conj(coeffs)), xp.float64)  # accumulate in double precision
+    return xp.sum(density * kpoint.kinetic, axis=-1)

@@ -40,8 +40,9 @@ class NonlocalOperator:
         """<psi_n|V_nl|psi_n> for every band, (nbands,) float, hartree."""
         if self.nproj == 0:
             return xp.zeros(coeffs.shape[0], dtype=xp.float64, device=coeffs.device)
-        overlaps = coeffs @ xp.conj(self.projectors.mT)
-        return xp.sum(xp.real((overlaps @ self.coupling) * xp.conj(overlaps)), axis=-1)
+        overlaps = xp.astype(coeffs @ xp.conj(self.projectors.mT), xp.complex128)  # energies in double
+        coupling = xp.astype(self.coupling, xp.complex128)
+        return xp.sum(xp.real((overlaps @ coupling) * xp.conj(overlaps)), axis=-1)
 
 
 def projector_blocks(structure, pseudos, kpg: np.ndarray):
