@@ -1,0 +1,100 @@
+"""``pwsim bands`` and ``pwsim dos``: post-processing commands on an output file.
+
+    pwsim bands out.h5 -o bands.png [--npoints N] [--nbands N] [--path GXWKGL,UX]
+    pwsim dos out.h5 -o dos.png [--width 0.01] [--method gaussian|tetrahedron]
+
+Both add their data to the output file (/bands, /dos; atomically) and draw a picture. Errors follow
+:mod:`pwsim.cli`: one line on stderr, exit status 2 for bad input, 3 for an internal error,
+``--debug`` for the traceback. :func:`register` adds the commands to the ``pwsim`` group.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .units import HARTREE_IN_EV
+
+
+def _default_image(h5_file: str, suffix: str) -> str:
+    p = Path(h5_file)
+    return str(p.with_name(f"{p.stem}_{suffix}.png"))
+
+
+@click.command()
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Picture to write (.png, .pdf, .svg; default: H5_FILE's name + _bands.png).")
+@click.option("--npoints", type=click.IntRange(min=2), default=100, show_default=True,
+              help="About how many k-points along the whole path.")
+@click.option("--nbands", type=click.IntRange(min=1), help="Bands per k-point (default: the SCF's).")
+@click.option("--path", "kpath", help="Special points, e.g. 'GXWKGL,UX' or 'Γ-X|K-Γ' (default: the standard path).")
+@click.option("--emin", type=float, help="Lower end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--emax", type=float, help="Upper end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--no-write", is_flag=True, help="Do not add /bands to H5_FILE.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the gap line and errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, debug):
+    """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
+    from .bands import band_structure, write_bands
+    from .cli import _guard
+    from .io.hdf5 import load
+    from .plotting import plot_bands
+
+    echo = (lambda *a, **k: None) if quiet else click.echo
+
+    def go():
+        result = load(h5_file)
+        bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands)
+        image = plot_bands(bs, output or _default_image(h5_file, "bands"), emin=emin, emax=emax)
+        echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
+             f"eigensolver residual {bs.residual:.1e} Ha")
+        if not no_write:
+            write_bands(h5_file, bs)
+            echo(f"band structure written to {h5_file}:/bands")
+        echo(f"picture written to {image}")
+        click.echo(bs.describe_gap())
+
+    _guard(go, debug)
+
+
+@click.command()
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Picture to write (.png, .pdf, .svg; default: H5_FILE's name + _dos.png).")
+@click.option("--width", type=float, default=0.01, show_default=True,
+              help="Gaussian broadening sigma in hartree (also sets the energy step, width/10).")
+@click.option("--method", type=click.Choice(["gaussian", "tetrahedron"]), default="gaussian", show_default=True)
+@click.option("--emin", type=float, help="Lower end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--emax", type=float, help="Upper end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--no-write", is_flag=True, help="Do not add /dos to H5_FILE.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
+    """Density of states of the eigenvalues in H5_FILE."""
+    from .cli import _guard
+    from .dos import density_of_states, write_dos
+    from .io.hdf5 import load
+    from .plotting import plot_dos
+
+    echo = (lambda *a, **k: None) if quiet else click.echo
+
+    def go():
+        result = load(h5_file)
+        d = density_of_states(result, width=width, method=method)
+        image = plot_dos(d, output or _default_image(h5_file, "dos"), emin=emin, emax=emax)
+        if not no_write:
+            write_dos(h5_file, d)
+            echo(f"density of states written to {h5_file}:/dos")
+        echo(f"picture written to {image}")
+        echo(f"{d.method} DOS, {d.energies.size} energies; {d.electrons_below(d.fermi_level):.4f} states below "
+             f"E_F = {d.fermi_level:.6f} Ha ({d.n_electrons:g} electrons); DOS(E_F) = "
+             f"{d.at(d.fermi_level) / HARTREE_IN_EV:.4f} states/eV/cell")
+
+    _guard(go, debug)
+
+
+def register(main: click.Group) -> None:
+    """Add the ``bands`` and ``dos`` commands to the ``pwsim`` command group."""
+    main.add_command(bands)
+    main.add_command(dos)
