@@ -67,6 +67,13 @@ class Kpoint:
     kinetic: object
     box_map: BoxMap
     kinetic_wf: object = None
+    minus_index: object = None
+
+    @property
+    def is_gamma(self) -> bool:
+        """True for k = 0 when real wavefunctions are used: coefficients obey c(-G) = c(G)*, two
+        bands share one complex FFT, and Rayleigh-Ritz runs in real arithmetic."""
+        return self.minus_index is not None
 
     @property
     def npw(self) -> int:
@@ -85,16 +92,18 @@ class PlaneWaveBasis:
     backend: array backend
     fft_grid: FFT box (n1, n2, n3); default from :func:`default_fft_grid`
     nspin: 1 (unpolarised) or 2 (collinear spin)
+    real_gamma: use real wavefunctions at k = 0 (half the FFTs there)
     """
 
     def __init__(self, structure: Structure, ecut: float, kpoints, weights, backend: Backend,
-                 fft_grid=None, nspin: int = 1):
+                 fft_grid=None, nspin: int = 1, real_gamma: bool = True):
         if not np.isfinite(ecut) or ecut <= 0:
             raise InputError(f"ecut must be a positive number of hartree, got {ecut}")
         self.structure = structure
         self.ecut = float(ecut)
         self.backend = backend
         self.nspin = nspin
+        self.real_gamma = real_gamma
         if fft_grid is None:
             fft_grid = default_fft_grid(structure, ecut)
         self.fft_grid = tuple(int(n) for n in fft_grid)
@@ -129,12 +138,21 @@ class PlaneWaveBasis:
             if miller[:, axis].max() - miller[:, axis].min() >= n:
                 raise InputError(f"fft_grid {self.fft_grid} is too small for ecut {self.ecut} Ha")
         kpg = kpg_all.reshape(-1, 3)[flat_index]
+        minus_index = None
+        if self.real_gamma and np.all(np.abs(np.asarray(k, dtype=float)) < 1e-12):
+            # position in the sphere of -G for every G of the sphere
+            n = np.array(self.fft_grid)
+            minus_flat = np.ravel_multi_index(tuple((-miller % n).T), self.fft_grid)
+            where = np.full(self.nfft, -1)
+            where[flat_index] = np.arange(flat_index.size)
+            minus_index = self.backend.to_device(where[minus_flat].astype(np.int64))
         return Kpoint(
             index=index, coordinate=np.array(k, dtype=float), weight=float(weight), spin=spin,
             miller=miller, kpg=kpg,
             kinetic=self.backend.to_device(kin.reshape(-1)[flat_index]),
             box_map=self.backend.make_box_map(flat_index, self.fft_grid),
             kinetic_wf=self.backend.to_device(kin.reshape(-1)[flat_index], dtype=self.backend.real_wf_dtype),
+            minus_index=minus_index,
         )
 
     # --------------------------------------------------------------- properties
@@ -172,8 +190,64 @@ class PlaneWaveBasis:
         potential: (n1, n2, n3) real, hartree; coeffs: (nbands, npw) complex. Returns (nbands, npw).
         """
         bk = self.backend
+        if kpoint.is_gamma:
+            return self._apply_local_gamma(potential, coeffs, kpoint)
         psi_r = bk.ifft3(bk.scatter(coeffs, kpoint.box_map))
         return bk.gather(bk.fft3(psi_r * potential), kpoint.box_map)
+
+    def _apply_local_gamma(self, potential, coeffs, kpoint: Kpoint):
+        """Gamma point: psi_a, psi_b are real, so one complex FFT carries psi_a + i psi_b, and the
+        Hermitian symmetry of V psi_a and V psi_b separates the two results again."""
+        bk = self.backend
+        xp = bk.xp
+        a, b = self._pair(coeffs)
+        f = bk.gather(bk.fft3(bk.ifft3(bk.scatter(a + 1j * b, kpoint.box_map)) * potential), kpoint.box_map)
+        f_minus = xp.conj(xp.take(f, kpoint.minus_index, axis=-1))
+        out_a = 0.5 * (f + f_minus)
+        out_b = -0.5j * (f - f_minus)
+        return self._unpair(out_a, out_b, coeffs.shape[0])
+
+    def symmetrizer(self, kpoint: Kpoint):
+        """For a Gamma point with real wavefunctions, the projection c -> (c(G) + c(-G)*)/2; else None."""
+        if not kpoint.is_gamma:
+            return None
+        xp = self.backend.xp
+        return lambda c: 0.5 * (c + xp.conj(xp.take(c, kpoint.minus_index, axis=-1)))
+
+    def _pair(self, coeffs):
+        """Split bands (nb, npw) into even and odd rows, padding the odd rows with zeros."""
+        xp = self.backend.xp
+        nb = coeffs.shape[0]
+        a = coeffs[0::2, ...]
+        b = coeffs[1::2, ...]
+        if nb % 2:
+            b = xp.concat([b, xp.zeros((1, coeffs.shape[1]), dtype=coeffs.dtype, device=coeffs.device)], axis=0)
+        return a, b
+
+    def _unpair(self, a, b, nb):
+        xp = self.backend.xp
+        both = xp.reshape(xp.stack([a, b], axis=1), (2 * a.shape[0], a.shape[1]))
+        return both[:nb, ...]
+
+    def band_densities(self, coeffs, kpoint: Kpoint, weights):
+        """sum_n w_n |psi_n(r)|^2 for a block of bands: coeffs (nb, npw), weights (nb,) device.
+        Returns (n1, n2, n3) float64, electrons/bohr^3 per unit weight."""
+        xp = self.backend.xp
+        if kpoint.is_gamma:
+            a, b = self._pair(coeffs)
+            nb = coeffs.shape[0]
+            w = weights
+            if nb % 2:
+                w = xp.concat([w, xp.zeros((1,), dtype=w.dtype, device=w.device)])
+            z = self.to_real(a + 1j * b, kpoint)
+            wa = w[0::2][:, None, None, None]
+            wb = w[1::2][:, None, None, None]
+            re = xp.astype(xp.real(z), xp.float64)
+            im = xp.astype(xp.imag(z), xp.float64)
+            return xp.sum(wa * re * re + wb * im * im, axis=0)
+        psi = self.to_real(coeffs, kpoint)
+        dens = xp.astype(xp.real(psi * xp.conj(psi)), xp.float64)
+        return xp.sum(dens * weights[:, None, None, None], axis=0)
 
     def r_to_g(self, f_real):
         """Real-space function (..., n1, n2, n3) -> Fourier components f(G) = (1/N) sum_r f(r) e^{-iGr}."""

@@ -1,12 +1,17 @@
 """The ``pwsim`` command line.
 
 Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input or
-environment. Errors are one line on stderr; ``--debug`` shows the traceback.
+environment (including usage errors), 3 internal error, 130 interrupted. Every error is exactly one
+line on stderr, starting with ``pwsim: error:``; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
+import warnings
+from collections import Counter
 
 import click
 
@@ -16,16 +21,39 @@ from .errors import PwsimError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _error(message: str, code: int):
+    click.echo(f"pwsim: error: {_first_line(message)}", err=True)
+    sys.exit(code)
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc
     code = getattr(exc, "exit_code", 2)
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    click.echo(f"pwsim: error: {message}", err=True)
-    sys.exit(code)
+    _error(str(exc) or type(exc).__name__, code)
 
 
-def _guard(func, debug):
+def _guard(func, debug, quiet=False):
+    """Run ``func``; turn every failure into one line on stderr and an exit status.
+
+    Python warnings (NumPy, spglib, ...) are informational: one line each on stdout (none with -q), so
+    that stderr holds only the error line; --debug leaves them to Python.
+    """
+    if debug:
+        return func()
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, *args, **kwargs: None if quiet else click.echo(
+            f"pwsim: warning: {category.__name__}: {_first_line(str(message))}")
+        return _guarded(func, debug)
+
+
+def _guarded(func, debug):
     try:
         return func()
     except PwsimError as exc:
@@ -34,37 +62,90 @@ def _guard(func, debug):
         click.echo("pwsim: interrupted", err=True)
         sys.exit(130)
     except MemoryError:
-        _fail(MemoryError("out of memory: lower ecut, k-points or nbands"), debug)
+        _fail(MemoryError("out of memory: lower ecut, k-points or nbands, or set [run] max_memory"), debug)
+    except BrokenPipeError:  # stdout closed early, e.g. pwsim run ... | head: not an error of the run
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(141)
+    except OSError as exc:  # disk full, permission denied, ...: the environment, not a bug
+        if debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _error(f"{exc.strerror or exc}{where}", 2)
     except Exception as exc:  # an unexpected failure still gets one line, unless --debug
         if debug:
             raise
-        click.echo(f"pwsim: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                   "(run with --debug for the traceback)", err=True)
-        sys.exit(3)
+        _error(f"internal error: {type(exc).__name__}: {_first_line(str(exc))} "
+               "(run with --debug for the traceback)", 3)
 
 
-@click.group(context_settings=CONTEXT)
+class _Group(click.Group):
+    """A click group whose usage errors are one line on stderr (exit status 2), like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+            if no_args and isinstance(exc, no_args):
+                click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+                sys.exit(0)
+            command = exc.ctx.command_path if exc.ctx is not None else "pwsim"
+            _error(f"{exc.format_message()} (see '{command} --help')", 2)
+        except click.ClickException as exc:
+            _error(exc.format_message(), exc.exit_code or 2)
+        except click.exceptions.Abort:
+            click.echo("pwsim: interrupted", err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("pwsim: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pwsim")
 def main():
-    """pwsim: plane-wave Kohn-Sham DFT with GTH pseudopotentials."""
+    """pwsim: plane-wave Kohn-Sham DFT with GTH pseudopotentials.
+
+    Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input.
+    """
+
+
+def _composition(species) -> str:
+    return "".join(f"{el}{n if n > 1 else ''}" for el, n in Counter(species).items())
 
 
 @main.command()
 @click.argument("input_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output HDF5 file (default: INPUT with .h5).")
 @click.option("--backend", type=click.Choice(["numpy", "cupy", "strict", "auto"]), help="Override [run] backend.")
-@click.option("--restart", type=click.Path(dir_okay=False), help="Continue from an output or checkpoint file.")
+@click.option("--restart", type=click.Path(dir_okay=False),
+              help="Continue from a checkpoint or start from the density of an output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print timings per phase.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print the estimate, checkpoints and timings per phase.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run(input_file, output, backend, restart, quiet, verbose, debug):
-    """Run the calculation described by INPUT_FILE (TOML)."""
+    """Run the calculation described by INPUT_FILE (TOML).
+
+    Prints a live SCF table and a summary; the results go to an HDF5 file. Exit status 0 when the
+    SCF converged, 1 when it did not (the output is still written, with /scf/converged false).
+    """
     from .io.input import parse_file
     from .runner import run_deck
 
+    verbose = verbose and not quiet
     echo = (lambda *a, **k: None) if quiet else click.echo
+    log = echo if verbose else None
 
     def go():
+        t0 = time.perf_counter()
+        # a batch system's SIGTERM ends the run like Ctrl-C: no half-written output, exit status 130
+        signal.signal(signal.SIGTERM, _interrupt)
         deck = parse_file(input_file)
         if backend:
             deck.settings.backend = backend
@@ -73,51 +154,100 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
 
             ok, why = cupy_status()
             deck.settings.backend = "cupy" if ok else "numpy"
-            echo(f"backend auto: {'cupy (' + why + ')' if ok else 'numpy (' + why + ')'}")
+            echo(f"backend auto: {'cupy' if ok else 'numpy'} ({why})")
+        st = deck.structure
+        s = deck.settings
         echo(f"pwsim {__version__}: {input_file}")
-        echo(f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}")
+        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {s.ecut:g} Ha, "
+             f"k-grid {'x'.join(map(str, s.kpoints))}" + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
+        timings = {"set-up": time.perf_counter() - t0}
+        header = {"printed": False}
 
         def callback(info):
+            if not header["printed"]:
+                echo(f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}")
+                header["printed"] = True
             de = info["delta_energy"]
             de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
             echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
 
-        t0 = time.perf_counter()
-        result, path = run_deck(deck, output=output, restart=restart, callback=callback,
-                                log=echo if verbose else None)
+        result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings)
         echo("")
         echo(result.summary())
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
         if not result.converged:
-            click.echo(f"pwsim: error: SCF did not converge in {result.iterations} iterations "
-                       f"(output {path} is flagged as not converged)", err=True)
-            sys.exit(1)
+            _error(f"SCF did not converge in {result.iterations} iterations (output {path} is flagged as not "
+                   "converged; raise [scf] max_iterations or restart with --restart)", 1)
 
-    _guard(go, debug)
+    _guard(go, debug, quiet)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _format_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_format_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 @main.command()
 @click.argument("input_file", type=click.Path(dir_okay=False))
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(input_file, debug):
-    """Validate INPUT_FILE and print the resolved settings and resource estimates (dry run)."""
-    from .io.input import parse_file
-    from .runner import available_memory, estimate
+    """Validate INPUT_FILE; print the resolved settings and the memory/time estimate (dry run).
+
+    Exit status 2 if the input is invalid or the job would not fit in memory.
+    """
+    from .io.input import SCHEMA, parse_file
+    from .pseudo import load_pseudo
+    from .runner import check_memory, estimate, memory_limit
 
     def go():
         deck = parse_file(input_file)
         s = deck.settings
-        est = estimate(deck.structure, s)
         st = deck.structure
+        limit, what = memory_limit(deck.run.get("max_memory"))
+        est = estimate(st, s, limit_bytes=limit)
         click.echo(f"input {input_file}: valid")
-        click.echo(f"structure: {st.natoms} atoms ({', '.join(st.species)}), volume {st.volume:.4f} bohr^3, "
-                   f"space group {est.spacegroup or 'P1'}")
-        click.echo(f"model: xc {s.xc}, smearing {s.smearing}, spin {s.spin}, charge {s.charge:g}")
-        click.echo(f"basis: ecut {s.ecut:g} Ha, FFT grid {est.fft_grid}, k-grid {tuple(s.kpoints)} shift {tuple(s.kshift)} "
-                   f"-> {est.nkpoints} irreducible k-point(s), ~{est.npw[0]} plane waves per k-point")
-        click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}")
-        click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB (available {available_memory() / 2**20:.0f} MiB), "
+        click.echo(f"[structure] {_composition(st.species)}: {st.natoms} atoms, volume {st.volume:.4f} bohr^3, "
+                   f"space group {est.spacegroup or 'P1'} ({est.nsym} operations)")
+        pseudos = {el: load_pseudo(el, s.xc, (s.pseudopotentials or {}).get(el)) for el in st.kinds()}
+        for table in ("model", "basis", "scf"):
+            items = []
+            for key in SCHEMA[table]:
+                value = getattr(s, key)
+                if key == "pseudopotentials":
+                    value = {el: f"{p.source} (q={p.zion:g})" for el, p in pseudos.items()}
+                elif key == "ecut":
+                    value = f"{value:g} Ha"
+                elif key == "temperature":
+                    value = f"{value:g} Ha"
+                elif key == "energy_tolerance":
+                    value = f"{value:g} Ha"
+                elif key == "nbands" and value is None:
+                    value = f"{est.nbands} (default)"
+                elif key == "fft_grid" and value is None:
+                    value = f"{list(est.fft_grid)} (default)"
+                elif key == "density_tolerance" and value is None:
+                    value = f"{10 * s.energy_tolerance ** 0.5:g} (default)"
+                items.append(f"{key} = {_format_value(value)}")
+            click.echo(f"[{table}] " + ", ".join(items))
+        click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in SCHEMA["run"]))
+        click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
+                   f"of {'x'.join(map(str, s.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
+                   f"FFT grid {'x'.join(map(str, est.fft_grid))}")
+        click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
                    f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
+        click.echo(f"memory by part: {est.breakdown()}")
+        check_memory(est, deck.run.get("max_memory"))
 
     _guard(go, debug)
 
@@ -135,11 +265,14 @@ def show(h5_file, debug):
         r = load(h5_file)
         st = r.structure
         click.echo(f"{h5_file}: pwsim {r.provenance.get('pwsim', '?')}, {r.provenance.get('date', '')}")
-        click.echo(f"structure: {st.natoms} atoms ({', '.join(st.species)}), volume {st.volume:.4f} bohr^3 {r.spacegroup}")
+        click.echo(f"structure: {_composition(st.species)}, {st.natoms} atoms, volume {st.volume:.4f} bohr^3 "
+                   f"{r.spacegroup}")
         click.echo("settings: " + ", ".join(f"{k}={r.settings[k]}" for k in ("xc", "ecut", "kpoints", "smearing", "spin")
                                             if k in r.settings))
         click.echo(f"FFT grid {r.fft_grid}, {len(r.kpoints)} k-point(s), {r.eigenvalues.shape[-1]} bands, "
                    f"{r.n_electrons:g} electrons")
+        if "checkpoint" in r.extra:
+            click.echo(f"checkpoint at iteration {r.extra['checkpoint']['iteration']} (resume with --restart)")
         click.echo(r.summary())
         with h5py.File(h5_file, "r") as f:
             click.echo("datasets:")
@@ -157,6 +290,7 @@ def show(h5_file, debug):
 def info():
     """Version, backends, GPU, FFT library and threads."""
     from .backend import _default_threads, cupy_status, fft_library_name
+    from .runner import available_memory
 
     ok, why = cupy_status()
     click.echo(f"pwsim {__version__}")
@@ -164,6 +298,21 @@ def info():
     click.echo(f"GPU: {why}" if ok else f"GPU: none usable: {why}")
     click.echo(f"FFT library (numpy backend): {fft_library_name()}")
     click.echo(f"threads: {_default_threads()}")
+    click.echo(f"available memory: {available_memory() / 2**30:.1f} GiB")
+
+
+def _register_extensions() -> None:
+    """Commands that live in other modules (``bands``, ``dos``), when those modules are present."""
+    try:
+        from .cli_analysis import register
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.cli_analysis":
+            raise
+        return
+    register(main)
+
+
+_register_extensions()
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ def nonlocal_forces(setup, wavefunctions, occupations) -> np.ndarray:
         proj_h = xp.conj(op.projectors.mT)  # (npw, nproj): columns conj(beta_i(k+G))
         overlaps = c @ proj_h  # (nb, nproj) = <beta_i|psi_n>
         od = overlaps @ op.coupling  # (nb, nproj), (O D)_ni
-        kpg = bk.to_device(kpoint.kpg, dtype=proj_h.dtype)  # (npw, 3)
+        real_dtype = xp.float32 if proj_h.dtype == xp.complex64 else xp.float64
+        kpg = bk.to_device(kpoint.kpg, dtype=real_dtype)  # (npw, 3)
         nproj = op.nproj
         # d<beta_i|psi_n>/d tau_alpha = sum_G c_nG conj(-i q_alpha beta_iG) = i sum_G c_nG q_alpha conj(beta_iG)
         dproj = xp.concat([proj_h * kpg[:, a:a + 1] for a in range(3)], axis=1)  # (npw, 3 nproj)

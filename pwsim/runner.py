@@ -126,7 +126,12 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     pseudos = {el: load_pseudo(el, settings.xc, (settings.pseudopotentials or {}).get(el)) for el in structure.kinds()}
     n_el = count_electrons(structure, pseudos, settings.charge)
     nspin = 2 if settings.spin == "collinear" else 1
-    nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin)
+    moment = settings.magnetization if getattr(settings, "magnetization", None) is not None else sum(
+        settings.magnetic_moments or [0.0])
+    try:
+        nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin, moment)
+    except TypeError:  # an occupations module without the moment argument
+        nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin)
     nwork = nbands + max(2, nbands // 10)
     grid = tuple(int(n) for n in settings.fft_grid) if settings.fft_grid else default_fft_grid(structure, settings.ecut)
     nfft = float(np.prod(np.asarray(grid, dtype=float)))
@@ -170,7 +175,15 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
         nk_irr = nk_min
         exact = False
     else:
-        kset = irreducible_kpoints(structure, tuple(settings.kpoints), tuple(settings.kshift), sym, time_reversal=True)
+        grid_k, shift_k = tuple(int(k) for k in settings.kpoints), tuple(int(k) for k in settings.kshift)
+        try:
+            from .symmetry import grid_preserving_subgroup
+        except ImportError:
+            pass
+        else:
+            sym = grid_preserving_subgroup(sym, grid_k, shift_k)  # what prepare() keeps
+            nsym = int(getattr(sym, "nsym", 1))
+        kset = irreducible_kpoints(structure, grid_k, shift_k, sym, time_reversal=True)
         nk_irr = len(kset.weights)
         parts = model(nk_irr)
     memory = float(sum(parts.values()))

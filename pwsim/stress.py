@@ -251,10 +251,11 @@ def _nonlocal(setup, wavefunctions, occupations) -> np.ndarray:
         e_nl = bk.scalar(xp.sum(xp.real(overlaps * od_conj) * fk[:, None]))
         out -= e_nl * np.eye(3)
         kpg = kpoint.kpg
-        dev_q = bk.to_device(kpg, dtype=bk.complex_dtype)
+        single = op.projectors.dtype == xp.complex64
+        dev_q = bk.to_device(kpg, dtype=xp.float32 if single else xp.float64)
         for a in range(3):
             grad_a = projector_gradients(structure, pseudos, kpg, a)  # (nproj, npw) host
-            th = bk.to_device(np.conj(grad_a).T, dtype=bk.complex_dtype)  # (npw, nproj)
+            th = bk.to_device(np.conj(grad_a).T, dtype=xp.complex64 if single else xp.complex128)  # (npw, nproj)
             mats = c @ xp.concat([th * dev_q[:, b:b + 1] for b in range(3)], axis=1)  # (nb, 3 nproj)
             row = []
             for b in range(3):

@@ -24,7 +24,8 @@ from ..errors import InputError
 from ..results import Result
 from ..structure import Structure
 
-MODEL_KEYS = ("xc", "charge", "smearing", "temperature", "spin", "magnetic_moments", "pseudopotentials")
+MODEL_KEYS = ("xc", "charge", "smearing", "temperature", "spin", "magnetic_moments", "magnetization",
+              "pseudopotentials")
 BASIS_KEYS = ("ecut", "kpoints", "kshift", "nbands", "fft_grid", "symmetry")
 SCF_KEYS = ("energy_tolerance", "density_tolerance", "max_iterations", "mixing_damping", "mixing_history", "kerker")
 RUN_KEYS = ("backend", "precision", "save_wavefunctions", "seed")
@@ -57,12 +58,24 @@ def write_result(result: Result, path, checkpoint_state: dict | None = None) -> 
         with h5py.File(part, "w") as f:
             _write(f, result, checkpoint_state)
         if path.exists():
-            os.replace(path, path.with_name(path.name + ".bak"))
+            _backup(path, path.with_name(path.name + ".bak"))
         os.replace(part, path)
     finally:
         if part.exists():
             part.unlink()
     return path
+
+
+def _backup(path: Path, bak: Path) -> None:
+    """Keep the previous file as ``bak`` while ``path`` stays in place: a hard link, so that ``path``
+    exists at every moment (the following rename replaces it atomically); where the filesystem has no
+    hard links, the previous file is renamed (``path`` is then briefly absent)."""
+    try:
+        if bak.exists() or bak.is_symlink():
+            bak.unlink()
+        os.link(path, bak)
+    except OSError:
+        os.replace(path, bak)
 
 
 def _write(f: h5py.File, r: Result, checkpoint_state):
@@ -184,59 +197,70 @@ def load(path) -> Result:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path} is not a readable HDF5 file ({exc})") from None
-    with f:
-        if "energy" not in f or "structure" not in f:
-            raise InputError(f"{path} is not a pwsim output file")
-        species = [s.decode() if isinstance(s, bytes) else str(s) for s in f["structure/species"][()]]
-        structure = Structure(f["structure/lattice"][()], species, f["structure/positions"][()])
-        opt = lambda name: float(f[name][()]) if name in f else None  # noqa: E731
-        hist = f["scf"]
-        result = Result(
-            structure=structure,
-            settings=_attrs_to_settings(f),
-            energies={k: float(v[()]) for k, v in f["energy"].items()},
-            eigenvalues=f["eigenvalues"][()],
-            occupations=f["occupations"][()],
-            kpoints=f["kpoints/fractional"][()],
-            kweights=f["kpoints/weights"][()],
-            density=f["density"][()],
-            fft_grid=tuple(int(n) for n in f["basis/fft_grid_shape"][()]),
-            n_electrons=float(f["n_electrons"][()]),
-            converged=bool(hist["converged"][()]),
-            iterations=int(hist["iterations"][()]),
-            history={
-                "energy": hist["energy_history"][()],
-                "delta_energy": hist["delta_energy_history"][()],
-                "residual": hist["residual_history"][()],
-                "time": hist["time_history"][()],
-            },
-            fermi_level=opt("fermi_level"),
-            homo=opt("homo"),
-            lumo=opt("lumo"),
-            magnetization=opt("magnetization"),
-            absolute_magnetization=opt("absolute_magnetization"),
-            forces=f["forces"][()] if "forces" in f else None,
-            stress=f["stress"][()] if "stress" in f else None,
-            spacegroup=str(f["structure"].attrs.get("spacegroup", "")),
-            npw=list(f["basis/npw"][()]),
-            provenance={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["provenance"].attrs.items()},
-            input_text=str(f.attrs.get("input", "")),
-        )
-        if "wavefunctions" in f:
-            keys = sorted(f["wavefunctions"].keys(), key=lambda s: int(s[1:]))
-            result.wavefunctions = [f[f"wavefunctions/{k}/coefficients"][()] for k in keys]
-            result.miller = [f[f"wavefunctions/{k}/miller"][()] for k in keys]
-        if "checkpoint" in f:
-            cp = f["checkpoint"]
-            wf_keys = sorted((k for k in cp.keys() if k.startswith("wavefunctions_k")), key=lambda s: int(s[15:]))
-            result.extra["checkpoint"] = {
-                "rho_in": cp["rho_in"][()],
-                "iteration": int(cp["iteration"][()]),
-                "wavefunctions": [cp[k][()] for k in wf_keys],
-            }
-        for name in ("bands", "dos", "relax"):
-            if name in f:
-                result.extra[name] = _read_group(f[name])
+    try:
+        with f:
+            return _read(f, path)
+    except InputError:
+        raise
+    except (KeyError, OSError, ValueError, TypeError) as exc:  # a pwsim-like file with parts missing or damaged
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path} is not a complete pwsim output file ({detail})") from None
+
+
+def _read(f, path) -> Result:
+    """The Result in an open file."""
+    if "energy" not in f or "structure" not in f:
+        raise InputError(f"{path} is not a pwsim output file")
+    species = [s.decode() if isinstance(s, bytes) else str(s) for s in f["structure/species"][()]]
+    structure = Structure(f["structure/lattice"][()], species, f["structure/positions"][()])
+    opt = lambda name: float(f[name][()]) if name in f else None  # noqa: E731
+    hist = f["scf"]
+    result = Result(
+        structure=structure,
+        settings=_attrs_to_settings(f),
+        energies={k: float(v[()]) for k, v in f["energy"].items()},
+        eigenvalues=f["eigenvalues"][()],
+        occupations=f["occupations"][()],
+        kpoints=f["kpoints/fractional"][()],
+        kweights=f["kpoints/weights"][()],
+        density=f["density"][()],
+        fft_grid=tuple(int(n) for n in f["basis/fft_grid_shape"][()]),
+        n_electrons=float(f["n_electrons"][()]),
+        converged=bool(hist["converged"][()]),
+        iterations=int(hist["iterations"][()]),
+        history={
+            "energy": hist["energy_history"][()],
+            "delta_energy": hist["delta_energy_history"][()],
+            "residual": hist["residual_history"][()],
+            "time": hist["time_history"][()],
+        },
+        fermi_level=opt("fermi_level"),
+        homo=opt("homo"),
+        lumo=opt("lumo"),
+        magnetization=opt("magnetization"),
+        absolute_magnetization=opt("absolute_magnetization"),
+        forces=f["forces"][()] if "forces" in f else None,
+        stress=f["stress"][()] if "stress" in f else None,
+        spacegroup=str(f["structure"].attrs.get("spacegroup", "")),
+        npw=list(f["basis/npw"][()]),
+        provenance={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["provenance"].attrs.items()},
+        input_text=str(f.attrs.get("input", "")),
+    )
+    if "wavefunctions" in f:
+        keys = sorted(f["wavefunctions"].keys(), key=lambda s: int(s[1:]))
+        result.wavefunctions = [f[f"wavefunctions/{k}/coefficients"][()] for k in keys]
+        result.miller = [f[f"wavefunctions/{k}/miller"][()] for k in keys]
+    if "checkpoint" in f:
+        cp = f["checkpoint"]
+        wf_keys = sorted((k for k in cp.keys() if k.startswith("wavefunctions_k")), key=lambda s: int(s[15:]))
+        result.extra["checkpoint"] = {
+            "rho_in": cp["rho_in"][()],
+            "iteration": int(cp["iteration"][()]),
+            "wavefunctions": [cp[k][()] for k in wf_keys],
+        }
+    for name in ("bands", "dos", "relax"):
+        if name in f:
+            result.extra[name] = _read_group(f[name])
     return result
 
 

@@ -1,0 +1,438 @@
+"""Structure relaxation: atomic positions, and optionally the cell, to zero forces and stress.
+
+    import pwsim
+    from pwsim.relax import relax, write_relax
+    h2 = pwsim.molecule_in_box(["H", "H"], [[4.4, 5, 5], [5.6, 5, 5]], 10.0)
+    rr = relax(h2, pwsim.Settings(ecut=20), fmax=1e-3)
+    rr.structure, rr.result.total_energy, rr.trajectory["energy"]
+    write_relax(rr, "h2.h5")          # the final Result plus a /relax group
+
+Every step is one SCF (:func:`pwsim.scf`) that starts from the previous step's density (Fourier
+resampled if the FFT box changed with the cell) and, when the plane-wave basis is the same
+(same k-points and G-spheres, i.e. the cell did not change), from its wavefunctions.
+
+Optimisers
+----------
+``"bfgs"`` (default, no extra dependency)
+    quasi-Newton BFGS with a trust radius, one SCF per step and no line search (the algorithm
+    of ASE's ``BFGS``): initial Hessian ``alpha`` = 0.72 Ha/bohr^2 (70 eV/A^2), steps limited to
+    ``maxstep`` bohr per atom.
+``"scipy"``
+    :func:`scipy.optimize.minimize` (BFGS with line searches) on the same coordinates.
+``"ase:NAME"``, e.g. ``"ase:BFGS"``, ``"ase:FIRE"``, ``"ase:LBFGS"``
+    an optimiser of ``ase.optimize`` driving :class:`pwsim.ase.PWSim`; with ``cell=True`` through
+    ASE's ``FrechetCellFilter`` (needs ASE >= 3.23).
+
+Variable cell (``cell=True``): the coordinates are those of ASE's ``UnitCellFilter``: the
+deformation gradient D of the cell (lattice rows A = A0 D^T) scaled by ``cell_factor`` (default
+the number of atoms) and the atomic positions mapped back through D^-1; the generalised force on
+the cell is -Omega sigma D^-T / cell_factor. The SCF keeps its cutoff fixed, so the basis changes
+with the cell and the stress has no Pulay correction: converge Ecut for cell relaxations.
+
+Convergence: max_a |F_a| < fmax (hartree/bohr) and, with ``cell=True``, max_ab |sigma_ab| < smax
+(hartree/bohr^3). With smearing the free energy is minimised (the forces are its derivatives).
+Symmetric structures stay symmetric (the forces and the stress are symmetrised).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConvergenceError, InputError
+from .results import Result
+from .structure import Structure
+
+__all__ = ["RelaxResult", "relax", "write_relax", "resample_density"]
+
+#: 70 eV/A^2 (ASE's default initial Hessian) in hartree/bohr^2
+DEFAULT_ALPHA = 70.0 / 27.211386245988 * 0.529177210903**2
+
+
+@dataclass
+class RelaxResult:
+    """Outcome of :func:`relax`.
+
+    structure:  the final structure
+    result:     the final SCF :class:`Result` (energies, forces, stress of ``structure``)
+    converged:  whether fmax (and smax) were reached
+    steps:      number of SCF evaluations
+    trajectory: per evaluated configuration (nsteps first axis), host arrays:
+                positions (nsteps, natoms, 3) fractional; lattice (nsteps, 3, 3) bohr;
+                energy (nsteps,) hartree (the free energy for smeared runs); forces (nsteps, natoms, 3)
+                hartree/bohr; stress (nsteps, 3, 3) hartree/bohr^3 (NaN where not computed);
+                max_force (nsteps,) hartree/bohr; scf_iterations (nsteps,)
+    """
+
+    structure: Structure
+    result: Result
+    converged: bool
+    steps: int
+    trajectory: dict
+    fmax: float
+    smax: float
+    cell: bool
+    optimizer: str
+    species: list = field(default_factory=list)
+
+    @property
+    def energy(self) -> float:
+        """Final total (free) energy, hartree."""
+        return self.result.total_energy
+
+
+class _Converged(Exception):
+    pass
+
+
+class _Evaluator:
+    """Runs SCFs for successive structures, restarting each from the previous one, and records
+    the trajectory."""
+
+    def __init__(self, settings, cell: bool, need_stress: bool, scf_kwargs: dict):
+        self.settings = settings
+        self.cell = cell
+        self.need_stress = need_stress
+        self.scf_kwargs = scf_kwargs
+        self.previous: Result | None = None
+        self.keep_wavefunctions = bool(settings.save_wavefunctions)
+        self.trajectory = {k: [] for k in ("positions", "lattice", "energy", "forces", "stress", "max_force",
+                                           "scf_iterations")}
+
+    def __call__(self, structure: Structure) -> Result:
+        from .scf import scf
+
+        settings = dataclasses.replace(self.settings, save_wavefunctions=True, compute_forces=True,
+                                       compute_stress=self.need_stress)
+        initial_density = initial_wavefunctions = None
+        prev = self.previous
+        if prev is not None:
+            grid = _fft_grid(structure, settings)
+            if grid == tuple(prev.fft_grid):
+                initial_density = prev.density
+            else:
+                initial_density = resample_density(prev.density, grid, structure.volume, prev.n_electrons)
+            same_cell = np.allclose(structure.lattice, prev.structure.lattice, rtol=0, atol=1e-12)
+            if same_cell and prev.wavefunctions is not None:
+                initial_wavefunctions = prev.wavefunctions  # checked against the k-points below
+        result = self._run(scf, structure, settings, initial_density, initial_wavefunctions)
+        if not result.converged:
+            raise ConvergenceError(f"relax: the SCF did not converge in {result.iterations} iterations "
+                                   f"(step {len(self.trajectory['energy'])})")
+        self.previous = result
+        t = self.trajectory
+        t["positions"].append(structure.positions.copy())
+        t["lattice"].append(structure.lattice.copy())
+        t["energy"].append(result.total_energy)
+        t["forces"].append(np.array(result.forces, dtype=float))
+        t["stress"].append(np.full((3, 3), np.nan) if result.stress is None else np.array(result.stress, dtype=float))
+        t["max_force"].append(float(np.max(np.linalg.norm(result.forces, axis=1))))
+        t["scf_iterations"].append(int(result.iterations))
+        return result
+
+    def _run(self, scf, structure, settings, density, wavefunctions):
+        from .scf import prepare
+
+        setup = prepare(structure, settings)
+        if wavefunctions is not None:
+            prev = self.previous
+            same = (len(prev.miller or []) == len(setup.basis.kpoints)
+                    and np.allclose(prev.kpoints, setup.kpoint_set.fractional, atol=1e-12)
+                    and all(np.array_equal(m, k.miller) for m, k in zip(prev.miller, setup.basis.kpoints)))
+            if not same:
+                wavefunctions = None
+        return scf(structure, settings, setup=setup, initial_density=density, initial_wavefunctions=wavefunctions,
+                   **self.scf_kwargs)
+
+    def arrays(self) -> dict:
+        return {k: np.asarray(v) for k, v in self.trajectory.items()}
+
+
+def _fft_grid(structure, settings):
+    from .basis import default_fft_grid
+
+    if settings.fft_grid is not None:
+        return tuple(int(n) for n in settings.fft_grid)
+    return default_fft_grid(structure, settings.ecut)
+
+
+def resample_density(rho: np.ndarray, new_grid, volume: float, n_electrons: float) -> np.ndarray:
+    """Fourier-interpolate a periodic density (nspin, n1, n2, n3) onto another FFT box, keeping the
+    components both boxes hold without a Nyquist ambiguity, clipped at 0 and renormalised to
+    ``n_electrons`` in a cell of ``volume`` bohr^3. Host arrays, electrons/bohr^3."""
+    rho = np.asarray(rho, dtype=float)
+    old = rho.shape[-3:]
+    new = tuple(int(n) for n in new_grid)
+    rg = np.fft.fftn(rho, axes=(-3, -2, -1)) / np.prod(old)
+    out = np.zeros(rho.shape[:-3] + new, dtype=complex)
+    lim = [min((a - 1) // 2, (b - 1) // 2) for a, b in zip(old, new)]
+    idx_old = [np.r_[0:m + 1, -m:0] % n for m, n in zip(lim, old)]
+    idx_new = [np.r_[0:m + 1, -m:0] % n for m, n in zip(lim, new)]
+    out[(Ellipsis, *np.ix_(*idx_new))] = rg[(Ellipsis, *np.ix_(*idx_old))]
+    res = np.maximum(np.real(np.fft.ifftn(out, axes=(-3, -2, -1))) * np.prod(new), 0.0)
+    total = res.sum() * volume / np.prod(new)
+    if total > 0:
+        res *= n_electrons / total
+    return res
+
+
+# ====================================================================== coordinates
+class _Coordinates:
+    """Generalised coordinates y = [positions in the reference frame (natoms*3),
+    cell_factor * (D - I) (9, only with cell)], bohr, and the generalised forces -dE/dy."""
+
+    def __init__(self, structure: Structure, cell: bool, cell_factor: float):
+        self.reference = structure
+        self.cell = cell
+        self.cell_factor = float(cell_factor)
+        self.natoms = structure.natoms
+
+    def initial(self) -> np.ndarray:
+        y = self.reference.cartesian.reshape(-1)
+        return np.concatenate([y, np.zeros(9)]) if self.cell else y.copy()
+
+    def deformation(self, y) -> np.ndarray:
+        if not self.cell:
+            return np.eye(3)
+        return np.eye(3) + y[3 * self.natoms:].reshape(3, 3) / self.cell_factor
+
+    def structure(self, y) -> Structure:
+        d = self.deformation(y)
+        lattice = self.reference.lattice @ d.T
+        cart = y[:3 * self.natoms].reshape(-1, 3) @ d.T
+        return Structure(lattice, list(self.reference.species), cart @ np.linalg.inv(lattice))
+
+    def forces(self, y, result: Result) -> np.ndarray:
+        d = self.deformation(y)
+        f = np.asarray(result.forces, dtype=float) @ d  # D^T F_a for each atom (row form)
+        if not self.cell:
+            return f.reshape(-1)
+        omega = result.structure.volume
+        virial = -omega * np.asarray(result.stress, dtype=float) @ np.linalg.inv(d).T
+        return np.concatenate([f.reshape(-1), virial.reshape(-1) / self.cell_factor])
+
+
+def _is_converged(result: Result, fmax: float, smax: float, cell: bool) -> bool:
+    fm = float(np.max(np.linalg.norm(result.forces, axis=1)))
+    if fm >= fmax:
+        return False
+    return (not cell) or float(np.max(np.abs(result.stress))) < smax
+
+
+# ====================================================================== the driver
+def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float = 3.4e-6, cell: bool = False,
+          optimizer: str = "bfgs", max_steps: int = 100, maxstep: float = 0.2, alpha: float = DEFAULT_ALPHA,
+          cell_factor: float | None = None, callback=None, **overrides) -> RelaxResult:
+    """Relax the atomic positions (and with ``cell=True`` the lattice) of ``structure``.
+
+    settings:    a :class:`pwsim.Settings` (copied, not modified); keyword ``overrides`` change its fields
+    fmax:        force threshold, hartree/bohr (largest atomic force norm)
+    smax:        stress threshold, hartree/bohr^3 (largest component; 3.4e-6 = 0.1 GPa), cell only
+    cell:        also relax the lattice vectors
+    optimizer:   "bfgs", "scipy" or "ase:NAME" (see the module docstring)
+    max_steps:   most SCF evaluations (optimiser steps)
+    maxstep:     largest displacement of one atom in one step, bohr ("bfgs"; "ase:*" gets it in A)
+    alpha:       initial Hessian of "bfgs", hartree/bohr^2
+    cell_factor: scaling of the cell coordinates (default: number of atoms)
+    callback:    called after every SCF with (step, structure, result)
+    Returns a :class:`RelaxResult`; ``converged`` False when max_steps ran out (no exception).
+    """
+    from .scf import Settings
+
+    settings = dataclasses.replace(settings) if settings is not None else Settings()
+    for key, value in overrides.items():
+        if not hasattr(settings, key):
+            raise InputError(f"unknown setting {key!r}")
+        setattr(settings, key, value)
+    if not fmax > 0 or (cell and not smax > 0):
+        raise InputError("relax: fmax (and smax for a cell relaxation) must be positive")
+    if max_steps < 1:
+        raise InputError("relax: max_steps must be at least 1")
+    evaluator = _Evaluator(settings, cell, need_stress=cell or settings.compute_stress, scf_kwargs={})
+    cf = float(cell_factor if cell_factor is not None else structure.natoms)
+    name = optimizer.lower()
+    if name == "bfgs":
+        final, converged = _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha, cf, callback)
+    elif name == "scipy":
+        final, converged = _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback)
+    elif name.startswith("ase:"):
+        final, converged = _run_ase(structure, settings, evaluator, optimizer[4:], fmax, smax, cell, max_steps,
+                                    maxstep, callback)
+    else:
+        raise InputError(f"unknown optimizer {optimizer!r}; use 'bfgs', 'scipy' or 'ase:NAME' (e.g. 'ase:FIRE')")
+    if not evaluator.keep_wavefunctions:
+        final.wavefunctions = None
+        final.miller = None
+    traj = evaluator.arrays()
+    return RelaxResult(structure=final.structure, result=final, converged=converged, steps=len(traj["energy"]),
+                       trajectory=traj, fmax=fmax, smax=smax, cell=cell, optimizer=optimizer,
+                       species=list(structure.species))
+
+
+def _evaluate(coords, evaluator, y, callback):
+    st = coords.structure(y)
+    result = evaluator(st)
+    if callback is not None:
+        callback(len(evaluator.trajectory["energy"]) - 1, st, result)
+    return result
+
+
+def _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha, cf, callback):
+    coords = _Coordinates(structure, cell, cf)
+    y = coords.initial()
+    n = y.size
+    hessian = alpha * np.eye(n)
+    y_old = f_old = None
+    result = None
+    for _ in range(max_steps):
+        result = _evaluate(coords, evaluator, y, callback)
+        if _is_converged(result, fmax, smax, cell):
+            return result, True
+        f = coords.forces(y, result)
+        if y_old is not None:
+            dy = y - y_old
+            df = f - f_old
+            a = float(dy @ df)
+            dg = hessian @ dy
+            b = float(dy @ dg)
+            if abs(a) > 1e-20 and abs(b) > 1e-20:
+                hessian = hessian - np.outer(df, df) / a - np.outer(dg, dg) / b
+        omega, vecs = np.linalg.eigh(hessian)
+        step = vecs @ ((f @ vecs) / np.abs(omega))
+        longest = np.max(np.linalg.norm(step.reshape(-1, 3), axis=1))
+        if longest > maxstep:
+            step *= maxstep / longest
+        y_old, f_old = y, f
+        y = y + step
+    return result, False
+
+
+def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
+    from scipy.optimize import minimize
+
+    coords = _Coordinates(structure, cell, cf)
+    state = {"best": None}
+
+    def fun(y):
+        if len(evaluator.trajectory["energy"]) >= max_steps:
+            raise _Converged()
+        result = _evaluate(coords, evaluator, y, callback)
+        state["best"] = result
+        if _is_converged(result, fmax, smax, cell):
+            state["converged"] = True
+            raise _Converged()
+        return result.total_energy, -coords.forces(y, result)
+
+    try:
+        minimize(fun, coords.initial(), jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": max_steps})
+    except _Converged:
+        pass
+    return state["best"], bool(state.get("converged", False))
+
+
+def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, maxstep, callback):
+    try:
+        import ase.optimize
+        from ase import Atoms
+    except ImportError:
+        raise InputError("optimizer 'ase:...' needs ASE (pip install ase)") from None
+    from .ase import PWSim
+    from .units import BOHR_IN_ANGSTROM
+
+    opt_class = getattr(ase.optimize, name, None)
+    if opt_class is None:
+        raise InputError(f"ase.optimize has no optimizer {name!r}")
+    atoms = Atoms(symbols=list(structure.species), cell=structure.lattice * BOHR_IN_ANGSTROM,
+                  scaled_positions=structure.positions, pbc=True)
+    calc = PWSim(**dataclasses.asdict(settings))
+    calc.evaluator = evaluator  # runs the SCFs and records the trajectory
+    atoms.calc = calc
+    target = atoms
+    if cell:
+        try:
+            from ase.filters import FrechetCellFilter as CellFilter
+        except ImportError:  # older ASE
+            from ase.constraints import UnitCellFilter as CellFilter
+        target = CellFilter(atoms)
+    kwargs = {"logfile": None}
+    if "maxstep" in opt_class.__init__.__code__.co_varnames:
+        kwargs["maxstep"] = maxstep * BOHR_IN_ANGSTROM
+    opt = opt_class(target, **kwargs)
+    state = {"converged": False}
+
+    def observer():
+        result = calc.result
+        if callback is not None:
+            callback(len(evaluator.trajectory["energy"]) - 1, result.structure, result)
+        if _is_converged(result, fmax, smax, cell):
+            state["converged"] = True
+            raise _Converged()
+
+    opt.attach(observer)
+    # ASE's own criterion (on its generalised forces, eV/A) is switched off: ours is checked above
+    try:
+        opt.run(fmax=1e-30, steps=max_steps - 1)
+    except _Converged:
+        pass
+    converged = state["converged"]
+    return calc.result, converged
+
+
+# ====================================================================== output
+def write_relax(relax_result: RelaxResult, path) -> Path:
+    """Write the final :class:`Result` and a ``/relax`` group with the trajectory to ``path``.
+
+    /relax datasets (first axis = step): positions (fractional), cartesian (bohr), lattice (bohr),
+    energy (hartree), forces (hartree/bohr), stress (hartree/bohr^3), max_force (hartree/bohr),
+    scf_iterations; attributes converged, steps, optimizer, fmax (hartree/bohr), smax
+    (hartree/bohr^3), cell. Each dataset has a ``units`` attribute. The file is written next to
+    ``path`` and renamed over it when complete. :func:`pwsim.load` returns the group as
+    ``result.extra["relax"]``.
+    """
+    import h5py
+
+    from .io.hdf5 import write_result
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".relax-tmp")
+    try:
+        write_result(relax_result.result, tmp)
+        bak = tmp.with_name(tmp.name + ".bak")
+        if bak.exists():
+            bak.unlink()
+        t = relax_result.trajectory
+        with h5py.File(tmp, "a") as f:
+            g = f.require_group("relax")
+            cart = np.einsum("snc,scd->snd", t["positions"], t["lattice"]) if len(t["energy"]) else t["positions"]
+            for name, data, units in (
+                ("positions", t["positions"], "fractional"),
+                ("cartesian", cart, "bohr"),
+                ("lattice", t["lattice"], "bohr"),
+                ("energy", t["energy"], "hartree"),
+                ("forces", t["forces"], "hartree/bohr"),
+                ("stress", t["stress"], "hartree/bohr^3"),
+                ("max_force", t["max_force"], "hartree/bohr"),
+                ("scf_iterations", t["scf_iterations"], "dimensionless"),
+            ):
+                if name in g:
+                    del g[name]
+                ds = g.create_dataset(name, data=np.asarray(data))
+                ds.attrs["units"] = units
+            g.attrs["converged"] = bool(relax_result.converged)
+            g.attrs["steps"] = int(relax_result.steps)
+            g.attrs["optimizer"] = str(relax_result.optimizer)
+            g.attrs["fmax"] = float(relax_result.fmax)
+            g.attrs["fmax_units"] = "hartree/bohr"
+            g.attrs["smax"] = float(relax_result.smax)
+            g.attrs["smax_units"] = "hartree/bohr^3"
+            g.attrs["cell"] = bool(relax_result.cell)
+        if path.exists():
+            os.replace(path, path.with_name(path.name + ".bak"))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
