@@ -1,19 +1,30 @@
 """Block eigensolver: LOBPCG with a kinetic-energy preconditioner, written with backend arrays.
 
-Vectors are stored as rows: X has shape (nbands, npw). All projections and orthogonalisations are
-matrix-matrix products (BLAS-3); the only small dense problems are Hermitian eigen-decompositions of
-size at most 3 nbands.
+Vectors are stored as rows: X has shape (nbands, npw). Every projection is a matrix-matrix product
+(BLAS-3); the only small dense problems are Hermitian eigen-decompositions of size <= 3 nbands.
 
-Robustness (the classic weak spot of LOBPCG): the search directions [W, P] are orthogonalised against
-X twice and then orthonormalised by an eigen-decomposition of their overlap that drops directions
-with a tiny eigenvalue (near linear dependence), also twice. So the Rayleigh-Ritz basis is
-orthonormal to machine precision even when P and W become nearly parallel near convergence.
+Cost. For large systems the dense algebra, not the FFTs, dominates, so each iteration computes only
+the overlap blocks that are not known: with X orthonormal Ritz vectors, X^H X = I and X^H H X = diag(lambda),
+so the Rayleigh-Ritz problem in span[X, W, P] needs X^H Z, Z^H Z, X^H HZ and Z^H HZ for Z = [W, P]
+(about 12 nbands^2 npw multiply-adds), plus the four combinations that build the new X, HX, P, HP.
+At the Gamma point (real wavefunctions) every small matrix is real, and the backend forms them with
+real GEMMs on the interleaved real/imaginary storage: half the work of complex arithmetic.
+
+Robustness (LOBPCG's classic weak spot): the rows of W and P are normalised, the generalised
+eigenproblem is solved through the eigen-decomposition of the overlap with near-dependent directions
+dropped, P is dropped for one iteration if the overlap is too ill-conditioned, and X is re-orthonormalised
+(with a Rayleigh-Ritz step inside it) whenever its orthonormality drifts beyond 1e-10.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+#: overlap eigenvalues below this fraction of the largest are treated as linear dependence
+DROP = 1e-12
+#: with P, an overlap condition number beyond 1/ILL_CONDITIONED makes the step restart without P
+ILL_CONDITIONED = 1e-11
 
 
 @dataclass
@@ -26,58 +37,83 @@ class EigenResult:
     n_applications: int  # number of H applications (band-vectors)
 
 
-def _dot(xp, a, b, real=False):
-    """Overlap matrix <a_i|b_j>, a: (m, npw), b: (n, npw) -> (m, n); real part only for real
-    (Gamma-point) vectors, whose overlaps are real by symmetry."""
-    m = xp.conj(a) @ b.mT
-    return xp.real(m) if real else m
+class _Algebra:
+    """Small-matrix algebra on blocks of row vectors, real or complex."""
+
+    def __init__(self, backend, real):
+        self.bk = backend
+        self.xp = backend.xp
+        self.real = real
+
+    def dot(self, a, b):
+        """<a_i|b_j>: (m, npw), (n, npw) -> (m, n)."""
+        if self.real:
+            return self.bk.real_overlap(a, b)
+        return self.xp.conj(a) @ b.mT
+
+    def combine(self, c, s):
+        """Rows sum_j c[j, k] s_j: c (ns, m), s (ns, npw) -> (m, npw)."""
+        if self.real:
+            return self.bk.real_combine(c, s)
+        return c.mT @ s
+
+    def hermitize(self, m):
+        return 0.5 * (m + self.xp.conj(m.mT))
+
+    def eye(self, n, like):
+        return self.xp.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _hermitize(xp, m):
-    return 0.5 * (m + xp.conj(m.mT))
-
-
-def _orthonormalize(xp, z, hz, drop=1e-8, real=False):
-    """Orthonormalise the rows of z (and apply the same combination to hz), dropping directions whose
-    overlap eigenvalue is below ``drop`` times the largest.
-
-    The rows are normalised first: residuals of nearly converged bands are orders of magnitude
-    smaller than the others, and without this a relative threshold would drop good directions while
-    amplifying the rounding errors of hz in the kept ones by up to drop^(-1/2).
-    """
+def _normalize_rows(xp, z, hz):
     norms = xp.sqrt(xp.sum(xp.real(z * xp.conj(z)), axis=-1))
     norms = xp.where(norms > 0, norms, xp.ones_like(norms))
-    scale = _like(xp, 1.0 / norms, z)[:, None]
-    z = z * scale
-    hz = hz * scale
+    scale = xp.astype(1.0 / norms, z.dtype)[:, None]
+    return z * scale, hz * scale
+
+
+def _orthonormal_ritz(alg, x, hx):
+    """Orthonormalise the rows of x (two passes) and rotate them to Ritz vectors of H in their span.
+    Returns (eigenvalues, x, hx)."""
+    xp = alg.xp
     for _ in range(2):
-        overlap = _hermitize(xp, _dot(xp, z, z, real))
-        evals, evecs = xp.linalg.eigh(overlap)
-        keep = evals > drop * xp.max(evals)
-        nkeep = int(xp.sum(xp.astype(keep, xp.int64)))
-        if nkeep == 0:
-            return z[:0, ...], hz[:0, ...]
-        # eigh sorts ascending, so the kept ones are the last nkeep
-        evals = evals[-nkeep:]
-        evecs = evecs[:, -nkeep:]
-        t = _like(xp, evecs / xp.sqrt(evals)[None, :], z)
-        z = t.mT @ z
-        hz = t.mT @ hz
-    return z, hz
+        evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, x)))
+        if alg.bk.scalar(evals[0]) <= DROP * alg.bk.scalar(evals[-1]):
+            raise RuntimeError("the eigensolver's vectors became linearly dependent")
+        t = evecs / xp.sqrt(evals)[None, :]
+        x, hx = alg.combine(t, x), alg.combine(t, hx)
+    evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, hx)))
+    return evals, alg.combine(evecs, x), alg.combine(evecs, hx)
 
 
-def _like(xp, m, vectors):
-    """Coefficient matrix in the dtype of the vectors it combines (real matrices for Gamma)."""
-    return xp.astype(m, vectors.dtype) if m.dtype != vectors.dtype else m
+def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
+    """Ritz pairs in span[X, Z] with X orthonormal Ritz vectors (eigenvalues lam).
 
-
-def _project_out(xp, x, z, hz, hx, real=False):
-    """Remove from z its components along the orthonormal rows of x (twice, for accuracy)."""
-    for _ in range(2):
-        c = _like(xp, _dot(xp, x, z, real), z)  # (nx, nz)
-        z = z - c.mT @ x
-        hz = hz - c.mT @ hx
-    return z, hz
+    Returns (eigenvalues (nbands,), coefficients C (nbands + nz, nbands)) or None if the overlap is
+    too ill-conditioned."""
+    xp = alg.xp
+    bk = alg.bk
+    xz = alg.dot(x, z)
+    zz = alg.dot(z, z)
+    xhz = alg.dot(x, hz)
+    zhz = alg.dot(z, hz)
+    overlap = alg.hermitize(xp.concat([
+        xp.concat([alg.eye(nbands, xz), xz], axis=1),
+        xp.concat([xp.conj(xz.mT), zz], axis=1)], axis=0))
+    lam_diag = xp.astype(lam, xz.dtype)[:, None] * alg.eye(nbands, xz)
+    hmat = alg.hermitize(xp.concat([
+        xp.concat([lam_diag, xhz], axis=1),
+        xp.concat([xp.conj(xhz.mT), zhz], axis=1)], axis=0))
+    evals, evecs = xp.linalg.eigh(overlap)
+    evals_host = bk.to_host(evals)
+    top = evals_host[-1]
+    if evals_host[0] < ILL_CONDITIONED * top:
+        return None
+    keep = np.flatnonzero(evals_host > DROP * top)  # host
+    idx = bk.to_device(keep.astype(np.int64))  # host
+    t = xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :]
+    reduced = alg.hermitize(xp.conj(t.mT) @ hmat @ t)
+    ritz, vecs = xp.linalg.eigh(reduced)
+    return ritz[:nbands], t @ vecs[:, :nbands]
 
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
@@ -86,7 +122,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows
     x0: (nbands, npw) starting vectors (need not be orthonormal)
-    precondition: function (residuals (m, npw), band_kinetic (m,) or None, indices) -> (m, npw)
+    precondition: function (residuals (m, npw), vectors (m, npw)) -> (m, npw)
     tol: residual norm ||H x - lambda x|| (hartree) each of the first ``nconverge`` bands must reach
     miniter: iterations to do even if the starting vectors already meet ``tol`` (the SCF asks for one,
         so the orbitals always follow the new potential)
@@ -96,20 +132,14 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         symmetry slightly, and an operator that assumes it (two real bands per complex FFT) would
         amplify the broken part exponentially; projecting every block keeps it at rounding level.
     """
-    sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
     xp = backend.xp
+    alg = _Algebra(backend, real)
+    sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
     nbands = x0.shape[0]
     nconverge = nbands if nconverge is None else min(nconverge, nbands)
-    x, hx = _orthonormalize(xp, x0, apply_h(x0), real=real)
+    x0 = sym(x0)
+    lam, x, hx = _orthonormal_ritz(alg, x0, apply_h(x0))
     napply = nbands
-    if x.shape[0] < nbands:
-        raise RuntimeError("starting vectors of the eigensolver are linearly dependent")
-    # Rayleigh-Ritz in the starting subspace
-    evals, evecs = xp.linalg.eigh(_hermitize(xp, _dot(xp, x, hx, real)))
-    evecs = _like(xp, evecs, x)
-    x = evecs.mT @ x
-    hx = evecs.mT @ hx
-    lam = evals
     p = hp = None
     rnorm_host = np.full(nbands, np.inf)  # host
     for iteration in range(1, maxiter + 1):
@@ -123,24 +153,32 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         w = sym(precondition(xp.take(residual, idx, axis=0), xp.take(x, idx, axis=0)))
         hw = apply_h(w)
         napply += w.shape[0]
-        if p is not None and p.shape[0] > 0:
-            z = xp.concat([w, p], axis=0)
-            hz = xp.concat([hw, hp], axis=0)
-        else:
+        w, hw = _normalize_rows(xp, w, hw)
+        solution = None
+        if p is not None:
+            p, hp = _normalize_rows(xp, p, hp)
+            z, hz = xp.concat([w, p], axis=0), xp.concat([hw, hp], axis=0)
+            solution = _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands)
+        if solution is None:  # first iteration, or P made the basis ill-conditioned: restart without it
             z, hz = w, hw
-        z, hz = _project_out(xp, x, z, hz, hx, real)
-        z, hz = _orthonormalize(xp, z, hz, real=real)
-        s = xp.concat([x, z], axis=0)
-        hs = xp.concat([hx, hz], axis=0)
-        hred = _hermitize(xp, _dot(xp, s, hs, real))
-        evals, evecs = xp.linalg.eigh(hred)
-        c = _like(xp, evecs[:, :nbands], s)
-        lam = evals[:nbands]
+            solution = _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands)
+        if solution is None:
+            # W itself nearly dependent on X: orthonormalise the whole basis the slow, safe way
+            lam, x, hx = _orthonormal_ritz(alg, xp.concat([x, w], axis=0), xp.concat([hx, hw], axis=0))
+            lam, x, hx = lam[:nbands], x[:nbands, ...], hx[:nbands, ...]
+            p = hp = None
+            continue
+        lam, c = solution
         cz = c[nbands:, :]
-        p = sym(cz.mT @ z)
-        hp = sym(cz.mT @ hz)
-        x = sym(c.mT @ s)
-        hx = sym(c.mT @ hs)
+        p = sym(alg.combine(cz, z))
+        hp = sym(alg.combine(cz, hz))
+        x = sym(alg.combine(c[:nbands, :], x) + p)
+        hx = sym(alg.combine(c[:nbands, :], hx) + hp)
+        # X must stay orthonormal for the block formulas above; repair it when rounding drifts
+        gram = alg.dot(x, x)
+        drift = backend.scalar(xp.max(xp.abs(gram - alg.eye(nbands, gram))))
+        if drift > 1e-10:
+            lam, x, hx = _orthonormal_ritz(alg, x, hx)
     residual = hx - lam[:, None] * x
     rnorm_host = backend.to_host(xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1)))
     converged = bool(np.all(rnorm_host[:nconverge] < tol))  # host

@@ -423,7 +423,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
-        diagtol = min(max(0.02 * residual, floor), 1e-3) if state.iteration > 1 else 1e-2
+        diagtol = min(max(0.02 * residual, floor), 1e-3) if state.iteration > 1 else 1e-3
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
