@@ -41,7 +41,8 @@ class Hamiltonian:
                 self.basis.apply_local(v, coeffs[i:min(i + self.block_size, nb), ...], kpoint)
                 for i in range(0, nb, self.block_size)
             ], axis=0)
-        return kinetic.apply(kpoint, coeffs) + local + self.nonlocal_ops[kpoint.index].apply(xp, coeffs)
+        nonlocal_part = self.nonlocal_ops[kpoint.index].apply(xp, coeffs, self.basis.backend, real=kpoint.is_gamma)
+        return kinetic.apply(kpoint, coeffs) + local + nonlocal_part
 
     def operator(self, kpoint):
         """H of one k-point as a function of the band block, for the eigensolver."""

@@ -24,15 +24,25 @@ class NonlocalOperator:
     projectors: object
     coupling: object
     atom_of: np.ndarray
+    _coupling_real: object = None
 
     @property
     def nproj(self) -> int:
         return self.atom_of.size
 
-    def apply(self, xp, coeffs):
-        """V_nl psi for all bands, coeffs (nbands, npw) -> (nbands, npw)."""
+    def apply(self, xp, coeffs, backend=None, real=False):
+        """V_nl psi for all bands, coeffs (nbands, npw) -> (nbands, npw).
+
+        real: Gamma point with real wavefunctions; the projections <beta|psi> are then real (the
+        projectors obey beta(-G) = beta(G)* too), and both products run as real GEMMs."""
         if self.nproj == 0:
             return xp.zeros_like(coeffs)
+        if real and backend is not None:
+            overlaps = backend.real_overlap(coeffs, self.projectors)  # (nbands, nproj) real
+            if self._coupling_real is None:
+                self._coupling_real = xp.real(self.coupling)
+            weights = overlaps @ xp.astype(self._coupling_real, overlaps.dtype)
+            return backend.real_combine(weights.mT, self.projectors)
         overlaps = coeffs @ xp.conj(self.projectors.mT)
         return (overlaps @ self.coupling) @ self.projectors
 
