@@ -209,12 +209,10 @@ def gaussian_density(setup: Setup):
     for element in structure.kinds():
         width = _atomic_width(pseudos[element].zion, element)
         form = np.exp(-0.5 * g2 * width**2)
-        for atom, (el, frac) in enumerate(zip(structure.species, structure.positions)):
-            if el != element:
-                continue
-            phase = np.exp(-2j * np.pi * np.tensordot(basis.box_miller, frac, axes=([3], [0])))
-            rho_g += pseudos[element].zion * form * phase
-            magn_g += float(moments[atom]) * form * phase
+        rho_g += pseudos[element].zion * form * local_term.structure_factors(basis, element)
+        weights = [float(m) for m, el in zip(moments, structure.species) if el == element]
+        if any(weights):
+            magn_g += form * local_term.structure_factors(basis, element, weights)
     total_ions = sum(pseudos[s].zion for s in structure.species)
     rho = np.real(np.fft.ifftn(rho_g)) * basis.nfft / basis.volume * (setup.n_electrons / total_ions)
     rho = np.maximum(rho, 0.0)
@@ -423,7 +421,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
-        diagtol = min(max(0.02 * residual, floor), 1e-3) if state.iteration > 1 else 1e-3
+        diagtol = min(max(0.05 * residual, floor), 1e-3) if state.iteration > 1 else 1e-3
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
