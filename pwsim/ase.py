@@ -98,8 +98,16 @@ class PWSim(Calculator):
                 settings.magnetic_moments = [float(m) for m in moments]
         density = None
         prev = self._previous
-        if prev is not None and prev[0] == structure.natoms and np.allclose(prev[1], structure.lattice, rtol=0, atol=1e-10):
-            density = prev[3]
+        same_cell = prev is not None and prev[0] == structure.natoms and np.allclose(prev[1], structure.lattice,
+                                                                                     rtol=0, atol=1e-10)
+        if same_cell:
+            from .basis import default_fft_grid
+
+            grid = (tuple(settings.fft_grid) if settings.fft_grid is not None
+                    else default_fft_grid(structure, settings.ecut))
+            nspin = 2 if settings.spin == "collinear" else 1
+            if tuple(prev[3].shape) == (nspin, *grid):  # same box and spin (the parameters may have changed)
+                density = prev[3]
         result = scf(structure, settings, initial_density=density)
         if not result.converged:
             raise ConvergenceError(f"PWSim: the SCF did not converge in {result.iterations} iterations")

@@ -80,7 +80,7 @@ def local_forces(setup, rho) -> np.ndarray:
     rho_conj = xp.conj(rho_g)
     q = np.sqrt(basis.box_g2_host)
     nonzero = q > 1e-10
-    miller = [bk.to_device(basis.box_miller[..., c].astype(float)) for c in range(3)]
+    freqs = [np.fft.fftfreq(n, 1.0 / n) for n in basis.fft_grid]  # Miller indices along each axis
     gvec = [bk.to_device(basis.box_g[..., c]) for c in range(3)]
     forces = np.zeros((structure.natoms, 3))
     for element in structure.kinds():
@@ -88,9 +88,9 @@ def local_forces(setup, rho) -> np.ndarray:
         form[nonzero] = pseudos[element].local_form_factor(q[nonzero])
         weighted = bk.to_device(form) * rho_conj  # v(|G|) rho(G)^*, device
         for atom in [i for i, s in enumerate(structure.species) if s == element]:
-            x = structure.positions[atom]
-            arg = miller[0] * float(x[0]) + miller[1] * float(x[1]) + miller[2] * float(x[2])
-            phase = xp.exp(xp.astype(arg, xp.complex128) * (-2j * np.pi))  # exp(-i G.tau)
+            # exp(-i G.tau) = prod_j exp(-2 pi i m_j x_j): three 1-D factors, no exp on the box
+            p1, p2, p3 = (bk.to_device(np.exp(-2j * np.pi * f * x)) for f, x in zip(freqs, structure.positions[atom]))
+            phase = p1[:, None, None] * p2[None, :, None] * p3[None, None, :]
             im = xp.imag(phase * weighted)
             parts = xp.stack([xp.sum(gvec[c] * im) for c in range(3)])
             forces[atom] = -bk.to_host(parts)

@@ -46,6 +46,9 @@ from .terms import local as local_term
 from .terms.ewald import ewald
 from .terms.psp_correction import psp_correction_stress
 
+#: host memory (bytes) up to which the projector gradients of a k-point are built in one go
+_GRADIENT_BYTES = 2**28
+
 __all__ = ["compute_stress", "stress_terms", "symmetrize_stress", "solid_harmonics",
            "local_form_factor_derivative", "projector_radial", "projector_gradients"]
 
@@ -253,8 +256,11 @@ def _nonlocal(setup, wavefunctions, occupations) -> np.ndarray:
         kpg = kpoint.kpg
         single = op.projectors.dtype == xp.complex64
         dev_q = bk.to_device(kpg, dtype=xp.float32 if single else xp.float64)
+        # all three gradients at once unless they are large (then one direction at a time)
+        together = 3 * nproj * kpg.shape[0] * 16 <= _GRADIENT_BYTES
+        grads = projector_gradients(structure, pseudos, kpg) if together else None
         for a in range(3):
-            grad_a = projector_gradients(structure, pseudos, kpg, a)  # (nproj, npw) host
+            grad_a = grads[a] if together else projector_gradients(structure, pseudos, kpg, a)  # (nproj, npw) host
             th = bk.to_device(np.conj(grad_a).T, dtype=xp.complex64 if single else xp.complex128)  # (npw, nproj)
             mats = c @ xp.concat([th * dev_q[:, b:b + 1] for b in range(3)], axis=1)  # (nb, 3 nproj)
             row = []
