@@ -23,7 +23,7 @@ import numpy as np
 from .errors import EnvironmentProblem, InputError
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
-from .scf import SCFState, prepare, scf
+from .scf import SCFState, extra_bands, prepare, scf
 
 #: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
 BASELINE_BYTES = 90e6
@@ -77,13 +77,15 @@ def memory_limit(limit_gib: float | None) -> tuple[float, str]:
     return available_memory(), "available memory"
 
 
-def _fft_plan_cache_bytes(settings, block: int, nfft: int, cbytes: int) -> float:
+def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> float:
     """Host memory the FFT library keeps between calls.
 
     pyFFTW's interface cache (used by the numpy backend) keeps one plan with its own input and output
-    arrays for every batch shape (m, n1, n2, n3) it has seen, forward and inverse; the eigensolver
-    transforms batches of every size m = 1..block over a run, so the worst case is
-    4 sum_m m nfft = 2 block (block + 1) nfft complex numbers. scipy.fft keeps nothing that large.
+    arrays for every batch shape (m, n1, n2, n3) it has seen, forward and inverse, and often two of
+    each (its key also holds the memory layout of the argument); the eigensolver transforms batches
+    of every size m = 1..batch over a run, so the worst case is 8 sum_m m nfft = 4 batch (batch + 1)
+    nfft complex numbers (Si8 at Gamma, batch 11: 38 plans, 296 MiB after 7 iterations).
+    scipy.fft keeps nothing that large.
     """
     if settings.backend not in ("numpy", "auto"):
         return 0.0
@@ -91,7 +93,7 @@ def _fft_plan_cache_bytes(settings, block: int, nfft: int, cbytes: int) -> float
 
     if fft_library_name() != "pyfftw":
         return 0.0
-    return 2.0 * block * (block + 1) * nfft * cbytes
+    return 4.0 * batch * (batch + 1) * nfft * cbytes
 
 
 def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
@@ -101,26 +103,32 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     point group) exceeds it, the k-point reduction -- which itself needs ~100 bytes x nsym x the full
     grid -- is skipped and the estimate is returned with ``kpoints_exact = False``.
 
-    Memory model (bytes; see docs/input.md for the measured calibration), the peak being the
-    permanent arrays plus the larger of the set-up transients and the SCF work arrays:
+    Memory model (bytes), the peak being the permanent arrays plus the larger of the set-up
+    transients and the SCF work arrays:
 
     * baseline: the Python process with its libraries;
     * FFT box arrays: Miller indices, G vectors, |G|^2 and one sphere<->box map per k-point;
-    * density symmetrizer: index maps of 13 bytes per operation and half-box point, and one phase per
-      distinct fractional translation (this dominates for supercells, whose pure translations
-      multiply the number of operations);
+    * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
+      operation and half-box point, and one phase per distinct fractional translation;
     * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw);
     * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
-    * batched FFT boxes (a batch and its transforms) and the FFT library's plan cache;
+    * batched FFT boxes (a batch and its transforms; at Gamma two real bands share one complex FFT,
+      halving the batch) and the FFT library's plan cache (one plan per batch size, see
+      :func:`_fft_plan_cache_bytes`: the largest term for small cells);
     * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
     * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.
+
+    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run``, Gamma, Ecut 15 Ha):
+    Si8 cubic cell a = 10.26 bohr, estimate 528 MiB vs peak 448 MiB (ratio 1.18); Si64 (its 2x2x2
+    supercell), estimate 2357 MiB vs peak 2817 MiB (ratio 0.84). tests/test_cli.py checks Si8 (and
+    Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     from .basis import default_fft_grid
     from .occupations import default_nbands
     from .pseudo import load_pseudo
     from .scf import count_electrons
-    from .symmetry import find_symmetry, grid_preserving_subgroup, irreducible_kpoints, no_symmetry
+    from .symmetry import find_symmetry, irreducible_kpoints, no_symmetry
 
     settings.validate()
     pseudos = {el: load_pseudo(el, settings.xc, (settings.pseudopotentials or {}).get(el)) for el in structure.kinds()}
@@ -132,50 +140,50 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
         nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin, moment)
     except TypeError:  # an occupations module without the moment argument
         nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin)
-    nwork = nbands + max(2, nbands // 10)
+    nwork = nbands + extra_bands(nbands)
     grid = tuple(int(n) for n in settings.fft_grid) if settings.fft_grid else default_fft_grid(structure, settings.ecut)
     nfft = float(np.prod(np.asarray(grid, dtype=float)))
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     sym = find_symmetry(structure, magnetic_moments=settings.magnetic_moments) if settings.symmetry else no_symmetry()
-    sym = grid_preserving_subgroup(sym, tuple(settings.kpoints), tuple(settings.kshift))
     nsym = int(getattr(sym, "nsym", 1))
-    nfull = int(np.prod(settings.kpoints))
+    grid_k, shift_k = tuple(int(k) for k in settings.kpoints), tuple(int(k) for k in settings.kshift)
+    nfull = int(np.prod(grid_k))
     # plane waves per k-point: the sphere volume over the reciprocal cell volume
     npw_avg = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume
     nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[s].h)) for s in structure.species)
     cbytes = 8 if settings.precision == "single" else 16
     block = int(max(1, min(nwork, 2**26 // (16 * nfft))))
 
-    def model(nk_irr: int) -> dict:
+    def model(nk_irr: int, symmetrizer: bool, gamma_only: bool) -> dict:
         nk = nk_irr * nspin
+        batch = math.ceil(block / 2) if gamma_only else block
         parts = {
             "baseline": BASELINE_BYTES,
             "FFT box arrays": nfft * (64 + 8 * nk),
             "real-space grids": (12 + 2 * settings.mixing_history) * nspin * nfft * 8 + 4 * nfft * 16,
             "wavefunctions": nk * nwork * npw_avg * cbytes,
             "projectors": nk * nproj * npw_avg * cbytes,
-            "FFT plan cache": _fft_plan_cache_bytes(settings, block, nfft, cbytes),
+            "FFT plan cache": _fft_plan_cache_bytes(settings, batch, nfft, cbytes),
         }
-        if nsym > 1:
+        if symmetrizer:
             ntrans = min(nsym, max(1, nsym // 48) * 2)
             parts["density symmetrizer"] = nhalf * (13.0 * nsym + 16.0 * ntrans + 8)
         scf_work = (16 * nwork * npw_avg * cbytes + 4 * (3 * nwork) ** 2 * 16
-                    + 4 * block * nfft * cbytes)
+                    + 4 * batch * nfft * cbytes)
         setup_work = max(4 * nproj * npw_avg * 16, 100.0 * nsym * nfull if nfull > 1 else 0.0,
-                         nhalf * 48.0 + (nfft * 64 if nsym > 1 else 0.0))
+                         nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
         parts["work arrays"] = max(scf_work, setup_work)
         return parts
 
     limit = limit_bytes if limit_bytes is not None else math.inf
     nk_min = max(1, math.ceil(nfull / (2 * nsym)))
-    parts = model(nk_min)
+    parts = model(nk_min, nsym > 1 and nfull > 1, nfull == 1 and not any(shift_k))
     reduction = 100.0 * nsym * nfull
     exact = True
     if sum(parts.values()) > limit or BASELINE_BYTES + reduction > limit:
-        nk_irr = nk_min
+        nk_irr = nk_min  # the k-point reduction itself would not fit: refuse on the lower bound
         exact = False
     else:
-        grid_k, shift_k = tuple(int(k) for k in settings.kpoints), tuple(int(k) for k in settings.kshift)
         try:
             from .symmetry import grid_preserving_subgroup
         except ImportError:
@@ -185,12 +193,17 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
             nsym = int(getattr(sym, "nsym", 1))
         kset = irreducible_kpoints(structure, grid_k, shift_k, sym, time_reversal=True)
         nk_irr = len(kset.weights)
-        parts = model(nk_irr)
+        symmetrizer = False
+        if nsym > 1:  # prepare() symmetrises the density only if the symmetry removed k-points
+            plain = irreducible_kpoints(structure, grid_k, shift_k, no_symmetry(), time_reversal=True)
+            symmetrizer = len(plain.weights) > nk_irr
+        gamma_only = bool(np.all(np.abs(np.asarray(kset.fractional)) < 1e-12))
+        parts = model(nk_irr, symmetrizer, gamma_only)
     memory = float(sum(parts.values()))
     nk = nk_irr * nspin
     # ~4 H applications per band and iteration, each two FFTs of 5 N log2 N flops; ~1.5 Gflop/s
     flops = nk * nwork * 4 * (2 * 5 * nfft * np.log2(max(nfft, 2)) + 8 * npw_avg * (nproj + 6 * nwork))
-    return Estimate(memory, float(flops / 1.5e9), nbands, [int(npw_avg)] * max(1, nk), grid, nk_irr, n_el,
+    return Estimate(memory, float(flops / 1.5e9), nbands, [int(npw_avg)] * min(max(1, nk), 1000), grid, nk_irr, n_el,
                     getattr(sym, "spacegroup", ""), nsym, parts, exact)
 
 
@@ -254,7 +267,7 @@ def state_from_checkpoint(path, setup) -> SCFState:
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
     from .scf import _fit_wavefunctions, random_wavefunctions
 
-    nwork = setup.nbands + max(2, setup.nbands // 10)
+    nwork = setup.nbands + extra_bands(setup.nbands)
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
         psi = [_fit_wavefunctions(setup, k, w, nwork) for k, w in zip(setup.basis.kpoints, wavefunctions)]

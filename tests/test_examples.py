@@ -1,0 +1,194 @@
+"""Every example runs: the Python scripts with PWSIM_EXAMPLE_QUICK=1 (low cutoff), the TOML inputs
+through ``pwsim run`` on copies with a low cutoff, few k-points and a loose tolerance."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _env(**extra):
+    # one thread each: the tests run side by side, and oversubscribed BLAS/FFT threads are very slow
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                PWSIM_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+
+
+def run_script(name, *args, cwd):
+    env = _env(PWSIM_EXAMPLE_QUICK="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def test_every_example_is_tested():
+    tested = {"silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
+              "water.toml"}
+    present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
+    assert present <= tested, f"examples without a test: {sorted(present - tested)}"
+
+
+def test_silicon_eos(tmp_path):
+    out = run_script("silicon_eos.py", cwd=tmp_path)
+    a0 = float(re.search(r"a0 = ([\d.]+) bohr", out).group(1))
+    b0 = float(re.search(r"B0 = ([\d.]+) GPa", out).group(1))
+    # quick mode is rough (ecut 8 Ha, shifted 2x2x2 k-points) but close to the converged LDA values
+    assert 9.95 < a0 < 10.45, out
+    assert 70 < b0 < 130, out
+
+
+def test_molecule(tmp_path):
+    out = run_script("molecule.py", cwd=tmp_path)
+    energy = float(re.search(r"total energy of CH4: (-[\d.]+) Ha", out).group(1))
+    assert -9.0 < energy < -7.0, out  # about -8 Ha of valence energy
+    assert "SCF converged" in out
+
+
+# short settings for the TOML examples: (ecut Ha, k-points)
+SHORT = {"silicon.toml": (5.0, (2, 2, 2)), "h2.toml": (8.0, (1, 1, 1)), "aluminium.toml": (5.0, (3, 3, 3)),
+         "water.toml": (12.0, (1, 1, 1))}
+
+
+def shortened(text: str, ecut: float, kpoints) -> str:
+    """The example with a low cutoff, few k-points and a loose tolerance (every other line unchanged)."""
+    text, n = re.subn(r"(?m)^ecut = .*$", f"ecut = {ecut}", text)
+    assert n == 1
+    text, n = re.subn(r"(?m)^kpoints = .*$", f"kpoints = {list(kpoints)}", text)
+    assert n == 1
+    text, n = re.subn(r"(?m)^energy_tolerance = .*$", "energy_tolerance = 1e-6", text)
+    if n == 0:
+        text += "\n[scf]\nenergy_tolerance = 1e-6\n"
+    return text
+
+
+@pytest.fixture(scope="module")
+def toml_outputs(tmp_path_factory):
+    """Run every TOML example through the real command line, side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = tmp_path_factory.mktemp("toml_examples")
+
+    def run(name):
+        ecut, kpoints = SHORT[name]
+        (d / name).write_text(shortened((EXAMPLES / name).read_text(), ecut, kpoints))
+        return subprocess.run([sys.executable, "-m", "pwsim.cli", "run", name, "-q"], cwd=d, capture_output=True,
+                              text=True, env=_env(), timeout=600)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = dict(zip(SHORT, pool.map(run, SHORT)))
+    return {name: (procs[name], d / name.replace(".toml", ".h5")) for name in SHORT}
+
+
+SPIN_DECK = """\
+# every optional dataset: spin, smearing, saved wavefunctions, a checkpoint (not converged: exit 1)
+[structure]
+lattice = [[6.0, 0, 0], [0, 6.0, 0], [0, 0, 6.0]]
+species = ["H", "H"]
+cartesian_positions = [[2.3, 3.0, 3.0], [3.7, 3.0, 3.0]]
+[model]
+spin = "collinear"
+magnetic_moments = [0.5, 0.5]
+smearing = "gaussian"
+temperature = 0.01
+[basis]
+ecut = 5.0
+kpoints = [2, 1, 1]
+[scf]
+max_iterations = 2
+[run]
+save_wavefunctions = true
+checkpoint_every = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def spin_output(tmp_path_factory):
+    d = tmp_path_factory.mktemp("spin_output")
+    (d / "spin.toml").write_text(SPIN_DECK)
+    proc = subprocess.run([sys.executable, "-m", "pwsim.cli", "run", "spin.toml", "-q"], cwd=d,
+                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 1, proc.stderr  # max_iterations = 2: written, flagged not converged
+    return d / "spin.h5", d / "spin.h5.bak"  # the result, and the checkpoint it replaced
+
+
+@pytest.mark.parametrize("name", sorted(SHORT))
+def test_toml_example_runs(name, toml_outputs):
+    proc, path = toml_outputs[name]
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(path, "r") as f:
+        assert bool(f["scf/converged"][()])
+        assert f["density"].attrs["units"] == "electrons/bohr^3"
+
+
+def test_toml_example_settings():
+    from pwsim.io.input import parse_file
+    from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
+
+    al = parse_file(EXAMPLES / "aluminium.toml")
+    assert al.settings.smearing != "none" and al.settings.temperature == pytest.approx(0.27 / HARTREE_IN_EV)
+    assert al.settings.ecut == pytest.approx(15.0)
+    assert al.structure.volume == pytest.approx((4.05 / BOHR_IN_ANGSTROM) ** 3 / 4)
+    water = parse_file(EXAMPLES / "water.toml")
+    assert water.structure.species == ["O", "H", "H"]
+    d = water.structure.cartesian[1] - water.structure.cartesian[0]
+    assert (d @ d) ** 0.5 * BOHR_IN_ANGSTROM == pytest.approx(0.957, abs=0.002)
+
+
+def test_plot_density(tmp_path, toml_outputs):
+    pytest.importorskip("matplotlib")
+    _, path = toml_outputs["silicon.toml"]
+    out = run_script("plot_density.py", path, tmp_path / "slice.png", cwd=tmp_path)
+    assert "written to" in out
+    png = (tmp_path / "slice.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+# ------------------------------------------------------------------------------------- docs
+DOCS = ROOT / "docs"
+
+
+def test_input_reference_is_up_to_date():
+    from pwsim.io.input import reference_markdown
+
+    assert (DOCS / "input.md").read_text() == reference_markdown() + "\n", (
+        "docs/input.md is stale: run  python -m pwsim.io.input > docs/input.md")
+
+
+def _documented_units() -> dict:
+    """path -> units column of the dataset table of docs/hdf5.md."""
+    table = {}
+    for line in (DOCS / "hdf5.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].startswith("`/"):
+            table[cells[0].strip("`")] = cells[3]
+    return table
+
+
+def test_hdf5_reference_lists_every_dataset(toml_outputs, spin_output):
+    documented = _documented_units()
+    files = [path for _, path in toml_outputs.values()] + list(spin_output)
+    seen = set()
+    for path in files:
+        with h5py.File(path, "r") as f:
+            datasets = []
+            f.visititems(lambda name, obj: datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+            for name, ds in datasets:
+                if name.split("/")[0] in ("bands", "dos"):
+                    continue  # documented in docs/bands_dos.md
+                generic = "/" + re.sub(r"k\d+", "k{i}", name)
+                assert "units" in ds.attrs, f"{path.name}: /{name} has no units attribute"
+                assert generic in documented, f"{path.name}: /{name} is not listed in docs/hdf5.md"
+                assert documented[generic] == ds.attrs["units"], f"/{name}: units differ from docs/hdf5.md"
+                seen.add(generic)
+    # the test files exercise the optional datasets too
+    for path in ("/checkpoint/rho_in", "/wavefunctions/k{i}/coefficients", "/magnetization", "/fermi_level", "/gap"):
+        assert path in seen, path
