@@ -8,16 +8,22 @@ Public API::
     result.total_energy           # hartree
     pwsim.save(result, "si.h5")   # HDF5, every dataset with units
     pwsim.load("si.h5")           # the same Result back
+
+The ASE calculator is ``pwsim.ase.PWSim`` (needs ``pip install 'pwsim[ase]'``).
 """
 from ._version import __version__
 from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
+from .bands import band_structure
+from .dos import density_of_states
 from .io.hdf5 import load, write_result as save
+from .relax import relax
 from .results import Result
 from .scf import Settings, scf
 from .structure import Structure, bcc, diamond, fcc, molecule_in_box, rocksalt
 
 __all__ = [
-    "__version__", "Structure", "Settings", "Result", "scf", "load", "save",
+    "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
+    "density_of_states",
     "diamond", "fcc", "bcc", "rocksalt", "molecule_in_box",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]

@@ -229,23 +229,53 @@ class _ScipyFFT:
 
 
 class _PyFFTW:
-    """pyFFTW builders with the plan cache on: plans are made once per shape and reused."""
+    """FFTW through pyFFTW, one plan per (grid, dtype, direction), executed band by band.
+
+    pyFFTW's interface cache plans (and keeps work arrays for) every batch size it meets; the number
+    of active bands changes every eigensolver iteration, so that cache grows by hundreds of MB. A plan
+    for a single grid, re-pointed at each band of an aligned batch, costs one grid of memory and the
+    same time per transform."""
 
     def __init__(self, threads):
         import pyfftw
-        import pyfftw.interfaces.cache
-        import pyfftw.interfaces.numpy_fft as fft
 
-        pyfftw.interfaces.cache.enable()
-        pyfftw.interfaces.cache.set_keepalive_time(600)
-        self.fft = fft
+        self.pyfftw = pyfftw
         self.threads = threads
+        self.plans = {}
+
+    def _plan(self, grid, dtype, inverse):
+        key = (grid, dtype, inverse)
+        if key not in self.plans:
+            a = self.pyfftw.empty_aligned(grid, dtype=dtype)
+            b = self.pyfftw.empty_aligned(grid, dtype=dtype)
+            self.plans[key] = self.pyfftw.FFTW(
+                a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                threads=self.threads, flags=("FFTW_ESTIMATE",), normalise_idft=True)
+        return self.plans[key]
+
+    def _run(self, a, inverse):
+        grid = tuple(a.shape[-3:])
+        dtype = np.complex64 if a.dtype in (np.complex64, np.float32) else np.complex128
+        flat = a.reshape(-1, *grid)
+        if flat.dtype == dtype and flat.flags.c_contiguous and flat.ctypes.data % 64 == 0:
+            source = flat  # out-of-place complex transforms leave their input intact
+        else:
+            source = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
+            source[...] = flat
+        out = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
+        plan = self._plan(grid, dtype, inverse)
+        for i in range(flat.shape[0]):
+            plan.update_arrays(source[i], out[i])
+            plan.execute()
+            if inverse:
+                out[i] *= 1.0 / (grid[0] * grid[1] * grid[2])
+        return out.reshape(a.shape[:-3] + grid)
 
     def fftn(self, a):
-        return self.fft.fftn(a, axes=(-3, -2, -1), threads=self.threads, planner_effort="FFTW_ESTIMATE")
+        return self._run(a, False)
 
     def ifftn(self, a):
-        return self.fft.ifftn(a, axes=(-3, -2, -1), threads=self.threads, planner_effort="FFTW_ESTIMATE")
+        return self._run(a, True)
 
 
 class _NamespaceFFT:

@@ -623,8 +623,10 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     bk = get_backend(settings.backend, settings.precision)
     pseudos = load_pseudos(result.structure, settings)
     nk = kpoints.shape[0]
+    # complex wavefunctions everywhere (real_gamma=False): the path's k-points are warm-started from
+    # their neighbours, which are not real at Gamma
     basis = PlaneWaveBasis(result.structure, settings.ecut, kpoints, np.full(nk, 1.0 / nk), bk,
-                           fft_grid=settings.fft_grid, nspin=nspin)
+                           fft_grid=settings.fft_grid, nspin=nspin, real_gamma=False)
     nb_work = nbands + max(2, nbands // 10)
     min_npw = min(k.npw for k in basis.kpoints)
     if min_npw < nb_work + 3:

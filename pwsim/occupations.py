@@ -130,4 +130,4 @@ def default_nbands(n_electrons: float, smeared: bool, nspin: int, moment: float 
         nocc = int(np.ceil((n_electrons + abs(moment)) / 2 - 1e-8)) + 1
     if smeared:
         return max(nocc + 4, int(np.ceil(1.2 * nocc)))
-    return nocc + max(4, int(np.ceil(0.05 * nocc)))
+    return nocc + 4

@@ -338,6 +338,8 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
             log(f"checkpoint written to {path} (iteration {st.iteration})")
 
     t1 = time.perf_counter()
+    if deck.run.get("task") == "relax":
+        return _run_relax(deck, settings, path, callback, log, timings, t1)
     result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
     timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
     t2 = time.perf_counter()
@@ -346,4 +348,28 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
     log(f"timings: set-up {timings['set-up']:.2f} s, SCF {timings['SCF']:.2f} s, "
         f"output writing {timings['output writing']:.2f} s")
+    return result, path
+
+
+def _run_relax(deck, settings, path, callback, log, timings, t1):
+    """[run] task = "relax": optimise positions (and the cell) and write the final state plus /relax."""
+    from .relax import relax, write_relax
+
+    opts = deck.run.get("relax", {})
+
+    def step(n, structure, result):
+        forces = result.forces if result.forces is not None else np.zeros((structure.natoms, 3))
+        log(f"relax step {n}: energy {result.total_energy:.10f} Ha, max force "
+            f"{np.abs(forces).max():.2e} Ha/bohr, SCF {result.iterations} iterations")
+
+    rr = relax(deck.structure, settings, fmax=opts.get("fmax", 1e-3), smax=opts.get("smax", 3.4e-6),
+               cell=opts.get("cell", False), optimizer=opts.get("optimizer", "bfgs"),
+               max_steps=opts.get("max_steps", 100), callback=step)
+    timings["SCF"] += time.perf_counter() - t1
+    result = rr.result
+    result.input_text = deck.text
+    # a relaxation that ran out of steps is reported like an SCF that did not converge
+    result.converged = bool(rr.converged and result.converged)
+    write_relax(rr, path)
+    log(f"relaxation {'converged' if rr.converged else 'NOT converged'} in {rr.steps} steps")
     return result, path

@@ -229,6 +229,12 @@ def _atomic_width(zion: int, element: str) -> float:
     return 1.0 if element in ("H", "He") else 1.4
 
 
+def extra_bands(nbands: int) -> int:
+    """Unconverged guard bands the eigensolver carries above the requested ones (they speed up the
+    convergence of the highest requested bands)."""
+    return max(2, -(-nbands // 20))
+
+
 def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index)
     npw = kpoint.npw
@@ -402,7 +408,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
             raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
                              f"expected {(setup.nspin, *basis.fft_grid)}")
-        nb_work = setup.nbands + max(2, setup.nbands // 10)
+        nb_work = setup.nbands + extra_bands(setup.nbands)
         if initial_wavefunctions is not None:
             psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
         else:
@@ -421,7 +427,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
-        diagtol = min(max(0.05 * residual, floor), 1e-3) if state.iteration > 1 else 1e-3
+        diagtol = min(max(0.05 * residual, floor), 1e-3) if state.iteration > 1 else 1e-2
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations

@@ -95,8 +95,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kerker": Key("float", None, "Kerker wavevector k0, 1/bohr (default: 0.8 for smeared runs, off otherwise)",
                       minimum=0.0),
     },
+    "relax": {
+        "fmax": Key("float", 1e-3, "force threshold, hartree/bohr", minimum=1e-8),
+        "smax": Key("float", 3.4e-6, "stress threshold for cell relaxations, hartree/bohr^3 (3.4e-6 = 0.1 GPa)",
+                    minimum=1e-12),
+        "cell": Key("bool", False, "also relax the lattice vectors"),
+        "optimizer": Key("str", "bfgs", "'bfgs' (built in), 'scipy', or 'ase:NAME' such as 'ase:FIRE'"),
+        "max_steps": Key("int", 100, "most optimiser steps (SCF runs)", minimum=1),
+    },
     "run": {
-        "task": Key("str", "scf", "what to compute", ("scf",)),
+        "task": Key("str", "scf", "what to compute: a ground state, or a relaxation (settings in [relax])",
+                    ("scf", "relax")),
         "backend": Key("str", "numpy", "array backend", ("numpy", "cupy", "strict", "auto")),
         "precision": Key("str", "double", "wavefunction precision", ("double", "single")),
         "save_wavefunctions": Key("bool", False, "store the wavefunctions in the output"),
@@ -359,6 +368,7 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
     run = {key: get("run", key) for key in SCHEMA["run"]}
+    run["relax"] = {key: get("relax", key) for key in SCHEMA["relax"]}
     return InputDeck(structure, settings, run, text, None, source)
 
 
