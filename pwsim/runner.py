@@ -80,12 +80,9 @@ def memory_limit(limit_gib: float | None) -> tuple[float, str]:
 def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> float:
     """Host memory the FFT library keeps between calls.
 
-    pyFFTW's interface cache (used by the numpy backend) keeps one plan with its own input and output
-    arrays for every batch shape (m, n1, n2, n3) it has seen, forward and inverse, and often two of
-    each (its key also holds the memory layout of the argument); the eigensolver transforms batches
-    of every size m = 1..batch over a run, so the worst case is 8 sum_m m nfft = 4 batch (batch + 1)
-    nfft complex numbers (Si8 at Gamma, batch 11: 38 plans, 296 MiB after 7 iterations).
-    scipy.fft keeps nothing that large.
+    The numpy backend's pyFFTW engine keeps one single-grid plan per direction with its own input and
+    output arrays (4 nfft complex numbers); scipy.fft keeps nothing that large. (``batch`` is kept
+    for the callers: the batch work arrays are counted with the SCF work arrays.)
     """
     if settings.backend not in ("numpy", "auto"):
         return 0.0
@@ -93,7 +90,7 @@ def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> flo
 
     if fft_library_name() != "pyfftw":
         return 0.0
-    return 4.0 * batch * (batch + 1) * nfft * cbytes
+    return 4.0 * nfft * cbytes
 
 
 def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
@@ -113,8 +110,7 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw);
     * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
     * batched FFT boxes (a batch and its transforms; at Gamma two real bands share one complex FFT,
-      halving the batch) and the FFT library's plan cache (one plan per batch size, see
-      :func:`_fft_plan_cache_bytes`: the largest term for small cells);
+      halving the batch) and the FFT library's plan cache (:func:`_fft_plan_cache_bytes`);
     * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
     * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.

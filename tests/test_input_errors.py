@@ -172,7 +172,7 @@ CASES = [
     _mk("mixing-damping-range", deck(scf="[scf]\nmixing_damping = 1.5\n"), ["[scf] mixing_damping", "at most 1"]),
     _mk("energy-tolerance-zero", deck(scf="[scf]\nenergy_tolerance = 0.0\n"), ["[scf] energy_tolerance", "greater"]),
     _mk("backend-unknown", deck(run='[run]\nbackend = "tpu"\n'), ["[run] backend", "'tpu'"], at="tpu"),
-    _mk("task-unknown", deck(run='[run]\ntask = "relax"\n'), ["[run] task", "'relax'"]),
+    _mk("task-unknown", deck(run='[run]\ntask = "md"\n'), ["[run] task", "'md'"]),
     _mk("checkpoint-every-negative", deck(run="[run]\ncheckpoint_every = -1\n"), ["[run] checkpoint_every"]),
     # ----------------------------------------------------------------------------- structures
     _mk("zero-volume-cell", deck(structure=STRUCTURE.replace("[5.13, 5.13, 0.0]", "[5.13, 5.13, 10.26]")),
