@@ -185,3 +185,16 @@ def test_symmetry_on_off_more_cells(structure_name, kpoints, kshift):
     with_sym = pwsim.scf(structure, **settings)
     without = pwsim.scf(structure, symmetry=False, **settings)
     assert with_sym.total_energy == pytest.approx(without.total_energy, abs=1e-8)
+
+
+@pytest.mark.slow
+def test_silicon_888_symmetry_reduction():
+    """Si 8x8x8 Gamma-centred: 29 irreducible k-points (spglib's count) and the same energy as the
+    260 time-reversal-reduced points without symmetry, to 1e-8 Ha."""
+    si = pwsim.diamond("Si", 10.26)
+    settings = dict(ecut=5.0, kpoints=(8, 8, 8), energy_tolerance=1e-11, compute_forces=False, compute_stress=False)
+    with_sym = pwsim.scf(si, **settings)
+    without = pwsim.scf(si, symmetry=False, **settings)
+    assert len(with_sym.kpoints) == 29
+    assert len(without.kpoints) == 260
+    assert with_sym.total_energy == pytest.approx(without.total_energy, abs=1e-8)
