@@ -43,6 +43,16 @@ def test_fft_matches_numpy(backend):
     assert np.allclose(bk.to_host(bk.ifft3(bk.to_device(a))), np.fft.ifftn(a, axes=(1, 2, 3)), atol=1e-12)
 
 
+def test_scipy_fft_engine_matches_numpy():
+    """The FFT engine used when pyFFTW is not installed."""
+    from pwsim.backend import _ScipyFFT
+
+    engine = _ScipyFFT(1)
+    a = np.random.default_rng(2).standard_normal((3, 5, 6, 4)) + 1j
+    assert np.allclose(engine.fftn(a), np.fft.fftn(a, axes=(1, 2, 3)), atol=1e-12)
+    assert np.allclose(engine.ifftn(a), np.fft.ifftn(a, axes=(1, 2, 3)), atol=1e-12)
+
+
 def test_unknown_backend_is_input_error():
     with pytest.raises(InputError):
         get_backend("tpu")
