@@ -197,9 +197,15 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
         parts = model(nk_irr, symmetrizer, gamma_only)
     memory = float(sum(parts.values()))
     nk = nk_irr * nspin
-    # ~4 H applications per band and iteration, each two FFTs of 5 N log2 N flops; ~1.5 Gflop/s
-    flops = nk * nwork * 4 * (2 * 5 * nfft * np.log2(max(nfft, 2)) + 8 * npw_avg * (nproj + 6 * nwork))
-    return Estimate(memory, float(flops / 1.5e9), nbands, [int(npw_avg)] * min(max(1, nk), 1000), grid, nk_irr, n_el,
+    # ~4 H applications per band and SCF iteration, each two FFTs of 5 N log2 N flops at ~3 Gflop/s,
+    # and the dense algebra (projectors, Rayleigh-Ritz) at ~30 Gflop/s; Gamma halves both (real
+    # wavefunctions). Calibrated on this project's 2-core machine, one thread: Si2 4x4x4 and Si64
+    # Gamma at Ecut 15 Ha (measured 0.09 s and 6.5 s per iteration; the model gives 0.24 s and 8 s).
+    fft_flops = nk * nwork * 4 * 2 * 5 * nfft * np.log2(max(nfft, 2))
+    dense_flops = nk * nwork * 4 * 8 * npw_avg * (nproj + 6 * nwork)
+    gamma_factor = 0.5 if (nfull == 1 and not any(shift_k)) else 1.0
+    seconds = gamma_factor * (fft_flops / 3e9 + dense_flops / 30e9)
+    return Estimate(memory, float(seconds), nbands, [int(npw_avg)] * min(max(1, nk), 1000), grid, nk_irr, n_el,
                     getattr(sym, "spacegroup", ""), nsym, parts, exact)
 
 
