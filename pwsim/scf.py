@@ -489,6 +489,12 @@ def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict
     energies["entropy"] = float(occ.entropy_energy)
     energies["internal"] = internal
     energies["total"] = internal + occ.entropy_energy
+    smearing = setup.settings.smearing
+    # sigma -> 0 estimate: (E + F)/2 for Fermi-Dirac and Gaussian smearing, whose free and internal
+    # energies deviate from the zero-width limit by opposite amounts to second order; Methfessel-
+    # Paxton and cold smearing are built so that F itself is already that estimate
+    energies["zero_width"] = (0.5 * (internal + energies["total"]) if smearing in ("fermi-dirac", "gaussian")
+                              else energies["total"])
     return energies
 
 
