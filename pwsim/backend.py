@@ -159,20 +159,38 @@ class Backend:
         return xp.take(flat, box_map.index, axis=-1)
 
     # ------------------------------------------- real algebra on complex storage
-    def real_overlap(self, a, b):
+    def real_overlap(self, a, b, half: int | None = None):
         """Re <a_i|b_j> for rows of complex arrays (m, n), (k, n) -> (m, k) real.
 
-        For the Fourier coefficients of real functions the overlaps are real; on NumPy they are one
-        real GEMM on the interleaved (re, im) storage, half the work of the complex product."""
+        For the Fourier coefficients of real functions the overlaps are real. On NumPy they are one
+        real GEMM on the interleaved (re, im) storage, half the work of the complex product; with
+        ``half`` (the sphere ordered [G=0, half G's, their partners]) only the first 1 + half
+        columns are read, halving it again: Re<a|b> = 2 sum_half - a_0 b_0."""
         if self.name == "numpy":
+            if half is not None:
+                ra = a[:, : 1 + half].view(_real_of(a.dtype))
+                rb = b[:, : 1 + half].view(_real_of(b.dtype))
+                out = ra @ rb.T
+                out *= 2.0
+                out -= np.outer(a[:, 0].real, b[:, 0].real)
+                return out
             ra = np.ascontiguousarray(a).view(_real_of(a.dtype))
             rb = np.ascontiguousarray(b).view(_real_of(b.dtype))
             return ra @ rb.T
         return self.xp.real(self.xp.conj(a) @ b.mT)
 
-    def real_combine(self, c, s):
-        """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n)."""
+    def real_combine(self, c, s, half: int | None = None):
+        """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n).
+        With ``half``, only the first 1 + half columns are combined and the partners filled in as
+        their complex conjugates."""
         if self.name == "numpy":
+            if half is not None:
+                rs = s[:, : 1 + half].view(_real_of(s.dtype))
+                first = (np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs).view(s.dtype)
+                out = np.empty((first.shape[0], s.shape[1]), dtype=s.dtype)
+                out[:, : 1 + half] = first
+                np.conjugate(first[:, 1:], out=out[:, 1 + half:])
+                return out
             rs = np.ascontiguousarray(s).view(_real_of(s.dtype))
             out = np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs
             return out.view(s.dtype)

@@ -68,6 +68,7 @@ class Kpoint:
     box_map: BoxMap
     kinetic_wf: object = None
     minus_index: object = None
+    half: int | None = None  # Gamma: sphere = [G=0, half G's, their -G partners in the same order]
 
     @property
     def is_gamma(self) -> bool:
@@ -137,22 +138,36 @@ class PlaneWaveBasis:
         for axis, n in enumerate(self.fft_grid):
             if miller[:, axis].max() - miller[:, axis].min() >= n:
                 raise InputError(f"fft_grid {self.fft_grid} is too small for ecut {self.ecut} Ha")
-        kpg = kpg_all.reshape(-1, 3)[flat_index]
         minus_index = None
+        half = None
         if self.real_gamma and np.all(np.abs(np.asarray(k, dtype=float)) < 1e-12):
-            # position in the sphere of -G for every G of the sphere
+            # Order the sphere as G = 0, then one G of every +-G pair, then their partners in the
+            # same order: for real wavefunctions the second half is the conjugate of the first, so
+            # overlaps and combinations need only the first 1 + half columns.
+            base = 2 * max(self.fft_grid) + 1  # > 2 max|m|: the key's sign is the lexicographic sign
+            key = (miller[:, 0] * base + miller[:, 1]) * base + miller[:, 2]
+            zero = np.flatnonzero(key == 0)
+            positive = np.flatnonzero(key > 0)
+            positive = positive[np.argsort(key[positive])]
             n = np.array(self.fft_grid)
-            minus_flat = np.ravel_multi_index(tuple((-miller % n).T), self.fft_grid)
             where = np.full(self.nfft, -1)
             where[flat_index] = np.arange(flat_index.size)
-            minus_index = self.backend.to_device(where[minus_flat].astype(np.int64))
+            partner = where[np.ravel_multi_index(tuple((-miller[positive] % n).T), self.fft_grid)]
+            order = np.concatenate([zero, positive, partner])
+            flat_index, miller = flat_index[order], miller[order]
+            half = positive.size
+            minus_index = self.backend.to_device(
+                np.concatenate([[0], np.arange(1 + half, 1 + 2 * half), np.arange(1, 1 + half)]).astype(np.int64))
+        kpg = (miller + k) @ recip
+        kin = 0.5 * np.sum(kpg**2, axis=-1)
         return Kpoint(
             index=index, coordinate=np.array(k, dtype=float), weight=float(weight), spin=spin,
             miller=miller, kpg=kpg,
-            kinetic=self.backend.to_device(kin.reshape(-1)[flat_index]),
+            kinetic=self.backend.to_device(kin),
             box_map=self.backend.make_box_map(flat_index, self.fft_grid),
-            kinetic_wf=self.backend.to_device(kin.reshape(-1)[flat_index], dtype=self.backend.real_wf_dtype),
+            kinetic_wf=self.backend.to_device(kin, dtype=self.backend.real_wf_dtype),
             minus_index=minus_index,
+            half=half,
         )
 
     # --------------------------------------------------------------- properties

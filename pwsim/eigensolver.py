@@ -40,21 +40,22 @@ class EigenResult:
 class _Algebra:
     """Small-matrix algebra on blocks of row vectors, real or complex."""
 
-    def __init__(self, backend, real):
+    def __init__(self, backend, real, half=None):
         self.bk = backend
         self.xp = backend.xp
         self.real = real
+        self.half = half
 
     def dot(self, a, b):
         """<a_i|b_j>: (m, npw), (n, npw) -> (m, n)."""
         if self.real:
-            return self.bk.real_overlap(a, b)
+            return self.bk.real_overlap(a, b, self.half)
         return self.xp.conj(a) @ b.mT
 
     def combine(self, c, s):
         """Rows sum_j c[j, k] s_j: c (ns, m), s (ns, npw) -> (m, npw)."""
         if self.real:
-            return self.bk.real_combine(c, s)
+            return self.bk.real_combine(c, s, self.half)
         return c.mT @ s
 
     def hermitize(self, m):
@@ -117,7 +118,7 @@ def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
 
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
-           miniter: int = 0, real: bool = False, symmetrize=None):
+           miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None):
     """Lowest eigenpairs of a Hermitian operator.
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows
@@ -131,9 +132,11 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
     symmetrize: for real vectors, the projection c -> (c(G) + c(-G)*)/2. Rounding errors break the
         symmetry slightly, and an operator that assumes it (two real bands per complex FFT) would
         amplify the broken part exponentially; projecting every block keeps it at rounding level.
+    half: for real vectors on a sphere ordered [G=0, half, partners] (see Kpoint.half): the dense
+        algebra reads only the first 1 + half columns
     """
     xp = backend.xp
-    alg = _Algebra(backend, real)
+    alg = _Algebra(backend, real, half if real else None)
     sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
     nbands = x0.shape[0]
     nconverge = nbands if nconverge is None else min(nconverge, nbands)

@@ -41,7 +41,8 @@ class Hamiltonian:
                 self.basis.apply_local(v, coeffs[i:min(i + self.block_size, nb), ...], kpoint)
                 for i in range(0, nb, self.block_size)
             ], axis=0)
-        nonlocal_part = self.nonlocal_ops[kpoint.index].apply(xp, coeffs, self.basis.backend, real=kpoint.is_gamma)
+        nonlocal_part = self.nonlocal_ops[kpoint.index].apply(xp, coeffs, self.basis.backend, real=kpoint.is_gamma,
+                                                              half=kpoint.half)
         return kinetic.apply(kpoint, coeffs) + local + nonlocal_part
 
     def operator(self, kpoint):

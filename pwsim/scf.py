@@ -322,7 +322,8 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         x0 = wavefunctions[kpoint.index]
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic_wf)
         result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb,
-                        miniter=1, real=kpoint.is_gamma, symmetrize=setup.basis.symmetrizer(kpoint))
+                        miniter=1, real=kpoint.is_gamma, symmetrize=setup.basis.symmetrizer(kpoint),
+                        half=kpoint.half)
         total_iterations += result.iterations
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
         new.append(result.vectors)

@@ -30,7 +30,7 @@ class NonlocalOperator:
     def nproj(self) -> int:
         return self.atom_of.size
 
-    def apply(self, xp, coeffs, backend=None, real=False):
+    def apply(self, xp, coeffs, backend=None, real=False, half=None):
         """V_nl psi for all bands, coeffs (nbands, npw) -> (nbands, npw).
 
         real: Gamma point with real wavefunctions; the projections <beta|psi> are then real (the
@@ -38,11 +38,11 @@ class NonlocalOperator:
         if self.nproj == 0:
             return xp.zeros_like(coeffs)
         if real and backend is not None:
-            overlaps = backend.real_overlap(coeffs, self.projectors)  # (nbands, nproj) real
+            overlaps = backend.real_overlap(coeffs, self.projectors, half)  # (nbands, nproj) real
             if self._coupling_real is None:
                 self._coupling_real = xp.real(self.coupling)
             weights = overlaps @ xp.astype(self._coupling_real, overlaps.dtype)
-            return backend.real_combine(weights.mT, self.projectors)
+            return backend.real_combine(weights.mT, self.projectors, half)
         overlaps = coeffs @ xp.conj(self.projectors.mT)
         return (overlaps @ self.coupling) @ self.projectors
 
