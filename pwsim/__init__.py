@@ -13,10 +13,7 @@ The ASE calculator is ``pwsim.ase.PWSim`` (needs ``pip install 'pwsim[ase]'``).
 """
 from ._version import __version__
 from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
-from .bands import band_structure
-from .dos import density_of_states
 from .io.hdf5 import load, write_result as save
-from .relax import relax
 from .results import Result
 from .scf import Settings, scf
 from .structure import Structure, bcc, diamond, fcc, molecule_in_box, rocksalt
@@ -27,3 +24,17 @@ __all__ = [
     "diamond", "fcc", "bcc", "rocksalt", "molecule_in_box",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]
+
+
+_LAZY = {"relax": ("relax", "relax"), "band_structure": ("bands", "band_structure"),
+         "density_of_states": ("dos", "density_of_states")}
+
+
+def __getattr__(name):
+    # post-processing modules are imported on first use: a plain SCF run does not pay for them
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
+    raise AttributeError(f"module 'pwsim' has no attribute {name!r}")

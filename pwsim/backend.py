@@ -261,14 +261,20 @@ class _PyFFTW:
         self.threads = threads
         self.plans = {}
 
+    #: grids at least this large are planned with FFTW_MEASURE (about 2x faster transforms for a
+    #: one-off planning cost of ~0.4 s at 36^3, ~0.8 s at 72^3); smaller ones with FFTW_ESTIMATE
+    MEASURE_FROM = 30**3
+
     def _plan(self, grid, dtype, inverse):
         key = (grid, dtype, inverse)
         if key not in self.plans:
             a = self.pyfftw.empty_aligned(grid, dtype=dtype)
             b = self.pyfftw.empty_aligned(grid, dtype=dtype)
+            effort = os.environ.get("PWSIM_FFTW_EFFORT") or (
+                "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= self.MEASURE_FROM else "FFTW_ESTIMATE")
             self.plans[key] = self.pyfftw.FFTW(
                 a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self.threads, flags=("FFTW_ESTIMATE",), normalise_idft=True)
+                threads=self.threads, flags=(effort,), normalise_idft=True)
         return self.plans[key]
 
     def _run(self, a, inverse):
