@@ -8,7 +8,8 @@ import time
 from . import cases as cases_mod
 from . import psp_check, qe, report
 from .measure import git_revision, machine_info
-from .runner import REPO_ROOT, Options, default_nbands, peer_available, peer_versions, run_case, run_pwsim
+from .runner import (REPO_ROOT, Options, default_nbands, peer_available, peer_versions, run_case, run_pwsim,
+                     snapshot_sources)
 
 PEERS = ("pw.x", "eminus")
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--show", metavar="JSON", help="print the tables of an earlier results file and exit")
     p.add_argument("--write-inputs", metavar="DIR", help="write the generated pw.x inputs into DIR and exit")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="import pwsim from the live tree in every run (default: from a copy taken at the start, so "
+                        "that edits made meanwhile do not mix versions within one benchmark)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     return p
 
@@ -103,11 +107,24 @@ def main(argv=None) -> int:
         print(f"not installed, skipped: {', '.join(missing)}", file=sys.stderr)
     peers = [p for p in peers if p not in missing]
 
+    if not args.no_snapshot:
+        opts.source_root = snapshot_sources()
+    try:
+        return _run(args, argv, opts, selected, peers, save)
+    finally:
+        if opts.source_root:
+            import shutil
+
+            shutil.rmtree(opts.source_root, ignore_errors=True)
+
+
+def _run(args, argv, opts: Options, selected, peers, save) -> int:
     started = time.time()
     payload = {
         "kind": "backends" if args.compare_backends else ("quick" if args.quick else "comparison"),
         "started": report.timestamp(), "command": ["python", "-m", "benchmarks", *argv],
-        "machine": machine_info(), "pwsim_git": git_revision(REPO_ROOT), "peers": peer_versions(peers),
+        "machine": machine_info(), "pwsim_git": git_revision(REPO_ROOT, opts.source_root),
+        "pwsim_snapshot": bool(opts.source_root), "peers": peer_versions(peers),
         "options": {**opts.__dict__, "peers": peers, "qe_conv_thr_ry": opts.conv_thr},
         "thread_pinning": f"OMP/OPENBLAS/MKL/BLIS/PWSIM_NUM_THREADS={opts.threads} in every child; "
                           f"pw.x: {opts.threads} MPI rank(s), 1 thread",

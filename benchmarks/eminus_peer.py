@@ -78,6 +78,8 @@ def run(case: Case, *, energy_tolerance: float, env: dict, max_steps: int | None
             with open(out_path) as f:
                 res = json.load(f)
         else:
-            res = {"code": "eminus", "error": (m.stderr.strip() or m.stdout.strip() or "no output").splitlines()[-20:]}
+            from .runner import error_tail
+
+            res = {"code": "eminus", "error": error_tail(m)}
     res["measurement"] = m.to_dict()
     return res

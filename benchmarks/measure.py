@@ -118,7 +118,9 @@ def machine_info() -> dict:
     return info
 
 
-def git_revision(repo: str) -> dict:
+def git_revision(repo: str, sources: str | None = None) -> dict:
+    """Commit of ``repo``, whether pwsim/ has local changes, and a SHA-256 over the pwsim sources
+    in ``sources`` (a snapshot) or ``repo``."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -127,7 +129,7 @@ def git_revision(repo: str) -> dict:
 
     # the working tree changes under our feet while people work: fingerprint the pwsim sources actually run
     digest = hashlib.sha256()
-    package = os.path.join(repo, "pwsim")
+    package = os.path.join(sources or repo, "pwsim")
     for root, dirs, files in os.walk(package):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):

@@ -9,6 +9,7 @@ the split into import, setup (basis, pseudopotentials, symmetry) and SCF loop.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -62,6 +63,7 @@ def main(spec_path: str, result_path: str) -> int:
     out = {
         "code": "pwsim",
         "version": pwsim.__version__,
+        "imported_from": os.path.dirname(os.path.abspath(pwsim.__file__)),
         "backend": result.provenance.get("backend", spec.get("backend")),
         "threads": _default_threads(),
         "energy": float(result.total_energy),

@@ -150,5 +150,7 @@ def run(case: Case, *, conv_thr_ry: float, nbands: int | None, env: dict, ranks:
     res = parse_output(m.stdout)
     res.update(code="pw.x", measurement=m.to_dict(), input=text, conv_thr_ry=conv_thr_ry)
     if m.returncode != 0 or res["energy"] is None:
-        res["error"] = (m.stderr.strip() or m.stdout[-2000:]).splitlines()[-20:]
+        from .runner import error_tail
+
+        res["error"] = error_tail(m)
     return res

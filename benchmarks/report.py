@@ -106,7 +106,7 @@ def failures(records: list[dict]) -> list[str]:
     for r in records:
         if r["status"] != "ok":
             err = r.get("error") or []
-            msgs.append(f"{r['case']} / {r['code']}: {r['status']}" + (f": {err[-1]}" if err else ""))
+            msgs.append(f"{r['case']} / {r['code']}: {r['status']}" + (f": {' | '.join(err[-2:])}" if err else ""))
     return msgs
 
 

@@ -28,6 +28,7 @@ class Options:
     repeat: int = 1
     timeout: float = 3600.0
     verbose: bool = True
+    source_root: str | None = None  # where the pwsim child imports pwsim from (a snapshot); None: the live tree
 
     @property
     def conv_thr(self) -> float:
@@ -37,6 +38,22 @@ class Options:
 def log(opts: Options, msg: str) -> None:
     if opts.verbose:
         print(msg, file=sys.stderr, flush=True)
+
+
+def snapshot_sources() -> str:
+    """Copy the pwsim package and the benchmark modules into a fresh directory and return it.
+
+    Several people edit the tree while a benchmark runs for many minutes; the pwsim children import
+    from this copy (it comes first on their sys.path: it is their working directory), so every run of
+    one benchmark uses the same code, whose SHA-256 goes into the results."""
+    import shutil
+
+    dest = tempfile.mkdtemp(prefix="bench-src-")
+    shutil.copytree(os.path.join(REPO_ROOT, "pwsim"), os.path.join(dest, "pwsim"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(os.path.join(REPO_ROOT, "benchmarks"), os.path.join(dest, "benchmarks"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "results", "pseudos", "*.md"))
+    return dest
 
 
 def default_nbands(case: Case) -> int:
@@ -54,19 +71,19 @@ def default_nbands(case: Case) -> int:
 def run_pwsim(case: Case, opts: Options, backend: str | None = None) -> dict:
     backend = backend or opts.backend
     env = pinned_environment(opts.threads)
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    root = opts.source_root or REPO_ROOT
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory(prefix=f"bench-pwsim-{case.name}-") as tmp:
         spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "result.json")
         with open(spec_path, "w") as f:
             json.dump({"case": case.to_dict(), "energy_tolerance": opts.energy_tolerance, "backend": backend}, f)
-        m = run_measured([sys.executable, "-m", "benchmarks.pwsim_worker", spec_path, out_path], env, cwd=REPO_ROOT,
+        m = run_measured([sys.executable, "-m", "benchmarks.pwsim_worker", spec_path, out_path], env, cwd=root,
                          timeout=opts.timeout)
         if m.returncode == 0 and os.path.exists(out_path):
             with open(out_path) as f:
                 res = json.load(f)
         else:
-            tail = (m.stderr.strip() or m.stdout.strip() or "no output").splitlines()[-20:]
-            res = {"code": "pwsim", "backend": backend, "error": tail}
+            res = {"code": "pwsim", "backend": backend, "error": error_tail(m)}
     res["measurement"] = m.to_dict()
     return res
 
@@ -138,7 +155,7 @@ def run_case(case: Case, opts: Options, peers: list[str]) -> list[dict]:
         records.append(_summarise(case, best_of(runs)))
     pw = next((r for r in records if r["code"] == "pwsim"), None)
     for r in records:
-        if pw is None or r is pw:
+        if pw is None or r is pw or pw["status"] == "failed":
             continue
         if pw.get("energy") is not None and r.get("energy") is not None:
             r["delta_e_per_atom"] = (pw["energy"] - r["energy"]) / case.natoms
@@ -151,6 +168,24 @@ def run_case(case: Case, opts: Options, peers: list[str]) -> list[dict]:
         if pw.get("cpu_per_iteration") and r.get("cpu_per_iteration"):
             r["ratio_cpu_per_iteration"] = pw["cpu_per_iteration"] / r["cpu_per_iteration"]
     return records
+
+
+def error_tail(m) -> list[str]:
+    """The last lines of a failed child's output, and how it ended."""
+    import signal
+
+    tail = (m.stderr.strip() or m.stdout.strip()).splitlines()[-20:]
+    if m.timed_out:
+        tail.append(f"timed out after {m.wall:.0f} s")
+    elif m.returncode < 0:
+        try:
+            name = signal.Signals(-m.returncode).name
+        except ValueError:
+            name = f"signal {-m.returncode}"
+        tail.append(f"killed by {name} after {m.wall:.0f} s (not by the benchmark)")
+    elif m.returncode != 0:
+        tail.append(f"exit status {m.returncode}")
+    return tail or ["no output"]
 
 
 def peer_versions(peers: list[str]) -> dict:

@@ -20,7 +20,8 @@ import numpy as np
 from . import report
 from .cases import Case, si_cubic
 from .measure import git_revision, machine_info
-from .runner import REPO_ROOT, Options, _summarise, peer_available, peer_versions, run_peer, run_pwsim
+from .runner import (REPO_ROOT, Options, _summarise, peer_available, peer_versions, run_peer, run_pwsim,
+                     snapshot_sources)
 
 SUPERCELLS = {8: (1, 1, 1), 16: (1, 1, 2), 32: (2, 2, 1), 64: (2, 2, 2), 128: (2, 2, 4), 216: (3, 3, 3)}
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="PATH", help="JSON path (default benchmarks/results/scaling-<timestamp>.json);"
                                                     " the PNG goes next to it")
     p.add_argument("--replot", metavar="JSON", help="only redraw the PNG from an earlier scaling JSON")
+    p.add_argument("--no-snapshot", action="store_true", help="import pwsim from the live tree in every run")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -70,10 +72,23 @@ def main(argv=None) -> int:
     peers = [] if args.no_peers else [p for p in args.peers if peer_available(p)]
     opts = Options(energy_tolerance=args.tolerance, threads=args.threads, backend=args.backend, repeat=args.repeat,
                    timeout=args.timeout, verbose=not args.quiet)
+    if not args.no_snapshot:
+        opts.source_root = snapshot_sources()
+    try:
+        return _run(args, argv, opts, atoms, peers)
+    finally:
+        if opts.source_root:
+            import shutil
+
+            shutil.rmtree(opts.source_root, ignore_errors=True)
+
+
+def _run(args, argv, opts: Options, atoms, peers) -> int:
     series = {"atoms": [si_case(n, args.ecut) for n in atoms], "ecut": [si_case(8, e) for e in sorted(args.ecuts)]}
     payload = {"kind": "scaling", "started": report.timestamp(), "command": ["python", "-m", "benchmarks", "scaling",
                                                                              *(argv or sys.argv[2:])],
-               "machine": machine_info(), "pwsim_git": git_revision(REPO_ROOT), "peers": peer_versions(peers),
+               "machine": machine_info(), "pwsim_git": git_revision(REPO_ROOT, opts.source_root),
+               "pwsim_snapshot": bool(opts.source_root), "peers": peer_versions(peers),
                "options": {**opts.__dict__, "peers": peers, "qe_conv_thr_ry": opts.conv_thr},
                "thread_pinning": f"all thread variables = {opts.threads}; pw.x {opts.threads} MPI rank(s)",
                "series": {}}
