@@ -14,6 +14,7 @@ The ASE calculator is ``pwsim.ase.PWSim`` (needs ``pip install 'pwsim[ase]'``).
 from ._version import __version__
 from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
 from .io.hdf5 import load, write_result as save
+from .relax import relax  # imported eagerly: the submodule pwsim.relax would shadow a lazy attribute
 from .results import Result
 from .scf import Settings, scf
 from .structure import Structure, bcc, diamond, fcc, molecule_in_box, rocksalt
@@ -26,8 +27,7 @@ __all__ = [
 ]
 
 
-_LAZY = {"relax": ("relax", "relax"), "band_structure": ("bands", "band_structure"),
-         "density_of_states": ("dos", "density_of_states")}
+_LAZY = {"band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states")}
 
 
 def __getattr__(name):
@@ -36,5 +36,7 @@ def __getattr__(name):
         import importlib
 
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attribute)
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'pwsim' has no attribute {name!r}")

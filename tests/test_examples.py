@@ -32,7 +32,7 @@ def run_script(name, *args, cwd):
 
 def test_every_example_is_tested():
     tested = {"silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
-              "water.toml"}
+              "water.toml", "ase_md.py"}
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present <= tested, f"examples without a test: {sorted(present - tested)}"
 
@@ -44,6 +44,15 @@ def test_silicon_eos(tmp_path):
     # quick mode is rough (ecut 8 Ha, shifted 2x2x2 k-points) but close to the converged LDA values
     assert 9.95 < a0 < 10.45, out
     assert 70 < b0 < 130, out
+
+
+def test_ase_md(tmp_path):
+    """NVE molecular dynamics through the ASE calculator (4 steps in quick mode): the total energy
+    must stay put to well within the vibrational energy scale."""
+    pytest.importorskip("ase")
+    out = run_script("ase_md.py", cwd=tmp_path)
+    drift = float(re.search(r"total-energy drift: ([-+.\deE]+) eV", out).group(1))
+    assert abs(drift) < 0.05, out
 
 
 def test_molecule(tmp_path):
