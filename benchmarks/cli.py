@@ -139,14 +139,7 @@ def _run(args, argv, opts: Options, selected, peers, save) -> int:
     if args.compare_backends:
         records = _compare_backends(selected, opts)
         payload["records"] = records
-        body = [[r["case"], r["backend"], r["status"], f"{r['wall_s']:.2f}", f"{r['time_per_iteration']:.3f}"
-                 if r.get("time_per_iteration") else "-", str(r.get("iterations", "-")),
-                 f"{r['energy']:.10f}" if r.get("energy") is not None else "-",
-                 f"{r['ratio_per_iteration']:.2f}x" if r.get("ratio_per_iteration") else "-"]
-                for r in records]
-        header = ("case", "backend", "status", "wall s", "s/it", "SCF it", "energy (Ha)", "s/it vs numpy")
-        table = (report.markdown_table if args.markdown else report.text_table)(header, body)
-        print(table)
+        print(backends_table(records, args.markdown))
         print("\n`strict` is array_api_strict, a CPU stand-in that checks the GPU code path; its time says "
               "nothing about GPU speed and is not a performance figure.")
     else:
@@ -192,7 +185,7 @@ def _compare_backends(selected, opts: Options) -> list[dict]:
                 "ok" if res.get("converged") else "not converged"), "code": f"pwsim[{be}]",
                 "wall_s": m["wall_s"], "cpu_s": m["cpu_s"], "max_rss_mib": m["max_rss_mib"],
                 "iterations": res.get("iterations"), "time_per_iteration": res.get("time_per_iteration"),
-                "energy": res.get("energy"), "details": res}
+                "cpu_per_iteration": res.get("cpu_per_iteration"), "energy": res.get("energy"), "details": res}
             if "error" in res:
                 rec["error"] = res["error"]
             if be == "numpy":
@@ -200,6 +193,8 @@ def _compare_backends(selected, opts: Options) -> list[dict]:
             elif base and base.get("time_per_iteration") and rec.get("time_per_iteration"):
                 rec["ratio_per_iteration"] = rec["time_per_iteration"] / base["time_per_iteration"]
                 rec["ratio_wall"] = rec["wall_s"] / base["wall_s"]
+                if base.get("cpu_per_iteration") and rec.get("cpu_per_iteration"):
+                    rec["ratio_cpu_per_iteration"] = rec["cpu_per_iteration"] / base["cpu_per_iteration"]
             records.append(rec)
     return records
 
@@ -216,11 +211,7 @@ def show(path: str, markdown: bool = False) -> int:
         print(summary_table(payload, markdown))
         return 0
     if payload.get("kind") == "backends":
-        header = ("case", "backend", "status", "wall s", "CPU s", "s/it", "SCF it", "energy (Ha)", "s/it vs numpy")
-        body = [[r["case"], r["backend"], r["status"], f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
-                 report._f(r.get("time_per_iteration"), ".3f"), str(r.get("iterations", "-")),
-                 report._f(r.get("energy"), ".10f"), report._ratio(r.get("ratio_per_iteration"))] for r in records]
-        print((report.markdown_table if markdown else report.text_table)(header, body))
+        print(backends_table(records, markdown))
         return 0
     print(report.comparison_table(records, markdown))
     ref = report.reference_table(records, markdown)
@@ -233,3 +224,13 @@ def show(path: str, markdown: bool = False) -> int:
           f"pwsim {payload.get('pwsim_git', {}).get('commit', '')[:9]}"
           f"{' + local changes' if payload.get('pwsim_git', {}).get('dirty') else ''}")
     return 0
+
+
+def backends_table(records: list[dict], markdown: bool = False) -> str:
+    header = ("case", "backend", "status", "wall s", "CPU s", "SCF it", "wall s/it", "CPU s/it", "peak MiB",
+              "energy (Ha)", "CPU s/it vs numpy")
+    body = [[r["case"], r["backend"], r["status"], report._f(r.get("wall_s"), ".2f"), report._f(r.get("cpu_s"), ".2f"),
+             report._f(r.get("iterations"), "d"), report._f(r.get("time_per_iteration"), ".3f"),
+             report._f(r.get("cpu_per_iteration"), ".3f"), report._f(r.get("max_rss_mib"), ".0f"),
+             report._f(r.get("energy"), ".10f"), report._ratio(r.get("ratio_cpu_per_iteration"))] for r in records]
+    return (report.markdown_table if markdown else report.text_table)(header, body)

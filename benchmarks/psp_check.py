@@ -47,7 +47,7 @@ def _pwsim_numbers(element: str) -> dict:
             "source": p.source}
 
 
-def _same(a: dict, b: dict, tol: float = 1e-8) -> bool:
+def _same(a: dict, b: dict, tol: float = 1e-9) -> bool:
     ca = list(a["c"]) + [0.0] * (4 - len(a["c"]))
     cb = list(b["c"]) + [0.0] * (4 - len(b["c"]))
     if a["zion"] != b["zion"] or abs(a["rloc"] - b["rloc"]) > tol or not np.allclose(ca, cb, atol=tol, rtol=0):

@@ -117,7 +117,7 @@ def parse_output(out: str) -> dict:
     res["mpi_ranks"] = int(m.group(1)) if m else None
     m = re.search(r"Threads/MPI process:\s*(\d+)", out)
     res["threads_per_rank"] = int(m.group(1)) if m else 1
-    m = re.search(r"^\s*Gamma-point specific algorithms are used", out, re.M)
+    m = re.search(r"^\s*gamma-point specific algorithms are used", out, re.M | re.I)
     res["gamma_trick"] = m is not None
     timers = {name: _timer(out, name) for name in ("init_run", "electrons", "PWSCF", "c_bands", "sum_band",
                                                    "v_of_rho", "mix_rho")}
@@ -148,7 +148,13 @@ def run(case: Case, *, conv_thr_ry: float, nbands: int | None, env: dict, ranks:
         with open(os.path.join(workdir, f"{case.name}.pwo"), "w") as f:
             f.write(m.stdout)
     res = parse_output(m.stdout)
-    res.update(code="pw.x", measurement=m.to_dict(), input=text, conv_thr_ry=conv_thr_ry)
+    if ranks > 1 and res.get("scf_cpu_time") is not None:
+        # pw.x's timers are rank 0's: estimate the SCF CPU time of all ranks (like the other codes' CPU time
+        # over all threads) assuming an even load
+        res["scf_cpu_time_rank0"] = res["scf_cpu_time"]
+        res["scf_cpu_time"] *= ranks
+        res["cpu_per_iteration"] = res["scf_cpu_time"] / res["iterations"] if res.get("iterations") else None
+    res.update(code="pw.x", measurement=m.to_dict(), input=text, conv_thr_ry=conv_thr_ry, ranks=ranks)
     if m.returncode != 0 or res["energy"] is None:
         from .runner import error_tail
 

@@ -88,10 +88,12 @@ def run_pwsim(case: Case, opts: Options, backend: str | None = None) -> dict:
     return res
 
 
-def run_peer(code: str, case: Case, opts: Options) -> dict:
+def run_peer(code: str, case: Case, opts: Options, nbands: int | None = None) -> dict:
+    """Run a peer; ``nbands``: the bands pwsim computed for this case (default: pwsim's rule, evaluated here)."""
     if code == "pw.x":
         env = pinned_environment(1)  # Debian's pw.x has no OpenMP: N cores = N MPI ranks
-        return qe.run(case, conv_thr_ry=opts.conv_thr, nbands=default_nbands(case), env=env, ranks=opts.threads,
+        nbands = nbands or default_nbands(case)
+        return qe.run(case, conv_thr_ry=opts.conv_thr, nbands=nbands, env=env, ranks=opts.threads,
                       gamma_trick=opts.qe_gamma_trick, timeout=opts.timeout)
     if code == "eminus":
         return eminus_peer.run(case, energy_tolerance=opts.energy_tolerance, env=pinned_environment(opts.threads),
@@ -140,11 +142,14 @@ def _summarise(case: Case, res: dict) -> dict:
 def run_case(case: Case, opts: Options, peers: list[str]) -> list[dict]:
     records = []
     codes = ["pwsim"] + [p for p in peers if p != "eminus" or case.eminus or opts.all_eminus]
+    nbands = None  # the bands pwsim used, handed on to pw.x
     for code in codes:
         runs = []
         for rep in range(opts.repeat):
             log(opts, f"  {case.name:<12} {code:<7} run {rep + 1}/{opts.repeat} ...")
-            res = run_pwsim(case, opts) if code == "pwsim" else run_peer(code, case, opts)
+            res = run_pwsim(case, opts) if code == "pwsim" else run_peer(code, case, opts, nbands)
+            if code == "pwsim" and res.get("nbands"):
+                nbands = res["nbands"]
             runs.append(res)
             m = res.get("measurement", {})
             msg = res["error"][-1] if "error" in res else (

@@ -105,7 +105,8 @@ def _run(args, argv, opts: Options, atoms, peers) -> int:
                         if opts.verbose:
                             print(f"  {case.title:<40} {code:<7} run {rep + 1}/{opts.repeat}", file=sys.stderr,
                                   flush=True)
-                        res = run_pwsim(case, opts) if code == "pwsim" else run_peer(code, case, opts)
+                        nb = (done.get((case.name, "pwsim")) or {}).get("details", {}).get("nbands")
+                        res = run_pwsim(case, opts) if code == "pwsim" else run_peer(code, case, opts, nb)
                         runs.append(res)
                         if "error" in res:
                             break
@@ -188,10 +189,12 @@ def plot(payload: dict, path: str) -> None:
             cpu = np.array([np.nan if p[2] is None else p[2] for p in pts], float)
             ex = fit_exponent(x, cpu)
             slope = "" if ex is None else f", CPU slope {ex:.1f}"
-            ax.plot(x, cpu, color=COLORS.get(code, "k"), marker=MARKERS.get(code, "o"), ms=7, lw=2,
-                    label=f"{code}: CPU time{slope}")
-            ax.plot(x, wall, color=COLORS.get(code, "k"), marker=MARKERS.get(code, "o"), ms=7, lw=1.2, ls="--",
-                    mfc="white", label=f"{code}: wall time")
+            # wall: large open markers behind; CPU: small filled markers in front. Equal times give a
+            # ring around a dot, different ones two separate markers: both stay visible.
+            ax.plot(x, wall, color=COLORS.get(code, "k"), marker=MARKERS.get(code, "o"), ms=12, mew=1.5, lw=1.2,
+                    ls="--", mfc="none", label=f"{code}: wall time", zorder=2)
+            ax.plot(x, cpu, color=COLORS.get(code, "k"), marker=MARKERS.get(code, "o"), ms=6, lw=2,
+                    label=f"{code}: CPU time{slope}", zorder=3)
             for xi, yi in zip(x, cpu):
                 if np.isfinite(yi):
                     ax.annotate(_short(yi), (xi, yi), textcoords="offset points", xytext=(6, -14), fontsize=9,
@@ -199,24 +202,26 @@ def plot(payload: dict, path: str) -> None:
             finite = np.concatenate([cpu[np.isfinite(cpu)], wall[np.isfinite(wall)]])
             if finite.size:
                 ymin, ymax = min(ymin, finite.min()), max(ymax, finite.max())
-        # guide lines through the pwsim's first point: N^2, N^3 (atoms) or Ecut^1.5 (cutoff)
-        pw = sorted((r[key], r.get("cpu_per_iteration")) for r in recs if r["code"] == "pwsim" and r["status"] == "ok"
-                    and r.get("cpu_per_iteration"))
-        if pw and len(xs_all) > 1:
-            x0 = pw[0][0]
-            y0 = ymin / 2.5  # start below all the data, so a guide never hides a measured line
-            xg = np.geomspace(min(xs_all), max(xs_all), 50)
+        # slope guides (N^2, N^3 or Ecut^1.5) as short segments over the last interval, below the data
+        if len(xs_all) > 1 and ymax > 0:
+            x1, x2 = xs_all[-2], xs_all[-1]
+            y_right = min(r.get("cpu_per_iteration") or np.inf for r in recs if r[key] == x2) / 4.0
             guides = ((2, ":"), (3, "-.")) if series == "atoms" else ((1.5, ":"),)
+            name = "N" if series == "atoms" else "Ecut"
             for power, ls in guides:
-                name = "N" if series == "atoms" else "Ecut"
-                ax.plot(xg, y0 * (xg / x0) ** power, color="0.55", lw=1, ls=ls, label=f"guide: $\\propto$ {name}$^{{{power:g}}}$")
+                xg = np.geomspace(x1, x2, 20)
+                yg = y_right * (xg / x2) ** power
+                ax.plot(xg, yg, color="0.35", lw=1.5, ls=ls, label=f"slope guide: $\\propto$ {name}$^{{{power:g}}}$")
+                ax.annotate(f"{name}$^{{{power:g}}}$", (x1, yg[0]), textcoords="offset points", xytext=(-4, 0),
+                            ha="right", va="center", fontsize=10, color="0.35")
+                ymin = min(ymin, yg[0])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(FixedLocator(xs_all))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([f"{v:g}" for v in xs_all])
         if ymax > 0:
-            ax.set_ylim(ymin / 4.0, ymax * 2.0)
+            ax.set_ylim(ymin / 2.0, ymax * 2.0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("seconds per SCF iteration (log scale)")
         ax.set_title(title)
@@ -230,7 +235,7 @@ def plot(payload: dict, path: str) -> None:
                  f"thread(s), {opts.get('backend', 'numpy')} backend, energy tolerance "
                  f"{opts.get('energy_tolerance', 0):g} Ha, run {payload.get('started', '')}\n"
                  f"shared machine (load average {m.get('loadavg', [0])[0]:.1f} at the start): wall times are noisy, "
-                 f"CPU times (solid) less so; numbers next to points are CPU s/iteration", fontsize=11)
+                 f"CPU times (solid lines, filled markers) less so; numbers next to points: CPU s/iteration", fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
