@@ -185,9 +185,6 @@ class PlaneWaveBasis:
         """Volume element of the real-space grid, bohr^3."""
         return self.structure.volume / self.nfft
 
-    def kpoints_of_spin(self, spin: int) -> list[Kpoint]:
-        return [k for k in self.kpoints if k.spin == spin]
-
     # --------------------------------------------------------------------- FFTs
     def to_real(self, coeffs, kpoint: Kpoint):
         """Wavefunctions (..., npw) on the sphere -> psi(r) (..., n1, n2, n3) in bohr^-3/2."""

@@ -547,11 +547,3 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         result.wavefunctions = [bk.to_host(w[:nb, ...]) for w in state.wavefunctions]
         result.miller = [k.miller for k in setup.basis.kpoints]
     return result
-
-
-def run_or_raise(*args, **kwargs) -> Result:
-    """Like :func:`scf` but raises :class:`ConvergenceError` when the SCF does not converge."""
-    result = scf(*args, **kwargs)
-    if not result.converged:
-        raise ConvergenceError(f"SCF did not converge in {result.iterations} iterations")
-    return result

@@ -108,6 +108,14 @@ def test_names_and_errors():
 # ------------------------------------------------------------------------------------------------
 # libxc
 # ------------------------------------------------------------------------------------------------
+def _assert_matches_libxc(out, ref, gga, rtol_vsigma):
+    """e and vrho to RTOL, vsigma (GGA only) to rtol_vsigma, all scaled as _assert_scaled does."""
+    _assert_scaled(out.e, ref["e"], ref["se"], RTOL, "e")
+    _assert_scaled(out.vrho, ref["vrho"], ref["svrho"], RTOL, "vrho")
+    if gga:
+        _assert_scaled(out.vsigma, ref["vsigma"], ref["svsigma"], rtol_vsigma, "vsigma")
+
+
 @pytest.mark.parametrize("name", xcf.FUNCTIONALS)
 def test_unpolarised_matches_libxc(name):
     pytest.importorskip("pyscf")
@@ -117,10 +125,7 @@ def test_unpolarised_matches_libxc(name):
     sigma = np.sum(g * g, 0)[None] if gga else None
     out = xcf.evaluate(name, xnp, n[None], sigma)
     ref = _libxc(name, np.vstack([n, g]) if gga else n, n, spin=0)
-    _assert_scaled(out.e, ref["e"], ref["se"], RTOL, "e")
-    _assert_scaled(out.vrho, ref["vrho"], ref["svrho"], RTOL, "vrho")
-    if gga:
-        _assert_scaled(out.vsigma, ref["vsigma"], ref["svsigma"], RTOL, "vsigma")
+    _assert_matches_libxc(out, ref, gga, RTOL)
 
 
 @pytest.mark.parametrize("name", xcf.FUNCTIONALS)
@@ -132,10 +137,7 @@ def test_polarised_matches_libxc(name):
     out = xcf.evaluate(name, xnp, np.stack([nu, nd]), _sigma3(gu, gd) if gga else None)
     rho_in = np.stack([np.vstack([nu, gu]), np.vstack([nd, gd])]) if gga else np.stack([nu, nd])
     ref = _libxc(name, rho_in, nu + nd, spin=1)
-    _assert_scaled(out.e, ref["e"], ref["se"], RTOL, "e")
-    _assert_scaled(out.vrho, ref["vrho"], ref["svrho"], RTOL, "vrho")
-    if gga:
-        _assert_scaled(out.vsigma, ref["vsigma"], ref["svsigma"], RTOL_VSIGMA_POLARISED, "vsigma")
+    _assert_matches_libxc(out, ref, gga, RTOL_VSIGMA_POLARISED)
 
 
 @pytest.mark.parametrize("name", xcf.FUNCTIONALS)
