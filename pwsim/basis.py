@@ -4,8 +4,9 @@ Conventions (Hartree atomic units):
 
 * A wavefunction is stored as its coefficients ``c`` on the G-sphere of its k-point,
   psi(r) = Omega^(-1/2) sum_G c_G exp(i (k+G).r), normalised so that sum_G |c_G|^2 = 1.
-* On the FFT box, ``ifft3(scatter(c))`` is psi(r) * sqrt(Omega) / N, with N the number of box points;
-  a local potential V(r) acts as ``gather(fft3(V * ifft3(scatter(c))))`` with no extra factor.
+* On the FFT box, ``backend.wave_to_grid(c)`` = sum_G c_G exp(iG.r) is psi(r) * sqrt(Omega), and a
+  local potential V(r) acts as ``backend.grid_to_wave(V / N * wave_to_grid(c))``, N the number of
+  box points (both transforms are unnormalised; the backend may prune them to the sphere's columns).
 * Densities and potentials are real arrays (nspin, n1, n2, n3) in electrons/bohr^3 and hartree;
   their Fourier components follow f(G) = (1/N) sum_r f(r) exp(-iG.r).
 """
@@ -188,32 +189,30 @@ class PlaneWaveBasis:
     # --------------------------------------------------------------------- FFTs
     def to_real(self, coeffs, kpoint: Kpoint):
         """Wavefunctions (..., npw) on the sphere -> psi(r) (..., n1, n2, n3) in bohr^-3/2."""
-        scale = self.nfft / math.sqrt(self.volume)
-        return self.backend.ifft3(self.backend.scatter(coeffs, kpoint.box_map)) * scale
+        return self.backend.wave_to_grid(coeffs, kpoint.box_map) * (1.0 / math.sqrt(self.volume))
 
     def to_sphere(self, real, kpoint: Kpoint):
         """Inverse of :meth:`to_real`: psi(r) (..., n1, n2, n3) -> coefficients (..., npw)."""
         scale = math.sqrt(self.volume) / self.nfft
-        return self.backend.gather(self.backend.fft3(real), kpoint.box_map) * scale
+        return self.backend.grid_to_wave(real, kpoint.box_map) * scale
 
     def apply_local(self, potential, coeffs, kpoint: Kpoint):
         """V(r) psi for all bands at once: scatter -> inverse FFT -> multiply -> FFT -> gather.
 
         potential: (n1, n2, n3) real, hartree; coeffs: (nbands, npw) complex. Returns (nbands, npw).
+        The transforms are unnormalised both ways, so the 1/N of the round trip goes into the potential.
         """
-        bk = self.backend
+        v = potential * (1.0 / self.nfft)
         if kpoint.is_gamma:
-            return self._apply_local_gamma(potential, coeffs, kpoint)
-        psi_r = bk.ifft3(bk.scatter(coeffs, kpoint.box_map))
-        return bk.gather(bk.fft3(psi_r * potential), kpoint.box_map)
+            return self._apply_local_gamma(v, coeffs, kpoint)
+        return self.backend.apply_potential(coeffs, v, kpoint.box_map)
 
-    def _apply_local_gamma(self, potential, coeffs, kpoint: Kpoint):
+    def _apply_local_gamma(self, v, coeffs, kpoint: Kpoint):
         """Gamma point: psi_a, psi_b are real, so one complex FFT carries psi_a + i psi_b, and the
         Hermitian symmetry of V psi_a and V psi_b separates the two results again."""
-        bk = self.backend
-        xp = bk.xp
+        xp = self.backend.xp
         a, b = self._pair(coeffs)
-        f = bk.gather(bk.fft3(bk.ifft3(bk.scatter(a + 1j * b, kpoint.box_map)) * potential), kpoint.box_map)
+        f = self.backend.apply_potential(a + 1j * b, v, kpoint.box_map)
         f_minus = xp.conj(xp.take(f, kpoint.minus_index, axis=-1))
         out_a = 0.5 * (f + f_minus)
         out_b = -0.5j * (f - f_minus)

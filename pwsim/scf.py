@@ -229,6 +229,13 @@ def _atomic_width(zion: int, element: str) -> float:
     return 1.0 if element in ("H", "He") else 1.4
 
 
+#: eigensolver residual tolerance = DIAGTOL_RATIO x the density residual of the previous iteration,
+#: capped at DIAGTOL_MAX; DIAGTOL_FIRST for the first diagonalisation (random start)
+DIAGTOL_RATIO = 0.05
+DIAGTOL_MAX = 1e-3
+DIAGTOL_FIRST = 1e-2
+
+
 def extra_bands(nbands: int) -> int:
     """Unconverged guard bands the eigensolver carries above the requested ones (they speed up the
     convergence of the highest requested bands)."""
@@ -428,7 +435,8 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         potential, _ = local_potential(setup, state.rho_in)
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
-        diagtol = min(max(0.05 * residual, floor), 1e-3) if state.iteration > 1 else 1e-2
+        diagtol = (min(max(DIAGTOL_RATIO * residual, floor), DIAGTOL_MAX) if state.iteration > 1
+                   else DIAGTOL_FIRST)
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
