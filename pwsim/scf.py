@@ -231,9 +231,9 @@ def _atomic_width(zion: int, element: str) -> float:
 
 #: eigensolver residual tolerance = DIAGTOL_RATIO x the density residual of the previous iteration,
 #: capped at DIAGTOL_MAX; DIAGTOL_FIRST for the first diagonalisation (random start)
-DIAGTOL_RATIO = 0.05
-DIAGTOL_MAX = 1e-3
-DIAGTOL_FIRST = 1e-2
+DIAGTOL_RATIO = 0.2
+DIAGTOL_MAX = 0.03
+DIAGTOL_FIRST = 0.005
 
 
 def extra_bands(nbands: int) -> int:
@@ -312,7 +312,8 @@ def band_energy_terms(setup: Setup, wavefunctions, occupations):
         f = occupations[kpoint.spin, kpoint.index % nk] * kpoint.weight
         fk = bk.to_device(f)
         e_kin = e_kin + xp.sum(kinetic_term.band_energies(xp, kpoint, c) * fk)
-        e_nl = e_nl + xp.sum(setup.nonlocal_ops[kpoint.index].band_energies(xp, c) * fk)
+        e_nl = e_nl + xp.sum(setup.nonlocal_ops[kpoint.index].band_energies(xp, c, bk, real=kpoint.is_gamma,
+                                                                            half=kpoint.half) * fk)
     return {"kinetic": e_kin, "nonlocal": e_nl}
 
 

@@ -46,11 +46,17 @@ class NonlocalOperator:
         overlaps = coeffs @ xp.conj(self.projectors.mT)
         return (overlaps @ self.coupling) @ self.projectors
 
-    def band_energies(self, xp, coeffs):
-        """<psi_n|V_nl|psi_n> for every band, (nbands,) float, hartree."""
+    def band_energies(self, xp, coeffs, backend=None, real=False, half=None):
+        """<psi_n|V_nl|psi_n> for every band, (nbands,) float, hartree (computed in double precision).
+        real, half: as for :meth:`apply` (Gamma point: real projections, half the GEMM)."""
         if self.nproj == 0:
             return xp.zeros(coeffs.shape[0], dtype=xp.float64, device=coeffs.device)
-        overlaps = xp.astype(coeffs @ xp.conj(self.projectors.mT), xp.complex128)  # energies in double
+        coeffs = xp.astype(coeffs, xp.complex128, copy=False)
+        projectors = xp.astype(self.projectors, xp.complex128, copy=False)
+        if real and backend is not None:
+            overlaps = backend.real_overlap(coeffs, projectors, half)
+            return xp.sum((overlaps @ xp.astype(xp.real(self.coupling), xp.float64)) * overlaps, axis=-1)
+        overlaps = coeffs @ xp.conj(projectors.mT)
         coupling = xp.astype(self.coupling, xp.complex128)
         return xp.sum(xp.real((overlaps @ coupling) * xp.conj(overlaps)), axis=-1)
 
