@@ -519,11 +519,16 @@ def fft_library_name() -> str:
 
 
 def get_backend(name: str = "numpy", precision: str = "double", threads: int | None = None) -> Backend:
-    """Build a backend by name: "numpy", "strict", "cupy" or "auto" (CuPy if usable, else NumPy)."""
+    """Build a backend by name: "numpy", "strict", "cupy" or "auto" (CuPy if usable, else NumPy).
+
+    precision: "double" or "single" wavefunctions; "mixed" (an SCF policy: single-precision
+    eigensolver far from convergence, double after) stores them in double."""
     if isinstance(name, Backend):
         return name
-    if precision not in ("double", "single"):
-        raise InputError(f"precision must be 'double' or 'single', got {precision!r}")
+    if precision not in ("double", "single", "mixed"):
+        raise InputError(f"precision must be 'double', 'single' or 'mixed', got {precision!r}")
+    if precision == "mixed":
+        precision = "double"
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     threads = threads or _default_threads()

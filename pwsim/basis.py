@@ -68,6 +68,7 @@ class Kpoint:
     kinetic: object
     box_map: BoxMap
     kinetic_wf: object = None
+    kinetic_single: object = None  # float32 copy, for single-precision eigensolver passes
     minus_index: object = None
     half: int | None = None  # Gamma: sphere = [G=0, half G's, their -G partners in the same order]
 
@@ -167,6 +168,7 @@ class PlaneWaveBasis:
             kinetic=self.backend.to_device(kin),
             box_map=self.backend.make_box_map(flat_index, self.fft_grid),
             kinetic_wf=self.backend.to_device(kin, dtype=self.backend.real_wf_dtype),
+            kinetic_single=self.backend.to_device(kin, dtype=self.backend.xp.float32),
             minus_index=minus_index,
             half=half,
         )

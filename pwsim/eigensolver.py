@@ -25,6 +25,10 @@ import numpy as np
 DROP = 1e-12
 #: with P, an overlap condition number beyond 1/ILL_CONDITIONED makes the step restart without P
 ILL_CONDITIONED = 1e-11
+#: X is re-orthonormalised when max |X^H X - I| exceeds this
+DRIFT = 1e-10
+#: the same three for complex64 vectors, whose overlaps carry ~1e-7 relative rounding
+SINGLE_THRESHOLDS = {"drop": 1e-7, "ill_conditioned": 1e-6, "drift": 3e-5}
 
 
 @dataclass
@@ -40,11 +44,13 @@ class EigenResult:
 class _Algebra:
     """Small-matrix algebra on blocks of row vectors, real or complex."""
 
-    def __init__(self, backend, real, half=None):
+    def __init__(self, backend, real, half=None, single=False):
         self.bk = backend
         self.xp = backend.xp
         self.real = real
         self.half = half
+        t = SINGLE_THRESHOLDS if single else {"drop": DROP, "ill_conditioned": ILL_CONDITIONED, "drift": DRIFT}
+        self.drop, self.ill_conditioned, self.drift = t["drop"], t["ill_conditioned"], t["drift"]
 
     def dot(self, a, b):
         """<a_i|b_j>: (m, npw), (n, npw) -> (m, n)."""
@@ -78,7 +84,7 @@ def _orthonormal_ritz(alg, x, hx):
     xp = alg.xp
     for _ in range(2):
         evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, x)))
-        if alg.bk.scalar(evals[0]) <= DROP * alg.bk.scalar(evals[-1]):
+        if alg.bk.scalar(evals[0]) <= alg.drop * alg.bk.scalar(evals[-1]):
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
         t = evecs / xp.sqrt(evals)[None, :]
         x, hx = alg.combine(t, x), alg.combine(t, hx)
@@ -107,9 +113,9 @@ def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
     evals, evecs = xp.linalg.eigh(overlap)
     evals_host = bk.to_host(evals)
     top = evals_host[-1]
-    if evals_host[0] < ILL_CONDITIONED * top:
+    if evals_host[0] < alg.ill_conditioned * top:
         return None
-    keep = np.flatnonzero(evals_host > DROP * top)  # host
+    keep = np.flatnonzero(evals_host > alg.drop * top)  # host
     idx = bk.to_device(keep.astype(np.int64))  # host
     t = xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :]
     reduced = alg.hermitize(xp.conj(t.mT) @ hmat @ t)
@@ -136,7 +142,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         algebra reads only the first 1 + half columns
     """
     xp = backend.xp
-    alg = _Algebra(backend, real, half if real else None)
+    alg = _Algebra(backend, real, half if real else None, single=x0.dtype == xp.complex64)
     sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
     nbands = x0.shape[0]
     nconverge = nbands if nconverge is None else min(nconverge, nbands)
@@ -184,7 +190,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         if iteration % 3 == 0:
             gram = alg.dot(x, x)
             drift = backend.scalar(xp.max(xp.abs(gram - alg.eye(nbands, gram))))
-            if drift > 1e-10:
+            if drift > alg.drift:
                 lam, x, hx = _orthonormal_ritz(alg, x, hx)
     residual = hx - lam[:, None] * x
     rnorm_host = backend.to_host(xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1)))

@@ -18,12 +18,14 @@ class Hamiltonian:
     block_size: bands per batched FFT, to bound the memory of the (bands, n1, n2, n3) work arrays
     """
 
-    def __init__(self, basis, nonlocal_ops, potential, block_size: int | None = None):
+    def __init__(self, basis, nonlocal_ops, potential, block_size: int | None = None, single: bool = False):
         self.basis = basis
-        self.nonlocal_ops = nonlocal_ops
         xp = basis.backend.xp
+        #: applied to complex64 wavefunctions (a single-precision eigensolver pass of a double run)
+        self.single = single
+        self.nonlocal_ops = [op.single(xp) for op in nonlocal_ops] if single else nonlocal_ops
         # the potential multiplies wavefunctions: store it in their precision
-        self.potential = xp.astype(potential, basis.backend.real_wf_dtype)
+        self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype)
         if block_size is None:
             # ~64 MiB of complex128 boxes per batch
             block_size = max(1, int(2**26 // (16 * basis.nfft)))
@@ -43,7 +45,9 @@ class Hamiltonian:
             ], axis=0)
         nonlocal_part = self.nonlocal_ops[kpoint.index].apply(xp, coeffs, self.basis.backend, real=kpoint.is_gamma,
                                                               half=kpoint.half)
-        return kinetic.apply(kpoint, coeffs) + local + nonlocal_part
+        out = local + nonlocal_part
+        out += kinetic.apply(kpoint, coeffs, self.single)
+        return out
 
     def operator(self, kpoint):
         """H of one k-point as a function of the band block, for the eigensolver."""

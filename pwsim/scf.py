@@ -71,7 +71,7 @@ class Settings:
     kerker: float | None = None
     # [run]
     backend: str = "numpy"
-    precision: str = "double"
+    precision: str = "mixed"
     save_wavefunctions: bool = False
     seed: int = 1234
     # forces and stress of the converged state (pwsim.forces, pwsim.stress)
@@ -234,6 +234,9 @@ def _atomic_width(zion: int, element: str) -> float:
 DIAGTOL_RATIO = 0.2
 DIAGTOL_MAX = 0.03
 DIAGTOL_FIRST = 0.005
+#: with precision = "mixed", eigensolver passes run in single precision while their tolerance is at
+#: least this (complex64 resolves residual norms down to ~1e-5); every later pass runs in double
+MIXED_SWITCH = 1e-4
 
 
 def extra_bands(nbands: int) -> int:
@@ -263,6 +266,8 @@ class SCFState:
         self.wavefunctions = wavefunctions
         self.iteration = iteration
         self.history = history or {"energy": [], "delta_energy": [], "residual": [], "time": []}
+        self.history.setdefault("single_precision", [])
+        self.single_phase = True  # precision "mixed": still in the single-precision phase
 
 
 def compute_density(setup: Setup, wavefunctions, occupations):
@@ -328,13 +333,17 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     total_iterations = 0
     for kpoint in setup.basis.kpoints:
         x0 = wavefunctions[kpoint.index]
-        precond = kinetic_preconditioner(bk.xp, kpoint.kinetic_wf)
+        kinetic = kpoint.kinetic_wf
+        if hamiltonian.single:  # a single-precision pass of a double-precision run
+            x0 = bk.xp.astype(x0, bk.xp.complex64)
+            kinetic = kpoint.kinetic_single
+        precond = kinetic_preconditioner(bk.xp, kinetic)
         result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb,
                         miniter=1, real=kpoint.is_gamma, symmetrize=setup.basis.symmetrizer(kpoint),
                         half=kpoint.half)
         total_iterations += result.iterations
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
-        new.append(result.vectors)
+        new.append(bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors)
     return eigenvalues, new, total_iterations
 
 
@@ -434,10 +443,13 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         state.iteration += 1
         t0 = time.perf_counter()
         potential, _ = local_potential(setup, state.rho_in)
-        hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
         diagtol = (min(max(DIAGTOL_RATIO * residual, floor), DIAGTOL_MAX) if state.iteration > 1
                    else DIAGTOL_FIRST)
+        # mixed precision: single-precision passes only until the first double one (never back)
+        single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
+        state.single_phase = single
+        hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential, single=single)
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
@@ -449,12 +461,14 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         delta = math.inf if e_previous is None else energy - e_previous
         e_previous = energy
         for key, value in (("energy", energy), ("delta_energy", delta), ("residual", residual),
-                           ("time", time.perf_counter() - t0)):
+                           ("time", time.perf_counter() - t0), ("single_precision", float(single))):
             state.history[key].append(value)
         if callback is not None:
             callback({"iteration": state.iteration, "energy": energy, "delta_energy": delta,
                       "residual": residual, "time": time.perf_counter() - t0})
-        if abs(delta) < energy_tolerance and residual < density_tolerance:
+        if abs(delta) < energy_tolerance and residual < density_tolerance and single:
+            state.single_phase = False  # converged on single-precision orbitals: finish in double
+        elif abs(delta) < energy_tolerance and residual < density_tolerance:
             converged = True
             state.rho_in = rho_out
             break

@@ -134,6 +134,8 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
     _dataset(scf, "delta_energy_history", np.asarray(r.history.get("delta_energy", []), dtype=float), "hartree")
     _dataset(scf, "residual_history", np.asarray(r.history.get("residual", []), dtype=float), "electrons/bohr^1.5")
     _dataset(scf, "time_history", np.asarray(r.history.get("time", []), dtype=float), "s")
+    _dataset(scf, "single_precision_history", np.asarray(r.history.get("single_precision", []), dtype=np.int8),
+             "dimensionless")
 
     if r.forces is not None:
         _dataset(f, "forces", r.forces, "hartree/bohr")
@@ -233,6 +235,8 @@ def _read(f, path) -> Result:
             "delta_energy": hist["delta_energy_history"][()],
             "residual": hist["residual_history"][()],
             "time": hist["time_history"][()],
+            "single_precision": (hist["single_precision_history"][()].astype(float)
+                                 if "single_precision_history" in hist else np.zeros(0)),
         },
         fermi_level=opt("fermi_level"),
         homo=opt("homo"),

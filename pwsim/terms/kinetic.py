@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 
-def apply(kpoint, coeffs):
-    """T psi for all bands: coeffs (nbands, npw) complex -> (nbands, npw)."""
-    return coeffs * kpoint.kinetic_wf
+def apply(kpoint, coeffs, single=False):
+    """T psi for all bands: coeffs (nbands, npw) complex -> (nbands, npw). single: coeffs are complex64."""
+    return coeffs * (kpoint.kinetic_single if single else kpoint.kinetic_wf)
 
 
 def band_energies(xp, kpoint, coeffs):

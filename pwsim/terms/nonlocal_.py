@@ -25,6 +25,14 @@ class NonlocalOperator:
     coupling: object
     atom_of: np.ndarray
     _coupling_real: object = None
+    _single: object = None
+
+    def single(self, xp):
+        """This operator with complex64 projectors (built once), for single-precision eigensolver passes."""
+        if self._single is None:
+            self._single = NonlocalOperator(xp.astype(self.projectors, xp.complex64),
+                                            xp.astype(self.coupling, xp.complex64), self.atom_of)
+        return self._single
 
     @property
     def nproj(self) -> int:
