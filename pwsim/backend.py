@@ -215,6 +215,39 @@ class Backend:
             return self._fft.grid_to_sphere(grid, box_map)
         return self.gather(self._fft.fftn(grid), box_map)
 
+    def apply_potential_real(self, coeffs, potential, box_map: BoxMap, minus_index):
+        """apply_potential for rows that are the coefficients of real functions (Gamma point): two
+        rows share one complex transform, psi_a + i psi_b, and the Hermitian symmetry of V psi_a and
+        V psi_b separates the results. minus_index: (npw,) position of -G for every G."""
+        if box_map.sticks is not None:
+            return self._fft.sphere_to_grid(coeffs, box_map, potential=potential, minus_index=self.to_host(minus_index))
+        xp = self.xp
+        a, b = _pair_rows(xp, coeffs)
+        f = self.apply_potential(a + 1j * b, potential, box_map)
+        f_minus = xp.conj(xp.take(f, minus_index, axis=-1))
+        both = xp.reshape(xp.stack([0.5 * (f + f_minus), -0.5j * (f - f_minus)], axis=1), (2 * a.shape[0], -1))
+        return both[: coeffs.shape[0], ...]
+
+    def accumulate_density(self, coeffs, weights, box_map: BoxMap, real: bool = False):
+        """sum_n w_n |sum_G c_nG exp(iG.r)|^2 over rows (nb, npw), weights (nb,) real. Returns
+        (n1, n2, n3) float64 (unnormalised: divide by the cell volume for electrons/bohr^3).
+        real: rows of real functions, two per transform."""
+        xp = self.xp
+        if box_map.sticks is not None:
+            return self._fft.density(coeffs, self.to_host(weights), box_map, real)
+        if real:
+            a, b = _pair_rows(xp, coeffs)
+            w = weights
+            if coeffs.shape[0] % 2:
+                w = xp.concat([w, xp.zeros((1,), dtype=w.dtype, device=w.device)])
+            z = self.wave_to_grid(a + 1j * b, box_map)
+            re = xp.astype(xp.real(z), xp.float64)
+            im = xp.astype(xp.imag(z), xp.float64)
+            return xp.sum(w[0::2][:, None, None, None] * re * re + w[1::2][:, None, None, None] * im * im, axis=0)
+        z = self.wave_to_grid(coeffs, box_map)
+        dens = xp.astype(xp.real(z * xp.conj(z)), xp.float64)
+        return xp.sum(dens * weights[:, None, None, None], axis=0)
+
     def apply_potential(self, coeffs, potential, box_map: BoxMap):
         """grid_to_wave(potential * wave_to_grid(coeffs)) for rows (nb, npw), with potential (n1, n2, n3)
         real. The pruned engine does it band by band, so each box stays in cache between its passes."""
@@ -301,6 +334,15 @@ class Backend:
 
     def describe(self) -> str:
         return f"{self.name} ({self.fft_library} FFT, {self.threads} thread{'s' if self.threads != 1 else ''})"
+
+
+def _pair_rows(xp, coeffs):
+    """Even and odd rows of (nb, npw), the odd ones padded with a zero row when nb is odd."""
+    a = coeffs[0::2, ...]
+    b = coeffs[1::2, ...]
+    if coeffs.shape[0] % 2:
+        b = xp.concat([b, xp.zeros((1, coeffs.shape[1]), dtype=coeffs.dtype, device=coeffs.device)], axis=0)
+    return a, b
 
 
 def _real_of(dtype):
@@ -431,47 +473,98 @@ class _PyFFTW:
         plan.update_arrays(array, array)
         plan.execute()
 
-    def sphere_to_grid(self, coeffs, box_map, potential=None):
+    def _inverse(self, plans, sticks, stick, box):
+        """stick (ncol, n3) holding a band's coefficients -> box (n1, n2, n3), in place, unnormalised."""
+        z, ys, x = plans
+        n1, n2, n3 = box.shape
+        self._execute(z, stick)
+        box.fill(0)
+        box.reshape(n1 * n2, n3)[sticks.columns] = stick
+        for plan, start, stop in ys:
+            self._execute(plan, box[start:stop])
+        self._execute(x, box)
+
+    def _forward(self, plans, sticks, box, stick):
+        """box (n1, n2, n3) -> stick (ncol, n3) at the sphere's columns; overwrites box."""
+        z, ys, x = plans
+        n1, n2, n3 = box.shape
+        self._execute(x, box)
+        for plan, start, stop in ys:
+            self._execute(plan, box[start:stop])
+        np.take(box.reshape(n1 * n2, n3), sticks.columns, axis=0, out=stick)
+        self._execute(z, stick)
+
+    def _buffers(self, box_map, dtype):
+        sticks = box_map.sticks
+        stick = self.pyfftw.empty_aligned((sticks.columns.size, box_map.shape[2]), dtype=dtype)
+        box = self.pyfftw.empty_aligned(box_map.shape, dtype=dtype)
+        return stick, stick.reshape(-1), box
+
+    def _load(self, flat_stick, index, c, j, pair):
+        """Put row j (and, for pairs, i times row j + 1) into the zeroed stick array."""
+        flat_stick.fill(0)
+        flat_stick[index] = c[j]
+        if pair and j + 1 < c.shape[0]:
+            flat_stick[index] += 1j * c[j + 1]
+
+    def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
         """Unnormalised inverse transform of rows (..., npw) -> (..., n1, n2, n3). With ``potential``,
-        returns grid_to_sphere(potential * that) instead, one band at a time."""
+        returns grid_to_sphere(potential * that) instead, one band at a time; with ``minus_index``
+        as well, the rows are real functions and go two per transform."""
         lead = coeffs.shape[:-1]
         c = coeffs.reshape(-1, coeffs.shape[-1])
-        nb = c.shape[0]
+        nb, npw = c.shape
         dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
-        n1, n2, n3 = box_map.shape
         sticks = box_map.sticks
-        ncol = sticks.columns.size
-        z, ys, x = self._passes(box_map, dtype, True)
-        stick = self.pyfftw.empty_aligned((ncol, n3), dtype=dtype)
-        flat_stick = stick.reshape(-1)
+        inverse = self._passes(box_map, dtype, True)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
         if potential is None:
             out = self._stack(nb, box_map.shape, dtype)
-        else:
-            box = self.pyfftw.empty_aligned(box_map.shape, dtype=dtype)
-            result = np.empty((nb, c.shape[1]), dtype=dtype)
-            zf, yfs, xf = self._passes(box_map, dtype, False)
-        for b in range(nb):
-            stick.fill(0)
-            flat_stick[sticks.index] = c[b]
-            self._execute(z, stick)
-            if potential is None:
-                box = out[b]
-            box.fill(0)
-            box.reshape(n1 * n2, n3)[sticks.columns] = stick
-            for plan, start, stop in ys:
-                self._execute(plan, box[start:stop])
-            self._execute(x, box)
-            if potential is not None:
-                box *= potential
-                self._execute(xf, box)
-                for plan, start, stop in yfs:
-                    self._execute(plan, box[start:stop])
-                np.take(box.reshape(n1 * n2, n3), sticks.columns, axis=0, out=stick)
-                self._execute(zf, stick)
-                np.take(flat_stick, sticks.index, out=result[b])
-        if potential is not None:
-            return result.reshape(*lead, c.shape[1])
-        return out.reshape(*lead, n1, n2, n3)
+            for j in range(nb):
+                self._load(flat_stick, sticks.index, c, j, False)
+                self._inverse(inverse, sticks, stick, out[j])
+            return out.reshape(*lead, *box_map.shape)
+        forward = self._passes(box_map, dtype, False)
+        result = np.empty((nb, npw), dtype=dtype)
+        pair = minus_index is not None
+        f = np.empty(npw, dtype=dtype)
+        for j in range(0, nb, 2 if pair else 1):
+            self._load(flat_stick, sticks.index, c, j, pair)
+            self._inverse(inverse, sticks, stick, box)
+            box *= potential
+            self._forward(forward, sticks, box, stick)
+            if not pair:
+                np.take(flat_stick, sticks.index, out=result[j])
+                continue
+            np.take(flat_stick, sticks.index, out=f)
+            f_minus = np.conj(f[minus_index])
+            result[j] = 0.5 * (f + f_minus)
+            if j + 1 < nb:
+                result[j + 1] = -0.5j * (f - f_minus)
+        return result.reshape(*lead, npw)
+
+    def density(self, coeffs, weights, box_map, real):
+        """sum_n w_n |psi_n(r)|^2 (unnormalised transforms), accumulated band by band in float64."""
+        c = coeffs
+        nb = c.shape[0]
+        dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
+        sticks = box_map.sticks
+        inverse = self._passes(box_map, dtype, True)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
+        rho = np.zeros(box_map.shape)
+        part = np.empty(box_map.shape)
+        for j in range(0, nb, 2 if real else 1):
+            self._load(flat_stick, sticks.index, c, j, real)
+            self._inverse(inverse, sticks, stick, box)
+            np.square(box.real, out=part)
+            rho += weights[j] * part
+            if real and j + 1 < nb:
+                np.square(box.imag, out=part)
+                rho += weights[j + 1] * part
+            elif not real:
+                np.square(box.imag, out=part)
+                rho += weights[j] * part
+        return rho
 
     def grid_to_sphere(self, grid, box_map):
         """Unnormalised forward transform (..., n1, n2, n3) -> (..., npw) at the sphere's G."""

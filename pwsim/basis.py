@@ -203,22 +203,12 @@ class PlaneWaveBasis:
 
         potential: (n1, n2, n3) real, hartree; coeffs: (nbands, npw) complex. Returns (nbands, npw).
         The transforms are unnormalised both ways, so the 1/N of the round trip goes into the potential.
+        At a Gamma point with real wavefunctions two bands share each transform.
         """
         v = potential * (1.0 / self.nfft)
         if kpoint.is_gamma:
-            return self._apply_local_gamma(v, coeffs, kpoint)
+            return self.backend.apply_potential_real(coeffs, v, kpoint.box_map, kpoint.minus_index)
         return self.backend.apply_potential(coeffs, v, kpoint.box_map)
-
-    def _apply_local_gamma(self, v, coeffs, kpoint: Kpoint):
-        """Gamma point: psi_a, psi_b are real, so one complex FFT carries psi_a + i psi_b, and the
-        Hermitian symmetry of V psi_a and V psi_b separates the two results again."""
-        xp = self.backend.xp
-        a, b = self._pair(coeffs)
-        f = self.backend.apply_potential(a + 1j * b, v, kpoint.box_map)
-        f_minus = xp.conj(xp.take(f, kpoint.minus_index, axis=-1))
-        out_a = 0.5 * (f + f_minus)
-        out_b = -0.5j * (f - f_minus)
-        return self._unpair(out_a, out_b, coeffs.shape[0])
 
     def symmetrizer(self, kpoint: Kpoint):
         """For a Gamma point with real wavefunctions, the projection c -> (c(G) + c(-G)*)/2; else None."""
@@ -227,40 +217,10 @@ class PlaneWaveBasis:
         xp = self.backend.xp
         return lambda c: 0.5 * (c + xp.conj(xp.take(c, kpoint.minus_index, axis=-1)))
 
-    def _pair(self, coeffs):
-        """Split bands (nb, npw) into even and odd rows, padding the odd rows with zeros."""
-        xp = self.backend.xp
-        nb = coeffs.shape[0]
-        a = coeffs[0::2, ...]
-        b = coeffs[1::2, ...]
-        if nb % 2:
-            b = xp.concat([b, xp.zeros((1, coeffs.shape[1]), dtype=coeffs.dtype, device=coeffs.device)], axis=0)
-        return a, b
-
-    def _unpair(self, a, b, nb):
-        xp = self.backend.xp
-        both = xp.reshape(xp.stack([a, b], axis=1), (2 * a.shape[0], a.shape[1]))
-        return both[:nb, ...]
-
     def band_densities(self, coeffs, kpoint: Kpoint, weights):
         """sum_n w_n |psi_n(r)|^2 for a block of bands: coeffs (nb, npw), weights (nb,) device.
         Returns (n1, n2, n3) float64, electrons/bohr^3 per unit weight."""
-        xp = self.backend.xp
-        if kpoint.is_gamma:
-            a, b = self._pair(coeffs)
-            nb = coeffs.shape[0]
-            w = weights
-            if nb % 2:
-                w = xp.concat([w, xp.zeros((1,), dtype=w.dtype, device=w.device)])
-            z = self.to_real(a + 1j * b, kpoint)
-            wa = w[0::2][:, None, None, None]
-            wb = w[1::2][:, None, None, None]
-            re = xp.astype(xp.real(z), xp.float64)
-            im = xp.astype(xp.imag(z), xp.float64)
-            return xp.sum(wa * re * re + wb * im * im, axis=0)
-        psi = self.to_real(coeffs, kpoint)
-        dens = xp.astype(xp.real(psi * xp.conj(psi)), xp.float64)
-        return xp.sum(dens * weights[:, None, None, None], axis=0)
+        return self.backend.accumulate_density(coeffs, weights, kpoint.box_map, real=kpoint.is_gamma) / self.volume
 
     def r_to_g(self, f_real):
         """Real-space function (..., n1, n2, n3) -> Fourier components f(G) = (1/N) sum_r f(r) e^{-iGr}."""

@@ -28,7 +28,7 @@ class Hamiltonian:
         self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype)
         if block_size is None:
             # ~64 MiB of complex128 boxes per batch
-            block_size = max(1, int(2**26 // (16 * basis.nfft)))
+            block_size = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
         self.block_size = block_size
 
     def apply(self, kpoint, coeffs):

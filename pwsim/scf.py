@@ -276,7 +276,7 @@ def compute_density(setup: Setup, wavefunctions, occupations):
     bk = setup.backend
     xp = bk.xp
     rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
-    block = max(1, int(2**26 // (16 * basis.nfft)))
+    block = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
     for kpoint in basis.kpoints:
         c = wavefunctions[kpoint.index]
         f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
