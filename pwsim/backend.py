@@ -93,6 +93,7 @@ class Sticks:
     columns: np.ndarray
     index: np.ndarray
     slabs: tuple
+    plans: dict = field(default_factory=dict, repr=False)  # the engine's plans for this layout
 
 
 def make_sticks(index_host: np.ndarray, shape) -> Sticks:
@@ -304,9 +305,10 @@ class Backend:
         if self.name == "numpy":
             if half is not None:
                 rs = s[:, : 1 + half].view(_real_of(s.dtype))
-                first = (np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs).view(s.dtype)
-                out = np.empty((first.shape[0], s.shape[1]), dtype=s.dtype)
-                out[:, : 1 + half] = first
+                out = np.empty((c.shape[1], s.shape[1]), dtype=s.dtype)
+                first = out[:, : 1 + half]
+                # the GEMM writes straight into the first half of the rows (a strided BLAS output)
+                np.matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs, out=first.view(rs.dtype))
                 np.conjugate(first[:, 1:], out=out[:, 1 + half:])
                 return out
             rs = np.ascontiguousarray(s).view(_real_of(s.dtype))
@@ -457,6 +459,13 @@ class _PyFFTW:
     # --------------------------------------------------------- pruned transforms
     def _passes(self, box_map, dtype, inverse):
         """The plans of one pruned transform: (z on the sticks, y on each slab, x on the box)."""
+        key = (np.dtype(dtype).char, inverse)
+        cache = box_map.sticks.plans
+        if key not in cache:
+            cache[key] = self._make_passes(box_map, dtype, inverse)
+        return cache[key]
+
+    def _make_passes(self, box_map, dtype, inverse):
         n1, n2, n3 = box_map.shape
         sticks = box_map.sticks
         grid = box_map.shape

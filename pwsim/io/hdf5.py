@@ -16,7 +16,6 @@ import platform
 import socket
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .._version import __version__
@@ -55,6 +54,8 @@ def write_result(result: Result, path, checkpoint_state: dict | None = None) -> 
     path = Path(path)
     part = path.with_name(path.name + ".part")
     try:
+        import h5py  # imported here: ~0.1 s that API runs without files need not pay
+
         with h5py.File(part, "w") as f:
             _write(f, result, checkpoint_state)
         if path.exists():
@@ -78,6 +79,12 @@ def _backup(path: Path, bak: Path) -> None:
         os.replace(path, bak)
 
 
+def _string_dtype():
+    import h5py
+
+    return h5py.string_dtype()
+
+
 def _write(f: h5py.File, r: Result, checkpoint_state):
     f.attrs["pwsim_version"] = __version__
     f.attrs["input"] = r.input_text or ""
@@ -89,7 +96,7 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
     _dataset(st, "lattice", r.structure.lattice, "bohr")
     _dataset(st, "positions", r.structure.positions, "fractional")
     _dataset(st, "cartesian", r.structure.cartesian, "bohr")
-    _dataset(st, "species", np.array(r.structure.species, dtype=h5py.string_dtype()), "dimensionless")
+    _dataset(st, "species", np.array(r.structure.species, dtype=_string_dtype()), "dimensionless")
     _dataset(st, "volume", r.structure.volume, "bohr^3")
     st.attrs["spacegroup"] = r.spacegroup or ""
 
@@ -196,6 +203,8 @@ def load(path) -> Result:
     if not path.exists():
         raise InputError(f"no such file: {path}")
     try:
+        import h5py
+
         f = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path} is not a readable HDF5 file ({exc})") from None
@@ -271,7 +280,7 @@ def _read(f, path) -> Result:
 def _read_group(g) -> dict:
     out = {}
     for key, item in g.items():
-        out[key] = _read_group(item) if isinstance(item, h5py.Group) else item[()]
+        out[key] = _read_group(item) if hasattr(item, "keys") else item[()]
     for key, value in g.attrs.items():
         out[key] = value
     return out
