@@ -92,6 +92,23 @@ def _orthonormal_ritz(alg, x, hx):
     return evals, alg.combine(evecs, x), alg.combine(evecs, hx)
 
 
+def _select_ritz(alg, x, hx, nkeep):
+    """The lowest ``nkeep`` Ritz pairs in the span of the rows of x (which may be many more and nearly
+    dependent: directions with overlap eigenvalues below 1e-5 of the largest are dropped). Returns
+    (eigenvalues, x, hx) or None when fewer than ``nkeep`` independent directions remain."""
+    xp, bk = alg.xp, alg.bk
+    evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, x)))
+    evals_host = bk.to_host(evals)
+    keep = np.flatnonzero(evals_host > 1e-5 * evals_host[-1])  # host
+    if keep.size < nkeep:
+        return None
+    idx = bk.to_device(keep.astype(np.int64))  # host
+    t = xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :]
+    ritz, vecs = xp.linalg.eigh(alg.hermitize(xp.conj(t.mT) @ alg.dot(x, hx) @ t))
+    c = t @ vecs[:, :nkeep]
+    return ritz[:nkeep], alg.combine(c, x), alg.combine(c, hx)
+
+
 def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
     """Ritz pairs in span[X, Z] with X orthonormal Ritz vectors (eigenvalues lam).
 
@@ -124,13 +141,15 @@ def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
 
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
-           miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None):
+           miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None,
+           nkeep: int | None = None):
     """Lowest eigenpairs of a Hermitian operator.
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows
     x0: (nbands, npw) starting vectors (need not be orthonormal)
     precondition: function (residuals (m, npw), vectors (m, npw)) -> (m, npw)
-    tol: residual norm ||H x - lambda x|| (hartree) each of the first ``nconverge`` bands must reach
+    tol: residual norm ||H x - lambda x|| (hartree) each of the first ``nconverge`` bands must reach;
+        a float, or one value per band (host array, e.g. looser for unoccupied bands)
     miniter: iterations to do even if the starting vectors already meet ``tol`` (the SCF asks for one,
         so the orbitals always follow the new potential)
     real: the vectors are Fourier coefficients of real functions (Gamma point): all reduced matrices are
@@ -138,16 +157,26 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
     symmetrize: for real vectors, the projection c -> (c(G) + c(-G)*)/2. Rounding errors break the
         symmetry slightly, and an operator that assumes it (two real bands per complex FFT) would
         amplify the broken part exponentially; projecting every block keeps it at rounding level.
+    nkeep: x0 is an oversized starting subspace (e.g. atomic orbitals); its lowest ``nkeep`` Ritz
+        vectors start the iteration, which then works on ``nkeep`` bands. If x0 has fewer than
+        ``nkeep`` independent rows this raises ValueError.
     half: for real vectors on a sphere ordered [G=0, half, partners] (see Kpoint.half): the dense
         algebra reads only the first 1 + half columns
     """
     xp = backend.xp
     alg = _Algebra(backend, real, half if real else None, single=x0.dtype == xp.complex64)
     sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
-    nbands = x0.shape[0]
-    nconverge = nbands if nconverge is None else min(nconverge, nbands)
     x0 = sym(x0)
-    lam, x, hx = _orthonormal_ritz(alg, x0, apply_h(x0))
+    if nkeep is not None and nkeep < x0.shape[0]:
+        selected = _select_ritz(alg, x0, apply_h(x0), nkeep)
+        if selected is None:
+            raise ValueError("the starting subspace has fewer independent vectors than bands")
+        lam, x, hx = selected
+    else:
+        lam, x, hx = _orthonormal_ritz(alg, x0, apply_h(x0))
+    nbands = x.shape[0]
+    nconverge = nbands if nconverge is None else min(nconverge, nbands)
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (nbands,))  # host
     napply = nbands
     p = hp = None
     rnorm_host = np.full(nbands, np.inf)  # host
@@ -155,7 +184,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         residual = hx - lam[:, None] * x
         rnorm = xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1))
         rnorm_host = backend.to_host(rnorm)
-        if iteration > miniter and np.all(rnorm_host[:nconverge] < tol):  # host
+        if iteration > miniter and np.all(rnorm_host[:nconverge] < tol[:nconverge]):  # host
             return EigenResult(lam, x, rnorm_host, iteration - 1, True, napply)
         active = np.flatnonzero(rnorm_host >= tol) if iteration > miniter else np.arange(nbands)  # host
         idx = backend.to_device(active.astype(np.int64))  # host
@@ -173,9 +202,12 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
             z, hz = w, hw
             solution = _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands)
         if solution is None:
-            # W itself nearly dependent on X: orthonormalise the whole basis the slow, safe way
-            lam, x, hx = _orthonormal_ritz(alg, xp.concat([x, w], axis=0), xp.concat([hx, hw], axis=0))
-            lam, x, hx = lam[:nbands], x[:nbands, ...], hx[:nbands, ...]
+            # W itself nearly dependent on X (or on itself, e.g. residuals of exactly degenerate,
+            # symmetry-related bands): Ritz vectors of [X, W] without its near-null directions
+            selected = _select_ritz(alg, xp.concat([x, w], axis=0), xp.concat([hx, hw], axis=0), nbands)
+            if selected is None:
+                raise RuntimeError("the eigensolver's vectors became linearly dependent")
+            lam, x, hx = selected
             p = hp = None
             continue
         lam, c = solution
@@ -194,7 +226,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
                 lam, x, hx = _orthonormal_ritz(alg, x, hx)
     residual = hx - lam[:, None] * x
     rnorm_host = backend.to_host(xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1)))
-    converged = bool(np.all(rnorm_host[:nconverge] < tol))  # host
+    converged = bool(np.all(rnorm_host[:nconverge] < tol[:nconverge]))  # host
     return EigenResult(lam, x, rnorm_host, maxiter, converged, napply)
 
 

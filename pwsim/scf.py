@@ -27,6 +27,7 @@ from .errors import ConvergenceError, InputError
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
 from .pseudo import load_pseudo
+from .pseudo.gth import real_spherical_harmonics
 from .results import Result
 from .structure import Structure
 from .symmetry import DensitySymmetrizer, find_symmetry, grid_preserving_subgroup, irreducible_kpoints, no_symmetry
@@ -234,6 +235,11 @@ def _atomic_width(zion: int, element: str) -> float:
 DIAGTOL_RATIO = 0.2
 DIAGTOL_MAX = 0.03
 DIAGTOL_FIRST = 0.005
+#: during the SCF, bands with occupation <= EMPTY_OCCUPATION (electrons) converge only to a
+#: residual of EMPTY_BAND_TOL (hartree): they do not enter the density, and their eigenvalue error,
+#: about residual^2 / gap, stays below ~1e-6 Ha (pw.x relaxes its threshold for empty bands alike)
+EMPTY_BAND_TOL = 1e-4
+EMPTY_OCCUPATION = 1e-8
 #: with precision = "mixed", eigensolver passes run in single precision while their tolerance is at
 #: least this (complex64 resolves residual norms down to ~1e-5); every later pass runs in double
 MIXED_SWITCH = 1e-4
@@ -255,6 +261,56 @@ def random_wavefunctions(setup: Setup, kpoint, nbands: int):
         minus = setup.backend.to_host(kpoint.minus_index)
         c = 0.5 * (c + np.conj(c[:, minus]))  # real wavefunctions: c(-G) = c(G)*
     return setup.backend.to_device(c, dtype=setup.backend.complex_dtype)
+
+
+#: d-block elements: their atomic starting orbitals include a d shell
+_D_BLOCK = frozenset("Sc Ti V Cr Mn Fe Co Ni Cu Zn Y Zr Nb Mo Tc Ru Rh Pd Ag Cd La Hf Ta W Re Os Ir Pt Au Hg".split())
+#: width (bohr) of the Gaussian radial part r^l exp(-r^2 / (2 w^2)) of the atomic starting orbitals
+ATOMIC_ORBITAL_WIDTH = 1.6
+#: relative size of the random admixture to the atomic starting orbitals
+ATOMIC_NOISE = 1e-3
+
+
+def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
+    """A starting subspace of atom-centred orbitals, to be narrowed by one Rayleigh-Ritz step.
+
+    Every atom contributes a Gaussian-type s and p shell (s only for H and He, plus d for d-block
+    elements); the first diagonalisation keeps the lowest ``nbands`` Ritz vectors of their span
+    (see ``lobpcg(nkeep=...)``), which already resemble the bonding states, instead of starting
+    from noise. When the atoms give fewer orbitals than ``nbands`` (plus a margin), random vectors
+    fill the rest. Returns (m, npw) device, m >= nbands, in the wavefunction dtype.
+    """
+    structure = setup.structure
+    bk = setup.backend
+    kpg = kpoint.kpg  # host, (npw, 3), 1/bohr
+    q = np.linalg.norm(kpg, axis=1) * ATOMIC_ORBITAL_WIDTH
+    radial = np.exp(-0.5 * q * q)
+    shells = []  # per l: (2l+1, npw), (-i)^l f_l(|k+G|) Y_lm(k+G), rows normalised
+    for l in range(3):
+        shell = real_spherical_harmonics(l, kpg) * (q**l * radial)[None, :]
+        shell /= np.linalg.norm(shell, axis=1, keepdims=True)
+        shells.append(shell * (-1j) ** l)
+    lmax = [0 if element in ("H", "He") else (2 if element in _D_BLOCK else 1) for element in structure.species]
+    n_atomic = sum((l + 1) ** 2 for l in lmax)
+    # enough random vectors that dropping near-dependent orbitals still leaves nbands
+    n_random = max(0, nbands + max(2, nbands // 10) - n_atomic)
+    orbitals = np.empty((n_atomic, kpoint.npw), dtype=complex)
+    frac_kpg = kpoint.miller + kpoint.coordinate
+    row = 0
+    for atom, position in enumerate(structure.positions):
+        phase = np.exp(-2j * np.pi * (frac_kpg @ position))  # exp(-i (k+G).tau): |phase| = 1 keeps the norm
+        for l in range(lmax[atom] + 1):
+            np.multiply(shells[l], phase[None, :], out=orbitals[row:row + 2 * l + 1])
+            row += 2 * l + 1
+    # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
+    # whose degenerate bands would otherwise give linearly dependent search directions
+    rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index + 1)
+    noise = rng.standard_normal(orbitals.shape) / (1.0 + 0.5 * np.sum(kpg**2, axis=1))[None, :] ** 2
+    orbitals += (ATOMIC_NOISE / np.sqrt(np.sum(noise[0] ** 2))) * noise
+    out = bk.to_device(orbitals, dtype=bk.complex_dtype)
+    if n_random:
+        out = bk.xp.concat([out, random_wavefunctions(setup, kpoint, n_random)], axis=0)
+    return out
 
 
 # ---------------------------------------------------------------------- the loop
@@ -322,9 +378,13 @@ def band_energy_terms(setup: Setup, wavefunctions, occupations):
     return {"kinetic": e_kin, "nonlocal": e_nl}
 
 
-def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60):
+def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60,
+                nkeep: int | None = None, occupations=None):
     """Lowest nbands eigenpairs at every k-point. Returns eigenvalues (nspin, nk, nb) host, new
-    wavefunctions, and the total number of eigensolver iterations."""
+    wavefunctions, and the total number of eigensolver iterations. nkeep: the wavefunctions are an
+    oversized starting subspace of which the lowest nkeep Ritz vectors are kept. occupations:
+    (nspin, nk, nb) host, of the previous SCF iteration: bands left empty there need only reach
+    max(tol, EMPTY_BAND_TOL), since they do not enter the density."""
     bk = setup.backend
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
@@ -338,9 +398,18 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
             x0 = bk.xp.astype(x0, bk.xp.complex64)
             kinetic = kpoint.kinetic_single
         precond = kinetic_preconditioner(bk.xp, kinetic)
-        result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nb,
-                        miniter=1, real=kpoint.is_gamma, symmetrize=setup.basis.symmetrizer(kpoint),
-                        half=kpoint.half)
+        nwork = min(nkeep, x0.shape[0]) if nkeep else x0.shape[0]
+        tol_k = np.full(nwork, max(tol, EMPTY_BAND_TOL))  # host; guard bands included
+        occupied = nb if occupations is None else int(np.count_nonzero(  # host
+            occupations[kpoint.spin, kpoint.index % nk] > EMPTY_OCCUPATION))
+        tol_k[:occupied] = tol
+        options = dict(tol=tol_k, maxiter=maxiter, nconverge=nb, miniter=1, real=kpoint.is_gamma,
+                       symmetrize=setup.basis.symmetrizer(kpoint), half=kpoint.half)
+        try:
+            result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, nkeep=nkeep, **options)
+        except ValueError:  # the atomic orbitals are too dependent (atoms very close): random start
+            x0 = bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), x0.dtype)
+            result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, **options)
         total_iterations += result.iterations
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
         new.append(bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors)
@@ -430,7 +499,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         if initial_wavefunctions is not None:
             psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
         else:
-            psi = [random_wavefunctions(setup, k, nb_work) for k in basis.kpoints]
+            psi = [atomic_wavefunctions(setup, k, nb_work) for k in basis.kpoints]
         state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
     mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
@@ -450,7 +519,11 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
         state.single_phase = single
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential, single=single)
-        eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol)
+        nb_work = setup.nbands + extra_bands(setup.nbands)
+        oversized = any(w.shape[0] > nb_work for w in state.wavefunctions)  # the atomic starting subspace
+        eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
+                                                          nkeep=nb_work if oversized else None,
+                                                          occupations=occupations)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
         rho_out = compute_density(setup, [w[: setup.nbands, ...] for w in state.wavefunctions], occupations)

@@ -209,6 +209,7 @@ def measure_peak_rss(toml, cwd):
     proc = subprocess.run([sys.executable, "-c", _MEASURE, toml], cwd=cwd, capture_output=True, text=True, env=env,
                           timeout=3600)
     peak, rc = proc.stdout.split()
+    assert int(rc) == 0, proc.stderr[-2000:]
     return float(peak), int(rc)
 
 

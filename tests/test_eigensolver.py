@@ -1,0 +1,146 @@
+"""The block eigensolver and the SCF's starting subspace, checked against dense diagonalisation."""
+import numpy as np
+import pytest
+
+import pwsim
+from pwsim.backend import get_backend
+from pwsim.eigensolver import lobpcg
+from pwsim.scf import Settings, atomic_wavefunctions, prepare, random_wavefunctions
+
+
+def _operator(n=300, seed=0, degenerate=False):
+    """A Hermitian test matrix with a plane-wave-like spectrum: a growing diagonal (the kinetic energy)
+    plus a smaller dense coupling. degenerate=True makes its lowest levels exactly threefold."""
+    rng = np.random.default_rng(seed)
+    diag = 0.5 * np.arange(n, dtype=float) ** 1.2
+    a = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    h = np.diag(diag) + 0.05 * (a + a.conj().T)
+    if degenerate:
+        # a matrix of the form kron(I_3, B): every eigenvalue of B appears three times
+        b = h[: n // 3, : n // 3]
+        h = np.kron(np.eye(3), b)
+        diag = np.tile(diag[: n // 3], 3)
+    return h, diag
+
+
+def _run(h, diag, x0, **options):
+    bk = get_backend("numpy")
+
+    def precondition(residual, x):
+        return residual / (1.0 + diag)[None, :]
+
+    return lobpcg(bk, lambda v: v @ h.T, x0, precondition, **options)
+
+
+def test_lobpcg_matches_dense_eigenvalues():
+    h, diag = _operator()
+    exact = np.linalg.eigvalsh(h)
+    x0 = np.random.default_rng(1).standard_normal((12, h.shape[0])) + 0j
+    result = _run(h, diag, x0, tol=1e-9, maxiter=300)
+    assert result.converged
+    assert np.allclose(result.eigenvalues, exact[:12], atol=1e-10)
+
+
+def test_lobpcg_per_band_tolerance():
+    """Bands given a looser tolerance stop earlier: their residuals lie between the two tolerances
+    or below, the tight ones below the tight tolerance, and the tight ones are exact eigenpairs."""
+    h, diag = _operator(seed=3)
+    exact = np.linalg.eigvalsh(h)
+    x0 = np.random.default_rng(2).standard_normal((10, h.shape[0])) + 0j
+    tol = np.full(10, 1e-3)
+    tol[:6] = 1e-9
+    result = _run(h, diag, x0, tol=tol, maxiter=300, nconverge=8)
+    assert result.converged
+    assert np.all(result.residual_norms[:6] < 1e-9)
+    assert np.all(result.residual_norms[6:8] < 1e-3)
+    assert np.allclose(result.eigenvalues[:6], exact[:6], atol=1e-12)
+    # a loose residual r still gives the eigenvalue to about r^2 / gap
+    assert np.allclose(result.eigenvalues[6:8], exact[6:8], atol=1e-4)
+
+
+def test_lobpcg_oversized_start_keeps_lowest_ritz_vectors():
+    """nkeep: an oversized starting block is narrowed to its lowest Ritz vectors and the result has
+    nkeep bands, equal to the dense eigenvalues."""
+    h, diag = _operator(seed=5)
+    exact = np.linalg.eigvalsh(h)
+    x0 = np.random.default_rng(4).standard_normal((40, h.shape[0])) + 0j
+    result = _run(h, diag, x0, tol=1e-9, maxiter=300, nkeep=10)
+    assert result.vectors.shape == (10, h.shape[0])
+    assert np.allclose(result.eigenvalues, exact[:10], atol=1e-10)
+
+
+def test_lobpcg_oversized_start_with_too_few_independent_vectors_refuses():
+    h, diag = _operator()
+    row = np.random.default_rng(0).standard_normal(h.shape[0]) + 0j
+    x0 = np.stack([row] * 8)  # eight copies of one vector
+    with pytest.raises(ValueError):
+        _run(h, diag, x0, tol=1e-8, nkeep=4)
+
+
+def test_lobpcg_symmetric_start_on_degenerate_levels():
+    """A start that respects an exact threefold degeneracy (the situation of symmetric atomic orbitals)
+    gives linearly dependent search directions; the solver must still find the eigenpairs."""
+    h, diag = _operator(n=300, degenerate=True, seed=6)
+    exact = np.linalg.eigvalsh(h)
+    rng = np.random.default_rng(7)
+    block = rng.standard_normal((4, 100)) + 0j
+    x0 = np.kron(np.eye(3), block)  # 12 vectors, exact images of each other under the symmetry
+    result = _run(h, diag, x0, tol=1e-8, maxiter=300)
+    assert result.converged
+    assert np.allclose(result.eigenvalues, exact[:12], atol=1e-9)
+
+
+def _si8(**settings):
+    lattice = 10.26 * np.eye(3)
+    frac = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+            [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.75, .75, .25]]
+    frac = np.array(frac) + np.random.default_rng(0).normal(0, 0.005, (8, 3))  # lower the symmetry a bit
+    return pwsim.Structure(lattice, ["Si"] * 8, frac), Settings(ecut=8.0, kpoints=(1, 1, 1), **settings)
+
+
+def test_atomic_start_spans_the_occupied_states():
+    """The lowest Ritz vectors of the atomic s/p orbitals of Si8 already lie close to the occupied
+    Kohn-Sham states of the starting potential: their Ritz values exceed the exact eigenvalues
+    (variational) by far less than those of a random start."""
+    from pwsim.hamiltonian import Hamiltonian
+    from pwsim.scf import gaussian_density, local_potential
+
+    structure, settings = _si8()
+    settings.kpoints = (2, 2, 2)
+    setup = prepare(structure, settings)
+    kpoint = next(k for k in setup.basis.kpoints if not k.is_gamma)  # (H e_G needs complex orbitals)
+    potential, _ = local_potential(setup, gaussian_density(setup))
+    ham = Hamiltonian(setup.basis, setup.nonlocal_ops, potential)
+    npw = kpoint.npw
+    full = np.array(ham.apply(kpoint, np.eye(npw, dtype=complex)))  # rows: H e_G
+    exact = np.linalg.eigvalsh(0.5 * (full + full.conj().T))[:16]
+
+    def ritz(x):
+        x = np.array(x)
+        q, _ = np.linalg.qr(x.T)
+        hq = np.array(ham.apply(kpoint, q.T.copy()))
+        return np.linalg.eigvalsh(0.5 * (q.conj().T @ hq.T + (q.conj().T @ hq.T).conj().T))
+
+    atomic = ritz(atomic_wavefunctions(setup, kpoint, 16))[:16]
+    rand = ritz(random_wavefunctions(setup, kpoint, 32))[:16]
+    assert np.all(atomic >= exact - 1e-8)  # Ritz values are upper bounds
+    assert np.mean(atomic - exact) < 0.2 * np.mean(rand - exact)
+
+
+def test_atomic_and_random_starts_reach_the_same_ground_state():
+    """The starting subspace changes the path, not the result (unique ground state)."""
+    import importlib
+
+    scf_module = importlib.import_module("pwsim.scf")
+
+    structure, settings = _si8(energy_tolerance=1e-9)
+    atomic = pwsim.scf(structure, settings)
+    original = scf_module.atomic_wavefunctions
+    try:
+        scf_module.atomic_wavefunctions = scf_module.random_wavefunctions
+        random = pwsim.scf(structure, Settings(**{**settings.__dict__}))
+    finally:
+        scf_module.atomic_wavefunctions = original
+    assert atomic.converged and random.converged
+    assert abs(atomic.energies["total"] - random.energies["total"]) < 1e-8
+    assert np.allclose(atomic.eigenvalues, random.eigenvalues, atol=1e-6)
