@@ -388,9 +388,12 @@ class _PyFFTW:
 
     pruned = True
 
-    #: grids at least this large are planned with FFTW_MEASURE (about 2x faster transforms for a
-    #: one-off planning cost of ~0.4 s at 36^3, ~0.8 s at 72^3); smaller ones with FFTW_ESTIMATE
-    MEASURE_FROM = 30**3
+    #: grids at least this large are planned with FFTW_MEASURE, smaller ones with FFTW_ESTIMATE.
+    #: Measured on whole SCF runs (one thread): at 36^3 MEASURE's one-off planning (~0.3 s for the
+    #: dozen pruned single/double plans) outweighs its faster transforms (Si8 Gamma SCF 0.80 s against
+    #: 0.52 s with ESTIMATE, Si8 2x2x2 1.92 s against 1.70 s); at 72^3 it pays (Si64 Gamma 27-28 s
+    #: against 30 s). PWSIM_FFTW_EFFORT overrides.
+    MEASURE_FROM = 48**3
 
     def __init__(self, threads):
         import pyfftw
