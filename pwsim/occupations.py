@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import erfc, expit
+from .special import erfc, expit
 
 from .errors import InputError
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import eval_genlaguerre, gammaln
+from .special import eval_genlaguerre, gammaln
 
 from . import xc_functionals
 from .terms import local as local_term

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import erf, eval_genlaguerre, gammaln
+from ..special import erf, eval_genlaguerre, gammaln
 
 from ..errors import InputError
 from ..structure import ELEMENTS

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import block_diag
+from ..special import block_diag
 
 from ..pseudo import real_spherical_harmonics
 
