@@ -100,8 +100,6 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
 
     eigenvalues: (nspin, nk, nbands); weights: (nk,) summing to 1.
     """
-    from scipy.optimize import brentq
-
     ns = eigenvalues.shape[0]
     if per_state is None:
         per_state = 2.0 if ns == 1 else 1.0
@@ -114,8 +112,19 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
     hi = eigenvalues.max() + 10 * width + 1.0
     if count(hi) < 0:
         raise InputError(f"nbands = {eigenvalues.shape[-1]} cannot hold {n_electrons} electrons; increase nbands")
-    # Methfessel-Paxton and cold smearing are not monotonic: bisection on a bracket still finds a root
-    mu = brentq(count, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    # Methfessel-Paxton and cold smearing are not monotonic: bisection on a bracket still finds a
+    # root (as pw.x's efermig does), down to the spacing of doubles
+    for _ in range(200):
+        mu = 0.5 * (lo + hi)
+        if not lo < mu < hi:
+            break
+        c = count(mu)
+        if c == 0.0:
+            break
+        if c < 0:
+            lo = mu
+        else:
+            hi = mu
     x = (mu - eigenvalues) / width
     occ = per_state * occupation_function(smearing, x)
     ts = width * float(np.sum(w * entropy_function(smearing, x)))
