@@ -123,7 +123,7 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     from .basis import default_fft_grid
     from .occupations import default_nbands
     from .pseudo import load_pseudo
-    from .scf import count_electrons
+    from .scf import atomic_orbital_count, count_electrons
     from .symmetry import find_symmetry, irreducible_kpoints, no_symmetry
 
     settings.validate()
@@ -157,7 +157,8 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
             "baseline": BASELINE_BYTES,
             "FFT box arrays": nfft * (64 + 8 * nk),
             "real-space grids": (12 + 2 * settings.mixing_history) * nspin * nfft * 8 + 4 * nfft * 16,
-            "wavefunctions": nk * nwork * npw_avg * cbytes,
+            # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
+            "wavefunctions": nk * max(nwork, atomic_orbital_count(structure)) * npw_avg * cbytes,
             "projectors": nk * nproj * npw_avg * cbytes,
             "FFT plan cache": _fft_plan_cache_bytes(settings, batch, nfft, cbytes),
         }

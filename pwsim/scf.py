@@ -271,6 +271,15 @@ ATOMIC_ORBITAL_WIDTH = 1.6
 ATOMIC_NOISE = 1e-3
 
 
+def _atomic_lmax(element: str) -> int:
+    return 0 if element in ("H", "He") else (2 if element in _D_BLOCK else 1)
+
+
+def atomic_orbital_count(structure: Structure) -> int:
+    """Number of atom-centred orbitals in the starting subspace (see atomic_wavefunctions)."""
+    return sum((_atomic_lmax(element) + 1) ** 2 for element in structure.species)
+
+
 def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     """A starting subspace of atom-centred orbitals, to be narrowed by one Rayleigh-Ritz step.
 
@@ -290,8 +299,8 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
         shell = real_spherical_harmonics(l, kpg) * (q**l * radial)[None, :]
         shell /= np.linalg.norm(shell, axis=1, keepdims=True)
         shells.append(shell * (-1j) ** l)
-    lmax = [0 if element in ("H", "He") else (2 if element in _D_BLOCK else 1) for element in structure.species]
-    n_atomic = sum((l + 1) ** 2 for l in lmax)
+    lmax = [_atomic_lmax(element) for element in structure.species]
+    n_atomic = atomic_orbital_count(structure)
     # enough random vectors that dropping near-dependent orbitals still leaves nbands
     n_random = max(0, nbands + max(2, nbands // 10) - n_atomic)
     orbitals = np.empty((n_atomic, kpoint.npw), dtype=complex)
