@@ -297,7 +297,8 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     shells = []  # per l: (2l+1, npw), (-i)^l f_l(|k+G|) Y_lm(k+G), rows normalised
     for l in range(3):
         shell = real_spherical_harmonics(l, kpg) * (q**l * radial)[None, :]
-        shell /= np.linalg.norm(shell, axis=1, keepdims=True)
+        norm = np.linalg.norm(shell, axis=1, keepdims=True)
+        shell /= np.where(norm > 0, norm, 1.0)  # (an l > 0 shell vanishes on a sphere holding only k+G = 0)
         shells.append(shell * (-1j) ** l)
     lmax = [_atomic_lmax(element) for element in structure.species]
     n_atomic = atomic_orbital_count(structure)
