@@ -92,18 +92,26 @@ def _orthonormal_ritz(alg, x, hx):
     return evals, alg.combine(evecs, x), alg.combine(evecs, hx)
 
 
+def _canonical_basis(alg, overlap, threshold):
+    """Canonical orthogonalisation: t with t^H S t = 1 on the eigen-directions of the overlap S whose
+    eigenvalues exceed ``threshold`` x the largest (the others, near-null, are dropped).
+    Returns (t (n, kept), eigenvalues of S on the host, ascending)."""
+    xp, bk = alg.xp, alg.bk
+    evals, evecs = xp.linalg.eigh(overlap)
+    evals_host = bk.to_host(evals)
+    keep = np.flatnonzero(evals_host > threshold * evals_host[-1])  # host
+    idx = bk.to_device(keep.astype(np.int64))  # host
+    return xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :], evals_host
+
+
 def _select_ritz(alg, x, hx, nkeep):
     """The lowest ``nkeep`` Ritz pairs in the span of the rows of x (which may be many more and nearly
     dependent: directions with overlap eigenvalues below 1e-5 of the largest are dropped). Returns
     (eigenvalues, x, hx) or None when fewer than ``nkeep`` independent directions remain."""
-    xp, bk = alg.xp, alg.bk
-    evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, x)))
-    evals_host = bk.to_host(evals)
-    keep = np.flatnonzero(evals_host > 1e-5 * evals_host[-1])  # host
-    if keep.size < nkeep:
+    xp = alg.xp
+    t, _ = _canonical_basis(alg, alg.hermitize(alg.dot(x, x)), 1e-5)
+    if t.shape[1] < nkeep:
         return None
-    idx = bk.to_device(keep.astype(np.int64))  # host
-    t = xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :]
     ritz, vecs = xp.linalg.eigh(alg.hermitize(xp.conj(t.mT) @ alg.dot(x, hx) @ t))
     c = t @ vecs[:, :nkeep]
     return ritz[:nkeep], alg.combine(c, x), alg.combine(c, hx)
@@ -115,7 +123,6 @@ def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
     Returns (eigenvalues (nbands,), coefficients C (nbands + nz, nbands)) or None if the overlap is
     too ill-conditioned."""
     xp = alg.xp
-    bk = alg.bk
     xz = alg.dot(x, z)
     zz = alg.dot(z, z)
     xhz = alg.dot(x, hz)
@@ -127,14 +134,9 @@ def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
     hmat = alg.hermitize(xp.concat([
         xp.concat([lam_diag, xhz], axis=1),
         xp.concat([xp.conj(xhz.mT), zhz], axis=1)], axis=0))
-    evals, evecs = xp.linalg.eigh(overlap)
-    evals_host = bk.to_host(evals)
-    top = evals_host[-1]
-    if evals_host[0] < alg.ill_conditioned * top:
+    t, evals_host = _canonical_basis(alg, overlap, alg.drop)
+    if evals_host[0] < alg.ill_conditioned * evals_host[-1]:
         return None
-    keep = np.flatnonzero(evals_host > alg.drop * top)  # host
-    idx = bk.to_device(keep.astype(np.int64))  # host
-    t = xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :]
     reduced = alg.hermitize(xp.conj(t.mT) @ hmat @ t)
     ritz, vecs = xp.linalg.eigh(reduced)
     return ritz[:nbands], t @ vecs[:, :nbands]

@@ -500,12 +500,12 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * math.sqrt(energy_tolerance)
 
     start = time.perf_counter()
+    nb_work = setup.nbands + extra_bands(setup.nbands)
     if state is None:
         rho0 = initial_density if initial_density is not None else gaussian_density(setup)
         if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
             raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
                              f"expected {(setup.nspin, *basis.fft_grid)}")
-        nb_work = setup.nbands + extra_bands(setup.nbands)
         if initial_wavefunctions is not None:
             psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
         else:
@@ -529,7 +529,6 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
         state.single_phase = single
         hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential, single=single)
-        nb_work = setup.nbands + extra_bands(setup.nbands)
         oversized = any(w.shape[0] > nb_work for w in state.wavefunctions)  # the atomic starting subspace
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
                                                           nkeep=nb_work if oversized else None,
