@@ -13,8 +13,8 @@ from .gth import (
     GTHPseudo,
     available,
     parse_cp2k,
-    real_spherical_harmonics,
 )
+from .harmonics import real_spherical_harmonics
 from .numerical import NumericalPseudo
 
 __all__ = [
