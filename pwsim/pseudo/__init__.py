@@ -6,7 +6,13 @@ has_core_density, core_density_form_factor[_derivative], atomic_density_form_fac
 :mod:`pwsim.pseudo.gth` and :mod:`pwsim.pseudo.numerical`. :func:`load_pseudo` picks one per
 element from a family or a file (:mod:`pwsim.pseudo.families`).
 """
-from .families import DEFAULT_FAMILY, FAMILIES, detect_format, load_pseudo, read_pseudo_file
+from .families import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    detect_format,
+    load_pseudo,
+    read_pseudo_file,
+)
 from .gth import (
     DATA_DIR,
     FUNCTIONAL_SETS,

@@ -59,7 +59,7 @@ class _Table:
     def _build(self, top: float) -> None:
         self.r, self.weighted = self.source(top)
         qmax = max(QMAX_MIN, 1.25 * top, 1.5 * self.qmax)
-        nq = int(math.ceil(qmax / DQ)) + 2
+        nq = math.ceil(qmax / DQ) + 2
         self.q = np.arange(nq) * DQ
         j, dj = spherical_bessel(self.l, self.q[:, None] * self.r[None, :], 1)
         # (nfunc, nq) each; d/dq j_l(qr) = r j_l'(qr)

@@ -65,7 +65,7 @@ def _parse(lines: list[str], source: str) -> RadialPseudo:
     pspcod, pspxc, lmax, lloc, mmax = (int(float(t)) for t in head[:5])
     if pspcod != 8:
         raise InputError(f"pseudopotential file {label}: pspcod {pspcod} is not psp8 (8)")
-    rchrg, fchrg = _numbers(lines[3])[:2]
+    fchrg = _numbers(lines[3])[1]  # rchrg fchrg qchrg
     nproj = [int(t) for t in lines[4].split()[:lmax + 1]]
     if lmax > 3 or len(nproj) != lmax + 1:
         raise ValueError(f"lmax = {lmax} with projector counts {nproj} (l <= 3 supported)")
@@ -101,7 +101,7 @@ def _parse(lines: list[str], source: str) -> RadialPseudo:
     h = r[1] - r[0]
     if abs(r[0]) > 1e-12 or np.max(np.abs(np.diff(r) - h)) > 1e-8 * max(1.0, r[-1]):
         raise ValueError("the radial mesh is not linear from r = 0")
-    symbol = ELEMENTS[int(round(zatom)) - 1] if 1 <= round(zatom) <= len(ELEMENTS) else ""
+    symbol = ELEMENTS[round(zatom) - 1] if 1 <= round(zatom) <= len(ELEMENTS) else ""
     if not symbol:
         raise ValueError(f"zatom = {zatom} is not an element")
     return RadialPseudo(

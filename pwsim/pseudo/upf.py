@@ -58,7 +58,8 @@ def _floats(s: str) -> np.ndarray:
 
 def _section(text: str, tag: str, required: bool = True):
     """(attributes, body) of the first <tag ...>body</tag>, or None."""
-    m = re.search(r"<%s(\s[^>]*)?>(.*?)</%s>" % (re.escape(tag), re.escape(tag)), text, re.S)
+    name = re.escape(tag)
+    m = re.search(rf"<{name}(\s[^>]*)?>(.*?)</{name}>", text, re.DOTALL)
     if m is None:
         if required:
             raise ValueError(f"no <{tag}> section")
@@ -67,7 +68,7 @@ def _section(text: str, tag: str, required: bool = True):
 
 
 def _attr(attrs: str, name: str, default=None):
-    m = re.search(r'\b%s\s*=\s*"([^"]*)"' % name, attrs)
+    m = re.search(rf'\b{name}\s*=\s*"([^"]*)"', attrs)
     return m.group(1).strip() if m else default
 
 
@@ -103,7 +104,7 @@ def _build(symbol, zion, functional_label, source, fmt, r, rab, vloc_ry, betas, 
 
 # ------------------------------------------------------------------ v2
 def _parse_v2(text: str, label: str, source: str) -> RadialPseudo:
-    m = re.search(r"<PP_HEADER(\s[^>]*?)/?>", text, re.S)
+    m = re.search(r"<PP_HEADER(\s[^>]*?)/?>", text, re.DOTALL)
     if m is None:
         raise ValueError("no <PP_HEADER> section")
     hdr = m.group(1)
@@ -168,7 +169,7 @@ def _parse_v1(text: str, label: str, source: str) -> RadialPseudo:
     vloc = _floats(_section(text, "PP_LOCAL")[1])
     nonlocal_ = _section(text, "PP_NONLOCAL")[1]
     betas, kbeta = [], 0
-    for body in re.findall(r"<PP_BETA>(.*?)</PP_BETA>", nonlocal_, re.S)[:nproj]:
+    for body in re.findall(r"<PP_BETA>(.*?)</PP_BETA>", nonlocal_, re.DOTALL)[:nproj]:
         lines = body.strip().splitlines()
         l = int(lines[0].split()[1])
         kk = int(lines[1].split()[0])
@@ -186,7 +187,7 @@ def _parse_v1(text: str, label: str, source: str) -> RadialPseudo:
     wfcs = []
     sec = _section(text, "PP_PSWFC", required=False)
     if sec is not None:
-        chunks = re.split(r"^\s*(\S+)\s+(\d+)\s+([-0-9.Ee+]+)\s+Wavefunction.*$", sec[1], flags=re.M)
+        chunks = re.split(r"^\s*(\S+)\s+(\d+)\s+([-0-9.Ee+]+)\s+Wavefunction.*$", sec[1], flags=re.MULTILINE)
         for k in range(1, len(chunks) - 3, 4):
             wfcs.append((chunks[k], int(chunks[k + 1]), float(chunks[k + 2]), _floats(chunks[k + 3])[:nmesh]))
         wfcs = wfcs[:nwfc]
