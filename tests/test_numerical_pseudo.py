@@ -366,13 +366,13 @@ def test_c2_water_pbe_with_core_matches_abinit():
 @pytest.mark.parametrize("check", ["forces", "stress", "potential"])
 @pytest.mark.parametrize("name", ["local", "nonlocal", "xc", "psp_correction"])
 def test_terms_with_tabulated_pseudos_match_finite_differences(monkeypatch, name, check):
-    """The generic term checks of tests/test_terms.py, on PseudoDojo PBE Si (two projectors per l,
-    model core) and H: tabulated form factors, their q-derivatives and the core correction."""
+    """The generic term checks of tests/test_terms.py (PBE, spin-polarised), on PseudoDojo PBE Si (two
+    projectors per l, model core) and H: tabulated form factors, their q-derivatives, the core."""
     import test_terms
     from pwsim.terms import REGISTRY
 
     pseudos = {"Si": read_pseudo_file(_dojo("pbe", "Si.psp8")), "H": read_pseudo_file(_dojo("pbe", "H.psp8"))}
     assert pseudos["Si"].has_core_density
-    monkeypatch.setattr(test_terms, "_PSEUDOS", pseudos)
+    monkeypatch.setattr(test_terms, "_PSEUDOS", {"pbe": pseudos})
     term_cls = next(cls for cls in REGISTRY if cls.name == name)
-    test_terms.CHECKS[check](term_cls, "numpy")
+    test_terms.CHECKS[check](term_cls, "numpy", ("pbe", 2))
