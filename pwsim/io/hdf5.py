@@ -263,7 +263,9 @@ class _Reader:
         return name in self.f
 
     def fail(self, name, problem):
-        raise InputError(f"{self.path}: /{name} {problem} (a damaged or foreign file)")
+        if problem == "is missing":
+            raise InputError(f"{self.path} is not a complete pwsim output file (/{name} is missing)")
+        raise InputError(f"{self.path} is a damaged pwsim output file: /{name} {problem}")
 
     def array(self, name, shape: tuple, kind: str = "float", expect: str = ""):
         """shape: expected dimensions, None where any length is fine; expect: how to name it."""
