@@ -51,14 +51,13 @@ def _map_onto(coeffs_host, old_kpoint, new_kpoint, fft_grid):
 
 
 def _fixed_potential_setup(result, kpoints, nbands, backend):
-    """(Setup, Hamiltonian, its per-k non-local slots) of the result's density at ``kpoints``."""
+    """(Setup, Hamiltonian) of the result's fixed density at ``kpoints``."""
     from .backend import get_backend
     from .basis import PlaneWaveBasis
     from .hamiltonian import Hamiltonian
-    from .scf import Setup, load_pseudos, local_potential
+    from .scf import Setup, load_pseudos
     from .symmetry import no_symmetry
-    from .terms import hartree as hartree_term
-    from .terms import local as local_term
+    from .terms import build_terms
 
     density = np.asarray(result.density, dtype=float)
     settings = _settings_of(result, backend)
@@ -86,11 +85,10 @@ def _fixed_potential_setup(result, kpoints, nbands, backend):
     setup = Setup(result.structure, settings, bk, pseudos, basis, no_symmetry(),
                   SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk)), float(result.n_electrons),
                   nbands, nspin)
-    setup.v_local = local_term.local_potential(basis, pseudos)
-    setup.green = hartree_term.poisson_green(basis)
-    potential, _ = local_potential(setup, bk.to_device(density))
-    nonlocal_ops = [None] * len(basis.kpoints)
-    return setup, Hamiltonian(basis, nonlocal_ops, potential), nonlocal_ops
+    # operators built per k-point on request and dropped after it (the path may have many k-points)
+    terms = build_terms(basis, pseudos, xc=settings.xc, n_electrons=result.n_electrons, keep_operators=False,
+                        derivatives=False)
+    return setup, Hamiltonian(basis, terms, terms.potential(bk.to_device(density)))
 
 
 def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: float = 1e-8, maxiter: int = 300,
@@ -107,14 +105,13 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     """
     from .eigensolver import kinetic_preconditioner, lobpcg
     from .scf import random_wavefunctions
-    from .terms import nonlocal_ as nonlocal_term
 
     result = as_result(result_or_path)
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
     if kpoints.shape[0] == 0 or not np.all(np.isfinite(kpoints)):
         raise InputError("nscf_eigenvalues needs at least one finite k-point")
-    setup, hamiltonian, nonlocal_ops = _fixed_potential_setup(result, kpoints, nbands, backend)
-    bk, basis, settings, pseudos = setup.backend, setup.basis, setup.settings, setup.pseudos
+    setup, hamiltonian = _fixed_potential_setup(result, kpoints, nbands, backend)
+    bk, basis, settings = setup.backend, setup.basis, setup.settings
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
     nb_work = nbands + max(2, nbands // 10)
     eigenvalues = np.zeros((nspin, nk, nbands))
@@ -131,10 +128,8 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
             noise = (rng.standard_normal(guess.shape) + 1j * rng.standard_normal(guess.shape)) / (1.0 + kin) ** 2
             guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
-        nonlocal_ops[kpoint.index] = nonlocal_term.build(basis, pseudos, kpoint)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
         res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands)
-        nonlocal_ops[kpoint.index] = None
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))
