@@ -47,6 +47,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import parallel
 from .errors import InputError
 from .units import HARTREE_IN_EV
 
@@ -786,6 +787,8 @@ def _add_group_atomically(path_h5, name: str, write):
     path = Path(path_h5)
     if not path.exists():
         raise InputError(f"no such file: {path}")
+    if not parallel.is_root():  # under MPI only rank 0 writes
+        return path
     part = path.with_name(path.name + ".part")
     try:
         shutil.copy2(path, part)

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parallel
 from .errors import ConvergenceError, InputError
 from .results import Result
 from .structure import Structure
@@ -397,6 +398,8 @@ def write_relax(relax_result: RelaxResult, path) -> Path:
     from .io.hdf5 import write_result
 
     path = Path(path)
+    if not parallel.is_root():  # under MPI only rank 0 writes
+        return path
     tmp = path.with_name(path.name + ".relax-tmp")
     try:
         write_result(relax_result.result, tmp)

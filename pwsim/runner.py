@@ -273,9 +273,11 @@ def state_from_checkpoint(path, setup) -> SCFState:
     nwork = setup.nbands + extra_bands(setup.nbands)
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
-        psi = [_fit_wavefunctions(setup, k, w, nwork) for k, w in zip(setup.basis.kpoints, wavefunctions)]
-    else:
-        psi = [random_wavefunctions(setup, k, nwork) for k in setup.basis.kpoints]
+        psi = [_fit_wavefunctions(setup, k, w, nwork) if setup.layout.owns(k.index) else None
+               for k, w in zip(setup.basis.kpoints, wavefunctions)]
+    else:  # (any rank count: each rank keeps its own pool's k-points)
+        psi = [random_wavefunctions(setup, k, nwork) if setup.layout.owns(k.index) else None
+               for k in setup.basis.kpoints]
     iteration = cp["iteration"] if cp else 0
     if iteration >= setup.settings.max_iterations:
         raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
@@ -294,10 +296,11 @@ def _located(exc: InputError, deck: InputDeck) -> InputError:
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
-             timings: dict | None = None):
+             timings: dict | None = None, notice=None):
     """Run an input deck; returns (result, path written).
 
     log:      receives progress lines (set-up, checkpoints, timings per phase)
+    notice:   receives the lines always printed (the MPI layout); default ``log``
     timings:  a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
     """
     log = log or (lambda message: None)
@@ -321,6 +324,8 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     except InputError as exc:
         raise _located(exc, deck) from None
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
+    if setup.layout.size > 1:
+        (notice or log)(setup.layout.describe())
     state = state_from_checkpoint(restart, setup) if restart else None
     if state is not None:
         log(f"restarting from {restart} at iteration {state.iteration}")
@@ -334,9 +339,9 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
             partial = make_result()
             partial.input_text = deck.text
             bk = setup.backend
-            write_result(partial, path, checkpoint_state={
+            write_result(partial, path, checkpoint_state={  # (under MPI rank 0 writes, all k-points)
                 "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration,
-                "wavefunctions": [bk.to_host(w) for w in st.wavefunctions]})
+                "wavefunctions": setup.layout.gather_wavefunctions(st.wavefunctions)})
             written["seconds"] += time.perf_counter() - tw
             log(f"checkpoint written to {path} (iteration {st.iteration})")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import parallel
 from .._version import __version__
 from ..errors import InputError
 from ..results import Result
@@ -50,8 +51,10 @@ def _attr_value(value):
 
 
 def write_result(result: Result, path, checkpoint_state: dict | None = None) -> Path:
-    """Write ``result`` to ``path`` atomically; returns the path."""
+    """Write ``result`` to ``path`` atomically; returns the path. Under MPI only rank 0 writes."""
     path = Path(path)
+    if not parallel.is_root():
+        return path
     part = path.with_name(path.name + ".part")
     try:
         import h5py  # imported here: ~0.1 s that API runs without files need not pay
