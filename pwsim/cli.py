@@ -15,6 +15,7 @@ from collections import Counter
 
 import click
 
+from . import parallel
 from ._version import __version__
 from .errors import PwsimError
 
@@ -27,8 +28,9 @@ def _first_line(text: str) -> str:
 
 
 def _error(message: str, code: int):
-    click.echo(f"pwsim: error: {_first_line(message)}", err=True)
-    sys.exit(code)
+    line = f"pwsim: error: {_first_line(message)}"
+    click.echo(line, err=True)
+    parallel.exit(code, line)  # sys.exit, or under MPI an abort if the other ranks may be waiting
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -87,6 +89,7 @@ class _Group(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        parallel.quiet_other_ranks()  # under MPI only rank 0 prints (usage errors included)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -171,7 +174,8 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
             de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
             echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
 
-        result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings)
+        result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings,
+                                notice=echo)
         echo("")
         echo(result.summary())
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
@@ -298,6 +302,7 @@ def info():
     click.echo(f"GPU: {why}" if ok else f"GPU: none usable: {why}")
     click.echo(f"FFT library (numpy backend): {fft_library_name()}")
     click.echo(f"threads: {_default_threads()}")
+    click.echo(f"MPI: {parallel.describe_environment()}")
     click.echo(f"available memory: {available_memory() / 2**30:.1f} GiB")
 
 

@@ -8,16 +8,18 @@ Layout. The ranks form ``npools`` pools of equal size, rank r in pool r // (N / 
 k-points (spin channels counted as separate k-points, in the order of ``basis.kpoints``) are split
 into contiguous blocks, one per pool: each pool diagonalises only its own k-points. Inside a pool
 (a "band group") every rank holds the pool's wavefunctions and runs the same eigensolver, but each
-application of H -- the FFTs, the dominant cost of a Gamma-only large cell -- is split over the
-band group by band slices and the results are gathered (:meth:`Layout.band_operator`). The choice
-(:func:`choose_pools`) minimises a simple time model; ``[run] parallel = { pools = P }`` overrides it.
+application of H -- the FFTs and non-local products, the dominant cost of a Gamma-only large cell --
+is cut into chunks of bands that the band group shares out, and the results are gathered
+(:meth:`Layout.band_operator`). The choice (:func:`choose_pools`) minimises a simple time model;
+``[run] parallel = { pools = P }`` overrides it.
 
 Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
 eigenvalue tables) is summed in the fixed k-point order on every rank (:meth:`Layout.ordered`):
 the owner of each k-point broadcasts its contribution and every rank adds them in that order, the
-same additions a serial run does. Random start vectors are seeded per k-point (pwsim.scf), not per
-rank. So 1 and N ranks give the same floating-point sums; what can still differ is the last bit of
-an H application split into band slices (FFT batch sizes), far below the 1e-9 Ha that the tests check.
+same additions a serial run does. H is applied in chunks that depend on the block size only, also
+in a serial run, so every row comes from the same BLAS and FFT calls. Random start vectors are
+seeded per k-point (pwsim.scf), not per rank. So 1 and N ranks give the same bits in the SCF
+(tests/test_mpi.py); forces and stress add the pools' parts in pool order (last-bit differences).
 
 Threads. With MPI each rank runs one FFT thread unless PWSIM_NUM_THREADS or OMP_NUM_THREADS says
 otherwise (N ranks on N cores; more threads would oversubscribe them).
@@ -42,10 +44,10 @@ from .errors import EnvironmentProblem, InputError
 #: environment variables by which MPI launchers tell a process how many ranks were started
 #: (MPICH and Intel MPI hydra, Slurm's PMI2: PMI_SIZE; Open MPI; MVAPICH2)
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-#: band groups split an H application only if every rank gets at least this many rows: below it the
-#: BLAS kernels of the non-local products change their summation order (OpenBLAS: at <= 3 rows), and
-#: a split block would no longer give bit-for-bit the result of a serial run
-MIN_SLICE = 4
+#: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
+#: number of ranks (a band group shares the chunks out): the same chunks give the same bits
+MAX_CHUNKS = 16
+MIN_CHUNK = 8
 #: fraction of an SCF step's time that band groups do not split (dense eigensolver algebra, density,
 #: mixing): the Amdahl model of :func:`choose_pools` (measured on Si64 Gamma, see docs/parallel.md)
 BAND_SERIAL_FRACTION = 0.4
@@ -178,22 +180,42 @@ def quiet_other_ranks() -> None:
     if comm.size == 1 or comm.rank == 0 or _STATE["stderr"] is not None:
         return
     _STATE["stderr"] = os.fdopen(os.dup(sys.stderr.fileno()), "w")
-    devnull = open(os.devnull, "w")
-    sys.stdout = sys.stderr = devnull
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the process)
 
 
 def exit(code: int, message: str = "") -> None:
-    """End this rank with ``code``. Serial, or before :func:`begin_collective`: a plain exit (every rank
-    met the same error). Afterwards: print ``message`` (once, from a rank whose output was
-    silenced) and abort every rank, which may be waiting for this one in a collective operation."""
+    """End this rank with ``code`` (the command line's last word).
+
+    Serial, before :func:`begin_collective`, or with status 0 or 1 (converged or not: every rank
+    knows it alike): a plain exit. Otherwise the other ranks may be waiting for this one in a
+    collective operation, so the whole job is aborted with ``code``; an internal error (status 3),
+    which may have happened on this rank alone, is printed by it as ``message (rank r)`` (rank 0's
+    own output has already printed the line; a user-facing error is the same on every rank and
+    rank 0 prints it).
+    """
     comm = world()
-    if comm.size == 1 or not _STATE["collective"] or code == 0:
+    if comm.size == 1 or not _STATE["collective"] or code in (0, 1):
         sys.exit(code)
-    if message and _STATE["stderr"] is not None:
+    if message and code == 3 and _STATE["stderr"] is not None:
         _STATE["stderr"].write(f"{message} (rank {comm.rank})\n")
         _STATE["stderr"].flush()
     sys.stdout.flush()
     comm.abort(code)
+
+
+def describe_environment() -> str:
+    """One line for ``pwsim info``: the MPI launch, or why there is none, and the thread rule."""
+    n = launched_size()
+    if n == 1:
+        try:
+            import importlib.util
+
+            found = importlib.util.find_spec("mpi4py") is not None
+        except (ImportError, ValueError):
+            found = False
+        return ("not launched by mpiexec (mpi4py " + ("installed" if found else "not installed: pip install 'pwsim[mpi]'")
+                + "); threads: FFTs use all cores, dense algebra one BLAS thread")
+    return f"{world().size} ranks; one FFT thread per rank unless PWSIM_NUM_THREADS is set"
 
 
 def _abort_on_exception(kind, value, traceback) -> None:
@@ -221,16 +243,6 @@ def choose_pools(nranks: int, nkpoints: int) -> int:
         if t <= best_time * (1 + 1e-12):
             best, best_time = pools, t
     return best
-
-
-def band_slice(nbands: int, nparts: int, part: int, pairs: bool) -> tuple[int, int]:
-    """Rows [start, stop) of band slice ``part`` of ``nparts``; with ``pairs`` the boundaries are even
-    (at Gamma two real bands share one complex FFT, and the pairing then matches a serial run)."""
-    unit = 2 if pairs else 1
-    units = -(-nbands // unit)
-    start = min(nbands, unit * (units * part // nparts))
-    stop = min(nbands, unit * (units * (part + 1) // nparts))
-    return start, stop
 
 
 @dataclass
@@ -270,7 +282,7 @@ class Layout:
         band = self.world.size // self.npools
         return (f"parallel: {self.world.size} MPI ranks = {self.npools} k-point pool{'s' if self.npools > 1 else ''} "
                 f"x {band} rank{'s' if band > 1 else ''} per band group ({nk} k-point{'s' if nk > 1 else ''} "
-                f"x spin; {-(-nk // self.npools)} per pool at most)")
+                f"and spin channel{'s' if nk > 1 else ''}, at most {-(-nk // self.npools)} per pool)")
 
     def ordered(self, contributions: dict, shape, dtype=np.float64, device: bool = True):
         """Yield (k, contribution) for every k-point in index order, on every rank.
@@ -341,25 +353,33 @@ class Layout:
         return [local.get(k) for k in range(len(self.owner))]
 
     def band_operator(self, apply, pairs: bool):
-        """``apply`` (H on a block of bands, rows) split over the band group by band slices; every rank
-        gets the whole result. The identity in a one-rank band group."""
+        """``apply`` (H on a block of bands, rows) applied chunk by chunk (:func:`band_chunks`), the
+        chunks shared out over the band group and the results gathered, so every rank gets the whole
+        block. The chunks depend on the block size only, never on the number of ranks: each row is
+        computed by the same BLAS and FFT calls on any rank count, and the result is bit for bit the
+        same (BLAS kernels sum in another order for another number of rows)."""
         comm = self.pool_comm
-        if comm.size == 1:
-            return apply
         bk = self.backend
 
-        def distributed(x):
-            n = x.shape[0]
-            bounds = [band_slice(n, comm.size, r, pairs) for r in range(comm.size)]
-            if min(b - a for a, b in bounds) < MIN_SLICE:
-                return apply(x)  # a few rows: apply them on every rank (cheap, and as a serial run does)
-            start, stop = bounds[comm.rank]
-            mine = bk.to_host(apply(x[start:stop, ...])) if stop > start else np.empty(
-                (0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
-            full = comm.Allgather_rows(mine, [b - a for a, b in bounds])
-            return bk.to_device(full)
+        def chunked(x):
+            chunks = band_chunks(x.shape[0])
+            if comm.size == 1:
+                parts = [apply(x[a:b, ...]) for a, b in chunks]
+                return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
+            owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
+            mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
+            rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
+            counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
+            return bk.to_device(comm.Allgather_rows(rows, counts))
 
-        return distributed
+        return chunked
+
+
+def band_chunks(nbands: int) -> list[tuple[int, int]]:
+    """Row ranges [a, b) in which H is applied to a block of ``nbands`` bands: at most MAX_CHUNKS
+    chunks of an even number (at Gamma two real bands share one FFT) of at least MIN_CHUNK rows."""
+    size = max(MIN_CHUNK, 2 * -(-nbands // (2 * MAX_CHUNKS)))
+    return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
 
 
 #: keys of ``[run] parallel``

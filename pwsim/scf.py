@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import occupations as occ_mod
-from . import parallel
-from . import xc_functionals
+from . import parallel, xc_functionals
 from ._version import __version__
 from .backend import get_backend
 from .basis import PlaneWaveBasis
@@ -524,6 +523,8 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * math.sqrt(energy_tolerance)
 
     start = time.perf_counter()
+    if setup.layout.size > 1:
+        parallel.begin_collective()  # from here an error on one rank must abort every rank
     nb_work = setup.nbands + extra_bands(setup.nbands)
     if state is None:
         rho0 = initial_density if initial_density is not None else gaussian_density(setup)
