@@ -441,7 +441,7 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
             x0 = bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), x0.dtype)
             result = lobpcg(bk, apply, x0, precond, **options)
         total_iterations += result.iterations
-        mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)
+        mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)  # host
         new[kpoint.index] = bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
     for index, values in setup.layout.ordered(mine, (nb,), device=False):  # every k-point's, on every rank
         kpoint = setup.basis.kpoints[index]
