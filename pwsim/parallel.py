@@ -100,7 +100,8 @@ class Comm:
         """The root's host array (its ``array``; the others pass None) on every rank."""
         if self.mpi is None:
             return array
-        buf = np.ascontiguousarray(array, dtype=dtype) if self.rank == root else np.empty(shape, dtype=dtype)
+        # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+        buf = np.ascontiguousarray(array, dtype=dtype).reshape(shape) if self.rank == root else np.empty(shape, dtype)
         self.mpi.Bcast(buf, root=root)
         return buf
 
