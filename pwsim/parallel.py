@@ -32,6 +32,7 @@ script under mpiexec abort the job the same way.
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import sys
@@ -169,6 +170,36 @@ def barrier() -> None:
     world().barrier()
 
 
+class root_decides:  # noqa: N801 (used like a function: ``with root_decides(cm) as value``)
+    """Enter the context manager ``cm`` on every rank, and let rank 0's outcome count for all: if
+    entering fails there (an output file locked by another job, say), every rank raises that error,
+    so that no rank goes on to wait for rank 0 in a collective operation. One rank: ``cm`` itself."""
+
+    def __init__(self, cm):
+        self.cm = cm
+        self.entered = False
+
+    def __enter__(self):
+        comm = world()
+        error = value = None
+        try:
+            value = self.cm.__enter__()
+            self.entered = True
+        except Exception as exc:
+            if comm.size == 1:
+                raise
+            error = exc
+        error = comm.bcast(error if comm.rank == 0 else None) if comm.size > 1 else None
+        if error is not None:
+            if self.entered:
+                self.cm.__exit__(None, None, None)
+            raise error
+        return value
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc) if self.entered else False
+
+
 def begin_collective() -> None:
     """Mark that ranks may now disagree about errors (after set-up): an error then aborts the job."""
     _STATE["collective"] = True
@@ -182,6 +213,8 @@ def quiet_other_ranks() -> None:
         return
     _STATE["stderr"] = os.fdopen(os.dup(sys.stderr.fileno()), "w")
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the process)
+    atexit.register(_STATE["stderr"].close)
+    atexit.register(sys.stdout.close)
 
 
 def exit(code: int, message: str = "") -> None:
