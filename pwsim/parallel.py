@@ -170,7 +170,7 @@ def barrier() -> None:
     world().barrier()
 
 
-class root_decides:  # noqa: N801 (used like a function: ``with root_decides(cm) as value``)
+class root_decides:  # (lower case: used like a function, ``with root_decides(cm) as value``)
     """Enter the context manager ``cm`` on every rank, and let rank 0's outcome count for all: if
     entering fails there (an output file locked by another job, say), every rank raises that error,
     so that no rank goes on to wait for rank 0 in a collective operation. One rank: ``cm`` itself."""
