@@ -21,12 +21,12 @@ QUICK = os.environ.get("PWSIM_EXAMPLE_QUICK", "") not in ("", "0")
 
 #: element: (structure, guess of a0 in bohr, extra settings)
 CRYSTALS = {
-    "Si": ("diamond", 10.33, dict(kpoints=(6, 6, 6))),
-    "Al": ("fcc", 7.63, dict(kpoints=(8, 8, 8), smearing="gaussian", temperature=0.01)),
-    "C": ("diamond", 6.75, dict(kpoints=(6, 6, 6))),
+    "Si": ("diamond", 10.33, {"kpoints": (6, 6, 6)}),
+    "Al": ("fcc", 7.63, {"kpoints": (8, 8, 8), "smearing": "gaussian", "temperature": 0.01}),
+    "C": ("diamond", 6.75, {"kpoints": (6, 6, 6)}),
 }
 if QUICK:
-    CRYSTALS = {"Si": ("diamond", 10.33, dict(kpoints=(2, 2, 2), kshift=(1, 1, 1), ecut=10.0))}
+    CRYSTALS = {"Si": ("diamond", 10.33, {"kpoints": (2, 2, 2), "kshift": (1, 1, 1), "ecut": 10.0})}
 NPOINTS = 5 if QUICK else 7
 
 
@@ -70,7 +70,7 @@ def main():
     print(f"{'el':>3} {'a (bohr)':>10} {'V/atom':>14} {'E/atom (Ha)':>18} {'iter':>6}")
     rows = []
     for element, (kind, a_guess, settings) in CRYSTALS.items():
-        e0, v0, b0, b0_prime = equation_of_state(element, kind, a_guess, settings)
+        _, v0, b0, b0_prime = equation_of_state(element, kind, a_guess, settings)
         atoms_per_cube = 8 if kind == "diamond" else 4
         a0 = (atoms_per_cube * v0) ** (1.0 / 3.0)
         rows.append((element, v0, a0, b0 * HARTREE_PER_BOHR3_IN_GPA, b0_prime))
