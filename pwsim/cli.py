@@ -209,6 +209,7 @@ def check(input_file, debug):
     from .io.input import SCHEMA, parse_file
     from .pseudo import load_pseudo
     from .runner import check_memory, estimate, memory_limit
+    from .symmetry import kpoint_symmetrization_note
 
     def go():
         deck = parse_file(input_file)
@@ -244,6 +245,7 @@ def check(input_file, debug):
         click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
                    f"of {'x'.join(map(str, s.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
                    f"FFT grid {'x'.join(map(str, est.fft_grid))}")
+        click.echo(kpoint_symmetrization_note(st, s))
         click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
                    f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
         click.echo(f"memory by part: {est.breakdown()}")

@@ -186,7 +186,8 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
         except ImportError:
             pass
         else:
-            sym = grid_preserving_subgroup(sym, grid_k, shift_k)  # what prepare() keeps
+            if getattr(settings, "kpoint_symmetrization", "grid") == "grid":
+                sym = grid_preserving_subgroup(sym, grid_k, shift_k)  # what prepare() keeps
             nsym = int(getattr(sym, "nsym", 1))
         kset = irreducible_kpoints(structure, grid_k, shift_k, sym, time_reversal=True)
         nk_irr = len(kset.weights)

@@ -63,6 +63,7 @@ class Settings:
     nbands: int | None = None
     fft_grid: tuple | None = None
     symmetry: bool = True
+    kpoint_symmetrization: str = "grid"  # "grid" (the grid as given) or "full" (QE/ABINIT convention)
     # [scf]
     energy_tolerance: float = 1e-8
     density_tolerance: float | None = None
@@ -92,10 +93,11 @@ class Settings:
         s = np.asarray(self.kshift)
         if s.shape != (3,) or not np.all(np.isin(s, (0, 1))):
             raise InputError(f"kshift must be three numbers each 0 or 1 (half-step shift), got {self.kshift}")
-        if self.smearing not in occ_mod.SMEARINGS:
-            raise InputError(f"unknown smearing {self.smearing!r}; choose one of {', '.join(occ_mod.SMEARINGS)}")
+        self.smearing = occ_mod.canonical_smearing(self.smearing)  # accepts "mv", "cold", "fd", ...
         if self.smearing != "none" and not self.temperature > 0:
             raise InputError("smearing needs a positive temperature (the smearing width in hartree)")
+        if self.kpoint_symmetrization not in ("grid", "full"):
+            raise InputError(f"kpoint_symmetrization must be 'grid' or 'full', got {self.kpoint_symmetrization!r}")
         if self.spin not in ("none", "collinear"):
             raise InputError(f"spin must be 'none' or 'collinear', got {self.spin!r}")
         if self.spin != "collinear" and (self.magnetization is not None or self.magnetic_moments is not None):
@@ -159,8 +161,9 @@ def prepare(structure: Structure, settings: Settings, build_operators: bool = Tr
     if moments is not None and len(moments) != structure.natoms:
         raise InputError(f"magnetic_moments has {len(moments)} entries for {structure.natoms} atoms")
     symmetry = find_symmetry(structure, magnetic_moments=moments) if settings.symmetry else no_symmetry()
-    symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
-                                        tuple(int(s) for s in settings.kshift))
+    if settings.kpoint_symmetrization == "grid":  # see pwsim.symmetry.grid_preserving_subgroup
+        symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
+                                            tuple(int(s) for s in settings.kshift))
     kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
                                symmetry, time_reversal=True)
     smeared = settings.smearing != "none"
