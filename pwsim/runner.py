@@ -295,10 +295,11 @@ def _located(exc: InputError, deck: InputDeck) -> InputError:
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
-             timings: dict | None = None):
+             timings: dict | None = None, progress=None):
     """Run an input deck; returns (result, path written).
 
     log:      receives progress lines (set-up, checkpoints, timings per phase)
+    progress: receives the relaxation's lines (one per step, then the final geometry) with task = "relax"
     timings:  a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
     """
     log = log or (lambda message: None)
@@ -343,7 +344,7 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
 
     t1 = time.perf_counter()
     if deck.run.get("task") == "relax":
-        return _run_relax(deck, settings, path, callback, log, timings, t1)
+        return _run_relax(deck, settings, path, progress, log, timings, t1)
     result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
     timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
     t2 = time.perf_counter()
@@ -355,25 +356,18 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     return result, path
 
 
-def _run_relax(deck, settings, path, callback, log, timings, t1):
+def _run_relax(deck, settings, path, progress, log, timings, t1):
     """[run] task = "relax": optimise positions (and the cell) and write the final state plus /relax."""
     from .relax import relax, write_relax
 
     opts = deck.run.get("relax", {})
-
-    def step(n, structure, result):
-        forces = result.forces if result.forces is not None else np.zeros((structure.natoms, 3))
-        log(f"relax step {n}: energy {result.total_energy:.10f} Ha, max force "
-            f"{np.abs(forces).max():.2e} Ha/bohr, SCF {result.iterations} iterations")
-
     rr = relax(deck.structure, settings, fmax=opts.get("fmax", 1e-3), smax=opts.get("smax", 3.4e-6),
                cell=opts.get("cell", False), optimizer=opts.get("optimizer", "bfgs"),
-               max_steps=opts.get("max_steps", 100), callback=step)
+               max_steps=opts.get("max_steps", 100), verbose=progress or False)
     timings["SCF"] += time.perf_counter() - t1
     result = rr.result
     result.input_text = deck.text
     # a relaxation that ran out of steps is reported like an SCF that did not converge
     result.converged = bool(rr.converged and result.converged)
     write_relax(rr, path)
-    log(f"relaxation {'converged' if rr.converged else 'NOT converged'} in {rr.steps} steps")
     return result, path

@@ -146,6 +146,9 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
 
     if r.forces is not None:
         _dataset(f, "forces", r.forces, "hartree/bohr")
+    if getattr(r, "raw_forces", None) is not None:
+        _dataset(f, "forces_raw", r.raw_forces, "hartree/bohr")
+        _dataset(f, "net_force", r.net_force, "hartree/bohr")
     if r.stress is not None:
         _dataset(f, "stress", r.stress, "hartree/bohr^3")
         _dataset(f, "pressure", r.pressure, "hartree/bohr^3")
@@ -253,6 +256,8 @@ def _read(f, path) -> Result:
         magnetization=opt("magnetization"),
         absolute_magnetization=opt("absolute_magnetization"),
         forces=f["forces"][()] if "forces" in f else None,
+        raw_forces=f["forces_raw"][()] if "forces_raw" in f else None,
+        net_force=f["net_force"][()] if "net_force" in f else None,
         stress=f["stress"][()] if "stress" in f else None,
         spacegroup=str(f["structure"].attrs.get("spacegroup", "")),
         npw=list(f["basis/npw"][()]),
