@@ -180,6 +180,9 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
         for line in forces_stress_lines(result):
             echo(line)
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
+        if not result.converged and deck.run.get("task") == "relax" and "relax" in result.extra:
+            _error(f"the relaxation did not converge in {result.extra['relax']['steps']} steps (output {path} is "
+                   "flagged as not converged; raise [relax] max_steps)", 1)
         if not result.converged:
             _error(f"SCF did not converge in {result.iterations} iterations (output {path} is flagged as not "
                    "converged; raise [scf] max_iterations or restart with --restart)", 1)

@@ -370,4 +370,5 @@ def _run_relax(deck, settings, path, progress, log, timings, t1):
     # a relaxation that ran out of steps is reported like an SCF that did not converge
     result.converged = bool(rr.converged and result.converged)
     write_relax(rr, path)
+    result.extra["relax"] = {"steps": rr.steps, "converged": rr.converged}
     return result, path
