@@ -35,7 +35,8 @@ Symmetric structures stay symmetric (the forces and the stress are symmetrised).
 
 The centre of mass does not move: ``"bfgs"`` removes the mass-weighted mean from every step of the
 atoms (a rigid translation changes no energy, and the grid's small net force would otherwise make
-a molecule drift through the box).
+a molecule drift through the box); ``"ase:*"`` (fixed cell) uses ASE's ``FixCom`` constraint to the
+same end.
 
 Progress: ``verbose=True`` prints one line per step (:func:`progress_header`, :func:`progress_line`:
 energy, largest force, largest stress component, SCF iterations, time) and the final geometry
@@ -417,6 +418,10 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
         raise InputError(f"ase.optimize has no optimizer {name!r}")
     atoms = Atoms(symbols=list(structure.species), cell=structure.lattice * BOHR_IN_ANGSTROM,
                   scaled_positions=structure.positions, pbc=True)
+    if not cell:
+        from ase.constraints import FixCom
+
+        atoms.set_constraint(FixCom())  # the centre of mass stays, as with "bfgs"
     calc = PWSim(**settings_to_keywords(settings))
     calc.evaluator = evaluator  # runs the SCFs and records the trajectory
     atoms.calc = calc
