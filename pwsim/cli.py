@@ -150,10 +150,11 @@ def check(input_file, debug):
     """
     from .io.input import SCHEMA, parse_file
     from .pseudo import load_pseudo
-    from .runner import check_memory, estimate, memory_limit
+    from .runner import check_memory, check_output_path, estimate, memory_limit, output_path
 
     def go():
         deck = parse_file(input_file)
+        check_output_path(output_path(deck), deck)  # the output checks of `run` (without -o)
         s = deck.settings
         st = deck.structure
         limit, what = memory_limit(deck.run.get("max_memory"))

@@ -466,3 +466,19 @@ def test_bands_refuses_bad_pictures_before_computing(h2_result, tmp_path):
     nompl = pwsim("bands", "missing.h5", cwd=d, env=env)
     one_error_line(nompl, 2, "matplotlib")
     assert (d / "h2.h5").read_bytes() == good
+
+
+def test_messages_never_echo_the_content_of_a_named_file(tmp_path):
+    """A pseudopotential or structure file named by mistake may hold anything (a password): the error
+    names the file and the line, never its text."""
+    (tmp_path / "secret.gth").write_text("Si GTH-X q4\n hunter2 1 2\n 1\n 2\n 3\n")
+    (tmp_path / "secret.xyz").write_text("PASSWORD=hunter2 1 2 3\n")
+    (tmp_path / "pseudo.toml").write_text('[structure]\ncrystal = "diamond"\nelements = ["Si"]\nlattice_constant = 10.26\n'
+                                          '[model]\npseudopotentials = {Si = "secret.gth"}\n[basis]\necut = 5.0\n')
+    (tmp_path / "structure.toml").write_text('[structure]\nfile = "secret.xyz"\n[basis]\necut = 5.0\n')
+    with ThreadPoolExecutor(2) as pool:
+        pseudo, structure = pool.map(lambda name: pwsim("check", name, cwd=tmp_path),
+                                     ["pseudo.toml", "structure.toml"])
+    assert "hunter2" not in one_error_line(pseudo, 2, "secret.gth", "line")
+    if "ASE" in structure.stderr or "secret.xyz" in structure.stderr:
+        assert "hunter2" not in one_error_line(structure, 2, "secret.xyz")

@@ -344,8 +344,11 @@ def parse_cp2k(text: str, source: str = "") -> list[GTHPseudo]:
         try:
             out.append(_parse_block(lines, source))
         except (ValueError, IndexError) as exc:
-            raise InputError(f"malformed GTH pseudopotential file {label}: block '{' '.join(lines[0])}' "
-                             f"at line {lineno}: {exc}") from None
+            # Python's own messages quote the offending text: never echo a file's content (it may be
+            # anything, e.g. a secret in a file named by mistake); the line number says where
+            reason = str(exc) if isinstance(exc, ValueError) and "'" not in str(exc) else "a number was expected"
+            raise InputError(f"malformed GTH pseudopotential file {label}: the block at line {lineno}: "
+                             f"{reason}") from None
     return out
 
 
