@@ -17,6 +17,7 @@ from .cli_common import guard as _guard
 from .kpath import MAX_NPOINTS
 from .units import HARTREE_IN_EV
 
+
 def _default_image(h5_file: str, suffix: str) -> str:
     p = Path(h5_file)
     return str(p.with_name(f"{p.stem}_{suffix}.png"))
