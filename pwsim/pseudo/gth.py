@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, content_free
 from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
 
@@ -344,11 +344,8 @@ def parse_cp2k(text: str, source: str = "") -> list[GTHPseudo]:
         try:
             out.append(_parse_block(lines, source))
         except (ValueError, IndexError) as exc:
-            # Python's own messages quote the offending text: never echo a file's content (it may be
-            # anything, e.g. a secret in a file named by mistake); the line number says where
-            reason = str(exc) if isinstance(exc, ValueError) and "'" not in str(exc) else "a number was expected"
             raise InputError(f"malformed GTH pseudopotential file {label}: the block at line {lineno}: "
-                             f"{reason}") from None
+                             f"{content_free(exc, 'a number was expected')}") from None
     return out
 
 
