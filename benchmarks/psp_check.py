@@ -38,7 +38,7 @@ def parse_psp10(path: str) -> dict:
 def _pwsim_numbers(element: str) -> dict:
     from pwsim.pseudo import load_pseudo
 
-    p = load_pseudo(element, "lda")
+    p = load_pseudo(element, "lda", "gth")
     channels = []
     for r, h in zip(p.rp, p.h):
         h = np.asarray(h)

@@ -29,7 +29,7 @@ def main(spec_path: str, result_path: str) -> int:
 
     t_import = time.perf_counter() - t0
     case = Case.from_dict(spec["case"])
-    kwargs = dict(xc=case.xc, ecut=case.ecut, kpoints=tuple(case.kpoints), energy_tolerance=spec["energy_tolerance"],
+    kwargs = dict(xc=case.xc, pseudopotentials="gth", ecut=case.ecut, kpoints=tuple(case.kpoints), energy_tolerance=spec["energy_tolerance"],
                   backend=spec.get("backend", "numpy"), max_iterations=spec.get("max_iterations", 100),
                   # the ground state only, as the pw.x and eminus inputs ask (pw.x computes forces and
                   # stress only with tprnfor/tstress); pwsim's default would add both after the SCF

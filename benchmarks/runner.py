@@ -63,7 +63,7 @@ def default_nbands(case: Case) -> int:
     from pwsim.occupations import default_nbands as pwsim_default
     from pwsim.pseudo import load_pseudo
 
-    n_electrons = sum(load_pseudo(el, case.xc).zion for el in case.species)
+    n_electrons = sum(load_pseudo(el, case.xc, "gth").zion for el in case.species)
     return pwsim_default(n_electrons, case.smearing != "none", 1)
 
 

@@ -43,7 +43,7 @@ def main():
     print(f"{'a (bohr)':>10} {'V/atom (bohr^3)':>16} {'E/atom (Ha)':>16} {'iterations':>10}")
     for a in lattice_constants:
         structure = pwsim.diamond("Si", a)
-        result = pwsim.scf(structure, xc="lda", ecut=ECUT, kpoints=KPOINTS, kshift=KSHIFT,
+        result = pwsim.scf(structure, xc="lda", pseudopotentials="gth", ecut=ECUT, kpoints=KPOINTS, kshift=KSHIFT,
                             energy_tolerance=1e-9)
         if not result.converged:
             raise SystemExit(f"SCF did not converge at a = {a:.4f} bohr")

@@ -59,7 +59,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="pwsim")
 def main():
-    """pwsim: plane-wave Kohn-Sham DFT with GTH pseudopotentials.
+    """pwsim: plane-wave Kohn-Sham DFT with norm-conserving pseudopotentials (PseudoDojo, GTH).
 
     Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input.
     """

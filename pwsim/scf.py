@@ -144,6 +144,8 @@ def load_pseudos(structure: Structure, settings: Settings) -> dict:
     missing ``settings.ecut`` filled from their cutoff hints (pwsim.pseudo.families.default_ecut)."""
     pseudos = families.load_pseudos(structure.kinds(), settings.xc, settings.pseudopotentials,
                                     settings.allow_functional_mismatch)
+    if settings.pseudopotentials is None:  # recorded, so that output files say which family ran
+        settings.pseudopotentials = families.default_family(settings.xc)
     if settings.ecut is None:
         settings.ecut = families.default_ecut(pseudos)
     return pseudos

@@ -15,7 +15,7 @@ from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
 
 def test_energies_are_ev_and_strings_carry_units():
-    calc = PWSim(ecut=400, temperature=0.1, smearing="fd", energy_tolerance="1e-9 Ha")
+    calc = PWSim(pseudopotentials="gth", ecut=400, temperature=0.1, smearing="fd", energy_tolerance="1e-9 Ha")
     s = calc.settings(bulk("Al"))
     assert s.ecut == pytest.approx(400 / HARTREE_IN_EV)
     assert s.temperature == pytest.approx(0.1 / HARTREE_IN_EV)
@@ -62,7 +62,7 @@ def h2():
     box = 8.0 * BOHR_IN_ANGSTROM
     atoms = ase.Atoms("H2", positions=[[0.5 * box - 0.37, 0.5 * box, 0.5 * box], [0.5 * box + 0.37, 0.5 * box, 0.5 * box]],
                       cell=np.eye(3) * box, pbc=True)
-    atoms.calc = PWSim(xc="lda", ecut="12 Ha", energy_tolerance="1e-11 Ha", density_tolerance=1e-8)
+    atoms.calc = PWSim(xc="lda", pseudopotentials="gth", ecut="12 Ha", energy_tolerance="1e-11 Ha", density_tolerance=1e-8)
     return atoms
 
 

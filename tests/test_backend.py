@@ -146,7 +146,7 @@ def test_single_precision_accuracy():
     """complex64 wavefunctions with double-precision energies and density: Si within 1e-6 Ha/atom of
     double precision (measured 2.6e-8 Ha/atom; documented in README)."""
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-8)
+    settings = dict(pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-8)
     double = pwsim.scf(si, **settings)
     single = pwsim.scf(si, precision="single", **settings)
     assert single.converged
@@ -156,7 +156,7 @@ def test_single_precision_accuracy():
 @pytest.mark.gpu
 def test_cupy_matches_numpy():
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10)
+    settings = dict(pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10)
     cpu = pwsim.scf(si, backend="numpy", **settings)
     gpu = pwsim.scf(si, backend="cupy", **settings)
     assert abs(cpu.total_energy - gpu.total_energy) < 1e-9
@@ -165,7 +165,7 @@ def test_cupy_matches_numpy():
 @pytest.mark.gpu
 def test_cupy_single_precision():
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-8)
+    settings = dict(pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-8)
     cpu = pwsim.scf(si, backend="numpy", **settings)
     gpu = pwsim.scf(si, backend="cupy", precision="single", **settings)
     assert abs(cpu.total_energy - gpu.total_energy) / 2 < 1e-6
@@ -177,7 +177,7 @@ def test_paired_potential_and_density_match_full_ffts(backend, kpoints):
     NumPy FFTs of each band, with an odd number of bands so one pair is padded."""
     from pwsim.scf import Settings, prepare, random_wavefunctions
 
-    setup = prepare(pwsim.diamond("Si", 10.26), Settings(ecut=8.0, kpoints=kpoints, backend=backend))
+    setup = prepare(pwsim.diamond("Si", 10.26), Settings(pseudopotentials="gth", ecut=8.0, kpoints=kpoints, backend=backend))
     bk = setup.backend
     shape = setup.basis.fft_grid
     v = np.random.default_rng(5).standard_normal(shape)

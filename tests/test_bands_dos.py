@@ -26,7 +26,7 @@ GAMMA_X = [("Γ", (0.0, 0.0, 0.0)), ("X", (0.5, 0.0, 0.5))]
 @pytest.fixture(scope="module")
 def si15():
     """The reference case: Si LDA, Ecut 15 Ha, 4x4x4 (a few seconds)."""
-    return pwsim.scf(pwsim.diamond("Si", SI_A), xc="lda", ecut=15, kpoints=(4, 4, 4))
+    return pwsim.scf(pwsim.diamond("Si", SI_A), xc="lda", pseudopotentials="gth", ecut=15, kpoints=(4, 4, 4))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def si15_gx(si15):
 @pytest.fixture(scope="module")
 def si8():
     """A cheap Si ground state for the DOS, file and command-line tests."""
-    return pwsim.scf(pwsim.diamond("Si", SI_A), xc="lda", ecut=8, kpoints=(4, 4, 4))
+    return pwsim.scf(pwsim.diamond("Si", SI_A), xc="lda", pseudopotentials="gth", ecut=8, kpoints=(4, 4, 4))
 
 
 @pytest.fixture()

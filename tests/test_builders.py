@@ -96,5 +96,5 @@ def test_smearing_alias_in_an_input_file(tmp_path):
     from pwsim.io.input import parse_text
 
     deck = parse_text('[structure]\ncrystal = "fcc"\nelements = "Al"\nlattice_constant = 7.65\n'
-                      '[model]\nsmearing = "cold"\ntemperature = 0.01\n')
+                      '[model]\npseudopotentials = "gth"\nsmearing = "cold"\ntemperature = 0.01\n')
     assert deck.settings.smearing == "marzari-vanderbilt"

@@ -21,6 +21,8 @@ lattice = [[6.0, 0, 0], [0, 6.0, 0], [0, 0, 6.0]]
 species = ["H", "H"]
 cartesian_positions = [[2.3, 3.0, 3.0], [3.7, 3.0, 3.0]]
 
+[model]
+pseudopotentials = "gth"
 [basis]
 ecut = 8.0
 
@@ -171,6 +173,8 @@ positions = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0],
              [0.25, 0.25, 0.25], [0.25, 0.75, 0.75], [0.75, 0.25, 0.75], [0.75, 0.75, 0.25]]
 supercell = [{n}, {n}, {n}]
 
+[model]
+pseudopotentials = "gth"
 [basis]
 ecut = 15.0
 

@@ -95,7 +95,7 @@ def _si8(**settings):
     frac = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
             [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.75, .75, .25]]
     frac = np.array(frac) + np.random.default_rng(0).normal(0, 0.005, (8, 3))  # lower the symmetry a bit
-    return pwsim.Structure(lattice, ["Si"] * 8, frac), Settings(ecut=8.0, kpoints=(1, 1, 1), **settings)
+    return pwsim.Structure(lattice, ["Si"] * 8, frac), Settings(pseudopotentials="gth", ecut=8.0, kpoints=(1, 1, 1), **settings)
 
 
 def test_atomic_start_spans_the_occupied_states():

@@ -113,6 +113,7 @@ lattice = [[6.0, 0, 0], [0, 6.0, 0], [0, 0, 6.0]]
 species = ["H", "H"]
 cartesian_positions = [[2.3, 3.0, 3.0], [3.7, 3.0, 3.0]]
 [model]
+pseudopotentials = "gth"
 spin = "collinear"
 magnetic_moments = [0.5, 0.5]
 smearing = "gaussian"

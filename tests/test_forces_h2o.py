@@ -18,7 +18,7 @@ import pytest
 import pwsim
 
 POSITIONS = np.array([[4.0, 4.0, 4.1], [5.45, 4.0, 5.2], [2.6, 4.1, 5.05]])  # O, H, H (bohr), off equilibrium
-SETTINGS = dict(xc="lda", ecut=15.0, energy_tolerance=1e-12, density_tolerance=1e-9, compute_stress=False)
+SETTINGS = dict(xc="lda", pseudopotentials="gth", ecut=15.0, energy_tolerance=1e-12, density_tolerance=1e-9, compute_stress=False)
 
 
 def energy_and_forces(positions):
@@ -53,7 +53,7 @@ def test_h2o_printed_and_stored_forces_match_abinit(tmp_path):
         f"lattice = [[{ABINIT['box_bohr']}, 0, 0], [0, {ABINIT['box_bohr']}, 0], [0, 0, {ABINIT['box_bohr']}]]\n"
         'species = ["O", "H", "H"]\n'
         f"cartesian_positions = {positions}\n"
-        f'[model]\nxc = "{ABINIT["xc"]}"\n[basis]\necut = {ABINIT["ecut_ha"]}\n'
+        f'[model]\nxc = "{ABINIT["xc"]}"\npseudopotentials = "gth"\n[basis]\necut = {ABINIT["ecut_ha"]}\n'
         # forces converge linearly in the density residual: 1e-8 (the default here would be 3e-5, worth ~1e-6 Ha/bohr)
         "[scf]\nenergy_tolerance = 1e-11\ndensity_tolerance = 1e-8\n")
     run = subprocess.run([sys.executable, "-m", "pwsim.cli", "run", "h2o.toml"], cwd=tmp_path, capture_output=True,

@@ -144,7 +144,7 @@ def base_run(key, structure_factory, **kw):
 
 
 def si2_distorted_run(xc):
-    return base_run(("si2", xc), distorted_si2, xc=xc, ecut=8.0, kpoints=(3, 1, 1))
+    return base_run(("si2", xc), distorted_si2, xc=xc, pseudopotentials="gth", ecut=8.0, kpoints=(3, 1, 1))
 
 
 # --------------------------------------------------------------------- building blocks
@@ -161,7 +161,7 @@ def test_projector_gradients_match_finite_differences():
         assert np.allclose(s / np.linalg.norm(v, axis=1) ** l, real_spherical_harmonics(l, v), atol=1e-14)
     for species in (["Si", "Si"], ["Cu", "O"], ["Ba", "H"]):  # up to l = 3 (Ba)
         st = pwsim.Structure(np.eye(3) * 7 + 0.3, species, [[0.1, 0.2, 0.3], [0.6, 0.55, 0.4]])
-        pseudos = {e: load_pseudo(e, "lda") for e in set(species)}
+        pseudos = {e: load_pseudo(e, "lda", "gth") for e in set(species)}
         kpg = rng.standard_normal((25, 3)) * 2
         kpg[0] = 0.0
         proj, _, atom_of = projector_blocks(st, pseudos, kpg)
@@ -181,7 +181,7 @@ def test_local_form_factor_derivative():
 
     q = np.linspace(0.1, 8.0, 60)
     for el, xc in (("Si", "lda"), ("O", "pbe"), ("H", "lda")):
-        p = load_pseudo(el, xc)
+        p = load_pseudo(el, xc, "gth")
         h = 1e-6
         fd = (p.local_form_factor(q + h) - p.local_form_factor(q - h)) / (2 * h)
         assert np.allclose(p.local_form_factor_derivative(q), fd, rtol=1e-7, atol=1e-7 * np.abs(fd).max())
@@ -238,7 +238,7 @@ def h2_triplet():
 
 
 def test_spin_polarised_pbe_finite_differences():
-    structure, settings, setup, r = base_run(("h2-triplet",), h2_triplet, xc="pbe", ecut=7.0, spin="collinear",
+    structure, settings, setup, r = base_run(("h2-triplet",), h2_triplet, xc="pbe", pseudopotentials="gth", ecut=7.0, spin="collinear",
                                              magnetization=2.0)
     assert r.magnetization == pytest.approx(2.0, abs=1e-8)
     check_force_fd(structure, settings, r.raw_forces, unit(np.random.default_rng(5).standard_normal((2, 3))))
@@ -248,7 +248,7 @@ def test_spin_polarised_pbe_finite_differences():
 # --------------------------------------------------------------------------- metal
 @pytest.fixture(scope="module")
 def al2_run():
-    return base_run(("al2",), distorted_al2, xc="lda", ecut=6.0, kpoints=(2, 2, 1), smearing="gaussian",
+    return base_run(("al2",), distorted_al2, xc="lda", pseudopotentials="gth", ecut=6.0, kpoints=(2, 2, 1), smearing="gaussian",
                     temperature=0.01, kerker=0.8)
 
 
@@ -269,7 +269,7 @@ def test_al2_smeared_stress_finite_differences(al2_run):
 def test_h2_forces_match_abinit_and_qe():
     ref = REF["h2_lda_forces"]
     h2 = pwsim.molecule_in_box(["H", "H"], [[4.3, 5.0, 5.0], [5.7, 5.0, 5.0]], 10.0)
-    r = pwsim.scf(h2, xc="lda", ecut=25.0, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
+    r = pwsim.scf(h2, xc="lda", pseudopotentials="gth", ecut=25.0, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
     assert r.converged
     # the figure is given to 6 decimals (both codes agree to 1e-8): half a unit of the last digit
     tol = 0.5e-6 + 1e-7
@@ -281,7 +281,7 @@ def test_h2_forces_match_abinit_and_qe():
 
 def _si2_reference_run(xc, backend="numpy"):
     # the same cached ground states as tests/test_ground_state.py (same key, same settings)
-    return ground_state(("si2", xc, backend), lambda: pwsim.diamond("Si", 10.26), xc=xc, ecut=15.0,
+    return ground_state(("si2", xc, backend), lambda: pwsim.diamond("Si", 10.26), xc=xc, pseudopotentials="gth", ecut=15.0,
                         kpoints=(4, 4, 4), energy_tolerance=1e-10, backend=backend)
 
 
@@ -310,7 +310,7 @@ def test_result_carries_forces_and_stress_into_hdf5(tmp_path):
 
 
 def test_settings_switch_forces_and_stress_off():
-    r = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=5.0, kpoints=(1, 1, 1), compute_forces=False,
+    r = pwsim.scf(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=5.0, kpoints=(1, 1, 1), compute_forces=False,
                   compute_stress=False)
     assert r.forces is None and r.stress is None
 
@@ -319,7 +319,7 @@ def test_settings_switch_forces_and_stress_off():
 def test_strict_backend_forces_and_stress_match_numpy():
     """The device code path (array_api_strict refuses implicit host conversion)."""
     structure = distorted_si2()
-    kw = dict(xc="pbe", ecut=5.0, kpoints=(2, 1, 1), symmetry=False, energy_tolerance=1e-11, density_tolerance=1e-8)
+    kw = dict(xc="pbe", pseudopotentials="gth", ecut=5.0, kpoints=(2, 1, 1), symmetry=False, energy_tolerance=1e-11, density_tolerance=1e-8)
     a = pwsim.scf(structure, backend="numpy", **kw)
     b = pwsim.scf(structure, backend="strict", **kw)
     assert np.abs(a.forces - b.forces).max() < 1e-8
@@ -332,7 +332,7 @@ def h2_relaxed():
     from pwsim.relax import relax
 
     h2 = pwsim.molecule_in_box(["H", "H"], [[4.45, 5.0, 5.0], [5.55, 5.0, 5.0]], 8.0)
-    return relax(h2, Settings(xc="lda", ecut=12.0, energy_tolerance=1e-10), fmax=5e-4, max_steps=20)
+    return relax(h2, Settings(xc="lda", pseudopotentials="gth", ecut=12.0, energy_tolerance=1e-10), fmax=5e-4, max_steps=20)
 
 
 def test_h2_position_relaxation_converges(h2_relaxed):
@@ -374,7 +374,7 @@ def test_silicon_cell_relaxation(optimizer):
         pytest.importorskip("ase")
 
     si = pwsim.diamond("Si", 10.5)
-    rr = relax(si, Settings(xc="lda", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10), cell=True,
+    rr = relax(si, Settings(xc="lda", pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10), cell=True,
                smax=3e-6, fmax=1e-4, optimizer=optimizer, max_steps=30)
     assert rr.converged
     assert np.abs(rr.result.stress).max() < 3e-6
@@ -387,7 +387,7 @@ def test_ase_calculator_matches_pwsim():
     from pwsim.ase import PWSim
     from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
-    kw = dict(xc="lda", ecut=10.0, energy_tolerance=1e-10, density_tolerance=1e-7)
+    kw = dict(xc="lda", pseudopotentials="gth", ecut=10.0, energy_tolerance=1e-10, density_tolerance=1e-7)
     box = 8.0
     cart = np.array([[3.3, 4.0, 4.1], [4.7, 4.1, 3.9]])
     atoms = ase.Atoms("H2", positions=cart * BOHR_IN_ANGSTROM, cell=np.eye(3) * box * BOHR_IN_ANGSTROM, pbc=True)
@@ -415,6 +415,6 @@ def test_ase_optimizer_relaxes_h2():
     from pwsim.relax import relax
 
     h2 = pwsim.molecule_in_box(["H", "H"], [[3.45, 4.0, 4.0], [4.55, 4.0, 4.0]], 8.0)
-    rr = relax(h2, Settings(xc="lda", ecut=12.0, energy_tolerance=1e-10), fmax=5e-4, optimizer="ase:BFGS")
+    rr = relax(h2, Settings(xc="lda", pseudopotentials="gth", ecut=12.0, energy_tolerance=1e-10), fmax=5e-4, optimizer="ase:BFGS")
     assert rr.converged
     assert np.max(np.linalg.norm(rr.result.forces, axis=1)) < 5e-4

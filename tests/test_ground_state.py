@@ -19,7 +19,7 @@ def h2():
 
 
 def si2_lda(backend):
-    return ground_state(("si2", "lda", backend), si2, xc="lda", ecut=15.0, kpoints=(4, 4, 4),
+    return ground_state(("si2", "lda", backend), si2, xc="lda", pseudopotentials="gth", ecut=15.0, kpoints=(4, 4, 4),
                         energy_tolerance=1e-10, backend=backend)
 
 
@@ -58,7 +58,7 @@ def test_backends_agree_to_1e10():
 
 def test_silicon_pbe_total_energy(backend, reference):
     ref = reference["si2_pbe"]
-    r = ground_state(("si2", "pbe", backend), si2, xc="pbe", ecut=15.0, kpoints=(4, 4, 4),
+    r = ground_state(("si2", "pbe", backend), si2, xc="pbe", pseudopotentials="gth", ecut=15.0, kpoints=(4, 4, 4),
                      energy_tolerance=1e-10, backend=backend)
     # GGA energies depend on the FFT box by up to 7e-7 Ha between the reference codes themselves
     assert abs(r.total_energy - ref["abinit"]) / 2 < 5e-7
@@ -68,7 +68,7 @@ def test_silicon_pbe_total_energy(backend, reference):
 
 def test_h2_total_energy(backend, reference):
     ref = reference["h2_lda"]
-    r = ground_state(("h2", backend), h2, xc="lda", ecut=25.0, energy_tolerance=1e-10, backend=backend)
+    r = ground_state(("h2", backend), h2, xc="lda", pseudopotentials="gth", ecut=25.0, energy_tolerance=1e-10, backend=backend)
     assert abs(r.total_energy - ref["abinit"]) < 1e-7
     assert abs(r.total_energy - ref["qe"]) < 1e-7
 
@@ -76,7 +76,7 @@ def test_h2_total_energy(backend, reference):
 @pytest.mark.parametrize("case", ["al_gauss", "al_fd"])
 def test_aluminium_smearing(case, reference):
     ref = reference[case]
-    r = ground_state((case,), lambda: pwsim.fcc("Al", 7.65), xc="lda", ecut=15.0, kpoints=(8, 8, 8), nbands=8,
+    r = ground_state((case,), lambda: pwsim.fcc("Al", 7.65), xc="lda", pseudopotentials="gth", ecut=15.0, kpoints=(8, 8, 8), nbands=8,
                      smearing=ref["smearing"], temperature=ref["temperature"], energy_tolerance=1e-10)
     assert r.converged
     assert len(r.kpoints) == 29  # spglib's irreducible count for fcc 8x8x8 Gamma-centred

@@ -33,7 +33,7 @@ def test_reference_geometry_is_consistent():
 @pytest.mark.slow
 def test_h2o_relaxation_matches_quantum_espresso():
     structure = pwsim.molecule_in_box(QE["species"], QE["initial_positions_bohr"], QE["box_bohr"])
-    rr = pwsim.relax(structure, xc="lda", ecut=QE["ecut_hartree"], kpoints=(1, 1, 1), fmax=1e-4,
+    rr = pwsim.relax(structure, xc="lda", pseudopotentials="gth", ecut=QE["ecut_hartree"], kpoints=(1, 1, 1), fmax=1e-4,
                      energy_tolerance=1e-10)
     assert rr.converged
     la, lb, angle = bond_and_angle(rr.structure.cartesian)

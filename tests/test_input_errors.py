@@ -31,7 +31,7 @@ crystal = "diamond"
 elements = ["Si"]
 lattice_constant = 10.26
 """
-MODEL = '[model]\nxc = "lda"\n'
+MODEL = '[model]\nxc = "lda"\npseudopotentials = "gth"\n'
 BASIS = "[basis]\necut = 5.0\nkpoints = [1, 1, 1]\n"
 SCF = "[scf]\nmax_iterations = 30\n"
 RUN = "[run]\ncheckpoint_every = 0\n"
@@ -186,7 +186,9 @@ CASES = [
         ["[structure]", "periodic image"]),
     _mk("unknown-element", deck(structure=STRUCTURE.replace('["Si", "Si"]', '["Si", "Xx"]')),
         ["[structure] species", "'Xx'", "atom 2"], at="species"),
-    _mk("element-without-pseudopotential", deck(structure=STRUCTURE.replace('["Si", "Si"]', '["Si", "U"]')),
+    # the default family (PseudoDojo for lda) has no U: the error points at the structure
+    _mk("element-without-pseudopotential", deck(structure=STRUCTURE.replace('["Si", "Si"]', '["Si", "U"]'),
+                                                model='[model]\nxc = "lda"\n'),
         ["[structure] species", "'U'", "pseudopotential"], at="species"),
     _mk("positions-count-mismatch", deck(structure=STRUCTURE.replace(", [0.25, 0.25, 0.25]]", "]")),
         ["[structure] positions", "expected 2 rows"], at="positions"),

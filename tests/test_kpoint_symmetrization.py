@@ -12,7 +12,7 @@ import pytest
 import pwsim
 
 REFERENCE = json.loads((Path(__file__).parent / "reference/si2_shifted_qe/qe_si2_shifted.json").read_text())
-SETTINGS = dict(xc="lda", ecut=15.0, kpoints=(2, 2, 2), kshift=(1, 1, 1), energy_tolerance=1e-10,
+SETTINGS = dict(xc="lda", pseudopotentials="gth", ecut=15.0, kpoints=(2, 2, 2), kshift=(1, 1, 1), energy_tolerance=1e-10,
                 compute_forces=False, compute_stress=False)
 
 

@@ -9,7 +9,7 @@ import pwsim
 from pwsim.hamiltonian import Hamiltonian
 from pwsim.scf import Settings, local_potential, prepare, random_wavefunctions
 
-SI2 = dict(ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10, compute_forces=False, compute_stress=False)
+SI2 = dict(pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-10, compute_forces=False, compute_stress=False)
 
 
 def _flags(result):
@@ -34,7 +34,7 @@ def test_mixed_equals_double(backend):
 def test_loose_tolerance_still_finishes_in_double():
     """A tolerance met while still in single precision is not accepted: one more pass in double."""
     h2 = pwsim.molecule_in_box(["H", "H"], [[0, 0, 0], [1.4, 0, 0]], 8.0)
-    result = pwsim.scf(h2, ecut=10.0, precision="mixed", energy_tolerance=1e-2, density_tolerance=1.0,
+    result = pwsim.scf(h2, pseudopotentials="gth", ecut=10.0, precision="mixed", energy_tolerance=1e-2, density_tolerance=1.0,
                        compute_forces=False, compute_stress=False)
     assert result.converged
     assert _flags(result)[-1] == 0
@@ -45,7 +45,7 @@ def test_single_precision_hamiltonian_matches_double(kpoints):
     """H in complex64 (the single passes) applied to the same vectors agrees with H in double to
     complex64 rounding, at Gamma (real trick) and at general k-points."""
     si = pwsim.diamond("Si", 10.26)
-    setup = prepare(si, Settings(ecut=10.0, kpoints=kpoints))
+    setup = prepare(si, Settings(pseudopotentials="gth", ecut=10.0, kpoints=kpoints))
     bk = setup.backend
     xp = bk.xp
     potential = local_potential(setup, bk.to_device(np.ones((1, *setup.basis.fft_grid)) * 8 / si.volume))

@@ -69,7 +69,7 @@ cube = pwsim.Structure(si.lattice * 0 + np.diag([10.26] * 3), ["Si"] * 8,
                        np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
                                  [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.76, .75, .25]]))
 al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
-common = dict(xc="lda", ecut=8.0, energy_tolerance=1e-10)
+common = dict(xc="lda", pseudopotentials="gth", ecut=8.0, energy_tolerance=1e-10)
 CASES = {
     "si2-kpools": (moved, dict(kpoints=(2, 2, 2), **common)),
     "si2-bandgroup": (moved, dict(kpoints=(2, 2, 2), parallel={"pools": 1}, **common)),
@@ -132,7 +132,7 @@ def test_two_ranks_give_the_serial_answer(case, serial_and_parallel):
 
 def test_serial_run_imports_no_mpi():
     """Without a launcher nothing MPI-related is imported (and the layout is the one-rank one)."""
-    code = ("import sys, pwsim; r = pwsim.scf(pwsim.diamond('Si', 10.26), ecut=5.0, kpoints=(1, 1, 1), "
+    code = ("import sys, pwsim; r = pwsim.scf(pwsim.diamond('Si', 10.26), pseudopotentials='gth', ecut=5.0, kpoints=(1, 1, 1), "
             "compute_stress=False); from pwsim import parallel; assert parallel.size() == 1; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('mpi4py', 'mpich', 'openmpi')]; "
             "assert not bad, bad; print('ok')")
@@ -159,6 +159,7 @@ lattice = [[0.0, 5.13, 5.13], [5.13, 0.0, 5.13], [5.13, 5.13, 0.0]]
 species = ["Si", "Si"]
 positions = [[0.0, 0.0, 0.0], [0.26, 0.25, 0.25]]
 [model]
+pseudopotentials = "gth"
 xc = "lda"
 [basis]
 ecut = 8.0

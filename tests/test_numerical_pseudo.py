@@ -420,7 +420,8 @@ def test_input_family_and_default_cutoff():
     assert deck.settings.pseudopotentials == "pseudodojo" and deck.settings.ecut == 42.0
     deck = parse_text(GAAS.format(model='pseudopotentials = { Ga = "pseudodojo", As = "As-q5" }', basis="ecut = 20"))
     assert deck.settings.ecut == 20.0
-    assert parse_text(GAAS.format(model="", basis="")).settings.ecut == 15.0  # GTH: no hints
+    assert parse_text(GAAS.format(model='pseudopotentials = "gth"', basis="")).settings.ecut == 15.0  # no hints
+    assert parse_text(GAAS.format(model="", basis="")).settings.ecut == 42.0  # the default: PseudoDojo
     with pytest.raises(InputError, match=r"\[model\] pseudopotentials.*generated with 'pbe'"):
         parse_text(GAAS.format(model=f'pseudopotentials = {{ Ga = "{_dojo("pbe", "Ga-d.psp8")}" }}', basis="")
                    .replace('xc = "pbe"', 'xc = "lda"'))

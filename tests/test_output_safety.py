@@ -29,6 +29,8 @@ H2 = """\
 lattice = [[6.0, 0, 0], [0, 6.0, 0], [0, 0, 6.0]]
 species = ["H", "H"]
 cartesian_positions = [[2.3, 3.0, 3.0], [{x}, 3.0, 3.0]]
+[model]
+pseudopotentials = "gth"
 [basis]
 ecut = {ecut}
 [run]
@@ -42,6 +44,8 @@ SI = """\
 crystal = "diamond"
 elements = ["Si"]
 lattice_constant = 10.26
+[model]
+pseudopotentials = "gth"
 [basis]
 ecut = 10.0
 kpoints = [3, 3, 3]

@@ -12,7 +12,7 @@ def small_setup(backend="numpy", xc="lda", ecut=6.0, kpoints=(2, 2, 2), structur
     structure = structure or pwsim.Structure(
         np.array([[0.0, 5.13, 5.13], [5.13, 0.0, 5.13], [5.13, 5.13, 0.0]]) * 1.0,
         ["Si", "Si"], [[0.01, 0.0, 0.02], [0.25, 0.24, 0.27]])  # distorted: no symmetry to hide behind
-    return prepare(structure, Settings(xc=xc, ecut=ecut, kpoints=kpoints, backend=backend))
+    return prepare(structure, Settings(xc=xc, pseudopotentials="gth", ecut=ecut, kpoints=kpoints, backend=backend))
 
 
 def smooth_density(setup, seed=0, amplitude=0.3):
@@ -120,21 +120,21 @@ def test_nonlocal_energy_is_quadratic_form_of_operator():
 def test_variational_principle():
     """The Kohn-Sham energy of any orbitals is an upper bound: every SCF iterate lies above the
     converged energy (pwsim evaluates E at the orbitals and their own density)."""
-    r = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11)
+    r = pwsim.scf(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11)
     assert r.converged
     # iterates from single-precision eigensolver passes (precision "mixed") are orthonormal only to
     # ~1e-7 relative, which bounds them only to the single-precision noise floor (5e-7 Ha per atom)
     single = r.history["single_precision"] > 0
     assert np.all(r.history["energy"][~single] >= r.total_energy - 1e-9)
     assert np.all(r.history["energy"][single] >= r.total_energy - 5e-7 * 2)
-    double = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11,
+    double = pwsim.scf(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11,
                        precision="double")
     assert np.all(double.history["energy"] >= double.total_energy - 1e-9)
 
 
 def test_energy_decreases_with_ecut():
     si = pwsim.diamond("Si", 10.26)
-    energies = [pwsim.scf(si, ecut=e, kpoints=(2, 2, 2), energy_tolerance=1e-9).total_energy for e in (4.0, 7.0, 11.0)]
+    energies = [pwsim.scf(si, pseudopotentials="gth", ecut=e, kpoints=(2, 2, 2), energy_tolerance=1e-9).total_energy for e in (4.0, 7.0, 11.0)]
     assert energies[0] > energies[1] > energies[2]
 
 
@@ -143,7 +143,7 @@ def test_translation_invariance():
     discretised problem is identical (1e-9); by an arbitrary vector only the XC grid (egg-box) error
     remains, which is small at a converged cutoff."""
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-11)
+    settings = dict(pseudopotentials="gth", ecut=10.0, kpoints=(2, 2, 2), energy_tolerance=1e-11)
     e0 = pwsim.scf(si, **settings)
     grid = np.array(e0.fft_grid)
     on_grid = si.translated(np.array([3, 1, 2]) / grid @ si.lattice)
@@ -156,7 +156,7 @@ def test_supercell_consistency():
     """Doubling the cell along a3 while halving the k-grid along it (and doubling the FFT grid there)
     samples the same Bloch states: equal energy per atom to 1e-8 Ha."""
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=8.0, energy_tolerance=1e-11, symmetry=False)
+    settings = dict(pseudopotentials="gth", ecut=8.0, energy_tolerance=1e-11, symmetry=False)
     prim = pwsim.scf(si, kpoints=(2, 2, 4), **settings)
     n1, n2, n3 = prim.fft_grid
     double = pwsim.scf(si.supercell((1, 1, 2)), kpoints=(2, 2, 2), fft_grid=(n1, n2, 2 * n3), **settings)
@@ -165,7 +165,7 @@ def test_supercell_consistency():
 
 def test_symmetry_reduction_does_not_change_energy():
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=8.0, kpoints=(3, 3, 3), kshift=(1, 1, 1), energy_tolerance=1e-11)
+    settings = dict(pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), kshift=(1, 1, 1), energy_tolerance=1e-11)
     with_sym = pwsim.scf(si, **settings)
     without = pwsim.scf(si, symmetry=False, **settings)
     assert len(with_sym.kpoints) < len(without.kpoints)
@@ -186,7 +186,7 @@ def test_symmetry_on_off_more_cells(structure_name, kpoints, kshift):
         structure = pwsim.Structure(si.lattice * [[1.0], [1.03], [0.98]], ["Si", "Si"], [[0, 0, 0], [0.26, 0.25, 0.24]])
     else:
         structure = si
-    settings = dict(ecut=5.0, kpoints=kpoints, kshift=kshift, energy_tolerance=1e-11)
+    settings = dict(pseudopotentials="gth", ecut=5.0, kpoints=kpoints, kshift=kshift, energy_tolerance=1e-11)
     with_sym = pwsim.scf(structure, **settings)
     without = pwsim.scf(structure, symmetry=False, **settings)
     assert with_sym.total_energy == pytest.approx(without.total_energy, abs=1e-8)
@@ -197,7 +197,7 @@ def test_silicon_888_symmetry_reduction():
     """Si 8x8x8 Gamma-centred: 29 irreducible k-points (spglib's count) and the same energy as the
     260 time-reversal-reduced points without symmetry, to 1e-8 Ha."""
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(ecut=5.0, kpoints=(8, 8, 8), energy_tolerance=1e-11, compute_forces=False, compute_stress=False)
+    settings = dict(pseudopotentials="gth", ecut=5.0, kpoints=(8, 8, 8), energy_tolerance=1e-11, compute_forces=False, compute_stress=False)
     with_sym = pwsim.scf(si, **settings)
     without = pwsim.scf(si, symmetry=False, **settings)
     assert len(with_sym.kpoints) == 29

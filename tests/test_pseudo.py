@@ -42,8 +42,8 @@ def _synthetic() -> GTHPseudo:
 
 
 def _test_pseudos():
-    return [_synthetic(), load_pseudo("Si", "pade"), load_pseudo("Na", "pbe"), load_pseudo("Au", "pbe"),
-            load_pseudo("Ce", "pbe", "Ce-q30"), load_pseudo("H", "pade")]
+    return [_synthetic(), load_pseudo("Si", "pade", "gth"), load_pseudo("Na", "pbe", "gth"),
+            load_pseudo("Au", "pbe", "gth"), load_pseudo("Ce", "pbe", "Ce-q30"), load_pseudo("H", "pade", "gth")]
 
 
 # --------------------------------------------------------------------------- data
@@ -88,7 +88,7 @@ def test_defaults():
 def test_matches_eminus_reference(ref, dset):
     with open(os.path.join(REF_DIR, f"{ref}.{dset}")) as fh:
         (r,) = parse_cp2k(fh.read(), "ref")
-    p = load_pseudo(ref.split("-")[0], dset)
+    p = load_pseudo(ref.split("-")[0], dset, "gth")
     assert p.source == f"pwsim data: {dset}/{ref}"
     assert (p.symbol, p.zion, p.lmax) == (r.symbol, r.zion, r.lmax)
     assert p.rloc == r.rloc and p.c == r.c and p.rp == r.rp
@@ -121,13 +121,13 @@ def test_local_form_factor_matches_pyscf():
     nz = g > 0
     vg = pp.get_vlocG(cell, gv)
     for ia, el in enumerate(["Si", "Na", "O"]):
-        ours = load_pseudo(el, "pbe")
+        ours = load_pseudo(el, "pbe", "gth")
         assert ours.zion == cell.atom_charge(ia)
         np.testing.assert_allclose(ours.local_form_factor(g[nz]), -vg[ia][nz], rtol=0, atol=1e-10)
 
 
 def test_local_form_factor_q0_and_shape():
-    p = load_pseudo("Si", "pbe")
+    p = load_pseudo("Si", "pbe", "gth")
     q = np.array([[0.0, 1.0], [2.0, 0.0]])
     v = p.local_form_factor(q)
     assert v.shape == (2, 2) and v[0, 0] == 0 and v[1, 1] == 0 and v[0, 1] < 0
@@ -146,7 +146,7 @@ def test_local_alpha_is_q0_limit():
 
 
 def test_local_potential_real_limits():
-    p = load_pseudo("C", "pade")
+    p = load_pseudo("C", "pade", "gth")
     r = np.array([0.0, 1e-8, 30.0])
     v = p.local_potential_real(r)
     assert abs(v[0] - v[1]) < 1e-6
@@ -184,7 +184,7 @@ def test_projectors_of_shipped_pseudos():
 
 
 def test_projector_bad_channel():
-    p = load_pseudo("H", "pbe")
+    p = load_pseudo("H", "pbe", "gth")
     assert p.lmax == -1
     with pytest.raises(ValueError):
         p.projector_form_factor(0, 1, np.array([1.0]))
@@ -229,12 +229,12 @@ def test_spherical_harmonics_zero_vector():
 
 # --------------------------------------------------------------------------- loading and errors
 def test_load_variants(tmp_path):
-    a = load_pseudo("Si", "lda")
-    b = load_pseudo("si", "LDA-PADE")
+    a = load_pseudo("Si", "lda", "gth")
+    b = load_pseudo("si", "LDA-PADE", "gth")
     assert a.functional == b.functional == "pade" and a.rloc == b.rloc
     na1 = load_pseudo("Na", "pade", "Na-q1")
     assert na1.zion == 1 and na1.source == "pwsim data: pade/Na-q1"
-    assert load_pseudo("Na", "pade").zion == 9
+    assert load_pseudo("Na", "pade", "gth").zion == 9
     # a user's file with several blocks: the first for the element is used
     text = open(os.path.join(DATA_DIR, "pbe", "C-q4")).read() + "#PSEUDOPOTENTIAL\n" + \
         open(os.path.join(DATA_DIR, "pbe", "Si-q4")).read()
@@ -247,13 +247,13 @@ def test_load_variants(tmp_path):
 
 def test_errors(tmp_path):
     with pytest.raises(InputError, match="'Xx'.*'pbe'"):
-        load_pseudo("Xx", "pbe")
+        load_pseudo("Xx", "pbe", "gth")
     with pytest.raises(InputError, match="'Fr'.*'pbe'"):
-        load_pseudo("Fr", "pbe")  # a real element without GTH parameters
+        load_pseudo("Fr", "pbe", "gth")  # a real element without GTH parameters
     with pytest.raises(InputError, match="'Si'.*'pbe'"):
         load_pseudo("Si", "pbe", "Si-q12")
     with pytest.raises(InputError, match="scan"):
-        load_pseudo("Si", "scan")
+        load_pseudo("Si", "scan", "gth")
     bad = tmp_path / "bad.gth"
     bad.write_text("Si GTH-PBE-q4\n    2    2\n     0.44    1    -7.3\n    2\n     0.42  2  5.9\n")
     with pytest.raises(InputError, match="bad.gth"):

@@ -28,7 +28,7 @@ import pwsim
 
 ECUT = 12.0
 KPOINTS = (4, 4, 4)
-SETTINGS = dict(xc="lda", kpoints=KPOINTS, energy_tolerance=1e-10)
+SETTINGS = dict(xc="lda", pseudopotentials="gth", kpoints=KPOINTS, energy_tolerance=1e-10)
 
 
 def birch_murnaghan(volume, e0, v0, b0, b0_prime):

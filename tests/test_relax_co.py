@@ -21,7 +21,7 @@ import pwsim
 def co_relaxation():
     co = pwsim.molecule_in_box(["C", "O"], [[4.93, 5.06, 3.8], [4.93, 5.06, 6.3]], 10.0)
     lines = []
-    rr = pwsim.relax(co, xc="pbe", ecut=25.0, fmax=2e-4, compute_stress=False, verbose=lines.append)
+    rr = pwsim.relax(co, xc="pbe", pseudopotentials="gth", ecut=25.0, fmax=2e-4, compute_stress=False, verbose=lines.append)
     return co, rr, lines
 
 

@@ -27,6 +27,8 @@ crystal = "diamond"
 elements = ["Si"]
 lattice_constant = 10.26
 
+[model]
+pseudopotentials = "gth"
 [basis]
 ecut = 8.0
 kpoints = [2, 2, 2]

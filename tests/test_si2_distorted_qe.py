@@ -25,7 +25,7 @@ QE = json.loads((Path(__file__).parent / "reference" / "si2_distorted_qe" / "qe_
 @pytest.fixture(scope="module")
 def result():
     structure = pwsim.Structure(np.array(QE["lattice_bohr"]), QE["species"], np.array(QE["positions_fractional"]))
-    return pwsim.scf(structure, xc="lda", ecut=QE["ecut_hartree"], kpoints=tuple(QE["kpoints"]),
+    return pwsim.scf(structure, xc="lda", pseudopotentials="gth", ecut=QE["ecut_hartree"], kpoints=tuple(QE["kpoints"]),
                      energy_tolerance=1e-11)
 
 

@@ -87,7 +87,7 @@ _PSEUDOS = {}
 
 def pseudos(xc):
     if xc not in _PSEUDOS:
-        _PSEUDOS[xc] = {"Si": CoredPseudo(load_pseudo("Si", xc)), "H": load_pseudo("H", xc)}
+        _PSEUDOS[xc] = {"Si": CoredPseudo(load_pseudo("Si", xc, "gth")), "H": load_pseudo("H", xc, "gth")}
     return _PSEUDOS[xc]
 
 

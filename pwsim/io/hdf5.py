@@ -221,6 +221,10 @@ def _attrs_to_settings(f) -> dict:
             elif isinstance(value, np.generic):
                 value = value.item()
             settings[key] = value
+    if "model" in f and settings.get("pseudopotentials") is None:
+        # runs record the family they used; a file without one is from before PseudoDojo became the
+        # default, when every run without pseudopotentials used GTH
+        settings["pseudopotentials"] = "gth"
     return settings
 
 

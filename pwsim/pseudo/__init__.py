@@ -9,6 +9,7 @@ element from a family or a file (:mod:`pwsim.pseudo.families`).
 from .families import (
     DEFAULT_FAMILY,
     FAMILIES,
+    default_family,
     detect_format,
     load_pseudo,
     read_pseudo_file,
@@ -31,6 +32,7 @@ __all__ = [
     "GTHPseudo",
     "NumericalPseudo",
     "available",
+    "default_family",
     "detect_format",
     "load_pseudo",
     "parse_cp2k",
