@@ -2,7 +2,8 @@
 
 A run names, per element, a *family* (``"pseudodojo"``: the PseudoDojo v0.4 standard tables shipped
 with pwsim, for ``lda`` and ``pbe``; ``"gth"``: the shipped CP2K GTH sets), a shipped GTH name such as
-``"Si-q4"``, or a file of one's own. A file's format is recognised from its content (UPF v1/v2,
+``"Si-q4"``, or a file of one's own. A run that names none gets :func:`default_family`: PseudoDojo
+where its functional has a table, GTH otherwise. A file's format is recognised from its content (UPF v1/v2,
 ABINIT psp8, CP2K GTH text; gzip-compressed or not), not from its name.
 
 The functional a file was generated with must be the run's: a mismatch is an input error unless
@@ -24,8 +25,10 @@ from .psp8 import parse_psp8
 from .upf import parse_upf
 
 FAMILIES = ("pseudodojo", "gth")
-#: the family used when a run names none
-DEFAULT_FAMILY = "gth"
+#: the family used when a run names none and its functional has a PseudoDojo table
+DEFAULT_FAMILY = "pseudodojo"
+#: the family used when a run names none and its functional has no PseudoDojo table (lda-pade, lda-pz)
+FALLBACK_FAMILY = "gth"
 #: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table
 PSEUDODOJO_TABLES = {"lda": "pseudodojo-0.4-lda", "pbe": "pseudodojo-0.4-pbe"}
 _LDA_LIKE = ("lda", "lda-pz", "lda-pade", "pade")
@@ -133,6 +136,12 @@ def load_pseudodojo(element: str, functional: str) -> NumericalPseudo:
     return psp
 
 
+def default_family(functional: str) -> str:
+    """The family of a run that names none: PseudoDojo where the functional has a shipped table (lda,
+    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz)."""
+    return DEFAULT_FAMILY if str(functional).strip().lower() in PSEUDODOJO_TABLES else FALLBACK_FAMILY
+
+
 # ------------------------------------------------------------------ one element
 def load_pseudo(element: str, functional: str, spec: str | None = None, *, family: str | None = None,
                 allow_mismatch: bool = False):
@@ -140,14 +149,14 @@ def load_pseudo(element: str, functional: str, spec: str | None = None, *, famil
 
     spec:   None (use ``family``), a family name ("pseudodojo", "gth"), a shipped GTH name such as
             "Si-q4", or a file path (UPF, psp8 or GTH; gzip allowed).
-    family: the run's family when spec is None (default DEFAULT_FAMILY).
+    family: the run's family when spec is None (default: default_family(functional)).
     allow_mismatch: accept a file generated with another functional than the run's.
     Raises InputError for unknown elements, missing entries, bad files and functional mismatches.
     """
     sym = str(element).strip()
     sym = sym[:1].upper() + sym[1:].lower()
     func = str(functional).strip().lower()
-    choice = spec if spec is not None else (family or DEFAULT_FAMILY)
+    choice = spec if spec is not None else (family or default_family(func))
     if str(choice).lower() in FAMILIES:
         if str(choice).lower() == "pseudodojo":
             return load_pseudodojo(sym, func)
@@ -186,9 +195,9 @@ def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None
 def load_pseudos(elements, functional: str, spec=None, allow_mismatch: bool = False) -> dict:
     """Element -> pseudopotential for a run.
 
-    spec: None (DEFAULT_FAMILY for all), a family name for all ("pseudodojo", "gth"), or a dict
-          element -> family name, shipped GTH name or file path (elements it leaves out get
-          DEFAULT_FAMILY).
+    spec: None (default_family(functional) for all), a family name for all ("pseudodojo", "gth"), or a
+          dict element -> family name, shipped GTH name or file path (elements it leaves out get
+          default_family(functional)).
     """
     if spec is None or isinstance(spec, str):
         return {el: load_pseudo(el, functional, family=spec, allow_mismatch=allow_mismatch) for el in elements}
