@@ -37,7 +37,13 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         parallel.quiet_other_ranks()  # under MPI only rank 0 prints (usage errors included)
-        install_signal_handlers()
+        restore = install_signal_handlers()
+        try:
+            self._main(args, prog_name, complete_var, **extra)
+        finally:
+            restore()  # for callers in the same process (tests, CliRunner)
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
