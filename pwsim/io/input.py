@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "supercell": Key("int3", [1, 1, 1], "repeat the cell this many times along each lattice vector", minimum=1),
     },
     "model": {
-        "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pade", "pbe")),
+        "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pz", "lda-pade", "pbe")),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed), e"),
         "smearing": Key("str", "none", "occupation smearing for metals",
                         ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")),
