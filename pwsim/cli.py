@@ -17,7 +17,13 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
-from .cli_common import Interrupted, check_interrupted, install_signal_handlers, interrupted, watch
+from .cli_common import (
+    Interrupted,
+    check_interrupted,
+    install_signal_handlers,
+    interrupted,
+    watch,
+)
 from .cli_common import error as _error
 from .cli_common import guard as _guard
 
@@ -152,11 +158,18 @@ def check(input_file, debug):
     """
     from .io.input import SCHEMA, parse_file
     from .pseudo.families import cutoff_notes
-    from .runner import check_memory, estimate, memory_limit
+    from .runner import (
+        check_memory,
+        check_output_path,
+        estimate,
+        memory_limit,
+        output_path,
+    )
     from .scf import load_pseudos
 
     def go():
         deck = parse_file(input_file)
+        check_output_path(output_path(deck), deck)  # the output checks of `run` (without -o)
         s = deck.settings
         st = deck.structure
         limit, what = memory_limit(deck.run.get("max_memory"))

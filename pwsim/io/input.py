@@ -541,8 +541,9 @@ def _read_structure_file(name, ctx, base_dir):
     try:
         atoms = ase.io.read(str(path))
     except Exception as exc:  # ASE raises many types for unreadable files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ctx.error("structure", "file", f"cannot read {path}: {detail}") from None
+        # ASE's messages quote the file's content: name the file and the error type only
+        raise ctx.error("structure", "file", f"cannot read {path}: not a structure file ASE can read "
+                                             f"({type(exc).__name__})") from None
     if isinstance(atoms, list):
         atoms = atoms[-1]
     if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-8:
