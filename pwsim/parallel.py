@@ -115,11 +115,14 @@ class Comm:
         from mpi4py import MPI
 
         rows = np.ascontiguousarray(rows)
-        row_bytes = rows.dtype.itemsize * math.prod(rows.shape[1:])
         out = np.empty((sum(counts), *rows.shape[1:]), dtype=rows.dtype)
-        sizes = [c * row_bytes for c in counts]
-        displacements = [sum(sizes[:r]) for r in range(len(sizes))]
-        self.mpi.Allgatherv([rows, MPI.BYTE], [out, (sizes, displacements), MPI.BYTE])
+        # one MPI datatype per row: counts stay small (a block of a large cell exceeds 2**31 bytes)
+        row = MPI.BYTE.Create_contiguous(rows.dtype.itemsize * math.prod(rows.shape[1:])).Commit()
+        try:
+            displacements = [sum(counts[:r]) for r in range(len(counts))]
+            self.mpi.Allgatherv([rows, len(rows), row], [out, (list(counts), displacements), row])
+        finally:
+            row.Free()
         return out
 
     def split(self, color: int, key: int) -> Comm:
