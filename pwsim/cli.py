@@ -97,6 +97,7 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
     """
     from .io.input import parse_file
     from .runner import RunProgress, run_deck
+    from .scf import PROGRESS_HEADER, progress_line
 
     verbose = verbose and not quiet
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -126,11 +127,9 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         def callback(info):
             check_interrupted()
             if not header["printed"]:
-                echo(f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}")
+                echo(PROGRESS_HEADER)
                 header["printed"] = True
-            de = info["delta_energy"]
-            de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
-            echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
+            echo(progress_line(info))
 
         def relax_line(line):  # task = "relax": one line per step, then the final geometry
             check_interrupted()
