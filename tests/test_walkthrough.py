@@ -239,7 +239,7 @@ def test_bands_docs_table_of_checks(si_h5, bands_and_dos_output, silicon_run):
 # ------------------------------------------------------------------------------------------ Python API
 def test_python_api_prints_the_scf_table_with_verbose():
     lines = []
-    result = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), verbose=lines.append)
+    result = pwsim.scf(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), verbose=lines.append)
     assert lines[0].split() == ["iter", "energy", "(Ha)", "dE", "(Ha)", "residual", "time", "(s)"]
     rows = lines[1:]
     assert len(rows) == result.iterations

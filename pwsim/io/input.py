@@ -585,10 +585,10 @@ def parse_file(path) -> InputDeck:
 
 #: docs/input.md's second example: what a new user writes for GaAs, with every default (run by the tests)
 GAAS_EXAMPLE = [
-    "With no `pseudopotentials` a run takes the PseudoDojo table of its functional (`lda`, `pbe`; GTH for "
-    "the others), and with no `ecut` the largest `normal` cutoff hint of its species. GaAs this way gets "
-    "`pbe/Ga-d.psp8` and `pbe/As-d.psp8` at 42 Ha (`pwsim check` prints both), converges in about 9 "
-    "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:", "",
+    ("With no `pseudopotentials` a run takes the PseudoDojo table of its functional (`lda`, `pbe`; GTH for "
+     "the others), and with no `ecut` the largest `normal` cutoff hint of its species. GaAs this way gets "
+     "`pbe/Ga-d.psp8` and `pbe/As-d.psp8` at 42 Ha (`pwsim check` prints both), converges in about 9 "
+     "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:"), "",
     "```toml", "[structure]", "units = \"angstrom\"                    # zincblende, a = 5.65 angstrom",
     "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]",
     "species = [\"Ga\", \"As\"]", "positions = [[0, 0, 0], [0.25, 0.25, 0.25]]", "", "[model]",
