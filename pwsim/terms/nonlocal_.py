@@ -25,14 +25,12 @@ class NonlocalOperator:
     coupling: object
     atom_of: np.ndarray
     _coupling_real: object = None
-    _single: object = None
 
     def single(self, xp):
-        """This operator with complex64 projectors (built once), for single-precision eigensolver passes."""
-        if self._single is None:
-            self._single = NonlocalOperator(xp.astype(self.projectors, xp.complex64),
-                                            xp.astype(self.coupling, xp.complex64), self.atom_of)
-        return self._single
+        """This operator with complex64 projectors, for single-precision eigensolver passes (a new copy
+        each time, not kept: after the SCF's single-precision phase it would be dead weight)."""
+        return NonlocalOperator(xp.astype(self.projectors, xp.complex64), xp.astype(self.coupling, xp.complex64),
+                                self.atom_of)
 
     @property
     def nproj(self) -> int:
@@ -72,7 +70,12 @@ class NonlocalOperator:
 def projector_blocks(structure, pseudos, kpg: np.ndarray):
     """Host arrays for one k-point: projectors (nproj, npw), coupling (nproj, nproj), atom_of (nproj,)."""
     q = np.linalg.norm(kpg, axis=1)
-    rows, blocks, atom_of = [], [], []
+    npw = kpg.shape[0]
+    # filled row by row in place (a list of rows and its stacked copy would hold it three times)
+    nproj = sum((2 * l + 1) * np.shape(pseudos[el].h[l])[0] for el in structure.species
+                for l in range(pseudos[el].lmax + 1))
+    projectors = np.empty((nproj, npw), dtype=complex)
+    row, blocks, atom_of = 0, [], []
     ylm_cache = {}
     for atom, (element, frac) in enumerate(zip(structure.species, structure.positions)):
         psp = pseudos[element]
@@ -90,13 +93,13 @@ def projector_blocks(structure, pseudos, kpg: np.ndarray):
             # ordering within the block: m outer, i inner, so the coupling is kron(I_m, h)
             for m in range(2 * l + 1):
                 for i in range(nl):
-                    rows.append((-1j) ** l * radial[i] * ylm[m] * phase)
+                    np.multiply((-1j) ** l * radial[i] * ylm[m], phase, out=projectors[row])
+                    row += 1
                     atom_of.append(atom)
             blocks.append(np.kron(np.eye(2 * l + 1), h))
-    npw = kpg.shape[0]
-    if not rows:
+    if not nproj:
         return np.zeros((0, npw), complex), np.zeros((0, 0)), np.zeros(0, int)
-    projectors = np.array(rows) / np.sqrt(structure.volume)
+    projectors /= np.sqrt(structure.volume)
     return projectors, block_diag(*blocks), np.array(atom_of)
 
 
