@@ -412,6 +412,10 @@ class _PyFFTW:
     #: 0.52 s with ESTIMATE, Si8 2x2x2 1.92 s against 1.70 s); at 72^3 it pays (Si64 Gamma 27-28 s
     #: against 30 s). PWSIM_FFTW_EFFORT overrides.
     MEASURE_FROM = 48**3
+    #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
+    #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
+    #: other (on a busy 2-core machine, a silicon band structure took 20x the CPU time with 2 threads)
+    THREADS_FROM = 48**3
 
     def __init__(self, threads):
         import pyfftw
@@ -425,6 +429,9 @@ class _PyFFTW:
         # arrays, and the last arrays it ran on, alive (~60 MiB on a 72^3 grid).
         self.scratch = {}
         self.home = {}
+
+    def _threads(self, grid):
+        return self.threads if grid[0] * grid[1] * grid[2] >= self.THREADS_FROM else 1
 
     def _effort(self, grid):
         return os.environ.get("PWSIM_FFTW_EFFORT") or (
@@ -449,7 +456,7 @@ class _PyFFTW:
             b = self._scratch(grid, dtype, 1, grid)
             plan = self.pyfftw.FFTW(
                 a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self.threads, flags=(self._effort(grid),), normalise_idft=True)
+                threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
             self.plans[key], self.home[id(plan)] = plan, (a, b)
         return self.plans[key]
 
@@ -461,7 +468,7 @@ class _PyFFTW:
             flags = (self._effort(grid),) + (() if aligned else ("FFTW_UNALIGNED",))
             plan = self.pyfftw.FFTW(
                 a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self.threads, flags=flags, normalise_idft=False)
+                threads=self._threads(grid), flags=flags, normalise_idft=False)
             self.plans[key], self.home[id(plan)] = plan, (a, a)
         return self.plans[key]
 

@@ -35,7 +35,7 @@ BASELINE_BYTES = 90e6
 #: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
 CHUNK_TEMPORARIES = 40e6
 #: forces and stress: transient arrays of this many times the projectors of one k-point
-FORCES_STRESS_PROJECTORS = 8
+FORCES_STRESS_PROJECTORS = 9
 
 
 @dataclass
@@ -109,25 +109,29 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     point group) exceeds it, the k-point reduction -- which itself needs ~100 bytes x nsym x the full
     grid -- is skipped and the estimate is returned with ``kpoints_exact = False``.
 
-    Memory model (bytes), the peak being the permanent arrays plus the larger of the set-up
-    transients and the SCF work arrays:
+    Memory model (bytes), the peak being the permanent arrays plus the largest of the set-up
+    transients, the SCF work arrays and the forces/stress work arrays:
 
     * baseline: the Python process with its libraries;
-    * FFT box arrays: Miller indices, G vectors, |G|^2 and one sphere<->box map per k-point;
+    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
     * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
       operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw);
-    * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
-    * batched FFT boxes (a batch and its transforms; at Gamma two real bands share one complex FFT,
-      halving the batch) and the FFT library's plan cache (:func:`_fft_plan_cache_bytes`);
-    * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
-    * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
-      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.
+    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
+      and projectors (nproj x npw);
+    * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
+      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
+    * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
+    * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
+      mixing_history vectors on the density's sphere, one of every +-G pair);
+    * set-up transients: the projector build (the projectors of one k-point), the k-point
+      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
+    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
 
-    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run``, Gamma, Ecut 15 Ha):
-    Si8 cubic cell a = 10.26 bohr, estimate 528 MiB vs peak 448 MiB (ratio 1.18); Si64 (its 2x2x2
-    supercell), estimate 2357 MiB vs peak 2817 MiB (ratio 0.84). tests/test_cli.py checks Si8 (and
-    Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
+    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
+    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
+    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
+    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     from .basis import default_fft_grid
     from .occupations import default_nbands
