@@ -63,8 +63,9 @@ class _Space:
     Re<a|b> = 2 sum_half - a_0 b_0 and norms weight the columns 1, 2, 2, ...
     """
 
-    def __init__(self, backend, npw, real, half=None, single=False, symmetrize=None):
+    def __init__(self, backend, npw, real, half=None, single=False, symmetrize=None, apply_chunks=None):
         self.bk = backend
+        self.apply_chunks = apply_chunks
         self.xp = backend.xp
         self.real = real
         self.half = half if real else None
@@ -121,10 +122,13 @@ class _Space:
         stored vectors written into the first rows of ``out`` (default a new array). Returns out."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
-        step = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
-        step = max(2, step - step % 2)  # even: Gamma-point bands share FFTs in pairs
-        for a in range(0, nrows, step):
-            b = min(a + step, nrows)
+        if self.apply_chunks is not None:
+            chunks = self.apply_chunks(nrows)
+        else:
+            step = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
+            step = max(2, step - step % 2)  # even: Gamma-point bands share FFTs in pairs
+            chunks = [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
+        for a, b in chunks:
             out[a:b, :] = apply_h(self.expand(w[a:b, :]))[:, : self.width]
         return out
 
@@ -286,7 +290,7 @@ def _update(space, c, nbands, blocks, p_out):
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
            miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None,
-           nkeep: int | None = None):
+           nkeep: int | None = None, apply_chunks=None):
     """Lowest eigenpairs of a Hermitian operator.
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows (called on row ranges of a few MiB)
@@ -308,9 +312,12 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         ``nkeep`` independent rows this raises ValueError.
     half: for real vectors on a sphere ordered [G=0, half, partners] (see Kpoint.half): the solver
         stores and combines only the first 1 + half columns
+    apply_chunks: function nrows -> [(start, stop), ...], the row ranges apply_h is called on
+        (default: ranges of about APPLY_BYTES of full vectors, an even number of rows)
     """
     xp = backend.xp
-    space = _Space(backend, x0.shape[1], real, half, single=x0.dtype == xp.complex64, symmetrize=symmetrize)
+    space = _Space(backend, x0.shape[1], real, half, single=x0.dtype == xp.complex64, symmetrize=symmetrize,
+                   apply_chunks=apply_chunks)
     x = space.compress(x0, symmetrize if real else None)
     x0 = None  # (freed here if the caller handed it over without keeping a reference)
     hx = space.apply(apply_h, x)

@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "supercell": Key("int3", [1, 1, 1], "repeat the cell this many times along each lattice vector", minimum=1),
     },
     "model": {
-        "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pade", "pbe")),
+        "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pz", "lda-pade", "pbe")),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed), e"),
         "smearing": Key("str", "none", "occupation smearing for metals",
                         ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")),
@@ -116,6 +116,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_memory": Key("float", None, "refuse jobs whose estimated memory exceeds this many GiB "
                                          "(default: the available memory)", minimum=0.0, exclusive=True),
         "output": Key("str", None, "output file, relative to the input file (default: the input's name with .h5)"),
+        "parallel": Key("table", None, "MPI layout override under mpiexec: { pools = P } splits the ranks "
+                                       "into P k-point pools (a divisor of the rank count; see docs/parallel.md)"),
     },
 }
 
@@ -330,7 +332,7 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
                     "density_tolerance", "kerker", "nbands", "fft_grid"):
                 continue
             setattr(settings, key, tuple(value) if SCHEMA[table][key].kind == "int3" and value is not None else value)
-    for key in ("backend", "precision", "save_wavefunctions", "seed"):
+    for key in ("backend", "precision", "save_wavefunctions", "seed", "parallel"):
         setattr(settings, key, get("run", key))
     if settings.smearing != "none" and settings.kerker is None:
         settings.kerker = 0.8
