@@ -151,8 +151,9 @@ def check(input_file, debug):
     Exit status 2 if the input is invalid or the job would not fit in memory.
     """
     from .io.input import SCHEMA, parse_file
-    from .pseudo import load_pseudo
+    from .pseudo.families import cutoff_notes
     from .runner import check_memory, estimate, memory_limit
+    from .scf import load_pseudos
 
     def go():
         deck = parse_file(input_file)
@@ -163,7 +164,7 @@ def check(input_file, debug):
         click.echo(f"input {input_file}: valid")
         click.echo(f"[structure] {_composition(st.species)}: {st.natoms} atoms, volume {st.volume:.4f} bohr^3, "
                    f"space group {est.spacegroup or 'P1'} ({est.nsym} operations)")
-        pseudos = {el: load_pseudo(el, s.xc, (s.pseudopotentials or {}).get(el)) for el in st.kinds()}
+        pseudos = load_pseudos(st, s)
         for table in ("model", "basis", "scf"):
             items = []
             for key in SCHEMA[table]:
@@ -181,6 +182,8 @@ def check(input_file, debug):
                 items.append(f"{key} = {_format_value(value)}")
             click.echo(f"[{table}] " + ", ".join(items))
         click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in SCHEMA["run"]))
+        for line in cutoff_notes(pseudos, s.ecut):
+            click.echo(line)
         click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
                    f"of {'x'.join(map(str, s.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
                    f"FFT grid {'x'.join(map(str, est.fft_grid))}")

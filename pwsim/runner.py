@@ -136,12 +136,11 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     """
     from .basis import default_fft_grid
     from .occupations import default_nbands
-    from .pseudo import load_pseudo
-    from .scf import atomic_orbital_count, count_electrons
+    from .scf import atomic_orbital_count, count_electrons, load_pseudos
     from .symmetry import find_symmetry, irreducible_kpoints, no_symmetry
 
     settings.validate()
-    pseudos = {el: load_pseudo(el, settings.xc, (settings.pseudopotentials or {}).get(el)) for el in structure.kinds()}
+    pseudos = load_pseudos(structure, settings)
     n_el = count_electrons(structure, pseudos, settings.charge)
     nspin = 2 if settings.spin == "collinear" else 1
     moment = settings.magnetization if getattr(settings, "magnetization", None) is not None else sum(

@@ -27,7 +27,7 @@ from .errors import ConvergenceError, InputError
 from .forces import compute_forces
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
-from .pseudo import load_pseudo
+from .pseudo import families
 from .pseudo.harmonics import real_spherical_harmonics
 from .results import Result
 from .stress import compute_stress
@@ -52,9 +52,10 @@ class Settings:
     spin: str = "none"
     magnetic_moments: list | None = None
     magnetization: float | None = None
-    pseudopotentials: dict | None = None
+    pseudopotentials: dict | str | None = None
+    allow_functional_mismatch: bool = False
     # [basis]
-    ecut: float = 15.0
+    ecut: float | None = None  # None: the largest 'normal' hint of the pseudopotentials (15 Ha for GTH)
     kpoints: tuple = (1, 1, 1)
     kshift: tuple = (0, 0, 0)
     nbands: int | None = None
@@ -80,9 +81,9 @@ class Settings:
     def validate(self) -> None:
         if self.xc not in xc_functionals.FUNCTIONALS:
             raise InputError(f"unknown xc functional {self.xc!r}; choose one of {', '.join(xc_functionals.FUNCTIONALS)}")
-        if not (np.isfinite(self.ecut) and self.ecut > 0):
+        if self.ecut is not None and not (np.isfinite(self.ecut) and self.ecut > 0):
             raise InputError(f"ecut must be a positive energy, got {self.ecut}")
-        if self.ecut > 2000:
+        if self.ecut is not None and self.ecut > 2000:
             raise InputError(f"ecut = {self.ecut} Ha is absurdly large (is it in eV or Ry? say so with ecut_units)")
         k = np.asarray(self.kpoints)
         if k.shape != (3,) or np.any(k < 1) or np.any(k != np.round(k)):
@@ -137,8 +138,13 @@ class Setup:
 
 
 def load_pseudos(structure: Structure, settings: Settings) -> dict:
-    custom = settings.pseudopotentials or {}
-    return {el: load_pseudo(el, settings.xc, custom.get(el)) for el in structure.kinds()}
+    """Element -> pseudopotential ([model] pseudopotentials: a family or per-element entries), and a
+    missing ``settings.ecut`` filled from their cutoff hints (pwsim.pseudo.families.default_ecut)."""
+    pseudos = families.load_pseudos(structure.kinds(), settings.xc, settings.pseudopotentials,
+                                    settings.allow_functional_mismatch)
+    if settings.ecut is None:
+        settings.ecut = families.default_ecut(pseudos)
+    return pseudos
 
 
 def count_electrons(structure, pseudos, charge) -> float:
@@ -295,11 +301,31 @@ def atomic_orbital_count(structure: Structure) -> int:
     return sum((_atomic_lmax(element) + 1) ** 2 for element in structure.species)
 
 
+def _orbital_shells(psp, kpg) -> list:
+    """Per l = 0..2: (2l+1, npw) host, (-i)^l f_l(|k+G|) Y_lm(k+G) with rows normalised; f_l the
+    transform of the file's outermost pseudo-atomic orbital of that l, or a Gaussian."""
+    q = np.linalg.norm(kpg, axis=1)
+    have = {l for _, l, _ in getattr(psp, "orbitals", [])}
+    shells = []
+    for l in range(3):
+        if l in have:
+            radial = psp.orbital_form_factors(l, q)[-1]
+        else:
+            x = q * ATOMIC_ORBITAL_WIDTH
+            radial = x**l * np.exp(-0.5 * x * x)
+        shell = real_spherical_harmonics(l, kpg) * radial[None, :]
+        norm = np.linalg.norm(shell, axis=1, keepdims=True)
+        shell /= np.where(norm > 0, norm, 1.0)  # (an l > 0 shell vanishes on a sphere holding only k+G = 0)
+        shells.append(shell * (-1j) ** l)
+    return shells
+
+
 def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     """A starting subspace of atom-centred orbitals, to be narrowed by one Rayleigh-Ritz step.
 
-    Every atom contributes a Gaussian-type s and p shell (s only for H and He, plus d for d-block
-    elements); the first diagonalisation keeps the lowest ``nbands`` Ritz vectors of their span
+    Every atom contributes an s and a p shell (s only for H and He, plus d for d-block elements),
+    with the radial shape of the pseudo-atomic orbital of that l where the pseudopotential file has
+    one (UPF), else a Gaussian; the first diagonalisation keeps the lowest ``nbands`` Ritz vectors of their span
     (see ``lobpcg(nkeep=...)``), which already resemble the bonding states, instead of starting
     from noise. When the atoms give fewer orbitals than ``nbands`` (plus a margin), random vectors
     fill the rest. Returns (m, npw) device, m >= nbands, in the wavefunction dtype.
@@ -307,14 +333,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     structure = setup.structure
     bk = setup.backend
     kpg = kpoint.kpg  # host, (npw, 3), 1/bohr
-    q = np.linalg.norm(kpg, axis=1) * ATOMIC_ORBITAL_WIDTH
-    radial = np.exp(-0.5 * q * q)
-    shells = []  # per l: (2l+1, npw), (-i)^l f_l(|k+G|) Y_lm(k+G), rows normalised
-    for l in range(3):
-        shell = real_spherical_harmonics(l, kpg) * (q**l * radial)[None, :]
-        norm = np.linalg.norm(shell, axis=1, keepdims=True)
-        shell /= np.where(norm > 0, norm, 1.0)  # (an l > 0 shell vanishes on a sphere holding only k+G = 0)
-        shells.append(shell * (-1j) ** l)
+    shells = {element: _orbital_shells(setup.pseudos[element], kpg) for element in structure.kinds()}
     lmax = [_atomic_lmax(element) for element in structure.species]
     n_atomic = atomic_orbital_count(structure)
     # enough random vectors that dropping near-dependent orbitals still leaves nbands
@@ -325,7 +344,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     for atom, position in enumerate(structure.positions):
         phase = np.exp(-2j * np.pi * (frac_kpg @ position))  # exp(-i (k+G).tau): |phase| = 1 keeps the norm
         for l in range(lmax[atom] + 1):
-            np.multiply(shells[l], phase[None, :], out=orbitals[row:row + 2 * l + 1])
+            np.multiply(shells[structure.species[atom]][l], phase[None, :], out=orbitals[row:row + 2 * l + 1])
             row += 2 * l + 1
     # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
     # whose degenerate bands would otherwise give linearly dependent search directions

@@ -26,7 +26,7 @@ from ..structure import Structure
 from .atomic import OutputFile
 
 MODEL_KEYS = ("xc", "charge", "smearing", "temperature", "spin", "magnetic_moments", "magnetization",
-              "pseudopotentials")
+              "pseudopotentials", "allow_functional_mismatch")
 BASIS_KEYS = ("ecut", "kpoints", "kshift", "nbands", "fft_grid", "symmetry")
 SCF_KEYS = ("energy_tolerance", "density_tolerance", "max_iterations", "mixing_damping", "mixing_history", "kerker")
 RUN_KEYS = ("backend", "precision", "save_wavefunctions", "seed")

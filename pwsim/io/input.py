@@ -72,11 +72,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "magnetic_moments": Key("list", None, "starting magnetic moment per atom (mu_B), collinear spin only"),
         "magnetization": Key("float", None, "fixed total moment n_up - n_down (mu_B), collinear spin only "
                                             "(default: free with smearing, else the sum of magnetic_moments)"),
-        "pseudopotentials": Key("table", None, "per element: a CP2K-format GTH file (relative to the input) or a "
-                                               "shipped name such as 'Si-q4'; default: the shipped set of `xc`"),
+        "pseudopotentials": Key("table", None, "a family for every element, 'pseudodojo' (PseudoDojo v0.4, "
+                                               "xc lda or pbe) or 'gth', or per element a family, a shipped GTH name "
+                                               "such as 'Si-q4' or a file (GTH, psp8 or UPF; relative to the input); "
+                                               "default: 'gth'"),
+        "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
+                                                        "functional than `xc`"),
     },
     "basis": {
-        "ecut": Key("energy", 15.0, "plane-wave kinetic energy cutoff, hartree", minimum=0.0, maximum=2000.0,
+        "ecut": Key("energy", None, "plane-wave kinetic energy cutoff, hartree (default: the largest 'normal' "
+                                    "cutoff hint of the pseudopotentials, 15 Ha for GTH)", minimum=0.0, maximum=2000.0,
                     exclusive=True),
         "kpoints": Key("int3", [1, 1, 1], "Monkhorst-Pack grid", minimum=1, maximum=200),
         "kshift": Key("int3", [0, 0, 0], "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
@@ -244,6 +249,8 @@ def _check(value, spec: Key, ctx, table, key):
         if not isinstance(value, list):
             raise ctx.error(table, key, f"expected a list, got {_describe(value)}")
     elif kind == "table":
+        if key == "pseudopotentials" and isinstance(value, str):
+            return value
         if not isinstance(value, dict):
             raise ctx.error(table, key, f"expected a table, e.g. {{ Si = 'Si-q4' }}, got {_describe(value)}")
     if kind in ("energy", "length", "float", "int"):
@@ -352,7 +359,14 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
         settings.magnetic_moments = [float(v) for v in mm]
     if settings.magnetization is not None and settings.spin != "collinear":
         raise ctx.error("model", "magnetization", "needs spin = 'collinear' in [model]")
-    if settings.pseudopotentials:
+    if isinstance(settings.pseudopotentials, str):
+        from ..pseudo import FAMILIES
+
+        if settings.pseudopotentials.lower() not in FAMILIES:
+            raise ctx.error("model", "pseudopotentials", f"unknown family {settings.pseudopotentials!r}; choose "
+                            f"one of {', '.join(FAMILIES)}, or give a table of elements")
+        settings.pseudopotentials = settings.pseudopotentials.lower()
+    elif settings.pseudopotentials:
         resolved = {}
         for element, path in settings.pseudopotentials.items():
             if not isinstance(path, str):
@@ -377,20 +391,26 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
 
 def _check_pseudopotentials(structure, settings, ctx, values):
     """Load every element's pseudopotential now (small files), so that a missing one is an input error
-    pointing at the key, and count the electrons."""
-    from ..pseudo import load_pseudo
+    pointing at the key, count the electrons, and fill a missing ecut from the cutoff hints."""
+    from ..pseudo import families
 
-    custom = settings.pseudopotentials or {}
-    zion = {}
+    spec = settings.pseudopotentials
+    custom = spec if isinstance(spec, dict) else {}
+    pseudos = {}
     for element in structure.kinds():
         try:
-            zion[element] = load_pseudo(element, settings.xc, custom.get(element)).zion
+            pseudos[element] = families.load_pseudo(element, settings.xc, custom.get(element),
+                                                    family=spec if isinstance(spec, str) else None,
+                                                    allow_mismatch=settings.allow_functional_mismatch)
         except InputError as exc:
-            if element in custom:
+            if element in custom or isinstance(spec, str) or "generated with" in str(exc):
                 raise ctx.error("model", "pseudopotentials", str(exc)) from None
             key = "species" if "species" in values["structure"] else (
                 "elements" if "elements" in values["structure"] else "file")
             raise ctx.error("structure", key, f"{exc} (give one in [model] pseudopotentials)") from None
+    zion = {element: p.zion for element, p in pseudos.items()}
+    if settings.ecut is None:
+        settings.ecut = families.default_ecut(pseudos)
     n_electrons = sum(zion[s] for s in structure.species) - settings.charge
     if n_electrons <= 0:
         raise ctx.error("model", "charge", f"leaves {n_electrons:g} electrons: nothing to compute")
