@@ -19,3 +19,11 @@ class ConvergenceError(PwsimError, RuntimeError):
     """The SCF did not converge. Exit status 1 (the output is still written, flagged)."""
 
     exit_code = 1
+
+
+def content_free(exc: BaseException, fallback: str) -> str:
+    """The message of a parser's exception, unless it quotes the text it failed on (Python's int() and
+    float() messages do): an error must never echo a file's content, which may be anything (a secret
+    in a file named by mistake). ``fallback`` says what was expected instead."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if text and "'" not in text and '"' not in text else fallback

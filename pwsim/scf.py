@@ -61,6 +61,7 @@ class Settings:
     nbands: int | None = None
     fft_grid: tuple | None = None
     symmetry: bool = True
+    kpoint_symmetrization: str = "grid"  # "grid" (the grid as given) or "full" (QE/ABINIT convention)
     # [scf]
     energy_tolerance: float = 1e-8
     density_tolerance: float | None = None
@@ -91,10 +92,11 @@ class Settings:
         s = np.asarray(self.kshift)
         if s.shape != (3,) or not np.all(np.isin(s, (0, 1))):
             raise InputError(f"kshift must be three numbers each 0 or 1 (half-step shift), got {self.kshift}")
-        if self.smearing not in occ_mod.SMEARINGS:
-            raise InputError(f"unknown smearing {self.smearing!r}; choose one of {', '.join(occ_mod.SMEARINGS)}")
+        self.smearing = occ_mod.canonical_smearing(self.smearing)  # accepts "mv", "cold", "fd", ...
         if self.smearing != "none" and not self.temperature > 0:
             raise InputError("smearing needs a positive temperature (the smearing width in hartree)")
+        if self.kpoint_symmetrization not in ("grid", "full"):
+            raise InputError(f"kpoint_symmetrization must be 'grid' or 'full', got {self.kpoint_symmetrization!r}")
         if self.spin not in ("none", "collinear"):
             raise InputError(f"spin must be 'none' or 'collinear', got {self.spin!r}")
         if self.spin != "collinear" and (self.magnetization is not None or self.magnetic_moments is not None):
@@ -166,8 +168,9 @@ def prepare(structure: Structure, settings: Settings, build_operators: bool = Tr
     if moments is not None and len(moments) != structure.natoms:
         raise InputError(f"magnetic_moments has {len(moments)} entries for {structure.natoms} atoms")
     symmetry = find_symmetry(structure, magnetic_moments=moments) if settings.symmetry else no_symmetry()
-    symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
-                                        tuple(int(s) for s in settings.kshift))
+    if settings.kpoint_symmetrization == "grid":  # see pwsim.symmetry.grid_preserving_subgroup
+        symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
+                                            tuple(int(s) for s in settings.kshift))
     kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
                                symmetry, time_reversal=True)
     smeared = settings.smearing != "none"
@@ -622,11 +625,23 @@ def _forces_and_stress(setup: Setup, result: Result, final: ElectronicState | No
         return ElectronicState(final.rho_sR, final.wavefunctions, occupations)
 
     if s.compute_forces:
-        result.forces = setup.layout.occupation_sum(
-            lambda f: compute_forces(setup.terms, at(f), setup.symmetry), final.occupations)
+        set_forces(result, setup.layout.occupation_sum(
+            lambda f: compute_forces(setup.terms, at(f), setup.symmetry), final.occupations))
     if s.compute_stress:
         result.stress = setup.layout.occupation_sum(
             lambda f: compute_stress(setup.terms, at(f), setup.symmetry), final.occupations)
+
+
+def set_forces(result: Result, raw_forces) -> None:
+    """Store the analytic forces (natoms, 3) hartree/bohr: ``raw_forces`` as computed, their sum as
+    ``net_force``, and as ``forces`` the raw ones less their mean. The exact forces of a periodic
+    cell sum to zero; the FFT grid breaks translation invariance slightly (the egg-box effect), and
+    that spurious net force would push a molecule through the box in a relaxation or MD. ABINIT and
+    pw.x remove it alike. With one atom, the force is then zero, as it must be."""
+    raw = np.asarray(raw_forces, dtype=float)
+    result.raw_forces = raw
+    result.net_force = raw.sum(axis=0)
+    result.forces = raw - raw.mean(axis=0)
 
 
 def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
@@ -671,6 +686,11 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         magnetization = float(m.sum() * setup.basis.dvol)
         absolute = float(np.abs(m).sum() * setup.basis.dvol)
     settings = asdict(setup.settings)
+    # store the values used where the default depends on the system (docs/hdf5.md: "resolved")
+    settings["nbands"] = setup.nbands
+    settings["fft_grid"] = [int(n) for n in setup.basis.fft_grid]
+    if settings["density_tolerance"] is None:
+        settings["density_tolerance"] = 10 * math.sqrt(setup.settings.energy_tolerance)
     result = Result(
         structure=setup.structure,
         settings=settings,

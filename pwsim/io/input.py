@@ -27,6 +27,7 @@ except ImportError:  # Python < 3.11
 import numpy as np
 
 from ..errors import InputError
+from ..occupations import SMEARING_ALIASES
 from ..units import ENERGY_UNITS, LENGTH_UNITS, energy_factor, length_factor
 
 #: the largest number of atoms an input may describe (after ``supercell``); far beyond what a
@@ -65,7 +66,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "model": {
         "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pz", "lda-pade", "pbe")),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed), e"),
-        "smearing": Key("str", "none", "occupation smearing for metals",
+        "smearing": Key("str", "none", "occupation smearing for metals (aliases: fd, gauss, mp, mv or cold)",
                         ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")),
         "temperature": Key("energy", 0.0, "smearing width, hartree (needed with smearing)", minimum=0.0, maximum=1.0),
         "spin": Key("str", "none", "spin treatment", ("none", "collinear")),
@@ -88,6 +89,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)", minimum=1),
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere)", minimum=1),
         "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
+        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted fcc "
+                                     "grids): 'grid' computes that grid as given, with the operations it respects; "
+                                     "'full' symmetrises it with the whole crystal group, as Quantum ESPRESSO and "
+                                     "ABINIT do", ("grid", "full")),
     },
     "scf": {
         "energy_tolerance": Key("energy", 1e-8, "convergence threshold on the energy change, hartree", minimum=0.0,
@@ -322,6 +327,8 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
                 raise ctx.error(table, key, f"unknown key{hint} (known keys: {', '.join(SCHEMA[table])})")
             if (table, key) == ("structure", "elements") and isinstance(value, str):
                 value = [value]  # elements = "Si" for the one-element crystals
+            if (table, key) == ("model", "smearing") and isinstance(value, str):
+                value = SMEARING_ALIASES.get(value.strip().lower().replace("_", "-"), value)  # "mv", "cold", ...
             values[table][key] = _check(value, SCHEMA[table][key], ctx, table, key)
     if "structure" not in values:
         raise InputError(f"{source}: the [structure] table is missing (lattice/species/positions, file or crystal)")
@@ -541,8 +548,9 @@ def _read_structure_file(name, ctx, base_dir):
     try:
         atoms = ase.io.read(str(path))
     except Exception as exc:  # ASE raises many types for unreadable files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ctx.error("structure", "file", f"cannot read {path}: {detail}") from None
+        # ASE's messages quote the file's content: name the file and the error type only
+        raise ctx.error("structure", "file", f"cannot read {path}: not a structure file ASE can read "
+                                             f"({type(exc).__name__})") from None
     if isinstance(atoms, list):
         atoms = atoms[-1]
     if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-8:
