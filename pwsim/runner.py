@@ -32,6 +32,11 @@ from .scf import SCFState, extra_bands, prepare, scf
 
 #: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
 BASELINE_BYTES = 90e6
+#: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
+#: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
+CHUNK_TEMPORARIES = 40e6
+#: forces and stress: transient arrays of this many times the projectors of one k-point
+FORCES_STRESS_PROJECTORS = 9
 
 
 @dataclass
@@ -85,9 +90,9 @@ def memory_limit(limit_gib: float | None) -> tuple[float, str]:
 def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> float:
     """Host memory the FFT library keeps between calls.
 
-    The numpy backend's pyFFTW engine keeps one single-grid plan per direction with its own input and
-    output arrays (4 nfft complex numbers); scipy.fft keeps nothing that large. (``batch`` is kept
-    for the callers: the batch work arrays are counted with the SCF work arrays.)
+    The numpy backend's pyFFTW engine keeps two scratch boxes per dtype that all its plans share
+    (complex128, and complex64 too with mixed precision); scipy.fft keeps nothing that large.
+    (``batch`` is kept for the callers.)
     """
     if settings.backend not in ("numpy", "auto"):
         return 0.0
@@ -95,7 +100,7 @@ def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> flo
 
     if fft_library_name() != "pyfftw":
         return 0.0
-    return 4.0 * nfft * cbytes
+    return 2.0 * nfft * (cbytes + (8 if settings.precision == "mixed" else 0))
 
 
 def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
@@ -105,25 +110,29 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
     point group) exceeds it, the k-point reduction -- which itself needs ~100 bytes x nsym x the full
     grid -- is skipped and the estimate is returned with ``kpoints_exact = False``.
 
-    Memory model (bytes), the peak being the permanent arrays plus the larger of the set-up
-    transients and the SCF work arrays:
+    Memory model (bytes), the peak being the permanent arrays plus the largest of the set-up
+    transients, the SCF work arrays and the forces/stress work arrays:
 
     * baseline: the Python process with its libraries;
-    * FFT box arrays: Miller indices, G vectors, |G|^2 and one sphere<->box map per k-point;
+    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
     * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
       operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw);
-    * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
-    * batched FFT boxes (a batch and its transforms; at Gamma two real bands share one complex FFT,
-      halving the batch) and the FFT library's plan cache (:func:`_fft_plan_cache_bytes`);
-    * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
-    * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
-      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.
+    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
+      and projectors (nproj x npw);
+    * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
+      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
+    * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
+    * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
+      mixing_history vectors on the density's sphere, one of every +-G pair);
+    * set-up transients: the projector build (the projectors of one k-point), the k-point
+      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
+    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
 
-    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run``, Gamma, Ecut 15 Ha):
-    Si8 cubic cell a = 10.26 bohr, estimate 528 MiB vs peak 448 MiB (ratio 1.18); Si64 (its 2x2x2
-    supercell), estimate 2357 MiB vs peak 2817 MiB (ratio 0.84). tests/test_cli.py checks Si8 (and
-    Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
+    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
+    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
+    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
+    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     from .basis import default_fft_grid
     from .occupations import default_nbands
@@ -156,24 +165,32 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
 
     def model(nk_irr: int, symmetrizer: bool, gamma_only: bool) -> dict:
         nk = nk_irr * nspin
-        batch = math.ceil(block / 2) if gamma_only else block
+        # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+        width = npw_avg / 2 if gamma_only else npw_avg
+        block_bytes = nwork * width * cbytes
+        # the mixer's history: the density's sphere (8 npw_avg points), one of every +-G pair
+        nsphere = min(4.0 * npw_avg, nfft / 2)
         parts = {
             "baseline": BASELINE_BYTES,
-            "FFT box arrays": nfft * (64 + 8 * nk),
-            "real-space grids": (12 + 2 * settings.mixing_history) * nspin * nfft * 8 + 4 * nfft * 16,
+            "FFT box arrays": nfft * 16 + nk * npw_avg * 24,
+            "real-space grids": 12 * nspin * nfft * 8 + 4 * nfft * 16,
+            "mixing history": 2 * settings.mixing_history * nspin * nsphere * 16,
             # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
             "wavefunctions": nk * max(nwork, atomic_orbital_count(structure)) * npw_avg * cbytes,
             "projectors": nk * nproj * npw_avg * cbytes,
-            "FFT plan cache": _fft_plan_cache_bytes(settings, batch, nfft, cbytes),
+            "FFT plan cache": _fft_plan_cache_bytes(settings, block, nfft, cbytes),
         }
         if symmetrizer:
             ntrans = min(nsym, max(1, nsym // 48) * 2)
             parts["density symmetrizer"] = nhalf * (13.0 * nsym + 16.0 * ntrans + 8)
-        scf_work = (16 * nwork * npw_avg * cbytes + 4 * (3 * nwork) ** 2 * 16
-                    + 4 * batch * nfft * cbytes)
-        setup_work = max(4 * nproj * npw_avg * 16, 100.0 * nsym * nfull if nfull > 1 else 0.0,
+        # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
+        scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * nwork) ** 2 * 16
+        setup_work = max(nproj * npw_avg * 16, 100.0 * nsym * nfull if nfull > 1 else 0.0,
                          nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
-        parts["work arrays"] = max(scf_work, setup_work)
+        # forces and stress after the SCF: the projectors' gradients, three directions at once
+        derivative_work = FORCES_STRESS_PROJECTORS * nproj * npw_avg * 16 if (
+            settings.compute_forces or settings.compute_stress) else 0.0
+        parts["work arrays"] = max(scf_work, setup_work, derivative_work)
         return parts
 
     limit = limit_bytes if limit_bytes is not None else math.inf
