@@ -37,7 +37,7 @@ from pwsim.bands import make_path
 from pwsim.io.hdf5 import write_result
 from benchmarks.cases import CASES
 case = CASES["si2"]
-result = pwsim.scf(case.pwsim_structure(), xc=case.xc, ecut=case.ecut, kpoints=tuple(case.kpoints),
+result = pwsim.scf(case.pwsim_structure(), xc=case.xc, pseudopotentials="gth", ecut=case.ecut, kpoints=tuple(case.kpoints),
                    energy_tolerance=float(sys.argv[2]), compute_forces=False, compute_stress=False)
 write_result(result, sys.argv[1])
 path = make_path(result.structure, None, int(sys.argv[3]))

@@ -113,7 +113,7 @@ def run(case_name: str, forces: bool, trace: bool, tolerance: float) -> dict:
 
     instrument(recorder)
     imported = _vm_hwm()
-    kwargs = dict(xc=case.xc, ecut=case.ecut, kpoints=tuple(case.kpoints), energy_tolerance=tolerance,
+    kwargs = dict(xc=case.xc, pseudopotentials="gth", ecut=case.ecut, kpoints=tuple(case.kpoints), energy_tolerance=tolerance,
                   compute_forces=forces, compute_stress=forces)
     if case.smearing != "none":
         kwargs.update(smearing=case.smearing, temperature=case.temperature)
