@@ -19,3 +19,7 @@ class ConvergenceError(PwsimError, RuntimeError):
     """The SCF did not converge. Exit status 1 (the output is still written, flagged)."""
 
     exit_code = 1
+
+
+class InputWarning(UserWarning):
+    """The input is valid but looks suspicious (a likely wrong unit, a crystal at Gamma only, ...)."""
