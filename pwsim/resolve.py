@@ -268,7 +268,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry, exact=True)
     if est.memory_bytes > limit:
         _refuse(est, s.max_memory)
-    _check_plane_waves(structure, s.ecut, fft_grid, kset.fractional, nbands, sizes.npw)
+    _check_plane_waves(structure, s.ecut, kset.fractional, nbands, sizes.npw)
     run = ResolvedRun(structure, s, pseudos, n_electrons, nspin, nbands, sizes.nwork, fft_grid, symmetry, kset,
                       symmetrize, est)
     from .sanity import sanity_warnings
@@ -299,13 +299,14 @@ def _refuse(est: Estimate, max_memory) -> None:
         raise
 
 
-def _check_plane_waves(structure, ecut, fft_grid, kpoints, nbands, npw_average) -> None:
+def _check_plane_waves(structure, ecut, kpoints, nbands, npw_average) -> None:
     """Every k-point must have a few more plane waves than bands. Counted exactly only when the
-    average is close (a small box: the count is cheap then)."""
+    average is close (a small sphere: the count over its bounding box of Miller indices is cheap)."""
     if npw_average > 4 * (nbands + 3) + 50:
         return
-    freqs = [np.fft.fftfreq(n, 1.0 / n) for n in fft_grid]
-    miller = np.stack(np.meshgrid(*freqs, indexing="ij"), axis=-1).reshape(-1, 3)
+    reach = np.ceil(math.sqrt(2.0 * ecut) * np.linalg.norm(structure.lattice, axis=1) / (2 * np.pi)).astype(int) + 1
+    axes = [np.arange(-m, m + 1) for m in reach]
+    miller = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     fewest = min(int(np.count_nonzero(0.5 * np.sum(((miller + k) @ structure.reciprocal) ** 2, axis=1) <= ecut))
                  for k in np.asarray(kpoints).reshape(-1, 3))
     if fewest < nbands + 3:

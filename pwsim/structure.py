@@ -95,10 +95,10 @@ class Structure:
     def validate(self) -> None:
         if not np.all(np.isfinite(self.lattice)):
             raise InputError("lattice contains a non-finite number")
+        if np.abs(self.lattice).max() > MAX_LENGTH:
+            raise InputError(f"a lattice vector component is {np.abs(self.lattice).max():.3g} bohr; at most "
+                             f"{MAX_LENGTH:g} bohr (check the units)")
         lengths = np.linalg.norm(self.lattice, axis=1)
-        if np.any(lengths > MAX_LENGTH):
-            raise InputError(f"a lattice vector is {lengths.max():.3g} bohr long; at most {MAX_LENGTH:g} bohr "
-                             "(check the units)")
         if np.any(lengths < 1e-8) or self.volume < 1e-6 * max(lengths.prod(), 1e-300):
             raise InputError(
                 f"the cell is singular (volume {self.volume:.3g} bohr^3): lattice vectors are zero or linearly dependent"
