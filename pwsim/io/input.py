@@ -289,40 +289,7 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
         else:
             structure = build("lattice_constant", lambda: getattr(st, crystal)(elements[0], a))
     else:
-        for key in ("lattice", "species"):
-            if key not in s:
-                raise ctx.error("structure", None, f"missing key {key!r} (or give file = ... or crystal = ...)")
-        if "positions" in s and "cartesian_positions" in s:
-            raise ctx.error("structure", "cartesian_positions", "give positions or cartesian_positions, not both")
-        key = "positions" if "positions" in s else "cartesian_positions"
-        if key not in s:
-            raise ctx.error("structure", None, "missing key 'positions' (fractional) or 'cartesian_positions'")
-        if not s["species"]:
-            raise ctx.error("structure", "species", "the structure has no atoms")
-        if len(s["species"]) > MAX_ATOMS:
-            raise ctx.error("structure", "species", f"lists {len(s['species'])} atoms; at most {MAX_ATOMS} are allowed")
-        species = [_element(x, ctx, "species", i) for i, x in enumerate(s["species"])]
-        lattice = s["lattice"] * factor
-        try:
-            pos = np.array(s[key], dtype=float)
-        except (ValueError, TypeError):
-            raise ctx.error("structure", key, "expected rows of three numbers") from None
-        if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] != len(species):
-            got = f"{pos.shape[0]} rows" if pos.ndim == 2 else f"shape {pos.shape}"
-            raise ctx.error("structure", key, f"expected {len(species)} rows of three numbers, one per species "
-                                              f"entry; got {got}")
-        if not np.all(np.isfinite(pos)):
-            raise ctx.error("structure", key, "contains a non-finite number")
-        det = abs(np.linalg.det(lattice))
-        lengths = np.linalg.norm(lattice, axis=1)
-        if np.any(lengths < 1e-8) or det < 1e-6 * max(lengths.prod(), 1e-300):
-            raise ctx.error("structure", "lattice", f"the cell is singular (volume {det:.3g} bohr^3): lattice vectors "
-                                                    "are zero or linearly dependent")
-        if key == "cartesian_positions":
-            frac = pos * factor @ np.linalg.inv(lattice)
-        else:
-            frac = pos
-        structure = _checked_structure(st, lattice, species, frac, ctx, key)
+        structure = _explicit_structure(s, ctx, factor)
     reps = s.get("supercell", [1, 1, 1])
     if list(reps) != [1, 1, 1]:
         natoms = structure.natoms * int(np.prod(reps))
@@ -330,6 +297,46 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
             raise ctx.error("structure", "supercell", f"gives {natoms} atoms; at most {MAX_ATOMS} are allowed")
         structure = build("supercell", lambda: structure.supercell(reps))
     return structure
+
+
+def _explicit_structure(s: dict, ctx, factor: float):
+    """lattice + species + positions (fractional) or cartesian_positions (in [structure] units)."""
+    from .. import structure as st
+
+    for key in ("lattice", "species"):
+        if key not in s:
+            raise ctx.error("structure", None, f"missing key {key!r} (or give file = ... or crystal = ...)")
+    if "positions" in s and "cartesian_positions" in s:
+        raise ctx.error("structure", "cartesian_positions", "give positions or cartesian_positions, not both")
+    key = "positions" if "positions" in s else "cartesian_positions"
+    if key not in s:
+        raise ctx.error("structure", None, "missing key 'positions' (fractional) or 'cartesian_positions'")
+    if not s["species"]:
+        raise ctx.error("structure", "species", "the structure has no atoms")
+    if len(s["species"]) > MAX_ATOMS:
+        raise ctx.error("structure", "species", f"lists {len(s['species'])} atoms; at most {MAX_ATOMS} are allowed")
+    species = [_element(x, ctx, "species", i) for i, x in enumerate(s["species"])]
+    lattice = s["lattice"] * factor
+    try:
+        pos = np.array(s[key], dtype=float)
+    except (ValueError, TypeError):
+        raise ctx.error("structure", key, "expected rows of three numbers") from None
+    if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] != len(species):
+        got = f"{pos.shape[0]} rows" if pos.ndim == 2 else f"shape {pos.shape}"
+        raise ctx.error("structure", key, f"expected {len(species)} rows of three numbers, one per species "
+                                          f"entry; got {got}")
+    if not np.all(np.isfinite(pos)):
+        raise ctx.error("structure", key, "contains a non-finite number")
+    det = abs(np.linalg.det(lattice))
+    lengths = np.linalg.norm(lattice, axis=1)
+    if np.any(lengths < 1e-8) or det < 1e-6 * max(lengths.prod(), 1e-300):
+        raise ctx.error("structure", "lattice", f"the cell is singular (volume {det:.3g} bohr^3): lattice vectors "
+                                                "are zero or linearly dependent")
+    if key == "cartesian_positions":
+        frac = pos * factor @ np.linalg.inv(lattice)
+    else:
+        frac = pos
+    return _checked_structure(st, lattice, species, frac, ctx, key)
 
 
 def _checked_structure(st, lattice, species, frac, ctx, key):
