@@ -599,11 +599,9 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     from .basis import PlaneWaveBasis
     from .eigensolver import kinetic_preconditioner, lobpcg
     from .hamiltonian import Hamiltonian
-    from .scf import Setup, load_pseudos, local_potential, random_wavefunctions
+    from .scf import Setup, load_pseudos, random_wavefunctions
     from .symmetry import no_symmetry
-    from .terms import hartree as hartree_term
-    from .terms import local as local_term
-    from .terms import nonlocal_ as nonlocal_term
+    from .terms import build_terms
 
     result = _as_result(result_or_path)
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
@@ -635,11 +633,10 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     setup = Setup(result.structure, settings, bk, pseudos, basis, no_symmetry(),
                   SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk)), float(result.n_electrons),
                   nbands, nspin)
-    setup.v_local = local_term.local_potential(basis, pseudos)
-    setup.green = hartree_term.poisson_green(basis)
-    potential, _ = local_potential(setup, bk.to_device(density))
-    nonlocal_ops = [None] * len(basis.kpoints)
-    hamiltonian = Hamiltonian(basis, nonlocal_ops, potential)
+    # operators built per k-point on request and dropped after it (the path may have many k-points)
+    terms = build_terms(basis, pseudos, xc=settings.xc, n_electrons=result.n_electrons, keep_operators=False,
+                        derivatives=False)
+    hamiltonian = Hamiltonian(basis, terms, terms.potential(bk.to_device(density)))
 
     eigenvalues = np.zeros((nspin, nk, nbands))
     worst = 0.0
@@ -656,10 +653,8 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
             noise = (rng.standard_normal(guess.shape) + 1j * rng.standard_normal(guess.shape)) / (1.0 + kin) ** 2
             guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
-        nonlocal_ops[kpoint.index] = nonlocal_term.build(basis, pseudos, kpoint)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
         res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands)
-        nonlocal_ops[kpoint.index] = None
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))

@@ -1,4 +1,5 @@
-"""The Kohn-Sham Hamiltonian of one k-point: kinetic + local (fused) + non-local, applied to all bands.
+"""The Kohn-Sham Hamiltonian of one k-point: the fused local potential plus the orbital operators
+of the terms (kinetic, non-local), applied to all bands.
 
 The local terms (pseudopotential, Hartree, XC) are summed into one real potential per spin channel,
 so each application is one scatter -> inverse FFT -> multiply -> FFT -> gather for a whole block of
@@ -6,24 +7,22 @@ bands, plus the diagonal kinetic term and two BLAS-3 products for the non-local 
 """
 from __future__ import annotations
 
-from .terms import kinetic
-
 
 class Hamiltonian:
     """H for every k-point of a basis, for a given total local potential.
 
     basis: PlaneWaveBasis
-    nonlocal_ops: one NonlocalOperator per k-point (indexed like basis.kpoints)
+    terms: the :class:`pwsim.terms.Terms` of the geometry (they give the orbital operators per k-point)
     potential: (nspin, n1, n2, n3) real, hartree, the summed local potential
     block_size: bands per batched FFT, to bound the memory of the (bands, n1, n2, n3) work arrays
+    single: applied to complex64 wavefunctions (a single-precision eigensolver pass of a double run)
     """
 
-    def __init__(self, basis, nonlocal_ops, potential, block_size: int | None = None, single: bool = False):
+    def __init__(self, basis, terms, potential, block_size: int | None = None, single: bool = False):
         self.basis = basis
+        self.terms = terms
         xp = basis.backend.xp
-        #: applied to complex64 wavefunctions (a single-precision eigensolver pass of a double run)
         self.single = single
-        self.nonlocal_ops = [op.single(xp) for op in nonlocal_ops] if single else nonlocal_ops
         # the potential multiplies wavefunctions: store it in their precision
         self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype)
         if block_size is None:
@@ -31,24 +30,30 @@ class Hamiltonian:
             block_size = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
         self.block_size = block_size
 
-    def apply(self, kpoint, coeffs):
-        """H psi: coeffs (nbands, npw) complex -> (nbands, npw)."""
+    def operators(self, kpoint) -> list:
+        """The orbital operators of one k-point, in the precision of this Hamiltonian."""
+        ops = self.terms.operators(kpoint)
+        return [op.single() for op in ops] if self.single else ops
+
+    def apply(self, kpoint, coeffs, operators=None):
+        """H psi: coeffs (nbands, npw) complex -> (nbands, npw). operators: those of
+        :meth:`operators` (fetched when not given)."""
         xp = self.basis.backend.xp
         v = self.potential[kpoint.spin, ...]
         nb = coeffs.shape[0]
         if nb <= self.block_size:
-            local = self.basis.apply_local(v, coeffs, kpoint)
+            out = self.basis.apply_local(v, coeffs, kpoint)
         else:
-            local = xp.concat([
+            out = xp.concat([
                 self.basis.apply_local(v, coeffs[i:min(i + self.block_size, nb), ...], kpoint)
                 for i in range(0, nb, self.block_size)
             ], axis=0)
-        nonlocal_part = self.nonlocal_ops[kpoint.index].apply(xp, coeffs, self.basis.backend, real=kpoint.is_gamma,
-                                                              half=kpoint.half)
-        out = local + nonlocal_part
-        out += kinetic.apply(kpoint, coeffs, self.single)
+        # last registered first: (local + non-local) + kinetic, the order the numbers were validated in
+        for op in reversed(self.operators(kpoint) if operators is None else operators):
+            out += op.apply(coeffs)
         return out
 
     def operator(self, kpoint):
         """H of one k-point as a function of the band block, for the eigensolver."""
-        return lambda coeffs: self.apply(kpoint, coeffs)
+        operators = self.operators(kpoint)
+        return lambda coeffs: self.apply(kpoint, coeffs, operators)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -23,10 +23,10 @@ from .backend import get_backend
 from .basis import PlaneWaveBasis
 from .eigensolver import kinetic_preconditioner, lobpcg
 from .errors import ConvergenceError, InputError
+from .forces import compute_forces
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
-from .pseudo.gth import real_spherical_harmonics
-from .results import Result
+from .pseudo.harmonics import real_spherical_harmonics
 from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_bands: re-exported)
     ResolvedRun,
     atomic_lmax,
@@ -36,16 +36,13 @@ from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_band
     load_pseudos,
     resolve,
 )
+from .results import Result
 from .settings import Settings
+from .stress import compute_stress
 from .structure import Structure
 from .symmetry import DensitySymmetrizer
-from .terms import hartree as hartree_term
-from .terms import kinetic as kinetic_term
-from .terms import local as local_term
-from .terms import nonlocal_ as nonlocal_term
-from .terms.ewald import ewald
-from .terms.psp_correction import psp_correction
-from .terms.xc import xc as xc_term
+from .terms import ElectronicState, build_terms
+from .terms.context import structure_factor
 
 
 @dataclass
@@ -62,11 +59,7 @@ class Setup:
     n_electrons: float
     nbands: int
     nspin: int
-    nonlocal_ops: list = field(default_factory=list)
-    v_local: object = None
-    green: object = None
-    ewald_energy: float = 0.0
-    psp_energy: float = 0.0
+    terms: object = None  # pwsim.terms.Terms: every energy term of this geometry (built by ``build``)
     symmetrizer: object = None
 
 
@@ -93,13 +86,12 @@ def prepare(structure: Structure, settings: Settings | None = None, build_operat
 
 
 def build(setup: Setup) -> None:
-    basis, pseudos, structure = setup.basis, setup.pseudos, setup.structure
-    setup.nonlocal_ops = [nonlocal_term.build(basis, pseudos, k) for k in basis.kpoints]
-    setup.v_local = local_term.local_potential(basis, pseudos)
-    setup.green = hartree_term.poisson_green(basis)
-    charges = np.array([pseudos[s].zion for s in structure.species], dtype=float)
-    setup.ewald_energy = ewald(structure.lattice, structure.positions, charges).energy
-    setup.psp_energy = psp_correction(structure, pseudos, setup.n_electrons)
+    """Build every energy term of the geometry (operators, potentials, Ewald) into ``setup.terms``."""
+    s = setup.settings
+    setup.terms = build_terms(setup.basis, setup.pseudos, xc=s.xc, n_electrons=setup.n_electrons,
+                              derivatives=s.compute_forces or s.compute_stress)
+    for kpoint in setup.basis.kpoints:  # the orbital operators once, before the loop
+        setup.terms.operators(kpoint)
 
 
 # ------------------------------------------------------------------ initial guesses
@@ -113,10 +105,11 @@ def gaussian_density(setup: Setup):
     for element in structure.kinds():
         width = _atomic_width(pseudos[element].zion, element)
         form = np.exp(-0.5 * g2 * width**2)
-        rho_g += pseudos[element].zion * form * local_term.structure_factors(basis, element)
+        positions = structure.positions[[i for i, s in enumerate(structure.species) if s == element]]
+        rho_g += pseudos[element].zion * form * structure_factor(basis, positions)
         weights = [float(m) for m, el in zip(moments, structure.species) if el == element]
         if any(weights):
-            magn_g += form * local_term.structure_factors(basis, element, weights)
+            magn_g += form * structure_factor(basis, positions, weights)
     total_ions = sum(pseudos[s].zion for s in structure.species)
     rho = np.real(np.fft.ifftn(rho_g)) * basis.nfft / basis.volume * (setup.n_electrons / total_ions)
     rho = np.maximum(rho, 0.0)
@@ -248,30 +241,9 @@ def compute_density(setup: Setup, wavefunctions, occupations):
 
 
 def local_potential(setup: Setup, rho):
-    """Total local potential (nspin, n1, n2, n3) and the Hartree/XC energies of rho."""
-    xp = setup.backend.xp
-    rho_total = xp.sum(rho, axis=0)
-    e_h, v_h = hartree_term.hartree(setup.basis, rho_total, setup.green)
-    e_xc, v_xc = xc_term(setup.basis, rho, setup.settings.xc)
-    potential = v_xc + (v_h + setup.v_local)[None, ...]
-    return potential, {"hartree": e_h, "xc": e_xc}
-
-
-def band_energy_terms(setup: Setup, wavefunctions, occupations):
-    """Kinetic and non-local energies from the orbitals, hartree."""
-    xp = setup.backend.xp
-    bk = setup.backend
-    e_kin = 0.0
-    e_nl = 0.0
-    nk = len(setup.kpoint_set.weights)
-    for kpoint in setup.basis.kpoints:
-        c = wavefunctions[kpoint.index]
-        f = occupations[kpoint.spin, kpoint.index % nk] * kpoint.weight
-        fk = bk.to_device(f)
-        e_kin = e_kin + xp.sum(kinetic_term.band_energies(xp, kpoint, c) * fk)
-        e_nl = e_nl + xp.sum(setup.nonlocal_ops[kpoint.index].band_energies(xp, c, bk, real=kpoint.is_gamma,
-                                                                            half=kpoint.half) * fk)
-    return {"kinetic": e_kin, "nonlocal": e_nl}
+    """Total local potential of the density rho (nspin, n1, n2, n3): the sum of the terms'
+    potentials, (nspin, n1, n2, n3) device, hartree."""
+    return setup.terms.potential(rho)
 
 
 def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60,
@@ -369,7 +341,9 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     if initial_density is not None:
         _check_initial_density(setup, initial_density)
     with setup.backend.blas_limits():
-        return _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
+        result, final = _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
+        _forces_and_stress(setup, result, final)
+    return result
 
 
 def _check_initial_density(setup: Setup, rho) -> None:
@@ -387,7 +361,8 @@ def _check_initial_density(setup: Setup, rho) -> None:
         raise InputError("the initial density contains non-finite numbers")
 
 
-def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state) -> Result:
+def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state):
+    """Iterate to self-consistency. Returns (Result, the final ElectronicState or None)."""
     bk = setup.backend
     xp = bk.xp
     basis = setup.basis
@@ -421,14 +396,14 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     while state.iteration < s.max_iterations:
         state.iteration += 1
         t0 = time.perf_counter()
-        potential, _ = local_potential(setup, state.rho_in)
+        potential = local_potential(setup, state.rho_in)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
         diagtol = (min(max(DIAGTOL_RATIO * residual, floor), DIAGTOL_MAX) if state.iteration > 1
                    else DIAGTOL_FIRST)
         # mixed precision: single-precision passes only until the first double one (never back)
         single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
         state.single_phase = single
-        hamiltonian = Hamiltonian(basis, setup.nonlocal_ops, potential, single=single)
+        hamiltonian = Hamiltonian(basis, setup.terms, potential, single=single)
         oversized = any(w.shape[0] > nb_work for w in state.wavefunctions)  # the atomic starting subspace
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
                                                           nkeep=nb_work if oversized else None,
@@ -460,37 +435,26 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
             checkpoint(state, lambda: _make_result(setup, state, *snapshot, False, time.perf_counter() - start))
     rho_final = state.rho_in if converged else rho_out
     result = _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
-    # ---- forces and stress of the final orbitals and their density (pwsim/forces.py, pwsim/stress.py)
-    if occupations is not None and (s.compute_forces or s.compute_stress):
-        from .forces import compute_forces
-        from .stress import compute_stress
+    final = None
+    if occupations is not None:  # the final orbitals and their density
+        final = ElectronicState(rho_out, [w[: setup.nbands, ...] for w in state.wavefunctions], occupations)
+    return result, final
 
-        final_wfn = [w[: setup.nbands, ...] for w in state.wavefunctions]
-        if s.compute_forces:
-            result.forces = compute_forces(setup, final_wfn, occupations, rho_out)
-        if s.compute_stress:
-            result.stress = compute_stress(setup, final_wfn, occupations, rho_out)
-    return result
+
+def _forces_and_stress(setup: Setup, result: Result, final: ElectronicState | None) -> None:
+    """Attach the forces and stress of the final state (pwsim/forces.py, pwsim/stress.py) to the result."""
+    s = setup.settings
+    if final is None:
+        return
+    if s.compute_forces:
+        result.forces = compute_forces(setup.terms, final, setup.symmetry)
+    if s.compute_stress:
+        result.stress = compute_stress(setup.terms, final, setup.symmetry)
 
 
 def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
     """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats)."""
-    bk = setup.backend
-    nb = setup.nbands
-    band = band_energy_terms(setup, [w[:nb, ...] for w in wavefunctions], occupations)
-    rho_total = bk.xp.sum(rho_out, axis=0)
-    e_h, _ = hartree_term.hartree(setup.basis, rho_total, setup.green)
-    e_xc, _ = xc_term(setup.basis, rho_out, setup.settings.xc)
-    e_loc = local_term.energy(setup.basis, setup.v_local, rho_total)
-    energies = {
-        "kinetic": bk.scalar(band["kinetic"]),
-        "local": bk.scalar(e_loc),
-        "nonlocal": bk.scalar(band["nonlocal"]),
-        "hartree": bk.scalar(e_h),
-        "xc": bk.scalar(e_xc),
-        "ewald": float(setup.ewald_energy),
-        "psp_correction": float(setup.psp_energy),
-    }
+    energies = setup.terms.energies(ElectronicState(rho_out, wavefunctions, occupations))
     internal = sum(energies.values())
     energies["entropy"] = float(occ.entropy_energy)
     energies["internal"] = internal

@@ -99,10 +99,18 @@ def test_cupy_without_gpu_is_one_line_error():
     assert "cupy" in str(info.value).lower()
 
 
-SOLVER_MODULES = ["hamiltonian.py", "eigensolver.py", "mixing.py", "terms/kinetic.py", "terms/hartree.py", "terms/xc.py",
-                  "xc_functionals.py"]
-SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "compute_density", "local_potential", "band_energy_terms", "diagonalize",
+SOLVER_MODULES = ["hamiltonian.py", "eigensolver.py", "mixing.py", "xc_functionals.py"]
+# the terms' energies, potentials and operators run in the loop; their forces and stress return
+# small host arrays and are not listed
+SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "compute_density", "local_potential", "diagonalize",
                                "total_energy"],
+                    "terms/__init__.py": ["potential", "operators", "energies"],
+                    "terms/base.py": ["band_sum"],
+                    "terms/kinetic.py": ["apply", "band_energies", "energy"],
+                    "terms/local.py": ["potential", "energy"],
+                    "terms/nonlocal_.py": ["apply", "band_energies", "energy"],
+                    "terms/hartree.py": ["_solve", "energy", "potential"],
+                    "terms/xc.py": ["_total_density", "_evaluate", "energy", "potential"],
                     "basis.py": ["to_real", "to_sphere", "apply_local", "r_to_g", "g_to_r", "gradient", "divergence"]}
 
 

@@ -109,8 +109,8 @@ def test_atomic_start_spans_the_occupied_states():
     settings.kpoints = (2, 2, 2)
     setup = prepare(structure, settings)
     kpoint = next(k for k in setup.basis.kpoints if not k.is_gamma)  # (H e_G needs complex orbitals)
-    potential, _ = local_potential(setup, gaussian_density(setup))
-    ham = Hamiltonian(setup.basis, setup.nonlocal_ops, potential)
+    potential = local_potential(setup, gaussian_density(setup))
+    ham = Hamiltonian(setup.basis, setup.terms, potential)
     npw = kpoint.npw
     full = np.array(ham.apply(kpoint, np.eye(npw, dtype=complex)))  # rows: H e_G
     exact = np.linalg.eigvalsh(0.5 * (full + full.conj().T))[:16]

@@ -48,9 +48,9 @@ def test_single_precision_hamiltonian_matches_double(kpoints):
     setup = prepare(si, Settings(ecut=10.0, kpoints=kpoints))
     bk = setup.backend
     xp = bk.xp
-    potential, _ = local_potential(setup, bk.to_device(np.ones((1, *setup.basis.fft_grid)) * 8 / si.volume))
-    h64 = Hamiltonian(setup.basis, setup.nonlocal_ops, potential)
-    h32 = Hamiltonian(setup.basis, setup.nonlocal_ops, potential, single=True)
+    potential = local_potential(setup, bk.to_device(np.ones((1, *setup.basis.fft_grid)) * 8 / si.volume))
+    h64 = Hamiltonian(setup.basis, setup.terms, potential)
+    h32 = Hamiltonian(setup.basis, setup.terms, potential, single=True)
     for kpoint in setup.basis.kpoints:
         c = random_wavefunctions(setup, kpoint, 6)
         ref = bk.to_host(h64.apply(kpoint, c))

@@ -5,8 +5,7 @@ import pytest
 import pwsim
 from pwsim.hamiltonian import Hamiltonian
 from pwsim.scf import Settings, local_potential, prepare
-from pwsim.terms import hartree as hartree_term
-from pwsim.terms.xc import xc as xc_term
+from pwsim.terms import ElectronicState
 
 
 def small_setup(backend="numpy", xc="lda", ecut=6.0, kpoints=(2, 2, 2), structure=None):
@@ -41,16 +40,15 @@ def test_potentials_are_derivatives_of_energies(xc, backend):
     drho = smooth_density(setup, 2) - smooth_density(setup, 3)
     h = 1e-3
 
+    hartree, xc_term = setup.terms["hartree"], setup.terms["xc"]
+
     def energies(r):
-        r_dev = bk.to_device(r)
-        e_h, _ = hartree_term.hartree(setup.basis, bk.xp.sum(r_dev, axis=0), setup.green)
-        e_xc, _ = xc_term(setup.basis, r_dev, xc)
-        return bk.scalar(e_h), bk.scalar(e_xc)
+        state = ElectronicState(bk.to_device(r))
+        return hartree.energy(state), xc_term.energy(state)
 
     plus, minus = energies(rho + h * drho), energies(rho - h * drho)
-    rho_dev = bk.to_device(rho)
-    _, v_h = hartree_term.hartree(setup.basis, bk.xp.sum(rho_dev, axis=0), setup.green)
-    _, v_xc = xc_term(setup.basis, rho_dev, xc)
+    state = ElectronicState(bk.to_device(rho))
+    v_h, v_xc = hartree.potential(state), xc_term.potential(state)
     dv = setup.basis.dvol
     analytic_h = float(np.sum(bk.to_host(v_h) * drho[0]) * dv)
     analytic_xc = float(np.sum(bk.to_host(v_xc) * drho) * dv)
@@ -63,8 +61,8 @@ def test_potentials_are_derivatives_of_energies(xc, backend):
 def dense_hamiltonian(setup, kpoint):
     bk = setup.backend
     rho = bk.to_device(smooth_density(setup, 4))
-    potential, _ = local_potential(setup, rho)
-    ham = Hamiltonian(setup.basis, setup.nonlocal_ops, potential)
+    potential = local_potential(setup, rho)
+    ham = Hamiltonian(setup.basis, setup.terms, potential)
     eye = bk.to_device(np.eye(kpoint.npw, dtype=complex))
     # rows of H applied to unit vectors: (H e_j)_i = H_ij, so the result is H^T
     return bk.to_host(ham.apply(kpoint, eye)).T
@@ -90,8 +88,8 @@ def test_gamma_point_real_wavefunction_trick(backend):
     assert kpoint.is_gamma
     coeffs = random_wavefunctions(setup, kpoint, 5)  # odd: exercises the padding
     rho = bk.to_device(smooth_density(setup, 4))
-    potential, _ = local_potential(setup, rho)
-    ham = Hamiltonian(setup.basis, setup.nonlocal_ops, potential)
+    potential = local_potential(setup, rho)
+    ham = Hamiltonian(setup.basis, setup.terms, potential)
     weights = bk.to_device(np.array([2.0, 2.0, 1.5, 1.0, 0.5]))
     fast = bk.to_host(ham.apply(kpoint, coeffs))
     fast_rho = bk.to_host(setup.basis.band_densities(coeffs, kpoint, weights))
@@ -107,15 +105,15 @@ def test_nonlocal_energy_is_quadratic_form_of_operator():
     """E_nl(psi) = <psi|V_nl|psi>: its directional derivative is 2 Re <dpsi|V_nl psi>."""
     setup = small_setup(ecut=5.0)
     bk = setup.backend
-    kpoint = setup.basis.kpoints[0]
-    op = setup.nonlocal_ops[0]
+    kpoint = next(k for k in setup.basis.kpoints if not k.is_gamma)  # complex wavefunctions
+    op = setup.terms["nonlocal"].operator(kpoint)
     rng = np.random.default_rng(5)
     psi = rng.standard_normal((3, kpoint.npw)) + 1j * rng.standard_normal((3, kpoint.npw))
     dpsi = rng.standard_normal((3, kpoint.npw)) + 1j * rng.standard_normal((3, kpoint.npw))
-    energy = lambda c: float(np.sum(bk.to_host(op.band_energies(bk.xp, bk.to_device(c)))))  # noqa: E731
+    energy = lambda c: float(np.sum(bk.to_host(op.band_energies(bk.to_device(c)))))  # noqa: E731
     h = 1e-4
     fd = (energy(psi + h * dpsi) - energy(psi - h * dpsi)) / (2 * h)
-    analytic = 2 * np.real(np.sum(dpsi.conj() * bk.to_host(op.apply(bk.xp, bk.to_device(psi)))))
+    analytic = 2 * np.real(np.sum(dpsi.conj() * bk.to_host(op.apply(bk.to_device(psi)))))
     assert fd == pytest.approx(analytic, rel=1e-8)
 
 

@@ -6,8 +6,8 @@ from .gth import (
     available,
     load_pseudo,
     parse_cp2k,
-    real_spherical_harmonics,
 )
+from .harmonics import real_spherical_harmonics
 
 __all__ = [
     "DATA_DIR",

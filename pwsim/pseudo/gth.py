@@ -46,9 +46,9 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from ..special import erf, eval_genlaguerre, gammaln
 
 from ..errors import InputError
+from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
 
 #: folder with the shipped CP2K-format files (data/pseudos/<set>/<El>-q<N>)
@@ -127,6 +127,23 @@ class GTHPseudo:
             coul = -4.0 * math.pi * self.zion * gauss / np.where(nz, q * q, 1.0)
         return np.where(nz, coul + short, 0.0)
 
+    def local_form_factor_derivative(self, q) -> np.ndarray:
+        """d v_loc(q) / dq in hartree bohr^4 for |q| > 0 (1/bohr, any shape; 0 where q == 0), the
+        derivative of :meth:`local_form_factor` (Coulomb tail included)."""
+        q = np.asarray(q, dtype=float)
+        rl = self.rloc
+        g2 = (q * rl) ** 2
+        c1, c2, c3, c4 = self.c
+        gauss = np.exp(-0.5 * g2)
+        poly = (c1 + c2 * (3.0 - g2) + c3 * (15.0 - 10.0 * g2 + g2 * g2)
+                + c4 * (105.0 - 105.0 * g2 + 21.0 * g2 * g2 - g2 ** 3))
+        dpoly_dg2 = -c2 + c3 * (-10.0 + 2.0 * g2) + c4 * (-105.0 + 42.0 * g2 - 3.0 * g2 * g2)
+        dg2_dq = 2.0 * q * rl * rl
+        short = (2.0 * math.pi) ** 1.5 * rl ** 3 * gauss * (dpoly_dg2 * dg2_dq - 0.5 * dg2_dq * poly)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coul = 4.0 * math.pi * self.zion * gauss * (rl * rl / q + 2.0 / q ** 3)
+        return np.where(q > 0, coul + short, 0.0)
+
     def local_alpha(self) -> float:
         """lim_{q->0} [v_loc(q) + 4 pi Z/q^2] in hartree bohr^3 (the non-Coulomb "psp core" part).
 
@@ -167,16 +184,51 @@ class GTHPseudo:
                        q^l exp(-(qa)^2/2) 2^k k! L_k^(l+1/2)((qa)^2/2)
         """
         self._check_li(l, i)
-        a = self._rl(l)
         q = np.asarray(q, dtype=float)
+        a = self._rl(l)
+        k = i - 1
+        y = 0.5 * (q * a) ** 2
+        poly = eval_genlaguerre(k, l + 0.5, y) if k > 0 else 1.0
+        return self._projector_prefactor(l, i) * q ** l * np.exp(-y) * poly
+
+    def _projector_prefactor(self, l: int, i: int) -> float:
+        """C in p^l_i(q) = C q^l exp(-(qa)^2/2) L_k^(l+1/2)((qa)^2/2), bohr^(3/2 + l)."""
+        a = self._rl(l)
         k = i - 1
         nu = l + (4 * i - 1) / 2.0
         # 4 pi sqrt2 sqrt(pi/2) = 4 pi^(3/2)
         log_pref = (1.5 * math.log(math.pi) + math.log(4.0) + (2 * l + 3 + 2 * k - nu) * math.log(a)
                     - 0.5 * gammaln(nu) + k * math.log(2.0) + math.lgamma(k + 1))
+        return math.exp(log_pref)
+
+    def projector_form_factor_derivative(self, l: int, i: int, q) -> np.ndarray:
+        """d p^l_i(q) / dq in bohr^(5/2) for |q| (1/bohr, any shape), the derivative of
+        :meth:`projector_form_factor`; finite at q = 0 (p ~ q^l)."""
+        self._check_li(l, i)
+        a = self._rl(l)
+        q = np.asarray(q, dtype=float)
+        k = i - 1
+        # p = C q^l e^{-y} L_k^(l+1/2)(y), y = (qa)^2/2, dy/dq = q a^2, dL_k^(b)/dy = -L_{k-1}^(b+1)
         y = 0.5 * (q * a) ** 2
-        poly = eval_genlaguerre(k, l + 0.5, y) if k > 0 else 1.0
-        return math.exp(log_pref) * q ** l * np.exp(-y) * poly
+        lag = eval_genlaguerre(k, l + 0.5, y) if k > 0 else np.ones_like(y)
+        dlag = -eval_genlaguerre(k - 1, l + 1.5, y) if k > 0 else np.zeros_like(y)
+        ql = q ** l
+        dql = l * q ** (l - 1) if l > 0 else np.zeros_like(q)
+        return self._projector_prefactor(l, i) * np.exp(-y) * (dql * lag + ql * (dlag - lag) * q * a * a)
+
+    # ------------------------------------------------------------------ protocol: no core, no atomic density
+    #: GTH pseudopotentials carry no nonlinear core correction
+    has_core_density = False
+    #: no tabulated pseudo-atomic valence density (the SCF starts from Gaussians)
+    atomic_density_form_factor = None
+
+    def core_density_form_factor(self, q) -> np.ndarray:
+        """int 4 pi r^2 rho_core(r) j0(qr) dr (electrons): zero for GTH."""
+        return np.zeros_like(np.asarray(q, dtype=float))
+
+    def core_density_form_factor_derivative(self, q) -> np.ndarray:
+        """Its derivative with respect to q: zero for GTH."""
+        return np.zeros_like(np.asarray(q, dtype=float))
 
     def __repr__(self) -> str:
         return (f"GTHPseudo({self.symbol}, zion={self.zion}, rloc={self.rloc}, lmax={self.lmax}, "
@@ -186,7 +238,7 @@ class GTHPseudo:
 # ---------------------------------------------------------------------- parsing
 def _functional_from_names(names: list[str]) -> str:
     up = [n.upper() for n in names]
-    if any(n.startswith("GTH-PADE") or n.startswith("GTH-LDA") for n in up):
+    if any(n.startswith(("GTH-PADE", "GTH-LDA")) for n in up):
         return "pade"
     if any(n.startswith("GTH-PBE") and not n.startswith("GTH-PBESOL") for n in up):
         return "pbe"
@@ -370,40 +422,3 @@ def load_pseudo(element: str, functional: str, path: str | None = None) -> GTHPs
     if not pseudos:
         raise InputError(f"GTH pseudopotential file {file} has no block for element {sym!r}")
     return pseudos[0]
-
-
-# ---------------------------------------------------------------------- spherical harmonics
-def real_spherical_harmonics(l: int, vectors) -> np.ndarray:
-    """Real spherical harmonics Y_lm of the directions of ``vectors``.
-
-    l:       0..3
-    vectors: (n, 3) float (any length; only the direction matters)
-    returns: (2l+1, n) float, rows ordered m = -l..l (m < 0: sin(|m| phi) type, m > 0: cos(m phi)
-             type, no Condon-Shortley phase), orthonormal on the unit sphere.
-    For a zero vector the l = 0 value 1/(2 sqrt(pi)) is returned, and 0 for l > 0.
-    """
-    v = np.asarray(vectors, dtype=float).reshape(-1, 3)
-    n = v.shape[0]
-    norm = np.linalg.norm(v, axis=1)
-    safe = np.where(norm > 0, norm, 1.0)
-    x, y, z = (v / safe[:, None]).T  # zero vectors -> (0, 0, 0): every l > 0 polynomial is 0
-    pi = math.pi
-    if l == 0:
-        return np.full((1, n), 0.5 / math.sqrt(pi))
-    if l == 1:
-        c = math.sqrt(3.0 / (4.0 * pi))
-        return np.stack([c * y, c * z, c * x])
-    if l == 2:
-        c = 0.5 * math.sqrt(15.0 / pi)
-        return np.stack([c * x * y, c * y * z, 0.25 * math.sqrt(5.0 / pi) * (3.0 * z * z - (x * x + y * y + z * z)),
-                         c * x * z, 0.5 * c * (x * x - y * y)])
-    if l == 3:
-        r2 = x * x + y * y + z * z  # 1, or 0 for the zero vector
-        a = 0.25 * math.sqrt(35.0 / (2.0 * pi))
-        b = 0.5 * math.sqrt(105.0 / pi)
-        d = 0.25 * math.sqrt(21.0 / (2.0 * pi))
-        e = 0.25 * math.sqrt(7.0 / pi)
-        return np.stack([a * y * (3.0 * x * x - y * y), b * x * y * z, d * y * (5.0 * z * z - r2),
-                         e * z * (5.0 * z * z - 3.0 * r2), d * x * (5.0 * z * z - r2),
-                         0.5 * b * z * (x * x - y * y), a * x * (x * x - 3.0 * y * y)])
-    raise ValueError(f"real_spherical_harmonics: l = {l} not supported (0..3)")

@@ -1,0 +1,81 @@
+"""The energy terms of the Kohn-Sham functional, one module each, all of the shape of
+:class:`pwsim.terms.base.Term` (energy, potential or operator, forces, stress).
+
+To add a term: write one module here with a ``Term`` subclass, and add it to ``REGISTRY``.
+Everything else (the SCF potential and Hamiltonian, the energy breakdown, forces, stress, and the
+finite-difference checks of tests/test_terms.py) picks it up from the registry.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ElectronicState, Term
+from .context import Context
+from .ewald import Ewald
+from .hartree import Hartree
+from .kinetic import Kinetic
+from .local import Local
+from .nonlocal_ import Nonlocal
+from .psp_correction import PspCorrection
+from .xc import Xc
+
+__all__ = ["REGISTRY", "Context", "ElectronicState", "Term", "Terms", "build_terms"]
+
+#: every term of the total energy, in the order of the energy breakdown
+REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection]
+
+
+class Terms:
+    """All the terms of one geometry, built from one shared :class:`Context`.
+
+    ``terms["name"]`` gives one term; the methods sum over them."""
+
+    def __init__(self, context: Context, registry=None):
+        self.context = context
+        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry)]
+
+    def __getitem__(self, name: str) -> Term:
+        for term in self.terms:
+            if term.name == name:
+                return term
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.terms)
+
+    def potential(self, rho_sR):
+        """The summed local potential of the density, (nspin, n1, n2, n3) device, hartree."""
+        state = ElectronicState(rho_sR)
+        total = None
+        for term in self.terms:
+            v = term.potential(state)
+            if v is not None:
+                total = v if total is None else total + v
+        if total is None or total.ndim == 3:
+            xp = self.context.backend.xp
+            total = xp.zeros(rho_sR.shape, dtype=rho_sR.dtype) if total is None else xp.stack([total] * rho_sR.shape[0])
+        return total
+
+    def operators(self, kpoint) -> list:
+        """The orbital operators of one k-point (objects with ``apply``, ``band_energies``, ``single``)."""
+        return [op for op in (term.operator(kpoint) for term in self.terms) if op is not None]
+
+    def energies(self, state: ElectronicState) -> dict:
+        """name -> energy (hartree, Python floats), in registry order."""
+        return {term.name: term.energy(state) for term in self.terms}
+
+    def forces(self, state: ElectronicState) -> np.ndarray:
+        """sum of the terms' forces, (natoms, 3) host, hartree/bohr, not symmetrised."""
+        return sum(term.forces(state) for term in self.terms)
+
+    def stresses(self, state: ElectronicState) -> dict:
+        """name -> (3, 3) host stress of each term, hartree/bohr^3, not symmetrised."""
+        return {term.name: term.stress(state) for term in self.terms}
+
+
+def build_terms(basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, registry=None,
+                keep_operators: bool = True, derivatives: bool = True) -> Terms:
+    """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments)."""
+    context = Context(basis, pseudos, xc=xc, n_electrons=n_electrons, keep_operators=keep_operators,
+                      derivatives=derivatives)
+    return Terms(context, registry)

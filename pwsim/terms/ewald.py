@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ..special import erfc
 
 from ..errors import InputError
+from ..special import erfc
+from .base import Term
 
-__all__ = ["EwaldResult", "ewald", "default_eta"]
+__all__ = ["Ewald", "EwaldResult", "default_eta", "ewald"]
 
 #: eta * r_cut: erfc(6.5) = 3.8e-20, so real-space terms beyond r_cut are far below 1e-14 relative
 _REAL_CUTOFF = 6.5
@@ -115,15 +116,26 @@ def ewald(lattice: np.ndarray, positions_frac: np.ndarray, charges: np.ndarray, 
     if not eta > 0:
         raise InputError(f"ewald: eta must be positive, got {eta}")
 
-    recip = 2 * np.pi * np.linalg.inv(lattice).T
     frac = frac - np.floor(frac)  # translation by lattice vectors changes nothing; keeps |dfrac| < 1
-    cart = frac @ lattice
-    qtot = charges.sum()
-
     forces = np.zeros((natoms, 3)) if compute_forces else None
     dstrain = np.zeros((3, 3)) if compute_stress else None  # dE/d eps
+    e_real = _real_space(lattice, frac @ lattice, charges, eta, forces, dstrain)
+    e_recip = _reciprocal_space(lattice, frac, charges, eta, forces, dstrain)
+    # self, background
+    e_self = -eta / np.sqrt(np.pi) * float(np.sum(charges**2))
+    e_background = -np.pi * charges.sum() ** 2 / (2 * eta**2 * omega)
+    energy = e_real + e_recip + e_self + e_background
+    stress = None
+    if compute_stress:
+        dstrain += -e_background * np.eye(3)
+        stress = 0.5 * (dstrain + dstrain.T) / omega
+    return EwaldResult(energy=float(energy), forces=forces, stress=stress, eta=eta)
 
-    # ------------------------------------------------------------------ real space
+
+def _real_space(lattice, cart, charges, eta, forces, dstrain) -> float:
+    """The real-space sum (hartree); adds its forces and dE/d eps into ``forces`` and ``dstrain``
+    when they are arrays."""
+    natoms = charges.shape[0]
     rcut = _REAL_CUTOFF / eta
     lvec = _lattice_range(lattice, rcut) @ lattice  # (nL, 3) bohr
     nl = lvec.shape[0]
@@ -140,17 +152,21 @@ def ewald(lattice: np.ndarray, positions_frac: np.ndarray, charges: np.ndarray, 
         qq = charges[i0:i1, None, None] * charges[None, :, None]
         erfc_term = erfc(eta * r_in)
         e_real_parts.append(0.5 * np.sum(np.where(inside, qq * erfc_term / r_in, 0.0)))
-        if compute_forces or compute_stress:
+        if forces is not None or dstrain is not None:
             # f(r) = erfc(eta r)/r, f'(r) = -erfc(eta r)/r^2 - 2 eta/sqrt(pi) exp(-eta^2 r^2)/r
             fprime = -erfc_term / r_in**2 - two_eta_sqrtpi * np.exp(-((eta * r_in) ** 2)) / r_in
             coef = np.where(inside, qq * fprime / r_in, 0.0)  # q_i q_j f'(r)/r
-            if compute_forces:
+            if forces is not None:
                 forces[i0:i1] -= np.einsum("ijl,ijlc->ic", coef, d)
-            if compute_stress:
+            if dstrain is not None:
                 dstrain += 0.5 * np.einsum("ijl,ijla,ijlb->ab", coef, d, d)
-    e_real = float(np.sum(e_real_parts))
+    return float(np.sum(e_real_parts))
 
-    # ------------------------------------------------------------ reciprocal space
+
+def _reciprocal_space(lattice, frac, charges, eta, forces, dstrain) -> float:
+    """The reciprocal-space sum (hartree); adds its forces and dE/d eps like :func:`_real_space`."""
+    omega = abs(np.linalg.det(lattice))
+    recip = 2 * np.pi * np.linalg.inv(lattice).T
     gcut = 2 * eta * _RECIP_CUTOFF
     miller = _gvectors(lattice, gcut)  # half of the G-sphere; the other half doubles it
     gcart = miller @ recip
@@ -161,24 +177,42 @@ def ewald(lattice: np.ndarray, positions_frac: np.ndarray, charges: np.ndarray, 
     weight = np.exp(-g2 / (4 * eta**2)) / g2
     pref = 2 * (2 * np.pi / omega)  # the factor 2 counts -G
     e_recip = float(pref * np.sum(weight * s2))
-    if compute_forces:
+    if forces is not None:
         # dE/dR_i = pref sum_G w 2 Re[conj(S) (-i G) q_i e^{-iG.R_i}]; F = -dE/dR
         #         -> F_i = -2 pref q_i sum_G w G Im[conj(S(G)) e^{-iG.R_i}]
         im = (np.conj(sfac)[None, :] * phase).imag  # (natoms, nG)
         forces += -2 * pref * charges[:, None] * ((im * weight[None, :]) @ gcart)
-    if compute_stress:
+    if dstrain is not None:
         # d|G|^2/d eps_ab = -2 G_a G_b; d(1/Omega)/d eps_ab = -delta_ab/Omega
         coef = pref * s2 * weight * 2 * (1.0 / (4 * eta**2) + 1.0 / g2)
         dstrain += np.einsum("g,ga,gb->ab", coef, gcart, gcart) - e_recip * np.eye(3)
+    return e_recip
 
-    # ------------------------------------------------------------- self, background
-    e_self = -eta / np.sqrt(np.pi) * float(np.sum(charges**2))
-    e_background = -np.pi * qtot**2 / (2 * eta**2 * omega)
-    if compute_stress:
-        dstrain += -e_background * np.eye(3)
 
-    energy = e_real + e_recip + e_self + e_background
-    stress = None
-    if compute_stress:
-        stress = 0.5 * (dstrain + dstrain.T) / omega
-    return EwaldResult(energy=float(energy), forces=forces, stress=stress, eta=eta)
+class Ewald(Term):
+    """The ion-ion term of a Kohn-Sham run: the Ewald sum of the pseudo-ion charges, computed once
+    per geometry, with its forces and stress in the same pass when the run will ask for them
+    (``context.derivatives``; otherwise they are computed if and when asked)."""
+
+    name = "ewald"
+
+    def __init__(self, context):
+        super().__init__(context)
+        self._result = None
+
+    def result(self, derivatives: bool = False) -> EwaldResult:
+        if self._result is None or (derivatives and self._result.forces is None):
+            structure = self.context.structure
+            both = derivatives or self.context.derivatives
+            self._result = ewald(structure.lattice, structure.positions, self.context.charges, compute_forces=both,
+                                 compute_stress=both)
+        return self._result
+
+    def energy(self, state) -> float:
+        return float(self.result().energy)
+
+    def forces(self, state) -> np.ndarray:
+        return self.result(derivatives=True).forces
+
+    def stress(self, state) -> np.ndarray:
+        return self.result(derivatives=True).stress

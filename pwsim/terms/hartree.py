@@ -1,29 +1,57 @@
 """Hartree energy and potential: Poisson's equation solved by FFT, V_H(G) = 4 pi rho(G) / |G|^2.
 
-The G = 0 component is dropped: it cancels against the neutralising background of the ions
-(Ewald) and the G = 0 limit of the local pseudopotential (the psp_correction term).
+E_H = Omega/2 sum_{G != 0} 4 pi |rho(G)|^2 / |G|^2. The G = 0 component is dropped: it cancels
+against the neutralising background of the ions (Ewald) and the G = 0 limit of the local
+pseudopotential (the psp_correction term). No forces at fixed density; under a strain (rho(G)
+scales as 1/Omega, |G| -> |(1 - eps) G|)::
+
+    dE/d eps_ab = -d_ab E_H + Omega sum_{G != 0} 4 pi |rho(G)|^2 G_a G_b / |G|^4
 """
 from __future__ import annotations
 
 import numpy as np
 
-
-def poisson_green(basis):
-    """4 pi / |G|^2 on the FFT box with the G = 0 entry set to 0 (device, (n1, n2, n3))."""
-    g2 = basis.box_g2_host
-    green = np.zeros_like(g2)  # host: set-up, moved to the device once
-    nonzero = g2 > 1e-14
-    green[nonzero] = 4 * np.pi / g2[nonzero]  # host
-    return basis.backend.to_device(green)
+from .base import Term, symmetric
+from .context import G_ZERO
 
 
-def hartree(basis, rho_total, green):
-    """Energy (hartree) and potential (n1, n2, n3 real, hartree) of the total density (n1, n2, n3).
+class Hartree(Term):
+    name = "hartree"
 
-    E_H = Omega/2 sum_G 4 pi |rho(G)|^2 / |G|^2.
-    """
-    xp = basis.backend.xp
-    rho_g = basis.r_to_g(rho_total)
-    v_g = green * rho_g
-    energy = 0.5 * basis.volume * xp.sum(xp.real(v_g * xp.conj(rho_g)))
-    return energy, basis.g_to_r(v_g)
+    def __init__(self, context):
+        super().__init__(context)
+        g2_Q = context.basis.box_g2_host
+        green_Q = np.zeros_like(g2_Q)  # host: set-up, moved to the device once
+        nonzero = g2_Q > G_ZERO**2
+        green_Q[nonzero] = 4 * np.pi / g2_Q[nonzero]
+        #: the Poisson Green's function 4 pi / |G|^2 on the box, 0 at G = 0, device
+        self.green_Q = context.backend.to_device(green_Q)
+
+    def _solve(self, state):
+        """(rho(G), V_H(G)) of the total density, box arrays, device."""
+        basis = self.context.basis
+        rho_Q = basis.r_to_g(self.context.backend.xp.sum(state.rho_sR, axis=0))
+        return rho_Q, self.green_Q * rho_Q
+
+    def energy(self, state) -> float:
+        xp = self.context.backend.xp
+        rho_Q, v_Q = self._solve(state)
+        return self.context.backend.scalar(0.5 * self.context.basis.volume * xp.sum(xp.real(v_Q * xp.conj(rho_Q))))
+
+    def potential(self, state):
+        """V_H(r), (n1, n2, n3) real device, hartree."""
+        return self.context.basis.g_to_r(self._solve(state)[1])
+
+    def stress(self, state) -> np.ndarray:
+        ctx = self.context
+        xp = ctx.backend.xp
+        rho_Q, _ = self._solve(state)
+        volume = ctx.basis.volume
+        power_Q = xp.real(rho_Q * xp.conj(rho_Q))
+        e_h = 0.5 * volume * ctx.backend.scalar(xp.sum(power_Q * self.green_Q))
+        g2_Q = ctx.basis.box_g2_host
+        green4_Q = np.zeros_like(g2_Q)  # 4 pi / |G|^4
+        nonzero = g2_Q > G_ZERO**2
+        green4_Q[nonzero] = 4 * np.pi / g2_Q[nonzero] ** 2
+        dedeps = -e_h * np.eye(3) + volume * ctx.tensor_sum(power_Q * ctx.backend.to_device(green4_Q))
+        return symmetric(dedeps) / volume

@@ -1,22 +1,26 @@
 """Pseudopotential G = 0 correction.
 
-The local GTH potential is -Z/r plus a short-range part. Its G = 0 Fourier component diverges; the
-Coulomb divergence cancels against Hartree and Ewald (all three drop G = 0), but the finite remainder
-alpha = lim_{G->0} [v_loc(G) + 4 pi Z / G^2] contributes E = (sum_atoms alpha) * N_electrons / Omega.
-As in ABINIT, pwsim keeps this term out of the Hamiltonian (so its eigenvalues match ABINIT's; pw.x's
-sit higher by sum_atoms alpha / Omega), which leaves total energies unchanged.
+The local pseudopotential is -Z/r plus a short-range part. Its G = 0 Fourier component diverges;
+the Coulomb divergence cancels against Hartree and Ewald (all three drop G = 0), but the finite
+remainder alpha = lim_{G->0} [v_loc(G) + 4 pi Z / G^2] contributes E = (sum_a alpha_a) N / Omega
+(N the number of electrons). As in ABINIT, pwsim keeps this term out of the Hamiltonian (so its
+eigenvalues match ABINIT's; pw.x's sit higher by sum_a alpha_a / Omega), which leaves total
+energies unchanged. No forces; the stress is dE/d eps_ab = -d_ab E.
 """
 from __future__ import annotations
 
+import numpy as np
 
-def psp_correction(structure, pseudos, n_electrons: float) -> float:
-    """Energy in hartree. pseudos: dict element -> GTHPseudo."""
-    alpha = sum(pseudos[s].local_alpha() for s in structure.species)
-    return alpha * n_electrons / structure.volume
+from .base import Term
 
 
-def psp_correction_stress(structure, pseudos, n_electrons: float):
-    """Its contribution to the stress, sigma_ij = -E delta_ij / Omega (hartree/bohr^3)."""
-    import numpy as np
+class PspCorrection(Term):
+    name = "psp_correction"
 
-    return -psp_correction(structure, pseudos, n_electrons) / structure.volume * np.eye(3)
+    def energy(self, state) -> float:
+        ctx = self.context
+        alpha = sum(ctx.pseudos[s].local_alpha() for s in ctx.structure.species)
+        return alpha * ctx.n_electrons / ctx.structure.volume
+
+    def stress(self, state) -> np.ndarray:
+        return -self.energy(state) / self.context.structure.volume * np.eye(3)

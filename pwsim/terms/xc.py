@@ -1,35 +1,120 @@
 """Exchange-correlation energy and potential on the FFT grid (LDA and GGA), with backend arrays.
 
-E_xc = sum_r e(rho(r), sigma(r)) dV. For a GGA the potential is
-V_s = de/drho_s - div( 2 de/dsigma_ss grad rho_s + de/dsigma_ud grad rho_s' ), with the gradients and
-the divergence taken by FFT on the same box, so the potential is the exact derivative of the
-discretised energy. The pointwise functionals live in :mod:`pwsim.xc_functionals`.
+E_xc = sum_r e(rho(r), sigma(r)) dV, evaluated on rho_s + rho_core / nspin when the
+pseudopotentials carry a nonlinear core correction (``rho_core_R``; None, at no cost, for GTH).
+For a GGA the potential is V_s = de/drho_s - div(2 de/dsigma_ss grad rho_s + de/dsigma_ud grad
+rho_s'), with the gradients and the divergence taken by FFT on the same box, so the potential is
+the exact derivative of the discretised energy. The pointwise functionals live in
+:mod:`pwsim.xc_functionals`.
+
+Stress (rho scales as 1/Omega at fixed fractional grid points; e_st = de/dsigma_st)::
+
+    dE/d eps_ab = d_ab (E_xc - sum_s int v_s rho_s - 2 sum_st int e_st sigma_st)
+                  - sum_st int e_st (d_a rho_s d_b rho_t + d_b rho_s d_a rho_t)
+
+Only the core density depends on the positions: its forces and the form-factor part of its
+stress are those of an atom-centred density in the field of the spin-averaged XC potential
+(:meth:`Xc.forces`, :meth:`Xc.stress`; both vanish without a core).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import xc_functionals
+from .base import Term, symmetric
 
 
-def xc(basis, rho, functional: str):
-    """rho: (nspin, n1, n2, n3) electrons/bohr^3. Returns (energy in hartree, potential (nspin, n1, n2, n3))."""
-    xp = basis.backend.xp
-    nspin = rho.shape[0]
-    if not xc_functionals.is_gga(functional):
-        out = xc_functionals.evaluate(functional, xp, rho)
-        return xp.sum(out.e) * basis.dvol, out.vrho
-    grads = [basis.gradient(rho[s, ...]) for s in range(nspin)]  # each (3, n1, n2, n3)
-    if nspin == 1:
-        sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
-    else:
-        sigma = xp.stack([
-            xp.sum(grads[0] * grads[0], axis=0),
-            xp.sum(grads[0] * grads[1], axis=0),
-            xp.sum(grads[1] * grads[1], axis=0),
-        ])
-    out = xc_functionals.evaluate(functional, xp, rho, sigma)
-    if nspin == 1:
-        potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
-        return xp.sum(out.e) * basis.dvol, potential[None, ...]
-    v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-    v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
-    return xp.sum(out.e) * basis.dvol, xp.stack([v_up, v_dn])
+class Xc(Term):
+    name = "xc"
+
+    def __init__(self, context):
+        super().__init__(context)
+        core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
+        #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction
+        self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
+
+    def _total_density(self, rho_sR):
+        if self.rho_core_R is None:
+            return rho_sR
+        return rho_sR + (self.rho_core_R / rho_sR.shape[0])[None, ...]
+
+    def _evaluate(self, rho_sR):
+        """(pointwise output of the functional, density gradients per spin or None, sigma or None)
+        on the total (valence + core) density."""
+        basis = self.context.basis
+        xp = self.context.backend.xp
+        functional = self.context.xc
+        if not xc_functionals.is_gga(functional):
+            return xc_functionals.evaluate(functional, xp, rho_sR), None, None
+        grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
+        if len(grads) == 1:
+            sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
+        else:
+            sigma = xp.stack([
+                xp.sum(grads[0] * grads[0], axis=0),
+                xp.sum(grads[0] * grads[1], axis=0),
+                xp.sum(grads[1] * grads[1], axis=0),
+            ])
+        return xc_functionals.evaluate(functional, xp, rho_sR, sigma), grads, sigma
+
+    def energy(self, state) -> float:
+        out, _, _ = self._evaluate(self._total_density(state.rho_sR))
+        return self.context.backend.scalar(self.context.backend.xp.sum(out.e) * self.context.basis.dvol)
+
+    def potential(self, state):
+        """V_xc per spin, (nspin, n1, n2, n3) real device, hartree."""
+        xp = self.context.backend.xp
+        basis = self.context.basis
+        out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        if grads is None:
+            return out.vrho
+        if len(grads) == 1:
+            potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
+            return potential[None, ...]
+        v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+        v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+        return xp.stack([v_up, v_dn])
+
+    def _core_field_Q(self, state):
+        """The spin-averaged XC potential on the box, dE_xc / d rho_core (G space, device)."""
+        xp = self.context.backend.xp
+        return self.context.basis.r_to_g(xp.mean(self.potential(state), axis=0))
+
+    def forces(self, state) -> np.ndarray:
+        if self.rho_core_R is None:
+            return np.zeros((self.context.natoms, 3))
+        return self.context.form_factor_forces("core_density_form_factor", self._core_field_Q(state))
+
+    def stress(self, state) -> np.ndarray:
+        bk = self.context.backend
+        xp = bk.xp
+        rho_sR = self._total_density(state.rho_sR)
+        out, grads, sigma = self._evaluate(rho_sR)
+        dvol = self.context.basis.dvol
+        if grads is None:
+            diag = xp.sum(out.e) - xp.sum(out.vrho * rho_sR)
+            dedeps = bk.scalar(diag) * dvol * np.eye(3)
+        else:
+            diag = xp.sum(out.e) - xp.sum(out.vrho * rho_sR) - 2.0 * xp.sum(out.vsigma * sigma)
+            dedeps = (bk.scalar(diag) * np.eye(3) - self._gradient_strain(out, grads)) * dvol
+        if self.rho_core_R is not None:
+            dedeps = dedeps - self.context.form_factor_strain("core_density_form_factor_derivative",
+                                                              self._core_field_Q(state))
+        return symmetric(dedeps) / self.context.structure.volume
+
+    def _gradient_strain(self, out, grads) -> np.ndarray:
+        """sum_st sum_r e_st (d_a rho_s d_b rho_t + d_b rho_s d_a rho_t), (3, 3) host."""
+        xp = self.context.backend.xp
+        pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
+        rows = []
+        for a in range(3):
+            row = []
+            for b in range(3):
+                acc = None
+                for idx, (s, t) in enumerate(pairs):
+                    prod = grads[s][a, ...] * grads[t][b, ...] + grads[s][b, ...] * grads[t][a, ...]
+                    term = xp.sum(out.vsigma[idx, ...] * prod)
+                    acc = term if acc is None else acc + term
+                row.append(acc)
+            rows.append(xp.stack(row))
+        return self.context.backend.to_host(xp.stack(rows))

@@ -1,0 +1,99 @@
+"""The shape every energy term has, and the electronic state the terms are evaluated on.
+
+A term is built once per geometry from the shared :class:`~pwsim.terms.context.Context` and gives,
+from the same code and the same cached arrays:
+
+* ``energy(state)``    its energy, hartree (a Python float);
+* ``potential(state)`` its multiplicative potential dE/drho(r), (n1, n2, n3) or (nspin, n1, n2, n3)
+                       device, hartree (density terms), or None;
+* ``operator(kpoint)`` its operator on the orbitals of one k-point (an object with ``apply(c_nG)``,
+                       ``band_energies(c_nG)`` and ``single()``), or None;
+* ``forces(state)``    -dE/dtau at fixed density and orbitals, (natoms, 3) host, hartree/bohr;
+* ``stress(state)``    (1/Omega) dE/d eps at fixed c_nG and fixed fractional density, symmetric
+                       (3, 3) host, hartree/bohr^3 (convention of :mod:`pwsim.stress`).
+
+The defaults (no potential, no operator, zero forces and stress) are those of a term that does
+not depend on that quantity. tests/test_terms.py checks every registered term against finite
+differences of its own energy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ElectronicState", "Term", "band_sum", "occupied_bands", "symmetric"]
+
+
+@dataclass
+class ElectronicState:
+    """What the terms are evaluated on.
+
+    rho_sR:        (nspin, n1, n2, n3) density, electrons/bohr^3, device
+    wavefunctions: per k-point of the basis an (nbands, npw) device array (c_nG), or None
+    occupations:   (nspin, nk, nbands) host, electrons per state, or None
+    """
+
+    rho_sR: object
+    wavefunctions: list | None = None
+    occupations: np.ndarray | None = None
+
+
+class Term:
+    """Base class: a term that depends on nothing (zero energy, forces, stress)."""
+
+    #: the key of the term in the energy breakdown
+    name = ""
+
+    def __init__(self, context):
+        self.context = context
+
+    def energy(self, state: ElectronicState) -> float:
+        return 0.0
+
+    def potential(self, state: ElectronicState):
+        return None
+
+    def operator(self, kpoint):
+        return None
+
+    def forces(self, state: ElectronicState) -> np.ndarray:
+        return np.zeros((self.context.natoms, 3))
+
+    def stress(self, state: ElectronicState) -> np.ndarray:
+        return np.zeros((3, 3))
+
+
+def symmetric(m) -> np.ndarray:
+    """The symmetric part of a (3, 3) host array."""
+    m = np.asarray(m, dtype=float)
+    return 0.5 * (m + m.T)
+
+
+def occupied_bands(context, state: ElectronicState, kpoint):
+    """(c_nG of the occupied bands (nb, npw) device, f_n w_k (nb,) host) of one k-point, or None
+    when no band is occupied (bands beyond the occupation columns are ignored)."""
+    bk = context.backend
+    nocc = state.occupations.shape[-1]
+    f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % context.nk], dtype=float) * kpoint.weight
+    bands = np.flatnonzero(np.abs(f_n) > 1e-14)
+    if bands.size == 0:
+        return None
+    c_nG = state.wavefunctions[kpoint.index][:nocc, ...]
+    if bands.size < nocc:
+        c_nG = bk.xp.take(c_nG, bk.to_device(bands.astype(np.int64)), axis=0)
+    return c_nG, f_n[bands]
+
+
+def band_sum(context, state: ElectronicState, per_band) -> float:
+    """sum_k w_k sum_n f_nk x_nk over every k-point of the basis, a Python float, where
+    per_band(kpoint, c_nG) gives x_nk (nb,) on the device (accumulated on the device)."""
+    bk = context.backend
+    xp = bk.xp
+    nb = state.occupations.shape[-1]
+    total = 0.0
+    for kpoint in context.basis.kpoints:
+        c_nG = state.wavefunctions[kpoint.index][:nb, ...]
+        f_n = bk.to_device(state.occupations[kpoint.spin, kpoint.index % context.nk] * kpoint.weight)
+        total = total + xp.sum(per_band(kpoint, c_nG) * f_n)
+    return bk.scalar(total)

@@ -1,0 +1,163 @@
+"""What the terms share for one geometry: the cell, the basis, the pseudopotentials, and the
+per-geometry arrays built once (ionic charges, structure factors, radial form factors on the FFT
+box, box G-vectors on the device), plus the sums over atoms that several terms need.
+
+Array names carry their axes (docs/nomenclature.md): ``_Q`` a point of the FFT box in reciprocal
+space, ``_R`` a point of the box in real space, ``_a`` an atom, ``_v`` a Cartesian direction.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Context", "structure_factor"]
+
+#: |G| below which a box vector counts as G = 0 (1/bohr)
+G_ZERO = 1e-10
+
+
+def axis_phases(fft_grid, position) -> list[np.ndarray]:
+    """exp(-i G.tau) = prod_j exp(-2 pi i m_j x_j) on the box factorises over the three axes: the
+    three 1-D factors (n_j,) complex, host, for fractional position x."""
+    return [np.exp(-2j * np.pi * np.fft.fftfreq(n, 1.0 / n) * x) for n, x in zip(fft_grid, position)]
+
+
+def structure_factor(basis, positions, weights=None) -> np.ndarray:
+    """sum_a w_a exp(-i G.tau_a) on the FFT box, (n1, n2, n3) complex, host.
+
+    positions: (n, 3) fractional coordinates; weights: (n,) or None for all ones.
+    """
+    # three 1-D phase tables per atom, combined by broadcasting, instead of an (n1, n2, n3, natoms)
+    # array (hundreds of MB for a 64-atom cell)
+    total_Q = np.zeros(basis.fft_grid, dtype=complex)
+    weights = np.ones(len(positions)) if weights is None else np.asarray(weights, dtype=float)
+    for w, x in zip(weights, positions):
+        e1, e2, e3 = axis_phases(basis.fft_grid, x)
+        total_Q += (w * e1)[:, None, None] * e2[None, :, None] * e3[None, None, :]
+    return total_Q
+
+
+class Context:
+    """The per-geometry quantities every term may use.
+
+    basis:       the :class:`pwsim.basis.PlaneWaveBasis` (its structure is the geometry)
+    pseudos:     element -> pseudopotential (the protocol of :mod:`pwsim.pseudo.protocol`)
+    xc:          exchange-correlation functional name
+    n_electrons: number of valence electrons
+    keep_operators: orbital terms cache their operator of every k-point (the SCF); False builds it
+                    on each request (a band-structure path, where memory would grow with the k-points)
+    derivatives:    forces or stress will be asked: a term may compute them in the same pass as its
+                    energy (Ewald); False defers them until asked
+    """
+
+    def __init__(self, basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, keep_operators: bool = True,
+                 derivatives: bool = True):
+        self.basis = basis
+        self.structure = basis.structure
+        self.backend = basis.backend
+        self.pseudos = pseudos
+        self.xc = xc
+        self.n_electrons = float(n_electrons)
+        self.keep_operators = keep_operators
+        self.derivatives = derivatives
+        #: (natoms,) pseudo-ion charges Z_a (electrons), host
+        self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
+        #: |G| on the box, (n1, n2, n3) host, 1/bohr
+        self.q_Q = np.sqrt(basis.box_g2_host)
+        self._cache = {}
+
+    @property
+    def natoms(self) -> int:
+        return self.structure.natoms
+
+    @property
+    def nk(self) -> int:
+        """Number of k-points per spin channel (occupations are indexed [spin, k % nk, band])."""
+        return len(self.basis.kpoints) // self.basis.nspin
+
+    def atoms_of(self, element: str) -> list[int]:
+        return [a for a, s in enumerate(self.structure.species) if s == element]
+
+    # ------------------------------------------------------------------ cached box arrays
+    def gvec_vQ(self) -> list:
+        """Cartesian G of the box as three device arrays (n1, n2, n3), 1/bohr."""
+        if "gvec" not in self._cache:
+            self._cache["gvec"] = [self.backend.to_device(self.basis.box_g[..., v]) for v in range(3)]
+        return self._cache["gvec"]
+
+    def structure_factor_Q(self, element: str) -> np.ndarray:
+        """sum over the atoms of ``element`` of exp(-i G.tau) on the box, host (cached)."""
+        key = ("sf", element)
+        if key not in self._cache:
+            positions = self.structure.positions[self.atoms_of(element)]
+            self._cache[key] = structure_factor(self.basis, positions)
+        return self._cache[key]
+
+    def radial_Q(self, element: str, function: str, over_q: bool = False, with_zero: bool = False) -> np.ndarray:
+        """The pseudopotential's radial function ``function`` (a protocol method name) of |G| on the
+        box, host; over_q: divided by |G|; G = 0 holds 0 unless with_zero (then f(0))."""
+        key = ("radial", element, function, over_q, with_zero)
+        if key not in self._cache:
+            q = self.q_Q
+            nonzero = np.ones(q.shape, dtype=bool) if with_zero else q > G_ZERO
+            values = np.zeros_like(q)
+            values[nonzero] = getattr(self.pseudos[element], function)(q[nonzero])
+            if over_q:
+                values[nonzero] /= q[nonzero]
+            self._cache[key] = values
+        return self._cache[key]
+
+    def atom_sum_Q(self, function: str, over_q: bool = False, with_zero: bool = False) -> np.ndarray:
+        """sum_a f_a(|G|) exp(-i G.tau_a) on the box, host complex (f, over_q, with_zero: radial_Q)."""
+        total_Q = np.zeros(self.basis.fft_grid, dtype=complex)
+        for element in self.structure.kinds():
+            total_Q += self.radial_Q(element, function, over_q, with_zero) * self.structure_factor_Q(element)
+        return total_Q
+
+    def atom_density_R(self, function: str):
+        """(1/Omega) sum_a f_a(|G|) exp(-i G.tau_a) taken to real space, (n1, n2, n3) real device
+        (an atom-centred density or potential from its form factor f, G = 0 included)."""
+        total_Q = self.atom_sum_Q(function, with_zero=True) / self.structure.volume
+        return self.backend.to_device(np.real(np.fft.ifftn(total_Q)) * self.basis.nfft)
+
+    def atom_phase_Q(self, atom: int):
+        """exp(-i G.tau_a) on the box for one atom, device: three 1-D factors, no exp on the box."""
+        p1, p2, p3 = (self.backend.to_device(p) for p in axis_phases(self.basis.fft_grid, self.structure.positions[atom]))
+        return p1[:, None, None] * p2[None, :, None] * p3[None, None, :]
+
+    # ------------------------------------------------------------------ sums shared by several terms
+    def tensor_sum(self, weight_Q) -> np.ndarray:
+        """sum_G weight(G) G_a G_b over the box, (3, 3) host (weight real, device)."""
+        xp = self.backend.xp
+        gvec = self.gvec_vQ()
+        rows = []
+        for a in range(3):
+            wa = weight_Q * gvec[a]
+            rows.append(xp.stack([xp.sum(wa * gvec[b]) for b in range(3)]))
+        return self.backend.to_host(xp.stack(rows))
+
+    def form_factor_forces(self, function: str, field_Q) -> np.ndarray:
+        """(natoms, 3) host: -dE/dtau_a of E = Omega sum_G conj(field(G)) (1/Omega) sum_a f_a(|G|)
+        exp(-i G.tau_a), i.e. F_a = -sum_G G Im[exp(-i G.tau_a) f_a(|G|) conj(field(G))].
+
+        The force of an atom-centred radial function (local potential, core density) against a
+        field on the box (the density, the XC potential); f names a protocol method (radial_Q).
+        """
+        bk = self.backend
+        xp = bk.xp
+        conj_Q = xp.conj(field_Q)
+        gvec = self.gvec_vQ()
+        forces = np.zeros((self.natoms, 3))
+        for element in self.structure.kinds():
+            weighted_Q = bk.to_device(self.radial_Q(element, function)) * conj_Q
+            for atom in self.atoms_of(element):
+                im_Q = xp.imag(self.atom_phase_Q(atom) * weighted_Q)
+                forces[atom] = -bk.to_host(xp.stack([xp.sum(gvec[v] * im_Q) for v in range(3)]))
+        return forces
+
+    def form_factor_strain(self, derivative: str, field_Q) -> np.ndarray:
+        """(3, 3) host: sum_{G != 0} Re[sum_a f'_a(|G|) exp(-i G.tau_a) conj(field(G))] G_a G_b / |G|,
+        the part of dE/d eps that comes from |G| -> |(1 - eps) G| in an atom-centred radial function
+        (``derivative`` names the protocol method giving f')."""
+        xp = self.backend.xp
+        weight_Q = xp.real(self.backend.to_device(self.atom_sum_Q(derivative, over_q=True)) * xp.conj(field_Q))
+        return self.tensor_sum(weight_Q)
