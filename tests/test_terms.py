@@ -17,8 +17,8 @@ the steps h and 2h. The tolerance comes from the step: the h^2 error term, |D(h)
 bounds the O(h^4) error of the extrapolated value, plus the rounding of the energies, ~1e-13 |E| / h.
 
 The cell is small and distorted (no symmetry), has two species (one with a nonlinear core density,
-so the core paths of the XC term are checked too, one without projectors), spin-polarised, with a
-Gamma point (real wavefunctions) and a general k-point, and a GGA.
+so the core paths of the XC term are checked too, one without projectors), a Gamma point (real
+wavefunctions) and a general k-point; two models: spin-polarised GGA and unpolarised LDA.
 """
 import numpy as np
 import pytest
@@ -29,8 +29,7 @@ from pwsim.basis import PlaneWaveBasis
 from pwsim.pseudo import load_pseudo
 from pwsim.terms import REGISTRY, Context, ElectronicState, Term
 
-XC = "pbe"
-NSPIN = 2
+MODELS = [("pbe", 2), ("lda", 1)]  # (functional, nspin)
 NBANDS = 3
 KPOINTS = np.array([[0.0, 0.0, 0.0], [0.25, -0.1, 0.3]])
 LATTICE = np.array([[0.2, 4.1, 4.0], [4.3, 0.0, 3.9], [4.0, 4.2, -0.1]])
@@ -86,11 +85,10 @@ TERMS = list(REGISTRY) + [DensitySquared]
 _PSEUDOS = {}
 
 
-def pseudos():
-    if not _PSEUDOS:
-        _PSEUDOS["Si"] = CoredPseudo(load_pseudo("Si", XC))
-        _PSEUDOS["H"] = load_pseudo("H", XC)
-    return _PSEUDOS
+def pseudos(xc):
+    if xc not in _PSEUDOS:
+        _PSEUDOS[xc] = {"Si": CoredPseudo(load_pseudo("Si", xc)), "H": load_pseudo("H", xc)}
+    return _PSEUDOS[xc]
 
 
 def _ecut_in_a_gap(lattice, lo=3.0, hi=4.0) -> float:
@@ -109,20 +107,22 @@ def _ecut_in_a_gap(lattice, lo=3.0, hi=4.0) -> float:
 ECUT = _ecut_in_a_gap(LATTICE)
 
 
-def build(term_cls, backend, lattice=LATTICE, positions=POSITIONS):
+def build(term_cls, backend, model, lattice=LATTICE, positions=POSITIONS):
+    xc, nspin = model
     structure = pwsim.Structure(lattice, SPECIES, positions)
     bk = get_backend(backend, "double")
-    basis = PlaneWaveBasis(structure, ECUT, KPOINTS, [0.5, 0.5], bk, fft_grid=(15, 15, 15), nspin=NSPIN)
-    return term_cls(Context(basis, pseudos(), xc=XC, n_electrons=5.0))
+    basis = PlaneWaveBasis(structure, ECUT, KPOINTS, [0.5, 0.5], bk, fft_grid=(15, 15, 15), nspin=nspin)
+    return term_cls(Context(basis, pseudos(xc), xc=xc, n_electrons=5.0))
 
 
 def smooth_density(basis, seed):
     """A positive smooth density (nspin, n1, n2, n3), host, electrons/bohr^3."""
     rng = np.random.default_rng(seed)
     g2 = basis.box_g2_host
-    coeffs = (rng.standard_normal((NSPIN, *g2.shape)) + 1j * rng.standard_normal((NSPIN, *g2.shape))) * np.exp(-g2)
+    shape = (basis.nspin, *g2.shape)
+    coeffs = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * np.exp(-g2)
     wave = np.real(np.fft.ifftn(coeffs, axes=(1, 2, 3)))
-    return (1.0 + 0.3 * wave / np.abs(wave).max()) * 2.5 / basis.volume
+    return (1.0 + 0.3 * wave / np.abs(wave).max()) * 5.0 / basis.nspin / basis.volume
 
 
 def random_orbitals(basis, seed):
@@ -142,11 +142,12 @@ def state_of(term, rho, orbitals, scale=1.0):
     """The fixed density (times ``scale``), orbitals and occupations as an ElectronicState of ``term``."""
     bk = term.context.backend
     occupations = np.array([[[1.0, 0.7, 0.2], [0.9, 0.6, 0.0]], [[0.8, 0.5, 0.1], [1.0, 0.3, 0.05]]])
+    occupations = occupations[: term.context.basis.nspin] * (3 - term.context.basis.nspin)
     return ElectronicState(bk.to_device(rho * scale), [bk.to_device(c) for c in orbitals], occupations)
 
 
-def reference(term_cls, backend):
-    term = build(term_cls, backend)
+def reference(term_cls, backend, model):
+    term = build(term_cls, backend, model)
     basis = term.context.basis
     return term, smooth_density(basis, 1), random_orbitals(basis, 2)
 
@@ -172,8 +173,8 @@ def assert_derivative(analytic, energy, what):
 
 
 # ------------------------------------------------------------------------------ the checks
-def check_potential(term_cls, backend):
-    term, rho, orbitals = reference(term_cls, backend)
+def check_potential(term_cls, backend, model):
+    term, rho, orbitals = reference(term_cls, backend, model)
     basis, bk = term.context.basis, term.context.backend
     drho = smooth_density(basis, 3) - smooth_density(basis, 4)
     potential = term.potential(state_of(term, rho, orbitals))
@@ -188,8 +189,8 @@ def check_potential(term_cls, backend):
     assert_derivative(float(np.sum(v_sR * drho) * basis.dvol), energy, f"{term.name} potential")
 
 
-def check_operator(term_cls, backend):
-    term, rho, orbitals = reference(term_cls, backend)
+def check_operator(term_cls, backend, model):
+    term, rho, orbitals = reference(term_cls, backend, model)
     basis, bk = term.context.basis, term.context.backend
     dc = random_orbitals(basis, 5)
 
@@ -202,7 +203,7 @@ def check_operator(term_cls, backend):
     state = state_of(term, rho, orbitals)
     analytic = 0.0
     for kpoint in basis.kpoints:
-        f_n = state.occupations[kpoint.spin, kpoint.index % 2] * kpoint.weight
+        f_n = state.occupations[kpoint.spin, kpoint.index % term.context.nk] * kpoint.weight
         applied = bk.to_host(term.operator(kpoint).apply(bk.to_device(orbitals[kpoint.index])))
         analytic += 2 * np.real(np.sum(f_n[:, None] * np.conj(dc[kpoint.index]) * applied))
     assert_derivative(analytic, energy, f"{term.name} operator")
@@ -211,21 +212,21 @@ def check_operator(term_cls, backend):
     assert np.abs(dense - dense.conj().T).max() <= 1e-13 * max(np.abs(dense).max(), 1.0), f"{term.name}: not Hermitian"
 
 
-def check_forces(term_cls, backend):
-    term, rho, orbitals = reference(term_cls, backend)
+def check_forces(term_cls, backend, model):
+    term, rho, orbitals = reference(term_cls, backend, model)
     direction = np.random.default_rng(7).standard_normal(POSITIONS.shape)  # Cartesian, bohr
     forces = term.forces(state_of(term, rho, orbitals))
     assert forces.shape == POSITIONS.shape
 
     def energy(t):
-        moved = build(term_cls, backend, positions=POSITIONS + t * direction @ np.linalg.inv(LATTICE))
+        moved = build(term_cls, backend, model, positions=POSITIONS + t * direction @ np.linalg.inv(LATTICE))
         return moved.energy(state_of(moved, rho, orbitals))
 
     assert_derivative(-float(np.sum(forces * direction)), energy, f"{term.name} forces")
 
 
-def check_stress(term_cls, backend):
-    term, rho, orbitals = reference(term_cls, backend)
+def check_stress(term_cls, backend, model):
+    term, rho, orbitals = reference(term_cls, backend, model)
     e = np.random.default_rng(8).standard_normal((3, 3))
     e = 0.5 * (e + e.T)
     stress = term.stress(state_of(term, rho, orbitals))
@@ -234,7 +235,7 @@ def check_stress(term_cls, backend):
     millers = [k.miller for k in term.context.basis.kpoints]
 
     def energy(t):
-        strained = build(term_cls, backend, lattice=LATTICE @ (np.eye(3) + t * e).T)
+        strained = build(term_cls, backend, model, lattice=LATTICE @ (np.eye(3) + t * e).T)
         assert all(np.array_equal(k.miller, m) for k, m in zip(strained.context.basis.kpoints, millers))
         return strained.energy(state_of(strained, rho, orbitals, volume / strained.context.structure.volume))
 
@@ -244,10 +245,11 @@ def check_stress(term_cls, backend):
 CHECKS = {"potential": check_potential, "operator": check_operator, "forces": check_forces, "stress": check_stress}
 
 
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m[0]}-nspin{m[1]}")
 @pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("term_cls", TERMS, ids=lambda cls: cls.name)
-def test_term(term_cls, check, backend):
-    CHECKS[check](term_cls, backend)
+def test_term(term_cls, check, backend, model):
+    CHECKS[check](term_cls, backend, model)
 
 
 def test_checks_catch_a_wrong_term():
@@ -257,7 +259,7 @@ def test_checks_catch_a_wrong_term():
             return np.zeros((3, 3))
 
     with pytest.raises(AssertionError, match="stress"):
-        check_stress(Wrong, "numpy")
+        check_stress(Wrong, "numpy", MODELS[0])
 
 
 def test_registry_is_complete():

@@ -199,6 +199,7 @@ class Ewald(Term):
     def __init__(self, context):
         super().__init__(context)
         self._result = None
+        self.result()  # at set-up, not in the first SCF iteration
 
     def result(self, derivatives: bool = False) -> EwaldResult:
         if self._result is None or (derivatives and self._result.forces is None):
