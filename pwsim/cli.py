@@ -1,84 +1,26 @@
 """The ``pwsim`` command line.
 
 Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input or
-environment (including usage errors), 3 internal error, 130 interrupted. Every error is exactly one
-line on stderr, starting with ``pwsim: error:``; ``--debug`` shows the traceback instead.
+environment (including usage errors, a full disk, an output locked by another job), 3 internal error,
+130 SIGINT, 143 SIGTERM. Every error is exactly one line on stderr, starting with ``pwsim: error:``;
+``--debug`` shows the traceback instead. The error and signal handling is in :mod:`pwsim.cli_common`.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
-import warnings
 from collections import Counter
 
 import click
 
 from ._version import __version__
-from .errors import PwsimError
+from .cli_analysis import bands, dos
+from .cli_common import Interrupted, check_interrupted, install_signal_handlers, interrupted, watch
+from .cli_common import error as _error
+from .cli_common import guard as _guard
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def _error(message: str, code: int):
-    click.echo(f"pwsim: error: {_first_line(message)}", err=True)
-    sys.exit(code)
-
-
-def _fail(exc: BaseException, debug: bool) -> None:
-    if debug:
-        raise exc
-    code = getattr(exc, "exit_code", 2)
-    _error(str(exc) or type(exc).__name__, code)
-
-
-def _guard(func, debug, quiet=False):
-    """Run ``func``; turn every failure into one line on stderr and an exit status.
-
-    Python warnings (NumPy, spglib, ...) are informational: one line each on stdout (none with -q), so
-    that stderr holds only the error line; --debug leaves them to Python.
-    """
-    if debug:
-        return func()
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda message, category, *args, **kwargs: None if quiet else click.echo(
-            f"pwsim: warning: {category.__name__}: {_first_line(str(message))}")
-        return _guarded(func, debug)
-
-
-def _guarded(func, debug):
-    try:
-        return func()
-    except PwsimError as exc:
-        _fail(exc, debug)
-    except KeyboardInterrupt:
-        click.echo("pwsim: interrupted", err=True)
-        sys.exit(130)
-    except MemoryError:
-        _fail(MemoryError("out of memory: lower ecut, k-points or nbands, or set [run] max_memory"), debug)
-    except BrokenPipeError:  # stdout closed early, e.g. pwsim run ... | head: not an error of the run
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:
-            pass
-        sys.exit(141)
-    except OSError as exc:  # disk full, permission denied, ...: the environment, not a bug
-        if debug:
-            raise
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        _error(f"{exc.strerror or exc}{where}", 2)
-    except Exception as exc:  # an unexpected failure still gets one line, unless --debug
-        if debug:
-            raise
-        _error(f"internal error: {type(exc).__name__}: {_first_line(str(exc))} "
-               "(run with --debug for the traceback)", 3)
 
 
 class _Group(click.Group):
@@ -87,6 +29,7 @@ class _Group(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        install_signal_handlers()
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -98,12 +41,10 @@ class _Group(click.Group):
             _error(f"{exc.format_message()} (see '{command} --help')", 2)
         except click.ClickException as exc:
             _error(exc.format_message(), exc.exit_code or 2)
-        except click.exceptions.Abort:
-            click.echo("pwsim: interrupted", err=True)
-            sys.exit(130)
-        except KeyboardInterrupt:
-            click.echo("pwsim: interrupted", err=True)
-            sys.exit(130)
+        except Interrupted as exc:
+            interrupted(exc.signum)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            interrupted(signal.SIGINT)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -125,18 +66,21 @@ def _composition(species) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output HDF5 file (default: INPUT with .h5).")
 @click.option("--backend", type=click.Choice(["numpy", "cupy", "strict", "auto"]), help="Override [run] backend.")
 @click.option("--restart", type=click.Path(dir_okay=False),
-              help="Continue from a checkpoint or start from the density of an output file.")
+              help="Continue from a checkpoint, or start from the density of an output file, of the same system.")
+@click.option("--start-from", type=click.Path(dir_okay=False),
+              help="Start from the density of an output of another geometry or setting (same FFT grid and "
+                   "spin); the SCF history starts afresh.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the estimate, checkpoints and timings per phase.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(input_file, output, backend, restart, quiet, verbose, debug):
+def run(input_file, output, backend, restart, start_from, quiet, verbose, debug):
     """Run the calculation described by INPUT_FILE (TOML).
 
     Prints a live SCF table and a summary; the results go to an HDF5 file. Exit status 0 when the
     SCF converged, 1 when it did not (the output is still written, with /scf/converged false).
     """
     from .io.input import parse_file
-    from .runner import run_deck
+    from .runner import RunProgress, run_deck
 
     verbose = verbose and not quiet
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -144,8 +88,8 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
 
     def go():
         t0 = time.perf_counter()
-        # a batch system's SIGTERM ends the run like Ctrl-C: no half-written output, exit status 130
-        signal.signal(signal.SIGTERM, _interrupt)
+        progress = RunProgress()
+        watch(progress)  # SIGINT/SIGTERM: exit 130/143 naming the last checkpoint; ignored once finished
         deck = parse_file(input_file)
         if backend:
             deck.settings.backend = backend
@@ -164,6 +108,7 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
         header = {"printed": False}
 
         def callback(info):
+            check_interrupted()
             if not header["printed"]:
                 echo(f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}")
                 header["printed"] = True
@@ -171,7 +116,8 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
             de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
             echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
 
-        result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings)
+        result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings,
+                                start_from=start_from, progress=progress)
         echo("")
         echo(result.summary())
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
@@ -180,10 +126,6 @@ def run(input_file, output, backend, restart, quiet, verbose, debug):
                    "converged; raise [scf] max_iterations or restart with --restart)", 1)
 
     _guard(go, debug, quiet)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _format_value(value) -> str:
@@ -286,7 +228,7 @@ def show(h5_file, debug):
         if "checkpoint" in r.extra:
             click.echo(f"checkpoint at iteration {r.extra['checkpoint']['iteration']} (resume with --restart)")
         click.echo(r.summary())
-        with h5py.File(h5_file, "r") as f:
+        with h5py.File(h5_file, "r", locking=False) as f:
             click.echo("datasets:")
 
             def visit(name, obj):
@@ -313,18 +255,8 @@ def info():
     click.echo(f"available memory: {available_memory() / 2**30:.1f} GiB")
 
 
-def _register_extensions() -> None:
-    """Commands that live in other modules (``bands``, ``dos``), when those modules are present."""
-    try:
-        from .cli_analysis import register
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.cli_analysis":
-            raise
-        return
-    register(main)
-
-
-_register_extensions()
+main.add_command(bands)
+main.add_command(dos)
 
 
 if __name__ == "__main__":

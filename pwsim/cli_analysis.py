@@ -5,7 +5,7 @@
 
 Both add their data to the output file (/bands, /dos; atomically) and draw a picture. Errors follow
 :mod:`pwsim.cli`: one line on stderr, exit status 2 for bad input, 3 for an internal error,
-``--debug`` for the traceback. :func:`register` adds the commands to the ``pwsim`` group.
+``--debug`` for the traceback. :mod:`pwsim.cli` adds the commands to the ``pwsim`` group.
 """
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from pathlib import Path
 
 import click
 
+from .cli_common import guard as _guard
 from .units import HARTREE_IN_EV
+
+#: k-points along a band path: 10^4 already resolves every feature of a band plot
+MAX_NPOINTS = 10_000
 
 
 def _default_image(h5_file: str, suffix: str) -> str:
@@ -25,7 +29,7 @@ def _default_image(h5_file: str, suffix: str) -> str:
 @click.argument("h5_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Picture to write (.png, .pdf, .svg; default: H5_FILE's name + _bands.png).")
-@click.option("--npoints", type=click.IntRange(min=2), default=100, show_default=True,
+@click.option("--npoints", type=click.IntRange(min=2, max=MAX_NPOINTS), default=100, show_default=True,
               help="About how many k-points along the whole path.")
 @click.option("--nbands", type=click.IntRange(min=1), help="Bands per k-point (default: the SCF's).")
 @click.option("--path", "kpath", help="Special points, e.g. 'GXWKGL,UX' or 'Γ-X|K-Γ' (default: the standard path).")
@@ -37,13 +41,13 @@ def _default_image(h5_file: str, suffix: str) -> str:
 def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, debug):
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
-    from .cli import _guard
     from .io.hdf5 import load
-    from .plotting import plot_bands
+    from .plotting import check_image_path, plot_bands
 
     echo = (lambda *a, **k: None) if quiet else click.echo
 
     def go():
+        check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands)
         image = plot_bands(bs, output or _default_image(h5_file, "bands"), emin=emin, emax=emax)
@@ -72,14 +76,14 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
-    from .cli import _guard
     from .dos import density_of_states, write_dos
     from .io.hdf5 import load
-    from .plotting import plot_dos
+    from .plotting import check_image_path, plot_dos
 
     echo = (lambda *a, **k: None) if quiet else click.echo
 
     def go():
+        check_image_path(output or _default_image(h5_file, "dos"))
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method)
         image = plot_dos(d, output or _default_image(h5_file, "dos"), emin=emin, emax=emax)
@@ -92,9 +96,3 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
              f"{d.at(d.fermi_level) / HARTREE_IN_EV:.4f} states/eV/cell")
 
     _guard(go, debug)
-
-
-def register(main: click.Group) -> None:
-    """Add the ``bands`` and ``dos`` commands to the ``pwsim`` command group."""
-    main.add_command(bands)
-    main.add_command(dos)

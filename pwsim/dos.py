@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .io.hdf5 import add_group, as_result, dataset
 from .units import HARTREE_IN_EV
 
 METHODS = ("gaussian", "tetrahedron")
@@ -262,9 +263,7 @@ def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussi
     energies: (ne,) grid, hartree (default: all eigenvalues +- 6 width)
     spacing: step of the default grid, hartree
     """
-    from .bands import _as_result
-
-    result = _as_result(result_or_path)
+    result = as_result(result_or_path)
     if method not in METHODS:
         raise InputError(f"unknown DOS method {method!r}; choose one of {', '.join(METHODS)}")
     eig = np.asarray(result.eigenvalues, dtype=float)
@@ -296,40 +295,36 @@ def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussi
 
 
 def write_dos(path_h5, d: DensityOfStates) -> Path:
-    """Add (or replace) the ``/dos`` group of an existing pwsim output file, atomically (copy to
-    NAME.part, write, rename).
+    """Add (or replace) the ``/dos`` group of an existing pwsim output file, atomically (refused while a
+    job is writing the file).
 
     Datasets (each with a ``units`` attribute): energies (ne,) hartree, dos (nspin, ne)
     states/hartree/cell, total (ne,) states/hartree/cell, integrated (nspin, ne) states/cell,
     fermi_level, reference_energy (hartree), width (hartree, Gaussian only), n_electrons.
     Attributes: method, normalisation.
     """
-    from .bands import _add_group_atomically, _ds
-
     def write(g):
-        _ds(g, "energies", d.energies, "hartree")
-        _ds(g, "dos", d.dos, "states/hartree/cell")
-        _ds(g, "total", d.total, "states/hartree/cell")
-        _ds(g, "integrated", d.integrated, "states/cell")
-        _ds(g, "fermi_level", float(d.fermi_level), "hartree")
-        _ds(g, "reference_energy", float(d.reference_energy), "hartree")
-        _ds(g, "n_electrons", float(d.n_electrons), "electrons")
+        dataset(g, "energies", d.energies, "hartree")
+        dataset(g, "dos", d.dos, "states/hartree/cell")
+        dataset(g, "total", d.total, "states/hartree/cell")
+        dataset(g, "integrated", d.integrated, "states/cell")
+        dataset(g, "fermi_level", float(d.fermi_level), "hartree")
+        dataset(g, "reference_energy", float(d.reference_energy), "hartree")
+        dataset(g, "n_electrons", float(d.n_electrons), "electrons")
         if d.width is not None:
-            _ds(g, "width", float(d.width), "hartree")
+            dataset(g, "width", float(d.width), "hartree")
         if d.complete_below is not None:
-            _ds(g, "complete_below", float(d.complete_below), "hartree")
+            dataset(g, "complete_below", float(d.complete_below), "hartree")
         g.attrs["method"] = d.method
         g.attrs["nbands"] = int(d.nbands)
         g.attrs["normalisation"] = "per spin channel; an unpolarised channel holds both spins (x2)"
 
-    return _add_group_atomically(path_h5, "dos", write)
+    return add_group(path_h5, "dos", write)
 
 
 def read_dos(result_or_path) -> DensityOfStates:
     """The DOS stored by :func:`write_dos`, from a file or a loaded Result."""
-    from .bands import _as_result
-
-    result = _as_result(result_or_path)
+    result = as_result(result_or_path)
     g = result.extra.get("dos")
     if not g:
         raise InputError("this output file holds no density of states (/dos): run `pwsim dos` first")

@@ -21,21 +21,42 @@ SPIN_STYLES = ({"color": "#1f4e9c", "linestyle": "-", "label": "spin up"},
                {"color": "#c8321e", "linestyle": "--", "label": "spin down"})
 
 
-def _figure(width, height):
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".eps", ".jpg", ".jpeg")
+
+
+def _matplotlib():
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise InputError("plotting needs matplotlib: pip install 'pwsim[plot]'") from None
-    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
-    FigureCanvasAgg(fig)
+    return Figure, FigureCanvasAgg
+
+
+def check_image_path(filename) -> Path:
+    """Refuse, before any computation, a picture that could not be written: unknown format, missing
+    directory, a directory/device/FIFO in the way, or no matplotlib."""
+    path = Path(filename)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"cannot tell the image format of {path}: use a name ending in .png, .pdf or .svg")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: the directory {parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise InputError(f"cannot write {path}: it is a directory, device or FIFO, not a regular file")
+    _matplotlib()
+    return path
+
+
+def _figure(width, height):
+    figure, canvas = _matplotlib()
+    fig = figure(figsize=(width, height), dpi=150, layout="constrained")
+    canvas(fig)
     return fig
 
 
 def _save(fig, filename) -> Path:
-    path = Path(filename)
-    if path.suffix.lower() not in (".png", ".pdf", ".svg", ".eps", ".jpg", ".jpeg"):
-        raise InputError(f"cannot tell the image format of {path}: use a name ending in .png, .pdf or .svg")
+    path = check_image_path(filename)
     try:
         fig.savefig(path)
     except OSError as exc:

@@ -36,7 +36,6 @@ Symmetric structures stay symmetric (the forces and the stress are symmetrised).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from .errors import ConvergenceError, InputError
 from .results import Result
 from .structure import Structure
 
-__all__ = ["RelaxResult", "relax", "write_relax", "resample_density"]
+__all__ = ["RelaxResult", "relax", "resample_density", "write_relax"]
 
 #: 70 eV/A^2 (ASE's default initial Hessian) in hartree/bohr^2
 DEFAULT_ALPHA = 70.0 / 27.211386245988 * 0.529177210903**2
@@ -377,57 +376,42 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
 
 
 # ====================================================================== output
-def write_relax(relax_result: RelaxResult, path) -> Path:
-    """Write the final :class:`Result` and a ``/relax`` group with the trajectory to ``path``.
+def write_relax(relax_result: RelaxResult, path, on_commit=None) -> Path:
+    """Write the final :class:`Result` and a ``/relax`` group with the trajectory to ``path`` (a file
+    name or an open :class:`pwsim.io.atomic.OutputFile`), atomically, in one write.
 
     /relax datasets (first axis = step): positions (fractional), cartesian (bohr), lattice (bohr),
     energy (hartree), forces (hartree/bohr), stress (hartree/bohr^3), max_force (hartree/bohr),
     scf_iterations; attributes converged, steps, optimizer, fmax (hartree/bohr), smax
-    (hartree/bohr^3), cell. Each dataset has a ``units`` attribute. The file is written next to
-    ``path`` and renamed over it when complete. :func:`pwsim.load` returns the group as
-    ``result.extra["relax"]``.
+    (hartree/bohr^3), cell. Each dataset has a ``units`` attribute. :func:`pwsim.load` returns the
+    group as ``result.extra["relax"]``.
     """
-    import h5py
-
     from .io.hdf5 import write_result
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".relax-tmp")
-    try:
-        write_result(relax_result.result, tmp)
-        bak = tmp.with_name(tmp.name + ".bak")
-        if bak.exists():
-            bak.unlink()
-        t = relax_result.trajectory
-        with h5py.File(tmp, "a") as f:
-            g = f.require_group("relax")
-            cart = np.einsum("snc,scd->snd", t["positions"], t["lattice"]) if len(t["energy"]) else t["positions"]
-            for name, data, units in (
-                ("positions", t["positions"], "fractional"),
-                ("cartesian", cart, "bohr"),
-                ("lattice", t["lattice"], "bohr"),
-                ("energy", t["energy"], "hartree"),
-                ("forces", t["forces"], "hartree/bohr"),
-                ("stress", t["stress"], "hartree/bohr^3"),
-                ("max_force", t["max_force"], "hartree/bohr"),
-                ("scf_iterations", t["scf_iterations"], "dimensionless"),
-            ):
-                if name in g:
-                    del g[name]
-                ds = g.create_dataset(name, data=np.asarray(data))
-                ds.attrs["units"] = units
-            g.attrs["converged"] = bool(relax_result.converged)
-            g.attrs["steps"] = int(relax_result.steps)
-            g.attrs["optimizer"] = str(relax_result.optimizer)
-            g.attrs["fmax"] = float(relax_result.fmax)
-            g.attrs["fmax_units"] = "hartree/bohr"
-            g.attrs["smax"] = float(relax_result.smax)
-            g.attrs["smax_units"] = "hartree/bohr^3"
-            g.attrs["cell"] = bool(relax_result.cell)
-        if path.exists():
-            os.replace(path, path.with_name(path.name + ".bak"))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    t = relax_result.trajectory
+
+    def trajectory(f):
+        g = f.require_group("relax")
+        cart = np.einsum("snc,scd->snd", t["positions"], t["lattice"]) if len(t["energy"]) else t["positions"]
+        for name, data, units in (
+            ("positions", t["positions"], "fractional"),
+            ("cartesian", cart, "bohr"),
+            ("lattice", t["lattice"], "bohr"),
+            ("energy", t["energy"], "hartree"),
+            ("forces", t["forces"], "hartree/bohr"),
+            ("stress", t["stress"], "hartree/bohr^3"),
+            ("max_force", t["max_force"], "hartree/bohr"),
+            ("scf_iterations", t["scf_iterations"], "dimensionless"),
+        ):
+            ds = g.create_dataset(name, data=np.asarray(data))
+            ds.attrs["units"] = units
+        g.attrs["converged"] = bool(relax_result.converged)
+        g.attrs["steps"] = int(relax_result.steps)
+        g.attrs["optimizer"] = str(relax_result.optimizer)
+        g.attrs["fmax"] = float(relax_result.fmax)
+        g.attrs["fmax_units"] = "hartree/bohr"
+        g.attrs["smax"] = float(relax_result.smax)
+        g.attrs["smax_units"] = "hartree/bohr^3"
+        g.attrs["cell"] = bool(relax_result.cell)
+
+    return write_result(relax_result.result, path, extra=trajectory, on_commit=on_commit)

@@ -9,18 +9,22 @@ Order of a run, so that nothing large is allocated for a job that cannot run:
      available memory (the k-point reduction itself is only attempted when it fits);
   2. :func:`pwsim.scf.prepare` on the resolved run (basis, operators), the restart state if any;
   3. the SCF, writing a checkpoint into the output file every ``checkpoint_every`` iterations;
-  4. the final output, written atomically (``NAME.part`` renamed over ``NAME``).
+  4. the final output.
+The output is an :class:`pwsim.io.atomic.OutputFile`, locked from before the estimate to the end of
+the run (a second job on the same file is refused at once) and written atomically, the previous file
+kept as ``NAME.bak``.
 """
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .estimate import Estimate, available_memory, check_memory, memory_limit  # noqa: F401  (re-exported)
+from .io.atomic import OutputFile, check_writable
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
 from .resolve import ResolvedRun, extra_bands, resolve
@@ -45,11 +49,17 @@ def resolve_deck(deck: InputDeck) -> ResolvedRun:
 
 
 def output_path(deck: InputDeck, override=None) -> Path:
+    """The output file: ``override`` (-o) as given; ``[run] output`` relative to the input file and
+    inside its directory (an input file must not name ../.bashrc or /etc/...); else INPUT.h5."""
     if override:
         return Path(override)
     if deck.run.get("output"):
         base = deck.path.parent if deck.path else Path.cwd()
-        return base / deck.run["output"]
+        path = base / deck.run["output"]
+        if not path.resolve().is_relative_to(base.resolve()):
+            raise InputError(f"{deck.path or deck.source}: [run] output = {deck.run['output']!r} is outside the "
+                             f"input file's directory; give such a path on the command line with -o")
+        return path
     if deck.path is None:
         return Path("pwsim.h5")
     return deck.path.with_suffix(".h5")
@@ -57,27 +67,72 @@ def output_path(deck: InputDeck, override=None) -> Path:
 
 def check_output_path(path: Path, deck: InputDeck | None = None) -> None:
     """Refuse output paths that cannot be written, before any work is done."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise InputError(f"the output directory {parent} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"the output directory {parent} is not a directory")
-    if path.is_dir():
-        raise InputError(f"the output {path} is a directory; give a file name such as {path / 'out.h5'}")
+    check_writable(path)
     if deck is not None and deck.path is not None and path.exists() and path.resolve() == deck.path.resolve():
         raise InputError(f"the output {path} would overwrite the input file; give another name with -o")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"the output directory {parent} is not writable")
 
 
-def state_from_checkpoint(path, setup) -> SCFState:
+@dataclass
+class RunProgress:
+    """What a run has put on disk so far (for the message of an interrupted run).
+
+    output: the output file; checkpoint: iteration of the last checkpoint written, or None;
+    finished: the final output is in place (set in the same signal-free window as its rename).
+    """
+
+    output: Path | None = None
+    checkpoint: int | None = None
+    finished: bool = False
+
+
+#: settings a checkpoint or result must share with a run to be resumed (the structure is compared too)
+RESTART_KEYS = ("xc", "spin", "ecut", "pseudopotentials")
+
+
+def restart_mismatch(previous, setup) -> str | None:
+    """Why ``previous`` (a loaded Result) cannot be resumed by ``setup``'s run, or None if it can."""
+    st, old = setup.structure, previous.structure
+    if list(old.species) != list(st.species):
+        return "different species or atom order"
+    if not np.allclose(old.lattice, st.lattice, rtol=0, atol=1e-6):
+        return "a different cell"
+    shift = old.positions - st.positions
+    if not np.allclose((shift - np.round(shift)) @ st.lattice, 0.0, rtol=0, atol=1e-6):
+        return "different atomic positions"
+    now = {"xc": setup.settings.xc, "spin": setup.settings.spin, "ecut": setup.settings.ecut,
+           "pseudopotentials": setup.settings.pseudopotentials}
+    for key in RESTART_KEYS:
+        there, here = _comparable(previous.settings.get(key)), _comparable(now[key])
+        if there != here:
+            return f"{key} = {there!r} there, {here!r} here"
+    return None
+
+
+def _comparable(value):
+    """A setting as stored in HDF5 and as given compare equal: 'none', None and {} alike, numbers as float."""
+    if value in (None, "none", {}, ""):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
     """Rebuild the SCF state from an output or checkpoint file (density, and wavefunctions if stored).
 
-    A checkpoint resumes the SCF where it stopped (iteration count, history, input density and
-    wavefunctions); a finished output file only provides the starting density (and wavefunctions if
-    they were saved), and the iteration count starts again from zero.
+    exact=True (``--restart``): the file must come from the same system (structure, species,
+    pseudopotentials, functional, spin, cutoff; :func:`restart_mismatch`). A checkpoint resumes the
+    SCF where it stopped (iteration count, history, input density and wavefunctions); a finished
+    output file only provides the starting density (and wavefunctions if they were saved).
+    exact=False (``--start-from``): any file whose density fits this run's FFT grid and spin starts
+    it (e.g. a neighbouring geometry); the iteration count and the history start afresh.
     """
     previous = load(path)
+    if exact:
+        why = restart_mismatch(previous, setup)
+        if why is not None:
+            raise InputError(f"{path} was computed for another system ({why}); restart refused (use --start-from "
+                             "to start from its density anyway)")
     bk = setup.backend
     shape = (setup.nspin, *setup.basis.fft_grid)
     cp = previous.extra.get("checkpoint")
@@ -85,8 +140,6 @@ def state_from_checkpoint(path, setup) -> SCFState:
     if tuple(rho.shape) != shape:
         raise InputError(f"{path}: its density has shape {tuple(rho.shape)}, this run needs {shape} "
                          "(different cell, ecut, FFT grid or spin)")
-    if not np.all(np.isfinite(rho)):
-        raise InputError(f"{path}: its density contains non-finite numbers; it cannot be used to restart")
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
     from .scf import _fit_wavefunctions, random_wavefunctions
 
@@ -96,41 +149,57 @@ def state_from_checkpoint(path, setup) -> SCFState:
         psi = [_fit_wavefunctions(setup, k, w, nwork) for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
         psi = [random_wavefunctions(setup, k, nwork) for k in setup.basis.kpoints]
-    iteration = cp["iteration"] if cp else 0
+    iteration = cp["iteration"] if cp and exact else 0
     if iteration >= setup.settings.max_iterations:
         raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
                          f"{setup.settings.max_iterations}; raise max_iterations to continue")
-    history = {k: list(v) for k, v in previous.history.items()} if cp else None
+    history = {k: list(v) for k, v in previous.history.items()} if cp and exact else None
     return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history)
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
-             timings: dict | None = None):
+             timings: dict | None = None, start_from=None, progress: RunProgress | None = None):
     """Run an input deck; returns (result, path written).
 
-    log:      receives progress lines (set-up, checkpoints, timings per phase)
-    timings:  a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
+    restart:     a checkpoint or result of the same system to continue from (``--restart``)
+    start_from:  a file of another geometry or setting whose density starts the run (``--start-from``)
+    log:         receives progress lines (set-up, checkpoints, timings per phase)
+    timings:     a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
+    progress:    a :class:`RunProgress` kept up to date (what is on disk if the run is interrupted)
     """
     log = log or (lambda message: None)
     timings = {} if timings is None else timings
     for phase in ("set-up", "SCF", "output writing"):
         timings.setdefault(phase, 0.0)
-    settings = deck.settings
+    progress = RunProgress() if progress is None else progress
     t0 = time.perf_counter()
     path = output_path(deck, output)
     check_output_path(path, deck)
-    if restart is not None and not Path(restart).exists():
-        raise InputError(f"no such restart file: {restart}")
+    if restart is not None and start_from is not None:
+        raise InputError("give either --restart or --start-from, not both")
+    guess = restart if restart is not None else start_from
+    if guess is not None and not Path(guess).is_file():
+        raise InputError(f"no such restart file: {guess}")
+    progress.output = path
+    with OutputFile(path) as out:
+        return _run_locked(deck, out, guess, restart is not None, callback, log, checkpoint_every, timings,
+                           progress, t0)
+
+
+def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timings, progress, t0):
+    """run_deck once the output is locked: estimate, set-up, SCF with checkpoints, final write."""
+    settings = deck.settings
     run = resolve_deck(deck)
     log(f"estimate: {run.estimate.describe()}")
     if deck.run.get("task") == "relax":  # every step sets up its own SCF (from the resolved settings)
         timings["set-up"] += time.perf_counter() - t0
-        return _run_relax(deck, run, path, callback, log, timings, time.perf_counter())
+        return _run_relax(deck, run, out, callback, log, timings, time.perf_counter(), lambda: setattr(
+            progress, "finished", True))
     setup = prepare(deck.structure, resolved=run)
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
-    state = state_from_checkpoint(restart, setup) if restart else None
+    state = state_from_checkpoint(guess, setup, exact) if guess else None
     if state is not None:
-        log(f"restarting from {restart} at iteration {state.iteration}")
+        log(f"restarting from {guess} at iteration {state.iteration}" if exact else f"starting from the density of {guess}")
     timings["set-up"] += time.perf_counter() - t0
     every = deck.run.get("checkpoint_every", 3) if checkpoint_every is None else checkpoint_every
     written = {"seconds": 0.0}
@@ -141,25 +210,29 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
             partial = make_result()
             partial.input_text = deck.text
             bk = setup.backend
-            write_result(partial, path, checkpoint_state={
+            write_result(partial, out, checkpoint_state={
                 "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration,
-                "wavefunctions": [bk.to_host(w) for w in st.wavefunctions]})
+                "wavefunctions": [bk.to_host(w) for w in st.wavefunctions]},
+                on_commit=lambda: setattr(progress, "checkpoint", st.iteration))
             written["seconds"] += time.perf_counter() - tw
-            log(f"checkpoint written to {path} (iteration {st.iteration})")
+            log(f"checkpoint written to {out.path} (iteration {st.iteration})")
+
+    def finished():
+        progress.finished = True
 
     t1 = time.perf_counter()
     result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
     timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
     t2 = time.perf_counter()
     result.input_text = deck.text
-    write_result(result, path)
+    write_result(result, out, on_commit=finished)
     timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
     log(f"timings: set-up {timings['set-up']:.2f} s, SCF {timings['SCF']:.2f} s, "
         f"output writing {timings['output writing']:.2f} s")
-    return result, path
+    return result, out.path
 
 
-def _run_relax(deck, run, path, callback, log, timings, t1):
+def _run_relax(deck, run, out, callback, log, timings, t1, finished):
     """[run] task = "relax": optimise positions (and the cell) and write the final state plus /relax."""
     from .relax import relax, write_relax
 
@@ -179,6 +252,6 @@ def _run_relax(deck, run, path, callback, log, timings, t1):
     result.input_text = deck.text
     # a relaxation that ran out of steps is reported like an SCF that did not converge
     result.converged = bool(rr.converged and result.converged)
-    write_relax(rr, path)
+    write_relax(rr, out, on_commit=finished)
     log(f"relaxation {'converged' if rr.converged else 'NOT converged'} in {rr.steps} steps")
-    return result, path
+    return result, out.path

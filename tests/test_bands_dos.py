@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 import pwsim
 from pwsim.bands import (KPath, band_gap, band_structure, make_path, nscf_eigenvalues, read_bands, sample_path,
-                         write_bands, _special_points_builtin)
+                         write_bands)
+from pwsim.kpath import _special_points_builtin
 from pwsim.dos import density_of_states, read_dos, write_dos
 from pwsim.errors import InputError
 from pwsim.units import HARTREE_IN_EV
@@ -253,10 +254,7 @@ def test_write_bands_needs_an_output_file(si8, tmp_path):
 # ----------------------------------------------------------------------------- plots and CLI
 def _cli():
     from pwsim.cli import main
-    from pwsim.cli_analysis import register
 
-    if "bands" not in main.commands:
-        register(main)
     return main
 
 

@@ -126,7 +126,20 @@ def spin_output(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "pwsim.cli", "run", "spin.toml", "-q"], cwd=d,
                           capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 1, proc.stderr  # max_iterations = 2: written, flagged not converged
-    return d / "spin.h5", d / "spin.h5.bak"  # the result, and the checkpoint it replaced
+    # a run stopped after its first checkpoint (the finished run replaces its checkpoints)
+    from pwsim.io.input import parse_file
+    from pwsim.runner import run_deck
+
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        if info["iteration"] >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_deck(parse_file(d / "spin.toml"), output=d / "checkpoint.h5", callback=stop)
+    return d / "spin.h5", d / "checkpoint.h5"  # the result, and a checkpoint
 
 
 @pytest.mark.parametrize("name", sorted(SHORT))

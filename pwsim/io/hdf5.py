@@ -4,8 +4,9 @@ Every dataset carries a ``units`` attribute ("dimensionless" where it has none).
 stored as attributes of the groups named like the input tables (/model, /basis, /scf, /run), so a
 file describes itself and can restart a run. The layout is documented in docs/hdf5.md.
 
-Atomic writes: the file is written to ``NAME.part`` and renamed over ``NAME`` only when complete; an
-existing ``NAME`` is kept as ``NAME.bak``. A killed process never leaves a truncated ``NAME``.
+Writing goes through :class:`pwsim.io.atomic.OutputFile` (built in memory, renamed over ``NAME`` when
+complete, the previous file kept as ``NAME.bak``, locked while a job owns it). Reading validates
+shapes, dtypes and finiteness: a damaged or foreign file is an :class:`InputError` (one line).
 """
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ from ..errors import InputError
 from ..results import Result
 from ..settings import table_keys
 from ..structure import Structure
+from .atomic import OutputFile
 
 # the settings groups hold the keys of the settings model (pwsim/settings.py), table by table
 MODEL_KEYS, BASIS_KEYS, SCF_KEYS, RUN_KEYS = (table_keys(t) for t in ("model", "basis", "scf", "run"))
 
 
-def _dataset(group, name, data, units, **kwargs):
+def dataset(group, name, data, units, **kwargs):
     if name in group:
         del group[name]
     ds = group.create_dataset(name, data=data, **kwargs)
@@ -47,34 +49,50 @@ def _attr_value(value):
     return value
 
 
-def write_result(result: Result, path, checkpoint_state: dict | None = None) -> Path:
-    """Write ``result`` to ``path`` atomically; returns the path."""
+def write_result(result: Result, path, checkpoint_state: dict | None = None, extra=None, on_commit=None) -> Path:
+    """Write ``result`` to ``path`` atomically; returns the path.
+
+    path: a file name, or an open :class:`OutputFile` (a job's output, locked for the whole job)
+    checkpoint_state: {"rho_in", "iteration", "wavefunctions"} to write a checkpoint instead of a result
+    extra: ``extra(h5py.File)`` adds more groups (e.g. /relax) to the same file before it is committed
+    on_commit: called right after the file is in place (see :meth:`OutputFile.write`)
+    """
+    def fill(f):
+        _write(f, result, checkpoint_state)
+        if extra is not None:
+            extra(f)
+
+    if isinstance(path, OutputFile):
+        return path.write(fill, on_commit)
+    with OutputFile(path) as out:
+        return out.write(fill, on_commit)
+
+
+def add_group(path, name: str, write) -> Path:
+    """Replace group ``name`` of the pwsim output file ``path`` by ``write(group)``, atomically (the
+    whole file is rewritten; refused while a job holds the file)."""
     path = Path(path)
-    part = path.with_name(path.name + ".part")
-    try:
-        import h5py  # imported here: ~0.1 s that API runs without files need not pay
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
 
-        with h5py.File(part, "w") as f:
-            _write(f, result, checkpoint_state)
-        if path.exists():
-            _backup(path, path.with_name(path.name + ".bak"))
-        os.replace(part, path)
-    finally:
-        if part.exists():
-            part.unlink()
-    return path
+    def edit(f):
+        if "energy" not in f or "structure" not in f:
+            raise InputError(f"{path} is not a pwsim output file")
+        if name in f:
+            del f[name]
+        write(f.create_group(name))
+
+    with OutputFile(path, backup=False) as out:
+        return out.update(edit)
 
 
-def _backup(path: Path, bak: Path) -> None:
-    """Keep the previous file as ``bak`` while ``path`` stays in place: a hard link, so that ``path``
-    exists at every moment (the following rename replaces it atomically); where the filesystem has no
-    hard links, the previous file is renamed (``path`` is then briefly absent)."""
-    try:
-        if bak.exists() or bak.is_symlink():
-            bak.unlink()
-        os.link(path, bak)
-    except OSError:
-        os.replace(path, bak)
+def as_result(result_or_path) -> Result:
+    """A :class:`Result` as is, or the one stored in a pwsim HDF5 file."""
+    if isinstance(result_or_path, Result):
+        return result_or_path
+    if isinstance(result_or_path, (str, os.PathLike)):
+        return load(result_or_path)
+    raise InputError(f"expected a pwsim Result or the path of an output file, got {type(result_or_path).__name__}")
 
 
 def _string_dtype():
@@ -83,7 +101,8 @@ def _string_dtype():
     return h5py.string_dtype()
 
 
-def _write(f: h5py.File, r: Result, checkpoint_state):
+def _write(f, r: Result, checkpoint_state):
+    """Fill the open h5py.File ``f`` with ``r`` (and the checkpoint state, if any)."""
     f.attrs["pwsim_version"] = __version__
     f.attrs["input"] = r.input_text or ""
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -91,11 +110,11 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
     f.attrs["kind"] = "checkpoint" if checkpoint_state is not None else "result"
 
     st = f.create_group("structure")
-    _dataset(st, "lattice", r.structure.lattice, "bohr")
-    _dataset(st, "positions", r.structure.positions, "fractional")
-    _dataset(st, "cartesian", r.structure.cartesian, "bohr")
-    _dataset(st, "species", np.array(r.structure.species, dtype=_string_dtype()), "dimensionless")
-    _dataset(st, "volume", r.structure.volume, "bohr^3")
+    dataset(st, "lattice", r.structure.lattice, "bohr")
+    dataset(st, "positions", r.structure.positions, "fractional")
+    dataset(st, "cartesian", r.structure.cartesian, "bohr")
+    dataset(st, "species", np.array(r.structure.species, dtype=_string_dtype()), "dimensionless")
+    dataset(st, "volume", r.structure.volume, "bohr^3")
     st.attrs["spacegroup"] = r.spacegroup or ""
 
     for group_name, keys in (("model", MODEL_KEYS), ("basis", BASIS_KEYS), ("scf", SCF_KEYS), ("run", RUN_KEYS)):
@@ -106,56 +125,61 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
 
     en = f.create_group("energy")
     for term, value in r.energies.items():
-        _dataset(en, term, float(value), "hartree")
-    _dataset(f, "eigenvalues", r.eigenvalues, "hartree")
-    _dataset(f, "occupations", r.occupations, "electrons")
-    _dataset(f, "n_electrons", float(r.n_electrons), "electrons")
+        dataset(en, term, float(value), "hartree")
+    dataset(f, "eigenvalues", r.eigenvalues, "hartree")
+    dataset(f, "occupations", r.occupations, "electrons")
+    dataset(f, "n_electrons", float(r.n_electrons), "electrons")
     for name in ("fermi_level", "homo", "lumo"):
         value = getattr(r, name)
         if value is not None:
-            _dataset(f, name, float(value), "hartree")
+            dataset(f, name, float(value), "hartree")
     if r.gap is not None:
-        _dataset(f, "gap", float(r.gap), "hartree")
+        dataset(f, "gap", float(r.gap), "hartree")
     if r.magnetization is not None:
-        _dataset(f, "magnetization", r.magnetization, "bohr_magneton")
-        _dataset(f, "absolute_magnetization", r.absolute_magnetization, "bohr_magneton")
+        dataset(f, "magnetization", r.magnetization, "bohr_magneton")
+        dataset(f, "absolute_magnetization", r.absolute_magnetization, "bohr_magneton")
 
     kp = f.create_group("kpoints")
-    _dataset(kp, "fractional", r.kpoints, "reciprocal_lattice")
-    _dataset(kp, "cartesian", r.kpoints @ r.structure.reciprocal, "1/bohr")
-    _dataset(kp, "weights", r.kweights, "dimensionless")
+    dataset(kp, "fractional", r.kpoints, "reciprocal_lattice")
+    dataset(kp, "cartesian", r.kpoints @ r.structure.reciprocal, "1/bohr")
+    dataset(kp, "weights", r.kweights, "dimensionless")
 
     basis = f["basis"]
-    _dataset(basis, "ecut_hartree", float(r.settings.get("ecut", np.nan)), "hartree")
-    _dataset(basis, "fft_grid_shape", np.asarray(r.fft_grid, dtype=np.int64), "dimensionless")
-    _dataset(basis, "npw", np.asarray(r.npw, dtype=np.int64), "dimensionless")
+    dataset(basis, "ecut_hartree", float(r.settings.get("ecut", np.nan)), "hartree")
+    dataset(basis, "fft_grid_shape", np.asarray(r.fft_grid, dtype=np.int64), "dimensionless")
+    dataset(basis, "npw", np.asarray(r.npw, dtype=np.int64), "dimensionless")
 
-    _dataset(f, "density", r.density, "electrons/bohr^3", compression="gzip", compression_opts=1)
+    dataset(f, "density", r.density, "electrons/bohr^3", compression="gzip", compression_opts=1)
 
     scf = f["scf"]
-    _dataset(scf, "converged", bool(r.converged), "dimensionless")
-    _dataset(scf, "iterations", int(r.iterations), "dimensionless")
-    _dataset(scf, "energy_history", np.asarray(r.history.get("energy", []), dtype=float), "hartree")
-    _dataset(scf, "delta_energy_history", np.asarray(r.history.get("delta_energy", []), dtype=float), "hartree")
-    _dataset(scf, "residual_history", np.asarray(r.history.get("residual", []), dtype=float), "electrons/bohr^1.5")
-    _dataset(scf, "time_history", np.asarray(r.history.get("time", []), dtype=float), "s")
-    _dataset(scf, "single_precision_history", np.asarray(r.history.get("single_precision", []), dtype=np.int8),
+    dataset(scf, "converged", bool(r.converged), "dimensionless")
+    dataset(scf, "iterations", int(r.iterations), "dimensionless")
+    dataset(scf, "energy_history", np.asarray(r.history.get("energy", []), dtype=float), "hartree")
+    dataset(scf, "delta_energy_history", np.asarray(r.history.get("delta_energy", []), dtype=float), "hartree")
+    dataset(scf, "residual_history", np.asarray(r.history.get("residual", []), dtype=float), "electrons/bohr^1.5")
+    dataset(scf, "time_history", np.asarray(r.history.get("time", []), dtype=float), "s")
+    dataset(scf, "single_precision_history", np.asarray(r.history.get("single_precision", []), dtype=np.int8),
              "dimensionless")
 
+    _write_optional(f, r, checkpoint_state)
+
+
+def _write_optional(f, r: Result, checkpoint_state):
+    """Forces, stress, wavefunctions, extra datasets, provenance and the checkpoint group."""
     if r.forces is not None:
-        _dataset(f, "forces", r.forces, "hartree/bohr")
+        dataset(f, "forces", r.forces, "hartree/bohr")
     if r.stress is not None:
-        _dataset(f, "stress", r.stress, "hartree/bohr^3")
-        _dataset(f, "pressure", r.pressure, "hartree/bohr^3")
+        dataset(f, "stress", r.stress, "hartree/bohr^3")
+        dataset(f, "pressure", r.pressure, "hartree/bohr^3")
     if r.wavefunctions is not None:
         wf = f.create_group("wavefunctions")
         for i, (c, m) in enumerate(zip(r.wavefunctions, r.miller)):
             g = wf.create_group(f"k{i}")
-            _dataset(g, "coefficients", c, "dimensionless")
-            _dataset(g, "miller", m, "dimensionless")
+            dataset(g, "coefficients", c, "dimensionless")
+            dataset(g, "miller", m, "dimensionless")
     for key, value in r.extra.items():
         if isinstance(value, dict) and "data" in value:
-            _dataset(f, key, value["data"], value.get("units", "dimensionless"))
+            dataset(f, key, value["data"], value.get("units", "dimensionless"))
 
     prov = f.create_group("provenance")
     prov.attrs["pwsim"] = __version__
@@ -168,10 +192,10 @@ def _write(f: h5py.File, r: Result, checkpoint_state):
 
     if checkpoint_state is not None:
         cp = f.create_group("checkpoint")
-        _dataset(cp, "rho_in", checkpoint_state["rho_in"], "electrons/bohr^3")
-        _dataset(cp, "iteration", int(checkpoint_state["iteration"]), "dimensionless")
+        dataset(cp, "rho_in", checkpoint_state["rho_in"], "electrons/bohr^3")
+        dataset(cp, "iteration", int(checkpoint_state["iteration"]), "dimensionless")
         for i, c in enumerate(checkpoint_state.get("wavefunctions", [])):
-            _dataset(cp, f"wavefunctions_k{i}", c, "dimensionless")
+            dataset(cp, f"wavefunctions_k{i}", c, "dimensionless")
 
 
 def _attrs_to_settings(f) -> dict:
@@ -196,83 +220,182 @@ def _attrs_to_settings(f) -> dict:
 
 
 def load(path) -> Result:
-    """Read a pwsim HDF5 file back into a :class:`Result`."""
+    """Read a pwsim HDF5 file back into a :class:`Result`.
+
+    Every array is checked (shape, dtype, finite values) against the layout of docs/hdf5.md: a damaged,
+    foreign or hand-edited file raises :class:`InputError` with one line naming the dataset.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file")
     try:
         import h5py
 
-        f = h5py.File(path, "r")
+        f = h5py.File(path, "r", locking=False)
     except OSError as exc:
-        raise InputError(f"{path} is not a readable HDF5 file ({exc})") from None
+        raise InputError(f"{path} is not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
     try:
         with f:
-            return _read(f, path)
+            return _read(_Reader(f, path))
     except InputError:
         raise
-    except (KeyError, OSError, ValueError, TypeError) as exc:  # a pwsim-like file with parts missing or damaged
+    except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:  # parts missing or damaged
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path} is not a complete pwsim output file ({detail})") from None
 
 
-def _read(f, path) -> Result:
-    """The Result in an open file."""
-    if "energy" not in f or "structure" not in f:
-        raise InputError(f"{path} is not a pwsim output file")
-    species = [s.decode() if isinstance(s, bytes) else str(s) for s in f["structure/species"][()]]
-    structure = Structure(f["structure/lattice"][()], species, f["structure/positions"][()])
-    opt = lambda name: float(f[name][()]) if name in f else None  # noqa: E731
-    hist = f["scf"]
+_KINDS = {"float": "iuf", "int": "iu", "bool": "biu", "complex": "fc", "str": "OSU"}
+
+
+class _Reader:
+    """Checked access to the datasets of an open file: each comes back as a NumPy value of the
+    expected kind and shape, with finite numbers, or an InputError names it."""
+
+    def __init__(self, f, path):
+        self.f = f
+        self.path = path
+
+    def has(self, name) -> bool:
+        return name in self.f
+
+    def fail(self, name, problem):
+        if problem == "is missing":
+            raise InputError(f"{self.path} is not a complete pwsim output file (/{name} is missing)")
+        raise InputError(f"{self.path} is a damaged pwsim output file: /{name} {problem}")
+
+    def array(self, name, shape: tuple, kind: str = "float", expect: str = ""):
+        """shape: expected dimensions, None where any length is fine; expect: how to name it."""
+        import h5py
+
+        obj = self.f.get(name)
+        if obj is None:
+            self.fail(name, "is missing")
+        if not isinstance(obj, h5py.Dataset):
+            self.fail(name, "is a group, not a dataset")
+        value = np.asarray(obj[()])
+        if value.dtype.kind not in _KINDS[kind]:
+            self.fail(name, f"has dtype {value.dtype}, expected {kind}")
+        if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)):
+            wanted = expect or "(" + ", ".join("n" if n is None else str(n) for n in shape) + ")"
+            self.fail(name, f"has shape {value.shape}, expected {wanted}")
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            self.fail(name, "contains NaN or infinite numbers")
+        return value
+
+    def scalar(self, name, kind: str = "float"):
+        value = self.array(name, (), kind).item()
+        return value.decode() if isinstance(value, bytes) else value
+
+    def optional(self, name, kind: str = "float"):
+        return self.scalar(name, kind) if self.has(name) else None
+
+    def group(self, name):
+        import h5py
+
+        obj = self.f.get(name)
+        if not isinstance(obj, h5py.Group):
+            self.fail(name, "is missing" if obj is None else "is a dataset, not a group")
+        return obj
+
+
+def _read(r: _Reader) -> Result:
+    """The Result in an open file, every part checked."""
+    if not r.has("energy") or not r.has("structure"):
+        raise InputError(f"{r.path} is not a pwsim output file")
+    structure = _read_structure(r)
+    energies = {k: r.scalar(f"energy/{k}") for k in r.group("energy")}
+    if "total" not in energies:
+        r.fail("energy/total", "is missing")
+    eigenvalues = r.array("eigenvalues", (None, None, None), expect="(nspin, nk, nbands)")
+    nspin, nk, _ = eigenvalues.shape
+    if nspin not in (1, 2):
+        r.fail("eigenvalues", f"has {nspin} spin channels, expected 1 or 2")
+    grid = tuple(int(n) for n in r.array("basis/fft_grid_shape", (3,), "int"))
+    if min(grid) < 1:
+        r.fail("basis/fft_grid_shape", f"is {grid}, expected three positive sizes")
     result = Result(
         structure=structure,
-        settings=_attrs_to_settings(f),
-        energies={k: float(v[()]) for k, v in f["energy"].items()},
-        eigenvalues=f["eigenvalues"][()],
-        occupations=f["occupations"][()],
-        kpoints=f["kpoints/fractional"][()],
-        kweights=f["kpoints/weights"][()],
-        density=f["density"][()],
-        fft_grid=tuple(int(n) for n in f["basis/fft_grid_shape"][()]),
-        n_electrons=float(f["n_electrons"][()]),
-        converged=bool(hist["converged"][()]),
-        iterations=int(hist["iterations"][()]),
-        history={
-            "energy": hist["energy_history"][()],
-            "delta_energy": hist["delta_energy_history"][()],
-            "residual": hist["residual_history"][()],
-            "time": hist["time_history"][()],
-            "single_precision": (hist["single_precision_history"][()].astype(float)
-                                 if "single_precision_history" in hist else np.zeros(0)),
-        },
-        fermi_level=opt("fermi_level"),
-        homo=opt("homo"),
-        lumo=opt("lumo"),
-        magnetization=opt("magnetization"),
-        absolute_magnetization=opt("absolute_magnetization"),
-        forces=f["forces"][()] if "forces" in f else None,
-        stress=f["stress"][()] if "stress" in f else None,
-        spacegroup=str(f["structure"].attrs.get("spacegroup", "")),
-        npw=list(f["basis/npw"][()]),
-        provenance={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["provenance"].attrs.items()},
-        input_text=str(f.attrs.get("input", "")),
+        settings=_attrs_to_settings(r.f),
+        energies=energies,
+        eigenvalues=eigenvalues,
+        occupations=r.array("occupations", eigenvalues.shape, expect=f"{eigenvalues.shape} like /eigenvalues"),
+        kpoints=r.array("kpoints/fractional", (nk, 3), expect="(nk, 3)"),
+        kweights=r.array("kpoints/weights", (nk,), expect="(nk,)"),
+        density=r.array("density", (nspin, *grid), expect=f"(nspin, n1, n2, n3) = {(nspin, *grid)}"),
+        fft_grid=grid,
+        n_electrons=float(r.scalar("n_electrons")),
+        converged=bool(r.scalar("scf/converged", "bool")),
+        iterations=int(r.scalar("scf/iterations", "int")),
+        history=_read_history(r),
+        fermi_level=r.optional("fermi_level"),
+        homo=r.optional("homo"),
+        lumo=r.optional("lumo"),
+        magnetization=r.optional("magnetization"),
+        absolute_magnetization=r.optional("absolute_magnetization"),
+        forces=r.array("forces", (structure.natoms, 3), expect="(natoms, 3)") if r.has("forces") else None,
+        stress=r.array("stress", (3, 3)) if r.has("stress") else None,
+        spacegroup=_text(r.group("structure").attrs.get("spacegroup", "")),
+        npw=[int(n) for n in r.array("basis/npw", (None,), "int")],
+        provenance={k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.group("provenance").attrs.items()}
+        if r.has("provenance") else {},
+        input_text=_text(r.f.attrs.get("input", "")),
     )
-    if "wavefunctions" in f:
-        keys = sorted(f["wavefunctions"].keys(), key=lambda s: int(s[1:]))
-        result.wavefunctions = [f[f"wavefunctions/{k}/coefficients"][()] for k in keys]
-        result.miller = [f[f"wavefunctions/{k}/miller"][()] for k in keys]
-    if "checkpoint" in f:
-        cp = f["checkpoint"]
-        wf_keys = sorted((k for k in cp.keys() if k.startswith("wavefunctions_k")), key=lambda s: int(s[15:]))
-        result.extra["checkpoint"] = {
-            "rho_in": cp["rho_in"][()],
-            "iteration": int(cp["iteration"][()]),
-            "wavefunctions": [cp[k][()] for k in wf_keys],
-        }
+    _read_wavefunctions(r, result)
     for name in ("bands", "dos", "relax"):
-        if name in f:
-            result.extra[name] = _read_group(f[name])
+        if r.has(name):
+            result.extra[name] = _read_group(r.group(name))
     return result
+
+
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _read_structure(r: _Reader) -> Structure:
+    positions = r.array("structure/positions", (None, 3), expect="(natoms, 3)")
+    natoms = positions.shape[0]
+    species = [_text(s) for s in r.array("structure/species", (natoms,), "str", expect=f"({natoms},)")]
+    try:
+        return Structure(r.array("structure/lattice", (3, 3)), species, positions)
+    except InputError as exc:
+        raise InputError(f"{r.path}: /structure: {exc}") from None
+
+
+def _read_history(r: _Reader) -> dict:
+    names = {"energy": "energy_history", "delta_energy": "delta_energy_history", "residual": "residual_history",
+             "time": "time_history"}
+    history = {}
+    for key, name in names.items():
+        value = np.asarray(r.f[f"scf/{name}"][()]) if r.has(f"scf/{name}") else None
+        if value is None or value.ndim != 1 or value.dtype.kind not in "iuf":
+            r.fail(f"scf/{name}", "is missing or not a 1-d array of numbers")
+        history[key] = value.astype(float)  # inf is legitimate here: the first dE of a run
+    single = "scf/single_precision_history"
+    history["single_precision"] = (r.array(single, (None,), "int").astype(float) if r.has(single)
+                                   else np.zeros(0))
+    return history
+
+
+def _read_wavefunctions(r: _Reader, result: Result) -> None:
+    """Saved wavefunctions and the checkpoint group, when present."""
+    if r.has("wavefunctions"):
+        keys = sorted(r.group("wavefunctions"), key=lambda s: int(s[1:]))
+        result.wavefunctions = [r.array(f"wavefunctions/{k}/coefficients", (None, None), "complex") for k in keys]
+        result.miller = [r.array(f"wavefunctions/{k}/miller", (c.shape[1], 3), "int", expect="(npw, 3)")
+                         for k, c in zip(keys, result.wavefunctions)]
+    if r.has("checkpoint"):
+        cp = r.group("checkpoint")
+        wf_keys = sorted((k for k in cp if k.startswith("wavefunctions_k")), key=lambda s: int(s[15:]))
+        iteration = int(r.scalar("checkpoint/iteration", "int"))
+        if iteration < 0:
+            r.fail("checkpoint/iteration", f"is {iteration}, expected a count >= 0")
+        result.extra["checkpoint"] = {
+            "rho_in": r.array("checkpoint/rho_in", result.density.shape, expect=f"{result.density.shape} like /density"),
+            "iteration": iteration,
+            "wavefunctions": [r.array(f"checkpoint/{k}", (None, None), "complex") for k in wf_keys],
+        }
 
 
 def _read_group(g) -> dict:

@@ -1,0 +1,141 @@
+"""Non-self-consistent eigenvalues: the Kohn-Sham Hamiltonian of a converged density at any k-points.
+
+Everything of the ground state is kept -- structure, Ecut, XC, pseudopotentials, FFT box, spin -- and
+the local potential is built once from the stored density (:func:`pwsim.scf.local_potential`). Each
+k-point is diagonalised alone by LOBPCG to a residual of ``tol`` (1e-8 Ha by default), warm-started
+from the converged orbitals of the previous k-point (mapped by Miller index onto the new G-sphere). No
+symmetry reduction is used.
+
+Eigenvalues follow the SCF convention of pwsim (the ABINIT one): the G = 0 part of the local
+pseudopotential is not in the Hamiltonian, so they sit 0.03686 Ha below pw.x's for Si; differences
+(gaps, band widths) are convention-free.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import fields
+from types import SimpleNamespace
+
+import numpy as np
+
+from .errors import InputError
+from .io.hdf5 import as_result
+
+
+def _settings_of(result, backend=None):
+    from .scf import Settings
+
+    known = {f.name for f in fields(Settings)}
+    values = {k: v for k, v in (result.settings or {}).items() if k in known}
+    settings = Settings(**values)
+    for key in ("kpoints", "kshift"):
+        settings.__dict__[key] = tuple(int(v) for v in getattr(settings, key))
+    settings.fft_grid = tuple(int(n) for n in result.fft_grid)
+    settings.symmetry = False
+    if backend is not None:
+        settings.backend = backend
+    return settings
+
+
+def _map_onto(coeffs_host, old_kpoint, new_kpoint, fft_grid):
+    """Coefficients on old_kpoint's G-sphere -> new_kpoint's (by Miller index; missing G -> 0)."""
+    old = np.ravel_multi_index(tuple((old_kpoint.miller % np.array(fft_grid)).T), fft_grid)
+    new = np.ravel_multi_index(tuple((new_kpoint.miller % np.array(fft_grid)).T), fft_grid)
+    where = np.full(int(np.prod(fft_grid)), -1, dtype=np.int64)
+    where[old] = np.arange(old.size)
+    src = where[new]
+    out = np.zeros((coeffs_host.shape[0], new.size), dtype=coeffs_host.dtype)
+    ok = src >= 0
+    out[:, ok] = coeffs_host[:, src[ok]]
+    return out
+
+
+def _fixed_potential_setup(result, kpoints, nbands, backend):
+    """(Setup, Hamiltonian) of the result's fixed density at ``kpoints``."""
+    from .backend import get_backend
+    from .basis import PlaneWaveBasis
+    from .hamiltonian import Hamiltonian
+    from .scf import Setup, load_pseudos
+    from .symmetry import no_symmetry
+    from .terms import build_terms
+
+    density = np.asarray(result.density, dtype=float)
+    settings = _settings_of(result, backend)
+    nspin = density.shape[0]
+    if density.shape[1:] != tuple(settings.fft_grid):
+        raise InputError(f"the stored density {density.shape} does not match the FFT grid {settings.fft_grid}")
+    n_filled = int(np.ceil(result.n_electrons / (2 if nspin == 1 else 1) - 1e-8))
+    if nbands is None:
+        nbands = max(int(np.shape(result.eigenvalues)[-1]), n_filled + 4 if nspin == 1 else n_filled + 2)
+    nbands = int(nbands)
+    if nbands < 1:
+        raise InputError(f"nbands must be a positive integer, got {nbands}")
+    bk = get_backend(settings.backend, settings.precision)
+    pseudos = load_pseudos(result.structure, settings)
+    nk = kpoints.shape[0]
+    # complex wavefunctions everywhere (real_gamma=False): the path's k-points are warm-started from
+    # their neighbours, which are not real at Gamma
+    basis = PlaneWaveBasis(result.structure, settings.ecut, kpoints, np.full(nk, 1.0 / nk), bk,
+                           fft_grid=settings.fft_grid, nspin=nspin, real_gamma=False)
+    nb_work = nbands + max(2, nbands // 10)
+    min_npw = min(k.npw for k in basis.kpoints)
+    if min_npw < nb_work + 3:
+        raise InputError(f"ecut = {settings.ecut} Ha gives only {min_npw} plane waves at a k-point, too few for "
+                         f"{nbands} bands")
+    setup = Setup(result.structure, settings, bk, pseudos, basis, no_symmetry(),
+                  SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk)), float(result.n_electrons),
+                  nbands, nspin)
+    # operators built per k-point on request and dropped after it (the path may have many k-points)
+    terms = build_terms(basis, pseudos, xc=settings.xc, n_electrons=result.n_electrons, keep_operators=False,
+                        derivatives=False)
+    return setup, Hamiltonian(basis, terms, terms.potential(bk.to_device(density)))
+
+
+def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: float = 1e-8, maxiter: int = 300,
+                     backend: str | None = None, callback=None):
+    """Eigenvalues at arbitrary k-points in the fixed potential of a converged density.
+
+    result_or_path: a :class:`pwsim.Result` (from :func:`pwsim.scf`) or the path of its HDF5 file
+    kpoints: (nk, 3) fractional k-points (reciprocal-lattice coordinates of the result's cell)
+    nbands: bands per k-point (default: the SCF's nbands, at least filled + 4)
+    tol: LOBPCG residual norm ||H psi - eps psi|| every band must reach, hartree
+    backend: override the result's backend ("numpy", "cupy", ...)
+    callback: called as callback(done, total) after every k-point (progress)
+    Returns (eigenvalues (nspin, nk, nbands) hartree, max residual norm (hartree)).
+    """
+    from .eigensolver import kinetic_preconditioner, lobpcg
+    from .scf import random_wavefunctions
+
+    result = as_result(result_or_path)
+    kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
+    if kpoints.shape[0] == 0 or not np.all(np.isfinite(kpoints)):
+        raise InputError("nscf_eigenvalues needs at least one finite k-point")
+    setup, hamiltonian = _fixed_potential_setup(result, kpoints, nbands, backend)
+    bk, basis, settings = setup.backend, setup.basis, setup.settings
+    nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
+    nb_work = nbands + max(2, nbands // 10)
+    eigenvalues = np.zeros((nspin, nk, nbands))
+    worst = 0.0
+    rng = np.random.default_rng(settings.seed + 17)
+    previous = None  # (kpoint, host coefficients) of the last k-point of this spin
+    for done, kpoint in enumerate(basis.kpoints, start=1):
+        if previous is None or previous[0].spin != kpoint.spin:
+            x0 = random_wavefunctions(setup, kpoint, nb_work)
+        else:
+            guess = _map_onto(previous[1], previous[0], kpoint, settings.fft_grid)
+            # a little noise keeps the block linearly independent and reaching every direction
+            kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
+            noise = (rng.standard_normal(guess.shape) + 1j * rng.standard_normal(guess.shape)) / (1.0 + kin) ** 2
+            guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+            x0 = bk.to_device(guess, dtype=bk.complex_dtype)
+        precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
+        res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands)
+        eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
+        worst = max(worst, float(np.max(res.residual_norms[:nbands])))
+        previous = (kpoint, bk.to_host(res.vectors))
+        if callback is not None:
+            callback(done, len(basis.kpoints))
+    if worst > 100 * tol:
+        warnings.warn(f"the band-structure eigensolver reached a residual of only {worst:.2e} Ha "
+                      f"(asked {tol:.0e}) in {maxiter} iterations", RuntimeWarning, stacklevel=2)
+    return eigenvalues, worst
