@@ -14,6 +14,7 @@ from collections import Counter
 
 import click
 
+from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
 from .cli_common import Interrupted, check_interrupted, install_signal_handlers, interrupted, watch
@@ -29,6 +30,7 @@ class _Group(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        parallel.quiet_other_ranks()  # under MPI only rank 0 prints (usage errors included)
         install_signal_handlers()
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -117,7 +119,7 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
             echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
 
         result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings,
-                                start_from=start_from, progress=progress)
+                                start_from=start_from, progress=progress, notice=echo)
         echo("")
         echo(result.summary())
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
@@ -252,6 +254,7 @@ def info():
     click.echo(f"GPU: {why}" if ok else f"GPU: none usable: {why}")
     click.echo(f"FFT library (numpy backend): {fft_library_name()}")
     click.echo(f"threads: {_default_threads()}")
+    click.echo(f"MPI: {parallel.describe_environment()}")
     click.echo(f"available memory: {available_memory() / 2**30:.1f} GiB")
 
 

@@ -20,6 +20,7 @@ import warnings
 
 import click
 
+from . import parallel
 from .errors import PwsimError
 
 _SIGNALS = {"pending": None, "progress": None}
@@ -83,9 +84,10 @@ def first_line(text: str) -> str:
 
 
 def error(message: str, code: int):
-    """One line on stderr, then exit with ``code``."""
-    click.echo(f"pwsim: error: {first_line(message)}", err=True)
-    sys.exit(code)
+    """One line on stderr, then exit with ``code`` (under MPI: see :func:`pwsim.parallel.exit`)."""
+    line = f"pwsim: error: {first_line(message)}"
+    click.echo(line, err=True)
+    parallel.exit(code, line)
 
 
 def interrupted(signum: int):

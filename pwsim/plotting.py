@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parallel
 from .errors import InputError
 from .units import HARTREE_IN_EV
 
@@ -57,6 +58,8 @@ def _figure(width, height):
 
 def _save(fig, filename) -> Path:
     path = check_image_path(filename)
+    if not parallel.is_root():  # under MPI rank 0 alone writes
+        return path
     try:
         fig.savefig(path)
     except OSError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parallel
 from .errors import InputError
 from .estimate import Estimate, available_memory, check_memory, memory_limit  # noqa: F401  (re-exported)
 from .io.atomic import OutputFile, check_writable
@@ -144,11 +145,13 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
     from .scf import _fit_wavefunctions, random_wavefunctions
 
     nwork = setup.nbands + extra_bands(setup.nbands)
+    mine = setup.layout.owns  # any rank count: each rank keeps its own pool's k-points
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
-        psi = [_fit_wavefunctions(setup, k, w, nwork) for k, w in zip(setup.basis.kpoints, wavefunctions)]
+        psi = [_fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
+               for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
-        psi = [random_wavefunctions(setup, k, nwork) for k in setup.basis.kpoints]
+        psi = [random_wavefunctions(setup, k, nwork) if mine(k.index) else None for k in setup.basis.kpoints]
     iteration = cp["iteration"] if cp and exact else 0
     if iteration >= setup.settings.max_iterations:
         raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
@@ -158,7 +161,7 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
-             timings: dict | None = None, start_from=None, progress: RunProgress | None = None):
+             timings: dict | None = None, start_from=None, progress: RunProgress | None = None, notice=None):
     """Run an input deck; returns (result, path written).
 
     restart:     a checkpoint or result of the same system to continue from (``--restart``)
@@ -166,6 +169,7 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     log:         receives progress lines (set-up, checkpoints, timings per phase)
     timings:     a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
     progress:    a :class:`RunProgress` kept up to date (what is on disk if the run is interrupted)
+    notice:      receives the lines always printed (the MPI layout); default ``log``
     """
     log = log or (lambda message: None)
     timings = {} if timings is None else timings
@@ -181,12 +185,12 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     if guess is not None and not Path(guess).is_file():
         raise InputError(f"no such restart file: {guess}")
     progress.output = path
-    with OutputFile(path) as out:
+    with parallel.root_decides(OutputFile(path)) as out:  # (a lock refused on rank 0 stops every rank)
         return _run_locked(deck, out, guess, restart is not None, callback, log, checkpoint_every, timings,
-                           progress, t0)
+                           progress, t0, notice or log)
 
 
-def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timings, progress, t0):
+def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timings, progress, t0, notice):
     """run_deck once the output is locked: estimate, set-up, SCF with checkpoints, final write."""
     settings = deck.settings
     run = resolve_deck(deck)
@@ -197,6 +201,8 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
             progress, "finished", True))
     setup = prepare(deck.structure, resolved=run)
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
+    if setup.layout.size > 1:
+        notice(setup.layout.describe())
     state = state_from_checkpoint(guess, setup, exact) if guess else None
     if state is not None:
         log(f"restarting from {guess} at iteration {state.iteration}" if exact else f"starting from the density of {guess}")
@@ -210,9 +216,9 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
             partial = make_result()
             partial.input_text = deck.text
             bk = setup.backend
-            write_result(partial, out, checkpoint_state={
+            write_result(partial, out, checkpoint_state={  # (under MPI rank 0 writes, all k-points)
                 "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration,
-                "wavefunctions": [bk.to_host(w) for w in st.wavefunctions]},
+                "wavefunctions": setup.layout.gather_wavefunctions(st.wavefunctions)},
                 on_commit=lambda: setattr(progress, "checkpoint", st.iteration))
             written["seconds"] += time.perf_counter() - tw
             log(f"checkpoint written to {out.path} (iteration {st.iteration})")

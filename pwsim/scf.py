@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import occupations as occ_mod
+from . import parallel
 from ._version import __version__
 from .backend import get_backend
 from .basis import PlaneWaveBasis
@@ -61,6 +62,11 @@ class Setup:
     nspin: int
     terms: object = None  # pwsim.terms.Terms: every energy term of this geometry (built by ``build``)
     symmetrizer: object = None
+    layout: object = None  # pwsim.parallel.Layout: which k-points this rank diagonalises
+
+    def __post_init__(self):
+        if self.layout is None:
+            self.layout = parallel.serial_layout(len(self.basis.kpoints), self.backend)
 
 
 def prepare(structure: Structure, settings: Settings | None = None, build_operators: bool = True, *,
@@ -70,12 +76,14 @@ def prepare(structure: Structure, settings: Settings | None = None, build_operat
     computed here), then the backend, the plane-wave basis and, with ``build_operators``, the operators."""
     run = resolved if resolved is not None else resolve(structure, settings, **overrides)
     s = run.settings
+    parallel.world()  # under MPI, before the backend picks its thread count
     backend = get_backend(s.backend, s.precision)
     kset = run.kpoint_set
     basis = PlaneWaveBasis(run.structure, s.ecut, kset.fractional, kset.weights, backend,
                            fft_grid=run.fft_grid, nspin=run.nspin)
+    layout = parallel.choose_layout(len(basis.kpoints), backend, (s.parallel or {}).get("pools"))
     setup = Setup(run.structure, s, backend, run.pseudos, basis, run.symmetry, kset, run.n_electrons, run.nbands,
-                  run.nspin)
+                  run.nspin, layout=layout)
     if run.symmetrize_density:
         # only if the spatial symmetry removed k-points; otherwise the density is symmetric already
         # (a Gamma-only supercell, say) and the symmetriser would cost time
@@ -90,7 +98,8 @@ def build(setup: Setup) -> None:
     s = setup.settings
     setup.terms = build_terms(setup.basis, setup.pseudos, xc=s.xc, n_electrons=setup.n_electrons,
                               derivatives=s.compute_forces or s.compute_stress)
-    for kpoint in setup.basis.kpoints:  # the orbital operators once, before the loop
+    setup.terms.context.layout = setup.layout  # band sums over this rank's k-points (pwsim.parallel)
+    for kpoint in setup.layout.local(setup.basis.kpoints):  # the orbital operators once, before the loop
         setup.terms.operators(kpoint)
 
 
@@ -220,20 +229,25 @@ def compute_density(setup: Setup, wavefunctions, occupations):
     basis = setup.basis
     bk = setup.backend
     xp = bk.xp
-    rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
     block = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
-    for kpoint in basis.kpoints:
+    per_k = {}  # this rank's k-points; summed below in k order on every rank (same sum on any rank count)
+    for kpoint in setup.layout.local(basis.kpoints):
         c = wavefunctions[kpoint.index]
         f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
         nonzero = np.flatnonzero(np.abs(f) > 1e-14)  # host: occupations
+        per_k[kpoint.index] = rho_k = bk.zeros(basis.fft_grid)
         if nonzero.size == 0:
             continue
         weights = bk.to_device(f[nonzero] * kpoint.weight)
         cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)  # host: index list
         for start in range(0, nonzero.size, block):
             stop = min(start + block, nonzero.size)
-            rho[kpoint.spin] = rho[kpoint.spin] + basis.band_densities(cz[start:stop, ...], kpoint,
-                                                                        weights[start:stop])
+            rho_k = rho_k + basis.band_densities(cz[start:stop, ...], kpoint, weights[start:stop])
+        per_k[kpoint.index] = rho_k
+    rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
+    for index, rho_k in setup.layout.ordered(per_k, basis.fft_grid):
+        spin = basis.kpoints[index].spin
+        rho[spin] = rho[spin] + rho_k
     rho = xp.stack(rho)
     if setup.symmetrizer is not None:
         rho = bk.to_device(setup.symmetrizer(bk.to_host(rho)))
@@ -257,9 +271,10 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
     eigenvalues = np.zeros((setup.nspin, nk, nb))  # host
-    new = []
+    new = list(wavefunctions)  # None at the k-points of other pools
+    mine = {}
     total_iterations = 0
-    for kpoint in setup.basis.kpoints:
+    for kpoint in setup.layout.local(setup.basis.kpoints):
         x0 = wavefunctions[kpoint.index]
         kinetic = kpoint.kinetic_wf
         if hamiltonian.single:  # a single-precision pass of a double-precision run
@@ -273,14 +288,18 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         tol_k[:occupied] = tol
         options = dict(tol=tol_k, maxiter=maxiter, nconverge=nb, miniter=1, real=kpoint.is_gamma,
                        symmetrize=setup.basis.symmetrizer(kpoint), half=kpoint.half)
+        apply = setup.layout.band_operator(hamiltonian.operator(kpoint), pairs=kpoint.is_gamma)  # band group
         try:
-            result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, nkeep=nkeep, **options)
+            result = lobpcg(bk, apply, x0, precond, nkeep=nkeep, **options)
         except ValueError:  # the atomic orbitals are too dependent (atoms very close): random start
             x0 = bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), x0.dtype)
-            result = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, **options)
+            result = lobpcg(bk, apply, x0, precond, **options)
         total_iterations += result.iterations
-        eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(result.eigenvalues)[:nb]
-        new.append(bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors)
+        mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)  # host
+        new[kpoint.index] = bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
+    for index, values in setup.layout.ordered(mine, (nb,), device=False):  # every k-point's, on every rank
+        kpoint = setup.basis.kpoints[index]
+        eigenvalues[kpoint.spin, kpoint.index % nk] = values
     return eigenvalues, new, total_iterations
 
 
@@ -375,16 +394,20 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     density_tolerance = s.density_tolerance if s.density_tolerance is not None else 10 * math.sqrt(energy_tolerance)
 
     start = time.perf_counter()
+    if setup.layout.size > 1:
+        parallel.begin_collective()  # from here an error on one rank must abort every rank
     nb_work = setup.nbands + extra_bands(setup.nbands)
     if state is None:
         rho0 = initial_density if initial_density is not None else gaussian_density(setup)
         if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
             raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
                              f"expected {(setup.nspin, *basis.fft_grid)}")
+        mine = setup.layout.owns  # other pools' k-points: None
         if initial_wavefunctions is not None:
-            psi = [_fit_wavefunctions(setup, k, w, nb_work) for k, w in zip(basis.kpoints, initial_wavefunctions)]
+            psi = [_fit_wavefunctions(setup, k, w, nb_work) if mine(k.index) else None
+                   for k, w in zip(basis.kpoints, initial_wavefunctions)]
         else:
-            psi = [atomic_wavefunctions(setup, k, nb_work) for k in basis.kpoints]
+            psi = [atomic_wavefunctions(setup, k, nb_work) if mine(k.index) else None for k in basis.kpoints]
         state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
     mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
@@ -404,13 +427,13 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
         state.single_phase = single
         hamiltonian = Hamiltonian(basis, setup.terms, potential, single=single)
-        oversized = any(w.shape[0] > nb_work for w in state.wavefunctions)  # the atomic starting subspace
+        oversized = any(w.shape[0] > nb_work for w in state.wavefunctions if w is not None)  # the atomic starting subspace
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
                                                           nkeep=nb_work if oversized else None,
                                                           occupations=occupations)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
         occupations = occ.occupations
-        rho_out = compute_density(setup, [w[: setup.nbands, ...] for w in state.wavefunctions], occupations)
+        rho_out = compute_density(setup, leading_bands(state.wavefunctions, setup.nbands), occupations)
         energies = total_energy(setup, state.wavefunctions, occupations, rho_out, occ)
         energy = energies["total"]
         diff = rho_out - state.rho_in
@@ -437,7 +460,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     result = _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
     final = None
     if occupations is not None:  # the final orbitals and their density
-        final = ElectronicState(rho_out, [w[: setup.nbands, ...] for w in state.wavefunctions], occupations)
+        final = ElectronicState(rho_out, leading_bands(state.wavefunctions, setup.nbands), occupations)
     return result, final
 
 
@@ -446,10 +469,16 @@ def _forces_and_stress(setup: Setup, result: Result, final: ElectronicState | No
     s = setup.settings
     if final is None:
         return
+    # under MPI the pools' parts are added in pool order (pwsim.parallel); a plain call on one rank
+    def at(occupations):
+        return ElectronicState(final.rho_sR, final.wavefunctions, occupations)
+
     if s.compute_forces:
-        result.forces = compute_forces(setup.terms, final, setup.symmetry)
+        result.forces = setup.layout.occupation_sum(
+            lambda f: compute_forces(setup.terms, at(f), setup.symmetry), final.occupations)
     if s.compute_stress:
-        result.stress = compute_stress(setup.terms, final, setup.symmetry)
+        result.stress = setup.layout.occupation_sum(
+            lambda f: compute_stress(setup.terms, at(f), setup.symmetry), final.occupations)
 
 
 def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
@@ -466,6 +495,11 @@ def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict
     energies["zero_width"] = (0.5 * (internal + energies["total"]) if smearing in ("fermi-dirac", "gaussian")
                               else energies["total"])
     return energies
+
+
+def leading_bands(wavefunctions, nbands: int) -> list:
+    """The first ``nbands`` rows of every k-point's wavefunctions (None stays None: another pool's)."""
+    return [None if w is None else w[:nbands, ...] for w in wavefunctions]
 
 
 def _fit_wavefunctions(setup, kpoint, coeffs, nb_work):
@@ -513,6 +547,6 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
     )
     if setup.settings.save_wavefunctions:
-        result.wavefunctions = [bk.to_host(w[:nb, ...]) for w in state.wavefunctions]
+        result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
         result.miller = [k.miller for k in setup.basis.kpoints]
     return result

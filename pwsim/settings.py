@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .parallel import OPTIONS as PARALLEL_OPTIONS
 from .structure import MAX_ATOMS
 from .units import QUANTITY_UNITS, to_atomic
 
@@ -37,7 +38,8 @@ class Key:
     """One input key.
 
     kind:    "float", "int", "bool", "str", "int3", "floats" (a list of numbers), "list", "matrix3",
-             "table", or a physical quantity with units: "energy", "length", "force", "stress"
+             "table" (element -> file or name), "options" (a table of integers named in ``choices``),
+             or a physical quantity with units: "energy", "length", "force", "stress"
     unit:    the unit of a plain number (always the atomic one for quantities)
     choices: allowed strings (compared case-insensitively); aliases map other spellings onto them
     minimum, maximum: bounds of a number (of every element for "int3"/"floats"); ``exclusive``:
@@ -142,6 +144,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                          "(default: the available memory)", "GiB", minimum=0.0, maximum=1e6,
                           exclusive=True),
         "output": Key("str", None, "output file, relative to the input file (default: the input's name with .h5)"),
+        "parallel": Key("options", None, "MPI layout override under mpiexec: { pools = P } splits the ranks "
+                                         "into P k-point pools (a divisor of the rank count; see docs/parallel.md)",
+                        choices=PARALLEL_OPTIONS, minimum=1, maximum=100000),
     },
 }
 
@@ -151,7 +156,7 @@ DEFAULT_KERKER = 0.8
 #: the tables whose every key is a field of :class:`Settings`
 SETTINGS_TABLES = ("model", "basis", "scf")
 #: the keys of [run] that are fields of :class:`Settings` (the others are options of the command line run)
-RUN_SETTINGS = ("backend", "precision", "save_wavefunctions", "seed", "max_memory")
+RUN_SETTINGS = ("backend", "precision", "save_wavefunctions", "seed", "max_memory", "parallel")
 #: fields of :class:`Settings` that only the Python API sets (what to compute after the SCF)
 API_ONLY = {"compute_forces": True, "compute_stress": True}
 
@@ -362,6 +367,17 @@ def check_value(value, spec: Key, table: str, key: str):
                 raise SettingsError(table, key, f"entry for {name} must be a string (file or name), "
                                                 f"got {_describe(entry)}")
         return {str(name): str(entry) for name, entry in value.items()}
+    if kind == "options":
+        if not isinstance(value, dict):
+            raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 2 }}, "
+                                            f"got {_describe(value)}")
+        for name, entry in value.items():
+            if name not in spec.choices:
+                raise SettingsError(table, key, f"unknown key {_short(name)} (known: {', '.join(spec.choices)})")
+            if not _is_int(entry):
+                raise SettingsError(table, key, f"{name} must be an integer, got {_describe(entry)}")
+            check_bounds(int(entry), spec, table, key)
+        return {str(name): int(entry) for name, entry in value.items()}
     return value  # "list", "matrix3": checked where the structure is built
 
 

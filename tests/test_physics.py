@@ -122,7 +122,14 @@ def test_variational_principle():
     converged energy (pwsim evaluates E at the orbitals and their own density)."""
     r = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11)
     assert r.converged
-    assert np.all(r.history["energy"] >= r.total_energy - 1e-9)
+    # iterates from single-precision eigensolver passes (precision "mixed") are orthonormal only to
+    # ~1e-7 relative, which bounds them only to the single-precision noise floor (5e-7 Ha per atom)
+    single = r.history["single_precision"] > 0
+    assert np.all(r.history["energy"][~single] >= r.total_energy - 1e-9)
+    assert np.all(r.history["energy"][single] >= r.total_energy - 5e-7 * 2)
+    double = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11,
+                       precision="double")
+    assert np.all(double.history["energy"] >= double.total_energy - 1e-9)
 
 
 def test_energy_decreases_with_ecut():

@@ -99,7 +99,7 @@ def test_choices_match_the_physics_modules():
 def test_every_numeric_key_is_bounded():
     for table, keys in SCHEMA.items():
         for key, spec in keys.items():
-            if spec.kind in ("float", "int", "int3", "floats", "energy", "length", "force", "stress"):
+            if spec.kind in ("float", "int", "int3", "floats", "options", "energy", "length", "force", "stress"):
                 assert spec.minimum is not None and spec.maximum is not None, f"[{table}] {key} is unbounded"
 
 

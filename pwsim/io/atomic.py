@@ -32,6 +32,7 @@ import signal
 import stat
 from pathlib import Path
 
+from .. import parallel
 from ..errors import EnvironmentProblem, InputError
 
 #: bytes per os.write call when copying an image to disk
@@ -143,6 +144,8 @@ class OutputFile:
     # ------------------------------------------------------------------ lock
     def __enter__(self):
         check_writable(self.path)
+        if not parallel.is_root():  # under MPI rank 0 alone locks and writes
+            return self
         self._lock()
         try:
             self._remove_stale_parts()
@@ -207,13 +210,18 @@ class OutputFile:
         """Build the file by ``fill(h5py.File)`` in memory and put it at ``path`` atomically.
 
         on_commit: called right after the rename, while SIGINT/SIGTERM are still held back.
+        Under MPI only rank 0 writes; the other ranks return at once.
         """
+        if not parallel.is_root():
+            return self.path
         if self._fd is None:
             raise RuntimeError("OutputFile.write outside its with-block")
         return self._commit(hdf5_image(fill), on_commit)
 
     def update(self, edit) -> Path:
         """Apply ``edit(h5py.File)`` to a copy of the current file and put it back atomically."""
+        if not parallel.is_root():
+            return self.path
         if self._fd is None:
             raise RuntimeError("OutputFile.update outside its with-block")
         try:

@@ -87,13 +87,21 @@ def occupied_bands(context, state: ElectronicState, kpoint):
 
 def band_sum(context, state: ElectronicState, per_band) -> float:
     """sum_k w_k sum_n f_nk x_nk over every k-point of the basis, a Python float, where
-    per_band(kpoint, c_nG) gives x_nk (nb,) on the device (accumulated on the device)."""
+    per_band(kpoint, c_nG) gives x_nk (nb,) on the device (accumulated on the device).
+
+    Under MPI (``context.layout``, pwsim.parallel) each rank evaluates its own pool's k-points and the
+    per-k sums are added in k-point order on every rank, as here on one rank."""
     bk = context.backend
     xp = bk.xp
     nb = state.occupations.shape[-1]
-    total = 0.0
-    for kpoint in context.basis.kpoints:
+    layout = getattr(context, "layout", None)
+    kpoints = context.basis.kpoints if layout is None else layout.local(context.basis.kpoints)
+    per_k = {}
+    for kpoint in kpoints:
         c_nG = state.wavefunctions[kpoint.index][:nb, ...]
         f_n = bk.to_device(state.occupations[kpoint.spin, kpoint.index % context.nk] * kpoint.weight)
-        total = total + xp.sum(per_band(kpoint, c_nG) * f_n)
+        per_k[kpoint.index] = xp.sum(per_band(kpoint, c_nG) * f_n)
+    total = 0.0
+    for _, part in (per_k.items() if layout is None else layout.ordered(per_k, ())):
+        total = total + part
     return bk.scalar(total)

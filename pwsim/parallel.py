@@ -1,0 +1,458 @@
+"""Parallel runs with MPI through mpi4py (optional: ``pip install 'pwsim[mpi]'``).
+
+``mpiexec -n N pwsim run in.toml`` and ``mpiexec -n N python script.py`` split the work of every
+ground state over the N ranks; without a launcher, or with one rank, nothing here imports mpi4py and
+every function is a no-op on a one-rank stand-in communicator.
+
+Layout. The ranks form ``npools`` pools of equal size, rank r in pool r // (N / npools). The
+k-points (spin channels counted as separate k-points, in the order of ``basis.kpoints``) are split
+into contiguous blocks, one per pool: each pool diagonalises only its own k-points. Inside a pool
+(a "band group") every rank holds the pool's wavefunctions and runs the same eigensolver, but each
+application of H -- the FFTs and non-local products, the dominant cost of a Gamma-only large cell --
+is cut into chunks of bands that the band group shares out, and the results are gathered
+(:meth:`Layout.band_operator`). The choice (:func:`choose_pools`) minimises a simple time model;
+``[run] parallel = { pools = P }`` overrides it.
+
+Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
+eigenvalue tables) is summed in the fixed k-point order on every rank (:meth:`Layout.ordered`):
+the owner of each k-point broadcasts its contribution and every rank adds them in that order, the
+same additions a serial run does. H is applied in chunks that depend on the block size only, also
+in a serial run, so every row comes from the same BLAS and FFT calls. Random start vectors are
+seeded per k-point (pwsim.scf), not per rank. So 1 and N ranks give the same bits in the SCF
+(tests/test_mpi.py); forces and stress add the pools' parts in pool order (last-bit differences).
+
+Threads. With MPI each rank runs one FFT thread unless PWSIM_NUM_THREADS or OMP_NUM_THREADS says
+otherwise (N ranks on N cores; more threads would oversubscribe them).
+
+Errors. Input errors are found identically on every rank before any collective step; the command
+line prints them once (rank 0) and every rank exits with status 2. An error after the parallel
+part has begun may be seen by one rank only: that rank prints one line and aborts the whole job
+(``MPI_Abort``), because the others would otherwise wait for it forever. Uncaught exceptions of a
+script under mpiexec abort the job the same way.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EnvironmentProblem, InputError
+
+#: environment variables by which MPI launchers tell a process how many ranks were started
+#: (MPICH and Intel MPI hydra, Slurm's PMI2: PMI_SIZE; Open MPI; MVAPICH2)
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+#: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
+#: number of ranks (a band group shares the chunks out): the same chunks give the same bits
+MAX_CHUNKS = 16
+MIN_CHUNK = 8
+#: fraction of an SCF step's time that band groups do not split (dense eigensolver algebra, density,
+#: mixing): the Amdahl model of :func:`choose_pools` (measured on Si64 Gamma, see docs/parallel.md)
+BAND_SERIAL_FRACTION = 0.4
+
+
+def launched_size(environ=None) -> int:
+    """Number of ranks the MPI launcher started, read from its environment variables (cheap: no MPI
+    import). 1 without a launcher; 0 when ``PWSIM_MPI=1`` asks to initialise MPI anyway (e.g. a
+    launcher that sets none of the variables). ``PWSIM_MPI=0`` forbids MPI."""
+    environ = os.environ if environ is None else environ
+    flag = environ.get("PWSIM_MPI", "").strip().lower()
+    if flag in ("0", "no", "off", "false"):
+        return 1
+    for name in SIZE_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    if "PMIX_RANK" in environ and environ.get("SLURM_STEP_NUM_TASKS", "").isdigit():  # srun --mpi=pmix
+        return int(environ["SLURM_STEP_NUM_TASKS"])
+    return 0 if flag in ("1", "yes", "on", "true") else 1
+
+
+class Comm:
+    """A communicator: an mpi4py one, or (``mpi=None``) the one-rank stand-in of a serial run.
+
+    Arrays travel as host NumPy arrays; the methods with capital names move raw buffers (fast),
+    the others pickled Python objects (small data).
+    """
+
+    def __init__(self, mpi_comm=None):
+        self.mpi = mpi_comm
+        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
+        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def bcast(self, obj, root: int = 0):
+        return obj if self.mpi is None else self.mpi.bcast(obj, root=root)
+
+    def allgather(self, obj) -> list:
+        return [obj] if self.mpi is None else self.mpi.allgather(obj)
+
+    def barrier(self) -> None:
+        if self.mpi is not None:
+            self.mpi.Barrier()
+
+    def Bcast_array(self, array, root: int, shape, dtype=np.float64) -> np.ndarray:
+        """The root's host array (its ``array``; the others pass None) on every rank."""
+        if self.mpi is None:
+            return array
+        # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+        buf = np.ascontiguousarray(array, dtype=dtype).reshape(shape) if self.rank == root else np.empty(shape, dtype)
+        self.mpi.Bcast(buf, root=root)
+        return buf
+
+    def Allgather_rows(self, rows: np.ndarray, counts) -> np.ndarray:
+        """Concatenate every rank's block of rows (rank r gives ``counts[r]`` rows of equal shape)."""
+        if self.mpi is None:
+            return rows
+        from mpi4py import MPI
+
+        rows = np.ascontiguousarray(rows)
+        row_bytes = rows.dtype.itemsize * math.prod(rows.shape[1:])
+        out = np.empty((sum(counts), *rows.shape[1:]), dtype=rows.dtype)
+        sizes = [c * row_bytes for c in counts]
+        displacements = [sum(sizes[:r]) for r in range(len(sizes))]
+        self.mpi.Allgatherv([rows, MPI.BYTE], [out, (sizes, displacements), MPI.BYTE])
+        return out
+
+    def split(self, color: int, key: int) -> Comm:
+        return self if self.mpi is None else Comm(self.mpi.Split(color, key))
+
+    def abort(self, code: int) -> None:
+        if self.mpi is None:
+            sys.exit(code)
+        self.mpi.Abort(code)
+
+
+_WORLD: Comm | None = None
+_STATE = {"collective": False, "stderr": None}
+
+
+def world() -> Comm:
+    """The communicator of all ranks (created on the first call; mpi4py is imported only when a
+    launcher started more than one rank)."""
+    global _WORLD
+    if _WORLD is not None:
+        return _WORLD
+    size = launched_size()
+    if size == 1:
+        _WORLD = Comm()
+        return _WORLD
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise EnvironmentProblem(f"started by an MPI launcher ({size} ranks) but mpi4py is not installed: "
+                                 "pip install 'pwsim[mpi]' (or set PWSIM_MPI=0 to run serially)") from None
+    comm = MPI.COMM_WORLD
+    _WORLD = Comm(comm) if comm.Get_size() > 1 else Comm()
+    if _WORLD.size > 1:
+        if not any(os.environ.get(v, "").isdigit() for v in ("PWSIM_NUM_THREADS", "OMP_NUM_THREADS")):
+            os.environ["PWSIM_NUM_THREADS"] = "1"  # one FFT thread per rank: the ranks fill the cores
+        sys.excepthook = _abort_on_exception
+    return _WORLD
+
+
+def size() -> int:
+    return world().size
+
+
+def is_root() -> bool:
+    """True on rank 0 (and in a serial run): the rank that prints and writes files."""
+    return world().rank == 0
+
+
+def barrier() -> None:
+    world().barrier()
+
+
+class root_decides:  # (lower case: used like a function, ``with root_decides(cm) as value``)
+    """Enter the context manager ``cm`` on every rank, and let rank 0's outcome count for all: if
+    entering fails there (an output file locked by another job, say), every rank raises that error,
+    so that no rank goes on to wait for rank 0 in a collective operation. One rank: ``cm`` itself."""
+
+    def __init__(self, cm):
+        self.cm = cm
+        self.entered = False
+
+    def __enter__(self):
+        comm = world()
+        error = value = None
+        try:
+            value = self.cm.__enter__()
+            self.entered = True
+        except Exception as exc:
+            if comm.size == 1:
+                raise
+            error = exc
+        error = comm.bcast(error if comm.rank == 0 else None) if comm.size > 1 else None
+        if error is not None:
+            if self.entered:
+                self.cm.__exit__(None, None, None)
+            raise error
+        return value
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc) if self.entered else False
+
+
+def begin_collective() -> None:
+    """Mark that ranks may now disagree about errors (after set-up): an error then aborts the job."""
+    _STATE["collective"] = True
+
+
+def quiet_other_ranks() -> None:
+    """For the command line: ranks other than 0 print nothing (their stdout and stderr go to
+    /dev/null); :func:`exit` still reaches the terminal when one of them fails alone."""
+    comm = world()
+    if comm.size == 1 or comm.rank == 0 or _STATE["stderr"] is not None:
+        return
+    _STATE["stderr"] = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the process)
+    atexit.register(_STATE["stderr"].close)
+    atexit.register(sys.stdout.close)
+
+
+def exit(code: int, message: str = "") -> None:
+    """End this rank with ``code`` (the command line's last word).
+
+    Serial, before :func:`begin_collective`, or with status 0 or 1 (converged or not: every rank
+    knows it alike): a plain exit. Otherwise the other ranks may be waiting for this one in a
+    collective operation, so the whole job is aborted with ``code``; an internal error (status 3),
+    which may have happened on this rank alone, is printed by it as ``message (rank r)`` (rank 0's
+    own output has already printed the line; a user-facing error is the same on every rank and
+    rank 0 prints it).
+    """
+    comm = world()
+    if comm.size == 1 or not _STATE["collective"] or code in (0, 1):
+        sys.exit(code)
+    if message and code == 3 and _STATE["stderr"] is not None:
+        _STATE["stderr"].write(f"{message} (rank {comm.rank})\n")
+        _STATE["stderr"].flush()
+    sys.stdout.flush()
+    comm.abort(code)
+
+
+def describe_environment() -> str:
+    """One line for ``pwsim info``: the MPI launch, or why there is none, and the thread rule."""
+    n = launched_size()
+    if n == 1:
+        try:
+            import importlib.util
+
+            found = importlib.util.find_spec("mpi4py") is not None
+        except (ImportError, ValueError):
+            found = False
+        return ("not launched by mpiexec (mpi4py " + ("installed" if found else "not installed: pip install 'pwsim[mpi]'")
+                + "); threads: FFTs use all cores, dense algebra one BLAS thread")
+    return f"{world().size} ranks; one FFT thread per rank unless PWSIM_NUM_THREADS is set"
+
+
+def _abort_on_exception(kind, value, traceback) -> None:
+    stream = _STATE["stderr"] or sys.__stderr__
+    first = str(value).strip().splitlines()[0] if str(value).strip() else ""
+    stream.write(f"pwsim: error on rank {world().rank}: {kind.__name__}: {first}\n")
+    stream.flush()
+    world().abort(1)
+
+
+# ------------------------------------------------------------------------------------ layout
+def choose_pools(nranks: int, nkpoints: int) -> int:
+    """The number of k-point pools for ``nranks`` ranks and ``nkpoints`` k-points (x spins).
+
+    Model: an SCF step costs ceil(nk / P) k-point diagonalisations per pool, each sped up by the B =
+    nranks / P ranks of a band group as 1 / (s + (1 - s) / B), s = BAND_SERIAL_FRACTION. The P
+    (a divisor of nranks, at most nk) of least time wins; ties go to more pools (less communication).
+    """
+    best, best_time = 1, math.inf
+    for pools in range(1, min(nranks, nkpoints) + 1):
+        if nranks % pools:
+            continue
+        band = nranks // pools
+        t = math.ceil(nkpoints / pools) * (BAND_SERIAL_FRACTION + (1 - BAND_SERIAL_FRACTION) / band)
+        if t <= best_time * (1 + 1e-12):
+            best, best_time = pools, t
+    return best
+
+
+@dataclass
+class Layout:
+    """How the ranks share the k-points and bands of one calculation.
+
+    world:     all ranks; pool_comm: the ranks of this rank's pool (its band group)
+    npools:    number of pools; pool: this rank's pool
+    owner:     pool of every k-point, indexed like ``basis.kpoints`` (spin channels included)
+    backend:   the array backend (device arrays go to the host for communication)
+    """
+
+    world: Comm
+    npools: int
+    pool: int
+    pool_comm: Comm
+    owner: tuple
+    backend: object = None
+
+    @property
+    def size(self) -> int:
+        return self.world.size
+
+    def owns(self, kindex: int) -> bool:
+        return self.owner[kindex] == self.pool
+
+    def local(self, kpoints) -> list:
+        """The k-points (objects with an ``index``) that this rank's pool diagonalises."""
+        return [k for k in kpoints if self.owns(k.index)]
+
+    def root_of(self, kindex: int) -> int:
+        """World rank that broadcasts the contributions of k-point ``kindex`` (first rank of its pool)."""
+        return self.owner[kindex] * (self.world.size // self.npools)
+
+    def describe(self) -> str:
+        nk = len(self.owner)
+        band = self.world.size // self.npools
+        return (f"parallel: {self.world.size} MPI ranks = {self.npools} k-point pool{'s' if self.npools > 1 else ''} "
+                f"x {band} rank{'s' if band > 1 else ''} per band group ({nk} k-point{'s' if nk > 1 else ''} "
+                f"and spin channel{'s' if nk > 1 else ''}, at most {-(-nk // self.npools)} per pool)")
+
+    def ordered(self, contributions: dict, shape, dtype=np.float64, device: bool = True):
+        """Yield (k, contribution) for every k-point in index order, on every rank.
+
+        contributions: {k index: array of ``shape``} for the k-points this rank owns (every owned
+        k-point must be present); backend device arrays, or host arrays with ``device=False``. The
+        owner's first rank broadcasts each one; summing the yielded arrays in order gives the same
+        floating-point result on any number of ranks.
+        """
+        bk = self.backend if device else None
+        for k in range(len(self.owner)):
+            part = contributions.get(k)
+            if self.world.size > 1:
+                root = self.root_of(k)
+                host = bk.to_host(part) if (root == self.world.rank and bk is not None) else part
+                host = self.world.Bcast_array(host, root, shape, dtype)
+                part = bk.to_device(host) if bk is not None else host
+            yield k, part
+
+    def gather_to_root(self, contributions: dict) -> list | None:
+        """{k index: host array} of the owned k-points -> the list over all k-points on rank 0
+        (None elsewhere); for checkpoints and saved wavefunctions."""
+        if self.world.size == 1:
+            return [contributions[k] for k in range(len(self.owner))]
+        mine = {k: v for k, v in contributions.items() if self.world.rank == self.root_of(k)}
+        parts = self.world.mpi.gather(mine, root=0)
+        if self.world.rank != 0:
+            return None
+        merged = {}
+        for part in parts:
+            merged.update(part)
+        return [merged[k] for k in range(len(self.owner))]
+
+    def occupation_sum(self, compute, occupations: np.ndarray) -> np.ndarray:
+        """``compute(occupations)`` for a quantity that is a part independent of the occupations plus
+        a sum over k-points linear in them (forces, stress), evaluated with each pool's own k-points.
+
+        occupations: (nspin, nk, nbands) host, k-point index = spin * nk + k as in ``basis.kpoints``.
+        Each rank computes the occupation-free part A = compute(0) and its pool's A + S_pool; the
+        total A + sum_pools S_pool is summed in pool order on every rank. One rank: compute(occupations).
+        """
+        if self.npools == 1:
+            return compute(occupations)
+        nk = occupations.shape[1]
+        zero = np.zeros_like(occupations)
+        own = zero.copy()
+        for index in range(len(self.owner)):
+            if self.owns(index):
+                own[index // nk, index % nk] = occupations[index // nk, index % nk]
+        base = np.asarray(compute(zero), dtype=float)
+        part = np.asarray(compute(own), dtype=float) - base
+        roots = self.world.size // self.npools
+        total = base
+        for pool in range(self.npools):
+            total = total + self.world.Bcast_array(part if self.pool == pool else None, pool * roots, base.shape)
+        return total
+
+    def gather_wavefunctions(self, wavefunctions: list) -> list:
+        """Host copies of every k-point's wavefunctions: all of them on rank 0, this pool's (None for
+        the others) on the other ranks. wavefunctions: per k-point a device array or None."""
+        bk = self.backend
+        local = {k: bk.to_host(w) for k, w in enumerate(wavefunctions) if w is not None and self.owns(k)}
+        if self.world.size == 1:
+            return [local[k] for k in range(len(self.owner))]
+        everything = self.gather_to_root(local)
+        if everything is not None:
+            return everything
+        return [local.get(k) for k in range(len(self.owner))]
+
+    def band_operator(self, apply, pairs: bool):
+        """``apply`` (H on a block of bands, rows) applied chunk by chunk (:func:`band_chunks`), the
+        chunks shared out over the band group and the results gathered, so every rank gets the whole
+        block. The chunks depend on the block size only, never on the number of ranks: each row is
+        computed by the same BLAS and FFT calls on any rank count, and the result is bit for bit the
+        same (BLAS kernels sum in another order for another number of rows)."""
+        comm = self.pool_comm
+        bk = self.backend
+
+        def chunked(x):
+            chunks = band_chunks(x.shape[0])
+            if comm.size == 1:
+                parts = [apply(x[a:b, ...]) for a, b in chunks]
+                return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
+            owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
+            mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
+            rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
+            counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
+            return bk.to_device(comm.Allgather_rows(rows, counts))
+
+        return chunked
+
+
+def band_chunks(nbands: int) -> list[tuple[int, int]]:
+    """Row ranges [a, b) in which H is applied to a block of ``nbands`` bands: at most MAX_CHUNKS
+    chunks of an even number (at Gamma two real bands share one FFT) of at least MIN_CHUNK rows."""
+    size = max(MIN_CHUNK, 2 * -(-nbands // (2 * MAX_CHUNKS)))
+    return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
+
+
+#: keys of ``[run] parallel``
+OPTIONS = ("pools",)
+
+
+def check_options(options) -> None:
+    """Validate ``[run] parallel`` (a dict or None); raises InputError."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise InputError(f"[run] parallel must be a table such as {{ pools = 2 }}, got {options!r}")
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise InputError(f"[run] parallel: unknown key {key!r} (known: {', '.join(OPTIONS)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"[run] parallel: {key} must be a positive integer, got {value!r}")
+
+
+def choose_layout(nkpoints: int, backend=None, pools: int | None = None, comm: Comm | None = None) -> Layout:
+    """The layout for ``nkpoints`` k-points (x spins) on the ranks of ``comm`` (default: all).
+
+    pools: the user's choice (``[run] parallel = { pools = P }``), capped at the number of ranks and
+    of k-points (so the same input runs on one rank); it must then divide the number of ranks.
+    """
+    comm = world() if comm is None else comm
+    nranks = comm.size
+    if pools is None:
+        pools = choose_pools(nranks, nkpoints)
+    pools = min(pools, nranks, nkpoints)
+    if nranks % pools:
+        raise InputError(f"[run] parallel: pools = {pools} must divide the number of MPI ranks ({nranks})")
+    band = nranks // pools
+    pool = comm.rank // band
+    owner = tuple(k * pools // nkpoints for k in range(nkpoints))
+    return Layout(comm, pools, pool, comm.split(pool, comm.rank), owner, backend)
+
+
+def serial_layout(nkpoints: int, backend=None) -> Layout:
+    """The one-rank layout (every k-point local), e.g. for post-processing on one rank."""
+    single = Comm()
+    return Layout(single, 1, 0, single, (0,) * nkpoints, backend)

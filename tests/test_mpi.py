@@ -1,0 +1,274 @@
+"""Runs under MPI (pwsim.parallel): two ranks launched with ``mpiexec`` against the serial run.
+
+The same small cases run once in a plain process and once under ``mpiexec -n 2`` (k-point pools,
+spin channels over pools, a band group at Gamma, a user-chosen layout, smearing with its Fermi
+level); energies, eigenvalues, forces and stress must agree. The command line under mpiexec must
+print once, write the output once, restart from a checkpoint written by another rank count, exit 2
+with one line on bad input, and an error on one rank must end the whole job.
+
+Needs mpi4py and an ``mpiexec`` (``pip install 'pwsim[mpi]'`` brings both, the MPICH wheel); the
+tests are skipped with the reason when either is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mpiexec() -> str | None:
+    """The mpiexec of the MPI that mpi4py uses: the wheel's, next to this Python, before PATH's."""
+    here = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    return here or shutil.which("mpiexec")
+
+
+def _skip_reason() -> str | None:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'pwsim[mpi]')"
+    if _mpiexec() is None:
+        return "no mpiexec found (pip install 'pwsim[mpi]' brings MPICH's)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           PWSIM_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+# the launcher's own variables must not leak into the serial reference runs
+SERIAL_ENV = {k: v for k, v in ENV.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")}
+
+
+def run(command, cwd, ranks: int | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``command`` (a list) in ``cwd``; under ``mpiexec -n ranks`` if ranks is given."""
+    if ranks is not None:
+        command = [_mpiexec(), "-n", str(ranks), *command]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=ENV if ranks else SERIAL_ENV)
+
+
+# The cases: each a structure and settings for pwsim.scf; the driver prints one JSON line (rank 0)
+DRIVER = r'''
+import json, sys
+import numpy as np
+import pwsim
+from pwsim import parallel
+
+si = pwsim.diamond("Si", 10.26)
+moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, -0.02, 0.005], [0.0, 0.0, 0.0]]))
+cube = pwsim.Structure(si.lattice * 0 + np.diag([10.26] * 3), ["Si"] * 8,
+                       np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+                                 [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.76, .75, .25]]))
+al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
+common = dict(xc="lda", ecut=8.0, energy_tolerance=1e-10)
+CASES = {
+    "si2-kpools": (moved, dict(kpoints=(2, 2, 2), **common)),
+    "si2-bandgroup": (moved, dict(kpoints=(2, 2, 2), parallel={"pools": 1}, **common)),
+    "si8-gamma": (cube, dict(kpoints=(1, 1, 1), **common)),
+    "si2-spin": (moved, dict(kpoints=(2, 1, 1), spin="collinear", magnetic_moments=[1.0, 0.0],
+                             smearing="fermi-dirac", temperature=0.01, **common)),
+    "al-fermi-dirac": (al, dict(kpoints=(4, 4, 4), smearing="fermi-dirac", temperature=0.01, **common)),
+}
+out = {}
+for name in sys.argv[1:]:
+    structure, settings = CASES[name]
+    r = pwsim.scf(structure, **settings)
+    out[name] = {"energy": r.total_energy, "eigenvalues": np.asarray(r.eigenvalues).tolist(),
+                 "forces": np.asarray(r.forces).tolist(), "stress": np.asarray(r.stress).tolist(),
+                 "fermi": r.fermi_level, "iterations": r.iterations, "converged": r.converged,
+                 "ranks": parallel.size()}
+if parallel.is_root():
+    print(json.dumps(out))
+'''
+CASE_NAMES = ["si2-kpools", "si2-bandgroup", "si8-gamma", "si2-spin", "al-fermi-dirac"]
+
+
+@pytest.fixture(scope="module")
+def serial_and_parallel(tmp_path_factory):
+    """The driver's results: {"serial": {...}, "mpi": {...}} (serial run and mpiexec -n 2 at once)."""
+    base = tmp_path_factory.mktemp("mpi")
+    (base / "driver.py").write_text(DRIVER)
+    procs = {
+        "serial": subprocess.Popen([sys.executable, "driver.py", *CASE_NAMES], cwd=base, env=SERIAL_ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        "mpi": subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "driver.py", *CASE_NAMES], cwd=base,
+                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    }
+    results = {}
+    for key, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{stderr}"
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        assert len(lines) == 1, f"{key}: expected one JSON line (rank 0 only), got:\n{stdout}"
+        results[key] = json.loads(lines[0])
+    return results
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_two_ranks_give_the_serial_answer(case, serial_and_parallel):
+    """Energies and eigenvalues to 1e-9 Ha, forces and stress to 1e-8 (hartree/bohr, /bohr^3)."""
+    one, two = serial_and_parallel["serial"][case], serial_and_parallel["mpi"][case]
+    assert one["ranks"] == 1 and two["ranks"] == 2
+    assert one["converged"] and two["converged"]
+    assert abs(two["energy"] - one["energy"]) < 1e-9
+    assert np.abs(np.subtract(two["eigenvalues"], one["eigenvalues"])).max() < 1e-9
+    assert np.abs(np.subtract(two["forces"], one["forces"])).max() < 1e-8
+    assert np.abs(np.subtract(two["stress"], one["stress"])).max() < 1e-8
+    if one["fermi"] is not None:
+        assert abs(two["fermi"] - one["fermi"]) < 1e-9
+    # the distorted cells have non-trivial forces, so agreement is not 0 == 0
+    if case.startswith("si2"):
+        assert np.abs(one["forces"]).max() > 1e-3
+
+
+def test_serial_run_imports_no_mpi():
+    """Without a launcher nothing MPI-related is imported (and the layout is the one-rank one)."""
+    code = ("import sys, pwsim; r = pwsim.scf(pwsim.diamond('Si', 10.26), ecut=5.0, kpoints=(1, 1, 1), "
+            "compute_stress=False); from pwsim import parallel; assert parallel.size() == 1; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('mpi4py', 'mpich', 'openmpi')]; "
+            "assert not bad, bad; print('ok')")
+    proc = run([sys.executable, "-c", code], ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_launch_detection_reads_only_the_environment():
+    from pwsim.parallel import choose_pools, launched_size
+
+    assert launched_size({}) == 1
+    assert launched_size({"PMI_SIZE": "4"}) == 4  # MPICH / Intel MPI hydra
+    assert launched_size({"OMPI_COMM_WORLD_SIZE": "8"}) == 8  # Open MPI
+    assert launched_size({"PMI_SIZE": "4", "PWSIM_MPI": "0"}) == 1
+    assert launched_size({"PWSIM_MPI": "1"}) == 0  # ask MPI itself
+    # layouts: k-points over pools first, band groups where there are fewer k-points than ranks
+    assert choose_pools(2, 29) == 2 and choose_pools(2, 1) == 1 and choose_pools(8, 2) == 2
+    assert choose_pools(6, 3) == 3 and choose_pools(4, 3) == 2
+
+
+SI_DECK = """\
+[structure]
+lattice = [[0.0, 5.13, 5.13], [5.13, 0.0, 5.13], [5.13, 5.13, 0.0]]
+species = ["Si", "Si"]
+positions = [[0.0, 0.0, 0.0], [0.26, 0.25, 0.25]]
+[model]
+xc = "lda"
+[basis]
+ecut = 8.0
+kpoints = [2, 2, 2]
+[scf]
+energy_tolerance = 1e-10
+{extra}
+[run]
+checkpoint_every = 1
+"""
+
+
+def _energy(path: Path) -> float:
+    import h5py
+
+    with h5py.File(path) as f:
+        return float(f["energy/total"][()])
+
+
+def test_command_line_prints_and_writes_once_and_restarts_across_rank_counts(tmp_path):
+    """pwsim run under mpiexec: one summary, one output; a checkpoint written by one rank is resumed
+    on two (and the energy is the serial one)."""
+    (tmp_path / "si.toml").write_text(SI_DECK.format(extra=""))
+    (tmp_path / "short.toml").write_text(SI_DECK.format(extra="max_iterations = 3"))
+    serial = run([sys.executable, "-m", "pwsim.cli", "run", "si.toml", "-o", "serial.h5"], tmp_path)
+    assert serial.returncode == 0, serial.stderr
+    two = run([sys.executable, "-m", "pwsim.cli", "run", "si.toml", "-o", "mpi.h5"], tmp_path, ranks=2)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("total energy") == 1 and two.stdout.count("SCF converged") == 1, two.stdout
+    assert "parallel: 2 MPI ranks = 2 k-point pools" in two.stdout
+    assert two.stderr.strip() == ""
+    assert abs(_energy(tmp_path / "mpi.h5") - _energy(tmp_path / "serial.h5")) < 1e-9
+    # a 1-rank checkpoint (the SCF stops after 3 iterations, exit 1), resumed on 2 ranks
+    short = run([sys.executable, "-m", "pwsim.cli", "run", "short.toml", "-o", "cp.h5"], tmp_path)
+    assert short.returncode == 1, short.stderr
+    resumed = run([sys.executable, "-m", "pwsim.cli", "run", "si.toml", "-o", "resumed.h5", "--restart", "cp.h5"],
+                  tmp_path, ranks=2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "restarting" not in resumed.stderr
+    assert abs(_energy(tmp_path / "resumed.h5") - _energy(tmp_path / "serial.h5")) < 1e-9
+
+
+def test_an_error_on_one_rank_aborts_the_job(tmp_path):
+    """An exception on rank 1 while rank 0 waits in a collective: one line, nonzero exit, no hang."""
+    script = ("import pwsim\nfrom pwsim import parallel\ncomm = parallel.world()\n"
+              "if comm.rank == 1:\n    raise RuntimeError('boom on purpose')\nparallel.barrier()\n")
+    (tmp_path / "fail.py").write_text(script)
+    proc = run([sys.executable, "fail.py"], tmp_path, ranks=2, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "boom on purpose" in line]
+    assert lines == ["pwsim: error on rank 1: RuntimeError: boom on purpose"], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _bad_input_cases():
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import test_input_errors
+    finally:
+        sys.path.pop(0)
+    return test_input_errors
+
+
+#: the bad inputs checked under mpiexec in every run, one of each kind (syntax, schema, value,
+#: structure, pseudopotential, memory refusal, command line, files, restart); PWSIM_TEST_MPI_ALL=1
+#: runs all of tests/test_input_errors.py's cases (87, about 90 s on 2 cores)
+BAD_SAMPLE = ("toml-unclosed-table", "unknown-key", "ecut-negative", "nbands-too-few", "overlapping-atoms",
+              "pseudopotential-file-missing", "memory-absurd-ecut", "input-directory", "unknown-option",
+              "output-is-input", "restart-not-pwsim", "restart-other-grid")
+
+
+def _selected(bad):
+    if os.environ.get("PWSIM_TEST_MPI_ALL") == "1":
+        return list(bad.CASES)
+    return [case for case in bad.CASES if case.id in BAD_SAMPLE]
+
+
+@pytest.fixture(scope="module")
+def bad_outcomes(tmp_path_factory):
+    """The selected cases of tests/test_input_errors.py, under mpiexec -n 2 (all launched up front)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bad = _bad_input_cases()
+    base = tmp_path_factory.mktemp("bad_mpi")
+
+    def one(case):
+        directory = base / case.id
+        bad._prepare(case, directory)
+        before = {p.name for p in directory.iterdir()}
+        proc = run([sys.executable, "-m", "pwsim.cli", "run", case.input_name, *case.args], directory,
+                   ranks=2, timeout=300)
+        after = {p.name for p in directory.iterdir()}
+        return proc, before, after
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cases = _selected(bad)
+        return dict(zip([c.id for c in cases], pool.map(one, cases)))
+
+
+def test_bad_input_under_mpiexec_exits_2_with_one_line(bad_outcomes):
+    bad = _bad_input_cases()
+    failures = []
+    assert len(bad_outcomes) >= len(BAD_SAMPLE)
+    for case in _selected(bad):
+        proc, before, after = bad_outcomes[case.id]
+        lines = proc.stderr.splitlines()
+        ok = (proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("pwsim: error: ")
+              and all(fragment in lines[0] for fragment in case.expect)
+              and "Traceback" not in proc.stderr + proc.stdout
+              and not [n for n in after - before if ".h5" in n])
+        if not ok:
+            failures.append(f"{case.id}: exit {proc.returncode}, stderr {proc.stderr!r}")
+    assert not failures, "\n".join(failures)
