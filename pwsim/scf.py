@@ -105,15 +105,15 @@ def build(setup: Setup) -> None:
 
 # ------------------------------------------------------------------ initial guesses
 def gaussian_density(setup: Setup):
-    """Superposition of normalised atomic Gaussians holding the valence charge (host array)."""
+    """Superposition of atomic valence densities (the file's, else Gaussians) holding the valence
+    charge (host array)."""
     basis, structure, pseudos = setup.basis, setup.structure, setup.pseudos
     g2 = basis.box_g2_host
     rho_g = np.zeros(basis.fft_grid, dtype=complex)
     magn_g = np.zeros(basis.fft_grid, dtype=complex)
     moments = setup.settings.magnetic_moments or [0.0] * structure.natoms
     for element in structure.kinds():
-        width = _atomic_width(pseudos[element].zion, element)
-        form = np.exp(-0.5 * g2 * width**2)
+        form = _atomic_density_shape(pseudos[element], element, g2)
         positions = structure.positions[[i for i, s in enumerate(structure.species) if s == element]]
         rho_g += pseudos[element].zion * form * structure_factor(basis, positions)
         weights = [float(m) for m, el in zip(moments, structure.species) if el == element]
@@ -128,6 +128,17 @@ def gaussian_density(setup: Setup):
     magn = np.real(np.fft.ifftn(magn_g)) * basis.nfft / basis.volume
     magn = np.clip(magn, -rho, rho)
     return np.stack([0.5 * (rho + magn), 0.5 * (rho - magn)])
+
+
+def _atomic_density_shape(psp, element: str, g2) -> np.ndarray:
+    """Fourier shape (1 at G = 0) of one atom's starting valence density: the pseudo-atom's own
+    density where the file has one (UPF, most psp8), else a Gaussian."""
+    atomic = getattr(psp, "atomic_density_form_factor", None)
+    total = atomic(np.zeros(1)) if atomic is not None else None
+    if total is not None and total[0] > 0:
+        return atomic(np.sqrt(g2)) / total[0]
+    width = _atomic_width(psp.zion, element)
+    return np.exp(-0.5 * g2 * width**2)
 
 
 def _atomic_width(zion: int, element: str) -> float:

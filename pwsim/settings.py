@@ -31,6 +31,7 @@ from .errors import InputError
 from .parallel import OPTIONS as PARALLEL_OPTIONS
 from .structure import MAX_ATOMS
 from .units import QUANTITY_UNITS, to_atomic
+from .xc_functionals import FUNCTIONALS
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          minimum=1, maximum=1000),
     },
     "model": {
-        "xc": Key("str", "lda", "exchange-correlation functional", choices=("lda", "lda-pade", "pbe")),
+        "xc": Key("str", "lda", "exchange-correlation functional", choices=FUNCTIONALS),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
         "smearing": Key("str", "none", "occupation smearing for metals",
                         choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
@@ -95,8 +96,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "magnetization": Key("float", None, "fixed total moment n_up - n_down, collinear spin only "
                                             "(default: free with smearing, else the sum of magnetic_moments); "
                                             "at most the number of electrons", "mu_B", minimum=-1000.0, maximum=1000.0),
-        "pseudopotentials": Key("table", None, "per element: a CP2K-format GTH file (relative to the input) or a "
-                                               "shipped name such as 'Si-q4'; default: the shipped set of `xc`"),
+        "pseudopotentials": Key("table", None, "per element: a pseudopotential file (UPF, psp8 or CP2K-format GTH, "
+                                               "relative to the input), a shipped GTH name such as 'Si-q4' or a "
+                                               "family name; default: the default family for `xc`"),
     },
     "basis": {
         "ecut": Key("energy", 15.0, "plane-wave kinetic energy cutoff", "hartree", minimum=0.0, maximum=2000.0,

@@ -16,6 +16,10 @@ Functionals (names as users type them, see :data:`FUNCTIONALS`)
 ``"lda-pade"``
     The Teter 1993 Pade fit of exchange + correlation in the form published by Goedecker, Teter and
     Hutter (libxc ``LDA_XC_TETER93``), the functional the GTH "PADE" pseudopotentials are made for.
+``"lda-pz"``
+    Slater exchange + Perdew-Zunger 81 correlation (libxc ``LDA_X`` + ``LDA_C_PZ``; pw.x's ``PZ``,
+    ABINIT's ``ixc 2``), spin interpolation by f(zeta) between the paramagnetic and ferromagnetic fits.
+    The functional of Quantum ESPRESSO's ``*.pz-*`` pseudopotentials.
 ``"pbe"``
     PBE exchange + PBE correlation (libxc ``GGA_X_PBE`` + ``GGA_C_PBE``). As in libxc, the PBE
     correlation is built on PW92 with the ``PW_MOD`` parameters (more digits for A and f''(0)).
@@ -24,6 +28,7 @@ References
 ----------
 * J. P. Perdew and Y. Wang, Phys. Rev. B 45, 13244 (1992)  -- PW92 correlation.
 * S. Goedecker, M. Teter and J. Hutter, Phys. Rev. B 54, 1703 (1996)  -- Teter Pade LDA form.
+* J. P. Perdew and A. Zunger, Phys. Rev. B 23, 5048 (1981)  -- PZ81 correlation.
 * J. P. Perdew, K. Burke and M. Ernzerhof, Phys. Rev. Lett. 77, 3865 (1996)  -- PBE.
 * P. A. M. Dirac, Proc. Cambridge Philos. Soc. 26, 376 (1930); J. C. Slater, Phys. Rev. 81, 385
   (1951)  -- LDA exchange.
@@ -59,7 +64,7 @@ from .errors import InputError
 
 __all__ = ["FUNCTIONALS", "XCResult", "is_gga", "evaluate", "DENSITY_THRESHOLD", "ZETA_THRESHOLD"]
 
-FUNCTIONALS = ("lda", "lda-pade", "pbe")
+FUNCTIONALS = ("lda", "lda-pz", "lda-pade", "pbe")
 _GGA = frozenset({"pbe"})
 
 #: Total densities at or below this (electrons/bohr^3) give e = 0 and v = 0.
@@ -108,6 +113,16 @@ _TETER_A = (0.4581652932831429, 2.217058676663745, 0.7405551735357053, 0.0196822
 _TETER_AP = (0.119086804055547, 0.6157402568883345, 0.1574201515892867, 0.003532336663397157)
 _TETER_B = (1.0, 4.504130959426697, 1.110667363742916, 0.02359291751427506)
 _TETER_BP = (0.0, 0.2673612973836267, 0.2052004607777787, 0.004200005045691381)
+
+# Perdew-Zunger 81 correlation, (paramagnetic, ferromagnetic): rs >= 1: gamma / (1 + beta1 sqrt(rs) + beta2 rs);
+# rs < 1: A ln(rs) + B + C rs ln(rs) + D rs
+_PZ_GAMMA = (-0.1423, -0.0843)
+_PZ_BETA1 = (1.0529, 1.3981)
+_PZ_BETA2 = (0.3334, 0.2611)
+_PZ_A = (0.0311, 0.01555)
+_PZ_B = (-0.048, -0.0269)
+_PZ_C = (0.0020, 0.0007)
+_PZ_D = (-0.0116, -0.0048)
 
 # PBE
 _PBE_KAPPA = 0.804
@@ -208,6 +223,31 @@ def _pw92(xp, rs, p: _PWParams, zeta=None, fz=None):
     return eps, deps_drs, deps_dz
 
 
+def _pz_branch(xp, rs, k: int):
+    """PZ81 eps_c(rs) for one spin limit k (0 paramagnetic, 1 ferromagnetic) and d eps_c / d rs."""
+    high = rs >= 1.0
+    rs_hi = xp.where(high, rs, xp.ones_like(rs))
+    rs_lo = xp.where(high, xp.ones_like(rs) * 0.5, rs)
+    sq = xp.sqrt(rs_hi)
+    den = 1.0 + _PZ_BETA1[k] * sq + _PZ_BETA2[k] * rs_hi
+    e_hi = _PZ_GAMMA[k] / den
+    de_hi = -_PZ_GAMMA[k] * (0.5 * _PZ_BETA1[k] / sq + _PZ_BETA2[k]) / (den * den)
+    lg = xp.log(rs_lo)
+    e_lo = _PZ_A[k] * lg + _PZ_B[k] + _PZ_C[k] * rs_lo * lg + _PZ_D[k] * rs_lo
+    de_lo = _PZ_A[k] / rs_lo + _PZ_C[k] * (lg + 1.0) + _PZ_D[k]
+    return xp.where(high, e_hi, e_lo), xp.where(high, de_hi, de_lo)
+
+
+def _pz81(xp, rs, fz=None):
+    """PZ81 correlation per electron: (eps, deps/drs, deps/dzeta or None); fz = (f, f') if polarised."""
+    e0, de0 = _pz_branch(xp, rs, 0)
+    if fz is None:
+        return e0, de0, None
+    e1, de1 = _pz_branch(xp, rs, 1)
+    f, df = fz
+    return e0 + f * (e1 - e0), de0 + f * (de1 - de0), df * (e1 - e0)
+
+
 def _teter(xp, rs, fz=None):
     """Teter 93 Pade eps_xc(rs, zeta) per electron; returns (eps, deps/drs, deps/dzeta or None)."""
     if fz is None:
@@ -295,9 +335,9 @@ def _unpolarised(key, xp, rho, sigma):
     n = xp.where(mask, n_raw, xp.ones_like(n_raw))
     rs = _RS_FACTOR / n**_THIRD
     vsigma = None
-    if key == "lda":
+    if key in ("lda", "lda-pz"):
         eps_x = _CX * n**_THIRD
-        eps_c, deps_c, _ = _pw92(xp, rs, _PW_ORIG)
+        eps_c, deps_c, _ = _pw92(xp, rs, _PW_ORIG) if key == "lda" else _pz81(xp, rs)
         e = n * (eps_x + eps_c)
         v = (4.0 / 3.0) * eps_x + eps_c - (rs / 3.0) * deps_c
     elif key == "lda-pade":
@@ -334,11 +374,14 @@ def _polarised(key, xp, rho, sigma):
     fz = _fzeta(xp, opz, omz)
     rs = _RS_FACTOR / n**_THIRD
     vsigma = None
-    if key == "lda":
+    if key in ("lda", "lda-pz"):
         ru13, rd13 = ru**_THIRD, rd**_THIRD
         ex = _CX_SPIN * (ru * ru13 + rd * rd13)
         vxu, vxd = (4.0 / 3.0) * _CX_SPIN * ru13, (4.0 / 3.0) * _CX_SPIN * rd13
-        eps_c, deps_drs, deps_dz = _pw92(xp, rs, _PW_ORIG, zeta, fz)
+        if key == "lda":
+            eps_c, deps_drs, deps_dz = _pw92(xp, rs, _PW_ORIG, zeta, fz)
+        else:
+            eps_c, deps_drs, deps_dz = _pz81(xp, rs, fz)
         e = ex + n * eps_c
         vc = eps_c - (rs / 3.0) * deps_drs
         vu = vxu + vc + deps_dz * omz  # d zeta / d rho_up = (1 - zeta) / n

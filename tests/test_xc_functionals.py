@@ -16,6 +16,7 @@ from pwsim.errors import InputError
 
 LIBXC_PARTS = {
     "lda": ("LDA_X", "LDA_C_PW"),
+    "lda-pz": ("LDA_X", "LDA_C_PZ"),
     "lda-pade": ("LDA_XC_TETER93",),
     "pbe": ("GGA_X_PBE", "GGA_C_PBE"),
 }
@@ -88,7 +89,7 @@ def _assert_scaled(actual, desired, scale, rtol, what):
 # API
 # ------------------------------------------------------------------------------------------------
 def test_names_and_errors():
-    assert xcf.FUNCTIONALS == ("lda", "lda-pade", "pbe")
+    assert xcf.FUNCTIONALS == ("lda", "lda-pz", "lda-pade", "pbe")
     assert not xcf.is_gga("lda") and not xcf.is_gga("LDA-Pade") and xcf.is_gga("pbe")
     with pytest.raises(InputError):
         xcf.is_gga("b3lyp")
@@ -214,11 +215,25 @@ def _mp_functional(name):
         ("1.0", "4.504130959426697", "1.110667363742916", "0.02359291751427506"),
         ("0", "0.2673612973836267", "0.2052004607777787", "0.004200005045691381"))]
 
+    def pz81(n, z):
+        rs = (3 / (4 * mp.pi * n)) ** third
+
+        def branch(gamma, b1, b2, a, b, c, d):
+            if rs >= 1:
+                return M(gamma) / (1 + M(b1) * mp.sqrt(rs) + M(b2) * rs)
+            return M(a) * mp.log(rs) + M(b) + M(c) * rs * mp.log(rs) + M(d) * rs
+
+        para = branch("-0.1423", "1.0529", "0.3334", "0.0311", "-0.048", "0.0020", "-0.0116")
+        ferro = branch("-0.0843", "1.3981", "0.2611", "0.01555", "-0.0269", "0.0007", "-0.0048")
+        return para + fz(z) * (ferro - para)
+
     def energy(nu, nd, suu, sud, sdd):
         n = nu + nd
         z = (nu - nd) / n
         if name == "lda":
             return slater(nu, nd) + n * pw92(n, z, pw_orig)
+        if name == "lda-pz":
+            return slater(nu, nd) + n * pz81(n, z)
         if name == "lda-pade":
             rs, f = (3 / (4 * mp.pi * n)) ** third, fz(z)
             num = sum((teter[0][i] + f * teter[1][i]) * rs**i for i in range(4))

@@ -1,0 +1,167 @@
+"""Pseudopotential families and files: which pseudopotential an element gets, read from any format.
+
+A run names, per element, a *family* (``"pseudodojo"``: the PseudoDojo v0.4 standard tables shipped
+with pwsim, for ``lda`` and ``pbe``; ``"gth"``: the shipped CP2K GTH sets), a shipped GTH name such as
+``"Si-q4"``, or a file of one's own. A file's format is recognised from its content (UPF v1/v2,
+ABINIT psp8, CP2K GTH text; gzip-compressed or not), not from its name.
+
+The functional a file was generated with must be the run's: a mismatch is an input error unless
+the caller allows it (``allow_mismatch``). GTH "Pade" files count as LDA for every LDA variant, as
+pwsim always ran them.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+
+from ..errors import InputError
+from . import gth
+from .numerical import NumericalPseudo
+from .psp8 import parse_psp8
+from .upf import parse_upf
+
+FAMILIES = ("pseudodojo", "gth")
+#: the family used when a run names none
+DEFAULT_FAMILY = "gth"
+#: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table
+PSEUDODOJO_TABLES = {"lda": "pseudodojo-0.4-lda", "pbe": "pseudodojo-0.4-pbe"}
+_LDA_LIKE = ("lda", "lda-pz", "lda-pade", "pade")
+
+
+def _read_bytes(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8", errors="replace")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"cannot read pseudopotential file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def detect_format(text: str) -> str:
+    """'upf', 'psp8' or 'gth' from the content of a pseudopotential file."""
+    head = text[:4000]
+    if re.search(r"<UPF\s+version|<PP_HEADER|<PP_INFO", head):
+        return "upf"
+    lines = text.splitlines()
+    if len(lines) > 3:
+        try:
+            if int(float(lines[2].split()[0].replace("D", "E"))) == 8:
+                return "psp8"
+        except (ValueError, IndexError):
+            pass
+    return "gth"
+
+
+def read_pseudo_file(path: str, element: str | None = None):
+    """A GTHPseudo or NumericalPseudo from a file of any supported format (for ``element`` if given)."""
+    path = os.fspath(path)
+    text = _read_bytes(path)
+    fmt = detect_format(text)
+    if fmt == "gth":
+        pseudos = gth.parse_cp2k(text, source=path)
+        if element is not None:
+            pseudos = [p for p in pseudos if p.symbol == element]
+            if not pseudos:
+                raise InputError(f"GTH pseudopotential file {path} has no block for element {element!r}")
+        return pseudos[0]
+    data = parse_upf(text, path) if fmt == "upf" else parse_psp8(text, path)
+    try:
+        psp = NumericalPseudo(data)
+    except ValueError as exc:
+        raise InputError(f"unsupported pseudopotential file {path}: {exc}") from None
+    if element is not None and psp.symbol != element:
+        raise InputError(f"pseudopotential file {path} is for {psp.symbol}, not {element}")
+    psp.hints = _hints_by_md5(text)
+    return psp
+
+
+# ------------------------------------------------------------------ PseudoDojo tables
+def pseudodojo_dir(functional: str) -> str:
+    """Folder of the shipped PseudoDojo table for a functional; InputError when there is none."""
+    folder = PSEUDODOJO_TABLES.get(functional.lower())
+    if folder is None:
+        raise InputError(f"no PseudoDojo table for functional {functional!r} (tables: "
+                         f"{', '.join(PSEUDODOJO_TABLES)}); use pseudopotentials = 'gth' or name files")
+    return os.path.join(gth.DATA_DIR, folder)
+
+
+def pseudodojo_metadata(functional: str) -> dict:
+    """standard.djson's per-element entries (basename, Z_val, md5, hints {low, normal, high}: {ecut})."""
+    with open(os.path.join(pseudodojo_dir(functional), "standard.djson")) as fh:
+        return json.load(fh)["pseudos_metadata"]
+
+
+def _hints_by_md5(text: str) -> dict | None:
+    """Cutoff hints (hartree) {'low', 'normal', 'high'} of a file in the shipped tables, by its MD5."""
+    md5 = hashlib.md5(text.encode("utf-8", errors="replace")).hexdigest()
+    for functional in PSEUDODOJO_TABLES:
+        for meta in pseudodojo_metadata(functional).values():
+            if meta.get("md5") == md5:
+                return {k: float(v["ecut"]) for k, v in meta.get("hints", {}).items()}
+    return None
+
+
+def load_pseudodojo(element: str, functional: str) -> NumericalPseudo:
+    meta = pseudodojo_metadata(functional).get(element)
+    if meta is None:
+        raise InputError(f"no PseudoDojo pseudopotential for element {element!r} with functional "
+                         f"{functional!r}; use pseudopotentials = 'gth' or give a file")
+    path = os.path.join(pseudodojo_dir(functional), meta["basename"] + ".gz")
+    psp = read_pseudo_file(path, element)
+    psp.source = f"pwsim data: {os.path.basename(pseudodojo_dir(functional))}/{meta['basename']}"
+    psp.hints = {k: float(v["ecut"]) for k, v in meta.get("hints", {}).items()}
+    return psp
+
+
+# ------------------------------------------------------------------ one element
+def load_pseudo(element: str, functional: str, spec: str | None = None, *, family: str | None = None,
+                allow_mismatch: bool = False):
+    """The pseudopotential of ``element`` for a run with ``functional``.
+
+    spec:   None (use ``family``), a family name ("pseudodojo", "gth"), a shipped GTH name such as
+            "Si-q4", or a file path (UPF, psp8 or GTH; gzip allowed).
+    family: the run's family when spec is None (default DEFAULT_FAMILY).
+    allow_mismatch: accept a file generated with another functional than the run's.
+    Raises InputError for unknown elements, missing entries, bad files and functional mismatches.
+    """
+    sym = str(element).strip()
+    sym = sym[:1].upper() + sym[1:].lower()
+    func = str(functional).strip().lower()
+    choice = spec if spec is not None else (family or DEFAULT_FAMILY)
+    if str(choice).lower() in FAMILIES:
+        if str(choice).lower() == "pseudodojo":
+            return load_pseudodojo(sym, func)
+        return gth.load_pseudo(sym, _gth_functional(func))
+    if not os.path.exists(os.fspath(choice)) and gth._DATA_NAME.match(str(choice)):
+        return gth.load_pseudo(sym, _gth_functional(func), str(choice))
+    if not os.path.exists(os.fspath(choice)):
+        raise InputError(f"pseudopotential for {sym}: no file {choice!r} (and not a family: "
+                         f"{', '.join(FAMILIES)})")
+    psp = read_pseudo_file(choice, sym)
+    check_functional(psp, func, allow_mismatch)
+    return psp
+
+
+def _gth_functional(func: str) -> str:
+    # every LDA variant runs on the Pade set, as pwsim always did
+    return "pbe" if func == "pbe" else "lda" if func in _LDA_LIKE else func
+
+
+def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None:
+    """InputError when the pseudopotential was generated with another functional than the run's."""
+    made = (psp.functional or "").lower()
+    label = getattr(psp, "functional_label", "")
+    if allow_mismatch or not (made or label):
+        return
+    if not made:
+        raise InputError(f"pseudopotential {psp.source} was generated with a functional pwsim does not have "
+                         f"({label}); allow_functional_mismatch = true runs it with xc = {functional!r}")
+    same = made == functional or (made == "pade" and functional in _LDA_LIKE)
+    if not same:
+        raise InputError(f"pseudopotential {psp.source} was generated with {made!r} but the run uses "
+                         f"xc = {functional!r}: set xc = {made!r}, or allow_functional_mismatch = true")
