@@ -104,7 +104,8 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         st = deck.structure
         s = deck.settings
         echo(f"pwsim {__version__}: {input_file}")
-        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {s.ecut:g} Ha, "
+        ecut = f"{s.ecut:g} Ha" if s.ecut is not None else "from the pseudopotentials' hints"
+        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, "
              f"k-grid {'x'.join(map(str, s.kpoints))}" + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
         timings = {"set-up": time.perf_counter() - t0}
         header = {"printed": False}
@@ -152,6 +153,7 @@ def check(input_file, debug):
     """
     from .errors import EnvironmentProblem
     from .io.input import parse_file
+    from .pseudo.families import cutoff_notes
     from .runner import resolve_deck
 
     def go():
@@ -171,6 +173,8 @@ def check(input_file, debug):
                                                  for key, value in _resolved_items(table, run)))
         click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in deck.run
                                         if key != "relax"))
+        for line in cutoff_notes(run.pseudos, s.ecut):
+            click.echo(line)
         _echo_estimate(est, s)
 
     _guard(go, debug)

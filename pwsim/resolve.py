@@ -17,6 +17,7 @@ that an input file's error can name its line.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -33,7 +34,14 @@ from .estimate import (
     reduction_bytes,
     seconds_per_iteration,
 )
-from .settings import Settings, SettingsError, is_validated, make_settings, validated
+from .settings import (
+    Settings,
+    SettingsError,
+    is_validated,
+    make_settings,
+    mark_validated,
+    validated,
+)
 from .structure import Structure
 from .symmetry import (
     find_symmetry,
@@ -96,13 +104,14 @@ def atomic_orbital_count(structure: Structure) -> int:
 
 # ------------------------------------------------------------------------------ pseudopotentials
 def load_pseudos(structure: Structure, settings) -> dict:
-    """Element -> pseudopotential for every species of ``structure``: [model] pseudopotentials or the
-    shipped set of the functional. A file given by the user must be a regular file of at most
-    MAX_PSEUDOPOTENTIAL_BYTES (a device, a FIFO or a huge file is refused before it is opened), and
-    errors about it never quote its content."""
-    from .pseudo import load_pseudo
+    """Element -> pseudopotential for every species of ``structure``: [model] pseudopotentials (a family
+    for every element, or per element a family, a shipped name or a file; pwsim.pseudo.families). A
+    file given by the user must be a regular file of at most MAX_PSEUDOPOTENTIAL_BYTES (a device, a
+    FIFO or a huge file is refused before it is opened), and errors about it never quote its content."""
+    from .pseudo import families
 
-    custom = settings.pseudopotentials or {}
+    spec = settings.pseudopotentials
+    custom = spec if isinstance(spec, dict) else {}
     for element in custom:
         if element not in structure.kinds():
             raise SettingsError("model", "pseudopotentials", f"entry for {element!r}, which is not an element of "
@@ -110,16 +119,19 @@ def load_pseudos(structure: Structure, settings) -> dict:
     pseudos = {}
     for element in structure.kinds():
         name = custom.get(element)
-        if name is not None and os.path.lexists(name):
+        is_file = name is not None and os.path.lexists(name)
+        if is_file:
             from .io.input import check_regular_file
 
             check_regular_file(name, "pseudopotential file", MAX_PSEUDOPOTENTIAL_BYTES, ("model", "pseudopotentials"))
         try:
-            pseudos[element] = load_pseudo(element, settings.xc, name)
+            pseudos[element] = families.load_pseudo(element, settings.xc, name,
+                                                    family=spec if isinstance(spec, str) else None,
+                                                    allow_mismatch=settings.allow_functional_mismatch)
         except InputError as exc:
-            if name is not None:
-                message = _without_content(str(exc), name) if os.path.lexists(name) else str(exc)
-                raise SettingsError("model", "pseudopotentials", message) from None
+            if name is not None or isinstance(spec, str) or "generated with" in str(exc):
+                raise SettingsError("model", "pseudopotentials",
+                                    _without_content(str(exc), name) if is_file else str(exc)) from None
             raise SettingsError("structure", "species", f"{exc} (give one in [model] pseudopotentials)") from None
         if not math.isfinite(float(pseudos[element].zion)) or not 0 < float(pseudos[element].zion) < 200:
             raise SettingsError("model", "pseudopotentials", f"the pseudopotential of {element} has an invalid "
@@ -128,16 +140,19 @@ def load_pseudos(structure: Structure, settings) -> dict:
 
 
 def _without_content(message: str, path: str) -> str:
-    """A reader's message with anything quoted from the file removed (element symbols and the path stay)."""
+    """A reader's message with anything quoted from the file removed: quoted words stay only if they
+    are pwsim's own vocabulary (element symbols, functional and family names) or the path."""
     import re
 
+    from .pseudo.families import FAMILIES
     from .structure import ELEMENTS
+    from .xc_functionals import FUNCTIONALS
 
-    keep = {str(path), os.fspath(path)}
+    keep = {os.fspath(path), *ELEMENTS, *FUNCTIONALS, *FAMILIES, "lda", "pbe", "pade", "pz", "gga"}
 
     def redact(m):
         inner = m.group(0)[1:-1]
-        return m.group(0) if inner in ELEMENTS or inner in keep else "(...)"
+        return m.group(0) if inner in keep or inner.lower() in keep else "(...)"
 
     return re.sub(r"'[^'\n]*'|\"[^\"\n]*\"", redact, message)
 
@@ -241,6 +256,10 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     s = settings if (settings is not None and not overrides and is_validated(settings)) else validated(
         make_settings(settings, **overrides))
     pseudos = pseudos if pseudos is not None else load_pseudos(structure, s)
+    if s.ecut is None:  # the pseudopotentials' cutoff hint (15 Ha for GTH)
+        from .pseudo.families import default_ecut
+
+        s = mark_validated(dataclasses.replace(s, ecut=default_ecut(pseudos)))
     n_electrons = count_electrons(structure, pseudos, s.charge)
     nspin, nbands = _check_spin_and_bands(structure, s, n_electrons)
     grid_k, shift_k = tuple(s.kpoints), tuple(s.kshift)

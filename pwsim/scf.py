@@ -179,11 +179,31 @@ ATOMIC_ORBITAL_WIDTH = 1.6
 ATOMIC_NOISE = 1e-3
 
 
+def _orbital_shells(psp, kpg) -> list:
+    """Per l = 0..2: (2l+1, npw) host, (-i)^l f_l(|k+G|) Y_lm(k+G) with rows normalised; f_l the
+    transform of the file's outermost pseudo-atomic orbital of that l, or a Gaussian."""
+    q = np.linalg.norm(kpg, axis=1)
+    have = {l for _, l, _ in getattr(psp, "orbitals", [])}
+    shells = []
+    for l in range(3):
+        if l in have:
+            radial = psp.orbital_form_factors(l, q)[-1]
+        else:
+            x = q * ATOMIC_ORBITAL_WIDTH
+            radial = x**l * np.exp(-0.5 * x * x)
+        shell = real_spherical_harmonics(l, kpg) * radial[None, :]
+        norm = np.linalg.norm(shell, axis=1, keepdims=True)
+        shell /= np.where(norm > 0, norm, 1.0)  # (an l > 0 shell vanishes on a sphere holding only k+G = 0)
+        shells.append(shell * (-1j) ** l)
+    return shells
+
+
 def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     """A starting subspace of atom-centred orbitals, to be narrowed by one Rayleigh-Ritz step.
 
-    Every atom contributes a Gaussian-type s and p shell (s only for H and He, plus d for d-block
-    elements); the first diagonalisation keeps the lowest ``nbands`` Ritz vectors of their span
+    Every atom contributes an s and a p shell (s only for H and He, plus d for d-block elements),
+    with the radial shape of the pseudo-atomic orbital of that l where the pseudopotential file has
+    one (UPF), else a Gaussian; the first diagonalisation keeps the lowest ``nbands`` Ritz vectors of their span
     (see ``lobpcg(nkeep=...)``), which already resemble the bonding states, instead of starting
     from noise. When the atoms give fewer orbitals than ``nbands`` (plus a margin), random vectors
     fill the rest. Returns (m, npw) device, m >= nbands, in the wavefunction dtype.
@@ -191,14 +211,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     structure = setup.structure
     bk = setup.backend
     kpg = kpoint.kpg  # host, (npw, 3), 1/bohr
-    q = np.linalg.norm(kpg, axis=1) * ATOMIC_ORBITAL_WIDTH
-    radial = np.exp(-0.5 * q * q)
-    shells = []  # per l: (2l+1, npw), (-i)^l f_l(|k+G|) Y_lm(k+G), rows normalised
-    for l in range(3):
-        shell = real_spherical_harmonics(l, kpg) * (q**l * radial)[None, :]
-        norm = np.linalg.norm(shell, axis=1, keepdims=True)
-        shell /= np.where(norm > 0, norm, 1.0)  # (an l > 0 shell vanishes on a sphere holding only k+G = 0)
-        shells.append(shell * (-1j) ** l)
+    shells = {element: _orbital_shells(setup.pseudos[element], kpg) for element in structure.kinds()}
     lmax = [atomic_lmax(element) for element in structure.species]
     n_atomic = atomic_orbital_count(structure)
     # enough random vectors that dropping near-dependent orbitals still leaves nbands
@@ -209,7 +222,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     for atom, position in enumerate(structure.positions):
         phase = np.exp(-2j * np.pi * (frac_kpg @ position))  # exp(-i (k+G).tau): |phase| = 1 keeps the norm
         for l in range(lmax[atom] + 1):
-            np.multiply(shells[l], phase[None, :], out=orbitals[row:row + 2 * l + 1])
+            np.multiply(shells[structure.species[atom]][l], phase[None, :], out=orbitals[row:row + 2 * l + 1])
             row += 2 * l + 1
     # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
     # whose degenerate bands would otherwise give linearly dependent search directions

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from .errors import InputError
 from .parallel import OPTIONS as PARALLEL_OPTIONS
+from .pseudo.families import FAMILIES
 from .structure import MAX_ATOMS
 from .units import QUANTITY_UNITS, to_atomic
 from .xc_functionals import FUNCTIONALS
@@ -39,7 +41,8 @@ class Key:
     """One input key.
 
     kind:    "float", "int", "bool", "str", "int3", "floats" (a list of numbers), "list", "matrix3",
-             "table" (element -> file or name), "options" (a table of integers named in ``choices``),
+             "pseudos" (a family in ``choices``, or a table element -> family, name or file),
+             "options" (a table of integers named in ``choices``),
              or a physical quantity with units: "energy", "length", "force", "stress"
     unit:    the unit of a plain number (always the atomic one for quantities)
     choices: allowed strings (compared case-insensitively); aliases map other spellings onto them
@@ -96,12 +99,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "magnetization": Key("float", None, "fixed total moment n_up - n_down, collinear spin only "
                                             "(default: free with smearing, else the sum of magnetic_moments); "
                                             "at most the number of electrons", "mu_B", minimum=-1000.0, maximum=1000.0),
-        "pseudopotentials": Key("table", None, "per element: a pseudopotential file (UPF, psp8 or CP2K-format GTH, "
-                                               "relative to the input), a shipped GTH name such as 'Si-q4' or a "
-                                               "family name; default: the default family for `xc`"),
+        "pseudopotentials": Key("pseudos", None, "a family for every element, 'pseudodojo' (PseudoDojo v0.4, "
+                                                 "xc lda or pbe) or 'gth', or per element a family, a shipped GTH "
+                                                 "name such as 'Si-q4' or a file (GTH, psp8 or UPF; relative to the "
+                                                 "input); default: 'gth'", choices=FAMILIES),
+        "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
+                                                        "functional than `xc`"),
     },
     "basis": {
-        "ecut": Key("energy", 15.0, "plane-wave kinetic energy cutoff", "hartree", minimum=0.0, maximum=2000.0,
+        "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
+                                    "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
                     exclusive=True),
         "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid", minimum=1, maximum=200),
         "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
@@ -361,14 +368,20 @@ def check_value(value, spec: Key, table: str, key: str):
         for v in items:
             check_bounds(float(v), spec, table, key)
         return [float(v) for v in items]
-    if kind == "table":
+    if kind == "pseudos":
+        if isinstance(value, str):
+            if value.strip().lower() not in spec.choices:
+                raise SettingsError(table, key, f"unknown family {_short(value)}; choose one of "
+                                                f"{', '.join(spec.choices)}, or give a table of elements")
+            return value.strip().lower()
         if not isinstance(value, dict):
-            raise SettingsError(table, key, f"expected a table, e.g. {{ Si = 'Si-q4' }}, got {_describe(value)}")
+            raise SettingsError(table, key, f"expected a family name or a table, e.g. {{ Si = 'Si-q4' }}, "
+                                            f"got {_describe(value)}")
         for name, entry in value.items():
             if not isinstance(entry, str) and not hasattr(entry, "__fspath__"):
                 raise SettingsError(table, key, f"entry for {name} must be a string (file or name), "
                                                 f"got {_describe(entry)}")
-        return {str(name): str(entry) for name, entry in value.items()}
+        return {str(name): os.fspath(entry) for name, entry in value.items()}
     if kind == "options":
         if not isinstance(value, dict):
             raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 2 }}, "
@@ -404,8 +417,14 @@ def validated(settings) -> Settings:
             raise SettingsError("model", key, "needs spin = 'collinear' in [model]")
     if out.kerker is None and out.smearing != "none":
         out.kerker = DEFAULT_KERKER  # the same default on every path (input file, API, ASE)
-    out._validated = _fingerprint(out)
-    return out
+    return mark_validated(out)
+
+
+def mark_validated(settings) -> Settings:
+    """Record that ``settings`` holds checked values (for a copy whose defaults the resolve step
+    filled in, e.g. ecut from the pseudopotentials' hints)."""
+    settings._validated = _fingerprint(settings)
+    return settings
 
 
 def _fingerprint(settings) -> str:

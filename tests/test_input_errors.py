@@ -129,7 +129,7 @@ CASES = [
     _mk("species-numbers", deck(structure=STRUCTURE.replace('["Si", "Si"]', "[14, 14]")),
         ["[structure] species", "element symbols"], at="species"),
     _mk("pseudopotentials-string", deck(model='[model]\npseudopotentials = "Si-q4"\n'),
-        ["[model] pseudopotentials", "expected a table"], at="pseudopotentials"),
+        ["[model] pseudopotentials", "unknown family", "table of elements"], at="pseudopotentials"),
     _mk("max-iterations-string", deck(scf='[scf]\nmax_iterations = "many"\n'), ["[scf] max_iterations", "integer"]),
     _mk("checkpoint-every-float", deck(run="[run]\ncheckpoint_every = 1.5\n"), ["[run] checkpoint_every", "integer"]),
     # ------------------------------------------------------------------------- values and units

@@ -376,3 +376,79 @@ def test_terms_with_tabulated_pseudos_match_finite_differences(monkeypatch, name
     monkeypatch.setattr(test_terms, "_PSEUDOS", {"pbe": pseudos})
     term_cls = next(cls for cls in REGISTRY if cls.name == name)
     test_terms.CHECKS[check](term_cls, "numpy", ("pbe", 2))
+
+
+# ------------------------------------------------------------------------------------------ families, cutoffs
+def test_families_and_cutoff_guidance():
+    from pwsim.pseudo.families import chemical_valence, cutoff_notes, default_ecut, load_pseudos
+
+    dojo = load_pseudos(["Ga", "As"], "pbe", "pseudodojo")
+    assert dojo["Ga"].source.endswith("Ga-d.psp8") and dojo["Ga"].zion == 13
+    assert default_ecut(dojo) == 42.0  # the larger 'normal' hint: As-d 42, Ga-d 40 (standard.djson)
+    notes = cutoff_notes(dojo, 30.0)
+    assert any(line.startswith("warning: ecut = 30 Ha is below the 'low' hint 38 Ha of As") for line in notes)
+    mixed = load_pseudos(["Ga", "As"], "pbe", {"Ga": "gth", "As": "pseudodojo"})
+    assert not getattr(mixed["Ga"], "hints", None) and mixed["As"].hints["normal"] == 42.0
+    gth = load_pseudos(["Ga", "Si"], "pbe", "gth")
+    assert default_ecut(gth) == 15.0
+    notes = " ".join(cutoff_notes(gth, 15.0))
+    assert "Ga: no cutoff hints; semicore (13 valence electrons, 3 chemical)" in notes and "Si: no cutoff hints (" in notes
+    assert [chemical_valence(e) for e in ("Na", "Ga", "Zn", "Au", "Pb", "Ce")] == [1, 3, 12, 11, 4, 3]
+    with pytest.raises(InputError, match="no PseudoDojo table"):
+        load_pseudos(["Al"], "lda-pz", "pseudodojo")
+
+
+GAAS = """
+[structure]
+units = "angstrom"
+lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]
+species = ["Ga", "As"]
+positions = [[0, 0, 0], [0.25, 0.25, 0.25]]
+[model]
+xc = "pbe"
+{model}
+[basis]
+kpoints = [4, 4, 4]
+{basis}
+"""
+
+
+def test_input_family_and_default_cutoff():
+    # the defaults that need the pseudopotentials (ecut from their hints) are filled by the resolve step
+    import warnings
+
+    from pwsim.io.input import parse_text
+    from pwsim.runner import resolve_deck
+
+    def resolved(text):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return resolve_deck(parse_text(text)).settings
+
+    settings = resolved(GAAS.format(model='pseudopotentials = "pseudodojo"', basis=""))
+    assert settings.pseudopotentials == "pseudodojo" and settings.ecut == 42.0
+    settings = resolved(GAAS.format(model='pseudopotentials = { Ga = "pseudodojo", As = "As-q5" }', basis="ecut = 20"))
+    assert settings.ecut == 20.0
+    assert resolved(GAAS.format(model="", basis="")).ecut == 15.0  # GTH: no hints
+    with pytest.raises(InputError, match=r"\[model\] pseudopotentials.*generated with 'pbe'"):
+        resolved(GAAS.format(model=f'pseudopotentials = {{ Ga = "{_dojo("pbe", "Ga-d.psp8")}" }}', basis="")
+                 .replace('xc = "pbe"', 'xc = "lda"'))
+    deck = parse_text(GAAS.format(model=f'pseudopotentials = {{ Ga = "{_dojo("pbe", "Ga-d.psp8")}" }}\n'
+                                        'allow_functional_mismatch = true', basis="").replace('xc = "pbe"', 'xc = "lda"'))
+    assert deck.settings.allow_functional_mismatch
+
+
+def test_check_prints_hints_and_warns_below_low(tmp_path):
+    from click.testing import CliRunner
+
+    from pwsim.cli import main
+
+    path = tmp_path / "gaas.toml"
+    path.write_text(GAAS.format(model='pseudopotentials = "pseudodojo"', basis="ecut = 30"))
+    out = CliRunner().invoke(main, ["check", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "Ga: cutoff hints (Ha) low 36, normal 40, high 46" in out.output
+    assert "warning: ecut = 30 Ha is below the 'low' hint 38 Ha of As" in out.output
+    path.write_text(GAAS.format(model='pseudopotentials = "gth"', basis=""))
+    out = CliRunner().invoke(main, ["check", str(path)])
+    assert "Ga: no cutoff hints; semicore (13 valence electrons, 3 chemical)" in out.output

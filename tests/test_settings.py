@@ -125,7 +125,7 @@ def _deck_parts(deck):
 class Counter:
     def __init__(self, monkeypatch):
         import pwsim.io.input
-        import pwsim.pseudo
+        import pwsim.pseudo.families
         import pwsim.resolve
         import pwsim.settings
 
@@ -137,7 +137,8 @@ class Counter:
                 return function(*args, **kwargs)
             return wrapper
 
-        monkeypatch.setattr(pwsim.pseudo, "load_pseudo", counted("load_pseudo", pwsim.pseudo.load_pseudo))
+        monkeypatch.setattr(pwsim.pseudo.families, "load_pseudo",
+                            counted("load_pseudo", pwsim.pseudo.families.load_pseudo))
         monkeypatch.setattr(pwsim.resolve, "irreducible_kpoints",
                             counted("irreducible_kpoints", pwsim.resolve.irreducible_kpoints))
         validated_once = counted("validated", pwsim.settings.validated)
@@ -198,7 +199,8 @@ def test_time_reversal_count_equals_the_reduction_without_symmetry(grid, shift):
 
 # ====================================================================== API errors = CLI errors
 API_CASES = [
-    ("ecut-none", dict(ecut=None), "[basis] ecut"),
+    ("ecut-list", dict(ecut=[5.0]), "[basis] ecut: expected a number"),
+    ("ecut-nan", dict(ecut=math.nan), "[basis] ecut: must be finite"),
     ("nbands-string", dict(nbands="8"), "[basis] nbands: expected an integer"),
     ("max-iterations-float", dict(max_iterations=2.5), "[scf] max_iterations: expected an integer"),
     ("mixing-history-zero", dict(mixing_history=0), "[scf] mixing_history: must be at least 1"),
@@ -227,6 +229,11 @@ def test_api_errors_are_input_errors(kwargs, fragment):
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
     assert time.perf_counter() - t0 < 5, "refused only after work"
+
+
+def test_ecut_none_is_the_pseudopotentials_default():
+    """ecut = None (the default) takes the pseudopotentials' cutoff hint: 15 Ha for GTH."""
+    assert quiet_resolve(si(), ecut=None).settings.ecut == 15.0
 
 
 @pytest.mark.parametrize("structure", ["Si", None, 3.0, {"lattice": 1}])

@@ -221,7 +221,7 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
     given = {key: get(table, key) for table in SETTINGS_TABLES for key in SCHEMA[table]}
     given.update({key: get("run", key) for key in RUN_SETTINGS})
     pseudopotentials = given["pseudopotentials"]
-    if pseudopotentials:  # files are relative to the input file; shipped names stay as they are
+    if isinstance(pseudopotentials, dict):  # files are relative to the input file; names stay as they are
         base = base_dir or Path.cwd()
         given["pseudopotentials"] = {element: str(base / path) if os.path.lexists(base / path) else path
                                      for element, path in pseudopotentials.items()}

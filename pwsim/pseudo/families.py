@@ -165,3 +165,71 @@ def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None
     if not same:
         raise InputError(f"pseudopotential {psp.source} was generated with {made!r} but the run uses "
                          f"xc = {functional!r}: set xc = {made!r}, or allow_functional_mismatch = true")
+
+
+# ------------------------------------------------------------------ every element of a run
+def load_pseudos(elements, functional: str, spec=None, allow_mismatch: bool = False) -> dict:
+    """Element -> pseudopotential for a run.
+
+    spec: None (DEFAULT_FAMILY for all), a family name for all ("pseudodojo", "gth"), or a dict
+          element -> family name, shipped GTH name or file path (elements it leaves out get
+          DEFAULT_FAMILY).
+    """
+    if spec is None or isinstance(spec, str):
+        return {el: load_pseudo(el, functional, family=spec, allow_mismatch=allow_mismatch) for el in elements}
+    return {el: load_pseudo(el, functional, spec.get(el), allow_mismatch=allow_mismatch) for el in elements}
+
+
+#: cutoff used when no pseudopotential of the run carries hints (GTH), hartree
+FALLBACK_ECUT = 15.0
+
+
+def default_ecut(pseudos: dict) -> float:
+    """The run's cutoff when none is given: the largest PseudoDojo ``normal`` hint of its species
+    (hartree), or FALLBACK_ECUT when none has hints (GTH)."""
+    normals = [p.hints["normal"] for p in pseudos.values() if getattr(p, "hints", None) and "normal" in p.hints]
+    return max(normals) if normals else FALLBACK_ECUT
+
+
+# noble-gas cores and the filled d (and f) shells below the p-block of each row: the chemical
+# valence of an element is Z minus these
+_NOBLE = (0, 2, 10, 18, 36, 54, 86)
+
+
+def chemical_valence(symbol: str) -> int:
+    """Electrons outside the noble-gas core, without filled d/f shells below p-block elements
+    (Ga: 3, Zn: 12, Fe: 8, Na: 1); a GTH or other pseudopotential with more is semicore."""
+    from ..structure import ELEMENTS
+
+    z = ELEMENTS.index(symbol) + 1
+    core = max(n for n in _NOBLE if n < z)
+    outer = z - core
+    if core >= 54 and outer > 2:       # the 4f (5f) shell fills first: count it as core
+        if outer <= 17:                # lanthanides (actinides)
+            return 3
+        outer -= 14
+    if core >= 18 and outer > 12:      # p-block after a d row: the d shell is full
+        outer -= 10
+    return outer
+
+
+def cutoff_notes(pseudos: dict, ecut: float | None) -> list[str]:
+    """Lines for ``pwsim check``: each species' cutoff hints (PseudoDojo) or, for pseudopotentials
+    without hints, whether they are semicore; a warning line when ecut is below a ``low`` hint."""
+    lines = []
+    for el, p in sorted(pseudos.items()):
+        hints = getattr(p, "hints", None)
+        if hints:
+            text = ", ".join(f"{k} {hints[k]:g}" for k in ("low", "normal", "high") if k in hints)
+            lines.append(f"{el}: cutoff hints (Ha) {text} ({p.source})")
+            if ecut is not None and "low" in hints and ecut < hints["low"]:
+                lines.append(f"warning: ecut = {ecut:g} Ha is below the 'low' hint {hints['low']:g} Ha of {el}: "
+                             "energies and forces are not converged")
+            continue
+        valence = chemical_valence(el)
+        if p.zion > valence:
+            lines.append(f"{el}: no cutoff hints; semicore ({p.zion:g} valence electrons, {valence} chemical): "
+                         "expect 40-60 Ha or more for converged energies ({p.source})".replace("{p.source}", p.source))
+        else:
+            lines.append(f"{el}: no cutoff hints ({p.source})")
+    return lines
