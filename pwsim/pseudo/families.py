@@ -57,9 +57,22 @@ def detect_format(text: str) -> str:
     return "gth"
 
 
+#: numerical pseudopotentials already read, by (real path, size, mtime): their form-factor tables are
+#: built once per process (a relaxation or an equation of state prepares many runs)
+_CACHE: dict = {}
+
+
 def read_pseudo_file(path: str, element: str | None = None):
     """A GTHPseudo or NumericalPseudo from a file of any supported format (for ``element`` if given)."""
     path = os.fspath(path)
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    cached = _CACHE.get(key)
+    if cached is not None and (element is None or cached.symbol == element):
+        return cached
     text = _read_bytes(path)
     fmt = detect_format(text)
     if fmt == "gth":
@@ -77,6 +90,8 @@ def read_pseudo_file(path: str, element: str | None = None):
     if element is not None and psp.symbol != element:
         raise InputError(f"pseudopotential file {path} is for {psp.symbol}, not {element}")
     psp.hints = _hints_by_md5(text)
+    if key is not None:
+        _CACHE[key] = psp
     return psp
 
 
