@@ -33,7 +33,7 @@ def main():
     half = 0.5 * BOND * BOHR_IN_ANGSTROM
     atoms = Atoms("H2", positions=[[box / 2 - half, box / 2, box / 2], [box / 2 + half, box / 2, box / 2]],
                   cell=[box, box, box], pbc=True)
-    atoms.calc = PWSim(xc="lda", ecut=ECUT, kpoints=(1, 1, 1), energy_tolerance=1e-10, density_tolerance=1e-8)
+    atoms.calc = PWSim(xc="lda", ecut=f"{ECUT} Ha", kpoints=(1, 1, 1), energy_tolerance="1e-10 Ha", density_tolerance=1e-8)
     print(f"H2 NVE, LDA, ecut {ECUT:g} Ha, {BOX:g} bohr box, Gamma, dt {TIMESTEP_FS} fs, {NSTEPS} steps"
           f"{' (quick mode)' if QUICK else ''}")
     print(f"{'step':>4} {'t (fs)':>7} {'d (bohr)':>9} {'Ekin (eV)':>11} {'Epot (eV)':>14} {'Etot (eV)':>14}")

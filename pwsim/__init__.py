@@ -17,12 +17,13 @@ from .io.hdf5 import load, write_result as save
 from .relax import relax  # imported eagerly: the submodule pwsim.relax would shadow a lazy attribute
 from .results import Result
 from .scf import Settings, scf
-from .structure import Structure, bcc, diamond, fcc, molecule_in_box, rocksalt
+from .structure import Structure, bcc, diamond, fcc, from_ase, hcp, molecule_in_box, perovskite, rocksalt, wurtzite, zincblende
 
 __all__ = [
     "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
     "density_of_states",
-    "diamond", "fcc", "bcc", "rocksalt", "molecule_in_box",
+    "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp", "wurtzite", "perovskite", "molecule_in_box",
+    "from_ase",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]
 

@@ -1,30 +1,47 @@
-"""pwsim as an ASE calculator.
+"""pwsim as an ASE calculator, speaking ASE's conventions.
 
     from ase.build import bulk
     from pwsim.ase import PWSim
     si = bulk("Si", "diamond", a=5.43)
-    si.calc = PWSim(xc="lda", ecut=15, kpoints=(4, 4, 4))
+    si.calc = PWSim(xc="lda", ecut=400, kpts=(4, 4, 4))   # ecut in eV, ASE's Monkhorst-Pack grid
     si.get_potential_energy()     # eV
     si.get_forces()               # eV/A, (natoms, 3)
     si.get_stress()               # eV/A^3, Voigt order xx yy zz yz xz xy
 
-The keyword arguments are the fields of :class:`pwsim.Settings` (hartree and bohr, like the rest of
-pwsim: ``ecut`` in hartree, ``temperature`` the smearing width in hartree); only the ASE side speaks
-eV and angstrom. The cell is always periodic (a plane-wave basis): put molecules in a box.
+Keyword arguments follow ASE (and GPAW's plane-wave mode) where ASE has a convention, and are the
+fields of :class:`pwsim.Settings` otherwise:
 
-Properties (ASE conventions):
+* **energies are in eV**: ``ecut=400`` is 400 eV (GPAW's ``PW(400)``; 14.7 Ha), and so are a plain
+  number given for ``temperature`` or ``energy_tolerance``. A string carries its own unit
+  (``ecut="15 Ha"``, ``"30 Ry"``, ``"408 eV"``), as in pwsim's input files.
+* ``kpts``: ASE's forms. ``(n1, n2, n3)`` is ASE's Monkhorst-Pack grid (``ase.dft.kpoints.monkhorst_pack``:
+  for an even n the points lie half a step off Gamma, as in GPAW); ``{"size": (n1, n2, n3), "gamma": True}``
+  is the Gamma-centred grid; ``{"density": 3.5}`` (points per 1/A) and ``{"size": ..., "gamma": False}``
+  as in :func:`ase.calculators.calculator.kpts2sizeandoffsets`. pwsim's own ``kpoints``/``kshift``
+  (always Gamma-centred, ``kshift`` half steps) also work; give one or the other. Explicit lists of
+  k-points are not supported (pwsim reduces a grid by symmetry).
+* ``smearing=("fermi-dirac", 0.1)``: a name (``fermi-dirac``/``fd``, ``gaussian``, ``methfessel-paxton``/``mp``,
+  ``marzari-vanderbilt``/``mv``/``cold``) and the width in eV; GPAW's
+  ``occupations={"name": "fermi-dirac", "width": 0.1}`` is accepted too.
+* collinear spin takes its starting moments from ``atoms.set_initial_magnetic_moments`` when
+  ``spin="collinear"`` and no ``magnetic_moments`` are given.
+
+The cell is always periodic (a plane-wave basis): put molecules in a box (``atoms.center(vacuum=5)``).
+
+Properties (ASE conventions; ``get_property``, ``calculation_required`` and ``check_state`` are ASE's own):
 
 * ``free_energy``: the Kohn-Sham free energy F = E - TS (equal to E without smearing), the energy
   whose derivatives the forces and the stress are;
 * ``energy``: the zero-width estimate (E + F)/2 for Fermi-Dirac and Gaussian smearing, F otherwise
   (ASE's ``get_potential_energy()`` returns it; ``force_consistent=True`` returns F);
-* ``forces``: -dF/dR, eV/A;
+* ``forces``: -dF/dR, eV/A, with the mean force removed as pwsim always does (see ``pwsim.Result``);
 * ``stress``: (1/V) dF/d eps in Voigt form, eV/A^3 (the sign convention of ASE and of pwsim:
   a compressed cell that wants to expand has a negative diagonal; pressure = -trace/3).
 
 Successive calculations with the same number of atoms and the same cell restart the SCF from the
 previous density (a relaxation or molecular-dynamics step); otherwise the SCF starts from atomic
-densities. ``calc.result`` is the last :class:`pwsim.Result` (hartree units).
+densities. ``calc.result`` is the last :class:`pwsim.Result` (hartree units); ``calc.settings()``
+the :class:`pwsim.Settings` the keywords resolve to.
 """
 from __future__ import annotations
 
@@ -34,23 +51,130 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from .errors import ConvergenceError, InputError
-from .structure import Structure
+from .structure import Structure, from_ase
 from .units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
-__all__ = ["PWSim", "atoms_to_structure"]
+__all__ = ["PWSim", "atoms_to_structure", "kpts_to_grid", "settings_from_keywords", "settings_to_keywords"]
 
 
 def atoms_to_structure(atoms) -> Structure:
-    """ASE Atoms (angstrom) -> pwsim Structure (bohr, fractional positions)."""
-    cell = np.asarray(atoms.cell[:], dtype=float)
-    if abs(np.linalg.det(cell)) < 1e-10:
-        raise InputError("PWSim needs a cell with a non-zero volume (plane waves are periodic: put molecules in a box)")
-    return Structure(cell / BOHR_IN_ANGSTROM, list(atoms.get_chemical_symbols()),
-                     atoms.get_scaled_positions(wrap=False))
+    """ASE Atoms (angstrom) -> pwsim Structure (bohr, fractional positions); see :func:`pwsim.from_ase`."""
+    return from_ase(atoms)
+
+
+#: keywords whose plain numbers are energies in eV on the ASE side (hartree inside pwsim)
+ENERGY_KEYWORDS = ("ecut", "temperature", "energy_tolerance")
+#: ASE-side keywords that are not :class:`pwsim.Settings` fields
+ASE_KEYWORDS = ("kpts", "occupations")
+
+
+def _energy_in_hartree(name: str, value) -> float:
+    """An ASE-side energy: a plain number in eV, or a string with its unit ("15 Ha", "30 Ry")."""
+    from .units import energy_factor
+
+    if isinstance(value, str):
+        parts = value.split()
+        try:
+            number = float(parts[0])
+        except (ValueError, IndexError):
+            raise InputError(f"PWSim: {name} = {value!r} is not an energy such as '15 Ha' or '400 eV'") from None
+        if len(parts) != 2:
+            raise InputError(f"PWSim: {name} = {value!r}: give a number (eV) or a number and a unit, e.g. '15 Ha'")
+        return number * energy_factor(parts[1])
+    try:
+        return float(value) / HARTREE_IN_EV
+    except (TypeError, ValueError):
+        raise InputError(f"PWSim: {name} must be an energy (a number in eV or a string such as '15 Ha'), "
+                         f"got {value!r}") from None
+
+
+def _smearing(value) -> tuple[str, float | None]:
+    """("fermi-dirac", 0.1) or {"name": ..., "width": ...} (width in eV) -> (name, width in hartree)."""
+    from .occupations import canonical_smearing
+
+    if isinstance(value, dict):
+        value = (value.get("name"), value.get("width"))
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise InputError(f"PWSim: smearing must be (name, width in eV), e.g. ('fermi-dirac', 0.1); got {value!r}")
+        name = canonical_smearing(value[0])
+        return name, (None if value[1] is None else _energy_in_hartree("smearing width", value[1]))
+    return canonical_smearing(value), None
+
+
+def kpts_to_grid(kpts, atoms) -> tuple[tuple, tuple]:
+    """ASE's ``kpts`` -> pwsim's Gamma-centred ``kpoints`` and half-step ``kshift``.
+
+    ASE's Monkhorst-Pack points are (2i - n - 1)/(2n) + offset: half a step off Gamma for an even n.
+    pwsim's are (i + shift/2)/n, so the shift is 1 where the total offset is half a step, 0 where
+    it is none; any other offset cannot be represented and is refused.
+    """
+    from ase.calculators.calculator import kpts2sizeandoffsets
+
+    if isinstance(kpts, dict):
+        options = dict(kpts)
+        if "path" in options:
+            raise InputError("PWSim: kpts with a 'path' is a band-structure path; use pwsim.band_structure")
+        size, offsets = kpts2sizeandoffsets(atoms=atoms, **options)
+    else:
+        arr = np.asarray(kpts)
+        if arr.ndim != 1:
+            raise InputError("PWSim: explicit k-point lists are not supported; give a grid, e.g. kpts=(4, 4, 4)")
+        size, offsets = kpts2sizeandoffsets(size=tuple(int(n) for n in np.broadcast_to(arr, (3,))))
+    shifts = []
+    for n, offset in zip(size, offsets):
+        steps = ((n + 1) % 2) * 0.5 + offset * n  # offset from Gamma in units of the grid step
+        half = (2 * steps) % 2
+        if min(abs(half), abs(half - 2)) < 1e-8:
+            shifts.append(0)
+        elif abs(half - 1) < 1e-8:
+            shifts.append(1)
+        else:
+            raise InputError(f"PWSim: k-point offset {offset} on a grid of {n} is neither Gamma-centred nor "
+                             "half a step off; pwsim supports only these")
+    return tuple(int(n) for n in size), tuple(shifts)
+
+
+def settings_from_keywords(parameters: dict, atoms=None):
+    """The :class:`pwsim.Settings` that PWSim's (ASE-convention) keywords resolve to."""
+    from .scf import Settings
+
+    values = {k: v for k, v in parameters.items() if k not in ASE_KEYWORDS}
+    for name in ENERGY_KEYWORDS:
+        if values.get(name) is not None:
+            values[name] = _energy_in_hartree(name, values[name])
+    smearing = values.pop("smearing", None)
+    if parameters.get("occupations") is not None:
+        if smearing is not None:
+            raise InputError("PWSim: give smearing or occupations, not both")
+        smearing = parameters["occupations"]
+    if smearing is not None:
+        name, width = _smearing(smearing)
+        values["smearing"] = name
+        if width is not None:
+            values["temperature"] = width
+    if parameters.get("kpts") is not None:
+        if "kpoints" in parameters or "kshift" in parameters:
+            raise InputError("PWSim: give kpts (ASE's convention) or kpoints/kshift (pwsim's), not both")
+        values["kpoints"], values["kshift"] = kpts_to_grid(parameters["kpts"], atoms)
+    settings = Settings(**values)
+    settings.compute_forces = True
+    settings.compute_stress = True
+    return settings
+
+
+def settings_to_keywords(settings) -> dict:
+    """PWSim keywords reproducing ``settings`` exactly (energies as strings in hartree)."""
+    values = dataclasses.asdict(settings)
+    for name in ENERGY_KEYWORDS:
+        if values.get(name) is not None:
+            values[name] = f"{values[name]!r} Ha"
+    return values
 
 
 class PWSim(Calculator):
-    """ASE calculator running :func:`pwsim.scf`; keyword arguments are :class:`pwsim.Settings` fields."""
+    """ASE calculator running :func:`pwsim.scf` (conventions in the module docstring: energies in
+    eV, ASE's ``kpts``, ``smearing=(name, width_eV)``; the other keywords are :class:`pwsim.Settings` fields)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
     default_parameters: dict = {}
@@ -59,7 +183,7 @@ class PWSim(Calculator):
     def __init__(self, restart=None, label=None, atoms=None, directory=".", **pwsim_settings):
         from .settings import Settings
 
-        known = {f.name for f in dataclasses.fields(Settings)}
+        known = {f.name for f in dataclasses.fields(Settings)} | set(ASE_KEYWORDS)
         unknown = sorted(set(pwsim_settings) - known)
         if unknown:
             raise InputError(f"PWSim: unknown pwsim setting(s) {', '.join(unknown)}")
@@ -69,11 +193,9 @@ class PWSim(Calculator):
         self.evaluator = None
         self._previous = None  # (natoms, lattice, fft_grid, density) of the last run
 
-    def settings(self):
-        """The :class:`pwsim.Settings` built from the calculator's parameters."""
-        from .settings import make_settings
-
-        return make_settings(None, **{**self.parameters, "compute_forces": True, "compute_stress": True})
+    def settings(self, atoms=None):
+        """The :class:`pwsim.Settings` (hartree, bohr) that the calculator's keywords resolve to."""
+        return settings_from_keywords(self.parameters, atoms if atoms is not None else self.atoms)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)

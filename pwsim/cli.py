@@ -17,7 +17,13 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
-from .cli_common import Interrupted, check_interrupted, install_signal_handlers, interrupted, watch
+from .cli_common import (
+    Interrupted,
+    check_interrupted,
+    install_signal_handlers,
+    interrupted,
+    watch,
+)
 from .cli_common import error as _error
 from .cli_common import guard as _guard
 
@@ -78,8 +84,10 @@ def _composition(species) -> str:
 def run(input_file, output, backend, restart, start_from, quiet, verbose, debug):
     """Run the calculation described by INPUT_FILE (TOML).
 
-    Prints a live SCF table and a summary; the results go to an HDF5 file. Exit status 0 when the
-    SCF converged, 1 when it did not (the output is still written, with /scf/converged false).
+    Prints a live SCF table (with task = "relax": one line per relaxation step and the final
+    geometry instead) and a summary with the energies, forces, stress and pressure; the results go
+    to an HDF5 file. Exit status 0 when the SCF (or relaxation) converged, 1 when it did not (the
+    output is still written, with /scf/converged false).
     """
     from .io.input import parse_file
     from .runner import RunProgress, run_deck
@@ -119,16 +127,65 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
             de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
             echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
 
+        def relax_line(line):  # task = "relax": one line per step, then the final geometry
+            check_interrupted()
+            echo(line)
+
         result, path = run_deck(deck, output=output, restart=restart, callback=callback, log=log, timings=timings,
-                                start_from=start_from, progress=progress, notice=echo)
+                                start_from=start_from, progress=progress, notice=echo,
+                                relax_lines=relax_line)
         echo("")
         echo(result.summary())
+        for line in forces_stress_lines(result):
+            echo(line)
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {path}")
+        if not result.converged and deck.run.get("task") == "relax" and "relax" in result.extra:
+            _error(f"the relaxation did not converge in {result.extra['relax']['steps']} steps (output {path} is "
+                   "flagged as not converged; raise [relax] max_steps)", 1)
         if not result.converged:
             _error(f"SCF did not converge in {result.iterations} iterations (output {path} is flagged as not "
                    "converged; raise [scf] max_iterations or restart with --restart)", 1)
 
     _guard(go, debug, quiet)
+
+
+#: above this many atoms the summary prints the largest force only, not one line per atom
+MAX_FORCE_LINES = 64
+
+
+def forces_stress_lines(result) -> list[str]:
+    """The forces (per atom and the largest), the stress tensor and the pressure of a result, as the
+    summary of ``pwsim run`` and ``pwsim show`` prints them (hartree/bohr, hartree/bohr^3 and GPa)."""
+    import numpy as np
+
+    from .units import HARTREE_PER_BOHR3_IN_GPA
+
+    lines = []
+    if result.forces is not None:
+        forces = np.asarray(result.forces, dtype=float)
+        norms = np.linalg.norm(forces, axis=1)
+        worst = int(np.argmax(norms))
+        lines.append(f"forces (Ha/bohr){_net_force_note(result)}:")
+        if len(forces) <= MAX_FORCE_LINES:
+            shown = np.round(forces, 8) + 0.0  # no "-0.00000000"
+            lines += [f"  {i + 1:4d} {el:<3} {f[0]:14.8f} {f[1]:14.8f} {f[2]:14.8f}"
+                      for i, (el, f) in enumerate(zip(result.structure.species, shown))]
+        lines.append(f"max force         {norms[worst]:20.10f} Ha/bohr  (atom {worst + 1}, "
+                     f"{result.structure.species[worst]})")
+    if result.stress is not None:
+        stress = np.asarray(result.stress, dtype=float)
+        lines.append("stress (Ha/bohr^3):")
+        lines += [f"  {row[0]:16.10f} {row[1]:16.10f} {row[2]:16.10f}" for row in np.round(stress, 10) + 0.0]
+        lines.append(f"pressure          {result.pressure * HARTREE_PER_BOHR3_IN_GPA:20.6f} GPa  "
+                     f"({result.pressure:.6e} Ha/bohr^3)")
+    return lines
+
+
+def _net_force_note(result) -> str:
+    net = getattr(result, "net_force", None)
+    if net is None:
+        return ""
+    return f", mean force removed; net force was {sum(float(x) ** 2 for x in net) ** 0.5:.2e} Ha/bohr"
 
 
 def _format_value(value) -> str:
@@ -154,10 +211,12 @@ def check(input_file, debug):
     from .errors import EnvironmentProblem
     from .io.input import parse_file
     from .pseudo.families import cutoff_notes
-    from .runner import resolve_deck
+    from .runner import check_output_path, output_path, resolve_deck
+    from .symmetry import kpoint_symmetrization_note
 
     def go():
         deck = parse_file(input_file)
+        check_output_path(output_path(deck), deck)  # the output checks of `run` (without -o)
         try:
             run = resolve_deck(deck)  # exactly the validation of `pwsim run`; warnings are printed by _guard
         except EnvironmentProblem as exc:  # too large: show the estimate, then refuse
@@ -176,6 +235,7 @@ def check(input_file, debug):
         for line in cutoff_notes(run.pseudos, s.ecut):
             click.echo(line)
         _echo_estimate(est, s)
+        click.echo(kpoint_symmetrization_note(st, s))
 
     _guard(go, debug)
 
@@ -227,13 +287,16 @@ def show(h5_file, debug):
         click.echo(f"{h5_file}: pwsim {r.provenance.get('pwsim', '?')}, {r.provenance.get('date', '')}")
         click.echo(f"structure: {_composition(st.species)}, {st.natoms} atoms, volume {st.volume:.4f} bohr^3 "
                    f"{r.spacegroup}")
-        click.echo("settings: " + ", ".join(f"{k}={r.settings[k]}" for k in ("xc", "ecut", "kpoints", "smearing", "spin")
+        click.echo("settings: " + ", ".join(f"{k} = {_format_value(r.settings[k])}" for k in
+                                            ("xc", "ecut", "kpoints", "kshift", "smearing", "temperature", "spin")
                                             if k in r.settings))
         click.echo(f"FFT grid {r.fft_grid}, {len(r.kpoints)} k-point(s), {r.eigenvalues.shape[-1]} bands, "
                    f"{r.n_electrons:g} electrons")
         if "checkpoint" in r.extra:
             click.echo(f"checkpoint at iteration {r.extra['checkpoint']['iteration']} (resume with --restart)")
         click.echo(r.summary())
+        for line in forces_stress_lines(r):
+            click.echo(line)
         with h5py.File(h5_file, "r", locking=False) as f:
             click.echo("datasets:")
 

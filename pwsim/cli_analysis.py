@@ -14,10 +14,8 @@ from pathlib import Path
 import click
 
 from .cli_common import guard as _guard
+from .kpath import MAX_NPOINTS
 from .units import HARTREE_IN_EV
-
-#: k-points along a band path: 10^4 already resolves every feature of a band plot
-MAX_NPOINTS = 10_000
 
 
 def _default_image(h5_file: str, suffix: str) -> str:

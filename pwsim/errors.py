@@ -23,3 +23,9 @@ class ConvergenceError(PwsimError, RuntimeError):
 
 class InputWarning(UserWarning):
     """The input is valid but looks suspicious (a likely wrong unit, a crystal at Gamma only, ...)."""
+def content_free(exc: BaseException, fallback: str) -> str:
+    """The message of a parser's exception, unless it quotes the text it failed on (Python's int() and
+    float() messages do): an error must never echo a file's content, which may be anything (a secret
+    in a file named by mistake). ``fallback`` says what was expected instead."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if text and "'" not in text and '"' not in text else fallback

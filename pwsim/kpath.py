@@ -26,6 +26,9 @@ import numpy as np
 
 from .errors import InputError
 
+#: k-points along a whole path at most: 10^4 already resolves every feature of a band plot
+MAX_NPOINTS = 10_000
+
 GAMMA = "Γ"
 _GAMMA_NAMES = {"G", "GAMMA", "Gamma", "gamma", "\\Gamma", "$\\Gamma$", GAMMA}
 
@@ -77,8 +80,8 @@ def sample_path(segments, reciprocal, npoints: int = 100, source: str = "user") 
     if not pieces or any(len(p) < 2 for p in pieces):
         raise InputError("a k-path needs at least two points in every continuous piece")
     npoints = int(npoints)
-    if npoints < 2:
-        raise InputError(f"npoints must be at least 2, got {npoints}")
+    if not 2 <= npoints <= MAX_NPOINTS:
+        raise InputError(f"npoints must be between 2 and {MAX_NPOINTS}, got {npoints}")
     recip = np.asarray(reciprocal, dtype=float)
     legs = [(p[i], p[i + 1]) for p in pieces for i in range(len(p) - 1)]
     lengths = np.array([np.linalg.norm((b[1] - a[1]) @ recip) for a, b in legs])

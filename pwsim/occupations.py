@@ -9,6 +9,8 @@ the entropy term s(x) such that the free energy is F = E - T S with -T S = width
   gaussian            f = erfc(-x) / 2
   methfessel-paxton   first order (Methfessel & Paxton, PRB 40, 3616 (1989))
   marzari-vanderbilt  cold smearing (Marzari, Vanderbilt, De Vita & Payne, PRL 82, 3296 (1999))
+The usual short names are accepted everywhere a smearing is named (:func:`canonical_smearing`):
+fd, gauss, mp, mv or cold, as in Quantum ESPRESSO and ASE.
 """
 from __future__ import annotations
 
@@ -20,6 +22,29 @@ from .special import erfc, expit
 from .errors import InputError
 
 SMEARINGS = ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")
+
+#: the names other codes' users type (QE occupations/smearing, ABINIT occopt, ASE/GPAW), lower case
+SMEARING_ALIASES = {
+    "fixed": "none",
+    "fd": "fermi-dirac", "f-d": "fermi-dirac", "fermi": "fermi-dirac", "fermi-dirac": "fermi-dirac",
+    "gauss": "gaussian", "gaussian": "gaussian",
+    "mp": "methfessel-paxton", "m-p": "methfessel-paxton", "methfessel-paxton": "methfessel-paxton",
+    "mv": "marzari-vanderbilt", "m-v": "marzari-vanderbilt", "cold": "marzari-vanderbilt",
+    "marzari-vanderbilt": "marzari-vanderbilt",
+}
+
+
+def canonical_smearing(name) -> str:
+    """The canonical name (one of :data:`SMEARINGS`) of a smearing given by any of its usual names:
+    case and ``_``/``-``/space are free, and the aliases of :data:`SMEARING_ALIASES` (``fd``, ``gauss``,
+    ``mp``, ``mv``, ``cold``, ...) are accepted. Unknown names raise :class:`InputError`."""
+    key = "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+    if key in SMEARINGS:
+        return key
+    if key in SMEARING_ALIASES:
+        return SMEARING_ALIASES[key]
+    raise InputError(f"unknown smearing {name!r}; choose one of {', '.join(SMEARINGS)} "
+                     "(or fd, gauss, mp, mv/cold)")
 
 
 def occupation_function(smearing: str, x: np.ndarray) -> np.ndarray:

@@ -32,10 +32,20 @@ with the cell and the stress has no Pulay correction: converge Ecut for cell rel
 Convergence: max_a |F_a| < fmax (hartree/bohr) and, with ``cell=True``, max_ab |sigma_ab| < smax
 (hartree/bohr^3). With smearing the free energy is minimised (the forces are its derivatives).
 Symmetric structures stay symmetric (the forces and the stress are symmetrised).
+
+The centre of mass does not move: ``"bfgs"`` removes the mass-weighted mean from every step of the
+atoms (a rigid translation changes no energy, and the grid's small net force would otherwise make
+a molecule drift through the box); ``"ase:*"`` (fixed cell) uses ASE's ``FixCom`` constraint to the
+same end.
+
+Progress: ``verbose=True`` prints one line per step (:func:`progress_header`, :func:`progress_line`:
+energy, largest force, largest stress component, SCF iterations, time) and the final geometry
+(:func:`geometry_block`); ``callback(step, structure, result)`` is called after every step.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +55,8 @@ from .errors import ConvergenceError, InputError
 from .results import Result
 from .structure import Structure
 
-__all__ = ["RelaxResult", "relax", "resample_density", "write_relax"]
+__all__ = ["RelaxResult", "geometry_block", "progress_header", "progress_line", "relax", "resample_density",
+           "write_relax"]
 
 #: 70 eV/A^2 (ASE's default initial Hessian) in hartree/bohr^2
 DEFAULT_ALPHA = 70.0 / 27.211386245988 * 0.529177210903**2
@@ -185,6 +196,15 @@ class _Coordinates:
         self.cell_factor = float(cell_factor)
         self.natoms = structure.natoms
 
+    def fix_center_of_mass(self, step) -> np.ndarray:
+        """``step`` less the mass-weighted mean displacement of the atoms: a rigid translation costs
+        no energy, so this leaves the energy change to first order and keeps the centre of mass."""
+        masses = self.reference.masses
+        moves = step[:3 * self.natoms].reshape(-1, 3)
+        out = np.array(step, dtype=float)
+        out[:3 * self.natoms] = (moves - masses @ moves / masses.sum()).reshape(-1)
+        return out
+
     def initial(self) -> np.ndarray:
         y = self.reference.cartesian.reshape(-1)
         return np.concatenate([y, np.zeros(9)]) if self.cell else y.copy()
@@ -220,7 +240,7 @@ def _is_converged(result: Result, fmax: float, smax: float, cell: bool) -> bool:
 # ====================================================================== the driver
 def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float = 3.4e-6, cell: bool = False,
           optimizer: str = "bfgs", max_steps: int = 100, maxstep: float = 0.2, alpha: float = DEFAULT_ALPHA,
-          cell_factor: float | None = None, callback=None, pseudos: dict | None = None,
+          cell_factor: float | None = None, callback=None, verbose=False, pseudos: dict | None = None,
           **overrides) -> RelaxResult:
     """Relax the atomic positions (and with ``cell=True`` the lattice) of ``structure``.
 
@@ -237,6 +257,8 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     cell_factor: scaling of the cell coordinates (default: number of atoms)
     callback:    called after every SCF with (step, structure, result)
     pseudos:     already loaded pseudopotentials (element -> pseudopotential) to reuse
+    verbose:     True prints a progress line per step and the final geometry to stdout; a callable
+                 receives those lines instead (e.g. ``logging.getLogger("pwsim").info``)
     Returns a :class:`RelaxResult`; ``converged`` False when max_steps ran out (no exception).
     """
     from .settings import SCHEMA, check_value, make_settings, validated
@@ -247,6 +269,7 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     max_steps = check_value(max_steps, SCHEMA["relax"]["max_steps"], "relax", "max_steps")
     evaluator = _Evaluator(settings, cell, need_stress=cell or settings.compute_stress, scf_kwargs={}, pseudos=pseudos)
     cf = float(cell_factor if cell_factor is not None else structure.natoms)
+    callback = _with_progress(callback, verbose)
     name = optimizer.lower()
     if name == "bfgs":
         final, converged = _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha, cf, callback)
@@ -261,9 +284,57 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
         final.wavefunctions = None
         final.miller = None
     traj = evaluator.arrays()
+    if verbose:
+        say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
+        say(f"relaxation {'converged' if converged else 'NOT converged'} in {len(traj['energy'])} steps")
+        say(geometry_block(final.structure))
     return RelaxResult(structure=final.structure, result=final, converged=converged, steps=len(traj["energy"]),
                        trajectory=traj, fmax=fmax, smax=smax, cell=cell, optimizer=optimizer,
                        species=list(structure.species))
+
+
+def progress_header() -> str:
+    """Column titles of :func:`progress_line`."""
+    return (f"{'step':>4} {'energy (Ha)':>18} {'max force':>11} {'max stress':>11} {'SCF':>4} {'time (s)':>8}"
+            "   (force Ha/bohr, stress Ha/bohr^3)")
+
+
+def progress_line(step: int, result: Result, seconds: float) -> str:
+    """One line per relaxation step: the (free) energy, the largest atomic force norm, the largest
+    stress component ("-" when the stress was not computed), the SCF iterations and the step's time."""
+    forces = np.zeros((1, 3)) if result.forces is None else np.asarray(result.forces, dtype=float)
+    max_force = float(np.max(np.linalg.norm(forces, axis=1)))
+    stress = "-" if result.stress is None else f"{float(np.max(np.abs(result.stress))):.3e}"
+    return (f"{step:4d} {result.total_energy:18.10f} {max_force:11.3e} {stress:>11} {result.iterations:4d} "
+            f"{seconds:8.2f}")
+
+
+def geometry_block(structure: Structure) -> str:
+    """The lattice vectors and Cartesian positions (bohr), as a text block for the end of a relaxation."""
+    lines = ["final lattice vectors (bohr):"]
+    lines += [f"  {v[0]:14.8f} {v[1]:14.8f} {v[2]:14.8f}" for v in structure.lattice]
+    lines.append("final positions (Cartesian, bohr):")
+    lines += [f"  {s:<3} {r[0]:14.8f} {r[1]:14.8f} {r[2]:14.8f}" for s, r in zip(structure.species, structure.cartesian)]
+    return "\n".join(lines)
+
+
+def _with_progress(callback, verbose):
+    """The user's callback, preceded by a printed progress line when ``verbose``."""
+    if not verbose:
+        return callback
+    say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
+    clock = {"last": time.perf_counter()}
+
+    def step(n, structure, result):
+        if n == 0:
+            say(progress_header())
+        now = time.perf_counter()
+        say(progress_line(n, result, now - clock["last"]))
+        clock["last"] = now
+        if callback is not None:
+            callback(n, structure, result)
+
+    return step
 
 
 def _evaluate(coords, evaluator, y, callback):
@@ -295,7 +366,7 @@ def _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha,
             if abs(a) > 1e-20 and abs(b) > 1e-20:
                 hessian = hessian - np.outer(df, df) / a - np.outer(dg, dg) / b
         omega, vecs = np.linalg.eigh(hessian)
-        step = vecs @ ((f @ vecs) / np.abs(omega))
+        step = coords.fix_center_of_mass(vecs @ ((f @ vecs) / np.abs(omega)))
         longest = np.max(np.linalg.norm(step.reshape(-1, 3), axis=1))
         if longest > maxstep:
             step *= maxstep / longest
@@ -333,7 +404,7 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
         from ase import Atoms
     except ImportError:
         raise InputError("optimizer 'ase:...' needs ASE (pip install ase)") from None
-    from .ase import PWSim
+    from .ase import PWSim, settings_to_keywords
     from .units import BOHR_IN_ANGSTROM
 
     opt_class = getattr(ase.optimize, name, None)
@@ -341,7 +412,11 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
         raise InputError(f"ase.optimize has no optimizer {name!r}")
     atoms = Atoms(symbols=list(structure.species), cell=structure.lattice * BOHR_IN_ANGSTROM,
                   scaled_positions=structure.positions, pbc=True)
-    calc = PWSim(**dataclasses.asdict(settings))
+    if not cell:
+        from ase.constraints import FixCom
+
+        atoms.set_constraint(FixCom())  # the centre of mass stays, as with "bfgs"
+    calc = PWSim(**settings_to_keywords(settings))
     calc.evaluator = evaluator  # runs the SCFs and records the trajectory
     atoms.calc = calc
     target = atoms

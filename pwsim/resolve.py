@@ -280,7 +280,9 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                       exact=False)
     if lower.memory_bytes > limit or reduction_bytes(point_group.nsym, nfull) > limit:
         _refuse(lower, s.max_memory)
-    symmetry = grid_preserving_subgroup(point_group, grid_k, shift_k)
+    symmetry = point_group  # 'full': the whole group symmetrises the grid (QE/ABINIT); 'grid': the grid's subgroup
+    if s.kpoint_symmetrization == "grid":
+        symmetry = grid_preserving_subgroup(point_group, grid_k, shift_k)
     sizes.nsym = symmetry.nsym
     kset = irreducible_kpoints(structure, grid_k, shift_k, symmetry, time_reversal=True)
     symmetrize = symmetry.nsym > 1 and kset.nk < time_reversal_count(grid_k, shift_k)

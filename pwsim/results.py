@@ -21,6 +21,11 @@ class Result:
     kpoints:      (nk, 3) fractional; kweights (nk,) summing to 1
     density:      (nspin, n1, n2, n3) electrons/bohr^3
     history:      dict of per-iteration arrays: energy, delta_energy, residual, time
+    forces:       (natoms, 3) hartree/bohr: the analytic forces less their mean, so that they sum
+                  to zero as the exact forces of any cell do (ABINIT and pw.x print and relax with
+                  these too); raw_forces are the analytic -dE/dR themselves (what finite differences
+                  of the energy reproduce) and net_force = raw_forces.sum(axis=0), the "egg-box"
+                  error of the FFT grid, which falls off quickly with ecut
     """
 
     structure: Structure
@@ -41,7 +46,9 @@ class Result:
     lumo: float | None = None
     magnetization: float | None = None
     absolute_magnetization: float | None = None
-    forces: np.ndarray | None = None
+    forces: np.ndarray | None = None  # (natoms, 3) hartree/bohr, mean force removed (see raw_forces)
+    raw_forces: np.ndarray | None = None  # (natoms, 3) hartree/bohr, -dE/dR as computed (sum = net_force)
+    net_force: np.ndarray | None = None  # (3,) hartree/bohr, the sum of raw_forces (grid "egg-box" error)
     stress: np.ndarray | None = None
     wavefunctions: list | None = None  # per k-point (nbands, npw) complex, if saved
     miller: list | None = None  # per k-point (npw, 3) int, if wavefunctions saved
@@ -76,13 +83,16 @@ class Result:
             f"total energy      {self.total_energy:20.10f} Ha  ({self.total_energy * HARTREE_IN_EV:.6f} eV)",
             f"energy per atom   {self.energy_per_atom:20.10f} Ha",
         ]
+        labels = {"entropy": "-TS (smearing)"}  # /energy/entropy holds -TS, not S
         for key in ("kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "entropy"):
             if key in self.energies:
-                lines.append(f"  {key:<16}{self.energies[key]:20.10f} Ha")
+                lines.append(f"  {labels.get(key, key):<16}{self.energies[key]:20.10f} Ha")
         if self.fermi_level is not None:
             lines.append(f"Fermi level       {self.fermi_level:20.10f} Ha")
         if self.gap is not None:
-            lines.append(f"HOMO / LUMO       {self.homo:.6f} / {self.lumo:.6f} Ha   gap {self.gap * HARTREE_IN_EV:.4f} eV")
+            where = "at the k-point" if len(self.kpoints) == 1 else "on the k-point mesh"
+            lines.append(f"HOMO / LUMO       {self.homo:.6f} / {self.lumo:.6f} Ha   gap {where} "
+                         f"{self.gap * HARTREE_IN_EV:.4f} eV")
         if self.magnetization is not None:
             lines.append(f"magnetisation     {self.magnetization:.6f} (absolute {self.absolute_magnetization:.6f}) mu_B")
         state = "converged" if self.converged else "NOT CONVERGED"

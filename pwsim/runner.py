@@ -161,7 +161,8 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
-             timings: dict | None = None, start_from=None, progress: RunProgress | None = None, notice=None):
+             timings: dict | None = None, start_from=None, progress: RunProgress | None = None, notice=None,
+             relax_lines=None):
     """Run an input deck; returns (result, path written).
 
     restart:     a checkpoint or result of the same system to continue from (``--restart``)
@@ -170,6 +171,7 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     timings:     a dict filled with the seconds spent in "set-up", "SCF" and "output writing"
     progress:    a :class:`RunProgress` kept up to date (what is on disk if the run is interrupted)
     notice:      receives the lines always printed (the MPI layout); default ``log``
+    relax_lines: receives the relaxation's lines (one per step, then the final geometry), task = "relax"
     """
     log = log or (lambda message: None)
     timings = {} if timings is None else timings
@@ -187,17 +189,18 @@ def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None
     progress.output = path
     with parallel.root_decides(OutputFile(path)) as out:  # (a lock refused on rank 0 stops every rank)
         return _run_locked(deck, out, guess, restart is not None, callback, log, checkpoint_every, timings,
-                           progress, t0, notice or log)
+                           progress, t0, notice or log, relax_lines)
 
 
-def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timings, progress, t0, notice):
+def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timings, progress, t0, notice,
+                relax_lines=None):
     """run_deck once the output is locked: estimate, set-up, SCF with checkpoints, final write."""
     settings = deck.settings
     run = resolve_deck(deck)
     log(f"estimate: {run.estimate.describe()}")
     if deck.run.get("task") == "relax":  # every step sets up its own SCF (from the resolved settings)
         timings["set-up"] += time.perf_counter() - t0
-        return _run_relax(deck, run, out, callback, log, timings, time.perf_counter(), lambda: setattr(
+        return _run_relax(deck, run, out, relax_lines, log, timings, time.perf_counter(), lambda: setattr(
             progress, "finished", True))
     setup = prepare(deck.structure, resolved=run)
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
@@ -238,26 +241,20 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     return result, out.path
 
 
-def _run_relax(deck, run, out, callback, log, timings, t1, finished):
+def _run_relax(deck, run, out, relax_lines, log, timings, t1, finished):
     """[run] task = "relax": optimise positions (and the cell) and write the final state plus /relax."""
     from .relax import relax, write_relax
 
     opts = deck.run.get("relax", {})
-
-    def step(n, structure, result):
-        forces = result.forces if result.forces is not None else np.zeros((structure.natoms, 3))
-        log(f"relax step {n}: energy {result.total_energy:.10f} Ha, max force "
-            f"{np.abs(forces).max():.2e} Ha/bohr, SCF {result.iterations} iterations")
-
     rr = relax(deck.structure, run.settings, pseudos=run.pseudos, fmax=opts.get("fmax", 1e-3),
                smax=opts.get("smax", 3.4e-6),
                cell=opts.get("cell", False), optimizer=opts.get("optimizer", "bfgs"),
-               max_steps=opts.get("max_steps", 100), callback=step)
+               max_steps=opts.get("max_steps", 100), verbose=relax_lines or False)
     timings["SCF"] += time.perf_counter() - t1
     result = rr.result
     result.input_text = deck.text
     # a relaxation that ran out of steps is reported like an SCF that did not converge
     result.converged = bool(rr.converged and result.converged)
     write_relax(rr, out, on_commit=finished)
-    log(f"relaxation {'converged' if rr.converged else 'NOT converged'} in {rr.steps} steps")
+    result.extra["relax"] = {"steps": rr.steps, "converged": rr.converged}
     return result, out.path

@@ -498,11 +498,23 @@ def _forces_and_stress(setup: Setup, result: Result, final: ElectronicState | No
         return ElectronicState(final.rho_sR, final.wavefunctions, occupations)
 
     if s.compute_forces:
-        result.forces = setup.layout.occupation_sum(
-            lambda f: compute_forces(setup.terms, at(f), setup.symmetry), final.occupations)
+        set_forces(result, setup.layout.occupation_sum(
+            lambda f: compute_forces(setup.terms, at(f), setup.symmetry), final.occupations))
     if s.compute_stress:
         result.stress = setup.layout.occupation_sum(
             lambda f: compute_stress(setup.terms, at(f), setup.symmetry), final.occupations)
+
+
+def set_forces(result: Result, raw_forces) -> None:
+    """Store the analytic forces (natoms, 3) hartree/bohr: ``raw_forces`` as computed, their sum as
+    ``net_force``, and as ``forces`` the raw ones less their mean. The exact forces of a periodic
+    cell sum to zero; the FFT grid breaks translation invariance slightly (the egg-box effect), and
+    that spurious net force would push a molecule through the box in a relaxation or MD. ABINIT and
+    pw.x remove it alike. With one atom, the force is then zero, as it must be."""
+    raw = np.asarray(raw_forces, dtype=float)
+    result.raw_forces = raw
+    result.net_force = raw.sum(axis=0)
+    result.forces = raw - raw.mean(axis=0)
 
 
 def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
@@ -547,6 +559,11 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         magnetization = float(m.sum() * setup.basis.dvol)
         absolute = float(np.abs(m).sum() * setup.basis.dvol)
     settings = asdict(setup.settings)
+    # store the values used where the default depends on the system (docs/hdf5.md: "resolved")
+    settings["nbands"] = setup.nbands
+    settings["fft_grid"] = [int(n) for n in setup.basis.fft_grid]
+    if settings["density_tolerance"] is None:
+        settings["density_tolerance"] = 10 * math.sqrt(setup.settings.energy_tolerance)
     result = Result(
         structure=setup.structure,
         settings=settings,

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .occupations import SMEARING_ALIASES
 from .parallel import OPTIONS as PARALLEL_OPTIONS
 from .pseudo.families import FAMILIES
 from .structure import MAX_ATOMS
@@ -64,9 +65,6 @@ class Key:
         return dict(self.aliases)
 
 
-SMEARING_ALIASES = (("fd", "fermi-dirac"), ("fermi", "fermi-dirac"), ("gauss", "gaussian"),
-                    ("mp", "methfessel-paxton"), ("mv", "marzari-vanderbilt"), ("cold", "marzari-vanderbilt"))
-
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
         "units": Key("str", "bohr", "unit of `lattice`, `cartesian_positions` and a plain-number `lattice_constant`",
@@ -90,7 +88,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
         "smearing": Key("str", "none", "occupation smearing for metals",
                         choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
-                        aliases=SMEARING_ALIASES),
+                        aliases=tuple(SMEARING_ALIASES.items())),
         "temperature": Key("energy", 0.0, "smearing width (needed with smearing)", "hartree", minimum=0.0,
                            maximum=1.0),
         "spin": Key("str", "none", "spin treatment", choices=("none", "collinear")),
@@ -117,6 +115,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
                                       "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),
         "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
+        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted "
+                                                    "fcc grids): 'grid' computes that grid as given, with the "
+                                                    "operations it respects; 'full' symmetrises it with the whole "
+                                                    "crystal group, as Quantum ESPRESSO and ABINIT do",
+                                     choices=("grid", "full")),
     },
     "scf": {
         "energy_tolerance": Key("energy", 1e-8, "convergence threshold on the energy change", "hartree",
@@ -314,7 +317,9 @@ def _string(value, spec: Key, table, key) -> str:
     if not spec.choices:
         return value
     word = value.strip().lower()
-    word = spec.alias_map().get(word, word)
+    if spec.aliases:  # "Fermi_Dirac", "fermi dirac", "mv", "cold", ...
+        word = "-".join(word.replace("_", " ").replace("-", " ").split())
+        word = spec.alias_map().get(word, word)
     if word not in spec.choices:
         raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}")
     return word

@@ -22,6 +22,20 @@ ELEMENTS = (
     "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr"
 ).split()
 
+#: standard atomic weights (IUPAC 2016, as in ase.data; most stable isotope for the radioactive
+#: elements), atomic mass units, in the order of ELEMENTS: used for the centre of mass
+ATOMIC_MASSES = (
+    1.008, 4.0026, 6.94, 9.0122, 10.81, 12.011, 14.007, 15.999, 18.9984, 20.1797, 22.9898, 24.305, 26.9815,
+    28.085, 30.9738, 32.06, 35.45, 39.948, 39.0983, 40.078, 44.9559, 47.867, 50.9415, 51.9961, 54.938,
+    55.845, 58.9332, 58.6934, 63.546, 65.38, 69.723, 72.63, 74.9216, 78.971, 79.904, 83.798, 85.4678, 87.62,
+    88.9058, 91.224, 92.9064, 95.95, 97.9072, 101.07, 102.9055, 106.42, 107.8682, 112.414, 114.818, 118.71,
+    121.76, 127.6, 126.9045, 131.293, 132.9055, 137.327, 138.9055, 140.116, 140.9077, 144.242, 144.9128,
+    150.36, 151.964, 157.25, 158.9254, 162.5, 164.9303, 167.259, 168.9342, 173.054, 174.9668, 178.49,
+    180.9479, 183.84, 186.207, 190.23, 192.217, 195.084, 196.9666, 200.592, 204.38, 207.2, 208.9804,
+    208.9824, 209.9872, 222.0176, 223.0197, 226.0254, 227.0277, 232.0377, 231.0359, 238.0289, 237.0482,
+    244.0642, 243.0614, 247.0703, 247.0703, 251.0796, 252.083, 257.0951, 258.0984, 259.101, 262.11,
+)
+
 
 @dataclass
 class Structure:
@@ -75,6 +89,16 @@ class Structure:
     def cartesian(self) -> np.ndarray:
         """(natoms, 3) Cartesian positions, bohr."""
         return self.positions @ self.lattice
+
+    @property
+    def masses(self) -> np.ndarray:
+        """(natoms,) standard atomic weights, atomic mass units."""
+        return np.array([ATOMIC_MASSES[ELEMENTS.index(s)] for s in self.species])
+
+    def center_of_mass(self) -> np.ndarray:
+        """(3,) mass-weighted mean of the Cartesian positions as given (not wrapped into the cell), bohr."""
+        m = self.masses
+        return m @ self.cartesian / m.sum()
 
     def kinds(self) -> list[str]:
         """Distinct species in order of first appearance."""
@@ -197,6 +221,64 @@ def bcc(element: str, a: float) -> Structure:
 def rocksalt(cation: str, anion: str, a: float) -> Structure:
     lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     return Structure(lattice, [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def zincblende(cation: str, anion: str, a: float) -> Structure:
+    """Zincblende (sphalerite, B3: GaAs, ZnS), fcc primitive cell with 2 atoms; a is the cubic lattice
+    constant (bohr). The cation sits at the origin, the anion at (1/4, 1/4, 1/4) fractional, as in
+    ASE's ``bulk(..., "zincblende")``."""
+    lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    return Structure(lattice, [cation, anion], [[0, 0, 0], [0.25, 0.25, 0.25]])
+
+
+def _hexagonal_lattice(a: float, c: float) -> np.ndarray:
+    """a1 = (a, 0, 0), a2 = (-a/2, a sqrt(3)/2, 0), a3 = (0, 0, c): ASE's hexagonal setting (bohr)."""
+    return np.array([[a, 0.0, 0.0], [-a / 2, a * np.sqrt(3) / 2, 0.0], [0.0, 0.0, c]])
+
+
+def hcp(element: str, a: float, c: float | None = None) -> Structure:
+    """Hexagonal close packed, 2 atoms at (0, 0, 0) and (1/3, 2/3, 1/2) fractional (ASE's setting);
+    a, c in bohr, c defaults to the ideal sqrt(8/3) a."""
+    c = np.sqrt(8.0 / 3.0) * a if c is None else c
+    return Structure(_hexagonal_lattice(a, c), [element, element], [[0, 0, 0], [1 / 3, 2 / 3, 0.5]])
+
+
+def wurtzite(cation: str, anion: str, a: float, c: float | None = None, u: float = 0.375) -> Structure:
+    """Wurtzite (B4: ZnO, GaN), 4 atoms: cations at (1/3, 2/3, 0) and (2/3, 1/3, 1/2), anions shifted
+    by u c along z. a, c in bohr (c defaults to the ideal sqrt(8/3) a); u is the internal parameter
+    (3/8 ideal, when every bond has the same length a sqrt(3/8))."""
+    c = np.sqrt(8.0 / 3.0) * a if c is None else c
+    frac = [[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
+    return Structure(_hexagonal_lattice(a, c), [cation, cation, anion, anion], frac)
+
+
+def perovskite(a_site: str, b_site: str, x_site: str, a: float) -> Structure:
+    """Cubic perovskite ABX3 (Pm-3m: SrTiO3, BaTiO3), 5 atoms: A at the corner (0, 0, 0), B at the
+    centre (1/2, 1/2, 1/2), X at the face centres (1/2, 1/2, 0), (1/2, 0, 1/2), (0, 1/2, 1/2); a in bohr."""
+    frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]
+    return Structure(np.eye(3) * a, [a_site, b_site, x_site, x_site, x_site], frac)
+
+
+def from_ase(atoms, vacuum: float | None = None) -> Structure:
+    """An ASE ``Atoms`` object (angstrom) as a pwsim :class:`Structure` (bohr, fractional positions).
+
+    Everything ASE can build or read (``ase.build.molecule``, ``surface``, ``bulk``, ``ase.io.read``)
+    becomes a pwsim input this way. Plane waves are periodic in all three directions: a molecule or a
+    slab needs a cell, which ``vacuum`` (angstrom, as ``atoms.center(vacuum=...)``) provides by
+    centring a copy of the atoms with that much empty space on each side along the non-periodic
+    axes (``atoms.pbc`` False; all three when none is). ASE is not imported here; any object with ``cell``,
+    ``pbc``, ``positions`` and ``get_chemical_symbols()`` works.
+    """
+    if vacuum is not None:
+        atoms = atoms.copy()
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        axes = [i for i in range(3) if not pbc[i]] or [0, 1, 2]
+        atoms.center(vacuum=vacuum, axis=axes)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    if abs(np.linalg.det(cell)) < 1e-10:
+        raise InputError("the ASE atoms have no cell (a molecule?): plane waves are periodic, so give it a box, "
+                         "e.g. pwsim.from_ase(atoms, vacuum=5.0) or atoms.center(vacuum=5.0)")
+    return Structure.from_cartesian(cell, list(atoms.get_chemical_symbols()), atoms.positions, "angstrom")
 
 
 def molecule_in_box(species, cartesian, box: float, units: str = "bohr") -> Structure:

@@ -28,7 +28,8 @@ from .structure import ELEMENTS, Structure
 
 __all__ = [
     "Symmetry", "KpointSet", "DensitySymmetrizer",
-    "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints",
+    "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints", "grid_preserving_subgroup",
+    "kpoint_symmetrization_note",
     "symmetrize_density", "symmetrize_forces", "check_fft_grid_compatible",
 ]
 
@@ -264,9 +265,16 @@ def grid_preserving_subgroup(symmetry: Symmetry, grid, shift) -> Symmetry:
     """The operations that map the Monkhorst-Pack grid onto itself (up to reciprocal-lattice vectors).
 
     A shifted fcc grid, or unequal divisions of a cubic cell, lacks some symmetries of the crystal.
-    Reducing such a grid with the full group would silently replace it by its symmetric completion
-    and give a different energy from the same grid without symmetry. Like DFTK, pwsim instead keeps
-    only the operations the grid respects, so switching symmetry off never changes the result.
+    Two conventions exist for such a grid, chosen by ``[basis] kpoint_symmetrization``:
+
+    * ``"grid"`` (pwsim's default, as DFTK): keep only the operations the grid respects, for the
+      k-points and for the density, so the result is that of the literal grid and switching
+      symmetry off never changes it;
+    * ``"full"`` (Quantum ESPRESSO and ABINIT): reduce the grid and symmetrise the density with the
+      whole crystal group, which amounts to replacing the grid by its symmetric completion
+      (Si fcc 2x2x2 shifted, LDA 15 Ha: -7.9272200 Ha with "grid", -7.9278142 Ha with "full",
+      pw.x -7.9278143 Ha).
+
     Time reversal maps every Monkhorst-Pack grid onto itself, so it needs no check.
     """
     grid, shift = _check_grid(grid, shift)
@@ -278,6 +286,27 @@ def grid_preserving_subgroup(symmetry: Symmetry, grid, shift) -> Symmetry:
     if np.all(keep):
         return symmetry
     return symmetry.subset(keep)
+
+
+def kpoint_symmetrization_note(structure: Structure, settings) -> str:
+    """One line for ``pwsim check``: which k-point symmetrisation convention applies and whether it
+    matters for this grid (a grid that respects every crystal symmetry gives the same result either way)."""
+    grid = tuple(int(k) for k in settings.kpoints)
+    shift = tuple(int(s) for s in settings.kshift)
+    if not settings.symmetry:
+        return "k-point symmetrisation: off (symmetry = false): the full grid is computed"
+    full = find_symmetry(structure, magnetic_moments=settings.magnetic_moments)
+    kept = grid_preserving_subgroup(full, grid, shift).nsym
+    mode = settings.kpoint_symmetrization
+    if kept == full.nsym:
+        return (f"k-point symmetrisation: the grid respects all {full.nsym} operations "
+                f"('grid' and 'full' agree; kpoint_symmetrization = '{mode}')")
+    if mode == "grid":
+        return (f"k-point symmetrisation: 'grid': the grid keeps {kept} of the {full.nsym} operations and is computed "
+                "as given; Quantum ESPRESSO and ABINIT symmetrise it with all of them "
+                "(set [basis] kpoint_symmetrization = 'full' to compare with them)")
+    return (f"k-point symmetrisation: 'full' (Quantum ESPRESSO/ABINIT convention): the grid keeps only {kept} of the "
+            f"{full.nsym} operations and is symmetrised with all of them")
 
 
 def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,

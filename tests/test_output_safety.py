@@ -466,3 +466,29 @@ def test_bands_refuses_bad_pictures_before_computing(h2_result, tmp_path):
     nompl = pwsim("bands", "missing.h5", cwd=d, env=env)
     one_error_line(nompl, 2, "matplotlib")
     assert (d / "h2.h5").read_bytes() == good
+
+
+SECRET_FILES = {  # a pseudopotential or structure file named by mistake, each holding a password
+    "secret.gth": "Si GTH-X q4\n hunter2 1 2\n 1\n 2\n 3\n",
+    "secret.upf": "<PP_INFO>\nhunter2\n</PP_INFO>\n<PP_HEADER>\n hunter2 x\n",
+    "secret.psp8": "title hunter2\n14 4 0\n8 11 2 4 600 0\nhunter2 1 2\n",
+    "secret.xyz": "PASSWORD=hunter2 1 2 3\n",
+}
+
+
+def test_messages_never_echo_the_content_of_a_named_file(tmp_path):
+    """The error names the file (and the line), never its text."""
+    names = []
+    for name, text in SECRET_FILES.items():
+        (tmp_path / name).write_text(text)
+        if name.endswith(".xyz"):
+            deck = f'[structure]\nfile = "{name}"\n[basis]\necut = 5.0\n'
+        else:
+            deck = ('[structure]\ncrystal = "diamond"\nelements = ["Si"]\nlattice_constant = 10.26\n'
+                    f'[model]\npseudopotentials = {{Si = "{name}"}}\n[basis]\necut = 5.0\n')
+        (tmp_path / f"{name}.toml").write_text(deck)
+        names.append(name)
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(lambda name: pwsim("check", f"{name}.toml", cwd=tmp_path), names))
+    for name, proc in zip(names, procs):
+        assert "hunter2" not in one_error_line(proc, 2, name)

@@ -113,7 +113,7 @@ def test_same_defaults_from_file_api_and_ase():
     pytest.importorskip("ase")
     from pwsim.ase import PWSim
 
-    calc = PWSim(smearing="gaussian", temperature=0.01, ecut=5)
+    calc = PWSim(smearing="gaussian", temperature=0.01 * HARTREE_IN_EV, ecut=5 * HARTREE_IN_EV)  # ASE: eV
     assert quiet_resolve(si(), calc.settings()).settings.kerker == 0.8
 
 

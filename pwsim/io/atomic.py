@@ -237,7 +237,7 @@ class OutputFile:
     def _commit(self, data, on_commit) -> Path:
         part = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # less the umask, as any file
             try:
                 _write_bytes(fd, data)
                 os.fsync(fd)

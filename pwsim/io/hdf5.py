@@ -168,6 +168,9 @@ def _write_optional(f, r: Result, checkpoint_state):
     """Forces, stress, wavefunctions, extra datasets, provenance and the checkpoint group."""
     if r.forces is not None:
         dataset(f, "forces", r.forces, "hartree/bohr")
+    if getattr(r, "raw_forces", None) is not None:
+        dataset(f, "forces_raw", r.raw_forces, "hartree/bohr")
+        dataset(f, "net_force", r.net_force, "hartree/bohr")
     if r.stress is not None:
         dataset(f, "stress", r.stress, "hartree/bohr^3")
         dataset(f, "pressure", r.pressure, "hartree/bohr^3")
@@ -335,6 +338,8 @@ def _read(r: _Reader) -> Result:
         magnetization=r.optional("magnetization"),
         absolute_magnetization=r.optional("absolute_magnetization"),
         forces=r.array("forces", (structure.natoms, 3), expect="(natoms, 3)") if r.has("forces") else None,
+        raw_forces=r.array("forces_raw", (structure.natoms, 3), expect="(natoms, 3)") if r.has("forces_raw") else None,
+        net_force=r.array("net_force", (3,)) if r.has("net_force") else None,
         stress=r.array("stress", (3, 3)) if r.has("stress") else None,
         spacegroup=_text(r.group("structure").attrs.get("spacegroup", "")),
         npw=[int(n) for n in r.array("basis/npw", (None,), "int")],

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, content_free
 from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
 
@@ -344,8 +344,8 @@ def parse_cp2k(text: str, source: str = "") -> list[GTHPseudo]:
         try:
             out.append(_parse_block(lines, source))
         except (ValueError, IndexError) as exc:
-            raise InputError(f"malformed GTH pseudopotential file {label}: block '{' '.join(lines[0])}' "
-                             f"at line {lineno}: {exc}") from None
+            raise InputError(f"malformed GTH pseudopotential file {label}: the block at line {lineno}: "
+                             f"{content_free(exc, 'a number was expected')}") from None
     return out
 
 

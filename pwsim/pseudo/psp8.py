@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, content_free
 from ..structure import ELEMENTS
 from .radial import RadialPseudo
 
@@ -36,7 +36,8 @@ def parse_psp8(text: str, source: str = "") -> RadialPseudo:
     except InputError:
         raise
     except (ValueError, IndexError) as exc:
-        raise InputError(f"malformed psp8 pseudopotential file {label}: {exc}") from None
+        raise InputError(f"malformed psp8 pseudopotential file {label}: "
+                         f"{content_free(exc, 'not in the psp8 format pwsim reads')}") from None
 
 
 def _numbers(line: str) -> list[float]:

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, content_free
 from ..structure import ELEMENTS
 from .radial import RadialPseudo, pwx_mesh_cut
 
@@ -45,7 +45,8 @@ def parse_upf(text: str, source: str = "") -> RadialPseudo:
     except InputError:
         raise
     except (ValueError, IndexError, KeyError, AttributeError) as exc:
-        raise InputError(f"malformed UPF pseudopotential file {label}: {exc}") from None
+        raise InputError(f"malformed UPF pseudopotential file {label}: "
+                         f"{content_free(exc, 'not in the UPF format pwsim reads')}") from None
 
 
 # ------------------------------------------------------------------ helpers
