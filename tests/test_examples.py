@@ -32,7 +32,7 @@ def run_script(name, *args, cwd):
 
 def test_every_example_is_tested():
     tested = {"silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
-              "water.toml", "ase_md.py"}
+              "water.toml", "ase_md.py", "eos_pseudodojo.py"}
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present <= tested, f"examples without a test: {sorted(present - tested)}"
 
@@ -44,6 +44,15 @@ def test_silicon_eos(tmp_path):
     # quick mode is rough (ecut 8 Ha, shifted 2x2x2 k-points) but close to the converged LDA values
     assert 9.95 < a0 < 10.45, out
     assert 70 < b0 < 130, out
+
+
+def test_eos_pseudodojo(tmp_path):
+    out = run_script("eos_pseudodojo.py", cwd=tmp_path)
+    row = re.search(r"^ +Si +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.M)
+    v0, a0, b0 = (float(row.group(i)) for i in (1, 2, 3))
+    # quick mode (10 Ha, shifted 2x2x2) is rough but near PBE silicon (a0 5.47 angstrom, B0 88 GPa)
+    assert 5.40 < a0 < 5.56 and 75 < b0 < 100, out
+    assert v0 == pytest.approx(a0**3 / 8 / 0.529177210903**3, rel=1e-3)
 
 
 def test_ase_md(tmp_path):
