@@ -682,4 +682,10 @@ def get_backend(name: str = "numpy", precision: str = "double", threads: int | N
     import array_api_compat.cupy as xp
     import cupy
 
+    from .parallel import device_for_rank
+
+    device = device_for_rank(cupy.cuda.runtime.getDeviceCount())
+    if device is not None:  # under MPI: one GPU per rank when several are visible
+        cupy.cuda.Device(device).use()
+
     return Backend("cupy", xp, cupy.cuda.Device(), precision, threads, "cuFFT", _NamespaceFFT(xp))

@@ -37,7 +37,13 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         parallel.quiet_other_ranks()  # under MPI only rank 0 prints (usage errors included)
-        install_signal_handlers()
+        restore = install_signal_handlers()
+        try:
+            self._main(args, prog_name, complete_var, **extra)
+        finally:
+            restore()  # for callers in the same process (tests, CliRunner)
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -91,6 +97,7 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
     """
     from .io.input import parse_file
     from .runner import RunProgress, run_deck
+    from .scf import PROGRESS_HEADER, progress_line
 
     verbose = verbose and not quiet
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -121,11 +128,9 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         def callback(info):
             check_interrupted()
             if not header["printed"]:
-                echo(f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}")
+                echo(PROGRESS_HEADER)
                 header["printed"] = True
-            de = info["delta_energy"]
-            de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
-            echo(f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}")
+            echo(progress_line(info))
 
         def relax_line(line):  # task = "relax": one line per step, then the final geometry
             check_interrupted()

@@ -48,11 +48,22 @@ def _unraisable(info):
     sys.__unraisablehook__(info)
 
 
-def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM -> :class:`Interrupted`, from now on (main thread only)."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+def install_signal_handlers():
+    """SIGINT and SIGTERM -> :class:`Interrupted` (main thread only); returns a function that puts back
+    the previous handlers."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    for signum in previous:
         signal.signal(signum, _on_signal)
     sys.unraisablehook = _unraisable
+
+    def restore():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = hook
+        _SIGNALS.update(pending=None, progress=None)
+
+    return restore
 
 
 def watch(progress) -> None:

@@ -45,6 +45,8 @@ from .errors import EnvironmentProblem, InputError
 #: environment variables by which MPI launchers tell a process how many ranks were started
 #: (MPICH and Intel MPI hydra, Slurm's PMI2: PMI_SIZE; Open MPI; MVAPICH2)
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+#: environment variables by which launchers give a rank's index among the ranks of its node
+LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 #: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
 #: number of ranks (a band group shares the chunks out): the same chunks give the same bits
 MAX_CHUNKS = 16
@@ -113,11 +115,14 @@ class Comm:
         from mpi4py import MPI
 
         rows = np.ascontiguousarray(rows)
-        row_bytes = rows.dtype.itemsize * math.prod(rows.shape[1:])
         out = np.empty((sum(counts), *rows.shape[1:]), dtype=rows.dtype)
-        sizes = [c * row_bytes for c in counts]
-        displacements = [sum(sizes[:r]) for r in range(len(sizes))]
-        self.mpi.Allgatherv([rows, MPI.BYTE], [out, (sizes, displacements), MPI.BYTE])
+        # one MPI datatype per row: counts stay small (a block of a large cell exceeds 2**31 bytes)
+        row = MPI.BYTE.Create_contiguous(rows.dtype.itemsize * math.prod(rows.shape[1:])).Commit()
+        try:
+            displacements = [sum(counts[:r]) for r in range(len(counts))]
+            self.mpi.Allgatherv([rows, len(rows), row], [out, (list(counts), displacements), row])
+        finally:
+            row.Free()
         return out
 
     def split(self, color: int, key: int) -> Comm:
@@ -235,6 +240,20 @@ def exit(code: int, message: str = "") -> None:
         _STATE["stderr"].flush()
     sys.stdout.flush()
     comm.abort(code)
+
+
+def device_for_rank(ndevices: int, environ=None) -> int | None:
+    """The GPU this rank should use when several are visible: its index among the ranks of its node
+    (from the launcher's variables) modulo ``ndevices``; None without MPI or with one device (the
+    default device then). The cupy backend calls it before choosing its device."""
+    environ = os.environ if environ is None else environ
+    if ndevices < 2 or launched_size(environ) == 1:
+        return None
+    for name in LOCAL_RANK_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value) % ndevices
+    return None
 
 
 def describe_environment() -> str:

@@ -364,7 +364,7 @@ def compute_occupations(setup: Setup, eigenvalues):
 
 def scf(structure: Structure, settings: Settings | None = None, *, initial_density=None, initial_wavefunctions=None,
         callback=None, checkpoint=None, state: SCFState | None = None, setup: Setup | None = None,
-        **kwargs) -> Result:
+        verbose=False, **kwargs) -> Result:
     """Run a ground-state calculation.
 
     structure: the cell and atoms
@@ -375,6 +375,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     checkpoint: called with (state, make_result) after every unconverged iteration; it decides when
         to write (``make_result()`` builds the partial :class:`Result`)
     state: an :class:`SCFState` to resume from (a checkpoint)
+    verbose: True prints the SCF table of ``pwsim run`` (:func:`progress_line`) as it goes; a callable
+        receives its lines instead (e.g. ``logging.getLogger("pwsim").info``)
     Returns a :class:`Result`; ``result.converged`` says whether the tolerances were met.
     """
     if setup is None:
@@ -383,6 +385,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         raise InputError(f"scf: settings keywords ({', '.join(kwargs)}) cannot change a prepared setup")
     if initial_density is not None:
         _check_initial_density(setup, initial_density)
+    if verbose:
+        callback = _with_progress(callback, verbose if callable(verbose) else (lambda line: print(line, flush=True)))
     with setup.backend.blas_limits():
         result, final = _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
         _forces_and_stress(setup, result, final)
@@ -503,6 +507,31 @@ def _forces_and_stress(setup: Setup, result: Result, final: ElectronicState | No
     if s.compute_stress:
         result.stress = setup.layout.occupation_sum(
             lambda f: compute_stress(setup.terms, at(f), setup.symmetry), final.occupations)
+
+
+#: column titles of :func:`progress_line`
+PROGRESS_HEADER = f"{'iter':>4} {'energy (Ha)':>20} {'dE (Ha)':>11} {'residual':>10} {'time (s)':>8}"
+
+
+def progress_line(info: dict) -> str:
+    """One row of the SCF table (what ``callback`` receives: iteration, energy and its change in
+    hartree, density residual, seconds)."""
+    de = info["delta_energy"]
+    de_text = f"{de:11.3e}" if abs(de) != float("inf") else f"{'':>11}"
+    return f"{info['iteration']:4d} {info['energy']:20.10f} {de_text} {info['residual']:10.3e} {info['time']:8.2f}"
+
+
+def _with_progress(callback, say):
+    def progress(info):
+        if not progress.started:
+            say(PROGRESS_HEADER)
+            progress.started = True
+        say(progress_line(info))
+        if callback is not None:
+            callback(info)
+
+    progress.started = False
+    return progress
 
 
 def set_forces(result: Result, raw_forces) -> None:

@@ -153,6 +153,15 @@ def test_launch_detection_reads_only_the_environment():
     assert choose_pools(6, 3) == 3 and choose_pools(4, 3) == 2
 
 
+def test_one_gpu_per_rank_when_several_are_visible():
+    from pwsim.parallel import device_for_rank
+
+    assert device_for_rank(4, {"PMI_SIZE": "8", "MPI_LOCALRANKID": "5"}) == 1  # MPICH
+    assert device_for_rank(2, {"OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "3"}) == 1
+    assert device_for_rank(1, {"PMI_SIZE": "8", "MPI_LOCALRANKID": "5"}) is None  # one device: the default
+    assert device_for_rank(4, {"MPI_LOCALRANKID": "5"}) is None  # not launched by MPI
+
+
 SI_DECK = """\
 [structure]
 lattice = [[0.0, 5.13, 5.13], [5.13, 0.0, 5.13], [5.13, 5.13, 0.0]]

@@ -452,3 +452,18 @@ def test_check_prints_hints_and_warns_below_low(tmp_path):
     path.write_text(GAAS.format(model='pseudopotentials = "gth"', basis=""))
     out = CliRunner().invoke(main, ["check", str(path)])
     assert "Ga: no cutoff hints; semicore (13 valence electrons, 3 chemical)" in out.output
+
+
+def test_projector_tables_do_not_depend_on_what_was_asked_before():
+    """psp8 projector quadrature refines the mesh by a level set by the largest q asked for; the
+    objects are cached per process, so a table made for a low cutoff must not be reused for a high
+    one (regression: a Ge-d run at 35 Ha gave other energies after a 20 Ha run in the same process)."""
+    text = _text(_dojo("lda", "Ge-d.psp8"))
+    fresh, used = NumericalPseudo(parse_psp8(text, "Ge-d")), NumericalPseudo(parse_psp8(text, "Ge-d"))
+    # sqrt(2 Ecut) at 20 and 35 Ha: refinement levels 1 and 2 on the 0.01-bohr mesh, within one table
+    low, high = np.linspace(0.0, 6.3, 64), np.linspace(0.0, 8.4, 85)
+    used.projector_form_factor(2, 1, low)
+    used.projector_form_factor_derivative(2, 1, low)
+    np.testing.assert_array_equal(used.projector_form_factor(2, 1, high), fresh.projector_form_factor(2, 1, high))
+    np.testing.assert_array_equal(used.projector_form_factor_derivative(2, 1, high),
+                                  fresh.projector_form_factor_derivative(2, 1, high))

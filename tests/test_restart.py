@@ -134,7 +134,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(work, killed, reference)
 
 
 def test_restart_checkpoint_beyond_max_iterations_is_refused(work, killed):
-    # the killed run's checkpoint is now in si.h5.bak (the resumed run replaced si.h5)
+    # the killed run's checkpoint is now in si.h5.bak: the resumed run kept the file it found at si.h5
+    # as the backup (a checkpoint goes there only when no backup exists yet, as here)
     backup = work / "si.h5.bak"
     with h5py.File(backup, "r") as f:
         if f.attrs["kind"] != "checkpoint":

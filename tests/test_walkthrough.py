@@ -234,3 +234,13 @@ def test_bands_docs_table_of_checks(si_h5, bands_and_dos_output, silicon_run):
     assert row["gap on Γ–X (21 points)"] == (f"{gx.gap.gap * HARTREE_IN_EV:.4f} eV, {gx.gap.kind}, VBM Γ, "
                                              f"CBM at {fraction:.2f} of Γ–X")
     assert f"21 points on Γ–X alone: {gx.gap.gap * HARTREE_IN_EV:.4f} eV" in BANDS_DOS
+
+
+# ------------------------------------------------------------------------------------------ Python API
+def test_python_api_prints_the_scf_table_with_verbose():
+    lines = []
+    result = pwsim.scf(pwsim.diamond("Si", 10.26), ecut=8.0, kpoints=(2, 2, 2), verbose=lines.append)
+    assert lines[0].split() == ["iter", "energy", "(Ha)", "dE", "(Ha)", "residual", "time", "(s)"]
+    rows = lines[1:]
+    assert len(rows) == result.iterations
+    assert float(rows[-1].split()[1]) == pytest.approx(result.history["energy"][-1], abs=1e-10)

@@ -169,7 +169,24 @@ class NumericalPseudo:
             self._tables[kind] = self._make_table(kind)
         return self._tables[kind]
 
-    def _make_table(self, kind: str) -> _Table:
+    def _projector_table(self, l: int, q) -> _Table:
+        """The table of channel l for projectors asked for up to max(q).
+
+        psp8 projectors are integrated on the file's mesh refined by a level that depends on the
+        largest q asked for (see PSP8_POINTS_PER_2PI); one table per level, so that a result never
+        depends on which cutoffs this process ran before (the pseudopotential objects are cached).
+        """
+        d = self.data
+        level = 1
+        if d.quadrature == "ctrap":
+            q = np.asarray(q, dtype=float)
+            level = psp8_refinement(d.r[1] - d.r[0], float(np.max(q)) if q.size else 0.0)
+        key = (f"beta{l}", level)
+        if key not in self._tables:
+            self._tables[key] = self._make_table(f"beta{l}", level)
+        return self._tables[key]
+
+    def _make_table(self, kind: str, level: int = 1) -> _Table:
         d = self.data
         four_pi = 4.0 * math.pi
         if kind.startswith("beta"):
@@ -178,7 +195,7 @@ class NumericalPseudo:
 
             def source(top):
                 if d.quadrature == "ctrap":
-                    r, f, w = _refine_lagrange(d.r, rbeta, psp8_refinement(d.r[1] - d.r[0], top))
+                    r, f, w = _refine_lagrange(d.r, rbeta, level)
                 else:
                     n = d.mesh_beta
                     r, f, w = d.r[:n], rbeta[:, :n], d.weights(n)
@@ -232,12 +249,12 @@ class NumericalPseudo:
     def projector_form_factor(self, l: int, i: int, q) -> np.ndarray:
         """p^l_i(q) = 4 pi int r^2 beta^l_i(r) j_l(qr) dr in bohr^(3/2); i = 1..nproj(l)."""
         self._check(l, i)
-        return self._table(f"beta{l}")(i - 1, q)
+        return self._projector_table(l, q)(i - 1, q)
 
     def projector_form_factor_derivative(self, l: int, i: int, q) -> np.ndarray:
         """d p^l_i / dq in bohr^(5/2)."""
         self._check(l, i)
-        return self._table(f"beta{l}")(i - 1, q, derivative=True)
+        return self._projector_table(l, q)(i - 1, q, derivative=True)
 
     # ------------------------------------------------------------------ densities
     def core_density_form_factor(self, q) -> np.ndarray:

@@ -212,9 +212,11 @@ class Nonlocal(Term):
     def _occupied(self, state):
         """(k-point, operator, c_nG, f_n) for every k-point with projectors and occupied bands."""
         for kpoint in self.context.basis.kpoints:
-            op = self.operator(kpoint)
-            occupied = None if op.nproj == 0 else occupied_bands(self.context, state, kpoint)
-            if occupied is not None:
+            # occupations first: under MPI another pool's k-points are empty here (pwsim.parallel),
+            # and their operators need not be built
+            occupied = occupied_bands(self.context, state, kpoint)
+            op = None if occupied is None else self.operator(kpoint)
+            if op is not None and op.nproj > 0:
                 yield kpoint, op, occupied[0], occupied[1]
 
     def forces(self, state) -> np.ndarray:
