@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: Si2 at Ecut 5 Ha on a 2x2x2 mesh, pwsim only, a few seconds; saves nothing "
                         "unless --output is given")
-    p.add_argument("--cases", nargs="+", metavar="CASE", help="which cases (default: all but the large ones)")
+    p.add_argument("--cases", nargs="+", metavar="CASE",
+                   help="which cases (default: all but the large ones, and 'bands': a band structure from a "
+                        "converged density, pwsim bands against pw.x calculation='bands')")
     p.add_argument("--large", action="store_true", help="include the large cases (Si216) in the default selection")
     p.add_argument("--no-peers", action="store_true", help="run pwsim only")
     p.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS), help="which peers (default: both)")
@@ -99,7 +101,9 @@ def main(argv=None) -> int:
         peers = []
         save = not args.no_save
     else:
-        selected = cases_mod.select(args.cases, args.large)
+        args.bands = not args.cases or "bands" in args.cases
+        names = [n for n in args.cases or [] if n != "bands"]
+        selected = cases_mod.select(names, args.large) if names or not args.cases else []
         peers = [] if args.no_peers else [p for p in args.peers if p in PEERS]
         save = not args.no_save
     missing = [p for p in peers if not peer_available(p)]
@@ -146,9 +150,18 @@ def _run(args, argv, opts: Options, selected, peers, save) -> int:
         records = []
         for case in selected:
             records.extend(run_case(case, opts, peers))
+        if getattr(args, "bands", False):
+            from . import bands
+
+            records.extend(bands.run(opts, peers))
         payload["records"] = records
         print(report.comparison_table(records, args.markdown))
         print("\n" + report.LEGEND)
+        for r in records:
+            if r["case"] == "bands" and r.get("max_aligned_difference_ev") is not None:
+                print(f"bands: pwsim bands (the whole command: path, eigensolver, picture, /bands) against pw.x "
+                      f"calculation='bands' on the same k-points; eigenvalues differ by at most "
+                      f"{r['max_aligned_difference_ev']:.1e} eV once both are aligned on the mean lowest band")
         ref = report.reference_table(records, args.markdown)
         if ref:
             print("\nEnergies against the published figures for the same problem (reference README):")

@@ -21,12 +21,13 @@ def _ratio(value) -> str:
 
 
 COLUMNS = ("case", "code", "wall s", "CPU s", "SCF it", "wall s/it", "CPU s/it", "peak MiB", "energy (Ha)",
-           "dE/atom (Ha)", "pwsim/peer wall", "CPU", "CPU/it")
+           "dE/atom (Ha)", "pwsim/peer wall", "CPU", "CPU/it", "peak")
 #: what the columns mean (printed under the table)
 LEGEND = ("wall s, CPU s, peak MiB: the whole child process (interpreter start-up and imports included), from "
           "os.wait4; wall s/it, CPU s/it: SCF loop only (pwsim: its SCF loop; pw.x: the 'electrons' timer; eminus: "
           "SCF.run()) divided by the iterations (eminus: minimiser steps); dE/atom = (E_pwsim - E_peer)/N_atoms; "
-          "pwsim/peer: ratios of wall, CPU and CPU per iteration, > 1 means pwsim is slower.")
+          "pwsim/peer: ratios of wall, CPU, CPU per iteration and peak memory, > 1 means pwsim is slower or "
+          "uses more.")
 
 
 def rows(records: list[dict]) -> list[list[str]]:
@@ -43,6 +44,7 @@ def rows(records: list[dict]) -> list[list[str]]:
             _f(r.get("time_per_iteration"), ".3f"), _f(r.get("cpu_per_iteration"), ".3f"),
             _f(r.get("max_rss_mib"), ".0f"), _f(r.get("energy"), ".9f"), _f(r.get("delta_e_per_atom"), "+.1e"),
             _ratio(r.get("ratio_wall")), _ratio(r.get("ratio_cpu")), _ratio(r.get("ratio_cpu_per_iteration")),
+            _ratio(r.get("ratio_memory")),
         ])
     return out
 

@@ -172,6 +172,8 @@ def run_case(case: Case, opts: Options, peers: list[str]) -> list[dict]:
             r["ratio_per_iteration"] = pw["time_per_iteration"] / r["time_per_iteration"]
         if pw.get("cpu_per_iteration") and r.get("cpu_per_iteration"):
             r["ratio_cpu_per_iteration"] = pw["cpu_per_iteration"] / r["cpu_per_iteration"]
+        if pw.get("max_rss_mib") and r.get("max_rss_mib") and r["status"] != "failed":
+            r["ratio_memory"] = pw["max_rss_mib"] / r["max_rss_mib"]
     return records
 
 

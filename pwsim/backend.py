@@ -190,7 +190,9 @@ class Backend:
         return self._fft.ifftn(a)
 
     # -------------------------------------------------- sphere <-> FFT box
-    def make_box_map(self, index_host: np.ndarray, shape) -> BoxMap:
+    def make_box_map(self, index_host: np.ndarray, shape, sticks: bool = True) -> BoxMap:
+        """The map of the box positions ``index_host`` (host ints); sticks=False: no pruned-FFT layout
+        (for maps that are only scattered into and gathered from, not transformed)."""
         nbox = int(np.prod(shape))
         npw = index_host.size
         inverse = np.full(nbox, npw, dtype=np.int64)
@@ -200,7 +202,7 @@ class Backend:
             inverse=self.to_device(inverse) if self.name == "strict" else None,
             shape=tuple(int(n) for n in shape),
             npw=npw,
-            sticks=make_sticks(index_host, shape) if getattr(self._fft, "pruned", False) else None,
+            sticks=make_sticks(index_host, shape) if sticks and getattr(self._fft, "pruned", False) else None,
         )
 
     # ------------------------------------------ wavefunctions <-> real space
@@ -296,7 +298,11 @@ class Backend:
             ra = np.ascontiguousarray(a).view(_real_of(a.dtype))
             rb = np.ascontiguousarray(b).view(_real_of(b.dtype))
             return ra @ rb.T
-        return self.xp.real(self.xp.conj(a) @ b.mT)
+        xp = self.xp
+        if half is not None:
+            a0, b0 = xp.real(a[:, 0]), xp.real(b[:, 0])
+            return 2.0 * xp.real(xp.conj(a[:, : 1 + half]) @ b[:, : 1 + half].mT) - a0[:, None] * b0[None, :]
+        return xp.real(xp.conj(a) @ b.mT)
 
     def real_combine(self, c, s, half: int | None = None):
         """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n).
@@ -315,6 +321,18 @@ class Backend:
             out = np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs
             return out.view(s.dtype)
         return self.xp.astype(c, s.dtype).mT @ s
+
+    def combine_block(self, ct, s, real: bool):
+        """Rows sum_j ct[k, j] s_j -> (m, ncols) new array, for coefficients ``ct`` (m, ns) and rows
+        ``s`` (ns, ncols) that may be a column range of a larger block (last axis contiguous).
+        real: ``ct`` is real and ``s`` complex; on NumPy the product is then one real GEMM on the
+        interleaved (re, im) storage, half the work of the complex product."""
+        if self.name == "numpy":
+            if real:
+                rs = s.view(_real_of(s.dtype))  # a column range of a C-contiguous block: a strided view
+                return (ct.astype(rs.dtype, copy=False) @ rs).view(s.dtype)
+            return ct @ s
+        return (self.xp.astype(ct, s.dtype) if real else ct) @ s
 
     def blas_limits(self):
         """Context limiting host BLAS threads during the SCF.
@@ -394,6 +412,10 @@ class _PyFFTW:
     #: 0.52 s with ESTIMATE, Si8 2x2x2 1.92 s against 1.70 s); at 72^3 it pays (Si64 Gamma 27-28 s
     #: against 30 s). PWSIM_FFTW_EFFORT overrides.
     MEASURE_FROM = 48**3
+    #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
+    #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
+    #: other (on a busy 2-core machine, a silicon band structure took 20x the CPU time with 2 threads)
+    THREADS_FROM = 48**3
 
     def __init__(self, threads):
         import pyfftw
@@ -402,30 +424,52 @@ class _PyFFTW:
         self.threads = threads
         self.plans = {}
         self.align = pyfftw.simd_alignment
+        # Every plan is made on views of two scratch boxes per grid and dtype, and re-pointed at them
+        # after each use (:meth:`_rest`): otherwise each of the ~20 plans would keep its own box-sized
+        # arrays, and the last arrays it ran on, alive (~60 MiB on a 72^3 grid).
+        self.scratch = {}
+        self.home = {}
+
+    def _threads(self, grid):
+        return self.threads if grid[0] * grid[1] * grid[2] >= self.THREADS_FROM else 1
 
     def _effort(self, grid):
         return os.environ.get("PWSIM_FFTW_EFFORT") or (
             "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= self.MEASURE_FROM else "FFTW_ESTIMATE")
 
+    def _scratch(self, grid, dtype, which, shape):
+        """An aligned array of ``shape`` on the shared scratch box ``which`` (0 or 1) of this grid and dtype."""
+        key = (tuple(grid), np.dtype(dtype).char, which)
+        if key not in self.scratch:
+            self.scratch[key] = self.pyfftw.empty_aligned(int(np.prod(grid)), dtype=dtype)
+        return self.scratch[key][: int(np.prod(shape))].reshape(shape)
+
+    def _rest(self, *plans):
+        """Re-point plans at their scratch arrays, releasing the arrays they last ran on."""
+        for plan in plans:
+            plan.update_arrays(*self.home[id(plan)])
+
     def _plan(self, grid, dtype, inverse):
         key = (grid, dtype, inverse)
         if key not in self.plans:
-            a = self.pyfftw.empty_aligned(grid, dtype=dtype)
-            b = self.pyfftw.empty_aligned(grid, dtype=dtype)
-            self.plans[key] = self.pyfftw.FFTW(
+            a = self._scratch(grid, dtype, 0, grid)
+            b = self._scratch(grid, dtype, 1, grid)
+            plan = self.pyfftw.FFTW(
                 a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self.threads, flags=(self._effort(grid),), normalise_idft=True)
+                threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
+            self.plans[key], self.home[id(plan)] = plan, (a, b)
         return self.plans[key]
 
     def _plan_1d(self, shape, axis, dtype, inverse, grid, aligned=True):
         """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised."""
         key = ("1d", shape, axis, dtype, inverse, aligned)
         if key not in self.plans:
-            a = self.pyfftw.empty_aligned(shape, dtype=dtype)
+            a = self._scratch(grid, dtype, 0, shape)
             flags = (self._effort(grid),) + (() if aligned else ("FFTW_UNALIGNED",))
-            self.plans[key] = self.pyfftw.FFTW(
+            plan = self.pyfftw.FFTW(
                 a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self.threads, flags=flags, normalise_idft=False)
+                threads=self._threads(grid), flags=flags, normalise_idft=False)
+            self.plans[key], self.home[id(plan)] = plan, (a, a)
         return self.plans[key]
 
     def _stack(self, nb, shape, dtype):
@@ -451,6 +495,7 @@ class _PyFFTW:
             plan.execute()
             if inverse and normalise:  # execute() never normalises (pyFFTW does that only in __call__)
                 out[i] *= 1.0 / (grid[0] * grid[1] * grid[2])
+        self._rest(plan)
         return out.reshape(a.shape[:-3] + grid)
 
     def fftn(self, a):
@@ -507,9 +552,9 @@ class _PyFFTW:
         self._execute(z, stick)
 
     def _buffers(self, box_map, dtype):
-        sticks = box_map.sticks
-        stick = self.pyfftw.empty_aligned((sticks.columns.size, box_map.shape[2]), dtype=dtype)
-        box = self.pyfftw.empty_aligned(box_map.shape, dtype=dtype)
+        """A stick array and a box for one band, on the scratch boxes (the plans' own arrays)."""
+        stick = self._scratch(box_map.shape, dtype, 1, (box_map.sticks.columns.size, box_map.shape[2]))
+        box = self._scratch(box_map.shape, dtype, 0, box_map.shape)
         return stick, stick.reshape(-1), box
 
     def _load(self, flat_stick, index, c, j, pair):
@@ -535,6 +580,7 @@ class _PyFFTW:
             for j in range(nb):
                 self._load(flat_stick, sticks.index, c, j, False)
                 self._inverse(inverse, sticks, stick, out[j])
+            self._rest(inverse[2], *(plan for plan, _, _ in inverse[1]))
             return out.reshape(*lead, *box_map.shape)
         forward = self._passes(box_map, dtype, False)
         result = np.empty((nb, npw), dtype=dtype)
@@ -586,9 +632,7 @@ class _PyFFTW:
         dtype = np.complex64 if g.dtype in (np.complex64, np.float32) else np.complex128
         sticks = box_map.sticks
         z, ys, x = self._passes(box_map, dtype, False)
-        box = self.pyfftw.empty_aligned(box_map.shape, dtype=dtype)
-        stick = self.pyfftw.empty_aligned((sticks.columns.size, n3), dtype=dtype)
-        flat_stick = stick.reshape(-1)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
         result = np.empty((g.shape[0], sticks.index.size), dtype=dtype)
         for b in range(g.shape[0]):
             box[...] = g[b]

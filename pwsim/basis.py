@@ -83,6 +83,64 @@ class Kpoint:
         return self.miller.shape[0]
 
 
+class DensitySphere:
+    """The Fourier components of a real density on the box, one of every +-G pair.
+
+    A density built from orbitals of cutoff Ecut has components only for |G| <= 2 sqrt(2 Ecut) (the
+    default box holds that sphere without aliasing); where the box is smaller than that, every box
+    point is kept. Of each pair G, -G (f(-G) = f(G)* for a real function) the one with the lower
+    flat box index is stored, scaled by sqrt(2) (by 1 for G = -G on the box, e.g. G = 0), so that
+    plain dot products of stored vectors are real-space ones: Re sum_stored conj(a) b =
+    sum_G conj(a(G)) b(G) = (1/N) sum_r a(r) b(r).
+
+    box_map: scatter map onto the box of [stored G, -G of the paired ones] (device)
+    index:   (nkept,) flat box index of the stored G (device)
+    paired:  (npaired,) position, among the stored, of those whose -G is another box point (device)
+    scale:   (nkept,) sqrt(2) or 1 (device)
+    """
+
+    def __init__(self, backend, box_map, index, paired, scale):
+        self.backend = backend
+        self.box_map = box_map
+        self.index = index
+        self.paired = paired
+        self.scale = scale
+
+    @classmethod
+    def build(cls, basis):
+        bk = basis.backend
+        shape = basis.fft_grid
+        miller = basis.box_miller.reshape(-1, 3)
+        gmax2 = 8.0 * basis.ecut * (1 + 1e-10)
+        lengths = np.linalg.norm(basis.structure.lattice, axis=1)
+        mmax = np.floor(np.sqrt(gmax2) * lengths / (2 * np.pi) + 1e-8).astype(int)
+        if np.all(2 * mmax + 1 <= np.array(shape)):
+            keep = np.flatnonzero(basis.box_g2_host.reshape(-1) <= gmax2)
+        else:  # a box too small for the density's sphere: products alias onto every box point
+            keep = np.arange(miller.shape[0])
+        partner = np.ravel_multi_index(tuple((-miller[keep] % np.array(shape)).T), shape)
+        stored = keep[keep <= partner]
+        stored_partner = np.ravel_multi_index(tuple((-miller[stored] % np.array(shape)).T), shape)
+        paired = np.flatnonzero(stored_partner != stored)
+        scale = np.where(stored_partner != stored, np.sqrt(2.0), 1.0)
+        box_map = bk.make_box_map(np.concatenate([stored, stored_partner[paired]]), shape, sticks=False)
+        return cls(bk, box_map, bk.to_device(stored.astype(np.int64)), bk.to_device(paired.astype(np.int64)),
+                   bk.to_device(scale))
+
+    def compress(self, f_g):
+        """Fourier components (..., n1, n2, n3) -> stored vectors (..., nkept) complex."""
+        xp = self.backend.xp
+        flat = xp.reshape(f_g, (*f_g.shape[:-3], -1))
+        return xp.take(flat, self.index, axis=-1) * self.scale
+
+    def expand(self, v):
+        """Stored vectors (..., nkept) -> Fourier components on the box (..., n1, n2, n3), zero elsewhere."""
+        xp = self.backend.xp
+        values = v / self.scale
+        full = xp.concat([values, xp.conj(xp.take(values, self.paired, axis=-1))], axis=-1)
+        return self.backend.scatter(full, self.box_map)
+
+
 class PlaneWaveBasis:
     """Plane waves with 1/2 |k+G|^2 <= ecut for each k-point, and one FFT box for all of them.
 
@@ -112,30 +170,39 @@ class PlaneWaveBasis:
         self.fft_grid = tuple(int(n) for n in fft_grid)
         self.kcoords = np.asarray(kpoints, dtype=float).reshape(-1, 3)
         self.kweights = np.asarray(weights, dtype=float).reshape(-1)
-        xp = backend.xp
 
-        # every G of the box, as integer coordinates in [-n/2, n/2)
-        freqs = [np.fft.fftfreq(n, 1.0 / n).astype(int) for n in self.fft_grid]
-        m1, m2, m3 = np.meshgrid(*freqs, indexing="ij")
-        self.box_miller = np.stack([m1, m2, m3], axis=-1)  # (n1, n2, n3, 3) host
-        self.box_g = self.box_miller @ structure.reciprocal  # (n1, n2, n3, 3) Cartesian, host
         g2 = np.sum(self.box_g**2, axis=-1)
         self.box_g2_host = g2
         self.g2 = backend.to_device(g2)  # |G|^2 on the box, device
 
         self.kpoints: list[Kpoint] = []
+        box_miller = self.box_miller
         for spin in range(nspin):
             for ik, (k, w) in enumerate(zip(self.kcoords, self.kweights)):
-                self.kpoints.append(self._make_kpoint(len(self.kpoints), k, w, spin))
+                self.kpoints.append(self._make_kpoint(len(self.kpoints), k, w, spin, box_miller))
+        self._density_sphere = None
+
+    # the (n1, n2, n3, 3) arrays of the box are computed when asked, not kept (on Si64, 17 MiB that
+    # the SCF never reads)
+    @property
+    def box_miller(self) -> np.ndarray:
+        """(n1, n2, n3, 3) int, every G of the box as integer coordinates in [-n/2, n/2) (host)."""
+        freqs = [np.fft.fftfreq(n, 1.0 / n).astype(int) for n in self.fft_grid]
+        return np.stack(np.meshgrid(*freqs, indexing="ij"), axis=-1)
+
+    @property
+    def box_g(self) -> np.ndarray:
+        """(n1, n2, n3, 3) Cartesian G of the box, 1/bohr (host)."""
+        return self.box_miller @ self.structure.reciprocal
 
     # -------------------------------------------------------------------- set-up
-    def _make_kpoint(self, index, k, weight, spin) -> Kpoint:
+    def _make_kpoint(self, index, k, weight, spin, box_miller) -> Kpoint:
         recip = self.structure.reciprocal
-        kpg_all = (self.box_miller + k) @ recip
+        kpg_all = (box_miller + k) @ recip
         kin = 0.5 * np.sum(kpg_all**2, axis=-1)
         mask = kin <= self.ecut
         flat_index = np.flatnonzero(mask.reshape(-1))
-        miller = self.box_miller.reshape(-1, 3)[flat_index]
+        miller = box_miller.reshape(-1, 3)[flat_index]
         # a G-sphere that wraps around the box would alias: the box is too small for this ecut
         for axis, n in enumerate(self.fft_grid):
             if miller[:, axis].max() - miller[:, axis].min() >= n:
@@ -172,6 +239,12 @@ class PlaneWaveBasis:
             minus_index=minus_index,
             half=half,
         )
+
+    def density_sphere(self) -> DensitySphere:
+        """The Fourier components a density of this basis can have (built once, see DensitySphere)."""
+        if self._density_sphere is None:
+            self._density_sphere = DensitySphere.build(self)
+        return self._density_sphere
 
     # --------------------------------------------------------------- properties
     @property

@@ -23,6 +23,21 @@ def _default_image(h5_file: str, suffix: str) -> str:
     return str(p.with_name(f"{p.stem}_{suffix}.png"))
 
 
+def _progress(what: str):
+    """callback(done, total) printing progress on stderr: one updated line on a terminal, else a
+    line every tenth of the work."""
+    import sys
+
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        if tty:
+            click.echo(f"\r{what} {done}/{total}", nl=done == total, err=True)
+        elif done == total or done * 10 // total != (done - 1) * 10 // total:
+            click.echo(f"{what} {done}/{total}", err=True)
+    return show
+
+
 @click.command()
 @click.argument("h5_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -47,7 +62,8 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
     def go():
         check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
         result = load(h5_file)
-        bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands)
+        bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
+                            callback=None if quiet else _progress("k-point"))
         image = plot_bands(bs, output or _default_image(h5_file, "bands"), emin=emin, emax=emax)
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
              f"eigensolver residual {bs.residual:.1e} Ha")

@@ -5,10 +5,18 @@ Vectors are stored as rows: X has shape (nbands, npw). Every projection is a mat
 
 Cost. For large systems the dense algebra, not the FFTs, dominates, so each iteration computes only
 the overlap blocks that are not known: with X orthonormal Ritz vectors, X^H X = I and X^H H X = diag(lambda),
-so the Rayleigh-Ritz problem in span[X, W, P] needs X^H Z, Z^H Z, X^H HZ and Z^H HZ for Z = [W, P]
-(about 12 nbands^2 npw multiply-adds), plus the four combinations that build the new X, HX, P, HP.
+so the Rayleigh-Ritz problem in span[X, W, P] needs the overlaps of X, W, P with W, P and with their
+H-images (about 12 nbands^2 npw multiply-adds), plus the combinations that build the new X, HX, P, HP.
 At the Gamma point (real wavefunctions) every small matrix is real, and the backend forms them with
 real GEMMs on the interleaved real/imaginary storage: half the work of complex arithmetic.
+
+Memory. The solver holds six blocks, X, HX, P, HP (all bands) and W, HW (the unconverged ones), and
+nothing else of that size: the Rayleigh-Ritz matrices are assembled block by block (no [W, P]
+concatenation), the new X, HX, P, HP are written over the old ones one column range at a time
+(:func:`_update`), and H and the preconditioner run on row ranges of a few MiB. At a Gamma point
+with real wavefunctions the six blocks hold only the half sphere [G = 0, one G of every +-G pair]
+(``half``): the other half is the complex conjugate, rebuilt for H's FFTs only, a row range at a time.
+That is the whole memory of the Hermitian symmetry, as pw.x's Gamma tricks.
 
 Robustness (LOBPCG's classic weak spot): the rows of W and P are normalised, the generalised
 eigenproblem is solved through the eigen-decomposition of the overlap with near-dependent directions
@@ -29,6 +37,12 @@ ILL_CONDITIONED = 1e-11
 DRIFT = 1e-10
 #: the same three for complex64 vectors, whose overlaps carry ~1e-7 relative rounding
 SINGLE_THRESHOLDS = {"drop": 1e-7, "ill_conditioned": 1e-6, "drift": 3e-5}
+#: bytes of one row range of full-sphere vectors given to H at a time (H's own temporaries are a
+#: few times this): bounds the solver's memory beyond its six blocks without cutting H's GEMMs small
+APPLY_BYTES = 4 * 2**20
+#: bytes of one column range of a block in the in-place combinations and of one row range in the
+#: element-wise steps (residuals, preconditioner, norms)
+CHUNK_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -41,28 +55,93 @@ class EigenResult:
     n_applications: int  # number of H applications (band-vectors)
 
 
-class _Algebra:
-    """Small-matrix algebra on blocks of row vectors, real or complex."""
+class _Space:
+    """How the solver stores blocks of row vectors and forms their small matrices.
 
-    def __init__(self, backend, real, half=None, single=False):
+    Complex vectors are stored as given (npw columns). Real vectors (Gamma point) on a sphere ordered
+    [G=0, half, partners] (``half``) are stored as their first 1 + half columns only: overlaps are
+    Re<a|b> = 2 sum_half - a_0 b_0 and norms weight the columns 1, 2, 2, ...
+    """
+
+    def __init__(self, backend, npw, real, half=None, single=False, symmetrize=None, apply_chunks=None):
         self.bk = backend
+        self.apply_chunks = apply_chunks
         self.xp = backend.xp
         self.real = real
-        self.half = half
+        self.half = half if real else None
+        self.npw = npw
+        self.width = npw if self.half is None else 1 + self.half
+        # (real vectors stored in full: the projection c -> (c(G) + c(-G)*)/2 on every new W)
+        self.symmetrize = symmetrize if (real and self.half is None) else None
         t = SINGLE_THRESHOLDS if single else {"drop": DROP, "ill_conditioned": ILL_CONDITIONED, "drift": DRIFT}
         self.drop, self.ill_conditioned, self.drift = t["drop"], t["ill_conditioned"], t["drift"]
+        self.weights = None  # column weights of the norms on the half sphere (device)
+        if self.half is not None:
+            w = np.full(self.width, 2.0)  # host
+            w[0] = 1.0
+            self.weights = backend.to_device(w)
 
+    # ------------------------------------------------------------ storage
+    def rows_per_chunk(self, width, itemsize, nbytes=CHUNK_BYTES):
+        return max(1, int(nbytes // max(1, width * itemsize)))
+
+    def column_chunks(self, nrows, itemsize):
+        step = max(64, int(CHUNK_BYTES // max(1, nrows * itemsize)))
+        return [(a, min(a + step, self.width)) for a in range(0, self.width, step)]
+
+    def row_chunks(self, nrows, itemsize, nbytes=CHUNK_BYTES):
+        step = self.rows_per_chunk(self.width, itemsize, nbytes)
+        return [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
+
+    def empty(self, nrows, like):
+        return self.xp.empty((nrows, self.width), dtype=like.dtype, device=like.device)
+
+    def compress(self, full, symmetrize=None):
+        """A stored copy of full vectors (nrows, npw), never the caller's array (blocks change in
+        place); symmetrize (real vectors): project each row range first, c -> (c(G) + c(-G)*)/2."""
+        xp = self.xp
+        if symmetrize is None and self.half is None:
+            return xp.asarray(full, copy=True)
+        out = self.empty(full.shape[0], full)
+        for r0, r1 in self.row_chunks(full.shape[0], 16):
+            rows = full[r0:r1, :] if symmetrize is None else symmetrize(full[r0:r1, :])
+            out[r0:r1, :] = rows[:, : self.width]
+        if self.half is not None:
+            out[:, 0] = xp.astype(xp.real(out[:, 0]), out.dtype)  # psi(G=0) of a real function is real
+        return out
+
+    def expand(self, stored):
+        """Full vectors (nrows, npw) from stored ones (a new array on the half sphere)."""
+        if self.half is None:
+            return stored
+        xp = self.xp
+        return xp.concat([stored, xp.conj(stored[:, 1:])], axis=1)
+
+    def apply(self, apply_h, w, nrows=None, out=None):
+        """H applied to the first ``nrows`` rows of w (default all), in row ranges of APPLY_BYTES, as
+        stored vectors written into the first rows of ``out`` (default a new array). Returns out."""
+        nrows = w.shape[0] if nrows is None else nrows
+        out = self.empty(nrows, w) if out is None else out
+        if self.apply_chunks is not None:
+            chunks = self.apply_chunks(nrows)
+        else:
+            step = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
+            step = max(2, step - step % 2)  # even: Gamma-point bands share FFTs in pairs
+            chunks = [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
+        for a, b in chunks:
+            out[a:b, :] = apply_h(self.expand(w[a:b, :]))[:, : self.width]
+        return out
+
+    # ------------------------------------------------------------ algebra
     def dot(self, a, b):
-        """<a_i|b_j>: (m, npw), (n, npw) -> (m, n)."""
+        """<a_i|b_j>: (m, width), (n, width) -> (m, n)."""
         if self.real:
             return self.bk.real_overlap(a, b, self.half)
         return self.xp.conj(a) @ b.mT
 
-    def combine(self, c, s):
-        """Rows sum_j c[j, k] s_j: c (ns, m), s (ns, npw) -> (m, npw)."""
-        if self.real:
-            return self.bk.real_combine(c, s, self.half)
-        return c.mT @ s
+    def combine(self, ct, s):
+        """Rows sum_j ct[k, j] s_j: ct (m, ns), s (ns, ncols) -> new (m, ncols)."""
+        return self.bk.combine_block(ct, s, self.real)
 
     def hermitize(self, m):
         return 0.5 * (m + self.xp.conj(m.mT))
@@ -70,33 +149,51 @@ class _Algebra:
     def eye(self, n, like):
         return self.xp.eye(n, dtype=like.dtype, device=like.device)
 
+    def row_norms(self, a):
+        """Norms of the rows of a stored block, (nrows,) real (device)."""
+        xp = self.xp
+        parts = []
+        for r0, r1 in self.row_chunks(a.shape[0], 16):
+            sq = xp.real(a[r0:r1, :] * xp.conj(a[r0:r1, :]))
+            parts.append(xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1))
+        return xp.sqrt(xp.concat(parts)) if parts else xp.zeros((0,), dtype=xp.float64, device=a.device)
 
-def _normalize_rows(xp, z, hz):
-    norms = xp.sqrt(xp.sum(xp.real(z * xp.conj(z)), axis=-1))
-    norms = xp.where(norms > 0, norms, xp.ones_like(norms))
-    scale = xp.astype(1.0 / norms, z.dtype)[:, None]
-    return z * scale, hz * scale
+    def scale_rows(self, a, scale):
+        """a[i] *= scale[i] in place (scale (nrows,) real device)."""
+        xp = self.xp
+        s = xp.astype(scale, a.dtype)
+        for r0, r1 in self.row_chunks(a.shape[0], 16):
+            a[r0:r1, :] = a[r0:r1, :] * s[r0:r1, None]
+
+    def rotate(self, c, a, nout=None):
+        """a[:nout] = c^T a in place, one column range at a time: c (nrows, nout) (default square)."""
+        nout = c.shape[1] if nout is None else nout
+        for lo, hi in self.column_chunks(a.shape[0], 16):
+            a[:nout, lo:hi] = self.combine(c.mT, a[:, lo:hi])
 
 
-def _orthonormal_ritz(alg, x, hx):
-    """Orthonormalise the rows of x (two passes) and rotate them to Ritz vectors of H in their span.
-    Returns (eigenvalues, x, hx)."""
-    xp = alg.xp
+def _orthonormal_ritz(space, x, hx):
+    """Orthonormalise the rows of x (two passes) and rotate them to Ritz vectors of H in their span, in
+    place (x, hx are the solver's own blocks). Returns the eigenvalues."""
+    xp = space.xp
     for _ in range(2):
-        evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, x)))
-        if alg.bk.scalar(evals[0]) <= alg.drop * alg.bk.scalar(evals[-1]):
+        evals, evecs = xp.linalg.eigh(space.hermitize(space.dot(x, x)))
+        if space.bk.scalar(evals[0]) <= space.drop * space.bk.scalar(evals[-1]):
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
         t = evecs / xp.sqrt(evals)[None, :]
-        x, hx = alg.combine(t, x), alg.combine(t, hx)
-    evals, evecs = xp.linalg.eigh(alg.hermitize(alg.dot(x, hx)))
-    return evals, alg.combine(evecs, x), alg.combine(evecs, hx)
+        space.rotate(t, x)
+        space.rotate(t, hx)
+    evals, evecs = xp.linalg.eigh(space.hermitize(space.dot(x, hx)))
+    space.rotate(evecs, x)
+    space.rotate(evecs, hx)
+    return evals
 
 
-def _canonical_basis(alg, overlap, threshold):
+def _canonical_basis(space, overlap, threshold):
     """Canonical orthogonalisation: t with t^H S t = 1 on the eigen-directions of the overlap S whose
     eigenvalues exceed ``threshold`` x the largest (the others, near-null, are dropped).
     Returns (t (n, kept), eigenvalues of S on the host, ascending)."""
-    xp, bk = alg.xp, alg.bk
+    xp, bk = space.xp, space.bk
     evals, evecs = xp.linalg.eigh(overlap)
     evals_host = bk.to_host(evals)
     keep = np.flatnonzero(evals_host > threshold * evals_host[-1])  # host
@@ -104,139 +201,284 @@ def _canonical_basis(alg, overlap, threshold):
     return xp.take(evecs, idx, axis=1) / xp.sqrt(xp.take(evals, idx))[None, :], evals_host
 
 
-def _select_ritz(alg, x, hx, nkeep):
-    """The lowest ``nkeep`` Ritz pairs in the span of the rows of x (which may be many more and nearly
-    dependent: directions with overlap eigenvalues below 1e-5 of the largest are dropped). Returns
-    (eigenvalues, x, hx) or None when fewer than ``nkeep`` independent directions remain."""
-    xp = alg.xp
-    t, _ = _canonical_basis(alg, alg.hermitize(alg.dot(x, x)), 1e-5)
+def _block_matrix(space, rows, cols):
+    """The small matrix [<r|c>] over lists of blocks (None entries skipped)."""
+    xp = space.xp
+    rows = [r for r in rows if r is not None]
+    cols = [c for c in cols if c is not None]
+    return xp.concat([xp.concat([space.dot(r, c) for c in cols], axis=1) for r in rows], axis=0)
+
+
+def _select_ritz(space, blocks, hblocks, nkeep, threshold=1e-5):
+    """The lowest ``nkeep`` Ritz pairs in the span of the rows of ``blocks`` (which may be many more
+    and nearly dependent: overlap eigen-directions below ``threshold`` of the largest are dropped).
+    They are written over the first rows of blocks[0] and hblocks[0] (the solver's own arrays), one
+    column range at a time. Returns (eigenvalues, x, hx) with x, hx new arrays of nkeep rows, or
+    None when fewer than ``nkeep`` independent directions remain."""
+    xp = space.xp
+    t, _ = _canonical_basis(space, space.hermitize(_block_matrix(space, blocks, blocks)), threshold)
     if t.shape[1] < nkeep:
         return None
-    ritz, vecs = xp.linalg.eigh(alg.hermitize(xp.conj(t.mT) @ alg.dot(x, hx) @ t))
+    ritz, vecs = xp.linalg.eigh(space.hermitize(xp.conj(t.mT) @ _block_matrix(space, blocks, hblocks) @ t))
     c = t @ vecs[:, :nkeep]
-    return ritz[:nkeep], alg.combine(c, x), alg.combine(c, hx)
+    out = []
+    for group in (blocks, hblocks):
+        target = space.empty(nkeep, group[0])
+        for lo, hi in space.column_chunks(c.shape[0], 16):
+            target[:, lo:hi] = _combination(space, c, group, lo, hi)
+        out.append(target)
+    return ritz[:nkeep], out[0], out[1]
 
 
-def _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands):
-    """Ritz pairs in span[X, Z] with X orthonormal Ritz vectors (eigenvalues lam).
+def _combination(space, c, blocks, lo, hi):
+    """sum over the blocks of c_block^T block[:, lo:hi], c's rows split in the blocks' order."""
+    total = None
+    row = 0
+    for block in blocks:
+        n = block.shape[0]
+        part = space.combine(c[row:row + n, :].mT, block[:, lo:hi])
+        total = part if total is None else total + part
+        row += n
+    return total
+
+
+def _rayleigh_ritz(space, lam, x, hx, zs, hzs, nbands):
+    """Ritz pairs in span[X, Z] with X orthonormal Ritz vectors (eigenvalues lam) and Z the blocks zs
+    (their H-images hzs), never concatenated.
 
     Returns (eigenvalues (nbands,), coefficients C (nbands + nz, nbands)) or None if the overlap is
     too ill-conditioned."""
-    xp = alg.xp
-    xz = alg.dot(x, z)
-    zz = alg.dot(z, z)
-    xhz = alg.dot(x, hz)
-    zhz = alg.dot(z, hz)
-    overlap = alg.hermitize(xp.concat([
-        xp.concat([alg.eye(nbands, xz), xz], axis=1),
+    xp = space.xp
+    xz = _block_matrix(space, [x], zs)
+    zz = _block_matrix(space, zs, zs)
+    xhz = _block_matrix(space, [x], hzs)
+    zhz = _block_matrix(space, zs, hzs)
+    overlap = space.hermitize(xp.concat([
+        xp.concat([space.eye(nbands, xz), xz], axis=1),
         xp.concat([xp.conj(xz.mT), zz], axis=1)], axis=0))
-    lam_diag = xp.astype(lam, xz.dtype)[:, None] * alg.eye(nbands, xz)
-    hmat = alg.hermitize(xp.concat([
+    lam_diag = xp.astype(lam, xz.dtype)[:, None] * space.eye(nbands, xz)
+    hmat = space.hermitize(xp.concat([
         xp.concat([lam_diag, xhz], axis=1),
         xp.concat([xp.conj(xhz.mT), zhz], axis=1)], axis=0))
-    t, evals_host = _canonical_basis(alg, overlap, alg.drop)
-    if evals_host[0] < alg.ill_conditioned * evals_host[-1]:
+    t, evals_host = _canonical_basis(space, overlap, space.drop)
+    if evals_host[0] < space.ill_conditioned * evals_host[-1]:
         return None
-    reduced = alg.hermitize(xp.conj(t.mT) @ hmat @ t)
+    reduced = space.hermitize(xp.conj(t.mT) @ hmat @ t)
     ritz, vecs = xp.linalg.eigh(reduced)
     return ritz[:nbands], t @ vecs[:, :nbands]
 
 
+def _update(space, c, nbands, blocks, p_out):
+    """The new X, HX, P, HP of one LOBPCG step, in place, one column range at a time:
+    P' = C_W^T W + C_P^T P, X' = C_X^T X + P' (and the same for the H-images).
+
+    blocks: ((x, w, p), (hx, hw, hp)) with p, hp None on a step without P (then p_out gives
+    new arrays); the new P is written over the first nbands rows of p_out (the old P, whose rows
+    are read for a column range before that range is written)."""
+    nw = blocks[0][1].shape[0]
+    cx, cw = c[:nbands, :].mT, c[nbands:nbands + nw, :].mT
+    cp = c[nbands + nw:, :].mT
+    for (x, w, p), target in zip(blocks, p_out):
+        for lo, hi in space.column_chunks(nbands, 16):
+            new_p = space.combine(cw, w[:, lo:hi])
+            if p is not None:
+                new_p = new_p + space.combine(cp, p[:, lo:hi])
+            new_x = space.combine(cx, x[:, lo:hi])
+            x[:, lo:hi] = new_x + new_p
+            target[:, lo:hi] = new_p
+
+
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
            miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None,
-           nkeep: int | None = None):
+           nkeep: int | None = None, apply_chunks=None):
     """Lowest eigenpairs of a Hermitian operator.
 
-    apply_h: function (m, npw) -> (m, npw), H applied to rows
-    x0: (nbands, npw) starting vectors (need not be orthonormal)
-    precondition: function (residuals (m, npw), vectors (m, npw)) -> (m, npw)
+    apply_h: function (m, npw) -> (m, npw), H applied to rows (called on row ranges of a few MiB)
+    x0: (nbands, npw) starting vectors (need not be orthonormal; not modified)
+    precondition: a :class:`KineticPreconditioner`, or any function (residuals (m, npw), vectors
+        (m, npw)) -> (m, npw)
     tol: residual norm ||H x - lambda x|| (hartree) each of the first ``nconverge`` bands must reach;
         a float, or one value per band (host array, e.g. looser for unoccupied bands)
     miniter: iterations to do even if the starting vectors already meet ``tol`` (the SCF asks for one,
         so the orbitals always follow the new potential)
     real: the vectors are Fourier coefficients of real functions (Gamma point): all reduced matrices are
         real symmetric, so every combination keeps c(-G) = c(G)*
-    symmetrize: for real vectors, the projection c -> (c(G) + c(-G)*)/2. Rounding errors break the
-        symmetry slightly, and an operator that assumes it (two real bands per complex FFT) would
-        amplify the broken part exponentially; projecting every block keeps it at rounding level.
+    symmetrize: for real vectors without ``half``, the projection c -> (c(G) + c(-G)*)/2. Rounding
+        errors break the symmetry slightly, and an operator that assumes it (two real bands per
+        complex FFT) would amplify the broken part exponentially; projecting every block keeps it at
+        rounding level. (With ``half`` the stored half sphere is symmetric by construction.)
     nkeep: x0 is an oversized starting subspace (e.g. atomic orbitals); its lowest ``nkeep`` Ritz
         vectors start the iteration, which then works on ``nkeep`` bands. If x0 has fewer than
         ``nkeep`` independent rows this raises ValueError.
-    half: for real vectors on a sphere ordered [G=0, half, partners] (see Kpoint.half): the dense
-        algebra reads only the first 1 + half columns
+    half: for real vectors on a sphere ordered [G=0, half, partners] (see Kpoint.half): the solver
+        stores and combines only the first 1 + half columns
+    apply_chunks: function nrows -> [(start, stop), ...], the row ranges apply_h is called on
+        (default: ranges of about APPLY_BYTES of full vectors, an even number of rows)
     """
     xp = backend.xp
-    alg = _Algebra(backend, real, half if real else None, single=x0.dtype == xp.complex64)
-    sym = symmetrize if (real and symmetrize is not None) else (lambda v: v)
-    x0 = sym(x0)
-    if nkeep is not None and nkeep < x0.shape[0]:
-        selected = _select_ritz(alg, x0, apply_h(x0), nkeep)
+    space = _Space(backend, x0.shape[1], real, half, single=x0.dtype == xp.complex64, symmetrize=symmetrize,
+                   apply_chunks=apply_chunks)
+    x = space.compress(x0, symmetrize if real else None)
+    x0 = None  # (freed here if the caller handed it over without keeping a reference)
+    hx = space.apply(apply_h, x)
+    if nkeep is not None and nkeep < x.shape[0]:
+        selected = _select_ritz(space, [x], [hx], nkeep)
         if selected is None:
             raise ValueError("the starting subspace has fewer independent vectors than bands")
         lam, x, hx = selected
     else:
-        lam, x, hx = _orthonormal_ritz(alg, x0, apply_h(x0))
+        lam = _orthonormal_ritz(space, x, hx)
+    precondition = _preconditioner(space, precondition)
     nbands = x.shape[0]
     nconverge = nbands if nconverge is None else min(nconverge, nbands)
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (nbands,))  # host
     napply = nbands
-    p = hp = None
-    rnorm_host = np.full(nbands, np.inf)  # host
+    # W, HW, P, HP: allocated once per call at the full band count (the same sizes every call, so
+    # the heap reuses them instead of fragmenting); the active bands use their first rows
+    w_buf, hw_buf, p, hp = (space.empty(nbands, x) for _ in range(4))
+    have_p = False
+    iterations = maxiter
     for iteration in range(1, maxiter + 1):
-        residual = hx - lam[:, None] * x
-        rnorm = xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1))
-        rnorm_host = backend.to_host(rnorm)
+        rnorm_host = backend.to_host(_residual_norms(space, lam, x, hx))
         if iteration > miniter and np.all(rnorm_host[:nconverge] < tol[:nconverge]):  # host
-            return EigenResult(lam, x, rnorm_host, iteration - 1, True, napply)
+            iterations = iteration - 1
+            break
         active = np.flatnonzero(rnorm_host >= tol) if iteration > miniter else np.arange(nbands)  # host
-        idx = backend.to_device(active.astype(np.int64))  # host
-        w = sym(precondition(xp.take(residual, idx, axis=0), xp.take(x, idx, axis=0)))
-        hw = apply_h(w)
-        napply += w.shape[0]
-        w, hw = _normalize_rows(xp, w, hw)
+        na = active.size
+        _residuals(space, lam, x, hx, active, w_buf)
+        precondition(w_buf, na, x, active)
+        space.apply(apply_h, w_buf, na, hw_buf)
+        napply += na
+        _normalize_prefix(space, w_buf, hw_buf, na)
+        w, hw = w_buf[:na, :], hw_buf[:na, :]
         solution = None
-        if p is not None:
+        if have_p:
             # converged bands keep no search direction: the subspace shrinks as bands converge
-            p, hp = _normalize_rows(xp, xp.take(p, idx, axis=0), xp.take(hp, idx, axis=0))
-            z, hz = xp.concat([w, p], axis=0), xp.concat([hw, hp], axis=0)
-            solution = _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands)
+            _compact_rows(active, p, hp)
+            _normalize_prefix(space, p, hp, na)
+            solution = _rayleigh_ritz(space, lam, x, hx, [w, p[:na, :]], [hw, hp[:na, :]], nbands)
+            if solution is not None:
+                lam, c = solution
+                _update(space, c, nbands, ((x, w, p[:na, :]), (hx, hw, hp[:na, :])), (p, hp))
         if solution is None:  # first iteration, or P made the basis ill-conditioned: restart without it
-            z, hz = w, hw
-            solution = _rayleigh_ritz(alg, lam, x, hx, z, hz, nbands)
+            solution = _rayleigh_ritz(space, lam, x, hx, [w], [hw], nbands)
+            if solution is not None:
+                lam, c = solution
+                _update(space, c, nbands, ((x, w, None), (hx, hw, None)), (p, hp))
+        have_p = solution is not None
         if solution is None:
             # W itself nearly dependent on X (or on itself, e.g. residuals of exactly degenerate,
             # symmetry-related bands): Ritz vectors of [X, W] without its near-null directions
-            selected = _select_ritz(alg, xp.concat([x, w], axis=0), xp.concat([hx, hw], axis=0), nbands)
+            selected = _select_ritz(space, [x, w], [hx, hw], nbands)
             if selected is None:
                 raise RuntimeError("the eigensolver's vectors became linearly dependent")
             lam, x, hx = selected
-            p = hp = None
             continue
-        lam, c = solution
-        cz = c[nbands:, :]
-        # (only W needs the symmetry projection: it is the one block H is applied to; X, P and their
-        # H-images are combinations whose rounding errors stay at rounding level)
-        p = alg.combine(cz, z)
-        hp = alg.combine(cz, hz)
-        x = alg.combine(c[:nbands, :], x) + p
-        hx = alg.combine(c[:nbands, :], hx) + hp
         # X must stay orthonormal for the block formulas above; repair it when rounding drifts
         if iteration % 3 == 0:
-            gram = alg.dot(x, x)
-            drift = backend.scalar(xp.max(xp.abs(gram - alg.eye(nbands, gram))))
-            if drift > alg.drift:
-                lam, x, hx = _orthonormal_ritz(alg, x, hx)
-    residual = hx - lam[:, None] * x
-    rnorm_host = backend.to_host(xp.sqrt(xp.sum(xp.real(residual * xp.conj(residual)), axis=-1)))
+            gram = space.dot(x, x)
+            drift = backend.scalar(xp.max(xp.abs(gram - space.eye(nbands, gram))))
+            if drift > space.drift:
+                lam = _orthonormal_ritz(space, x, hx)
+    else:
+        rnorm_host = backend.to_host(_residual_norms(space, lam, x, hx))
     converged = bool(np.all(rnorm_host[:nconverge] < tol[:nconverge]))  # host
-    return EigenResult(lam, x, rnorm_host, maxiter, converged, napply)
+    del w_buf, hw_buf, p, hp, hx  # before the full vectors are built: the peak is the six blocks or this
+    w = hw = None
+    return EigenResult(lam, space.expand(x), rnorm_host, iterations, converged, napply)
+
+
+def _residual_norms(space, lam, x, hx):
+    """||H x_n - lambda_n x_n|| for every row, computed a row range at a time."""
+    xp = space.xp
+    parts = []
+    for r0, r1 in space.row_chunks(x.shape[0], 16):
+        r = hx[r0:r1, :] - xp.astype(lam[r0:r1], x.dtype)[:, None] * x[r0:r1, :]
+        parts.append(space.row_norms(r))
+    return xp.concat(parts)
+
+
+def _residuals(space, lam, x, hx, active, out):
+    """The residual rows H x_n - lambda_n x_n of the ``active`` bands (host indices), written into the
+    first rows of ``out``."""
+    xp = space.xp
+    lam_c = xp.astype(lam, x.dtype)
+    for r0, r1 in space.row_chunks(active.size, 16):
+        idx = space.bk.to_device(active[r0:r1].astype(np.int64))  # host
+        out[r0:r1, :] = xp.take(hx, idx, axis=0) - xp.take(lam_c, idx)[:, None] * xp.take(x, idx, axis=0)
+
+
+def _compact_rows(active, *blocks):
+    """Move the ``active`` rows (host indices, ascending) of each block to its front, in place."""
+    for i, j in enumerate(active.tolist()):
+        if i != j:
+            for b in blocks:
+                b[i, :] = b[j, :]
+
+
+def _normalize_prefix(space, p, hp, n):
+    """Normalise the first n rows of p (and scale hp alike), in place on the whole arrays."""
+    xp = space.xp
+    norms = space.row_norms(p[:n, :])
+    norms = xp.where(norms > 0, norms, xp.ones_like(norms))
+    s = 1.0 / norms
+    for a in (p, hp):
+        sc = xp.astype(s, a.dtype)
+        for r0, r1 in space.row_chunks(n, 16):
+            a[r0:r1, :] = a[r0:r1, :] * sc[r0:r1, None]
+
+
+class KineticPreconditioner:
+    """Teter-Payne-Allan style preconditioner: r_G / (|k+G|^2/2 + <T>_n) for each band n.
+
+    kinetic: (npw,) |k+G|^2/2 in the wavefunctions' real dtype (device)."""
+
+    def __init__(self, xp, kinetic):
+        self.xp = xp
+        self.kinetic = kinetic
+
+    def __call__(self, residual, x):
+        """(residual (m, npw), x (m, npw)) -> preconditioned residual, a new array."""
+        xp = self.xp
+        band_kinetic = xp.sum(xp.real(x * xp.conj(x)) * self.kinetic, axis=-1)  # in the wavefunction dtype
+        return residual / (self.kinetic[None, :] + band_kinetic[:, None])
 
 
 def kinetic_preconditioner(xp, kinetic):
-    """Teter-Payne-Allan style preconditioner: r_G / (|k+G|^2/2 + <T>_n) for each band n."""
+    """The :class:`KineticPreconditioner` of one k-point (kinetic: (npw,) hartree, device)."""
+    return KineticPreconditioner(xp, kinetic)
 
-    def precondition(residual, x):
-        band_kinetic = xp.sum(xp.real(x * xp.conj(x)) * kinetic, axis=-1)  # kinetic in the wavefunction dtype
-        return residual / (kinetic[None, :] + band_kinetic[:, None])
 
-    return precondition
+def _preconditioner(space, precondition):
+    """precondition(w, n, x, active) for the solver's stored blocks: the first n rows of w (the
+    residuals of the ``active`` bands of x) are preconditioned in place, by the kinetic preconditioner
+    on the stored columns, or by any other function applied to full vectors."""
+    xp = space.xp
+
+    def finish(w, n):  # keep real vectors real: the symmetry projection, or Im psi(G=0) = 0
+        if space.symmetrize is not None:
+            for r0, r1 in space.row_chunks(n, 16):
+                w[r0:r1, :] = space.symmetrize(w[r0:r1, :])
+        elif space.half is not None:
+            w[:n, 0] = xp.astype(xp.real(w[:n, 0]), w.dtype)
+
+    if not isinstance(precondition, KineticPreconditioner):
+        def general(w, n, x, active):
+            idx = space.bk.to_device(active.astype(np.int64))  # host
+            out = precondition(space.expand(w[:n, :]), space.expand(xp.take(x, idx, axis=0)))
+            w[:n, :] = out[:, : space.width]
+            finish(w, n)
+        return general
+    kinetic = precondition.kinetic[: space.width]
+    weighted = kinetic if space.weights is None else kinetic * xp.astype(space.weights, kinetic.dtype)
+
+    def kinetic_step(w, n, x, active):
+        # <T>_m of every band (the norm weights of the half sphere included), then r / (T_G + <T>_m)
+        parts = []
+        for r0, r1 in space.row_chunks(x.shape[0], 16):
+            parts.append(xp.sum(xp.real(x[r0:r1, :] * xp.conj(x[r0:r1, :])) * weighted, axis=-1))
+        band = xp.take(xp.concat(parts), space.bk.to_device(active.astype(np.int64)))  # host
+        for r0, r1 in space.row_chunks(n, 16):
+            w[r0:r1, :] = w[r0:r1, :] / (kinetic[None, :] + band[r0:r1, None])
+        finish(w, n)
+    return kinetic_step

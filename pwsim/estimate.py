@@ -7,7 +7,6 @@ not fit), then with the reduced k-points. :func:`check_memory` refuses a run ove
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -17,6 +16,11 @@ from .errors import EnvironmentProblem
 
 #: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
 BASELINE_BYTES = 90e6
+#: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
+#: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
+CHUNK_TEMPORARIES = 40e6
+#: forces and stress: transient arrays of this many times the projectors of one k-point
+FORCES_STRESS_PROJECTORS = 9
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Sizes:
     precision: str
     backend: str
     mixing_history: int
+    derivatives: bool = True  # forces or stress are computed after the SCF
 
 
 def available_memory() -> float:
@@ -91,64 +96,75 @@ def memory_limit(limit_gib: float | None) -> tuple[float, str]:
     return available_memory(), "available memory"
 
 
-def _fft_plan_cache_bytes(backend: str, nfft: float, cbytes: int) -> float:
-    """Host memory the FFT library keeps between calls: the numpy backend's pyFFTW engine keeps one
-    single-grid plan per direction with its own input and output arrays (4 nfft complex numbers);
-    scipy.fft keeps nothing that large."""
+def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int) -> float:
+    """Host memory the FFT library keeps between calls: the numpy backend's pyFFTW engine keeps two
+    scratch boxes per dtype that all its plans share (complex128, and complex64 too with mixed
+    precision); scipy.fft keeps nothing that large."""
     if backend not in ("numpy", "auto"):
         return 0.0
     from .backend import fft_library_name
 
     if fft_library_name() != "pyfftw":
         return 0.0
-    return 4.0 * nfft * cbytes
+    return 2.0 * nfft * (cbytes + (8 if precision == "mixed" else 0))
 
 
 def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
-    """Peak memory by contribution (bytes): the permanent arrays plus the larger of the set-up
-    transients and the SCF work arrays.
+    """Peak memory by contribution (bytes): the permanent arrays plus the largest of the set-up
+    transients, the SCF work arrays and the forces/stress work arrays.
 
     * baseline: the Python process with its libraries;
-    * FFT box arrays: Miller indices, G vectors, |G|^2 and one sphere<->box map per k-point;
+    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
     * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
       operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (nbands_work x npw, or the atomic starting subspace if larger) and
-      projectors (nproj x npw);
-    * LOBPCG work arrays of one k-point (~16 blocks of nbands_work x npw and a few 3 nbands squares);
-    * batched FFT boxes (at Gamma two real bands share one complex FFT, halving the batch) and the
-      FFT library's plan cache;
-    * real-space grids (densities, potentials, mixing history of 2 x mixing_history densities);
-    * set-up transients: the projector build (~4x the projectors of one k-point), the k-point
-      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build.
+    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
+      and projectors (nproj x npw);
+    * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
+      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
+    * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
+    * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
+      mixing_history vectors on the density's sphere, one of every +-G pair);
+    * set-up transients: the projector build (the projectors of one k-point), the k-point
+      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
+    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
 
-    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run``, Gamma, Ecut 15 Ha):
-    Si8 cubic cell a = 10.26 bohr, estimate 528 MiB vs peak 448 MiB (ratio 1.18); Si64 (its 2x2x2
-    supercell), estimate 2357 MiB vs peak 2817 MiB (ratio 0.84). tests/test_cli.py checks Si8 (and
-    Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
+    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
+    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
+    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
+    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     s = sizes
     grid = s.fft_grid
     nfft = float(np.prod(np.asarray(grid, dtype=float)))
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     cbytes = 8 if s.precision == "single" else 16
-    block = int(max(1, min(s.nwork, 2**26 // (16 * nfft))))
     nk = nk_irr * s.nspin
-    batch = math.ceil(block / 2) if s.gamma_only else block
+    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+    width = s.npw / 2 if s.gamma_only else s.npw
+    block_bytes = s.nwork * width * cbytes
+    # the mixer's history: the density's sphere (8 npw points), one of every +-G pair
+    nsphere = min(4.0 * s.npw, nfft / 2)
     parts = {
         "baseline": BASELINE_BYTES,
-        "FFT box arrays": nfft * (64 + 8 * nk),
-        "real-space grids": (12 + 2 * s.mixing_history) * s.nspin * nfft * 8 + 4 * nfft * 16,
+        "FFT box arrays": nfft * 16 + nk * s.npw * 24,
+        "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
+        "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
+        # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
         "wavefunctions": nk * max(s.nwork, s.n_atomic) * s.npw * cbytes,
         "projectors": nk * s.nproj * s.npw * cbytes,
-        "FFT plan cache": _fft_plan_cache_bytes(s.backend, nfft, cbytes),
+        "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
         ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
-    scf_work = 16 * s.nwork * s.npw * cbytes + 4 * (3 * s.nwork) ** 2 * 16 + 4 * batch * nfft * cbytes
-    setup_work = max(4 * s.nproj * s.npw * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
+    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
+    scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * s.nwork) ** 2 * 16
+    setup_work = max(s.nproj * s.npw * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
-    parts["work arrays"] = max(scf_work, setup_work)
+    # forces and stress after the SCF: the projectors' gradients, three directions at once
+    derivative_work = FORCES_STRESS_PROJECTORS * s.nproj * s.npw * 16 if s.derivatives else 0.0
+    parts["work arrays"] = max(scf_work, setup_work, derivative_work)
     return parts
 
 

@@ -6,6 +6,14 @@ x_next = x + alpha f + sum_i beta_i [(x_i - x) + alpha (f_i - f)].
 
 Kerker: P(R)(G) = R(G) |G|^2 / (|G|^2 + k0^2), which damps the long-wavelength charge sloshing of
 metals. It acts on the total density only; the magnetisation is mixed with plain damping.
+
+Memory: the step is formed in reciprocal space, and the history (x_i, f_i) is kept only on the
+density's sphere |G| <= 2 sqrt(2 Ecut), one of every +-G pair (a real density has f(-G) = f(G)*),
+about a quarter of the FFT box in complex numbers, so half the bytes of real-space history. A
+density built from the orbitals has no Fourier components outside that sphere (the FFT box is sized
+so that products of two orbitals do not alias), so nothing is lost; the plain damped step x + alpha f
+still acts on every component. The norms are those of real space (Parseval: each stored G counts
+twice, G = 0 once), so the coefficients beta are those of the real-space formula.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ import numpy as np
 class AndersonMixer:
     """Anderson/Pulay mixing on device arrays.
 
-    basis: the plane-wave basis (for the Kerker FFTs)
+    basis: the plane-wave basis (FFTs and the density's sphere)
     damping: alpha, the step along the preconditioned residual
     history: number of previous iterates kept
     kerker_wavevector: k0 in 1/bohr, or None for no Kerker preconditioning
@@ -29,44 +37,51 @@ class AndersonMixer:
         if kerker_wavevector:
             g2 = basis.box_g2_host
             self.kerker = basis.backend.to_device(g2 / (g2 + kerker_wavevector**2))
-        self.xs: list = []
+        self.sphere = basis.density_sphere()
+        self.xs: list = []  # history on the sphere: (nspin, nsphere) complex each, scaled by sqrt(weights)
         self.fs: list = []
 
-    def precondition(self, residual):
-        """residual: (nspin, n1, n2, n3) -> preconditioned residual, same shape."""
+    def precondition(self, residual_g):
+        """residual (nspin, n1, n2, n3) Fourier components -> preconditioned, same shape."""
         if self.kerker is None:
-            return residual
+            return residual_g
         xp = self.basis.backend.xp
-        if residual.shape[0] == 1:
-            return self.basis.g_to_r(self.kerker * self.basis.r_to_g(residual[0, ...]))[None, ...]
-        total = residual[0, ...] + residual[1, ...]
-        magnet = residual[0, ...] - residual[1, ...]
-        total = self.basis.g_to_r(self.kerker * self.basis.r_to_g(total))
+        if residual_g.shape[0] == 1:
+            return self.kerker[None, ...] * residual_g
+        total = self.kerker * (residual_g[0, ...] + residual_g[1, ...])
+        magnet = residual_g[0, ...] - residual_g[1, ...]
         return xp.stack([0.5 * (total + magnet), 0.5 * (total - magnet)])
 
     def __call__(self, rho_in, rho_out):
+        """rho_in, rho_out: (nspin, n1, n2, n3) real -> the next input density, same shape."""
         bk = self.basis.backend
         xp = bk.xp
-        f = self.precondition(rho_out - rho_in)
-        x = rho_in
+        sphere = self.sphere
         alpha = self.damping
-        step = x + alpha * f
+        x_g = self.basis.r_to_g(rho_in)
+        f_g = self.precondition(self.basis.r_to_g(rho_out - rho_in))
+        step_g = x_g + alpha * f_g
+        x, f = sphere.compress(x_g), sphere.compress(f_g)
+        del x_g, f_g
         if self.xs:
-            dfs = [fi - f for fi in self.fs]
-            m = len(dfs)
-            flat = xp.reshape(xp.stack(dfs), (m, -1))
-            gram = bk.to_host(flat @ flat.mT)
-            rhs = -bk.to_host(flat @ xp.reshape(f, (-1,)))
+            m = len(self.xs)
+            dfs = xp.stack([fi - f for fi in self.fs])  # (m, nspin, nsphere): small, on the sphere
+            flat = xp.reshape(dfs, (m, -1))
+            gram = bk.to_host(xp.real(xp.conj(flat) @ flat.mT))
+            rhs = -bk.to_host(xp.real(xp.conj(flat) @ xp.reshape(f, (-1,))))
             # scale-aware least squares: drops directions that are linearly dependent in the history
             beta = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]  # host: history x history
+            correction = None
             for i in range(m):
-                step = step + float(beta[i]) * ((self.xs[i] - x) + alpha * dfs[i])
+                term = float(beta[i]) * ((self.xs[i] - x) + alpha * dfs[i, ...])
+                correction = term if correction is None else correction + term
+            step_g = step_g + sphere.expand(correction)
         self.xs.append(x)
         self.fs.append(f)
         if len(self.xs) > self.history:
             self.xs.pop(0)
             self.fs.pop(0)
-        return step
+        return self.basis.g_to_r(step_g)
 
     def reset(self):
         self.xs.clear()

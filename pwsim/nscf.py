@@ -103,14 +103,20 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     callback: called as callback(done, total) after every k-point (progress)
     Returns (eigenvalues (nspin, nk, nbands) hartree, max residual norm (hartree)).
     """
-    from .eigensolver import kinetic_preconditioner, lobpcg
-    from .scf import random_wavefunctions
-
     result = as_result(result_or_path)
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
     if kpoints.shape[0] == 0 or not np.all(np.isfinite(kpoints)):
         raise InputError("nscf_eigenvalues needs at least one finite k-point")
     setup, hamiltonian = _fixed_potential_setup(result, kpoints, nbands, backend)
+    with setup.backend.blas_limits():  # the SCF's thread policy: BLAS threads would fight the FFTs
+        return _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback)
+
+
+def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
+    """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
+    from .eigensolver import kinetic_preconditioner, lobpcg
+    from .scf import atomic_wavefunctions, random_wavefunctions
+
     bk, basis, settings = setup.backend, setup.basis, setup.settings
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
     nb_work = nbands + max(2, nbands // 10)
@@ -119,8 +125,10 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     rng = np.random.default_rng(settings.seed + 17)
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
     for done, kpoint in enumerate(basis.kpoints, start=1):
+        nkeep = None
         if previous is None or previous[0].spin != kpoint.spin:
-            x0 = random_wavefunctions(setup, kpoint, nb_work)
+            x0 = atomic_wavefunctions(setup, kpoint, nb_work)  # as the SCF: its lowest Ritz vectors
+            nkeep = nb_work if x0.shape[0] > nb_work else None
         else:
             guess = _map_onto(previous[1], previous[0], kpoint, settings.fft_grid)
             # a little noise keeps the block linearly independent and reaching every direction
@@ -129,7 +137,12 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
             guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
-        res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands)
+        try:
+            res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands,
+                         nkeep=nkeep)
+        except ValueError:  # atomic orbitals too dependent (atoms very close): a random start
+            res = lobpcg(bk, hamiltonian.operator(kpoint), random_wavefunctions(setup, kpoint, nb_work), precond,
+                         tol=tol, maxiter=maxiter, nconverge=nbands)
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))

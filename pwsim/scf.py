@@ -227,8 +227,10 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
     # whose degenerate bands would otherwise give linearly dependent search directions
     rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index + 1)
-    noise = rng.standard_normal(orbitals.shape) / (1.0 + 0.5 * np.sum(kpg**2, axis=1))[None, :] ** 2
-    orbitals += (ATOMIC_NOISE / np.sqrt(np.sum(noise[0] ** 2))) * noise
+    noise = rng.standard_normal(orbitals.shape)
+    noise /= (1.0 + 0.5 * np.sum(kpg**2, axis=1))[None, :] ** 2  # (in place: no second copy of the block)
+    noise *= ATOMIC_NOISE / np.sqrt(np.sum(noise[0] ** 2))
+    orbitals += noise
     out = bk.to_device(orbitals, dtype=bk.complex_dtype)
     if n_random:
         out = bk.xp.concat([out, random_wavefunctions(setup, kpoint, n_random)], axis=0)
@@ -290,7 +292,9 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     wavefunctions, and the total number of eigensolver iterations. nkeep: the wavefunctions are an
     oversized starting subspace of which the lowest nkeep Ritz vectors are kept. occupations:
     (nspin, nk, nb) host, of the previous SCF iteration: bands left empty there need only reach
-    max(tol, EMPTY_BAND_TOL), since they do not enter the density."""
+    max(tol, EMPTY_BAND_TOL), since they do not enter the density. The entries of ``wavefunctions``
+    are taken out of the list (set to None) as the eigensolver copies them, so that the old orbitals
+    are freed during the solve."""
     bk = setup.backend
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
@@ -300,12 +304,14 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     total_iterations = 0
     for kpoint in setup.layout.local(setup.basis.kpoints):
         x0 = wavefunctions[kpoint.index]
+        wavefunctions[kpoint.index] = new[kpoint.index] = None  # the solver's copy becomes the only one
         kinetic = kpoint.kinetic_wf
         if hamiltonian.single:  # a single-precision pass of a double-precision run
             x0 = bk.xp.astype(x0, bk.xp.complex64)
             kinetic = kpoint.kinetic_single
         precond = kinetic_preconditioner(bk.xp, kinetic)
         nwork = min(nkeep, x0.shape[0]) if nkeep else x0.shape[0]
+        dtype = x0.dtype
         tol_k = np.full(nwork, max(tol, EMPTY_BAND_TOL))  # host; guard bands included
         occupied = nb if occupations is None else int(np.count_nonzero(  # host
             occupations[kpoint.spin, kpoint.index % nk] > EMPTY_OCCUPATION))
@@ -313,10 +319,15 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         options = dict(tol=tol_k, maxiter=maxiter, nconverge=nb, miniter=1, real=kpoint.is_gamma,
                        symmetrize=setup.basis.symmetrizer(kpoint), half=kpoint.half)
         apply = setup.layout.band_operator(hamiltonian.operator(kpoint), pairs=kpoint.is_gamma)  # band group
+        # H on the band group's chunks of rows (memory: never the whole block at once); a band group
+        # gets the whole block and shares the same chunks out, so the bits do not depend on the ranks
+        options["apply_chunks"] = _whole if setup.layout.pool_comm.size > 1 else parallel.band_chunks
+        handed = [x0]  # handed over without a reference here: the solver frees it after copying it
+        del x0
         try:
-            result = lobpcg(bk, apply, x0, precond, nkeep=nkeep, **options)
+            result = lobpcg(bk, apply, handed.pop(), precond, nkeep=nkeep, **options)
         except ValueError:  # the atomic orbitals are too dependent (atoms very close): random start
-            x0 = bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), x0.dtype)
+            x0 = bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), dtype)
             result = lobpcg(bk, apply, x0, precond, **options)
         total_iterations += result.iterations
         mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)  # host
@@ -325,6 +336,10 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         kpoint = setup.basis.kpoints[index]
         eigenvalues[kpoint.spin, kpoint.index % nk] = values
     return eigenvalues, new, total_iterations
+
+
+def _whole(nrows: int) -> list:
+    return [(0, nrows)]
 
 
 def spin_populations(setup: Setup) -> tuple[float, float] | None:
@@ -437,6 +452,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         else:
             psi = [atomic_wavefunctions(setup, k, nb_work) if mine(k.index) else None for k in basis.kpoints]
         state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
+        del psi  # the state holds the only reference: the starting subspace is freed once diagonalised
     mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
     e_previous = None

@@ -45,16 +45,13 @@ class NonlocalOperator:
         self.backend = backend
         self.kpoint = kpoint
         self._coupling_real = None
-        self._single = None
 
     def single(self):
-        """This operator with complex64 projectors (built once), for single-precision eigensolver passes."""
-        if self._single is None:
-            xp = self.backend.xp
-            self._single = NonlocalOperator(xp.astype(self.projectors, xp.complex64),
-                                            xp.astype(self.coupling, xp.complex64), self.atom_of, self.backend,
-                                            self.kpoint)
-        return self._single
+        """This operator with complex64 projectors, for single-precision eigensolver passes (a new copy
+        each time, not kept: after the SCF's single-precision phase it would be dead weight)."""
+        xp = self.backend.xp
+        return NonlocalOperator(xp.astype(self.projectors, xp.complex64), xp.astype(self.coupling, xp.complex64),
+                                self.atom_of, self.backend, self.kpoint)
 
     @property
     def nproj(self) -> int:
@@ -109,7 +106,11 @@ def projector_blocks(structure, pseudos, kpg: np.ndarray):
 
     kpg: (npw, 3) Cartesian k + G, 1/bohr."""
     q = np.linalg.norm(kpg, axis=1)
-    rows, blocks, atom_of = [], [], []
+    npw = kpg.shape[0]
+    # filled row by row in place (a list of rows and its stacked copy would hold it three times)
+    nproj = sum((2 * l + 1) * nl for _, _, l, nl, _ in _channels(structure, pseudos))
+    projectors = np.empty((nproj, npw), dtype=complex)
+    row, blocks, atom_of = 0, [], []
     ylm_cache = {}
     for atom, psp, l, nl, tau in _channels(structure, pseudos):
         phase = np.exp(-1j * (kpg @ tau))
@@ -119,13 +120,13 @@ def projector_blocks(structure, pseudos, kpg: np.ndarray):
         radial = [psp.projector_form_factor(l, i + 1, q) for i in range(nl)]
         for m in range(2 * l + 1):
             for i in range(nl):
-                rows.append((-1j) ** l * radial[i] * ylm[m] * phase)
+                np.multiply((-1j) ** l * radial[i] * ylm[m], phase, out=projectors[row])
+                row += 1
                 atom_of.append(atom)
         blocks.append(np.kron(np.eye(2 * l + 1), np.asarray(psp.h[l], dtype=float)))
-    npw = kpg.shape[0]
-    if not rows:
+    if not nproj:
         return np.zeros((0, npw), complex), np.zeros((0, 0)), np.zeros(0, int)
-    projectors = np.array(rows) / np.sqrt(structure.volume)
+    projectors /= np.sqrt(structure.volume)
     return projectors, block_diag(*blocks), np.array(atom_of)
 
 
