@@ -181,7 +181,7 @@ class PWSim(Calculator):
     nolabel = True
 
     def __init__(self, restart=None, label=None, atoms=None, directory=".", **pwsim_settings):
-        from .scf import Settings
+        from .settings import Settings
 
         known = {f.name for f in dataclasses.fields(Settings)} | set(ASE_KEYWORDS)
         unknown = sorted(set(pwsim_settings) - known)
@@ -208,26 +208,22 @@ class PWSim(Calculator):
         self._store(result)
 
     def _scf(self, structure):
-        from .scf import scf
+        from .resolve import resolve
+        from .scf import prepare, scf
 
         settings = self.settings()
         if settings.spin == "collinear" and settings.magnetic_moments is None:
             moments = self.atoms.get_initial_magnetic_moments()
             if np.any(moments != 0):
                 settings.magnetic_moments = [float(m) for m in moments]
+        run = resolve(structure, settings)  # validation, pseudopotentials, FFT box, k-points: once
         density = None
         prev = self._previous
         same_cell = prev is not None and prev[0] == structure.natoms and np.allclose(prev[1], structure.lattice,
                                                                                      rtol=0, atol=1e-10)
-        if same_cell:
-            from .basis import default_fft_grid
-
-            grid = (tuple(settings.fft_grid) if settings.fft_grid is not None
-                    else default_fft_grid(structure, settings.ecut))
-            nspin = 2 if settings.spin == "collinear" else 1
-            if tuple(prev[3].shape) == (nspin, *grid):  # same box and spin (the parameters may have changed)
-                density = prev[3]
-        result = scf(structure, settings, initial_density=density)
+        if same_cell and tuple(prev[3].shape) == (run.nspin, *run.fft_grid):
+            density = prev[3]  # same box and spin (the parameters may have changed)
+        result = scf(structure, setup=prepare(structure, resolved=run), initial_density=density)
         if not result.converged:
             raise ConvergenceError(f"PWSim: the SCF did not converge in {result.iterations} iterations")
         self._previous = (structure.natoms, structure.lattice.copy(), tuple(result.fft_grid), result.density)

@@ -119,7 +119,8 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         st = deck.structure
         s = deck.settings
         echo(f"pwsim {__version__}: {input_file}")
-        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {s.ecut:g} Ha, "
+        ecut = f"{s.ecut:g} Ha" if s.ecut is not None else "from the pseudopotentials' hints"
+        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, "
              f"k-grid {'x'.join(map(str, s.kpoints))}" + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
         timings = {"set-up": time.perf_counter() - t0}
         header = {"printed": False}
@@ -212,58 +213,68 @@ def check(input_file, debug):
 
     Exit status 2 if the input is invalid or the job would not fit in memory.
     """
-    from .io.input import SCHEMA, parse_file
+    from .errors import EnvironmentProblem
+    from .io.input import parse_file
     from .pseudo.families import cutoff_notes
-    from .runner import (
-        check_memory,
-        check_output_path,
-        estimate,
-        memory_limit,
-        output_path,
-    )
-    from .scf import load_pseudos
+    from .runner import check_output_path, output_path, resolve_deck
     from .symmetry import kpoint_symmetrization_note
 
     def go():
         deck = parse_file(input_file)
         check_output_path(output_path(deck), deck)  # the output checks of `run` (without -o)
-        s = deck.settings
-        st = deck.structure
-        limit, what = memory_limit(deck.run.get("max_memory"))
-        est = estimate(st, s, limit_bytes=limit)
+        try:
+            run = resolve_deck(deck)  # exactly the validation of `pwsim run`; warnings are printed by _guard
+        except EnvironmentProblem as exc:  # too large: show the estimate, then refuse
+            if getattr(exc, "estimate", None) is not None:
+                _echo_estimate(exc.estimate, deck.settings)
+            raise
+        s, st, est = run.settings, run.structure, run.estimate
         click.echo(f"input {input_file}: valid")
         click.echo(f"[structure] {_composition(st.species)}: {st.natoms} atoms, volume {st.volume:.4f} bohr^3, "
                    f"space group {est.spacegroup or 'P1'} ({est.nsym} operations)")
-        pseudos = load_pseudos(st, s)
         for table in ("model", "basis", "scf"):
-            items = []
-            for key in SCHEMA[table]:
-                value = getattr(s, key)
-                if key == "pseudopotentials":
-                    value = {el: f"{p.source} (q={p.zion:g})" for el, p in pseudos.items()}
-                elif key == "ecut" or key == "temperature" or key == "energy_tolerance":
-                    value = f"{value:g} Ha"
-                elif key == "nbands" and value is None:
-                    value = f"{est.nbands} (default)"
-                elif key == "fft_grid" and value is None:
-                    value = f"{list(est.fft_grid)} (default)"
-                elif key == "density_tolerance" and value is None:
-                    value = f"{10 * s.energy_tolerance ** 0.5:g} (default)"
-                items.append(f"{key} = {_format_value(value)}")
-            click.echo(f"[{table}] " + ", ".join(items))
-        click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in SCHEMA["run"]))
-        for line in cutoff_notes(pseudos, s.ecut):
+            click.echo(f"[{table}] " + ", ".join(f"{key} = {_format_value(value)}"
+                                                 for key, value in _resolved_items(table, run)))
+        click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in deck.run
+                                        if key != "relax"))
+        for line in cutoff_notes(run.pseudos, s.ecut):
             click.echo(line)
-        click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
-                   f"of {'x'.join(map(str, s.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
-                   f"FFT grid {'x'.join(map(str, est.fft_grid))}")
+        _echo_estimate(est, s)
         click.echo(kpoint_symmetrization_note(st, s))
-        click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
-                   f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
-        click.echo(f"memory by part: {est.breakdown()}")
-        check_memory(est, deck.run.get("max_memory"))
 
     _guard(go, debug)
+
+
+def _echo_estimate(est, settings) -> None:
+    from .runner import memory_limit
+
+    limit, what = memory_limit(settings.max_memory)
+    click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
+               f"of {'x'.join(map(str, settings.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
+               f"FFT grid {'x'.join(map(str, est.fft_grid))}")
+    click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
+               f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
+    click.echo(f"memory by part: {est.breakdown()}")
+
+
+def _resolved_items(table: str, run):
+    """(key, value as resolved) of a settings table, defaults filled in and labelled."""
+    from .settings import table_keys
+
+    s, est = run.settings, run.estimate
+    for key in table_keys(table):
+        value = getattr(s, key)
+        if key == "pseudopotentials":
+            value = {el: f"{p.source} (q={p.zion:g})" for el, p in run.pseudos.items()}
+        elif key in ("ecut", "temperature", "energy_tolerance"):
+            value = f"{value:g} Ha"
+        elif key == "nbands" and value is None:
+            value = f"{est.nbands} (default)"
+        elif key == "fft_grid" and value is None:
+            value = f"{list(est.fft_grid)} (default)"
+        elif key == "density_tolerance" and value is None:
+            value = f"{10 * s.energy_tolerance ** 0.5:g} (default)"
+        yield key, value
 
 
 @main.command()

@@ -21,6 +21,8 @@ class ConvergenceError(PwsimError, RuntimeError):
     exit_code = 1
 
 
+class InputWarning(UserWarning):
+    """The input is valid but looks suspicious (a likely wrong unit, a crystal at Gamma only, ...)."""
 def content_free(exc: BaseException, fallback: str) -> str:
     """The message of a parser's exception, unless it quotes the text it failed on (Python's int() and
     float() messages do): an error must never echo a file's content, which may be anything (a secret

@@ -102,33 +102,37 @@ class _Evaluator:
     """Runs SCFs for successive structures, restarting each from the previous one, and records
     the trajectory."""
 
-    def __init__(self, settings, cell: bool, need_stress: bool, scf_kwargs: dict):
-        self.settings = settings
+    def __init__(self, settings, cell: bool, need_stress: bool, scf_kwargs: dict, pseudos: dict | None = None):
+        from .settings import validated
+
+        # validated once for every step: the wavefunctions are kept to restart the next step
+        self.settings = validated(dataclasses.replace(settings, save_wavefunctions=True, compute_forces=True,
+                                                      compute_stress=need_stress))
         self.cell = cell
         self.need_stress = need_stress
         self.scf_kwargs = scf_kwargs
+        self.pseudos = pseudos
         self.previous: Result | None = None
         self.keep_wavefunctions = bool(settings.save_wavefunctions)
         self.trajectory = {k: [] for k in ("positions", "lattice", "energy", "forces", "stress", "max_force",
                                            "scf_iterations")}
 
     def __call__(self, structure: Structure) -> Result:
-        from .scf import scf
+        from .resolve import resolve
 
-        settings = dataclasses.replace(self.settings, save_wavefunctions=True, compute_forces=True,
-                                       compute_stress=self.need_stress)
+        run = resolve(structure, self.settings, pseudos=self.pseudos)  # the pseudopotentials are loaded once
+        self.pseudos = run.pseudos
         initial_density = initial_wavefunctions = None
         prev = self.previous
         if prev is not None:
-            grid = _fft_grid(structure, settings)
-            if grid == tuple(prev.fft_grid):
+            if run.fft_grid == tuple(prev.fft_grid):
                 initial_density = prev.density
             else:
-                initial_density = resample_density(prev.density, grid, structure.volume, prev.n_electrons)
+                initial_density = resample_density(prev.density, run.fft_grid, structure.volume, prev.n_electrons)
             same_cell = np.allclose(structure.lattice, prev.structure.lattice, rtol=0, atol=1e-12)
             if same_cell and prev.wavefunctions is not None:
                 initial_wavefunctions = prev.wavefunctions  # checked against the k-points below
-        result = self._run(scf, structure, settings, initial_density, initial_wavefunctions)
+        result = self._run(run, initial_density, initial_wavefunctions)
         if not result.converged:
             raise ConvergenceError(f"relax: the SCF did not converge in {result.iterations} iterations "
                                    f"(step {len(self.trajectory['energy'])})")
@@ -143,10 +147,10 @@ class _Evaluator:
         t["scf_iterations"].append(int(result.iterations))
         return result
 
-    def _run(self, scf, structure, settings, density, wavefunctions):
-        from .scf import prepare
+    def _run(self, run, density, wavefunctions):
+        from .scf import prepare, scf
 
-        setup = prepare(structure, settings)
+        setup = prepare(run.structure, resolved=run)
         if wavefunctions is not None:
             prev = self.previous
             same = (len(prev.miller or []) == len(setup.basis.kpoints)
@@ -154,19 +158,11 @@ class _Evaluator:
                     and all(np.array_equal(m, k.miller) for m, k in zip(prev.miller, setup.basis.kpoints)))
             if not same:
                 wavefunctions = None
-        return scf(structure, settings, setup=setup, initial_density=density, initial_wavefunctions=wavefunctions,
+        return scf(run.structure, setup=setup, initial_density=density, initial_wavefunctions=wavefunctions,
                    **self.scf_kwargs)
 
     def arrays(self) -> dict:
         return {k: np.asarray(v) for k, v in self.trajectory.items()}
-
-
-def _fft_grid(structure, settings):
-    from .basis import default_fft_grid
-
-    if settings.fft_grid is not None:
-        return tuple(int(n) for n in settings.fft_grid)
-    return default_fft_grid(structure, settings.ecut)
 
 
 def resample_density(rho: np.ndarray, new_grid, volume: float, n_electrons: float) -> np.ndarray:
@@ -244,12 +240,15 @@ def _is_converged(result: Result, fmax: float, smax: float, cell: bool) -> bool:
 # ====================================================================== the driver
 def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float = 3.4e-6, cell: bool = False,
           optimizer: str = "bfgs", max_steps: int = 100, maxstep: float = 0.2, alpha: float = DEFAULT_ALPHA,
-          cell_factor: float | None = None, callback=None, verbose=False, **overrides) -> RelaxResult:
+          cell_factor: float | None = None, callback=None, verbose=False, pseudos: dict | None = None,
+          **overrides) -> RelaxResult:
     """Relax the atomic positions (and with ``cell=True`` the lattice) of ``structure``.
 
     settings:    a :class:`pwsim.Settings` (copied, not modified); keyword ``overrides`` change its fields
-    fmax:        force threshold, hartree/bohr (largest atomic force norm)
-    smax:        stress threshold, hartree/bohr^3 (largest component; 3.4e-6 = 0.1 GPa), cell only
+    fmax:        force threshold, hartree/bohr (largest atomic force norm), or a string with units
+                 such as "0.01 eV/angstrom"
+    smax:        stress threshold, hartree/bohr^3 (largest component; 3.4e-6 = 0.1 GPa), cell only;
+                 or a string such as "0.1 GPa"
     cell:        also relax the lattice vectors
     optimizer:   "bfgs", "scipy" or "ase:NAME" (see the module docstring)
     max_steps:   most SCF evaluations (optimiser steps)
@@ -257,22 +256,18 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     alpha:       initial Hessian of "bfgs", hartree/bohr^2
     cell_factor: scaling of the cell coordinates (default: number of atoms)
     callback:    called after every SCF with (step, structure, result)
+    pseudos:     already loaded pseudopotentials (element -> pseudopotential) to reuse
     verbose:     True prints a progress line per step and the final geometry to stdout; a callable
                  receives those lines instead (e.g. ``logging.getLogger("pwsim").info``)
     Returns a :class:`RelaxResult`; ``converged`` False when max_steps ran out (no exception).
     """
-    from .scf import Settings
+    from .settings import SCHEMA, check_value, make_settings, validated
 
-    settings = dataclasses.replace(settings) if settings is not None else Settings()
-    for key, value in overrides.items():
-        if not hasattr(settings, key):
-            raise InputError(f"unknown setting {key!r}")
-        setattr(settings, key, value)
-    if not fmax > 0 or (cell and not smax > 0):
-        raise InputError("relax: fmax (and smax for a cell relaxation) must be positive")
-    if max_steps < 1:
-        raise InputError("relax: max_steps must be at least 1")
-    evaluator = _Evaluator(settings, cell, need_stress=cell or settings.compute_stress, scf_kwargs={})
+    settings = validated(make_settings(settings, **overrides))
+    fmax = check_value(fmax, SCHEMA["relax"]["fmax"], "relax", "fmax")  # "0.01 eV/angstrom" works too
+    smax = check_value(smax, SCHEMA["relax"]["smax"], "relax", "smax")
+    max_steps = check_value(max_steps, SCHEMA["relax"]["max_steps"], "relax", "max_steps")
+    evaluator = _Evaluator(settings, cell, need_stress=cell or settings.compute_stress, scf_kwargs={}, pseudos=pseudos)
     cf = float(cell_factor if cell_factor is not None else structure.natoms)
     callback = _with_progress(callback, verbose)
     name = optimizer.lower()

@@ -4,9 +4,10 @@ The command line (:mod:`pwsim.cli`) is a thin layer over :func:`run_deck`, so sc
 exactly what ``pwsim run`` does.
 
 Order of a run, so that nothing large is allocated for a job that cannot run:
-  1. :func:`estimate` from the sizes alone, :func:`check_memory` against ``[run] max_memory`` or the
+  1. :func:`pwsim.resolve.resolve` (:func:`resolve_deck`): pseudopotentials, electrons, bands, FFT box,
+     symmetry and k-points, and the memory estimate checked against ``[run] max_memory`` or the
      available memory (the k-point reduction itself is only attempted when it fits);
-  2. :func:`pwsim.scf.prepare` (basis, symmetry, operators), the restart state if any;
+  2. :func:`pwsim.scf.prepare` on the resolved run (basis, operators), the restart state if any;
   3. the SCF, writing a checkpoint into the output file every ``checkpoint_every`` iterations;
   4. the final output.
 The output is an :class:`pwsim.io.atomic.OutputFile`, locked from before the estimate to the end of
@@ -15,235 +16,37 @@ kept as ``NAME.bak``.
 """
 from __future__ import annotations
 
-import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import parallel
-from .errors import EnvironmentProblem, InputError
+from .errors import InputError
+from .estimate import Estimate, available_memory, check_memory, memory_limit  # noqa: F401  (re-exported)
 from .io.atomic import OutputFile, check_writable
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
-from .scf import SCFState, extra_bands, prepare, scf
-
-#: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
-BASELINE_BYTES = 90e6
-#: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
-#: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
-CHUNK_TEMPORARIES = 40e6
-#: forces and stress: transient arrays of this many times the projectors of one k-point
-FORCES_STRESS_PROJECTORS = 9
-
-
-@dataclass
-class Estimate:
-    memory_bytes: float
-    seconds_per_iteration: float
-    nbands: int
-    npw: list
-    fft_grid: tuple
-    nkpoints: int
-    n_electrons: float
-    spacegroup: str
-    nsym: int = 1
-    parts: dict = field(default_factory=dict)  # memory by contribution, bytes
-    kpoints_exact: bool = True  # False: nkpoints is a lower bound (the reduction itself would not fit)
-
-    def describe(self) -> str:
-        return (f"FFT grid {self.fft_grid[0]}x{self.fft_grid[1]}x{self.fft_grid[2]}, "
-                f"{self.nkpoints} k-point(s), plane waves per k-point {min(self.npw)}..{max(self.npw)}, "
-                f"{self.nbands} bands, {self.n_electrons:g} electrons; estimated memory "
-                f"{self.memory_bytes / 2**20:.0f} MiB, about {self.seconds_per_iteration:.2g} s per SCF iteration")
-
-    def breakdown(self) -> str:
-        """The largest contributions, e.g. 'wavefunctions 120 MiB, symmetrizer 60 MiB, ...'."""
-        items = sorted(self.parts.items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in items if value >= 0.5 * 2**20)
-
-
-def available_memory() -> float:
-    """Bytes of memory available to this process (MemAvailable, or physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
-
-
-def memory_limit(limit_gib: float | None) -> tuple[float, str]:
-    """(bytes, description) of the memory a job may use."""
-    if limit_gib:
-        return limit_gib * 2**30, "[run] max_memory"
-    return available_memory(), "available memory"
-
-
-def _fft_plan_cache_bytes(settings, batch: int, nfft: float, cbytes: int) -> float:
-    """Host memory the FFT library keeps between calls.
-
-    The numpy backend's pyFFTW engine keeps two scratch boxes per dtype that all its plans share
-    (complex128, and complex64 too with mixed precision); scipy.fft keeps nothing that large.
-    (``batch`` is kept for the callers.)
-    """
-    if settings.backend not in ("numpy", "auto"):
-        return 0.0
-    from .backend import fft_library_name
-
-    if fft_library_name() != "pyfftw":
-        return 0.0
-    return 2.0 * nfft * (cbytes + (8 if settings.precision == "mixed" else 0))
+from .resolve import ResolvedRun, extra_bands, resolve
+from .scf import SCFState, prepare, scf
+from .settings import make_settings
 
 
 def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
-    """Memory and time per SCF iteration, from the sizes alone (nothing large is allocated).
+    """Memory and time per SCF iteration (see :mod:`pwsim.estimate`), from :func:`pwsim.resolve.resolve`:
+    a run that would not fit in memory is refused there (:class:`EnvironmentProblem`)."""
+    if limit_bytes is not None and settings.max_memory is None:
+        settings = make_settings(settings, max_memory=limit_bytes / 2**30)
+    return resolve(structure, settings).estimate
 
-    limit_bytes: if given and even the smallest possible job (every k-point reduced by the full
-    point group) exceeds it, the k-point reduction -- which itself needs ~100 bytes x nsym x the full
-    grid -- is skipped and the estimate is returned with ``kpoints_exact = False``.
 
-    Memory model (bytes), the peak being the permanent arrays plus the largest of the set-up
-    transients, the SCF work arrays and the forces/stress work arrays:
-
-    * baseline: the Python process with its libraries;
-    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
-    * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
-      operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
-      and projectors (nproj x npw);
-    * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
-      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
-    * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
-    * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
-      mixing_history vectors on the density's sphere, one of every +-G pair);
-    * set-up transients: the projector build (the projectors of one k-point), the k-point
-      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
-    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
-
-    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
-    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
-    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
-    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
-    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
-    """
-    from .basis import default_fft_grid
-    from .occupations import default_nbands
-    from .scf import atomic_orbital_count, count_electrons, load_pseudos
-    from .symmetry import find_symmetry, irreducible_kpoints, no_symmetry
-
-    settings.validate()
-    pseudos = load_pseudos(structure, settings)
-    n_el = count_electrons(structure, pseudos, settings.charge)
-    nspin = 2 if settings.spin == "collinear" else 1
-    moment = settings.magnetization if getattr(settings, "magnetization", None) is not None else sum(
-        settings.magnetic_moments or [0.0])
+def resolve_deck(deck: InputDeck) -> ResolvedRun:
+    """:func:`pwsim.resolve.resolve` of an input deck, its errors placed at the key's line of the file."""
     try:
-        nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin, moment)
-    except TypeError:  # an occupations module without the moment argument
-        nbands = settings.nbands or default_nbands(n_el, settings.smearing != "none", nspin)
-    nwork = nbands + extra_bands(nbands)
-    grid = tuple(int(n) for n in settings.fft_grid) if settings.fft_grid else default_fft_grid(structure, settings.ecut)
-    nfft = float(np.prod(np.asarray(grid, dtype=float)))
-    nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
-    sym = find_symmetry(structure, magnetic_moments=settings.magnetic_moments) if settings.symmetry else no_symmetry()
-    nsym = int(getattr(sym, "nsym", 1))
-    grid_k, shift_k = tuple(int(k) for k in settings.kpoints), tuple(int(k) for k in settings.kshift)
-    nfull = int(np.prod(grid_k))
-    # plane waves per k-point: the sphere volume over the reciprocal cell volume
-    npw_avg = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume
-    nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[s].h)) for s in structure.species)
-    cbytes = 8 if settings.precision == "single" else 16
-    block = int(max(1, min(nwork, 2**26 // (16 * nfft))))
-
-    def model(nk_irr: int, symmetrizer: bool, gamma_only: bool) -> dict:
-        nk = nk_irr * nspin
-        # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
-        width = npw_avg / 2 if gamma_only else npw_avg
-        block_bytes = nwork * width * cbytes
-        # the mixer's history: the density's sphere (8 npw_avg points), one of every +-G pair
-        nsphere = min(4.0 * npw_avg, nfft / 2)
-        parts = {
-            "baseline": BASELINE_BYTES,
-            "FFT box arrays": nfft * 16 + nk * npw_avg * 24,
-            "real-space grids": 12 * nspin * nfft * 8 + 4 * nfft * 16,
-            "mixing history": 2 * settings.mixing_history * nspin * nsphere * 16,
-            # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
-            "wavefunctions": nk * max(nwork, atomic_orbital_count(structure)) * npw_avg * cbytes,
-            "projectors": nk * nproj * npw_avg * cbytes,
-            "FFT plan cache": _fft_plan_cache_bytes(settings, block, nfft, cbytes),
-        }
-        if symmetrizer:
-            ntrans = min(nsym, max(1, nsym // 48) * 2)
-            parts["density symmetrizer"] = nhalf * (13.0 * nsym + 16.0 * ntrans + 8)
-        # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
-        scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * nwork) ** 2 * 16
-        setup_work = max(nproj * npw_avg * 16, 100.0 * nsym * nfull if nfull > 1 else 0.0,
-                         nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
-        # forces and stress after the SCF: the projectors' gradients, three directions at once
-        derivative_work = FORCES_STRESS_PROJECTORS * nproj * npw_avg * 16 if (
-            settings.compute_forces or settings.compute_stress) else 0.0
-        parts["work arrays"] = max(scf_work, setup_work, derivative_work)
-        return parts
-
-    limit = limit_bytes if limit_bytes is not None else math.inf
-    nk_min = max(1, math.ceil(nfull / (2 * nsym)))
-    parts = model(nk_min, nsym > 1 and nfull > 1, nfull == 1 and not any(shift_k))
-    reduction = 100.0 * nsym * nfull
-    exact = True
-    if sum(parts.values()) > limit or BASELINE_BYTES + reduction > limit:
-        nk_irr = nk_min  # the k-point reduction itself would not fit: refuse on the lower bound
-        exact = False
-    else:
-        try:
-            from .symmetry import grid_preserving_subgroup
-        except ImportError:
-            pass
-        else:
-            if getattr(settings, "kpoint_symmetrization", "grid") == "grid":
-                sym = grid_preserving_subgroup(sym, grid_k, shift_k)  # what prepare() keeps
-            nsym = int(getattr(sym, "nsym", 1))
-        kset = irreducible_kpoints(structure, grid_k, shift_k, sym, time_reversal=True)
-        nk_irr = len(kset.weights)
-        symmetrizer = False
-        if nsym > 1:  # prepare() symmetrises the density only if the symmetry removed k-points
-            plain = irreducible_kpoints(structure, grid_k, shift_k, no_symmetry(), time_reversal=True)
-            symmetrizer = len(plain.weights) > nk_irr
-        gamma_only = bool(np.all(np.abs(np.asarray(kset.fractional)) < 1e-12))
-        parts = model(nk_irr, symmetrizer, gamma_only)
-    memory = float(sum(parts.values()))
-    nk = nk_irr * nspin
-    # ~4 H applications per band and SCF iteration, each two FFTs of 5 N log2 N flops at ~3 Gflop/s,
-    # and the dense algebra (projectors, Rayleigh-Ritz) at ~30 Gflop/s; Gamma halves both (real
-    # wavefunctions). Calibrated on this project's 2-core machine, one thread: Si2 4x4x4 and Si64
-    # Gamma at Ecut 15 Ha (measured 0.09 s and 6.5 s per iteration; the model gives 0.24 s and 8 s).
-    fft_flops = nk * nwork * 4 * 2 * 5 * nfft * np.log2(max(nfft, 2))
-    dense_flops = nk * nwork * 4 * 8 * npw_avg * (nproj + 6 * nwork)
-    gamma_factor = 0.5 if (nfull == 1 and not any(shift_k)) else 1.0
-    seconds = gamma_factor * (fft_flops / 3e9 + dense_flops / 30e9)
-    return Estimate(memory, float(seconds), nbands, [int(npw_avg)] * min(max(1, nk), 1000), grid, nk_irr, n_el,
-                    getattr(sym, "spacegroup", ""), nsym, parts, exact)
-
-
-def check_memory(est: Estimate, limit_gib: float | None) -> None:
-    """Raise :class:`EnvironmentProblem` if the estimate exceeds the limit (before anything is allocated)."""
-    limit, what = memory_limit(limit_gib)
-    if est.memory_bytes > limit:
-        need = est.memory_bytes / 2**30
-        need_text = f"{need:.3g} GiB" if need < 1e4 else f"{need:.2e} GiB"
-        raise EnvironmentProblem(
-            f"the job needs about {need_text}{'' if est.kpoints_exact else ' or more'} "
-            f"(FFT grid {'x'.join(map(str, est.fft_grid))}, ~{est.npw[0]} plane waves, {est.nbands} bands, "
-            f"{est.nkpoints} k-point(s)) but the {what} is {limit / 2**30:.3g} GiB; lower ecut, k-points or "
-            "the cell, or raise [run] max_memory (GiB)"
-        )
+        return resolve(deck.structure, deck.settings)
+    except InputError as exc:
+        raise deck.locate(exc) from None
 
 
 def output_path(deck: InputDeck, override=None) -> Path:
@@ -357,15 +160,6 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
     return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history)
 
 
-def _located(exc: InputError, deck: InputDeck) -> InputError:
-    """The same error, prefixed with the input file if it does not name a file yet."""
-    message = str(exc)
-    source = str(deck.path) if deck.path is not None else deck.source
-    if message.startswith(source):
-        return exc
-    return InputError(f"{source}: {message}")
-
-
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
              timings: dict | None = None, start_from=None, progress: RunProgress | None = None, notice=None,
              relax_lines=None):
@@ -402,16 +196,13 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
                 relax_lines=None):
     """run_deck once the output is locked: estimate, set-up, SCF with checkpoints, final write."""
     settings = deck.settings
-    try:
-        est = estimate(deck.structure, settings, limit_bytes=memory_limit(deck.run.get("max_memory"))[0])
-    except InputError as exc:
-        raise _located(exc, deck) from None
-    check_memory(est, deck.run.get("max_memory"))
-    log(f"estimate: {est.describe()}")
-    try:
-        setup = prepare(deck.structure, settings)
-    except InputError as exc:
-        raise _located(exc, deck) from None
+    run = resolve_deck(deck)
+    log(f"estimate: {run.estimate.describe()}")
+    if deck.run.get("task") == "relax":  # every step sets up its own SCF (from the resolved settings)
+        timings["set-up"] += time.perf_counter() - t0
+        return _run_relax(deck, run, out, relax_lines, log, timings, time.perf_counter(), lambda: setattr(
+            progress, "finished", True))
+    setup = prepare(deck.structure, resolved=run)
     log(f"set-up: {time.perf_counter() - t0:.2f} s ({setup.backend.describe()}, space group {setup.symmetry.spacegroup})")
     if setup.layout.size > 1:
         notice(setup.layout.describe())
@@ -439,8 +230,6 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
         progress.finished = True
 
     t1 = time.perf_counter()
-    if deck.run.get("task") == "relax":
-        return _run_relax(deck, settings, out, relax_lines, log, timings, t1, finished)
     result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
     timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
     t2 = time.perf_counter()
@@ -452,12 +241,13 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     return result, out.path
 
 
-def _run_relax(deck, settings, out, relax_lines, log, timings, t1, finished):
+def _run_relax(deck, run, out, relax_lines, log, timings, t1, finished):
     """[run] task = "relax": optimise positions (and the cell) and write the final state plus /relax."""
     from .relax import relax, write_relax
 
     opts = deck.run.get("relax", {})
-    rr = relax(deck.structure, settings, fmax=opts.get("fmax", 1e-3), smax=opts.get("smax", 3.4e-6),
+    rr = relax(deck.structure, run.settings, pseudos=run.pseudos, fmax=opts.get("fmax", 1e-3),
+               smax=opts.get("smax", 3.4e-6),
                cell=opts.get("cell", False), optimizer=opts.get("optimizer", "bfgs"),
                max_steps=opts.get("max_steps", 100), verbose=relax_lines or False)
     timings["SCF"] += time.perf_counter() - t1

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import occupations as occ_mod
-from . import parallel, xc_functionals
+from . import parallel
 from ._version import __version__
 from .backend import get_backend
 from .basis import PlaneWaveBasis
@@ -27,93 +27,23 @@ from .errors import ConvergenceError, InputError
 from .forces import compute_forces
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
-from .pseudo import families
 from .pseudo.harmonics import real_spherical_harmonics
+from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_bands: re-exported)
+    ResolvedRun,
+    atomic_lmax,
+    atomic_orbital_count,
+    count_electrons,
+    extra_bands,
+    load_pseudos,
+    resolve,
+)
 from .results import Result
+from .settings import Settings
 from .stress import compute_stress
 from .structure import Structure
-from .symmetry import DensitySymmetrizer, find_symmetry, grid_preserving_subgroup, irreducible_kpoints, no_symmetry
+from .symmetry import DensitySymmetrizer
 from .terms import ElectronicState, build_terms
 from .terms.context import structure_factor
-
-
-@dataclass
-class Settings:
-    """Every knob of a ground-state calculation (units: hartree, bohr).
-
-    The names match the keys of the input file's [model], [basis], [scf] and [run] tables.
-    """
-
-    # [model]
-    xc: str = "lda"
-    charge: float = 0.0
-    smearing: str = "none"
-    temperature: float = 0.0
-    spin: str = "none"
-    magnetic_moments: list | None = None
-    magnetization: float | None = None
-    pseudopotentials: dict | str | None = None
-    allow_functional_mismatch: bool = False
-    # [basis]
-    ecut: float | None = None  # None: the largest 'normal' hint of the pseudopotentials (15 Ha for GTH)
-    kpoints: tuple = (1, 1, 1)
-    kshift: tuple = (0, 0, 0)
-    nbands: int | None = None
-    fft_grid: tuple | None = None
-    symmetry: bool = True
-    kpoint_symmetrization: str = "grid"  # "grid" (the grid as given) or "full" (QE/ABINIT convention)
-    # [scf]
-    energy_tolerance: float = 1e-8
-    density_tolerance: float | None = None
-    max_iterations: int = 100
-    mixing_damping: float = 0.8
-    mixing_history: int = 8
-    kerker: float | None = None
-    # [run]
-    backend: str = "numpy"
-    precision: str = "mixed"
-    save_wavefunctions: bool = False
-    seed: int = 1234
-    parallel: dict | None = None  # MPI layout override, e.g. {"pools": 2} (pwsim.parallel)
-    # forces and stress of the converged state (pwsim.forces, pwsim.stress)
-    compute_forces: bool = True
-    compute_stress: bool = True
-
-    def validate(self) -> None:
-        if self.xc not in xc_functionals.FUNCTIONALS:
-            raise InputError(f"unknown xc functional {self.xc!r}; choose one of {', '.join(xc_functionals.FUNCTIONALS)}")
-        if self.ecut is not None and not (np.isfinite(self.ecut) and self.ecut > 0):
-            raise InputError(f"ecut must be a positive energy, got {self.ecut}")
-        if self.ecut is not None and self.ecut > 2000:
-            raise InputError(f"ecut = {self.ecut} Ha is absurdly large (is it in eV or Ry? say so with ecut_units)")
-        k = np.asarray(self.kpoints)
-        if k.shape != (3,) or np.any(k < 1) or np.any(k != np.round(k)):
-            raise InputError(f"kpoints must be three positive integers, got {self.kpoints}")
-        s = np.asarray(self.kshift)
-        if s.shape != (3,) or not np.all(np.isin(s, (0, 1))):
-            raise InputError(f"kshift must be three numbers each 0 or 1 (half-step shift), got {self.kshift}")
-        self.smearing = occ_mod.canonical_smearing(self.smearing)  # accepts "mv", "cold", "fd", ...
-        if self.smearing != "none" and not self.temperature > 0:
-            raise InputError("smearing needs a positive temperature (the smearing width in hartree)")
-        if self.kpoint_symmetrization not in ("grid", "full"):
-            raise InputError(f"kpoint_symmetrization must be 'grid' or 'full', got {self.kpoint_symmetrization!r}")
-        if self.spin not in ("none", "collinear"):
-            raise InputError(f"spin must be 'none' or 'collinear', got {self.spin!r}")
-        if self.spin != "collinear" and (self.magnetization is not None or self.magnetic_moments is not None):
-            raise InputError("magnetic_moments and magnetization need spin = 'collinear'")
-        if not self.energy_tolerance > 0:
-            raise InputError("energy_tolerance must be positive")
-        if self.max_iterations < 1:
-            raise InputError("max_iterations must be at least 1")
-        if not 0 < self.mixing_damping <= 1:
-            raise InputError("mixing_damping must lie in (0, 1]")
-        if self.nbands is not None and self.nbands < 1:
-            raise InputError("nbands must be a positive integer")
-        parallel.check_options(self.parallel)
-        if self.fft_grid is not None:
-            g = np.asarray(self.fft_grid)
-            if g.shape != (3,) or np.any(g < 1):
-                raise InputError(f"fft_grid must be three positive integers, got {self.fft_grid}")
 
 
 @dataclass
@@ -139,65 +69,25 @@ class Setup:
             self.layout = parallel.serial_layout(len(self.basis.kpoints), self.backend)
 
 
-def load_pseudos(structure: Structure, settings: Settings) -> dict:
-    """Element -> pseudopotential ([model] pseudopotentials: a family or per-element entries), and a
-    missing ``settings.ecut`` filled from their cutoff hints (pwsim.pseudo.families.default_ecut)."""
-    pseudos = families.load_pseudos(structure.kinds(), settings.xc, settings.pseudopotentials,
-                                    settings.allow_functional_mismatch)
-    if settings.pseudopotentials is None:  # recorded, so that output files say which family ran
-        settings.pseudopotentials = families.default_family(settings.xc)
-    if settings.ecut is None:
-        settings.ecut = families.default_ecut(pseudos)
-    return pseudos
-
-
-def count_electrons(structure, pseudos, charge) -> float:
-    n = sum(pseudos[s].zion for s in structure.species) - charge
-    if n <= 0:
-        raise InputError(f"the system has {n} electrons (charge {charge}): nothing to compute")
-    return float(n)
-
-
-def prepare(structure: Structure, settings: Settings, build_operators: bool = True) -> Setup:
-    """Validate settings and build the basis, k-points, pseudopotentials; optionally the operators."""
-    settings.validate()
+def prepare(structure: Structure, settings: Settings | None = None, build_operators: bool = True, *,
+            resolved: ResolvedRun | None = None, **overrides) -> Setup:
+    """The SCF's set-up: the run resolved by :func:`pwsim.resolve.resolve` (validation,
+    pseudopotentials, electrons, bands, FFT box, k-points, memory check; given as ``resolved`` or
+    computed here), then the backend, the plane-wave basis and, with ``build_operators``, the operators."""
+    run = resolved if resolved is not None else resolve(structure, settings, **overrides)
+    s = run.settings
     parallel.world()  # under MPI, before the backend picks its thread count
-    backend = get_backend(settings.backend, settings.precision)
-    pseudos = load_pseudos(structure, settings)
-    n_electrons = count_electrons(structure, pseudos, settings.charge)
-    nspin = 2 if settings.spin == "collinear" else 1
-    moments = settings.magnetic_moments
-    if moments is not None and len(moments) != structure.natoms:
-        raise InputError(f"magnetic_moments has {len(moments)} entries for {structure.natoms} atoms")
-    symmetry = find_symmetry(structure, magnetic_moments=moments) if settings.symmetry else no_symmetry()
-    if settings.kpoint_symmetrization == "grid":  # see pwsim.symmetry.grid_preserving_subgroup
-        symmetry = grid_preserving_subgroup(symmetry, tuple(int(k) for k in settings.kpoints),
-                                            tuple(int(s) for s in settings.kshift))
-    kset = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints), tuple(int(s) for s in settings.kshift),
-                               symmetry, time_reversal=True)
-    smeared = settings.smearing != "none"
-    moment = settings.magnetization if settings.magnetization is not None else sum(moments or [0.0])
-    nbands = settings.nbands or occ_mod.default_nbands(n_electrons, smeared, nspin, moment)
-    if not smeared:
-        per = 2 if nspin == 1 else 1
-        if nbands * per < n_electrons - 1e-8 and nspin == 1:
-            raise InputError(f"nbands = {nbands} cannot hold {n_electrons:g} electrons")
-    basis = PlaneWaveBasis(structure, settings.ecut, kset.fractional, kset.weights, backend,
-                           fft_grid=settings.fft_grid, nspin=nspin)
-    min_npw = min(k.npw for k in basis.kpoints)
-    if min_npw < nbands + 3:
-        raise InputError(f"ecut = {settings.ecut} Ha gives only {min_npw} plane waves at a k-point, "
-                         f"fewer than the {nbands} bands needed: raise ecut")
-    layout = parallel.choose_layout(len(basis.kpoints), backend, (settings.parallel or {}).get("pools"))
-    setup = Setup(structure, settings, backend, pseudos, basis, symmetry, kset, n_electrons, nbands, nspin,
-                  layout=layout)
-    if len(symmetry.rotations) > 1:
-        # the density needs symmetrising only if the spatial symmetry removed k-points; otherwise it
-        # is symmetric already (a Gamma-only supercell, say) and the symmetriser would cost time
-        plain = irreducible_kpoints(structure, tuple(int(k) for k in settings.kpoints),
-                                    tuple(int(s) for s in settings.kshift), no_symmetry(), time_reversal=True)
-        if len(plain.weights) > len(kset.weights):
-            setup.symmetrizer = DensitySymmetrizer(symmetry, basis.fft_grid)
+    backend = get_backend(s.backend, s.precision)
+    kset = run.kpoint_set
+    basis = PlaneWaveBasis(run.structure, s.ecut, kset.fractional, kset.weights, backend,
+                           fft_grid=run.fft_grid, nspin=run.nspin)
+    layout = parallel.choose_layout(len(basis.kpoints), backend, (s.parallel or {}).get("pools"))
+    setup = Setup(run.structure, s, backend, run.pseudos, basis, run.symmetry, kset, run.n_electrons, run.nbands,
+                  run.nspin, layout=layout)
+    if run.symmetrize_density:
+        # only if the spatial symmetry removed k-points; otherwise the density is symmetric already
+        # (a Gamma-only supercell, say) and the symmetriser would cost time
+        setup.symmetrizer = DensitySymmetrizer(run.symmetry, basis.fft_grid)
     if build_operators:
         build(setup)
     return setup
@@ -271,12 +161,6 @@ EMPTY_OCCUPATION = 1e-8
 MIXED_SWITCH = 1e-4
 
 
-def extra_bands(nbands: int) -> int:
-    """Unconverged guard bands the eigensolver carries above the requested ones (they speed up the
-    convergence of the highest requested bands)."""
-    return max(2, -(-nbands // 20))
-
-
 def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index)
     npw = kpoint.npw
@@ -289,21 +173,10 @@ def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     return setup.backend.to_device(c, dtype=setup.backend.complex_dtype)
 
 
-#: d-block elements: their atomic starting orbitals include a d shell
-_D_BLOCK = frozenset("Sc Ti V Cr Mn Fe Co Ni Cu Zn Y Zr Nb Mo Tc Ru Rh Pd Ag Cd La Hf Ta W Re Os Ir Pt Au Hg".split())
 #: width (bohr) of the Gaussian radial part r^l exp(-r^2 / (2 w^2)) of the atomic starting orbitals
 ATOMIC_ORBITAL_WIDTH = 1.6
 #: relative size of the random admixture to the atomic starting orbitals
 ATOMIC_NOISE = 1e-3
-
-
-def _atomic_lmax(element: str) -> int:
-    return 0 if element in ("H", "He") else (2 if element in _D_BLOCK else 1)
-
-
-def atomic_orbital_count(structure: Structure) -> int:
-    """Number of atom-centred orbitals in the starting subspace (see atomic_wavefunctions)."""
-    return sum((_atomic_lmax(element) + 1) ** 2 for element in structure.species)
 
 
 def _orbital_shells(psp, kpg) -> list:
@@ -339,7 +212,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     bk = setup.backend
     kpg = kpoint.kpg  # host, (npw, 3), 1/bohr
     shells = {element: _orbital_shells(setup.pseudos[element], kpg) for element in structure.kinds()}
-    lmax = [_atomic_lmax(element) for element in structure.species]
+    lmax = [atomic_lmax(element) for element in structure.species]
     n_atomic = atomic_orbital_count(structure)
     # enough random vectors that dropping near-dependent orbitals still leaves nbands
     n_random = max(0, nbands + max(2, nbands // 10) - n_atomic)
@@ -521,19 +394,33 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         receives its lines instead (e.g. ``logging.getLogger("pwsim").info``)
     Returns a :class:`Result`; ``result.converged`` says whether the tolerances were met.
     """
-    settings = Settings() if settings is None else settings
-    for key, value in kwargs.items():
-        if not hasattr(settings, key):
-            raise InputError(f"unknown setting {key!r}")
-        setattr(settings, key, value)
     if setup is None:
-        setup = prepare(structure, settings)
+        setup = prepare(structure, settings, **kwargs)  # validates: errors are InputError, as on the CLI
+    elif kwargs:
+        raise InputError(f"scf: settings keywords ({', '.join(kwargs)}) cannot change a prepared setup")
+    if initial_density is not None:
+        _check_initial_density(setup, initial_density)
     if verbose:
         callback = _with_progress(callback, verbose if callable(verbose) else (lambda line: print(line, flush=True)))
     with setup.backend.blas_limits():
         result, final = _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
         _forces_and_stress(setup, result, final)
     return result
+
+
+def _check_initial_density(setup: Setup, rho) -> None:
+    """A user's starting density: real, finite, of the run's shape (host array). (A mixed density may
+    dip slightly below zero, so negative values are allowed.)"""
+    expected = (setup.nspin, *setup.basis.fft_grid)
+    try:
+        arr = np.asarray(rho)  # host: user input
+    except (ValueError, TypeError, RecursionError):
+        raise InputError("the initial density is not an array of numbers") from None
+    if arr.dtype.kind not in "iuf" or tuple(arr.shape) != expected:
+        raise InputError(f"the initial density must be a real array of shape {expected}, "
+                         f"got {arr.dtype} of shape {tuple(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError("the initial density contains non-finite numbers")
 
 
 def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state):

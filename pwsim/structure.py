@@ -6,10 +6,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .units import length_factor
+from .units import BOHR_IN_ANGSTROM, length_factor
 
 #: closest distance two atoms may have (bohr); closer is almost certainly an input mistake
 MIN_DISTANCE = 0.5
+#: the largest number of atoms a structure may have (far beyond what a plane-wave run can do; it
+#: stops a typo from building a gigantic structure)
+MAX_ATOMS = 5000
+#: the longest lattice vector (bohr), likewise
+MAX_LENGTH = 1e4
 
 ELEMENTS = (
     "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
@@ -47,17 +52,15 @@ class Structure:
     _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self):
-        try:
-            self.lattice = np.array(self.lattice, dtype=float).reshape(3, 3)
-        except (ValueError, TypeError):
-            raise InputError("lattice must be a 3x3 array of numbers (three lattice vectors as rows)") from None
+        self.lattice = _real_array(self.lattice, "lattice must be a 3x3 array of numbers (three lattice vectors "
+                                                 "as rows, bohr)", (3, 3))
+        if isinstance(self.species, str) or not hasattr(self.species, "__len__"):
+            raise InputError("species must be a list of element symbols, one per atom")
+        if len(self.species) > MAX_ATOMS:
+            raise InputError(f"the structure has {len(self.species)} atoms; at most {MAX_ATOMS} are allowed")
         self.species = [str(s) for s in self.species]
-        try:
-            self.positions = np.array(self.positions, dtype=float).reshape(len(self.species), 3)
-        except (ValueError, TypeError):
-            raise InputError(
-                f"positions must be {len(self.species)} rows of 3 fractional coordinates, one per species entry"
-            ) from None
+        self.positions = _real_array(self.positions, f"positions must be {len(self.species)} rows of 3 fractional "
+                                                     "coordinates, one per species entry", (len(self.species), 3))
         self.validate()
 
     @classmethod
@@ -116,6 +119,9 @@ class Structure:
     def validate(self) -> None:
         if not np.all(np.isfinite(self.lattice)):
             raise InputError("lattice contains a non-finite number")
+        if np.abs(self.lattice).max() > MAX_LENGTH:
+            raise InputError(f"a lattice vector component is {np.abs(self.lattice).max():.3g} bohr; at most "
+                             f"{MAX_LENGTH:g} bohr (check the units)")
         lengths = np.linalg.norm(self.lattice, axis=1)
         if np.any(lengths < 1e-8) or self.volume < 1e-6 * max(lengths.prod(), 1e-300):
             raise InputError(
@@ -133,22 +139,25 @@ class Structure:
         self.check_distances()
 
     def minimum_distance(self) -> tuple[float, int, int]:
-        """Smallest distance between two atoms (or an atom and a periodic image of itself), bohr."""
-        cart = self.cartesian
-        # images within one cell in every direction are enough for the nearest neighbour unless the
-        # cell is very skewed; reduce positions into the cell first
-        shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ self.lattice
-        best = (np.inf, 0, 0)
+        """Smallest distance between two atoms (or an atom and a periodic image of itself), bohr,
+        and the two atoms' indices: a KD-tree over the atoms and their images in the neighbouring
+        cells, O(N log N) (10^4 atoms take well under a second)."""
         frac = self.positions - np.floor(self.positions)
         cart = frac @ self.lattice
-        for a in range(self.natoms):
-            d = cart[a][None, None, :] - cart[None, :, :] - shifts[:, None, :]
-            r = np.linalg.norm(d, axis=-1)
-            r[13, a] = np.inf  # the atom itself, zero shift
-            idx = np.unravel_index(np.argmin(r), r.shape)
-            if r[idx] < best[0]:
-                best = (float(r[idx]), a, int(idx[1]))
-        return best
+        # images within one cell in every direction hold the nearest neighbour unless the cell is
+        # very skewed (then the distance found is an upper bound, still caught if too short)
+        shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+        images = (cart[None, :, :] + (shifts @ self.lattice)[:, None, :]).reshape(-1, 3)
+        owner = np.tile(np.arange(self.natoms), len(shifts))
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(images)
+        d, idx = tree.query(cart, k=2)  # the nearest is the atom itself (zero shift, distance 0)
+        itself = idx[:, 0] == 13 * self.natoms + np.arange(self.natoms)  # shift (0, 0, 0) is number 13
+        other = np.where(itself, idx[:, 1], idx[:, 0])
+        dist = np.where(itself, d[:, 1], d[:, 0])
+        a = int(np.argmin(dist))
+        return float(dist[a]), a, int(owner[other[a]])
 
     def check_distances(self) -> None:
         d, a, b = self.minimum_distance()
@@ -161,6 +170,36 @@ class Structure:
                 f"atoms {a + 1} ({self.species[a]}) and {b + 1} ({self.species[b]}) are {d:.3f} bohr apart "
                 f"(less than {MIN_DISTANCE} bohr): overlapping atoms"
             )
+
+
+def _real_array(value, message: str, shape) -> np.ndarray:
+    """``value`` as a float array of ``shape``; complex numbers, strings and ragged or deeply nested
+    lists are an :class:`InputError` with ``message``."""
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf" or array.size != int(np.prod(shape)):
+            raise ValueError
+        return np.array(array, dtype=float).reshape(shape)
+    except (ValueError, TypeError, RecursionError):
+        raise InputError(message) from None
+
+
+#: covalent radii (angstrom) of H..Cm, B. Cordero et al., Dalton Trans. 2008, 2832 (low-spin values
+#: for Mn, Fe, Co); used only for the sanity warning on likely wrong length units
+_COVALENT_RADII = (
+    0.31, 0.28, 1.28, 0.96, 0.84, 0.76, 0.71, 0.66, 0.57, 0.58, 1.66, 1.41, 1.21, 1.11, 1.07, 1.05, 1.02, 1.06, 2.03, 1.76,
+    1.70, 1.60, 1.53, 1.39, 1.39, 1.32, 1.26, 1.24, 1.32, 1.22, 1.22, 1.20, 1.19, 1.20, 1.20, 1.16, 2.20, 1.95, 1.90, 1.75,
+    1.64, 1.54, 1.47, 1.46, 1.42, 1.39, 1.45, 1.44, 1.42, 1.39, 1.39, 1.38, 1.39, 1.40, 2.44, 2.15, 2.07, 2.04, 2.03, 2.01,
+    1.99, 1.98, 1.98, 1.96, 1.94, 1.92, 1.92, 1.89, 1.90, 1.87, 1.87, 1.75, 1.70, 1.62, 1.51, 1.44, 1.41, 1.36, 1.36, 1.32,
+    1.45, 1.46, 1.48, 1.40, 1.50, 1.50, 2.60, 2.21, 2.15, 2.06, 2.00, 1.96, 1.90, 1.87, 1.80, 1.69,
+)
+
+
+def covalent_radius(element: str) -> float:
+    """Covalent radius of ``element``, bohr (1.7 angstrom beyond curium)."""
+    z = ELEMENTS.index(element)
+    radius = _COVALENT_RADII[z] if z < len(_COVALENT_RADII) else 1.7
+    return radius / BOHR_IN_ANGSTROM
 
 
 def diamond(element: str, a: float) -> Structure:

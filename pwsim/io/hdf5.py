@@ -22,14 +22,12 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from ..results import Result
+from ..settings import table_keys
 from ..structure import Structure
 from .atomic import OutputFile
 
-MODEL_KEYS = ("xc", "charge", "smearing", "temperature", "spin", "magnetic_moments", "magnetization",
-              "pseudopotentials", "allow_functional_mismatch")
-BASIS_KEYS = ("ecut", "kpoints", "kshift", "nbands", "fft_grid", "symmetry")
-SCF_KEYS = ("energy_tolerance", "density_tolerance", "max_iterations", "mixing_damping", "mixing_history", "kerker")
-RUN_KEYS = ("backend", "precision", "save_wavefunctions", "seed")
+# the settings groups hold the keys of the settings model (pwsim/settings.py), table by table
+MODEL_KEYS, BASIS_KEYS, SCF_KEYS, RUN_KEYS = (table_keys(t) for t in ("model", "basis", "scf", "run"))
 
 
 def dataset(group, name, data, units, **kwargs):

@@ -13,8 +13,9 @@ Every problem is reported as one :class:`~pwsim.errors.InputError` whose message
 from __future__ import annotations
 
 import difflib
-import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,109 +28,35 @@ except ImportError:  # Python < 3.11
 import numpy as np
 
 from ..errors import InputError
-from ..occupations import SMEARING_ALIASES
-from ..units import ENERGY_UNITS, LENGTH_UNITS, energy_factor, length_factor
+from ..settings import (
+    RUN_SETTINGS,
+    SCHEMA,
+    SETTINGS_TABLES,
+    Key,
+    Settings,
+    SettingsError,
+    check_value,
+    format_number,
+    table_of,
+    validated,
+)
+from ..structure import MAX_ATOMS
+from ..units import ENERGY_UNITS, LENGTH_UNITS, QUANTITY_UNITS, length_factor
 
-#: the largest number of atoms an input may describe (after ``supercell``); far beyond what a
-#: plane-wave run of this code can do, it only stops a typo from building a gigantic structure
-MAX_ATOMS = 5000
+#: largest input file (bytes) and structure file pwsim reads
+MAX_INPUT_BYTES = 2 * 2**20
+MAX_STRUCTURE_FILE_BYTES = 200 * 2**20
 
-
-@dataclass(frozen=True)
-class Key:
-    kind: str  # "float", "int", "bool", "str", "energy", "length", "list", "int3", "table", "matrix3"
-    default: Any
-    doc: str
-    choices: tuple = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive: bool = False  # the minimum itself is not allowed (value must be > minimum)
-
-
-SCHEMA: dict[str, dict[str, Key]] = {
-    "structure": {
-        "units": Key("str", "bohr", "unit of `lattice`, `cartesian_positions` and a plain-number `lattice_constant`",
-                     ("bohr", "angstrom", "nm")),
-        "lattice": Key("matrix3", None, "three lattice vectors as rows"),
-        "species": Key("list", None, "element symbol of every atom"),
-        "positions": Key("list", None, "fractional coordinates, one row per atom"),
-        "cartesian_positions": Key("list", None, "Cartesian coordinates in `units`, instead of `positions`"),
-        "file": Key("str", None, "structure file (CIF, POSCAR, extxyz, ... read by ASE: pip install 'pwsim[ase]'), "
-                                 "relative to the input file; instead of lattice/species/positions"),
-        "crystal": Key("str", None, "built-in crystal instead of lattice/species/positions",
-                       ("diamond", "fcc", "bcc", "rocksalt")),
-        "elements": Key("list", None, "element(s) of the built-in crystal (two for rocksalt; one may be a plain string)"),
-        "lattice_constant": Key("length", None, "cubic lattice constant of the built-in crystal", minimum=0.0,
-                                exclusive=True),
-        "supercell": Key("int3", [1, 1, 1], "repeat the cell this many times along each lattice vector", minimum=1),
-    },
-    "model": {
-        "xc": Key("str", "lda", "exchange-correlation functional", ("lda", "lda-pz", "lda-pade", "pbe")),
-        "charge": Key("float", 0.0, "net charge of the cell (electrons removed), e"),
-        "smearing": Key("str", "none", "occupation smearing for metals (aliases: fd, gauss, mp, mv or cold)",
-                        ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")),
-        "temperature": Key("energy", 0.0, "smearing width, hartree (needed with smearing)", minimum=0.0, maximum=1.0),
-        "spin": Key("str", "none", "spin treatment", ("none", "collinear")),
-        "magnetic_moments": Key("list", None, "starting magnetic moment per atom (mu_B), collinear spin only"),
-        "magnetization": Key("float", None, "fixed total moment n_up - n_down (mu_B), collinear spin only "
-                                            "(default: free with smearing, else the sum of magnetic_moments)"),
-        "pseudopotentials": Key("table", None, "a family for every element, 'pseudodojo' (PseudoDojo v0.4, "
-                                               "xc lda or pbe) or 'gth', or per element a family, a shipped GTH name "
-                                               "such as 'Si-q4' or a file (GTH, psp8 or UPF; relative to the input); "
-                                               "default: 'pseudodojo' where xc has a table (lda, pbe), else 'gth'"),
-        "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
-                                                        "functional than `xc`"),
-    },
-    "basis": {
-        "ecut": Key("energy", None, "plane-wave kinetic energy cutoff, hartree (default: the largest 'normal' "
-                                    "cutoff hint of the pseudopotentials, 15 Ha for GTH)", minimum=0.0, maximum=2000.0,
-                    exclusive=True),
-        "kpoints": Key("int3", [1, 1, 1], "Monkhorst-Pack grid", minimum=1, maximum=200),
-        "kshift": Key("int3", [0, 0, 0], "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
-        "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)", minimum=1),
-        "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere)", minimum=1),
-        "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
-        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted fcc "
-                                     "grids): 'grid' computes that grid as given, with the operations it respects; "
-                                     "'full' symmetrises it with the whole crystal group, as Quantum ESPRESSO and "
-                                     "ABINIT do", ("grid", "full")),
-    },
-    "scf": {
-        "energy_tolerance": Key("energy", 1e-8, "convergence threshold on the energy change, hartree", minimum=0.0,
-                                exclusive=True),
-        "density_tolerance": Key("float", None, "threshold on the density residual ||rho_out - rho_in||, e/bohr^1.5 "
-                                                "(default 10 sqrt(energy_tolerance))", minimum=0.0, exclusive=True),
-        "max_iterations": Key("int", 100, "maximum number of SCF iterations", minimum=1),
-        "mixing_damping": Key("float", 0.8, "Anderson damping alpha", minimum=0.0, maximum=1.0, exclusive=True),
-        "mixing_history": Key("int", 8, "number of previous iterates Anderson keeps", minimum=1, maximum=100),
-        "kerker": Key("float", None, "Kerker wavevector k0, 1/bohr (default: 0.8 for smeared runs, off otherwise)",
-                      minimum=0.0),
-    },
-    "relax": {
-        "fmax": Key("float", 1e-3, "force threshold, hartree/bohr", minimum=1e-8),
-        "smax": Key("float", 3.4e-6, "stress threshold for cell relaxations, hartree/bohr^3 (3.4e-6 = 0.1 GPa)",
-                    minimum=1e-12),
-        "cell": Key("bool", False, "also relax the lattice vectors"),
-        "optimizer": Key("str", "bfgs", "'bfgs' (built in), 'scipy', or 'ase:NAME' such as 'ase:FIRE'"),
-        "max_steps": Key("int", 100, "most optimiser steps (SCF runs)", minimum=1),
-    },
-    "run": {
-        "task": Key("str", "scf", "what to compute: a ground state, or a relaxation (settings in [relax])",
-                    ("scf", "relax")),
-        "backend": Key("str", "numpy", "array backend", ("numpy", "cupy", "strict", "auto")),
-        "precision": Key("str", "mixed", "eigensolver precision: mixed = single until the SCF is close, then double",
-                         ("mixed", "double", "single")),
-        "save_wavefunctions": Key("bool", False, "store the wavefunctions in the output"),
-        "seed": Key("int", 1234, "random seed of the starting wavefunctions"),
-        "checkpoint_every": Key("int", 3, "write a checkpoint into the output file every N SCF iterations (0: never)",
-                                minimum=0),
-        "max_memory": Key("float", None, "refuse jobs whose estimated memory exceeds this many GiB "
-                                         "(default: the available memory)", minimum=0.0, exclusive=True),
-        "output": Key("str", None, "output file, relative to the input file (default: the input's name with .h5)"),
-        "parallel": Key("table", None, "MPI layout override under mpiexec: { pools = P } splits the ranks "
-                                       "into P k-point pools (a divisor of the rank count; see docs/parallel.md)"),
-    },
-}
+__all__ = [
+    "MAX_ATOMS",
+    "SCHEMA",
+    "InputDeck",
+    "Key",
+    "check_regular_file",
+    "parse_file",
+    "parse_text",
+    "reference_markdown",
+]
 
 
 @dataclass
@@ -142,6 +69,11 @@ class InputDeck:
     text: str
     path: Path | None
     source: str = "<input>"
+
+    def locate(self, exc: InputError) -> InputError:
+        """An error of this deck's run (e.g. from :func:`pwsim.resolve.resolve`) prefixed with the file
+        and, where a key is to blame, its line."""
+        return _Context(self.text, str(self.path) if self.path is not None else self.source).locate(exc)
 
 
 # ----------------------------------------------------------------------------- error positions
@@ -176,35 +108,21 @@ class _Context:
         self.source = source
 
     def where(self, table, key):
-        line = _line_of(self.text, table, key)
+        line = _line_of(self.text, table, key) if table else None
+        if line is None and table == "structure" and key in ("species", "positions"):
+            for other in ("elements", "file", "crystal"):  # the structure came from a crystal or a file
+                line = line or _line_of(self.text, table, other)
         return self.source + (f":{line}" if line is not None else "")
 
     def error(self, table, key, message):
-        name = f"[{table}] {key}" if key else f"[{table}]"
-        return InputError(f"{self.where(table, key)}: {name}: {message}")
+        return self.locate(SettingsError(table, key, message))
 
-
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$")
-
-
-def _quantity(value, kind, ctx, table, key):
-    if isinstance(value, bool):
-        raise ctx.error(table, key, f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        m = _QUANTITY.match(value)
-        if not m:
-            example = "'30 Ry'" if kind == "energy" else "'5.43 angstrom'"
-            raise ctx.error(table, key, f"expected a number or a number with a unit (e.g. {example}), got {value!r}")
-        number, unit = float(m.group(1)), m.group(2)
-        try:
-            factor = energy_factor(unit) if kind == "energy" else length_factor(unit)
-        except InputError:
-            known = ", ".join(ENERGY_UNITS if kind == "energy" else LENGTH_UNITS)
-            raise ctx.error(table, key, f"unknown {kind} unit {unit!r} in {value!r}; use one of {known}") from None
-        return number * factor
-    raise ctx.error(table, key, f"expected a number, got {_describe(value)}")
+    def locate(self, exc: InputError) -> InputError:
+        """``exc`` prefixed with FILE:LINE of the key it blames (FILE alone if none)."""
+        if isinstance(exc, SettingsError) and exc.table:
+            return InputError(f"{self.where(exc.table, exc.key)}: {exc}")
+        message = str(exc)
+        return exc if message.startswith(self.source) else InputError(f"{self.source}: {message}")
 
 
 def _describe(value) -> str:
@@ -216,33 +134,7 @@ def _describe(value) -> str:
 
 
 def _check(value, spec: Key, ctx, table, key):
-    kind = spec.kind
-    if kind in ("energy", "length"):
-        value = _quantity(value, kind, ctx, table, key)
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(table, key, f"expected a number, got {_describe(value)}")
-        value = float(value)
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.error(table, key, f"expected an integer, got {_describe(value)}")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ctx.error(table, key, f"expected true or false, got {_describe(value)}")
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise ctx.error(table, key, f"expected a string, got {_describe(value)}")
-        if spec.choices and value.lower() not in spec.choices:
-            raise ctx.error(table, key, f"unknown value {value!r}; choose one of {', '.join(spec.choices)}")
-        value = value.lower() if spec.choices else value
-    elif kind == "int3":
-        if (not isinstance(value, list) or len(value) != 3
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-            raise ctx.error(table, key, f"expected three integers, got {_describe(value)}")
-        for v in value:
-            _bounds(v, spec, ctx, table, key)
-        return value
-    elif kind == "matrix3":
+    if spec.kind == "matrix3":
         try:
             arr = np.array(value, dtype=float)
         except (ValueError, TypeError):
@@ -250,29 +142,12 @@ def _check(value, spec: Key, ctx, table, key):
         if arr.shape != (3, 3) or not np.all(np.isfinite(arr)):
             raise ctx.error(table, key, "expected three rows of three numbers")
         return arr
-    elif kind == "list":
-        if not isinstance(value, list):
-            raise ctx.error(table, key, f"expected a list, got {_describe(value)}")
-    elif kind == "table":
-        if key == "pseudopotentials" and isinstance(value, str):
-            return value
-        if not isinstance(value, dict):
-            raise ctx.error(table, key, f"expected a table, e.g. {{ Si = 'Si-q4' }}, got {_describe(value)}")
-    if kind in ("energy", "length", "float", "int"):
-        if not math.isfinite(value):
-            raise ctx.error(table, key, f"must be finite, got {value}")
-        _bounds(value, spec, ctx, table, key)
-    return value
-
-
-def _bounds(value, spec, ctx, table, key):
-    if spec.minimum is not None:
-        if spec.exclusive and value <= spec.minimum:
-            raise ctx.error(table, key, f"must be greater than {spec.minimum:g}, got {value:g}")
-        if value < spec.minimum:
-            raise ctx.error(table, key, f"must be at least {spec.minimum:g}, got {value:g}")
-    if spec.maximum is not None and value > spec.maximum:
-        raise ctx.error(table, key, f"must be at most {spec.maximum:g}, got {value:g}")
+    if spec.kind == "list" and not isinstance(value, list):
+        raise ctx.error(table, key, f"expected a list, got {_describe(value)}")
+    try:
+        return check_value(value, spec, table, key)
+    except SettingsError as exc:
+        raise ctx.locate(exc) from None
 
 
 def _suggest(name, candidates) -> str:
@@ -280,20 +155,10 @@ def _suggest(name, candidates) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _home_of(key) -> str | None:
-    for table, keys in SCHEMA.items():
-        if key in keys:
-            return table
-    return None
-
-
 # -------------------------------------------------------------------------------- parsing
-def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None) -> InputDeck:
-    """Parse and validate TOML text into an :class:`InputDeck`; raises :class:`InputError`."""
-    from ..scf import Settings
-
+def _load_toml(text: str, source: str) -> dict:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -303,11 +168,16 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
         else:
             where = source
         raise InputError(f"{where}: malformed TOML: {message}") from None
-    ctx = _Context(text, source)
+    except RecursionError:
+        raise InputError(f"{source}: malformed TOML: arrays or tables nested too deeply") from None
+
+
+def _tables(data: dict, text: str, source: str, ctx) -> dict[str, dict]:
+    """The tables of the file, every key known and type-checked (values in atomic units)."""
     values: dict[str, dict] = {}
     for table, content in data.items():
         if not isinstance(content, dict):
-            home = _home_of(table)
+            home = table_of(table)
             line = _line_of(text, None, table)
             where = source + (f":{line}" if line else "")
             if home:
@@ -322,109 +192,46 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
         values[table] = {}
         for key, value in content.items():
             if key not in SCHEMA[table]:
-                home = _home_of(key)
+                home = table_of(key)
                 hint = f"; it belongs in [{home}]" if home else _suggest(key, SCHEMA[table])
                 raise ctx.error(table, key, f"unknown key{hint} (known keys: {', '.join(SCHEMA[table])})")
             if (table, key) == ("structure", "elements") and isinstance(value, str):
                 value = [value]  # elements = "Si" for the one-element crystals
-            if (table, key) == ("model", "smearing") and isinstance(value, str):
-                value = SMEARING_ALIASES.get(value.strip().lower().replace("_", "-"), value)  # "mv", "cold", ...
             values[table][key] = _check(value, SCHEMA[table][key], ctx, table, key)
     if "structure" not in values:
         raise InputError(f"{source}: the [structure] table is missing (lattice/species/positions, file or crystal)")
+    return values
+
+
+def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None) -> InputDeck:
+    """Parse and validate TOML text into an :class:`InputDeck`; raises :class:`InputError`.
+
+    The settings are validated here (:func:`pwsim.settings.validated`), once; what needs the
+    pseudopotentials (electrons, bands, the FFT box, memory) is checked by :func:`pwsim.resolve.resolve`,
+    whose errors :meth:`InputDeck.locate` places in the file.
+    """
+    data = _load_toml(text, source)
+    ctx = _Context(text, source)
+    values = _tables(data, text, source, ctx)
 
     def get(table, key):
         return values.get(table, {}).get(key, SCHEMA[table][key].default)
 
     structure = _structure(values["structure"], data["structure"], ctx, base_dir)
-
-    settings = Settings()
-    for table in ("model", "basis", "scf"):
-        for key in SCHEMA[table]:
-            value = get(table, key)
-            if value is None and getattr(settings, key) is not None and key not in (
-                    "density_tolerance", "kerker", "nbands", "fft_grid"):
-                continue
-            setattr(settings, key, tuple(value) if SCHEMA[table][key].kind == "int3" and value is not None else value)
-    for key in ("backend", "precision", "save_wavefunctions", "seed", "parallel"):
-        setattr(settings, key, get("run", key))
-    if settings.smearing != "none" and settings.kerker is None:
-        settings.kerker = 0.8
-    if settings.smearing != "none" and settings.temperature <= 0:
-        table_key = ("model", "temperature") if "temperature" in values.get("model", {}) else ("model", "smearing")
-        raise ctx.error(*table_key, f"smearing {settings.smearing!r} needs a positive temperature "
-                                    "(the smearing width, e.g. temperature = 0.01 or '0.27 eV')")
-    if settings.magnetic_moments is not None:
-        mm = settings.magnetic_moments
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mm):
-            raise ctx.error("model", "magnetic_moments", f"expected {structure.natoms} numbers, one per atom")
-        if len(mm) != structure.natoms:
-            raise ctx.error("model", "magnetic_moments",
-                            f"has {len(mm)} entries but the structure has {structure.natoms} atoms (one per atom)")
-        if settings.spin != "collinear":
-            raise ctx.error("model", "magnetic_moments", "needs spin = 'collinear' in [model]")
-        settings.magnetic_moments = [float(v) for v in mm]
-    if settings.magnetization is not None and settings.spin != "collinear":
-        raise ctx.error("model", "magnetization", "needs spin = 'collinear' in [model]")
-    if isinstance(settings.pseudopotentials, str):
-        from ..pseudo import FAMILIES
-
-        if settings.pseudopotentials.lower() not in FAMILIES:
-            raise ctx.error("model", "pseudopotentials", f"unknown family {settings.pseudopotentials!r}; choose "
-                            f"one of {', '.join(FAMILIES)}, or give a table of elements")
-        settings.pseudopotentials = settings.pseudopotentials.lower()
-    elif settings.pseudopotentials:
-        resolved = {}
-        for element, path in settings.pseudopotentials.items():
-            if not isinstance(path, str):
-                raise ctx.error("model", "pseudopotentials",
-                                f"entry for {element} must be a string (file or name), got {_describe(path)}")
-            if element not in structure.kinds():
-                raise ctx.error("model", "pseudopotentials",
-                                f"entry for {element!r}, which is not an element of the structure "
-                                f"({', '.join(structure.kinds())})")
-            candidate = Path(path) if Path(path).is_absolute() else (base_dir or Path.cwd()) / path
-            resolved[element] = str(candidate) if candidate.exists() else path
-        settings.pseudopotentials = resolved
-    _check_pseudopotentials(structure, settings, ctx, values)
+    given = {key: get(table, key) for table in SETTINGS_TABLES for key in SCHEMA[table]}
+    given.update({key: get("run", key) for key in RUN_SETTINGS})
+    pseudopotentials = given["pseudopotentials"]
+    if isinstance(pseudopotentials, dict):  # files are relative to the input file; names stay as they are
+        base = base_dir or Path.cwd()
+        given["pseudopotentials"] = {element: str(base / path) if os.path.lexists(base / path) else path
+                                     for element, path in pseudopotentials.items()}
     try:
-        settings.validate()
-    except InputError as exc:
-        raise InputError(f"{source}: {exc}") from None
+        settings = validated(Settings(**given))
+    except SettingsError as exc:
+        raise ctx.locate(exc) from None
     run = {key: get("run", key) for key in SCHEMA["run"]}
     run["relax"] = {key: get("relax", key) for key in SCHEMA["relax"]}
     return InputDeck(structure, settings, run, text, None, source)
-
-
-def _check_pseudopotentials(structure, settings, ctx, values):
-    """Load every element's pseudopotential now (small files), so that a missing one is an input error
-    pointing at the key, count the electrons, and fill a missing ecut from the cutoff hints."""
-    from ..pseudo import families
-
-    spec = settings.pseudopotentials
-    custom = spec if isinstance(spec, dict) else {}
-    pseudos = {}
-    for element in structure.kinds():
-        try:
-            pseudos[element] = families.load_pseudo(element, settings.xc, custom.get(element),
-                                                    family=spec if isinstance(spec, str) else None,
-                                                    allow_mismatch=settings.allow_functional_mismatch)
-        except InputError as exc:
-            if element in custom or isinstance(spec, str) or "generated with" in str(exc):
-                raise ctx.error("model", "pseudopotentials", str(exc)) from None
-            key = "species" if "species" in values["structure"] else (
-                "elements" if "elements" in values["structure"] else "file")
-            raise ctx.error("structure", key, f"{exc} (give one in [model] pseudopotentials)") from None
-    zion = {element: p.zion for element, p in pseudos.items()}
-    if settings.ecut is None:
-        settings.ecut = families.default_ecut(pseudos)
-    n_electrons = sum(zion[s] for s in structure.species) - settings.charge
-    if n_electrons <= 0:
-        raise ctx.error("model", "charge", f"leaves {n_electrons:g} electrons: nothing to compute")
-    if settings.nbands is not None and settings.smearing == "none" and settings.spin == "none":
-        if 2 * settings.nbands < n_electrons - 1e-8:
-            raise ctx.error("basis", "nbands", f"{settings.nbands} bands cannot hold {n_electrons:g} electrons "
-                                               f"(need at least {math.ceil(n_electrons / 2)})")
 
 
 # ------------------------------------------------------------------------------ structure
@@ -482,38 +289,7 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
         else:
             structure = build("lattice_constant", lambda: getattr(st, crystal)(elements[0], a))
     else:
-        for key in ("lattice", "species"):
-            if key not in s:
-                raise ctx.error("structure", None, f"missing key {key!r} (or give file = ... or crystal = ...)")
-        if "positions" in s and "cartesian_positions" in s:
-            raise ctx.error("structure", "cartesian_positions", "give positions or cartesian_positions, not both")
-        key = "positions" if "positions" in s else "cartesian_positions"
-        if key not in s:
-            raise ctx.error("structure", None, "missing key 'positions' (fractional) or 'cartesian_positions'")
-        if not s["species"]:
-            raise ctx.error("structure", "species", "the structure has no atoms")
-        species = [_element(x, ctx, "species", i) for i, x in enumerate(s["species"])]
-        lattice = s["lattice"] * factor
-        try:
-            pos = np.array(s[key], dtype=float)
-        except (ValueError, TypeError):
-            raise ctx.error("structure", key, "expected rows of three numbers") from None
-        if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] != len(species):
-            got = f"{pos.shape[0]} rows" if pos.ndim == 2 else f"shape {pos.shape}"
-            raise ctx.error("structure", key, f"expected {len(species)} rows of three numbers, one per species "
-                                              f"entry; got {got}")
-        if not np.all(np.isfinite(pos)):
-            raise ctx.error("structure", key, "contains a non-finite number")
-        det = abs(np.linalg.det(lattice))
-        lengths = np.linalg.norm(lattice, axis=1)
-        if np.any(lengths < 1e-8) or det < 1e-6 * max(lengths.prod(), 1e-300):
-            raise ctx.error("structure", "lattice", f"the cell is singular (volume {det:.3g} bohr^3): lattice vectors "
-                                                    "are zero or linearly dependent")
-        if key == "cartesian_positions":
-            frac = pos * factor @ np.linalg.inv(lattice)
-        else:
-            frac = pos
-        structure = _checked_structure(st, lattice, species, frac, ctx, key)
+        structure = _explicit_structure(s, ctx, factor)
     reps = s.get("supercell", [1, 1, 1])
     if list(reps) != [1, 1, 1]:
         natoms = structure.natoms * int(np.prod(reps))
@@ -521,6 +297,46 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
             raise ctx.error("structure", "supercell", f"gives {natoms} atoms; at most {MAX_ATOMS} are allowed")
         structure = build("supercell", lambda: structure.supercell(reps))
     return structure
+
+
+def _explicit_structure(s: dict, ctx, factor: float):
+    """lattice + species + positions (fractional) or cartesian_positions (in [structure] units)."""
+    from .. import structure as st
+
+    for key in ("lattice", "species"):
+        if key not in s:
+            raise ctx.error("structure", None, f"missing key {key!r} (or give file = ... or crystal = ...)")
+    if "positions" in s and "cartesian_positions" in s:
+        raise ctx.error("structure", "cartesian_positions", "give positions or cartesian_positions, not both")
+    key = "positions" if "positions" in s else "cartesian_positions"
+    if key not in s:
+        raise ctx.error("structure", None, "missing key 'positions' (fractional) or 'cartesian_positions'")
+    if not s["species"]:
+        raise ctx.error("structure", "species", "the structure has no atoms")
+    if len(s["species"]) > MAX_ATOMS:
+        raise ctx.error("structure", "species", f"lists {len(s['species'])} atoms; at most {MAX_ATOMS} are allowed")
+    species = [_element(x, ctx, "species", i) for i, x in enumerate(s["species"])]
+    lattice = s["lattice"] * factor
+    try:
+        pos = np.array(s[key], dtype=float)
+    except (ValueError, TypeError):
+        raise ctx.error("structure", key, "expected rows of three numbers") from None
+    if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] != len(species):
+        got = f"{pos.shape[0]} rows" if pos.ndim == 2 else f"shape {pos.shape}"
+        raise ctx.error("structure", key, f"expected {len(species)} rows of three numbers, one per species "
+                                          f"entry; got {got}")
+    if not np.all(np.isfinite(pos)):
+        raise ctx.error("structure", key, "contains a non-finite number")
+    det = abs(np.linalg.det(lattice))
+    lengths = np.linalg.norm(lattice, axis=1)
+    if np.any(lengths < 1e-8) or det < 1e-6 * max(lengths.prod(), 1e-300):
+        raise ctx.error("structure", "lattice", f"the cell is singular (volume {det:.3g} bohr^3): lattice vectors "
+                                                "are zero or linearly dependent")
+    if key == "cartesian_positions":
+        frac = pos * factor @ np.linalg.inv(lattice)
+    else:
+        frac = pos
+    return _checked_structure(st, lattice, species, frac, ctx, key)
 
 
 def _checked_structure(st, lattice, species, frac, ctx, key):
@@ -532,6 +348,28 @@ def _checked_structure(st, lattice, species, frac, ctx, key):
         raise ctx.error("structure", culprit, message) from None
 
 
+def check_regular_file(path, what: str, max_bytes: int, key: tuple | None = None) -> None:
+    """Refuse, before opening it, anything but a regular file of at most ``max_bytes``: a device such
+    as /dev/zero or /dev/urandom, a FIFO (which would block), a directory, a huge file. ``key``:
+    (table, key) to blame in the error."""
+    def fail(message):
+        return SettingsError(*key, message) if key else InputError(message)
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise fail(f"no such file: {path} (the {what})") from None
+    except OSError as exc:
+        raise fail(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise fail(f"{path} is a directory, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise fail(f"{path} is not a regular file (a device, FIFO or socket); the {what} must be a file")
+    if info.st_size > max_bytes:
+        raise fail(f"{path} has {info.st_size / 2**20:.1f} MiB; a {what} may have at most "
+                   f"{max_bytes / 2**20:.0f} MiB")
+
+
 def _read_structure_file(name, ctx, base_dir):
     from ..structure import Structure
     from ..units import BOHR_IN_ANGSTROM
@@ -539,16 +377,17 @@ def _read_structure_file(name, ctx, base_dir):
     path = Path(name)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    if not path.is_file():
-        raise ctx.error("structure", "file", f"no such file: {path}")
+    try:
+        check_regular_file(path, "structure file", MAX_STRUCTURE_FILE_BYTES, ("structure", "file"))
+    except SettingsError as exc:
+        raise ctx.locate(exc) from None
     try:
         import ase.io
     except ImportError:
         raise ctx.error("structure", "file", "reading structure files needs ASE: pip install 'pwsim[ase]'") from None
     try:
         atoms = ase.io.read(str(path))
-    except Exception as exc:  # ASE raises many types for unreadable files
-        # ASE's messages quote the file's content: name the file and the error type only
+    except Exception as exc:  # ASE raises many types; its messages may quote the file, which is not echoed
         raise ctx.error("structure", "file", f"cannot read {path}: not a structure file ASE can read "
                                              f"({type(exc).__name__})") from None
     if isinstance(atoms, list):
@@ -566,12 +405,14 @@ def _read_structure_file(name, ctx, base_dir):
 
 
 def parse_file(path) -> InputDeck:
-    """Read and validate an input file; raises :class:`InputError` with a one-line message."""
+    """Read and validate an input file; raises :class:`InputError` with a one-line message. Only a
+    regular file of at most MAX_INPUT_BYTES is opened."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise InputError(f"no such input file: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a directory, not an input file")
+    check_regular_file(path, "input file", MAX_INPUT_BYTES)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -583,51 +424,83 @@ def parse_file(path) -> InputDeck:
     return deck
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _key_row(key: str, spec: Key) -> str:
+    meaning = spec.doc + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    if spec.aliases:
+        meaning += "; also " + ", ".join(f"`{alias}`" for alias, _ in spec.aliases)
+    bounds = []
+    if spec.minimum is not None:
+        bounds.append(f"{'>' if spec.exclusive else '>='} {format_number(spec.minimum)}")
+    if spec.maximum is not None:
+        bounds.append(f"<= {format_number(spec.maximum)}")
+    if bounds:
+        meaning += f"; {', '.join(bounds)}"
+    default = "-" if spec.default is None else f"`{_toml_value(spec.default)}`"
+    unit = spec.unit or ("-" if spec.kind not in QUANTITY_UNITS else QUANTITY_UNITS[spec.kind][0])
+    return f"| `{key}` | {spec.kind} | {unit} | {default} | {meaning} |"
+
+
 #: docs/input.md's second example: what a new user writes for GaAs, with every default (run by the tests)
 GAAS_EXAMPLE = [
     ("With no `pseudopotentials` a run takes the PseudoDojo table of its functional (`lda`, `pbe`; GTH for "
      "the others), and with no `ecut` the largest `normal` cutoff hint of its species. GaAs this way gets "
      "`pbe/Ga-d.psp8` and `pbe/As-d.psp8` at 42 Ha (`pwsim check` prints both), converges in about 9 "
-     "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:"), "",
-    "```toml", "[structure]", "units = \"angstrom\"                    # zincblende, a = 5.65 angstrom",
-    "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]",
-    "species = [\"Ga\", \"As\"]", "positions = [[0, 0, 0], [0.25, 0.25, 0.25]]", "", "[model]",
-    "xc = \"pbe\"", "", "[basis]", "kpoints = [4, 4, 4]", "```", ""]
+     "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:"),
+    "\n".join(["```toml", "[structure]", "units = \"angstrom\"                    # zincblende, a = 5.65 angstrom",
+               "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]",
+               "species = [\"Ga\", \"As\"]", "positions = [[0, 0, 0], [0.25, 0.25, 0.25]]", "", "[model]",
+               "xc = \"pbe\"", "", "[basis]", "kpoints = [4, 4, 4]", "```"]),
+]
 
 
 def reference_markdown() -> str:
-    """Documentation of every input key (docs/input.md is this text)."""
-    lines = ["# Input file reference", "",
-             "Generated from `pwsim/io/input.py` (`python -m pwsim.io.input > docs/input.md`); "
-             "a test checks that this file is up to date.", "",
-             "An input is a TOML file with the tables below; only `[structure]` is required. "
-             "Unknown tables or keys are errors, and every error is reported as one line naming the "
-             "file, the line and the key.", "",
-             "Energies and lengths are hartree and bohr unless a unit is given explicitly: "
-             "`ecut = \"30 Ry\"`, `temperature = \"0.1 eV\"`, `lattice_constant = \"5.43 angstrom\"`. "
-             f"Energy units: {', '.join(ENERGY_UNITS)}; length units: {', '.join(LENGTH_UNITS)} "
-             "(case-insensitive). `[structure] units = \"angstrom\"` sets the unit of `lattice`, "
-             "`cartesian_positions` and a plain-number `lattice_constant`.", "",
-             "The structure is given in one of three ways: `lattice` + `species` + `positions` (or "
-             "`cartesian_positions`); `file = \"si.cif\"` (any format ASE reads, in angstrom as ASE gives it); "
-             "or a built-in `crystal = \"diamond\"` with `elements` and `lattice_constant`. `supercell` "
-             "applies to each.", "",
-             "Example:", "", "```toml", "[structure]", "crystal = \"diamond\"", "elements = [\"Si\"]",
-             "lattice_constant = \"5.43 angstrom\"", "", "[model]", "xc = \"lda\"", "", "[basis]",
-             "ecut = \"30 Ry\"", "kpoints = [4, 4, 4]", "```", "", *GAAS_EXAMPLE]
+    """Documentation of every input key (docs/input.md is this text), from :data:`pwsim.settings.SCHEMA`."""
+    paragraphs = [
+        "# Input file reference",
+        ("Generated from the settings model `pwsim/settings.py` (`python -m pwsim.io.input > docs/input.md`); "
+         "a test checks that this file is up to date."),
+        ("An input is a TOML file with the tables below; only `[structure]` is required. "
+         "Unknown tables or keys are errors, and every error is reported as one line naming the "
+         "file, the line and the key. `pwsim check` runs exactly the validation of `pwsim run` "
+         "(including the electron count, the FFT box and the memory estimate) and prints sanity "
+         "warnings (a likely wrong length unit, a crystal at the Gamma point only, an odd number of "
+         "electrons without smearing)."),
+        ("The same keys, with the same defaults, units and checks, are the keyword arguments of the "
+         "Python API (`pwsim.scf(structure, ecut=\"30 Ry\", kpoints=(4, 4, 4))`, `pwsim.Settings`) "
+         "and the parameters of the ASE calculator; `[relax]` keys are the keywords of `pwsim.relax`."),
+        ("Quantities are in hartree atomic units unless a unit is given explicitly: "
+         "`ecut = \"30 Ry\"`, `temperature = \"0.1 eV\"`, `lattice_constant = \"5.43 angstrom\"`, "
+         "`fmax = \"0.01 eV/angstrom\"`, `smax = \"0.1 GPa\"`. "
+         f"Energy units: {', '.join(ENERGY_UNITS)}; length units: {', '.join(LENGTH_UNITS)}; "
+         "forces ENERGY/LENGTH; stresses ENERGY/LENGTH^3, GPa or kbar (case-insensitive). "
+         "`[structure] units = \"angstrom\"` sets the unit of `lattice`, "
+         "`cartesian_positions` and a plain-number `lattice_constant`."),
+        ("The structure is given in one of three ways: `lattice` + `species` + `positions` (or "
+         "`cartesian_positions`); `file = \"si.cif\"` (any format ASE reads, in angstrom as ASE gives it); "
+         "or a built-in `crystal = \"diamond\"` with `elements` and `lattice_constant`. `supercell` "
+         f"applies to each; a structure has at most {MAX_ATOMS} atoms. Input, structure and "
+         "pseudopotential files must be regular files (not devices or FIFOs) of bounded size; error "
+         "messages name such a file and the line, never its content."),
+        "Example:",
+        "\n".join(["```toml", "[structure]", "crystal = \"diamond\"", "elements = [\"Si\"]",
+                   "lattice_constant = \"5.43 angstrom\"", "", "[model]", "xc = \"lda\"", "", "[basis]",
+                   "ecut = \"30 Ry\"", "kpoints = [4, 4, 4]", "```"]),
+        *GAAS_EXAMPLE,
+    ]
+    lines = [line for paragraph in paragraphs for line in (paragraph, "")]
     for table, keys in SCHEMA.items():
-        lines += [f"## [{table}]", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for key, spec in keys.items():
-            meaning = spec.doc + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
-            bounds = []
-            if spec.minimum is not None:
-                bounds.append(f"{'>' if spec.exclusive else '>='} {spec.minimum:g}")
-            if spec.maximum is not None:
-                bounds.append(f"<= {spec.maximum:g}")
-            if bounds:
-                meaning += f"; {', '.join(bounds)}"
-            default = "-" if spec.default is None else f"`{spec.default}`"
-            lines.append(f"| `{key}` | {spec.kind} | {default} | {meaning} |")
+        lines += [f"## [{table}]", "", "| key | type | unit | default | meaning |", "|---|---|---|---|---|"]
+        lines += [_key_row(key, spec) for key, spec in keys.items()]
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,200 @@
+"""Memory and time of a run from its sizes alone, before anything large is allocated.
+
+:func:`pwsim.resolve.resolve` computes the sizes (bands, FFT grid, k-points, projectors) and calls
+:func:`memory_parts` twice: first with the smallest number of k-points the point group allows (the
+k-point reduction itself needs ~100 bytes x nsym x the grid and is skipped if even that bound does
+not fit), then with the reduced k-points. :func:`check_memory` refuses a run over the limit.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import EnvironmentProblem
+
+#: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
+BASELINE_BYTES = 90e6
+#: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
+#: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
+CHUNK_TEMPORARIES = 40e6
+#: forces and stress: transient arrays of this many times the projectors of one k-point
+FORCES_STRESS_PROJECTORS = 9
+
+
+@dataclass
+class Estimate:
+    memory_bytes: float
+    seconds_per_iteration: float
+    nbands: int
+    npw: list
+    fft_grid: tuple
+    nkpoints: int
+    n_electrons: float
+    spacegroup: str
+    nsym: int = 1
+    parts: dict = field(default_factory=dict)  # memory by contribution, bytes
+    kpoints_exact: bool = True  # False: nkpoints is a lower bound (the reduction itself would not fit)
+
+    def describe(self) -> str:
+        return (f"FFT grid {self.fft_grid[0]}x{self.fft_grid[1]}x{self.fft_grid[2]}, "
+                f"{self.nkpoints} k-point(s), plane waves per k-point {min(self.npw)}..{max(self.npw)}, "
+                f"{self.nbands} bands, {self.n_electrons:g} electrons; estimated memory "
+                f"{self.memory_bytes / 2**20:.0f} MiB, about {self.seconds_per_iteration:.2g} s per SCF iteration")
+
+    def breakdown(self) -> str:
+        """The largest contributions, e.g. 'wavefunctions 120 MiB, symmetrizer 60 MiB, ...'."""
+        items = sorted(self.parts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in items if value >= 0.5 * 2**20)
+
+
+@dataclass
+class Sizes:
+    """What the memory and time model need (computed by :func:`pwsim.resolve.resolve`).
+
+    nwork: bands the eigensolver carries (requested + guard bands); n_atomic: orbitals of the atomic
+    starting subspace; npw: average plane waves per k-point; nproj: projectors of all atoms;
+    fft_grid: the FFT box; nspin; nsym: operations of the k-point symmetry; nfull: points of the
+    full Monkhorst-Pack grid; gamma_only: the grid is Gamma alone (real wavefunctions).
+    """
+
+    nwork: int
+    n_atomic: int
+    npw: float
+    nproj: int
+    fft_grid: tuple
+    nspin: int
+    nsym: int
+    nfull: int
+    gamma_only: bool
+    precision: str
+    backend: str
+    mixing_history: int
+    derivatives: bool = True  # forces or stress are computed after the SCF
+
+
+def available_memory() -> float:
+    """Bytes of memory available to this process (MemAvailable, or physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def memory_limit(limit_gib: float | None) -> tuple[float, str]:
+    """(bytes, description) of the memory a job may use."""
+    if limit_gib:
+        return limit_gib * 2**30, "[run] max_memory"
+    return available_memory(), "available memory"
+
+
+def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int) -> float:
+    """Host memory the FFT library keeps between calls: the numpy backend's pyFFTW engine keeps two
+    scratch boxes per dtype that all its plans share (complex128, and complex64 too with mixed
+    precision); scipy.fft keeps nothing that large."""
+    if backend not in ("numpy", "auto"):
+        return 0.0
+    from .backend import fft_library_name
+
+    if fft_library_name() != "pyfftw":
+        return 0.0
+    return 2.0 * nfft * (cbytes + (8 if precision == "mixed" else 0))
+
+
+def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
+    """Peak memory by contribution (bytes): the permanent arrays plus the largest of the set-up
+    transients, the SCF work arrays and the forces/stress work arrays.
+
+    * baseline: the Python process with its libraries;
+    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
+    * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
+      operation and half-box point, and one phase per distinct fractional translation;
+    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
+      and projectors (nproj x npw);
+    * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
+      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
+    * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
+    * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
+      mixing_history vectors on the density's sphere, one of every +-G pair);
+    * set-up transients: the projector build (the projectors of one k-point), the k-point
+      reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
+    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
+
+    Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
+    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
+    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
+    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
+    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+    """
+    s = sizes
+    grid = s.fft_grid
+    nfft = float(np.prod(np.asarray(grid, dtype=float)))
+    nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
+    cbytes = 8 if s.precision == "single" else 16
+    nk = nk_irr * s.nspin
+    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+    width = s.npw / 2 if s.gamma_only else s.npw
+    block_bytes = s.nwork * width * cbytes
+    # the mixer's history: the density's sphere (8 npw points), one of every +-G pair
+    nsphere = min(4.0 * s.npw, nfft / 2)
+    parts = {
+        "baseline": BASELINE_BYTES,
+        "FFT box arrays": nfft * 16 + nk * s.npw * 24,
+        "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
+        "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
+        # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
+        "wavefunctions": nk * max(s.nwork, s.n_atomic) * s.npw * cbytes,
+        "projectors": nk * s.nproj * s.npw * cbytes,
+        "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
+    }
+    if symmetrizer:
+        ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
+        parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
+    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
+    scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * s.nwork) ** 2 * 16
+    setup_work = max(s.nproj * s.npw * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
+                     nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
+    # forces and stress after the SCF: the projectors' gradients, three directions at once
+    derivative_work = FORCES_STRESS_PROJECTORS * s.nproj * s.npw * 16 if s.derivatives else 0.0
+    parts["work arrays"] = max(scf_work, setup_work, derivative_work)
+    return parts
+
+
+def reduction_bytes(nsym: int, nfull: int) -> float:
+    """Memory the k-point reduction needs (~100 bytes x nsym x the full grid)."""
+    return 100.0 * nsym * nfull
+
+
+def seconds_per_iteration(sizes: Sizes, nk_irr: int) -> float:
+    """~4 H applications per band and SCF iteration, each two FFTs of 5 N log2 N flops at ~3 Gflop/s,
+    and the dense algebra (projectors, Rayleigh-Ritz) at ~30 Gflop/s; Gamma halves both (real
+    wavefunctions). Calibrated on this project's 2-core machine, one thread: Si2 4x4x4 and Si64
+    Gamma at Ecut 15 Ha (measured 0.09 s and 6.5 s per iteration; the model gives 0.24 s and 8 s)."""
+    s = sizes
+    nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
+    nk = nk_irr * s.nspin
+    fft_flops = nk * s.nwork * 4 * 2 * 5 * nfft * np.log2(max(nfft, 2))
+    dense_flops = nk * s.nwork * 4 * 8 * s.npw * (s.nproj + 6 * s.nwork)
+    return float((0.5 if s.gamma_only else 1.0) * (fft_flops / 3e9 + dense_flops / 30e9))
+
+
+def check_memory(est: Estimate, limit_gib: float | None) -> None:
+    """Raise :class:`EnvironmentProblem` if the estimate exceeds the limit (before anything is allocated)."""
+    limit, what = memory_limit(limit_gib)
+    if est.memory_bytes > limit:
+        need = est.memory_bytes / 2**30
+        need_text = f"{need:.3g} GiB" if need < 1e4 else f"{need:.2e} GiB"
+        raise EnvironmentProblem(
+            f"the job needs about {need_text}{'' if est.kpoints_exact else ' or more'} "
+            f"(FFT grid {'x'.join(map(str, est.fft_grid))}, ~{est.npw[0]} plane waves, {est.nbands} bands, "
+            f"{est.nkpoints} k-point(s)) but the {what} is {limit / 2**30:.3g} GiB; lower ecut, k-points or "
+            "the cell, or raise [run] max_memory (GiB)"
+        )

@@ -1,0 +1,443 @@
+"""The settings model: every input key once, with its type, unit, default, bounds and help text.
+
+Everything that lists the keys derives from :data:`SCHEMA`:
+
+* :class:`Settings`, the dataclass the Python API takes (``pwsim.scf(structure, ecut="30 Ry")``), is
+  built from the [model], [basis] and [scf] tables and the run keys in :data:`RUN_SETTINGS`;
+* the TOML reader (:mod:`pwsim.io.input`) checks tables and keys against it;
+* the HDF5 writer stores the settings in groups named like the tables (:func:`table_keys`);
+* ``docs/input.md`` is generated from it (``python -m pwsim.io.input > docs/input.md``).
+
+:func:`validated` checks and normalises one :class:`Settings` (types, units, finiteness, bounds,
+aliases, the checks between keys that need no structure) and returns a new object; the checks
+that need the structure and the pseudopotentials live in :mod:`pwsim.resolve`. Every error is a
+:class:`SettingsError` naming ``[table] key``, which the input-file reader turns into
+``FILE:LINE: [table] key: message``.
+
+Units: hartree and bohr inside; a quantity may be given as a string with its unit (``"30 Ry"``,
+``"0.01 eV/angstrom"``), see :func:`pwsim.units.to_atomic`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .occupations import SMEARING_ALIASES
+from .parallel import OPTIONS as PARALLEL_OPTIONS
+from .pseudo.families import FAMILIES
+from .structure import MAX_ATOMS
+from .units import QUANTITY_UNITS, to_atomic
+from .xc_functionals import FUNCTIONALS
+
+
+@dataclass(frozen=True)
+class Key:
+    """One input key.
+
+    kind:    "float", "int", "bool", "str", "int3", "floats" (a list of numbers), "list", "matrix3",
+             "pseudos" (a family in ``choices``, or a table element -> family, name or file),
+             "options" (a table of integers named in ``choices``),
+             or a physical quantity with units: "energy", "length", "force", "stress"
+    unit:    the unit of a plain number (always the atomic one for quantities)
+    choices: allowed strings (compared case-insensitively); aliases map other spellings onto them
+    minimum, maximum: bounds of a number (of every element for "int3"/"floats"); ``exclusive``:
+             the minimum itself is not allowed
+    """
+
+    kind: str
+    default: Any
+    doc: str
+    unit: str = ""
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive: bool = False
+    aliases: tuple = ()  # (alias, canonical) pairs
+
+    def alias_map(self) -> dict:
+        return dict(self.aliases)
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "structure": {
+        "units": Key("str", "bohr", "unit of `lattice`, `cartesian_positions` and a plain-number `lattice_constant`",
+                     choices=("bohr", "angstrom", "nm")),
+        "lattice": Key("matrix3", None, "three lattice vectors as rows", "bohr"),
+        "species": Key("list", None, f"element symbol of every atom (at most {MAX_ATOMS})"),
+        "positions": Key("list", None, "fractional coordinates, one row per atom"),
+        "cartesian_positions": Key("list", None, "Cartesian coordinates in `units`, instead of `positions`"),
+        "file": Key("str", None, "structure file (CIF, POSCAR, extxyz, ... read by ASE: pip install 'pwsim[ase]'), "
+                                 "relative to the input file; instead of lattice/species/positions"),
+        "crystal": Key("str", None, "built-in crystal instead of lattice/species/positions",
+                       choices=("diamond", "fcc", "bcc", "rocksalt")),
+        "elements": Key("list", None, "element(s) of the built-in crystal (two for rocksalt; one may be a plain string)"),
+        "lattice_constant": Key("length", None, "cubic lattice constant of the built-in crystal", "bohr",
+                                minimum=0.0, maximum=1e4, exclusive=True),
+        "supercell": Key("int3", (1, 1, 1), "repeat the cell this many times along each lattice vector",
+                         minimum=1, maximum=1000),
+    },
+    "model": {
+        "xc": Key("str", "lda", "exchange-correlation functional", choices=FUNCTIONALS),
+        "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
+        "smearing": Key("str", "none", "occupation smearing for metals",
+                        choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
+                        aliases=tuple(SMEARING_ALIASES.items())),
+        "temperature": Key("energy", 0.0, "smearing width (needed with smearing)", "hartree", minimum=0.0,
+                           maximum=1.0),
+        "spin": Key("str", "none", "spin treatment", choices=("none", "collinear")),
+        "magnetic_moments": Key("floats", None, "starting magnetic moment per atom, collinear spin only", "mu_B",
+                                minimum=-100.0, maximum=100.0),
+        "magnetization": Key("float", None, "fixed total moment n_up - n_down, collinear spin only "
+                                            "(default: free with smearing, else the sum of magnetic_moments); "
+                                            "at most the number of electrons", "mu_B", minimum=-1000.0, maximum=1000.0),
+        "pseudopotentials": Key("pseudos", None, "a family for every element, 'pseudodojo' (PseudoDojo v0.4, "
+                                                 "xc lda or pbe) or 'gth', or per element a family, a shipped GTH "
+                                                 "name such as 'Si-q4' or a file (GTH, psp8 or UPF; relative to the "
+                                                 "input); default: 'pseudodojo' where xc has a table (lda, pbe), else "
+                                                 "'gth'", choices=FAMILIES),
+        "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
+                                                        "functional than `xc`"),
+    },
+    "basis": {
+        "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
+                                    "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
+                    exclusive=True),
+        "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid", minimum=1, maximum=200),
+        "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
+        "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)",
+                      minimum=1, maximum=100000),
+        "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
+                                      "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),
+        "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
+        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted "
+                                                    "fcc grids): 'grid' computes that grid as given, with the "
+                                                    "operations it respects; 'full' symmetrises it with the whole "
+                                                    "crystal group, as Quantum ESPRESSO and ABINIT do",
+                                     choices=("grid", "full")),
+    },
+    "scf": {
+        "energy_tolerance": Key("energy", 1e-8, "convergence threshold on the energy change", "hartree",
+                                minimum=0.0, maximum=1.0, exclusive=True),
+        "density_tolerance": Key("float", None, "threshold on the density residual ||rho_out - rho_in|| "
+                                                "(default 10 sqrt(energy_tolerance))", "e/bohr^1.5",
+                                 minimum=0.0, maximum=10.0, exclusive=True),
+        "max_iterations": Key("int", 100, "maximum number of SCF iterations", minimum=1, maximum=100000),
+        "mixing_damping": Key("float", 0.8, "Anderson damping alpha", minimum=0.0, maximum=1.0, exclusive=True),
+        "mixing_history": Key("int", 8, "number of previous iterates Anderson keeps", minimum=1, maximum=100),
+        "kerker": Key("float", None, "Kerker wavevector k0 (default: 0.8 for smeared runs, off otherwise; "
+                                     "0: off)", "1/bohr", minimum=0.0, maximum=100.0),
+    },
+    "relax": {
+        "fmax": Key("force", 1e-3, "force threshold (e.g. '0.01 eV/angstrom')", "hartree/bohr", minimum=1e-8,
+                    maximum=1.0),
+        "smax": Key("stress", 3.4e-6, "stress threshold for cell relaxations (3.4e-6 = '0.1 GPa')",
+                    "hartree/bohr^3", minimum=1e-12, maximum=1.0),
+        "cell": Key("bool", False, "also relax the lattice vectors"),
+        "optimizer": Key("str", "bfgs", "'bfgs' (built in), 'scipy', or 'ase:NAME' such as 'ase:FIRE'"),
+        "max_steps": Key("int", 100, "most optimiser steps (SCF runs)", minimum=1, maximum=100000),
+    },
+    "run": {
+        "task": Key("str", "scf", "what to compute: a ground state, or a relaxation (settings in [relax])",
+                    choices=("scf", "relax")),
+        "backend": Key("str", "numpy", "array backend", choices=("numpy", "cupy", "strict", "auto")),
+        "precision": Key("str", "mixed", "eigensolver precision: mixed = single until the SCF is close, then double",
+                         choices=("mixed", "double", "single")),
+        "save_wavefunctions": Key("bool", False, "store the wavefunctions in the output"),
+        "seed": Key("int", 1234, "random seed of the starting wavefunctions", minimum=0, maximum=2**32 - 1),
+        "checkpoint_every": Key("int", 3, "write a checkpoint into the output file every N SCF iterations (0: never)",
+                                minimum=0, maximum=1000000),
+        "max_memory": Key("float", None, "refuse jobs whose estimated memory exceeds this "
+                                         "(default: the available memory)", "GiB", minimum=0.0, maximum=1e6,
+                          exclusive=True),
+        "output": Key("str", None, "output file, relative to the input file (default: the input's name with .h5)"),
+        "parallel": Key("options", None, "MPI layout override under mpiexec: { pools = P } splits the ranks "
+                                         "into P k-point pools (a divisor of the rank count; see docs/parallel.md)",
+                        choices=PARALLEL_OPTIONS, minimum=1, maximum=100000),
+    },
+}
+
+#: [scf] kerker of smeared runs when none is given, 1/bohr
+DEFAULT_KERKER = 0.8
+
+#: the tables whose every key is a field of :class:`Settings`
+SETTINGS_TABLES = ("model", "basis", "scf")
+#: the keys of [run] that are fields of :class:`Settings` (the others are options of the command line run)
+RUN_SETTINGS = ("backend", "precision", "save_wavefunctions", "seed", "max_memory", "parallel")
+#: fields of :class:`Settings` that only the Python API sets (what to compute after the SCF)
+API_ONLY = {"compute_forces": True, "compute_stress": True}
+
+
+class SettingsError(InputError):
+    """An invalid value of one key; ``str()`` is ``[table] key: message``."""
+
+    def __init__(self, table: str | None, key: str | None, message: str):
+        self.table, self.key, self.message = table, key, message
+        name = f"[{table}] {key}" if key else (f"[{table}]" if table else "")
+        super().__init__(f"{name}: {message}" if name else message)
+
+
+def table_of(key: str) -> str | None:
+    """The table a key belongs to (None if it is no key of the schema)."""
+    for table, keys in SCHEMA.items():
+        if key in keys:
+            return table
+    return None
+
+
+def table_keys(table: str) -> tuple[str, ...]:
+    """The keys of ``table`` that are :class:`Settings` fields (what the HDF5 group of that name stores)."""
+    if table == "run":
+        return RUN_SETTINGS
+    return tuple(SCHEMA[table]) if table in SETTINGS_TABLES else ()
+
+
+def _settings_fields():
+    fields = [(key, Any, dataclasses.field(default=SCHEMA[table][key].default))
+              for table in SETTINGS_TABLES for key in SCHEMA[table]]
+    fields += [(key, Any, dataclasses.field(default=SCHEMA["run"][key].default)) for key in RUN_SETTINGS]
+    fields += [(key, bool, dataclasses.field(default=value)) for key, value in API_ONLY.items()]
+    return fields
+
+
+class _SettingsMethods:
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` if any value is invalid (the object is left unchanged)."""
+        validated(self)
+
+    def key_table(self, key: str) -> str:
+        return table_of(key) or "run"
+
+
+def _docstring() -> str:
+    lines = ["Every knob of a calculation, one field per key of the input file's [model], [basis], [scf]",
+             f"tables and of [run] {', '.join(RUN_SETTINGS)} (see :data:`pwsim.settings.SCHEMA`).", "",
+             "Values may carry units as strings (``ecut=\"30 Ry\"``); :func:`pwsim.settings.validated` converts",
+             "them to hartree and bohr. ``compute_forces``/``compute_stress``: what the SCF computes at the end.", ""]
+    for table in SETTINGS_TABLES + ("run",):
+        for key in table_keys(table):
+            spec = SCHEMA[table][key]
+            unit = f" ({spec.unit})" if spec.unit else ""
+            lines.append(f"{key}: [{table}] {spec.doc}{unit}; default {spec.default!r}")
+    return "\n    ".join(lines)
+
+
+Settings = dataclasses.make_dataclass("Settings", _settings_fields(), bases=(_SettingsMethods,))
+Settings.__module__ = __name__
+Settings.__doc__ = _docstring()
+
+
+def make_settings(settings=None, **overrides) -> Settings:
+    """A new :class:`Settings`: a copy of ``settings`` (or the defaults) with keyword overrides;
+    an unknown keyword is a :class:`SettingsError` that suggests the right name."""
+    base = dataclasses.replace(settings) if settings is not None else Settings()
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for key, value in overrides.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            home = table_of(key)
+            where = f" (it is a key of [{home}], not a setting of the run)" if home else ""
+            raise SettingsError(None, None, f"unknown setting {key!r}{where}{hint}")
+        setattr(base, key, value)
+    return base
+
+
+# ------------------------------------------------------------------------------- checking values
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return f"a list {_short(value)}"
+    return f"{type(value).__name__} {_short(value)}"
+
+
+def _short(value) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "(too deeply nested)"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _number(value, spec: Key, table, key) -> float:
+    if spec.kind in QUANTITY_UNITS:
+        if isinstance(value, str):
+            try:
+                return to_atomic(value, spec.kind)
+            except InputError as exc:
+                raise SettingsError(table, key, str(exc)) from None
+        if not _is_real(value):
+            raise SettingsError(table, key, f"expected a number or a number with a unit "
+                                            f"(e.g. {QUANTITY_UNITS[spec.kind][1]!r}), got {_describe(value)}")
+    elif not _is_real(value):
+        raise SettingsError(table, key, f"expected a number, got {_describe(value)}")
+    return float(value)
+
+
+def format_number(value) -> str:
+    """A bound or value as people write it: integers in full, others in %g."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
+def check_bounds(value, spec: Key, table, key) -> None:
+    """The value is finite and within the key's bounds."""
+    if not math.isfinite(value):
+        raise SettingsError(table, key, f"must be finite, got {value}")
+    if spec.minimum is not None:
+        if spec.exclusive and value <= spec.minimum:
+            raise SettingsError(table, key, f"must be greater than {format_number(spec.minimum)}, "
+                                            f"got {format_number(value)}")
+        if value < spec.minimum:
+            raise SettingsError(table, key, f"must be at least {format_number(spec.minimum)}, "
+                                            f"got {format_number(value)}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise SettingsError(table, key, f"must be at most {format_number(spec.maximum)}, got {format_number(value)}")
+
+
+def _string(value, spec: Key, table, key) -> str:
+    if not isinstance(value, str):
+        raise SettingsError(table, key, f"expected a string, got {_describe(value)}")
+    if not spec.choices:
+        return value
+    word = value.strip().lower()
+    if spec.aliases:  # "Fermi_Dirac", "fermi dirac", "mv", "cold", ...
+        word = "-".join(word.replace("_", " ").replace("-", " ").split())
+        word = spec.alias_map().get(word, word)
+    if word not in spec.choices:
+        raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}")
+    return word
+
+
+def _sequence(value, table, key, what):
+    if isinstance(value, np.ndarray):
+        if np.iscomplexobj(value) or value.ndim != 1:
+            raise SettingsError(table, key, f"expected {what}, got an array of shape {value.shape}, "
+                                            f"dtype {value.dtype}")
+        return list(value.tolist())
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(table, key, f"expected {what}, got {_describe(value)}")
+    return list(value)
+
+
+def check_value(value, spec: Key, table: str, key: str):
+    """``value`` converted to the key's type and unit, or a :class:`SettingsError`. None stays None
+    for keys whose default is None."""
+    if value is None:
+        if spec.default is None:
+            return None
+        raise SettingsError(table, key, f"must be given (default {spec.default!r}), got None")
+    kind = spec.kind
+    if kind in ("float",) + tuple(QUANTITY_UNITS):
+        number = _number(value, spec, table, key)
+        check_bounds(number, spec, table, key)
+        return number
+    if kind == "int":
+        if not _is_int(value):
+            raise SettingsError(table, key, f"expected an integer, got {_describe(value)}")
+        check_bounds(int(value), spec, table, key)
+        return int(value)
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise SettingsError(table, key, f"expected true or false, got {_describe(value)}")
+        return bool(value)
+    if kind == "str":
+        return _string(value, spec, table, key)
+    if kind == "int3":
+        items = _sequence(value, table, key, "three integers")
+        if len(items) != 3 or not all(_is_int(v) for v in items):
+            raise SettingsError(table, key, f"expected three integers, got {_describe(value)}")
+        for v in items:
+            check_bounds(int(v), spec, table, key)
+        return tuple(int(v) for v in items)
+    if kind == "floats":
+        items = _sequence(value, table, key, "a list of numbers")
+        if not all(_is_real(v) for v in items):
+            raise SettingsError(table, key, f"expected a list of numbers, got {_describe(value)}")
+        for v in items:
+            check_bounds(float(v), spec, table, key)
+        return [float(v) for v in items]
+    if kind == "pseudos":
+        if isinstance(value, str):
+            if value.strip().lower() not in spec.choices:
+                raise SettingsError(table, key, f"unknown family {_short(value)}; choose one of "
+                                                f"{', '.join(spec.choices)}, or give a table of elements")
+            return value.strip().lower()
+        if not isinstance(value, dict):
+            raise SettingsError(table, key, f"expected a family name or a table, e.g. {{ Si = 'Si-q4' }}, "
+                                            f"got {_describe(value)}")
+        for name, entry in value.items():
+            if not isinstance(entry, str) and not hasattr(entry, "__fspath__"):
+                raise SettingsError(table, key, f"entry for {name} must be a string (file or name), "
+                                                f"got {_describe(entry)}")
+        return {str(name): os.fspath(entry) for name, entry in value.items()}
+    if kind == "options":
+        if not isinstance(value, dict):
+            raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 2 }}, "
+                                            f"got {_describe(value)}")
+        for name, entry in value.items():
+            if name not in spec.choices:
+                raise SettingsError(table, key, f"unknown key {_short(name)} (known: {', '.join(spec.choices)})")
+            if not _is_int(entry):
+                raise SettingsError(table, key, f"{name} must be an integer, got {_describe(entry)}")
+            check_bounds(int(entry), spec, table, key)
+        return {str(name): int(entry) for name, entry in value.items()}
+    return value  # "list", "matrix3": checked where the structure is built
+
+
+def validated(settings) -> Settings:
+    """A checked, normalised copy of ``settings``: every value of its type, in atomic units, finite
+    and within bounds; choices in canonical spelling; the checks between keys that need no
+    structure. Raises :class:`SettingsError`. Validating a validated object changes nothing."""
+    if not isinstance(settings, Settings):
+        raise InputError(f"expected pwsim.Settings, got {type(settings).__name__}")
+    out = dataclasses.replace(settings)
+    for table in SETTINGS_TABLES + ("run",):
+        for key in table_keys(table):
+            setattr(out, key, check_value(getattr(settings, key), SCHEMA[table][key], table, key))
+    for key in API_ONLY:
+        if not isinstance(getattr(out, key), (bool, np.bool_)):
+            raise SettingsError(None, None, f"{key} must be true or false, got {_describe(getattr(out, key))}")
+    if out.smearing != "none" and not out.temperature > 0:
+        raise SettingsError("model", "smearing", f"smearing {out.smearing!r} needs a positive temperature "
+                                                 "(the smearing width, e.g. temperature = 0.01 or '0.27 eV')")
+    for key in ("magnetic_moments", "magnetization"):
+        if getattr(out, key) is not None and out.spin != "collinear":
+            raise SettingsError("model", key, "needs spin = 'collinear' in [model]")
+    if out.kerker is None and out.smearing != "none":
+        out.kerker = DEFAULT_KERKER  # the same default on every path (input file, API, ASE)
+    return mark_validated(out)
+
+
+def mark_validated(settings) -> Settings:
+    """Record that ``settings`` holds checked values (for a copy whose defaults the resolve step
+    filled in, e.g. ecut from the pseudopotentials' hints)."""
+    settings._validated = _fingerprint(settings)
+    return settings
+
+
+def _fingerprint(settings) -> str:
+    return repr(dataclasses.astuple(settings))
+
+
+def is_validated(settings) -> bool:
+    """Whether ``settings`` came out of :func:`validated` and was not changed since."""
+    mark = getattr(settings, "_validated", None)
+    return mark is not None and mark == _fingerprint(settings)
