@@ -233,7 +233,7 @@ def test_api_errors_are_input_errors(kwargs, fragment):
 
 def test_ecut_none_is_the_pseudopotentials_default():
     """ecut = None (the default) takes the pseudopotentials' cutoff hint: 15 Ha for GTH, the largest
-    'normal' hint for the default PseudoDojo files (Si LDA: 16 Ha in the shipped standard.djson)."""
+    'normal' hint for the default PseudoDojo files (their standard.djson)."""
     assert quiet_resolve(si(), ecut=None, pseudopotentials="gth").settings.ecut == 15.0
     run = quiet_resolve(si(), ecut=None)
     assert run.settings.pseudopotentials == "pseudodojo"
