@@ -456,10 +456,10 @@ GAAS_EXAMPLE = [
      "the others), and with no `ecut` the largest `normal` cutoff hint of its species. GaAs this way gets "
      "`pbe/Ga-d.psp8` and `pbe/As-d.psp8` at 42 Ha (`pwsim check` prints both), converges in about 9 "
      "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:"),
-    "\n".join(["```toml", "[structure]", "units = \"angstrom\"                    # zincblende, a = 5.65 angstrom",
-               "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]",
-               "species = [\"Ga\", \"As\"]", "positions = [[0, 0, 0], [0.25, 0.25, 0.25]]", "", "[model]",
-               "xc = \"pbe\"", "", "[basis]", "kpoints = [4, 4, 4]", "```"]),
+    ("```toml\n[structure]\nunits = \"angstrom\"                    # zincblende, a = 5.65 angstrom\n"
+     "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]\n"
+     "species = [\"Ga\", \"As\"]\npositions = [[0, 0, 0], [0.25, 0.25, 0.25]]\n\n[model]\n"
+     "xc = \"pbe\"\n\n[basis]\nkpoints = [4, 4, 4]\n```"),
 ]
 
 
