@@ -23,7 +23,7 @@ from ._version import __version__
 from .backend import get_backend
 from .basis import PlaneWaveBasis
 from .eigensolver import kinetic_preconditioner, lobpcg
-from .errors import ConvergenceError, InputError
+from .errors import InputError
 from .forces import compute_forces
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
@@ -499,7 +499,8 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         state.rho_in = mixer(state.rho_in, rho_out)
         if checkpoint is not None:
             snapshot = (energies, eigenvalues, occ, rho_out)
-            checkpoint(state, lambda: _make_result(setup, state, *snapshot, False, time.perf_counter() - start))
+            checkpoint(state, lambda snapshot=snapshot: _make_result(setup, state, *snapshot, False,
+                                                                      time.perf_counter() - start))
     rho_final = state.rho_in if converged else rho_out
     result = _make_result(setup, state, energies, eigenvalues, occ, rho_final, converged, time.perf_counter() - start)
     final = None
