@@ -12,9 +12,9 @@ seconds (Si only, 10 Ha, shifted 2x2x2, five points).
 import os
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 import pwsim
+from pwsim.eos import fit_birch_murnaghan
 from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_PER_BOHR3_IN_GPA
 
 QUICK = os.environ.get("PWSIM_EXAMPLE_QUICK", "") not in ("", "0")
@@ -28,21 +28,6 @@ CRYSTALS = {
 if QUICK:
     CRYSTALS = {"Si": ("diamond", 10.33, {"kpoints": (2, 2, 2), "kshift": (1, 1, 1), "ecut": 10.0})}
 NPOINTS = 5 if QUICK else 7
-
-
-def birch_murnaghan(volume, e0, v0, b0, b0_prime):
-    """Third-order Birch-Murnaghan energy E(V); b0 in hartree/bohr^3."""
-    eta = (v0 / volume) ** (2.0 / 3.0)
-    return e0 + 9.0 * v0 * b0 / 16.0 * ((eta - 1.0) ** 3 * b0_prime + (eta - 1.0) ** 2 * (6.0 - 4.0 * eta))
-
-
-def fit(volumes, energies):
-    """(e0, v0, b0, b0') of the Birch-Murnaghan fit, started from a parabola."""
-    c2, c1, c0 = np.polyfit(volumes, energies, 2)
-    v_guess = -c1 / (2 * c2)
-    guess = (c0 - c1**2 / (4 * c2), v_guess, 2 * c2 * v_guess, 4.0)
-    params, _ = curve_fit(birch_murnaghan, volumes, energies, p0=guess, maxfev=20000)
-    return params
 
 
 def crystal(element, kind, a):
@@ -62,7 +47,7 @@ def equation_of_state(element, kind, a_guess, settings):
         volumes.append(structure.volume / structure.natoms)
         energies.append(result.energy_per_atom)
         print(f"{element:>3} {a:10.4f} {volumes[-1]:14.4f} {energies[-1]:18.10f} {result.iterations:6d}")
-    return fit(np.array(volumes), np.array(energies))
+    return fit_birch_murnaghan(np.array(volumes), np.array(energies))
 
 
 def main():

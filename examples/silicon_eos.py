@@ -10,29 +10,14 @@ PWSIM_EXAMPLE_QUICK=1 runs a rough version in seconds (Ecut 8 Ha, shifted 2x2x2,
 import os
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 import pwsim
+from pwsim.eos import fit_birch_murnaghan
 from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_PER_BOHR3_IN_GPA
 
 QUICK = os.environ.get("PWSIM_EXAMPLE_QUICK", "") not in ("", "0")
 ECUT, KPOINTS, NPOINTS = (8.0, (2, 2, 2), 5) if QUICK else (15.0, (4, 4, 4), 7)
 KSHIFT = (1, 1, 1)  # Monkhorst-Pack grids shifted off Gamma sample the fcc zone far better
-
-
-def birch_murnaghan(volume, e0, v0, b0, b0_prime):
-    """Third-order Birch-Murnaghan energy E(V); b0 in hartree/bohr^3."""
-    eta = (v0 / volume) ** (2.0 / 3.0)
-    return e0 + 9.0 * v0 * b0 / 16.0 * ((eta - 1.0) ** 3 * b0_prime + (eta - 1.0) ** 2 * (6.0 - 4.0 * eta))
-
-
-def fit(volumes, energies):
-    """(e0, v0, b0, b0') of the Birch-Murnaghan fit, started from a parabola."""
-    c2, c1, c0 = np.polyfit(volumes, energies, 2)
-    v_guess = -c1 / (2 * c2)
-    guess = (c0 - c1**2 / (4 * c2), v_guess, 2 * c2 * v_guess, 4.0)
-    params, _ = curve_fit(birch_murnaghan, volumes, energies, p0=guess, maxfev=20000)
-    return params
 
 
 def main():
@@ -50,7 +35,7 @@ def main():
         volumes.append(structure.volume / structure.natoms)
         energies.append(result.energy_per_atom)
         print(f"{a:10.4f} {volumes[-1]:16.4f} {energies[-1]:16.8f} {result.iterations:10d}")
-    e0, v0, b0, b0_prime = fit(np.array(volumes), np.array(energies))
+    e0, v0, b0, b0_prime = fit_birch_murnaghan(np.array(volumes), np.array(energies))
     a0 = (4 * 2 * v0) ** (1.0 / 3.0)  # 8 atoms in the cubic cell, 2 per primitive cell of volume a^3/4
     print()
     print(f"equilibrium lattice constant  a0 = {a0:.4f} bohr = {a0 * BOHR_IN_ANGSTROM:.4f} angstrom")

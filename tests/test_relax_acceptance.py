@@ -22,18 +22,13 @@ only bounded by the Pulay error (0.05 bohr at this cutoff).
 """
 import numpy as np
 import pytest
-from scipy.optimize import curve_fit
 
 import pwsim
+from pwsim.eos import fit_birch_murnaghan
 
 ECUT = 12.0
 KPOINTS = (4, 4, 4)
 SETTINGS = dict(xc="lda", pseudopotentials="gth", kpoints=KPOINTS, energy_tolerance=1e-10)
-
-
-def birch_murnaghan(volume, e0, v0, b0, b0_prime):
-    eta = (v0 / volume) ** (2.0 / 3.0)
-    return e0 + 9.0 * v0 * b0 / 16.0 * ((eta - 1.0) ** 3 * b0_prime + (eta - 1.0) ** 2 * (6.0 - 4.0 * eta))
 
 
 def eos_minimum(lattice_constants, ecut_of_a):
@@ -45,11 +40,7 @@ def eos_minimum(lattice_constants, ecut_of_a):
         assert result.converged
         volumes.append(structure.volume)
         energies.append(result.total_energy)
-    volumes, energies = np.array(volumes), np.array(energies)
-    c2, c1, c0 = np.polyfit(volumes, energies, 2)
-    v_guess = -c1 / (2 * c2)
-    guess = (c0 - c1**2 / (4 * c2), v_guess, 2 * c2 * v_guess, 4.0)
-    params, _ = curve_fit(birch_murnaghan, volumes, energies, p0=guess, maxfev=20000)
+    params = fit_birch_murnaghan(volumes, energies)
     return (4.0 * params[1]) ** (1.0 / 3.0)  # primitive fcc cell: V = a^3 / 4
 
 
