@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io.hdf5 import add_group, as_result, dataset
+from .io.hdf5 import add_group, as_result, dataset, group_reader
 from .units import HARTREE_IN_EV
 
 METHODS = ("gaussian", "tetrahedron")
@@ -323,14 +323,28 @@ def write_dos(path_h5, d: DensityOfStates) -> Path:
 
 
 def read_dos(result_or_path) -> DensityOfStates:
-    """The DOS stored by :func:`write_dos`, from a file or a loaded Result."""
+    """The DOS stored by :func:`write_dos`, from a file or a loaded Result. Every dataset is checked
+    (kind, shape, finite values, increasing energies): a damaged group raises :class:`InputError`
+    with one line naming the dataset."""
+    from .results import Result
+
     result = as_result(result_or_path)
-    g = result.extra.get("dos")
-    if not g:
+    if not result.extra.get("dos"):
         raise InputError("this output file holds no density of states (/dos): run `pwsim dos` first")
-    method = g.get("method", "gaussian")
-    method = method.decode() if isinstance(method, bytes) else str(method)
-    return DensityOfStates(np.asarray(g["energies"]), np.asarray(g["dos"]), np.asarray(g["integrated"]),
-                           float(g["fermi_level"]), float(g["reference_energy"]), float(g["n_electrons"]),
-                           int(g.get("nbands", 0)), method, float(g["width"]) if "width" in g else None,
-                           result.structure, float(g["complete_below"]) if "complete_below" in g else None)
+    r = group_reader(result, "dos", result_or_path if not isinstance(result_or_path, Result) else None)
+    energies = r.array("energies", (None,), expect="(ne,)")
+    if energies.size < 2 or np.any(np.diff(energies) <= 0):
+        r.fail("energies", "is not an increasing grid of at least two energies")
+    ne = energies.size
+    dos = r.array("dos", (None, ne), expect=f"(nspin, {ne}) like /dos/energies")
+    if dos.shape[0] not in (1, 2):
+        r.fail("dos", f"has {dos.shape[0]} spin channels, expected 1 or 2")
+    method = r.text("method", ("gaussian", "tetrahedron"), default="gaussian")
+    width = r.optional("width")
+    if width is not None and width <= 0:
+        r.fail("width", f"is {width:g}, expected a positive broadening")
+    nbands = int(r.scalar("nbands", "int")) if r.has("nbands") else 0
+    return DensityOfStates(energies, dos, r.array("integrated", dos.shape, expect=f"{dos.shape} like /dos/dos"),
+                           float(r.scalar("fermi_level")), float(r.scalar("reference_energy")),
+                           float(r.scalar("n_electrons")), nbands, method, width, result.structure,
+                           r.optional("complete_below"))
