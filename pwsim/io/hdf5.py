@@ -154,6 +154,14 @@ def _write(f, r: Result, checkpoint_state):
     scf = f["scf"]
     dataset(scf, "converged", bool(r.converged), "dimensionless")
     dataset(scf, "iterations", int(r.iterations), "dimensionless")
+    # fixed occupations whose highest occupied level lies above the lowest empty one: a metal filled
+    # as an insulator; the flag (and the warning as an attribute) keep a wrong answer from looking right
+    from ..sanity import overlapping_bands
+
+    overlap = overlapping_bands(r)
+    dataset(scf, "bands_overlap", overlap is not None, "dimensionless")
+    if overlap is not None:
+        scf.attrs["warning"] = overlap
     dataset(scf, "energy_history", np.asarray(r.history.get("energy", []), dtype=float), "hartree")
     dataset(scf, "delta_energy_history", np.asarray(r.history.get("delta_energy", []), dtype=float), "hartree")
     dataset(scf, "residual_history", np.asarray(r.history.get("residual", []), dtype=float), "electrons/bohr^1.5")
@@ -399,6 +407,8 @@ def _read_history(r: _Reader) -> dict:
         if value is None or value.ndim != 1 or value.dtype.kind not in "iuf":
             r.fail(f"scf/{name}", "is missing or not a 1-d array of numbers")
         history[key] = value.astype(float)  # inf is legitimate here: the first dE of a run
+    if r.has("scf/bands_overlap"):  # derived from /homo and /lumo; only its kind is checked here
+        r.scalar("scf/bands_overlap", "bool")
     single = "scf/single_precision_history"
     history["single_precision"] = (r.array(single, (None,), "int").astype(float) if r.has(single)
                                    else np.zeros(0))

@@ -482,8 +482,9 @@ def reference_markdown() -> str:
          "Unknown tables or keys are errors, and every error is reported as one line naming the "
          "file, the line and the key. `pwsim check` runs exactly the validation of `pwsim run` "
          "(including the electron count, the FFT box and the memory estimate) and prints sanity "
-         "warnings (a likely wrong length unit, a crystal at the Gamma point only, an odd number of "
-         "electrons without smearing)."),
+         "warnings (a likely wrong length unit, a crystal at the Gamma point only, a metal-looking system "
+         "without smearing: an odd number of electrons, metallic elements only, or a repeated primitive cell "
+         "with an odd number of electrons)."),
         ("The same keys, with the same defaults, units and checks, are the keyword arguments of the "
          "Python API (`pwsim.scf(structure, ecut=\"30 Ry\", kpoints=(4, 4, 4))`, `pwsim.Settings`) "
          "and the parameters of the ASE calculator; `[relax]` keys are the keywords of `pwsim.relax`."),
