@@ -369,7 +369,8 @@ def check_regular_file(path, what: str, max_bytes: int, key: tuple | None = None
     if not stat.S_ISREG(info.st_mode):
         raise fail(f"{path} is not a regular file (a device, FIFO or socket); the {what} must be a file")
     if info.st_size > max_bytes:
-        raise fail(f"{path} has {info.st_size / 2**20:.1f} MiB; a {what} may have at most "
+        article = 'an' if what[0] in 'aeiou' else 'a'
+        raise fail(f"{path} has {info.st_size / 2**20:.1f} MiB; {article} {what} may have at most "
                    f"{max_bytes / 2**20:.0f} MiB")
 
 
