@@ -129,7 +129,8 @@ def overlapping_bands(result) -> str | None:
         return None
     return (f"the bands overlap: the highest occupied level ({result.homo:.6f} Ha) lies "
             f"{-result.gap * HARTREE_IN_EV:.4f} eV above the lowest empty one ({result.lumo:.6f} Ha) at another "
-            f"k-point, so fixed occupations are not the ground state of this metal; {_SET_SMEARING}")
+            f"k-point: with fixed occupations this is not the ground state (the system looks metallic on this "
+            f"k-point mesh); {_SET_SMEARING}")
 
 
 def warn_overlapping_bands(result) -> None:
