@@ -709,12 +709,14 @@ class _SharedFFTW:
     def grid_to_sphere(self, grid, box_map):
         return self.whole.grid_to_sphere(grid, box_map)
 
-    def _ranges(self, nbands, even):
-        return hostthreads.shares(nbands, self.threads, even=even, min_rows=hostthreads.MIN_BANDS_PER_THREAD)
+    def _ranges(self, nbands, even, box_map):
+        points = box_map.shape[0] * box_map.shape[1] * box_map.shape[2]
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_FFT_POINTS // points))
+        return hostthreads.shares(nbands, self.threads, even=even, min_rows=min_rows)
 
     def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
         c = coeffs.reshape(-1, coeffs.shape[-1])
-        ranges = self._ranges(c.shape[0], even=minus_index is not None)
+        ranges = self._ranges(c.shape[0], minus_index is not None, box_map)
         if potential is None or len(ranges) == 1:  # the bare transform returns whole boxes: not shared
             return self.whole.sphere_to_grid(coeffs, box_map, potential, minus_index)
 
@@ -725,7 +727,7 @@ class _SharedFFTW:
         return np.concatenate(parts, axis=0).reshape(coeffs.shape)
 
     def density(self, coeffs, weights, box_map, real):
-        ranges = self._ranges(coeffs.shape[0], even=real)
+        ranges = self._ranges(coeffs.shape[0], real, box_map)
         if len(ranges) == 1:
             return self.whole.density(coeffs, weights, box_map, real)
 

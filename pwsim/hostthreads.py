@@ -23,8 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 #: a product is shared out only above this many multiply-adds: below it, waking a thread costs more
 #: than it saves (a 64 x 64 x 4000 real GEMM is ~50 microseconds on one core)
 MIN_SHARED_WORK = 2_000_000
-#: FFT batches are shared out only if every thread gets at least this many bands
+#: FFT batches are shared out only if every thread gets at least this many bands ...
 MIN_BANDS_PER_THREAD = 2
+#: ... and at least this many grid points of transforms (bands x box points): a band of a small
+#: box (Al, 20^3) is tens of microseconds of FFT, no more than waking a thread costs
+MIN_SHARED_FFT_POINTS = 200_000
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()

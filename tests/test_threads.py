@@ -64,6 +64,9 @@ def test_two_threads_give_the_one_thread_ground_state(monkeypatch):
     pytest.importorskip("pyfftw")
     calls = []
     real_run_shares = hostthreads.run_shares
+    # small thresholds: the mechanism is under test here, not the policy of when sharing pays
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_FFT_POINTS", 1000)
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_WORK", 10_000)
 
     def counting(threads, task, ranges):
         calls.append(len(ranges))
@@ -97,6 +100,7 @@ def test_two_threads_give_the_one_thread_energy_with_kpoints(monkeypatch):
     structure = pwsim.Structure(lattice, ["Si", "Si"], np.array([[0, 0, 0], [.26, .25, .24]]))
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11, spin="collinear",
                     smearing="fermi-dirac", temperature=0.01, magnetic_moments=[0.5, 0.5])
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_FFT_POINTS", 1000)
     energies = {}
     for threads in (1, 2):
         monkeypatch.setenv("PWSIM_NUM_THREADS", str(threads))
