@@ -17,6 +17,7 @@ added in share order.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,7 +52,7 @@ def shares(nrows: int, threads: int, even: bool = False, min_rows: int = 1) -> l
     bounds = [round(i * nrows / count) for i in range(count + 1)]
     if even:
         bounds = [b + (b % 2) if 0 < b < nrows else b for b in bounds]
-    ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    ranges = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
     return ranges or [(0, nrows)]
 
 
