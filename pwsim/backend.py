@@ -306,12 +306,12 @@ class Backend:
 
     def real_combine(self, c, s, half: int | None = None):
         """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n).
-        With ``half``, only the first 1 + half columns are combined and the partners filled in as
-        their complex conjugates."""
+        With ``half``, only the first 1 + half columns are combined (``s`` may hold only those) and
+        the partners filled in as their complex conjugates: the result has 1 + 2 half columns."""
         if self.name == "numpy":
             if half is not None:
                 rs = s[:, : 1 + half].view(_real_of(s.dtype))
-                out = np.empty((c.shape[1], s.shape[1]), dtype=s.dtype)
+                out = np.empty((c.shape[1], 1 + 2 * half), dtype=s.dtype)
                 first = out[:, : 1 + half]
                 # the GEMM writes straight into the first half of the rows (a strided BLAS output)
                 np.matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs, out=first.view(rs.dtype))
@@ -320,7 +320,11 @@ class Backend:
             rs = np.ascontiguousarray(s).view(_real_of(s.dtype))
             out = np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs
             return out.view(s.dtype)
-        return self.xp.astype(c, s.dtype).mT @ s
+        xp = self.xp
+        if half is not None:
+            first = xp.astype(c, s.dtype).mT @ s[:, : 1 + half]
+            return xp.concat([first, xp.conj(first[:, 1:])], axis=1)
+        return xp.astype(c, s.dtype).mT @ s
 
     def combine_block(self, ct, s, real: bool):
         """Rows sum_j ct[k, j] s_j -> (m, ncols) new array, for coefficients ``ct`` (m, ns) and rows
