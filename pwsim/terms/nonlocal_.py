@@ -33,15 +33,18 @@ class NonlocalOperator:
 
     projectors: (nproj, npw) complex, device; coupling: (nproj, nproj) device (hartree);
     atom_of: (nproj,) host int, which atom each projector sits on; backend: the array backend;
-    kpoint: its k-point (at Gamma with real wavefunctions the products run as real GEMMs).
+    kpoint: its k-point; half: None, or at a real Gamma point the kpoint's ``half``: the projectors
+    then hold only the first 1 + half columns of the sphere [G=0, half G's, their partners] and the
+    products run as real GEMMs on them (fixed at construction, whatever the k-point says later).
     """
 
-    def __init__(self, projectors, coupling, atom_of, backend, kpoint):
+    def __init__(self, projectors, coupling, atom_of, backend, kpoint, half=None):
         self.projectors = projectors
         self.coupling = coupling
         self.atom_of = atom_of
         self.backend = backend
         self.kpoint = kpoint
+        self.half = half
         self._coupling_real = None
 
     def single(self):
@@ -49,7 +52,7 @@ class NonlocalOperator:
         each time, not kept: after the SCF's single-precision phase it would be dead weight)."""
         xp = self.backend.xp
         return NonlocalOperator(xp.astype(self.projectors, xp.complex64), xp.astype(self.coupling, xp.complex64),
-                                self.atom_of, self.backend, self.kpoint)
+                                self.atom_of, self.backend, self.kpoint, self.half)
 
     @property
     def nproj(self) -> int:
@@ -63,12 +66,12 @@ class NonlocalOperator:
         xp = self.backend.xp
         if self.nproj == 0:
             return xp.zeros_like(c_nG)
-        if self.kpoint.is_gamma:
-            overlaps_ni = self.backend.real_overlap(c_nG, self.projectors, self.kpoint.half)  # real
+        if self.half is not None:
+            overlaps_ni = self.backend.real_overlap(c_nG, self.projectors, self.half)  # real
             if self._coupling_real is None:
                 self._coupling_real = xp.real(self.coupling)
             weights_ni = overlaps_ni @ xp.astype(self._coupling_real, overlaps_ni.dtype)
-            return self.backend.real_combine(weights_ni.mT, self.projectors, self.kpoint.half)
+            return self.backend.real_combine(weights_ni.mT, self.projectors, self.half)
         overlaps_ni = c_nG @ xp.conj(self.projectors.mT)
         return (overlaps_ni @ self.coupling) @ self.projectors
 
@@ -79,8 +82,8 @@ class NonlocalOperator:
             return xp.zeros(c_nG.shape[0], dtype=xp.float64, device=c_nG.device)
         c_nG = xp.astype(c_nG, xp.complex128, copy=False)
         projectors = xp.astype(self.projectors, xp.complex128, copy=False)
-        if self.kpoint.is_gamma:
-            overlaps_ni = self.backend.real_overlap(c_nG, projectors, self.kpoint.half)
+        if self.half is not None:
+            overlaps_ni = self.backend.real_overlap(c_nG, projectors, self.half)
             return xp.sum((overlaps_ni @ xp.astype(xp.real(self.coupling), xp.float64)) * overlaps_ni, axis=-1)
         overlaps_ni = c_nG @ xp.conj(projectors.mT)
         coupling = xp.astype(self.coupling, xp.complex128)
@@ -228,18 +231,19 @@ def build_operator(basis, pseudos, kpoint, dtype=None) -> NonlocalOperator:
     coupling; default the backend's complex dtype). At a real Gamma point only the first 1 + half
     columns of the sphere are built and kept: every product reads only those."""
     bk = basis.backend
-    kpg = kpoint.kpg if not kpoint.is_gamma else kpoint.kpg[: 1 + kpoint.half]
+    half = kpoint.half if kpoint.is_gamma else None
+    kpg = kpoint.kpg if half is None else kpoint.kpg[: 1 + half]
     projectors, coupling, atom_of = projector_blocks(basis.structure, pseudos, kpg)
     dtype = dtype or bk.complex_dtype
     return NonlocalOperator(bk.to_device(projectors, dtype=dtype), bk.to_device(coupling, dtype=dtype), atom_of,
-                            bk, kpoint)
+                            bk, kpoint, half)
 
 
-def _projections(bk, c_nG, rows, kpoint):
-    """<row_i|psi_n> (nb, nrows) device: real at a real Gamma point (rows and orbitals are the
-    transforms of real functions; rows may hold only the first 1 + half columns), complex elsewhere."""
-    if kpoint.is_gamma:
-        return bk.real_overlap(c_nG, rows, kpoint.half)
+def _projections(bk, c_nG, rows, half):
+    """<row_i|psi_n> (nb, nrows) device: with ``half`` (a real Gamma point: rows and orbitals are the
+    transforms of real functions, rows may hold only the first 1 + half columns) real, else complex."""
+    if half is not None:
+        return bk.real_overlap(c_nG, rows, half)
     return c_nG @ bk.xp.conj(rows.mT)
 
 
@@ -283,8 +287,8 @@ class Nonlocal(Term):
                 continue
             c_nG, f_n = occupied
             blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1]))
-            overlaps = bk.xp.concat([_projections(bk, c_nG, op.projectors[rows, :], kpoint) for rows, _ in blocks], axis=1)
-            coupling = bk.xp.real(op.coupling) if kpoint.is_gamma else op.coupling
+            overlaps = bk.xp.concat([_projections(bk, c_nG, op.projectors[rows, :], op.half) for rows, _ in blocks], axis=1)
+            coupling = bk.xp.real(op.coupling) if op.half is not None else op.coupling
             yield kpoint, op, c_nG, bk.to_device(f_n), blocks, overlaps, overlaps @ bk.xp.astype(coupling, overlaps.dtype)
 
     def _kpg(self, kpoint, op):
@@ -305,7 +309,7 @@ class Nonlocal(Term):
                 for v in range(3):
                     dbeta = op.projectors[rows, :] * kpg[:, v]
                     dbeta *= -1j
-                    doverlaps = _projections(bk, c_nG, dbeta, kpoint)
+                    doverlaps = _projections(bk, c_nG, dbeta, op.half)
                     dedtau_vi[v, rows] = 2.0 * bk.to_host(_weighted_trace(bk, doverlaps, od_ni[:, rows], f_n))
             np.add.at(forces, op.atom_of, -dedtau_vi.T)
         return forces
@@ -331,6 +335,6 @@ class Nonlocal(Term):
             for a in range(3):
                 grad_a = bk.to_device(builder.rows(channels, a), dtype=dtype)  # (nrows, width)
                 for b in range(3):
-                    mats = _projections(bk, c_nG, grad_a * kpg[:, b], kpoint)  # sum_G c_nG conj(T_a,iG) q_b
+                    mats = _projections(bk, c_nG, grad_a * kpg[:, b], op.half)  # sum_G c_nG conj(T_a,iG) q_b
                     out[a, b] -= 2.0 * bk.scalar(xp.sum(_weighted_trace(bk, mats, od_block, f_n)))
         return out
