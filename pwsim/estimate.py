@@ -204,3 +204,24 @@ def check_memory(est: Estimate, limit_gib: float | None) -> None:
             f"{est.nkpoints} k-point(s)) but the {what} is {limit / 2**30:.3g} GiB; lower ecut, k-points or "
             "the cell, or raise [run] max_memory (GiB)"
         )
+
+
+#: bytes per plane wave and k-point that a band-structure path keeps for all its k-points (Miller
+#: indices, k+G, three copies of the kinetic energy, the sphere-box map; pwsim.basis.Kpoint)
+PATH_BYTES_PER_PLANE_WAVE = 96
+#: H applications per band and path k-point in the model's units (~4 per SCF iteration); calibrated
+#: like seconds_per_iteration: Si2 at 10 Ha, 200 path points, 0.045 s CPU per k-point measured, 0.05 s
+#: modelled
+PATH_APPLICATIONS_PER_BAND = 8
+
+
+def path_estimate(sizes: Sizes, nk: int) -> Estimate:
+    """Memory and time of non-self-consistent eigenvalues at ``nk`` k-points (pwsim.nscf): the basis
+    arrays of every k-point are kept, the eigensolver works on one k-point at a time."""
+    nk_all = nk * sizes.nspin
+    parts = memory_parts(sizes, 1, symmetrizer=False)  # one k-point's working set
+    parts["path basis arrays"] = nk_all * sizes.npw * PATH_BYTES_PER_PLANE_WAVE
+    parts["eigenvalues"] = nk_all * sizes.nwork * 8.0
+    seconds = seconds_per_iteration(sizes, nk) * PATH_APPLICATIONS_PER_BAND / 4
+    return Estimate(sum(parts.values()), seconds, sizes.nwork, [int(sizes.npw)], tuple(sizes.fft_grid), nk, 0.0, "",
+                    parts=parts)
