@@ -317,12 +317,12 @@ class Backend:
 
     def real_combine(self, c, s, half: int | None = None):
         """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n).
-        With ``half``, only the first 1 + half columns are combined and the partners filled in as
-        their complex conjugates."""
+        With ``half``, only the first 1 + half columns are combined (``s`` may hold only those) and
+        the partners filled in as their complex conjugates: the result has 1 + 2 half columns."""
         if self.name == "numpy":
             if half is not None:
                 rs = s[:, : 1 + half].view(_real_of(s.dtype))
-                out = np.empty((c.shape[1], s.shape[1]), dtype=s.dtype)
+                out = np.empty((c.shape[1], 1 + 2 * half), dtype=s.dtype)
                 first = out[:, : 1 + half]
                 # the GEMM writes straight into the first half of the rows (a strided BLAS output)
                 self._matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs, out=first.view(rs.dtype))
@@ -331,7 +331,11 @@ class Backend:
             rs = np.ascontiguousarray(s).view(_real_of(s.dtype))
             out = self._matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs)
             return out.view(s.dtype)
-        return self.xp.astype(c, s.dtype).mT @ s
+        xp = self.xp
+        if half is not None:
+            first = xp.astype(c, s.dtype).mT @ s[:, : 1 + half]
+            return xp.concat([first, xp.conj(first[:, 1:])], axis=1)
+        return xp.astype(c, s.dtype).mT @ s
 
     def combine_block(self, ct, s, real: bool):
         """Rows sum_j ct[k, j] s_j -> (m, ncols) new array, for coefficients ``ct`` (m, ns) and rows
@@ -452,13 +456,11 @@ class _PyFFTW:
     THREADS_FROM = 48**3
 
     def __init__(self, threads):
-        import pyfftw
-
-        self.pyfftw = pyfftw
+        self.pyfftw = _import_pyfftw()
         self.threads = threads
         self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
         self.plans = {}
-        self.align = pyfftw.simd_alignment
+        self.align = self.pyfftw.simd_alignment
         # Every plan is made on views of two scratch boxes per grid and dtype, and re-pointed at them
         # after each use (:meth:`_rest`): otherwise each of the ~20 plans would keep its own box-sized
         # arrays, and the last arrays it ran on, alive (~60 MiB on a 72^3 grid).
@@ -779,10 +781,30 @@ def cupy_status() -> tuple[bool, str]:
         return False, f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
 
 
+def _import_pyfftw():
+    """``import pyfftw`` without its optional SciPy interfaces.
+
+    pyFFTW's package import also builds drop-in replacements for ``scipy.fftpack`` and
+    ``scipy.fft``, importing both (~0.35 s: a third of a small run's whole time, more than pw.x's
+    start-up). pwsim uses only ``pyfftw.FFTW``, so while pyFFTW is first imported ``scipy.fftpack`` is
+    made unimportable (pyFFTW then skips those interfaces) and put back right after. If SciPy's FFTs
+    are already loaded, or pyFFTW is, nothing is changed."""
+    if "pyfftw" in sys.modules or "scipy.fftpack" in sys.modules:
+        import pyfftw
+
+        return pyfftw
+    sys.modules["scipy.fftpack"] = None  # "import scipy.fftpack" raises ImportError while this is set
+    try:
+        import pyfftw
+    finally:
+        if sys.modules.get("scipy.fftpack", 0) is None:
+            del sys.modules["scipy.fftpack"]
+    return pyfftw
+
+
 def fft_library_name() -> str:
     try:
-        import pyfftw  # noqa: F401
-
+        _import_pyfftw()
         return "pyfftw"
     except ImportError:
         return "scipy.fft"
