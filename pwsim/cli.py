@@ -27,6 +27,7 @@ from .cli_common import (
     check_interrupted,
     install_signal_handlers,
     interrupted,
+    interrupted_meanwhile,
     watch,
 )
 from .cli_common import error as _error
@@ -64,6 +65,9 @@ class _Group(click.Group):
             interrupted(exc.signum)
         except (click.exceptions.Abort, KeyboardInterrupt):
             interrupted(signal.SIGINT)
+        except Exception:  # e.g. a command's import cut by a signal comes back as ImportError
+            interrupted_meanwhile()
+            raise
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

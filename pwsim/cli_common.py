@@ -128,10 +128,18 @@ def guard(func, debug, quiet=False):
         return _guarded(func, debug)
 
 
+def interrupted_meanwhile() -> None:
+    """A signal arrived and its exception came back as something else (a C extension's module init
+    turns it into "ImportError: initialization failed"; a library may wrap it): exit as for the signal."""
+    if _SIGNALS["pending"] is not None:
+        interrupted(_SIGNALS["pending"])
+
+
 def _guarded(func, debug):
     try:
         return func()
     except PwsimError as exc:
+        interrupted_meanwhile()
         _fail(exc, debug)
     except Interrupted as exc:
         interrupted(exc.signum)
@@ -146,11 +154,13 @@ def _guarded(func, debug):
             pass
         sys.exit(141)
     except OSError as exc:  # disk full, permission denied, ...: the environment, not a bug
+        interrupted_meanwhile()
         if debug:
             raise
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         error(f"{where}{exc.strerror or exc}", 2)
     except Exception as exc:  # an unexpected failure still gets one line, unless --debug
+        interrupted_meanwhile()
         if debug:
             raise
         error(f"internal error: {type(exc).__name__}: {first_line(str(exc))} "
