@@ -75,3 +75,30 @@ def test_eos_examples_print_one_line_per_volume_as_it_comes(tmp_path, script, ro
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("command", ["dos", "bands"])
+def test_locked_file_is_refused_before_any_progress(si_file, tmp_path, command):
+    """Progress goes to stderr, so a refusal must come before it: a file that a live job holds
+    (NAME.lock with its pid) gives exactly one stderr line, at once; a stale lock (a dead pid, left by
+    a killed job) does not count."""
+    work = tmp_path / "w"
+    work.mkdir()
+    target = work / "si.h5"
+    target.write_bytes(si_file.read_bytes())
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (work / "si.h5.lock").write_text(f"{holder.pid}\n")
+        proc = subprocess.run([sys.executable, "-m", "pwsim", command, "si.h5", "-o", "x.png"], cwd=work,
+                              capture_output=True, text=True, env=_env(), timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"pwsim: error: si.h5 is being written by another pwsim job (pid {holder.pid}); wait for it to finish or "
+        "choose another output with -o"], proc.stderr
+    assert target.read_bytes() == si_file.read_bytes() and not (work / "x.png").exists()
+    if command == "dos":  # the holder is dead now: its lock file is stale
+        again = subprocess.run([sys.executable, "-m", "pwsim", "dos", "si.h5", "-o", "x.png", "-q"], cwd=work,
+                               capture_output=True, text=True, env=_env(), timeout=120)
+        assert again.returncode == 0, again.stderr

@@ -127,6 +127,28 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"the output directory {parent} is not writable")
 
 
+def check_not_locked(path) -> None:
+    """Refuse at once (OutputError, exit 2) a file that a running job holds: for commands that would
+    update it only after a computation (``pwsim bands``/``dos``). It reads the pid in ``NAME.lock``
+    and asks whether that process lives; it takes no lock, so it never disturbs a job starting now
+    (a lock file left by a killed job names a dead pid and does not count)."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    try:
+        owner = int(lock_path.read_text(errors="replace").strip() or 0)
+    except (OSError, ValueError):
+        return
+    if owner <= 0 or owner == os.getpid():
+        return
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return
+    except OSError:  # alive, another user's
+        pass
+    raise OutputError(f"{path} is being written by another pwsim job (pid {owner}); "
+                      "wait for it to finish or choose another output with -o")
+
+
 class OutputFile:
     """An output file owned by one job: locked on ``__enter__``, written whole by :meth:`write`.
 
