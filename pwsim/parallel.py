@@ -125,6 +125,42 @@ class Comm:
             row.Free()
         return out
 
+    def Allreduce_sum(self, array: np.ndarray) -> np.ndarray:
+        """The element-wise sum over the ranks of a host array (float or complex), the same bits on
+        every rank (MPI_SUM of IEEE numbers is commutative bit for bit, and MPICH's and Open MPI's
+        algorithms combine the same partial sums on every rank)."""
+        if self.mpi is None:
+            return array
+        from mpi4py import MPI
+
+        array = np.ascontiguousarray(array)
+        out = np.empty_like(array)
+        real = np.float32 if array.dtype in (np.float32, np.complex64) else np.float64
+        self.mpi.Allreduce(array.view(real), out.view(real), op=MPI.SUM)
+        return out
+
+    def Alltoall_pieces(self, send: np.ndarray, send_counts, recv_counts) -> np.ndarray:
+        """Rank r gets, from every rank s in rank order, the ``send_counts[r]`` elements that s put
+        at position sum(send_counts[:r]) of its flat ``send`` buffer (contiguous pieces of one dtype)."""
+        if self.mpi is None:
+            return send
+        send = np.ascontiguousarray(send).reshape(-1)
+        recv = np.empty(int(sum(recv_counts)), dtype=send.dtype)
+        offsets = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64).tolist() for c in (send_counts, recv_counts)]
+        self.mpi.Alltoallv([send, (list(map(int, send_counts)), offsets[0])],
+                           [recv, (list(map(int, recv_counts)), offsets[1])])
+        return recv
+
+    def Allgather_pieces(self, send: np.ndarray, counts) -> np.ndarray:
+        """The flat concatenation, in rank order, of every rank's flat ``send`` (``counts[r]`` elements)."""
+        if self.mpi is None:
+            return send
+        send = np.ascontiguousarray(send).reshape(-1)
+        recv = np.empty(int(sum(counts)), dtype=send.dtype)
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
+        self.mpi.Allgatherv(send, [recv, (list(map(int, counts)), offsets)])
+        return recv
+
     def split(self, color: int, key: int) -> Comm:
         return self if self.mpi is None else Comm(self.mpi.Split(color, key))
 
@@ -405,27 +441,35 @@ class Layout:
             return everything
         return [local.get(k) for k in range(len(self.owner))]
 
-    def band_operator(self, apply, pairs: bool):
-        """``apply`` (H on a block of bands, rows) applied chunk by chunk (:func:`band_chunks`), the
-        chunks shared out over the band group and the results gathered, so every rank gets the whole
-        block. The chunks depend on the block size only, never on the number of ranks: each row is
-        computed by the same BLAS and FFT calls on any rank count, and the result is bit for bit the
-        same (BLAS kernels sum in another order for another number of rows)."""
-        comm = self.pool_comm
-        bk = self.backend
+    def band_group(self) -> BandGroup:
+        """This rank's band group (the ranks of its pool), for the eigensolver."""
+        return BandGroup(self.pool_comm, self.backend)
 
-        def chunked(x):
-            chunks = band_chunks(x.shape[0])
-            if comm.size == 1:
-                parts = [apply(x[a:b, ...]) for a, b in chunks]
-                return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
-            owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
-            mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
-            rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
-            counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
-            return bk.to_device(comm.Allgather_rows(rows, counts))
+    def band_operator(self, apply, pairs: bool = False):
+        """``apply`` (H on a block of bands, rows) replicated over the band group: see
+        :func:`_shared_operator`."""
+        return _shared_operator(self.pool_comm, self.backend, apply)
 
-        return chunked
+
+def _shared_operator(comm: Comm, bk, apply):
+    """``apply`` applied chunk by chunk (:func:`band_chunks`), the chunks shared out over ``comm``
+    and the results gathered, so every rank gets the whole block. The chunks depend on the block
+    size only, never on the number of ranks: each row is computed by the same BLAS and FFT calls on
+    any rank count, and the result is bit for bit the same (BLAS kernels sum in another order for
+    another number of rows)."""
+
+    def chunked(x):
+        chunks = band_chunks(x.shape[0])
+        if comm.size == 1:
+            parts = [apply(x[a:b, ...]) for a, b in chunks]
+            return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
+        owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
+        mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
+        rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
+        counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
+        return bk.to_device(comm.Allgather_rows(rows, counts))
+
+    return chunked
 
 
 def band_chunks(nbands: int) -> list[tuple[int, int]]:
@@ -433,6 +477,109 @@ def band_chunks(nbands: int) -> list[tuple[int, int]]:
     chunks of an even number (at Gamma two real bands share one FFT) of at least MIN_CHUNK rows."""
     size = max(MIN_CHUNK, 2 * -(-nbands // (2 * MAX_CHUNKS)))
     return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
+
+
+def even_split(n: int, parts: int) -> list[tuple[int, int]]:
+    """[a, b) ranges cutting range(n) into ``parts`` contiguous pieces of sizes differing by at most 1."""
+    return [(p * n // parts, (p + 1) * n // parts) for p in range(parts)]
+
+
+class BandGroup:
+    """The ranks of one pool as the block eigensolver sees them (pwsim.eigensolver, ``group=``).
+
+    Distributed layout: every rank stores the columns ``columns(width)`` (its share of the plane-wave
+    coefficients) of every band. Overlaps are local products summed with :meth:`sum`; H needs whole
+    bands, so a block is transposed to whole rows of this rank's band chunks (:meth:`to_bands`, one
+    Alltoallv), H is applied there, and the result transposed back (:meth:`to_columns`). Band chunks
+    are :func:`band_chunks`, shared out as in the replicated scheme, so H sees the same rows on any
+    rank count. Device arrays travel through host buffers.
+    """
+
+    def __init__(self, comm: Comm, backend):
+        self.comm = comm
+        self.backend = backend
+        self.size = comm.size
+        self.rank = comm.rank
+
+    def columns(self, width: int) -> tuple[int, int]:
+        """The [lo, hi) columns of a block of ``width`` stored columns that this rank holds."""
+        return even_split(width, self.size)[self.rank]
+
+    def sum(self, array):
+        """The sum over the group of a device array (small: overlap matrices, norms), on every rank."""
+        if self.size == 1:
+            return array
+        bk = self.backend
+        return bk.to_device(self.comm.Allreduce_sum(np.asarray(bk.to_host(array))))
+
+    def row_ranges(self, chunks) -> list[tuple[int, int]]:
+        """The rows [a, b) of a block whose H each rank applies: the chunks j (of n) go to rank
+        j * size // n, a contiguous range of rows per rank (empty ranges for ranks without a chunk)."""
+        return [(rounds[0][0], rounds[-1][1]) if rounds else (0, 0) for rounds in self._owned(chunks)]
+
+    def _owned(self, chunks) -> list[list]:
+        return [[c for j, c in enumerate(chunks) if j * self.size // len(chunks) == r] for r in range(self.size)]
+
+    def rounds(self, chunks) -> list[list[tuple[int, int]]]:
+        """The chunks in rounds: round t gives every rank its t-th chunk ((0, 0) once it has none), so
+        that a transpose moves one chunk per rank at a time (memory: never a whole block)."""
+        owned = self._owned(chunks)
+        return [[mine[t] if t < len(mine) else (0, 0) for mine in owned] for t in range(max(map(len, owned), default=0))]
+
+    def to_bands(self, block, ranges, width: int):
+        """Columns -> bands: ``block`` (nrows, this rank's columns) -> (this rank's rows, width), the
+        whole stored width of the rows ``ranges[rank]`` (ranges: one [a, b) per rank, any rows)."""
+        bk = self.backend
+        cols = even_split(width, self.size)
+        a, b = ranges[self.rank]
+        send_counts = [(r1 - r0) * block.shape[1] for r0, r1 in ranges]
+        recv_counts = [(b - a) * (c1 - c0) for c0, c1 in cols]
+        pieces = [np.asarray(bk.to_host(block[r0:r1, :])).reshape(-1) for r0, r1 in ranges]
+        send = np.concatenate(pieces)
+        dtype = send.dtype
+        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts)
+        rows = np.empty((b - a, width), dtype=dtype)
+        offset = 0
+        for (c0, c1), n in zip(cols, recv_counts):
+            rows[:, c0:c1] = flat[offset:offset + n].reshape(b - a, c1 - c0)
+            offset += n
+        return bk.to_device(rows)
+
+    def to_columns(self, rows, ranges, width: int, out) -> None:
+        """Bands -> columns, the inverse of :meth:`to_bands`: ``rows`` (this rank's rows, width) are
+        written, as this rank's columns of the rows ``ranges``, into ``out``."""
+        bk = self.backend
+        host = np.asarray(bk.to_host(rows))
+        cols = even_split(width, self.size)
+        lo, hi = cols[self.rank]
+        send = np.concatenate([host[:, c0:c1].reshape(-1) for c0, c1 in cols]) if host.size else host.reshape(-1)
+        send_counts = [host.shape[0] * (c1 - c0) for c0, c1 in cols]
+        recv_counts = [(r1 - r0) * (hi - lo) for r0, r1 in ranges]
+        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts)
+        offset = 0
+        for (r0, r1), n in zip(ranges, recv_counts):
+            if n:
+                out[r0:r1, :] = bk.to_device(flat[offset:offset + n].reshape(r1 - r0, hi - lo))
+            offset += n
+
+    def gather_columns(self, block, width: int):
+        """Every rank's columns of ``block`` (nrows, this rank's columns) -> the whole (nrows, width)."""
+        bk = self.backend
+        host = np.asarray(bk.to_host(block))
+        cols = even_split(width, self.size)
+        nrows = host.shape[0]
+        recv_counts = [nrows * (c1 - c0) for c0, c1 in cols]
+        flat = self.comm.Allgather_pieces(host, recv_counts)
+        full = np.empty((nrows, width), dtype=host.dtype)
+        offset = 0
+        for (c0, c1), n in zip(cols, recv_counts):
+            full[:, c0:c1] = flat[offset:offset + n].reshape(nrows, c1 - c0)
+            offset += n
+        return bk.to_device(full)
+
+    def shared(self, apply):
+        """The replicated scheme: ``apply`` on whole blocks, its chunks shared out and gathered."""
+        return _shared_operator(self.comm, self.backend, apply)
 
 
 #: keys of ``[run] parallel``
