@@ -7,10 +7,11 @@ every function is a no-op on a one-rank stand-in communicator.
 Layout. The ranks form ``npools`` pools of equal size, rank r in pool r // (N / npools). The
 k-points (spin channels counted as separate k-points, in the order of ``basis.kpoints``) are split
 into contiguous blocks, one per pool: each pool diagonalises only its own k-points. Inside a pool
-(a "band group") every rank holds the pool's wavefunctions and runs the same eigensolver, but each
-application of H -- the FFTs and non-local products, the dominant cost of a Gamma-only large cell --
-is cut into chunks of bands that the band group shares out, and the results are gathered
-(:meth:`Layout.band_operator`). The choice (:func:`choose_pools`) minimises a simple time model;
+(a "band group", :class:`BandGroup`) the eigensolver's blocks are distributed by plane-wave columns:
+each rank stores its share of every band's coefficients, overlaps are local products summed over
+the group (MPI_Allreduce), and H -- the FFTs and non-local products -- is applied to whole bands of
+the rank's band chunks after a transpose (MPI_Alltoallv) and transposed back. The density is split
+by bands and summed over the group. The choice (:func:`choose_pools`) minimises a simple time model;
 ``[run] parallel = { pools = P }`` overrides it.
 
 Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
@@ -18,8 +19,11 @@ eigenvalue tables) is summed in the fixed k-point order on every rank (:meth:`La
 the owner of each k-point broadcasts its contribution and every rank adds them in that order, the
 same additions a serial run does. H is applied in chunks that depend on the block size only, also
 in a serial run, so every row comes from the same BLAS and FFT calls. Random start vectors are
-seeded per k-point (pwsim.scf), not per rank. So 1 and N ranks give the same bits in the SCF
-(tests/test_mpi.py); forces and stress add the pools' parts in pool order (last-bit differences).
+seeded per k-point (pwsim.scf), not per rank. So 1 and N pools give the same bits in the SCF; forces
+and stress add the pools' parts in pool order (last-bit differences). A band group sums its overlaps
+over plane-wave slices, in another order than one rank: every rank of the group gets the same bits
+(so all take the same decisions), and 1 and N ranks agree to the SCF convergence (tests/test_mpi.py:
+1e-9 Ha with a tight density tolerance), not to the bit.
 
 Threads. With MPI each rank runs one FFT thread unless PWSIM_NUM_THREADS or OMP_NUM_THREADS says
 otherwise (N ranks on N cores; more threads would oversubscribe them).
@@ -444,11 +448,6 @@ class Layout:
     def band_group(self) -> BandGroup:
         """This rank's band group (the ranks of its pool), for the eigensolver."""
         return BandGroup(self.pool_comm, self.backend)
-
-    def band_operator(self, apply, pairs: bool = False):
-        """``apply`` (H on a block of bands, rows) replicated over the band group: see
-        :func:`_shared_operator`."""
-        return _shared_operator(self.pool_comm, self.backend, apply)
 
 
 def _shared_operator(comm: Comm, bk, apply):
