@@ -220,15 +220,17 @@ class _BandSpace(_Space):
         return self.reduce(2.0 * self.bk.real_overlap(a, b, None))
 
     def apply(self, apply_h, w, nrows=None, out=None):
-        """H on the first ``nrows`` rows of w: one band chunk per rank at a time, transposed to whole
-        rows, applied, transposed back into out (default a new array)."""
+        """H on the first ``nrows`` rows of w, in rounds of band chunks (BandGroup.rounds): each rank's
+        chunks of the round transposed to whole rows, H applied chunk by chunk, the result transposed
+        back into out (default a new array)."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
-        for ranges in self.group.rounds(self.apply_chunks(nrows)):
-            a, b = ranges[self.group.rank]
+        for round_ in self.group.rounds(self.apply_chunks(nrows), self.full_width * w.dtype.itemsize):
+            ranges = [(mine[0][0], mine[-1][1]) if mine else (0, 0) for mine in round_]
+            start = ranges[self.group.rank][0]
             rows = self.group.to_bands(w, ranges, self.full_width)
-            if b > a:
-                rows = apply_h(self.expand(rows))[:, : self.full_width]
+            for a, b in round_[self.group.rank]:
+                rows[a - start:b - start, :] = apply_h(self.expand(rows[a - start:b - start, :]))[:, : self.full_width]
             self.group.to_columns(rows, ranges, self.full_width, out)
         return out
 

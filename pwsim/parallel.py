@@ -55,9 +55,14 @@ LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_CO
 #: number of ranks (a band group shares the chunks out): the same chunks give the same bits
 MAX_CHUNKS = 16
 MIN_CHUNK = 8
-#: fraction of an SCF step's time that band groups do not split (dense eigensolver algebra, density,
-#: mixing): the Amdahl model of :func:`choose_pools` (measured on Si64 Gamma, see docs/parallel.md)
-BAND_SERIAL_FRACTION = 0.4
+#: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
+#: potentials, mixing; communication included): the Amdahl model of :func:`choose_pools`. Measured on
+#: Si64 Gamma, CPU per SCF step on 2 ranks / 1 rank = 0.61 (docs/parallel.md); 0.4 before the band
+#: group distributed the eigensolver's dense algebra
+BAND_SERIAL_FRACTION = 0.2
+#: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
+#: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
+TRANSPOSE_BYTES = 16 * 2**20
 
 
 def launched_size(environ=None) -> int:
@@ -519,11 +524,24 @@ class BandGroup:
     def _owned(self, chunks) -> list[list]:
         return [[c for j, c in enumerate(chunks) if j * self.size // len(chunks) == r] for r in range(self.size)]
 
-    def rounds(self, chunks) -> list[list[tuple[int, int]]]:
-        """The chunks in rounds: round t gives every rank its t-th chunk ((0, 0) once it has none), so
-        that a transpose moves one chunk per rank at a time (memory: never a whole block)."""
-        owned = self._owned(chunks)
-        return [[mine[t] if t < len(mine) else (0, 0) for mine in owned] for t in range(max(map(len, owned), default=0))]
+    def rounds(self, chunks, row_bytes: int) -> list[list[list[tuple[int, int]]]]:
+        """The chunks in rounds of transposes: round t gives every rank r the chunks rounds[t][r]
+        (consecutive, an empty list once it has none), at most TRANSPOSE_BYTES of rows of
+        ``row_bytes`` each but at least one chunk: few collectives for a small block, and never a
+        whole large block in the transposes' buffers."""
+        per_rank = []
+        for mine in self._owned(chunks):
+            groups, rows = [], 0
+            for a, b in mine:
+                if groups and (rows + b - a) * row_bytes <= TRANSPOSE_BYTES:
+                    groups[-1].append((a, b))
+                    rows += b - a
+                else:
+                    groups.append([(a, b)])
+                    rows = b - a
+            per_rank.append(groups)
+        count = max(map(len, per_rank), default=0)
+        return [[groups[t] if t < len(groups) else [] for groups in per_rank] for t in range(count)]
 
     def to_bands(self, block, ranges, width: int):
         """Columns -> bands: ``block`` (nrows, this rank's columns) -> (this rank's rows, width), the

@@ -160,6 +160,8 @@ def test_launch_detection_reads_only_the_environment():
     assert launched_size({"PWSIM_MPI": "1"}) == 0  # ask MPI itself
     # layouts: k-points over pools first, band groups where there are fewer k-points than ranks
     assert choose_pools(2, 29) == 2 and choose_pools(2, 1) == 1 and choose_pools(8, 2) == 2
+    # 3 k-points on 4 ranks: 1 pool x 4 and 2 pools x 2 tie (3 x (0.2 + 0.8 / 4) = 2 x (0.2 + 0.8 / 2)):
+    # ties go to pools (less communication)
     assert choose_pools(6, 3) == 3 and choose_pools(4, 3) == 2
 
 
@@ -306,6 +308,7 @@ from pwsim.backend import get_backend
 from pwsim.eigensolver import kinetic_preconditioner, lobpcg
 
 bk = get_backend("numpy")
+parallel.TRANSPOSE_BYTES = 64 * 2**10  # rounds of one chunk per rank, as for the blocks of a large cell
 comm = parallel.world()
 group = parallel.BandGroup(comm, bk) if comm.size > 1 else None
 rng = np.random.default_rng(5)
