@@ -3,6 +3,7 @@
     python -m benchmarks.memprofile si64_gamma            # one benchmark case, ground state only
     python -m benchmarks.memprofile si8_gamma --forces    # with forces and stress after the SCF
     python -m benchmarks.memprofile al --no-trace         # peak RSS by phase only (no tracemalloc cost)
+    python -m benchmarks.memprofile tests/reference/numerical/inputs/si64_speed_pwsim.toml --forces  # an input file
 
 Phases are the functions of the run (set-up, atomic start, each eigensolver pass, density, energy,
 mixing, forces, stress), wrapped at run time; for each the table gives the NumPy bytes live when it
@@ -86,8 +87,9 @@ def instrument(recorder: PhaseRecorder) -> None:
     mixing = importlib.import_module("pwsim.mixing")
     scf = importlib.import_module("pwsim.scf")  # (the package attribute pwsim.scf is the function)
 
+    # (pwsim.scf imports compute_forces and compute_stress by name: wrapped there)
     for name in ("prepare", "atomic_wavefunctions", "diagonalize", "compute_density", "total_energy",
-                 "local_potential"):
+                 "local_potential", "compute_forces", "compute_stress"):
         if hasattr(scf, name):
             recorder.wrap(scf, name)
     recorder.wrap(mixing.AndersonMixer, "__call__", "mixing")
@@ -101,26 +103,42 @@ def instrument(recorder: PhaseRecorder) -> None:
         pass
 
 
-def run(case_name: str, forces: bool, trace: bool, tolerance: float) -> dict:
+def _problem(case_name: str, forces: bool, tolerance: float):
+    """(structure, Settings) of a benchmark case, or of a pwsim input file (a name ending in .toml:
+    its own settings, with the tolerance and forces/stress of the command line)."""
+    import dataclasses
+
+    from pwsim.scf import Settings
+
+    if case_name.endswith(".toml"):
+        from pwsim.io.input import parse_file
+
+        deck = parse_file(case_name)
+        return deck.structure, dataclasses.replace(deck.settings, energy_tolerance=tolerance, compute_forces=forces,
+                                                   compute_stress=forces)
     from benchmarks.cases import CASES
 
     case = CASES[case_name]
-    recorder = PhaseRecorder(trace)
-    if trace:
-        tracemalloc.start(1)
-    import pwsim
-    from pwsim.scf import Settings
-
-    instrument(recorder)
-    imported = _vm_hwm()
     kwargs = dict(xc=case.xc, pseudopotentials="gth", ecut=case.ecut, kpoints=tuple(case.kpoints), energy_tolerance=tolerance,
                   compute_forces=forces, compute_stress=forces)
     if case.smearing != "none":
         kwargs.update(smearing=case.smearing, temperature=case.temperature)
     if case.nbands is not None:
         kwargs["nbands"] = case.nbands
+    return case.pwsim_structure(), Settings(**kwargs)
+
+
+def run(case_name: str, forces: bool, trace: bool, tolerance: float) -> dict:
+    recorder = PhaseRecorder(trace)
+    if trace:
+        tracemalloc.start(1)
+    import pwsim
+
+    instrument(recorder)
+    imported = _vm_hwm()
+    structure, settings = _problem(case_name, forces, tolerance)
     t0 = time.perf_counter()
-    result = pwsim.scf(case.pwsim_structure(), Settings(**kwargs))
+    result = pwsim.scf(structure, settings)
     wall = time.perf_counter() - t0
     peak_traced = tracemalloc.get_traced_memory()[1] if trace else 0.0
     return {"case": case_name, "energy": result.total_energy, "iterations": result.iterations, "wall": wall,
@@ -129,7 +147,7 @@ def run(case_name: str, forces: bool, trace: bool, tolerance: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memprofile", description=__doc__.split("\n")[0])
-    parser.add_argument("case")
+    parser.add_argument("case", help="a benchmark case (benchmarks/cases.py) or a pwsim input file (.toml)")
     parser.add_argument("--forces", action="store_true", help="also forces and stress after the SCF")
     parser.add_argument("--no-trace", action="store_true", help="peak RSS only (tracemalloc slows the run)")
     parser.add_argument("--tolerance", type=float, default=1e-10, help="energy tolerance, Ha")

@@ -10,6 +10,7 @@ compares the results with ABINIT on the same files. PWSIM_EXAMPLE_QUICK=1 runs a
 seconds (Si only, 10 Ha, shifted 2x2x2, five points).
 """
 import os
+import time
 
 import numpy as np
 
@@ -38,7 +39,8 @@ def crystal(element, kind, a):
 
 def equation_of_state(element, kind, a_guess, settings):
     volumes, energies = [], []
-    for a in a_guess * np.linspace(0.97, 1.03, NPOINTS):
+    for i, a in enumerate(a_guess * np.linspace(0.97, 1.03, NPOINTS), start=1):
+        t0 = time.perf_counter()
         structure = crystal(element, kind, a)
         result = pwsim.scf(structure, xc="pbe", pseudopotentials="pseudodojo", energy_tolerance=1e-9,
                            compute_forces=False, compute_stress=False, **settings)
@@ -46,13 +48,16 @@ def equation_of_state(element, kind, a_guess, settings):
             raise SystemExit(f"{element}: SCF did not converge at a = {a:.4f} bohr")
         volumes.append(structure.volume / structure.natoms)
         energies.append(result.energy_per_atom)
-        print(f"{element:>3} {a:10.4f} {volumes[-1]:14.4f} {energies[-1]:18.10f} {result.iterations:6d}")
+        # progress: one line per volume as soon as its SCF is done (flushed, also into a pipe or a file)
+        print(f"{element:>3} {i:>2}/{NPOINTS:<2} {a:10.4f} {volumes[-1]:14.4f} {energies[-1]:18.10f} "
+              f"{result.iterations:6d} {time.perf_counter() - t0:8.1f}", flush=True)
     return fit_birch_murnaghan(np.array(volumes), np.array(energies))
 
 
 def main():
     print(f"PBE, PseudoDojo v0.4{' (quick mode)' if QUICK else ''}")
-    print(f"{'el':>3} {'a (bohr)':>10} {'V/atom':>14} {'E/atom (Ha)':>18} {'iter':>6}")
+    print(f"{'el':>3} {'point':>5} {'a (bohr)':>10} {'V/atom':>14} {'E/atom (Ha)':>18} {'iter':>6} {'time (s)':>8}",
+          flush=True)
     rows = []
     for element, (kind, a_guess, settings) in CRYSTALS.items():
         _, v0, b0, b0_prime = equation_of_state(element, kind, a_guess, settings)

@@ -31,8 +31,10 @@ def methane(box: float) -> pwsim.Structure:
 
 def main():
     structure = methane(BOX)
-    print(f"CH4 in a {BOX:g} bohr box, LDA, ecut {ECUT:g} Ha, Gamma only{' (quick mode)' if QUICK else ''}")
-    result = pwsim.scf(structure, xc="lda", pseudopotentials="gth", ecut=ECUT, kpoints=(1, 1, 1), energy_tolerance=1e-8)
+    print(f"CH4 in a {BOX:g} bohr box, LDA, ecut {ECUT:g} Ha, Gamma only{' (quick mode)' if QUICK else ''}", flush=True)
+    # verbose: the SCF table of `pwsim run`, one line per iteration as it goes
+    result = pwsim.scf(structure, xc="lda", pseudopotentials="gth", ecut=ECUT, kpoints=(1, 1, 1), energy_tolerance=1e-8,
+                       verbose=True)
     print(result.summary())
     eigenvalues = result.eigenvalues[0, 0]
     occupied = result.occupations[0, 0] > 1e-6

@@ -8,6 +8,7 @@ and B0 ~ 95 GPa (experiment 98). The cutoff is the same at every volume (no Pula
 PWSIM_EXAMPLE_QUICK=1 runs a rough version in seconds (Ecut 8 Ha, shifted 2x2x2, five points).
 """
 import os
+import time
 
 import numpy as np
 
@@ -25,8 +26,11 @@ def main():
     lattice_constants = a_guess * np.linspace(0.97, 1.03, NPOINTS)
     volumes, energies = [], []
     print(f"Si, LDA, ecut {ECUT:g} Ha, k-points {KPOINTS} shifted{' (quick mode)' if QUICK else ''}")
-    print(f"{'a (bohr)':>10} {'V/atom (bohr^3)':>16} {'E/atom (Ha)':>16} {'iterations':>10}")
-    for a in lattice_constants:
+    # progress: one line per volume as soon as its SCF is done (flushed, also into a pipe or a file)
+    print(f"{'point':>5} {'a (bohr)':>10} {'V/atom (bohr^3)':>16} {'E/atom (Ha)':>16} {'iterations':>10} "
+          f"{'time (s)':>8}", flush=True)
+    for i, a in enumerate(lattice_constants, start=1):
+        t0 = time.perf_counter()
         structure = pwsim.diamond("Si", a)
         result = pwsim.scf(structure, xc="lda", pseudopotentials="gth", ecut=ECUT, kpoints=KPOINTS, kshift=KSHIFT,
                             energy_tolerance=1e-9)
@@ -34,7 +38,8 @@ def main():
             raise SystemExit(f"SCF did not converge at a = {a:.4f} bohr")
         volumes.append(structure.volume / structure.natoms)
         energies.append(result.energy_per_atom)
-        print(f"{a:10.4f} {volumes[-1]:16.4f} {energies[-1]:16.8f} {result.iterations:10d}")
+        print(f"{i:>2}/{NPOINTS:<2} {a:10.4f} {volumes[-1]:16.4f} {energies[-1]:16.8f} {result.iterations:10d} "
+              f"{time.perf_counter() - t0:8.1f}", flush=True)
     e0, v0, b0, b0_prime = fit_birch_murnaghan(np.array(volumes), np.array(energies))
     a0 = (4 * 2 * v0) ** (1.0 / 3.0)  # 8 atoms in the cubic cell, 2 per primitive cell of volume a^3/4
     print()

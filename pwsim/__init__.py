@@ -10,14 +10,16 @@ Public API::
     pwsim.load("si.h5")           # the same Result back
 
 The ASE calculator is ``pwsim.ase.PWSim`` (needs ``pip install 'pwsim[ase]'``).
+
+``import pwsim`` loads only the version and the exceptions; every other public name is imported on
+first use (PEP 562). The ``pwsim`` command line relies on it: its signal handlers are in place before
+NumPy and h5py are imported (see :mod:`pwsim._entry`).
 """
+import sys as _sys
+import types as _types
+
 from ._version import __version__
 from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
-from .io.hdf5 import load, write_result as save
-from .relax import relax  # imported eagerly: the submodule pwsim.relax would shadow a lazy attribute
-from .results import Result
-from .scf import Settings, scf
-from .structure import Structure, bcc, diamond, fcc, from_ase, hcp, molecule_in_box, perovskite, rocksalt, wurtzite, zincblende
 
 __all__ = [
     "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
@@ -27,12 +29,17 @@ __all__ = [
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]
 
-
-_LAZY = {"band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states")}
+#: public name -> (submodule, attribute), imported on first use
+_LAZY = {
+    "load": ("io.hdf5", "load"), "save": ("io.hdf5", "write_result"),
+    "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
+    "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
+    **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
+                                              "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
+}
 
 
 def __getattr__(name):
-    # post-processing modules are imported on first use: a plain SCF run does not pay for them
     if name in _LAZY:
         import importlib
 
@@ -41,3 +48,36 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'pwsim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(_types.ModuleType):
+    """``pwsim.relax`` and ``pwsim.scf`` are functions named like their submodules. Importing a
+    submodule binds it as an attribute of the package, which would shadow a lazy function; these
+    properties keep the functions, as the eager ``from .relax import relax`` did."""
+
+    @property
+    def relax(self):
+        from .relax import relax
+
+        return relax
+
+    @relax.setter
+    def relax(self, module):
+        pass  # the import system binding the submodule pwsim.relax: the function stays
+
+    @property
+    def scf(self):
+        from .scf import scf
+
+        return scf
+
+    @scf.setter
+    def scf(self, module):
+        pass
+
+
+_sys.modules[__name__].__class__ = _Package

@@ -15,14 +15,23 @@ Backends
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import hostthreads
 from .errors import EnvironmentProblem, InputError
+
+#: numbers the FFT engines: plans cached on a box map are keyed by the engine that owns their arrays
+_ENGINE_IDS = itertools.count()
+#: FFTW's planner is not thread-safe (executing plans is): every plan is made under this lock
+_PLANNER_LOCK = threading.RLock()
 
 BACKENDS = ("numpy", "strict", "cupy", "auto")
 
@@ -133,6 +142,8 @@ class Backend:
     threads: int = field(default_factory=_default_threads)
     fft_library: str = ""
     _fft: Any = None
+    #: > 0 inside :meth:`blas_limits`: BLAS runs one thread, so large products are shared over host threads
+    _sharing: int = 0
 
     # ---------------------------------------------------------------- dtypes
     @property
@@ -291,13 +302,13 @@ class Backend:
             if half is not None:
                 ra = a[:, : 1 + half].view(_real_of(a.dtype))
                 rb = b[:, : 1 + half].view(_real_of(b.dtype))
-                out = ra @ rb.T
+                out = self._matmul(ra, rb.T)
                 out *= 2.0
                 out -= np.outer(a[:, 0].real, b[:, 0].real)
                 return out
             ra = np.ascontiguousarray(a).view(_real_of(a.dtype))
             rb = np.ascontiguousarray(b).view(_real_of(b.dtype))
-            return ra @ rb.T
+            return self._matmul(ra, rb.T)
         xp = self.xp
         if half is not None:
             a0, b0 = xp.real(a[:, 0]), xp.real(b[:, 0])
@@ -306,21 +317,25 @@ class Backend:
 
     def real_combine(self, c, s, half: int | None = None):
         """Rows sum_j c[j, k] s_j with a real coefficient matrix c (ns, m) and complex rows s (ns, n).
-        With ``half``, only the first 1 + half columns are combined and the partners filled in as
-        their complex conjugates."""
+        With ``half``, only the first 1 + half columns are combined (``s`` may hold only those) and
+        the partners filled in as their complex conjugates: the result has 1 + 2 half columns."""
         if self.name == "numpy":
             if half is not None:
                 rs = s[:, : 1 + half].view(_real_of(s.dtype))
-                out = np.empty((c.shape[1], s.shape[1]), dtype=s.dtype)
+                out = np.empty((c.shape[1], 1 + 2 * half), dtype=s.dtype)
                 first = out[:, : 1 + half]
                 # the GEMM writes straight into the first half of the rows (a strided BLAS output)
-                np.matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs, out=first.view(rs.dtype))
+                self._matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs, out=first.view(rs.dtype))
                 np.conjugate(first[:, 1:], out=out[:, 1 + half:])
                 return out
             rs = np.ascontiguousarray(s).view(_real_of(s.dtype))
-            out = np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)) @ rs
+            out = self._matmul(np.ascontiguousarray(c.T.astype(rs.dtype, copy=False)), rs)
             return out.view(s.dtype)
-        return self.xp.astype(c, s.dtype).mT @ s
+        xp = self.xp
+        if half is not None:
+            first = xp.astype(c, s.dtype).mT @ s[:, : 1 + half]
+            return xp.concat([first, xp.conj(first[:, 1:])], axis=1)
+        return xp.astype(c, s.dtype).mT @ s
 
     def combine_block(self, ct, s, real: bool):
         """Rows sum_j ct[k, j] s_j -> (m, ncols) new array, for coefficients ``ct`` (m, ns) and rows
@@ -330,27 +345,50 @@ class Backend:
         if self.name == "numpy":
             if real:
                 rs = s.view(_real_of(s.dtype))  # a column range of a C-contiguous block: a strided view
-                return (ct.astype(rs.dtype, copy=False) @ rs).view(s.dtype)
-            return ct @ s
+                return self._matmul(ct.astype(rs.dtype, copy=False), rs).view(s.dtype)
+            return self._matmul(ct, s)
         return (self.xp.astype(ct, s.dtype) if real else ct) @ s
 
+    def _matmul(self, x, y, out=None):
+        """x @ y for 2-D NumPy arrays (into ``out`` if given). Inside :meth:`blas_limits`, with more
+        than one thread, a large product is cut into row ranges of x that the host threads compute at
+        once, each with one BLAS thread (:mod:`pwsim.hostthreads`)."""
+        m, k = x.shape
+        if self._sharing and self.threads > 1 and m * k * y.shape[1] >= hostthreads.MIN_SHARED_WORK:
+            ranges = hostthreads.shares(m, self.threads, min_rows=8)
+            if len(ranges) > 1:
+                if out is None:
+                    out = np.empty((m, y.shape[1]), dtype=np.result_type(x, y))
+                hostthreads.run_shares(self.threads, lambda i, a, b: np.matmul(x[a:b], y, out=out[a:b]), ranges)
+                return out
+        return np.matmul(x, y, out=out)
+
     def blas_limits(self):
-        """Context limiting host BLAS threads during the SCF.
+        """Context for the SCF's and the band structure's hot loops: host BLAS on one thread, and the
+        large products shared over the host threads instead (:meth:`_matmul`).
 
-        The dense matrices of the eigensolver are small (bands x bands, bands x plane waves); threaded
-        OpenBLAS gains little there and busy-waits against the FFT threads, so one BLAS thread is the
-        default (PWSIM_BLAS_THREADS overrides).
+        Threaded OpenBLAS busy-waits after each product and takes the cores from the FFTs that follow
+        (see :mod:`pwsim.hostthreads`), so BLAS itself runs one thread (PWSIM_BLAS_THREADS overrides:
+        then no product is shared).
         """
-        import contextlib
-
         if self.name == "cupy":
             return contextlib.nullcontext()
+        n = os.environ.get("PWSIM_BLAS_THREADS", "1")
+        n = int(n) if n.isdigit() else 1
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
             return contextlib.nullcontext()
-        n = os.environ.get("PWSIM_BLAS_THREADS", "1")
-        return threadpool_limits(limits=int(n) if n.isdigit() else 1, user_api="blas")
+        return self._thread_region(threadpool_limits(limits=n, user_api="blas"), share=n == 1)
+
+    @contextlib.contextmanager
+    def _thread_region(self, limits, share):
+        with limits:
+            self._sharing += share
+            try:
+                yield self
+            finally:
+                self._sharing -= share
 
     def describe(self) -> str:
         return f"{self.name} ({self.fft_library} FFT, {self.threads} thread{'s' if self.threads != 1 else ''})"
@@ -422,6 +460,7 @@ class _PyFFTW:
 
         self.pyfftw = pyfftw
         self.threads = threads
+        self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
         self.plans = {}
         self.align = pyfftw.simd_alignment
         # Every plan is made on views of two scratch boxes per grid and dtype, and re-pointed at them
@@ -452,13 +491,17 @@ class _PyFFTW:
     def _plan(self, grid, dtype, inverse):
         key = (grid, dtype, inverse)
         if key not in self.plans:
-            a = self._scratch(grid, dtype, 0, grid)
-            b = self._scratch(grid, dtype, 1, grid)
-            plan = self.pyfftw.FFTW(
-                a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
-            self.plans[key], self.home[id(plan)] = plan, (a, b)
+            with _PLANNER_LOCK:
+                self._make_plan(key, grid, dtype, inverse)
         return self.plans[key]
+
+    def _make_plan(self, key, grid, dtype, inverse):
+        a = self._scratch(grid, dtype, 0, grid)
+        b = self._scratch(grid, dtype, 1, grid)
+        plan = self.pyfftw.FFTW(
+            a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+            threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
+        self.plans[key], self.home[id(plan)] = plan, (a, b)
 
     def _plan_1d(self, shape, axis, dtype, inverse, grid, aligned=True):
         """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised."""
@@ -507,10 +550,11 @@ class _PyFFTW:
     # --------------------------------------------------------- pruned transforms
     def _passes(self, box_map, dtype, inverse):
         """The plans of one pruned transform: (z on the sticks, y on each slab, x on the box)."""
-        key = (np.dtype(dtype).char, inverse)
+        key = (self.uid, np.dtype(dtype).char, inverse)
         cache = box_map.sticks.plans
         if key not in cache:
-            cache[key] = self._make_passes(box_map, dtype, inverse)
+            with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
+                cache[key] = self._make_passes(box_map, dtype, inverse)
         return cache[key]
 
     def _make_passes(self, box_map, dtype, inverse):
@@ -645,6 +689,62 @@ class _PyFFTW:
         return result.reshape(*lead, sticks.index.size)
 
 
+class _SharedFFTW:
+    """Pruned band transforms shared out over host threads (:mod:`pwsim.hostthreads`).
+
+    Each thread has its own single-threaded :class:`_PyFFTW` engine, so its own plans and scratch
+    boxes: a pyFFTW plan object holds the arrays it runs on, and two threads cannot use one at once.
+    Full-box transforms (potentials, densities) and batches too small to share go to ``whole``, an
+    engine that uses FFTW's own threads on large grids."""
+
+    pruned = True
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.whole = _PyFFTW(threads)
+        self.slots = [_PyFFTW(1) for _ in range(threads)]
+
+    def fftn(self, a):
+        return self.whole.fftn(a)
+
+    def ifftn(self, a, normalise=True):
+        return self.whole.ifftn(a, normalise)
+
+    def grid_to_sphere(self, grid, box_map):
+        return self.whole.grid_to_sphere(grid, box_map)
+
+    def _ranges(self, nbands, even, box_map):
+        points = box_map.shape[0] * box_map.shape[1] * box_map.shape[2]
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_FFT_POINTS // points))
+        return hostthreads.shares(nbands, self.threads, even=even, min_rows=min_rows)
+
+    def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
+        c = coeffs.reshape(-1, coeffs.shape[-1])
+        ranges = self._ranges(c.shape[0], minus_index is not None, box_map)
+        if potential is None or len(ranges) == 1:  # the bare transform returns whole boxes: not shared
+            return self.whole.sphere_to_grid(coeffs, box_map, potential, minus_index)
+
+        def share(i, a, b):
+            return self.slots[i].sphere_to_grid(c[a:b], box_map, potential, minus_index)
+
+        parts = hostthreads.run_shares(self.threads, share, ranges)
+        return np.concatenate(parts, axis=0).reshape(coeffs.shape)
+
+    def density(self, coeffs, weights, box_map, real):
+        ranges = self._ranges(coeffs.shape[0], real, box_map)
+        if len(ranges) == 1:
+            return self.whole.density(coeffs, weights, box_map, real)
+
+        def share(i, a, b):
+            return self.slots[i].density(coeffs[a:b], weights[a:b], box_map, real)
+
+        parts = hostthreads.run_shares(self.threads, share, ranges)
+        rho = parts[0]
+        for part in parts[1:]:  # in share order: the same sum on every run with this thread count
+            rho += part
+        return rho
+
+
 class _NamespaceFFT:
     """FFT through the namespace's own fft extension (array_api_strict, CuPy's cuFFT)."""
 
@@ -713,7 +813,10 @@ def get_backend(name: str = "numpy", precision: str = "double", threads: int | N
 
         keep_freed_memory()
         lib = fft_library_name()
-        engine = _PyFFTW(threads) if lib == "pyfftw" else _ScipyFFT(threads)
+        if lib != "pyfftw":
+            engine = _ScipyFFT(threads)
+        else:
+            engine = _SharedFFTW(threads) if threads > 1 else _PyFFTW(1)
         return Backend("numpy", xp, "cpu", precision, threads, lib, engine)
     if name == "strict":
         import array_api_strict as xp

@@ -25,9 +25,10 @@ import numpy as np
 
 from .bandgap import BandGap, band_gap, occupied_mask
 from .errors import InputError
-from .io.hdf5 import add_group, as_result, dataset
+from .io.hdf5 import add_group, as_result, dataset, group_reader
 from .kpath import KPath, make_path, sample_path
 from .nscf import nscf_eigenvalues
+from .results import Result
 
 __all__ = ["BandGap", "BandStructure", "KPath", "band_gap", "band_structure", "make_path", "nscf_eigenvalues",
            "occupied_mask", "read_bands", "sample_path", "write_bands"]
@@ -191,28 +192,42 @@ def write_bands(path_h5, bs: BandStructure) -> Path:
 
 def read_bands(result_or_path) -> BandStructure:
     """The band structure stored by :func:`write_bands` (from a file or a loaded Result), without
-    recomputing it."""
+    recomputing it. Every dataset is checked (kind, shape, finite values, indices in range): a damaged
+    group raises :class:`InputError` with one line naming the dataset."""
     result = as_result(result_or_path)
-    g = result.extra.get("bands")
-    if not g:
+    if not result.extra.get("bands"):
         raise InputError("this output file holds no band structure (/bands): run `pwsim bands` first")
-
-    def opt(key):
-        return float(g[key]) if key in g else None
-
-    labels = [s.decode() if isinstance(s, bytes) else str(s) for s in np.asarray(g["labels"]).tolist()]
-    kind = g.get("gap_type", "unknown")
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    r = group_reader(result, "bands", result_or_path if not isinstance(result_or_path, Result) else None)
+    eigenvalues = r.array("eigenvalues", (None, None, None), expect="(nspin, nk, nbands)")
+    nspin, nk, nbands = eigenvalues.shape
+    if nspin not in (1, 2) or nk < 1 or nbands < 1:
+        r.fail("eigenvalues", f"has shape {eigenvalues.shape}, expected (1 or 2, nk >= 1, nbands >= 1)")
+    labels = [s.decode() if isinstance(s, bytes) else str(s)
+              for s in r.array("labels", (None,), "str", expect="(nlabels,)")]
+    nl = len(labels)
+    label_indices = r.array("label_indices", (nl,), "int", expect=f"({nl},) like /bands/labels")
+    if np.any(label_indices < 0) or np.any(label_indices >= nk):
+        r.fail("label_indices", f"has an index outside 0..{nk - 1}")
+    kind = r.text("gap_type", ("direct", "indirect", "metal", "unknown"), default="unknown")
     gap = None
     if kind != "unknown":
-        def index(key):
-            return tuple(int(i) for i in np.asarray(g[key]).reshape(-1)) if key in g else None
+        def index(key, size, bounds):
+            if not r.has(key):
+                return None
+            value = r.array(key, (size,), "int")
+            if np.any(value < 0) or np.any(value >= bounds):
+                r.fail(key, f"is {value.tolist()}, outside {list(bounds)}")
+            return tuple(int(i) for i in value)
 
-        gap = BandGap(opt("gap") or 0.0, opt("direct_gap"), kind == "direct", kind == "metal", opt("vbm"), opt("cbm"),
-                      index("vbm_index"), index("cbm_index"), index("direct_index"), g.get("vbm_kpoint"),
-                      g.get("cbm_kpoint"), g.get("direct_kpoint"))
-    source = g.get("path_source", "user")
-    return BandStructure(np.asarray(g["kpoints"]), np.asarray(g["distances"]), np.asarray(g["eigenvalues"]), labels,
-                         np.asarray(g["label_indices"]), np.asarray(g["label_positions"]), float(g["n_electrons"]),
-                         opt("fermi_level"), opt("homo"), float(g["reference_energy"]), gap, result.structure,
-                         source.decode() if isinstance(source, bytes) else str(source), opt("max_residual") or 0.0)
+        def kpoint(key):
+            return r.array(key, (3,)) if r.has(key) else None
+
+        gap = BandGap(r.optional("gap") or 0.0, r.optional("direct_gap"), kind == "direct", kind == "metal",
+                      r.optional("vbm"), r.optional("cbm"), index("vbm_index", 3, eigenvalues.shape),
+                      index("cbm_index", 3, eigenvalues.shape), index("direct_index", 2, (nspin, nk)),
+                      kpoint("vbm_kpoint"), kpoint("cbm_kpoint"), kpoint("direct_kpoint"))
+    return BandStructure(r.array("kpoints", (nk, 3), expect=f"({nk}, 3) like /bands/eigenvalues"),
+                         r.array("distances", (nk,), expect=f"({nk},)"), eigenvalues, labels, label_indices,
+                         r.array("label_positions", (nl,), expect=f"({nl},)"), float(r.scalar("n_electrons")),
+                         r.optional("fermi_level"), r.optional("homo"), float(r.scalar("reference_energy")), gap,
+                         result.structure, r.text("path_source", default="user"), r.optional("max_residual") or 0.0)

@@ -7,6 +7,11 @@ environment (including usage errors, a full disk, an output locked by another jo
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m pwsim.cli: handle signals before the heavy imports below
+    from pwsim._entry import install_startup_handlers
+
+    install_startup_handlers()
+
 import signal
 import sys
 import time
@@ -335,4 +340,6 @@ main.add_command(dos)
 
 
 if __name__ == "__main__":
-    main()
+    from pwsim._entry import main as _entry_main
+
+    _entry_main(main)

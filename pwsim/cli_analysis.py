@@ -99,7 +99,8 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     def go():
         check_image_path(output or _default_image(h5_file, "dos"))
         result = load(h5_file)
-        d = density_of_states(result, width=width, method=method)
+        d = density_of_states(result, width=width, method=method,
+                              callback=None if quiet else _progress(f"{method} DOS, part"))
         image = plot_dos(d, output or _default_image(h5_file, "dos"), emin=emin, emax=emax)
         if not no_write:
             write_dos(h5_file, d)

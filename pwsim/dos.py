@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io.hdf5 import add_group, as_result, dataset
+from .io.hdf5 import add_group, as_result, dataset, group_reader
 from .units import HARTREE_IN_EV
 
 METHODS = ("gaussian", "tetrahedron")
@@ -119,11 +119,13 @@ def _cumulative(energies, dos):
     return np.concatenate([np.zeros(dos.shape[:-1] + (1,)), np.cumsum(steps, axis=-1)], axis=-1)
 
 
-def gaussian_dos(eigenvalues, weights, width: float = 0.01, energies=None, spacing: float | None = None):
+def gaussian_dos(eigenvalues, weights, width: float = 0.01, energies=None, spacing: float | None = None,
+                 callback=None):
     """Gaussian-broadened DOS: (energies (ne,), dos (nspin, ne) states/hartree/cell).
 
     eigenvalues: (nspin, nk, nb) hartree; weights: (nk,) summing to 1; width: sigma, hartree;
-    energies: the grid (default: the eigenvalue range +- 6 sigma, step ``spacing`` = sigma / 10).
+    energies: the grid (default: the eigenvalue range +- 6 sigma, step ``spacing`` = sigma / 10);
+    callback: progress, callback(done, total) after each block of 256 levels.
     """
     eig = np.asarray(eigenvalues, dtype=float)
     if eig.ndim != 3:
@@ -137,12 +139,15 @@ def gaussian_dos(eigenvalues, weights, width: float = 0.01, energies=None, spaci
     degeneracy = 2.0 / eig.shape[0]
     out = np.zeros((eig.shape[0], e.size))
     norm = degeneracy / (width * np.sqrt(2 * np.pi))
+    blocks = -(-eig[0].size // 256)
     for s in range(eig.shape[0]):
         levels = eig[s].reshape(-1)
         lw = np.repeat(w, eig.shape[2])
-        for start in range(0, levels.size, 256):  # bounded memory: (256, ne) at a time
+        for block, start in enumerate(range(0, levels.size, 256), start=1):  # bounded memory: (256, ne) at a time
             x = (e[None, :] - levels[start:start + 256, None]) / width
             out[s] += norm * np.sum(lw[start:start + 256, None] * np.exp(-0.5 * x * x), axis=0)
+            if callback is not None:
+                callback(s * blocks + block, eig.shape[0] * blocks)
     return e, out
 
 
@@ -255,13 +260,15 @@ def _fermi_and_reference(result, eigenvalues=None):
 
 
 def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussian", energies=None,
-                      spacing: float | None = None) -> DensityOfStates:
+                      spacing: float | None = None, callback=None) -> DensityOfStates:
     """Total and spin-resolved DOS of a ground-state result (or its HDF5 file).
 
     width: Gaussian sigma, hartree (also sets the default grid spacing, width / 10, for both methods)
     method: 'gaussian' or 'tetrahedron'
     energies: (ne,) grid, hartree (default: all eigenvalues +- 6 width)
     spacing: step of the default grid, hartree
+    callback: progress, callback(done, total) after each part of the sum (a block of levels for
+              Gaussians, a band and spin for tetrahedra), as ``pwsim dos`` shows it
     """
     result = as_result(result_or_path)
     if method not in METHODS:
@@ -271,7 +278,7 @@ def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussi
         raise InputError(f"the result holds no eigenvalues of shape (nspin, nk, nbands), got {eig.shape}")
     fermi, reference = _fermi_and_reference(result)
     if method == "gaussian":
-        e, dos = gaussian_dos(eig, result.kweights, width, energies, spacing)
+        e, dos = gaussian_dos(eig, result.kweights, width, energies, spacing, callback)
         integrated = _cumulative(e, dos)
     else:
         if not (np.isfinite(width) and width > 0):
@@ -287,6 +294,8 @@ def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussi
                 g, n = tetrahedron_dos(full[s, :, band][tets], e)
                 dos[s] += g
                 integrated[s] += n
+                if callback is not None:
+                    callback(s * eig.shape[2] + band + 1, eig.size // eig.shape[1])
         dos *= degeneracy / tets.shape[0]
         integrated *= degeneracy / tets.shape[0]
     return DensityOfStates(e, dos, integrated, fermi, reference, float(result.n_electrons), int(eig.shape[2]),
@@ -323,14 +332,28 @@ def write_dos(path_h5, d: DensityOfStates) -> Path:
 
 
 def read_dos(result_or_path) -> DensityOfStates:
-    """The DOS stored by :func:`write_dos`, from a file or a loaded Result."""
+    """The DOS stored by :func:`write_dos`, from a file or a loaded Result. Every dataset is checked
+    (kind, shape, finite values, increasing energies): a damaged group raises :class:`InputError`
+    with one line naming the dataset."""
+    from .results import Result
+
     result = as_result(result_or_path)
-    g = result.extra.get("dos")
-    if not g:
+    if not result.extra.get("dos"):
         raise InputError("this output file holds no density of states (/dos): run `pwsim dos` first")
-    method = g.get("method", "gaussian")
-    method = method.decode() if isinstance(method, bytes) else str(method)
-    return DensityOfStates(np.asarray(g["energies"]), np.asarray(g["dos"]), np.asarray(g["integrated"]),
-                           float(g["fermi_level"]), float(g["reference_energy"]), float(g["n_electrons"]),
-                           int(g.get("nbands", 0)), method, float(g["width"]) if "width" in g else None,
-                           result.structure, float(g["complete_below"]) if "complete_below" in g else None)
+    r = group_reader(result, "dos", result_or_path if not isinstance(result_or_path, Result) else None)
+    energies = r.array("energies", (None,), expect="(ne,)")
+    if energies.size < 2 or np.any(np.diff(energies) <= 0):
+        r.fail("energies", "is not an increasing grid of at least two energies")
+    ne = energies.size
+    dos = r.array("dos", (None, ne), expect=f"(nspin, {ne}) like /dos/energies")
+    if dos.shape[0] not in (1, 2):
+        r.fail("dos", f"has {dos.shape[0]} spin channels, expected 1 or 2")
+    method = r.text("method", ("gaussian", "tetrahedron"), default="gaussian")
+    width = r.optional("width")
+    if width is not None and width <= 0:
+        r.fail("width", f"is {width:g}, expected a positive broadening")
+    nbands = int(r.scalar("nbands", "int")) if r.has("nbands") else 0
+    return DensityOfStates(energies, dos, r.array("integrated", dos.shape, expect=f"{dos.shape} like /dos/dos"),
+                           float(r.scalar("fermi_level")), float(r.scalar("reference_energy")),
+                           float(r.scalar("n_electrons")), nbands, method, width, result.structure,
+                           r.optional("complete_below"))

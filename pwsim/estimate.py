@@ -14,13 +14,15 @@ import numpy as np
 
 from .errors import EnvironmentProblem
 
-#: bytes of the Python process with NumPy, SciPy, h5py, spglib and pwsim imported (measured ~75 MiB)
-BASELINE_BYTES = 90e6
+#: bytes of `pwsim run` itself: the interpreter with NumPy, SciPy, h5py, spglib, pwsim and its CLI
+#: imported, and the HDF5 output written (peak RSS 101 MiB on H2 at 5 Ha, whose arrays are ~1 MiB)
+BASELINE_BYTES = 104e6
 #: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
 #: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
 CHUNK_TEMPORARIES = 40e6
-#: forces and stress: transient arrays of this many times the projectors of one k-point
-FORCES_STRESS_PROJECTORS = 9
+#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
+#: (pwsim.terms.base.BLOCK_BYTES), of which the non-local term holds three at a time
+DERIVATIVE_BLOCK_BYTES = 2**24
 
 
 @dataclass
@@ -118,7 +120,8 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
       operation and half-box point, and one phase per distinct fractional translation;
     * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
-      and projectors (nproj x npw);
+      and projectors (nproj x npw; x npw/2 at a real Gamma point, where they are kept on the half
+      sphere);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
       point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
     * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
@@ -126,13 +129,15 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       mixing_history vectors on the density's sphere, one of every +-G pair);
     * set-up transients: the projector build (the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
-    * forces and stress (when computed): FORCES_STRESS_PROJECTORS x the projectors of a k-point.
+    * forces and stress (when computed): three blocks of projector rows of at most
+      DERIVATIVE_BLOCK_BYTES, the projections <beta|psi> and (D <beta|psi>) of one k-point and the
+      radial and angular tables of the projector gradients (~1 kB per plane wave).
 
     Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
-    stress, Ecut 15 Ha; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma,
-    estimate 117 MiB vs peak 125 MiB; Si64 (its 2x2x2 supercell), 1454 MiB vs 1469 MiB (the
-    forces and stress set that peak; the SCF's own is ~550 MiB); Al fcc 8x8x8 Fermi-Dirac, 95 MiB vs
-    98 MiB. tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+    stress; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma, GTH, 15 Ha,
+    estimate 119 MiB vs peak 119 MiB; Si64 (its 2x2x2 supercell), 556 vs 527 MiB; Al fcc 8x8x8
+    Fermi-Dirac, 109 vs 110 MiB; Si64 PseudoDojo PBE 18 Ha 128 bands, 917 vs 938 MiB.
+    tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     s = sizes
     grid = s.fft_grid
@@ -152,7 +157,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
         # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
         "wavefunctions": nk * max(s.nwork, s.n_atomic) * s.npw * cbytes,
-        "projectors": nk * s.nproj * s.npw * cbytes,
+        "projectors": nk * s.nproj * width * cbytes,
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
@@ -160,10 +165,11 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
     # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
     scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * s.nwork) ** 2 * 16
-    setup_work = max(s.nproj * s.npw * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
+    setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
-    # forces and stress after the SCF: the projectors' gradients, three directions at once
-    derivative_work = FORCES_STRESS_PROJECTORS * s.nproj * s.npw * 16 if s.derivatives else 0.0
+    # forces and stress after the SCF: one direction and one block of projector rows at a time
+    derivative_work = (3 * min(DERIVATIVE_BLOCK_BYTES, s.nproj * width * 16) + 2 * s.nwork * s.nproj * 16
+                       + 1000 * width) if s.derivatives else 0.0
     parts["work arrays"] = max(scf_work, setup_work, derivative_work)
     return parts
 
@@ -198,3 +204,24 @@ def check_memory(est: Estimate, limit_gib: float | None) -> None:
             f"{est.nkpoints} k-point(s)) but the {what} is {limit / 2**30:.3g} GiB; lower ecut, k-points or "
             "the cell, or raise [run] max_memory (GiB)"
         )
+
+
+#: bytes per plane wave and k-point that a band-structure path keeps for all its k-points (Miller
+#: indices, k+G, three copies of the kinetic energy, the sphere-box map; pwsim.basis.Kpoint)
+PATH_BYTES_PER_PLANE_WAVE = 96
+#: H applications per band and path k-point in the model's units (~4 per SCF iteration); calibrated
+#: like seconds_per_iteration: Si2 at 10 Ha, 200 path points, 0.045 s CPU per k-point measured, 0.05 s
+#: modelled
+PATH_APPLICATIONS_PER_BAND = 8
+
+
+def path_estimate(sizes: Sizes, nk: int) -> Estimate:
+    """Memory and time of non-self-consistent eigenvalues at ``nk`` k-points (pwsim.nscf): the basis
+    arrays of every k-point are kept, the eigensolver works on one k-point at a time."""
+    nk_all = nk * sizes.nspin
+    parts = memory_parts(sizes, 1, symmetrizer=False)  # one k-point's working set
+    parts["path basis arrays"] = nk_all * sizes.npw * PATH_BYTES_PER_PLANE_WAVE
+    parts["eigenvalues"] = nk_all * sizes.nwork * 8.0
+    seconds = seconds_per_iteration(sizes, nk) * PATH_APPLICATIONS_PER_BAND / 4
+    return Estimate(sum(parts.values()), seconds, sizes.nwork, [int(sizes.npw)], tuple(sizes.fft_grid), nk, 0.0, "",
+                    parts=parts)

@@ -50,6 +50,42 @@ def _map_onto(coeffs_host, old_kpoint, new_kpoint, fft_grid):
     return out
 
 
+def _default_nbands(result, nspin: int) -> int:
+    """The SCF's nbands, at least the filled bands + 4 (+ 2 per spin channel)."""
+    n_filled = int(np.ceil(result.n_electrons / (2 if nspin == 1 else 1) - 1e-8))
+    return max(int(np.shape(result.eigenvalues)[-1]), n_filled + 4 if nspin == 1 else n_filled + 2)
+
+
+def check_path_size(result, nk: int, nbands: int | None = None, backend: str | None = None):
+    """The memory and time estimate of eigenvalues at ``nk`` k-points of ``result`` (before anything
+    of the path's size is allocated); raises :class:`pwsim.errors.EnvironmentProblem` (exit 2) if it
+    does not fit in the memory limit of the result's settings ([run] max_memory, else the available
+    memory). Returns the :class:`pwsim.estimate.Estimate`."""
+    from .errors import EnvironmentProblem
+    from .estimate import Sizes, memory_limit, path_estimate
+    from .scf import load_pseudos
+
+    settings = _settings_of(result, backend)
+    nspin = int(np.shape(result.density)[0])
+    nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
+    if nbands < 1:
+        raise InputError(f"nbands must be a positive integer, got {nbands}")
+    pseudos = load_pseudos(result.structure, settings)
+    nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
+                for e in result.structure.species)
+    sizes = Sizes(nwork=nbands + max(2, nbands // 10), n_atomic=0,
+                  npw=(2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume, nproj=nproj,
+                  fft_grid=tuple(settings.fft_grid), nspin=nspin, nsym=1, nfull=1, gamma_only=False,
+                  precision=settings.precision, backend=settings.backend, mixing_history=0, derivatives=False)
+    est = path_estimate(sizes, int(nk))
+    limit, what = memory_limit(settings.max_memory)
+    if est.memory_bytes > limit:
+        raise EnvironmentProblem(
+            f"{nk} k-points need about {est.memory_bytes / 2**30:.3g} GiB (and about {est.seconds_per_iteration:.2g} s)"
+            f" but the {what} is {limit / 2**30:.3g} GiB; ask for fewer k-points (--npoints) or bands")
+    return est
+
+
 def _fixed_potential_setup(result, kpoints, nbands, backend):
     """(Setup, Hamiltonian) of the result's fixed density at ``kpoints``."""
     from .backend import get_backend
@@ -64,10 +100,7 @@ def _fixed_potential_setup(result, kpoints, nbands, backend):
     nspin = density.shape[0]
     if density.shape[1:] != tuple(settings.fft_grid):
         raise InputError(f"the stored density {density.shape} does not match the FFT grid {settings.fft_grid}")
-    n_filled = int(np.ceil(result.n_electrons / (2 if nspin == 1 else 1) - 1e-8))
-    if nbands is None:
-        nbands = max(int(np.shape(result.eigenvalues)[-1]), n_filled + 4 if nspin == 1 else n_filled + 2)
-    nbands = int(nbands)
+    nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
     if nbands < 1:
         raise InputError(f"nbands must be a positive integer, got {nbands}")
     bk = get_backend(settings.backend, settings.precision)
@@ -107,6 +140,7 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
     if kpoints.shape[0] == 0 or not np.all(np.isfinite(kpoints)):
         raise InputError("nscf_eigenvalues needs at least one finite k-point")
+    check_path_size(result, kpoints.shape[0], nbands, backend)
     setup, hamiltonian = _fixed_potential_setup(result, kpoints, nbands, backend)
     with setup.backend.blas_limits():  # the SCF's thread policy: BLAS threads would fight the FFTs
         return _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback)

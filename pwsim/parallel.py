@@ -312,7 +312,7 @@ def describe_environment() -> str:
         except (ImportError, ValueError):
             found = False
         return ("not launched by mpiexec (mpi4py " + ("installed" if found else "not installed: pip install 'pwsim[mpi]'")
-                + "); threads: FFTs use all cores, dense algebra one BLAS thread")
+                + "); threads: all cores, band FFTs and large products shared over host threads, BLAS one thread")
     return f"{world().size} ranks; one FFT thread per rank unless PWSIM_NUM_THREADS is set"
 
 

@@ -35,8 +35,9 @@ Symmetric structures stay symmetric (the forces and the stress are symmetrised).
 
 The centre of mass does not move: ``"bfgs"`` removes the mass-weighted mean from every step of the
 atoms (a rigid translation changes no energy, and the grid's small net force would otherwise make
-a molecule drift through the box); ``"ase:*"`` (fixed cell) uses ASE's ``FixCom`` constraint to the
-same end.
+a molecule drift through the box); ``"scipy"`` moves the atoms by its variables' change less that
+mean (and gets the gradient of that map); ``"ase:*"`` (fixed cell) uses ASE's ``FixCom`` constraint
+to the same end.
 
 Progress: ``verbose=True`` prints one line per step (:func:`progress_header`, :func:`progress_line`:
 energy, largest force, largest stress component, SCF iterations, time) and the final geometry
@@ -203,6 +204,15 @@ class _Coordinates:
         moves = step[:3 * self.natoms].reshape(-1, 3)
         out = np.array(step, dtype=float)
         out[:3 * self.natoms] = (moves - masses @ moves / masses.sum()).reshape(-1)
+        return out
+
+    def center_of_mass_gradient(self, gradient) -> np.ndarray:
+        """dE/dz for y = y0 + fix_center_of_mass(z - y0): the transpose of that projection applied to
+        dE/dy (each atom's share of the summed gradient, by its mass, taken out)."""
+        masses = self.reference.masses
+        grads = gradient[:3 * self.natoms].reshape(-1, 3)
+        out = np.array(gradient, dtype=float)
+        out[:3 * self.natoms] = (grads - np.outer(masses, grads.sum(axis=0)) / masses.sum()).reshape(-1)
         return out
 
     def initial(self) -> np.ndarray:
@@ -380,8 +390,12 @@ def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
 
     coords = _Coordinates(structure, cell, cf)
     state = {"best": None}
+    y0 = coords.initial()
 
-    def fun(y):
+    def fun(z):
+        # scipy moves z freely; the atoms move by z - y0 less its mass-weighted mean, so the centre
+        # of mass stays where it was (as with "bfgs"), and the gradient is that map's transpose
+        y = y0 + coords.fix_center_of_mass(z - y0)
         if len(evaluator.trajectory["energy"]) >= max_steps:
             raise _Converged()
         result = _evaluate(coords, evaluator, y, callback)
@@ -389,10 +403,10 @@ def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
         if _is_converged(result, fmax, smax, cell):
             state["converged"] = True
             raise _Converged()
-        return result.total_energy, -coords.forces(y, result)
+        return result.total_energy, coords.center_of_mass_gradient(-coords.forces(y, result))
 
     try:
-        minimize(fun, coords.initial(), jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": max_steps})
+        minimize(fun, y0, jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": max_steps})
     except _Converged:
         pass
     return state["best"], bool(state.get("converged", False))

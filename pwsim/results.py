@@ -93,6 +93,10 @@ class Result:
             where = "at the k-point" if len(self.kpoints) == 1 else "on the k-point mesh"
             lines.append(f"HOMO / LUMO       {self.homo:.6f} / {self.lumo:.6f} Ha   gap {where} "
                          f"{self.gap * HARTREE_IN_EV:.4f} eV")
+        if self.gap is not None and self.gap < 0:
+            from .sanity import overlapping_bands
+
+            lines.append(f"WARNING: {overlapping_bands(self)}")
         if self.magnetization is not None:
             lines.append(f"magnetisation     {self.magnetization:.6f} (absolute {self.absolute_magnetization:.6f}) mu_B")
         state = "converged" if self.converged else "NOT CONVERGED"

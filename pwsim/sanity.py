@@ -6,15 +6,20 @@ the Python API issues :class:`pwsim.errors.InputWarning`):
 * lengths likely in the wrong unit: the nearest-neighbour distance far shorter than a bond (numbers
   in angstrom read as bohr), or, in a crystal without vacuum, far longer;
 * a crystal (a structure without vacuum along some lattice vector) at the Gamma point only;
-* an odd number of electrons without smearing (a metal-looking system) where the run accepts it
-  (collinear spin with fixed occupations).
+* a metal-looking system with fixed occupations (no smearing): an odd number of electrons where the
+  run accepts it (collinear spin), a cell of metallic elements only (Al, Na, Fe, Cu, ...), or a cell
+  that repeats a primitive cell with an odd number of electrons (its bands cannot be filled);
+* after the SCF of a fixed-occupation run (:func:`overlapping_bands`): the highest occupied level at
+  some k-point lies above the lowest empty one at another, so the bands overlap and the fixed
+  occupations are not the ground state. ``Result.summary()`` says so, ``/scf/bands_overlap`` is
+  true in the output file, and :func:`pwsim.scf` issues the warning.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .structure import covalent_radius
-from .units import BOHR_IN_ANGSTROM
+from .units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
 #: nearest-neighbour distance / (sum of covalent radii) below this suggests angstrom numbers read as bohr
 SHORT_BOND_RATIO = 0.65
@@ -24,6 +29,18 @@ LONG_BOND_RATIO = 2.2
 VACUUM_GAP = 3.0
 #: a cell this long (bohr) or longer along every periodic direction may be sampled at Gamma alone
 GAMMA_ONLY_LENGTH = 30.0
+
+
+#: elements whose elemental solids are metals (alkali, alkaline-earth, transition, post-transition
+#: metals, lanthanides, actinides); a cell of these alone is almost always a metal
+METALS = frozenset((
+    "Li", "Be", "Na", "Mg", "Al", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga",
+    "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Cs", "Ba", "La", "Ce",
+    "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os",
+    "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu", "Am", "Cm",
+    "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr",
+))
+_SET_SMEARING = "set [model] smearing and temperature"
 
 
 def vacuum_directions(structure) -> list[bool]:
@@ -65,8 +82,63 @@ def sanity_warnings(run) -> list[str]:
         axes = ", ".join(f"a{i + 1}" for i in periodic)
         out.append(f"the structure is a crystal (no vacuum along {axes}) but [basis] kpoints = [1, 1, 1] samples "
                    "the Gamma point only; converge the k-point grid")
-    odd = abs(run.n_electrons / 2 - round(run.n_electrons / 2)) > 1e-8
-    if odd and s.smearing == "none" and run.nspin == 2 and s.magnetization is None:
-        out.append(f"{run.n_electrons:g} electrons (an odd number) with fixed occupations: if the system is a metal, "
-                   "set [model] smearing and temperature")
+    if s.smearing == "none":
+        message = _metal_warning(run)
+        if message:
+            out.append(message)
     return out
+
+
+def _odd(n: float) -> bool:
+    return abs(n / 2 - round(n / 2)) > 1e-8
+
+
+def _metal_warning(run) -> str | None:
+    """The first sign, if any, that a fixed-occupation run is a metal (see the module docstring)."""
+    structure, s = run.structure, run.settings
+    if _odd(run.n_electrons) and run.nspin == 2 and s.magnetization is None:
+        return f"{run.n_electrons:g} electrons (an odd number) with fixed occupations: if the system is a metal, " \
+               f"{_SET_SMEARING}"
+    kinds = structure.kinds()
+    if all(e in METALS for e in kinds):
+        return f"every atom is a metallic element ({', '.join(kinds)}): the system is probably a metal, and fixed " \
+               f"occupations give a wrong ground state where bands cross the Fermi level; {_SET_SMEARING}"
+    copies = _primitive_copies(run)
+    if run.nspin == 1 and copies > 1 and _odd(run.n_electrons / copies):
+        return f"the cell repeats a primitive cell of {structure.natoms // copies} atom(s) {copies} times, and that " \
+               f"cell has {run.n_electrons / copies:g} electrons (an odd number): its bands cannot be filled, the " \
+               f"system is probably a metal; {_SET_SMEARING}"
+    return None
+
+
+def _primitive_copies(run) -> int:
+    """How many primitive cells the cell holds: its pure lattice translations (operations with the
+    identity rotation; magnetic moments taken into account)."""
+    symmetry = run.symmetry
+    if symmetry.nsym == 1 and run.structure.natoms > 1 and not run.settings.symmetry:
+        from .symmetry import find_symmetry
+
+        symmetry = find_symmetry(run.structure, magnetic_moments=run.settings.magnetic_moments)
+    return int(np.count_nonzero(np.all(symmetry.rotations == np.eye(3, dtype=int), axis=(1, 2))))
+
+
+def overlapping_bands(result) -> str | None:
+    """For a fixed-occupation result whose highest occupied level (HOMO, over all k-points) lies above
+    its lowest empty one (LUMO): the warning; else None."""
+    if result.gap is None or result.gap >= 0:
+        return None
+    return (f"the bands overlap: the highest occupied level ({result.homo:.6f} Ha) lies "
+            f"{-result.gap * HARTREE_IN_EV:.4f} eV above the lowest empty one ({result.lumo:.6f} Ha) at another "
+            f"k-point: with fixed occupations this is not the ground state (the system looks metallic on this "
+            f"k-point mesh); {_SET_SMEARING}")
+
+
+def warn_overlapping_bands(result) -> None:
+    """Issue :func:`overlapping_bands`'s warning (:class:`pwsim.errors.InputWarning`), if any."""
+    message = overlapping_bands(result)
+    if message:
+        import warnings
+
+        from .errors import InputWarning
+
+        warnings.warn(message, InputWarning, stacklevel=3)

@@ -405,6 +405,9 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     with setup.backend.blas_limits():
         result, final = _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state)
         _forces_and_stress(setup, result, final)
+    from .sanity import warn_overlapping_bands
+
+    warn_overlapping_bands(result)  # a fixed-occupation run whose bands overlap: a metal, wrongly filled
     return result
 
 

@@ -75,11 +75,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cartesian_positions": Key("list", None, "Cartesian coordinates in `units`, instead of `positions`"),
         "file": Key("str", None, "structure file (CIF, POSCAR, extxyz, ... read by ASE: pip install 'pwsim[ase]'), "
                                  "relative to the input file; instead of lattice/species/positions"),
-        "crystal": Key("str", None, "built-in crystal instead of lattice/species/positions",
-                       choices=("diamond", "fcc", "bcc", "rocksalt")),
-        "elements": Key("list", None, "element(s) of the built-in crystal (two for rocksalt; one may be a plain string)"),
-        "lattice_constant": Key("length", None, "cubic lattice constant of the built-in crystal", "bohr",
+        "crystal": Key("str", None, "built-in crystal instead of lattice/species/positions: diamond, fcc, bcc, hcp "
+                                    "(one element), rocksalt, zincblende, wurtzite (cation, anion), perovskite "
+                                    "(cubic ABX3: A, B, X)",
+                       choices=("diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp", "wurtzite", "perovskite")),
+        "elements": Key("list", None, "element(s) of the built-in crystal, in the order `crystal` names them (one "
+                                      "may be a plain string)"),
+        "lattice_constant": Key("length", None, "lattice constant a of the built-in crystal (cubic a; the hexagonal "
+                                                "a of hcp and wurtzite)", "bohr",
                                 minimum=0.0, maximum=1e4, exclusive=True),
+        "c_over_a": Key("float", None, "c/a of hcp and wurtzite (default: the ideal sqrt(8/3) = 1.633)",
+                        minimum=0.0, maximum=100.0, exclusive=True),
+        "u": Key("float", None, "internal parameter of wurtzite: the anions sit u c above the cations (default: "
+                                "equal bond lengths, 1/4 + 1/(3 (c/a)^2), as ASE; 3/8 at the ideal c/a)", minimum=0.0, maximum=1.0, exclusive=True),
         "supercell": Key("int3", (1, 1, 1), "repeat the cell this many times along each lattice vector",
                          minimum=1, maximum=1000),
     },

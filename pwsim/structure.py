@@ -243,11 +243,13 @@ def hcp(element: str, a: float, c: float | None = None) -> Structure:
     return Structure(_hexagonal_lattice(a, c), [element, element], [[0, 0, 0], [1 / 3, 2 / 3, 0.5]])
 
 
-def wurtzite(cation: str, anion: str, a: float, c: float | None = None, u: float = 0.375) -> Structure:
+def wurtzite(cation: str, anion: str, a: float, c: float | None = None, u: float | None = None) -> Structure:
     """Wurtzite (B4: ZnO, GaN), 4 atoms: cations at (1/3, 2/3, 0) and (2/3, 1/3, 1/2), anions shifted
-    by u c along z. a, c in bohr (c defaults to the ideal sqrt(8/3) a); u is the internal parameter
-    (3/8 ideal, when every bond has the same length a sqrt(3/8))."""
+    by u c along z. a, c in bohr (c defaults to the ideal sqrt(8/3) a); u is the internal parameter,
+    by default 1/4 + a^2/(3 c^2), which makes the four bonds of an atom equally long (ASE's default;
+    3/8 at the ideal c/a)."""
     c = np.sqrt(8.0 / 3.0) * a if c is None else c
+    u = 0.25 + a**2 / (3.0 * c**2) if u is None else u
     frac = [[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
     return Structure(_hexagonal_lattice(a, c), [cation, cation, anion, anion], frac)
 
@@ -257,6 +259,36 @@ def perovskite(a_site: str, b_site: str, x_site: str, a: float) -> Structure:
     centre (1/2, 1/2, 1/2), X at the face centres (1/2, 1/2, 0), (1/2, 0, 1/2), (0, 1/2, 1/2); a in bohr."""
     frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]
     return Structure(np.eye(3) * a, [a_site, b_site, x_site, x_site, x_site], frac)
+
+
+#: the built-in crystals by name (the input file's ``crystal``): the elements each takes, in order
+CRYSTALS = {"diamond": ("element",), "fcc": ("element",), "bcc": ("element",), "hcp": ("element",),
+            "rocksalt": ("cation", "anion"), "zincblende": ("cation", "anion"), "wurtzite": ("cation", "anion"),
+            "perovskite": ("A", "B", "X")}
+#: the crystals that take c/a, and u
+HEXAGONAL = ("hcp", "wurtzite")
+
+
+def build_crystal(name: str, elements, a: float, c_over_a: float | None = None, u: float | None = None) -> Structure:
+    """A built-in crystal by name (:data:`CRYSTALS`): ``elements`` in the order the name takes them,
+    ``a`` the lattice constant (bohr; the hexagonal a of hcp and wurtzite), ``c_over_a`` (hcp,
+    wurtzite; default ideal) and ``u`` (wurtzite; default: equal bond lengths, see :func:`wurtzite`)."""
+    if name not in CRYSTALS:
+        raise InputError(f"unknown crystal {name!r}; built-in crystals are {', '.join(CRYSTALS)}")
+    wanted = CRYSTALS[name]
+    if len(elements) != len(wanted):
+        raise InputError(f"{name} needs {len(wanted)} element{'s' if len(wanted) > 1 else ''} "
+                         f"({', '.join(wanted)}), got {len(elements)}")
+    if c_over_a is not None and name not in HEXAGONAL:
+        raise InputError(f"c_over_a is only used with hcp and wurtzite, not {name}")
+    if u is not None and name != "wurtzite":
+        raise InputError(f"u is only used with wurtzite, not {name}")
+    c = None if c_over_a is None else c_over_a * a
+    if name == "hcp":
+        return hcp(elements[0], a, c)
+    if name == "wurtzite":
+        return wurtzite(elements[0], elements[1], a, c, u)
+    return globals()[name](*elements, a)
 
 
 def from_ase(atoms, vacuum: float | None = None) -> Structure:

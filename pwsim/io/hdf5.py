@@ -154,6 +154,14 @@ def _write(f, r: Result, checkpoint_state):
     scf = f["scf"]
     dataset(scf, "converged", bool(r.converged), "dimensionless")
     dataset(scf, "iterations", int(r.iterations), "dimensionless")
+    # fixed occupations whose highest occupied level lies above the lowest empty one: a metal filled
+    # as an insulator; the flag (and the warning as an attribute) keep a wrong answer from looking right
+    from ..sanity import overlapping_bands
+
+    overlap = overlapping_bands(r)
+    dataset(scf, "bands_overlap", overlap is not None, "dimensionless")
+    if overlap is not None:
+        scf.attrs["warning"] = overlap
     dataset(scf, "energy_history", np.asarray(r.history.get("energy", []), dtype=float), "hartree")
     dataset(scf, "delta_energy_history", np.asarray(r.history.get("delta_energy", []), dtype=float), "hartree")
     dataset(scf, "residual_history", np.asarray(r.history.get("residual", []), dtype=float), "electrons/bohr^1.5")
@@ -260,17 +268,20 @@ class _Reader:
     """Checked access to the datasets of an open file: each comes back as a NumPy value of the
     expected kind and shape, with finite numbers, or an InputError names it."""
 
-    def __init__(self, f, path):
+    def __init__(self, f, path, prefix: str = ""):
+        """f: an open h5py file or group, or a group already read into a dict (:func:`_read_group`);
+        prefix: the group's path in the file, for the messages (e.g. ``"bands/"``)."""
         self.f = f
         self.path = path
+        self.prefix = prefix
 
     def has(self, name) -> bool:
         return name in self.f
 
     def fail(self, name, problem):
         if problem == "is missing":
-            raise InputError(f"{self.path} is not a complete pwsim output file (/{name} is missing)")
-        raise InputError(f"{self.path} is a damaged pwsim output file: /{name} {problem}")
+            raise InputError(f"{self.path} is not a complete pwsim output file (/{self.prefix}{name} is missing)")
+        raise InputError(f"{self.path} is a damaged pwsim output file: /{self.prefix}{name} {problem}")
 
     def array(self, name, shape: tuple, kind: str = "float", expect: str = ""):
         """shape: expected dimensions, None where any length is fine; expect: how to name it."""
@@ -279,9 +290,9 @@ class _Reader:
         obj = self.f.get(name)
         if obj is None:
             self.fail(name, "is missing")
-        if not isinstance(obj, h5py.Dataset):
+        if isinstance(obj, (h5py.Group, dict)):
             self.fail(name, "is a group, not a dataset")
-        value = np.asarray(obj[()])
+        value = np.asarray(obj[()] if isinstance(obj, h5py.Dataset) else obj)
         if value.dtype.kind not in _KINDS[kind]:
             self.fail(name, f"has dtype {value.dtype}, expected {kind}")
         if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)):
@@ -297,6 +308,21 @@ class _Reader:
 
     def optional(self, name, kind: str = "float"):
         return self.scalar(name, kind) if self.has(name) else None
+
+    def text(self, name, choices=None, default=None) -> str:
+        """A string attribute (or dataset) of the group, one of ``choices`` if given."""
+        if name not in self.f:
+            if default is None:
+                self.fail(name, "is missing")
+            return default
+        value = self.f[name]
+        value = value.item() if isinstance(value, np.ndarray) and value.shape == () else value
+        if not isinstance(value, (str, bytes)):
+            self.fail(name, f"is a {type(value).__name__}, expected a string")
+        value = _text(value)
+        if choices is not None and value not in choices:
+            self.fail(name, f"is {value!r}, expected one of {', '.join(choices)}")
+        return value
 
     def group(self, name):
         import h5py
@@ -381,6 +407,8 @@ def _read_history(r: _Reader) -> dict:
         if value is None or value.ndim != 1 or value.dtype.kind not in "iuf":
             r.fail(f"scf/{name}", "is missing or not a 1-d array of numbers")
         history[key] = value.astype(float)  # inf is legitimate here: the first dE of a run
+    if r.has("scf/bands_overlap"):  # derived from /homo and /lumo; only its kind is checked here
+        r.scalar("scf/bands_overlap", "bool")
     single = "scf/single_precision_history"
     history["single_precision"] = (r.array(single, (None,), "int").astype(float) if r.has(single)
                                    else np.zeros(0))
@@ -405,6 +433,13 @@ def _read_wavefunctions(r: _Reader, result: Result) -> None:
             "iteration": iteration,
             "wavefunctions": [r.array(f"checkpoint/{k}", (None, None), "complex") for k in wf_keys],
         }
+
+
+def group_reader(result, name: str, path=None) -> _Reader:
+    """Checked access to the group ``name`` (``"bands"``, ``"dos"``) of a loaded Result, as read by
+    :func:`load` into ``result.extra[name]``; ``path`` (the file) names it in the messages."""
+    where = str(path) if path is not None else "the result"
+    return _Reader(result.extra[name], where, prefix=f"{name}/")
 
 
 def _read_group(g) -> dict:

@@ -259,7 +259,7 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
         given = modes + explicit
         raise ctx.error("structure", given[1], f"conflicts with {given[0]}: give either file = ..., crystal = ..., "
                                                "or lattice/species/positions")
-    for key in ("elements", "lattice_constant"):
+    for key in ("elements", "lattice_constant", "c_over_a", "u"):
         if key in s and "crystal" not in s:
             raise ctx.error("structure", key, "only used with a built-in crystal (crystal = 'diamond', ...)")
     factor = length_factor(s.get("units", "bohr"))
@@ -277,17 +277,20 @@ def _structure(s: dict, raw: dict, ctx, base_dir):
         if "elements" not in s or "lattice_constant" not in s:
             raise ctx.error("structure", "crystal", "a built-in crystal needs elements = [...] and lattice_constant")
         elements = [_element(e, ctx, "elements") for e in s["elements"]]
-        need = 2 if crystal == "rocksalt" else 1
-        if len(elements) != need:
-            raise ctx.error("structure", "elements", f"{crystal} needs {need} element{'s' if need > 1 else ''}, "
+        wanted = st.CRYSTALS[crystal]
+        if len(elements) != len(wanted):
+            raise ctx.error("structure", "elements", f"{crystal} needs {len(wanted)} element"
+                                                     f"{'s' if len(wanted) > 1 else ''} ({', '.join(wanted)}), "
                                                      f"got {len(elements)}")
+        for key in ("c_over_a", "u"):
+            if key in s and crystal not in (st.HEXAGONAL if key == "c_over_a" else ("wurtzite",)):
+                raise ctx.error("structure", key, f"is not a parameter of {crystal} (only of "
+                                                  f"{' and '.join(st.HEXAGONAL) if key == 'c_over_a' else 'wurtzite'})")
         a = s["lattice_constant"]
         if not isinstance(raw.get("lattice_constant"), str):
             a = a * factor  # a plain number is in [structure] units; a string carried its own unit
-        if crystal == "rocksalt":
-            structure = build("lattice_constant", lambda: st.rocksalt(elements[0], elements[1], a))
-        else:
-            structure = build("lattice_constant", lambda: getattr(st, crystal)(elements[0], a))
+        structure = build("lattice_constant", lambda: st.build_crystal(crystal, elements, a, s.get("c_over_a"),
+                                                                       s.get("u")))
     else:
         structure = _explicit_structure(s, ctx, factor)
     reps = s.get("supercell", [1, 1, 1])
@@ -366,7 +369,8 @@ def check_regular_file(path, what: str, max_bytes: int, key: tuple | None = None
     if not stat.S_ISREG(info.st_mode):
         raise fail(f"{path} is not a regular file (a device, FIFO or socket); the {what} must be a file")
     if info.st_size > max_bytes:
-        raise fail(f"{path} has {info.st_size / 2**20:.1f} MiB; a {what} may have at most "
+        article = 'an' if what[0] in 'aeiou' else 'a'
+        raise fail(f"{path} has {info.st_size / 2**20:.1f} MiB; {article} {what} may have at most "
                    f"{max_bytes / 2**20:.0f} MiB")
 
 
@@ -456,10 +460,16 @@ GAAS_EXAMPLE = [
      "the others), and with no `ecut` the largest `normal` cutoff hint of its species. GaAs this way gets "
      "`pbe/Ga-d.psp8` and `pbe/As-d.psp8` at 42 Ha (`pwsim check` prints both), converges in about 9 "
      "iterations and gives a gap at Γ of 0.5195 eV, as ABINIT on the same files:"),
-    ("```toml\n[structure]\nunits = \"angstrom\"                    # zincblende, a = 5.65 angstrom\n"
-     "lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]\n"
-     "species = [\"Ga\", \"As\"]\npositions = [[0, 0, 0], [0.25, 0.25, 0.25]]\n\n[model]\n"
-     "xc = \"pbe\"\n\n[basis]\nkpoints = [4, 4, 4]\n```"),
+    ("```toml\n[structure]\ncrystal = \"zincblende\"\nelements = [\"Ga\", \"As\"]           # cation, anion\n"
+     "lattice_constant = \"5.65 angstrom\"\n\n[model]\nxc = \"pbe\"\n\n[basis]\nkpoints = [4, 4, 4]\n```"),
+    ("The same cell written out is `lattice = [[0.0, 2.825, 2.825], [2.825, 0.0, 2.825], [2.825, 2.825, 0.0]]` "
+     "(with `units = \"angstrom\"`), `species = [\"Ga\", \"As\"]`, `positions = [[0, 0, 0], [0.25, 0.25, 0.25]]`. "
+     "The other built-in crystals: `crystal = \"hcp\"` with `elements = [\"Mg\"]`, `lattice_constant` (a) and "
+     "optionally `c_over_a` (default the ideal 1.633); `\"wurtzite\"` with cation and anion, `c_over_a` and `u` "
+     "(default: equal bond lengths, as ASE); `\"perovskite\"` (cubic ABX3) with `elements = [\"Sr\", \"Ti\", \"O\"]`; "
+     "`\"rocksalt\"` (cation, anion); `\"diamond\"`, `\"fcc\"`, `\"bcc\"` (one element). In Python they are "
+     "`pwsim.zincblende(\"Ga\", \"As\", a)`, `pwsim.hcp`, `pwsim.wurtzite`, `pwsim.perovskite`, ... (bohr), "
+     "and `pwsim.from_ase(atoms)` takes anything ASE builds."),
 ]
 
 
@@ -473,8 +483,9 @@ def reference_markdown() -> str:
          "Unknown tables or keys are errors, and every error is reported as one line naming the "
          "file, the line and the key. `pwsim check` runs exactly the validation of `pwsim run` "
          "(including the electron count, the FFT box and the memory estimate) and prints sanity "
-         "warnings (a likely wrong length unit, a crystal at the Gamma point only, an odd number of "
-         "electrons without smearing)."),
+         "warnings (a likely wrong length unit, a crystal at the Gamma point only, a metal-looking system "
+         "without smearing: an odd number of electrons, metallic elements only, or a repeated primitive cell "
+         "with an odd number of electrons)."),
         ("The same keys, with the same defaults, units and checks, are the keyword arguments of the "
          "Python API (`pwsim.scf(structure, ecut=\"30 Ry\", kpoints=(4, 4, 4))`, `pwsim.Settings`) "
          "and the parameters of the ASE calculator; `[relax]` keys are the keywords of `pwsim.relax`."),
@@ -487,7 +498,8 @@ def reference_markdown() -> str:
          "`cartesian_positions` and a plain-number `lattice_constant`."),
         ("The structure is given in one of three ways: `lattice` + `species` + `positions` (or "
          "`cartesian_positions`); `file = \"si.cif\"` (any format ASE reads, in angstrom as ASE gives it); "
-         "or a built-in `crystal = \"diamond\"` with `elements` and `lattice_constant`. `supercell` "
+         "or a built-in `crystal = \"diamond\"` (or fcc, bcc, hcp, rocksalt, zincblende, wurtzite, perovskite) "
+         "with `elements` and `lattice_constant` (and `c_over_a`, `u` for the hexagonal ones). `supercell` "
          f"applies to each; a structure has at most {MAX_ATOMS} atoms. Input, structure and "
          "pseudopotential files must be regular files (not devices or FIFOs) of bounded size; error "
          "messages name such a file and the line, never its content."),

@@ -53,7 +53,7 @@ def detect_format(text: str) -> str:
     lines = text.splitlines()
     if len(lines) > 3:
         try:
-            if int(float(lines[2].split()[0].replace("D", "E"))) == 8:
+            if float(lines[2].split()[0].replace("D", "E")) == 8:  # pspcod (inf or nan is no psp8)
                 return "psp8"
         except (ValueError, IndexError):
             pass
@@ -63,6 +63,27 @@ def detect_format(text: str) -> str:
 #: numerical pseudopotentials already read, by (real path, size, mtime): their form-factor tables are
 #: built once per process (a relaxation or an equation of state prepares many runs)
 _CACHE: dict = {}
+
+
+def _check_finite(parsed, path: str) -> None:
+    """Every number of a parsed pseudopotential (GTHPseudo or RadialPseudo fields, arrays included)
+    must be finite: a NaN would otherwise reach the eigensolver and fail there obscurely."""
+    import dataclasses
+
+    import numpy as np
+
+    def numbers(value):
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                yield from numbers(item)
+        elif isinstance(value, (int, float, np.ndarray, np.number)) and not isinstance(value, bool):
+            yield value
+
+    for f in dataclasses.fields(parsed):
+        for value in numbers(getattr(parsed, f.name)):
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise InputError(f"pseudopotential file {path} contains a non-finite number (NaN or inf) in its "
+                                 f"{f.name.replace('_', ' ')}")
 
 
 def read_pseudo_file(path: str, element: str | None = None):
@@ -84,8 +105,10 @@ def read_pseudo_file(path: str, element: str | None = None):
             pseudos = [p for p in pseudos if p.symbol == element]
             if not pseudos:
                 raise InputError(f"GTH pseudopotential file {path} has no block for element {element!r}")
+        _check_finite(pseudos[0], path)
         return pseudos[0]
     data = parse_upf(text, path) if fmt == "upf" else parse_psp8(text, path)
+    _check_finite(data, path)
     try:
         psp = NumericalPseudo(data)
     except ValueError as exc:

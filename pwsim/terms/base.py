@@ -22,7 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ElectronicState", "Term", "band_sum", "occupied_bands", "symmetric"]
+__all__ = ["BLOCK_BYTES", "ElectronicState", "Term", "band_sum", "occupied_bands", "row_ranges", "symmetric"]
+
+#: bytes of one block of rows (of the orbitals, the projectors or their gradients) that forces and
+#: stress hold as a temporary at a time; each block is one BLAS-3 product against all bands
+BLOCK_BYTES = 2**24
 
 
 @dataclass
@@ -62,6 +66,13 @@ class Term:
 
     def stress(self, state: ElectronicState) -> np.ndarray:
         return np.zeros((3, 3))
+
+
+def row_ranges(nrows: int, row_bytes: float, budget: float | None = None):
+    """Slices of consecutive rows, each at most ``budget`` bytes (default :data:`BLOCK_BYTES`) of rows
+    of ``row_bytes`` bytes, at least one row each."""
+    step = max(1, int((BLOCK_BYTES if budget is None else budget) // max(row_bytes, 1)))
+    return [slice(i, min(i + step, nrows)) for i in range(0, nrows, step)]
 
 
 def symmetric(m) -> np.ndarray:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Term, band_sum, occupied_bands, symmetric
+from .base import Term, band_sum, occupied_bands, row_ranges, symmetric
 
 
 class KineticOperator:
@@ -52,7 +52,9 @@ class Kinetic(Term):
                 continue
             c_nG, f_n = occupied
             weights = bk.to_device(f_n)[:, None]
-            density_G = xp.sum(xp.astype(xp.real(c_nG * xp.conj(c_nG)), xp.float64) * weights, axis=0)  # (npw,)
+            # sum_n f_n |c_nG|^2, (npw,): a block of bands at a time (the products are temporaries)
+            density_G = sum(xp.sum(xp.astype(xp.real(c_nG[rows, :] * xp.conj(c_nG[rows, :])), xp.float64) * weights[rows, :],
+                                   axis=0) for rows in row_ranges(c_nG.shape[0], 16 * c_nG.shape[1]))
             q_Gv = bk.to_device(kpoint.kpg)
             dedeps -= bk.to_host(q_Gv.T @ (q_Gv * density_G[:, None]))
         return symmetric(dedeps) / self.context.structure.volume

@@ -24,10 +24,8 @@ import numpy as np
 
 from ..pseudo.harmonics import real_spherical_harmonics, solid_harmonics
 from ..special import block_diag
+from . import base
 from .base import Term, band_sum, occupied_bands, symmetric
-
-#: host memory (bytes) up to which the projector gradients of a k-point are built in one go
-_GRADIENT_BYTES = 2**28
 
 
 class NonlocalOperator:
@@ -35,15 +33,18 @@ class NonlocalOperator:
 
     projectors: (nproj, npw) complex, device; coupling: (nproj, nproj) device (hartree);
     atom_of: (nproj,) host int, which atom each projector sits on; backend: the array backend;
-    kpoint: its k-point (at Gamma with real wavefunctions the products run as real GEMMs).
+    kpoint: its k-point; half: None, or at a real Gamma point the kpoint's ``half``: the projectors
+    then hold only the first 1 + half columns of the sphere [G=0, half G's, their partners] and the
+    products run as real GEMMs on them (fixed at construction, whatever the k-point says later).
     """
 
-    def __init__(self, projectors, coupling, atom_of, backend, kpoint):
+    def __init__(self, projectors, coupling, atom_of, backend, kpoint, half=None):
         self.projectors = projectors
         self.coupling = coupling
         self.atom_of = atom_of
         self.backend = backend
         self.kpoint = kpoint
+        self.half = half
         self._coupling_real = None
 
     def single(self):
@@ -51,7 +52,7 @@ class NonlocalOperator:
         each time, not kept: after the SCF's single-precision phase it would be dead weight)."""
         xp = self.backend.xp
         return NonlocalOperator(xp.astype(self.projectors, xp.complex64), xp.astype(self.coupling, xp.complex64),
-                                self.atom_of, self.backend, self.kpoint)
+                                self.atom_of, self.backend, self.kpoint, self.half)
 
     @property
     def nproj(self) -> int:
@@ -65,12 +66,12 @@ class NonlocalOperator:
         xp = self.backend.xp
         if self.nproj == 0:
             return xp.zeros_like(c_nG)
-        if self.kpoint.is_gamma:
-            overlaps_ni = self.backend.real_overlap(c_nG, self.projectors, self.kpoint.half)  # real
+        if self.half is not None:
+            overlaps_ni = self.backend.real_overlap(c_nG, self.projectors, self.half)  # real
             if self._coupling_real is None:
                 self._coupling_real = xp.real(self.coupling)
             weights_ni = overlaps_ni @ xp.astype(self._coupling_real, overlaps_ni.dtype)
-            return self.backend.real_combine(weights_ni.mT, self.projectors, self.kpoint.half)
+            return self.backend.real_combine(weights_ni.mT, self.projectors, self.half)
         overlaps_ni = c_nG @ xp.conj(self.projectors.mT)
         return (overlaps_ni @ self.coupling) @ self.projectors
 
@@ -81,8 +82,8 @@ class NonlocalOperator:
             return xp.zeros(c_nG.shape[0], dtype=xp.float64, device=c_nG.device)
         c_nG = xp.astype(c_nG, xp.complex128, copy=False)
         projectors = xp.astype(self.projectors, xp.complex128, copy=False)
-        if self.kpoint.is_gamma:
-            overlaps_ni = self.backend.real_overlap(c_nG, projectors, self.kpoint.half)
+        if self.half is not None:
+            overlaps_ni = self.backend.real_overlap(c_nG, projectors, self.half)
             return xp.sum((overlaps_ni @ xp.astype(xp.real(self.coupling), xp.float64)) * overlaps_ni, axis=-1)
         overlaps_ni = c_nG @ xp.conj(projectors.mT)
         coupling = xp.astype(self.coupling, xp.complex128)
@@ -101,18 +102,43 @@ def _channels(structure, pseudos):
                 yield atom, psp, l, nl, frac @ structure.lattice
 
 
+def _rows_of(channel) -> int:
+    """Projector rows of one channel: (2l + 1) n_l."""
+    return (2 * channel[2] + 1) * channel[3]
+
+
+def row_blocks(structure, pseudos, npw: int, budget: float | None = None):
+    """Consecutive channels grouped so that each group's rows of ``npw`` complex128 numbers take at
+    most ``budget`` bytes (default :data:`pwsim.terms.base.BLOCK_BYTES`; at least one channel per
+    group). Yields (row slice into the operator's projectors, list of channels)."""
+    max_rows = max(1, int((base.BLOCK_BYTES if budget is None else budget) // (16 * max(npw, 1))))
+    group, start, rows = [], 0, 0
+    for channel in _channels(structure, pseudos):
+        if group and rows + _rows_of(channel) > max_rows:
+            yield slice(start, start + rows), group
+            start, rows, group = start + rows, 0, []
+        group.append(channel)
+        rows += _rows_of(channel)
+    if group:
+        yield slice(start, start + rows), group
+
+
 def projector_blocks(structure, pseudos, kpg: np.ndarray):
     """Host arrays for one k-point: projectors (nproj, npw), coupling (nproj, nproj), atom_of (nproj,).
 
-    kpg: (npw, 3) Cartesian k + G, 1/bohr."""
+    kpg: (npw, 3) Cartesian k + G, 1/bohr (at a real Gamma point the operator passes only the first
+    1 + half of the sphere: the rest are the complex conjugates)."""
     q = np.linalg.norm(kpg, axis=1)
     npw = kpg.shape[0]
     # filled row by row in place (a list of rows and its stacked copy would hold it three times)
-    nproj = sum((2 * l + 1) * nl for _, _, l, nl, _ in _channels(structure, pseudos))
+    channels = list(_channels(structure, pseudos))
+    nproj = sum(_rows_of(c) for c in channels)
+    if not nproj:
+        return np.zeros((0, npw), complex), np.zeros((0, 0)), np.zeros(0, int)
     projectors = np.empty((nproj, npw), dtype=complex)
     row, blocks, atom_of = 0, [], []
     ylm_cache = {}
-    for atom, psp, l, nl, tau in _channels(structure, pseudos):
+    for atom, psp, l, nl, tau in channels:
         phase = np.exp(-1j * (kpg @ tau))
         if l not in ylm_cache:
             ylm_cache[l] = real_spherical_harmonics(l, kpg)
@@ -122,10 +148,8 @@ def projector_blocks(structure, pseudos, kpg: np.ndarray):
             for i in range(nl):
                 np.multiply((-1j) ** l * radial[i] * ylm[m], phase, out=projectors[row])
                 row += 1
-                atom_of.append(atom)
+        atom_of += [atom] * _rows_of((atom, psp, l, nl))
         blocks.append(np.kron(np.eye(2 * l + 1), np.asarray(psp.h[l], dtype=float)))
-    if not nproj:
-        return np.zeros((0, npw), complex), np.zeros((0, 0)), np.zeros(0, int)
     projectors /= np.sqrt(structure.volume)
     return projectors, block_diag(*blocks), np.array(atom_of)
 
@@ -143,53 +167,92 @@ def _angular_gradients(l: int, kpg: np.ndarray):
     return ylm, np.where(q > 0, grad, 0.0), sgrad
 
 
-def projector_gradients(structure, pseudos, kpg: np.ndarray, direction: int | None = None):
-    """Gradients with respect to q = k + G of the projectors of one k-point, host arrays.
+class GradientBuilder:
+    """Gradients with respect to q = k + G of projector rows of one k-point, one direction and one
+    block of channels at a time (host arrays; the angular parts per l and the radial form factors
+    and their derivatives per pseudopotential and channel are computed once and kept: O(npw) each).
 
-    Rows in the order of :func:`projector_blocks`, so that they pair with its coupling matrix:
     T_v,iG = Omega^(-1/2) (-i)^l e^{-iq.tau} d[p^l_i(|q|) Y_lm(q^)]/dq_v, with
     d[p Y]/dq_v = p'(|q|) q_v/|q| Y + p grad_v Y; at q = 0 its limit, p'(0) grad_v S_1m for l = 1
     (p ~ q) and 0 otherwise. The position dependence through e^{-iq.tau} is not differentiated.
+    """
+
+    def __init__(self, structure, kpg: np.ndarray):
+        self.kpg = np.asarray(kpg, dtype=float)
+        self.q = np.linalg.norm(self.kpg, axis=1)
+        self.unit = self.kpg / np.where(self.q > 0, self.q, 1.0)[:, None]
+        self.at_zero = np.flatnonzero(self.q == 0)
+        self.scale = 1.0 / np.sqrt(structure.volume)
+        self._angular, self._radial = {}, {}
+
+    def _parts(self, psp, l, nl):
+        if l not in self._angular:
+            self._angular[l] = _angular_gradients(l, self.kpg)
+        key = (id(psp), l)
+        if key not in self._radial:
+            self._radial[key] = [(psp.projector_form_factor(l, i + 1, self.q),
+                                  psp.projector_form_factor_derivative(l, i + 1, self.q)) for i in range(nl)]
+        return self._angular[l], self._radial[key]
+
+    def rows(self, channels, direction: int) -> np.ndarray:
+        """T_v (nrows, npw) complex for the channels given (operator order), v = direction."""
+        v = int(direction)
+        out = np.empty((sum(_rows_of(c) for c in channels), self.q.size), dtype=complex)
+        row = 0
+        for _, psp, l, nl, tau in channels:
+            phase = np.exp(-1j * (self.kpg @ tau)) * ((-1j) ** l * self.scale)
+            (ylm, ygrad, sgrad), radial = self._parts(psp, l, nl)
+            for m in range(2 * l + 1):
+                for p, dp in radial:
+                    grad = dp * self.unit[:, v] * ylm[m] + p * ygrad[m, v]
+                    if l == 1:
+                        grad[self.at_zero] = dp[self.at_zero] * sgrad[m, v, self.at_zero]
+                    np.multiply(grad, phase, out=out[row])
+                    row += 1
+        return out
+
+
+def projector_gradients(structure, pseudos, kpg: np.ndarray, direction: int | None = None):
+    """Gradients with respect to q = k + G of all the projectors of one k-point, host arrays, rows
+    in the order of :func:`projector_blocks` (see :class:`GradientBuilder`).
 
     direction: 0, 1 or 2 returns that component, (nproj, npw) complex; None returns all three,
-    (3, nproj, npw).
+    (3, nproj, npw) (for tests: forces and stress build a block of rows at a time).
     """
-    kpg = np.asarray(kpg, dtype=float)
-    q = np.linalg.norm(kpg, axis=1)
-    unit = kpg / np.where(q > 0, q, 1.0)[:, None]
-    at_zero = q == 0
-    dirs = (0, 1, 2) if direction is None else (int(direction),)
-    rows = []
-    cache = {}
-    for _, psp, l, nl, tau in _channels(structure, pseudos):
-        phase = np.exp(-1j * (kpg @ tau))
-        if l not in cache:
-            cache[l] = _angular_gradients(l, kpg)
-        ylm, ygrad, sgrad = cache[l]
-        radial = [(psp.projector_form_factor(l, i + 1, q), psp.projector_form_factor_derivative(l, i + 1, q))
-                  for i in range(nl)]
-        for m in range(2 * l + 1):
-            for i in range(nl):
-                p, dp = radial[i]
-                grad = np.stack([dp * unit[:, v] * ylm[m] + p * ygrad[m, v] for v in dirs])
-                if l == 1 and at_zero.any():
-                    grad[:, at_zero] = dp[at_zero] * sgrad[m][list(dirs)][:, at_zero]
-                rows.append((-1j) ** l * grad * phase)
-    npw = kpg.shape[0]
-    if not rows:
-        return np.zeros((0, npw) if direction is not None else (3, 0, npw), dtype=complex)
-    out = np.stack(rows, axis=1) / np.sqrt(structure.volume)  # (ndirs, nproj, npw)
-    return out[0] if direction is not None else out
+    builder = GradientBuilder(structure, kpg)
+    channels = list(_channels(structure, pseudos))
+    if direction is not None:
+        return builder.rows(channels, direction)
+    return np.stack([builder.rows(channels, v) for v in range(3)])
 
 
 def build_operator(basis, pseudos, kpoint, dtype=None) -> NonlocalOperator:
     """The non-local operator of one k-point on the device (dtype: that of the projectors and the
-    coupling; default the backend's complex dtype)."""
+    coupling; default the backend's complex dtype). At a real Gamma point only the first 1 + half
+    columns of the sphere are built and kept: every product reads only those."""
     bk = basis.backend
-    projectors, coupling, atom_of = projector_blocks(basis.structure, pseudos, kpoint.kpg)
+    half = kpoint.half if kpoint.is_gamma else None
+    kpg = kpoint.kpg if half is None else kpoint.kpg[: 1 + half]
+    projectors, coupling, atom_of = projector_blocks(basis.structure, pseudos, kpg)
     dtype = dtype or bk.complex_dtype
     return NonlocalOperator(bk.to_device(projectors, dtype=dtype), bk.to_device(coupling, dtype=dtype), atom_of,
-                            bk, kpoint)
+                            bk, kpoint, half)
+
+
+def _projections(bk, c_nG, rows, half):
+    """<row_i|psi_n> (nb, nrows) device: with ``half`` (a real Gamma point: rows and orbitals are the
+    transforms of real functions, rows may hold only the first 1 + half columns) real, else complex."""
+    if half is not None:
+        return bk.real_overlap(c_nG, rows, half)
+    return c_nG @ bk.xp.conj(rows.mT)
+
+
+def _weighted_trace(bk, a_ni, b_ni, f_n):
+    """sum_n f_n Re sum_i a_ni conj(b_ni) per column i, (nrows,) device."""
+    xp = bk.xp
+    if xp.isdtype(a_ni.dtype, "real floating") and xp.isdtype(b_ni.dtype, "real floating"):
+        return xp.sum(a_ni * b_ni * f_n[:, None], axis=0)
+    return xp.sum(xp.real(a_ni * xp.conj(b_ni)) * f_n[:, None], axis=0)
 
 
 class Nonlocal(Term):
@@ -211,63 +274,67 @@ class Nonlocal(Term):
         return band_sum(self.context, state, lambda kpoint, c_nG: self.operator(kpoint).band_energies(c_nG))
 
     def _occupied(self, state):
-        """(k-point, operator, c_nG, f_n) for every k-point with projectors and occupied bands."""
+        """(k-point, operator, c_nG, f_n (device), row blocks, (O D)_ni) for every k-point with
+        projectors and occupied bands; O_ni = <beta_i|psi_n>, D the coupling."""
+        bk = self.context.backend
+        structure, pseudos = self.context.structure, self.context.pseudos
         for kpoint in self.context.basis.kpoints:
             # occupations first: under MPI another pool's k-points are empty here (pwsim.parallel),
             # and their operators need not be built
             occupied = occupied_bands(self.context, state, kpoint)
             op = None if occupied is None else self.operator(kpoint)
-            if op is not None and op.nproj > 0:
-                yield kpoint, op, occupied[0], occupied[1]
+            if op is None or op.nproj == 0:
+                continue
+            c_nG, f_n = occupied
+            blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1]))
+            overlaps = bk.xp.concat([_projections(bk, c_nG, op.projectors[rows, :], op.half) for rows, _ in blocks], axis=1)
+            coupling = bk.xp.real(op.coupling) if op.half is not None else op.coupling
+            yield kpoint, op, c_nG, bk.to_device(f_n), blocks, overlaps, overlaps @ bk.xp.astype(coupling, overlaps.dtype)
+
+    def _kpg(self, kpoint, op):
+        """k + G (width, 3) device in the projectors' real precision, for the columns they hold."""
+        xp = self.context.backend.xp
+        real = xp.float32 if op.projectors.dtype == xp.complex64 else xp.float64
+        return self.context.backend.to_device(kpoint.kpg[: op.projectors.shape[1]], dtype=real)
 
     def forces(self, state) -> np.ndarray:
+        """F_a = -sum_{i on a} 2 sum_n f_n Re[<d beta_i/d tau|psi_n> conj((O D)_ni)], one direction and
+        one block of projector rows at a time (d beta/d tau = -i q beta, a scaled copy of the block)."""
         bk = self.context.backend
-        xp = bk.xp
         forces = np.zeros((self.context.natoms, 3))
-        for kpoint, op, c_nG, f_n in self._occupied(state):
-            f_n = bk.to_device(f_n)
-            proj_Gi = xp.conj(op.projectors.mT)  # (npw, nproj): columns conj(beta_i(k+G))
-            od_ni = (c_nG @ proj_Gi) @ op.coupling  # (O D)_ni, O_ni = <beta_i|psi_n>
-            real_dtype = xp.float32 if proj_Gi.dtype == xp.complex64 else xp.float64
-            kpg = bk.to_device(kpoint.kpg, dtype=real_dtype)  # (npw, 3)
-            nproj = op.nproj
-            # d<beta_i|psi_n>/d tau_v = sum_G c_nG conj(-i q_v beta_iG) = i sum_G c_nG q_v conj(beta_iG)
-            dproj = xp.concat([proj_Gi * kpg[:, v:v + 1] for v in range(3)], axis=1)  # (npw, 3 nproj)
-            doverlaps = (c_nG @ dproj) * 1j  # (nb, 3 nproj)
-            # dE/dtau for projector i: sum_n f_n 2 Re[dO_ni conj((O D)_ni)]
-            parts = [xp.sum(xp.real(doverlaps[:, v * nproj:(v + 1) * nproj] * xp.conj(od_ni)) * f_n[:, None], axis=0)
-                     for v in range(3)]
-            dedtau_vi = 2.0 * bk.to_host(xp.stack(parts))  # (3, nproj) host
+        for kpoint, op, c_nG, f_n, blocks, _, od_ni in self._occupied(state):
+            kpg = self._kpg(kpoint, op)
+            dedtau_vi = np.zeros((3, op.nproj))
+            for rows, _ in blocks:
+                for v in range(3):
+                    dbeta = op.projectors[rows, :] * kpg[:, v]
+                    dbeta *= -1j
+                    doverlaps = _projections(bk, c_nG, dbeta, op.half)
+                    dedtau_vi[v, rows] = 2.0 * bk.to_host(_weighted_trace(bk, doverlaps, od_ni[:, rows], f_n))
             np.add.at(forces, op.atom_of, -dedtau_vi.T)
         return forces
 
     def stress(self, state) -> np.ndarray:
         dedeps = np.zeros((3, 3))
-        for kpoint, op, c_nG, f_n in self._occupied(state):
-            dedeps += self._strain_derivative(kpoint, op, c_nG, f_n)
+        for occupied in self._occupied(state):
+            dedeps += self._strain_derivative(*occupied)
         return symmetric(dedeps) / self.context.structure.volume
 
-    def _strain_derivative(self, kpoint, op, c_nG, f_n) -> np.ndarray:
-        """One k-point's dE_nl/d eps (3, 3) host."""
+    def _strain_derivative(self, kpoint, op, c_nG, f_n, blocks, overlaps, od_ni) -> np.ndarray:
+        """One k-point's dE_nl/d eps (3, 3) host: the gradients T_a of one block of projector rows and
+        one direction a at a time, each scaled by q_b for b = 0..2 (one copy of the block at a time)."""
         bk = self.context.backend
         xp = bk.xp
-        structure, pseudos = self.context.structure, self.context.pseudos
-        f_n = bk.to_device(f_n)
-        nproj = op.nproj
-        overlaps_ni = c_nG @ xp.conj(op.projectors.mT)  # <beta|psi>
-        od_conj = xp.conj(overlaps_ni @ op.coupling)  # conj((O D)_ni)
-        e_nl = bk.scalar(xp.sum(xp.real(overlaps_ni * od_conj) * f_n[:, None]))
+        e_nl = bk.scalar(xp.sum(_weighted_trace(bk, overlaps, od_ni, f_n)))
         out = -e_nl * np.eye(3)
-        kpg = kpoint.kpg
-        single = op.projectors.dtype == xp.complex64
-        q_Gv = bk.to_device(kpg, dtype=xp.float32 if single else xp.float64)
-        # all three gradients at once unless they are large (then one direction at a time)
-        together = 3 * nproj * kpg.shape[0] * 16 <= _GRADIENT_BYTES
-        grads = projector_gradients(structure, pseudos, kpg) if together else None
-        for a in range(3):
-            grad_a = grads[a] if together else projector_gradients(structure, pseudos, kpg, a)  # (nproj, npw) host
-            th = bk.to_device(np.conj(grad_a).T, dtype=xp.complex64 if single else xp.complex128)  # (npw, nproj)
-            mats = c_nG @ xp.concat([th * q_Gv[:, b:b + 1] for b in range(3)], axis=1)  # (nb, 3 nproj)
-            row = [xp.sum(xp.real(mats[:, b * nproj:(b + 1) * nproj] * od_conj) * f_n[:, None]) for b in range(3)]
-            out[a] -= 2.0 * bk.to_host(xp.stack(row))
+        kpg = self._kpg(kpoint, op)
+        dtype = xp.complex64 if op.projectors.dtype == xp.complex64 else xp.complex128
+        builder = GradientBuilder(self.context.structure, kpoint.kpg[: op.projectors.shape[1]])
+        for rows, channels in blocks:
+            od_block = od_ni[:, rows]
+            for a in range(3):
+                grad_a = bk.to_device(builder.rows(channels, a), dtype=dtype)  # (nrows, width)
+                for b in range(3):
+                    mats = _projections(bk, c_nG, grad_a * kpg[:, b], op.half)  # sum_G c_nG conj(T_a,iG) q_b
+                    out[a, b] -= 2.0 * bk.scalar(xp.sum(_weighted_trace(bk, mats, od_block, f_n)))
         return out
