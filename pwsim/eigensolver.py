@@ -210,7 +210,12 @@ class _BandSpace(_Space):
         return out
 
     def full(self, stored):
-        return self.expand(self.group.gather_columns(stored, self.full_width))
+        """Whole vectors, gathered straight into the (nrows, npw) result (no whole stored copy)."""
+        out = self.xp.empty((stored.shape[0], self.npw), dtype=stored.dtype, device=stored.device)
+        self.group.gather_columns(stored, self.full_width, out)
+        if self.half is not None:
+            out[:, self.full_width:] = self.xp.conj(out[:, 1:self.full_width])
+        return out
 
     def dot(self, a, b):
         if not self.real:

@@ -62,7 +62,7 @@ MIN_CHUNK = 8
 BAND_SERIAL_FRACTION = 0.2
 #: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
 #: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
-TRANSPOSE_BYTES = 16 * 2**20
+TRANSPOSE_BYTES = 4 * 2**20
 
 
 def launched_size(environ=None) -> int:
@@ -148,16 +148,19 @@ class Comm:
         self.mpi.Allreduce(array.view(real), out.view(real), op=MPI.SUM)
         return out
 
-    def Alltoall_pieces(self, send: np.ndarray, send_counts, recv_counts) -> np.ndarray:
+    def Alltoall_pieces(self, send: np.ndarray, send_counts, recv_counts, send_offsets=None, recv=None,
+                        recv_offsets=None) -> np.ndarray:
         """Rank r gets, from every rank s in rank order, the ``send_counts[r]`` elements that s put
-        at position sum(send_counts[:r]) of its flat ``send`` buffer (contiguous pieces of one dtype)."""
+        at ``send_offsets[r]`` (default: packed in rank order) of its flat ``send`` buffer, written at
+        ``recv_offsets[s]`` (default: packed) of ``recv`` (default: a new flat array). Returns recv."""
         if self.mpi is None:
             return send
         send = np.ascontiguousarray(send).reshape(-1)
-        recv = np.empty(int(sum(recv_counts)), dtype=send.dtype)
-        offsets = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64).tolist() for c in (send_counts, recv_counts)]
-        self.mpi.Alltoallv([send, (list(map(int, send_counts)), offsets[0])],
-                           [recv, (list(map(int, recv_counts)), offsets[1])])
+        recv = np.empty(int(sum(recv_counts)), dtype=send.dtype) if recv is None else recv.reshape(-1)
+        send_offsets = _packed(send_counts) if send_offsets is None else [int(o) for o in send_offsets]
+        recv_offsets = _packed(recv_counts) if recv_offsets is None else [int(o) for o in recv_offsets]
+        self.mpi.Alltoallv([send, (list(map(int, send_counts)), send_offsets)],
+                           [recv, (list(map(int, recv_counts)), recv_offsets)])
         return recv
 
     def Allgather_pieces(self, send: np.ndarray, counts) -> np.ndarray:
@@ -177,6 +180,10 @@ class Comm:
         if self.mpi is None:
             sys.exit(code)
         self.mpi.Abort(code)
+
+
+def _packed(counts) -> list[int]:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
 
 
 _WORLD: Comm | None = None
@@ -483,6 +490,12 @@ def band_chunks(nbands: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
 
 
+def _span(ranges) -> tuple[int, int]:
+    """The rows from the first to the last of the non-empty ranges (0, 0 if all are empty)."""
+    used = [(a, b) for a, b in ranges if b > a]
+    return (min(a for a, _ in used), max(b for _, b in used)) if used else (0, 0)
+
+
 def even_split(n: int, parts: int) -> list[tuple[int, int]]:
     """[a, b) ranges cutting range(n) into ``parts`` contiguous pieces of sizes differing by at most 1."""
     return [(p * n // parts, (p + 1) * n // parts) for p in range(parts)]
@@ -549,13 +562,14 @@ class BandGroup:
         bk = self.backend
         cols = even_split(width, self.size)
         a, b = ranges[self.rank]
+        first, last = _span(ranges)
+        # the rows first..last of the block (C-contiguous), sent from where they lie: no packing copy
+        host = np.asarray(bk.to_host(block[first:last, :]))
         send_counts = [(r1 - r0) * block.shape[1] for r0, r1 in ranges]
+        send_offsets = [(r0 - first) * block.shape[1] if r1 > r0 else 0 for r0, r1 in ranges]
         recv_counts = [(b - a) * (c1 - c0) for c0, c1 in cols]
-        pieces = [np.asarray(bk.to_host(block[r0:r1, :])).reshape(-1) for r0, r1 in ranges]
-        send = np.concatenate(pieces)
-        dtype = send.dtype
-        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts)
-        rows = np.empty((b - a, width), dtype=dtype)
+        flat = self.comm.Alltoall_pieces(host, send_counts, recv_counts, send_offsets)
+        rows = np.empty((b - a, width), dtype=host.dtype)
         offset = 0
         for (c0, c1), n in zip(cols, recv_counts):
             rows[:, c0:c1] = flat[offset:offset + n].reshape(b - a, c1 - c0)
@@ -572,27 +586,33 @@ class BandGroup:
         send = np.concatenate([host[:, c0:c1].reshape(-1) for c0, c1 in cols]) if host.size else host.reshape(-1)
         send_counts = [host.shape[0] * (c1 - c0) for c0, c1 in cols]
         recv_counts = [(r1 - r0) * (hi - lo) for r0, r1 in ranges]
-        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts)
-        offset = 0
-        for (r0, r1), n in zip(ranges, recv_counts):
-            if n:
-                out[r0:r1, :] = bk.to_device(flat[offset:offset + n].reshape(r1 - r0, hi - lo))
-            offset += n
+        first, last = _span(ranges)
+        recv_offsets = [(r0 - first) * (hi - lo) if r1 > r0 else 0 for r0, r1 in ranges]
+        if isinstance(out, np.ndarray) and out.flags.c_contiguous:  # host blocks: received in place
+            self.comm.Alltoall_pieces(send, send_counts, recv_counts, None, out[first:last, :], recv_offsets)
+            return
+        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts, None,
+                                         np.empty((last - first) * (hi - lo), dtype=host.dtype), recv_offsets)
+        for (r0, r1), o in zip(ranges, recv_offsets):
+            if r1 > r0:
+                out[r0:r1, :] = bk.to_device(flat[o:o + (r1 - r0) * (hi - lo)].reshape(r1 - r0, hi - lo))
 
-    def gather_columns(self, block, width: int):
-        """Every rank's columns of ``block`` (nrows, this rank's columns) -> the whole (nrows, width)."""
+    def gather_columns(self, block, width: int, out) -> None:
+        """Every rank's columns of ``block`` (nrows, this rank's columns) into out[:, :width], a range
+        of rows at a time (TRANSPOSE_BYTES: the buffers stay small)."""
         bk = self.backend
-        host = np.asarray(bk.to_host(block))
         cols = even_split(width, self.size)
-        nrows = host.shape[0]
-        recv_counts = [nrows * (c1 - c0) for c0, c1 in cols]
-        flat = self.comm.Allgather_pieces(host, recv_counts)
-        full = np.empty((nrows, width), dtype=host.dtype)
-        offset = 0
-        for (c0, c1), n in zip(cols, recv_counts):
-            full[:, c0:c1] = flat[offset:offset + n].reshape(nrows, c1 - c0)
-            offset += n
-        return bk.to_device(full)
+        nrows = block.shape[0]
+        step = max(1, int(TRANSPOSE_BYTES // max(1, width * block.dtype.itemsize)))
+        for r0 in range(0, nrows, step):
+            r1 = min(r0 + step, nrows)
+            host = np.asarray(bk.to_host(block[r0:r1, :]))
+            flat = self.comm.Allgather_pieces(host, [(r1 - r0) * (c1 - c0) for c0, c1 in cols])
+            offset = 0
+            for c0, c1 in cols:
+                n = (r1 - r0) * (c1 - c0)
+                out[r0:r1, c0:c1] = bk.to_device(flat[offset:offset + n].reshape(r1 - r0, c1 - c0))
+                offset += n
 
     def shared(self, apply):
         """The replicated scheme: ``apply`` on whole blocks, its chunks shared out and gathered."""
