@@ -161,7 +161,7 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
     # under MPI every rank runs this alike: the ranks form one band group that shares each k-point
     group = parallel.BandGroup(parallel.world(), bk)
-    distributed = dict(group=group, apply_chunks=parallel.band_chunks) if group.size > 1 else {}
+    distributed = {"group": group, "apply_chunks": parallel.band_chunks} if group.size > 1 else {}
     for done, kpoint in enumerate(basis.kpoints, start=1):
         nkeep = None
         if previous is None or previous[0].spin != kpoint.spin:

@@ -56,9 +56,9 @@ LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_CO
 MAX_CHUNKS = 16
 MIN_CHUNK = 8
 #: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
-#: potentials, mixing; communication included): the Amdahl model of :func:`choose_pools`. Measured on
-#: Si64 Gamma, CPU per SCF step on 2 ranks / 1 rank = 0.61 (docs/parallel.md); 0.4 before the band
-#: group distributed the eigensolver's dense algebra
+#: potentials, mixing): the Amdahl model of :func:`choose_pools`. Measured on
+#: Si64 Gamma, CPU per SCF step outside MPI on 2 ranks / 1 rank = 0.59 (docs/parallel.md); 0.4 before
+#: the band group distributed the eigensolver's dense algebra
 BAND_SERIAL_FRACTION = 0.2
 #: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
 #: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
