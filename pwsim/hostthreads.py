@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 #: a product is shared out only above this many multiply-adds: below it, waking a thread costs more
 #: than it saves (a 64 x 64 x 4000 real GEMM is ~50 microseconds on one core)
@@ -30,14 +29,17 @@ MIN_BANDS_PER_THREAD = 2
 #: box (Al, 20^3) is tens of microseconds of FFT, no more than waking a thread costs
 MIN_SHARED_FFT_POINTS = 200_000
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict = {}  # threads -> concurrent.futures.ThreadPoolExecutor
 _POOLS_LOCK = threading.Lock()
 
 
-def pool(threads: int) -> ThreadPoolExecutor | None:
-    """The process's pool of ``threads - 1`` helper threads (the caller is the first), or None for one thread."""
+def pool(threads: int):
+    """The process's ThreadPoolExecutor of ``threads - 1`` helper threads (the caller is the first),
+    or None for one thread."""
     if threads <= 1:
         return None
+    from concurrent.futures import ThreadPoolExecutor  # imported on first use: ~25 ms at start-up
+
     with _POOLS_LOCK:
         if threads not in _POOLS:
             _POOLS[threads] = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="pwsim-host")

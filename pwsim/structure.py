@@ -15,6 +15,9 @@ MIN_DISTANCE = 0.5
 MAX_ATOMS = 5000
 #: the longest lattice vector (bohr), likewise
 MAX_LENGTH = 1e4
+#: up to this many atoms the shortest distance is found by all pairs (27 images): no KD-tree, so no
+#: scipy.spatial import (a third of a second at start-up, more than a small run's SCF)
+BRUTE_FORCE_ATOMS = 300
 
 ELEMENTS = (
     "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
@@ -147,9 +150,11 @@ class Structure:
         # images within one cell in every direction hold the nearest neighbour unless the cell is
         # very skewed (then the distance found is an upper bound, still caught if too short)
         shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+        if self.natoms <= BRUTE_FORCE_ATOMS:
+            return _minimum_distance_direct(cart, shifts @ self.lattice)
         images = (cart[None, :, :] + (shifts @ self.lattice)[:, None, :]).reshape(-1, 3)
         owner = np.tile(np.arange(self.natoms), len(shifts))
-        from scipy.spatial import cKDTree
+        from scipy.spatial import cKDTree  # ~0.3 s of imports (scipy.linalg, scipy.special): large cells only
 
         tree = cKDTree(images)
         d, idx = tree.query(cart, k=2)  # the nearest is the atom itself (zero shift, distance 0)
@@ -170,6 +175,22 @@ class Structure:
                 f"atoms {a + 1} ({self.species[a]}) and {b + 1} ({self.species[b]}) are {d:.3f} bohr apart "
                 f"(less than {MIN_DISTANCE} bohr): overlapping atoms"
             )
+
+
+def _minimum_distance_direct(cart, shift_vectors) -> tuple[float, int, int]:
+    """:meth:`Structure.minimum_distance` by all pairs, one image shift at a time: cart (natoms, 3) and
+    shift_vectors (27, 3) in bohr, the zero shift at index 13 (an atom is not its own neighbour there)."""
+    natoms = cart.shape[0]
+    best = (np.inf, 0, 0)
+    for s, shift in enumerate(shift_vectors):
+        diff = cart[:, None, :] - (cart[None, :, :] + shift)  # (natoms, natoms, 3)
+        d2 = np.einsum("ijx,ijx->ij", diff, diff)
+        if s == 13:
+            d2[np.diag_indices(natoms)] = np.inf
+        flat = int(np.argmin(d2))
+        if d2.flat[flat] < best[0]:
+            best = (float(d2.flat[flat]), flat // natoms, flat % natoms)
+    return float(np.sqrt(best[0])), best[1], best[2]
 
 
 def _real_array(value, message: str, shape) -> np.ndarray:

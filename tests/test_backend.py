@@ -198,3 +198,22 @@ def test_paired_potential_and_density_match_full_ffts(backend, kpoints):
         got_rho = bk.accumulate_density(c, bk.to_device(weights), kpoint.box_map, real=kpoint.is_gamma)
         assert np.max(np.abs(bk.to_host(got_v) - ref_v)) < 1e-11 * np.max(np.abs(ref_v))
         assert np.max(np.abs(bk.to_host(got_rho) - ref_rho)) < 1e-11 * np.max(ref_rho)
+
+
+def test_start_up_imports_stay_lean():
+    """A small run's start-up: the NumPy backend loads pyFFTW without SciPy's FFT modules (~0.35 s), and a
+    small structure's distance check without scipy.spatial (~0.3 s); SciPy's FFTs still import afterwards."""
+    pytest.importorskip("pyfftw")
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, pwsim\n"
+            "from pwsim.backend import get_backend\n"
+            "get_backend('numpy', threads=2)\n"
+            "pwsim.Structure(10.26 * np.eye(3), ['Si', 'Si'], [[0, 0, 0], [0.25, 0.25, 0.25]])\n"
+            "print(sorted(m for m in ('scipy.fft', 'scipy.fftpack', 'scipy.spatial') if m in sys.modules))\n"
+            "import scipy.fftpack, pyfftw.interfaces.scipy_fft\n"
+            "print(float(scipy.fftpack.fft([1.0, 2.0])[0].real))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "3.0"]
