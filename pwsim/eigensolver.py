@@ -80,6 +80,16 @@ class _Space:
             w = np.full(self.width, 2.0)  # host
             w[0] = 1.0
             self.weights = backend.to_device(w)
+        self.lo, self.hi = 0, self.width  # the stored columns of the whole width (see _BandSpace)
+        self.owns_zero = True  # the stored columns include G = 0
+
+    def reduce(self, partial):
+        """The sum over the band group of a partial result over the stored columns (here: itself)."""
+        return partial
+
+    def full(self, stored):
+        """Whole vectors (nrows, npw) of a stored block (the result of the solver)."""
+        return self.expand(stored)
 
     # ------------------------------------------------------------ storage
     def rows_per_chunk(self, width, itemsize, nbytes=CHUNK_BYTES):
@@ -136,8 +146,8 @@ class _Space:
     def dot(self, a, b):
         """<a_i|b_j>: (m, width), (n, width) -> (m, n)."""
         if self.real:
-            return self.bk.real_overlap(a, b, self.half)
-        return self.xp.conj(a) @ b.mT
+            return self.reduce(self.bk.real_overlap(a, b, self.half))
+        return self.reduce(self.xp.conj(a) @ b.mT)
 
     def combine(self, ct, s):
         """Rows sum_j ct[k, j] s_j: ct (m, ns), s (ns, ncols) -> new (m, ncols)."""
@@ -156,7 +166,7 @@ class _Space:
         for r0, r1 in self.row_chunks(a.shape[0], 16):
             sq = xp.real(a[r0:r1, :] * xp.conj(a[r0:r1, :]))
             parts.append(xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1))
-        return xp.sqrt(xp.concat(parts)) if parts else xp.zeros((0,), dtype=xp.float64, device=a.device)
+        return xp.sqrt(self.reduce(xp.concat(parts))) if parts else xp.zeros((0,), dtype=xp.float64, device=a.device)
 
     def scale_rows(self, a, scale):
         """a[i] *= scale[i] in place (scale (nrows,) real device)."""
@@ -170,6 +180,64 @@ class _Space:
         nout = c.shape[1] if nout is None else nout
         for lo, hi in self.column_chunks(a.shape[0], 16):
             a[:nout, lo:hi] = self.combine(c.mT, a[:, lo:hi])
+
+
+class _BandSpace(_Space):
+    """A :class:`_Space` whose blocks are distributed over a band group (pwsim.parallel.BandGroup):
+    each rank stores the columns [lo, hi) of the stored width of every row (its share of the
+    plane-wave coefficients). Small matrices and norms are local products summed over the group
+    (the same bits on every rank, so every rank takes the same decisions); combinations and
+    rotations are local; H is applied to whole rows of this rank's band chunks after a transpose.
+    On the half sphere G = 0 is the first column of rank 0."""
+
+    def __init__(self, backend, npw, real, half, single, group, apply_chunks):
+        super().__init__(backend, npw, real, half, single, None, apply_chunks)
+        self.group = group
+        self.full_width = self.width
+        self.lo, self.hi = group.columns(self.full_width)
+        self.width = self.hi - self.lo
+        self.owns_zero = self.lo == 0
+        if self.weights is not None:
+            self.weights = self.weights[self.lo:self.hi]
+
+    def reduce(self, partial):
+        return self.group.sum(partial)
+
+    def compress(self, full, symmetrize=None):
+        out = self.xp.asarray(full[:, self.lo:self.hi], copy=True)
+        if self.half is not None and self.owns_zero:
+            out[:, 0] = self.xp.astype(self.xp.real(out[:, 0]), out.dtype)
+        return out
+
+    def full(self, stored):
+        """Whole vectors, gathered straight into the (nrows, npw) result (no whole stored copy)."""
+        out = self.xp.empty((stored.shape[0], self.npw), dtype=stored.dtype, device=stored.device)
+        self.group.gather_columns(stored, self.full_width, out)
+        if self.half is not None:
+            out[:, self.full_width:] = self.xp.conj(out[:, 1:self.full_width])
+        return out
+
+    def dot(self, a, b):
+        if not self.real:
+            return self.reduce(self.xp.conj(a) @ b.mT)
+        if self.owns_zero:  # 2 sum - a_0 b_0 over this rank's columns
+            return self.reduce(self.bk.real_overlap(a, b, self.width - 1))
+        return self.reduce(2.0 * self.bk.real_overlap(a, b, None))
+
+    def apply(self, apply_h, w, nrows=None, out=None):
+        """H on the first ``nrows`` rows of w, in rounds of band chunks (BandGroup.rounds): each rank's
+        chunks of the round transposed to whole rows, H applied chunk by chunk, the result transposed
+        back into out (default a new array)."""
+        nrows = w.shape[0] if nrows is None else nrows
+        out = self.empty(nrows, w) if out is None else out
+        for round_ in self.group.rounds(self.apply_chunks(nrows), self.full_width * w.dtype.itemsize):
+            ranges = [(mine[0][0], mine[-1][1]) if mine else (0, 0) for mine in round_]
+            start = ranges[self.group.rank][0]
+            rows = self.group.to_bands(w, ranges, self.full_width)
+            for a, b in round_[self.group.rank]:
+                rows[a - start:b - start, :] = apply_h(self.expand(rows[a - start:b - start, :]))[:, : self.full_width]
+            self.group.to_columns(rows, ranges, self.full_width, out)
+        return out
 
 
 def _orthonormal_ritz(space, x, hx):
@@ -290,7 +358,7 @@ def _update(space, c, nbands, blocks, p_out):
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
            miniter: int = 0, real: bool = False, symmetrize=None, half: int | None = None,
-           nkeep: int | None = None, apply_chunks=None):
+           nkeep: int | None = None, apply_chunks=None, group=None):
     """Lowest eigenpairs of a Hermitian operator.
 
     apply_h: function (m, npw) -> (m, npw), H applied to rows (called on row ranges of a few MiB)
@@ -314,10 +382,23 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         stores and combines only the first 1 + half columns
     apply_chunks: function nrows -> [(start, stop), ...], the row ranges apply_h is called on
         (default: ranges of about APPLY_BYTES of full vectors, an even number of rows)
+    group: a band group (pwsim.parallel.BandGroup) of more than one rank: the blocks are distributed
+        over its ranks by plane-wave columns (:class:`_BandSpace`; needs ``apply_chunks``, and ``half``
+        for real vectors, and the kinetic preconditioner), otherwise every rank holds them whole and
+        the group shares the application of H. Every rank passes the same x0 and gets the same result.
     """
     xp = backend.xp
-    space = _Space(backend, x0.shape[1], real, half, single=x0.dtype == xp.complex64, symmetrize=symmetrize,
-                   apply_chunks=apply_chunks)
+    single = x0.dtype == xp.complex64
+    if group is not None and group.size > 1:
+        if apply_chunks is not None and (half is not None or not real) \
+                and isinstance(precondition, KineticPreconditioner):
+            space = _BandSpace(backend, x0.shape[1], real, half, single, group, apply_chunks)
+        else:  # replicated blocks, H shared out
+            apply_h, apply_chunks = group.shared(apply_h), _whole
+            group = None
+    if group is None or group.size == 1:
+        space = _Space(backend, x0.shape[1], real, half, single=single, symmetrize=symmetrize,
+                       apply_chunks=apply_chunks)
     x = space.compress(x0, symmetrize if real else None)
     x0 = None  # (freed here if the caller handed it over without keeping a reference)
     hx = space.apply(apply_h, x)
@@ -385,7 +466,11 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
     converged = bool(np.all(rnorm_host[:nconverge] < tol[:nconverge]))  # host
     del w_buf, hw_buf, p, hp, hx  # before the full vectors are built: the peak is the six blocks or this
     w = hw = None
-    return EigenResult(lam, space.expand(x), rnorm_host, iterations, converged, napply)
+    return EigenResult(lam, space.full(x), rnorm_host, iterations, converged, napply)
+
+
+def _whole(nrows):
+    return [(0, nrows)]
 
 
 def _residual_norms(space, lam, x, hx):
@@ -459,7 +544,7 @@ def _preconditioner(space, precondition):
         if space.symmetrize is not None:
             for r0, r1 in space.row_chunks(n, 16):
                 w[r0:r1, :] = space.symmetrize(w[r0:r1, :])
-        elif space.half is not None:
+        elif space.half is not None and space.owns_zero:
             w[:n, 0] = xp.astype(xp.real(w[:n, 0]), w.dtype)
 
     if not isinstance(precondition, KineticPreconditioner):
@@ -469,7 +554,7 @@ def _preconditioner(space, precondition):
             w[:n, :] = out[:, : space.width]
             finish(w, n)
         return general
-    kinetic = precondition.kinetic[: space.width]
+    kinetic = precondition.kinetic[space.lo:space.hi]
     weighted = kinetic if space.weights is None else kinetic * xp.astype(space.weights, kinetic.dtype)
 
     def kinetic_step(w, n, x, active):
@@ -477,7 +562,7 @@ def _preconditioner(space, precondition):
         parts = []
         for r0, r1 in space.row_chunks(x.shape[0], 16):
             parts.append(xp.sum(xp.real(x[r0:r1, :] * xp.conj(x[r0:r1, :])) * weighted, axis=-1))
-        band = xp.take(xp.concat(parts), space.bk.to_device(active.astype(np.int64)))  # host
+        band = xp.take(space.reduce(xp.concat(parts)), space.bk.to_device(active.astype(np.int64)))  # host
         for r0, r1 in space.row_chunks(n, 16):
             w[r0:r1, :] = w[r0:r1, :] / (kinetic[None, :] + band[r0:r1, None])
         finish(w, n)

@@ -14,9 +14,10 @@ import numpy as np
 
 from .errors import EnvironmentProblem
 
-#: bytes of `pwsim run` itself: the interpreter with NumPy, SciPy, h5py, spglib, pwsim and its CLI
-#: imported, and the HDF5 output written (peak RSS 101 MiB on H2 at 5 Ha, whose arrays are ~1 MiB)
-BASELINE_BYTES = 104e6
+#: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
+#: imported, and the HDF5 output written (peak RSS 80 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
+#: 101 MiB before the start-up stopped importing SciPy's FFT interfaces)
+BASELINE_BYTES = 84e6
 #: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
 #: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
 CHUNK_TEMPORARIES = 40e6
@@ -135,8 +136,8 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
 
     Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
     stress; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma, GTH, 15 Ha,
-    estimate 119 MiB vs peak 119 MiB; Si64 (its 2x2x2 supercell), 556 vs 527 MiB; Al fcc 8x8x8
-    Fermi-Dirac, 109 vs 110 MiB; Si64 PseudoDojo PBE 18 Ha 128 bands, 917 vs 938 MiB.
+    estimate 100 MiB vs peak 106 MiB; Si64 (its 2x2x2 supercell), 537 vs 492 MiB; Al fcc 8x8x8
+    Fermi-Dirac, 90 vs 90 MiB; Si64 PseudoDojo PBE 18 Ha 128 bands, 898 vs 923 MiB.
     tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     s = sizes

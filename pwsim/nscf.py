@@ -148,6 +148,7 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
 
 def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
+    from . import parallel
     from .eigensolver import kinetic_preconditioner, lobpcg
     from .scf import atomic_wavefunctions, random_wavefunctions
 
@@ -158,6 +159,9 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     worst = 0.0
     rng = np.random.default_rng(settings.seed + 17)
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
+    # under MPI every rank runs this alike: the ranks form one band group that shares each k-point
+    group = parallel.BandGroup(parallel.world(), bk)
+    distributed = {"group": group, "apply_chunks": parallel.band_chunks} if group.size > 1 else {}
     for done, kpoint in enumerate(basis.kpoints, start=1):
         nkeep = None
         if previous is None or previous[0].spin != kpoint.spin:
@@ -173,10 +177,10 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
         try:
             res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands,
-                         nkeep=nkeep)
+                         nkeep=nkeep, **distributed)
         except ValueError:  # atomic orbitals too dependent (atoms very close): a random start
             res = lobpcg(bk, hamiltonian.operator(kpoint), random_wavefunctions(setup, kpoint, nb_work), precond,
-                         tol=tol, maxiter=maxiter, nconverge=nbands)
+                         tol=tol, maxiter=maxiter, nconverge=nbands, **distributed)
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))

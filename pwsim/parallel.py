@@ -7,10 +7,11 @@ every function is a no-op on a one-rank stand-in communicator.
 Layout. The ranks form ``npools`` pools of equal size, rank r in pool r // (N / npools). The
 k-points (spin channels counted as separate k-points, in the order of ``basis.kpoints``) are split
 into contiguous blocks, one per pool: each pool diagonalises only its own k-points. Inside a pool
-(a "band group") every rank holds the pool's wavefunctions and runs the same eigensolver, but each
-application of H -- the FFTs and non-local products, the dominant cost of a Gamma-only large cell --
-is cut into chunks of bands that the band group shares out, and the results are gathered
-(:meth:`Layout.band_operator`). The choice (:func:`choose_pools`) minimises a simple time model;
+(a "band group", :class:`BandGroup`) the eigensolver's blocks are distributed by plane-wave columns:
+each rank stores its share of every band's coefficients, overlaps are local products summed over
+the group (MPI_Allreduce), and H -- the FFTs and non-local products -- is applied to whole bands of
+the rank's band chunks after a transpose (MPI_Alltoallv) and transposed back. The density is split
+by bands and summed over the group. The choice (:func:`choose_pools`) minimises a simple time model;
 ``[run] parallel = { pools = P }`` overrides it.
 
 Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
@@ -18,8 +19,11 @@ eigenvalue tables) is summed in the fixed k-point order on every rank (:meth:`La
 the owner of each k-point broadcasts its contribution and every rank adds them in that order, the
 same additions a serial run does. H is applied in chunks that depend on the block size only, also
 in a serial run, so every row comes from the same BLAS and FFT calls. Random start vectors are
-seeded per k-point (pwsim.scf), not per rank. So 1 and N ranks give the same bits in the SCF
-(tests/test_mpi.py); forces and stress add the pools' parts in pool order (last-bit differences).
+seeded per k-point (pwsim.scf), not per rank. So 1 and N pools give the same bits in the SCF; forces
+and stress add the pools' parts in pool order (last-bit differences). A band group sums its overlaps
+over plane-wave slices, in another order than one rank: every rank of the group gets the same bits
+(so all take the same decisions), and 1 and N ranks agree to the SCF convergence (tests/test_mpi.py:
+1e-9 Ha with a tight density tolerance), not to the bit.
 
 Threads. With MPI each rank runs one FFT thread unless PWSIM_NUM_THREADS or OMP_NUM_THREADS says
 otherwise (N ranks on N cores; more threads would oversubscribe them).
@@ -51,9 +55,14 @@ LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_CO
 #: number of ranks (a band group shares the chunks out): the same chunks give the same bits
 MAX_CHUNKS = 16
 MIN_CHUNK = 8
-#: fraction of an SCF step's time that band groups do not split (dense eigensolver algebra, density,
-#: mixing): the Amdahl model of :func:`choose_pools` (measured on Si64 Gamma, see docs/parallel.md)
-BAND_SERIAL_FRACTION = 0.4
+#: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
+#: potentials, mixing): the Amdahl model of :func:`choose_pools`. Measured on
+#: Si64 Gamma, CPU per SCF step outside MPI on 2 ranks / 1 rank = 0.59 (docs/parallel.md); 0.4 before
+#: the band group distributed the eigensolver's dense algebra
+BAND_SERIAL_FRACTION = 0.2
+#: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
+#: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
+TRANSPOSE_BYTES = 4 * 2**20
 
 
 def launched_size(environ=None) -> int:
@@ -125,6 +134,45 @@ class Comm:
             row.Free()
         return out
 
+    def Allreduce_sum(self, array: np.ndarray) -> np.ndarray:
+        """The element-wise sum over the ranks of a host array (float or complex), the same bits on
+        every rank (MPI_SUM of IEEE numbers is commutative bit for bit, and MPICH's and Open MPI's
+        algorithms combine the same partial sums on every rank)."""
+        if self.mpi is None:
+            return array
+        from mpi4py import MPI
+
+        array = np.ascontiguousarray(array)
+        out = np.empty_like(array)
+        real = np.float32 if array.dtype in (np.float32, np.complex64) else np.float64
+        self.mpi.Allreduce(array.view(real), out.view(real), op=MPI.SUM)
+        return out
+
+    def Alltoall_pieces(self, send: np.ndarray, send_counts, recv_counts, send_offsets=None, recv=None,
+                        recv_offsets=None) -> np.ndarray:
+        """Rank r gets, from every rank s in rank order, the ``send_counts[r]`` elements that s put
+        at ``send_offsets[r]`` (default: packed in rank order) of its flat ``send`` buffer, written at
+        ``recv_offsets[s]`` (default: packed) of ``recv`` (default: a new flat array). Returns recv."""
+        if self.mpi is None:
+            return send
+        send = np.ascontiguousarray(send).reshape(-1)
+        recv = np.empty(int(sum(recv_counts)), dtype=send.dtype) if recv is None else recv.reshape(-1)
+        send_offsets = _packed(send_counts) if send_offsets is None else [int(o) for o in send_offsets]
+        recv_offsets = _packed(recv_counts) if recv_offsets is None else [int(o) for o in recv_offsets]
+        self.mpi.Alltoallv([send, (list(map(int, send_counts)), send_offsets)],
+                           [recv, (list(map(int, recv_counts)), recv_offsets)])
+        return recv
+
+    def Allgather_pieces(self, send: np.ndarray, counts) -> np.ndarray:
+        """The flat concatenation, in rank order, of every rank's flat ``send`` (``counts[r]`` elements)."""
+        if self.mpi is None:
+            return send
+        send = np.ascontiguousarray(send).reshape(-1)
+        recv = np.empty(int(sum(counts)), dtype=send.dtype)
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
+        self.mpi.Allgatherv(send, [recv, (list(map(int, counts)), offsets)])
+        return recv
+
     def split(self, color: int, key: int) -> Comm:
         return self if self.mpi is None else Comm(self.mpi.Split(color, key))
 
@@ -132,6 +180,10 @@ class Comm:
         if self.mpi is None:
             sys.exit(code)
         self.mpi.Abort(code)
+
+
+def _packed(counts) -> list[int]:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
 
 
 _WORLD: Comm | None = None
@@ -405,27 +457,30 @@ class Layout:
             return everything
         return [local.get(k) for k in range(len(self.owner))]
 
-    def band_operator(self, apply, pairs: bool):
-        """``apply`` (H on a block of bands, rows) applied chunk by chunk (:func:`band_chunks`), the
-        chunks shared out over the band group and the results gathered, so every rank gets the whole
-        block. The chunks depend on the block size only, never on the number of ranks: each row is
-        computed by the same BLAS and FFT calls on any rank count, and the result is bit for bit the
-        same (BLAS kernels sum in another order for another number of rows)."""
-        comm = self.pool_comm
-        bk = self.backend
+    def band_group(self) -> BandGroup:
+        """This rank's band group (the ranks of its pool), for the eigensolver."""
+        return BandGroup(self.pool_comm, self.backend)
 
-        def chunked(x):
-            chunks = band_chunks(x.shape[0])
-            if comm.size == 1:
-                parts = [apply(x[a:b, ...]) for a, b in chunks]
-                return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
-            owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
-            mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
-            rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
-            counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
-            return bk.to_device(comm.Allgather_rows(rows, counts))
 
-        return chunked
+def _shared_operator(comm: Comm, bk, apply):
+    """``apply`` applied chunk by chunk (:func:`band_chunks`), the chunks shared out over ``comm``
+    and the results gathered, so every rank gets the whole block. The chunks depend on the block
+    size only, never on the number of ranks: each row is computed by the same BLAS and FFT calls on
+    any rank count, and the result is bit for bit the same (BLAS kernels sum in another order for
+    another number of rows)."""
+
+    def chunked(x):
+        chunks = band_chunks(x.shape[0])
+        if comm.size == 1:
+            parts = [apply(x[a:b, ...]) for a, b in chunks]
+            return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
+        owner = [j * comm.size // len(chunks) for j in range(len(chunks))]
+        mine = [bk.to_host(apply(x[a:b, ...])) for (a, b), r in zip(chunks, owner) if r == comm.rank]
+        rows = np.concatenate(mine) if mine else np.empty((0, *x.shape[1:]), dtype=bk.to_host(x[:0, ...]).dtype)
+        counts = [sum(b - a for (a, b), r in zip(chunks, owner) if r == rank) for rank in range(comm.size)]
+        return bk.to_device(comm.Allgather_rows(rows, counts))
+
+    return chunked
 
 
 def band_chunks(nbands: int) -> list[tuple[int, int]]:
@@ -433,6 +488,135 @@ def band_chunks(nbands: int) -> list[tuple[int, int]]:
     chunks of an even number (at Gamma two real bands share one FFT) of at least MIN_CHUNK rows."""
     size = max(MIN_CHUNK, 2 * -(-nbands // (2 * MAX_CHUNKS)))
     return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
+
+
+def _span(ranges) -> tuple[int, int]:
+    """The rows from the first to the last of the non-empty ranges (0, 0 if all are empty)."""
+    used = [(a, b) for a, b in ranges if b > a]
+    return (min(a for a, _ in used), max(b for _, b in used)) if used else (0, 0)
+
+
+def even_split(n: int, parts: int) -> list[tuple[int, int]]:
+    """[a, b) ranges cutting range(n) into ``parts`` contiguous pieces of sizes differing by at most 1."""
+    return [(p * n // parts, (p + 1) * n // parts) for p in range(parts)]
+
+
+class BandGroup:
+    """The ranks of one pool as the block eigensolver sees them (pwsim.eigensolver, ``group=``).
+
+    Distributed layout: every rank stores the columns ``columns(width)`` (its share of the plane-wave
+    coefficients) of every band. Overlaps are local products summed with :meth:`sum`; H needs whole
+    bands, so a block is transposed to whole rows of this rank's band chunks (:meth:`to_bands`, one
+    Alltoallv), H is applied there, and the result transposed back (:meth:`to_columns`). Band chunks
+    are :func:`band_chunks`, shared out as in the replicated scheme, so H sees the same rows on any
+    rank count. Device arrays travel through host buffers.
+    """
+
+    def __init__(self, comm: Comm, backend):
+        self.comm = comm
+        self.backend = backend
+        self.size = comm.size
+        self.rank = comm.rank
+
+    def columns(self, width: int) -> tuple[int, int]:
+        """The [lo, hi) columns of a block of ``width`` stored columns that this rank holds."""
+        return even_split(width, self.size)[self.rank]
+
+    def sum(self, array):
+        """The sum over the group of a device array (small: overlap matrices, norms), on every rank."""
+        if self.size == 1:
+            return array
+        bk = self.backend
+        return bk.to_device(self.comm.Allreduce_sum(np.asarray(bk.to_host(array))))
+
+    def row_ranges(self, chunks) -> list[tuple[int, int]]:
+        """The rows [a, b) of a block whose H each rank applies: the chunks j (of n) go to rank
+        j * size // n, a contiguous range of rows per rank (empty ranges for ranks without a chunk)."""
+        return [(rounds[0][0], rounds[-1][1]) if rounds else (0, 0) for rounds in self._owned(chunks)]
+
+    def _owned(self, chunks) -> list[list]:
+        return [[c for j, c in enumerate(chunks) if j * self.size // len(chunks) == r] for r in range(self.size)]
+
+    def rounds(self, chunks, row_bytes: int) -> list[list[list[tuple[int, int]]]]:
+        """The chunks in rounds of transposes: round t gives every rank r the chunks rounds[t][r]
+        (consecutive, an empty list once it has none), at most TRANSPOSE_BYTES of rows of
+        ``row_bytes`` each but at least one chunk: few collectives for a small block, and never a
+        whole large block in the transposes' buffers."""
+        per_rank = []
+        for mine in self._owned(chunks):
+            groups, rows = [], 0
+            for a, b in mine:
+                if groups and (rows + b - a) * row_bytes <= TRANSPOSE_BYTES:
+                    groups[-1].append((a, b))
+                    rows += b - a
+                else:
+                    groups.append([(a, b)])
+                    rows = b - a
+            per_rank.append(groups)
+        count = max(map(len, per_rank), default=0)
+        return [[groups[t] if t < len(groups) else [] for groups in per_rank] for t in range(count)]
+
+    def to_bands(self, block, ranges, width: int):
+        """Columns -> bands: ``block`` (nrows, this rank's columns) -> (this rank's rows, width), the
+        whole stored width of the rows ``ranges[rank]`` (ranges: one [a, b) per rank, any rows)."""
+        bk = self.backend
+        cols = even_split(width, self.size)
+        a, b = ranges[self.rank]
+        first, last = _span(ranges)
+        # the rows first..last of the block (C-contiguous), sent from where they lie: no packing copy
+        host = np.asarray(bk.to_host(block[first:last, :]))
+        send_counts = [(r1 - r0) * block.shape[1] for r0, r1 in ranges]
+        send_offsets = [(r0 - first) * block.shape[1] if r1 > r0 else 0 for r0, r1 in ranges]
+        recv_counts = [(b - a) * (c1 - c0) for c0, c1 in cols]
+        flat = self.comm.Alltoall_pieces(host, send_counts, recv_counts, send_offsets)
+        rows = np.empty((b - a, width), dtype=host.dtype)
+        offset = 0
+        for (c0, c1), n in zip(cols, recv_counts):
+            rows[:, c0:c1] = flat[offset:offset + n].reshape(b - a, c1 - c0)
+            offset += n
+        return bk.to_device(rows)
+
+    def to_columns(self, rows, ranges, width: int, out) -> None:
+        """Bands -> columns, the inverse of :meth:`to_bands`: ``rows`` (this rank's rows, width) are
+        written, as this rank's columns of the rows ``ranges``, into ``out``."""
+        bk = self.backend
+        host = np.asarray(bk.to_host(rows))
+        cols = even_split(width, self.size)
+        lo, hi = cols[self.rank]
+        send = np.concatenate([host[:, c0:c1].reshape(-1) for c0, c1 in cols]) if host.size else host.reshape(-1)
+        send_counts = [host.shape[0] * (c1 - c0) for c0, c1 in cols]
+        recv_counts = [(r1 - r0) * (hi - lo) for r0, r1 in ranges]
+        first, last = _span(ranges)
+        recv_offsets = [(r0 - first) * (hi - lo) if r1 > r0 else 0 for r0, r1 in ranges]
+        if isinstance(out, np.ndarray) and out.flags.c_contiguous:  # host blocks: received in place
+            self.comm.Alltoall_pieces(send, send_counts, recv_counts, None, out[first:last, :], recv_offsets)
+            return
+        flat = self.comm.Alltoall_pieces(send, send_counts, recv_counts, None,
+                                         np.empty((last - first) * (hi - lo), dtype=host.dtype), recv_offsets)
+        for (r0, r1), o in zip(ranges, recv_offsets):
+            if r1 > r0:
+                out[r0:r1, :] = bk.to_device(flat[o:o + (r1 - r0) * (hi - lo)].reshape(r1 - r0, hi - lo))
+
+    def gather_columns(self, block, width: int, out) -> None:
+        """Every rank's columns of ``block`` (nrows, this rank's columns) into out[:, :width], a range
+        of rows at a time (TRANSPOSE_BYTES: the buffers stay small)."""
+        bk = self.backend
+        cols = even_split(width, self.size)
+        nrows = block.shape[0]
+        step = max(1, int(TRANSPOSE_BYTES // max(1, width * block.dtype.itemsize)))
+        for r0 in range(0, nrows, step):
+            r1 = min(r0 + step, nrows)
+            host = np.asarray(bk.to_host(block[r0:r1, :]))
+            flat = self.comm.Allgather_pieces(host, [(r1 - r0) * (c1 - c0) for c0, c1 in cols])
+            offset = 0
+            for c0, c1 in cols:
+                n = (r1 - r0) * (c1 - c0)
+                out[r0:r1, c0:c1] = bk.to_device(flat[offset:offset + n].reshape(r1 - r0, c1 - c0))
+                offset += n
+
+    def shared(self, apply):
+        """The replicated scheme: ``apply`` on whole blocks, its chunks shared out and gathered."""
+        return _shared_operator(self.comm, self.backend, apply)
 
 
 #: keys of ``[run] parallel``

@@ -256,20 +256,23 @@ def compute_density(setup: Setup, wavefunctions, occupations):
     bk = setup.backend
     xp = bk.xp
     block = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
+    group = setup.layout.band_group()
     per_k = {}  # this rank's k-points; summed below in k order on every rank (same sum on any rank count)
     for kpoint in setup.layout.local(basis.kpoints):
         c = wavefunctions[kpoint.index]
         f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
         nonzero = np.flatnonzero(np.abs(f) > 1e-14)  # host: occupations
-        per_k[kpoint.index] = rho_k = bk.zeros(basis.fft_grid)
-        if nonzero.size == 0:
-            continue
-        weights = bk.to_device(f[nonzero] * kpoint.weight)
-        cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)  # host: index list
-        for start in range(0, nonzero.size, block):
-            stop = min(start + block, nonzero.size)
-            rho_k = rho_k + basis.band_densities(cz[start:stop, ...], kpoint, weights[start:stop])
-        per_k[kpoint.index] = rho_k
+        if group.size > 1:  # a band group: each rank its band chunks' share, summed over the group
+            a, b = group.row_ranges(parallel.band_chunks(nonzero.size))[group.rank]
+            nonzero = nonzero[a:b]
+        rho_k = bk.zeros(basis.fft_grid)
+        if nonzero.size:
+            weights = bk.to_device(f[nonzero] * kpoint.weight)
+            cz = xp.take(c, bk.to_device(nonzero.astype(np.int64)), axis=0)  # host: index list
+            for start in range(0, nonzero.size, block):
+                stop = min(start + block, nonzero.size)
+                rho_k = rho_k + basis.band_densities(cz[start:stop, ...], kpoint, weights[start:stop])
+        per_k[kpoint.index] = group.sum(rho_k)
     rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
     for index, rho_k in setup.layout.ordered(per_k, basis.fft_grid):
         spin = basis.kpoints[index].spin
@@ -318,10 +321,11 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         tol_k[:occupied] = tol
         options = dict(tol=tol_k, maxiter=maxiter, nconverge=nb, miniter=1, real=kpoint.is_gamma,
                        symmetrize=setup.basis.symmetrizer(kpoint), half=kpoint.half)
-        apply = setup.layout.band_operator(hamiltonian.operator(kpoint), pairs=kpoint.is_gamma)  # band group
-        # H on the band group's chunks of rows (memory: never the whole block at once); a band group
-        # gets the whole block and shares the same chunks out, so the bits do not depend on the ranks
-        options["apply_chunks"] = _whole if setup.layout.pool_comm.size > 1 else parallel.band_chunks
+        apply = hamiltonian.operator(kpoint)
+        # H on chunks of rows that depend on the block size only (memory: never the whole block at
+        # once); a band group distributes the blocks by plane waves and shares these chunks out
+        options["apply_chunks"] = parallel.band_chunks
+        options["group"] = setup.layout.band_group()
         handed = [x0]  # handed over without a reference here: the solver frees it after copying it
         del x0
         try:
@@ -336,10 +340,6 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         kpoint = setup.basis.kpoints[index]
         eigenvalues[kpoint.spin, kpoint.index % nk] = values
     return eigenvalues, new, total_iterations
-
-
-def _whole(nrows: int) -> list:
-    return [(0, nrows)]
 
 
 def spin_populations(setup: Setup) -> tuple[float, float] | None:

@@ -72,7 +72,7 @@ class NonlocalOperator:
                 self._coupling_real = xp.real(self.coupling)
             weights_ni = overlaps_ni @ xp.astype(self._coupling_real, overlaps_ni.dtype)
             return self.backend.real_combine(weights_ni.mT, self.projectors, self.half)
-        overlaps_ni = c_nG @ xp.conj(self.projectors.mT)
+        overlaps_ni = _complex_overlaps(xp, c_nG, self.projectors)
         return (overlaps_ni @ self.coupling) @ self.projectors
 
     def band_energies(self, c_nG):
@@ -85,9 +85,18 @@ class NonlocalOperator:
         if self.half is not None:
             overlaps_ni = self.backend.real_overlap(c_nG, projectors, self.half)
             return xp.sum((overlaps_ni @ xp.astype(xp.real(self.coupling), xp.float64)) * overlaps_ni, axis=-1)
-        overlaps_ni = c_nG @ xp.conj(projectors.mT)
+        overlaps_ni = _complex_overlaps(xp, c_nG, projectors)
         coupling = xp.astype(self.coupling, xp.complex128)
         return xp.sum(xp.real((overlaps_ni @ coupling) * xp.conj(overlaps_ni)), axis=-1)
+
+
+def _complex_overlaps(xp, c_nG, projectors):
+    """<beta_i|psi_n> = c @ conj(P)^T, (nb, nproj). The conjugate is a copy, so the smaller operand
+    is conjugated: a band chunk of the eigensolver (~10 rows) rather than all the projectors, or
+    conj(conj(c) @ P^T) (conjugation is exact: the same numbers)."""
+    if c_nG.shape[0] < projectors.shape[0]:
+        return xp.conj(xp.conj(c_nG) @ projectors.mT)
+    return c_nG @ xp.conj(projectors.mT)
 
 
 # ---------------------------------------------------------------------- projector construction
