@@ -354,12 +354,20 @@ class Backend:
         than one thread, a large product is cut into row ranges of x that the host threads compute at
         once, each with one BLAS thread (:mod:`pwsim.hostthreads`)."""
         m, k = x.shape
-        if self._sharing and self.threads > 1 and m * k * y.shape[1] >= hostthreads.MIN_SHARED_WORK:
-            ranges = hostthreads.shares(m, self.threads, min_rows=8)
-            if len(ranges) > 1:
-                if out is None:
-                    out = np.empty((m, y.shape[1]), dtype=np.result_type(x, y))
-                hostthreads.run_shares(self.threads, lambda i, a, b: np.matmul(x[a:b], y, out=out[a:b]), ranges)
+        n = y.shape[1]
+        if self._sharing and self.threads > 1 and m * k * n >= hostthreads.MIN_SHARED_WORK:
+            if out is None:
+                out = np.empty((m, n), dtype=np.result_type(x, y))
+            rows = hostthreads.shares(m, self.threads, min_rows=8)
+            if len(rows) > 1:
+                hostthreads.run_shares(self.threads, lambda i, a, b: np.matmul(x[a:b], y, out=out[a:b]), rows)
+                return out
+            # few rows (a band chunk against the projectors): each thread takes a range of y's columns
+            # (the output's column range is a BLAS-compatible strided matrix)
+            columns = hostthreads.shares(n, self.threads, min_rows=64)
+            if len(columns) > 1:
+                hostthreads.run_shares(
+                    self.threads, lambda i, a, b: np.matmul(x, y[:, a:b], out=out[:, a:b]), columns)
                 return out
         return np.matmul(x, y, out=out)
 

@@ -39,7 +39,7 @@ DRIFT = 1e-10
 SINGLE_THRESHOLDS = {"drop": 1e-7, "ill_conditioned": 1e-6, "drift": 3e-5}
 #: bytes of one row range of full-sphere vectors given to H at a time (H's own temporaries are a
 #: few times this): bounds the solver's memory beyond its six blocks without cutting H's GEMMs small
-APPLY_BYTES = 4 * 2**20
+APPLY_BYTES = 16 * 2**20
 #: bytes of one column range of a block in the in-place combinations and of one row range in the
 #: element-wise steps (residuals, preconditioner, norms)
 CHUNK_BYTES = 4 * 2**20
