@@ -159,10 +159,21 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     worst = 0.0
     rng = np.random.default_rng(settings.seed + 17)
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
-    # under MPI every rank runs this alike: the ranks form one band group that shares each k-point
-    group = parallel.BandGroup(parallel.world(), bk)
-    distributed = {"group": group, "apply_chunks": parallel.band_chunks} if group.size > 1 else {}
-    for done, kpoint in enumerate(basis.kpoints, start=1):
+    # Under MPI every rank runs this alike. A path of at least as many k-points as ranks is cut into
+    # contiguous blocks, one per rank (each warm-started along its own block; the eigenvalues are
+    # gathered at the end): a path's k-points are independent, so this scales without communication,
+    # where a band group sharing each small k-point was slower than one rank (Si2: 8.6 s on 2 ranks
+    # against 3.7 s). Fewer k-points than ranks: the ranks form one band group sharing each k-point.
+    comm = parallel.world()
+    split = comm.size > 1 and len(basis.kpoints) >= comm.size
+    mine = range(len(basis.kpoints))
+    distributed = {}
+    if split:
+        start, stop = (comm.rank * len(basis.kpoints)) // comm.size, ((comm.rank + 1) * len(basis.kpoints)) // comm.size
+        mine = range(start, stop)
+    elif comm.size > 1:
+        distributed = {"group": parallel.BandGroup(comm, bk), "apply_chunks": parallel.band_chunks}
+    for done, kpoint in enumerate((basis.kpoints[i] for i in mine), start=1):
         nkeep = None
         if previous is None or previous[0].spin != kpoint.spin:
             x0 = atomic_wavefunctions(setup, kpoint, nb_work)  # as the SCF: its lowest Ritz vectors
@@ -185,7 +196,10 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))
         if callback is not None:
-            callback(done, len(basis.kpoints))
+            callback(done, len(mine))
+    if split:  # each k-point's row from the rank that solved it (disjoint blocks: a sum is exact)
+        eigenvalues = sum(comm.allgather(eigenvalues))
+        worst = max(comm.allgather(worst))
     if worst > 100 * tol:
         warnings.warn(f"the band-structure eigensolver reached a residual of only {worst:.2e} Ha "
                       f"(asked {tol:.0e}) in {maxiter} iterations", RuntimeWarning, stacklevel=2)

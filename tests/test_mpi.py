@@ -91,9 +91,11 @@ for name in sys.argv[1:]:
                  "forces": np.asarray(r.forces).tolist(), "stress": np.asarray(r.stress).tolist(),
                  "fermi": r.fermi_level, "iterations": r.iterations, "converged": r.converged,
                  "ranks": parallel.size()}
-    if name == "si2-bandgroup":  # a band path from this ground state: all ranks in one band group
+    if name == "si2-bandgroup":  # band paths from this ground state: 4 k-points split over the ranks,
+        # and one k-point (fewer than ranks) that all ranks share as one band group
         path = [[0, 0, 0], [0.25, 0, 0.25], [0.5, 0, 0.5], [0.5, 0.25, 0.75]]
         out[name]["nscf"] = nscf_eigenvalues(r, path, nbands=8, tol=1e-7)[0].tolist()
+        out[name]["nscf_one"] = nscf_eigenvalues(r, path[1:2], nbands=8, tol=1e-7)[0].tolist()
 if parallel.is_root():
     print(json.dumps(out))
 '''
@@ -135,6 +137,8 @@ def test_two_ranks_give_the_serial_answer(case, serial_and_parallel):
         assert abs(two["fermi"] - one["fermi"]) < 1e-9
     if "nscf" in one:
         assert np.abs(np.subtract(two["nscf"], one["nscf"])).max() < 1e-9
+        assert np.abs(np.subtract(two["nscf_one"], one["nscf_one"])).max() < 1e-9
+        assert np.abs(np.subtract(one["nscf_one"][0][0], one["nscf"][0][1])).max() < 1e-9  # same k-point
     # the distorted cells have non-trivial forces, so agreement is not 0 == 0
     if case.startswith("si2"):
         assert np.abs(one["forces"]).max() > 1e-3
