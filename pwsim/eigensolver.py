@@ -387,28 +387,10 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
         for real vectors, and the kinetic preconditioner), otherwise every rank holds them whole and
         the group shares the application of H. Every rank passes the same x0 and gets the same result.
     """
-    xp = backend.xp
-    single = x0.dtype == xp.complex64
-    if group is not None and group.size > 1:
-        if apply_chunks is not None and (half is not None or not real) \
-                and isinstance(precondition, KineticPreconditioner):
-            space = _BandSpace(backend, x0.shape[1], real, half, single, group, apply_chunks)
-        else:  # replicated blocks, H shared out
-            apply_h, apply_chunks = group.shared(apply_h), _whole
-            group = None
-    if group is None or group.size == 1:
-        space = _Space(backend, x0.shape[1], real, half, single=single, symmetrize=symmetrize,
-                       apply_chunks=apply_chunks)
-    x = space.compress(x0, symmetrize if real else None)
-    x0 = None  # (freed here if the caller handed it over without keeping a reference)
-    hx = space.apply(apply_h, x)
-    if nkeep is not None and nkeep < x.shape[0]:
-        selected = _select_ritz(space, [x], [hx], nkeep)
-        if selected is None:
-            raise ValueError("the starting subspace has fewer independent vectors than bands")
-        lam, x, hx = selected
-    else:
-        lam = _orthonormal_ritz(space, x, hx)
+    space, apply_h = _make_space(backend, apply_h, x0, precondition, real, symmetrize, half, apply_chunks, group)
+    handed = [x0]
+    del x0  # (freed in _start if the caller handed it over without keeping a reference)
+    lam, x, hx = _start(space, apply_h, handed, symmetrize if real else None, nkeep)
     precondition = _preconditioner(space, precondition)
     nbands = x.shape[0]
     nconverge = nbands if nconverge is None else min(nconverge, nbands)
@@ -457,10 +439,7 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
             continue
         # X must stay orthonormal for the block formulas above; repair it when rounding drifts
         if iteration % 3 == 0:
-            gram = space.dot(x, x)
-            drift = backend.scalar(xp.max(xp.abs(gram - space.eye(nbands, gram))))
-            if drift > space.drift:
-                lam = _orthonormal_ritz(space, x, hx)
+            lam = _repair_drift(space, lam, x, hx)
     else:
         rnorm_host = backend.to_host(_residual_norms(space, lam, x, hx))
     converged = bool(np.all(rnorm_host[:nconverge] < tol[:nconverge]))  # host
@@ -471,6 +450,40 @@ def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int =
 
 def _whole(nrows):
     return [(0, nrows)]
+
+
+def _make_space(backend, apply_h, x0, precondition, real, symmetrize, half, apply_chunks, group):
+    """The block storage of :func:`lobpcg` and the H to apply: distributed by plane-wave columns over
+    a band group where the layout allows, else whole blocks (a band group then shares out H)."""
+    single = x0.dtype == backend.xp.complex64
+    if group is not None and group.size > 1:
+        if apply_chunks is not None and (half is not None or not real) \
+                and isinstance(precondition, KineticPreconditioner):
+            return _BandSpace(backend, x0.shape[1], real, half, single, group, apply_chunks), apply_h
+        apply_h, apply_chunks = group.shared(apply_h), _whole  # replicated blocks, H shared out
+    space = _Space(backend, x0.shape[1], real, half, single=single, symmetrize=symmetrize, apply_chunks=apply_chunks)
+    return space, apply_h
+
+
+def _start(space, apply_h, handed, symmetrize, nkeep):
+    """(lam, x, hx) of the starting block: the Ritz vectors of the handed-over x0 (the list's only
+    item, popped so that the stored copy is the only one left), or its lowest ``nkeep`` of them."""
+    x = space.compress(handed.pop(), symmetrize)
+    hx = space.apply(apply_h, x)
+    if nkeep is not None and nkeep < x.shape[0]:
+        selected = _select_ritz(space, [x], [hx], nkeep)
+        if selected is None:
+            raise ValueError("the starting subspace has fewer independent vectors than bands")
+        return selected
+    return _orthonormal_ritz(space, x, hx), x, hx
+
+
+def _repair_drift(space, lam, x, hx):
+    """Re-orthonormalise X (Ritz vectors again) if max |X^H X - I| has drifted past the threshold."""
+    xp = space.xp
+    gram = space.dot(x, x)
+    drift = space.bk.scalar(xp.max(xp.abs(gram - space.eye(x.shape[0], gram))))
+    return _orthonormal_ritz(space, x, hx) if drift > space.drift else lam
 
 
 def _residual_norms(space, lam, x, hx):
