@@ -351,8 +351,9 @@ class Backend:
 
     def _matmul(self, x, y, out=None):
         """x @ y for 2-D NumPy arrays (into ``out`` if given). Inside :meth:`blas_limits`, with more
-        than one thread, a large product is cut into row ranges of x that the host threads compute at
-        once, each with one BLAS thread (:mod:`pwsim.hostthreads`)."""
+        than one thread, a large product is cut into row ranges of x (or, when x has too few rows,
+        column ranges of y) that the host threads compute at once, each with one BLAS thread
+        (:mod:`pwsim.hostthreads`)."""
         m, k = x.shape
         n = y.shape[1]
         if self._sharing and self.threads > 1 and m * k * n >= hostthreads.MIN_SHARED_WORK:

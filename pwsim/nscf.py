@@ -169,8 +169,7 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     mine = range(len(basis.kpoints))
     distributed = {}
     if split:
-        start, stop = (comm.rank * len(basis.kpoints)) // comm.size, ((comm.rank + 1) * len(basis.kpoints)) // comm.size
-        mine = range(start, stop)
+        mine = range(*parallel.even_split(len(basis.kpoints), comm.size)[comm.rank])
     elif comm.size > 1:
         distributed = {"group": parallel.BandGroup(comm, bk), "apply_chunks": parallel.band_chunks}
     for done, kpoint in enumerate((basis.kpoints[i] for i in mine), start=1):
