@@ -24,7 +24,7 @@ class Hamiltonian:
         xp = basis.backend.xp
         self.single = single
         # the potential multiplies wavefunctions: store it in their precision
-        self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype)
+        self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype, copy=False)
         if block_size is None:
             # ~64 MiB of complex128 boxes per batch
             block_size = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
@@ -43,14 +43,15 @@ class Hamiltonian:
         nb = coeffs.shape[0]
         if nb <= self.block_size:
             out = self.basis.apply_local(v, coeffs, kpoint)
-        else:
-            out = xp.concat([
-                self.basis.apply_local(v, coeffs[i:min(i + self.block_size, nb), ...], kpoint)
-                for i in range(0, nb, self.block_size)
-            ], axis=0)
-        # last registered first: (local + non-local) + kinetic, the order the numbers were validated in
+        else:  # each block's result written into the output (no list of blocks and its concatenation)
+            out = xp.empty(coeffs.shape, dtype=coeffs.dtype, device=coeffs.device)
+            for i in range(0, nb, self.block_size):
+                j = min(i + self.block_size, nb)
+                out[i:j, ...] = self.basis.apply_local(v, coeffs[i:j, ...], kpoint)
+        # last registered first: (local + non-local) + kinetic, the order the numbers were validated in;
+        # each operator adds into out in place, a range at a time
         for op in reversed(self.operators(kpoint) if operators is None else operators):
-            out += op.apply(coeffs)
+            op.apply(coeffs, out=out)
         return out
 
     def operator(self, kpoint):

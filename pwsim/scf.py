@@ -532,7 +532,8 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         else:
             psi = [atomic_wavefunctions(setup, k, nb_work) if mine(k.index) else None for k in basis.kpoints]
         state = SCFState(bk.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
-        del psi  # the state holds the only reference: the starting subspace is freed once diagonalised
+        del psi, rho0  # the state holds the only references: the starting subspace is freed once
+        # diagonalised, the starting density once mixed
     mixer = AndersonMixer(basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
     e_previous = None
@@ -562,6 +563,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         energy = energies["total"]
         diff = rho_out - state.rho_in
         residual = math.sqrt(bk.scalar(xp.sum(diff * diff)) * basis.dvol)
+        del diff  # (not kept through the next iteration's solve)
         delta = math.inf if e_previous is None else energy - e_previous
         e_previous = energy
         for key, value in (("energy", energy), ("delta_energy", delta), ("residual", residual),

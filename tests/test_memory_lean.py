@@ -51,3 +51,34 @@ def test_diagonalize_frees_the_starting_orbitals_during_the_solve():
     assert not any(seen[1:]), seen
     assert wavefunctions == [None]
     assert np.all(np.diff(eigenvalues[0, 0]) >= -1e-10)
+
+
+def test_operators_add_into_the_output_in_ranges(monkeypatch):
+    """apply(c, out=y) adds V c into y in place, in ranges of CHUNK_BYTES (here the smallest: many
+    ranges), and gives y + apply(c) to rounding: at Gamma (half-sphere projectors, partners filled
+    as conjugates) and at a k-point, for the non-local and the kinetic operator, and the whole H."""
+    import pwsim.terms.base as terms_base
+
+    for kpoints in ((1, 1, 1), (2, 1, 1)):
+        setup = prepare(pwsim.diamond("Si", 10.26), Settings(xc="lda", pseudopotentials="gth", ecut=8.0,
+                                                             kpoints=kpoints, symmetry=False, precision="double"))
+        rng = np.random.default_rng(3)
+        potential = scf.local_potential(setup, setup.backend.to_device(scf.gaussian_density(setup)))
+        for kpoint in setup.basis.kpoints:
+            c = rng.standard_normal((7, kpoint.npw)) + 1j * rng.standard_normal((7, kpoint.npw))
+            symmetrize = setup.basis.symmetrizer(kpoint)
+            c = c if symmetrize is None else symmetrize(c)
+            y = rng.standard_normal(c.shape) + 1j * rng.standard_normal(c.shape)
+            ops = setup.terms.operators(kpoint)
+            whole = [op.apply(c) for op in ops]
+            hamiltonian = Hamiltonian(setup.basis, setup.terms, potential, block_size=2)
+            h_whole = setup.basis.apply_local(potential[0] * 1.0, c, kpoint) + sum(whole)
+            monkeypatch.setattr(terms_base, "CHUNK_BYTES", 1)
+            for op, vc in zip(ops, whole):
+                out = y.copy()
+                assert op.apply(c, out=out) is out
+                assert np.abs(out - (y + vc)).max() < 1e-12 * np.abs(vc).max()
+            h = hamiltonian.apply(kpoint, c)
+            monkeypatch.undo()
+            assert np.abs(h - h_whole).max() < 1e-12 * np.abs(h_whole).max()
+            assert kpoint.npw > 64 * 2  # several column ranges

@@ -6,7 +6,8 @@ from the same code and the same cached arrays:
 * ``energy(state)``    its energy, hartree (a Python float);
 * ``potential(state)`` its multiplicative potential dE/drho(r), (n1, n2, n3) or (nspin, n1, n2, n3)
                        device, hartree (density terms), or None;
-* ``operator(kpoint)`` its operator on the orbitals of one k-point (an object with ``apply(c_nG)``,
+* ``operator(kpoint)`` its operator on the orbitals of one k-point (an object with ``apply(c_nG)``
+                       and ``apply(c_nG, out=...)`` (V psi added into ``out`` in place),
                        ``band_energies(c_nG)`` and ``single()``), or None;
 * ``forces(state)``    -dE/dtau at fixed density and orbitals, (natoms, 3) host, hartree/bohr;
 * ``stress(state)``    (1/Omega) dE/d eps at fixed c_nG and fixed fractional density, symmetric
@@ -22,11 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BLOCK_BYTES", "ElectronicState", "Term", "band_sum", "occupied_bands", "row_ranges", "symmetric"]
+__all__ = ["BLOCK_BYTES", "CHUNK_BYTES", "ElectronicState", "Term", "band_sum", "occupied_bands", "row_ranges", "symmetric"]
 
 #: bytes of one block of rows (of the orbitals, the projectors or their gradients) that forces and
 #: stress hold as a temporary at a time; each block is one BLAS-3 product against all bands
 BLOCK_BYTES = 2**24
+#: bytes of the row or column ranges in which an orbital operator adds V psi into H psi in place
+#: (``apply(c_nG, out=...)``): the temporaries of one H application beyond its input and output
+CHUNK_BYTES = 2**22
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import base
 from .base import Term, band_sum, occupied_bands, row_ranges, symmetric
 
 
@@ -18,9 +19,15 @@ class KineticOperator:
         self.kpoint = kpoint
         self.is_single = single
 
-    def apply(self, c_nG):
-        """T psi for all bands: (nbands, npw) -> (nbands, npw)."""
-        return c_nG * (self.kpoint.kinetic_single if self.is_single else self.kpoint.kinetic_wf)
+    def apply(self, c_nG, out=None):
+        """T psi for all bands: (nbands, npw) -> (nbands, npw); with ``out``, T psi is added into it
+        in place, a row range at a time, and it is returned."""
+        kinetic = self.kpoint.kinetic_single if self.is_single else self.kpoint.kinetic_wf
+        if out is None:
+            return c_nG * kinetic
+        for rows in row_ranges(c_nG.shape[0], 16 * c_nG.shape[1], base.CHUNK_BYTES):
+            out[rows, :] += c_nG[rows, :] * kinetic
+        return out
 
     def band_energies(self, c_nG):
         """<psi_n|T|psi_n> for every band, (nbands,) float64 device, hartree."""

@@ -58,22 +58,42 @@ class NonlocalOperator:
     def nproj(self) -> int:
         return self.atom_of.size
 
-    def apply(self, c_nG):
-        """V_nl psi for all bands, (nbands, npw) -> (nbands, npw).
+    def apply(self, c_nG, out=None):
+        """V_nl psi for all bands, (nbands, npw) -> (nbands, npw); with ``out`` (nbands, npw), V_nl psi
+        is added into it in place, a column range at a time (no temporary of its size), and it is
+        returned.
 
         Gamma point with real wavefunctions: the projections <beta|psi> are real (the projectors
         obey beta(-G) = beta(G)* too), and both products run as real GEMMs."""
         xp = self.backend.xp
         if self.nproj == 0:
-            return xp.zeros_like(c_nG)
+            return xp.zeros_like(c_nG) if out is None else out
         if self.half is not None:
             overlaps_ni = self.backend.real_overlap(c_nG, self.projectors, self.half)  # real
             if self._coupling_real is None:
                 self._coupling_real = xp.real(self.coupling)
             weights_ni = overlaps_ni @ xp.astype(self._coupling_real, overlaps_ni.dtype)
-            return self.backend.real_combine(weights_ni.mT, self.projectors, self.half)
-        overlaps_ni = _complex_overlaps(xp, c_nG, self.projectors)
-        return (overlaps_ni @ self.coupling) @ self.projectors
+            if out is None:
+                return self.backend.real_combine(weights_ni.mT, self.projectors, self.half)
+            return self._add_real(weights_ni, out)
+        weights_ni = _complex_overlaps(xp, c_nG, self.projectors) @ self.coupling
+        if out is None:
+            return weights_ni @ self.projectors
+        for lo, hi in _column_ranges(weights_ni.shape[0], self.projectors.shape[1]):
+            out[:, lo:hi] += weights_ni @ self.projectors[:, lo:hi]
+        return out
+
+    def _add_real(self, weights_ni, out):
+        """out += the real-coefficient combination of the half-sphere projectors, with the partners
+        -G of the stored G filled in as complex conjugates (sphere [G=0, half, partners]: the
+        partner of column g >= 1 is column half + g)."""
+        xp = self.backend.xp
+        for lo, hi in _column_ranges(weights_ni.shape[0], 1 + self.half):
+            part = self.backend.combine_block(weights_ni, self.projectors[:, lo:hi], True)  # (nb, hi - lo)
+            out[:, lo:hi] += part
+            first = max(lo, 1)
+            out[:, self.half + first:self.half + hi] += xp.conj(part[:, first - lo:])
+        return out
 
     def band_energies(self, c_nG):
         """<psi_n|V_nl|psi_n> for every band, (nbands,) float64 device, hartree (in double precision)."""
@@ -88,6 +108,13 @@ class NonlocalOperator:
         overlaps_ni = _complex_overlaps(xp, c_nG, projectors)
         coupling = xp.astype(self.coupling, xp.complex128)
         return xp.sum(xp.real((overlaps_ni @ coupling) * xp.conj(overlaps_ni)), axis=-1)
+
+
+def _column_ranges(nrows: int, ncols: int):
+    """Column ranges [lo, hi) of ``ncols`` such that (nrows, hi - lo) complex128 numbers take at most
+    about :data:`pwsim.terms.base.CHUNK_BYTES`: the temporaries of an in-place V_nl psi."""
+    step = max(64, int(base.CHUNK_BYTES // (16 * max(1, nrows))))
+    return [(lo, min(lo + step, ncols)) for lo in range(0, ncols, step)]
 
 
 def _complex_overlaps(xp, c_nG, projectors):
