@@ -270,24 +270,53 @@ def _select_start(batch, x, hx, nkeep):
     return lam, c.mT @ x, c.mT @ hx
 
 
-def _orthonormal_ritz(batch, x, hx, check=None):
-    """Orthonormalise every k-point's rows (two passes) and rotate them to Ritz vectors, in place.
-    Returns the eigenvalues (nk, nrows). check: (nk,) host, the k-points whose result is used
-    (default all): only their vectors must be independent."""
+def _drifted(batch, x):
+    """(nk,) host: where max |X^H X - I| exceeds the drift threshold."""
     xp, bk = batch.xp, batch.bk
-    check = np.ones(batch.nk, dtype=bool) if check is None else check
+    gram = batch.dot(x, x)
+    return bk.to_host(xp.max(xp.max(xp.abs(gram - batch.eye(x.shape[1], gram)), axis=-1), axis=-1)) > batch.drift
+
+
+def _orthonormalize(batch, x, hx, mask):
+    """Orthonormalise the rows of the k-points in ``mask`` (host (nk,)) in place, two passes; the
+    others keep their bits (a k-point's result never depends on its batch)."""
+    xp, bk = batch.xp, batch.bk
+    m = bk.to_device(mask)  # host
     for _ in range(2):
         evals, evecs = xp.linalg.eigh(batch.hermitize(batch.dot(x, x)))
         evals_host = bk.to_host(evals)
-        if np.any((evals_host[:, 0] <= batch.drop * evals_host[:, -1])[check]):  # host
+        if np.any((evals_host[:, 0] <= batch.drop * evals_host[:, -1])[mask]):  # host
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
-        t = (evecs / xp.sqrt(evals)[:, None, :]).mT
-        x[...] = t @ x
-        hx[...] = t @ hx
-    evals, evecs = xp.linalg.eigh(batch.hermitize(batch.dot(x, hx)))
-    x[...] = evecs.mT @ x
-    hx[...] = evecs.mT @ hx
-    return evals
+        safe = xp.where(m[:, None], evals, xp.ones_like(evals))  # (the others' are not used)
+        t = (evecs / xp.sqrt(safe)[:, None, :]).mT
+        x[...] = xp.where(m[:, None, None], t @ x, x)
+        hx[...] = xp.where(m[:, None, None], t @ hx, hx)
+
+
+def _ritz_rotation(batch, x, hx, mask=None):
+    """Rotate orthonormal rows to Ritz vectors, in place, at every k-point or those in ``mask``.
+    Returns the Ritz values (nk, nrows) (at the others: the diagonal of X^H H X)."""
+    xp, bk = batch.xp, batch.bk
+    hmat = batch.hermitize(batch.dot(x, hx))
+    evals, evecs = xp.linalg.eigh(hmat)
+    if mask is None:
+        x[...] = evecs.mT @ x
+        hx[...] = evecs.mT @ hx
+        return evals
+    m = bk.to_device(mask)  # host
+    x[...] = xp.where(m[:, None, None], evecs.mT @ x, x)
+    hx[...] = xp.where(m[:, None, None], evecs.mT @ hx, hx)
+    return xp.where(m[:, None], evals, xp.real(xp.linalg.diagonal(hmat)))
+
+
+def _orthonormal_ritz(batch, x, hx):
+    """Ritz vectors of the handed-over rows, in place; returns their eigenvalues (nk, nrows). Rows
+    are re-orthonormalised first only where they have drifted from orthonormality (a fresh start,
+    or orbitals of the other precision): the previous SCF step's orbitals only need rotating."""
+    drifted = _drifted(batch, x)
+    if drifted.any():
+        _orthonormalize(batch, x, hx, drifted)
+    return _ritz_rotation(batch, x, hx)
 
 
 def _rayleigh_ritz(batch, lam, blocks, hblocks, counts, have_p):
@@ -360,16 +389,9 @@ def _update(batch, c, blocks, hblocks):
 
 def _repair_drift(batch, lam, x, hx):
     """Re-orthonormalise X (Ritz vectors again) at the k-points where max |X^H X - I| has drifted past
-    the threshold; the others keep their bits (a k-point's result never depends on its batch)."""
-    xp, bk = batch.xp, batch.bk
-    gram = batch.dot(x, x)
-    drift = bk.to_host(xp.max(xp.max(xp.abs(gram - batch.eye(x.shape[1], gram)), axis=-1), axis=-1))
-    drifted = drift > batch.drift  # host
+    the threshold; the others keep their bits."""
+    drifted = _drifted(batch, x)
     if not drifted.any():
         return lam
-    d = bk.to_device(drifted)  # host
-    x_new, hx_new = xp.asarray(x, copy=True), xp.asarray(hx, copy=True)
-    lam_new = _orthonormal_ritz(batch, x_new, hx_new, drifted)
-    x[...] = xp.where(d[:, None, None], x_new, x)
-    hx[...] = xp.where(d[:, None, None], hx_new, hx)
-    return xp.where(d[:, None], lam_new, lam)
+    _orthonormalize(batch, x, hx, drifted)
+    return batch.xp.where(batch.bk.to_device(drifted)[:, None], _ritz_rotation(batch, x, hx, drifted), lam)
