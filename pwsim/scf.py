@@ -380,11 +380,13 @@ def _band_tolerances(setup: Setup, kpoint, nwork: int, tol: float, occupations) 
 def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, tol, maxiter, nkeep, occupations):
     """:func:`diagonalize` for k-points solved in stacked batches; fills ``new`` and ``mine`` as it
     does. Returns the eigensolver iterations summed over the k-points. ValueError (nothing changed)
-    if some k-point's starting subspace is too dependent."""
+    if some k-point's starting subspace is too dependent, or the starting blocks differ in size."""
     bk = setup.backend
     xp = bk.xp
     nb = setup.nbands
     x0s = [wavefunctions[k.index] for k in kpoints]
+    if len({x.shape[0] for x in x0s}) > 1:  # starting blocks of unequal height do not stack
+        raise ValueError("starting blocks of different sizes")
     if hamiltonian.single:  # a single-precision pass of a double-precision run
         x0s = [xp.astype(x, xp.complex64) for x in x0s]
     nwork = min(nkeep, x0s[0].shape[0]) if nkeep else x0s[0].shape[0]
