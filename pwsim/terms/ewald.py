@@ -150,7 +150,8 @@ def _real_space(lattice, cart, charges, eta, forces, dstrain) -> float:
         inside = (r < rcut) & (r > 1e-10)
         r_in = np.where(inside, r, 1.0)
         qq = charges[i0:i1, None, None] * charges[None, :, None]
-        erfc_term = erfc(eta * r_in)
+        erfc_term = np.zeros_like(r_in)
+        erfc_term[inside] = erfc(eta * r_in[inside])  # only the terms that are summed
         e_real_parts.append(0.5 * np.sum(np.where(inside, qq * erfc_term / r_in, 0.0)))
         if forces is not None or dstrain is not None:
             # f(r) = erfc(eta r)/r, f'(r) = -erfc(eta r)/r^2 - 2 eta/sqrt(pi) exp(-eta^2 r^2)/r
