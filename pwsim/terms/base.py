@@ -96,6 +96,19 @@ def occupied_bands(context, state: ElectronicState, kpoint):
     return c_nG, f_n[bands]
 
 
+def _rows_at_once(bk, per_band, kpoint, c_nG):
+    """per_band(kpoint, c_nG), its ranges of bands evaluated at once by the host threads (every band's
+    value is computed from its own row alone)."""
+    if c_nG.shape[0] < 2 or not bk.host_sharing():
+        return per_band(kpoint, c_nG)
+    out = bk.xp.empty((c_nG.shape[0],), dtype=bk.xp.float64, device=c_nG.device)
+
+    def rows(a, b):
+        out[a:b] = per_band(kpoint, c_nG[a:b, ...])
+    bk.each_range(rows, [(0, c_nG.shape[0])], split=bk.rows_per_share(c_nG.shape[-1]))
+    return out
+
+
 def band_sum(context, state: ElectronicState, per_band) -> float:
     """sum_k w_k sum_n f_nk x_nk over every k-point of the basis, a Python float, where
     per_band(kpoint, c_nG) gives x_nk (nb,) on the device (accumulated on the device).
@@ -111,7 +124,7 @@ def band_sum(context, state: ElectronicState, per_band) -> float:
     for kpoint in kpoints:
         c_nG = state.wavefunctions[kpoint.index][:nb, ...]
         f_n = bk.to_device(state.occupations[kpoint.spin, kpoint.index % context.nk] * kpoint.weight)
-        per_k[kpoint.index] = xp.sum(per_band(kpoint, c_nG) * f_n)
+        per_k[kpoint.index] = xp.sum(_rows_at_once(bk, per_band, kpoint, c_nG) * f_n)
     total = 0.0
     for _, part in (per_k.items() if layout is None else layout.ordered(per_k, ())):
         total = total + part
