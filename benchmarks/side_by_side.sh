@@ -10,6 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 OUT=$(realpath -m "${OUT:-side_by_side.log}")
 PWX_MPIRUN=${PWX_MPIRUN:-/usr/bin/mpirun --oversubscribe}  # the MPI pw.x was built with (Debian: Open MPI), not a pip mpich
 W=$(mktemp -d)
+python -m compileall -q pwsim benchmarks >/dev/null  # bytecode, as an installed copy has (this machine sets PYTHONDONTWRITEBYTECODE)
 python -m benchmarks --write-inputs "$W" --cases ${CASES:-si64_gamma al} >/dev/null
 t() { local label=$1; shift; echo "== $label load=$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT"
   /usr/bin/time -f "TIME $label wall=%e cpu=%U+%S maxrss_kib=%M" "$@" >>"$OUT" 2>&1; }

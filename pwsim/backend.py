@@ -7,7 +7,7 @@ Nothing outside this module imports ``cupy``.
 
 Backends
 --------
-``numpy``   NumPy through ``array_api_compat.numpy``; FFTs by pyFFTW (if installed) or ``scipy.fft``.
+``numpy``   NumPy (itself from 2.1 on, else through ``array_api_compat.numpy``); FFTs by pyFFTW (if installed) or ``scipy.fft``.
 ``cupy``    CuPy through ``array_api_compat.cupy``; FFTs by cuFFT with CuPy's plan cache.
 ``strict``  ``array_api_strict`` with every array on its non-default device ``device1``. It refuses
             implicit conversion to NumPy and mixing with host arrays, exactly like CuPy, so running the
@@ -850,6 +850,19 @@ def fft_library_name() -> str:
         return "scipy.fft"
 
 
+def _numpy_namespace():
+    """NumPy itself where it is an array-API namespace (NumPy >= 2.1: astype, isdtype, concat, device=,
+    .mT), else array_api_compat's wrapper. The wrapper costs ~90 ms of start-up: building it touches
+    every NumPy attribute, which imports numpy.testing and numpy.f2py (and what they import)."""
+    import numpy
+
+    if tuple(int(p) for p in numpy.__version__.split(".")[:2]) >= (2, 1):
+        return numpy
+    import array_api_compat.numpy as xp
+
+    return xp
+
+
 def get_backend(name: str = "numpy", precision: str = "double", threads: int | None = None) -> Backend:
     """Build a backend by name: "numpy", "strict", "cupy" or "auto" (CuPy if usable, else NumPy).
 
@@ -867,8 +880,7 @@ def get_backend(name: str = "numpy", precision: str = "double", threads: int | N
     if name == "auto":
         name = "cupy" if cupy_status()[0] else "numpy"
     if name == "numpy":
-        import array_api_compat.numpy as xp
-
+        xp = _numpy_namespace()
         keep_freed_memory()
         lib = fft_library_name()
         if lib != "pyfftw":

@@ -151,13 +151,14 @@ def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=
     try:
         with warnings.catch_warnings():  # spglib 2.x warns about its own error-handling mode
             warnings.simplefilter("ignore", DeprecationWarning)
-            data = spglib.get_symmetry(cell, symprec=symprec)
-            sg = spglib.get_spacegroup(cell, symprec=symprec)
+            # one dataset gives both the operations and the group's name (get_symmetry and
+            # get_spacegroup would each search the group again)
+            data = spglib.get_symmetry_dataset(cell, symprec=symprec)
     except Exception as exc:  # newer spglib raises instead of returning None
         raise InputError(f"spglib could not determine the symmetry: {exc}") from None
     if data is None:
         raise InputError(f"spglib could not determine the symmetry: {spglib.get_error_message()}")
-    sym = Symmetry(data["rotations"], data["translations"], sg if sg else "P1 (1)", float(symprec))
+    sym = Symmetry(data.rotations, data.translations, f"{data.international} ({data.number})", float(symprec))
     # tidy translations: in [0, 1), round-off removed
     t = sym.translations - np.floor(sym.translations + 1e-10)
     t[np.abs(t) < 1e-10] = 0.0
