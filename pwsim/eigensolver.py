@@ -138,17 +138,24 @@ class _Space:
         stored vectors written into the first rows of ``out`` (default a new array). Returns out."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
+        # host threads: ranges of at least min_rows (even: Gamma bands go two per transform)
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_COEFFS // self.npw))
+        split = min_rows
         if self.apply_chunks is not None:
             chunks = self.apply_chunks(nrows)
         else:
             step = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
             step = max(2, step - step % 2)  # even: Gamma-point bands share FFTs in pairs
             chunks = [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
+            if self.bk.host_sharing():
+                # whole ranges of about APPLY_BYTES per thread, a multiple of the thread count: the
+                # non-local products stream the projectors once per range (narrow ranges cost more)
+                count = -(-len(chunks) // self.bk.threads) * self.bk.threads
+                chunks, split = hostthreads.shares(nrows, count, even=True, min_rows=min_rows), None
+
         def rows(a, b):
             out[a:b, :] = apply_h(self.expand(w[a:b, :]))[:, : self.width]
-        # host threads take parts of every range (even: Gamma bands go two per transform)
-        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_COEFFS // self.npw))
-        self.bk.each_range(rows, chunks, split=min_rows, even=True)
+        self.bk.each_range(rows, chunks, split=split, even=True)
         return out
 
     # ------------------------------------------------------------ algebra
@@ -246,14 +253,28 @@ class _BandSpace(_Space):
         back into out (default a new array)."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
+        # a rank's consecutive chunks of a round go to H together, up to APPLY_BYTES of full rows
+        # (the non-local products stream the projectors once per call: 8-row calls cost 2x 42-row ones)
+        limit = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
         for round_ in self.group.rounds(self.apply_chunks(nrows), self.full_width * w.dtype.itemsize):
             ranges = [(mine[0][0], mine[-1][1]) if mine else (0, 0) for mine in round_]
             start = ranges[self.group.rank][0]
             rows = self.group.to_bands(w, ranges, self.full_width)
-            for a, b in round_[self.group.rank]:
+            for a, b in _merged(round_[self.group.rank], limit):
                 rows[a - start:b - start, :] = apply_h(self.expand(rows[a - start:b - start, :]))[:, : self.full_width]
             self.group.to_columns(rows, ranges, self.full_width, out)
         return out
+
+
+def _merged(chunks, limit):
+    """Consecutive row ranges joined into ranges of at most ``limit`` rows (a single longer range kept)."""
+    merged = []
+    for a, b in chunks:
+        if merged and merged[-1][1] == a and b - merged[-1][0] <= limit:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _orthonormal_ritz(space, x, hx):

@@ -10,10 +10,24 @@ transforms its own share of a batch of bands with its own single-threaded FFTW p
 takes its own rows of a large product with single-threaded BLAS. NumPy's BLAS calls, its
 element-wise loops and pyFFTW's ``execute`` release the GIL, so the shares run at the same time.
 
+What is shared (Amdahl: two threads need most of the one-thread time on both cores). Besides the
+band FFTs and the large products, the eigensolver hands whole steps to the pool
+(``Backend.each_range``, :func:`run_chunks`): H on ranges of a block's rows (each thread's FFTs,
+non-local products and kinetic term at once: one wake-up per range, not one per product), the
+element-wise steps (residuals, norms, preconditioner) on row ranges, and the rotations and LOBPCG
+updates on the fixed column ranges of the blocks (the products and the additions together).
+Ranges are taken by whichever thread is free, so unequal ranges still finish together. XC is
+evaluated on ranges of x-planes and band energies on ranges of bands. Work started inside a share
+is not shared again (:func:`inside_share`); it runs on that thread, with that thread's FFT engine
+(:func:`slot`). What stays on one thread: the small Rayleigh-Ritz eigenproblems (threaded LAPACK
+at n ~ 400 is no faster, and its spinning threads slow what follows), set-up, the density mixing
+and the whole-box FFTs of the potentials (those use FFTW's own threads).
+
 Same answer on any number of threads. Shares are contiguous row ranges fixed by the row count and
 the thread count; each output row is computed by one thread exactly as a one-thread run computes
 it (up to the BLAS kernel's row-blocking, last-bit level); sums over shares (the density) are
-added in share order.
+added in share order. The eigensolver's column ranges do not depend on the thread count, and its
+element-wise steps compute every row alone, so those give the one-thread bits exactly (tested).
 """
 from __future__ import annotations
 
