@@ -277,11 +277,11 @@ def _merged(chunks, limit):
     return merged
 
 
-def _orthonormal_ritz(space, x, hx):
-    """Orthonormalise the rows of x (two passes) and rotate them to Ritz vectors of H in their span, in
-    place (x, hx are the solver's own blocks). Returns the eigenvalues."""
+def _orthonormal_ritz(space, x, hx, passes=2):
+    """Orthonormalise the rows of x (``passes`` passes) and rotate them to Ritz vectors of H in their
+    span, in place (x, hx are the solver's own blocks). Returns the eigenvalues."""
     xp = space.xp
-    for _ in range(2):
+    for _ in range(passes):
         evals, evecs = xp.linalg.eigh(space.hermitize(space.dot(x, x)))
         if space.bk.scalar(evals[0]) <= space.drop * space.bk.scalar(evals[-1]):
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
@@ -516,15 +516,20 @@ def _start(space, apply_h, handed, symmetrize, nkeep):
         if selected is None:
             raise ValueError("the starting subspace has fewer independent vectors than bands")
         return selected
-    return _orthonormal_ritz(space, x, hx), x, hx
+    # the previous SCF step's orbitals are orthonormal already: only a fresh start, or orbitals of the
+    # other precision, need the two orthonormalisation passes before the Rayleigh-Ritz rotation
+    return _orthonormal_ritz(space, x, hx, passes=2 if _drift(space, x) > space.drift else 0), x, hx
+
+
+def _drift(space, x):
+    """max |X^H X - I| (host float)."""
+    gram = space.dot(x, x)
+    return space.bk.scalar(space.xp.max(space.xp.abs(gram - space.eye(x.shape[0], gram))))
 
 
 def _repair_drift(space, lam, x, hx):
     """Re-orthonormalise X (Ritz vectors again) if max |X^H X - I| has drifted past the threshold."""
-    xp = space.xp
-    gram = space.dot(x, x)
-    drift = space.bk.scalar(xp.max(xp.abs(gram - space.eye(x.shape[0], gram))))
-    return _orthonormal_ritz(space, x, hx) if drift > space.drift else lam
+    return _orthonormal_ritz(space, x, hx) if _drift(space, x) > space.drift else lam
 
 
 def _residual_norms(space, lam, x, hx):

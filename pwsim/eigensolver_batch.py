@@ -10,14 +10,20 @@ projectors differ per k-point).
 Padding. k-point k has npw_k <= npw_max plane waves; the columns beyond npw_k are zero in every block
 and stay zero: H is applied to the first npw_k columns only, and the preconditioner maps zero to zero.
 
-Converged bands and missing directions. A band whose residual meets its tolerance gets a zero row in
-W and P (it keeps no search direction), and on a step without P (the first, or after an
-ill-conditioned one) all of P is zero. Zero rows are exact null directions of the Rayleigh-Ritz
-overlap, so the canonical orthogonalisation drops them with the near-dependent ones. Every k-point
-then keeps its own number of directions; to solve all reduced problems in one batched ``eigh``, the
-dropped directions are given a diagonal shift above the whole spectrum of the reduced matrix (a
-Gershgorin bound), so they sort last and are never among the lowest nbands Ritz pairs. The shift is
-of the size of the matrix's own largest entries, so it costs no accuracy.
+Converged bands and groups. A band whose residual meets its tolerance keeps no search direction:
+each k-point's W and P hold the rows of its unconverged bands first (the rest zero, never used). The
+Rayleigh-Ritz step then groups the k-points by the size of their span [X, W, P] (the same number of
+unconverged bands, alike with or without P) and solves each group stacked on exactly its own rows,
+so it does the per-k-point solver's arithmetic, in a few calls. Converged k-points leave the batch.
+Within a group, the overlap's near-dependent directions dropped at one k-point and not at another
+are handled by a diagonal shift above the whole spectrum of the reduced matrix (a Gershgorin bound),
+so they sort last and are never among the lowest nbands Ritz pairs; the shift is of the size of the
+matrix's own largest entries, so it costs no accuracy.
+
+Same bits in any batch. Nothing couples the k-points of a batch: the problem sizes depend on the
+k-point's own state, a repair of orthonormality touches only the k-points that drifted, and with one
+padded width (``width``) the products are the same BLAS calls on the same numbers. A k-point's result
+is therefore the same in any batch, which is what keeps k-point pools bit-identical to one rank.
 
 Robustness is the per-k-point solver's: W and P rows normalised, overlap eigen-directions below
 ``drop`` dropped, P left out for a k-point whose overlap is too ill-conditioned, the near-null
@@ -170,8 +176,10 @@ def lobpcg_batch(backend, apply_hs, x0s, kinetics, tol, maxiter: int = 100, ncon
         w, hw = _normalized(batch, w, hw)
         p, hp = _compact(batch, p, hp, active, have_p)
         p, hp = _normalized(batch, p, hp)
-        lam, c, have_p = _rayleigh_ritz(batch, lam, (x, w, p), (hx, hw, hp), counts, have_p)
-        x, hx, p, hp = _update(batch, c, (x, w, p), (hx, hw, hp))
+        (lam, x, hx, p, hp), have_p, order = _search_step(batch, lam, (x, w, p), (hx, hw, hp), counts, have_p)
+        if not np.array_equal(order, np.arange(order.size)):  # the k-points now come group by group
+            batch, live, tol, napply = batch.subset(order), live[order], tol[order], napply[order]
+            kinetic = xp.take(kinetic, backend.to_device(order.astype(np.int64)), axis=0)  # host
         if iteration % 3 == 0:
             lam = _repair_drift(batch, lam, x, hx)
     else:
@@ -270,61 +278,103 @@ def _select_start(batch, x, hx, nkeep):
     return lam, c.mT @ x, c.mT @ hx
 
 
-def _orthonormal_ritz(batch, x, hx, check=None):
-    """Orthonormalise every k-point's rows (two passes) and rotate them to Ritz vectors, in place.
-    Returns the eigenvalues (nk, nrows). check: (nk,) host, the k-points whose result is used
-    (default all): only their vectors must be independent."""
+def _drifted(batch, x):
+    """(nk,) host: where max |X^H X - I| exceeds the drift threshold."""
     xp, bk = batch.xp, batch.bk
-    check = np.ones(batch.nk, dtype=bool) if check is None else check
+    gram = batch.dot(x, x)
+    return bk.to_host(xp.max(xp.max(xp.abs(gram - batch.eye(x.shape[1], gram)), axis=-1), axis=-1)) > batch.drift
+
+
+def _orthonormalize(batch, x, hx, mask):
+    """Orthonormalise the rows of the k-points in ``mask`` (host (nk,)) in place, two passes; the
+    others keep their bits (a k-point's result never depends on its batch)."""
+    xp, bk = batch.xp, batch.bk
+    m = bk.to_device(mask)  # host
     for _ in range(2):
         evals, evecs = xp.linalg.eigh(batch.hermitize(batch.dot(x, x)))
         evals_host = bk.to_host(evals)
-        if np.any((evals_host[:, 0] <= batch.drop * evals_host[:, -1])[check]):  # host
+        if np.any((evals_host[:, 0] <= batch.drop * evals_host[:, -1])[mask]):  # host
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
-        t = (evecs / xp.sqrt(evals)[:, None, :]).mT
-        x[...] = t @ x
-        hx[...] = t @ hx
-    evals, evecs = xp.linalg.eigh(batch.hermitize(batch.dot(x, hx)))
-    x[...] = evecs.mT @ x
-    hx[...] = evecs.mT @ hx
-    return evals
+        safe = xp.where(m[:, None], evals, xp.ones_like(evals))  # (the others' are not used)
+        t = (evecs / xp.sqrt(safe)[:, None, :]).mT
+        x[...] = xp.where(m[:, None, None], t @ x, x)
+        hx[...] = xp.where(m[:, None, None], t @ hx, hx)
 
 
-def _rayleigh_ritz(batch, lam, blocks, hblocks, counts, have_p):
-    """Ritz pairs in span[X, W, P] of every k-point, X orthonormal Ritz vectors (eigenvalues lam),
-    W and P with counts[k] (host) non-zero rows (P none where not have_p[k]). A k-point whose overlap
-    is too ill-conditioned is solved again without P, and, if still so, with the near-null directions
-    of [X, W] dropped at SELECT.
-    Returns (eigenvalues (nk, nbands), C (nk, 3 nbands, nbands), which k-points go on with a P)."""
+def _ritz_rotation(batch, x, hx, mask=None):
+    """Rotate orthonormal rows to Ritz vectors, in place, at every k-point or those in ``mask``.
+    Returns the Ritz values (nk, nrows) (at the others: the diagonal of X^H H X)."""
     xp, bk = batch.xp, batch.bk
-    x = blocks[0]
-    nk, nbands = x.shape[0], x.shape[1]
-    structural = (nbands - counts) + np.where(have_p, nbands - counts, nbands)  # host: exact zero rows
-    overlap, hmat = _reduced_matrices(batch, lam, blocks, hblocks)
-    thresholds = np.full(nk, batch.drop)  # host
-    t, kept, evals = _canonical(batch, overlap, thresholds)
-    ill = _ill_conditioned(batch, evals, structural)
-    still = np.zeros(nk, dtype=bool)  # host
-    if np.any(ill):  # these k-points without P (their P rows zeroed)
-        mask = xp.astype(bk.to_device((~ill).astype(np.float64)), x.dtype)[:, None, None]
-        overlap, hmat = _reduced_matrices(batch, lam, (x, blocks[1], blocks[2] * mask),
-                                          (hblocks[0], hblocks[1], hblocks[2] * mask))
-        structural = np.where(ill, 2 * nbands - counts, structural)
-        t, kept, evals = _canonical(batch, overlap, thresholds)
-        still = ill & _ill_conditioned(batch, evals, structural)
-        if np.any(still):
-            t, kept, evals = _canonical(batch, overlap, np.where(still, SELECT, batch.drop))
-        if np.any(kept.sum(axis=1) < nbands):
-            raise RuntimeError("the eigensolver's vectors became linearly dependent")
+    hmat = batch.hermitize(batch.dot(x, hx))
+    evals, evecs = xp.linalg.eigh(hmat)
+    if mask is None:
+        x[...] = evecs.mT @ x
+        hx[...] = evecs.mT @ hx
+        return evals
+    m = bk.to_device(mask)  # host
+    x[...] = xp.where(m[:, None, None], evecs.mT @ x, x)
+    hx[...] = xp.where(m[:, None, None], evecs.mT @ hx, hx)
+    return xp.where(m[:, None], evals, xp.real(xp.linalg.diagonal(hmat)))
+
+
+def _orthonormal_ritz(batch, x, hx):
+    """Ritz vectors of the handed-over rows, in place; returns their eigenvalues (nk, nrows). Rows
+    are re-orthonormalised first only where they have drifted from orthonormality (a fresh start,
+    or orbitals of the other precision): the previous SCF step's orbitals only need rotating."""
+    drifted = _drifted(batch, x)
+    if drifted.any():
+        _orthonormalize(batch, x, hx, drifted)
+    return _ritz_rotation(batch, x, hx)
+
+
+def _search_step(batch, lam, blocks, hblocks, counts, have_p):
+    """One LOBPCG step of every k-point: Ritz pairs in span[X, W, P] and the new X, HX, P, HP.
+
+    The k-points are grouped by the size of that span: those with the same number counts[k] of search
+    directions (the first rows of W and P) and alike with or without P are solved together, on exactly
+    their own rows, so no k-point's problem depends on the others. Returns ((lam, x, hx, p, hp),
+    have_p, order): the new blocks and which k-points go on with a P, the k-points in the order
+    ``order`` (host), which the caller applies to its own per-k-point arrays."""
+    xp = batch.xp
+    parts = []
+    for count, with_p in sorted(set(zip(counts.tolist(), have_p.tolist()))):
+        ks = np.flatnonzero((counts == count) & (have_p == with_p))
+        parts += _group_step(batch, lam, blocks, hblocks, ks, int(count), bool(with_p), batch.drop)
+    order = np.concatenate([ks for ks, _, _ in parts])
+    new = tuple(xp.concat([out[i] for _, out, _ in parts], axis=0) if len(parts) > 1 else parts[0][1][i]
+                for i in range(5))
+    return new, np.concatenate([keep_p for _, _, keep_p in parts]), order
+
+
+def _group_step(batch, lam, blocks, hblocks, ks, count, with_p, threshold, check=True):
+    """:func:`_search_step` for the k-points ``ks`` (host), whose spans have the same size. A k-point
+    whose overlap is too ill-conditioned is solved again without P, and, if still so, with the
+    near-null directions of [X, W] dropped at SELECT (and then no P in the next step), as the
+    k-point-by-k-point solver does. Returns [(ks, (lam, x, hx, p, hp), have_p), ...]."""
+    xp, bk = batch.xp, batch.bk
+    index = bk.to_device(ks.astype(np.int64))  # host
+
+    def take(a, rows=None):
+        picked = xp.take(a, index, axis=0)
+        return picked if rows is None else picked[:, :rows, :]
+
+    sub = (take(blocks[0]), take(blocks[1], count), take(blocks[2], count) if with_p else None)
+    hsub = (take(hblocks[0]), take(hblocks[1], count), take(hblocks[2], count) if with_p else None)
+    lam_k = xp.take(lam, index, axis=0)
+    overlap, hmat = _reduced_matrices(batch, lam_k, sub, hsub)
+    t, kept, evals = _canonical(batch, overlap, np.full(ks.size, threshold))
+    ill = (evals[:, 0] < batch.ill_conditioned * evals[:, -1]) if check else np.zeros(ks.size, dtype=bool)
+    if ill.any():  # the well-conditioned again on their own (the same bits), the others without P
+        good = [] if ill.all() else _group_step(batch, lam, blocks, hblocks, ks[~ill], count, with_p, threshold,
+                                                 check=False)
+        return good + _group_step(batch, lam, blocks, hblocks, ks[ill], count, False,
+                                  batch.drop if with_p else SELECT, check=with_p)
+    nbands = sub[0].shape[1]
+    if np.any(kept.sum(axis=1) < nbands):
+        raise RuntimeError("the eigensolver's vectors became linearly dependent")
     ritz, c = _lowest_ritz(batch, t, kept, hmat, nbands)
-    return ritz, c, ~still
-
-
-def _ill_conditioned(batch, evals, structural):
-    """(nk,) host: the overlap's smallest eigenvalue beyond its exact zeros is below
-    ill_conditioned x its largest."""
-    first = evals[np.arange(evals.shape[0]), np.minimum(structural, evals.shape[1] - 1)]
-    return first < batch.ill_conditioned * evals[:, -1]
+    x, hx, p, hp = _update(batch, c, sub, hsub)
+    return [(ks, (ritz, x, hx, p, hp), np.full(ks.size, threshold != SELECT))]
 
 
 def _reduced_matrices(batch, lam, blocks, hblocks):
@@ -333,8 +383,8 @@ def _reduced_matrices(batch, lam, blocks, hblocks):
     x, w, p = blocks
     _, hw, hp = hblocks
     n = x.shape[1]
-    z = xp.concat([w, p], axis=1)
-    hz = xp.concat([hw, hp], axis=1)
+    z = w if p is None else xp.concat([w, p], axis=1)
+    hz = hw if p is None else xp.concat([hw, hp], axis=1)
     xz = batch.dot(x, z)
     zz = batch.dot(z, z)
     xhz = batch.dot(x, hz)
@@ -347,12 +397,13 @@ def _reduced_matrices(batch, lam, blocks, hblocks):
 
 
 def _update(batch, c, blocks, hblocks):
-    """New X, HX, P, HP: P' = C_W^T W + C_P^T P, X' = C_X^T X + P' (and alike for the H-images)."""
-    n = c.shape[2]
-    cx, cw, cp = c[:, :n, :].mT, c[:, n:2 * n, :].mT, c[:, 2 * n:, :].mT
+    """New X, HX, P, HP: P' = C_W^T W + C_P^T P, X' = C_X^T X + P' (and alike for the H-images);
+    c (nk, n + m [+ m], n) for X (n rows), W (m rows) and P (m rows, or None)."""
+    n, m = blocks[0].shape[1], blocks[1].shape[1]
+    cx, cw, cp = c[:, :n, :].mT, c[:, n:n + m, :].mT, c[:, n + m:, :].mT
     out = []
     for x, w, p in (blocks, hblocks):
-        new_p = cw @ w + cp @ p
+        new_p = cw @ w if p is None else cw @ w + cp @ p
         out.append((cx @ x + new_p, new_p))
     (x, p), (hx, hp) = out
     return x, hx, p, hp
@@ -360,16 +411,9 @@ def _update(batch, c, blocks, hblocks):
 
 def _repair_drift(batch, lam, x, hx):
     """Re-orthonormalise X (Ritz vectors again) at the k-points where max |X^H X - I| has drifted past
-    the threshold; the others keep their bits (a k-point's result never depends on its batch)."""
-    xp, bk = batch.xp, batch.bk
-    gram = batch.dot(x, x)
-    drift = bk.to_host(xp.max(xp.max(xp.abs(gram - batch.eye(x.shape[1], gram)), axis=-1), axis=-1))
-    drifted = drift > batch.drift  # host
+    the threshold; the others keep their bits."""
+    drifted = _drifted(batch, x)
     if not drifted.any():
         return lam
-    d = bk.to_device(drifted)  # host
-    x_new, hx_new = xp.asarray(x, copy=True), xp.asarray(hx, copy=True)
-    lam_new = _orthonormal_ritz(batch, x_new, hx_new, drifted)
-    x[...] = xp.where(d[:, None, None], x_new, x)
-    hx[...] = xp.where(d[:, None, None], hx_new, hx)
-    return xp.where(d[:, None], lam_new, lam)
+    _orthonormalize(batch, x, hx, drifted)
+    return batch.xp.where(batch.bk.to_device(drifted)[:, None], _ritz_rotation(batch, x, hx, drifted), lam)

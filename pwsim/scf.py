@@ -159,9 +159,8 @@ EMPTY_BAND_TOL = 1e-4
 EMPTY_OCCUPATION = 1e-8
 #: k-points of at most this many plane waves are solved in stacked batches (pwsim.eigensolver_batch):
 #: below it the per-k-point call overhead of the eigensolver outweighs the arithmetic the stacked
-#: solver adds (it carries converged bands' zero rows through its products). CPU time of whole SCF
-#: runs, stacked against k-point by k-point: Si2 4x4x4 (~190 plane waves) 0.96x, Al 8x8x8 (~320)
-#: 0.90x, Si8 2x2x2 (~1150) 1.11x
+#: solver adds (its stacking copies). CPU time of whole SCF runs, stacked against k-point by k-point:
+#: Al 8x8x8 (~320 plane waves) 0.86x, Si2 4x4x4 (~190) 1.0x, Si8 2x2x2 (~1150) 1.0-1.04x
 BATCH_MAX_NPW = 700
 #: with precision = "mixed", eigensolver passes run in single precision while their tolerance is at
 #: least this (complex64 resolves residual norms down to ~1e-5); every later pass runs in double
@@ -380,11 +379,13 @@ def _band_tolerances(setup: Setup, kpoint, nwork: int, tol: float, occupations) 
 def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, tol, maxiter, nkeep, occupations):
     """:func:`diagonalize` for k-points solved in stacked batches; fills ``new`` and ``mine`` as it
     does. Returns the eigensolver iterations summed over the k-points. ValueError (nothing changed)
-    if some k-point's starting subspace is too dependent."""
+    if some k-point's starting subspace is too dependent, or the starting blocks differ in size."""
     bk = setup.backend
     xp = bk.xp
     nb = setup.nbands
     x0s = [wavefunctions[k.index] for k in kpoints]
+    if len({x.shape[0] for x in x0s}) > 1:  # starting blocks of unequal height do not stack
+        raise ValueError("starting blocks of different sizes")
     if hamiltonian.single:  # a single-precision pass of a double-precision run
         x0s = [xp.astype(x, xp.complex64) for x in x0s]
     nwork = min(nkeep, x0s[0].shape[0]) if nkeep else x0s[0].shape[0]

@@ -173,8 +173,10 @@ def _wait_past_interpreter_start(proc, deadline=60.0):
 @pytest.mark.parametrize("delay", [0.1, 0.3, 0.8])
 def test_signal_after_a_delay(tmp_path, delay):
     """Sent from outside at fixed times after the start (but not before the interpreter's own start-up
-    is over): 0.1 and 0.3 s fall in the imports (about 0.4 s on an idle machine), 0.8 s in the set-up
-    or the first SCF iterations."""
+    is over): 0.1 s falls in the imports, 0.3 s in the imports or the set-up (the whole start-up is
+    about 0.3 s on an idle machine), 0.8 s in the first SCF iterations. Once the SCF has begun, the
+    run's own named checkpoint may be left; that nothing is written during the imports is checked
+    module by module in test_signal_while_importing."""
     (tmp_path / "si.toml").write_text(INPUT)
     for signame in ("SIGTERM", "SIGINT", "SIGTERM"):
         proc = _start(tmp_path)
@@ -183,7 +185,7 @@ def test_signal_after_a_delay(tmp_path, delay):
         proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=120)
         _assert_one_line(proc.returncode, err, signame)
-        (_at_most_a_checkpoint_left if delay > 0.5 else _only_input_left)(tmp_path, *([err] if delay > 0.5 else []))
+        (_at_most_a_checkpoint_left if delay > 0.2 else _only_input_left)(tmp_path, *([err] if delay > 0.2 else []))
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
