@@ -356,7 +356,7 @@ class Backend:
         (:mod:`pwsim.hostthreads`)."""
         m, k = x.shape
         n = y.shape[1]
-        if self._sharing and self.threads > 1 and m * k * n >= hostthreads.MIN_SHARED_WORK:
+        if self.host_sharing() and m * k * n >= hostthreads.MIN_SHARED_WORK:
             if out is None:
                 out = np.empty((m, n), dtype=np.result_type(x, y))
             rows = hostthreads.shares(m, self.threads, min_rows=8)
@@ -371,6 +371,31 @@ class Backend:
                     self.threads, lambda i, a, b: np.matmul(x, y[:, a:b], out=out[:, a:b]), columns)
                 return out
         return np.matmul(x, y, out=out)
+
+    def host_sharing(self) -> bool:
+        """Whether work may be shared over host threads here: NumPy, inside :meth:`blas_limits`, more
+        than one thread, and not already on a thread running a share."""
+        return self.name == "numpy" and bool(self._sharing) and self.threads > 1 and not hostthreads.inside_share()
+
+    def each_range(self, task, ranges, split: int | None = None, even: bool = False):
+        """task(start, stop) for every range (rows or columns of blocks the tasks write disjointly).
+        Inside :meth:`blas_limits` with more than one host thread the calls run at the same time,
+        each range on whichever thread is free; a task's own products and transforms then run on its
+        thread alone. split: cut every range into up to ``threads`` pieces of at least ``split``
+        rows first (``even``: even boundaries), for tasks whose rows do not depend on how they are
+        grouped (element-wise steps, band-by-band transforms); the ranges themselves are kept
+        otherwise, so a product over a range gives the same bits on any number of threads."""
+        if not self.host_sharing():
+            for a, b in ranges:
+                task(a, b)
+            return
+        if split is not None:
+            ranges = hostthreads.split_ranges(ranges, self.threads, even, split)
+        hostthreads.run_chunks(self.threads, lambda i, a, b: task(a, b), ranges)
+
+    def rows_per_share(self, width: int) -> int:
+        """The fewest rows of ``width`` numbers worth giving a host thread (:meth:`each_range`'s split)."""
+        return max(1, -(-hostthreads.MIN_SHARED_COEFFS // max(1, width)))
 
     def blas_limits(self):
         """Context for the SCF's and the band structure's hot loops: host BLAS on one thread, and the
@@ -712,14 +737,18 @@ class _SharedFFTW:
         self.whole = _PyFFTW(threads)
         self.slots = [_PyFFTW(1) for _ in range(threads)]
 
+    def _engine(self):
+        """FFTW's own threads for whole boxes, except on a thread running a share (its own engine)."""
+        return self.slots[hostthreads.slot()] if hostthreads.inside_share() else self.whole
+
     def fftn(self, a):
-        return self.whole.fftn(a)
+        return self._engine().fftn(a)
 
     def ifftn(self, a, normalise=True):
-        return self.whole.ifftn(a, normalise)
+        return self._engine().ifftn(a, normalise)
 
     def grid_to_sphere(self, grid, box_map):
-        return self.slots[0].grid_to_sphere(grid, box_map)
+        return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)
 
     def _ranges(self, nbands, even, box_map):
         points = box_map.shape[0] * box_map.shape[1] * box_map.shape[2]
@@ -729,8 +758,9 @@ class _SharedFFTW:
     def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
         c = coeffs.reshape(-1, coeffs.shape[-1])
         ranges = self._ranges(c.shape[0], minus_index is not None, box_map)
-        if potential is None or len(ranges) == 1:  # the bare transform returns whole boxes: not shared
-            return self.slots[0].sphere_to_grid(coeffs, box_map, potential, minus_index)
+        if potential is None or len(ranges) == 1 or hostthreads.inside_share():
+            # the bare transform returns whole boxes: not shared; inside a share: this thread's engine
+            return self.slots[hostthreads.slot()].sphere_to_grid(coeffs, box_map, potential, minus_index)
 
         def share(i, a, b):
             return self.slots[i].sphere_to_grid(c[a:b], box_map, potential, minus_index)
@@ -740,8 +770,8 @@ class _SharedFFTW:
 
     def density(self, coeffs, weights, box_map, real):
         ranges = self._ranges(coeffs.shape[0], real, box_map)
-        if len(ranges) == 1:
-            return self.slots[0].density(coeffs, weights, box_map, real)
+        if len(ranges) == 1 or hostthreads.inside_share():
+            return self.slots[hostthreads.slot()].density(coeffs, weights, box_map, real)
 
         def share(i, a, b):
             return self.slots[i].density(coeffs[a:b], weights[a:b], box_map, real)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import hostthreads
+
 #: overlap eigenvalues below this fraction of the largest are treated as linear dependence
 DROP = 1e-12
 #: with P, an overlap condition number beyond 1/ILL_CONDITIONED makes the step restart without P
@@ -40,9 +42,11 @@ SINGLE_THRESHOLDS = {"drop": 1e-7, "ill_conditioned": 1e-6, "drift": 3e-5}
 #: bytes of one row range of full-sphere vectors given to H at a time (H's own temporaries are a
 #: few times this): bounds the solver's memory beyond its six blocks without cutting H's GEMMs small
 APPLY_BYTES = 16 * 2**20
-#: bytes of one column range of a block in the in-place combinations and of one row range in the
-#: element-wise steps (residuals, preconditioner, norms)
+#: bytes of one row range in the element-wise steps (residuals, preconditioner, norms)
 CHUNK_BYTES = 4 * 2**20
+#: bytes of one column range of a block in the in-place combinations: small enough that a block has
+#: many (host threads take them as they come free, so they finish together), large for BLAS
+COLUMN_BYTES = 2**20
 
 
 @dataclass
@@ -96,7 +100,7 @@ class _Space:
         return max(1, int(nbytes // max(1, width * itemsize)))
 
     def column_chunks(self, nrows, itemsize):
-        step = max(64, int(CHUNK_BYTES // max(1, nrows * itemsize)))
+        step = max(64, int(COLUMN_BYTES // max(1, nrows * itemsize)))
         return [(a, min(a + step, self.width)) for a in range(0, self.width, step)]
 
     def row_chunks(self, nrows, itemsize, nbytes=CHUNK_BYTES):
@@ -113,9 +117,11 @@ class _Space:
         if symmetrize is None and self.half is None:
             return xp.asarray(full, copy=True)
         out = self.empty(full.shape[0], full)
-        for r0, r1 in self.row_chunks(full.shape[0], 16):
-            rows = full[r0:r1, :] if symmetrize is None else symmetrize(full[r0:r1, :])
-            out[r0:r1, :] = rows[:, : self.width]
+
+        def rows(r0, r1):
+            part = full[r0:r1, :] if symmetrize is None else symmetrize(full[r0:r1, :])
+            out[r0:r1, :] = part[:, : self.width]
+        self.bk.each_range(rows, self.row_chunks(full.shape[0], 16), split=1)
         if self.half is not None:
             out[:, 0] = xp.astype(xp.real(out[:, 0]), out.dtype)  # psi(G=0) of a real function is real
         return out
@@ -132,14 +138,24 @@ class _Space:
         stored vectors written into the first rows of ``out`` (default a new array). Returns out."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
+        # host threads: ranges of at least min_rows (even: Gamma bands go two per transform)
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_COEFFS // self.npw))
+        split = min_rows
         if self.apply_chunks is not None:
             chunks = self.apply_chunks(nrows)
         else:
             step = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
             step = max(2, step - step % 2)  # even: Gamma-point bands share FFTs in pairs
             chunks = [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
-        for a, b in chunks:
+            if self.bk.host_sharing():
+                # whole ranges of about APPLY_BYTES per thread, a multiple of the thread count: the
+                # non-local products stream the projectors once per range (narrow ranges cost more)
+                count = -(-len(chunks) // self.bk.threads) * self.bk.threads
+                chunks, split = hostthreads.shares(nrows, count, even=True, min_rows=min_rows), None
+
+        def rows(a, b):
             out[a:b, :] = apply_h(self.expand(w[a:b, :]))[:, : self.width]
+        self.bk.each_range(rows, chunks, split=split, even=True)
         return out
 
     # ------------------------------------------------------------ algebra
@@ -162,24 +178,31 @@ class _Space:
     def row_norms(self, a):
         """Norms of the rows of a stored block, (nrows,) real (device)."""
         xp = self.xp
-        parts = []
-        for r0, r1 in self.row_chunks(a.shape[0], 16):
+        out = xp.empty((a.shape[0],), dtype=xp.real(a[:0, :1]).dtype, device=a.device)
+
+        def rows(r0, r1):
             sq = xp.real(a[r0:r1, :] * xp.conj(a[r0:r1, :]))
-            parts.append(xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1))
-        return xp.sqrt(self.reduce(xp.concat(parts))) if parts else xp.zeros((0,), dtype=xp.float64, device=a.device)
+            out[r0:r1] = xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1)
+        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=1)
+        return xp.sqrt(self.reduce(out))
 
     def scale_rows(self, a, scale):
         """a[i] *= scale[i] in place (scale (nrows,) real device)."""
         xp = self.xp
         s = xp.astype(scale, a.dtype)
-        for r0, r1 in self.row_chunks(a.shape[0], 16):
+
+        def rows(r0, r1):
             a[r0:r1, :] = a[r0:r1, :] * s[r0:r1, None]
+        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=1)
 
     def rotate(self, c, a, nout=None):
         """a[:nout] = c^T a in place, one column range at a time: c (nrows, nout) (default square)."""
         nout = c.shape[1] if nout is None else nout
-        for lo, hi in self.column_chunks(a.shape[0], 16):
-            a[:nout, lo:hi] = self.combine(c.mT, a[:, lo:hi])
+        ct = c.mT
+
+        def columns(lo, hi):
+            a[:nout, lo:hi] = self.combine(ct, a[:, lo:hi])
+        self.bk.each_range(columns, self.column_chunks(a.shape[0], 16))
 
 
 class _BandSpace(_Space):
@@ -230,14 +253,28 @@ class _BandSpace(_Space):
         back into out (default a new array)."""
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
+        # a rank's consecutive chunks of a round go to H together, up to APPLY_BYTES of full rows
+        # (the non-local products stream the projectors once per call: 8-row calls cost 2x 42-row ones)
+        limit = self.rows_per_chunk(self.npw, 16, APPLY_BYTES)
         for round_ in self.group.rounds(self.apply_chunks(nrows), self.full_width * w.dtype.itemsize):
             ranges = [(mine[0][0], mine[-1][1]) if mine else (0, 0) for mine in round_]
             start = ranges[self.group.rank][0]
             rows = self.group.to_bands(w, ranges, self.full_width)
-            for a, b in round_[self.group.rank]:
+            for a, b in _merged(round_[self.group.rank], limit):
                 rows[a - start:b - start, :] = apply_h(self.expand(rows[a - start:b - start, :]))[:, : self.full_width]
             self.group.to_columns(rows, ranges, self.full_width, out)
         return out
+
+
+def _merged(chunks, limit):
+    """Consecutive row ranges joined into ranges of at most ``limit`` rows (a single longer range kept)."""
+    merged = []
+    for a, b in chunks:
+        if merged and merged[-1][1] == a and b - merged[-1][0] <= limit:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _orthonormal_ritz(space, x, hx, passes=2):
@@ -292,8 +329,10 @@ def _select_ritz(space, blocks, hblocks, nkeep, threshold=1e-5):
     out = []
     for group in (blocks, hblocks):
         target = space.empty(nkeep, group[0])
-        for lo, hi in space.column_chunks(c.shape[0], 16):
+
+        def columns(lo, hi, target=target, group=group):
             target[:, lo:hi] = _combination(space, c, group, lo, hi)
+        space.bk.each_range(columns, space.column_chunks(c.shape[0], 16))
         out.append(target)
     return ritz[:nkeep], out[0], out[1]
 
@@ -347,13 +386,15 @@ def _update(space, c, nbands, blocks, p_out):
     cx, cw = c[:nbands, :].mT, c[nbands:nbands + nw, :].mT
     cp = c[nbands + nw:, :].mT
     for (x, w, p), target in zip(blocks, p_out):
-        for lo, hi in space.column_chunks(nbands, 16):
+        def columns(lo, hi, x=x, w=w, p=p, target=target):
             new_p = space.combine(cw, w[:, lo:hi])
             if p is not None:
-                new_p = new_p + space.combine(cp, p[:, lo:hi])
+                new_p += space.combine(cp, p[:, lo:hi])
             new_x = space.combine(cx, x[:, lo:hi])
-            x[:, lo:hi] = new_x + new_p
+            new_x += new_p
+            x[:, lo:hi] = new_x
             target[:, lo:hi] = new_p
+        space.bk.each_range(columns, space.column_chunks(nbands, 16))
 
 
 def lobpcg(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100, nconverge: int | None = None,
@@ -494,11 +535,16 @@ def _repair_drift(space, lam, x, hx):
 def _residual_norms(space, lam, x, hx):
     """||H x_n - lambda_n x_n|| for every row, computed a row range at a time."""
     xp = space.xp
-    parts = []
-    for r0, r1 in space.row_chunks(x.shape[0], 16):
-        r = hx[r0:r1, :] - xp.astype(lam[r0:r1], x.dtype)[:, None] * x[r0:r1, :]
-        parts.append(space.row_norms(r))
-    return xp.concat(parts)
+    out = xp.empty((x.shape[0],), dtype=xp.real(x[:0, :1]).dtype, device=x.device)
+    lam_c = xp.astype(lam, x.dtype)
+    weights = None if space.weights is None else xp.astype(space.weights, out.dtype)
+
+    def rows(r0, r1):
+        r = hx[r0:r1, :] - lam_c[r0:r1, None] * x[r0:r1, :]
+        sq = xp.real(r * xp.conj(r))
+        out[r0:r1] = xp.sum(sq if weights is None else sq * weights, axis=-1)
+    space.bk.each_range(rows, space.row_chunks(x.shape[0], 16), split=1)
+    return xp.sqrt(space.reduce(out))
 
 
 def _residuals(space, lam, x, hx, active, out):
@@ -506,9 +552,11 @@ def _residuals(space, lam, x, hx, active, out):
     first rows of ``out``."""
     xp = space.xp
     lam_c = xp.astype(lam, x.dtype)
-    for r0, r1 in space.row_chunks(active.size, 16):
+
+    def rows(r0, r1):
         idx = space.bk.to_device(active[r0:r1].astype(np.int64))  # host
         out[r0:r1, :] = xp.take(hx, idx, axis=0) - xp.take(lam_c, idx)[:, None] * xp.take(x, idx, axis=0)
+    space.bk.each_range(rows, space.row_chunks(active.size, 16), split=1)
 
 
 def _compact_rows(active, *blocks):
@@ -527,8 +575,10 @@ def _normalize_prefix(space, p, hp, n):
     s = 1.0 / norms
     for a in (p, hp):
         sc = xp.astype(s, a.dtype)
-        for r0, r1 in space.row_chunks(n, 16):
+
+        def rows(r0, r1, a=a, sc=sc):
             a[r0:r1, :] = a[r0:r1, :] * sc[r0:r1, None]
+        space.bk.each_range(rows, space.row_chunks(n, 16), split=1)
 
 
 class KineticPreconditioner:
@@ -577,11 +627,15 @@ def _preconditioner(space, precondition):
 
     def kinetic_step(w, n, x, active):
         # <T>_m of every band (the norm weights of the half sphere included), then r / (T_G + <T>_m)
-        parts = []
-        for r0, r1 in space.row_chunks(x.shape[0], 16):
-            parts.append(xp.sum(xp.real(x[r0:r1, :] * xp.conj(x[r0:r1, :])) * weighted, axis=-1))
-        band = xp.take(space.reduce(xp.concat(parts)), space.bk.to_device(active.astype(np.int64)))  # host
-        for r0, r1 in space.row_chunks(n, 16):
+        sums = xp.empty((x.shape[0],), dtype=weighted.dtype, device=x.device)
+
+        def band_sums(r0, r1):
+            sums[r0:r1] = xp.sum(xp.real(x[r0:r1, :] * xp.conj(x[r0:r1, :])) * weighted, axis=-1)
+        space.bk.each_range(band_sums, space.row_chunks(x.shape[0], 16), split=1)
+        band = xp.take(space.reduce(sums), space.bk.to_device(active.astype(np.int64)))  # host
+
+        def rows(r0, r1):
             w[r0:r1, :] = w[r0:r1, :] / (kinetic[None, :] + band[r0:r1, None])
+        space.bk.each_range(rows, space.row_chunks(n, 16), split=1)
         finish(w, n)
     return kinetic_step

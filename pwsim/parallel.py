@@ -63,7 +63,7 @@ MIN_CHUNK = 8
 BAND_SERIAL_FRACTION = 0.2
 #: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
 #: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
-TRANSPOSE_BYTES = 4 * 2**20
+TRANSPOSE_BYTES = 8 * 2**20
 
 
 def launched_size(environ=None) -> int:

@@ -67,6 +67,11 @@ def test_two_threads_give_the_one_thread_ground_state(monkeypatch):
     # small thresholds: the mechanism is under test here, not the policy of when sharing pays
     monkeypatch.setattr(hostthreads, "MIN_SHARED_FFT_POINTS", 1000)
     monkeypatch.setattr(hostthreads, "MIN_SHARED_WORK", 10_000)
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_COEFFS", 100)
+    from pwsim import eigensolver
+
+    monkeypatch.setattr(eigensolver, "CHUNK_BYTES", 100_000)  # several ranges of rows and columns
+    monkeypatch.setattr(eigensolver, "COLUMN_BYTES", 100_000)
 
     def counting(threads, task, ranges):
         calls.append(len(ranges))
@@ -101,8 +106,116 @@ def test_two_threads_give_the_one_thread_energy_with_kpoints(monkeypatch):
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11, spin="collinear",
                     smearing="fermi-dirac", temperature=0.01, magnetic_moments=[0.5, 0.5])
     monkeypatch.setattr(hostthreads, "MIN_SHARED_FFT_POINTS", 1000)
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_COEFFS", 100)
     energies = {}
     for threads in (1, 2):
         monkeypatch.setenv("PWSIM_NUM_THREADS", str(threads))
         energies[threads] = pwsim.scf(structure, **settings).total_energy
     assert abs(energies[1] - energies[2]) < 1e-9
+
+
+def test_run_chunks_takes_every_range_once_on_both_threads():
+    import threading
+    import time
+
+    seen = []
+
+    def task(i, a, b):
+        seen.append((a, b, threading.current_thread().name))
+        time.sleep(0.002)  # long enough that the other thread takes some ranges too
+
+    ranges = [(i, i + 1) for i in range(24)]
+    hostthreads.run_chunks(2, task, ranges)
+    assert sorted((a, b) for a, b, _ in seen) == ranges
+    assert len({name for *_, name in seen}) == 2
+
+    def failing(i, a, b):
+        if a == 5:
+            raise ValueError("range 5 failed")
+
+    with pytest.raises(ValueError, match="range 5"):
+        hostthreads.run_chunks(2, failing, ranges)
+
+
+def test_work_started_inside_a_share_stays_on_its_thread():
+    """A share that shares out again runs the inner ranges itself, on its own slot (waiting for the
+    pool it runs on could wait for itself; a slot's FFT engine must not be used by two threads)."""
+    import threading
+
+    def outer(i, a, b):
+        assert hostthreads.inside_share() and hostthreads.slot() == i
+        inner = hostthreads.run_shares(2, lambda j, c, d: (j, threading.current_thread().name), [(0, 1), (1, 2)])
+        return i, threading.current_thread().name, inner
+
+    for i, name, inner in hostthreads.run_shares(2, outer, [(0, 1), (1, 2)]):
+        assert inner == [(i, name), (i, name)]
+    assert not hostthreads.inside_share() and hostthreads.slot() == 0
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_eigensolver_steps_on_two_threads_give_the_one_thread_bits(monkeypatch, real):
+    """The element-wise steps (residuals, norms, preconditioner), the in-place rotations and the LOBPCG
+    update run on ranges of rows or columns shared over the threads: every number is computed as on
+    one thread, so the results are identical to the bit."""
+    from pwsim import eigensolver as es
+
+    monkeypatch.setattr(es, "CHUNK_BYTES", 40_000)  # several ranges even for this small block
+    monkeypatch.setattr(es, "COLUMN_BYTES", 40_000)
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_COEFFS", 100)
+    chunk_calls = []
+    real_run_chunks = hostthreads.run_chunks
+
+    def counting(threads, task, ranges):
+        chunk_calls.append(len(ranges))
+        return real_run_chunks(threads, task, ranges)
+
+    monkeypatch.setattr(hostthreads, "run_chunks", counting)
+    rng = np.random.default_rng(3)
+    nb, npw = 40, 801
+    half = (npw - 1) // 2 if real else None
+    x = rng.standard_normal((nb, npw)) + 1j * rng.standard_normal((nb, npw))
+    hx = rng.standard_normal((nb, npw)) + 1j * rng.standard_normal((nb, npw))
+    kinetic = rng.uniform(0, 5, npw)
+    lam = rng.standard_normal(nb)
+    active = np.arange(0, nb, 3)
+    c = rng.standard_normal((nb + 2 * active.size, nb))
+    rot = rng.standard_normal((nb, nb))
+    out = {}
+    for threads in (1, 2):
+        bk = get_backend("numpy", threads=threads)
+        with bk.blas_limits():
+            space = es._Space(bk, npw, real, half)
+            xs, hxs = space.compress(x), space.compress(hx)
+            norms = es._residual_norms(space, lam, xs, hxs)
+            w = np.zeros_like(xs)  # rows past the active ones stay zero
+            es._residuals(space, lam, xs, hxs, active, w)
+            es._preconditioner(space, es.kinetic_preconditioner(bk.xp, kinetic))(w, active.size, xs, active)
+            hw = w.copy()
+            es._normalize_prefix(space, w, hw, active.size)
+            p, hp = w.copy(), hw.copy()
+            n = active.size
+            es._update(space, c, nb, ((xs, w[:n], p[:n]), (hxs, hw[:n], hp[:n])), (p, hp))
+            space.rotate(rot, xs)
+            out[threads] = [norms, w, hw, xs, hxs, p, hp, space.row_norms(xs)]
+    assert any(n > 1 for n in chunk_calls), "two threads never shared a step"
+    for k, (one, two) in enumerate(zip(out[1], out[2])):
+        assert np.array_equal(one, two), (k, np.abs(one - two).max())
+    assert np.abs(out[1][3]).max() > 0.1  # not a comparison of zeros
+
+
+@pytest.mark.parametrize("functional, nspin", [("lda", 1), ("lda", 2), ("pbe", 1), ("pbe", 2)])
+def test_xc_on_planes_of_two_threads_equals_one_call(monkeypatch, functional, nspin):
+    from pwsim import xc_functionals
+    from pwsim.terms.xc import _evaluate_planes
+
+    monkeypatch.setattr(hostthreads, "MIN_SHARED_COEFFS", 10)
+    rng = np.random.default_rng(4)
+    rho = rng.uniform(1e-4, 0.5, (nspin, 9, 6, 5))
+    sigma = rng.uniform(0, 0.3, (1 if nspin == 1 else 3, 9, 6, 5)) if functional == "pbe" else None
+    whole = xc_functionals.evaluate(functional, np, rho, sigma)
+    bk = get_backend("numpy", threads=2)
+    with bk.blas_limits():
+        shared = _evaluate_planes(bk, functional, rho, sigma)
+    assert np.array_equal(shared.e, whole.e) and np.array_equal(shared.vrho, whole.vrho)
+    if sigma is not None:
+        assert np.array_equal(shared.vsigma, whole.vsigma)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..parallel import even_split
+
 __all__ = ["BLOCK_BYTES", "CHUNK_BYTES", "ElectronicState", "Term", "band_sum", "occupied_bands", "row_ranges", "symmetric"]
 
 #: bytes of one block of rows (of the orbitals, the projectors or their gradients) that forces and
@@ -100,22 +102,40 @@ def occupied_bands(context, state: ElectronicState, kpoint):
     return c_nG, f_n[bands]
 
 
+def _rows_at_once(bk, per_band, kpoint, c_nG):
+    """per_band(kpoint, c_nG), its ranges of bands evaluated at once by the host threads (every band's
+    value is computed from its own row alone)."""
+    if c_nG.shape[0] < 2 or not bk.host_sharing():
+        return per_band(kpoint, c_nG)
+    out = bk.xp.empty((c_nG.shape[0],), dtype=bk.xp.float64, device=c_nG.device)
+
+    def rows(a, b):
+        out[a:b] = per_band(kpoint, c_nG[a:b, ...])
+    bk.each_range(rows, [(0, c_nG.shape[0])], split=bk.rows_per_share(c_nG.shape[-1]))
+    return out
+
+
 def band_sum(context, state: ElectronicState, per_band) -> float:
     """sum_k w_k sum_n f_nk x_nk over every k-point of the basis, a Python float, where
     per_band(kpoint, c_nG) gives x_nk (nb,) on the device (accumulated on the device).
 
     Under MPI (``context.layout``, pwsim.parallel) each rank evaluates its own pool's k-points and the
-    per-k sums are added in k-point order on every rank, as here on one rank."""
+    per-k sums are added in k-point order on every rank, as here on one rank; the ranks of a pool's
+    band group each take a range of the bands and sum their parts."""
     bk = context.backend
     xp = bk.xp
     nb = state.occupations.shape[-1]
     layout = getattr(context, "layout", None)
     kpoints = context.basis.kpoints if layout is None else layout.local(context.basis.kpoints)
+    group = None if layout is None else layout.band_group()
+    # a band group (ranks sharing one k-point) splits the bands and sums the partial sums
+    a, b = (0, nb) if group is None or group.size == 1 else even_split(nb, group.size)[group.rank]
     per_k = {}
     for kpoint in kpoints:
-        c_nG = state.wavefunctions[kpoint.index][:nb, ...]
-        f_n = bk.to_device(state.occupations[kpoint.spin, kpoint.index % context.nk] * kpoint.weight)
-        per_k[kpoint.index] = xp.sum(per_band(kpoint, c_nG) * f_n)
+        c_nG = state.wavefunctions[kpoint.index][a:b, ...]
+        f_n = bk.to_device(state.occupations[kpoint.spin, kpoint.index % context.nk, a:b] * kpoint.weight)
+        part = xp.sum(_rows_at_once(bk, per_band, kpoint, c_nG) * f_n)
+        per_k[kpoint.index] = part if b - a == nb else group.sum(xp.reshape(part, (1,)))[0]
     total = 0.0
     for _, part in (per_k.items() if layout is None else layout.ordered(per_k, ())):
         total = total + part

@@ -24,6 +24,25 @@ from .. import xc_functionals
 from .base import Term, symmetric
 
 
+def _evaluate_planes(bk, functional, rho_sR, sigma=None):
+    """xc_functionals.evaluate on (nspin, n1, n2, n3) arrays, its ranges of x-planes evaluated at once
+    by the host threads (pointwise: the same numbers as one call)."""
+    xp = bk.xp
+    n1 = rho_sR.shape[1]
+    parts = {}
+
+    def planes(a, b):
+        parts[a] = xc_functionals.evaluate(functional, xp, rho_sR[:, a:b, ...],
+                                           None if sigma is None else sigma[:, a:b, ...])
+    bk.each_range(planes, [(0, n1)], split=bk.rows_per_share(rho_sR[0, 0, ...].size))
+    if len(parts) == 1:
+        return parts[0]
+    pieces = [parts[a] for a in sorted(parts)]
+    vsigma = None if sigma is None else xp.concat([p.vsigma for p in pieces], axis=1)
+    return xc_functionals.XCResult(xp.concat([p.e for p in pieces], axis=0),
+                                   xp.concat([p.vrho for p in pieces], axis=1), vsigma)
+
+
 class Xc(Term):
     name = "xc"
 
@@ -45,7 +64,7 @@ class Xc(Term):
         xp = self.context.backend.xp
         functional = self.context.xc
         if not xc_functionals.is_gga(functional):
-            return xc_functionals.evaluate(functional, xp, rho_sR), None, None
+            return _evaluate_planes(self.context.backend, functional, rho_sR), None, None
         grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:
             sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
@@ -55,7 +74,7 @@ class Xc(Term):
                 xp.sum(grads[0] * grads[1], axis=0),
                 xp.sum(grads[1] * grads[1], axis=0),
             ])
-        return xc_functionals.evaluate(functional, xp, rho_sR, sigma), grads, sigma
+        return _evaluate_planes(self.context.backend, functional, rho_sR, sigma), grads, sigma
 
     def energy(self, state) -> float:
         out, _, _ = self._evaluate(self._total_density(state.rho_sR))
