@@ -18,8 +18,9 @@ from .errors import EnvironmentProblem
 #: imported, and the HDF5 output written (peak RSS 80 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
 #: 101 MiB before the start-up stopped importing SciPy's FFT interfaces)
 BASELINE_BYTES = 84e6
-#: the eigensolver's temporaries beyond its six blocks: row and column ranges of ~4 MiB
-#: (pwsim.eigensolver.CHUNK_BYTES, APPLY_BYTES) and H's own temporaries on them
+#: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
+#: range of pwsim.eigensolver.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
+#: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
 #: (pwsim.terms.base.BLOCK_BYTES), of which the non-local term holds three at a time
@@ -120,11 +121,14 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
     * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
       operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (the larger of nbands_work and the atomic starting orbitals, x npw)
-      and projectors (nproj x npw; x npw/2 at a real Gamma point, where they are kept on the half
-      sphere);
+    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw; x npw/2 at a real
+      Gamma point, where they are kept on the half sphere);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
-      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES);
+      point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES), less that k-point's orbitals,
+      which the solver takes over and frees once it has its own copy;
+    * the first solve from the atomic starting orbitals (when they outnumber the bands): the extra
+      orbitals of every k-point and the solver's first two blocks of them (in single precision with
+      the default mixed precision);
     * the FFT library's two scratch boxes per dtype (:func:`_fft_plan_cache_bytes`);
     * real-space grids (densities, potentials, FFT temporaries) and the mixing history (2 x
       mixing_history vectors on the density's sphere, one of every +-G pair);
@@ -135,9 +139,8 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       radial and angular tables of the projector gradients (~1 kB per plane wave).
 
     Calibration (numpy backend with pyFFTW, one thread; peak RSS of ``pwsim run`` with forces and
-    stress; docs/benchmarks.md, "Memory"): Si8 cubic cell a = 10.26 bohr at Gamma, GTH, 15 Ha,
-    estimate 100 MiB vs peak 106 MiB; Si64 (its 2x2x2 supercell), 537 vs 492 MiB; Al fcc 8x8x8
-    Fermi-Dirac, 90 vs 90 MiB; Si64 PseudoDojo PBE 18 Ha 128 bands, 898 vs 923 MiB.
+    stress; docs/benchmarks.md, "The memory estimate against the measured peak"): Si8 cubic cell
+    a = 10.26 bohr at Gamma, GTH, 15 Ha; Si64 (its 2x2x2 supercell); Al fcc 8x8x8 Fermi-Dirac.
     tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
     """
     s = sizes
@@ -156,22 +159,28 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         "FFT box arrays": nfft * 16 + nk * s.npw * 24,
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
-        # the first diagonalisation starts from the atomic orbitals when they outnumber the bands
-        "wavefunctions": nk * max(s.nwork, s.n_atomic) * s.npw * cbytes,
+        "wavefunctions": nk * s.nwork * s.npw * cbytes,
         "projectors": nk * s.nproj * width * cbytes,
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
         ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
-    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver)
-    scf_work = 6 * block_bytes + min(CHUNK_TEMPORARIES, 3 * block_bytes) + 4 * (3 * s.nwork) ** 2 * 16
+    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver), in place of
+    # the k-point's orbitals (handed over)
+    temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
+    scf_work = 6 * block_bytes + temporaries + 4 * (3 * s.nwork) ** 2 * 16 - s.nwork * s.npw * cbytes
+    # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
+    # one k-point's (single precision in mixed precision's first passes)
+    first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
+    atomic_work = (nk * max(0, s.n_atomic - s.nwork) * s.npw * cbytes + 2 * s.n_atomic * width * first_bytes
+                   + temporaries)
     setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
     # forces and stress after the SCF: one direction and one block of projector rows at a time
     derivative_work = (3 * min(DERIVATIVE_BLOCK_BYTES, s.nproj * width * 16) + 2 * s.nwork * s.nproj * 16
                        + 1000 * width) if s.derivatives else 0.0
-    parts["work arrays"] = max(scf_work, setup_work, derivative_work)
+    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work)
     return parts
 
 
