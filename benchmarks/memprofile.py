@@ -4,6 +4,7 @@
     python -m benchmarks.memprofile si8_gamma --forces    # with forces and stress after the SCF
     python -m benchmarks.memprofile al --no-trace         # peak RSS by phase only (no tracemalloc cost)
     python -m benchmarks.memprofile tests/reference/numerical/inputs/si64_speed_pwsim.toml --forces  # an input file
+    python -m benchmarks.memprofile si64_gamma --top 20   # also what is live at the highest point, by site
 
 Phases are the functions of the run (set-up, atomic start, each eigensolver pass, density, energy,
 mixing, forces, stress), wrapped at run time; for each the table gives the NumPy bytes live when it
@@ -11,6 +12,9 @@ starts, the peak of live bytes during it (tracemalloc: NumPy registers every dat
 FFTW plans and BLAS buffers are not counted) and the process's peak resident set size when it ends
 (VmHWM), and how much that peak grew during the phase's calls (which phases set the peak).
 The difference peak - start is what the phase itself allocates on top of what it inherits.
+With ``--top N`` a thread samples the live bytes every few milliseconds and takes a tracemalloc
+snapshot at each new high (12 frames): the N largest allocation sites live at the highest sampled
+point are printed with the pwsim lines that made them (the run is ~3x slower).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import argparse
 import functools
 import os
 import sys
+import threading
 import time
 import tracemalloc
 
@@ -128,21 +133,62 @@ def _problem(case_name: str, forces: bool, tolerance: float):
     return case.pwsim_structure(), Settings(**kwargs)
 
 
-def run(case_name: str, forces: bool, trace: bool, tolerance: float) -> dict:
+class PeakSampler:
+    """A daemon thread that snapshots the traced allocations whenever their total reaches a new high
+    (by at least 1 MiB): the snapshot of the highest sampled point, and the phase it fell in."""
+
+    def __init__(self, recorder: PhaseRecorder):
+        self.recorder = recorder
+        self.best, self.snapshot, self.phase = 0, None, ""
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while self.running:
+            current, _ = tracemalloc.get_traced_memory()
+            if current > self.best + MiB:
+                self.best, self.snapshot = current, tracemalloc.take_snapshot()
+                self.phase = self.recorder.rows[-1][0] if self.recorder.rows else "(first phase)"
+            time.sleep(0.002)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+    def top(self, n: int) -> list[tuple[float, str]]:
+        """(MiB, 'file:line <- caller ...' within the repository) of the n largest allocation sites."""
+        if self.snapshot is None:
+            return []
+        stats = self.snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("traceback")
+        out = []
+        for stat in stats[:n]:
+            frames = [f for f in reversed(stat.traceback) if "/pwsim/" in f.filename or "/benchmarks/" in f.filename]
+            where = " <- ".join(f"{f.filename.rsplit('/', 2)[-2]}/{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
+                                for f in frames[:4])
+            out.append((stat.size / MiB, where or str(stat.traceback[0])))
+        return out
+
+
+def run(case_name: str, forces: bool, trace: bool, tolerance: float, top: int = 0) -> dict:
     recorder = PhaseRecorder(trace)
     if trace:
-        tracemalloc.start(1)
+        tracemalloc.start(12 if top else 1)
     import pwsim
 
     instrument(recorder)
     imported = _vm_hwm()
     structure, settings = _problem(case_name, forces, tolerance)
+    sampler = PeakSampler(recorder) if trace and top else None
     t0 = time.perf_counter()
     result = pwsim.scf(structure, settings)
     wall = time.perf_counter() - t0
     peak_traced = tracemalloc.get_traced_memory()[1] if trace else 0.0
+    if sampler is not None:
+        sampler.stop()
     return {"case": case_name, "energy": result.total_energy, "iterations": result.iterations, "wall": wall,
-            "phases": recorder.summary(), "calls": recorder.rows, "peak_rss": _vm_hwm(), "peak_traced": peak_traced, "imported": imported}
+            "phases": recorder.summary(), "calls": recorder.rows, "peak_rss": _vm_hwm(), "peak_traced": peak_traced,
+            "imported": imported, "sampler": sampler}
 
 
 def main(argv=None) -> int:
@@ -152,9 +198,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-trace", action="store_true", help="peak RSS only (tracemalloc slows the run)")
     parser.add_argument("--tolerance", type=float, default=1e-10, help="energy tolerance, Ha")
     parser.add_argument("--calls", metavar="PHASE", help="also list every call of this phase")
+    parser.add_argument("--top", type=int, default=0, metavar="N",
+                        help="also the N largest allocation sites live at the highest sampled point")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    out = run(args.case, args.forces, not args.no_trace, args.tolerance)
+    out = run(args.case, args.forces, not args.no_trace, args.tolerance, args.top)
     print(f"{out['case']}: E = {out['energy']:.10f} Ha, {out['iterations']} iterations, {out['wall']:.1f} s; "
           f"peak RSS {out['peak_rss'] / MiB:.0f} MiB (after the imports {out['imported'] / MiB:.0f} MiB), "
           f"peak live NumPy {out['peak_traced'] / MiB:.0f} MiB")
@@ -167,6 +215,11 @@ def main(argv=None) -> int:
         if label == args.calls:
             print(f"  {label:<20} live at start {start / MiB:6.0f}  peak {peak / MiB:6.0f}  peak RSS {rss / MiB:6.0f}  "
                   f"growth {growth / MiB:5.0f}  {seconds:6.2f} s")
+    sampler = out["sampler"]
+    if sampler is not None and sampler.snapshot is not None:
+        print(f"live at the highest sampled point: {sampler.best / MiB:.0f} MiB, in or after phase {sampler.phase}")
+        for size, where in sampler.top(args.top):
+            print(f"  {size:8.1f} MiB  {where}")
     return 0
 
 
