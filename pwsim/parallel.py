@@ -53,9 +53,13 @@ SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 #: environment variables by which launchers give a rank's index among the ranks of its node
 LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 #: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
-#: number of ranks (a band group shares the chunks out): the same chunks give the same bits
+#: number of ranks (a band group shares the chunks out): the same chunks give the same bits. Small
+#: chunks share a small block evenly (with 8-row chunks a rank of a 2-rank group waited 4 % of the H
+#: time of Si64 for the other; 2 % with 4); a rank joins its consecutive chunks into one call of H
 MAX_CHUNKS = 16
-MIN_CHUNK = 8
+MIN_CHUNK = 4
+#: the chunks of the replicated fallback (:func:`_shared_operator`), which applies H chunk by chunk
+SHARED_MIN_CHUNK = 8
 #: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
 #: potentials, mixing): the Amdahl model of :func:`choose_pools`. Measured on
 #: Si64 Gamma, CPU per SCF step outside MPI on 2 ranks / 1 rank = 0.59 (docs/parallel.md); 0.4 before
@@ -480,7 +484,7 @@ def _shared_operator(comm: Comm, bk, apply):
     another number of rows)."""
 
     def chunked(x):
-        chunks = band_chunks(x.shape[0])
+        chunks = band_chunks(x.shape[0], SHARED_MIN_CHUNK)
         if comm.size == 1:
             parts = [apply(x[a:b, ...]) for a, b in chunks]
             return parts[0] if len(parts) == 1 else bk.xp.concat(parts, axis=0)
@@ -493,10 +497,11 @@ def _shared_operator(comm: Comm, bk, apply):
     return chunked
 
 
-def band_chunks(nbands: int) -> list[tuple[int, int]]:
+def band_chunks(nbands: int, min_chunk: int | None = None) -> list[tuple[int, int]]:
     """Row ranges [a, b) in which H is applied to a block of ``nbands`` bands: at most MAX_CHUNKS
-    chunks of an even number (at Gamma two real bands share one FFT) of at least MIN_CHUNK rows."""
-    size = max(MIN_CHUNK, 2 * -(-nbands // (2 * MAX_CHUNKS)))
+    chunks of an even number (at Gamma two real bands share one FFT) of at least ``min_chunk``
+    (default MIN_CHUNK) rows."""
+    size = max(MIN_CHUNK if min_chunk is None else min_chunk, 2 * -(-nbands // (2 * MAX_CHUNKS)))
     return [(a, min(a + size, nbands)) for a in range(0, nbands, size)]
 
 
