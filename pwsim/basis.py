@@ -301,7 +301,10 @@ class PlaneWaveBasis:
 
     def g_to_r(self, f_g):
         """Fourier components -> real-space values (real part; the input is assumed Hermitian)."""
-        return self.backend.xp.real(self.backend.ifft3(f_g) * self.nfft)
+        xp = self.backend.xp
+        # a real array of its own: NumPy's real part is a view that would keep the complex box alive
+        # (e.g. the mixer's output, the next input density, through the whole next solve)
+        return xp.asarray(xp.real(self.backend.ifft3(f_g) * self.nfft), copy=True)
 
     def gradient(self, f_real):
         """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT."""
