@@ -127,6 +127,43 @@ def test_atomic_start_spans_the_occupied_states():
     assert np.mean(atomic - exact) < 0.2 * np.mean(rand - exact)
 
 
+def test_plane_wave_fill_of_the_start_is_low_kinetic_and_real_at_gamma():
+    """Bands beyond the atomic orbitals start as the plane waves of lowest |k+G| (nearly free electrons):
+    at k != 0 unit vectors on the smallest |k+G|; at Gamma real functions (c(-G) = c(G)*), cos and
+    sin of each +-G pair, independent; and for a metal they beat random vectors as Ritz vectors."""
+    from pwsim.hamiltonian import Hamiltonian
+    from pwsim.scf import gaussian_density, local_potential, plane_wave_orbitals
+
+    al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
+    setup = prepare(al, Settings(pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), smearing="fermi-dirac",
+                                 temperature=0.01))
+    bk = setup.backend
+    kpoint = next(k for k in setup.basis.kpoints if not k.is_gamma)
+    kin = np.sum(kpoint.kpg**2, axis=1)
+    c = plane_wave_orbitals(bk, kpoint, 9)
+    assert np.allclose(np.abs(c).sum(axis=1), 1.0)  # unit vectors
+    assert np.allclose(np.sort(kin[np.argmax(np.abs(c), axis=1)]), np.sort(kin)[:9])
+    gamma = next(k for k in setup.basis.kpoints if k.is_gamma)
+    minus = bk.to_host(gamma.minus_index)
+    g = plane_wave_orbitals(bk, gamma, 9)
+    assert np.allclose(g, np.conj(g[:, minus]))
+    assert np.linalg.matrix_rank(g) == 9
+
+    potential = local_potential(setup, gaussian_density(setup))
+    ham = Hamiltonian(setup.basis, setup.terms, potential)
+    full = np.array(ham.apply(kpoint, np.eye(kpoint.npw, dtype=complex)))
+    exact = np.linalg.eigvalsh(0.5 * (full + full.conj().T))[:6]
+
+    def ritz(x):
+        q, _ = np.linalg.qr(np.array(x).T)
+        hq = np.array(ham.apply(kpoint, q.T.copy()))
+        return np.linalg.eigvalsh(0.5 * (q.conj().T @ hq.T + (q.conj().T @ hq.T).conj().T))[:6]
+
+    waves = ritz(plane_wave_orbitals(bk, kpoint, 9))
+    rand = ritz(random_wavefunctions(setup, kpoint, 9))
+    assert np.all(waves >= exact - 1e-8) and np.mean(waves - exact) < 0.5 * np.mean(rand - exact)
+
+
 def test_atomic_and_random_starts_reach_the_same_ground_state():
     """The starting subspace changes the path, not the result (unique ground state)."""
     import importlib

@@ -145,3 +145,26 @@ def test_scf_stacked_and_per_k_point_solvers_agree(monkeypatch):
     assert abs(stacked.total_energy - per_k.total_energy) < 1e-9
     assert np.abs(np.asarray(stacked.eigenvalues) - np.asarray(per_k.eigenvalues)).max() < 1e-7
     assert np.abs(np.asarray(stacked.forces) - np.asarray(per_k.forces)).max() < 1e-7
+
+
+def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
+    """The factorised route serves a k-point only where its overlap is certainly well-conditioned
+    (then t^H S t = 1); a singular or nearly singular overlap in the same stack is left to the
+    eigen-route, whatever the other k-points' overlaps are."""
+    from pwsim.eigensolver_batch import _Batch, _cholesky_basis
+
+    bk = get_backend(backend)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 40)) + 1j * rng.standard_normal((6, 40))
+    good = a @ a.conj().T
+    v = a.copy()
+    v[5] = v[4] + 1e-7 * v[3]  # two nearly equal rows: condition number ~1e14
+    near = v @ v.conj().T
+    singular = good.copy()
+    singular[5, :] = singular[:, 5] = 0.0  # a zero row: not positive definite
+    stack = bk.to_device(np.stack([good, near, singular, good]))
+    batch = _Batch(bk, [None] * 4, [40] * 4, bk.xp.complex128, False)
+    t, ok = _cholesky_basis(batch, stack)
+    assert ok.tolist() == [True, False, False, True]
+    t0 = bk.to_host(t)[0]
+    assert np.allclose(t0.conj().T @ good @ t0, np.eye(6), atol=1e-10)
