@@ -114,12 +114,22 @@ def serial_and_parallel(tmp_path_factory):
                                 env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
     results = {}
-    for key, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{stderr}"
-        lines = [line for line in stdout.splitlines() if line.startswith("{")]
-        assert len(lines) == 1, f"{key}: expected one JSON line (rank 0 only), got:\n{stdout}"
-        results[key] = json.loads(lines[0])
+    try:
+        for key, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{stderr}"
+            lines = [line for line in stdout.splitlines() if line.startswith("{")]
+            assert len(lines) == 1, f"{key}: expected one JSON line (rank 0 only), got:\n{stdout}"
+            results[key] = json.loads(lines[0])
+    finally:  # a failed serial run must not leave the MPI job running (it once spun for 45 minutes)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()  # (SIGTERM: mpiexec then stops its ranks; SIGKILL would orphan them)
+                try:
+                    proc.communicate(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
     return results
 
 
