@@ -173,10 +173,14 @@ def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     c = rng.standard_normal((nbands, npw)) + 1j * rng.standard_normal((nbands, npw))
     kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
     c /= (1.0 + kin)[None, :] ** 2
-    if kpoint.is_gamma:
-        minus = setup.backend.to_host(kpoint.minus_index)
-        c = 0.5 * (c + np.conj(c[:, minus]))  # real wavefunctions: c(-G) = c(G)*
-    return setup.backend.to_device(c, dtype=setup.backend.complex_dtype)
+    return setup.backend.to_device(_real_at_gamma(setup.backend, kpoint, c), dtype=setup.backend.complex_dtype)
+
+
+def _real_at_gamma(backend, kpoint, c):
+    """Host rows c (m, npw), projected at a Gamma point with real wavefunctions onto c(-G) = c(G)*."""
+    if not kpoint.is_gamma:
+        return c
+    return 0.5 * (c + np.conj(c[:, backend.to_host(kpoint.minus_index)]))
 
 
 #: width (bohr) of the Gaussian radial part r^l exp(-r^2 / (2 w^2)) of the atomic starting orbitals
@@ -262,8 +266,7 @@ def plane_wave_orbitals(backend, kpoint, count: int) -> np.ndarray:
         minus = backend.to_host(kpoint.minus_index)
         # the first of each pair +-G (array order) makes the cos, the second the sin: never both alike
         c[np.arange(count), order] = np.where(order <= minus[order], 1.0, 1.0j)
-        c = 0.5 * (c + np.conj(c[:, minus]))
-    return c
+    return _real_at_gamma(backend, kpoint, c)
 
 
 # ---------------------------------------------------------------------- the loop
