@@ -39,6 +39,12 @@ ILL_CONDITIONED = 1e-11
 DRIFT = 1e-10
 #: the same three for complex64 vectors, whose overlaps carry ~1e-7 relative rounding
 SINGLE_THRESHOLDS = {"drop": 1e-7, "ill_conditioned": 1e-6, "drift": 3e-5}
+
+
+def thresholds(single: bool) -> tuple[float, float, float]:
+    """(drop, ill_conditioned, drift) for complex64 (single) or complex128 vectors."""
+    t = SINGLE_THRESHOLDS if single else {"drop": DROP, "ill_conditioned": ILL_CONDITIONED, "drift": DRIFT}
+    return t["drop"], t["ill_conditioned"], t["drift"]
 #: bytes of one row range of full-sphere vectors given to H at a time (H's own temporaries are a
 #: few times this): bounds the solver's memory beyond its six blocks without cutting H's GEMMs small
 APPLY_BYTES = 16 * 2**20
@@ -77,8 +83,7 @@ class _Space:
         self.width = npw if self.half is None else 1 + self.half
         # (real vectors stored in full: the projection c -> (c(G) + c(-G)*)/2 on every new W)
         self.symmetrize = symmetrize if (real and self.half is None) else None
-        t = SINGLE_THRESHOLDS if single else {"drop": DROP, "ill_conditioned": ILL_CONDITIONED, "drift": DRIFT}
-        self.drop, self.ill_conditioned, self.drift = t["drop"], t["ill_conditioned"], t["drift"]
+        self.drop, self.ill_conditioned, self.drift = thresholds(single)
         self.weights = None  # column weights of the norms on the half sphere (device)
         if self.half is not None:
             w = np.full(self.width, 2.0)  # host

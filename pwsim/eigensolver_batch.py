@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .eigensolver import DRIFT, DROP, ILL_CONDITIONED, SINGLE_THRESHOLDS, EigenResult
+from .eigensolver import EigenResult, thresholds
 
 #: the threshold of the last resort, as eigensolver._select_ritz: Ritz vectors of [X, W] without the
 #: overlap directions below this fraction of the largest
@@ -63,7 +63,7 @@ class _Batch:
     """The stacked blocks' geometry and algebra: nk k-points, npw_k plane waves each, padded to
     ``width`` columns; H applied k-point by k-point."""
 
-    def __init__(self, backend, apply_hs, npw, dtype, single, width=None):
+    def __init__(self, backend, apply_hs, npw, dtype, width=None):
         self.bk = backend
         self.xp = backend.xp
         self.apply_hs = apply_hs
@@ -71,13 +71,16 @@ class _Batch:
         self.nk = len(self.npw)
         self.width = max(self.npw) if width is None else width
         self.dtype = dtype
-        t = SINGLE_THRESHOLDS if single else {"drop": DROP, "ill_conditioned": ILL_CONDITIONED, "drift": DRIFT}
-        self.drop, self.ill_conditioned, self.drift = t["drop"], t["ill_conditioned"], t["drift"]
+        self.drop, self.ill_conditioned, self.drift = thresholds(dtype == self.xp.complex64)
 
     def subset(self, keep):
         """The batch of the k-points at positions ``keep`` (host ints), with the same width."""
         return _Batch(self.bk, [self.apply_hs[i] for i in keep], [self.npw[i] for i in keep], self.dtype,
-                      self.dtype == self.xp.complex64, self.width)
+                      self.width)
+
+    def residuals(self, lam, x, hx):
+        """H x_n - lambda_n x_n of every row, (nk, nrows, width)."""
+        return hx - self.xp.astype(lam, x.dtype)[..., None] * x
 
     def zeros(self, nrows):
         return self.xp.zeros((self.nk, nrows, self.width), dtype=self.dtype, device=self.bk.device)
@@ -136,8 +139,7 @@ def lobpcg_batch(backend, apply_hs, x0s, kinetics, tol, maxiter: int = 100, ncon
     Returns one :class:`EigenResult` per k-point, in order.
     """
     xp = backend.xp
-    single = x0s[0].dtype == xp.complex64
-    batch = _Batch(backend, apply_hs, [x.shape[1] for x in x0s], x0s[0].dtype, single, width)
+    batch = _Batch(backend, apply_hs, [x.shape[1] for x in x0s], x0s[0].dtype, width)
     x = batch.stack(x0s)
     hx = batch.apply(x, [x.shape[1]] * batch.nk)
     if nkeep is not None and nkeep < x.shape[1]:
@@ -154,7 +156,8 @@ def lobpcg_batch(backend, apply_hs, x0s, kinetics, tol, maxiter: int = 100, ncon
     p = hp = batch.zeros(nbands)
     have_p = np.zeros(batch.nk, dtype=bool)  # host
     for iteration in range(1, maxiter + 1):
-        rnorm = backend.to_host(batch.row_norms(hx - xp.astype(lam, x.dtype)[..., None] * x))
+        residual = batch.residuals(lam, x, hx)
+        rnorm = backend.to_host(batch.row_norms(residual))
         met = np.all(rnorm[:, :nconverge] < tol[:, :nconverge], axis=1) & (iteration > miniter)  # host
         if met.any():
             for i in np.flatnonzero(met):
@@ -166,11 +169,13 @@ def lobpcg_batch(backend, apply_hs, x0s, kinetics, tol, maxiter: int = 100, ncon
             batch, live, tol, napply, have_p, rnorm = (batch.subset(keep), live[keep], tol[keep], napply[keep],
                                                        have_p[keep], rnorm[keep])
             index = backend.to_device(keep.astype(np.int64))  # host
-            x, hx, p, hp, lam, kinetic = (xp.take(a, index, axis=0) for a in (x, hx, p, hp, lam, kinetic))
+            x, hx, p, hp, lam, kinetic, residual = (xp.take(a, index, axis=0)
+                                                    for a in (x, hx, p, hp, lam, kinetic, residual))
         # active: the unconverged bands, moved to the front of W (zero rows after)
         active = (rnorm >= tol) if iteration > miniter else np.ones_like(rnorm, dtype=bool)  # host
         counts = active.sum(axis=1)
-        w = _preconditioned_residuals(batch, lam, x, hx, kinetic, active)
+        w = _preconditioned_residuals(batch, residual, x, kinetic, active)
+        del residual
         hw = batch.apply(w, counts)
         napply += counts
         w, hw = _normalized(batch, w, hw)
@@ -183,7 +188,7 @@ def lobpcg_batch(backend, apply_hs, x0s, kinetics, tol, maxiter: int = 100, ncon
         if iteration % 3 == 0:
             lam = _repair_drift(batch, lam, x, hx)
     else:
-        rnorm = backend.to_host(batch.row_norms(hx - xp.astype(lam, x.dtype)[..., None] * x))
+        rnorm = backend.to_host(batch.row_norms(batch.residuals(lam, x, hx)))
         converged = np.all(rnorm[:, :nconverge] < tol[:, :nconverge], axis=1)  # host
         for i, k in enumerate(live):
             results[k] = EigenResult(lam[i, :], batch.unstack(x, i), rnorm[i], maxiter, bool(converged[i]),
@@ -200,12 +205,12 @@ def _padded_kinetic(batch, kinetics):
     return out
 
 
-def _preconditioned_residuals(batch, lam, x, hx, kinetic, active):
+def _preconditioned_residuals(batch, residual, x, kinetic, active):
     """W: the preconditioned residuals (H x_n - lambda_n x_n) / (T_G + <T>_n) of the active bands
     (host mask (nk, nbands)), each k-point's in its first rows, zero rows after."""
     xp = batch.xp
     band_kinetic = xp.sum(xp.real(x * xp.conj(x)) * kinetic[:, None, :], axis=-1)  # (nk, nbands)
-    w = (hx - xp.astype(lam, x.dtype)[..., None] * x) / (kinetic[:, None, :] + band_kinetic[..., None])
+    w = residual / (kinetic[:, None, :] + band_kinetic[..., None])
     return _gather_rows(batch, w, active)
 
 

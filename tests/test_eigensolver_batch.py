@@ -163,7 +163,7 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     singular = good.copy()
     singular[5, :] = singular[:, 5] = 0.0  # a zero row: not positive definite
     stack = bk.to_device(np.stack([good, near, singular, good]))
-    batch = _Batch(bk, [None] * 4, [40] * 4, bk.xp.complex128, False)
+    batch = _Batch(bk, [None] * 4, [40] * 4, bk.xp.complex128)
     t, ok = _cholesky_basis(batch, stack)
     assert ok.tolist() == [True, False, False, True]
     t0 = bk.to_host(t)[0]
