@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -500,6 +502,7 @@ class _PyFFTW:
         # arrays, and the last arrays it ran on, alive (~60 MiB on a 72^3 grid).
         self.scratch = {}
         self.home = {}
+        self._potential = None  # (weak reference to a potential, its interleaved copy)
 
     def _threads(self, grid):
         return self.threads if grid[0] * grid[1] * grid[2] >= self.THREADS_FROM else 1
@@ -512,8 +515,8 @@ class _PyFFTW:
         """An aligned array of ``shape`` on the shared scratch box ``which`` (0 or 1) of this grid and dtype."""
         key = (tuple(grid), np.dtype(dtype).char, which)
         if key not in self.scratch:
-            self.scratch[key] = self.pyfftw.empty_aligned(int(np.prod(grid)), dtype=dtype)
-        return self.scratch[key][: int(np.prod(shape))].reshape(shape)
+            self.scratch[key] = self.pyfftw.empty_aligned(math.prod(grid), dtype=dtype)
+        return self.scratch[key][: math.prod(shape)].reshape(shape)
 
     def _rest(self, *plans):
         """Re-point plans at their scratch arrays, releasing the arrays they last ran on."""
@@ -535,11 +538,15 @@ class _PyFFTW:
             threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
         self.plans[key], self.home[id(plan)] = plan, (a, b)
 
-    def _plan_1d(self, shape, axis, dtype, inverse, grid, aligned=True):
-        """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised."""
-        key = ("1d", shape, axis, dtype, inverse, aligned)
+    def _plan_1d(self, shape, axis, dtype, inverse, grid, which=0, offset=0):
+        """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised,
+        planned on (so executed without re-pointing on) the part of scratch box ``which`` that
+        starts ``offset`` elements in."""
+        key = ("1d", shape, axis, dtype, inverse, which, offset)
         if key not in self.plans:
-            a = self._scratch(grid, dtype, 0, shape)
+            size = int(np.prod(shape))
+            a = self._scratch(grid, dtype, which, (offset + size,))[offset:].reshape(shape)
+            aligned = a.ctypes.data % self.align == 0
             flags = (self._effort(grid),) + (() if aligned else ("FFTW_UNALIGNED",))
             plan = self.pyfftw.FFTW(
                 a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
@@ -590,13 +597,14 @@ class _PyFFTW:
         return cache[key]
 
     def _make_passes(self, box_map, dtype, inverse):
+        """Each pass planned on the very arrays :meth:`_buffers` hands out: the stick array on
+        scratch box 1, every slab and the whole box on scratch box 0. Executed there, a plan needs
+        no re-pointing (pyFFTW's update_arrays checks cost ~1 us a call, 8 calls a band)."""
         n1, n2, n3 = box_map.shape
         sticks = box_map.sticks
         grid = box_map.shape
-        z = self._plan_1d((sticks.columns.size, n3), 1, dtype, inverse, grid)
-        itemsize = np.dtype(dtype).itemsize
-        y = [(self._plan_1d((stop - start, n2, n3), 1, dtype, inverse, grid,
-                            aligned=(start * n2 * n3 * itemsize) % self.align == 0), start, stop)
+        z = self._plan_1d((sticks.columns.size, n3), 1, dtype, inverse, grid, which=1)
+        y = [(self._plan_1d((stop - start, n2, n3), 1, dtype, inverse, grid, offset=start * n2 * n3), start, stop)
              for start, stop in sticks.slabs]
         x = self._plan_1d((n1, n2, n3), 0, dtype, inverse, grid)
         return z, y, x
@@ -606,32 +614,60 @@ class _PyFFTW:
         plan.update_arrays(array, array)
         plan.execute()
 
-    def _inverse(self, plans, sticks, stick, box):
-        """stick (ncol, n3) holding a band's coefficients -> box (n1, n2, n3), in place, unnormalised."""
+    def _inverse(self, plans, sticks, stick, box, home=True):
+        """stick (ncol, n3) holding a band's coefficients -> box (n1, n2, n3), in place, unnormalised.
+        home: box is the scratch box the plans were made on (else they are re-pointed at it)."""
         z, ys, x = plans
         n1, n2, n3 = box.shape
-        self._execute(z, stick)
+        z.execute()  # the stick array is always the scratch one
         box.fill(0)
         box.reshape(n1 * n2, n3)[sticks.columns] = stick
+        if home:
+            for plan, _, _ in ys:
+                plan.execute()
+            x.execute()
+            return
         for plan, start, stop in ys:
             self._execute(plan, box[start:stop])
         self._execute(x, box)
 
     def _forward(self, plans, sticks, box, stick):
-        """box (n1, n2, n3) -> stick (ncol, n3) at the sphere's columns; overwrites box."""
+        """box (n1, n2, n3), the plans' scratch box -> stick (ncol, n3) at the sphere's columns;
+        overwrites box."""
         z, ys, x = plans
         n1, n2, n3 = box.shape
-        self._execute(x, box)
-        for plan, start, stop in ys:
-            self._execute(plan, box[start:stop])
-        np.take(box.reshape(n1 * n2, n3), sticks.columns, axis=0, out=stick)
-        self._execute(z, stick)
+        x.execute()
+        for plan, _, _ in ys:
+            plan.execute()
+        box.reshape(n1 * n2, n3).take(sticks.columns, axis=0, out=stick)
+        z.execute()
+
+    def _interleaved(self, potential, dtype):
+        """The real potential (n1, n2, n3) with every value twice, (n1, n2, 2 n3) of the real dtype
+        matching complex ``dtype``: a complex box viewed as reals is then multiplied by it in one
+        contiguous real product, with no complex-by-real type promotion (~2x faster). Kept for the
+        last potential seen (one grid): an eigensolver applies the same one hundreds of times."""
+        real = np.float32 if dtype == np.complex64 else np.float64
+        cached = self._potential
+        if cached is not None and cached[0]() is potential and cached[1].dtype == real:
+            return cached[1]
+        pair = np.empty(potential.shape[:-1] + (potential.shape[-1], 2), dtype=real)
+        pair[..., 0] = potential
+        pair[..., 1] = potential
+        pair = pair.reshape(potential.shape[:-1] + (2 * potential.shape[-1],))
+        self._potential = (weakref.ref(potential), pair)
+        return pair
 
     def _buffers(self, box_map, dtype):
-        """A stick array and a box for one band, on the scratch boxes (the plans' own arrays)."""
-        stick = self._scratch(box_map.shape, dtype, 1, (box_map.sticks.columns.size, box_map.shape[2]))
-        box = self._scratch(box_map.shape, dtype, 0, box_map.shape)
-        return stick, stick.reshape(-1), box
+        """A stick array and a box for one band, on the scratch boxes (the plans' own arrays);
+        kept with the layout's plans (every eigensolver iteration asks again)."""
+        key = (self.uid, np.dtype(dtype).char, "buffers")
+        cache = box_map.sticks.plans
+        if key not in cache:
+            stick = self._scratch(box_map.shape, dtype, 1, (box_map.sticks.columns.size, box_map.shape[2]))
+            box = self._scratch(box_map.shape, dtype, 0, box_map.shape)
+            cache[key] = stick, stick.reshape(-1), box
+        return cache[key]
 
     def _load(self, flat_stick, index, c, j, pair):
         """Put row j (and, for pairs, i times row j + 1) into the zeroed stick array."""
@@ -655,22 +691,25 @@ class _PyFFTW:
             out = self._stack(nb, box_map.shape, dtype)
             for j in range(nb):
                 self._load(flat_stick, sticks.index, c, j, False)
-                self._inverse(inverse, sticks, stick, out[j])
+                self._inverse(inverse, sticks, stick, out[j], home=False)
             self._rest(inverse[2], *(plan for plan, _, _ in inverse[1]))
             return out.reshape(*lead, *box_map.shape)
         forward = self._passes(box_map, dtype, False)
         result = np.empty((nb, npw), dtype=dtype)
         pair = minus_index is not None
         f = np.empty(npw, dtype=dtype)
+        v_pair = self._interleaved(potential, dtype)
+        box_real = box.view(v_pair.dtype)  # (n1, n2, 2 n3): real and imaginary parts side by side
+        index = sticks.index
         for j in range(0, nb, 2 if pair else 1):
-            self._load(flat_stick, sticks.index, c, j, pair)
+            self._load(flat_stick, index, c, j, pair)
             self._inverse(inverse, sticks, stick, box)
-            box *= potential
+            box_real *= v_pair
             self._forward(forward, sticks, box, stick)
             if not pair:
-                np.take(flat_stick, sticks.index, out=result[j])
+                flat_stick.take(index, out=result[j])
                 continue
-            np.take(flat_stick, sticks.index, out=f)
+            flat_stick.take(index, out=f)
             f_minus = np.conj(f[minus_index])
             result[j] = 0.5 * (f + f_minus)
             if j + 1 < nb:
@@ -712,12 +751,8 @@ class _PyFFTW:
         result = np.empty((g.shape[0], sticks.index.size), dtype=dtype)
         for b in range(g.shape[0]):
             box[...] = g[b]
-            self._execute(x, box)
-            for plan, start, stop in ys:
-                self._execute(plan, box[start:stop])
-            np.take(box.reshape(n1 * n2, n3), sticks.columns, axis=0, out=stick)
-            self._execute(z, stick)
-            np.take(flat_stick, sticks.index, out=result[b])
+            self._forward((z, ys, x), sticks, box, stick)
+            flat_stick.take(sticks.index, out=result[b])
         return result.reshape(*lead, sticks.index.size)
 
 
