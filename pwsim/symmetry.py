@@ -18,6 +18,8 @@ Everything here runs once at set-up, or on host numpy arrays (the density symmet
 """
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 from dataclasses import dataclass
 
@@ -123,6 +125,33 @@ def no_symmetry() -> Symmetry:
     return Symmetry(np.eye(3, dtype=int)[None], np.zeros((1, 3)), "P1 (1)")
 
 
+def _import_spglib():
+    """``import spglib`` without importing asyncio.
+
+    On Python < 3.13 spglib marks a few functions with ``typing_extensions.deprecated``, whose
+    decorator imports ``asyncio.coroutines`` (asyncio, ssl, hashlib...: ~25 ms, a twentieth of a
+    small metal's whole run, paid again by every MPI rank) only to ask whether each function is a
+    coroutine. While spglib is first imported that question is answered by a stand-in module (no,
+    they are plain functions), which is taken out again right after; if asyncio is already loaded,
+    or spglib is, nothing is changed."""
+    if "spglib" in sys.modules or "asyncio" in sys.modules or sys.version_info >= (3, 13):
+        import spglib
+
+        return spglib
+    coroutines = types.ModuleType("asyncio.coroutines")
+    coroutines.iscoroutinefunction = lambda function: False
+    stand_in = types.ModuleType("asyncio")
+    stand_in.coroutines = coroutines
+    sys.modules["asyncio"], sys.modules["asyncio.coroutines"] = stand_in, coroutines
+    try:
+        import spglib
+    finally:
+        for name, module in (("asyncio", stand_in), ("asyncio.coroutines", coroutines)):
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return spglib
+
+
 def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=None,
                   enabled: bool = True) -> Symmetry:
     """Space group of ``structure`` with spglib.
@@ -134,7 +163,7 @@ def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=
     """
     if not enabled:
         return no_symmetry()
-    import spglib
+    spglib = _import_spglib()
 
     labels = [(s, 0.0) for s in structure.species]
     if magnetic_moments is not None:

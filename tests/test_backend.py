@@ -204,7 +204,8 @@ def test_start_up_imports_stay_lean():
     """A small run's start-up: the NumPy backend loads pyFFTW without SciPy's FFT modules (~0.35 s) and,
     on NumPy >= 2.1, NumPy as its own array namespace, without array_api_compat's wrapper (building it
     imports numpy.testing and numpy.f2py, ~90 ms); a small structure's distance check runs without
-    scipy.spatial (~0.3 s); SciPy's FFTs still import afterwards."""
+    scipy.spatial (~0.3 s); its symmetry search loads spglib without asyncio (~25 ms); SciPy's FFTs
+    and asyncio still import afterwards."""
     pytest.importorskip("pyfftw")
     import subprocess
     import sys
@@ -212,12 +213,17 @@ def test_start_up_imports_stay_lean():
     code = ("import sys, numpy as np, pwsim\n"
             "from pwsim.backend import get_backend\n"
             "get_backend('numpy', threads=2)\n"
-            "pwsim.Structure(10.26 * np.eye(3), ['Si', 'Si'], [[0, 0, 0], [0.25, 0.25, 0.25]])\n"
+            "si = pwsim.Structure(10.26 * np.eye(3), ['Si', 'Si'], [[0, 0, 0], [0.25, 0.25, 0.25]])\n"
+            "from pwsim.symmetry import find_symmetry\n"
+            "print(find_symmetry(si).spacegroup)\n"
             "own = tuple(int(p) for p in np.__version__.split('.')[:2]) >= (2, 1)\n"
             "lean = ('scipy.fft', 'scipy.fftpack', 'scipy.spatial') + (('numpy.f2py', 'numpy.testing') if own else ())\n"
+            "lean += ('asyncio', 'asyncio.coroutines') if sys.version_info < (3, 13) else ()\n"
             "print(sorted(m for m in lean if m in sys.modules))\n"
             "import scipy.fftpack, pyfftw.interfaces.scipy_fft\n"
-            "print(float(scipy.fftpack.fft([1.0, 2.0])[0].real))\n")
+            "print(float(scipy.fftpack.fft([1.0, 2.0])[0].real))\n"
+            "import asyncio\n"
+            "print(asyncio.run(asyncio.sleep(0, 'asyncio works')), asyncio.coroutines.iscoroutinefunction(asyncio.sleep))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["[]", "3.0"]
+    assert out.stdout.split("\n")[:4] == ["R-3m (166)", "[]", "3.0", "asyncio works True"]
