@@ -150,14 +150,13 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
     from . import parallel
     from .eigensolver import kinetic_preconditioner, lobpcg
-    from .scf import atomic_wavefunctions, random_wavefunctions
+    from .scf import atomic_wavefunctions, random_wavefunctions, random_signed
 
     bk, basis, settings = setup.backend, setup.basis, setup.settings
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
     nb_work = nbands + max(2, nbands // 10)
     eigenvalues = np.zeros((nspin, nk, nbands))
     worst = 0.0
-    rng = np.random.default_rng(settings.seed + 17)
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
     # Under MPI every rank runs this alike. A path of at least as many k-points as ranks is cut into
     # contiguous blocks, one per rank (each warm-started along its own block; the eigenvalues are
@@ -181,7 +180,8 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
             guess = _map_onto(previous[1], previous[0], kpoint, settings.fft_grid)
             # a little noise keeps the block linearly independent and reaching every direction
             kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
-            noise = (rng.standard_normal(guess.shape) + 1j * rng.standard_normal(guess.shape)) / (1.0 + kin) ** 2
+            parts = random_signed((2, *guess.shape), settings.seed, kpoint.index, 2)
+            noise = (parts[0] + 1j * parts[1]) / (1.0 + kin) ** 2
             guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)

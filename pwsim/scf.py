@@ -167,10 +167,46 @@ BATCH_MAX_NPW = 700
 MIXED_SWITCH = 1e-4
 
 
+_GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / golden ratio: SplitMix64's counter increment
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z):
+    """SplitMix64's output function on uint64 arrays (wrapping arithmetic)."""
+    z = z ^ (z >> np.uint64(30))
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def random_signed(shape, *key: int) -> np.ndarray:
+    """Reproducible random numbers, uniform on [-1, 1), float64 of ``shape`` (host), one stream per
+    ``key`` (ints: the seed, a k-point, a purpose). A counter-based generator (SplitMix64 of a
+    counter offset by the hashed key): a k-point's start is the same on any rank and in any order,
+    a stream's first numbers do not depend on how many are drawn, and numpy.random (~7 ms of a small
+    run's start-up, ~0.1 ms per generator made) is not needed. A random start needs no particular
+    distribution, only vectors in general position, so there is no Gaussian transform to pay for."""
+    offset = 0
+    for part in key:  # (Python ints: SplitMix64 of each part, chained)
+        z = ((offset ^ (int(part) & _MASK64)) + _GOLDEN) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        offset = z ^ (z >> 31)
+    counter = np.arange(1, math.prod(shape) + 1, dtype=np.uint64)
+    counter *= np.uint64(_GOLDEN)
+    counter += np.uint64(offset)
+    u = (_splitmix64(counter) >> np.uint64(11)).astype(np.float64)  # 53 random bits
+    u *= 2.0**-52
+    u -= 1.0
+    return u.reshape(shape)
+
+
 def random_wavefunctions(setup: Setup, kpoint, nbands: int):
-    rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index)
     npw = kpoint.npw
-    c = rng.standard_normal((nbands, npw)) + 1j * rng.standard_normal((nbands, npw))
+    parts = random_signed((2, nbands, npw), setup.settings.seed, kpoint.index, 0)
+    c = parts[0] + 1j * parts[1]
+    del parts
     kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
     c /= (1.0 + kin)[None, :] ** 2
     return setup.backend.to_device(_real_at_gamma(setup.backend, kpoint, c), dtype=setup.backend.complex_dtype)
@@ -189,13 +225,13 @@ ATOMIC_ORBITAL_WIDTH = 1.6
 ATOMIC_NOISE = 1e-3
 
 
-def _orbital_shells(psp, kpg) -> list:
-    """Per l = 0..2: (2l+1, npw) host, (-i)^l f_l(|k+G|) Y_lm(k+G) with rows normalised; f_l the
+def _orbital_shells(psp, kpg, lmax: int) -> list:
+    """Per l = 0..lmax: (2l+1, npw) host, (-i)^l f_l(|k+G|) Y_lm(k+G) with rows normalised; f_l the
     transform of the file's outermost pseudo-atomic orbital of that l, or a Gaussian."""
     q = np.linalg.norm(kpg, axis=1)
     have = {l for _, l, _ in getattr(psp, "orbitals", [])}
     shells = []
-    for l in range(3):
+    for l in range(lmax + 1):
         if l in have:
             radial = psp.orbital_form_factors(l, q)[-1]
         else:
@@ -222,7 +258,8 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     structure = setup.structure
     bk = setup.backend
     kpg = kpoint.kpg  # host, (npw, 3), 1/bohr
-    shells = {element: _orbital_shells(setup.pseudos[element], kpg) for element in structure.kinds()}
+    shells = {element: _orbital_shells(setup.pseudos[element], kpg, atomic_lmax(element))
+              for element in structure.kinds()}
     lmax = [atomic_lmax(element) for element in structure.species]
     n_atomic = atomic_orbital_count(structure)
     # enough further vectors that dropping near-dependent orbitals still leaves nbands: random ones
@@ -240,8 +277,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     orbitals[n_atomic:] = plane_wave_orbitals(bk, kpoint, n_plane)
     # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
     # whose degenerate bands would otherwise give linearly dependent search directions
-    rng = np.random.default_rng(setup.settings.seed + 7919 * kpoint.index + 1)
-    noise = rng.standard_normal(orbitals.shape)
+    noise = random_signed(orbitals.shape, setup.settings.seed, kpoint.index, 1)
     noise /= (1.0 + 0.5 * np.sum(kpg**2, axis=1))[None, :] ** 2  # (in place: no second copy of the block)
     noise *= ATOMIC_NOISE / np.sqrt(np.sum(noise[0] ** 2))
     orbitals += noise
