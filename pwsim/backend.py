@@ -724,20 +724,25 @@ class _PyFFTW:
         sticks = box_map.sticks
         inverse = self._passes(box_map, dtype, True)
         stick, flat_stick, box = self._buffers(box_map, dtype)
-        rho = np.zeros(box_map.shape)
-        part = np.empty(box_map.shape)
+        # the box viewed as reals, (n1, n2, 2 n3): squares of real and imaginary parts side by side,
+        # accumulated so in float64 (contiguous passes, no strided real/imag views) and added at the end
+        n1, n2, n3 = box_map.shape
+        parts = box.view(np.float32 if dtype == np.complex64 else np.float64)
+        acc = np.zeros((n1, n2, 2 * n3))
+        square = np.empty((n1, n2, 2 * n3))
+        pair_weights = np.empty(2)
         for j in range(0, nb, 2 if real else 1):
             self._load(flat_stick, sticks.index, c, j, real)
             self._inverse(inverse, sticks, stick, box)
-            np.square(box.real, out=part)
-            rho += weights[j] * part
-            if real and j + 1 < nb:
-                np.square(box.imag, out=part)
-                rho += weights[j + 1] * part
-            elif not real:
-                np.square(box.imag, out=part)
-                rho += weights[j] * part
-        return rho
+            np.multiply(parts, parts, out=square)
+            if real:  # row j in the real part, row j + 1 in the imaginary part
+                pair_weights[0] = weights[j]
+                pair_weights[1] = weights[j + 1] if j + 1 < nb else 0.0
+                square.reshape(-1, 2).__imul__(pair_weights)
+            else:
+                square *= weights[j]
+            acc += square
+        return acc[..., 0::2] + acc[..., 1::2]
 
     def grid_to_sphere(self, grid, box_map):
         """Unnormalised forward transform (..., n1, n2, n3) -> (..., npw) at the sphere's G."""
