@@ -161,6 +161,7 @@ class PlaneWaveBasis:
         if not np.isfinite(ecut) or ecut <= 0:
             raise InputError(f"ecut must be a positive number of hartree, got {ecut}")
         self.structure = structure
+        self._volume = structure.volume  # (a determinant: asked for in every density and energy)
         self.ecut = float(ecut)
         self.backend = backend
         self.nspin = nspin
@@ -254,12 +255,13 @@ class PlaneWaveBasis:
 
     @property
     def volume(self) -> float:
-        return self.structure.volume
+        """Cell volume, bohr^3 (of the lattice the basis was built for: its k+G are fixed with it)."""
+        return self._volume
 
     @property
     def dvol(self) -> float:
         """Volume element of the real-space grid, bohr^3."""
-        return self.structure.volume / self.nfft
+        return self._volume / self.nfft
 
     # --------------------------------------------------------------------- FFTs
     def to_real(self, coeffs, kpoint: Kpoint):

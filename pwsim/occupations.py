@@ -137,19 +137,45 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
     hi = eigenvalues.max() + 10 * width + 1.0
     if count(hi) < 0:
         raise InputError(f"nbands = {eigenvalues.shape[-1]} cannot hold {n_electrons} electrons; increase nbands")
-    # Methfessel-Paxton and cold smearing are not monotonic: bisection on a bracket still finds a
-    # root (as pw.x's efermig does), down to the spacing of doubles
+    # Methfessel-Paxton and cold smearing are not monotonic: a method that keeps a bracket still
+    # finds a root (as pw.x's efermig does, by bisection), down to the spacing of doubles. Regula
+    # falsi with the Illinois correction keeps the bracket and needs ~10 counts, not bisection's ~60;
+    # a step that does not shrink the bracket by half falls back to bisection.
+    c_lo, c_hi = count(lo), count(hi)
+    side = 0
     for _ in range(200):
-        mu = 0.5 * (lo + hi)
+        width_before = hi - lo
+        mu = (lo * c_hi - hi * c_lo) / (c_hi - c_lo) if c_hi != c_lo else 0.5 * (lo + hi)
         if not lo < mu < hi:
-            break
+            mu = 0.5 * (lo + hi)
+            if not lo < mu < hi:
+                break
         c = count(mu)
         if c == 0.0:
             break
         if c < 0:
-            lo = mu
+            lo, c_lo = mu, c
+            if side < 0:
+                c_hi *= 0.5  # Illinois: the end kept twice in a row counts half
+            side = -1
         else:
-            hi = mu
+            hi, c_hi = mu, c
+            if side > 0:
+                c_lo *= 0.5
+            side = 1
+        if hi - lo > 0.5 * width_before:  # slow progress: bisect once
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            c_mid = count(mid)
+            if c_mid == 0.0:
+                mu = mid
+                break
+            if c_mid < 0:
+                lo, c_lo = mid, c_mid
+            else:
+                hi, c_hi = mid, c_mid
+            side = 0
     x = (mu - eigenvalues) / width
     occ = per_state * occupation_function(smearing, x)
     ts = width * float(np.sum(w * entropy_function(smearing, x)))
