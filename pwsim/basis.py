@@ -273,17 +273,22 @@ class PlaneWaveBasis:
         scale = math.sqrt(self.volume) / self.nfft
         return self.backend.grid_to_wave(real, kpoint.box_map) * scale
 
-    def apply_local(self, potential, coeffs, kpoint: Kpoint):
+    def apply_local(self, potential, coeffs, kpoint: Kpoint, scaled: bool = False):
         """V(r) psi for all bands at once: scatter -> inverse FFT -> multiply -> FFT -> gather.
 
         potential: (n1, n2, n3) real, hartree; coeffs: (nbands, npw) complex. Returns (nbands, npw).
-        The transforms are unnormalised both ways, so the 1/N of the round trip goes into the potential.
+        The transforms are unnormalised both ways, so the 1/N of the round trip goes into the potential
+        (scaled: it is already there, see :meth:`scaled_potential`).
         At a Gamma point with real wavefunctions two bands share each transform.
         """
-        v = potential * (1.0 / self.nfft)
+        v = potential if scaled else self.scaled_potential(potential)
         if kpoint.is_gamma:
             return self.backend.apply_potential_real(coeffs, v, kpoint.box_map, kpoint.minus_index)
         return self.backend.apply_potential(coeffs, v, kpoint.box_map)
+
+    def scaled_potential(self, potential):
+        """potential / N (N the FFT box's points), what :meth:`apply_local` multiplies by."""
+        return potential * (1.0 / self.nfft)
 
     def symmetrizer(self, kpoint: Kpoint):
         """For a Gamma point with real wavefunctions, the projection c -> (c(G) + c(-G)*)/2; else None."""

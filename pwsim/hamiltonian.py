@@ -25,6 +25,9 @@ class Hamiltonian:
         self.single = single
         # the potential multiplies wavefunctions: store it in their precision
         self.potential = xp.astype(potential, xp.float32 if single else basis.backend.real_wf_dtype, copy=False)
+        # each spin's potential / N, made once: the engine keeps work derived from the very array it
+        # is handed (pwsim.backend), so every application must hand it the same one
+        self._scaled = [None] * self.potential.shape[0]
         if block_size is None:
             # ~64 MiB of complex128 boxes per batch
             block_size = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
@@ -39,15 +42,17 @@ class Hamiltonian:
         """H psi: coeffs (nbands, npw) complex -> (nbands, npw). operators: those of
         :meth:`operators` (fetched when not given)."""
         xp = self.basis.backend.xp
-        v = self.potential[kpoint.spin, ...]
+        v = self._scaled[kpoint.spin]
+        if v is None:
+            v = self._scaled[kpoint.spin] = self.basis.scaled_potential(self.potential[kpoint.spin, ...])
         nb = coeffs.shape[0]
         if nb <= self.block_size:
-            out = self.basis.apply_local(v, coeffs, kpoint)
+            out = self.basis.apply_local(v, coeffs, kpoint, scaled=True)
         else:  # each block's result written into the output (no list of blocks and its concatenation)
             out = xp.empty(coeffs.shape, dtype=coeffs.dtype, device=coeffs.device)
             for i in range(0, nb, self.block_size):
                 j = min(i + self.block_size, nb)
-                out[i:j, ...] = self.basis.apply_local(v, coeffs[i:j, ...], kpoint)
+                out[i:j, ...] = self.basis.apply_local(v, coeffs[i:j, ...], kpoint, scaled=True)
         # last registered first: (local + non-local) + kinetic, the order the numbers were validated in;
         # each operator adds into out in place, a range at a time
         for op in reversed(self.operators(kpoint) if operators is None else operators):
