@@ -293,9 +293,10 @@ def _lowest_ritz(batch, t, kept, hmat, nkeep):
     Returns (eigenvalues (nk, nkeep), coefficients (nk, n, nkeep))."""
     xp, bk = batch.xp, batch.bk
     reduced = batch.hermitize(xp.conj(t.mT) @ hmat @ t)
-    bound = bk.to_host(xp.max(xp.sum(xp.abs(reduced), axis=-1), axis=-1))  # host (nk,): |eigenvalues| <= bound
-    shift = np.where(kept, 0.0, 2.0 * bound[:, None] + 1.0)  # host
-    reduced = reduced + xp.astype(bk.to_device(shift), reduced.dtype)[:, :, None] * batch.eye(reduced.shape[-1], reduced)
+    if not kept.all():  # (the Cholesky route keeps every direction: nothing to shift)
+        bound = bk.to_host(xp.max(xp.sum(xp.abs(reduced), axis=-1), axis=-1))  # host (nk,): |eigenvalues| <= bound
+        shift = np.where(kept, 0.0, 2.0 * bound[:, None] + 1.0)  # host
+        reduced = reduced + xp.astype(bk.to_device(shift), reduced.dtype)[:, :, None] * batch.eye(reduced.shape[-1], reduced)
     ritz, vecs = xp.linalg.eigh(reduced)
     return ritz[:, :nkeep], t @ vecs[:, :, :nkeep]
 
@@ -395,13 +396,13 @@ def _group_step(batch, lam, blocks, hblocks, ks, count, with_p, threshold, check
     sub = (take(blocks[0]), take(blocks[1], count), take(blocks[2], count) if with_p else None)
     hsub = (take(hblocks[0]), take(hblocks[1], count), take(hblocks[2], count) if with_p else None)
     lam_k = xp.take(lam, index, axis=0)
-    overlap, hmat = _reduced_matrices(batch, lam_k, sub, hsub)
+    overlap, hmat, z, hz = _reduced_matrices(batch, lam_k, sub, hsub)
     nbands = sub[0].shape[1]
     if check and cholesky:  # the common case: a well-conditioned overlap, factorised
         t, ok = _cholesky_basis(batch, overlap)
         if ok.all():
             ritz, c = _lowest_ritz(batch, t, np.ones(t.shape[:2], dtype=bool), hmat, nbands)
-            x, hx, p, hp = _update(batch, c, sub, hsub)
+            x, hx, p, hp = _update(c, sub[0], hsub[0], z, hz)
             return [(ks, (ritz, x, hx, p, hp), np.full(ks.size, True))]
         good = [] if not ok.any() else _group_step(batch, lam, blocks, hblocks, ks[ok], count, with_p, threshold)
         return good + _group_step(batch, lam, blocks, hblocks, ks[~ok], count, with_p, threshold, cholesky=False)
@@ -415,12 +416,13 @@ def _group_step(batch, lam, blocks, hblocks, ks, count, with_p, threshold, check
     if np.any(kept.sum(axis=1) < nbands):
         raise RuntimeError("the eigensolver's vectors became linearly dependent")
     ritz, c = _lowest_ritz(batch, t, kept, hmat, nbands)
-    x, hx, p, hp = _update(batch, c, sub, hsub)
+    x, hx, p, hp = _update(c, sub[0], hsub[0], z, hz)
     return [(ks, (ritz, x, hx, p, hp), np.full(ks.size, threshold != SELECT))]
 
 
 def _reduced_matrices(batch, lam, blocks, hblocks):
-    """The overlap and H matrices (nk, 3n, 3n) of [X, W, P] with X^H X = 1 and X^H H X = diag(lam)."""
+    """The overlap and H matrices (nk, 3n, 3n) of [X, W, P] with X^H X = 1 and X^H H X = diag(lam),
+    and the search directions Z = [W; P] and HZ they were made from."""
     xp = batch.xp
     x, w, p = blocks
     _, hw, hp = hblocks
@@ -435,20 +437,16 @@ def _reduced_matrices(batch, lam, blocks, hblocks):
     overlap = batch.hermitize(xp.concat([xp.concat([eye, xz], axis=2), xp.concat([xp.conj(xz.mT), zz], axis=2)], axis=1))
     lam_diag = xp.astype(lam, xz.dtype)[:, :, None] * batch.eye(n, xz)
     hmat = batch.hermitize(xp.concat([xp.concat([lam_diag, xhz], axis=2), xp.concat([xp.conj(xhz.mT), zhz], axis=2)], axis=1))
-    return overlap, hmat
+    return overlap, hmat, z, hz
 
 
-def _update(batch, c, blocks, hblocks):
-    """New X, HX, P, HP: P' = C_W^T W + C_P^T P, X' = C_X^T X + P' (and alike for the H-images);
-    c (nk, n + m [+ m], n) for X (n rows), W (m rows) and P (m rows, or None)."""
-    n, m = blocks[0].shape[1], blocks[1].shape[1]
-    cx, cw, cp = c[:, :n, :].mT, c[:, n:n + m, :].mT, c[:, n + m:, :].mT
-    out = []
-    for x, w, p in (blocks, hblocks):
-        new_p = cw @ w if p is None else cw @ w + cp @ p
-        out.append((cx @ x + new_p, new_p))
-    (x, p), (hx, hp) = out
-    return x, hx, p, hp
+def _update(c, x, hx, z, hz):
+    """New X, HX, P, HP: P' = C_Z^T Z, X' = C_X^T X + P' (and alike for the H-images), with
+    Z = [W; P] (or W alone) the stacked search directions; c (nk, n + rows of Z, n)."""
+    n = x.shape[1]
+    cx, cz = c[:, :n, :].mT, c[:, n:, :].mT
+    p, hp = cz @ z, cz @ hz
+    return cx @ x + p, cx @ hx + hp, p, hp
 
 
 def _repair_drift(batch, lam, x, hx):
