@@ -461,11 +461,14 @@ class DensitySymmetrizer:
         lim = (np.array(self.fft_grid) - 1) // 2
         mrot = symmetry.reciprocal_rotations()
 
-        # M_g G of every operation in one product, in floats (exact for these small integers; NumPy's
-        # integer products do not use BLAS): (nG, nsym, 3)
-        rotated = np.rint((miller.astype(float) @ np.swapaxes(mrot, 1, 2).transpose(1, 0, 2).reshape(3, -1))
-                          ).astype(np.int64).reshape(miller.shape[0], symmetry.nsym, 3)
-        keep = np.all(np.abs(miller) <= lim, axis=1) & np.all(np.abs(rotated) <= lim, axis=(1, 2))
+        # M_g G in floats (exact for these small integers; NumPy's integer products do not use
+        # BLAS), one operation at a time on the G still kept (no (nG, nsym) array: on a 48^3 box
+        # that would be ~200 MB of temporaries)
+        mrot_t = np.swapaxes(mrot, 1, 2).astype(float)  # (nsym, 3, 3): G @ M_g^T
+        keep = np.all(np.abs(miller) <= lim, axis=1)
+        for g in range(symmetry.nsym):
+            candidates = np.flatnonzero(keep)
+            keep[candidates] = np.all(np.abs(miller[candidates] @ mrot_t[g]) <= lim + 0.5, axis=1)
         self.kept = np.flatnonzero(keep)  # positions in the flattened half box
         gk = miller[self.kept]
         nk = gk.shape[0]
@@ -483,14 +486,18 @@ class DensitySymmetrizer:
             members = np.flatnonzero(tgroup == grp)
             t = tmod[members[0]]
             phase = np.exp(2j * np.pi * (gk @ t))  # exp(2 pi i H.t) for every kept H
-            src = np.swapaxes(rotated[self.kept][:, members], 0, 1)  # M_g G, (members, nk, 3)
-            flip = src[..., 2] < 0
-            src = np.where(flip[..., None], -src, src)  # stored as -G': use conj(rho(-G'))
-            flat = (src[..., 0] % n1 * n2 + src[..., 1] % n2) * (n3 // 2 + 1) + src[..., 2]
-            pos = lookup[flat]
-            if np.any(pos < 0):
-                raise RuntimeError("internal error: a star leaves the kept set")
-            idx = pos.astype(np.int32 if nk < 2**31 else np.int64)
+            idx = np.empty((len(members), nk), dtype=np.int32 if nk < 2**31 else np.int64)
+            flip = np.empty((len(members), nk), dtype=bool)
+            gk_float = gk.astype(float)
+            for j, g in enumerate(members):
+                src = np.rint(gk_float @ mrot_t[g]).astype(np.int64)  # M_g G
+                neg = src[:, 2] < 0
+                src[neg] *= -1  # stored as -G': use conj(rho(-G'))
+                pos = lookup[(src[:, 0] % n1 * n2 + src[:, 1] % n2) * (n3 // 2 + 1) + src[:, 2]]
+                if np.any(pos < 0):
+                    raise RuntimeError("internal error: a star leaves the kept set")
+                idx[j] = pos
+                flip[j] = neg
             trivial = bool(np.all(np.abs(t) < 1e-12))
             self._groups.append((None if trivial else phase, idx, np.where(flip, -1.0, 1.0)))
 
