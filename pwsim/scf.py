@@ -180,33 +180,47 @@ def _splitmix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-def random_signed(shape, *key: int) -> np.ndarray:
+def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
     """Reproducible random numbers, uniform on [-1, 1), float64 of ``shape`` (host), one stream per
-    ``key`` (ints: the seed, a k-point, a purpose). A counter-based generator (SplitMix64 of a
-    counter offset by the hashed key): a k-point's start is the same on any rank and in any order,
-    a stream's first numbers do not depend on how many are drawn, and numpy.random (~7 ms of a small
-    run's start-up, ~0.1 ms per generator made) is not needed. A random start needs no particular
-    distribution, only vectors in general position, so there is no Gaussian transform to pay for."""
-    offset = 0
+    ``key`` (ints: the seed, a k-point, a purpose); ``offset``: start that many numbers into the
+    stream (so a large block can be drawn a few rows at a time, the same numbers).
+    A counter-based generator (SplitMix64 of a counter offset by the hashed key): a k-point's start
+    is the same on any rank and in any order, a stream's numbers do not depend on how many are drawn
+    or in what pieces, and numpy.random (~7 ms of a small run's start-up, ~0.1 ms per generator made)
+    is not needed. A random start needs no particular distribution, only vectors in general position,
+    so there is no Gaussian transform to pay for. Made ~1M numbers at a time: the temporaries stay
+    ~30 MB whatever the size (a Si216 start block is ~0.5 GB of numbers)."""
+    mixed = 0
     for part in key:  # (Python ints: SplitMix64 of each part, chained)
-        z = ((offset ^ (int(part) & _MASK64)) + _GOLDEN) & _MASK64
+        z = ((mixed ^ (int(part) & _MASK64)) + _GOLDEN) & _MASK64
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        offset = z ^ (z >> 31)
-    counter = np.arange(1, math.prod(shape) + 1, dtype=np.uint64)
-    counter *= np.uint64(_GOLDEN)
-    counter += np.uint64(offset)
-    u = (_splitmix64(counter) >> np.uint64(11)).astype(np.float64)  # 53 random bits
-    u *= 2.0**-52
-    u -= 1.0
-    return u.reshape(shape)
+        mixed = z ^ (z >> 31)
+    result = np.empty(shape)
+    flat = result.reshape(-1)
+    n = math.prod(shape)
+    step = 1 << 20
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        counter = np.arange(offset + lo + 1, offset + hi + 1, dtype=np.uint64)
+        counter *= np.uint64(_GOLDEN)
+        counter += np.uint64(mixed)
+        u = (_splitmix64(counter) >> np.uint64(11)).astype(np.float64)  # 53 random bits
+        u *= 2.0**-52
+        u -= 1.0
+        flat[lo:hi] = u
+    return result
 
 
 def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     npw = kpoint.npw
-    parts = random_signed((2, nbands, npw), setup.settings.seed, kpoint.index, 0)
-    c = parts[0] + 1j * parts[1]
-    del parts
+    c = np.empty((nbands, npw), dtype=complex)
+    rows = max(1, (1 << 20) // max(npw, 1))  # (real parts first in the stream, then imaginary parts)
+    for r0 in range(0, nbands, rows):
+        r1 = min(r0 + rows, nbands)
+        c.real[r0:r1] = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 0, offset=r0 * npw)
+        c.imag[r0:r1] = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 0,
+                                      offset=(nbands + r0) * npw)
     kin = 0.5 * np.sum(kpoint.kpg**2, axis=1)
     c /= (1.0 + kin)[None, :] ** 2
     return setup.backend.to_device(_real_at_gamma(setup.backend, kpoint, c), dtype=setup.backend.complex_dtype)
@@ -277,10 +291,19 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     orbitals[n_atomic:] = plane_wave_orbitals(bk, kpoint, n_plane)
     # a small random admixture (as pw.x's "atomic+random") breaks the exact symmetry of the start,
     # whose degenerate bands would otherwise give linearly dependent search directions
-    noise = random_signed(orbitals.shape, setup.settings.seed, kpoint.index, 1)
-    noise /= (1.0 + 0.5 * np.sum(kpg**2, axis=1))[None, :] ** 2  # (in place: no second copy of the block)
-    noise *= ATOMIC_NOISE / np.sqrt(np.sum(noise[0] ** 2))
-    orbitals += noise
+    # (added a few rows at a time: a noise block of the orbitals' size would be ~0.5 GB on Si216)
+    damping = (1.0 + 0.5 * np.sum(kpg**2, axis=1)) ** 2
+    npw = kpoint.npw
+    first = random_signed((1, npw), setup.settings.seed, kpoint.index, 1)
+    first /= damping[None, :]
+    scale = ATOMIC_NOISE / np.sqrt(np.sum(first[0] ** 2))
+    rows = max(1, (1 << 20) // max(npw, 1))
+    for r0 in range(0, orbitals.shape[0], rows):
+        r1 = min(r0 + rows, orbitals.shape[0])
+        noise = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 1, offset=r0 * npw)
+        noise /= damping[None, :]
+        noise *= scale
+        orbitals[r0:r1] += noise
     out = bk.to_device(orbitals, dtype=bk.complex_dtype)
     if n_more:
         out = bk.xp.concat([out, random_wavefunctions(setup, kpoint, n_more)], axis=0)

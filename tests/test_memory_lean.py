@@ -116,3 +116,22 @@ def test_density_symmetriser_builds_its_maps_without_large_temporaries():
     rho = np.random.default_rng(0).random((1, 40, 40, 40))
     once = symmetriser(rho)
     assert np.allclose(symmetriser(once), once, atol=1e-12)  # a projection
+
+
+def test_random_start_numbers_are_drawn_in_pieces_with_the_same_values():
+    """scf.random_signed: the same numbers whatever the pieces (offset), uniform on [-1, 1), distinct
+    streams per key, and temporaries of ~1M numbers, not of the block (a Si216 start is ~0.5 GB)."""
+    import tracemalloc
+
+    whole = scf.random_signed((6, 1000), 7, 3, 1)
+    pieces = np.concatenate([scf.random_signed((2, 1000), 7, 3, 1, offset=2000 * i) for i in range(3)])
+    assert np.array_equal(whole, pieces)
+    assert whole.min() >= -1.0 and whole.max() < 1.0 and abs(whole.mean()) < 0.05
+    assert abs(np.corrcoef(whole.ravel(), scf.random_signed((6, 1000), 7, 3, 2).ravel())[0, 1]) < 0.05
+    tracemalloc.start()
+    try:
+        big = scf.random_signed((4, 1 << 20), 1, 2, 3)  # 32 MiB of numbers
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < big.nbytes + 40 * 2**20, peak / 2**20
