@@ -15,9 +15,10 @@ import numpy as np
 from .errors import EnvironmentProblem
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
-#: imported, and the HDF5 output written (peak RSS 80 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
-#: 101 MiB before the start-up stopped importing SciPy's FFT interfaces)
-BASELINE_BYTES = 84e6
+#: imported, and the HDF5 output written (peak RSS 65 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
+#: 80 MiB before spglib stopped importing asyncio and ssl and the random starts numpy.random, 101 MiB
+#: before the start-up stopped importing SciPy's FFT interfaces)
+BASELINE_BYTES = 68e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
 #: range of pwsim.eigensolver.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
