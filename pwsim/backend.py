@@ -489,7 +489,7 @@ class _PyFFTW:
     #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
     #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
     #: other (on a busy 2-core machine, a silicon band structure took 20x the CPU time with 2 threads)
-    THREADS_FROM = 48**3
+    THREADS_FROM = hostthreads.WHOLE_BOX_THREADS_FROM
 
     def __init__(self, threads):
         self.pyfftw = _import_pyfftw()

@@ -81,6 +81,10 @@ class _Space:
         self.half = half if real else None
         self.npw = npw
         self.width = npw if self.half is None else 1 + self.half
+        # the fewest rows of an element-wise step worth a host thread: below it, waking the thread
+        # costs more than the rows (a silicon band structure took 1.5x the time on 2 threads when
+        # every step of its 10-band blocks was split in two)
+        self.share_rows = backend.rows_per_share(self.width)
         # (real vectors stored in full: the projection c -> (c(G) + c(-G)*)/2 on every new W)
         self.symmetrize = symmetrize if (real and self.half is None) else None
         self.drop, self.ill_conditioned, self.drift = thresholds(single)
@@ -126,7 +130,7 @@ class _Space:
         def rows(r0, r1):
             part = full[r0:r1, :] if symmetrize is None else symmetrize(full[r0:r1, :])
             out[r0:r1, :] = part[:, : self.width]
-        self.bk.each_range(rows, self.row_chunks(full.shape[0], 16), split=1)
+        self.bk.each_range(rows, self.row_chunks(full.shape[0], 16), split=self.share_rows)
         if self.half is not None:
             out[:, 0] = xp.astype(xp.real(out[:, 0]), out.dtype)  # psi(G=0) of a real function is real
         return out
@@ -188,7 +192,7 @@ class _Space:
         def rows(r0, r1):
             sq = xp.real(a[r0:r1, :] * xp.conj(a[r0:r1, :]))
             out[r0:r1] = xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1)
-        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=1)
+        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=self.share_rows)
         return xp.sqrt(self.reduce(out))
 
     def scale_rows(self, a, scale):
@@ -198,7 +202,7 @@ class _Space:
 
         def rows(r0, r1):
             a[r0:r1, :] = a[r0:r1, :] * s[r0:r1, None]
-        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=1)
+        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=self.share_rows)
 
     def rotate(self, c, a, nout=None):
         """a[:nout] = c^T a in place, one column range at a time: c (nrows, nout) (default square)."""
@@ -548,7 +552,7 @@ def _residual_norms(space, lam, x, hx):
         r = hx[r0:r1, :] - lam_c[r0:r1, None] * x[r0:r1, :]
         sq = xp.real(r * xp.conj(r))
         out[r0:r1] = xp.sum(sq if weights is None else sq * weights, axis=-1)
-    space.bk.each_range(rows, space.row_chunks(x.shape[0], 16), split=1)
+    space.bk.each_range(rows, space.row_chunks(x.shape[0], 16), split=space.share_rows)
     return xp.sqrt(space.reduce(out))
 
 
@@ -561,7 +565,7 @@ def _residuals(space, lam, x, hx, active, out):
     def rows(r0, r1):
         idx = space.bk.to_device(active[r0:r1].astype(np.int64))  # host
         out[r0:r1, :] = xp.take(hx, idx, axis=0) - xp.take(lam_c, idx)[:, None] * xp.take(x, idx, axis=0)
-    space.bk.each_range(rows, space.row_chunks(active.size, 16), split=1)
+    space.bk.each_range(rows, space.row_chunks(active.size, 16), split=space.share_rows)
 
 
 def _compact_rows(active, *blocks):
@@ -583,7 +587,7 @@ def _normalize_prefix(space, p, hp, n):
 
         def rows(r0, r1, a=a, sc=sc):
             a[r0:r1, :] = a[r0:r1, :] * sc[r0:r1, None]
-        space.bk.each_range(rows, space.row_chunks(n, 16), split=1)
+        space.bk.each_range(rows, space.row_chunks(n, 16), split=space.share_rows)
 
 
 class KineticPreconditioner:
@@ -636,11 +640,11 @@ def _preconditioner(space, precondition):
 
         def band_sums(r0, r1):
             sums[r0:r1] = xp.sum(xp.real(x[r0:r1, :] * xp.conj(x[r0:r1, :])) * weighted, axis=-1)
-        space.bk.each_range(band_sums, space.row_chunks(x.shape[0], 16), split=1)
+        space.bk.each_range(band_sums, space.row_chunks(x.shape[0], 16), split=space.share_rows)
         band = xp.take(space.reduce(sums), space.bk.to_device(active.astype(np.int64)))  # host
 
         def rows(r0, r1):
             w[r0:r1, :] = w[r0:r1, :] / (kinetic[None, :] + band[r0:r1, None])
-        space.bk.each_range(rows, space.row_chunks(n, 16), split=1)
+        space.bk.each_range(rows, space.row_chunks(n, 16), split=space.share_rows)
         finish(w, n)
     return kinetic_step

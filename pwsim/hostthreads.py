@@ -47,6 +47,24 @@ MIN_SHARED_FFT_POINTS = 200_000
 #: coefficients (rows x columns): below it, waking a thread costs more than the share
 MIN_SHARED_COEFFS = 20_000
 
+#: grids at least this large get FFTW's own threads for whole-box transforms (pwsim.backend)
+WHOLE_BOX_THREADS_FROM = 48**3
+
+
+def useful_threads(threads: int, nbands: int, npw: float, nfft: int) -> int:
+    """``threads``, or 1 when a calculation of this size has no work worth sharing: no band block
+    (nbands x npw coefficients, nbands x nfft transform points, nbands^2 x npw multiply-adds) and no
+    grid (nfft points) is above the thresholds at which the shares of :mod:`pwsim.hostthreads` and
+    FFTW's threads start. Then a second thread only costs: a silicon band structure on 2 threads
+    took 3 % longer than on 1, Al 8x8x8 ~5 %, each running nothing but the pool's bookkeeping."""
+    if threads <= 1:
+        return threads
+    worth = (nbands * npw >= 2 * MIN_SHARED_COEFFS or nbands * nfft >= 2 * MIN_SHARED_FFT_POINTS
+             or nbands * nbands * npw >= MIN_SHARED_WORK or nfft >= 2 * MIN_SHARED_COEFFS
+             or nfft >= WHOLE_BOX_THREADS_FROM)
+    return threads if worth else 1
+
+
 _POOLS: dict = {}  # threads -> concurrent.futures.ThreadPoolExecutor
 _POOLS_LOCK = threading.Lock()
 _LOCAL = threading.local()  # .slot: the slot of the share this thread is running, absent outside one

@@ -12,6 +12,7 @@ pseudopotential is not in the Hamiltonian, so they sit 0.03686 Ha below pw.x's f
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import fields
 from types import SimpleNamespace
@@ -88,7 +89,8 @@ def check_path_size(result, nk: int, nbands: int | None = None, backend: str | N
 
 def _fixed_potential_setup(result, kpoints, nbands, backend):
     """(Setup, Hamiltonian) of the result's fixed density at ``kpoints``."""
-    from .backend import get_backend
+    from . import hostthreads
+    from .backend import _default_threads, get_backend
     from .basis import PlaneWaveBasis
     from .hamiltonian import Hamiltonian
     from .scf import Setup, load_pseudos
@@ -103,14 +105,17 @@ def _fixed_potential_setup(result, kpoints, nbands, backend):
     nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
     if nbands < 1:
         raise InputError(f"nbands must be a positive integer, got {nbands}")
-    bk = get_backend(settings.backend, settings.precision)
+    nb_work = nbands + max(2, nbands // 10)
+    # host threads only where some work of this size is shared (a path's blocks are often small)
+    npw = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume
+    threads = hostthreads.useful_threads(_default_threads(), nb_work, npw, math.prod(settings.fft_grid))
+    bk = get_backend(settings.backend, settings.precision, threads=threads)
     pseudos = load_pseudos(result.structure, settings)
     nk = kpoints.shape[0]
     # complex wavefunctions everywhere (real_gamma=False): the path's k-points are warm-started from
     # their neighbours, which are not real at Gamma
     basis = PlaneWaveBasis(result.structure, settings.ecut, kpoints, np.full(nk, 1.0 / nk), bk,
                            fft_grid=settings.fft_grid, nspin=nspin, real_gamma=False)
-    nb_work = nbands + max(2, nbands // 10)
     min_npw = min(k.npw for k in basis.kpoints)
     if min_npw < nb_work + 3:
         raise InputError(f"ecut = {settings.ecut} Ha gives only {min_npw} plane waves at a k-point, too few for "

@@ -333,7 +333,8 @@ def describe_environment() -> str:
         except (ImportError, ValueError):
             found = False
         return ("not launched by mpiexec (mpi4py " + ("installed" if found else "not installed: pip install 'pwsim[mpi]'")
-                + "); threads: all cores, band FFTs and large products shared over host threads, BLAS one thread")
+                + "); threads: all cores, band FFTs and large products shared over host threads, BLAS one thread; "
+                "one thread for calculations too small to share")
     return f"{world().size} ranks; one FFT thread per rank unless PWSIM_NUM_THREADS is set"
 
 

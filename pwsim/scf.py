@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import hostthreads, parallel
 from . import occupations as occ_mod
-from . import parallel
 from ._version import __version__
-from .backend import get_backend
+from .backend import _default_threads, get_backend
 from .basis import PlaneWaveBasis
 from .eigensolver import kinetic_preconditioner, lobpcg
 from .eigensolver_batch import batches, lobpcg_batch
@@ -78,7 +78,10 @@ def prepare(structure: Structure, settings: Settings | None = None, build_operat
     run = resolved if resolved is not None else resolve(structure, settings, **overrides)
     s = run.settings
     parallel.world()  # under MPI, before the backend picks its thread count
-    backend = get_backend(s.backend, s.precision)
+    # host threads only where some work of this size is shared (else they only cost)
+    threads = hostthreads.useful_threads(_default_threads(), run.nbands_work, max(run.estimate.npw),
+                                         math.prod(run.fft_grid))
+    backend = get_backend(s.backend, s.precision, threads=threads)
     kset = run.kpoint_set
     basis = PlaneWaveBasis(run.structure, s.ecut, kset.fractional, kset.weights, backend,
                            fft_grid=run.fft_grid, nspin=run.nspin)

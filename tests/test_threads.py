@@ -219,3 +219,15 @@ def test_xc_on_planes_of_two_threads_equals_one_call(monkeypatch, functional, ns
     assert np.array_equal(shared.e, whole.e) and np.array_equal(shared.vrho, whole.vrho)
     if sigma is not None:
         assert np.array_equal(shared.vsigma, whole.vsigma)
+
+
+def test_small_calculations_run_on_one_thread(monkeypatch):
+    """A calculation with no block or grid above the sharing thresholds gets a one-thread backend
+    (its second thread would only cost); a large one keeps its threads."""
+    assert hostthreads.useful_threads(2, 10, 330, 20**3) == 1  # Al 8x8x8: 10 bands x ~330 plane waves
+    assert hostthreads.useful_threads(2, 140, 12_000, 72**3) == 2  # Si64 at Gamma
+    assert hostthreads.useful_threads(1, 140, 12_000, 72**3) == 1
+    monkeypatch.setenv("PWSIM_NUM_THREADS", "2")
+    small = pwsim.scf(pwsim.diamond("Si", 10.26), xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2),
+                      energy_tolerance=1e-6, compute_forces=False, compute_stress=False)
+    assert "1 thread" in small.provenance["backend"], small.provenance["backend"]
