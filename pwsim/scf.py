@@ -175,12 +175,18 @@ _MASK64 = (1 << 64) - 1
 
 
 def _splitmix64(z):
-    """SplitMix64's output function on uint64 arrays (wrapping arithmetic)."""
-    z = z ^ (z >> np.uint64(30))
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    """SplitMix64's output function, on a Python int in [0, 2^64) or a uint64 array (arithmetic
+    modulo 2^64: the mask wraps the Python ints; uint64 arrays wrap by themselves)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _row_blocks(nrows: int, ncols: int):
+    """(start, stop) row ranges of about 1M numbers of ``ncols`` columns: a large random block is drawn
+    a piece at a time (:func:`random_signed`'s ``offset``), not as a temporary of its whole size."""
+    rows = max(1, (1 << 20) // max(ncols, 1))
+    return [(r0, min(r0 + rows, nrows)) for r0 in range(0, nrows, rows)]
 
 
 def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
@@ -194,11 +200,8 @@ def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
     so there is no Gaussian transform to pay for. Made ~1M numbers at a time: the temporaries stay
     ~30 MB whatever the size (a Si216 start block is ~0.5 GB of numbers)."""
     mixed = 0
-    for part in key:  # (Python ints: SplitMix64 of each part, chained)
-        z = ((mixed ^ (int(part) & _MASK64)) + _GOLDEN) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        mixed = z ^ (z >> 31)
+    for part in key:  # SplitMix64 of each part, chained (Python ints)
+        mixed = _splitmix64(((mixed ^ (int(part) & _MASK64)) + _GOLDEN) & _MASK64)
     result = np.empty(shape)
     flat = result.reshape(-1)
     n = math.prod(shape)
@@ -208,7 +211,7 @@ def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
         counter = np.arange(offset + lo + 1, offset + hi + 1, dtype=np.uint64)
         counter *= np.uint64(_GOLDEN)
         counter += np.uint64(mixed)
-        u = (_splitmix64(counter) >> np.uint64(11)).astype(np.float64)  # 53 random bits
+        u = (_splitmix64(counter) >> 11).astype(np.float64)  # 53 random bits
         u *= 2.0**-52
         u -= 1.0
         flat[lo:hi] = u
@@ -218,9 +221,7 @@ def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
 def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     npw = kpoint.npw
     c = np.empty((nbands, npw), dtype=complex)
-    rows = max(1, (1 << 20) // max(npw, 1))  # (real parts first in the stream, then imaginary parts)
-    for r0 in range(0, nbands, rows):
-        r1 = min(r0 + rows, nbands)
+    for r0, r1 in _row_blocks(nbands, npw):  # (real parts first in the stream, then imaginary parts)
         c.real[r0:r1] = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 0, offset=r0 * npw)
         c.imag[r0:r1] = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 0,
                                       offset=(nbands + r0) * npw)
@@ -300,9 +301,7 @@ def atomic_wavefunctions(setup: Setup, kpoint, nbands: int):
     first = random_signed((1, npw), setup.settings.seed, kpoint.index, 1)
     first /= damping[None, :]
     scale = ATOMIC_NOISE / np.sqrt(np.sum(first[0] ** 2))
-    rows = max(1, (1 << 20) // max(npw, 1))
-    for r0 in range(0, orbitals.shape[0], rows):
-        r1 = min(r0 + rows, orbitals.shape[0])
+    for r0, r1 in _row_blocks(orbitals.shape[0], npw):
         noise = random_signed((r1 - r0, npw), setup.settings.seed, kpoint.index, 1, offset=r0 * npw)
         noise /= damping[None, :]
         noise *= scale
