@@ -468,7 +468,7 @@ class DensitySymmetrizer:
         keep = np.all(np.abs(miller) <= lim, axis=1)
         for g in range(symmetry.nsym):
             candidates = np.flatnonzero(keep)
-            keep[candidates] = np.all(np.abs(miller[candidates] @ mrot_t[g]) <= lim + 0.5, axis=1)
+            keep[candidates] = np.all(np.abs(miller[candidates] @ mrot_t[g]) <= lim, axis=1)
         self.kept = np.flatnonzero(keep)  # positions in the flattened half box
         gk = miller[self.kept]
         nk = gk.shape[0]
@@ -493,7 +493,7 @@ class DensitySymmetrizer:
                 src = np.rint(gk_float @ mrot_t[g]).astype(np.int64)  # M_g G
                 neg = src[:, 2] < 0
                 src[neg] *= -1  # stored as -G': use conj(rho(-G'))
-                pos = lookup[(src[:, 0] % n1 * n2 + src[:, 1] % n2) * (n3 // 2 + 1) + src[:, 2]]
+                pos = lookup[np.ravel_multi_index((src[:, 0] % n1, src[:, 1] % n2, src[:, 2]), self.half_shape)]
                 if np.any(pos < 0):
                     raise RuntimeError("internal error: a star leaves the kept set")
                 idx[j] = pos
