@@ -135,13 +135,24 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
 
     lo = eigenvalues.min() - 10 * width - 1.0
     hi = eigenvalues.max() + 10 * width + 1.0
-    if count(hi) < 0:
+    c_hi = count(hi)
+    if c_hi < 0:
         raise InputError(f"nbands = {eigenvalues.shape[-1]} cannot hold {n_electrons} electrons; increase nbands")
+    c_lo = count(lo)
     # Methfessel-Paxton and cold smearing are not monotonic: a method that keeps a bracket still
     # finds a root (as pw.x's efermig does, by bisection), down to the spacing of doubles. Regula
     # falsi with the Illinois correction keeps the bracket and needs ~10 counts, not bisection's ~60;
     # a step that does not shrink the bracket by half falls back to bisection.
-    c_lo, c_hi = count(lo), count(hi)
+
+    def narrow(x, cx):
+        """Move the end of the bracket on x's side to x; returns that side (-1 low, +1 high)."""
+        nonlocal lo, hi, c_lo, c_hi
+        if cx < 0:
+            lo, c_lo = x, cx
+            return -1
+        hi, c_hi = x, cx
+        return 1
+
     side = 0
     for _ in range(200):
         width_before = hi - lo
@@ -153,16 +164,13 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
         c = count(mu)
         if c == 0.0:
             break
-        if c < 0:
-            lo, c_lo = mu, c
-            if side < 0:
-                c_hi *= 0.5  # Illinois: the end kept twice in a row counts half
-            side = -1
-        else:
-            hi, c_hi = mu, c
-            if side > 0:
+        moved = narrow(mu, c)
+        if moved == side:  # Illinois: the end kept twice in a row counts half
+            if moved < 0:
+                c_hi *= 0.5
+            else:
                 c_lo *= 0.5
-            side = 1
+        side = moved
         if hi - lo > 0.5 * width_before:  # slow progress: bisect once
             mid = 0.5 * (lo + hi)
             if not lo < mid < hi:
@@ -171,10 +179,7 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
             if c_mid == 0.0:
                 mu = mid
                 break
-            if c_mid < 0:
-                lo, c_lo = mid, c_mid
-            else:
-                hi, c_hi = mid, c_mid
+            narrow(mid, c_mid)
             side = 0
     x = (mu - eigenvalues) / width
     occ = per_state * occupation_function(smearing, x)
