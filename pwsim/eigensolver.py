@@ -148,7 +148,7 @@ class _Space:
         nrows = w.shape[0] if nrows is None else nrows
         out = self.empty(nrows, w) if out is None else out
         # host threads: ranges of at least min_rows (even: Gamma bands go two per transform)
-        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_COEFFS // self.npw))
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, self.bk.rows_per_share(self.npw))
         split = min_rows
         if self.apply_chunks is not None:
             chunks = self.apply_chunks(nrows)
@@ -186,13 +186,20 @@ class _Space:
 
     def row_norms(self, a):
         """Norms of the rows of a stored block, (nrows,) real (device)."""
+        return self.norms_of(a.shape[0], lambda r0, r1: a[r0:r1, :], a)
+
+    def norms_of(self, nrows, rows_of, like):
+        """Norms of ``nrows`` stored rows made a range at a time by rows_of(r0, r1) (the half sphere's
+        weights included), (nrows,) real (device) of ``like``'s real dtype."""
         xp = self.xp
-        out = xp.empty((a.shape[0],), dtype=xp.real(a[:0, :1]).dtype, device=a.device)
+        out = xp.empty((nrows,), dtype=xp.real(like[:0, :1]).dtype, device=like.device)
+        weights = None if self.weights is None else xp.astype(self.weights, out.dtype)
 
         def rows(r0, r1):
-            sq = xp.real(a[r0:r1, :] * xp.conj(a[r0:r1, :]))
-            out[r0:r1] = xp.sum(sq if self.weights is None else sq * xp.astype(self.weights, sq.dtype), axis=-1)
-        self.bk.each_range(rows, self.row_chunks(a.shape[0], 16), split=self.share_rows)
+            r = rows_of(r0, r1)
+            sq = xp.real(r * xp.conj(r))
+            out[r0:r1] = xp.sum(sq if weights is None else sq * weights, axis=-1)
+        self.bk.each_range(rows, self.row_chunks(nrows, 16), split=self.share_rows)
         return xp.sqrt(self.reduce(out))
 
     def scale_rows(self, a, scale):
@@ -543,17 +550,8 @@ def _repair_drift(space, lam, x, hx):
 
 def _residual_norms(space, lam, x, hx):
     """||H x_n - lambda_n x_n|| for every row, computed a row range at a time."""
-    xp = space.xp
-    out = xp.empty((x.shape[0],), dtype=xp.real(x[:0, :1]).dtype, device=x.device)
-    lam_c = xp.astype(lam, x.dtype)
-    weights = None if space.weights is None else xp.astype(space.weights, out.dtype)
-
-    def rows(r0, r1):
-        r = hx[r0:r1, :] - lam_c[r0:r1, None] * x[r0:r1, :]
-        sq = xp.real(r * xp.conj(r))
-        out[r0:r1] = xp.sum(sq if weights is None else sq * weights, axis=-1)
-    space.bk.each_range(rows, space.row_chunks(x.shape[0], 16), split=space.share_rows)
-    return xp.sqrt(space.reduce(out))
+    lam_c = space.xp.astype(lam, x.dtype)
+    return space.norms_of(x.shape[0], lambda r0, r1: hx[r0:r1, :] - lam_c[r0:r1, None] * x[r0:r1, :], x)
 
 
 def _residuals(space, lam, x, hx, active, out):
