@@ -74,7 +74,7 @@ def check_path_size(result, nk: int, nbands: int | None = None, backend: str | N
     pseudos = load_pseudos(result.structure, settings)
     nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
                 for e in result.structure.species)
-    sizes = Sizes(nwork=nbands + max(2, nbands // 10), n_atomic=0,
+    sizes = Sizes(nwork=_working_bands(nbands), n_atomic=0,
                   npw=(2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume, nproj=nproj,
                   fft_grid=tuple(settings.fft_grid), nspin=nspin, nsym=1, nfull=1, gamma_only=False,
                   precision=settings.precision, backend=settings.backend, mixing_history=0, derivatives=False)
@@ -85,6 +85,11 @@ def check_path_size(result, nk: int, nbands: int | None = None, backend: str | N
             f"{nk} k-points need about {est.memory_bytes / 2**30:.3g} GiB (and about {est.seconds_per_iteration:.2g} s)"
             f" but the {what} is {limit / 2**30:.3g} GiB; ask for fewer k-points (--npoints) or bands")
     return est
+
+
+def _working_bands(nbands: int) -> int:
+    """Bands the path's eigensolver carries: the requested ones plus guard bands (a tenth, at least 2)."""
+    return nbands + max(2, nbands // 10)
 
 
 def _fixed_potential_setup(result, kpoints, nbands, backend):
@@ -105,7 +110,7 @@ def _fixed_potential_setup(result, kpoints, nbands, backend):
     nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
     if nbands < 1:
         raise InputError(f"nbands must be a positive integer, got {nbands}")
-    nb_work = nbands + max(2, nbands // 10)
+    nb_work = _working_bands(nbands)
     # host threads only where some work of this size is shared (a path's blocks are often small)
     npw = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume
     threads = hostthreads.useful_threads(_default_threads(), nb_work, npw, math.prod(settings.fft_grid))
@@ -159,7 +164,7 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
 
     bk, basis, settings = setup.backend, setup.basis, setup.settings
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
-    nb_work = nbands + max(2, nbands // 10)
+    nb_work = _working_bands(nbands)
     eigenvalues = np.zeros((nspin, nk, nbands))
     worst = 0.0
     previous = None  # (kpoint, host coefficients) of the last k-point of this spin
