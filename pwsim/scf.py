@@ -433,13 +433,20 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
             options["nkeep"] = None
             result = _solve(bk, apply, [bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), dtype)], precond,
                             options)
-        total_iterations += result.iterations
-        mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)  # host
-        new[kpoint.index] = bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
+        total_iterations += _keep(setup, hamiltonian, kpoint, result, new, mine)
     for index, values in setup.layout.ordered(mine, (nb,), device=False):  # every k-point's, on every rank
         kpoint = setup.basis.kpoints[index]
         eigenvalues[kpoint.spin, kpoint.index % nk] = values
     return eigenvalues, new, total_iterations
+
+
+def _keep(setup: Setup, hamiltonian: Hamiltonian, kpoint, result, new, mine) -> int:
+    """Store one k-point's solution: its lowest nbands eigenvalues in ``mine`` (host), its vectors in
+    ``new`` (in the run's wavefunction dtype after a single-precision pass). Returns its iterations."""
+    bk = setup.backend
+    mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[: setup.nbands], dtype=float)  # host
+    new[kpoint.index] = bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
+    return result.iterations
 
 
 def _batchable(setup: Setup, kpoints) -> bool:
@@ -491,9 +498,7 @@ def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, 
     total_iterations = 0
     for kpoint, result in zip(kpoints, results):
         wavefunctions[kpoint.index] = None
-        total_iterations += result.iterations
-        mine[kpoint.index] = np.asarray(bk.to_host(result.eigenvalues)[:nb], dtype=float)  # host
-        new[kpoint.index] = xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
+        total_iterations += _keep(setup, hamiltonian, kpoint, result, new, mine)
     return total_iterations
 
 
