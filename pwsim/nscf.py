@@ -131,6 +131,9 @@ def _fixed_potential_setup(result, kpoints, nbands, backend):
     # operators built per k-point on request and dropped after it (the path may have many k-points)
     terms = build_terms(basis, pseudos, xc=settings.xc, n_electrons=result.n_electrons, keep_operators=False,
                         derivatives=False)
+    if terms.needs_orbitals:  # the stored density alone does not give their operators
+        names = ", ".join(t.name for t in terms if t.orbital_dependent)
+        raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")
     return setup, Hamiltonian(basis, terms, terms.potential(bk.to_device(density)))
 
 

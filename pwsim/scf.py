@@ -108,11 +108,12 @@ def prepare(structure: Structure, settings: Settings | None = None, build_operat
         build(setup)
     return setup
 
-def build(setup: Setup) -> None:
-    """Build every energy term of the geometry (operators, potentials, Ewald) into ``setup.terms``."""
+def build(setup: Setup, registry=None) -> None:
+    """Build every energy term of the geometry (operators, potentials, Ewald) into ``setup.terms``;
+    registry: the term classes (default :data:`pwsim.terms.REGISTRY`)."""
     s = setup.settings
     setup.terms = build_terms(setup.basis, setup.pseudos, xc=s.xc, n_electrons=setup.n_electrons,
-                              derivatives=s.compute_forces or s.compute_stress)
+                              derivatives=s.compute_forces or s.compute_stress, registry=registry)
     setup.terms.context.layout = setup.layout  # band sums over this rank's k-points (pwsim.parallel)
     for kpoint in setup.layout.local(setup.basis.kpoints):  # the orbital operators once, before the loop
         setup.terms.operators(kpoint)
@@ -130,15 +131,30 @@ MIXED_SWITCH = 1e-4
 
 
 class SCFState:
-    """Mutable state of a running SCF (what a checkpoint holds)."""
+    """Mutable state of a running SCF (what a checkpoint holds).
 
-    def __init__(self, rho_in, wavefunctions, iteration=0, history=None):
+    rho_in: (nspin, n1, n2, n3) device, the input density of the next step
+    wavefunctions: per k-point (nb_work, npw) device (None at other pools' k-points), the last step's
+    occupations: (nspin, nk, nbands) host, the last step's, or None before the first step
+    """
+
+    def __init__(self, rho_in, wavefunctions, iteration=0, history=None, occupations=None):
         self.rho_in = rho_in
         self.wavefunctions = wavefunctions
+        self.occupations = occupations
         self.iteration = iteration
         self.history = history or {"energy": [], "delta_energy": [], "residual": [], "time": []}
         self.history.setdefault("single_precision", [])
         self.single_phase = True  # precision "mixed": still in the single-precision phase
+
+def step_state(setup: Setup, state: SCFState) -> ElectronicState:
+    """The electronic state the Hamiltonian of the next SCF step is built from: the input density
+    and, where some term depends on the orbitals (:attr:`pwsim.terms.Terms.needs_orbitals`), the
+    orbitals and occupations of the previous step (none before the first step). Other runs get the
+    density alone, so the old orbitals are freed during the solve."""
+    if not setup.terms.needs_orbitals or state.occupations is None:
+        return ElectronicState(state.rho_in)
+    return ElectronicState(state.rho_in, leading_bands(state.wavefunctions, setup.nbands), state.occupations)
 
 def compute_density(setup: Setup, wavefunctions, occupations):
     """rho(r) = sum_k w_k sum_n f_nk |psi_nk(r)|^2, symmetrised. Returns (nspin, n1, n2, n3) device."""
@@ -298,20 +314,20 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     while state.iteration < s.max_iterations:
         state.iteration += 1
         t0 = time.perf_counter()
-        potential = local_potential(setup, state.rho_in)
         floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
         diagtol = (min(max(DIAGTOL_RATIO * residual, floor), DIAGTOL_MAX) if state.iteration > 1
                    else DIAGTOL_FIRST)
         # mixed precision: single-precision passes only until the first double one (never back)
         single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
         state.single_phase = single
-        hamiltonian = Hamiltonian(basis, setup.terms, potential, single=single)
+        hamiltonian = Hamiltonian.from_state(basis, setup.terms, step_state(setup, state), single=single)
         oversized = any(w.shape[0] > nb_work for w in state.wavefunctions if w is not None)  # the atomic starting subspace
         eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
                                                           nkeep=nb_work if oversized else None,
-                                                          occupations=occupations)
+                                                          occupations=state.occupations)
+        del hamiltonian  # (with an orbital-dependent term it holds the previous step's orbitals)
         occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
-        occupations = occ.occupations
+        occupations = state.occupations = occ.occupations
         rho_out = compute_density(setup, leading_bands(state.wavefunctions, setup.nbands), occupations)
         energies = total_energy(setup, state.wavefunctions, occupations, rho_out, occ)
         energy = energies["total"]
