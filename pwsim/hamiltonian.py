@@ -43,7 +43,7 @@ class Hamiltonian:
         self.block_size = block_size
 
     @classmethod
-    def from_state(cls, basis, terms, state, single: bool = False) -> "Hamiltonian":
+    def from_state(cls, basis, terms, state, single: bool = False) -> Hamiltonian:
         """H of an electronic state (:class:`pwsim.terms.ElectronicState`): the terms' summed
         potential of its density and their operators of its orbitals."""
         return cls(basis, terms, terms.potential(state), single=single, state=state)
