@@ -121,7 +121,7 @@ def _fixed_potential_setup(result, run):
     """(Setup, Hamiltonian) of the result's fixed density for the resolved path ``run``."""
     from .hamiltonian import Hamiltonian
     from .scf_setup import setup_of
-    from .terms import build_terms
+    from .terms import ElectronicState, build_terms
 
     density = np.asarray(result.density, dtype=float)
     if density.shape[1:] != run.fft_grid:
@@ -141,7 +141,7 @@ def _fixed_potential_setup(result, run):
         names = ", ".join(t.name for t in terms if t.orbital_dependent)
         raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")
     setup.terms = terms
-    return setup, Hamiltonian(setup.basis, terms, terms.potential(setup.backend.to_device(density)))
+    return setup, Hamiltonian.from_state(setup.basis, terms, ElectronicState(setup.backend.to_device(density)))
 
 
 def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: float = 1e-8, maxiter: int = 300,

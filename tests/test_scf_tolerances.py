@@ -13,7 +13,7 @@ import pytest
 import pwsim
 from pwsim.scf import SINGLE_ENERGY_NOISE, prepare
 
-SETTINGS = dict(xc="lda", pseudopotentials="gth", ecut=6.0, kpoints=(2, 2, 2))
+SETTINGS = {"xc": "lda", "pseudopotentials": "gth", "ecut": 6.0, "kpoints": (2, 2, 2)}
 
 
 def stopping_iteration(result, energy_tolerance, density_tolerance) -> int:

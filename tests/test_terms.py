@@ -396,6 +396,19 @@ def test_scf_hands_the_orbitals_to_an_orbital_dependent_term():
     assert with_term < 1e-5 and without > 1e-2
 
 
+def test_band_path_refuses_an_orbital_dependent_term(monkeypatch):
+    """A band structure at fixed density has no orbitals to build such a term's operator from: it
+    says so instead of leaving the term out."""
+    import pwsim.terms
+    from pwsim.errors import InputError
+    from pwsim.nscf import nscf_eigenvalues
+
+    result = pwsim.scf(pwsim.diamond("Si", 10.26), xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2))
+    monkeypatch.setattr(pwsim.terms, "REGISTRY", list(REGISTRY) + [ToyExchange])
+    with pytest.raises(InputError, match="orbital-dependent terms \\(toy_exchange\\)"):
+        nscf_eigenvalues(result, [[0.0, 0.0, 0.0]])
+
+
 def test_registry_is_complete():
     names = [cls.name for cls in REGISTRY]
     assert names == ["kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction"]

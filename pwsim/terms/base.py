@@ -44,7 +44,10 @@ gives the occupied rows of one). The state it is handed:
 
 Only where some term is orbital-dependent (:attr:`pwsim.terms.Terms.needs_orbitals`) does the SCF
 put the orbitals into the state of a step, so that other runs free the old orbitals during the
-solve as before.
+solve as before. The SCF mixes only the density: an orbital-dependent operator follows the unmixed
+orbitals of the previous step, which converges for a weak term (tests/test_terms.py) but not in
+general; exact exchange will want an outer loop that fixes its operator while the density converges
+(ACE), which builds on this same ``operator(kpoint, state)``.
 """
 from __future__ import annotations
 
