@@ -55,8 +55,8 @@ def compute_density(setup: Setup, wavefunctions, occupations):
 
 
 def local_potential(setup: Setup, rho):
-    """Total local potential of the density rho (nspin, n1, n2, n3): the sum of the terms'
-    potentials, (nspin, n1, n2, n3) device, hartree."""
+    """Total local potential of the density rho (nspin, n1, n2, n3) device, or of an
+    :class:`ElectronicState`: the sum of the terms' potentials, (nspin, n1, n2, n3) device, hartree."""
     return setup.terms.potential(rho)
 
 

@@ -193,7 +193,8 @@ def _starting_state(setup: Setup, initial_density, initial_wavefunctions, nb_wor
 
 
 def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state):
-    """Iterate to self-consistency. Returns (Result, the final ElectronicState or None)."""
+    """Iterate to self-consistency (at least one step). Returns (Result, the final ElectronicState:
+    the last step's orbitals, occupations and output density)."""
     s = setup.settings
     energy_tolerance, density_tolerance = setup.energy_tolerance(), setup.density_tolerance()
     start = time.perf_counter()
