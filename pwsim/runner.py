@@ -142,13 +142,13 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
         raise InputError(f"{path}: its density has shape {tuple(rho.shape)}, this run needs {shape} "
                          "(different cell, ecut, FFT grid or spin)")
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
-    from .scf import _fit_wavefunctions, random_wavefunctions
+    from .starting import fit_wavefunctions, random_wavefunctions
 
     nwork = setup.nbands + extra_bands(setup.nbands)
     mine = setup.layout.owns  # any rank count: each rank keeps its own pool's k-points
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
-        psi = [_fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
+        psi = [fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
                for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
         psi = [random_wavefunctions(setup, k, nwork) if mine(k.index) else None for k in setup.basis.kpoints]
