@@ -19,7 +19,7 @@ import os
 import re
 
 from ..errors import InputError
-from ..xc.registry import pseudodojo_tables, same_functional
+from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
 from .numerical import NumericalPseudo
 from .psp8 import parse_psp8
@@ -161,8 +161,15 @@ def load_pseudodojo(element: str, functional: str) -> NumericalPseudo:
 
 def default_family(functional: str) -> str:
     """The family of a run that names none: PseudoDojo where the functional has a shipped table (lda,
-    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz)."""
-    return DEFAULT_FAMILY if str(functional).strip().lower() in PSEUDODOJO_TABLES else FALLBACK_FAMILY
+    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz). A
+    functional without shipped pseudopotentials is judged by those it would run with
+    (:func:`pwsim.xc.registry.shipped_pseudos_of`: PBE's for pbesol)."""
+    func = str(functional).strip().lower()
+    try:
+        func = shipped_pseudos_of(func, allow_mismatch=True)
+    except InputError:
+        pass
+    return DEFAULT_FAMILY if func in PSEUDODOJO_TABLES else FALLBACK_FAMILY
 
 
 # ------------------------------------------------------------------ one element
@@ -182,10 +189,10 @@ def load_pseudo(element: str, functional: str, spec: str | None = None, *, famil
     choice = spec if spec is not None else (family or default_family(func))
     if str(choice).lower() in FAMILIES:
         if str(choice).lower() == "pseudodojo":
-            return load_pseudodojo(sym, func)
-        return gth.load_pseudo(sym, func)
+            return load_pseudodojo(sym, shipped_pseudos_of(func, allow_mismatch))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch))
     if not os.path.exists(os.fspath(choice)) and gth._DATA_NAME.match(str(choice)):
-        return gth.load_pseudo(sym, func, str(choice))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch), str(choice))
     if not os.path.exists(os.fspath(choice)):
         raise InputError(f"pseudopotential for {sym}: no file {choice!r} (and not a family: "
                          f"{', '.join(FAMILIES)})")

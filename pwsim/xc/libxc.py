@@ -63,9 +63,11 @@ def generic_record(spec: str) -> Functional:
         raise InputError(f"libxc has no functional {(bad or parts)[0]!r}{hint}") from None
     if nlc or kind not in _FAMILY_OF_TYPE:
         raise InputError(f"'libxc:{spec}' is a non-local (VV10-type) functional, which pwsim does not have")
-    omega, _, _ = lib.rsh_coeff(code)
+    omega, long_range, short_minus_long = lib.rsh_coeff(code)
+    # pyscf: a global hybrid's fraction; a range-separated one's short-range fraction alpha + beta
+    exx = float(long_range + short_minus_long) if omega else float(lib.hybrid_coeff(code))
     return Functional(_LIBXC_PREFIX + "+".join(parts), _FAMILY_OF_TYPE[kind], "libxc " + " + ".join(parts),
-                      libxc=tuple(p.upper() for p in parts), exx_fraction=float(lib.hybrid_coeff(code)),
+                      libxc=tuple(p.upper() for p in parts), exx_fraction=exx,
                       range_separation=float(omega) if omega else None)
 
 

@@ -42,8 +42,10 @@ class Functional:
     aliases:        other spellings a user may type (lower case)
     implementation: "pwsim" (kernels in :mod:`pwsim.xc.builtin`) or "libxc" (needs ``pwsim[libxc]``)
     libxc:          the libxc functionals (names, optionally "w*NAME") whose sum is the semilocal
-                    part; for a hybrid libxc's hybrid functional, of which libxc evaluates the
-                    semilocal part (e.g. PBE0: 0.75 PBE exchange + PBE correlation)
+                    part; for a hybrid its semilocal part, written out or as libxc's hybrid
+                    functional, of which libxc evaluates the semilocal part (PBE0: 0.75 PBE
+                    exchange + PBE correlation); ``range_separation`` is libxc's "_omega" of every
+                    component that has one
     spin:           collinear spin supported
     exx_fraction:   fraction of exact (Fock) exchange (0 semilocal, 0.25 PBE0/HSE06, 1 HF)
     range_separation: omega (bohr^-1) of a screened exact exchange erfc(omega r)/r (HSE), else None
@@ -54,6 +56,8 @@ class Functional:
     gth:            CP2K GTH name prefixes of files made with it ("GTH-PBE" of "GTH-PBE-q4")
     gth_set:        folder of pwsim's shipped GTH parameters it runs with, or None
     pseudodojo:     folder of pwsim's shipped PseudoDojo table, or None
+    pseudos_like:   the functional whose shipped pseudopotentials (GTH set, PseudoDojo table) a run
+                    takes when this one has none and allow_functional_mismatch is set
     accepts_pseudos_of: the functionals of pseudopotential files, as the readers name them, that it
                     runs without a mismatch error (GTH "pade" files for every LDA variant, as pwsim
                     always did)
@@ -73,6 +77,7 @@ class Functional:
     gth: tuple = ()
     gth_set: str | None = None
     pseudodojo: str | None = None
+    pseudos_like: str | None = None
     accepts_pseudos_of: tuple = ()
 
     @property
@@ -108,31 +113,35 @@ REGISTRY: tuple[Functional, ...] = (
     # ---- from libxc (pip install 'pwsim[libxc]')
     Functional("pbesol", "gga", "PBE revised for solids (Perdew et al. 2008)", ("pbe-sol",),
                libxc=("GGA_X_PBE_SOL", "GGA_C_PBE_SOL"), pspxc=(-116133, -133116),
-               qe=("PBESOL", "SLA PW PSX PSC"), gth=("GTH-PBESOL",)),
+               qe=("PBESOL", "SLA PW PSX PSC"), gth=("GTH-PBESOL",), pseudos_like="pbe"),
     Functional("revpbe", "gga", "revPBE exchange (Zhang and Yang 1998) + PBE correlation", ("rev-pbe",),
-               libxc=("GGA_X_PBE_R", "GGA_C_PBE"), pspxc=(14, -102130, -130102), qe=("REVPBE", "SLA PW REVX PBC")),
+               libxc=("GGA_X_PBE_R", "GGA_C_PBE"), pspxc=(14, -102130, -130102), qe=("REVPBE", "SLA PW REVX PBC"),
+               pseudos_like="pbe"),
     Functional("rpbe", "gga", "RPBE exchange (Hammer, Hansen and Norskov 1999) + PBE correlation", (),
-               libxc=("GGA_X_RPBE", "GGA_C_PBE"), pspxc=(15, -117130, -130117), qe=("RPBE",)),
+               libxc=("GGA_X_RPBE", "GGA_C_PBE"), pspxc=(15, -117130, -130117), qe=("RPBE",), pseudos_like="pbe"),
     Functional("blyp", "gga", "Becke 88 exchange + Lee-Yang-Parr correlation", ("b88-lyp",),
                libxc=("GGA_X_B88", "GGA_C_LYP"), pspxc=(-106131, -131106), qe=("BLYP", "SLA LYP B88 BLYP"),
-               gth=("GTH-BLYP",)),
+               gth=("GTH-BLYP",), pseudos_like="pbe"),
     Functional("pw91", "gga", "Perdew-Wang 91", ("ggapw91",), libxc=("GGA_X_PW91", "GGA_C_PW91"),
-               pspxc=(-109134, -134109), qe=("PW91", "SLA PW GGX GGC")),
+               pspxc=(-109134, -134109), qe=("PW91", "SLA PW GGX GGC"), pseudos_like="pbe"),
     # ---- meta-GGAs: need the kinetic-energy density in the Hamiltonian
     Functional("scan", "mgga", "SCAN meta-GGA (Sun, Ruzsinszky and Perdew 2015)", (),
-               libxc=("MGGA_X_SCAN", "MGGA_C_SCAN"), pspxc=(-263267, -267263), qe=("SCAN",)),
+               libxc=("MGGA_X_SCAN", "MGGA_C_SCAN"), pspxc=(-263267, -267263), qe=("SCAN",), pseudos_like="pbe"),
     Functional("r2scan", "mgga", "r2SCAN meta-GGA (Furness et al. 2020)", ("r2-scan",),
-               libxc=("MGGA_X_R2SCAN", "MGGA_C_R2SCAN"), pspxc=(-497498, -498497), qe=("R2SCAN",)),
+               libxc=("MGGA_X_R2SCAN", "MGGA_C_R2SCAN"), pspxc=(-497498, -498497), qe=("R2SCAN",), pseudos_like="pbe"),
     # ---- hybrids: need the exact-exchange term; libxc evaluates their semilocal parts
     Functional("pbe0", "gga", "PBE0: 25% exact exchange + 75% PBE exchange + PBE correlation", ("pbeh",),
                libxc=("HYB_GGA_XC_PBEH",), exx_fraction=0.25, pspxc=(41, -406),
-               qe=("PBE0", "PB0X PW PB0X PBC")),
+               qe=("PBE0", "PB0X PW PB0X PBC"), pseudos_like="pbe"),
+    # HSE06 written out: libxc's HYB_GGA_XC_HSE06 takes its full-range exchange from wPBEh at omega = 0
+    # (2e-5 relative from PBE's) and pyscf's omega override also resets that one; pw.x uses PBE's
     Functional("hse06", "gga", "HSE06: 25% short-range exact exchange (omega 0.106 bohr^-1, pw.x's; libxc's "
                "0.11) + PBE minus 25% short-range PBE exchange + PBE correlation", ("hse",),
-               libxc=("HYB_GGA_XC_HSE06",), exx_fraction=0.25, range_separation=0.106, pspxc=(-428,),
-               qe=("HSE", "SLA PW HSE PBC")),
+               libxc=("GGA_X_PBE", "GGA_C_PBE", "-0.25*GGA_X_WPBEH"), exx_fraction=0.25, range_separation=0.106,
+               pspxc=(-428,),
+               qe=("HSE", "SLA PW HSE PBC"), pseudos_like="pbe"),
     Functional("hf", "hf", "Hartree-Fock: exact exchange, no correlation", ("hartree-fock",), exx_fraction=1.0,
-               pspxc=(40,), qe=("HF",)),
+               pspxc=(40,), qe=("HF",), pseudos_like="pbe"),
 )
 
 _BY_NAME = {spelling: f for f in REGISTRY for spelling in (f.name, *f.aliases)}
@@ -232,6 +241,29 @@ def gth_sets() -> dict:
 def pseudodojo_tables() -> dict:
     """Functional name -> folder of pwsim's shipped PseudoDojo table."""
     return {f.name: f.pseudodojo for f in REGISTRY if f.pseudodojo}
+
+
+def shipped_pseudos_of(name: str, allow_mismatch: bool) -> str:
+    """The functional whose shipped pseudopotentials (GTH set, PseudoDojo table) a run with ``name``
+    takes: its own; a registered functional's that a ``libxc:...`` spelling writes out; with
+    ``allow_mismatch`` its ``pseudos_like``. InputError when it has none and no mismatch is allowed.
+    A name the registry does not know is returned as it is (the family loaders say what they have)."""
+    try:
+        f = lookup(name)
+    except (InputError, EnvironmentProblem):
+        return name
+    if f.gth_set or f.pseudodojo:
+        return name
+    twin = next((r.name for r in REGISTRY if (r.gth_set or r.pseudodojo) and same_functional(r.name, f.name)), None)
+    if twin is not None:
+        return twin
+    like = f.pseudos_like or {"lda": "lda", "gga": "pbe"}.get(f.family)
+    if like is None:
+        return name
+    if allow_mismatch:
+        return like
+    raise InputError(f"pwsim ships no pseudopotentials made with xc = {f.name!r}: name files made with it, or set "
+                     f"allow_functional_mismatch = true to run the shipped {like!r} ones")
 
 
 def same_functional(made: str, run: str) -> bool:
