@@ -92,13 +92,13 @@ class _PWParams:
     fz20: float  # f''(0)
 
 
-_PW_COMMON = dict(
-    alpha1=(0.21370, 0.20548, 0.11125),
-    beta1=(7.5957, 14.1189, 10.357),
-    beta2=(3.5876, 6.1977, 3.6231),
-    beta3=(1.6382, 3.3662, 0.88026),
-    beta4=(0.49294, 0.62517, 0.49671),
-)
+_PW_COMMON = {
+    "alpha1": (0.21370, 0.20548, 0.11125),
+    "beta1": (7.5957, 14.1189, 10.357),
+    "beta2": (3.5876, 6.1977, 3.6231),
+    "beta3": (1.6382, 3.3662, 0.88026),
+    "beta4": (0.49294, 0.62517, 0.49671),
+}
 # Original PW92 table (libxc LDA_C_PW).
 _PW_ORIG = _PWParams(a=(0.031091, 0.015545, 0.016887), fz20=1.709921, **_PW_COMMON)
 # The "modified" set with more digits (libxc LDA_C_PW_MOD), which libxc's GGA_C_PBE is built on.

@@ -162,7 +162,7 @@ def lookup(name) -> Functional:
         from . import libxc
 
         return libxc.generic_record(key.removeprefix(_LIBXC_PREFIX))
-    close = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.6)
+    close = list(dict.fromkeys(_BY_NAME[c].name for c in difflib.get_close_matches(key, list(_BY_NAME), n=4, cutoff=0.6)))
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise InputError(f"unknown value {str(name)!r}, not an exchange-correlation functional pwsim has{hint} (known: "
                      f"{', '.join(FUNCTIONALS)}; any libxc LDA or GGA as 'libxc:<x>+<c>', e.g. "
