@@ -154,3 +154,16 @@ def test_si2_matches_abinit_libxc(xc):
                   fft_grid=tuple(ABINIT["ngfft"]), energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=True)
     assert abs(r.total_energy - ref["etotal"]) / 2 < 1e-8, r.total_energy - ref["etotal"]
     assert np.allclose(np.diag(r.stress), ref["strten_diag"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", [("pbesol", 1), ("blyp", 2)], ids=["pbesol-nspin1", "blyp-nspin2"])
+@pytest.mark.parametrize("check", ["potential", "forces", "stress"])
+def test_libxc_xc_term_passes_the_generic_term_checks(check, backend, model):
+    """The Xc term with a libxc GGA through tests/test_terms.py's checks (potential = derivative of the
+    energy, forces and stress by finite differences, with a core density), on numpy and strict; the
+    PBE pseudopotentials stand in (the checks need any smooth local part and core)."""
+    import test_terms
+    from pwsim.terms.xc import Xc
+
+    test_terms._PSEUDOS.setdefault(model[0], test_terms.pseudos("pbe"))
+    test_terms.CHECKS[check](Xc, backend, model)
