@@ -20,7 +20,7 @@ from pwsim.terms.base import ElectronicState
 
 pytest.importorskip("pyscf.dft.libxc")
 
-from test_forces_stress import (  # noqa: E402  (helpers only: no test is imported)
+from test_forces_stress import (  # helpers only: no test is imported
     base_run,
     check_force_fd,
     check_stress_fd,
@@ -31,7 +31,7 @@ from test_forces_stress import (  # noqa: E402  (helpers only: no test is import
 )
 
 LIBXC_PBE = "libxc:gga_x_pbe+gga_c_pbe"
-TIGHT = dict(energy_tolerance=1e-12, density_tolerance=1e-9)
+TIGHT = {"energy_tolerance": 1e-12, "density_tolerance": 1e-9}
 SI2 = dict(pseudopotentials="gth", ecut=7.0, kpoints=(2, 2, 2), compute_stress=True, **TIGHT)
 # H2 in a 7 bohr box with two spin channels (not fully polarised: smeared, free moment)
 H2_SPIN = dict(pseudopotentials="gth", ecut=7.0, spin="collinear", magnetic_moments=[0.6, 0.2], smearing="gaussian",
@@ -79,7 +79,7 @@ def test_libxc_pbe_potential_equals_pwsims(nspin):
     from pwsim.scf import Settings, prepare
 
     structure = pwsim.diamond("Si", 10.26)
-    spin = dict(spin="collinear", magnetic_moments=[0.5, 0.3]) if nspin == 2 else {}
+    spin = {"spin": "collinear", "magnetic_moments": [0.5, 0.3]} if nspin == 2 else {}
     out = {}
     for xc in ("pbe", LIBXC_PBE):
         setup = prepare(structure, Settings(xc=xc, pseudopotentials="gth", ecut=8.0, **spin))
@@ -163,7 +163,22 @@ def test_libxc_xc_term_passes_the_generic_term_checks(check, backend, model):
     energy, forces and stress by finite differences, with a core density), on numpy and strict; the
     PBE pseudopotentials stand in (the checks need any smooth local part and core)."""
     import test_terms
+
     from pwsim.terms.xc import Xc
 
     test_terms._PSEUDOS.setdefault(model[0], test_terms.pseudos("pbe"))
     test_terms.CHECKS[check](Xc, backend, model)
+
+
+def test_a_functional_without_spin_form_refuses_spin():
+    import dataclasses
+
+    import test_terms
+
+    from pwsim.terms.xc import Xc
+
+    unpolarised_only = dataclasses.replace(pwsim.xc.lookup("pbesol"), spin=False)
+    test_terms._PSEUDOS.setdefault(unpolarised_only, test_terms.pseudos("pbe"))
+    with pytest.raises(pwsim.InputError, match="no spin-polarised form"):
+        test_terms.build(Xc, "numpy", (unpolarised_only, 2))
+    assert test_terms.build(Xc, "numpy", (unpolarised_only, 1)).functional is unpolarised_only

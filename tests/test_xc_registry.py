@@ -13,10 +13,9 @@
 import dataclasses
 import sys
 
+import array_api_compat.numpy as xnp
 import numpy as np
 import pytest
-
-import array_api_compat.numpy as xnp
 
 from pwsim import xc
 from pwsim.errors import EnvironmentProblem, InputError

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import xc as functionals
+from ..errors import InputError
 from .base import Term, symmetric
 
 
@@ -53,6 +54,8 @@ class Xc(Term):
         super().__init__(context)
         #: the functional's registry record (an unknown or unusable name stops here)
         self.functional = functionals.require_usable(context.xc)
+        if context.basis.nspin == 2 and not self.functional.spin:
+            raise InputError(f"xc = {self.functional.name!r} has no spin-polarised form: use spin = 'none'")
         core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
         #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction
         self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
