@@ -19,6 +19,7 @@ import os
 import re
 
 from ..errors import InputError
+from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
 from .numerical import NumericalPseudo
 from .psp8 import parse_psp8
@@ -29,9 +30,8 @@ FAMILIES = ("pseudodojo", "gth")
 DEFAULT_FAMILY = "pseudodojo"
 #: the family used when a run names none and its functional has no PseudoDojo table (lda-pade, lda-pz)
 FALLBACK_FAMILY = "gth"
-#: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table
-PSEUDODOJO_TABLES = {"lda": "pseudodojo-0.4-lda", "pbe": "pseudodojo-0.4-pbe"}
-_LDA_LIKE = ("lda", "lda-pz", "lda-pade", "pade")
+#: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table (the XC registry's)
+PSEUDODOJO_TABLES = pseudodojo_tables()
 
 
 def _read_bytes(path: str) -> str:
@@ -161,8 +161,15 @@ def load_pseudodojo(element: str, functional: str) -> NumericalPseudo:
 
 def default_family(functional: str) -> str:
     """The family of a run that names none: PseudoDojo where the functional has a shipped table (lda,
-    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz)."""
-    return DEFAULT_FAMILY if str(functional).strip().lower() in PSEUDODOJO_TABLES else FALLBACK_FAMILY
+    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz). A
+    functional without shipped pseudopotentials is judged by those it would run with
+    (:func:`pwsim.xc.registry.shipped_pseudos_of`: PBE's for pbesol)."""
+    func = str(functional).strip().lower()
+    try:
+        func = shipped_pseudos_of(func, allow_mismatch=True)
+    except InputError:
+        pass
+    return DEFAULT_FAMILY if func in PSEUDODOJO_TABLES else FALLBACK_FAMILY
 
 
 # ------------------------------------------------------------------ one element
@@ -182,21 +189,16 @@ def load_pseudo(element: str, functional: str, spec: str | None = None, *, famil
     choice = spec if spec is not None else (family or default_family(func))
     if str(choice).lower() in FAMILIES:
         if str(choice).lower() == "pseudodojo":
-            return load_pseudodojo(sym, func)
-        return gth.load_pseudo(sym, _gth_functional(func))
+            return load_pseudodojo(sym, shipped_pseudos_of(func, allow_mismatch))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch))
     if not os.path.exists(os.fspath(choice)) and gth._DATA_NAME.match(str(choice)):
-        return gth.load_pseudo(sym, _gth_functional(func), str(choice))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch), str(choice))
     if not os.path.exists(os.fspath(choice)):
         raise InputError(f"pseudopotential for {sym}: no file {choice!r} (and not a family: "
                          f"{', '.join(FAMILIES)})")
     psp = read_pseudo_file(choice, sym)
     check_functional(psp, func, allow_mismatch)
     return psp
-
-
-def _gth_functional(func: str) -> str:
-    # every LDA variant runs on the Pade set, as pwsim always did
-    return "pbe" if func == "pbe" else "lda" if func in _LDA_LIKE else func
 
 
 def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None:
@@ -208,8 +210,7 @@ def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None
     if not made:
         raise InputError(f"pseudopotential {psp.source} was generated with a functional pwsim does not have "
                          f"({label}); allow_functional_mismatch = true runs it with xc = {functional!r}")
-    same = made == functional or (made == "pade" and functional in _LDA_LIKE)
-    if not same:
+    if not same_functional(made, functional):
         raise InputError(f"pseudopotential {psp.source} was generated with {made!r} but the run uses "
                          f"xc = {functional!r}: set xc = {made!r}, or allow_functional_mismatch = true")
 

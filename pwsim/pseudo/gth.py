@@ -50,12 +50,13 @@ import numpy as np
 from ..errors import InputError, content_free
 from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
+from ..xc.registry import from_gth_names, gth_sets
 
 #: folder with the shipped CP2K-format files (data/pseudos/<set>/<El>-q<N>)
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "pseudos")
 
-#: user-facing functional name -> shipped parameter set
-FUNCTIONAL_SETS = {"lda": "pade", "lda-pade": "pade", "pade": "pade", "pbe": "pbe"}
+#: user-facing functional name -> shipped parameter set (from the XC registry's ``gth_set``)
+FUNCTIONAL_SETS = gth_sets()
 
 _DATA_NAME = re.compile(r"^([A-Z][a-z]?)-q(\d+)$")
 
@@ -237,12 +238,8 @@ class GTHPseudo:
 
 # ---------------------------------------------------------------------- parsing
 def _functional_from_names(names: list[str]) -> str:
-    up = [n.upper() for n in names]
-    if any(n.startswith(("GTH-PADE", "GTH-LDA")) for n in up):
-        return "pade"
-    if any(n.startswith("GTH-PBE") and not n.startswith("GTH-PBESOL") for n in up):
-        return "pbe"
-    return ""
+    """The functional of a block from its CP2K names, by the XC registry's GTH prefixes."""
+    return from_gth_names(names)
 
 
 def _is_header(tokens: list[str]) -> bool:

@@ -21,11 +21,12 @@ import numpy as np
 
 from ..errors import InputError, content_free
 from ..structure import ELEMENTS
+from ..xc.registry import from_pspxc, pspxc_map
 from .radial import RadialPseudo
 
-#: psp8 pspxc -> pwsim functional (ABINIT's ixc, or -(libxc exchange id * 1000 + correlation id))
-PSPXC = {1: "lda-pade", 2: "lda-pz", 7: "lda", 11: "pbe", -1012: "lda", -1009: "lda-pz",
-         -101130: "pbe", -130101: "pbe", -20: "lda-pade"}
+#: psp8 pspxc -> pwsim functional (ABINIT's ixc, or -(libxc exchange id * 1000 + correlation id)), from
+#: the XC registry; :func:`pwsim.xc.registry.from_pspxc` also names unregistered libxc pairs
+PSPXC = pspxc_map()
 
 
 def parse_psp8(text: str, source: str = "") -> RadialPseudo:
@@ -106,7 +107,7 @@ def _parse(lines: list[str], source: str) -> RadialPseudo:
     if not symbol:
         raise ValueError(f"zatom = {zatom} is not an element")
     return RadialPseudo(
-        symbol=symbol, zion=float(zion), zatom=float(zatom), functional=PSPXC.get(pspxc, ""),
+        symbol=symbol, zion=float(zion), zatom=float(zatom), functional=from_pspxc(pspxc),
         functional_label=f"pspxc {pspxc}", source=source, format="psp8", r=r, rab=np.full_like(r, h),
         v_local=v_local, projectors=projectors, dij=np.diag(np.array(ekb, dtype=float)),
         core_density=core, valence_density=valence, quadrature="ctrap", mesh_local=mmax, mesh_beta=mmax)

@@ -13,26 +13,16 @@ import numpy as np
 
 from ..errors import InputError, content_free
 from ..structure import ELEMENTS
+from ..xc.registry import from_qe_label
 from .radial import RadialPseudo, pwx_mesh_cut
 
 RY = 0.5  # hartree per rydberg
 
 
 def functional_from_qe(label: str) -> str:
-    """pwsim functional name for a QE functional label ("SLA PW PBX PBC", "PBE", ...), or ""."""
-    words = label.upper().replace("-", " ").split()
-    short = {"PZ": "lda-pz", "LDA": "lda-pz", "PW": "lda", "PBE": "pbe"}
-    if len(words) == 1:
-        return short.get(words[0], "")
-    words = (words + ["NOGX", "NOGC"])[:4]
-    exch, corr, gx, gc = words
-    if exch != "SLA":
-        return ""
-    if (gx, gc) == ("NOGX", "NOGC"):
-        return {"PZ": "lda-pz", "PW": "lda"}.get(corr, "")
-    if corr == "PW" and gx in ("PBX", "PBE") and gc in ("PBC", "PBE"):
-        return "pbe"
-    return ""
+    """pwsim functional name for a QE functional label ("SLA PW PBX PBC", "PBE", ...), or "" (the
+    labels are the XC registry's)."""
+    return from_qe_label(label)
 
 
 def parse_upf(text: str, source: str = "") -> RadialPseudo:
