@@ -33,6 +33,7 @@ from .errors import InputError
 from .forces import compute_forces
 from .hamiltonian import Hamiltonian
 from .mixing import AndersonMixer
+from .pseudo.families import pseudo_provenance
 from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_bands: re-exported)
     ResolvedRun,
     atomic_lmax,
@@ -458,7 +459,8 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         absolute_magnetization=absolute,
         spacegroup=getattr(setup.symmetry, "spacegroup", ""),
         npw=[k.npw for k in setup.basis.kpoints],
-        provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
+        provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed,
+                    **pseudo_provenance(setup.pseudos)},  # sha256 of each pseudopotential: checked on --restart
     )
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))

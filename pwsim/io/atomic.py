@@ -286,7 +286,7 @@ class OutputFile:
     """
 
     def __init__(self, path, backup: bool = True):
-        self.path = Path(path)
+        self.path = check_output_name(path)
         self.backup = backup
         self.lock_path = _lock_path(self.path)
         self.writes = 0
