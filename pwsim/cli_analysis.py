@@ -56,7 +56,7 @@ def _progress(what: str):
 def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, debug):
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
-    from .io.atomic import check_not_locked
+    from .io.atomic import check_not_locked, check_writable
     from .io.hdf5 import load
     from .plotting import check_image_path, render_bands, save_image
 
@@ -64,8 +64,9 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
 
     def go():
         image = check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
-        if not no_write:
-            check_not_locked(h5_file)  # a running job's file: refused now, not after the computation
+        if not no_write:  # a link, or a running job's file: refused now, not after the computation
+            check_writable(h5_file)
+            check_not_locked(h5_file)
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
@@ -96,7 +97,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
 def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
     from .dos import density_of_states, write_dos
-    from .io.atomic import check_not_locked
+    from .io.atomic import check_not_locked, check_writable
     from .io.hdf5 import load
     from .plotting import check_image_path, render_dos, save_image
 
@@ -105,6 +106,7 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     def go():
         image = check_image_path(output or _default_image(h5_file, "dos"))
         if not no_write:
+            check_writable(h5_file)
             check_not_locked(h5_file)
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method,
