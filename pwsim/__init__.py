@@ -32,12 +32,20 @@ __all__ = [
 
 #: public name -> (submodule, attribute), imported on first use
 _LAZY = {
-    "load": ("io.hdf5", "load"),
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
     "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
                                               "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
 }
+
+
+def load(path):
+    """The :class:`Result` stored in the pwsim HDF5 file ``path`` (every dataset checked on reading)."""
+    from .io.hdf5 import load as load_file
+
+    if not isinstance(path, (str, _os.PathLike)):
+        raise InputError(f"pwsim.load needs a file name, got {type(path).__name__}")
+    return load_file(path)
 
 
 def save(result, path):

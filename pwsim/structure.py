@@ -69,9 +69,15 @@ class Structure:
     @classmethod
     def from_cartesian(cls, lattice, species, cartesian, units: str = "bohr") -> "Structure":
         f = length_factor(units)
-        lattice = np.asarray(lattice, dtype=float) * f
-        frac = np.asarray(cartesian, dtype=float).reshape(-1, 3) * f @ np.linalg.inv(lattice)
-        return cls(lattice, species, frac)
+        lattice = _real_array(lattice, "lattice must be a 3x3 array of numbers (three lattice vectors as rows)",
+                              (3, 3)) * f
+        if isinstance(species, str) or not hasattr(species, "__len__"):
+            raise InputError("species must be a list of element symbols, one per atom")
+        cart = _real_array(cartesian, f"cartesian positions must be {len(species)} rows of 3 numbers, one per "
+                                      "species entry", (len(species), 3))
+        if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-12:
+            return cls(lattice, species, np.zeros((len(species), 3)))  # refused there, with its message
+        return cls(lattice, species, cart * f @ np.linalg.inv(lattice))
 
     # ------------------------------------------------------------ derived quantities
     @property
@@ -113,7 +119,10 @@ class Structure:
 
     def supercell(self, reps) -> "Structure":
         """Repeat the cell reps = (n1, n2, n3) times along its lattice vectors."""
-        reps = np.asarray(reps, dtype=int)
+        reps = np.asarray(_structure_key(reps, "supercell", "supercell"), dtype=int)  # as [structure] supercell
+        if len(self.species) * int(np.prod(reps)) > MAX_ATOMS:
+            raise InputError(f"the supercell has {len(self.species) * int(np.prod(reps))} atoms; at most "
+                             f"{MAX_ATOMS} are allowed")
         shifts = np.array([(i, j, k) for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])])
         frac = ((self.positions[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
         return Structure(self.lattice * reps[:, None], list(self.species) * len(shifts), frac)
