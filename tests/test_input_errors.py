@@ -240,6 +240,7 @@ CASES = [
     # issue 29: both were exit 3 (internal error)
     _mk("output-dot", deck(run='[run]\noutput = "."\n'), ["is a directory"]),
     _mk("output-nul", deck(run='[run]\noutput = "a\\u0000b.h5"\n'), ["NUL character"]),
+    _mk("structure-file-nul", deck(structure='[structure]\nfile = "a\\u0000b.cif"\n'), ["NUL character"]),
     _mk("unknown-option", deck(), ["--frobnicate"], args=["--frobnicate"]),
     _mk("restart-missing", deck(), ["no such restart file", "old.h5"], args=["--restart", "old.h5"]),
     _mk("restart-not-hdf5", deck(), ["old.h5", "not a readable HDF5"], args=["--restart", "old.h5"],
