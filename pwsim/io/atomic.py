@@ -200,11 +200,13 @@ def _locked_error(path, owner: str) -> OutputError:
 
 
 def _owner(fd: int) -> str:
-    """The pid written in a lock file (read without moving the file offset), or ''."""
+    """The pid written in a lock file (read without moving the file offset), or '' (nothing else of a
+    file found there is ever echoed)."""
     try:
-        return os.pread(fd, 32, 0).decode(errors="replace").strip()
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
     except OSError:
         return ""
+    return text if text.isdigit() else ""
 
 
 def _open_foreign_lock(lock: Path):
