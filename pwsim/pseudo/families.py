@@ -35,9 +35,9 @@ PSEUDODOJO_TABLES = {"lda": "pseudodojo-0.4-lda", "pbe": "pseudodojo-0.4-pbe"}
 _LDA_LIKE = ("lda", "lda-pz", "lda-pade", "pade")
 
 
-#: most bytes of pseudopotential text pwsim reads, after decompression (psp8/UPF files have ~1 MB):
+#: most bytes of pseudopotential text pwsim reads, after decompression (psp8/UPF files have 0.1-3 MB):
 #: applied while a gzip file inflates, so that a small file cannot expand to gigabytes
-MAX_TEXT_BYTES = 50 * 2**20
+MAX_TEXT_BYTES = 20 * 2**20
 
 
 def _read_bytes(path: str) -> bytes:
