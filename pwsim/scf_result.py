@@ -12,6 +12,7 @@ import numpy as np
 from . import forces, stress
 from ._version import __version__
 from .electrons import leading_bands
+from .pseudo.families import pseudo_provenance
 from .results import Result
 from .terms import ElectronicState
 
@@ -58,7 +59,8 @@ def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged:
         absolute_magnetization=absolute,
         spacegroup=getattr(setup.symmetry, "spacegroup", ""),
         npw=[k.npw for k in setup.basis.kpoints],
-        provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
+        provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed,
+                    **pseudo_provenance(setup.pseudos)},  # sha256 of each pseudopotential: checked on --restart
     )
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
