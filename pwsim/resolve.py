@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import parallel
 from .errors import EnvironmentProblem, InputError, InputWarning
 from .estimate import (
     Estimate,
@@ -255,6 +256,9 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
         raise InputError(f"expected pwsim.Settings, got {type(settings).__name__}")
     s = settings if (settings is not None and not overrides and is_validated(settings)) else validated(
         make_settings(settings, **overrides))
+    pools_problem = parallel.pools_problem((s.parallel or {}).get("pools"))
+    if pools_problem is not None:
+        raise SettingsError("run", "parallel", pools_problem)
     pseudos = pseudos if pseudos is not None else load_pseudos(structure, s)
     if s.pseudopotentials is None:  # recorded, so that output files say which family ran
         from .pseudo.families import default_family
