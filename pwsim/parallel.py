@@ -49,7 +49,6 @@ import atexit
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -378,24 +377,23 @@ def _watch_signals() -> None:
     """Start the signal watchdog of an MPI rank (main thread only; elsewhere nothing is done)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    try:
-        receiver, sender = socket.socketpair()
-        sender.setblocking(False)
-        signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    try:  # (a pipe's plain descriptors: no socket objects left for the interpreter's exit to warn about)
+        receiver, sender = os.pipe()
+        os.set_blocking(sender, False)
+        signal.set_wakeup_fd(sender, warn_on_full_buffer=False)
     except (OSError, ValueError):
         return
-    _STATE["wakeup"] = (receiver, sender)  # (kept open for the life of the process)
     threading.Thread(target=_signal_watchdog, args=(receiver,), name="pwsim-signal-watchdog",
                      daemon=True).start()
 
 
-def _signal_watchdog(receiver) -> None:
+def _signal_watchdog(receiver: int) -> None:
     """Woken by Python's C-level signal handler (the wakeup descriptor), which runs even while the
     main thread waits inside MPI (mpi4py releases the GIL there): after SIGNAL_GRACE (+ PEER_PAUSE
     on ranks other than 0) seconds with the process still alive, report and abort the job."""
     while True:
         try:
-            data = receiver.recv(64)
+            data = os.read(receiver, 64)
         except OSError:
             return
         if not data:
