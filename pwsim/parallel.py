@@ -322,21 +322,43 @@ def quiet_other_ranks() -> None:
 def exit(code: int, message: str = "") -> None:
     """End this rank with ``code`` (the command line's last word).
 
-    Serial, before :func:`begin_collective`, or with status 0 or 1 (converged or not: every rank
-    knows it alike): a plain exit. Otherwise the other ranks may be waiting for this one in a
-    collective operation, so the whole job is aborted with ``code``; an internal error (status 3),
-    which may have happened on this rank alone, is printed by it as ``message (rank r)`` (rank 0's
-    own output has already printed the line; a user-facing error is the same on every rank and
-    rank 0 prints it).
+    Serial, or with status 0 or 1 (converged or not: every rank knows it alike): a plain exit.
+    Before :func:`begin_collective` see :func:`_leave_before_collective`. Otherwise the other ranks
+    may be waiting for this one in a collective operation, so the whole job is aborted with
+    ``code``; an internal error (status 3), which may have happened on this rank alone, is printed by
+    it as ``message (rank r)`` (rank 0's own output has already printed the line; a user-facing
+    error is the same on every rank and rank 0 prints it).
     """
     comm = world()
-    if comm.size == 1 or not _STATE["collective"] or code in (0, 1):
+    if comm.size == 1 or code in (0, 1):
         sys.exit(code)
+    if not _STATE["collective"]:
+        _leave_before_collective(comm, code, message)
     if message and code == 3 and _STATE["stderr"] is not None:
         _STATE["stderr"].write(f"{message} (rank {comm.rank})\n")
         _STATE["stderr"].flush()
     sys.stdout.flush()
     comm.abort(code)
+
+
+def _leave_before_collective(comm: Comm, code: int, message: str) -> None:
+    """End this rank after an error found during the set-up. Such errors are normally found alike on
+    every rank (rank 0 prints the line), but one that some ranks meet alone (a restart file that one
+    rank could not read) would leave the others waiting in their next collective step, and this
+    rank's MPI_Finalize would wait for them: the rank leaves without finalising (``os._exit``; the
+    launcher then ends the others, with this exit status). A rank other than 0 first waits
+    PEER_PAUSE seconds (if rank 0 met the same error, the launcher ends this rank meanwhile), then
+    prints its own line."""
+    if comm.rank != 0:
+        time.sleep(PEER_PAUSE)
+        if message:
+            _report(f"{message} (rank {comm.rank})")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def end_on_signal(code: int) -> None:

@@ -10,6 +10,7 @@
   seconds, exit status 128 + N, one line on stderr, and the output file is the previous one or a
   complete checkpoint of this run. A rank waiting inside MPI for a rank that never comes is ended by
   its watchdog, and SIGTERM to ``mpiexec`` ends the job.
+* An I/O error or an exception on one rank alone ends the job with that rank's one line.
 * ``[run] parallel = { pools = 3 }`` on two ranks is refused (exit 2, one line).
 
 A job that outlives its timeout is killed with every process under it (hydra starts its proxy and
@@ -71,6 +72,10 @@ atomic, runner, scf = (importlib.import_module(f"pwsim.{name}") for name in ("io
 def trip():
     with open(f"trip-{parallel.world().rank}", "w") as f:
         f.write(repr(time.time()))
+    if signame == "OSError":  # a fault instead of a signal: an I/O error, or a bug
+        raise OSError(5, "Input/output error", "out.h5")
+    if signame == "RuntimeError":
+        raise RuntimeError("a fault on purpose")
     os.kill(os.getpid(), getattr(signal, signame))
 
 def at_call(module, name, nth, inside=None):
@@ -226,6 +231,28 @@ def test_a_signal_to_one_rank_ends_the_job(tmp_path, previous, rank, signame, mo
         assert (tmp_path / "out.h5").read_bytes() == previous.read_bytes()
     else:
         assert checkpoint["iteration"] >= 1
+
+
+@pytest.mark.parametrize("fault, moment, code, line", [
+    ("OSError", "restart", 2, "pwsim: error: out.h5: Input/output error (rank 1)"),
+    ("RuntimeError", "mid-SCF", 3, "pwsim: error: internal error: RuntimeError: a fault on purpose "
+                                   "(run with --debug for the traceback) (rank 1)"),
+], ids=["io-error-while-reading-the-restart", "exception-mid-SCF"])
+def test_a_fault_on_one_rank_ends_the_job(tmp_path, previous, fault, moment, code, line):
+    """An I/O error on rank 1 alone while it reads the restart file (rank 0 goes on into the SCF and
+    waits there), or an exception on rank 1 alone mid-SCF: one line from rank 1, the job ended."""
+    (tmp_path / "h2.toml").write_text(H2.format(ecut=10.0, scf=ENDLESS, run=""))
+    (tmp_path / "wrapper.py").write_text(WRAPPER)
+    shutil.copy(previous, tmp_path / "out.h5")
+    args = ["--restart", "out.h5"] if moment == "restart" else []
+    got, _, err, ended = _mpi([sys.executable, "wrapper.py", "1", moment, fault, "run", "h2.toml", "-o", "out.h5",
+                               *args], tmp_path, timeout=120)
+    assert got == code, f"exit {got} (None: still running after 120 s, killed)\n{err}"
+    assert ended - float((tmp_path / "trip-1").read_text()) < END_SECONDS
+    assert err.splitlines() == [line], err
+    from pwsim.io.hdf5 import load
+
+    assert load(tmp_path / "out.h5").structure.natoms == 2
 
 
 def test_a_rank_stuck_inside_mpi_is_ended_by_its_watchdog(tmp_path):
