@@ -428,8 +428,8 @@ def _signal_watchdog(receiver: int) -> None:
         ignored = _STATE["signal_ignored"]
         if signal.getsignal(ending[0]) is signal.SIG_IGN or (ignored is not None and ignored()):
             continue
-        _report(f"pwsim: interrupted by {signal.Signals(ending[0]).name} (rank {comm.rank}, waiting for "
-                "another rank); the job is ended, its output file keeps its last complete version")
+        _report(f"pwsim: interrupted by {signal.Signals(ending[0]).name} (rank {comm.rank}, inside MPI or a long "
+                "computation); the job is ended, its output file keeps its last complete version")
         comm.abort(128 + ending[0])
 
 

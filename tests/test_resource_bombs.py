@@ -125,7 +125,7 @@ def _deck(name: str) -> str:
 
 def _measure(command, cwd) -> dict:
     out = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=cwd, env=ENV, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, check=True)
     return json.loads(out.stdout)
 
 
@@ -172,10 +172,10 @@ def test_a_resource_bomb_is_refused_at_once(name, entry, tmp_path, startup):
 def test_the_refusal_states_the_estimate_and_the_limit(tmp_path):
     """The memory refusal names the estimate and the limit (here [run] max_memory) with their units;
     the grid refusal names the grid's size, the most allowed and what reducing it would cost."""
+    import pwsim
     from pwsim.errors import EnvironmentProblem, InputError
     from pwsim.estimate import MAX_KPOINT_GRID
     from pwsim.resolve import resolve
-    import pwsim
 
     with pytest.raises(EnvironmentProblem) as refused:
         resolve(pwsim.diamond("Si", 10.26).supercell((10, 10, 10)), pseudopotentials="gth", max_memory=4.0)
@@ -191,11 +191,11 @@ def test_the_refusal_states_the_estimate_and_the_limit(tmp_path):
     assert " s and up to " in text and "GiB" in text
 
 
-def test_the_largest_grid_allowed_is_still_reduced():
-    """The grid bound refuses only above MAX_KPOINT_GRID points: a 10x10x10 grid of silicon resolves
+def test_a_grid_within_the_bound_is_still_reduced():
+    """The grid bound refuses only grids above MAX_KPOINT_GRID points: a 10x10x10 grid of silicon resolves
     (47 irreducible points, the count spglib's get_ir_reciprocal_mesh gives for Fd-3m)."""
-    from pwsim.resolve import resolve
     import pwsim
+    from pwsim.resolve import resolve
 
     run = resolve(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=5.0, kpoints=(10, 10, 10))
     assert run.kpoint_set.nk == 47
