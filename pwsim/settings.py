@@ -122,7 +122,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
                                     "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
                     exclusive=True),
-        "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid", minimum=1, maximum=200),
+        "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid (at most 262144 points in all, e.g. 64x64x64)",
+                       minimum=1, maximum=200),
         "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
         "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)",
                       minimum=1, maximum=100000),
