@@ -22,6 +22,7 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
+from .cli_lattice import phonons
 from .cli_common import (
     Interrupted,
     check_interrupted,
@@ -245,7 +246,7 @@ def check(input_file, debug):
             click.echo(f"[{table}] " + ", ".join(f"{key} = {_format_value(value)}"
                                                  for key, value in _resolved_items(table, run)))
         click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in deck.run
-                                        if key != "relax"))
+                                        if key not in ("relax", "phonons")))
         for line in cutoff_notes(run.pseudos, s.ecut):
             click.echo(line)
         _echo_estimate(est, s)
@@ -341,6 +342,7 @@ def info():
 
 main.add_command(bands)
 main.add_command(dos)
+main.add_command(phonons)
 
 
 if __name__ == "__main__":
