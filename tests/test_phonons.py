@@ -193,4 +193,5 @@ def test_silicon_phonons_match_dfpt():
     for q, reference in _phx_frequencies().items():
         r.phonon.run_qpoints([list(q)])  # the fcc cell is phonopy's primitive cell here
         nu = np.sort(r.phonon.qpoints.frequencies[0]) * THZ_TO_CM1
-        assert np.abs(nu - np.sort(reference)).max() < 0.5, (q, nu, reference)
+        compared = slice(3, None) if not any(q) else slice(None)  # ph.x imposes no sum rule at Gamma
+        assert np.abs(nu - np.sort(reference))[compared].max() < 0.5, (q, nu, reference)
