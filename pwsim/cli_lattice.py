@@ -22,8 +22,7 @@ def phonon_settings_of(deck):
 
     t = deck.run.get("phonons", {})
     supercell = t["supercell_matrix"] if t.get("supercell_matrix") is not None else t["supercell"]
-    plus_minus = {"auto": "auto", "always": True, "never": False}[t["plus_minus"]]
-    return PhononSettings(supercell, float(t["amplitude"]), plus_minus, t["path"], int(t["npoints"]),
+    return PhononSettings(supercell, float(t["amplitude"]), t["plus_minus"], t["path"], int(t["npoints"]),
                           tuple(t["dos_mesh"]), tuple(t["temperatures"]))
 
 

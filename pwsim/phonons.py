@@ -65,7 +65,8 @@ class PhononSettings:
     supercell:   (3, 3) int, supercell = supercell @ lattice (a diagonal n given as 3 ints or one)
     amplitude:   displacement length, bohr
     plus_minus:  "auto" (phonopy's choice: ± where the crystal's symmetry does not give the minus),
-                 True (always ±: central differences, no odd anharmonic error) or False
+                 "always" (central differences: no odd anharmonic error) or "never" (True/False alike);
+                 stored as phonopy's "auto", True or False
     path:        None (the standard path of ``pwsim bands``) or a label string ("GXWKGLUWLK")
     npoints:     about how many q-points on the path
     dos_mesh:    (3,) q-mesh of the DOS and thermal properties
@@ -84,8 +85,10 @@ class PhononSettings:
         self.supercell = supercell_matrix(self.supercell)
         if not (np.isfinite(self.amplitude) and 1e-4 <= self.amplitude <= 0.5):
             raise InputError(f"[phonons] amplitude must be between 1e-4 and 0.5 bohr, got {self.amplitude!r}")
-        if self.plus_minus not in ("auto", True, False):
-            raise InputError(f"[phonons] plus_minus must be 'auto', true or false, got {self.plus_minus!r}")
+        choices = {"auto": "auto", "always": True, "never": False, True: True, False: False}
+        if not isinstance(self.plus_minus, (str, bool)) or self.plus_minus not in choices:
+            raise InputError(f"[phonons] plus_minus must be 'auto', 'always' or 'never', got {self.plus_minus!r}")
+        self.plus_minus = choices[self.plus_minus]
         mesh = np.asarray(self.dos_mesh)
         if mesh.shape != (3,) or not np.all((mesh >= 1) & (mesh <= 200)):
             raise InputError(f"[phonons] dos_mesh must be 3 integers from 1 to 200, got {self.dos_mesh!r}")
@@ -618,3 +621,39 @@ def _write_phonopy_files(phonon, path: Path) -> None:
             phonon.save(filename=str(Path(tmp) / name), **kwargs)
             with OutputFile(Path(f"{stem}_{name}")) as out:
                 out._commit((Path(tmp) / name).read_bytes(), None)
+
+
+def plot_phonons(result: PhononResult, path) -> Path:
+    """Phonon bands (cm^-1) along the path beside the DOS, written atomically to ``path`` (.png, .pdf,
+    .svg); needs matplotlib (pip install 'pwsim[plot]')."""
+    import io
+
+    from .io.atomic import OutputFile
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EnvironmentProblem("plots need matplotlib: pip install 'pwsim[plot]'") from None
+    path = Path(path)
+    fig, (ax, ax_dos) = plt.subplots(1, 2, sharey=True, figsize=(8, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    ax.plot(result.distances, result.frequencies_cm1, color="tab:blue", lw=1.2)
+    ax.set_xticks(result.distances[result.label_indices], result.labels)
+    for x in result.distances[result.label_indices]:
+        ax.axvline(x, color="0.7", lw=0.6)
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_xlim(result.distances[0], result.distances[-1])
+    ax.set_ylabel("frequency (cm$^{-1}$)")
+    if result.dos.size:
+        ax_dos.plot(result.dos / THZ_TO_CM1, result.dos_frequencies * THZ_TO_CM1, color="tab:blue")
+        ax_dos.set_xlabel("DOS (states/cm$^{-1}$)")
+        ax_dos.set_xlim(left=0)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)
+    with OutputFile(path) as out:
+        out._commit(buffer.getvalue(), None)
+    return path
