@@ -22,7 +22,6 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
-from .cli_lattice import phonons
 from .cli_common import (
     Interrupted,
     check_interrupted,
@@ -33,6 +32,7 @@ from .cli_common import (
 )
 from .cli_common import error as _error
 from .cli_common import guard as _guard
+from .cli_lattice import elastic, phonons
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -246,7 +246,7 @@ def check(input_file, debug):
             click.echo(f"[{table}] " + ", ".join(f"{key} = {_format_value(value)}"
                                                  for key, value in _resolved_items(table, run)))
         click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in deck.run
-                                        if key not in ("relax", "phonons")))
+                                        if key not in ("relax", "phonons", "elastic")))
         for line in cutoff_notes(run.pseudos, s.ecut):
             click.echo(line)
         _echo_estimate(est, s)
@@ -343,6 +343,7 @@ def info():
 main.add_command(bands)
 main.add_command(dos)
 main.add_command(phonons)
+main.add_command(elastic)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,39 @@ def phonons(input_file, output, dry_run, quiet, debug):
         echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {written}")
 
     _guard(go, debug, quiet)
+
+
+@click.command()
+@click.argument("input_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output HDF5 file (default: INPUT_elastic.h5).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def elastic(input_file, output, quiet, debug):
+    """Elastic tensor C_ij of INPUT_FILE's structure from stress against strain ([elastic] table:
+    amplitudes, relax_ions), with the bulk, shear and Young's moduli, Poisson's ratio and the Born
+    stability criteria."""
+    from .elastic import elastic as compute
+    from .elastic import write_elastic
+    from .io.input import parse_file
+    from .runner import check_output_path
+
+    echo = (lambda *a, **k: None) if quiet else click.echo
+
+    def go():
+        t0 = time.perf_counter()
+        deck = parse_file(input_file)
+        base = deck.path if deck.path is not None else Path("pwsim.toml")
+        path = Path(output) if output else base.with_name(f"{base.stem}_elastic.h5")
+        check_output_path(path, deck)
+        t = deck.run.get("elastic", {})
+
+        def progress(info):
+            echo(f"strain {info['done']}/{info['total']}: pattern {info['pattern']}, amplitude {info['amplitude']:+g}")
+
+        result = compute(deck.structure, deck.settings, amplitudes=tuple(t["amplitudes"]),
+                         relax_ions=bool(t["relax_ions"]), fmax=float(t["fmax"]), callback=progress)
+        echo(result.table())
+        written = write_elastic(result, path, deck.text)
+        echo(f"wall time {time.perf_counter() - t0:.2f} s; output written to {written}")
+
+    _guard(go, debug, quiet)

@@ -169,6 +169,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "temperatures": Key("floats", (0.0, 1000.0, 10.0), "t_min, t_max, t_step of the thermal properties", "K",
                             minimum=0.0, maximum=1e5),
     },
+    "elastic": {
+        "amplitudes": Key("floats", (-0.01, -0.005, 0.005, 0.01), "`pwsim elastic`: strain amplitudes of every "
+                                                                  "pattern (dimensionless, nonzero, |d| <= 0.05)",
+                          minimum=-0.05, maximum=0.05),
+        "relax_ions": Key("bool", True, "relax the atomic positions at every strain (relaxed-ion constants); "
+                                        "false: clamped-ion"),
+        "fmax": Key("force", 1e-5, "force threshold of those relaxations", "hartree/bohr", minimum=1e-8,
+                    maximum=1.0),
+    },
     "run": {
         "task": Key("str", "scf", "what to compute: a ground state, or a relaxation (settings in [relax])",
                     choices=("scf", "relax")),
