@@ -3,8 +3,9 @@
 For each of the six Voigt strain patterns e_j (strain tensor with amplitude δ in component j; the
 shear components enter the Voigt vector doubled, ε_4 = 2ε_23 ...), the cell L' = L (1 + ε) is
 computed at several amplitudes and the stress σ_i(δ) fitted by a straight line:
-C_ij = dσ_i/dε_j (stress σ = (1/V) ∂E/∂ε, tension positive; pwsim's sign). Patterns that a
-point-group rotation R maps onto one already computed are not computed again: σ(RεRᵀ) = Rσ(ε)Rᵀ.
+C_ij = dσ_i/dε_j (stress σ = (1/V) ∂E/∂ε, tension positive; pwsim's sign). A pattern that is a
+combination of point-group images R e_k Rᵀ of patterns already computed is not computed again:
+the response is linear and σ(RεRᵀ) = Rσ(ε)Rᵀ (cubic crystals need two patterns, hexagonal three).
 The tensor is then averaged over the point group, and the change that averaging makes is reported
 beside the fit residual (both measure how far the numbers are from exact).
 
@@ -69,23 +70,32 @@ def cartesian_rotations(structure: Structure) -> list[np.ndarray]:
     return rotations
 
 
-def independent_patterns(rotations) -> dict[int, tuple[int, np.ndarray]]:
-    """{j: (k, R)}: Voigt pattern j is obtained from computed pattern k by R (R e_k Rᵀ = e_j, up to
-    sign); k == j for the patterns that must be computed."""
-    plan: dict[int, tuple[int, np.ndarray]] = {}
+def _voigt_vector(eps: np.ndarray) -> np.ndarray:
+    """(6,) engineering Voigt vector of a symmetric strain (shears doubled)."""
+    return np.array([eps[a, b] * (1 if a == b else 2) for a, b in VOIGT])
+
+
+def independent_patterns(rotations) -> dict[int, list]:
+    """How each Voigt pattern is obtained: {j: []} for the patterns that must be computed, else
+    {j: [(coefficient, k, R), ...]} with e_j = Σ coefficient · R e_k Rᵀ over computed patterns k.
+
+    Strain response is linear, so a pattern in the span of the computed patterns' images under the
+    point group needs no calculation of its own: cubic crystals need 2 patterns, hexagonal 3."""
+    plan: dict[int, list] = {}
+    images: list[tuple[int, np.ndarray, np.ndarray]] = []  # (k, R, Voigt vector of R e_k R^T)
     for j in range(6):
-        target = voigt_strain(j, 1.0)
-        for k, (source, _) in list(plan.items()):
-            if source != k:
+        target = _voigt_vector(voigt_strain(j, 1.0))
+        if images:
+            basis = np.array([v for _, _, v in images]).T  # (6, nimages)
+            coefficients, *_ = np.linalg.lstsq(basis, target, rcond=None)
+            if np.abs(basis @ coefficients - target).max() < 1e-9:
+                plan[j] = [(float(c), k, r) for c, (k, r, _) in zip(coefficients, images) if abs(c) > 1e-12]
                 continue
-            for rotation in rotations:
-                image = rotation @ voigt_strain(k, 1.0) @ rotation.T
-                if np.allclose(image, target, atol=1e-8) or np.allclose(image, -target, atol=1e-8):
-                    plan[j] = (k, rotation)
-                    break
-            if j in plan:
-                break
-        plan.setdefault(j, (j, np.eye(3)))
+        plan[j] = []
+        for rotation in rotations:
+            image = _voigt_vector(rotation @ voigt_strain(j, 1.0) @ rotation.T)
+            if not any(np.allclose(image, v, atol=1e-12) for _, _, v in images):
+                images.append((j, rotation, image))
     return plan
 
 
@@ -101,6 +111,7 @@ class ElasticResult:
     stresses:     {pattern: (namplitudes, 6)} Voigt stresses, hartree/bohr^3
     energies:     {pattern: (namplitudes,)} total (free) energies of the strained cells, hartree
     relax_ions:   whether the positions were relaxed at each strain
+    fft_grid:     the one FFT box of every strained cell
     """
 
     C: np.ndarray
@@ -112,6 +123,7 @@ class ElasticResult:
     stresses: dict
     energies: dict
     relax_ions: bool
+    fft_grid: tuple = ()
 
     @property
     def C_gpa(self) -> np.ndarray:
@@ -155,13 +167,6 @@ def moduli(c: np.ndarray) -> dict:
             "E": 9 * k_h * g_h / (3 * k_h + g_h), "nu": (3 * k_h - 2 * g_h) / (2 * (3 * k_h + g_h))}
 
 
-def _rotate_voigt_stress(voigt: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    sigma = np.zeros((3, 3))
-    for i, (a, b) in enumerate(VOIGT):
-        sigma[a, b] = sigma[b, a] = voigt[i]
-    return to_voigt(rotation @ sigma @ rotation.T)
-
-
 def symmetrized(c: np.ndarray, rotations) -> np.ndarray:
     """C averaged over the point group (as a 4th-rank tensor), then made symmetric."""
     tensor = np.zeros((3, 3, 3, 3))
@@ -194,7 +199,8 @@ def elastic(structure: Structure, settings=None, *, amplitudes=DEFAULT_AMPLITUDE
     s = validated(make_settings(settings, compute_stress=True, compute_forces=True, **kwargs))
     rotations = cartesian_rotations(structure)
     plan = independent_patterns(rotations)
-    computed = sorted({k for k, _ in plan.values()})
+    computed = [j for j, recipe in plan.items() if not recipe]
+    s = _one_fft_grid(structure, s, computed, amplitudes)
     stresses: dict[int, np.ndarray] = {}
     energies: dict[int, np.ndarray] = {}
     total, done = len(computed) * len(amplitudes), 0
@@ -211,7 +217,24 @@ def elastic(structure: Structure, settings=None, *, amplitudes=DEFAULT_AMPLITUDE
     c_raw, residual = _fit(plan, stresses, np.array(amplitudes))
     c = symmetrized(c_raw, rotations)
     return ElasticResult(c, c_raw, residual, float(np.abs(c - c_raw).max()), amplitudes, computed, stresses,
-                         energies, relax_ions)
+                         energies, relax_ions, tuple(s.fft_grid))
+
+
+def _one_fft_grid(structure, settings, patterns, amplitudes):
+    """The settings with one FFT box for every strained cell (unless [basis] fft_grid is given): per
+    axis the largest of the default boxes of the strained cells. With the box changing between
+    strains, E(ε) would jump where it changes (a different sampling of the XC energy), and the
+    stresses and energies of neighbouring strains would not belong to one smooth E(ε)."""
+    from .basis import default_fft_grid
+    from .resolve import resolve
+    from .settings import make_settings
+
+    if settings.fft_grid is not None:
+        return settings
+    ecut = resolve(structure, settings).settings.ecut
+    grids = [default_fft_grid(structure, ecut)] + [default_fft_grid(strained(structure, voigt_strain(k, d)), ecut)
+                                                   for k in patterns for d in amplitudes]
+    return make_settings(settings, ecut=ecut, fft_grid=tuple(max(g[i] for g in grids) for i in range(3)))
 
 
 def _stress_at(structure, settings, eps, relax_ions: bool, fmax: float) -> np.ndarray:
@@ -233,49 +256,25 @@ def _stress_at(structure, settings, eps, relax_ions: bool, fmax: float) -> np.nd
 
 
 def _fit(plan, stresses, amplitudes):
-    """C (6, 6) columns by least-squares lines through the stresses of each pattern (rotated onto
-    the patterns that symmetry gives), and the largest RMS residual of those lines."""
-    c = np.zeros((6, 6))
-    residual = 0.0
+    """C (6, 6): least-squares lines through the stresses of each computed pattern give dσ/dδ (a
+    tensor); the other patterns' columns are the rotated combinations their recipe names. Also the
+    largest RMS residual of those lines."""
     design = np.stack([amplitudes, np.ones_like(amplitudes)], axis=1)
-    for j, (k, rotation) in plan.items():
-        sigma = np.array([_rotate_voigt_stress(row, rotation) for row in stresses[k]])
-        sign = np.sign(np.sum(rotation @ voigt_strain(k, 1.0) @ rotation.T * voigt_strain(j, 1.0)))
-        coefficients, *_ = np.linalg.lstsq(design, sigma, rcond=None)
-        c[:, j] = coefficients[0] * sign
-        fitted = design @ coefficients
-        residual = max(residual, float(np.sqrt(np.mean((sigma - fitted) ** 2))))
+    slopes, residual = {}, 0.0
+    for k, rows in stresses.items():
+        coefficients, *_ = np.linalg.lstsq(design, rows, rcond=None)
+        slopes[k] = _tensor(coefficients[0])
+        residual = max(residual, float(np.sqrt(np.mean((rows - design @ coefficients) ** 2))))
+    c = np.zeros((6, 6))
+    for j, recipe in plan.items():
+        slope = slopes[j] if not recipe else sum(a * r @ slopes[k] @ r.T for a, k, r in recipe)
+        c[:, j] = to_voigt(slope)
     return c, residual
 
 
-def write_elastic(result: ElasticResult, path, input_text: str = ""):
-    """Write ``result`` to the HDF5 file ``path`` atomically (every dataset with ``units``)."""
-    import datetime
-
-    from ._version import __version__
-    from .io.atomic import OutputFile
-    from .io.hdf5 import dataset
-
-    def fill(f):
-        f.attrs["pwsim_version"] = __version__
-        f.attrs["kind"] = "elastic"
-        f.attrs["input"] = input_text or ""
-        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        g = f.create_group("elastic")
-        dataset(g, "C", result.C, "hartree/bohr^3")
-        dataset(g, "C_GPa", result.C_gpa, "GPa")
-        dataset(g, "C_raw", result.C_raw, "hartree/bohr^3")
-        dataset(g, "fit_residual", result.fit_residual, "hartree/bohr^3")
-        dataset(g, "symmetry_residual", result.symmetry_residual, "hartree/bohr^3")
-        dataset(g, "amplitudes", np.array(result.amplitudes), "dimensionless")
-        dataset(g, "patterns", np.array(result.patterns) + 1, "dimensionless")
-        for k in result.patterns:
-            dataset(g, f"stress_pattern{k + 1}", result.stresses[k], "hartree/bohr^3")
-            dataset(g, f"energy_pattern{k + 1}", result.energies[k], "hartree")
-        for key, value in result.moduli().items():
-            dataset(g, key, value, "dimensionless" if key == "nu" else "GPa")
-        g.attrs["relax_ions"] = bool(result.relax_ions)
-        g.attrs["born_stable"] = bool(result.stable)
-
-    with OutputFile(path) as out:
-        return out.write(fill)
+def _tensor(voigt: np.ndarray) -> np.ndarray:
+    """(3, 3) symmetric tensor of a (6,) Voigt stress."""
+    sigma = np.zeros((3, 3))
+    for i, (a, b) in enumerate(VOIGT):
+        sigma[a, b] = sigma[b, a] = voigt[i]
+    return sigma

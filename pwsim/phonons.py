@@ -611,7 +611,7 @@ def _write_phonopy_files(phonon, path: Path) -> None:
     """phonopy's yaml files beside ``path``, each through the safe writer (atomic, .bak kept)."""
     import tempfile
 
-    from .io.atomic import OutputFile
+    from .io.atomic import write_file
 
     stem = path.with_suffix("")
     with tempfile.TemporaryDirectory() as tmp:
@@ -619,8 +619,7 @@ def _write_phonopy_files(phonon, path: Path) -> None:
                                                                      "displacements": True})),
                              ("phonopy_disp.yaml", dict(settings={"force_sets": False, "displacements": True}))):
             phonon.save(filename=str(Path(tmp) / name), **kwargs)
-            with OutputFile(Path(f"{stem}_{name}")) as out:
-                out._commit((Path(tmp) / name).read_bytes(), None)
+            write_file(Path(f"{stem}_{name}"), (Path(tmp) / name).read_bytes())
 
 
 def plot_phonons(result: PhononResult, path) -> Path:
@@ -628,7 +627,7 @@ def plot_phonons(result: PhononResult, path) -> Path:
     .svg); needs matplotlib (pip install 'pwsim[plot]')."""
     import io
 
-    from .io.atomic import OutputFile
+    from .io.atomic import write_file
 
     try:
         import matplotlib
@@ -654,6 +653,4 @@ def plot_phonons(result: PhononResult, path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
-    with OutputFile(path) as out:
-        out._commit(buffer.getvalue(), None)
-    return path
+    return write_file(path, buffer.getvalue())
