@@ -308,7 +308,7 @@ def _groups(ndisplacements: int):
     if ngroups == 1:
         return world, 0, 1
     color = world.rank * ngroups // world.size
-    return world.split(color), color, ngroups
+    return world.split(color, world.rank), color, ngroups
 
 
 class _AsWorld:
@@ -343,21 +343,21 @@ def run_displacements(job: PhononPlan, store, callback=None):
     if cached is not None:
         ref_forces, rho0, ref_iterations = cached
     elif mine or (not done and group == 0):
-        with _AsWorld(comm):
+        with _AsWorld(comm):  # within the block the group's rank 0 is the root that writes
             ref = scf(job.reference, job.settings)
-        _require_converged(ref, "the undisplaced supercell")
-        ref_forces, rho0, ref_iterations = ref.raw_forces, ref.density, ref.iterations
-        if store is not None and comm.rank == 0 and group == 0:
-            store.save_reference(ref_forces, rho0, ref_iterations)
+            _require_converged(ref, "the undisplaced supercell")
+            ref_forces, rho0, ref_iterations = ref.raw_forces, ref.density, ref.iterations
+            if store is not None and group == 0:
+                store.save_reference(ref_forces, rho0, ref_iterations)
     start = time.perf_counter()
     for count, index in enumerate(mine, 1):
         with _AsWorld(comm):
             r = scf(job.supercells[index], job.settings, initial_density=rho0)
-        _require_converged(r, f"displacement {index + 1}")
-        forces[index] = r.raw_forces - ref_forces
-        iterations[index] = r.iterations
-        if store is not None and comm.rank == 0:
-            store.save(index, forces[index], r.iterations)
+            _require_converged(r, f"displacement {index + 1}")
+            forces[index] = r.raw_forces - ref_forces
+            iterations[index] = r.iterations
+            if store is not None:
+                store.save(index, forces[index], r.iterations)
         if callback is not None and comm.rank == 0 and group == 0:
             elapsed = time.perf_counter() - start
             callback({"done": count + len(done), "total": ndisp, "index": index + 1, "seconds": elapsed,
