@@ -55,7 +55,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
     from .io.atomic import check_not_locked
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, plot_bands
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -64,6 +64,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
         if not no_write:
             check_not_locked(h5_file)  # a running job's file: refused now, not after the computation
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
@@ -71,7 +72,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
              f"eigensolver residual {bs.residual:.1e} Ha")
         if not no_write:
-            write_bands(h5_file, bs)
+            write_bands(h5_file, bs, expect=source)
             echo(f"band structure written to {h5_file}:/bands")
         echo(f"picture written to {image}")
         click.echo(bs.describe_gap())
@@ -95,7 +96,7 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
     from .dos import density_of_states, write_dos
     from .io.atomic import check_not_locked
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, plot_dos
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -104,12 +105,13 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
         check_image_path(output or _default_image(h5_file, "dos"))
         if not no_write:
             check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method,
                               callback=None if quiet else _progress(f"{method} DOS, part"))
         image = plot_dos(d, output or _default_image(h5_file, "dos"), emin=emin, emax=emax)
         if not no_write:
-            write_dos(h5_file, d)
+            write_dos(h5_file, d, expect=source)
             echo(f"density of states written to {h5_file}:/dos")
         echo(f"picture written to {image}")
         echo(f"{d.method} DOS, {d.energies.size} energies; {d.electrons_below(d.fermi_level):.4f} states below "
