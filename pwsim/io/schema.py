@@ -507,7 +507,7 @@ def markdown(group: Group) -> str:
     """The table of ``group`` for docs/hdf5.md: datasets (path, shape, dtype, units, meaning), then the
     group's attributes."""
     prefix = "/" + (group.name + "/" if group.name else "")
-    rows = ["| path | shape | dtype | units | meaning |", "|---|---|---|---|---|"]
+    rows = ["| path | shape | dtype | units | meaning | checked range |", "|---|---|---|---|---|---|"]
     attrs = ["| attribute | type | units | meaning |", "|---|---|---|---|"]
     for f in group.fields:
         dtype = f.doc_dtype or f.dtype
@@ -519,22 +519,34 @@ def markdown(group: Group) -> str:
         if members:
             for name, meaning in members.items():
                 rows.append(f"| `{prefix}{f.path.replace('{term}', name)}` | {f.describe_shape()} | {dtype} | "
-                            f"{f.units} | {meaning} |")
+                            f"{f.units} | {meaning} | {_range(f)} |")
         else:
-            rows.append(f"| `{prefix}{f.path}` | {f.describe_shape()} | {dtype} | {f.units} | {f.meaning} |")
+            rows.append(f"| `{prefix}{f.path}` | {f.describe_shape()} | {dtype} | {f.units} | {f.meaning} | "
+                        f"{_range(f)} |")
     out = "\n".join(rows)
     if len(attrs) > 2:
         out += "\n\nAttributes" + (f" of `/{group.name}`" if group.name else " of `/`") + ":\n\n" + "\n".join(attrs)
     return out
 
 
-_BLOCK = re.compile(r"(<!-- schema:(\w*) -->\n)(.*?)(\n<!-- /schema -->)", re.S)
+def _range(f: Field) -> str:
+    """The checked range of a field, as the docs show it."""
+    if f.dtype in ("str", "bool"):
+        return ""
+    lo = "−∞" if f.lo is None else f"{f.lo:g}"
+    hi = "∞" if f.hi is None else f"{f.hi:g}"
+    span = "" if f.lo is None and f.hi is None else f"[{lo}, {hi}]" + (" (modulus)" if f.dtype == "complex" else "")
+    allowed = {"inf": "±inf allowed", "nan": "NaN allowed"}.get(f.finite, "finite")
+    return f"{span} {allowed}".strip()
+
+
+_BLOCK = re.compile(r"(<!-- schema:(\w*) -->\n)(.*?\n)??(<!-- /schema -->)", re.S)
 
 
 def render(text: str) -> str:
     """``text`` with every block between ``<!-- schema:NAME -->`` and ``<!-- /schema -->`` replaced by
     the table of group NAME ('' for the root)."""
-    return _BLOCK.sub(lambda m: m.group(1) + markdown(GROUPS[m.group(2)]) + m.group(4), text)
+    return _BLOCK.sub(lambda m: m.group(1) + markdown(GROUPS[m.group(2)]) + "\n" + m.group(4), text)
 
 
 if __name__ == "__main__":  # python -m pwsim.io.schema docs/hdf5.md: regenerate the tables in place
