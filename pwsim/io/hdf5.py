@@ -248,8 +248,11 @@ def _check_storage(ds, path, where) -> None:
     if ds.shape is None:  # an empty (null) dataspace: the reader names its dtype/shape
         return
     declared = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
-    if declared > SMALL_BYTES and declared > MAX_EXPANSION * max(ds.id.get_storage_size(), 1):
-        _damaged(path, where, f"declares {declared} bytes but stores {ds.id.get_storage_size()}; refused")
+    stored = ds.id.get_storage_size()
+    if declared and not stored:  # it would read as the fill value (zeros): pwsim writes every dataset
+        _damaged(path, where, "holds no data (never written)")
+    if declared > SMALL_BYTES and declared > MAX_EXPANSION * stored:
+        _damaged(path, where, f"declares {declared} bytes but stores {stored}; refused")
 
 
 def _first(exc) -> str:
