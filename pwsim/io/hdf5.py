@@ -36,7 +36,7 @@ from ..settings import SCHEMA as SETTINGS_SCHEMA
 from ..settings import SettingsError, check_value, table_keys
 from ..structure import Structure
 from . import schema
-from .atomic import OutputFile, OutputError
+from .atomic import OutputError, OutputFile
 
 # the settings groups hold the keys of the settings model (pwsim/settings.py), table by table
 SETTINGS_GROUPS = ("model", "basis", "scf", "run")
@@ -289,6 +289,11 @@ class Checked:
         raise InputError(f"{self.path} is a damaged pwsim output file: /{self.prefix}{name} {problem}")
 
     def _get(self, name):
+        if not isinstance(self.f, dict):  # h5py resolves the path itself (hard links only: checked)
+            try:
+                return self.f.get(name)
+            except (KeyError, TypeError, ValueError):  # a dataset on the way
+                return None
         obj = self.f
         for part in name.split("/"):
             if not _is_group(obj):

@@ -171,10 +171,11 @@ def _electron_count(v, dims):
 
 def _grid_matches_density(v, dims):
     grid = v.get("basis/fft_grid_shape")
-    if grid is not None and all(k in dims for k in ("n1", "n2", "n3")):
-        if tuple(int(g) for g in grid) != (dims["n1"], dims["n2"], dims["n3"]):
-            return "basis/fft_grid_shape", f"is {tuple(int(g) for g in grid)}, but /density has " \
-                                           f"grid {(dims['n1'], dims['n2'], dims['n3'])}"
+    if grid is None or not all(k in dims for k in ("n1", "n2", "n3")):
+        return None
+    stored, density = tuple(int(g) for g in grid), (dims["n1"], dims["n2"], dims["n3"])
+    if stored != density:
+        return "basis/fft_grid_shape", f"is {stored}, but /density has grid {density}"
     return None
 
 
@@ -540,7 +541,7 @@ def _range(f: Field) -> str:
     return f"{span} {allowed}".strip()
 
 
-_BLOCK = re.compile(r"(<!-- schema:(\w*) -->\n)(.*?\n)??(<!-- /schema -->)", re.S)
+_BLOCK = re.compile(r"(<!-- schema:(\w*) -->\n)(.*?\n)??(<!-- /schema -->)", re.DOTALL)
 
 
 def render(text: str) -> str:
