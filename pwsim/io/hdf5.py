@@ -405,6 +405,8 @@ class Checked:
             self.fail(name, f"has shape {shape}, expected {f.describe_shape()}")
         bound = {}
         for n, d in zip(shape, wanted):
+            if d is None:  # any length
+                continue
             expected = d if isinstance(d, int) else _evaluate(d, {**self.dims, **bound})
             if expected is None:  # a single name, bound here
                 lo, hi = schema.DIM_BOUNDS.get(d, (0, None))
@@ -412,7 +414,8 @@ class Checked:
                     self.fail(name, f"has {d} = {n}, expected {lo}" + (f"..{hi}" if hi else " or more"))
                 bound[d] = n
             elif expected != n:
-                known = tuple(x if isinstance(x, int) else _evaluate(x, {**self.dims, **bound}) for x in wanted)
+                known = tuple(x if isinstance(x, int) or x is None else _evaluate(x, {**self.dims, **bound})
+                              for x in wanted)
                 self.fail(name, f"has shape {shape}, expected {f.describe_shape()} = {known}")
         self.dims.update(bound)
 
