@@ -31,7 +31,7 @@ __all__ = [
 
 #: public name -> (submodule, attribute), imported on first use
 _LAZY = {
-    "load": ("io.hdf5", "load"), "save": ("io.hdf5", "write_result"),
+    "load": ("io.hdf5", "load"), "save": ("io.formats", "save"),
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
     "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",

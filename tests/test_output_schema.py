@@ -106,6 +106,33 @@ def test_round_trip_is_exact(h2):
     assert all(np.array_equal(a, b) for a, b in zip(back.wavefunctions, r.wavefunctions))
 
 
+def _write_json(result, path):
+    """A toy output format, as a new format module would be: the schema's values, laid out as JSON."""
+    import json
+
+    from pwsim.io import schema
+
+    data = {f"/{name}": (value.tolist() if hasattr(value, "tolist") else value, field.units)
+            for field, name, value in schema.values(schema.RESULT, result) if field.dtype != "complex"}
+    Path(path).write_text(json.dumps(data))
+    return Path(path)
+
+
+def test_a_new_output_format_is_one_function_and_one_registry_line(h2, tmp_path, monkeypatch):
+    import json
+
+    from pwsim.io import formats
+
+    r = load(h2[0] / "h2.h5")
+    monkeypatch.setitem(formats.WRITERS, ".json", f"{__name__}:_write_json")
+    data = json.loads(pwsim.save(r, tmp_path / "h2.json").read_text())
+    assert data["/energy/total"] == [r.total_energy, "hartree"]
+    assert data["/structure/species"][0] == ["H", "H"]
+    assert load(pwsim.save(r, tmp_path / "h2.out")).total_energy == r.total_energy  # other suffixes: HDF5
+    with pytest.raises(pwsim.InputError, match="needs a pwsim Result"):
+        pwsim.save(None, tmp_path / "x.h5")
+
+
 # ----------------------------------------------------------------------------- hostile files
 def _replace(f, name, make):
     """Replace dataset ``name`` of the open file by ``make(f, name, old_value)``."""
@@ -369,7 +396,7 @@ def targets(full_file):
     return _targets(d)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_every_damage_of_every_group_is_exit_2_with_one_line(full_file, targets, data):
     d, good = full_file
