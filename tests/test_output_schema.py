@@ -174,6 +174,11 @@ def _plant(d: Path, good: bytes, how: str) -> str:
             del f["kpoints/weights"]
             f["kpoints/weights"] = h5py.SoftLink("/kpoints/loop")
             f["kpoints/loop"] = h5py.SoftLink("/kpoints/weights")
+        elif how == "bomb":  # 1 GiB declared, one compressed chunk stored
+            del f["density"]
+            ds = f.create_dataset("density", shape=(1, 512, 512, 512), dtype=float, chunks=(1, 64, 64, 64),
+                                  compression="gzip")
+            ds[0, :64, :64, :64] = 0.01
         elif how == "banana":
             f["basis"].attrs["kpoints"] = "banana"
         elif how == "negative_weights":
@@ -224,11 +229,13 @@ def test_hostile_files_are_one_line_exit_2(h2, hostile, how, command):
 
 
 def test_load_refuses_what_a_link_or_external_storage_points_at(h2, tmp_path):
-    """The API too: nothing is read from outside the file (the empty external file would read as 0 Ha)."""
+    """The API too: nothing is read from outside the file (the empty external file would read as 0 Ha),
+    and a dataset declaring far more than it stores is not inflated."""
     _, good = h2
-    for how in ("empty_external", "external_link", "softlink_loop"):
+    for how, problem in (("empty_external", "external file"), ("external_link", "external"),
+                         ("softlink_loop", "soft link"), ("bomb", "declares")):
         name = _plant(tmp_path, good, how)
-        with pytest.raises(pwsim.InputError, match="damaged"):
+        with pytest.raises(pwsim.InputError, match=problem):
             load(tmp_path / name)
 
 

@@ -45,9 +45,10 @@ MODEL_KEYS, BASIS_KEYS, SCF_KEYS, RUN_KEYS = (table_keys(t) for t in SETTINGS_GR
 #: a file with more objects, or nested deeper, is refused before anything is read from it
 MAX_OBJECTS = 200_000
 MAX_DEPTH = 16
-#: a dataset may hold at most this many times the bytes it stores on disk (beyond a small allowance):
-#: more is a "fill-value bomb" (a huge declared shape with nothing written)
-MAX_EXPANSION = 1000
+#: a dataset larger than SMALL_BYTES may hold at most this many times the bytes it stores on disk: more
+#: is a bomb (a huge declared shape left to the fill value, or compressed zeros); pwsim's own datasets
+#: are stored whole, the density gzip'ed by a factor of a few at most
+MAX_EXPANSION = 50
 SMALL_BYTES = 64 << 20
 
 
