@@ -239,6 +239,21 @@ def test_load_refuses_what_a_link_or_external_storage_points_at(h2, tmp_path):
             load(tmp_path / name)
 
 
+def test_a_newer_format_or_a_foreign_kind_is_refused_with_a_reason(h2, tmp_path):
+    _, good = h2
+    path = tmp_path / "h2.h5"
+    for key, value, message in (("format_version", 99, "upgrade pwsim"), ("kind", "spreadsheet", "/kind is")):
+        path.write_bytes(good)
+        with h5py.File(path, "r+") as f:
+            f.attrs[key] = value
+        with pytest.raises(pwsim.InputError, match=message):
+            load(path)
+    with h5py.File(path, "r+") as f:  # a file from before the version was recorded reads as version 1
+        f.attrs["kind"] = "result"
+        del f.attrs["format_version"]
+    assert load(path).total_energy == load(h2[0] / "h2.h5").total_energy
+
+
 # ----------------------------------------------------------------------------- the bands/run race
 def test_bands_racing_a_run_never_mixes_two_results(h2, tmp_path, monkeypatch):
     """`pwsim bands` reads A; a `pwsim run` replaces it with B while the bands are computed; the bands
