@@ -3,16 +3,13 @@
 A format is one module with a function ``write(result, path, **options) -> Path`` that stores what
 :func:`pwsim.io.schema.values` yields for each group of :data:`pwsim.io.schema.GROUPS` the result has
 (the schema says path, shape, dtype and units; the format only decides how to lay them out), and one
-line in :data:`WRITERS`. :func:`save` (``pwsim.save``) dispatches on the suffix; a suffix not listed
-is written as HDF5, the native format, which alone can be read back and restarted from.
+line in :data:`WRITERS`. ``pwsim.save`` dispatches on the suffix through :func:`writer`; a suffix not
+listed is written as HDF5, the native format, which alone can be read back and restarted from.
 """
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
-
-from ..errors import InputError
 
 #: file suffix -> "module:function" writing a Result there
 WRITERS = {
@@ -27,15 +24,3 @@ def writer(path):
     """The write function of the format ``path``'s suffix names."""
     module, function = WRITERS.get(Path(path).suffix.lower(), WRITERS[DEFAULT]).split(":")
     return getattr(importlib.import_module(module), function)
-
-
-def save(result, path, **options) -> Path:
-    """Write ``result`` (a :class:`pwsim.Result`) to ``path`` in the format of its suffix, atomically;
-    returns the path. ``options`` go to the format's writer (HDF5: ``checkpoint_state``, ``extra``)."""
-    from ..results import Result
-
-    if not isinstance(result, Result):
-        raise InputError(f"pwsim.save needs a pwsim Result, got {type(result).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"pwsim.save needs a file name, got {type(path).__name__}")
-    return writer(path)(result, path, **options)

@@ -111,7 +111,7 @@ class Group:
     fields: tuple
     checks: tuple = ()
     doc: str = ""
-    families: dict = field(default_factory=dict)  # family -> {member: meaning} for the docs
+    families: dict = field(default_factory=dict)  # family -> () -> {member: meaning}, for the docs
 
     def field(self, path: str) -> Field:
         for f in self.fields:
@@ -205,7 +205,8 @@ def _indices_below(name, bounds):
 
 
 # ------------------------------------------------------------------ the groups
-ENERGY_TERMS = {
+#: what each /energy dataset means; a term of pwsim.terms.REGISTRY missing here is listed generically
+ENERGY_MEANINGS = {
     "total": "total (free) energy F = E − TS",
     "internal": "E, the total energy without the entropy term",
     "kinetic": "kinetic energy of the occupied orbitals",
@@ -219,6 +220,16 @@ ENERGY_TERMS = {
     "zero_width": "zero-width estimate: (E + F)/2 for Fermi–Dirac and Gaussian smearing, F for Methfessel–Paxton "
                   "and Marzari–Vanderbilt, E without smearing",
 }
+
+
+
+def energy_terms() -> dict:
+    """{name: meaning} of the /energy datasets: the totals, one per registered term, the entropy term."""
+    from ..terms import REGISTRY
+
+    names = ["total", "internal", *(term.name for term in REGISTRY), "entropy", "zero_width"]
+    return {name: ENERGY_MEANINGS.get(name, f"energy of the `{name}` term (pwsim/terms/)") for name in names}
+
 
 _L, _E, _N = BIG_LENGTH, BIG_LEVEL, BIG_COUNT
 _ROOT_ATTRS = (
@@ -320,7 +331,7 @@ RESULT = Group("", _ROOT_ATTRS + (
       "Miller indices of the plane waves of k-point i (G = m · reciprocal lattice)", _attr("miller"),
       lo=-1e5, hi=1e5),
 ), checks=(_energy_total, _weights_sum, _electrons_fit, _occupations_max, _grid_matches_density),
-    families={"term": ENERGY_TERMS})
+    families={"term": energy_terms})
 
 CHECKPOINT = Group("checkpoint", (
     F("iteration", (), "int64", "dimensionless", "last completed SCF iteration (checkpoints only)",
@@ -510,7 +521,7 @@ def markdown(group: Group) -> str:
             where = f.path if "/" not in f.path else f"`{f.path.rsplit('/', 1)[1]}` of `/{f.path.rsplit('/', 1)[0]}`"
             attrs.append(f"| `{where}` | {dtype} | {f.units} | {f.meaning} |".replace("``", "`"))
             continue
-        members = group.families.get(f.family or "", {}) if f.family == "term" else {}
+        members = group.families[f.family]() if f.family in group.families else {}
         if members:
             for name, meaning in members.items():
                 rows.append(f"| `{prefix}{f.path.replace('{term}', name)}` | {f.describe_shape()} | {dtype} | "
