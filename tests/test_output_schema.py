@@ -418,7 +418,7 @@ def targets(full_file):
     return _targets(d)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_every_damage_of_every_group_is_exit_2_with_one_line(full_file, targets, data):
     d, good = full_file
