@@ -294,10 +294,10 @@ def show(h5_file, debug):
     """Print what an output file holds."""
     import h5py
 
-    from .io.hdf5 import load
+    from .io.hdf5 import check_file
 
     def go():
-        r = load(h5_file)
+        r = check_file(h5_file)
         st = r.structure
         click.echo(f"{h5_file}: pwsim {r.provenance.get('pwsim', '?')}, {r.provenance.get('date', '')}")
         click.echo(f"structure: {_composition(st.species)}, {st.natoms} atoms, volume {st.volume:.4f} bohr^3 "
