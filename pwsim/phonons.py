@@ -168,20 +168,43 @@ def plan(structure: Structure, settings=None, phonon_settings: PhononSettings | 
     phonopy = _phonopy()
     ps = phonon_settings or PhononSettings()
     base = validated(make_settings(settings, **kwargs))
+    ncells = round(abs(np.linalg.det(ps.supercell)))
     overrides = dict(kpoints=supercell_kpoints(structure.lattice, base.kpoints, ps.supercell),
-                     compute_forces=True, compute_stress=False, save_wavefunctions=False)
+                     compute_forces=True, compute_stress=False, save_wavefunctions=False,
+                     nbands=_primitive_nbands(structure, base) * ncells, charge=base.charge * ncells)
+    if base.magnetization is not None:  # a fixed total moment is per cell
+        overrides["magnetization"] = base.magnetization * ncells
     if base.density_tolerance is None:
         overrides.update(density_tolerance=PHONON_DENSITY_TOLERANCE,
                          energy_tolerance=min(base.energy_tolerance, PHONON_ENERGY_TOLERANCE))
-    if base.magnetic_moments is not None:
-        overrides["magnetic_moments"] = list(base.magnetic_moments) * round(abs(np.linalg.det(ps.supercell)))
-    supercell_settings = validated(make_settings(base, **overrides))
     phonon = phonopy.Phonopy(_to_phonopy_atoms(structure), supercell_matrix=ps.supercell, primitive_matrix="auto")
     phonon.generate_displacements(distance=ps.amplitude * BOHR_IN_ANGSTROM, is_plusminus=ps.plus_minus)
-    supercells = [_from_phonopy_atoms(s) for s in phonon.supercells_with_displacements]
     reference = _from_phonopy_atoms(phonon.supercell)
+    if base.magnetic_moments is not None:
+        moments = np.asarray(base.magnetic_moments, float)
+        overrides["magnetic_moments"] = moments[_unit_cell_atoms(structure, reference)].tolist()
+    supercell_settings = validated(make_settings(base, **overrides))
+    supercells = [_from_phonopy_atoms(s) for s in phonon.supercells_with_displacements]
     return PhononPlan(phonon, structure, supercell_settings, ps, supercells, reference,
                       _fingerprint(structure, supercell_settings, ps, phonon))
+
+
+def _unit_cell_atoms(structure: Structure, supercell: Structure) -> np.ndarray:
+    """(natoms_sc,) the atom of ``structure`` that each atom of ``supercell`` is an image of."""
+    frac = supercell.positions @ supercell.lattice @ np.linalg.inv(structure.lattice)  # in the unit cell's basis
+    shift = frac[:, None, :] - structure.positions[None, :, :]
+    distance = np.linalg.norm((shift - np.round(shift)) @ structure.lattice, axis=2)  # (natoms_sc, natoms)
+    return np.argmin(distance, axis=1)
+
+
+def _primitive_nbands(structure: Structure, settings) -> int:
+    """The bands of the primitive calculation (given or default). The supercell gets as many per
+    cell: the default rule applied to the supercell itself (occupied + 20 %) leaves a metal's supercell
+    far fewer empty bands per atom than its primitive cell, and a Fermi-Dirac tail cut off by the
+    last band changes the forces (fcc Al, 2x2x2: the X-point LA mode 10 cm-1 too low)."""
+    from .resolve import resolve
+
+    return int(settings.nbands) if settings.nbands is not None else resolve(structure, settings).nbands
 
 
 def _fingerprint(structure, settings, ps, phonon) -> str:

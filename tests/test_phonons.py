@@ -173,9 +173,9 @@ def test_cli_phonons_bad_input_and_missing_phonopy(tmp_path):
     assert not (tmp_path / "ok_phonons.h5").exists()
 
 
-def _phx_frequencies():
-    """{q (fractional, reciprocal basis of the fcc cell): frequencies cm-1} from ph.x's si.dyn* files."""
-    data = json.loads((REFERENCE / "phx_frequencies.json").read_text())
+def _phx_frequencies(reference=REFERENCE):
+    """{q (fractional, reciprocal basis of the fcc cell): frequencies cm-1} from ph.x's output."""
+    data = json.loads((reference / "phx_frequencies.json").read_text())
     return {tuple(q): np.array(nu) for q, nu in zip(data["qpoints_fractional"], data["frequencies_cm1"])}
 
 
@@ -225,6 +225,24 @@ def test_two_mpi_ranks_share_the_displacements_and_agree(tmp_path):
         assert list(a["phonons/scf_iterations"][()]) == list(b["phonons/scf_iterations"][()])
     # both groups' checkpoints were written (each by its own group's root)
     assert len(list((tmp_path / "mpi.h5.checkpoints").glob("displacement-*.h5"))) == 2
+
+
+@pytest.mark.slow
+def test_aluminium_phonons_match_dfpt():
+    """fcc Al (LDA, GTH, 10 Ha, 8x8x8, Fermi-Dirac 0.01 Ha), 2x2x2 supercell (4x4x4 mesh), ±
+    displacements against ph.x at Gamma, X and L: within 0.5 cm-1; acoustic modes at Gamma <= 0.1."""
+    from pwsim.phonons import phonons
+
+    al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
+    r = phonons(al, xc="lda", pseudopotentials="gth", ecut=10.0, kpoints=(8, 8, 8), smearing="fermi-dirac",
+                temperature=0.01, supercell=2, plus_minus="always")
+    assert np.all(np.abs(r.gamma_frequencies("cm-1")) <= 0.1)
+    for q, reference in _phx_frequencies(Path(__file__).parent / "reference" / "al_phonons_qe").items():
+        if not any(q):
+            continue  # ph.x's acoustic modes at Gamma carry no sum rule (1.5 cm-1)
+        r.phonon.run_qpoints([list(q)])
+        nu = np.sort(r.phonon.qpoints.frequencies[0]) * THZ_TO_CM1
+        assert np.abs(nu - np.sort(reference)).max() < 0.5, (q, nu, reference)
 
 
 @pytest.mark.slow
