@@ -35,6 +35,24 @@ def test_supercell_gets_the_commensurate_kpoint_mesh():
     assert mesh == tuple(int(np.ceil(x / b - 1e-8)) for x in np.linalg.norm(np.linalg.inv(cubic @ fcc), axis=0))
 
 
+def test_supercell_runs_are_the_primitive_calculation_displaced():
+    """The supercell settings: the commensurate mesh, the primitive run's bands, charge and fixed moment
+    per cell, and the starting moments of the atom each supercell atom is an image of."""
+    from pwsim.phonons import plan
+    from pwsim.resolve import resolve
+
+    fe = pwsim.Structure(np.eye(3) * 5.42, ["Fe", "Co"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    settings = dict(xc="pbe", pseudopotentials="gth", ecut=20.0, kpoints=(6, 6, 4), smearing="gaussian",
+                    temperature=0.01, spin="collinear", magnetic_moments=[2.5, 1.5], charge=0.5)
+    job = plan(fe, None, PhononSettings([2, 2, 1]), **settings)
+    primitive = resolve(fe, pwsim.Settings(**settings))
+    assert tuple(job.settings.kpoints) == (3, 3, 4)
+    assert job.settings.nbands == 4 * primitive.nbands and job.settings.charge == 2.0
+    species = job.reference.species
+    assert [m for m, s in zip(job.settings.magnetic_moments, species) if s == "Fe"] == [2.5] * 4
+    assert [m for m, s in zip(job.settings.magnetic_moments, species) if s == "Co"] == [1.5] * 4
+
+
 @pytest.mark.parametrize("bad", [0, [1, 2], [[1, 0, 0], [0, 1, 0], [0, 0, 0]], [[1.5, 0, 0], [0, 1, 0], [0, 0, 1]],
                                  [11, 10, 10], "2"])
 def test_bad_supercells_are_refused(bad):
