@@ -123,3 +123,31 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
              f"{d.at(d.fermi_level) / HARTREE_IN_EV:.4f} states/eV/cell")
 
     _guard(go, debug)
+
+
+@click.command(name="export")
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.argument("what", type=click.Choice(["density", "spin-density", "potential", "electrostatic", "orbital"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default: H5_FILE's name + _WHAT.cube or .xsf).")
+@click.option("--format", "fmt", type=click.Choice(["cube", "xsf"]), help="File format (default: from -o, else cube).")
+@click.option("--band", type=click.IntRange(min=0), help="orbital: band index (from 0).")
+@click.option("--kpoint", type=click.IntRange(min=0), default=0, show_default=True,
+              help="orbital: k-point index (from 0).")
+@click.option("--spin", type=click.IntRange(min=0, max=1), default=0, show_default=True,
+              help="potential, orbital: spin channel (0 up, 1 down).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def export(h5_file, what, output, fmt, band, kpoint, spin, debug):
+    """Write WHAT of H5_FILE on the FFT grid with the structure as a Gaussian cube or XSF file (VESTA,
+    XCrySDen, ASE): the density, spin density, total local potential, electrostatic potential, or
+    |psi|^2 of one orbital (needs save_wavefunctions). Units: electrons/bohr^3, hartree, 1/bohr^3."""
+    from .export import export as write_export
+    from .io.hdf5 import load
+
+    def go():
+        suffix = fmt or (Path(output).suffix.lstrip(".") if output else "cube")
+        path = Path(output) if output else Path(h5_file).with_name(f"{Path(h5_file).stem}_{what}.{suffix}")
+        written = write_export(load(h5_file), what, path, fmt=suffix, band=band, kpoint=kpoint, spin=spin)
+        click.echo(f"{what} written to {written}")
+
+    _guard(go, debug)
