@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
@@ -77,6 +78,7 @@ class Sizes:
     backend: str
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
+    eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
 
 
 def available_memory() -> float:
@@ -167,10 +169,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     if symmetrizer:
         ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
-    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver), in place of
-    # the k-point's orbitals (handed over)
+    # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
-    scf_work = 6 * block_bytes + temporaries + 4 * (3 * s.nwork) ** 2 * 16 - s.nwork * s.npw * cbytes
+    scf_work = get_eigensolver(s.eigensolver).work_bytes(s.nwork, width, s.npw, cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
