@@ -277,7 +277,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
                   nspin=nspin, nsym=point_group.nsym, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
-                  derivatives=bool(s.compute_forces or s.compute_stress))
+                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
     limit, _ = memory_limit(s.max_memory)
     # the smallest job the point group allows, before anything of the grid's size is built
     nk_min = max(1, math.ceil(nfull / (2 * point_group.nsym)))

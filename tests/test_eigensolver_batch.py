@@ -1,7 +1,5 @@
 """The stacked (batched over k-points) LOBPCG, checked against dense diagonalisation, against the
 k-point-by-k-point solver, and for the independence of a k-point's result from its batch."""
-import importlib
-
 import numpy as np
 import pytest
 
@@ -9,8 +7,6 @@ import pwsim
 from pwsim.backend import get_backend
 from pwsim.eigensolver import lobpcg
 from pwsim.eigensolver_batch import batches, lobpcg_batch
-
-scf_module = importlib.import_module("pwsim.scf")
 
 
 def _operator(n, seed, degenerate=False):
@@ -125,20 +121,22 @@ def test_scf_stacked_and_per_k_point_solvers_agree(monkeypatch):
     """An fcc metal with a k-point mesh: its k != 0 points go through the stacked solver (checked by
     a spy), and the ground state equals the one of the k-point-by-k-point solver to the SCF's
     convergence."""
+    from pwsim.eigensolvers import Lobpcg
+
     al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), smearing="fermi-dirac",
                     temperature=0.01, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
     calls = []
-    original = scf_module.lobpcg_batch
+    original = Lobpcg.solve_stacked
 
-    def spy(*args, **kwargs):
-        calls.append(len(args[2]))
-        return original(*args, **kwargs)
+    def spy(self, backend, apply_hs, *args, **kwargs):
+        calls.append(len(apply_hs))
+        return original(self, backend, apply_hs, *args, **kwargs)
 
-    monkeypatch.setattr(scf_module, "lobpcg_batch", spy)
+    monkeypatch.setattr(Lobpcg, "solve_stacked", spy)
     stacked = pwsim.scf(al, **settings)
     assert calls and max(calls) > 1
-    monkeypatch.setattr(scf_module, "BATCH_MAX_NPW", 0)
+    monkeypatch.setattr(Lobpcg, "stack_max_npw", 0)
     calls.clear()
     per_k = pwsim.scf(al, **settings)
     assert not calls
@@ -151,7 +149,8 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     """The factorised route serves a k-point only where its overlap is certainly well-conditioned
     (then t^H S t = 1); a singular or nearly singular overlap in the same stack is left to the
     eigen-route, whatever the other k-points' overlaps are."""
-    from pwsim.eigensolver_batch import _Batch, _cholesky_basis
+    from pwsim.eigensolvers.lobpcg import _cholesky_basis
+    from pwsim.eigensolvers.stacked import Stacked
 
     bk = get_backend(backend)
     rng = np.random.default_rng(3)
@@ -163,7 +162,7 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     singular = good.copy()
     singular[5, :] = singular[:, 5] = 0.0  # a zero row: not positive definite
     stack = bk.to_device(np.stack([good, near, singular, good]))
-    batch = _Batch(bk, [None] * 4, [40] * 4, bk.xp.complex128)
+    batch = Stacked(bk, [None] * 4, [40] * 4, bk.xp.complex128, None)
     t, ok = _cholesky_basis(batch, stack)
     assert ok.tolist() == [True, False, False, True]
     t0 = bk.to_host(t)[0]
