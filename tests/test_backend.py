@@ -99,7 +99,8 @@ def test_cupy_without_gpu_is_one_line_error():
     assert "cupy" in str(info.value).lower()
 
 
-SOLVER_MODULES = ["hamiltonian.py", "eigensolver.py", "mixing.py", "xc_functionals.py"]
+SOLVER_MODULES = ["hamiltonian.py", "eigensolvers/lobpcg.py", "eigensolvers/blocks.py", "eigensolvers/stacked.py", "mixing.py",
+                  "xc_functionals.py"]
 # the terms' energies, potentials and operators run in the loop; their forces and stress return
 # small host arrays and are not listed
 SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "compute_density", "local_potential", "diagonalize",

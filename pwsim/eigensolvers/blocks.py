@@ -357,7 +357,7 @@ class OneKpoint:
         return self.bk.to_host(_residual_norms(self.space, lam[0, :], x, hx))[None], None  # host
 
     def residuals(self, lam, x, hx, active, out, token):
-        _residuals(self.space, lam[0, :], x, hx, np.flatnonzero(active[0]), out)
+        _residuals(self.space, lam[0, :], x, hx, np.flatnonzero(active[0]), out)  # host
         return out
 
     def precondition(self, w, x, active):
@@ -369,7 +369,7 @@ class OneKpoint:
         return self.space.apply(self.apply_h, w, int(counts[0]), out)
 
     def compact(self, p, hp, keep):
-        _compact_rows(np.flatnonzero(keep[0]), p, hp)
+        _compact_rows(np.flatnonzero(keep[0]), p, hp)  # host
         return p, hp
 
     def rotate(self, t, a, mask=None):

@@ -82,7 +82,7 @@ def _start(layout, x, nkeep: int | None):
     """(lam (nk, nrows), x, hx) of the stored starting block x: its Ritz vectors, or the lowest
     ``nkeep`` of them (ValueError if some k-point's block has fewer independent rows)."""
     nrows = layout.rows(x)
-    hx = layout.apply(x, np.full(layout.nk, nrows), None)
+    hx = layout.apply(x, np.full(layout.nk, nrows), None)  # host
     if nkeep is not None and nkeep < nrows:
         selected = _select(layout, [x], [hx], nkeep)
         if selected is None:
@@ -119,7 +119,7 @@ def solve(layout, stored: list, nkeep: int | None, tol, maxiter: int, nconverge:
         if met.any():  # those k-points are done: their results now, the others go on as a smaller stack
             keep = run.retire(layout, lam, x, rnorm, met, iteration - 1)
             layout, tol, have_p, rnorm = layout.subset(keep), tol[keep], have_p[keep], rnorm[keep]
-            lam = layout.xp.take(lam, layout.bk.to_device(keep.astype(np.int64)), axis=0)  # host
+            lam = layout.xp.take(lam, layout.bk.to_device(keep.astype(np.int64)), axis=0)  # host (indices)
             x, hx, p, hp, token = (None if a is None else layout.take(a, keep) for a in (x, hx, p, hp, token))
         # the unconverged bands (all of them in the first miniter iterations) get a search direction
         active = (rnorm >= tol) if iteration > miniter else np.ones_like(rnorm, dtype=bool)  # host
@@ -134,7 +134,7 @@ def solve(layout, stored: list, nkeep: int | None, tol, maxiter: int, nconverge:
             p, hp = _normalized(layout, p, hp, counts)
         (lam, x, hx, p, hp), have_p, order = _search_step(layout, lam, (x, w, p), (hx, hw, hp), counts, have_p)
         del w, hw
-        if not np.array_equal(order, np.arange(order.size)):  # the k-points now come group by group
+        if not np.array_equal(order, np.arange(order.size)):  # host; the k-points now come group by group
             layout, tol, run.live, run.napply = layout.subset(order), tol[order], run.live[order], run.napply[order]
         # X must stay orthonormal for the block formulas; repair it where rounding drifts
         if iteration % 3 == 0:
@@ -157,10 +157,10 @@ class _Run:
 
     def retire(self, layout, lam, x, rnorm, met, iterations):
         """Store the results of the k-points in ``met``; returns the positions of the others (host)."""
-        for i in np.flatnonzero(met):
+        for i in np.flatnonzero(met):  # host
             self.results[self.live[i]] = EigenResult(lam[i, :], layout.vectors(x, i), rnorm[i], iterations, True,
                                                      int(self.napply[i]))
-        keep = np.flatnonzero(~met)
+        keep = np.flatnonzero(~met)  # host
         self.live, self.napply = self.live[keep], self.napply[keep]
         return keep
 
@@ -245,12 +245,12 @@ def _canonical_ritz(layout, evals, evecs, evals_host, hmat, threshold, nkeep):
     k-point keeps fewer than ``nkeep`` directions."""
     xp, bk = layout.xp, layout.bk
     kept = np.count_nonzero(evals_host > threshold * evals_host[:, -1:], axis=1)  # host
-    if np.any(kept < nkeep):
+    if np.any(kept < nkeep):  # host
         return None
     n = evals_host.shape[1]
     parts = []
     for m in sorted(set(kept.tolist())):
-        ks = np.flatnonzero(kept == m)
+        ks = np.flatnonzero(kept == m)  # host
         index = None if ks.size == kept.size else bk.to_device(ks.astype(np.int64))  # host
 
         def rows(a, index=index):
@@ -273,13 +273,13 @@ def _cholesky_basis(layout, overlap):
     factored = np.ones(overlap.shape[0], dtype=bool)  # host
     try:
         lower = xp.linalg.cholesky(overlap)
-    except np.linalg.LinAlgError:  # (NumPy raises for the whole stack; CuPy gives NaN instead, caught below)
+    except np.linalg.LinAlgError:  # host; (NumPy raises for the whole stack; CuPy gives NaN instead, caught below)
         eye = _eye(xp, overlap.shape[-1], overlap)
         rows = []
         for k in range(overlap.shape[0]):
             try:
                 rows.append(xp.linalg.cholesky(overlap[k, ...]))
-            except np.linalg.LinAlgError:
+            except np.linalg.LinAlgError:  # host
                 rows.append(eye)
                 factored[k] = False
         lower = xp.stack(rows)
@@ -300,11 +300,11 @@ def _search_step(layout, lam, blocks, hblocks, counts, have_p):
     on with a P, the k-points in the order ``order`` (host)."""
     parts = []
     for count, with_p in sorted(set(zip(counts.tolist(), have_p.tolist()))):
-        ks = np.flatnonzero((counts == count) & (have_p == with_p))
+        ks = np.flatnonzero((counts == count) & (have_p == with_p))  # host
         parts += _group_step(layout, lam, blocks, hblocks, ks, int(count), bool(with_p))
-    order = np.concatenate([ks for ks, _, _ in parts])
+    order = np.concatenate([ks for ks, _, _ in parts])  # host
     new = parts[0][1] if len(parts) == 1 else tuple(layout.join([out[i] for _, out, _ in parts]) for i in range(5))
-    return new, np.concatenate([keep_p for _, _, keep_p in parts]), order
+    return new, np.concatenate([keep_p for _, _, keep_p in parts]), order  # host
 
 
 def _group_step(layout, lam, blocks, hblocks, ks, count, with_p, route="cholesky"):
@@ -329,7 +329,7 @@ def _group_step(layout, lam, blocks, hblocks, ks, count, with_p, route="cholesky
         selected = _select(layout, [x, w], [hx, hw], nbands)
         if selected is None:
             raise RuntimeError("the eigensolver's vectors became linearly dependent")
-        return [(ks, (*selected, p_all, hp_all), np.zeros(ks.size, dtype=bool))]
+        return [(ks, (*selected, p_all, hp_all), np.zeros(ks.size, dtype=bool))]  # host
     p, hp = layout.take(p_all, None, count), layout.take(hp_all, None, count)
     z = layout.join_rows([w, p] if with_p else [w])
     hz = layout.join_rows([hw, hp] if with_p else [hw])
@@ -351,7 +351,7 @@ def _group_step(layout, lam, blocks, hblocks, ks, count, with_p, route="cholesky
     ritz, c = solution
     x, p = layout.update(c, x, z, p_all)
     hx, hp = layout.update(c, hx, hz, hp_all)
-    return [(ks, (ritz, x, hx, p, hp), np.ones(ks.size, dtype=bool))]
+    return [(ks, (ritz, x, hx, p, hp), np.ones(ks.size, dtype=bool))]  # host
 
 
 def _split(layout, lam, blocks, hblocks, ks, count, good_route, good, other_route):

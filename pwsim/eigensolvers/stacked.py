@@ -195,7 +195,7 @@ def _gather_rows(batch, a, mask, fill=0.0):
     source = xp.concat([a, xp.full((nk, 1, a.shape[2]), fill, dtype=a.dtype, device=bk.device)], axis=1)
     index = np.full((nk, nrows), nrows, dtype=np.int64)  # host: the appended zero row by default
     for k in range(nk):
-        rows = np.flatnonzero(mask[k])
+        rows = np.flatnonzero(mask[k])  # host
         index[k, : rows.size] = rows
     flat = xp.reshape(source, (nk * (nrows + 1), a.shape[2]))
     offsets = (np.arange(nk, dtype=np.int64) * (nrows + 1))[:, None]  # host
