@@ -103,8 +103,8 @@ SOLVER_MODULES = ["hamiltonian.py", "eigensolvers/lobpcg.py", "eigensolvers/bloc
                   "xc_functionals.py"]
 # the terms' energies, potentials and operators run in the loop; their forces and stress return
 # small host arrays and are not listed
-SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "compute_density", "local_potential", "diagonalize",
-                               "total_energy"],
+SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "compute_density", "local_potential", "total_energy"],
+                    "diagonalize.py": ["diagonalize", "_diagonalize_batched"],
                     "terms/__init__.py": ["potential", "operators", "energies"],
                     "terms/base.py": ["band_sum"],
                     "terms/kinetic.py": ["apply", "band_energies", "energy"],

@@ -269,3 +269,29 @@ def test_an_unknown_eigensolver_is_an_input_error_with_a_suggestion():
     with pytest.raises(InputError, match="did you mean 'lobpcg'"):
         get_eigensolver("lobpcgg")
     assert validated(make_settings(eigensolver="LOBPCG")).eigensolver == "lobpcg"
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_the_cholesky_route_serves_one_k_point_too(monkeypatch, real):
+    """The Rayleigh-Ritz routes are written once for every layout: the factorised one, which the
+    stacked layout takes, gives one k-point's blocks (complex, and the Gamma point's half sphere)
+    the dense eigenpairs as well, and was really taken."""
+    from pwsim.eigensolvers import blocks, lobpcg as algorithm
+
+    rng = np.random.default_rng(12)
+    nh = 150
+    d = np.concatenate([[0.0], 0.05 * np.arange(1, nh + 1), 0.05 * np.arange(1, nh + 1)])
+    u = rng.standard_normal((nh + 1, 4)) + 1j * rng.standard_normal((nh + 1, 4))
+    u = np.concatenate([u[:1].real + 0j, u[1:], u[1:].conj()])  # c(-G) = c(G)*: a real operator
+    u /= np.linalg.norm(u, axis=0)
+    x0 = rng.standard_normal((10, nh + 1)) + 1j * rng.standard_normal((10, nh + 1))
+    x0 = np.concatenate([x0[:, :1].real + 0j, x0[:, 1:], x0[:, 1:].conj()], axis=1)
+    calls = []
+    original = algorithm._cholesky_basis
+    monkeypatch.setattr(algorithm, "_cholesky_basis", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(blocks.OneKpoint, "cholesky", True)
+    r = lobpcg(get_backend("numpy"), lambda x: x * d + (x @ u.conj()) @ u.T, x0,
+               blocks.kinetic_preconditioner(np, d), tol=1e-9, maxiter=300, real=real, half=nh if real else None)
+    exact = np.linalg.eigvalsh(np.diag(d) + u @ u.conj().T)[:10]
+    assert r.converged and calls
+    assert np.abs(r.eigenvalues - exact).max() < 1e-10

@@ -326,7 +326,9 @@ class OneKpoint:
     Blocks are 2-D (nrows, width); several blocks' rows are a list, never concatenated."""
 
     nk = 1
-    cholesky = False  # the eigen-route only: the results of this layout are the bits of pwsim 0.x
+    # the eigen-route of the Rayleigh-Ritz step only: the one-k-point results keep the bits they had
+    # before the Cholesky route was shared (setting this True is a speed option for large blocks)
+    cholesky = False
 
     def __init__(self, space, apply_h, precondition):
         self.space, self.apply_h = space, apply_h
@@ -342,12 +344,12 @@ class OneKpoint:
 
     def gram(self, a, b):
         if not isinstance(a, list) and not isinstance(b, list):
-            return self.xp.expand_dims(self.space.dot(a, b), axis=0)
+            return self.space.dot(a, b)[None, ...]
         listed = [a] if not isinstance(a, list) else a
-        return self.xp.expand_dims(_block_matrix(self.space, listed, [b] if not isinstance(b, list) else b), axis=0)
+        return _block_matrix(self.space, listed, [b] if not isinstance(b, list) else b)[None, ...]
 
     def norms(self, a, counts):
-        return self.xp.expand_dims(self.space.row_norms(a[: counts[0], :]), axis=0)
+        return self.space.row_norms(a[: counts[0], :])[None, ...]
 
     def scale(self, a, s, counts):
         self.space.scale_rows(a, s[0, :], int(counts[0]))
