@@ -21,7 +21,7 @@ from .errors import EnvironmentProblem
 #: before the start-up stopped importing SciPy's FFT interfaces)
 BASELINE_BYTES = 68e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
-#: range of pwsim.eigensolver.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
+#: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
@@ -152,7 +152,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     cbytes = 8 if s.precision == "single" else 16
     nk = nk_irr * s.nspin
-    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolvers.blocks)
     width = s.npw / 2 if s.gamma_only else s.npw
     block_bytes = s.nwork * width * cbytes
     # the mixer's history: the density's sphere (8 npw points), one of every +-G pair

@@ -23,7 +23,7 @@ from __future__ import annotations
 from .base import Eigensolver
 from .lobpcg import EigenResult, Lobpcg
 
-__all__ = ["EIGENSOLVERS", "EigenResult", "Eigensolver", "get_eigensolver"]
+__all__ = ["EIGENSOLVERS", "EigenResult", "Eigensolver", "Lobpcg", "get_eigensolver"]
 
 #: the eigensolvers by name (the values of ``[scf] eigensolver``)
 EIGENSOLVERS: dict[str, type[Eigensolver]] = {
