@@ -1,6 +1,7 @@
 """The block eigensolver and the SCF's starting subspace, checked against dense diagonalisation; the
 eigensolver interface (chosen by [scf] eigensolver for the SCF and the band paths)."""
 import importlib
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ class _OneByOne:
         class OneByOne(Eigensolver):
             name = "one-by-one"
             stack_max_npw = 10**6  # the SCF asks for stacks: the interface's default solves them one by one
-            calls = []
+            calls: ClassVar[list] = []
 
             def solve(self, backend, apply_h, handed, precondition, **options):
                 self.calls.append(apply_h)
@@ -242,8 +243,8 @@ def test_the_eigensolver_of_the_settings_serves_the_scf_and_the_band_path(monkey
     OneByOne, _ = _OneByOne.make()
     _register(monkeypatch, OneByOne)
     si = pwsim.diamond("Si", 10.26)
-    common = dict(xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2), energy_tolerance=1e-10,
-                  compute_stress=False, compute_forces=False)
+    common = {"xc": "lda", "pseudopotentials": "gth", "ecut": 5.0, "kpoints": (2, 2, 2), "energy_tolerance": 1e-10,
+              "compute_stress": False, "compute_forces": False}
     reference = pwsim.scf(si, **common)
     assert reference.settings["eigensolver"] == "lobpcg"
     with pytest.raises(EnvironmentProblem):  # its own estimate (1e15 bytes) is the one the run checks
@@ -276,7 +277,8 @@ def test_the_cholesky_route_serves_one_k_point_too(monkeypatch, real):
     """The Rayleigh-Ritz routes are written once for every layout: the factorised one, which the
     stacked layout takes, gives one k-point's blocks (complex, and the Gamma point's half sphere)
     the dense eigenpairs as well, and was really taken."""
-    from pwsim.eigensolvers import blocks, lobpcg as algorithm
+    from pwsim.eigensolvers import blocks
+    from pwsim.eigensolvers import lobpcg as algorithm
 
     rng = np.random.default_rng(12)
     nh = 150
