@@ -167,3 +167,41 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     assert ok.tolist() == [True, False, False, True]
     t0 = bk.to_host(t)[0]
     assert np.allclose(t0.conj().T @ good @ t0, np.eye(6), atol=1e-10)
+
+
+def test_the_fallback_routes_keep_each_k_point_on_its_own(monkeypatch):
+    """With the ill-conditioning threshold raised to 1e-3, k-points leave the common route at
+    different steps (Rayleigh-Ritz again without P, then the Ritz vectors of [X, W] without its
+    near-null directions): the stack is split by route, every k-point still reaches the dense
+    eigenvalues, and its result is the same bits alone as in the batch."""
+    from pwsim.eigensolvers import lobpcg as algorithm
+    from pwsim.eigensolvers.stacked import Stacked
+
+    routes = {"split": 0, "select": 0}
+
+    def counted(name):
+        original = getattr(algorithm, f"_{name}")
+
+        def route(*args):
+            routes[name] += 1
+            return original(*args)
+        return route
+
+    for name in routes:
+        monkeypatch.setattr(algorithm, f"_{name}", counted(name))
+    init = Stacked.__init__
+
+    def raised_threshold(self, *args):
+        init(self, *args)
+        self.ill_conditioned = 1e-3
+
+    monkeypatch.setattr(Stacked, "__init__", raised_threshold)
+    bk = get_backend("numpy")
+    hs, applies, x0s, diags = _problem(bk, (110, 125, 118), 10, seed=11)
+    tol = np.full((3, 10), 1e-9)
+    together = lobpcg_batch(bk, applies, x0s, diags, tol, maxiter=500, width=125)
+    assert routes["split"] > 0 and routes["select"] > 0
+    for i, (h, r) in enumerate(zip(hs, together)):
+        assert r.converged and np.allclose(r.eigenvalues, np.linalg.eigvalsh(h)[:10], atol=1e-10)
+        alone = lobpcg_batch(bk, applies[i:i + 1], x0s[i:i + 1], diags[i:i + 1], tol[i:i + 1], maxiter=500, width=125)
+        assert np.array_equal(alone[0].eigenvalues, r.eigenvalues) and np.array_equal(alone[0].vectors, r.vectors)
