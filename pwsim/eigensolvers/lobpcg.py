@@ -134,7 +134,7 @@ def solve(layout, stored: list, nkeep: int | None, tol, maxiter: int, nconverge:
             p, hp = _normalized(layout, p, hp, counts)
         (lam, x, hx, p, hp), have_p, order = _search_step(layout, lam, (x, w, p), (hx, hw, hp), counts, have_p)
         del w, hw
-        if not np.array_equal(order, np.arange(order.size)):  # host; the k-points now come group by group
+        if order is not None and not np.array_equal(order, np.arange(order.size)):  # host; by group now
             layout, tol, run.live, run.napply = layout.subset(order), tol[order], run.live[order], run.napply[order]
         # X must stay orthonormal for the block formulas; repair it where rounding drifts
         if iteration % 3 == 0:
@@ -245,9 +245,11 @@ def _canonical_ritz(layout, evals, evecs, evals_host, hmat, threshold, nkeep):
     k-point keeps fewer than ``nkeep`` directions."""
     xp, bk = layout.xp, layout.bk
     kept = np.count_nonzero(evals_host > threshold * evals_host[:, -1:], axis=1)  # host
-    if np.any(kept < nkeep):  # host
+    if kept.min() < nkeep:
         return None
     n = evals_host.shape[1]
+    if kept.min() == kept.max():  # the common case: one group
+        return _ritz_pairs(xp, evecs[:, :, n - kept[0]:] / xp.sqrt(evals[:, None, n - kept[0]:]), hmat, nkeep)
     parts = []
     for m in sorted(set(kept.tolist())):
         ks = np.flatnonzero(kept == m)  # host
@@ -297,7 +299,11 @@ def _search_step(layout, lam, blocks, hblocks, counts, have_p):
     The k-points are grouped by the size of that span: those with the same number counts[k] of search
     directions (the first rows of W and P) and alike with or without P are solved together, on exactly
     their own rows. Returns ((lam, x, hx, p, hp), have_p, order): the new blocks and which k-points go
-    on with a P, the k-points in the order ``order`` (host)."""
+    on with a P, the k-points in the order ``order`` (host; None for a single k-point)."""
+    if layout.nk == 1:  # one k-point: one group, nothing to reorder
+        whole = np.zeros(1, dtype=np.int64)  # host
+        [(_, new, keep_p)] = _group_step(layout, lam, blocks, hblocks, whole, int(counts[0]), bool(have_p[0]))
+        return new, keep_p, None
     parts = []
     for count, with_p in sorted(set(zip(counts.tolist(), have_p.tolist()))):
         ks = np.flatnonzero((counts == count) & (have_p == with_p))  # host
@@ -368,7 +374,9 @@ def _reduced_matrices(layout, lam, x, z, hz):
     xp = layout.xp
     xz, zz, xhz, zhz = layout.gram(x, z), layout.gram(z, z), layout.gram(x, hz), layout.gram(z, hz)
     nk, n = xz.shape[:2]
-    eye = xp.broadcast_to(_eye(xp, n, xz), (nk, n, n))
+    eye = _eye(xp, n, xz)[None, ...]
+    if nk > 1:
+        eye = xp.broadcast_to(eye, (nk, n, n))
     overlap = _hermitize(xp, xp.concat([xp.concat([eye, xz], axis=2), xp.concat([xp.conj(xz.mT), zz], axis=2)], axis=1))
     lam_diag = xp.astype(lam, xz.dtype)[:, :, None] * _eye(xp, n, xz)
     hmat = _hermitize(xp, xp.concat([xp.concat([lam_diag, xhz], axis=2), xp.concat([xp.conj(xhz.mT), zhz], axis=2)],
