@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
@@ -24,7 +25,7 @@ from .errors import EnvironmentProblem
 #: before the start-up stopped importing SciPy's FFT interfaces)
 BASELINE_BYTES = 68e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
-#: range of pwsim.eigensolver.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
+#: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
@@ -81,6 +82,7 @@ class Sizes:
     backend: str
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
+    eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
 
 
 def available_memory() -> float:
@@ -154,7 +156,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     cbytes = 8 if s.precision == "single" else 16
     nk = nk_irr * s.nspin
-    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolvers.blocks)
     width = s.npw / 2 if s.gamma_only else s.npw
     block_bytes = s.nwork * width * cbytes
     # the mixer's history: the density's sphere (8 npw points), one of every +-G pair
@@ -171,10 +173,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     if symmetrizer:
         ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
-    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver), in place of
-    # the k-point's orbitals (handed over)
+    # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
-    scf_work = 6 * block_bytes + temporaries + 4 * (3 * s.nwork) ** 2 * 16 - s.nwork * s.npw * cbytes
+    scf_work = get_eigensolver(s.eigensolver).work_bytes(s.nwork, width, s.npw, cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes

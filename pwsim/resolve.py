@@ -289,7 +289,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
                   nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
-                  derivatives=bool(s.compute_forces or s.compute_stress))
+                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
     # atoms, the k-point reduction with the grid): the fewest k-points any point group leaves

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .eigensolvers import EIGENSOLVERS
 from .errors import InputError
 from .occupations import SMEARING_ALIASES
 from .parallel import OPTIONS as PARALLEL_OPTIONS
@@ -147,6 +148,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mixing_history": Key("int", 8, "number of previous iterates Anderson keeps", minimum=1, maximum=100),
         "kerker": Key("float", None, "Kerker wavevector k0 (default: 0.8 for smeared runs, off otherwise; "
                                      "0: off)", "1/bohr", minimum=0.0, maximum=100.0),
+        "eigensolver": Key("str", "lobpcg", "block eigensolver of the SCF and the band paths (pwsim.eigensolvers)",
+                           choices=tuple(EIGENSOLVERS)),
     },
     "relax": {
         "fmax": Key("force", 1e-3, "force threshold (e.g. '0.01 eV/angstrom')", "hartree/bohr", minimum=1e-8,
@@ -368,7 +371,11 @@ def _string(value, spec: Key, table, key) -> str:
         word = "-".join(word.replace("_", " ").replace("-", " ").split())
         word = spec.alias_map().get(word, word)
     if word not in spec.choices:
-        raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}")
+        import difflib
+
+        close = difflib.get_close_matches(word, spec.choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}{hint}")
     return word
 
 
