@@ -1,8 +1,9 @@
-"""Hybrid functionals (PBE0, Hartree-Fock): their records, their semilocal part, and the SCF with
+"""Hybrid functionals (PBE0, HSE06, Hartree-Fock): their records, their semilocal part, and the SCF with
 exact exchange.
 
 E_xc = alpha E_x^Fock + (1 - alpha) E_x^PBE + E_c^PBE for PBE0 (alpha = 0.25), E_x^Fock alone for
-Hartree-Fock. The Fock part is :class:`pwsim.terms.exact_exchange.ExactExchange` with the kernel of
+Hartree-Fock; for HSE06 E_xc^PBE - alpha E_x^SR-omegaPBE(mu) + alpha E_x^SR-Fock(mu), the Fock kernel
+erfc(mu r)/r (alpha = 0.25, mu = 0.106 1/bohr as pw.x; libxc's HSE06 uses 0.11). The Fock part is :class:`pwsim.terms.exact_exchange.ExactExchange` with the kernel of
 :mod:`pwsim.coulomb`; the semilocal part is :class:`HybridXc`, pwsim's own PBE with its exchange scaled.
 
 The SCF (as pw.x does it): the semilocal functional's ground state first; then an outer loop that
@@ -33,20 +34,23 @@ __all__ = ["HYBRIDS", "Hybrid", "HybridXc", "hybrid_scf", "pbe_exchange"]
 @dataclass(frozen=True)
 class Hybrid:
     """A hybrid functional: fraction alpha of exact exchange, its screening mu (1/bohr; None: bare
-    1/r), whether the semilocal exchange is (1 - alpha) PBE (else none), the PBE correlation's weight,
-    and the semilocal functional of the pseudopotentials and the starting SCF."""
+    1/r), the semilocal exchange (``"complement"``: (1 - alpha) PBE; ``"short-range"``: PBE -
+    alpha SR-omegaPBE(mu), HSE; ``"none"``), the PBE correlation's weight, and the semilocal
+    functional of the pseudopotentials and the starting SCF."""
 
     fraction: float
     screening: float | None
-    semilocal_exchange: bool
+    semilocal_exchange: str
     correlation: float
     base: str = "pbe"
 
 
 #: name -> record (the [model] xc values handled by :func:`hybrid_scf`)
 HYBRIDS = {
-    "pbe0": Hybrid(0.25, None, True, 1.0),
-    "hf": Hybrid(1.0, None, False, 0.0),
+    "pbe0": Hybrid(0.25, None, "complement", 1.0),
+    "hf": Hybrid(1.0, None, "none", 0.0),
+    # pw.x's screening parameter (libxc's HSE06 has 0.11): the pw.x figures are the reference
+    "hse06": Hybrid(0.25, 0.106, "short-range", 1.0),
 }
 
 
@@ -74,23 +78,49 @@ def pbe_exchange(xp, rho, sigma) -> xc_functionals.XCResult:
                                    xp.stack([xp.where(mask, vsu, zero), zero, xp.where(mask, vsd, zero)]))
 
 
-class HybridXc(Xc):
-    """The semilocal part of a hybrid: x E_x^PBE + c E_c^PBE = c E_xc^PBE + (x - c) E_x^PBE (the
-    context's functional must be PBE). Energy, potential and stress follow from Xc's code."""
+def short_range_wpbe(bk, rho_sR, grads, mu: float) -> xc_functionals.XCResult:
+    """Heyd's short-range omegaPBE exchange (libxc GGA_X_WPBEH through pyscf, omega = mu), in the
+    conventions of :func:`pwsim.xc_functionals.evaluate`; rho_sR (nspin, *grid), grads per spin
+    (3, *grid) device. Runs on the host."""
+    try:
+        from pyscf.dft import libxc
+    except ImportError:
+        raise InputError("HSE needs libxc's short-range PBE exchange: pip install pyscf") from None
+    nspin = rho_sR.shape[0]
+    grid = rho_sR.shape[1:]
+    rho = bk.to_host(rho_sR).reshape(nspin, 1, -1)
+    grad = np.stack([bk.to_host(g).reshape(3, -1) for g in grads])  # (nspin, 3, N)
+    packed = np.concatenate([rho, grad], axis=1)  # (nspin, 4, N): rho, d/dx, d/dy, d/dz
+    exc, vxc = libxc.eval_xc("GGA_X_WPBEH", packed[0] if nspin == 1 else packed, nspin - 1, deriv=1,
+                             omega=mu)[:2]
+    e = np.sum(rho[:, 0, :], axis=0) * exc
+    vrho = np.reshape(vxc[0].T, (nspin, *grid))
+    vsigma = np.reshape(np.reshape(vxc[1], (-1, 1 if nspin == 1 else 3)).T, (-1, *grid))
+    return xc_functionals.XCResult(bk.to_device(e.reshape(grid)), bk.to_device(vrho), bk.to_device(vsigma))
 
-    def __init__(self, context, exchange: float, correlation: float):
+
+class HybridXc(Xc):
+    """The semilocal part of a hybrid: x E_x^PBE + c E_c^PBE = c E_xc^PBE + (x - c) E_x^PBE, less
+    ``short_range`` = (alpha, mu) times the short-range omegaPBE exchange (HSE). The context's
+    functional must be PBE. Energy, potential and stress follow from Xc's code."""
+
+    def __init__(self, context, exchange: float, correlation: float, short_range=None):
         if context.xc != "pbe":
             raise InputError(f"the semilocal part of a hybrid is built on pbe, not {context.xc!r}")
         super().__init__(context)
         self.exchange = float(exchange)
         self.correlation = float(correlation)
+        self.short_range = short_range
 
     def _evaluate(self, rho_sR):
         out, grads, sigma = super()._evaluate(rho_sR)
-        x = pbe_exchange(self.context.backend.xp, rho_sR, sigma)
-        c, b = self.correlation, self.exchange - self.correlation
-        mixed = xc_functionals.XCResult(c * out.e + b * x.e, c * out.vrho + b * x.vrho,
-                                        c * out.vsigma + b * x.vsigma)
+        parts = [(self.correlation, out)]
+        if self.exchange != self.correlation:
+            parts.append((self.exchange - self.correlation, pbe_exchange(self.context.backend.xp, rho_sR, sigma)))
+        if self.short_range is not None:
+            alpha, mu = self.short_range
+            parts.append((-alpha, short_range_wpbe(self.context.backend, rho_sR, grads, mu)))
+        mixed = xc_functionals.XCResult(*(sum(w * getattr(r, f) for w, r in parts) for f in ("e", "vrho", "vsigma")))
         return mixed, grads, sigma
 
 
@@ -109,9 +139,10 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     s = setup.settings
     terms = setup.terms
     context = terms.context
-    exchange = (1.0 - fraction) if record.semilocal_exchange else 0.0
+    exchange = {"complement": 1.0 - fraction, "short-range": 1.0, "none": 0.0}[record.semilocal_exchange]
+    short_range = (fraction, screening) if record.semilocal_exchange == "short-range" else None
     position = [t.name for t in terms.terms].index("xc")
-    terms.terms[position] = HybridXc(context, exchange, record.correlation)
+    terms.terms[position] = HybridXc(context, exchange, record.correlation, short_range)
     kernel = ExchangeKernel(setup.structure.lattice, setup.kpoint_set.grid, setup.basis.ecut, screening,
                             s.exx_divergence, s.x_gamma_extrapolation)
     exx = ExactExchange(context, kernel, fraction, setup.kpoint_set)
@@ -131,12 +162,13 @@ def _starting_state(setup):
 
 
 def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float = 1e-10, max_outer: int = 50,
-               verbose=False, callback=None, **overrides) -> Result:
+               ace: bool = True, verbose=False, callback=None, **overrides) -> Result:
     """Ground state with a hybrid functional (``xc`` one of :data:`HYBRIDS`).
 
     settings / overrides: as :func:`pwsim.scf` ([model] exx_divergence, x_gamma_extrapolation,
     exx_fraction, screening_parameter apply); exx_tolerance: hartree, on the exchange energy of
-    the new orbitals with the previous operator against their own; max_outer: most ACE rebuilds.
+    the new orbitals with the previous operator against their own; max_outer: most ACE rebuilds;
+    ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference).
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
     provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together.
     """
@@ -152,16 +184,22 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     start = time.perf_counter()
     state = _starting_state(setup)
     with setup.backend.blas_limits():
+        setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
         result, final = _scf_loop(setup, None, None, callback, None, state)
+        setup.settings = s
         exx = _switch_to_hybrid(setup, record, fraction, screening)
-        iterations, e_ace, outer = result.iterations, None, 0
+        iterations, e_ace, outer, change = result.iterations, None, 0, None
         while True:
-            e_exact = exx.build_ace(state.wavefunctions, final.occupations)
-            if e_ace is not None and (abs(e_ace - e_exact) < exx_tolerance or outer >= max_outer):
-                break
+            e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
+            if e_ace is not None:
+                change = abs(e_ace - e_exact)
+                if change < exx_tolerance or outer >= max_outer:
+                    break
             outer += 1
             state = SCFState(state.rho_in, state.wavefunctions)
+            setup.settings = _inner_tolerances(s, change)
             result, final = _scf_loop(setup, None, None, callback, None, state)
+            setup.settings = s
             iterations += result.iterations
             e_ace = result.energies["exact_exchange"]
         _exact_energies(result, e_exact - e_ace, e_exact)
@@ -171,6 +209,25 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
         result.provenance["wall_time"] = time.perf_counter() - start
         _forces_and_stress(setup, result, final)
     return result
+
+
+#: the inner SCF's energy tolerance is INNER_RATIO x the last change of the exchange energy (at least
+#: the run's own tolerance): early operators are thrown away, their SCF need not be tight
+INNER_RATIO = 0.1
+#: the loosest inner energy tolerance (hartree), also that of the first operator's SCF
+INNER_LOOSEST = 1e-5
+
+
+def _inner_tolerances(settings: Settings, change: float | None) -> Settings:
+    """The settings of one inner SCF, its tolerances loosened while the operator is far from converged
+    (change: the last change of the exchange energy, hartree, None before the first)."""
+    loosest = INNER_LOOSEST if change is None else min(INNER_RATIO * change, INNER_LOOSEST)
+    energy = max(settings.energy_tolerance, loosest)
+    if energy == settings.energy_tolerance:
+        return settings
+    density = settings.density_tolerance
+    return dataclasses.replace(settings, energy_tolerance=energy,
+                               density_tolerance=None if density is None else max(density, 10 * energy**0.5))
 
 
 def _exact_energies(result: Result, shift: float, e_exact: float) -> None:

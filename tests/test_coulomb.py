@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import pwsim
-from pwsim.basis import PlaneWaveBasis
 from pwsim.backend import get_backend
+from pwsim.basis import PlaneWaveBasis
 from pwsim.coulomb import ExchangeKernel, on_double_grid, poisson_green
 from pwsim.errors import InputError
 
@@ -55,7 +55,7 @@ def test_screened_divergence_integral():
 
     mu, ecut, length = 0.106, 15.0, 1e-3
     a = 10.0 / (2 * ecut)
-    f = lambda p: np.exp(-a * p * p) * (1 - np.exp(-p * p / (4 * mu * mu))) / (p * p)  # noqa: E731
+    f = lambda p: np.exp(-a * p * p) * (1 - np.exp(-p * p / (4 * mu * mu))) / (p * p)
     integral = quad(lambda p: 4 * np.pi * f(p) * 4 * np.pi * p * p, 0, np.inf, epsabs=1e-13)[0] / (2 * np.pi) ** 3
     kernel = ExchangeKernel(np.eye(3) * length, (1, 1, 1), ecut, mu, "gygi-baldereschi", False)
     expected = -(4 * np.pi / (4 * mu * mu) - length**3 * integral / (4 * np.pi))  # v(0) = -D + pi / mu^2

@@ -109,13 +109,36 @@ class AceOperator:
         return AceOperator(xp.astype(self.zeta, xp.complex64), self.backend)
 
 
+class ExactOperator:
+    """K of one k-point applied exactly (the fixed orbitals' pair products), the reference for ACE."""
+
+    def __init__(self, term, kpoint):
+        self.term = term
+        self.kpoint = kpoint
+
+    def apply(self, c_nG, out=None):
+        kc = self.term.apply_exact(self.kpoint, c_nG)
+        if out is None:
+            return kc
+        out += kc
+        return out
+
+    def band_energies(self, c_nG):
+        xp = self.term.context.backend.xp
+        return xp.sum(xp.real(xp.conj(c_nG) * self.term.apply_exact(self.kpoint, c_nG)), axis=1)
+
+    def single(self):
+        return self
+
+
 class ExactExchange(Term):
     """alpha x the Fock exchange of the occupied orbitals (see the module docstring).
 
     kernel: a :class:`pwsim.coulomb.ExchangeKernel`; fraction: alpha; kpoint_set: the run's
     :class:`pwsim.symmetry.KpointSet` (the full mesh and how it unfolds).
-    :meth:`set_orbitals` fixes the orbitals K is built from; :meth:`build_ace` also compresses it.
-    ``energy`` gives the exchange energy with the ACE operator when one is built, else exactly.
+    :meth:`set_orbitals` fixes the orbitals K is built from; :meth:`build_ace` fixes them for an outer loop
+    (``fixed``) and compresses K (ACE) unless told not to.
+    ``energy`` gives the exchange energy with the fixed operator when ``fixed``, else with the state's own.
     """
 
     name = "exact_exchange"
@@ -130,6 +153,9 @@ class ExactExchange(Term):
         self.kpoint_set = kpoint_set
         self.orbitals = None
         self.ace = None
+        #: the energy uses the operator of the orbitals fixed by set_orbitals / build_ace (an outer
+        #: loop's), not that of the state's own orbitals
+        self.fixed = False
         self._kernels = {}
 
     # ------------------------------------------------------------------ the operator
@@ -167,12 +193,14 @@ class ExactExchange(Term):
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         return bk.grid_to_wave(acc, kpoint.box_map) * scale
 
-    def build_ace(self, wavefunctions, occupations) -> float:
-        """Fix the orbitals and build the ACE operator of every k-point from all computed bands;
-        returns the exact exchange energy of these orbitals (hartree)."""
+    def build_ace(self, wavefunctions, occupations, compress: bool = True) -> float:
+        """Fix the orbitals and build the ACE operator of every k-point from all computed bands (with
+        ``compress`` False the exact operator of these orbitals is kept instead); returns the exact
+        exchange energy of these orbitals (hartree)."""
         bk = self.context.backend
         xp = bk.xp
         self.set_orbitals(wavefunctions, occupations)
+        self.fixed = True
         ace = {}
         energy = 0.0
         for kpoint in self.context.basis.kpoints:
@@ -184,21 +212,25 @@ class ExactExchange(Term):
             nocc = occupations.shape[-1]
             f_n[:nocc] = occupations[kpoint.spin, kpoint.index % self.context.nk]
             energy += 0.5 * kpoint.weight * float(np.sum(f_n * np.real(np.diag(m))))
-            lower = np.linalg.cholesky(-m)
-            ace[kpoint.index] = AceOperator(xp.matmul(bk.to_device(np.conj(np.linalg.inv(lower))), xi_nG), bk)
-        self.ace = ace
+            if compress:
+                lower = np.linalg.cholesky(-m)
+                ace[kpoint.index] = AceOperator(xp.matmul(bk.to_device(np.conj(np.linalg.inv(lower))), xi_nG), bk)
+        self.ace = ace if compress else None
         return energy
 
     def operator(self, kpoint):
-        return None if self.ace is None else self.ace[kpoint.index]
+        """The ACE operator when built, else the exact one of the fixed orbitals, else None."""
+        if self.ace is not None:
+            return self.ace[kpoint.index]
+        return None if self.orbitals is None else ExactOperator(self, kpoint)
 
     # ------------------------------------------------------------------ energy
     def energy(self, state) -> float:
-        """E_x = 1/2 sum_k w_k sum_n f_n <psi_n|K|psi_n>, hartree: with the ACE operator when built, else
-        with the exact operator of the state's own orbitals."""
+        """E_x = 1/2 sum_k w_k sum_n f_n <psi_n|K|psi_n>, hartree: with the operator of the fixed orbitals
+        (ACE or exact) when ``fixed``, else with the exact operator of the state's own orbitals."""
         if self.fraction == 0.0:
             return 0.0
-        if self.ace is None:
+        if not self.fixed:
             self.set_orbitals(state.wavefunctions, state.occupations)
         bk = self.context.backend
         total = 0.0
@@ -213,11 +245,7 @@ class ExactExchange(Term):
         return total
 
     def _band_energies(self, kpoint, c_nG) -> np.ndarray:
-        bk = self.context.backend
-        if self.ace is not None:
-            return bk.to_host(self.ace[kpoint.index].band_energies(c_nG))
-        xp = bk.xp
-        return bk.to_host(xp.sum(xp.real(xp.conj(c_nG) * self.apply_exact(kpoint, c_nG)), axis=1))
+        return self.context.backend.to_host(self.operator(kpoint).band_energies(c_nG))
 
     def stress(self, state) -> np.ndarray:
         raise InputError("the stress of hybrid functionals is not implemented yet")
