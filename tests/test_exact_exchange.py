@@ -240,3 +240,17 @@ def test_h2o_gap_with_pw_x_gga_cutoffs(monkeypatch):
     assert levels[5] - levels[3] == pytest.approx(ref["eigenvalues"][0][5] - ref["eigenvalues"][0][3], abs=1e-5)
     assert result.energies["exact_exchange"] == pytest.approx(ref["fock_energy"], abs=1e-7)
     assert result.total_energy == pytest.approx(ref["total_energy"], abs=3 * 1e-6)
+
+
+def test_collinear_spin_of_a_closed_shell_equals_the_unpolarised_energy(reduced):
+    """Exchange acts within each spin channel with occupations in [0, 1]: the same orbitals in both
+    channels, half the occupation each, give the unpolarised exchange energy."""
+    exx, state, _ = reduced
+    spin_settings = {key: value for key, value in SI.items() if key != "save_wavefunctions"}
+    setup = prepare(pwsim.diamond("Si", 10.26), spin="collinear", magnetic_moments=[0, 0], **spin_settings)
+    assert len(setup.basis.kpoints) == 6  # 3 k-points x 2 channels
+    spin_exx = ExactExchange(setup.terms.context, exx.kernel, ALPHA, setup.kpoint_set)
+    half = state.occupations[0] / 2
+    spin_state = ElectronicState(state.rho_sR, list(state.wavefunctions) * 2, np.stack([half, half]))
+    exx.fixed = False
+    assert spin_exx.energy(spin_state) == pytest.approx(exx.energy(state), abs=1e-12)
