@@ -179,8 +179,10 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     if s.compute_stress:
         raise InputError("the stress of hybrid functionals is not implemented yet (compute_stress = False)")
     setup = prepare(structure, dataclasses.replace(s, xc=record.base))
+    say = None
     if verbose:
-        callback = _with_progress(callback, verbose if callable(verbose) else (lambda line: print(line, flush=True)))
+        say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
+        callback = _with_progress(callback, say)
     start = time.perf_counter()
     state = _starting_state(setup)
     with setup.backend.blas_limits():
@@ -193,6 +195,8 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
             e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
             if e_ace is not None:
                 change = abs(e_ace - e_exact)
+                if say is not None:
+                    say(f"exact exchange, operator {outer}: E_x {e_exact:.10f} Ha, change {change:.3e} Ha")
                 if change < exx_tolerance or outer >= max_outer:
                     break
             outer += 1
@@ -205,6 +209,8 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
         _exact_energies(result, e_exact - e_ace, e_exact)
         result.converged = result.converged and abs(e_ace - e_exact) < exx_tolerance
         result.iterations = iterations
+        # the resolved hybrid, not the semilocal functional the set-up was made with
+        result.settings.update(xc=s.xc, exx_fraction=fraction, screening_parameter=screening)
         result.provenance["exx_outer_iterations"] = outer
         result.provenance["wall_time"] = time.perf_counter() - start
         _forces_and_stress(setup, result, final)

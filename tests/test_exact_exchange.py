@@ -124,8 +124,18 @@ def test_operator_is_the_derivative_of_the_energy(full_mesh):
     assert difference == pytest.approx(slope, rel=1e-6, abs=1e-9)
 
 
+def test_fractional_occupations_against_brute_force(full_mesh):
+    """Smeared-like occupations (every band partly filled, different at each k) enter as weights."""
+    exx, state, setup = full_mesh
+    rng = np.random.default_rng(3)
+    occupations = rng.uniform(0.0, 2.0, size=state.occupations.shape)
+    smeared = ElectronicState(state.rho_sR, state.wavefunctions, occupations)
+    assert exx.energy(smeared) == pytest.approx(brute_force_energy(setup, smeared, exx.kernel), abs=1e-10)
+
+
 def test_ace_equals_the_exact_operator_on_all_bands(reduced):
-    exx, state, setup = reduced
+    _, state, setup = reduced
+    exx = ExactExchange(setup.terms.context, reduced[0].kernel, ALPHA, setup.kpoint_set)
     exact = exx.build_ace(state.wavefunctions, state.occupations)
     assert exact == pytest.approx(exx.energy(state), abs=1e-12)  # ACE's energy = the exact one on its span
     for kpoint in setup.basis.kpoints:
@@ -210,7 +220,7 @@ def test_h2o_pbe0_against_pw_x(run, divergence, extrapolate):
 
 
 @pytest.mark.filterwarnings("ignore:the structure is a crystal")
-def test_ace_scf_equals_exact_operator_scf():
+def test_ace_scf_equals_exact_operator_scf(tmp_path):
     """Small silicon PBE0 (6 Ha, Gamma): the SCF with ACE and with the exact operator applied in every
     inner iteration agree in energy (1e-9 Ha) and in every eigenvalue, the empty ones included.
     Measured: 1e-11 Ha and 6e-11 Ha."""
@@ -223,6 +233,14 @@ def test_ace_scf_equals_exact_operator_scf():
     assert runs[0].converged and runs[1].converged
     assert runs[0].total_energy == pytest.approx(runs[1].total_energy, abs=1e-9)
     assert np.max(np.abs(runs[0].eigenvalues - runs[1].eigenvalues)) < 1e-7
+    # the result is stored like any other: the exchange energy and the divergence treatment
+    from pwsim.io.hdf5 import load, write_result
+
+    stored = load(write_result(runs[0], tmp_path / "pbe0.h5"))
+    assert stored.energies["exact_exchange"] == runs[0].energies["exact_exchange"] < 0
+    assert stored.total_energy == runs[0].total_energy
+    assert stored.settings["exx_divergence"] == "gygi-baldereschi"
+    assert stored.settings["xc"] == "pbe0" and stored.settings["exx_fraction"] == 0.25
 
 
 @pytest.mark.slow
@@ -252,5 +270,4 @@ def test_collinear_spin_of_a_closed_shell_equals_the_unpolarised_energy(reduced)
     spin_exx = ExactExchange(setup.terms.context, exx.kernel, ALPHA, setup.kpoint_set)
     half = state.occupations[0] / 2
     spin_state = ElectronicState(state.rho_sR, list(state.wavefunctions) * 2, np.stack([half, half]))
-    exx.fixed = False
     assert spin_exx.energy(spin_state) == pytest.approx(exx.energy(state), abs=1e-12)
