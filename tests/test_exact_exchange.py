@@ -271,3 +271,42 @@ def test_collinear_spin_of_a_closed_shell_equals_the_unpolarised_energy(reduced)
     half = state.occupations[0] / 2
     spin_state = ElectronicState(state.rho_sR, list(state.wavefunctions) * 2, np.stack([half, half]))
     assert spin_exx.energy(spin_state) == pytest.approx(exx.energy(state), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- the semilocal part of hybrids
+def test_pbe_exchange_pieces():
+    """pbe_exchange: Slater's exchange at zero gradient, its derivatives by finite differences, and
+    spin scaling (two equal channels = the unpolarised density)."""
+    from pwsim.hybrid import pbe_exchange
+
+    n = np.array([[0.3, 0.05, 1e-3]])
+    sigma = np.array([[0.02, 0.004, 1e-6]])
+    slater = -0.75 * (3 / np.pi) ** (1 / 3) * n[0] ** (4 / 3)
+    assert np.allclose(pbe_exchange(np, n, 0 * sigma).e, slater, rtol=1e-14)
+    out = pbe_exchange(np, n, sigma)
+    h = 1e-7
+    assert np.allclose((pbe_exchange(np, n + h, sigma).e - pbe_exchange(np, n - h, sigma).e) / (2 * h), out.vrho[0],
+                       rtol=1e-6)
+    ds = 1e-9
+    assert np.allclose((pbe_exchange(np, n, sigma + ds).e - pbe_exchange(np, n, sigma - ds).e) / (2 * ds),
+                       out.vsigma[0], rtol=1e-5)
+    polarised = pbe_exchange(np, np.concatenate([n / 2, n / 2]), np.concatenate([sigma / 4, sigma / 4, sigma / 4]))
+    assert np.allclose(polarised.e, out.e, rtol=1e-13)
+    assert np.allclose(polarised.vrho, out.vrho, rtol=1e-13)
+
+
+def test_short_range_wpbe_spin_scaling():
+    pytest.importorskip("pyscf")
+    from pwsim.backend import get_backend
+    from pwsim.hybrid import short_range_wpbe
+
+    bk = get_backend("numpy")
+    rng = np.random.default_rng(1)
+    rho = rng.uniform(0.01, 0.3, size=(1, 2, 2, 2))
+    grad = rng.normal(scale=0.05, size=(3, 2, 2, 2))
+    plain = short_range_wpbe(bk, rho, [grad], 0.106)
+    polarised = short_range_wpbe(bk, np.concatenate([rho / 2, rho / 2]), [grad / 2, grad / 2], 0.106)
+    assert np.allclose(polarised.e, plain.e, rtol=1e-10)
+    assert np.allclose(polarised.vrho, plain.vrho, rtol=1e-8)
+    full = short_range_wpbe(bk, rho, [grad], 1e-10)  # omega -> 0: the whole (omegaPBE) exchange
+    assert np.all(plain.e > full.e) and np.all(plain.e < 0)  # the short-range part is a part
