@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import xc_functionals
 from .coulomb import ExchangeKernel
 from .errors import InputError
 from .results import Result
 from .settings import Settings, make_settings
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
+from .xc import XCResult, builtin, lookup
 
 __all__ = ["HYBRIDS", "Hybrid", "HybridXc", "hybrid_scf", "pbe_exchange"]
 
@@ -54,33 +54,33 @@ HYBRIDS = {
 }
 
 
-def pbe_exchange(xp, rho, sigma) -> xc_functionals.XCResult:
-    """PBE exchange alone, pointwise, in the conventions of :func:`pwsim.xc_functionals.evaluate`
+def pbe_exchange(xp, rho, sigma) -> XCResult:
+    """PBE exchange alone, pointwise, in the conventions of :func:`pwsim.xc.evaluate`
     (rho (nspin, *grid), sigma (1 or 3, *grid); spin by spin scaling)."""
-    threshold = xc_functionals.DENSITY_THRESHOLD
+    threshold = builtin.DENSITY_THRESHOLD
     zero = xp.zeros_like(rho[0, ...])
     one = xp.ones_like(zero)
     if rho.shape[0] == 1:
         mask = rho[0, ...] > threshold
         n = xp.where(mask, rho[0, ...], one)
-        e, v, vs = xc_functionals._pbe_x(xp, n, xp.where(mask, xp.maximum(sigma[0, ...], zero), zero))
-        return xc_functionals.XCResult(xp.where(mask, e, zero), xp.where(mask, v, zero)[None, ...],
+        e, v, vs = builtin._pbe_x(xp, n, xp.where(mask, xp.maximum(sigma[0, ...], zero), zero))
+        return XCResult(xp.where(mask, e, zero), xp.where(mask, v, zero)[None, ...],
                                        xp.where(mask, vs, zero)[None, ...])
     ru, rd = xp.maximum(rho[0, ...], zero), xp.maximum(rho[1, ...], zero)
     mask = ru + rd > threshold
     ru, rd = xp.where(mask, ru, 0.5 * one), xp.where(mask, rd, 0.5 * one)
     suu = xp.where(mask, xp.maximum(sigma[0, ...], zero), zero)
     sdd = xp.where(mask, xp.maximum(sigma[2, ...], zero), zero)
-    exu, vxu, vsu = xc_functionals._pbe_x_channel(xp, ru, suu, zero, one)
-    exd, vxd, vsd = xc_functionals._pbe_x_channel(xp, rd, sdd, zero, one)
-    return xc_functionals.XCResult(xp.where(mask, exu + exd, zero),
+    exu, vxu, vsu = builtin._pbe_x_channel(xp, ru, suu, zero, one)
+    exd, vxd, vsd = builtin._pbe_x_channel(xp, rd, sdd, zero, one)
+    return XCResult(xp.where(mask, exu + exd, zero),
                                    xp.stack([xp.where(mask, vxu, zero), xp.where(mask, vxd, zero)]),
                                    xp.stack([xp.where(mask, vsu, zero), zero, xp.where(mask, vsd, zero)]))
 
 
-def short_range_wpbe(bk, rho_sR, grads, mu: float) -> xc_functionals.XCResult:
+def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
     """Heyd's short-range omegaPBE exchange (libxc GGA_X_WPBEH through pyscf, omega = mu), in the
-    conventions of :func:`pwsim.xc_functionals.evaluate`; rho_sR (nspin, *grid), grads per spin
+    conventions of :func:`pwsim.xc.evaluate`; rho_sR (nspin, *grid), grads per spin
     (3, *grid) device. Runs on the host."""
     try:
         from pyscf.dft import libxc
@@ -96,7 +96,7 @@ def short_range_wpbe(bk, rho_sR, grads, mu: float) -> xc_functionals.XCResult:
     e = np.sum(rho[:, 0, :], axis=0) * exc
     vrho = np.reshape(vxc[0].T, (nspin, *grid))
     vsigma = np.reshape(np.reshape(vxc[1], (-1, 1 if nspin == 1 else 3)).T, (-1, *grid))
-    return xc_functionals.XCResult(bk.to_device(e.reshape(grid)), bk.to_device(vrho), bk.to_device(vsigma))
+    return XCResult(bk.to_device(e.reshape(grid)), bk.to_device(vrho), bk.to_device(vsigma))
 
 
 class HybridXc(Xc):
@@ -120,12 +120,12 @@ class HybridXc(Xc):
         if self.short_range is not None:
             alpha, mu = self.short_range
             parts.append((-alpha, short_range_wpbe(self.context.backend, rho_sR, grads, mu)))
-        mixed = xc_functionals.XCResult(*(sum(w * getattr(r, f) for w, r in parts) for f in ("e", "vrho", "vsigma")))
+        mixed = XCResult(*(sum(w * getattr(r, f) for w, r in parts) for f in ("e", "vrho", "vsigma")))
         return mixed, grads, sigma
 
 
 def _record(settings: Settings) -> tuple[Hybrid, float, float | None]:
-    name = str(settings.xc).strip().lower()
+    name = lookup(settings.xc).name  # the XC registry's spelling (aliases: pbeh, hse, hartree-fock)
     if name not in HYBRIDS:
         raise InputError(f"hybrid_scf: xc must be one of {tuple(HYBRIDS)}, got {settings.xc!r}")
     record = HYBRIDS[name]
@@ -150,17 +150,6 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     return exx
 
 
-def _starting_state(setup):
-    """Gaussian density and atomic orbitals, as the SCF starts (all computed bands kept)."""
-    from .resolve import extra_bands
-    from .scf import SCFState
-    from .starting import atomic_wavefunctions, gaussian_density
-
-    nb_work = setup.nbands + extra_bands(setup.nbands)
-    psi = [atomic_wavefunctions(setup, k, nb_work) for k in setup.basis.kpoints]
-    return SCFState(setup.backend.to_device(np.asarray(gaussian_density(setup), dtype=float)), psi)
-
-
 def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float = 1e-10, max_outer: int = 50,
                ace: bool = True, verbose=False, callback=None, **overrides) -> Result:
     """Ground state with a hybrid functional (``xc`` one of :data:`HYBRIDS`).
@@ -172,7 +161,10 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
     provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together.
     """
-    from .scf import SCFState, _forces_and_stress, _scf_loop, _with_progress, prepare
+    from .progress import with_progress
+    from .resolve import extra_bands
+    from .scf import SCFState, _scf_loop, _starting_state, prepare
+    from .scf_result import forces_and_stress
 
     s = make_settings(settings, **overrides)
     record, fraction, screening = _record(s)
@@ -182,9 +174,9 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     say = None
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
-        callback = _with_progress(callback, say)
+        callback = with_progress(callback, say)
     start = time.perf_counter()
-    state = _starting_state(setup)
+    state = _starting_state(setup, None, None, setup.nbands + extra_bands(setup.nbands))
     with setup.backend.blas_limits():
         setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
         result, final = _scf_loop(setup, None, None, callback, None, state)
@@ -213,7 +205,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
         result.settings.update(xc=s.xc, exx_fraction=fraction, screening_parameter=screening)
         result.provenance["exx_outer_iterations"] = outer
         result.provenance["wall_time"] = time.perf_counter() - start
-        _forces_and_stress(setup, result, final)
+        forces_and_stress(setup, result, final)
     return result
 
 

@@ -218,8 +218,10 @@ class ExactExchange(Term):
         self.ace = ace if compress else None
         return energy
 
-    def operator(self, kpoint):
-        """The ACE operator when built, else the exact one of the fixed orbitals, else None."""
+    def operator(self, kpoint, state=None):
+        """The ACE operator when built, else the exact one of the fixed orbitals, else None. The operator
+        is that of the orbitals an outer loop fixed (:meth:`build_ace`), not of ``state``: the term is
+        not ``orbital_dependent`` in the SCF's sense (the inner SCF need not hand it the orbitals)."""
         if self.ace is not None:
             return self.ace[kpoint.index]
         return None if self.orbitals is None else ExactOperator(self, kpoint)
