@@ -310,3 +310,29 @@ def test_short_range_wpbe_spin_scaling():
     assert np.allclose(polarised.vrho, plain.vrho, rtol=1e-8)
     full = short_range_wpbe(bk, rho, [grad], 1e-10)  # omega -> 0: the whole (omegaPBE) exchange
     assert np.all(plain.e > full.e) and np.all(plain.e < 0)  # the short-range part is a part
+
+
+def test_hybrid_records_agree_with_the_xc_registry():
+    from pwsim import xc
+    from pwsim.hybrid import HYBRIDS
+
+    for name, record in HYBRIDS.items():
+        registered = xc.lookup(name)
+        assert registered.exx_fraction == record.fraction
+        assert registered.range_separation == record.screening
+
+
+def test_strict_backend_matches_numpy(reduced):
+    """The exchange energy and the ACE operator through the strict array-API stand-in (what CuPy runs)."""
+    exx, state, _ = reduced
+    si = pwsim.diamond("Si", 10.26)
+    settings = {key: value for key, value in SI.items() if key != "save_wavefunctions"}
+    setup = prepare(si, backend="strict", **settings)
+    bk = setup.backend
+    strict = ExactExchange(setup.terms.context, exx.kernel, ALPHA, setup.kpoint_set)
+    moved = ElectronicState(bk.to_device(np.asarray(state.rho_sR)),
+                            [bk.to_device(np.asarray(w)) for w in state.wavefunctions], state.occupations)
+    reference = ExactExchange(reduced[2].terms.context, exx.kernel, ALPHA, reduced[2].kpoint_set)
+    assert strict.energy(moved) == pytest.approx(reference.energy(state), abs=1e-10)
+    assert strict.build_ace(moved.wavefunctions, moved.occupations) == pytest.approx(
+        reference.build_ace(state.wavefunctions, state.occupations), abs=1e-10)

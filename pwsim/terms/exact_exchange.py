@@ -175,7 +175,8 @@ class ExactExchange(Term):
         """K c for rows c (nb, npw) of ``kpoint``, exactly (the fixed orbitals' K), (nb, npw) device."""
         basis = self.context.basis
         step = max(1, int(BLOCK_BYTES // (16 * basis.nfft)))
-        blocks = [self._apply_block(kpoint, c_nG[a:a + step, ...]) for a in range(0, c_nG.shape[0], step)]
+        nb = c_nG.shape[0]
+        blocks = [self._apply_block(kpoint, c_nG[a:min(a + step, nb), ...]) for a in range(0, nb, step)]
         return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
 
     def _apply_block(self, kpoint, c_nG):
@@ -183,7 +184,7 @@ class ExactExchange(Term):
         xp = bk.xp
         basis = self.context.basis
         u_nR = bk.wave_to_grid(c_nG, kpoint.box_map)
-        acc = xp.zeros(u_nR.shape, dtype=u_nR.dtype)
+        acc = bk.zeros(u_nR.shape, dtype=u_nR.dtype)
         for k_full, u_iR, f_i in self.orbitals.points[kpoint.spin]:
             v_Q = self._kernel_Q(kpoint.coordinate - k_full)
             for i in range(u_iR.shape[0]):
