@@ -124,14 +124,11 @@ class HybridXc(Xc):
         return mixed, grads, sigma
 
 
-def _record(settings: Settings) -> tuple[Hybrid, float, float | None]:
-    name = lookup(settings.xc).name  # the XC registry's spelling (aliases: pbeh, hse, hartree-fock)
+def _record(xc) -> Hybrid:
+    name = lookup(xc).name  # the XC registry's spelling (aliases: pbeh, hse, hartree-fock)
     if name not in HYBRIDS:
-        raise InputError(f"hybrid_scf: xc must be one of {tuple(HYBRIDS)}, got {settings.xc!r}")
-    record = HYBRIDS[name]
-    fraction = record.fraction if settings.exx_fraction is None else float(settings.exx_fraction)
-    screening = record.screening if settings.screening_parameter is None else float(settings.screening_parameter)
-    return record, fraction, screening
+        raise InputError(f"hybrid_scf: xc must be one of {tuple(HYBRIDS)}, got {xc!r}")
+    return HYBRIDS[name]
 
 
 def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> ExactExchange:
@@ -150,13 +147,14 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     return exx
 
 
-def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float = 1e-10, max_outer: int = 50,
+def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float | None = None, max_outer: int = 50,
                ace: bool = True, verbose=False, callback=None, **overrides) -> Result:
     """Ground state with a hybrid functional (``xc`` one of :data:`HYBRIDS`).
 
     settings / overrides: as :func:`pwsim.scf` ([model] exx_divergence, x_gamma_extrapolation,
     exx_fraction, screening_parameter apply); exx_tolerance: hartree, on the exchange energy of
-    the new orbitals with the previous operator against their own; max_outer: most ACE rebuilds;
+    the new orbitals with the previous operator against their own (default: [scf] energy_tolerance,
+    which also bounds what the inner SCF resolves); max_outer: most ACE rebuilds;
     ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference).
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
     provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together.
@@ -166,11 +164,15 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     from .scf import SCFState, _scf_loop, _starting_state, prepare
     from .scf_result import forces_and_stress
 
-    s = make_settings(settings, **overrides)
-    record, fraction, screening = _record(s)
-    if s.compute_stress:
+    requested = make_settings(settings, **overrides)
+    record = _record(requested.xc)
+    if requested.compute_stress:
         raise InputError("the stress of hybrid functionals is not implemented yet (compute_stress = False)")
-    setup = prepare(structure, dataclasses.replace(s, xc=record.base))
+    setup = prepare(structure, dataclasses.replace(requested, xc=record.base))
+    s = setup.settings  # validated (units converted), with the semilocal functional
+    fraction = record.fraction if s.exx_fraction is None else float(s.exx_fraction)
+    screening = record.screening if s.screening_parameter is None else float(s.screening_parameter)
+    exx_tolerance = s.energy_tolerance if exx_tolerance is None else float(exx_tolerance)
     say = None
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
@@ -202,7 +204,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
         result.converged = result.converged and abs(e_ace - e_exact) < exx_tolerance
         result.iterations = iterations
         # the resolved hybrid, not the semilocal functional the set-up was made with
-        result.settings.update(xc=s.xc, exx_fraction=fraction, screening_parameter=screening)
+        result.settings.update(xc=lookup(requested.xc).name, exx_fraction=fraction, screening_parameter=screening)
         result.provenance["exx_outer_iterations"] = outer
         result.provenance["wall_time"] = time.perf_counter() - start
         forces_and_stress(setup, result, final)
