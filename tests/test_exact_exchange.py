@@ -336,3 +336,25 @@ def test_strict_backend_matches_numpy(reduced):
     assert strict.energy(moved) == pytest.approx(reference.energy(state), abs=1e-10)
     assert strict.build_ace(moved.wavefunctions, moved.occupations) == pytest.approx(
         reference.build_ace(state.wavefunctions, state.occupations), abs=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_one_electron_exchange_cancels_hartree():
+    """One electron in one spin channel: with the same kernel as Hartree (4 pi / G^2, G = 0 dropped:
+    'none', no extrapolation) and alpha = 1, E_x = -E_H exactly (no self-interaction), whatever the
+    orbital; a check of the normalisation and the spin weighting independent of pw.x."""
+    h = pwsim.Structure(np.eye(3) * 8.0, ["H"], [[0.5, 0.5, 0.5]])
+    settings = {"xc": "lda", "pseudopotentials": "gth", "ecut": 10.0, "kpoints": (1, 1, 1), "spin": "collinear",
+                "magnetization": 1.0, "smearing": "none", "nbands": 2, "save_wavefunctions": True,
+                "compute_forces": False, "compute_stress": False}
+    result = pwsim.scf(h, **settings)
+    setup = prepare(h, **{k: v for k, v in settings.items() if k != "save_wavefunctions"})
+    bk = setup.backend
+    state = ElectronicState(bk.to_device(result.density), [bk.to_device(w) for w in result.wavefunctions],
+                            result.occupations)
+    assert np.isclose(result.occupations.sum(), 1.0)
+    kernel = ExchangeKernel(h.lattice, (1, 1, 1), setup.basis.ecut, None, "none", False)
+    exx = ExactExchange(setup.terms.context, kernel, 1.0, setup.kpoint_set)
+    hartree = setup.terms["hartree"].energy(state)
+    assert hartree > 0.1
+    assert exx.energy(state) == pytest.approx(-hartree, abs=1e-10)
