@@ -200,6 +200,8 @@ def test_si_hse_against_pw_x():
 @pytest.mark.slow
 @pytest.mark.parametrize("run, divergence, extrapolate", [
     ("h2o_L14_pbe0", "gygi-baldereschi", True),
+    ("h2o_L14_pbe0_gb_noxgx", "gygi-baldereschi", False),
+    ("h2o_L14_pbe0_none", "none", False),
     ("h2o_L14_pbe0_vcutsph", "spherical", False),
 ])
 def test_h2o_pbe0_against_pw_x(run, divergence, extrapolate):
