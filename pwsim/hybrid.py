@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .coulomb import ExchangeKernel
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .results import Result
 from .settings import Settings, make_settings
+from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
 from .xc import XCResult, builtin, lookup
@@ -101,13 +103,15 @@ def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
 
 class HybridXc(Xc):
     """The semilocal part of a hybrid: x E_x^PBE + c E_c^PBE = c E_xc^PBE + (x - c) E_x^PBE, less
-    ``short_range`` = (alpha, mu) times the short-range omegaPBE exchange (HSE). The context's
-    functional must be PBE. Energy, potential and stress follow from Xc's code."""
+    ``short_range`` = (alpha, mu) times the short-range omegaPBE exchange (HSE); x = c = 1 is PBE
+    itself (the starting SCF). Energy, potential and stress follow from Xc's code."""
 
     def __init__(self, context, exchange: float, correlation: float, short_range=None):
-        if context.xc != "pbe":
-            raise InputError(f"the semilocal part of a hybrid is built on pbe, not {context.xc!r}")
-        super().__init__(context)
+        Term.__init__(self, context)
+        #: pwsim's own PBE, whatever the context names (the hybrid itself, or its base "pbe")
+        self.functional = lookup("pbe")
+        core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
+        self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
         self.exchange = float(exchange)
         self.correlation = float(correlation)
         self.short_range = short_range
@@ -131,6 +135,12 @@ def _record(xc) -> Hybrid:
     return HYBRIDS[name]
 
 
+def _semilocal(setup, term: HybridXc) -> None:
+    """Put ``term`` in the place of the setup's XC term."""
+    terms = setup.terms.terms
+    terms[[t.name for t in terms].index("xc")] = term
+
+
 def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> ExactExchange:
     """Replace the setup's XC term by the hybrid's semilocal part and add the exact exchange term."""
     s = setup.settings
@@ -138,8 +148,7 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     context = terms.context
     exchange = {"complement": 1.0 - fraction, "short-range": 1.0, "none": 0.0}[record.semilocal_exchange]
     short_range = (fraction, screening) if record.semilocal_exchange == "short-range" else None
-    position = [t.name for t in terms.terms].index("xc")
-    terms.terms[position] = HybridXc(context, exchange, record.correlation, short_range)
+    _semilocal(setup, HybridXc(context, exchange, record.correlation, short_range))
     kernel = ExchangeKernel(setup.structure.lattice, setup.kpoint_set.grid, setup.basis.ecut, screening,
                             s.exx_divergence, s.x_gamma_extrapolation)
     exx = ExactExchange(context, kernel, fraction, setup.kpoint_set)
@@ -148,66 +157,88 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
 
 
 def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float | None = None, max_outer: int = 50,
-               ace: bool = True, verbose=False, callback=None, **overrides) -> Result:
+               ace: bool = True, verbose=False, callback=None, setup=None, initial_density=None,
+               initial_wavefunctions=None, **overrides) -> Result:
     """Ground state with a hybrid functional (``xc`` one of :data:`HYBRIDS`).
 
     settings / overrides: as :func:`pwsim.scf` ([model] exx_divergence, x_gamma_extrapolation,
-    exx_fraction, screening_parameter apply); exx_tolerance: hartree, on the exchange energy of
-    the new orbitals with the previous operator against their own (default: [scf] energy_tolerance,
-    which also bounds what the inner SCF resolves); max_outer: most ACE rebuilds;
-    ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference).
+    exx_fraction, screening_parameter apply), or a ``setup`` prepared by :func:`pwsim.scf.prepare`
+    (what :func:`pwsim.scf` hands over for a hybrid ``xc``); exx_tolerance: hartree, on the exchange
+    energy of the new orbitals with the previous operator against their own (default: [scf]
+    energy_tolerance, which also bounds what the inner SCF resolves); max_outer: most ACE rebuilds;
+    ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference);
+    initial_density, initial_wavefunctions: as :func:`pwsim.scf`, for the semilocal start.
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
-    provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together.
+    provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together. No stress
+    (skipped with a warning).
     """
     from .progress import with_progress
-    from .resolve import extra_bands
-    from .scf import SCFState, _scf_loop, _starting_state, prepare
-    from .scf_result import forces_and_stress
+    from .scf import prepare
 
-    requested = make_settings(settings, **overrides)
-    record = _record(requested.xc)
-    if requested.compute_stress:
-        raise InputError("the stress of hybrid functionals is not implemented yet (compute_stress = False)")
-    setup = prepare(structure, dataclasses.replace(requested, xc=record.base))
-    s = setup.settings  # validated (units converted), with the semilocal functional
-    fraction = record.fraction if s.exx_fraction is None else float(s.exx_fraction)
-    screening = record.screening if s.screening_parameter is None else float(s.screening_parameter)
-    exx_tolerance = s.energy_tolerance if exx_tolerance is None else float(exx_tolerance)
+    if setup is None:
+        requested = make_settings(settings, **overrides)
+        name = lookup(requested.xc).name
+        setup = prepare(structure, dataclasses.replace(requested, xc=_record(name).base))
+    elif overrides or settings is not None:
+        raise InputError("hybrid_scf: settings cannot change a prepared setup")
+    else:
+        name = lookup(setup.settings.xc).name
+    record = _record(name)
+    if setup.settings.compute_stress:
+        warnings.warn("the stress of hybrid functionals is not implemented yet: not computed", InputWarning,
+                      stacklevel=2)
+        setup.settings = dataclasses.replace(setup.settings, compute_stress=False)
     say = None
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
         callback = with_progress(callback, say)
-    start = time.perf_counter()
-    state = _starting_state(setup, None, None, setup.nbands + extra_bands(setup.nbands))
     with setup.backend.blas_limits():
-        setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
+        return _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ace, initial_density,
+                           initial_wavefunctions)
+
+
+def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ace, initial_density,
+                initial_wavefunctions) -> Result:
+    """The semilocal start, then ACE rebuilds around inner SCFs (see the module docstring)."""
+    from .resolve import extra_bands
+    from .scf import SCFState, _scf_loop, _starting_state
+    from .scf_result import forces_and_stress
+
+    s = setup.settings  # validated (units converted)
+    fraction = record.fraction if s.exx_fraction is None else float(s.exx_fraction)
+    screening = record.screening if s.screening_parameter is None else float(s.screening_parameter)
+    exx_tolerance = s.energy_tolerance if exx_tolerance is None else float(exx_tolerance)
+    start = time.perf_counter()
+    _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))  # PBE itself for the start
+    state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
+    setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
+    result, final = _scf_loop(setup, None, None, callback, None, state)
+    setup.settings = s
+    exx = _switch_to_hybrid(setup, record, fraction, screening)
+    iterations, e_ace, outer, change = result.iterations, None, 0, None
+    while True:
+        e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
+        if e_ace is not None:
+            change = abs(e_ace - e_exact)
+            if say is not None:
+                say(f"exact exchange, operator {outer}: E_x {e_exact:.10f} Ha, change {change:.3e} Ha")
+            if change < exx_tolerance or outer >= max_outer:
+                break
+        outer += 1
+        state = SCFState(state.rho_in, state.wavefunctions)
+        setup.settings = _inner_tolerances(s, change)
         result, final = _scf_loop(setup, None, None, callback, None, state)
         setup.settings = s
-        exx = _switch_to_hybrid(setup, record, fraction, screening)
-        iterations, e_ace, outer, change = result.iterations, None, 0, None
-        while True:
-            e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
-            if e_ace is not None:
-                change = abs(e_ace - e_exact)
-                if say is not None:
-                    say(f"exact exchange, operator {outer}: E_x {e_exact:.10f} Ha, change {change:.3e} Ha")
-                if change < exx_tolerance or outer >= max_outer:
-                    break
-            outer += 1
-            state = SCFState(state.rho_in, state.wavefunctions)
-            setup.settings = _inner_tolerances(s, change)
-            result, final = _scf_loop(setup, None, None, callback, None, state)
-            setup.settings = s
-            iterations += result.iterations
-            e_ace = result.energies["exact_exchange"]
-        _exact_energies(result, e_exact - e_ace, e_exact)
-        result.converged = result.converged and abs(e_ace - e_exact) < exx_tolerance
-        result.iterations = iterations
-        # the resolved hybrid, not the semilocal functional the set-up was made with
-        result.settings.update(xc=lookup(requested.xc).name, exx_fraction=fraction, screening_parameter=screening)
-        result.provenance["exx_outer_iterations"] = outer
-        result.provenance["wall_time"] = time.perf_counter() - start
-        forces_and_stress(setup, result, final)
+        iterations += result.iterations
+        e_ace = result.energies["exact_exchange"]
+    _exact_energies(result, e_exact - e_ace, e_exact)
+    result.converged = result.converged and change < exx_tolerance
+    result.iterations = iterations
+    # the resolved hybrid, not the semilocal functional a set-up may have been made with
+    result.settings.update(xc=name, exx_fraction=fraction, screening_parameter=screening)
+    result.provenance["exx_outer_iterations"] = outer
+    result.provenance["wall_time"] = time.perf_counter() - start
+    forces_and_stress(setup, result, final)
     return result
 
 

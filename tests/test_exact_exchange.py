@@ -16,6 +16,7 @@ import pytest
 
 import pwsim
 from pwsim.coulomb import ExchangeKernel
+from pwsim.errors import InputError
 from pwsim.scf import prepare
 from pwsim.terms import ElectronicState
 from pwsim.terms.exact_exchange import ExactExchange
@@ -360,3 +361,36 @@ def test_one_electron_exchange_cancels_hartree():
     hartree = setup.terms["hartree"].energy(state)
     assert hartree > 0.1
     assert exx.energy(state) == pytest.approx(-hartree, abs=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:the stress of hybrid")
+def test_pwsim_run_and_scf_hand_hybrids_to_the_outer_loop(tmp_path):
+    """xc = "pbe0" through pwsim.scf and through `pwsim run` (an input file) gives hybrid_scf's answer;
+    a libxc hybrid the exchange term does not run is refused at the settings check."""
+    import subprocess
+    import sys
+
+    from pwsim.hybrid import hybrid_scf
+    from pwsim.io.hdf5 import load
+    from pwsim.settings import Settings, validated
+
+    settings = {key: value for key, value in SI.items() if key not in ("xc", "save_wavefunctions", "compute_stress")}
+    direct = hybrid_scf(pwsim.diamond("Si", 10.26), xc="pbe0", precision="double", **settings)
+    through_scf = pwsim.scf(pwsim.diamond("Si", 10.26), xc="pbe0", precision="double", allow_functional_mismatch=True,
+                            **settings)
+    assert through_scf.total_energy == pytest.approx(direct.total_energy, abs=1e-9)
+    assert through_scf.stress is None
+    (tmp_path / "si.toml").write_text(
+        '[structure]\ncrystal = "diamond"\nelements = "Si"\nlattice_constant = 10.26\n'
+        '[model]\nxc = "pbe0"\npseudopotentials = "gth"\nallow_functional_mismatch = true\n'
+        '[basis]\necut = 6.0\nkpoints = [2, 2, 2]\nfft_grid = [24, 24, 24]\nnbands = 6\n'
+        '[scf]\nenergy_tolerance = 1e-11\ndensity_tolerance = 1e-8\n[run]\nprecision = "double"\n')
+    run = subprocess.run([sys.executable, "-m", "pwsim.cli", "run", "si.toml"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    stored = load(tmp_path / "si.h5")
+    assert stored.settings["xc"] == "pbe0"
+    assert stored.energies["exact_exchange"] == pytest.approx(direct.energies["exact_exchange"], abs=1e-9)
+    assert stored.total_energy == pytest.approx(direct.total_energy, abs=1e-9)
+    with pytest.raises(InputError, match="exact"):
+        validated(Settings(xc="libxc:hyb_gga_xc_b3lyp"))
