@@ -152,7 +152,8 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     kernel = ExchangeKernel(setup.structure.lattice, setup.kpoint_set.grid, setup.basis.ecut, screening,
                             s.exx_divergence, s.x_gamma_extrapolation)
     exx = ExactExchange(context, kernel, fraction, setup.kpoint_set)
-    terms.terms.append(exx)
+    # a set-up used again (a relaxation's next geometry) keeps one exchange term, the new one
+    terms.terms = [t for t in terms.terms if t.name != ExactExchange.name] + [exx]
     return exx
 
 
@@ -209,7 +210,9 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     screening = record.screening if s.screening_parameter is None else float(s.screening_parameter)
     exx_tolerance = s.energy_tolerance if exx_tolerance is None else float(exx_tolerance)
     start = time.perf_counter()
-    _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))  # PBE itself for the start
+    # PBE itself for the start, without the exchange term a set-up used before may hold
+    setup.terms.terms = [t for t in setup.terms.terms if t.name != ExactExchange.name]
+    _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))
     state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
     setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
     result, final = _scf_loop(setup, None, None, callback, None, state)
