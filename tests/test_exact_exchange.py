@@ -363,6 +363,7 @@ def test_one_electron_exchange_cancels_hartree():
     assert exx.energy(state) == pytest.approx(-hartree, abs=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:the stress of hybrid")
 def test_pwsim_run_and_scf_hand_hybrids_to_the_outer_loop(tmp_path):
     """xc = "pbe0" through pwsim.scf and through `pwsim run` (an input file) gives hybrid_scf's answer;
