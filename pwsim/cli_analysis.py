@@ -57,7 +57,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
     from .io.atomic import check_not_locked, check_writable
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, render_bands, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -67,6 +67,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         if not no_write:  # a link, or a running job's file: refused now, not after the computation
             check_writable(h5_file)
             check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
@@ -74,7 +75,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
              f"eigensolver residual {bs.residual:.1e} Ha")
         if not no_write:
-            write_bands(h5_file, bs)
+            write_bands(h5_file, bs, expect=source)
             echo(f"band structure written to {h5_file}:/bands")
         echo(f"picture written to {save_image(picture, image)}")
         click.echo(bs.describe_gap())
@@ -98,7 +99,7 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
     from .dos import density_of_states, write_dos
     from .io.atomic import check_not_locked, check_writable
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, render_dos, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -108,12 +109,13 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
         if not no_write:
             check_writable(h5_file)
             check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method,
                               callback=None if quiet else _progress(f"{method} DOS, part"))
         picture = render_dos(d, image, emin=emin, emax=emax)  # in memory: written once all else succeeded
         if not no_write:
-            write_dos(h5_file, d)
+            write_dos(h5_file, d, expect=source)
             echo(f"density of states written to {h5_file}:/dos")
         echo(f"picture written to {save_image(picture, image)}")
         echo(f"{d.method} DOS, {d.energies.size} energies; {d.electrons_below(d.fermi_level):.4f} states below "

@@ -4,6 +4,10 @@
 :func:`memory_parts` twice: first with the smallest number of k-points the point group allows (the
 k-point reduction itself needs ~100 bytes x nsym x the grid and is skipped if even that bound does
 not fit), then with the reduced k-points. :func:`check_memory` refuses a run over the limit.
+Before the symmetry is even analysed (spglib and the atom permutations grow with the atoms, the
+reduction with the grid), the same bound with the largest point group (MAX_POINT_GROUP_ORDER) is
+checked, and a grid of more than MAX_KPOINT_GRID points is refused: a job that cannot run is refused
+from its counts alone, in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -185,9 +189,25 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     return parts
 
 
+#: the largest point group of a crystal (m-3m, O_h): the bound on the symmetry used before it is known
+MAX_POINT_GROUP_ORDER = 48
+#: the most points of a Monkhorst-Pack grid that pwsim enumerates and reduces by symmetry (64x64x64).
+#: The reduction costs ~140 bytes per point and operation and ~80 us per point (measured: Si2, 48
+#: operations, a 60x60x60 grid took 18 s and 1.4 GB on this project's machine, shared); a
+#: 200x200x200 grid took 2 min 38 s and 17 GB before this bound
+MAX_KPOINT_GRID = 64**3
+#: seconds per grid point of the k-point reduction (see MAX_KPOINT_GRID)
+REDUCTION_SECONDS_PER_POINT = 8e-5
+
+
 def reduction_bytes(nsym: int, nfull: int) -> float:
-    """Memory the k-point reduction needs (~100 bytes x nsym x the full grid)."""
-    return 100.0 * nsym * nfull
+    """Memory the k-point reduction needs (~140 bytes x nsym x the full grid)."""
+    return 140.0 * nsym * nfull
+
+
+def reduction_seconds(nfull: int) -> float:
+    """Time the k-point reduction of a grid of ``nfull`` points takes (see MAX_KPOINT_GRID)."""
+    return REDUCTION_SECONDS_PER_POINT * nfull
 
 
 def seconds_per_iteration(sizes: Sizes, nk_irr: int) -> float:
