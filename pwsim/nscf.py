@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .io.hdf5 import as_result
+from .xc import lookup
 
 
 def _settings_of(result, backend=None):
@@ -123,6 +124,8 @@ def _fixed_potential_setup(result, run):
     from .scf_setup import setup_of
     from .terms import ElectronicState, build_terms
 
+    if lookup(run.settings.xc).is_hybrid:  # the density alone does not give the exchange operator
+        raise InputError(f"band structures of a hybrid functional (xc = {run.settings.xc!r}) are not available yet")
     density = np.asarray(result.density, dtype=float)
     if density.shape[1:] != run.fft_grid:
         raise InputError(f"the stored density {density.shape} does not match the FFT grid {run.fft_grid}")

@@ -69,6 +69,7 @@ from .starting import (  # noqa: F401  (re-exported)
 )
 from .structure import Structure
 from .terms import ElectronicState
+from .xc import lookup
 
 #: eigensolver residual tolerance = DIAGTOL_RATIO x the density residual of the previous iteration,
 #: capped at DIAGTOL_MAX; DIAGTOL_FIRST for the first diagonalisation (random start)
@@ -147,6 +148,13 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         raise InputError(f"scf: settings keywords ({', '.join(kwargs)}) cannot change a prepared setup")
     if initial_density is not None:
         _check_initial_density(setup, initial_density)
+    if lookup(setup.settings.xc).is_hybrid:  # exact exchange: the outer ACE loop of pwsim/hybrid.py
+        from .hybrid import hybrid_scf
+
+        if state is not None:
+            raise InputError("a hybrid-functional run cannot restart from a checkpoint yet")
+        return hybrid_scf(structure, setup=setup, callback=callback, verbose=verbose, initial_density=initial_density,
+                          initial_wavefunctions=initial_wavefunctions)
     if verbose:
         callback = with_progress(callback, verbose if callable(verbose) else (lambda line: print(line, flush=True)))
     with setup.backend.blas_limits():

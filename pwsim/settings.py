@@ -118,6 +118,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                                  "'gth'", choices=FAMILIES),
         "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
                                                         "functional than `xc`"),
+        "exx_divergence": Key("str", "gygi-baldereschi", "hybrids: treatment of the q -> 0 divergence of exact "
+                                                         "exchange (docs/hybrids.md)",
+                              choices=("gygi-baldereschi", "none", "spherical")),
+        "x_gamma_extrapolation": Key("bool", True, "hybrids: pw.x's 8/7 extrapolation of the q sum"),
+        "exx_fraction": Key("float", None, "hybrids: fraction of exact exchange (default: the functional's)",
+                            minimum=0.0, maximum=1.0),
+        "screening_parameter": Key("float", None, "hybrids: mu of the erfc-screened exchange of HSE (default: the "
+                                                  "functional's)", "1/bohr", minimum=0.0, maximum=100.0,
+                                   exclusive=True),
     },
     "basis": {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "

@@ -183,8 +183,8 @@ def test_bad_libxc_names(name, hint):
 
 
 @pytest.mark.parametrize("name, words", [("r2scan", "meta-GGA"), ("scan", "meta-GGA"),
-                                         ("libxc:mgga_x_tpss+mgga_c_tpss", "meta-GGA"), ("pbe0", "exact"),
-                                         ("hse06", "exact"), ("hf", "exact"), ("libxc:hyb_gga_xc_b3lyp", "exact")])
+                                         ("libxc:mgga_x_tpss+mgga_c_tpss", "meta-GGA"),
+                                         ("libxc:hyb_gga_xc_b3lyp", "exact")])
 def test_meta_ggas_and_hybrids_are_refused_for_now(name, words):
     from pwsim.settings import Settings, validated
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..coulomb import poisson_green
 from .base import Term, symmetric
 from .context import G_ZERO
 
@@ -20,10 +21,8 @@ class Hartree(Term):
 
     def __init__(self, context):
         super().__init__(context)
-        g2_Q = context.basis.box_g2_host
-        green_Q = np.zeros_like(g2_Q)  # host: set-up, moved to the device once
-        nonzero = g2_Q > G_ZERO**2
-        green_Q[nonzero] = 4 * np.pi / g2_Q[nonzero]
+        # host: set-up, moved to the device once (the kernel of pwsim/coulomb.py)
+        green_Q = poisson_green(context.basis.box_g2_host, G_ZERO**2)
         #: the Poisson Green's function 4 pi / |G|^2 on the box, 0 at G = 0, device
         self.green_Q = context.backend.to_device(green_Q)
 
@@ -49,9 +48,6 @@ class Hartree(Term):
         volume = ctx.basis.volume
         power_Q = xp.real(rho_Q * xp.conj(rho_Q))
         e_h = 0.5 * volume * ctx.backend.scalar(xp.sum(power_Q * self.green_Q))
-        g2_Q = ctx.basis.box_g2_host
-        green4_Q = np.zeros_like(g2_Q)  # 4 pi / |G|^4
-        nonzero = g2_Q > G_ZERO**2
-        green4_Q[nonzero] = 4 * np.pi / g2_Q[nonzero] ** 2
+        green4_Q = poisson_green(ctx.basis.box_g2_host, G_ZERO**2, power=2)  # 4 pi / |G|^4
         dedeps = -e_h * np.eye(3) + volume * ctx.tensor_sum(power_Q * ctx.backend.to_device(green4_Q))
         return symmetric(dedeps) / volume

@@ -22,8 +22,8 @@ from ..errors import EnvironmentProblem, InputError
 #: kinetic-energy density too (mgga); "hf" has no semilocal part (Hartree-Fock)
 FAMILIES = ("lda", "gga", "mgga", "hf")
 
-#: whether the Hamiltonian has an exact-exchange (Fock) term; hybrids and HF are refused until it does
-EXACT_EXCHANGE_AVAILABLE = False
+#: the hybrids the exact-exchange term runs (pwsim/hybrid.py); other hybrids and HF variants are refused
+EXACT_EXCHANGE_AVAILABLE = ("pbe0", "hse06", "hf")
 #: whether the Hamiltonian has the kinetic-energy-density potential; meta-GGAs are refused until it does
 KINETIC_ENERGY_DENSITY_AVAILABLE = False
 
@@ -177,7 +177,7 @@ def require_usable(name) -> Functional:
     if f.family == "mgga" and not KINETIC_ENERGY_DENSITY_AVAILABLE:
         raise InputError(f"xc = {f.name!r}: a meta-GGA needs the kinetic-energy density tau in the Hamiltonian, "
                          "not available yet in pwsim; use an LDA or GGA (e.g. 'pbesol')")
-    if f.is_hybrid and not EXACT_EXCHANGE_AVAILABLE:
+    if f.is_hybrid and f.name not in EXACT_EXCHANGE_AVAILABLE:
         raise InputError(f"xc = {f.name!r}: a hybrid needs exact (Fock) exchange (fraction {f.exx_fraction:g}), "
                          "not available yet in pwsim; use an LDA or GGA")
     if f.implementation == "libxc":

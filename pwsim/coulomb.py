@@ -1,0 +1,179 @@
+"""The Coulomb kernel v(p) in reciprocal space, one module for Hartree and exact exchange.
+
+Hartree atomic units (e^2 = 1): v(p) is the Fourier transform of the interaction, hartree bohr^3.
+
+* :func:`poisson_green`  4 pi / |G|^2 on a box, 0 at G = 0 (Hartree: the G = 0 part cancels
+  against the ions' background, see pwsim/terms/hartree.py);
+* :class:`ExchangeKernel` v(q + G) for exact exchange, q = k - k' on a Gamma-centred q mesh:
+  the bare 4 pi / p^2 or the erfc-screened 4 pi (1 - exp(-p^2 / 4 mu^2)) / p^2 of HSE, times the
+  x_gamma_extrapolation weight, with a treatment of the integrable divergence at p = 0:
+
+  ``gygi-baldereschi``  v(0) = -D, D the difference between the q-mesh sum and the integral of an
+                        auxiliary function F(p) = exp(-a p^2) / p^2 with the same divergence
+                        (Gygi and Baldereschi, PRB 34, 4405 (1986)), as pw.x's ``exx_divergence``
+                        (D = its ``exxdiv`` / 2: pw.x works in Rydberg, e^2 = 2);
+  ``none``              v(0) = 0 (the p = 0 term dropped; converges as 1/N_q^(1/3));
+  ``spherical``         v(p) = 4 pi (1 - cos(R_c |p|)) / |p|^2, v(0) = 2 pi R_c^2: the interaction cut
+                        at R_c = 0.98 min_i |a_i| n_q,i / 2 (pw.x's vcut_spherical), exact for an isolated
+                        system in a box at least twice its size.
+
+  With ``x_gamma_extrapolation`` (pw.x's default) every p != 0 is weighted by w(p) = 8/7, except the
+  points of the 'double grid' (p's crystal coordinates times n_q,i / 2 all integers), weighted 0: the
+  Richardson extrapolation of the q sum that removes its leading 1/N_q error (pw.x's grid_factor).
+
+Pair densities are expanded on the density sphere |G|^2 <= 8 Ecut centred at G = 0 (pw.x's
+ecutfock = ecutrho): v is 0 outside it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["DIVERGENCES", "ExchangeKernel", "poisson_green", "rcut_spherical"]
+
+#: the treatments of the p = 0 term (the [model] exx_divergence key)
+DIVERGENCES = ("gygi-baldereschi", "none", "spherical")
+#: |p|^2 below which a point counts as p = 0 (1/bohr^2)
+P2_ZERO = 1e-16
+#: the x_gamma_extrapolation weight of the points off the double grid
+EXTRAPOLATION_WEIGHT = 8.0 / 7.0
+#: the Gygi-Baldereschi auxiliary function's width a = GB_WIDTH / ecutwfc[Ry] bohr^2 (pw.x: 10 / gcutw)
+GB_WIDTH = 10.0
+
+
+def poisson_green(g2, zero: float = 1e-20, power: int = 1):
+    """4 pi / |G|^(2 power) where |G|^2 > ``zero``, 0 elsewhere: the Hartree kernel (power 1) or its
+    strain derivative's 4 pi / |G|^4 (power 2) on a box of |G|^2 (host array, 1/bohr^2) -> same shape."""
+    green = np.zeros_like(g2)
+    nonzero = g2 > zero
+    green[nonzero] = 4 * np.pi / g2[nonzero] ** power
+    return green
+
+
+def rcut_spherical(lattice, qgrid) -> float:
+    """pw.x's vcut_spherical radius: 0.98 x half the shortest lattice vector of the q-mesh
+    supercell, bohr."""
+    lengths = np.linalg.norm(np.asarray(lattice, dtype=float), axis=1) * np.asarray(qgrid)
+    return 0.98 * 0.5 * float(np.min(lengths))
+
+
+def _bare(p2, mu):
+    """4 pi / p^2, or with mu the erfc-screened 4 pi (1 - exp(-p^2 / 4 mu^2)) / p^2 (p2 > 0)."""
+    if mu is None:
+        return 4 * np.pi / p2
+    return 4 * np.pi * (-np.expm1(-p2 / (4 * mu * mu))) / p2
+
+
+def on_double_grid(p_frac, qgrid):
+    """True where every crystal coordinate of p times n_q,i / 2 is an integer: (..., 3) -> (...)."""
+    x = 0.5 * np.asarray(p_frac) * np.asarray(qgrid)
+    return np.all(np.abs(x - np.rint(x)) < 1e-6, axis=-1)
+
+
+class ExchangeKernel:
+    """v(q + G) of exact exchange for one cell, q mesh and treatment of the divergence.
+
+    lattice: (3, 3) rows, bohr; qgrid: (3,) the q mesh (= the k mesh); ecut: the wavefunction
+    cutoff, hartree (the density sphere |G|^2 <= 8 ecut and the Gygi-Baldereschi width use it);
+    screening: mu (1/bohr) of the erfc kernel, or None for the bare 1/r; divergence: one of
+    :data:`DIVERGENCES`; x_gamma_extrapolation: the 8/7 / 0 weights.
+    """
+
+    def __init__(self, lattice, qgrid, ecut: float, screening: float | None = None,
+                 divergence: str = "gygi-baldereschi", x_gamma_extrapolation: bool = True):
+        if divergence not in DIVERGENCES:
+            raise InputError(f"exx_divergence must be one of {DIVERGENCES}, got {divergence!r}")
+        if divergence == "spherical" and x_gamma_extrapolation:
+            raise InputError("exx_divergence = 'spherical' needs x_gamma_extrapolation = false")
+        if divergence == "spherical" and screening is not None:
+            raise InputError("exx_divergence = 'spherical' is for the bare Coulomb kernel (not with screening)")
+        self.lattice = np.asarray(lattice, dtype=float)
+        self.reciprocal = 2 * np.pi * np.linalg.inv(self.lattice).T
+        self.volume = abs(float(np.linalg.det(self.lattice)))
+        self.qgrid = tuple(int(n) for n in qgrid)
+        self.ecut = float(ecut)
+        self.g2max = 8.0 * self.ecut * (1 + 1e-10)
+        self.mu = None if screening is None else float(screening)
+        self.divergence = divergence
+        self.extrapolate = bool(x_gamma_extrapolation)
+        self.rcut = rcut_spherical(self.lattice, self.qgrid) if divergence == "spherical" else None
+        #: v(p = 0), hartree bohr^3
+        self.v_zero = self._v_zero()
+
+    @property
+    def nq(self) -> int:
+        return math.prod(self.qgrid)
+
+    def weights(self, p_frac):
+        """w(p): 8/7 or 0 with x_gamma_extrapolation, else 1, (..., 3) -> (...)."""
+        if not self.extrapolate:
+            return np.ones(np.shape(p_frac)[:-1])
+        return np.where(on_double_grid(p_frac, self.qgrid), 0.0, EXTRAPOLATION_WEIGHT)
+
+    def values(self, q_frac, miller):
+        """v(q + G) for G = ``miller`` (..., 3) integers, q (3,) fractional: (...) host, hartree bohr^3;
+        0 outside the density sphere |G|^2 <= 8 ecut, v_zero at q + G = 0."""
+        miller = np.asarray(miller)
+        p_frac = miller + np.asarray(q_frac, dtype=float)
+        p2 = np.sum((p_frac @ self.reciprocal) ** 2, axis=-1)
+        g2 = np.sum((miller @ self.reciprocal) ** 2, axis=-1)
+        zero = p2 <= P2_ZERO
+        safe = np.where(zero, 1.0, p2)
+        if self.divergence == "spherical":
+            v = 4 * np.pi * (1 - np.cos(self.rcut * np.sqrt(safe))) / safe
+        else:
+            v = _bare(safe, self.mu) * self.weights(p_frac)
+        v = np.where(zero, self.v_zero, v)
+        return np.where(g2 <= self.g2max, v, 0.0)
+
+    # ------------------------------------------------------------------ the p = 0 term
+    def _v_zero(self) -> float:
+        if self.divergence == "spherical":
+            return 2 * np.pi * self.rcut**2
+        screened_shift = np.pi / self.mu**2 if self.mu is not None and not self.extrapolate else 0.0
+        if self.divergence == "none":
+            return screened_shift
+        return -self.gygi_baldereschi() + screened_shift
+
+    def gygi_baldereschi(self) -> float:
+        """D = 4 pi [sum_q sum'_G w(q+G) F(q+G) + c0] - Omega N_q A (hartree bohr^3), pw.x's exxdiv / 2.
+
+        F(p) = exp(-a p^2) / p^2 (x (1 - exp(-p^2 / 4 mu^2)) screened), a = 10 / ecutwfc[Ry];
+        A = (1/(2 pi)^3) int 4 pi F d^3p = 1/sqrt(pi a) (- 1/sqrt(pi (a + 1/4 mu^2)) screened);
+        c0 = the p -> 0 limit of F without extrapolation (-a, or 1/4 mu^2 screened), 0 with it.
+        """
+        a = GB_WIDTH / (2 * self.ecut)
+        total = 0.0
+        for q_frac in self._qmesh():
+            miller = self._sphere_miller(q_frac)
+            p_frac = miller + q_frac
+            p2 = np.sum((p_frac @ self.reciprocal) ** 2, axis=-1)
+            keep = p2 > P2_ZERO
+            p2, p_frac = p2[keep], p_frac[keep]
+            f = np.exp(-a * p2) / p2
+            if self.mu is not None:
+                f = f * (-np.expm1(-p2 / (4 * self.mu**2)))
+            total += float(np.sum(self.weights(p_frac) * f))
+        if not self.extrapolate:
+            total += 1 / (4 * self.mu**2) if self.mu is not None else -a
+        integral = 1 / math.sqrt(np.pi * a)
+        if self.mu is not None:
+            integral -= 1 / math.sqrt(np.pi * (a + 1 / (4 * self.mu**2)))
+        return 4 * np.pi * total - self.volume * self.nq * integral
+
+    def _qmesh(self):
+        n = np.array(self.qgrid)
+        grid = np.stack(np.meshgrid(*[np.arange(m) for m in n], indexing="ij"), axis=-1).reshape(-1, 3)
+        return grid / n
+
+    def _sphere_miller(self, q_frac):
+        """Integer G with |q + G|^2 <= 8 ecut (a box of Miller indices covering the sphere)."""
+        gmax = math.sqrt(self.g2max)
+        mmax = np.floor(gmax * np.linalg.norm(self.lattice, axis=1) / (2 * np.pi)).astype(int) + 2
+        axes = [np.arange(-m, m + 1) for m in mmax]
+        miller = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        p2 = np.sum(((miller + q_frac) @ self.reciprocal) ** 2, axis=-1)
+        return miller[p2 <= self.g2max]

@@ -1,0 +1,254 @@
+"""Exact (Fock) exchange: its energy, its operator K on blocks of bands, and the adaptively
+compressed form of that operator (ACE).
+
+With occupations f per spin channel (f~ = f nspin / 2, in [0, 1]) and the full k mesh of N_q points,
+pair densities of the occupied orbitals i at k' and any orbital j at k, q = k - k'::
+
+    rho_ij(G) = (1/Omega) int psi*_ik'(r) psi_jk(r) e^{-i(q+G).r} dr
+    E_x = -(alpha/2) sum_spin sum_k w_k sum_j f~_jk (1/N_q) sum_k' sum_i f~_ik' Omega sum_G v(q+G) |rho_ij(G)|^2
+    K psi_jk(r) = -alpha (1/N_q) sum_k' sum_i f~_ik' psi_ik'(r) int v(r - r') psi*_ik'(r') psi_jk(r') dr'
+
+(for a closed shell, f = 2: E_x = -(alpha/N_k^2) sum_kk' sum_ij Omega sum_G v |rho_ij|^2, pw.x's form).
+v(p) is the kernel of :mod:`pwsim.coulomb` (bare or erfc-screened, with its p = 0 treatment). On the
+FFT box, with u = sum_G c_G e^{iG.r} the periodic part (u = sqrt(Omega) psi e^{-ik.r}), the pair
+product P = conj(u_i) u_j is transformed, multiplied by v(q + G) and transformed back: two FFTs per
+pair, batched over the bands j; the bands of one k-point are a block, the k' and i are loops.
+
+Orbitals at points of the full mesh outside the irreducible wedge come from the symmetry
+operations: with x' = R x + t and k_full = s M k + U (M = R^-T, s = -1 under time reversal,
+pwsim.symmetry.KpointSet), psi_full(r) = psi_k(g^-1 r) (conjugated under time reversal) has the
+coefficient c_G (or c_G*) at G' = s M G - U, times exp(-2 pi i (k_full + G').t).
+
+ACE (Lin, J. Chem. Theory Comput. 12, 2242 (2016)): from all computed bands psi of a k-point,
+xi = K psi, M = psi^H xi, -M = L L^H, zeta = xi L^-H; then K_ACE = -zeta zeta^H equals K on the span of
+psi (occupied and empty bands alike) and costs two GEMMs per application.
+
+Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: not implemented.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Term
+
+__all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
+
+#: occupations below this (electrons) leave an orbital out of the exchange sums
+OCCUPIED = 1e-12
+#: bytes of one band block of boxes (complex) in an application of K
+BLOCK_BYTES = 2**26
+
+
+class FullMeshOrbitals:
+    """The occupied orbitals at every point of the full k mesh, as periodic parts on the FFT box.
+
+    points[spin]: list of (k (3,) fractional, u_iR (nocc, n1, n2, n3) complex device, f~_i (nocc,) host)
+    """
+
+    def __init__(self, basis, kpoint_set, wavefunctions, occupations):
+        bk = basis.backend
+        grid = np.array(basis.fft_grid)
+        nk = len(kpoint_set.weights)
+        spin_scale = basis.nspin / 2.0
+        self.nfull = kpoint_set.nfull
+        self.points = [[] for _ in range(basis.nspin)]
+        rotations = kpoint_set.symmetry.reciprocal_rotations()
+        translations = kpoint_set.symmetry.translations
+        for spin in range(basis.nspin):
+            for ifull, k_full in enumerate(kpoint_set.full_kpoints):
+                irr = int(kpoint_set.full_to_irreducible[ifull])
+                kpoint = basis.kpoints[spin * nk + irr]
+                f_n = np.asarray(occupations[spin, irr], dtype=float) * spin_scale
+                bands = np.flatnonzero(f_n > OCCUPIED)
+                sign = -1 if kpoint_set.full_time_reversal[ifull] else 1
+                op = int(kpoint_set.full_operation[ifull])
+                rotated = sign * (kpoint.miller @ rotations[op].T)  # s M G, (npw, 3)
+                miller = rotated - kpoint_set.full_umklapp[ifull]
+                phase = np.exp(-2j * np.pi * ((miller + k_full) @ translations[op]))
+                flat = np.ravel_multi_index(tuple((miller % grid).T), basis.fft_grid)
+                if bands.size == 0:
+                    continue
+                c_nG = bk.xp.take(wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+                if sign < 0:
+                    c_nG = bk.xp.conj(c_nG)
+                c_nG = c_nG * bk.to_device(phase)
+                box_map = bk.make_box_map(flat, basis.fft_grid, sticks=False)
+                u_iR = bk.wave_to_grid(c_nG, box_map)
+                self.points[spin].append((np.asarray(k_full, dtype=float), u_iR, f_n[bands]))
+
+
+class AceOperator:
+    """K_ACE = -zeta zeta^H of one k-point: zeta (m, npw) device rows."""
+
+    def __init__(self, zeta, backend):
+        self.zeta = zeta
+        self.backend = backend
+
+    def _overlaps(self, c_nG):
+        xp = self.backend.xp
+        return xp.matmul(c_nG, xp.conj(xp.matrix_transpose(self.zeta)))  # (nb, m) = c zeta^*
+
+    def apply(self, c_nG, out=None):
+        """K_ACE c for rows c (nb, npw); added into ``out`` in place when given."""
+        xp = self.backend.xp
+        kc = -xp.matmul(self._overlaps(c_nG), xp.astype(self.zeta, c_nG.dtype, copy=False))
+        if out is None:
+            return kc
+        out += kc
+        return out
+
+    def band_energies(self, c_nG):
+        """<c_n|K_ACE|c_n> (nb,) real device, hartree."""
+        s = self._overlaps(c_nG)
+        xp = self.backend.xp
+        return -xp.sum(xp.real(s * xp.conj(s)), axis=1)
+
+    def single(self):
+        xp = self.backend.xp
+        return AceOperator(xp.astype(self.zeta, xp.complex64), self.backend)
+
+
+class ExactOperator:
+    """K of one k-point applied exactly (the fixed orbitals' pair products), the reference for ACE."""
+
+    def __init__(self, term, kpoint):
+        self.term = term
+        self.kpoint = kpoint
+
+    def apply(self, c_nG, out=None):
+        kc = self.term.apply_exact(self.kpoint, c_nG)
+        if out is None:
+            return kc
+        out += kc
+        return out
+
+    def band_energies(self, c_nG):
+        xp = self.term.context.backend.xp
+        return xp.sum(xp.real(xp.conj(c_nG) * self.term.apply_exact(self.kpoint, c_nG)), axis=1)
+
+    def single(self):
+        return self
+
+
+class ExactExchange(Term):
+    """alpha x the Fock exchange of the occupied orbitals (see the module docstring).
+
+    kernel: a :class:`pwsim.coulomb.ExchangeKernel`; fraction: alpha; kpoint_set: the run's
+    :class:`pwsim.symmetry.KpointSet` (the full mesh and how it unfolds).
+    :meth:`set_orbitals` fixes the orbitals K is built from; :meth:`build_ace` fixes them for an outer loop
+    (``fixed``) and compresses K (ACE) unless told not to.
+    ``energy`` gives the exchange energy with the fixed operator when ``fixed``, else with the state's own.
+    """
+
+    name = "exact_exchange"
+
+    def __init__(self, context, kernel, fraction: float, kpoint_set):
+        super().__init__(context)
+        layout = getattr(context, "layout", None)
+        if layout is not None and layout.size > 1:
+            raise InputError("hybrid functionals run on one MPI rank for now")
+        self.kernel = kernel
+        self.fraction = float(fraction)
+        self.kpoint_set = kpoint_set
+        self.orbitals = None
+        self.ace = None
+        #: the energy uses the operator of the orbitals fixed by set_orbitals / build_ace (an outer
+        #: loop's), not that of the state's own orbitals
+        self.fixed = False
+        self._kernels = {}
+
+    # ------------------------------------------------------------------ the operator
+    def set_orbitals(self, wavefunctions, occupations) -> None:
+        """Fix the orbitals (per basis k-point (nb, npw) device) and occupations (nspin, nk, nbands)."""
+        self.orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, wavefunctions, occupations)
+        self.ace = None
+
+    def _kernel_Q(self, q_frac):
+        key = tuple(np.round(np.asarray(q_frac, dtype=float), 12))
+        if key not in self._kernels:
+            basis = self.context.basis
+            self._kernels[key] = self.context.backend.to_device(self.kernel.values(q_frac, basis.box_miller))
+        return self._kernels[key]
+
+    def apply_exact(self, kpoint, c_nG):
+        """K c for rows c (nb, npw) of ``kpoint``, exactly (the fixed orbitals' K), (nb, npw) device."""
+        basis = self.context.basis
+        step = max(1, int(BLOCK_BYTES // (16 * basis.nfft)))
+        nb = c_nG.shape[0]
+        blocks = [self._apply_block(kpoint, c_nG[a:min(a + step, nb), ...]) for a in range(0, nb, step)]
+        return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
+
+    def _apply_block(self, kpoint, c_nG):
+        bk = self.context.backend
+        xp = bk.xp
+        basis = self.context.basis
+        u_nR = bk.wave_to_grid(c_nG, kpoint.box_map)
+        acc = bk.zeros(u_nR.shape, dtype=u_nR.dtype)
+        for k_full, u_iR, f_i in self.orbitals.points[kpoint.spin]:
+            v_Q = self._kernel_Q(kpoint.coordinate - k_full)
+            for i in range(u_iR.shape[0]):
+                u_i = u_iR[i, ...][None, ...]
+                w_nR = bk.ifft3(v_Q * bk.fft3(xp.conj(u_i) * u_nR))
+                acc = acc + float(f_i[i]) * (u_i * w_nR)
+        scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
+        return bk.grid_to_wave(acc, kpoint.box_map) * scale
+
+    def build_ace(self, wavefunctions, occupations, compress: bool = True) -> float:
+        """Fix the orbitals and build the ACE operator of every k-point from all computed bands (with
+        ``compress`` False the exact operator of these orbitals is kept instead); returns the exact
+        exchange energy of these orbitals (hartree)."""
+        bk = self.context.backend
+        xp = bk.xp
+        self.set_orbitals(wavefunctions, occupations)
+        self.fixed = True
+        ace = {}
+        energy = 0.0
+        for kpoint in self.context.basis.kpoints:
+            c_nG = wavefunctions[kpoint.index]
+            xi_nG = self.apply_exact(kpoint, c_nG)
+            m = bk.to_host(xp.matmul(xp.conj(c_nG), xp.matrix_transpose(xi_nG)))  # <psi_m|K|psi_n>
+            m = 0.5 * (m + m.conj().T)
+            f_n = np.zeros(m.shape[0])
+            nocc = occupations.shape[-1]
+            f_n[:nocc] = occupations[kpoint.spin, kpoint.index % self.context.nk]
+            energy += 0.5 * kpoint.weight * float(np.sum(f_n * np.real(np.diag(m))))
+            if compress:
+                lower = np.linalg.cholesky(-m)
+                ace[kpoint.index] = AceOperator(xp.matmul(bk.to_device(np.conj(np.linalg.inv(lower))), xi_nG), bk)
+        self.ace = ace if compress else None
+        return energy
+
+    def operator(self, kpoint, state=None):
+        """The ACE operator when built, else the exact one of the fixed orbitals, else None. The operator
+        is that of the orbitals an outer loop fixed (:meth:`build_ace`), not of ``state``: the term is
+        not ``orbital_dependent`` in the SCF's sense (the inner SCF need not hand it the orbitals)."""
+        if self.ace is not None:
+            return self.ace[kpoint.index]
+        return None if self.orbitals is None else ExactOperator(self, kpoint)
+
+    # ------------------------------------------------------------------ energy
+    def energy(self, state) -> float:
+        """E_x = 1/2 sum_k w_k sum_n f_n <psi_n|K|psi_n>, hartree: with the operator of the fixed orbitals
+        (ACE or exact) when ``fixed``, else with the exact operator of the state's own orbitals."""
+        if self.fraction == 0.0:
+            return 0.0
+        if not self.fixed:
+            self.set_orbitals(state.wavefunctions, state.occupations)
+        bk = self.context.backend
+        total = 0.0
+        for kpoint in self.context.basis.kpoints:
+            f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % self.context.nk], dtype=float)
+            bands = np.flatnonzero(np.abs(f_n) > OCCUPIED)
+            if bands.size == 0:
+                continue
+            c_nG = bk.xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+            e_n = self._band_energies(kpoint, c_nG)
+            total += 0.5 * kpoint.weight * float(np.sum(f_n[bands] * e_n))
+        return total
+
+    def _band_energies(self, kpoint, c_nG) -> np.ndarray:
+        return self.context.backend.to_host(self.operator(kpoint).band_energies(c_nG))
+
+    def stress(self, state) -> np.ndarray:
+        raise InputError("the stress of hybrid functionals is not implemented yet")
