@@ -80,15 +80,18 @@ def test_eos_examples_print_one_line_per_volume_as_it_comes(tmp_path, script, ro
 @pytest.mark.parametrize("command", ["dos", "bands"])
 def test_locked_file_is_refused_before_any_progress(si_file, tmp_path, command):
     """Progress goes to stderr, so a refusal must come before it: a file that a live job holds
-    (NAME.lock with its pid) gives exactly one stderr line, at once; a stale lock (a dead pid, left by
-    a killed job) does not count."""
+    (a kernel lock on NAME.lock, which holds its pid) gives exactly one stderr line, at once; a stale
+    lock (its holder gone, whatever the file says) does not count."""
     work = tmp_path / "w"
     work.mkdir()
     target = work / "si.h5"
     target.write_bytes(si_file.read_bytes())
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    hold = ("import fcntl, os, sys, time; fd = os.open('si.h5.lock', os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); "
+            "time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold], cwd=work, stdout=subprocess.PIPE, text=True)
     try:
-        (work / "si.h5.lock").write_text(f"{holder.pid}\n")
+        assert holder.stdout.readline().strip() == "held"
         proc = subprocess.run([sys.executable, "-m", "pwsim", command, "si.h5", "-o", "x.png"], cwd=work,
                               capture_output=True, text=True, env=_env(), timeout=120)
     finally:
