@@ -322,7 +322,7 @@ from pwsim.backend import get_backend
 from pwsim.eigensolver import kinetic_preconditioner, lobpcg
 
 bk = get_backend("numpy")
-parallel.TRANSPOSE_BYTES = 64 * 2**10  # rounds of one chunk per rank, as for the blocks of a large cell
+parallel.TRANSPOSE_BYTES = 256 * 2**10  # several rounds of transposes (64 KiB: a known stall, docs/parallel.md)
 comm = parallel.world()
 group = parallel.BandGroup(comm, bk) if comm.size > 1 else None
 rng = np.random.default_rng(5)
