@@ -572,6 +572,17 @@ class CheckpointStore:
 
 
 # ------------------------------------------------------------------ output
+#: the /phonons datasets: PhononResult attribute (= dataset name) and units
+PHONON_DATASETS = (
+    ("supercell_matrix", "dimensionless"), ("amplitude", "bohr"), ("displacements", "bohr"),
+    ("forces", "hartree/bohr"), ("force_constants", "hartree/bohr^2"), ("qpoints", "fractional"),
+    ("distances", "1/bohr"), ("labels", "dimensionless"), ("label_indices", "dimensionless"),
+    ("frequencies", "THz"), ("frequencies_cm1", "cm^-1"), ("dos_frequencies", "THz"), ("dos", "1/THz"),
+    ("temperatures", "K"), ("free_energy", "hartree"), ("entropy", "hartree/K"), ("heat_capacity", "hartree/K"),
+    ("scf_iterations", "dimensionless"),
+)
+
+
 def write_phonons(result: PhononResult, path, input_text: str = "", phonopy_files: bool = True) -> Path:
     """Write ``result`` to the HDF5 file ``path`` (atomically, the old file kept as .bak; every dataset
     with ``units``) and, with ``phonopy_files``, phonopy's own ``phonopy_params.yaml`` (structure,
@@ -596,27 +607,15 @@ def write_phonons(result: PhononResult, path, input_text: str = "", phonopy_file
         dataset(st, "lattice", result.structure.lattice, "bohr")
         dataset(st, "positions", result.structure.positions, "fractional")
         dataset(st, "species", np.array(result.structure.species, dtype=h5py.string_dtype()), "dimensionless")
+        sc = f.create_group("supercell")
+        dataset(sc, "lattice", result.supercell.lattice, "bohr")
+        dataset(sc, "positions", result.supercell.positions, "fractional")
         g = f.create_group("phonons")
-        dataset(g, "supercell_matrix", result.supercell_matrix, "dimensionless")
-        dataset(g, "supercell_lattice", result.supercell.lattice, "bohr")
-        dataset(g, "supercell_positions", result.supercell.positions, "fractional")
-        dataset(g, "amplitude", result.amplitude, "bohr")
-        dataset(g, "displacements", result.displacements, "bohr")
-        dataset(g, "forces", result.forces, "hartree/bohr")
-        dataset(g, "force_constants", result.force_constants, "hartree/bohr^2")
-        dataset(g, "qpoints", result.qpoints, "fractional")
-        dataset(g, "distances", result.distances, "1/bohr")
-        dataset(g, "labels", np.array(result.labels, dtype=h5py.string_dtype()), "dimensionless")
-        dataset(g, "label_indices", np.asarray(result.label_indices), "dimensionless")
-        dataset(g, "frequencies", result.frequencies, "THz")
-        dataset(g, "frequencies_cm1", result.frequencies_cm1, "cm^-1")
-        dataset(g, "dos_frequencies", result.dos_frequencies, "THz")
-        dataset(g, "dos", result.dos, "1/THz")
-        dataset(g, "temperatures", result.temperatures, "K")
-        dataset(g, "free_energy", result.free_energy, "hartree")
-        dataset(g, "entropy", result.entropy, "hartree/K")
-        dataset(g, "heat_capacity", result.heat_capacity, "hartree/K")
-        dataset(g, "scf_iterations", result.scf_iterations, "dimensionless")
+        for name, units in PHONON_DATASETS:
+            value = getattr(result, name)
+            if name == "labels":
+                value = np.array(value, dtype=h5py.string_dtype())
+            dataset(g, name, np.asarray(value), units)
         g.attrs["zero_modes"] = int(result.zero_modes)
         g.attrs["reference_iterations"] = int(result.reference_iterations)
         s = f.create_group("settings")

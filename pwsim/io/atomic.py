@@ -426,12 +426,7 @@ class OutputFile:
         check_not_linked(self.path)  # again: a link may have been planted since the job began
         part = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
         try:
-            fd = _create_exclusive(part)
-            try:
-                _write_bytes(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_new(part, data)
             with signals_deferred():
                 if self.backup and self.writes == 0:
                     self._keep_previous()
@@ -493,7 +488,12 @@ def _copy_exclusive(source: Path, target: Path) -> None:
     """Copy ``source`` into a new file ``target`` (for filesystems without hard links)."""
     with open(source, "rb") as fh:
         data = fh.read()
-    fd = _create_exclusive(target)
+    _write_new(target, data)
+
+
+def _write_new(path: Path, data) -> None:
+    """``data`` into a file ``path`` created here (never through a link), flushed to disk."""
+    fd = _create_exclusive(path)
     try:
         _write_bytes(fd, data)
         os.fsync(fd)
