@@ -124,10 +124,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
                                       "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),
         "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
-        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted "
-                                                    "fcc grids): 'grid' computes that grid as given, with the "
-                                                    "operations it respects; 'full' symmetrises it with the whole "
-                                                    "crystal group, as Quantum ESPRESSO and ABINIT do",
+        "kpoint_symmetrization": Key("str", "full", "for a k-grid with fewer symmetries than the crystal or its "
+                                                    "lattice (shifted fcc grids, ASE's even kpts): 'full' gives the "
+                                                    "density, forces and stress the crystal's whole space group, "
+                                                    "the grid completed by the lattice's rotations as pw.x does "
+                                                    "(Quantum ESPRESSO, ABINIT, VASP, GPAW symmetrise likewise); "
+                                                    "'grid' computes the grid as given, with only the operations "
+                                                    "it respects",
                                      choices=("grid", "full")),
     },
     "scf": {
