@@ -460,6 +460,8 @@ def _make_result(setup, state, energies, eigenvalues, occ, rho, converged, elaps
         npw=[k.npw for k in setup.basis.kpoints],
         provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed},
     )
+    if occ.extra_fermi_levels:  # a fixed total moment: one Fermi level per spin (/fermi_levels: up, down)
+        result.extra["fermi_levels"] = {"data": np.array(occ.extra_fermi_levels, dtype=float), "units": "hartree"}
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
         result.miller = [k.miller for k in setup.basis.kpoints]
