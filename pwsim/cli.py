@@ -76,7 +76,15 @@ class _Group(click.Group):
 def main():
     """pwsim: plane-wave Kohn-Sham DFT with norm-conserving pseudopotentials (PseudoDojo, GTH).
 
-    Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input.
+    \b
+    Exit status:
+      0    success (converged)
+      1    SCF or relaxation not converged (output written and flagged)
+      2    bad input or environment (usage, unreadable file, disk full, locked output,
+           memory limit); nothing written
+      3    internal error (a bug: rerun with --debug and report it)
+      128+N  stopped by signal N (130 Ctrl-C/SIGINT, 143 SIGTERM)
+      141  stdout closed early (e.g. piped into head)
     """
 
 

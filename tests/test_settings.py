@@ -626,3 +626,15 @@ def test_cutoff_below_the_low_hint_warns_on_every_path():
     assert found == ["ecut = 8 Ha (218 eV) is below the 'low' cutoff hint of H (31 Ha): energies, forces and "
                      "geometries are not converged"]
     assert _warnings_of(h2(), ecut=31.0, pseudopotentials="pseudodojo") == []
+
+
+def test_help_lists_every_exit_status():
+    """`pwsim --help` names the six exit statuses that pwsim.cli_common documents and uses."""
+    from click.testing import CliRunner
+
+    from pwsim.cli import main
+
+    text = CliRunner().invoke(main, ["--help"]).output
+    for status in ("0 ", "1 ", "2 ", "3 ", "128+N", "141 "):
+        assert f"\n    {status}" in text, status
+    assert "130" in text and "143" in text
