@@ -22,6 +22,7 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos
+from .convert import convert_command
 from .cli_common import (
     Interrupted,
     check_interrupted,
@@ -349,6 +350,7 @@ def info():
 
 main.add_command(bands)
 main.add_command(dos)
+main.add_command(convert_command)
 
 
 if __name__ == "__main__":
