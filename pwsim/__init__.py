@@ -15,6 +15,7 @@ The ASE calculator is ``pwsim.ase.PWSim`` (needs ``pip install 'pwsim[ase]'``).
 first use (PEP 562). The ``pwsim`` command line relies on it: its signal handlers are in place before
 NumPy and h5py are imported (see :mod:`pwsim._entry`).
 """
+import os as _os
 import sys as _sys
 import types as _types
 
@@ -31,12 +32,35 @@ __all__ = [
 
 #: public name -> (submodule, attribute), imported on first use
 _LAZY = {
-    "load": ("io.hdf5", "load"), "save": ("io.hdf5", "write_result"),
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
     "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
                                               "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
 }
+
+
+def load(path):
+    """The :class:`Result` stored in the pwsim HDF5 file ``path`` (every dataset checked on reading)."""
+    from .io.hdf5 import load as load_file
+
+    if not isinstance(path, (str, _os.PathLike)):
+        raise InputError(f"pwsim.load needs a file name, got {type(path).__name__}")
+    return load_file(path)
+
+
+def save(result, path):
+    """Write ``result`` (a :class:`Result` from :func:`scf`, :func:`relax` or :func:`load`) to the
+    HDF5 file ``path`` through the safe writer (built in memory, renamed into place, the previous file
+    kept as ``NAME.bak``, no link followed); returns the path. A wrong argument is an InputError."""
+    from .io.hdf5 import write_result
+    from .results import Result
+
+    if not isinstance(result, Result):
+        raise InputError(f"pwsim.save needs a pwsim Result (from pwsim.scf or pwsim.load), "
+                         f"got {type(result).__name__}")
+    if not isinstance(path, (str, _os.PathLike)):
+        raise InputError(f"pwsim.save needs a file name, got {type(path).__name__}")
+    return write_result(result, path)
 
 
 def __getattr__(name):

@@ -291,7 +291,9 @@ def _resolved_items(table: str, run):
         elif key == "fft_grid" and value is None:
             value = f"{list(est.fft_grid)} (default)"
         elif key == "density_tolerance" and value is None:
-            value = f"{10 * s.energy_tolerance ** 0.5:g} (default)"
+            from .settings import default_density_tolerance
+
+            value = f"{default_density_tolerance(s.energy_tolerance):g} (default)"
         yield key, value
 
 

@@ -3,7 +3,9 @@
     pwsim bands out.h5 -o bands.png [--npoints N] [--nbands N] [--path GXWKGL,UX]
     pwsim dos out.h5 -o dos.png [--width 0.01] [--method gaussian|tetrahedron]
 
-Both add their data to the output file (/bands, /dos; atomically) and draw a picture. Errors follow
+Both add their data to the output file (/bands, /dos; atomically) and draw a picture, rendered in
+memory and written through the safe writer (no link followed, atomic, ``.bak``) only once the
+computation and the update of the output file have succeeded. Errors follow
 :mod:`pwsim.cli`: one line on stderr, exit status 2 for bad input, 3 for an internal error,
 ``--debug`` for the traceback. :mod:`pwsim.cli` adds the commands to the ``pwsim`` group.
 """
@@ -54,26 +56,27 @@ def _progress(what: str):
 def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, debug):
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
-    from .io.atomic import check_not_locked
+    from .io.atomic import check_not_locked, check_writable
     from .io.hdf5 import load
-    from .plotting import check_image_path, plot_bands
+    from .plotting import check_image_path, render_bands, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
 
     def go():
-        check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
-        if not no_write:
-            check_not_locked(h5_file)  # a running job's file: refused now, not after the computation
+        image = check_image_path(output or _default_image(h5_file, "bands"))  # before the computation
+        if not no_write:  # a link, or a running job's file: refused now, not after the computation
+            check_writable(h5_file)
+            check_not_locked(h5_file)
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
-        image = plot_bands(bs, output or _default_image(h5_file, "bands"), emin=emin, emax=emax)
+        picture = render_bands(bs, image, emin=emin, emax=emax)  # in memory: written once all else succeeded
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
              f"eigensolver residual {bs.residual:.1e} Ha")
         if not no_write:
             write_bands(h5_file, bs)
             echo(f"band structure written to {h5_file}:/bands")
-        echo(f"picture written to {image}")
+        echo(f"picture written to {save_image(picture, image)}")
         click.echo(bs.describe_gap())
 
     _guard(go, debug)
@@ -94,24 +97,25 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
 def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
     from .dos import density_of_states, write_dos
-    from .io.atomic import check_not_locked
+    from .io.atomic import check_not_locked, check_writable
     from .io.hdf5 import load
-    from .plotting import check_image_path, plot_dos
+    from .plotting import check_image_path, render_dos, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
 
     def go():
-        check_image_path(output or _default_image(h5_file, "dos"))
+        image = check_image_path(output or _default_image(h5_file, "dos"))
         if not no_write:
+            check_writable(h5_file)
             check_not_locked(h5_file)
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method,
                               callback=None if quiet else _progress(f"{method} DOS, part"))
-        image = plot_dos(d, output or _default_image(h5_file, "dos"), emin=emin, emax=emax)
+        picture = render_dos(d, image, emin=emin, emax=emax)  # in memory: written once all else succeeded
         if not no_write:
             write_dos(h5_file, d)
             echo(f"density of states written to {h5_file}:/dos")
-        echo(f"picture written to {image}")
+        echo(f"picture written to {save_image(picture, image)}")
         echo(f"{d.method} DOS, {d.energies.size} energies; {d.electrons_below(d.fermi_level):.4f} states below "
              f"E_F = {d.fermi_level:.6f} Ha ({d.n_electrons:g} electrons); DOS(E_F) = "
              f"{d.at(d.fermi_level) / HARTREE_IN_EV:.4f} states/eV/cell")

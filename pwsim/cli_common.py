@@ -159,9 +159,20 @@ def _guarded(func, debug):
             raise
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         error(f"{where}{exc.strerror or exc}", 2)
+    except ValueError as exc:
+        interrupted_meanwhile()
+        if debug or "embedded null byte" not in str(exc):
+            _internal_error(exc, debug)
+        # the OS functions' refusal of a file name with a NUL in it: a name the user gave
+        error("a file name given contains a NUL character (\\0); no file can have that name", 2)
     except Exception as exc:  # an unexpected failure still gets one line, unless --debug
         interrupted_meanwhile()
-        if debug:
-            raise
-        error(f"internal error: {type(exc).__name__}: {first_line(str(exc))} "
-              "(run with --debug for the traceback)", 3)
+        _internal_error(exc, debug)
+
+
+def _internal_error(exc: Exception, debug: bool) -> None:
+    """One line for a failure that is pwsim's fault (exit status 3), or the traceback with --debug."""
+    if debug:
+        raise exc
+    error(f"internal error: {type(exc).__name__}: {first_line(str(exc))} "
+          "(run with --debug for the traceback)", 3)

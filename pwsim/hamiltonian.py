@@ -1,5 +1,10 @@
 """The Kohn-Sham Hamiltonian of one k-point: the fused local potential plus the orbital operators
-of the terms (kinetic, non-local), applied to all bands.
+of the terms (kinetic, non-local, and any orbital-dependent term), applied to all bands.
+
+The Hamiltonian of an SCF step is assembled from the terms and the electronic state of that step
+(:meth:`Hamiltonian.from_state`): the terms' summed potential of its density, and each term's
+operator of a k-point built from the state (:mod:`pwsim.terms.base`). Operators of the geometry
+alone (kinetic, non-local projectors) ignore the state and stay cached by their term.
 
 The local terms (pseudopotential, Hartree, XC) are summed into one real potential per spin channel,
 so each application is one scatter -> inverse FFT -> multiply -> FFT -> gather for a whole block of
@@ -16,11 +21,15 @@ class Hamiltonian:
     potential: (nspin, n1, n2, n3) real, hartree, the summed local potential
     block_size: bands per batched FFT, to bound the memory of the (bands, n1, n2, n3) work arrays
     single: applied to complex64 wavefunctions (a single-precision eigensolver pass of a double run)
+    state: the :class:`pwsim.terms.ElectronicState` the terms build their operators from (None: the
+        geometry alone, as for a fixed-density band structure)
     """
 
-    def __init__(self, basis, terms, potential, block_size: int | None = None, single: bool = False):
+    def __init__(self, basis, terms, potential, block_size: int | None = None, single: bool = False,
+                 state=None):
         self.basis = basis
         self.terms = terms
+        self.state = state
         xp = basis.backend.xp
         self.single = single
         # the potential multiplies wavefunctions: store it in their precision
@@ -33,9 +42,15 @@ class Hamiltonian:
             block_size = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
         self.block_size = block_size
 
+    @classmethod
+    def from_state(cls, basis, terms, state, single: bool = False) -> Hamiltonian:
+        """H of an electronic state (:class:`pwsim.terms.ElectronicState`): the terms' summed
+        potential of its density and their operators of its orbitals."""
+        return cls(basis, terms, terms.potential(state), single=single, state=state)
+
     def operators(self, kpoint) -> list:
         """The orbital operators of one k-point, in the precision of this Hamiltonian."""
-        ops = self.terms.operators(kpoint)
+        ops = self.terms.operators(kpoint, self.state)
         return [op.single() for op in ops] if self.single else ops
 
     def apply(self, kpoint, coeffs, operators=None):

@@ -1,9 +1,10 @@
 """Non-self-consistent eigenvalues: the Kohn-Sham Hamiltonian of a converged density at any k-points.
 
 Everything of the ground state is kept -- structure, Ecut, XC, pseudopotentials, FFT box, spin -- and
-the local potential is built once from the stored density (:func:`pwsim.scf.local_potential`). Each
-k-point is diagonalised alone by LOBPCG to a residual of ``tol`` (1e-8 Ha by default), warm-started
-from the converged orbitals of the previous k-point (mapped by Miller index onto the new G-sphere). No
+the local potential is built once from the stored density. The path's run is resolved once
+(:func:`resolve_path`) and set up as an SCF's (:func:`pwsim.scf_setup.setup_of`). Each k-point is
+diagonalised alone by LOBPCG to a residual of ``tol`` (1e-8 Ha by default), warm-started from the
+converged orbitals of the previous k-point (mapped by Miller index onto the new G-sphere). No
 symmetry reduction is used.
 
 Eigenvalues follow the SCF convention of pwsim (the ABINIT one): the G = 0 part of the local
@@ -12,7 +13,6 @@ pseudopotential is not in the Hamiltonian, so they sit 0.03686 Ha below pw.x's f
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import fields
 from types import SimpleNamespace
@@ -57,14 +57,16 @@ def _default_nbands(result, nspin: int) -> int:
     return max(int(np.shape(result.eigenvalues)[-1]), n_filled + 4 if nspin == 1 else n_filled + 2)
 
 
-def check_path_size(result, nk: int, nbands: int | None = None, backend: str | None = None):
-    """The memory and time estimate of eigenvalues at ``nk`` k-points of ``result`` (before anything
-    of the path's size is allocated); raises :class:`pwsim.errors.EnvironmentProblem` (exit 2) if it
-    does not fit in the memory limit of the result's settings ([run] max_memory, else the available
-    memory). Returns the :class:`pwsim.estimate.Estimate`."""
-    from .errors import EnvironmentProblem
-    from .estimate import Sizes, memory_limit, path_estimate
-    from .scf import load_pseudos
+def resolve_path(result, kpoints, nbands: int | None = None, backend: str | None = None):
+    """The band path's run resolved once, as :func:`pwsim.resolve.resolve` resolves an SCF's (a
+    :class:`pwsim.resolve.ResolvedRun`, built into a set-up by :func:`pwsim.scf_setup.setup_of`): the
+    result's settings (its FFT box, no symmetry), pseudopotentials, spin and bands (checked), the
+    k-points (nk, 3) fractional with weights 1/nk, and the memory and time estimate, checked before
+    anything of the path's size is allocated: :class:`pwsim.errors.EnvironmentProblem` (exit 2) if
+    it does not fit in the memory limit of the result's settings ([run] max_memory, else the
+    available memory)."""
+    from .resolve import ResolvedRun, load_pseudos
+    from .symmetry import no_symmetry
 
     settings = _settings_of(result, backend)
     nspin = int(np.shape(result.density)[0])
@@ -72,10 +74,30 @@ def check_path_size(result, nk: int, nbands: int | None = None, backend: str | N
     if nbands < 1:
         raise InputError(f"nbands must be a positive integer, got {nbands}")
     pseudos = load_pseudos(result.structure, settings)
+    nk = kpoints.shape[0]
+    estimate = _path_estimate(result.structure, settings, pseudos, nspin, nbands, nk)
+    kpoint_set = SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk))
+    return ResolvedRun(result.structure, settings, pseudos, float(result.n_electrons), nspin, nbands,
+                       _working_bands(nbands), tuple(settings.fft_grid), no_symmetry(), kpoint_set, False, estimate)
+
+
+def check_path_size(result, nk: int, nbands: int | None = None, backend: str | None = None):
+    """The memory and time estimate of eigenvalues at ``nk`` k-points of ``result`` (before anything
+    of the path's size is allocated); raises :class:`pwsim.errors.EnvironmentProblem` (exit 2) if it
+    does not fit in the memory limit of the result's settings ([run] max_memory, else the available
+    memory). Returns the :class:`pwsim.estimate.Estimate`."""
+    return resolve_path(result, np.zeros((int(nk), 3)), nbands, backend).estimate
+
+
+def _path_estimate(structure, settings, pseudos, nspin: int, nbands: int, nk: int):
+    """The :class:`pwsim.estimate.Estimate` of ``nk`` k-points, checked against the memory limit."""
+    from .errors import EnvironmentProblem
+    from .estimate import Sizes, memory_limit, path_estimate
+
     nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
-                for e in result.structure.species)
+                for e in structure.species)
     sizes = Sizes(nwork=_working_bands(nbands), n_atomic=0,
-                  npw=(2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume, nproj=nproj,
+                  npw=(2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj,
                   fft_grid=tuple(settings.fft_grid), nspin=nspin, nsym=1, nfull=1, gamma_only=False,
                   precision=settings.precision, backend=settings.backend, mixing_history=0, derivatives=False)
     est = path_estimate(sizes, int(nk))
@@ -88,50 +110,38 @@ def check_path_size(result, nk: int, nbands: int | None = None, backend: str | N
 
 
 def _working_bands(nbands: int) -> int:
-    """Bands the path's eigensolver carries: the requested ones plus guard bands (a tenth, at least 2)."""
-    return nbands + max(2, nbands // 10)
+    """Bands the path's eigensolver carries: the requested ones plus the guard bands of the SCF's
+    one rule (:func:`pwsim.resolve.extra_bands`)."""
+    from .resolve import extra_bands
+
+    return nbands + extra_bands(nbands)
 
 
-def _fixed_potential_setup(result, kpoints, nbands, backend):
-    """(Setup, Hamiltonian) of the result's fixed density at ``kpoints``."""
-    from . import hostthreads
-    from .backend import _default_threads, get_backend
-    from .basis import PlaneWaveBasis
+def _fixed_potential_setup(result, run):
+    """(Setup, Hamiltonian) of the result's fixed density for the resolved path ``run``."""
     from .hamiltonian import Hamiltonian
-    from .scf import Setup, load_pseudos
-    from .symmetry import no_symmetry
-    from .terms import build_terms
+    from .scf_setup import setup_of
+    from .terms import ElectronicState, build_terms
 
     density = np.asarray(result.density, dtype=float)
-    settings = _settings_of(result, backend)
-    nspin = density.shape[0]
-    if density.shape[1:] != tuple(settings.fft_grid):
-        raise InputError(f"the stored density {density.shape} does not match the FFT grid {settings.fft_grid}")
-    nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
-    if nbands < 1:
-        raise InputError(f"nbands must be a positive integer, got {nbands}")
-    nb_work = _working_bands(nbands)
-    # host threads only where some work of this size is shared (a path's blocks are often small)
-    npw = (2 * settings.ecut) ** 1.5 / (6 * np.pi**2) * result.structure.volume
-    threads = hostthreads.useful_threads(_default_threads(), nb_work, npw, math.prod(settings.fft_grid))
-    bk = get_backend(settings.backend, settings.precision, threads=threads)
-    pseudos = load_pseudos(result.structure, settings)
-    nk = kpoints.shape[0]
+    if density.shape[1:] != run.fft_grid:
+        raise InputError(f"the stored density {density.shape} does not match the FFT grid {run.fft_grid}")
     # complex wavefunctions everywhere (real_gamma=False): the path's k-points are warm-started from
-    # their neighbours, which are not real at Gamma
-    basis = PlaneWaveBasis(result.structure, settings.ecut, kpoints, np.full(nk, 1.0 / nk), bk,
-                           fft_grid=settings.fft_grid, nspin=nspin, real_gamma=False)
-    min_npw = min(k.npw for k in basis.kpoints)
-    if min_npw < nb_work + 3:
-        raise InputError(f"ecut = {settings.ecut} Ha gives only {min_npw} plane waves at a k-point, too few for "
-                         f"{nbands} bands")
-    setup = Setup(result.structure, settings, bk, pseudos, basis, no_symmetry(),
-                  SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk)), float(result.n_electrons),
-                  nbands, nspin)
+    # their neighbours, which are not real at Gamma; every rank holds every k-point (_solve_path
+    # shares them out)
+    setup = setup_of(run, real_gamma=False, distribute=False)
+    min_npw = min(k.npw for k in setup.basis.kpoints)
+    if min_npw < run.nbands_work + 3:
+        raise InputError(f"ecut = {run.settings.ecut} Ha gives only {min_npw} plane waves at a k-point, too few "
+                         f"for {run.nbands} bands")
     # operators built per k-point on request and dropped after it (the path may have many k-points)
-    terms = build_terms(basis, pseudos, xc=settings.xc, n_electrons=result.n_electrons, keep_operators=False,
-                        derivatives=False)
-    return setup, Hamiltonian(basis, terms, terms.potential(bk.to_device(density)))
+    terms = build_terms(setup.basis, run.pseudos, xc=run.settings.xc, n_electrons=result.n_electrons,
+                        keep_operators=False, derivatives=False)
+    if terms.needs_orbitals:  # the stored density alone does not give their operators
+        names = ", ".join(t.name for t in terms if t.orbital_dependent)
+        raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")
+    setup.terms = terms
+    return setup, Hamiltonian.from_state(setup.basis, terms, ElectronicState(setup.backend.to_device(density)))
 
 
 def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: float = 1e-8, maxiter: int = 300,
@@ -150,8 +160,7 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3)
     if kpoints.shape[0] == 0 or not np.all(np.isfinite(kpoints)):
         raise InputError("nscf_eigenvalues needs at least one finite k-point")
-    check_path_size(result, kpoints.shape[0], nbands, backend)
-    setup, hamiltonian = _fixed_potential_setup(result, kpoints, nbands, backend)
+    setup, hamiltonian = _fixed_potential_setup(result, resolve_path(result, kpoints, nbands, backend))
     with setup.backend.blas_limits():  # the SCF's thread policy: BLAS threads would fight the FFTs
         return _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback)
 

@@ -36,15 +36,14 @@ def _matplotlib():
 
 def check_image_path(filename) -> Path:
     """Refuse, before any computation, a picture that could not be written: unknown format, missing
-    directory, a directory/device/FIFO in the way, or no matplotlib."""
+    directory, a directory/device/FIFO, a symbolic link or a hard-linked file in the way (the checks
+    of every output, :func:`pwsim.io.atomic.check_writable`), or no matplotlib."""
+    from .io.atomic import check_writable
+
     path = Path(filename)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"cannot tell the image format of {path}: use a name ending in .png, .pdf or .svg")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {path}: the directory {parent} does not exist")
-    if path.exists() and not path.is_file():
-        raise InputError(f"cannot write {path}: it is a directory, device or FIFO, not a regular file")
+    check_writable(path)
     _matplotlib()
     return path
 
@@ -56,15 +55,24 @@ def _figure(width, height):
     return fig
 
 
-def _save(fig, filename) -> Path:
+def _image_bytes(fig, filename) -> bytes:
+    """The picture in the format of ``filename``'s suffix, rendered in memory (nothing written)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(filename).suffix.lower().lstrip("."))
+    return buffer.getvalue()
+
+
+def save_image(data: bytes, filename) -> Path:
+    """Put a rendered picture at ``filename`` through the safe writer (:func:`pwsim.io.atomic.write_file`:
+    no link followed, atomic, the previous picture kept as ``.bak``); under MPI rank 0 alone writes."""
+    from .io.atomic import write_file
+
     path = check_image_path(filename)
-    if not parallel.is_root():  # under MPI rank 0 alone writes
+    if not parallel.is_root():
         return path
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return write_file(path, data)
 
 
 def tick_label(label: str) -> str:
@@ -96,9 +104,16 @@ def _lower_limit(levels_ev, gap_ev: float = 5.0) -> float:
     return float(start) - 1.0
 
 
-def plot_bands(bs, filename, *, emin: float | None = None, emax: float | None = None, title: str | None = None,
-               show_gap: bool = True) -> Path:
-    """Draw a :class:`pwsim.bands.BandStructure` into ``filename`` (.png, .pdf or .svg).
+def plot_bands(bs, filename, **options) -> Path:
+    """Draw a :class:`pwsim.bands.BandStructure` into ``filename`` (.png, .pdf or .svg); ``options``
+    those of :func:`render_bands`. The picture is rendered in memory, then written atomically."""
+    return save_image(render_bands(bs, check_image_path(filename), **options), filename)
+
+
+def render_bands(bs, filename, *, emin: float | None = None, emax: float | None = None, title: str | None = None,
+                 show_gap: bool = True) -> bytes:
+    """The bytes of the picture of a :class:`pwsim.bands.BandStructure`, in the format of
+    ``filename``'s suffix (.png, .pdf or .svg); nothing is written.
 
     emin, emax: energy window in eV relative to the reference (default: from the bottom of the
     valence bands -- semicore bands more than 5 eV below them are left out -- to the top of the
@@ -149,7 +164,7 @@ def plot_bands(bs, filename, *, emin: float | None = None, emax: float | None = 
     elif metal:
         heading += "   metal"
     _legend_and_title(fig, ax, title if title is not None else heading)
-    return _save(fig, filename)
+    return _image_bytes(fig, filename)
 
 
 def _legend_and_title(fig, ax, title):
@@ -161,9 +176,17 @@ def _legend_and_title(fig, ax, title):
                   fontsize=10, frameon=False, handlelength=2.2, columnspacing=1.5)
 
 
-def plot_dos(dos, filename, *, emin: float | None = None, emax: float | None = None, title: str | None = None) -> Path:
-    """Draw a :class:`pwsim.dos.DensityOfStates` into ``filename``: states/eV/cell against E − E_ref
-    in eV; spin down drawn downwards for spin-polarised data; filled states shaded.
+def plot_dos(dos, filename, **options) -> Path:
+    """Draw a :class:`pwsim.dos.DensityOfStates` into ``filename``; ``options`` those of
+    :func:`render_dos`. The picture is rendered in memory, then written atomically."""
+    return save_image(render_dos(dos, check_image_path(filename), **options), filename)
+
+
+def render_dos(dos, filename, *, emin: float | None = None, emax: float | None = None,
+               title: str | None = None) -> bytes:
+    """The bytes of the picture of a :class:`pwsim.dos.DensityOfStates` (format from ``filename``'s
+    suffix; nothing written): states/eV/cell against E − E_ref in eV; spin down drawn downwards for
+    spin-polarised data; filled states shaded.
 
     emin, emax: energy window in eV relative to the reference (default: the whole grid, less semicore
     states more than 5 eV below the valence band)
@@ -215,7 +238,7 @@ def plot_dos(dos, filename, *, emin: float | None = None, emax: float | None = N
     method = dos.method if dos.width is None else f"{dos.method}, σ = {dos.width * HARTREE_IN_EV * 1000:.0f} meV"
     _legend_and_title(fig, ax, title if title is not None else
                       f"{_formula(getattr(dos, 'structure', None))}density of states ({method})")
-    return _save(fig, filename)
+    return _image_bytes(fig, filename)
 
 
 def _formula(structure) -> str:

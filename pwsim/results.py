@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .structure import Structure
+from .terms import REGISTRY
 from .units import HARTREE_IN_EV
 
 
@@ -14,8 +15,9 @@ from .units import HARTREE_IN_EV
 class Result:
     """Everything a ground-state run produces, in Hartree atomic units.
 
-    energies:     dict term -> hartree: kinetic, local, nonlocal, hartree, xc, ewald, psp_correction,
-                  entropy (-TS), total (the free energy F = E - TS for smeared runs), internal (E)
+    energies:     dict term -> hartree: one per registered term (pwsim.terms.REGISTRY: kinetic, local,
+                  nonlocal, hartree, xc, ewald, psp_correction), entropy (-TS), total (the free
+                  energy F = E - TS for smeared runs), internal (E)
     eigenvalues:  (nspin, nk, nbands) hartree (ABINIT convention: no G=0 local term in H)
     occupations:  (nspin, nk, nbands) electrons per state
     kpoints:      (nk, 3) fractional; kweights (nk,) summing to 1
@@ -84,7 +86,7 @@ class Result:
             f"energy per atom   {self.energy_per_atom:20.10f} Ha",
         ]
         labels = {"entropy": "-TS (smearing)"}  # /energy/entropy holds -TS, not S
-        for key in ("kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "entropy"):
+        for key in [term.name for term in REGISTRY] + ["entropy"]:
             if key in self.energies:
                 lines.append(f"  {labels.get(key, key):<16}{self.energies[key]:20.10f} Ha")
         if self.fermi_level is not None:

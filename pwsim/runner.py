@@ -25,7 +25,7 @@ import numpy as np
 from . import parallel
 from .errors import InputError
 from .estimate import Estimate, available_memory, check_memory, memory_limit  # noqa: F401  (re-exported)
-from .io.atomic import OutputFile, check_writable
+from .io.atomic import OutputFile, check_output_name, check_writable
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
 from .resolve import ResolvedRun, extra_bands, resolve
@@ -56,7 +56,7 @@ def output_path(deck: InputDeck, override=None) -> Path:
         return Path(override)
     if deck.run.get("output"):
         base = deck.path.parent if deck.path else Path.cwd()
-        path = base / deck.run["output"]
+        path = check_output_name(base / deck.run["output"])  # a NUL or "." before resolve() sees it
         if not path.resolve().is_relative_to(base.resolve()):
             raise InputError(f"{deck.path or deck.source}: [run] output = {deck.run['output']!r} is outside the "
                              f"input file's directory; give such a path on the command line with -o")
@@ -106,6 +106,24 @@ def restart_mismatch(previous, setup) -> str | None:
         there, here = _comparable(previous.settings.get(key)), _comparable(now[key])
         if there != here:
             return f"{key} = {there!r} there, {here!r} here"
+    return _pseudopotential_changed(previous, setup)
+
+
+def _pseudopotential_changed(previous, setup) -> str | None:
+    """Which pseudopotential's content (sha256, /provenance) differs from the file's of the same name
+    the run reads now; None when all agree or the file predates the hashes."""
+    import json
+
+    try:
+        there = json.loads(previous.provenance.get("pseudopotential_sha256") or "{}")
+    except (TypeError, ValueError):
+        there = None
+    if not isinstance(there, dict):
+        return "an unreadable pseudopotential_sha256 in /provenance"
+    for element, pseudo in setup.pseudos.items():
+        here = getattr(pseudo, "sha256", None)
+        if element in there and here is not None and there[element] != here:
+            return f"the pseudopotential of {element} ({pseudo.source}) has other content (sha256 differs)"
     return None
 
 
@@ -142,13 +160,13 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
         raise InputError(f"{path}: its density has shape {tuple(rho.shape)}, this run needs {shape} "
                          "(different cell, ecut, FFT grid or spin)")
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
-    from .scf import _fit_wavefunctions, random_wavefunctions
+    from .starting import fit_wavefunctions, random_wavefunctions
 
     nwork = setup.nbands + extra_bands(setup.nbands)
     mine = setup.layout.owns  # any rank count: each rank keeps its own pool's k-points
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):
-        psi = [_fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
+        psi = [fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
                for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
         psi = [random_wavefunctions(setup, k, nwork) if mine(k.index) else None for k in setup.basis.kpoints]

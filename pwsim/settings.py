@@ -34,7 +34,7 @@ from .parallel import OPTIONS as PARALLEL_OPTIONS
 from .pseudo.families import FAMILIES
 from .structure import MAX_ATOMS
 from .units import QUANTITY_UNITS, to_atomic
-from .xc_functionals import FUNCTIONALS
+from .xc import FUNCTIONALS, canonical_name
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class Key:
     maximum: float | None = None
     exclusive: bool = False
     aliases: tuple = ()  # (alias, canonical) pairs
+    #: a string key's own check: value -> canonical spelling, raising InputError; replaces the
+    #: choices check (the choices then only document the usual values)
+    canonical: Any = None
 
     def alias_map(self) -> dict:
         return dict(self.aliases)
@@ -92,7 +95,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          minimum=1, maximum=1000),
     },
     "model": {
-        "xc": Key("str", "lda", "exchange-correlation functional", choices=FUNCTIONALS),
+        "xc": Key("str", "lda", "exchange-correlation functional (docs/functionals.md); any libxc LDA or GGA as "
+                                "'libxc:<x>+<c>' (pip install 'pwsim[libxc]')", choices=FUNCTIONALS,
+                  canonical=canonical_name),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
         "smearing": Key("str", "none", "occupation smearing for metals",
                         choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
@@ -517,6 +522,11 @@ def check_bounds(value, spec: Key, table, key) -> None:
 def _string(value, spec: Key, table, key) -> str:
     if not isinstance(value, str):
         raise SettingsError(table, key, f"expected a string, got {_describe(value)}")
+    if spec.canonical is not None:
+        try:
+            return spec.canonical(value)
+        except InputError as exc:
+            raise SettingsError(table, key, str(exc)) from None
     if not spec.choices:
         return value
     word = value.strip().lower()
@@ -625,8 +635,6 @@ def validated(settings) -> Settings:
             raise SettingsError("model", key, "needs spin = 'collinear' in [model]")
     if out.kerker is None and out.smearing != "none":
         out.kerker = DEFAULT_KERKER  # the same default on every path (input file, API, ASE)
-    if out.density_tolerance is None:  # likewise: what the SCF uses, shown by check and stored
-        out.density_tolerance = default_density_tolerance(out.energy_tolerance)
     return mark_validated(out)
 
 

@@ -1,5 +1,5 @@
 """Starting guesses of the SCF: the atomic-superposition density and the starting orbitals (atomic
-orbitals, plane waves, reproducible random vectors)."""
+orbitals, plane waves, reproducible random vectors, or stored orbitals fitted to the working block)."""
 from __future__ import annotations
 
 import math
@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import InputError
 from .pseudo.harmonics import real_spherical_harmonics
 from .resolve import atomic_lmax, atomic_orbital_count
 from .terms.context import structure_factor
 
-if TYPE_CHECKING:  # annotations only: pwsim.scf imports this module
-    from .scf import Setup
+if TYPE_CHECKING:  # annotations only
+    from .scf_setup import Setup
 
 def gaussian_density(setup: Setup):
     """Superposition of atomic valence densities (the file's, else Gaussians) holding the valence
@@ -204,3 +205,13 @@ def plane_wave_orbitals(backend, kpoint, count: int) -> np.ndarray:
     return _real_at_gamma(backend, kpoint, c)
 
 
+def fit_wavefunctions(setup: Setup, kpoint, coeffs, nb_work: int):
+    """Stored wavefunctions (nbands, npw) host as the starting subspace (nb_work, npw) device of one
+    k-point, padded with random vectors if too few."""
+    c = np.asarray(coeffs)
+    if c.shape[1] != kpoint.npw:
+        raise InputError("saved wavefunctions do not match this basis (different ecut, cell or k-points)")
+    if c.shape[0] < nb_work:
+        extra = setup.backend.to_host(random_wavefunctions(setup, kpoint, nb_work - c.shape[0]))
+        c = np.concatenate([c, extra])
+    return setup.backend.to_device(c[:nb_work], dtype=setup.backend.complex_dtype)

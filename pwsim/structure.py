@@ -69,9 +69,15 @@ class Structure:
     @classmethod
     def from_cartesian(cls, lattice, species, cartesian, units: str = "bohr") -> "Structure":
         f = length_factor(units)
-        lattice = np.asarray(lattice, dtype=float) * f
-        frac = np.asarray(cartesian, dtype=float).reshape(-1, 3) * f @ np.linalg.inv(lattice)
-        return cls(lattice, species, frac)
+        lattice = _real_array(lattice, "lattice must be a 3x3 array of numbers (three lattice vectors as rows)",
+                              (3, 3)) * f
+        if isinstance(species, str) or not hasattr(species, "__len__"):
+            raise InputError("species must be a list of element symbols, one per atom")
+        cart = _real_array(cartesian, f"cartesian positions must be {len(species)} rows of 3 numbers, one per "
+                                      "species entry", (len(species), 3))
+        if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-12:
+            return cls(lattice, species, np.zeros((len(species), 3)))  # refused there, with its message
+        return cls(lattice, species, cart * f @ np.linalg.inv(lattice))
 
     # ------------------------------------------------------------ derived quantities
     @property
@@ -113,7 +119,10 @@ class Structure:
 
     def supercell(self, reps) -> "Structure":
         """Repeat the cell reps = (n1, n2, n3) times along its lattice vectors."""
-        reps = np.asarray(reps, dtype=int)
+        reps = np.asarray(_structure_key(reps, "supercell", "supercell"), dtype=int)  # as [structure] supercell
+        if len(self.species) * int(np.prod(reps)) > MAX_ATOMS:
+            raise InputError(f"the supercell has {len(self.species) * int(np.prod(reps))} atoms; at most "
+                             f"{MAX_ATOMS} are allowed")
         shifts = np.array([(i, j, k) for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])])
         frac = ((self.positions[None, :, :] + shifts[:, None, :]) / reps).reshape(-1, 3)
         return Structure(self.lattice * reps[:, None], list(self.species) * len(shifts), frac)
@@ -223,23 +232,59 @@ def covalent_radius(element: str) -> float:
     return radius / BOHR_IN_ANGSTROM
 
 
+def _structure_key(value, name: str, key: str) -> float:
+    """A builder's argument checked exactly as the input file checks ``[structure] key`` (a length: a
+    number in bohr or a string with its unit, "5.43 angstrom"; finite; within the key's bounds)."""
+    from .settings import SCHEMA, SettingsError, check_value
+
+    if value is None:
+        raise InputError(f"{name} must be given")
+    try:
+        return check_value(value, SCHEMA["structure"][key], "structure", key)
+    except SettingsError as exc:
+        raise InputError(f"{name}: {exc.message}") from None
+
+
+def _length(value, name: str = "the lattice constant a") -> float:
+    return _structure_key(value, name, "lattice_constant")
+
+
+def _symbol(value, what: str = "element") -> str:
+    """An element symbol as the input file reads it ("si" -> "Si"); InputError for anything else."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be an element symbol such as 'Si', got {type(value).__name__}")
+    symbol = value.strip()[:1].upper() + value.strip()[1:].lower()
+    if symbol not in ELEMENTS:
+        raise InputError(f"unknown element {value!r} ({what} must be an element symbol such as 'Si')")
+    return symbol
+
+
+def _symbols(*values) -> list[str]:
+    return [_symbol(v) for v in values]
+
+
 def diamond(element: str, a: float) -> Structure:
-    """Diamond structure, fcc primitive cell with 2 atoms; a is the cubic lattice constant (bohr)."""
+    """Diamond structure, fcc primitive cell with 2 atoms; a is the cubic lattice constant (bohr, or a
+    string with its unit such as "5.43 angstrom", as in the input file)."""
+    element, a = _symbol(element), _length(a)
     lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     return Structure(lattice, [element, element], [[0, 0, 0], [0.25, 0.25, 0.25]])
 
 
 def fcc(element: str, a: float) -> Structure:
+    element, a = _symbol(element), _length(a)
     lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     return Structure(lattice, [element], [[0, 0, 0]])
 
 
 def bcc(element: str, a: float) -> Structure:
+    element, a = _symbol(element), _length(a)
     lattice = a / 2 * np.array([[-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
     return Structure(lattice, [element], [[0, 0, 0]])
 
 
 def rocksalt(cation: str, anion: str, a: float) -> Structure:
+    (cation, anion), a = _symbols(cation, anion), _length(a)
     lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     return Structure(lattice, [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
@@ -248,6 +293,7 @@ def zincblende(cation: str, anion: str, a: float) -> Structure:
     """Zincblende (sphalerite, B3: GaAs, ZnS), fcc primitive cell with 2 atoms; a is the cubic lattice
     constant (bohr). The cation sits at the origin, the anion at (1/4, 1/4, 1/4) fractional, as in
     ASE's ``bulk(..., "zincblende")``."""
+    (cation, anion), a = _symbols(cation, anion), _length(a)
     lattice = a / 2 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     return Structure(lattice, [cation, anion], [[0, 0, 0], [0.25, 0.25, 0.25]])
 
@@ -260,6 +306,8 @@ def _hexagonal_lattice(a: float, c: float) -> np.ndarray:
 def hcp(element: str, a: float, c: float | None = None) -> Structure:
     """Hexagonal close packed, 2 atoms at (0, 0, 0) and (1/3, 2/3, 1/2) fractional (ASE's setting);
     a, c in bohr, c defaults to the ideal sqrt(8/3) a."""
+    element, a = _symbol(element), _length(a)
+    c = None if c is None else _length(c, "the lattice constant c")
     c = np.sqrt(8.0 / 3.0) * a if c is None else c
     return Structure(_hexagonal_lattice(a, c), [element, element], [[0, 0, 0], [1 / 3, 2 / 3, 0.5]])
 
@@ -269,6 +317,9 @@ def wurtzite(cation: str, anion: str, a: float, c: float | None = None, u: float
     by u c along z. a, c in bohr (c defaults to the ideal sqrt(8/3) a); u is the internal parameter,
     by default 1/4 + a^2/(3 c^2), which makes the four bonds of an atom equally long (ASE's default;
     3/8 at the ideal c/a)."""
+    (cation, anion), a = _symbols(cation, anion), _length(a)
+    c = None if c is None else _length(c, "the lattice constant c")
+    u = None if u is None else _structure_key(u, "the internal parameter u", "u")
     c = np.sqrt(8.0 / 3.0) * a if c is None else c
     u = 0.25 + a**2 / (3.0 * c**2) if u is None else u
     frac = [[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
@@ -278,6 +329,7 @@ def wurtzite(cation: str, anion: str, a: float, c: float | None = None, u: float
 def perovskite(a_site: str, b_site: str, x_site: str, a: float) -> Structure:
     """Cubic perovskite ABX3 (Pm-3m: SrTiO3, BaTiO3), 5 atoms: A at the corner (0, 0, 0), B at the
     centre (1/2, 1/2, 1/2), X at the face centres (1/2, 1/2, 0), (1/2, 0, 1/2), (0, 1/2, 1/2); a in bohr."""
+    (a_site, b_site, x_site), a = _symbols(a_site, b_site, x_site), _length(a)
     frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]
     return Structure(np.eye(3) * a, [a_site, b_site, x_site, x_site, x_site], frac)
 
@@ -312,6 +364,17 @@ def build_crystal(name: str, elements, a: float, c_over_a: float | None = None, 
     return globals()[name](*elements, a)
 
 
+def _number(value, name: str, minimum: float, exclusive: bool = False) -> float:
+    """A real, finite number at least (above, if ``exclusive``) ``minimum``; InputError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < minimum or (exclusive and value == minimum):
+        raise InputError(f"{name} must be a finite number {'above' if exclusive else 'at least'} {minimum:g}, "
+                         f"got {value:g}")
+    return value
+
+
 def from_ase(atoms, vacuum: float | None = None) -> Structure:
     """An ASE ``Atoms`` object (angstrom) as a pwsim :class:`Structure` (bohr, fractional positions).
 
@@ -322,7 +385,11 @@ def from_ase(atoms, vacuum: float | None = None) -> Structure:
     axes (``atoms.pbc`` False; all three when none is). ASE is not imported here; any object with ``cell``,
     ``pbc``, ``positions`` and ``get_chemical_symbols()`` works.
     """
+    if not all(hasattr(atoms, name) for name in ("cell", "pbc", "positions", "get_chemical_symbols")):
+        raise InputError(f"from_ase needs an ASE Atoms object (or one with cell, pbc, positions and "
+                         f"get_chemical_symbols()), got {type(atoms).__name__}")
     if vacuum is not None:
+        vacuum = _number(vacuum, "vacuum", minimum=0.0)
         atoms = atoms.copy()
         pbc = np.asarray(atoms.pbc, dtype=bool)
         axes = [i for i in range(3) if not pbc[i]] or [0, 1, 2]
@@ -336,4 +403,5 @@ def from_ase(atoms, vacuum: float | None = None) -> Structure:
 
 def molecule_in_box(species, cartesian, box: float, units: str = "bohr") -> Structure:
     """Atoms at Cartesian positions inside a cubic box of side ``box`` (same units)."""
+    box = _number(box, "the box side", minimum=0.0, exclusive=True)
     return Structure.from_cartesian(np.eye(3) * box, species, cartesian, units)

@@ -10,7 +10,7 @@ from pwsim.backend import get_backend
 from pwsim.eigensolver import lobpcg
 from pwsim.eigensolver_batch import batches, lobpcg_batch
 
-scf_module = importlib.import_module("pwsim.scf")
+dispatch = importlib.import_module("pwsim.diagonalize")  # the SCF's solver dispatch
 
 
 def _operator(n, seed, degenerate=False):
@@ -129,16 +129,16 @@ def test_scf_stacked_and_per_k_point_solvers_agree(monkeypatch):
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), smearing="fermi-dirac",
                     temperature=0.01, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
     calls = []
-    original = scf_module.lobpcg_batch
+    original = dispatch.lobpcg_batch
 
     def spy(*args, **kwargs):
         calls.append(len(args[2]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scf_module, "lobpcg_batch", spy)
+    monkeypatch.setattr(dispatch, "lobpcg_batch", spy)
     stacked = pwsim.scf(al, **settings)
     assert calls and max(calls) > 1
-    monkeypatch.setattr(scf_module, "BATCH_MAX_NPW", 0)
+    monkeypatch.setattr(dispatch, "BATCH_MAX_NPW", 0)
     calls.clear()
     per_k = pwsim.scf(al, **settings)
     assert not calls

@@ -237,6 +237,10 @@ CASES = [
     _mk("input-empty", "", ["[structure]", "missing"]),
     _mk("output-directory-missing", deck(), ["output directory", "nodir"], args=["-o", "nodir/out.h5"]),
     _mk("output-is-input", deck(), ["overwrite the input"], args=["-o", "input.toml"]),
+    # issue 29: both were exit 3 (internal error)
+    _mk("output-dot", deck(run='[run]\noutput = "."\n'), ["is a directory"]),
+    _mk("output-nul", deck(run='[run]\noutput = "a\\u0000b.h5"\n'), ["NUL character"]),
+    _mk("structure-file-nul", deck(structure='[structure]\nfile = "a\\u0000b.cif"\n'), ["NUL character"]),
     _mk("unknown-option", deck(), ["--frobnicate"], args=["--frobnicate"]),
     _mk("restart-missing", deck(), ["no such restart file", "old.h5"], args=["--restart", "old.h5"]),
     _mk("restart-not-hdf5", deck(), ["old.h5", "not a readable HDF5"], args=["--restart", "old.h5"],
@@ -433,3 +437,48 @@ def test_temperature_and_tolerance_units():
     assert deck.settings.temperature == pytest.approx(0.01, rel=1e-12)
     assert deck.settings.energy_tolerance == pytest.approx(1e-8, rel=1e-12)
     assert deck.settings.kerker == 0.8  # smeared runs get Kerker mixing by default
+
+
+# ============================================================================================
+# The Python API applies the input file's validation (issue 29): InputError lines, never a raw
+# TypeError/AttributeError, never a structure the input file would refuse
+# ============================================================================================
+def _api_error(call) -> str:
+    from pwsim.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        call()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_api_builders_refuse_what_the_input_file_refuses():
+    import pwsim
+
+    assert "greater than 0" in _api_error(lambda: pwsim.diamond("Si", -10.26))
+    assert "greater than 0" in _api_error(lambda: pwsim.fcc("Al", 0))
+    assert "finite" in _api_error(lambda: pwsim.bcc("Fe", float("inf")))
+    assert "unknown length unit" in _api_error(lambda: pwsim.diamond("Si", "5.43 parsec"))
+    assert "at most 1" in _api_error(lambda: pwsim.wurtzite("Zn", "O", 6.1, u=1.5))
+    assert "lattice constant c" in _api_error(lambda: pwsim.hcp("Mg", 6.0, -9.0))
+    assert "element symbol" in _api_error(lambda: pwsim.rocksalt("Na", None, 10.0))
+    assert "box side" in _api_error(lambda: pwsim.molecule_in_box(["H"], [[0, 0, 0]], -5.0))
+    # the input file reads the deck's spelling: a length with its unit, as lattice_constant = "5.43 angstrom"
+    from_text = parse(deck(structure='[structure]\ncrystal = "diamond"\nelements = ["Si"]\n'
+                                     'lattice_constant = "5.43 angstrom"\n')).structure
+    assert np.allclose(pwsim.diamond("Si", "5.43 angstrom").lattice, from_text.lattice, rtol=0, atol=1e-12)
+
+
+def test_api_wrong_objects_are_input_errors(tmp_path):
+    import pwsim
+
+    assert "ASE Atoms" in _api_error(lambda: pwsim.from_ase(None))
+    assert "Result" in _api_error(lambda: pwsim.save(None, tmp_path / "x.h5"))
+    si = pwsim.diamond("Si", 10.26)
+    assert "Result" in _api_error(lambda: pwsim.save(si, tmp_path / "x.h5"))
+    assert "file name" in _api_error(lambda: pwsim.load(None))
+    assert "2 rows of 3" in _api_error(lambda: pwsim.molecule_in_box(["H", "H"], [[0, 0, 0]], 10.0))
+    assert "singular" in _api_error(lambda: pwsim.Structure.from_cartesian(np.zeros((3, 3)), ["H"], [[0, 0, 0]]))
+    assert "at least 1" in _api_error(lambda: si.supercell((0, 1, 1)))
+    assert "at most 5000" in _api_error(lambda: si.supercell((100, 100, 100)))
+    assert not list(tmp_path.iterdir())

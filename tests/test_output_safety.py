@@ -496,3 +496,183 @@ def test_messages_never_echo_the_content_of_a_named_file(tmp_path):
         procs = list(pool.map(lambda name: pwsim("check", f"{name}.toml", cwd=tmp_path), names))
     for name, proc in zip(names, procs):
         assert "hunter2" not in one_error_line(proc, 2, name)
+
+
+# ----------------------------------------------------------------------------- links, locks, pictures (issue 29)
+VICTIM = b"a file of the user that no link may make pwsim destroy\n"
+
+
+def cli(*args, cwd):
+    """``pwsim ARGS`` in this process (the same code as the console script, faster): (status, stderr)."""
+    from click.testing import CliRunner
+
+    from pwsim.cli import main
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        out = CliRunner().invoke(main, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, out.exit_code, out.stdout, out.stderr)
+
+
+def _workdir(h2_result, tmp_path) -> Path:
+    """tmp_path with the H2 input, its finished result h2.h5 and a victim file."""
+    _, good = h2_result
+    (tmp_path / "h2.toml").write_text(h2())
+    (tmp_path / "h2.h5").write_bytes(good)
+    (tmp_path / "victim.txt").write_bytes(VICTIM)
+    return tmp_path
+
+
+def _plant(target: Path, link: str) -> None:
+    if link == "symlink":
+        os.symlink("victim.txt", target)
+    else:
+        os.link(target.with_name("victim.txt"), target)
+
+
+LINK_WORDS = {"symlink": "symbolic link", "hardlink": "hard link"}
+POST = {"dos": ["dos", "h2.h5", "-o", "d.png", "-q"], "bands": ["bands", "h2.h5", "-o", "b.png", "--npoints", "4", "-q"]}
+
+
+@pytest.mark.parametrize("link", sorted(LINK_WORDS))
+@pytest.mark.parametrize("command", ["run", "dos", "bands"])
+def test_a_planted_lock_destroys_nothing(h2_result, tmp_path, link, command):
+    """NAME.lock as a link to another file: pwsim used to truncate that file and write its pid into it."""
+    work = _workdir(h2_result, tmp_path)
+    _plant(work / "h2.h5.lock", link)
+    args = ["run", "h2.toml", "-q"] if command == "run" else POST[command]
+    proc = pwsim(*args, cwd=work) if (command, link) == ("run", "symlink") else cli(*args, cwd=work)
+    one_error_line(proc, 2, "h2.h5.lock", LINK_WORDS[link])
+    assert (work / "victim.txt").read_bytes() == VICTIM
+    assert (work / "h2.h5").read_bytes() == h2_result[1]
+    assert not (work / "d.png").exists() and not (work / "b.png").exists()
+
+
+class _AnotherUsersLock:
+    """The os module, except that an existing ``*.lock`` file is another user's in a sticky directory:
+    it may be opened read-only (and flock'ed) but neither opened for writing nor removed."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def open(path, flags, *args, **kwargs):
+        if (str(path).endswith(".lock") and os.path.lexists(path) and flags & os.O_ACCMODE != os.O_RDONLY
+                and not flags & os.O_EXCL):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return os.open(path, flags, *args, **kwargs)
+
+    @staticmethod
+    def unlink(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        return os.unlink(path, *args, **kwargs)
+
+
+def test_a_stale_lock_naming_a_live_pid_blocks_nobody(h2_result, tmp_path):
+    """A lock left by a dead job whose pid now belongs to a live process: bands and dos used to refuse
+    forever; the kernel knows that nobody holds it."""
+    work = _workdir(h2_result, tmp_path)
+    lock = work / "h2.h5.lock"
+    lock.write_text(f"{os.getppid()}\n")  # a live process that holds no lock
+    for command in ("dos", "bands"):
+        proc = cli(*POST[command], cwd=work)
+        assert proc.returncode == 0, proc.stderr
+    assert not lock.exists()
+
+
+def test_a_stale_lock_the_user_may_not_write_blocks_nobody(h2_result, tmp_path, monkeypatch):
+    """A stale lock not writable by the current user: run used to refuse (the docs say a leftover
+    lock blocks nobody)."""
+    from pwsim.io import atomic
+
+    work = _workdir(h2_result, tmp_path)
+    lock = work / "h2.h5.lock"
+    lock.write_text("999999999\n")
+    lock.chmod(0o444)  # not writable (for a user other than root)
+    proc = pwsim("run", "h2.toml", "-q", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    no_litter(work)
+    lock.write_text("999999999\n")  # another user's, in a sticky directory: neither writable nor removable
+    monkeypatch.setattr(atomic, "os", _AnotherUsersLock())
+    proc = cli("run", "h2.toml", "-q", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert lock.read_text() == "999999999\n" and kind(work / "h2.h5") == "result"
+
+
+@pytest.mark.parametrize("link", sorted(LINK_WORDS))
+@pytest.mark.parametrize("output", ["result", "picture"])
+def test_outputs_that_are_links_are_refused(h2_result, tmp_path, link, output):
+    """pwsim never replaces a file that is also another (matplotlib used to write pictures through links)."""
+    work = _workdir(h2_result, tmp_path)
+    name = "out.h5" if output == "result" else "pic.png"
+    _plant(work / name, link)
+    args = ["run", "h2.toml", "-q", "-o", name] if output == "result" else ["dos", "h2.h5", "--no-write", "-q", "-o", name]
+    one_error_line(cli(*args, cwd=work), 2, name, LINK_WORDS[link])
+    assert (work / "victim.txt").read_bytes() == VICTIM
+    assert (work / name).is_symlink() == (link == "symlink")
+    no_litter(work)
+
+
+def _enospc(fd, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_picture_on_a_full_disk_keeps_the_previous_one(h2_result, tmp_path, monkeypatch):
+    from pwsim.io import atomic
+
+    work = _workdir(h2_result, tmp_path)
+    first = cli("dos", "h2.h5", "--no-write", "-q", "-o", "pic.png", cwd=work)
+    assert first.returncode == 0, first.stderr
+    previous = (work / "pic.png").read_bytes()
+    assert previous.startswith(b"\x89PNG")
+    monkeypatch.setattr(atomic, "_write_bytes", _enospc)
+    proc = cli("dos", "h2.h5", "--no-write", "-q", "-o", "pic.png", "--width", "0.02", cwd=work)
+    one_error_line(proc, 2, "cannot write pic.png", os.strerror(errno.ENOSPC))
+    assert (work / "pic.png").read_bytes() == previous
+    no_litter(work)
+    monkeypatch.undo()
+    again = cli("dos", "h2.h5", "--no-write", "-q", "-o", "pic.png", "--width", "0.02", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert (work / "pic.png.bak").read_bytes() == previous  # a picture is an output: its predecessor kept
+    assert (work / "pic.png").read_bytes() != previous
+
+
+@pytest.mark.parametrize("command", sorted(POST))
+def test_no_picture_when_the_command_fails(h2_result, tmp_path, monkeypatch, command):
+    """The picture is rendered in memory and written last: a failure to update the output file leaves
+    no picture behind (it used to be written before the update)."""
+    from pwsim import bands, dos
+    from pwsim.io.atomic import OutputError
+
+    def full_disk(path, *args, **kwargs):
+        raise OutputError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+
+    monkeypatch.setattr(bands if command == "bands" else dos, f"write_{command}", full_disk)
+    work = _workdir(h2_result, tmp_path)
+    proc = cli(*POST[command], cwd=work)
+    one_error_line(proc, 2, "cannot write h2.h5")
+    assert not (work / POST[command][3]).exists()
+
+
+def test_restart_refuses_a_pseudopotential_changed_under_the_same_name(tmp_path):
+    from pwsim.errors import InputError
+    from pwsim.io.input import parse_file
+    from pwsim.pseudo.gth import DATA_DIR
+    from pwsim.runner import run_deck
+
+    text = (Path(DATA_DIR) / "pade" / "H-q1").read_text()
+    (tmp_path / "H.gth").write_text(text)
+    (tmp_path / "h2.toml").write_text(h2().replace('pseudopotentials = "gth"', 'pseudopotentials = { H = "H.gth" }'))
+    run_deck(parse_file(tmp_path / "h2.toml"))
+    with h5py.File(tmp_path / "h2.h5", "r") as f:
+        assert "H" in str(f["provenance"].attrs["pseudopotential_sha256"])
+    run_deck(parse_file(tmp_path / "h2.toml"), output=tmp_path / "same.h5", restart=tmp_path / "h2.h5")
+    assert "0.20000000" in text
+    (tmp_path / "H.gth").write_text(text.replace("0.20000000", "0.20000001"))  # rloc changed, same name
+    with pytest.raises(InputError, match="pseudopotential of H .* other content"):
+        run_deck(parse_file(tmp_path / "h2.toml"), output=tmp_path / "changed.h5", restart=tmp_path / "h2.h5")
+    assert not (tmp_path / "changed.h5").exists()

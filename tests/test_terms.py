@@ -1,7 +1,9 @@
 """Generic consistency checks of every energy term, on every backend (numpy and the strict stand-in).
 
 For each term of ``pwsim.terms.REGISTRY`` (plus the toy terms defined here, which get the same
-checks with no new test code) and a fixed density, orbitals and occupations:
+checks with no new test code: a density term, and ``ToyExchange``, an orbital-dependent term of the
+shape of exact exchange whose operator is built from the orbitals and occupations of the state) and
+a fixed density, orbitals and occupations:
 
 * potential:  the directional derivative of its energy along a density change drho equals
               sum_r V(r) drho(r) dV; a term without a potential has an energy independent of rho;
@@ -28,6 +30,7 @@ from pwsim.backend import get_backend
 from pwsim.basis import PlaneWaveBasis
 from pwsim.pseudo import load_pseudo
 from pwsim.terms import REGISTRY, Context, ElectronicState, Term
+from pwsim.terms.base import occupied_bands, symmetric
 
 MODELS = [("pbe", 2), ("lda", 1)]  # (functional, nspin)
 NBANDS = 3
@@ -78,7 +81,87 @@ class DensitySquared(Term):
         return -self.energy(state) * np.eye(3) / self.context.structure.volume
 
 
-TERMS = list(REGISTRY) + [DensitySquared]
+class ToyExchangeOperator:
+    """O_k = lam w_k sum_m f_mk g|psi_mk><psi_mk|g of one k-point, from the rows g psi_m (nm, npw) and
+    the weights lam w_k f_m (nm,), device."""
+
+    def __init__(self, xp, gpsi_mG, weights_m):
+        self.xp, self.gpsi_mG, self.weights_m = xp, gpsi_mG, weights_m
+
+    def apply(self, c_nG, out=None):
+        xp = self.xp
+        v_nG = ((c_nG @ xp.conj(self.gpsi_mG.mT)) * self.weights_m) @ self.gpsi_mG
+        if out is None:
+            return v_nG
+        out += v_nG
+        return out
+
+    def band_energies(self, c_nG):
+        xp = self.xp
+        return xp.astype(xp.sum(xp.real(xp.conj(c_nG) * self.apply(c_nG)), axis=-1), xp.float64)
+
+    def single(self):
+        xp = self.xp
+        return ToyExchangeOperator(xp, xp.astype(self.gpsi_mG, xp.complex64), xp.astype(self.weights_m, xp.float32))
+
+
+class ToyExchange(Term):
+    """A toy orbital-dependent term of the shape of exact exchange, E = (1/2) sum_k sum_n f_nk w_k
+    <psi_nk|O_k[psi]|psi_nk> = (lam/2) sum_k sum_nm (f_nk w_k)(f_mk w_k) |<psi_mk|g|psi_nk>|^2 with
+    g(q) = 1/(1 + |q|^2), q = k + G: registered only here, checked like every other term.
+
+    Its operator is (1/(f_n w_k)) dE/dpsi_n* = O_k; it does not depend on the positions; under the
+    strain q -> (1 - eps) q at fixed c_nG, d g / d eps_ab = 2 g^2 q_a q_b."""
+
+    name = "toy_exchange"
+    orbital_dependent = True
+    lam = 0.4
+
+    def _g(self, kpoint):
+        return self.context.backend.to_device(1.0 / (1.0 + np.sum(kpoint.kpg**2, axis=1)))
+
+    def operator(self, kpoint, state=None):
+        if state is None or state.wavefunctions is None:
+            return None
+        xp = self.context.backend.xp
+        occupied = occupied_bands(self.context, state, kpoint)
+        if occupied is None:
+            return None
+        c_mG, fw_m = occupied
+        return ToyExchangeOperator(xp, c_mG * self._g(kpoint), self.context.backend.to_device(self.lam * fw_m))
+
+    def _overlaps(self, kpoint, state):
+        """(A_mn = <psi_m|g|psi_n>, (f_n w_k)(f_m w_k), g (npw,), c_mG) of the occupied bands, device."""
+        bk = self.context.backend
+        xp = bk.xp
+        c_mG, fw_m = occupied_bands(self.context, state, kpoint)
+        fw_m, g_G = bk.to_device(fw_m), self._g(kpoint)
+        return (xp.conj(c_mG) * g_G) @ c_mG.mT, fw_m[:, None] * fw_m[None, :], g_G, c_mG
+
+    def energy(self, state):
+        # from the overlaps, not from the operator: the check of the operator then compares two codes
+        xp = self.context.backend.xp
+        total = 0.0
+        for kpoint in self.context.basis.kpoints:
+            a_mn, weights_nm, _, _ = self._overlaps(kpoint, state)
+            total += 0.5 * self.lam * self.context.backend.scalar(xp.sum(weights_nm * xp.real(a_mn * xp.conj(a_mn))))
+        return total
+
+    def stress(self, state):
+        bk = self.context.backend
+        xp = bk.xp
+        dedeps = np.zeros((3, 3))
+        for kpoint in self.context.basis.kpoints:
+            a_mn, weights_nm, g_G, c_mG = self._overlaps(kpoint, state)
+            q_Gv = bk.to_device(kpoint.kpg)
+            for a in range(3):
+                for b in range(3):
+                    da_mn = (xp.conj(c_mG) * (2 * g_G**2 * q_Gv[:, a] * q_Gv[:, b])) @ c_mG.mT
+                    dedeps[a, b] += self.lam * bk.scalar(xp.sum(weights_nm * xp.real(xp.conj(a_mn) * da_mn)))
+        return symmetric(dedeps) / self.context.structure.volume
+
+
+TERMS = list(REGISTRY) + [DensitySquared, ToyExchange]
 
 
 # ------------------------------------------------------------------------------ the system
@@ -197,18 +280,18 @@ def check_operator(term_cls, backend, model):
     def energy(t):
         return term.energy(state_of(term, rho, [c + t * d for c, d in zip(orbitals, dc)]))
 
-    if term.operator(basis.kpoints[0]) is None:
+    state = state_of(term, rho, orbitals)
+    if term.operator(basis.kpoints[0], state) is None:
         assert energy(H) == pytest.approx(energy(0.0), abs=1e-13), f"{term.name}: energy depends on orbitals"
         return
-    state = state_of(term, rho, orbitals)
     analytic = 0.0
     for kpoint in basis.kpoints:
         f_n = state.occupations[kpoint.spin, kpoint.index % term.context.nk] * kpoint.weight
-        applied = bk.to_host(term.operator(kpoint).apply(bk.to_device(orbitals[kpoint.index])))
+        applied = bk.to_host(term.operator(kpoint, state).apply(bk.to_device(orbitals[kpoint.index])))
         analytic += 2 * np.real(np.sum(f_n[:, None] * np.conj(dc[kpoint.index]) * applied))
     assert_derivative(analytic, energy, f"{term.name} operator")
     kpoint = next(k for k in basis.kpoints if not k.is_gamma)
-    dense = bk.to_host(term.operator(kpoint).apply(bk.to_device(np.eye(kpoint.npw, dtype=complex)))).T
+    dense = bk.to_host(term.operator(kpoint, state).apply(bk.to_device(np.eye(kpoint.npw, dtype=complex)))).T
     assert np.abs(dense - dense.conj().T).max() <= 1e-13 * max(np.abs(dense).max(), 1.0), f"{term.name}: not Hermitian"
 
 
@@ -260,6 +343,70 @@ def test_checks_catch_a_wrong_term():
 
     with pytest.raises(AssertionError, match="stress"):
         check_stress(Wrong, "numpy", MODELS[0])
+
+
+def test_checks_catch_a_wrong_orbital_term():
+    """The checks can fail on an orbital-dependent term: an operator half of dE/dpsi* is caught."""
+    class Wrong(ToyExchange):
+        def operator(self, kpoint, state=None):
+            op = super().operator(kpoint, state)
+            if op is not None:
+                op.weights_m = 0.5 * op.weights_m
+            return op
+
+    with pytest.raises(AssertionError, match="operator"):
+        check_operator(Wrong, "numpy", MODELS[1])
+
+
+def test_scf_hands_the_orbitals_to_an_orbital_dependent_term():
+    """An orbital-dependent term added to the registry enters the SCF with no other change: the
+    converged orbitals solve the Kohn-Sham equations of the Hamiltonian that includes its operator
+    (built from those orbitals), not of the one without it."""
+    from pwsim.hamiltonian import Hamiltonian
+    from pwsim.scf import build, prepare
+
+    si = pwsim.diamond("Si", 10.26)
+    setup = prepare(si, pwsim.Settings(xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2),
+                                       energy_tolerance=1e-9, save_wavefunctions=True), build_operators=False)
+    class WeakToy(ToyExchange):
+        # weak enough that mixing the density alone converges the orbitals too (a strong orbital
+        # term would oscillate: its operator follows the unmixed orbitals of the previous step)
+        lam = 0.05
+
+    build(setup, registry=list(REGISTRY) + [WeakToy])
+    result = pwsim.scf(si, setup=setup)
+    assert result.converged and result.energies["toy_exchange"] > 0.01
+    bk, basis = setup.backend, setup.basis
+    state = ElectronicState(bk.to_device(result.density), [bk.to_device(c) for c in result.wavefunctions],
+                            result.occupations)
+
+    def worst_residual(hamiltonian):
+        worst = 0.0
+        for kpoint in basis.kpoints:
+            c_nG = state.wavefunctions[kpoint.index]
+            h_nG = bk.to_host(hamiltonian.apply(kpoint, c_nG))
+            eps_n = result.eigenvalues[kpoint.spin, kpoint.index % setup.terms.context.nk]
+            occupied = result.occupations[kpoint.spin, kpoint.index % setup.terms.context.nk] > 0
+            r_n = np.linalg.norm(h_nG - eps_n[:, None] * bk.to_host(c_nG), axis=1)
+            worst = max(worst, float(r_n[occupied].max()))
+        return worst
+
+    with_term = worst_residual(Hamiltonian.from_state(basis, setup.terms, state))
+    without = worst_residual(Hamiltonian(basis, setup.terms, setup.terms.potential(state)))
+    assert with_term < 1e-5 and without > 1e-2
+
+
+def test_band_path_refuses_an_orbital_dependent_term(monkeypatch):
+    """A band structure at fixed density has no orbitals to build such a term's operator from: it
+    says so instead of leaving the term out."""
+    import pwsim.terms
+    from pwsim.errors import InputError
+    from pwsim.nscf import nscf_eigenvalues
+
+    result = pwsim.scf(pwsim.diamond("Si", 10.26), xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2))
+    monkeypatch.setattr(pwsim.terms, "REGISTRY", list(REGISTRY) + [ToyExchange])
+    with pytest.raises(InputError, match="orbital-dependent terms \\(toy_exchange\\)"):
+        nscf_eigenvalues(result, [[0.0, 0.0, 0.0]])
 
 
 def test_registry_is_complete():

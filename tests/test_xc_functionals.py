@@ -1,4 +1,4 @@
-"""Tests of the pointwise XC functionals in pwsim.xc_functionals.
+"""Tests of pwsim's own pointwise XC functionals (pwsim.xc.builtin, through pwsim.xc.evaluate).
 
 * against libxc (through pyscf.dft.libxc) for LDA_X + LDA_C_PW, LDA_XC_TETER93, GGA_X_PBE + GGA_C_PBE,
   unpolarised and polarised, to ~1e-12 relative to the size of the exchange and correlation parts;
@@ -11,7 +11,8 @@ import pytest
 
 import array_api_compat.numpy as xnp
 
-from pwsim import xc_functionals as xcf
+from pwsim import xc as xcf
+from pwsim.xc.builtin import KERNELS
 from pwsim.errors import InputError
 
 LIBXC_PARTS = {
@@ -21,6 +22,8 @@ LIBXC_PARTS = {
     "pbe": ("GGA_X_PBE", "GGA_C_PBE"),
 }
 RTOL = 1e-12
+#: the functionals pwsim computes itself
+BUILTIN = tuple(KERNELS)
 # libxc's own d/dsigma_ud of GGA_C_PBE (polarised) is good to only ~1e-12 at reduced gradients of a
 # few (and to ~1e-8 at t > 30); pwsim agrees with a 40-digit mpmath evaluation to ~1e-14 there.
 RTOL_VSIGMA_POLARISED = 1e-11
@@ -89,7 +92,7 @@ def _assert_scaled(actual, desired, scale, rtol, what):
 # API
 # ------------------------------------------------------------------------------------------------
 def test_names_and_errors():
-    assert xcf.FUNCTIONALS == ("lda", "lda-pz", "lda-pade", "pbe")
+    assert BUILTIN == ("lda", "lda-pz", "lda-pade", "pbe")
     assert not xcf.is_gga("lda") and not xcf.is_gga("LDA-Pade") and xcf.is_gga("pbe")
     with pytest.raises(InputError):
         xcf.is_gga("b3lyp")
@@ -117,7 +120,7 @@ def _assert_matches_libxc(out, ref, gga, rtol_vsigma):
         _assert_scaled(out.vsigma, ref["vsigma"], ref["svsigma"], rtol_vsigma, "vsigma")
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 def test_unpolarised_matches_libxc(name):
     pytest.importorskip("pyscf")
     rng = np.random.default_rng(11)
@@ -129,7 +132,7 @@ def test_unpolarised_matches_libxc(name):
     _assert_matches_libxc(out, ref, gga, RTOL)
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 def test_polarised_matches_libxc(name):
     pytest.importorskip("pyscf")
     rng = np.random.default_rng(12)
@@ -141,7 +144,7 @@ def test_polarised_matches_libxc(name):
     _assert_matches_libxc(out, ref, gga, RTOL_VSIGMA_POLARISED)
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 def test_unpolarised_equals_polarised_at_zeta_zero(name):
     rng = np.random.default_rng(13)
     n, g = _unpolarised_inputs(rng, 200)
@@ -255,7 +258,7 @@ def _mp_functional(name):
     return reference
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 def test_extreme_points_match_high_precision(name):
     """|zeta| up to 1 - 1e-7 and reduced gradients up to 1e3, where libxc loses digits."""
     ref = _mp_functional(name)
@@ -277,7 +280,7 @@ def test_extreme_points_match_high_precision(name):
         np.testing.assert_allclose(out.vsigma, r[3:6], rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 def test_fully_polarised(name):
     """One spin density exactly zero: finite, and e, v_up (and v_sigma_uu) are the zeta = 1 values."""
     ref = _mp_functional(name)
@@ -306,7 +309,7 @@ def test_fully_polarised(name):
 # ------------------------------------------------------------------------------------------------
 # derivatives, devices, small densities
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 @pytest.mark.parametrize("nspin", [1, 2])
 def test_potentials_are_derivatives(name, nspin):
     rng = np.random.default_rng(16)
@@ -357,7 +360,7 @@ def _mixed_inputs(nspin):
     return rho, sig
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 @pytest.mark.parametrize("nspin", [1, 2])
 def test_array_api_strict_device(name, nspin):
     xps = pytest.importorskip("array_api_strict")
@@ -374,7 +377,7 @@ def test_array_api_strict_device(name, nspin):
         np.testing.assert_allclose(a_host, b, rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize("name", xcf.FUNCTIONALS)
+@pytest.mark.parametrize("name", BUILTIN)
 @pytest.mark.parametrize("nspin", [1, 2])
 def test_zero_and_negative_density(name, nspin):
     rho, sig = _mixed_inputs(nspin)

@@ -13,8 +13,15 @@ users in docs/hdf5.md ("Writing"):
   file and the OS error; the part file is removed and the previous ``NAME`` is untouched.
 * **Locked while a job owns it.** ``NAME.lock`` holds an ``flock`` for as long as the job (or the
   ``bands``/``dos`` update) runs; a second writer is refused at once, naming the owner's pid. The
-  kernel drops the lock when its process dies, even by SIGKILL, so a stale ``NAME.lock`` never
-  blocks anyone. Readers never lock: the rename makes every read see a complete file.
+  lock file is one the job created itself (``O_EXCL``, no link followed); one found in the way is
+  only inspected, never written: held -> refused; stale -> removed and replaced (the kernel drops a
+  lock when its process dies, even by SIGKILL, so a stale ``NAME.lock`` never blocks anyone, whoever
+  has its pid now and whatever its permissions); a symbolic link, a file with other hard links or a
+  non-file there -> refused, untouched. Readers never lock: the rename makes every read see a
+  complete file.
+* **No link followed.** An output that is a symbolic link or has other hard links is refused (pwsim
+  never replaces a file that is also another one); part files are created with ``O_EXCL`` and
+  ``O_NOFOLLOW``. Pictures go through the same writer (:func:`write_file`), rendered in memory.
 * **Backups.** The first write of a job keeps the file that was at ``NAME`` before it as
   ``NAME.bak`` (a hard link, so ``NAME`` never disappears); later writes of the same job (its
   checkpoints, its result) never touch ``NAME.bak``. A previous *checkpoint* is moved to
@@ -30,6 +37,7 @@ import glob
 import os
 import signal
 import stat
+import time
 from pathlib import Path
 
 from .. import parallel
@@ -90,9 +98,23 @@ def hdf5_image(fill, base: bytes | None = None) -> bytes:
         return f.id.get_file_image()
 
 
+#: the first bytes of every HDF5 file pwsim writes (no user block)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: seconds a writer retries a lock held by someone else before refusing: a ``check_not_locked`` probe
+#: holds it for microseconds, and must not make a job starting at that moment fail
+LOCK_RETRY_SECONDS = 0.25
+#: how often the lock file may change under us (a stale one removed, a race lost) before we give up
+LOCK_ATTEMPTS = 8
+#: no-follow flags for every open of a lock or part file (0 where the system lacks them)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
 def file_kind(path: Path) -> str:
     """'result' or 'checkpoint' for a pwsim file, 'other' for anything else (or an unreadable file)."""
     try:
+        with open(path, "rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return "other"  # a picture, a text file: no need to ask h5py
         import h5py
 
         with h5py.File(path, "r", locking=False) as f:
@@ -103,50 +125,159 @@ def file_kind(path: Path) -> str:
         return "other"
 
 
-def check_writable(path: Path) -> None:
-    """Refuse, before any work, an output path that is a directory, a device, a FIFO or a socket, or
-    whose directory is missing or not writable (OutputError, one line)."""
+def check_output_name(path) -> Path:
+    """The output as a Path; an OutputError for a name no file can have (a NUL character, "." or "..")."""
+    if "\0" in os.fspath(path):
+        raise OutputError(f"the output name {os.fspath(path)!r} contains a NUL character; give a file name")
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputError(f"the output {path} is a directory; give a file name such as {path / 'out.h5'}")
+    return path
+
+
+def _is_own_backup(path: Path, info: os.stat_result) -> bool:
+    """NAME and NAME.bak are one file: a job killed between making the backup link and its rename."""
+    try:
+        return info.st_nlink == 2 and os.path.samestat(info, os.lstat(path.with_name(path.name + ".bak")))
+    except OSError:
+        return False
+
+
+def check_not_linked(path) -> None:
+    """Refuse (OutputError) an output that is a symbolic link or a file with other hard links: pwsim
+    replaces only files that are nothing but themselves, so that no link can make it destroy another."""
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputError(f"the output {path} is a symbolic link; pwsim does not write through links: give the "
+                          "file it points to, or remove the link")
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and not _is_own_backup(path, info):
+        raise OutputError(f"the output {path} has {info.st_nlink - 1} other hard link(s); pwsim does not replace "
+                          "a file that is also another: copy it away or choose another name with -o")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output path that is a directory, a device, a FIFO, a socket, a
+    symbolic link or a file with other hard links, or whose directory is missing or not writable
+    (OutputError, one line)."""
+    path = check_output_name(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"the output directory {parent} does not exist")
     for candidate in (path, path.with_name(path.name + ".bak")):
         try:
-            mode = os.stat(candidate).st_mode
+            mode = os.lstat(candidate).st_mode
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise _os_error(candidate, exc) from None
+        if stat.S_ISLNK(mode) and candidate != path:
+            continue  # a link at NAME.bak is replaced by the rename, never followed
         if stat.S_ISDIR(mode):
             raise OutputError(f"the output {candidate} is a directory; give a file name such as "
                               f"{candidate / 'out.h5'}")
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(mode) and not stat.S_ISLNK(mode):
             raise OutputError(f"the output {candidate} is a device, FIFO or socket, not a regular file; "
                               "give another name with -o")
+    check_not_linked(path)
     if not os.access(parent, os.W_OK):
         raise OutputError(f"the output directory {parent} is not writable")
 
 
+# ---------------------------------------------------------------------- locks
+def _lock_path(path) -> Path:
+    return Path(path).with_name(Path(path).name + ".lock")
+
+
+def _locked_error(path, owner: str) -> OutputError:
+    return OutputError(f"{path} is being written by another pwsim job (pid {owner or '?'}); "
+                       "wait for it to finish or choose another output with -o")
+
+
+def _owner(fd: int) -> str:
+    """The pid written in a lock file (read without moving the file offset), or '' (nothing else of a
+    file found there is ever echoed)."""
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
+
+
+def _open_foreign_lock(lock: Path):
+    """An fd on the existing lock file ``lock``, opened without following a link and checked to be a
+    plain file with no other name; None if it vanished. A link or anything else there is refused:
+    pwsim never writes into it, and does not pretend to know whether it guards anything."""
+    fd = None
+    for flags in (os.O_RDWR, os.O_RDONLY):  # read-only is enough for flock; a stale lock may be read-only
+        try:
+            fd = os.open(lock, flags | os.O_NONBLOCK | _NOFOLLOW)
+            break
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"the lock file {lock} is a symbolic link, not a lock of pwsim; nothing was "
+                                  "written through it: remove the link") from None
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR) or flags == os.O_RDONLY:
+                raise OutputError(f"cannot open the lock file {lock} ({exc.strerror}); if no pwsim job is "
+                                  "writing that output, remove it") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise OutputError(f"the lock file {lock} {what}, so it is not a lock of pwsim; nothing was written "
+                          "to it: remove it")
+    return fd
+
+
+def _try_flock(fd: int, mode: int, wait: float = 0.0) -> bool:
+    """flock(fd, mode) without blocking, retried for ``wait`` seconds; True once held. A filesystem
+    without flock counts as held (run unlocked rather than not at all)."""
+    import fcntl
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        except OSError:
+            return True
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether ``path`` is (still) the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:
+        return False
+
+
 def check_not_locked(path) -> None:
     """Refuse at once (OutputError, exit 2) a file that a running job holds: for commands that would
-    update it only after a computation (``pwsim bands``/``dos``). It reads the pid in ``NAME.lock``
-    and asks whether that process lives; it takes no lock, so it never disturbs a job starting now
-    (a lock file left by a killed job names a dead pid and does not count)."""
-    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    update it only after a computation (``pwsim bands``/``dos``). It asks the kernel whether the lock
+    of ``NAME.lock`` is held (a shared lock taken and dropped at once), so a lock file left by a
+    killed job never counts, whatever process now has its pid; a link planted there is refused."""
+    import fcntl
+
+    lock = _lock_path(path)
+    fd = _open_foreign_lock(lock)
+    if fd is None:
+        return
     try:
-        owner = int(lock_path.read_text(errors="replace").strip() or 0)
-    except (OSError, ValueError):
-        return
-    if owner <= 0 or owner == os.getpid():
-        return
-    try:
-        os.kill(owner, 0)
-    except ProcessLookupError:
-        return
-    except OSError:  # alive, another user's
-        pass
-    raise OutputError(f"{path} is being written by another pwsim job (pid {owner}); "
-                      "wait for it to finish or choose another output with -o")
+        if not _try_flock(fd, fcntl.LOCK_SH):
+            raise _locked_error(path, _owner(fd))
+    finally:
+        os.close(fd)  # drops the shared lock
 
 
 class OutputFile:
@@ -157,9 +288,9 @@ class OutputFile:
     """
 
     def __init__(self, path, backup: bool = True):
-        self.path = Path(path)
+        self.path = check_output_name(path)
         self.backup = backup
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_path = _lock_path(self.path)
         self.writes = 0
         self._fd = None
 
@@ -181,42 +312,68 @@ class OutputFile:
         return False
 
     def _lock(self) -> None:
+        """Hold an flock on a ``NAME.lock`` this process created itself (O_EXCL, no link followed).
+        A lock file found there is inspected, never written: held -> refused, naming its pid; stale
+        (its job is dead, whoever has its pid now) -> removed, and ours made in its place."""
         import fcntl
 
-        while True:
+        for _ in range(LOCK_ATTEMPTS):
             try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            except FileExistsError:
+                try:
+                    self._clear_stale_lock()
+                except _KeepLock:
+                    return
+                continue
             except OSError as exc:
                 raise _os_error(self.lock_path, exc) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = os.read(fd, 32).decode(errors="replace").strip()
+            if not _try_flock(fd, fcntl.LOCK_EX, LOCK_RETRY_SECONDS):
+                owner = _owner(fd)  # another job took our new file for a stale one and won the race
                 os.close(fd)
-                raise OutputError(f"{self.path} is being written by another pwsim job (pid {owner or '?'}); "
-                                  "wait for it to finish or choose another output with -o") from None
-            except OSError:  # a filesystem without flock: run unlocked rather than not at all
-                pass
-            try:  # the holder before us may have removed the file between our open and our lock
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+                raise _locked_error(self.path, owner)
+            if not _is_at(fd, self.lock_path):  # removed meanwhile by a job that found it stale
+                os.close(fd)
+                continue
+            self._fd = fd
+            try:
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o644)  # readable by every user whatever the umask: others can probe it
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as exc:
+                self._unlock()
+                raise _os_error(self.lock_path, exc) from None
+            return
+        raise OutputError(f"cannot lock {self.path}: its lock file {self.lock_path} keeps changing")
+
+    def _clear_stale_lock(self) -> None:
+        """A lock file is in the way: refused if held or not a plain lock file; removed if stale. If it
+        cannot be removed (another user's, in a sticky directory) its flock is simply ours to hold."""
+        import fcntl
+
+        fd = _open_foreign_lock(self.lock_path)
+        if fd is None:
+            return
+        if not _try_flock(fd, fcntl.LOCK_EX, LOCK_RETRY_SECONDS):
+            owner = _owner(fd)
             os.close(fd)
-        self._fd = fd
+            raise _locked_error(self.path, owner)
+        if not _is_at(fd, self.lock_path):
+            os.close(fd)
+            return
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError as exc:
-            self._unlock()
-            raise _os_error(self.lock_path, exc) from None
+            os.unlink(self.lock_path)  # stale and ours to lock: removing a name destroys nothing
+        except OSError:
+            self._fd = fd  # not ours to remove: hold its lock as it is (we never write into it)
+            raise _KeepLock() from None
+        os.close(fd)
 
     def _unlock(self) -> None:
         if self._fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.unlink(self.lock_path)  # before closing: nobody can lock the old file after us
+        if _is_at(self._fd, self.lock_path):
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_path)  # before closing: nobody can lock the old file after us
         os.close(self._fd)
         self._fd = None
 
@@ -240,12 +397,21 @@ class OutputFile:
             raise RuntimeError("OutputFile.write outside its with-block")
         return self._commit(hdf5_image(fill), on_commit)
 
+    def write_bytes(self, data: bytes) -> Path:
+        """Put ``data`` (a picture rendered in memory, any file's bytes) at ``path`` atomically."""
+        if not parallel.is_root():
+            return self.path
+        if self._fd is None:
+            raise RuntimeError("OutputFile.write_bytes outside its with-block")
+        return self._commit(data, None)
+
     def update(self, edit) -> Path:
         """Apply ``edit(h5py.File)`` to a copy of the current file and put it back atomically."""
         if not parallel.is_root():
             return self.path
         if self._fd is None:
             raise RuntimeError("OutputFile.update outside its with-block")
+        check_not_linked(self.path)
         try:
             base = self.path.read_bytes()
         except OSError as exc:
@@ -257,9 +423,10 @@ class OutputFile:
         return self._commit(image, None)
 
     def _commit(self, data, on_commit) -> Path:
+        check_not_linked(self.path)  # again: a link may have been planted since the job began
         part = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # less the umask, as any file
+            fd = _create_exclusive(part)
             try:
                 _write_bytes(fd, data)
                 os.fsync(fd)
@@ -282,23 +449,64 @@ class OutputFile:
 
     def _keep_previous(self) -> None:
         """NAME -> NAME.bak (a hard link: NAME stays in place until the rename replaces it)."""
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return
         bak = self.path.with_name(self.path.name + ".bak")
         if bak.exists() and file_kind(self.path) == "checkpoint":
             return  # a previous checkpoint never displaces the backup of a finished result
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.bak.part")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # whatever is there (a planted link) is only a name: never written through
         try:
             try:
-                os.link(self.path, tmp)
-            except OSError:  # no hard links on this filesystem: copy
-                import shutil
-
-                shutil.copy2(self.path, tmp)
+                os.link(self.path, tmp, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                _copy_exclusive(self.path, tmp)
             os.replace(tmp, bak)
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+class _KeepLock(Exception):
+    """Internal: the stale lock file could not be removed; its flock is held as our lock."""
+
+
+#: errors of os.link meaning "no hard links here" (then the backup is a copy)
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+def _create_exclusive(path: Path) -> int:
+    """A new file at ``path`` for writing, created by us (O_EXCL: never an existing file or the target
+    of a link); a leftover of that name is removed first (only its name)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    try:
+        return os.open(path, flags, 0o666)  # less the umask, as any file
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o666)
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    """Copy ``source`` into a new file ``target`` (for filesystems without hard links)."""
+    with open(source, "rb") as fh:
+        data = fh.read()
+    fd = _create_exclusive(target)
+    try:
+        _write_bytes(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path, data: bytes, backup: bool = True) -> Path:
+    """Put ``data`` at ``path`` through the safe writer: locked, no link followed, atomic rename,
+    the previous file kept as ``NAME.bak``, a write error an :class:`OutputError` that leaves the
+    previous file in place."""
+    with OutputFile(path, backup=backup) as out:
+        return out.write_bytes(data)
 
 
 def _sync_directory(directory: Path) -> None:

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import re
+import zlib
 
-from ..errors import InputError
+from ..errors import InputError, content_free
+from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
 from .numerical import NumericalPseudo
 from .psp8 import parse_psp8
@@ -29,20 +31,42 @@ FAMILIES = ("pseudodojo", "gth")
 DEFAULT_FAMILY = "pseudodojo"
 #: the family used when a run names none and its functional has no PseudoDojo table (lda-pade, lda-pz)
 FALLBACK_FAMILY = "gth"
-#: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table
-PSEUDODOJO_TABLES = {"lda": "pseudodojo-0.4-lda", "pbe": "pseudodojo-0.4-pbe"}
-_LDA_LIKE = ("lda", "lda-pz", "lda-pade", "pade")
+#: pwsim functional -> folder of the shipped PseudoDojo v0.4 standard table (the XC registry's)
+PSEUDODOJO_TABLES = pseudodojo_tables()
 
 
-def _read_bytes(path: str) -> str:
+#: most bytes of pseudopotential text pwsim reads, after decompression (psp8/UPF files have 0.1-3 MB):
+#: applied while a gzip file inflates, so that a small file cannot expand to gigabytes
+MAX_TEXT_BYTES = 20 * 2**20
+
+
+def _read_bytes(path: str) -> bytes:
+    """The content of a pseudopotential file (gunzipped if compressed), at most MAX_TEXT_BYTES."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        return raw.decode("utf-8", errors="replace")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"cannot read pseudopotential file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            compressed = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            stream = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            raw = stream.read(MAX_TEXT_BYTES + 1)  # GzipFile inflates only as much as asked for
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot read pseudopotential file {path}: "
+                         f"{getattr(exc, 'strerror', None) or content_free(exc, 'not a readable gzip file')}") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise InputError(f"pseudopotential file {path} holds more than {MAX_TEXT_BYTES // 2**20} MiB"
+                         f"{' once decompressed' if compressed else ''}; a pseudopotential has about 1 MB")
+    return raw
+
+
+def content_hash(raw: bytes) -> str:
+    """sha256 (hex) of a pseudopotential's content, decompressed: stored in every result (/provenance)
+    and compared on --restart, so that a file changed under the same name is noticed."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def pseudo_provenance(pseudos: dict) -> dict:
+    """{"pseudopotential_sha256": JSON {element: sha256}} of a run's pseudopotentials, for /provenance."""
+    hashes = {el: p.sha256 for el, p in sorted(pseudos.items()) if getattr(p, "sha256", None)}
+    return {"pseudopotential_sha256": json.dumps(hashes)} if hashes else {}
 
 
 def detect_format(text: str) -> str:
@@ -97,7 +121,8 @@ def read_pseudo_file(path: str, element: str | None = None):
     cached = _CACHE.get(key)
     if cached is not None and (element is None or cached.symbol == element):
         return cached
-    text = _read_bytes(path)
+    raw = _read_bytes(path)
+    text = raw.decode("utf-8", errors="replace")
     fmt = detect_format(text)
     if fmt == "gth":
         pseudos = gth.parse_cp2k(text, source=path)
@@ -106,6 +131,7 @@ def read_pseudo_file(path: str, element: str | None = None):
             if not pseudos:
                 raise InputError(f"GTH pseudopotential file {path} has no block for element {element!r}")
         _check_finite(pseudos[0], path)
+        pseudos[0].sha256 = content_hash(raw)
         return pseudos[0]
     data = parse_upf(text, path) if fmt == "upf" else parse_psp8(text, path)
     _check_finite(data, path)
@@ -116,6 +142,7 @@ def read_pseudo_file(path: str, element: str | None = None):
     if element is not None and psp.symbol != element:
         raise InputError(f"pseudopotential file {path} is for {psp.symbol}, not {element}")
     psp.hints = _hints_by_md5(text)
+    psp.sha256 = content_hash(raw)
     if key is not None:
         _CACHE[key] = psp
     return psp
@@ -161,8 +188,15 @@ def load_pseudodojo(element: str, functional: str) -> NumericalPseudo:
 
 def default_family(functional: str) -> str:
     """The family of a run that names none: PseudoDojo where the functional has a shipped table (lda,
-    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz)."""
-    return DEFAULT_FAMILY if str(functional).strip().lower() in PSEUDODOJO_TABLES else FALLBACK_FAMILY
+    pbe), GTH otherwise (lda-pade, the functional the GTH-LDA set was fitted with; lda-pz). A
+    functional without shipped pseudopotentials is judged by those it would run with
+    (:func:`pwsim.xc.registry.shipped_pseudos_of`: PBE's for pbesol)."""
+    func = str(functional).strip().lower()
+    try:
+        func = shipped_pseudos_of(func, allow_mismatch=True)
+    except InputError:
+        pass
+    return DEFAULT_FAMILY if func in PSEUDODOJO_TABLES else FALLBACK_FAMILY
 
 
 # ------------------------------------------------------------------ one element
@@ -182,21 +216,16 @@ def load_pseudo(element: str, functional: str, spec: str | None = None, *, famil
     choice = spec if spec is not None else (family or default_family(func))
     if str(choice).lower() in FAMILIES:
         if str(choice).lower() == "pseudodojo":
-            return load_pseudodojo(sym, func)
-        return gth.load_pseudo(sym, _gth_functional(func))
+            return load_pseudodojo(sym, shipped_pseudos_of(func, allow_mismatch))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch))
     if not os.path.exists(os.fspath(choice)) and gth._DATA_NAME.match(str(choice)):
-        return gth.load_pseudo(sym, _gth_functional(func), str(choice))
+        return gth.load_pseudo(sym, shipped_pseudos_of(func, allow_mismatch), str(choice))
     if not os.path.exists(os.fspath(choice)):
         raise InputError(f"pseudopotential for {sym}: no file {choice!r} (and not a family: "
                          f"{', '.join(FAMILIES)})")
     psp = read_pseudo_file(choice, sym)
     check_functional(psp, func, allow_mismatch)
     return psp
-
-
-def _gth_functional(func: str) -> str:
-    # every LDA variant runs on the Pade set, as pwsim always did
-    return "pbe" if func == "pbe" else "lda" if func in _LDA_LIKE else func
 
 
 def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None:
@@ -208,8 +237,7 @@ def check_functional(psp, functional: str, allow_mismatch: bool = False) -> None
     if not made:
         raise InputError(f"pseudopotential {psp.source} was generated with a functional pwsim does not have "
                          f"({label}); allow_functional_mismatch = true runs it with xc = {functional!r}")
-    same = made == functional or (made == "pade" and functional in _LDA_LIKE)
-    if not same:
+    if not same_functional(made, functional):
         raise InputError(f"pseudopotential {psp.source} was generated with {made!r} but the run uses "
                          f"xc = {functional!r}: set xc = {made!r}, or allow_functional_mismatch = true")
 

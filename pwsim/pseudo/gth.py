@@ -40,6 +40,7 @@ l=1: q, q (5 - (qa)^2), q (35 - 14 (qa)^2 + (qa)^4); l=2: q^2, q^2 (7 - (qa)^2);
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -50,12 +51,13 @@ import numpy as np
 from ..errors import InputError, content_free
 from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
+from ..xc.registry import from_gth_names, gth_sets
 
 #: folder with the shipped CP2K-format files (data/pseudos/<set>/<El>-q<N>)
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "pseudos")
 
-#: user-facing functional name -> shipped parameter set
-FUNCTIONAL_SETS = {"lda": "pade", "lda-pade": "pade", "pade": "pade", "pbe": "pbe"}
+#: user-facing functional name -> shipped parameter set (from the XC registry's ``gth_set``)
+FUNCTIONAL_SETS = gth_sets()
 
 _DATA_NAME = re.compile(r"^([A-Z][a-z]?)-q(\d+)$")
 
@@ -237,12 +239,8 @@ class GTHPseudo:
 
 # ---------------------------------------------------------------------- parsing
 def _functional_from_names(names: list[str]) -> str:
-    up = [n.upper() for n in names]
-    if any(n.startswith(("GTH-PADE", "GTH-LDA")) for n in up):
-        return "pade"
-    if any(n.startswith("GTH-PBE") and not n.startswith("GTH-PBESOL") for n in up):
-        return "pbe"
-    return ""
+    """The functional of a block from its CP2K names, by the XC registry's GTH prefixes."""
+    return from_gth_names(names)
 
 
 def _is_header(tokens: list[str]) -> bool:
@@ -312,8 +310,9 @@ def _parse_block(lines: list[list[str]], source: str) -> GTHPseudo:
         raise ValueError("extra numbers after the projectors")
     if rloc <= 0:
         raise ValueError("non-positive rloc")
-    if zion <= 0:
-        raise ValueError("valence charge must be positive")
+    if not 0 < zion <= ELEMENTS.index(symbol) + 1:
+        raise ValueError(f"valence charge {zion} of {symbol} must be greater than 0 and at most Z = "
+                         f"{ELEMENTS.index(symbol) + 1}")
     return GTHPseudo(symbol=symbol, zion=zion, rloc=rloc, c=tuple(c), rp=rp, h=h,
                      source=source, functional=_functional_from_names(names))
 
@@ -412,13 +411,17 @@ def load_pseudo(element: str, functional: str, path: str | None = None) -> GTHPs
             hint = f"; available: {', '.join(have)}" if have else ""
             raise InputError(f"no GTH pseudopotential for element {sym!r} with functional {func!r} "
                              f"named {name!r}{hint}")
-        psp = parse_cp2k(_read(file), source=file)[0]
+        text = _read(file)
+        psp = parse_cp2k(text, source=file)[0]
+        psp.sha256 = hashlib.sha256(text.encode()).hexdigest()
         psp.source = f"pwsim data: {dset}/{name}"
         psp.functional = dset
         return psp
 
     file = os.fspath(path)
-    pseudos = [p for p in parse_cp2k(_read(file), source=file) if p.symbol == sym]
+    text = _read(file)
+    pseudos = [p for p in parse_cp2k(text, source=file) if p.symbol == sym]
     if not pseudos:
         raise InputError(f"GTH pseudopotential file {file} has no block for element {sym!r}")
+    pseudos[0].sha256 = hashlib.sha256(text.encode()).hexdigest()
     return pseudos[0]

@@ -21,23 +21,26 @@ import numpy as np
 
 from ..errors import InputError, content_free
 from ..structure import ELEMENTS
-from .radial import RadialPseudo
+from ..xc.registry import from_pspxc, pspxc_map
+from .radial import MAX_MESH, MAX_PROJECTORS, MIN_MESH, RadialPseudo, check_physics
 
-#: psp8 pspxc -> pwsim functional (ABINIT's ixc, or -(libxc exchange id * 1000 + correlation id))
-PSPXC = {1: "lda-pade", 2: "lda-pz", 7: "lda", 11: "pbe", -1012: "lda", -1009: "lda-pz",
-         -101130: "pbe", -130101: "pbe", -20: "lda-pade"}
+#: psp8 pspxc -> pwsim functional (ABINIT's ixc, or -(libxc exchange id * 1000 + correlation id)), from
+#: the XC registry; :func:`pwsim.xc.registry.from_pspxc` also names unregistered libxc pairs
+PSPXC = pspxc_map()
 
 
 def parse_psp8(text: str, source: str = "") -> RadialPseudo:
     """Parse psp8 text; raises InputError naming ``source`` on anything malformed or unsupported."""
     label = source or "<psp8 text>"
     try:
-        return _parse(text.splitlines(), source)
+        pseudo = _parse(text.splitlines(), source)
     except InputError:
         raise
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, OverflowError, TypeError) as exc:
         raise InputError(f"malformed psp8 pseudopotential file {label}: "
                          f"{content_free(exc, 'not in the psp8 format pwsim reads')}") from None
+    check_physics(pseudo, label)
+    return pseudo
 
 
 def _numbers(line: str) -> list[float]:
@@ -66,9 +69,14 @@ def _parse(lines: list[str], source: str) -> RadialPseudo:
     pspcod, pspxc, lmax, lloc, mmax = (int(float(t)) for t in head[:5])
     if pspcod != 8:
         raise InputError(f"pseudopotential file {label}: pspcod {pspcod} is not psp8 (8)")
+    # the counts of the header size everything below: bounded, and checked against the file's length
+    if not MIN_MESH <= mmax <= MAX_MESH:
+        raise ValueError(f"mmax = {mmax} mesh points (between {MIN_MESH} and {MAX_MESH} expected)")
+    if mmax > len(lines):
+        raise ValueError(f"the header declares {mmax} mesh points but the file has only {len(lines)} lines")
     fchrg = _numbers(lines[3])[1]  # rchrg fchrg qchrg
     nproj = [int(t) for t in lines[4].split()[:lmax + 1]]
-    if lmax > 3 or len(nproj) != lmax + 1:
+    if not 0 <= lmax <= 3 or len(nproj) != lmax + 1 or any(not 0 <= n <= MAX_PROJECTORS for n in nproj):
         raise ValueError(f"lmax = {lmax} with projector counts {nproj} (l <= 3 supported)")
     extension = int(lines[5].split()[0])
     if extension in (2, 3):
@@ -103,10 +111,10 @@ def _parse(lines: list[str], source: str) -> RadialPseudo:
     if abs(r[0]) > 1e-12 or np.max(np.abs(np.diff(r) - h)) > 1e-8 * max(1.0, r[-1]):
         raise ValueError("the radial mesh is not linear from r = 0")
     symbol = ELEMENTS[round(zatom) - 1] if 1 <= round(zatom) <= len(ELEMENTS) else ""
-    if not symbol:
+    if not symbol or abs(zatom - round(zatom)) > 1e-6:
         raise ValueError(f"zatom = {zatom} is not an element")
     return RadialPseudo(
-        symbol=symbol, zion=float(zion), zatom=float(zatom), functional=PSPXC.get(pspxc, ""),
+        symbol=symbol, zion=float(zion), zatom=float(zatom), functional=from_pspxc(pspxc),
         functional_label=f"pspxc {pspxc}", source=source, format="psp8", r=r, rab=np.full_like(r, h),
         v_local=v_local, projectors=projectors, dij=np.diag(np.array(ekb, dtype=float)),
         core_density=core, valence_density=valence, quadrature="ctrap", mesh_local=mmax, mesh_beta=mmax)

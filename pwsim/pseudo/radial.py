@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 #: pw.x integrates V_loc, the core and valence densities only up to the first mesh point beyond this (bohr)
 PWX_RCUT = 10.0
 
@@ -56,6 +58,56 @@ class RadialPseudo:
         if self.quadrature == "ctrap":
             return ctrap_weights(n, float(self.r[1] - self.r[0]))
         return simpson_weights(self.rab[:n])
+
+
+#: fewest mesh points a radial pseudopotential may have (ABINIT's corrected trapezoid needs 10)
+MIN_MESH = 10
+#: most mesh points (a pseudopotential has a few thousand; the header must not size an allocation)
+MAX_MESH = 200_000
+#: most projectors (ONCVPSP and pw.x files have at most 2 per l for l <= 3, with spin-orbit 4)
+MAX_PROJECTORS = 32
+
+
+def check_physics(p: RadialPseudo, label: str) -> None:
+    """Refuse (InputError naming ``label``) a pseudopotential that no generator could have written:
+    a valence charge not in (0, Z] for its element, a radial mesh that is not strictly increasing
+    from r >= 0 or whose arrays do not all have its length, projectors with l outside 0..3 or a
+    coupling matrix of the wrong shape, non-finite numbers. Called by every reader, before use."""
+    def fail(problem):
+        raise InputError(f"pseudopotential file {label} is not a valid pseudopotential: {problem}")
+
+    if not (np.isfinite(p.zion) and np.isfinite(p.zatom)):
+        fail("its valence charge or atomic number is not a finite number")
+    if not 0 < p.zion <= p.zatom:
+        fail(f"the valence charge {p.zion:g} of {p.symbol} (Z = {p.zatom:g}) must be greater than 0 and at most Z")
+    r = np.asarray(p.r, dtype=float)
+    n = r.size
+    if not MIN_MESH <= n <= MAX_MESH:
+        fail(f"its radial mesh has {n} points (between {MIN_MESH} and {MAX_MESH} expected)")
+    if not np.all(np.isfinite(r)) or r[0] < 0 or np.any(np.diff(r) <= 0):
+        fail("its radial mesh is not strictly increasing from r >= 0")
+    arrays = {"dr/di (rab)": p.rab, "local potential": p.v_local, "core density": p.core_density,
+              "valence density": p.valence_density}
+    arrays.update({f"projector {i + 1}": beta for i, (_, beta) in enumerate(p.projectors)})
+    arrays.update({f"orbital {w[0] or i + 1}": w[3] for i, w in enumerate(p.wavefunctions)})
+    for name, values in arrays.items():
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=float)
+        if values.shape != (n,):
+            fail(f"its {name} has {values.size} values on a mesh of {n} points")
+        if not np.all(np.isfinite(values)):
+            fail(f"its {name} contains a non-finite number")
+    if p.quadrature != "ctrap" and np.any(np.asarray(p.rab, dtype=float) <= 0):
+        fail("its dr/di (rab) is not positive")
+    nproj = len(p.projectors)
+    if nproj > MAX_PROJECTORS or any(not 0 <= l <= 3 for l, _ in p.projectors):
+        fail(f"{nproj} projectors with l = {sorted({l for l, _ in p.projectors})} (at most {MAX_PROJECTORS}, l = 0..3)")
+    dij = np.asarray(p.dij, dtype=float)
+    if dij.shape != (nproj, nproj) or not np.all(np.isfinite(dij)):
+        fail(f"its projector coefficients form a {dij.shape} array, not a finite ({nproj}, {nproj}) matrix")
+    if not (1 <= p.mesh_local <= n and (1 <= p.mesh_beta <= n or (nproj == 0 and p.mesh_beta == 0))):
+        fail("its integration ranges exceed its radial mesh")
 
 
 def simpson_weights(rab: np.ndarray) -> np.ndarray:

@@ -13,40 +13,35 @@ import numpy as np
 
 from ..errors import InputError, content_free
 from ..structure import ELEMENTS
-from .radial import RadialPseudo, pwx_mesh_cut
+from ..xc.registry import from_qe_label
+from .radial import MAX_MESH, MAX_PROJECTORS, MIN_MESH, RadialPseudo, check_physics, pwx_mesh_cut
 
 RY = 0.5  # hartree per rydberg
 
 
 def functional_from_qe(label: str) -> str:
-    """pwsim functional name for a QE functional label ("SLA PW PBX PBC", "PBE", ...), or ""."""
-    words = label.upper().replace("-", " ").split()
-    short = {"PZ": "lda-pz", "LDA": "lda-pz", "PW": "lda", "PBE": "pbe"}
-    if len(words) == 1:
-        return short.get(words[0], "")
-    words = (words + ["NOGX", "NOGC"])[:4]
-    exch, corr, gx, gc = words
-    if exch != "SLA":
-        return ""
-    if (gx, gc) == ("NOGX", "NOGC"):
-        return {"PZ": "lda-pz", "PW": "lda"}.get(corr, "")
-    if corr == "PW" and gx in ("PBX", "PBE") and gc in ("PBC", "PBE"):
-        return "pbe"
-    return ""
+    """pwsim functional name for a QE functional label ("SLA PW PBX PBC", "PBE", ...), or "" (the
+    labels are the XC registry's)."""
+    return from_qe_label(label)
 
 
 def parse_upf(text: str, source: str = "") -> RadialPseudo:
     """Parse UPF (v1 or v2) text; raises InputError naming ``source`` when malformed or unsupported."""
     label = source or "<UPF text>"
+    if re.search(r"<!\s*(DOCTYPE|ENTITY)", text, re.IGNORECASE):
+        # no UPF file has a DTD; entities are how XML files expand to gigabytes or pull in other files
+        raise InputError(f"pseudopotential file {label} declares a DTD or XML entities (<!DOCTYPE or <!ENTITY): "
+                         "refused; a UPF file has neither")
     try:
-        if re.search(r"<UPF\s+version", text):
-            return _parse_v2(text, label, source)
-        return _parse_v1(text, label, source)
+        pseudo = _parse_v2(text, label, source) if re.search(r"<UPF\s+version", text) else \
+            _parse_v1(text, label, source)
     except InputError:
         raise
-    except (ValueError, IndexError, KeyError, AttributeError) as exc:
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError, OverflowError) as exc:
         raise InputError(f"malformed UPF pseudopotential file {label}: "
                          f"{content_free(exc, 'not in the UPF format pwsim reads')}") from None
+    check_physics(pseudo, label)
+    return pseudo
 
 
 # ------------------------------------------------------------------ helpers
@@ -66,6 +61,26 @@ def _section(text: str, tag: str, required: bool = True):
             raise ValueError(f"no <{tag}> section")
         return None
     return m.group(1) or "", m.group(2)
+
+
+def _count(value, name: str, low: int, high: int) -> int:
+    """A count of the header (mesh size, number of projectors), an integer within [low, high]: it sizes
+    what is read next, so neither a negative nor a huge number may pass."""
+    if value is None:
+        raise ValueError(f"the header has no {name}")
+    number = float(value)
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{name} = {value} (an integer from {low} to {high} expected)")
+    return int(number)
+
+
+def _mesh(text: str, nmesh: int) -> tuple[np.ndarray, np.ndarray]:
+    """r and dr/di of the radial mesh, each exactly as long as the header declares."""
+    r, rab = _floats(_section(text, "PP_R")[1]), _floats(_section(text, "PP_RAB")[1])
+    for tag, values in (("PP_R", r), ("PP_RAB", rab)):
+        if values.size != nmesh:
+            raise ValueError(f"the header declares {nmesh} mesh points but <{tag}> has {values.size} values")
+    return r, rab
 
 
 def _attr(attrs: str, name: str, default=None):
@@ -120,11 +135,10 @@ def _parse_v2(text: str, label: str, source: str) -> RadialPseudo:
         _refuse(label, "a bare Coulomb potential")
     if ptype not in ("NC", "SL"):
         _refuse(label, f"of type {ptype!r}")
-    nmesh = int(float(_attr(hdr, "mesh_size")))
-    r = _floats(_section(text, "PP_R")[1])[:nmesh]
-    rab = _floats(_section(text, "PP_RAB")[1])[:nmesh]
+    nmesh = _count(_attr(hdr, "mesh_size"), "mesh_size", MIN_MESH, MAX_MESH)
+    r, rab = _mesh(text, nmesh)
     vloc = _floats(_section(text, "PP_LOCAL")[1])
-    nproj = int(float(_attr(hdr, "number_of_proj", "0")))
+    nproj = _count(_attr(hdr, "number_of_proj", "0"), "number_of_proj", 0, MAX_PROJECTORS)
     betas, kbeta = [], 0
     for k in range(1, nproj + 1):
         attrs, body = _section(text, f"PP_BETA.{k}")
@@ -134,7 +148,7 @@ def _parse_v2(text: str, label: str, source: str) -> RadialPseudo:
     core = _floats(_section(text, "PP_NLCC")[1]) if _true(_attr(hdr, "core_correction")) else None
     rho = _section(text, "PP_RHOATOM", required=False)
     wfcs = []
-    for k in range(1, int(float(_attr(hdr, "number_of_wfc", "0"))) + 1):
+    for k in range(1, _count(_attr(hdr, "number_of_wfc", "0"), "number_of_wfc", 0, MAX_PROJECTORS) + 1):
         sec = _section(text, f"PP_CHI.{k}", required=False)
         if sec is None:
             break
@@ -163,17 +177,16 @@ def _parse_v1(text: str, label: str, source: str) -> RadialPseudo:
     nlcc = _true(hdr[3].split()[0])
     functional = " ".join(hdr[4].split()[:4])
     zion = float(hdr[5].split()[0])
-    nmesh = int(hdr[9].split()[0])
-    nwfc, nproj = (int(t) for t in hdr[10].split()[:2])
-    r = _floats(_section(text, "PP_R")[1])[:nmesh]
-    rab = _floats(_section(text, "PP_RAB")[1])[:nmesh]
+    nmesh = _count(hdr[9].split()[0], "mesh", MIN_MESH, MAX_MESH)
+    nwfc, nproj = (_count(t, "the number of orbitals and projectors", 0, MAX_PROJECTORS) for t in hdr[10].split()[:2])
+    r, rab = _mesh(text, nmesh)
     vloc = _floats(_section(text, "PP_LOCAL")[1])
     nonlocal_ = _section(text, "PP_NONLOCAL")[1]
     betas, kbeta = [], 0
     for body in re.findall(r"<PP_BETA>(.*?)</PP_BETA>", nonlocal_, re.DOTALL)[:nproj]:
         lines = body.strip().splitlines()
         l = int(lines[0].split()[1])
-        kk = int(lines[1].split()[0])
+        kk = _count(lines[1].split()[0], "a projector's mesh size", 0, nmesh)
         vals = _floats(" ".join(lines[2:]))[:kk]
         beta = np.zeros(nmesh)
         beta[:kk] = vals

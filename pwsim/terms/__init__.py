@@ -3,7 +3,10 @@
 
 To add a term: write one module here with a ``Term`` subclass, and add it to ``REGISTRY``.
 Everything else (the SCF potential and Hamiltonian, the energy breakdown, forces, stress, and the
-finite-difference checks of tests/test_terms.py) picks it up from the registry.
+finite-difference checks of tests/test_terms.py) picks it up from the registry. A term whose
+operator depends on the orbitals (exact exchange, a meta-GGA's tau potential, Hubbard U) is added
+the same way: it sets ``orbital_dependent = True`` and builds ``operator(kpoint, state)`` from the
+state's orbitals and occupations (:mod:`pwsim.terms.base` says which state it is handed).
 """
 from __future__ import annotations
 
@@ -43,9 +46,17 @@ class Terms:
     def __iter__(self):
         return iter(self.terms)
 
-    def potential(self, rho_sR):
-        """The summed local potential of the density, (nspin, n1, n2, n3) device, hartree."""
-        state = ElectronicState(rho_sR)
+    @property
+    def needs_orbitals(self) -> bool:
+        """Some term's operator depends on the orbitals: the SCF must hand each step's Hamiltonian
+        the orbitals and occupations of the previous step."""
+        return any(term.orbital_dependent for term in self.terms)
+
+    def potential(self, state):
+        """The summed local potential of the state (an :class:`ElectronicState`, or its density
+        (nspin, n1, n2, n3) device alone), (nspin, n1, n2, n3) device, hartree."""
+        state = state if isinstance(state, ElectronicState) else ElectronicState(state)
+        rho_sR = state.rho_sR
         total = None
         for term in self.terms:
             v = term.potential(state)
@@ -56,9 +67,10 @@ class Terms:
             total = xp.zeros(rho_sR.shape, dtype=rho_sR.dtype) if total is None else xp.stack([total] * rho_sR.shape[0])
         return total
 
-    def operators(self, kpoint) -> list:
-        """The orbital operators of one k-point (objects with ``apply``, ``band_energies``, ``single``)."""
-        return [op for op in (term.operator(kpoint) for term in self.terms) if op is not None]
+    def operators(self, kpoint, state: ElectronicState | None = None) -> list:
+        """The orbital operators of one k-point on ``state`` (objects with ``apply``, ``band_energies``,
+        ``single``); with no state, those of the geometry alone (orbital-dependent terms give none)."""
+        return [op for op in (term.operator(kpoint, state) for term in self.terms) if op is not None]
 
     def energies(self, state: ElectronicState) -> dict:
         """name -> energy (hartree, Python floats), in registry order."""

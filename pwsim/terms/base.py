@@ -1,14 +1,19 @@
 """The shape every energy term has, and the electronic state the terms are evaluated on.
 
 A term is built once per geometry from the shared :class:`~pwsim.terms.context.Context` and gives,
-from the same code and the same cached arrays:
+from the same code and the same cached arrays, everything as a function of the electronic state
+(DFTK's ``ene_ops(term, basis, psi, occupation; rho)``, split into its parts):
 
 * ``energy(state)``    its energy, hartree (a Python float);
 * ``potential(state)`` its multiplicative potential dE/drho(r), (n1, n2, n3) or (nspin, n1, n2, n3)
                        device, hartree (density terms), or None;
-* ``operator(kpoint)`` its operator on the orbitals of one k-point (an object with ``apply(c_nG)``
+* ``operator(kpoint, state)``
+                       its operator on the orbitals of one k-point, built from ``state`` (an
+                       :class:`ElectronicState`, or None where only the geometry is known), or None.
+                       The operator is (1 / (f_nk w_k)) dE/dpsi_nk*: an object with ``apply(c_nG)``
                        and ``apply(c_nG, out=...)`` (V psi added into ``out`` in place),
-                       ``band_energies(c_nG)`` and ``single()``), or None;
+                       ``band_energies(c_nG)`` (<psi_n|V|psi_n>, (nbands,) float64 device) and
+                       ``single()`` (the same operator for complex64 orbitals);
 * ``forces(state)``    -dE/dtau at fixed density and orbitals, (natoms, 3) host, hartree/bohr;
 * ``stress(state)``    (1/Omega) dE/d eps at fixed c_nG and fixed fractional density, symmetric
                        (3, 3) host, hartree/bohr^3 (convention of :mod:`pwsim.stress`).
@@ -16,6 +21,33 @@ from the same code and the same cached arrays:
 The defaults (no potential, no operator, zero forces and stress) are those of a term that does
 not depend on that quantity. tests/test_terms.py checks every registered term against finite
 differences of its own energy.
+
+Terms that see the orbitals. A term that depends only on the density or the geometry ignores the
+orbitals of ``state`` (the kinetic and non-local operators ignore ``state`` altogether and are
+cached once per geometry). A term whose operator depends on the orbitals (exact exchange, a
+meta-GGA's tau potential, Hubbard U) sets ``orbital_dependent = True`` (on the class, or on the
+instance from its context: a hybrid with no exact exchange need not) and builds its operator of
+one k-point from ``state.wavefunctions`` and ``state.occupations`` (any k-point's: the state is
+the whole state of the step, indexed like ``self.context.basis.kpoints``; :func:`occupied_bands`
+gives the occupied rows of one). The state it is handed:
+
+* in the SCF (:mod:`pwsim.scf`), the Hamiltonian of a step is assembled from the terms and the
+  state of that step: the input density and the orbitals and occupations of the previous step
+  (``wavefunctions`` (nbands, npw) per k-point, the first nbands of the working block;
+  ``occupations`` (nspin, nk, nbands)). On the first step of a run started from a density there
+  are no orbitals yet (both None): the term then returns None (its operator is left out of that
+  step), as it must wherever ``state`` is None or holds no orbitals. The state of a step is a
+  snapshot: it is not changed while the eigensolver replaces the orbitals of the step;
+* for the energy, forces and stress, the new orbitals and their density;
+* for a band-structure path (:mod:`pwsim.nscf`), only the density: an orbital-dependent term is
+  refused there.
+
+Only where some term is orbital-dependent (:attr:`pwsim.terms.Terms.needs_orbitals`) does the SCF
+put the orbitals into the state of a step, so that other runs free the old orbitals during the
+solve as before. The SCF mixes only the density: an orbital-dependent operator follows the unmixed
+orbitals of the previous step, which converges for a weak term (tests/test_terms.py) but not in
+general; exact exchange will want an outer loop that fixes its operator while the density converges
+(ACE), which builds on this same ``operator(kpoint, state)``.
 """
 from __future__ import annotations
 
@@ -40,8 +72,10 @@ class ElectronicState:
     """What the terms are evaluated on.
 
     rho_sR:        (nspin, n1, n2, n3) density, electrons/bohr^3, device
-    wavefunctions: per k-point of the basis an (nbands, npw) device array (c_nG), or None
-    occupations:   (nspin, nk, nbands) host, electrons per state, or None
+    wavefunctions: per k-point of the basis (``basis.kpoints``, spin-major) an (nbands, npw) device
+                   array (c_nG; None at another MPI pool's k-points), or None (no orbitals yet)
+    occupations:   (nspin, nk, nbands) host, electrons per state (f_nk, without the k-point
+                   weight), or None
     """
 
     rho_sR: object
@@ -54,6 +88,8 @@ class Term:
 
     #: the key of the term in the energy breakdown
     name = ""
+    #: the operator depends on the orbitals and occupations of the state (module docstring)
+    orbital_dependent = False
 
     def __init__(self, context):
         self.context = context
@@ -64,7 +100,7 @@ class Term:
     def potential(self, state: ElectronicState):
         return None
 
-    def operator(self, kpoint):
+    def operator(self, kpoint, state: ElectronicState | None = None):
         return None
 
     def forces(self, state: ElectronicState) -> np.ndarray:

@@ -42,7 +42,7 @@ class KineticOperator:
 class Kinetic(Term):
     name = "kinetic"
 
-    def operator(self, kpoint) -> KineticOperator:
+    def operator(self, kpoint, state=None) -> KineticOperator:
         return KineticOperator(self.context.backend.xp, kpoint)
 
     def energy(self, state) -> float:

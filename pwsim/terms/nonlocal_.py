@@ -298,7 +298,7 @@ class Nonlocal(Term):
         super().__init__(context)
         self._operators = {}  # k-point index -> NonlocalOperator, when context.keep_operators
 
-    def operator(self, kpoint) -> NonlocalOperator:
+    def operator(self, kpoint, state=None) -> NonlocalOperator:
         op = self._operators.get(kpoint.index)
         if op is None:
             op = build_operator(self.context.basis, self.context.pseudos, kpoint)

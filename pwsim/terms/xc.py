@@ -4,8 +4,10 @@ E_xc = sum_r e(rho(r), sigma(r)) dV, evaluated on rho_s + rho_core / nspin when 
 pseudopotentials carry a nonlinear core correction (``rho_core_R``; None, at no cost, for GTH).
 For a GGA the potential is V_s = de/drho_s - div(2 de/dsigma_ss grad rho_s + de/dsigma_ud grad
 rho_s'), with the gradients and the divergence taken by FFT on the same box, so the potential is
-the exact derivative of the discretised energy. The pointwise functionals live in
-:mod:`pwsim.xc_functionals`.
+the exact derivative of the discretised energy. The pointwise functionals, pwsim's own and libxc's,
+are evaluated through the XC registry (:func:`pwsim.xc.evaluate`); what this module needs of a
+functional is whether it takes gradients (``needs_gradient``), so any LDA or GGA in the registry runs
+here, energy, potential, forces and stress alike.
 
 Stress (rho scales as 1/Omega at fixed fractional grid points; e_st = de/dsigma_st)::
 
@@ -20,27 +22,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import xc_functionals
+from .. import xc as functionals
+from ..errors import InputError
 from .base import Term, symmetric
 
 
 def _evaluate_planes(bk, functional, rho_sR, sigma=None):
-    """xc_functionals.evaluate on (nspin, n1, n2, n3) arrays, its ranges of x-planes evaluated at once
-    by the host threads (pointwise: the same numbers as one call)."""
+    """pwsim.xc.evaluate of ``functional`` (a name or a registry record) on (nspin, n1, n2, n3) arrays,
+    its ranges of x-planes evaluated at once by the host threads (pointwise: the same numbers as one
+    call)."""
     xp = bk.xp
     n1 = rho_sR.shape[1]
     parts = {}
 
     def planes(a, b):
-        parts[a] = xc_functionals.evaluate(functional, xp, rho_sR[:, a:b, ...],
-                                           None if sigma is None else sigma[:, a:b, ...])
+        parts[a] = functionals.evaluate(functional, xp, rho_sR[:, a:b, ...],
+                                        None if sigma is None else sigma[:, a:b, ...], backend=bk)
     bk.each_range(planes, [(0, n1)], split=bk.rows_per_share(rho_sR[0, 0, ...].size))
     if len(parts) == 1:
         return parts[0]
     pieces = [parts[a] for a in sorted(parts)]
     vsigma = None if sigma is None else xp.concat([p.vsigma for p in pieces], axis=1)
-    return xc_functionals.XCResult(xp.concat([p.e for p in pieces], axis=0),
-                                   xp.concat([p.vrho for p in pieces], axis=1), vsigma)
+    return functionals.XCResult(xp.concat([p.e for p in pieces], axis=0),
+                                xp.concat([p.vrho for p in pieces], axis=1), vsigma)
 
 
 class Xc(Term):
@@ -48,6 +52,10 @@ class Xc(Term):
 
     def __init__(self, context):
         super().__init__(context)
+        #: the functional's registry record (an unknown or unusable name stops here)
+        self.functional = functionals.require_usable(context.xc)
+        if context.basis.nspin == 2 and not self.functional.spin:
+            raise InputError(f"xc = {self.functional.name!r} has no spin-polarised form: use spin = 'none'")
         core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
         #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction
         self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
@@ -62,8 +70,8 @@ class Xc(Term):
         on the total (valence + core) density."""
         basis = self.context.basis
         xp = self.context.backend.xp
-        functional = self.context.xc
-        if not xc_functionals.is_gga(functional):
+        functional = self.functional
+        if not functional.needs_gradient:
             return _evaluate_planes(self.context.backend, functional, rho_sR), None, None
         grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:

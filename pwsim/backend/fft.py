@@ -1,0 +1,437 @@
+"""FFT engines behind :class:`pwsim.backend.Backend`: SciPy's, pyFFTW's (with pruned "stick" band
+transforms, planned once per layout), pyFFTW's shared out over host threads, and the array namespace's
+own (array_api_strict, CuPy's cuFFT)."""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sys
+import threading
+import weakref
+
+import numpy as np
+
+from . import threads as hostthreads
+
+#: numbers the FFT engines: plans cached on a box map are keyed by the engine that owns their arrays
+_ENGINE_IDS = itertools.count()
+#: FFTW's planner is not thread-safe (executing plans is): every plan is made under this lock
+_PLANNER_LOCK = threading.RLock()
+
+
+class _ScipyFFT:
+    def __init__(self, threads):
+        import scipy.fft
+
+        self.sp = scipy.fft
+        self.threads = threads
+
+    def fftn(self, a):
+        return self.sp.fftn(a, axes=(-3, -2, -1), workers=self.threads)
+
+    def ifftn(self, a, normalise=True):
+        return self.sp.ifftn(a, axes=(-3, -2, -1), workers=self.threads, norm="backward" if normalise else "forward")
+
+
+class _PyFFTW:
+    """FFTW through pyFFTW: plans for one band, built once and executed band by band.
+
+    pyFFTW's interface cache plans (and keeps work arrays for) every batch size it meets; the number
+    of active bands changes every eigensolver iteration, so that cache grows by hundreds of MB. Plans
+    for a single grid, re-pointed at each band of a batch whose bands are each SIMD-aligned, cost one
+    grid of memory and the same time per transform.
+
+    Wavefunction transforms are pruned (:class:`Sticks`): three in-place 1-D passes, the first two
+    restricted to the columns and planes the G-sphere occupies."""
+
+    pruned = True
+
+    #: grids at least this large are planned with FFTW_MEASURE, smaller ones with FFTW_ESTIMATE.
+    #: On small boxes MEASURE's one-off planning of the dozen pruned plans outweighs its faster
+    #: transforms; on large ones it pays (whole-run figures in docs/benchmarks.md). PWSIM_FFTW_EFFORT
+    #: overrides.
+    MEASURE_FROM = 48**3
+    #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
+    #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
+    #: other (docs/parallel.md)
+    THREADS_FROM = hostthreads.WHOLE_BOX_THREADS_FROM
+
+    def __init__(self, threads):
+        self.pyfftw = _import_pyfftw()
+        self.threads = threads
+        self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
+        self.plans = {}
+        self.align = self.pyfftw.simd_alignment
+        # Every plan is made on views of two scratch boxes per grid and dtype, and re-pointed at them
+        # after each use (:meth:`_rest`): otherwise each of the ~20 plans would keep its own box-sized
+        # arrays, and the last arrays it ran on, alive (~60 MiB on a 72^3 grid).
+        self.scratch = {}
+        self.home = {}
+        self._potential = None  # (weak reference to a potential, its interleaved copy)
+
+    def _threads(self, grid):
+        return self.threads if grid[0] * grid[1] * grid[2] >= self.THREADS_FROM else 1
+
+    def _effort(self, grid):
+        return os.environ.get("PWSIM_FFTW_EFFORT") or (
+            "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= self.MEASURE_FROM else "FFTW_ESTIMATE")
+
+    def _scratch(self, grid, dtype, which, shape):
+        """An aligned array of ``shape`` on the shared scratch box ``which`` (0 or 1) of this grid and dtype."""
+        key = (tuple(grid), np.dtype(dtype).char, which)
+        if key not in self.scratch:
+            self.scratch[key] = self.pyfftw.empty_aligned(math.prod(grid), dtype=dtype)
+        return self.scratch[key][: math.prod(shape)].reshape(shape)
+
+    def _rest(self, *plans):
+        """Re-point plans at their scratch arrays, releasing the arrays they last ran on."""
+        for plan in plans:
+            plan.update_arrays(*self.home[id(plan)])
+
+    def _plan(self, grid, dtype, inverse):
+        key = (grid, dtype, inverse)
+        if key not in self.plans:
+            with _PLANNER_LOCK:
+                self._make_plan(key, grid, dtype, inverse)
+        return self.plans[key]
+
+    def _make_plan(self, key, grid, dtype, inverse):
+        a = self._scratch(grid, dtype, 0, grid)
+        b = self._scratch(grid, dtype, 1, grid)
+        plan = self.pyfftw.FFTW(
+            a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+            threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
+        self.plans[key], self.home[id(plan)] = plan, (a, b)
+
+    def _plan_1d(self, shape, axis, dtype, inverse, grid, which=0, offset=0):
+        """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised,
+        planned on (so executed without re-pointing on) the part of scratch box ``which`` that
+        starts ``offset`` elements in."""
+        key = ("1d", shape, axis, dtype, inverse, which, offset)
+        if key not in self.plans:
+            size = int(np.prod(shape))
+            a = self._scratch(grid, dtype, which, (offset + size,))[offset:].reshape(shape)
+            aligned = a.ctypes.data % self.align == 0
+            flags = (self._effort(grid),) + (() if aligned else ("FFTW_UNALIGNED",))
+            plan = self.pyfftw.FFTW(
+                a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                threads=self._threads(grid), flags=flags, normalise_idft=False)
+            self.plans[key], self.home[id(plan)] = plan, (a, a)
+        return self.plans[key]
+
+    def _stack(self, nb, shape, dtype):
+        """(nb, *shape) array whose rows are each contiguous and SIMD-aligned (so one plan serves all)."""
+        n = int(np.prod(shape))
+        itemsize = np.dtype(dtype).itemsize
+        per = -(-n * itemsize // self.align) * self.align // itemsize
+        return self.pyfftw.empty_aligned((nb, per), dtype=dtype)[:, :n].reshape(nb, *shape)
+
+    def _run(self, a, inverse, normalise=True):
+        grid = tuple(a.shape[-3:])
+        dtype = np.complex64 if a.dtype in (np.complex64, np.float32) else np.complex128
+        flat = a.reshape(-1, *grid)
+        if flat.dtype == dtype and flat.flags.c_contiguous and flat.ctypes.data % self.align == 0:
+            source = flat  # out-of-place complex transforms leave their input intact
+        else:
+            source = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
+            source[...] = flat
+        out = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
+        plan = self._plan(grid, dtype, inverse)
+        for i in range(flat.shape[0]):
+            plan.update_arrays(source[i], out[i])
+            plan.execute()
+            if inverse and normalise:  # execute() never normalises (pyFFTW does that only in __call__)
+                out[i] *= 1.0 / (grid[0] * grid[1] * grid[2])
+        self._rest(plan)
+        return out.reshape(a.shape[:-3] + grid)
+
+    def fftn(self, a):
+        return self._run(a, False)
+
+    def ifftn(self, a, normalise=True):
+        return self._run(a, True, normalise)
+
+    # --------------------------------------------------------- pruned transforms
+    def _passes(self, box_map, dtype, inverse):
+        """The plans of one pruned transform: (z on the sticks, y on each slab, x on the box)."""
+        key = (self.uid, np.dtype(dtype).char, inverse)
+        cache = box_map.sticks.plans
+        if key not in cache:
+            with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
+                cache[key] = self._make_passes(box_map, dtype, inverse)
+        return cache[key]
+
+    def _make_passes(self, box_map, dtype, inverse):
+        """Each pass planned on the very arrays :meth:`_buffers` hands out: the stick array on
+        scratch box 1, every slab and the whole box on scratch box 0. Executed there, a plan needs
+        no re-pointing (pyFFTW's update_arrays checks cost ~1 us a call, 8 calls a band)."""
+        n1, n2, n3 = box_map.shape
+        sticks = box_map.sticks
+        grid = box_map.shape
+        z = self._plan_1d((sticks.columns.size, n3), 1, dtype, inverse, grid, which=1)
+        y = [(self._plan_1d((stop - start, n2, n3), 1, dtype, inverse, grid, offset=start * n2 * n3), start, stop)
+             for start, stop in sticks.slabs]
+        x = self._plan_1d((n1, n2, n3), 0, dtype, inverse, grid)
+        return z, y, x
+
+    @staticmethod
+    def _execute(plan, array):
+        plan.update_arrays(array, array)
+        plan.execute()
+
+    def _inverse(self, plans, sticks, stick, box, home=True):
+        """stick (ncol, n3) holding a band's coefficients -> box (n1, n2, n3), in place, unnormalised.
+        home: box is the scratch box the plans were made on (else they are re-pointed at it)."""
+        z, ys, x = plans
+        n1, n2, n3 = box.shape
+        z.execute()  # the stick array is always the scratch one
+        box.fill(0)
+        box.reshape(n1 * n2, n3)[sticks.columns] = stick
+        if home:
+            for plan, _, _ in ys:
+                plan.execute()
+            x.execute()
+            return
+        for plan, start, stop in ys:
+            self._execute(plan, box[start:stop])
+        self._execute(x, box)
+
+    def _forward(self, plans, sticks, box, stick):
+        """box (n1, n2, n3), the plans' scratch box -> stick (ncol, n3) at the sphere's columns;
+        overwrites box."""
+        z, ys, x = plans
+        n1, n2, n3 = box.shape
+        x.execute()
+        for plan, _, _ in ys:
+            plan.execute()
+        box.reshape(n1 * n2, n3).take(sticks.columns, axis=0, out=stick)
+        z.execute()
+
+    def _interleaved(self, potential, dtype):
+        """The real potential (n1, n2, n3) with every value twice, (n1, n2, 2 n3) of the real dtype
+        matching complex ``dtype``: a complex box viewed as reals is then multiplied by it in one
+        contiguous real product, with no complex-by-real type promotion. Kept for the
+        last potential seen (one grid): an eigensolver applies the same one hundreds of times."""
+        real = np.float32 if dtype == np.complex64 else np.float64
+        cached = self._potential
+        if cached is not None and cached[0]() is potential and cached[1].dtype == real:
+            return cached[1]
+        pair = np.empty(potential.shape[:-1] + (potential.shape[-1], 2), dtype=real)
+        pair[..., 0] = potential
+        pair[..., 1] = potential
+        pair = pair.reshape(potential.shape[:-1] + (2 * potential.shape[-1],))
+        self._potential = (weakref.ref(potential), pair)
+        return pair
+
+    def _buffers(self, box_map, dtype):
+        """A stick array and a box for one band, on the scratch boxes (the plans' own arrays);
+        kept with the layout's plans (every eigensolver iteration asks again)."""
+        key = (self.uid, np.dtype(dtype).char, "buffers")
+        cache = box_map.sticks.plans
+        if key not in cache:
+            stick = self._scratch(box_map.shape, dtype, 1, (box_map.sticks.columns.size, box_map.shape[2]))
+            box = self._scratch(box_map.shape, dtype, 0, box_map.shape)
+            cache[key] = stick, stick.reshape(-1), box
+        return cache[key]
+
+    def _load(self, flat_stick, index, c, j, pair):
+        """Put row j (and, for pairs, i times row j + 1) into the zeroed stick array."""
+        flat_stick.fill(0)
+        flat_stick[index] = c[j]
+        if pair and j + 1 < c.shape[0]:
+            flat_stick[index] += 1j * c[j + 1]
+
+    def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
+        """Unnormalised inverse transform of rows (..., npw) -> (..., n1, n2, n3). With ``potential``,
+        returns grid_to_sphere(potential * that) instead, one band at a time; with ``minus_index``
+        as well, the rows are real functions and go two per transform."""
+        lead = coeffs.shape[:-1]
+        c = coeffs.reshape(-1, coeffs.shape[-1])
+        nb, npw = c.shape
+        dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
+        sticks = box_map.sticks
+        inverse = self._passes(box_map, dtype, True)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
+        if potential is None:
+            out = self._stack(nb, box_map.shape, dtype)
+            for j in range(nb):
+                self._load(flat_stick, sticks.index, c, j, False)
+                self._inverse(inverse, sticks, stick, out[j], home=False)
+            self._rest(inverse[2], *(plan for plan, _, _ in inverse[1]))
+            return out.reshape(*lead, *box_map.shape)
+        forward = self._passes(box_map, dtype, False)
+        result = np.empty((nb, npw), dtype=dtype)
+        pair = minus_index is not None
+        f = np.empty(npw, dtype=dtype)
+        v_pair = self._interleaved(potential, dtype)
+        box_real = box.view(v_pair.dtype)  # (n1, n2, 2 n3): real and imaginary parts side by side
+        index = sticks.index
+        for j in range(0, nb, 2 if pair else 1):
+            self._load(flat_stick, index, c, j, pair)
+            self._inverse(inverse, sticks, stick, box)
+            box_real *= v_pair
+            self._forward(forward, sticks, box, stick)
+            if not pair:
+                flat_stick.take(index, out=result[j])
+                continue
+            flat_stick.take(index, out=f)
+            f_minus = np.conj(f[minus_index])
+            result[j] = 0.5 * (f + f_minus)
+            if j + 1 < nb:
+                result[j + 1] = -0.5j * (f - f_minus)
+        return result.reshape(*lead, npw)
+
+    def density(self, coeffs, weights, box_map, real):
+        """sum_n w_n |psi_n(r)|^2 (unnormalised transforms), accumulated band by band in float64."""
+        c = coeffs
+        nb = c.shape[0]
+        dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
+        sticks = box_map.sticks
+        inverse = self._passes(box_map, dtype, True)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
+        # the box viewed as reals, (n1, n2, 2 n3): squares of real and imaginary parts side by side,
+        # accumulated so in float64 (contiguous passes, no strided real/imag views) and added at the end
+        n1, n2, n3 = box_map.shape
+        parts = box.view(np.float32 if dtype == np.complex64 else np.float64)
+        acc = np.zeros((n1, n2, 2 * n3))
+        square = np.empty((n1, n2, 2 * n3))
+        pair_weights = np.empty(2)
+        for j in range(0, nb, 2 if real else 1):
+            self._load(flat_stick, sticks.index, c, j, real)
+            self._inverse(inverse, sticks, stick, box)
+            np.multiply(parts, parts, out=square)
+            if real:  # row j in the real part, row j + 1 in the imaginary part
+                pair_weights[0] = weights[j]
+                pair_weights[1] = weights[j + 1] if j + 1 < nb else 0.0
+                square.reshape(-1, 2).__imul__(pair_weights)
+            else:
+                square *= weights[j]
+            acc += square
+        return acc[..., 0::2] + acc[..., 1::2]
+
+    def grid_to_sphere(self, grid, box_map):
+        """Unnormalised forward transform (..., n1, n2, n3) -> (..., npw) at the sphere's G."""
+        n1, n2, n3 = box_map.shape
+        lead = grid.shape[:-3]
+        g = grid.reshape(-1, n1, n2, n3)
+        dtype = np.complex64 if g.dtype in (np.complex64, np.float32) else np.complex128
+        sticks = box_map.sticks
+        z, ys, x = self._passes(box_map, dtype, False)
+        stick, flat_stick, box = self._buffers(box_map, dtype)
+        result = np.empty((g.shape[0], sticks.index.size), dtype=dtype)
+        for b in range(g.shape[0]):
+            box[...] = g[b]
+            self._forward((z, ys, x), sticks, box, stick)
+            flat_stick.take(sticks.index, out=result[b])
+        return result.reshape(*lead, sticks.index.size)
+
+
+class _SharedFFTW:
+    """Pruned band transforms shared out over host threads (:mod:`pwsim.hostthreads`).
+
+    Each thread has its own single-threaded :class:`_PyFFTW` engine, so its own plans and scratch
+    boxes: a pyFFTW plan object holds the arrays it runs on, and two threads cannot use one at once.
+    Batches too small to share run on the first thread's engine (no second set of pruned plans to
+    make: FFTW_MEASURE planning of a large set is costly); full-box transforms (potentials,
+    densities) go to ``whole``, an engine that uses FFTW's own threads on large grids."""
+
+    pruned = True
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.whole = _PyFFTW(threads)
+        self.slots = [_PyFFTW(1) for _ in range(threads)]
+
+    def _engine(self):
+        """FFTW's own threads for whole boxes, except on a thread running a share (its own engine)."""
+        return self.slots[hostthreads.slot()] if hostthreads.inside_share() else self.whole
+
+    def fftn(self, a):
+        return self._engine().fftn(a)
+
+    def ifftn(self, a, normalise=True):
+        return self._engine().ifftn(a, normalise)
+
+    def grid_to_sphere(self, grid, box_map):
+        return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)
+
+    def _ranges(self, nbands, even, box_map):
+        points = box_map.shape[0] * box_map.shape[1] * box_map.shape[2]
+        min_rows = max(hostthreads.MIN_BANDS_PER_THREAD, -(-hostthreads.MIN_SHARED_FFT_POINTS // points))
+        return hostthreads.shares(nbands, self.threads, even=even, min_rows=min_rows)
+
+    def sphere_to_grid(self, coeffs, box_map, potential=None, minus_index=None):
+        c = coeffs.reshape(-1, coeffs.shape[-1])
+        ranges = self._ranges(c.shape[0], minus_index is not None, box_map)
+        if potential is None or len(ranges) == 1 or hostthreads.inside_share():
+            # the bare transform returns whole boxes: not shared; inside a share: this thread's engine
+            return self.slots[hostthreads.slot()].sphere_to_grid(coeffs, box_map, potential, minus_index)
+
+        def share(i, a, b):
+            return self.slots[i].sphere_to_grid(c[a:b], box_map, potential, minus_index)
+
+        parts = hostthreads.run_shares(self.threads, share, ranges)
+        return np.concatenate(parts, axis=0).reshape(coeffs.shape)
+
+    def density(self, coeffs, weights, box_map, real):
+        ranges = self._ranges(coeffs.shape[0], real, box_map)
+        if len(ranges) == 1 or hostthreads.inside_share():
+            return self.slots[hostthreads.slot()].density(coeffs, weights, box_map, real)
+
+        def share(i, a, b):
+            return self.slots[i].density(coeffs[a:b], weights[a:b], box_map, real)
+
+        parts = hostthreads.run_shares(self.threads, share, ranges)
+        rho = parts[0]
+        for part in parts[1:]:  # in share order: the same sum on every run with this thread count
+            rho += part
+        return rho
+
+
+class _NamespaceFFT:
+    """FFT through the namespace's own fft extension (array_api_strict, CuPy's cuFFT)."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def _complex(self, a):
+        xp = self.xp
+        if xp.isdtype(a.dtype, "complex floating"):
+            return a
+        return xp.astype(a, xp.complex64 if a.dtype == xp.float32 else xp.complex128)
+
+    def fftn(self, a):
+        return self.xp.fft.fftn(self._complex(a), axes=(-3, -2, -1))
+
+    def ifftn(self, a, normalise=True):
+        return self.xp.fft.ifftn(self._complex(a), axes=(-3, -2, -1), norm="backward" if normalise else "forward")
+
+
+def _import_pyfftw():
+    """``import pyfftw`` without its optional SciPy interfaces.
+
+    pyFFTW's package import also builds drop-in replacements for ``scipy.fftpack`` and
+    ``scipy.fft``, importing both (a large part of a small run's start-up). pwsim uses only
+    ``pyfftw.FFTW``, so while pyFFTW is first imported ``scipy.fftpack`` is made unimportable
+    (pyFFTW then skips those interfaces) and put back right after. If SciPy's FFTs are already
+    loaded, or pyFFTW is, nothing is changed."""
+    if "pyfftw" in sys.modules or "scipy.fftpack" in sys.modules:
+        import pyfftw
+
+        return pyfftw
+    sys.modules["scipy.fftpack"] = None  # "import scipy.fftpack" raises ImportError while this is set
+    try:
+        import pyfftw
+    finally:
+        if sys.modules.get("scipy.fftpack", 0) is None:
+            del sys.modules["scipy.fftpack"]
+    return pyfftw
+
+
+def fft_library_name() -> str:
+    try:
+        _import_pyfftw()
+        return "pyfftw"
+    except ImportError:
+        return "scipy.fft"
