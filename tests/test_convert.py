@@ -126,3 +126,22 @@ def test_command_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and out.exists()
     assert parse_text(out.read_text(), str(out)).settings.ecut == 8.0
+
+
+def test_qe_users_table_is_generated_and_complete():
+    from pwsim.convert import KEY_TABLE, TRANSLATED, qe_users_markdown
+
+    assert {(namelist, key) for namelist, keys in TRANSLATED.items() for key in keys} == set(KEY_TABLE)
+    docs = Path(__file__).parents[1] / "docs" / "for-qe-users.md"
+    assert docs.read_text() == qe_users_markdown(), "regenerate: python -m pwsim.convert > docs/for-qe-users.md"
+
+
+@needs_pseudos
+def test_relaxation_keys_carry_their_units():
+    text = convert_text(_si("vc-relax").replace("&electrons", "&cell\n press_conv_thr=0.5\n/\n&electrons")
+                        .replace("calculation='vc-relax'", "calculation='vc-relax', forc_conv_thr=1e-3, nstep=20"),
+                        "si.in", HERE)
+    deck = parse_text(text, "si.toml")
+    relax = deck.run["relax"]
+    assert relax["fmax"] == pytest.approx(5e-4) and relax["max_steps"] == 20 and relax["cell"]
+    assert relax["smax"] == pytest.approx(0.5e8 / 2.9421015697e13, rel=1e-6)  # 0.5 kbar in Ha/bohr^3
