@@ -471,6 +471,13 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
     return out.text(source)
 
 
+def is_pw_input(text: str) -> bool:
+    """Whether ``text`` is a pw.x input rather than TOML: a ``&system`` namelist and an
+    ``ATOMIC_SPECIES`` card (neither is valid TOML)."""
+    return (re.search(r"^\s*&system\b", text, re.I | re.M) is not None
+            and re.search(r"^\s*ATOMIC_SPECIES\b", text, re.I | re.M) is not None)
+
+
 def convert_file(path) -> str:
     """:func:`convert_text` of the file at ``path``."""
     path = Path(path)

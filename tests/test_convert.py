@@ -145,3 +145,17 @@ def test_relaxation_keys_carry_their_units():
     relax = deck.run["relax"]
     assert relax["fmax"] == pytest.approx(5e-4) and relax["max_steps"] == 20 and relax["cell"]
     assert relax["smax"] == pytest.approx(0.5e8 / 2.9421015697e13, rel=1e-6)  # 0.5 kbar in Ha/bohr^3
+
+
+@needs_pseudos
+def test_check_and_run_recognise_a_pw_x_input(tmp_path):
+    """`pwsim check pw.in` (and run) read a pw.x input by its content, through the converter."""
+    from pwsim.io.input import parse_file
+
+    path = tmp_path / "si.in"
+    path.write_text(_si())
+    deck = parse_file(path)
+    assert deck.settings.ecut == 8.0 and deck.structure.natoms == 2 and deck.settings.kpoints == (2, 2, 2)
+    proc = subprocess.run([sys.executable, "-m", "pwsim", "check", str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "valid" in proc.stdout

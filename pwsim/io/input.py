@@ -424,6 +424,12 @@ def parse_file(path) -> InputDeck:
         raise InputError(f"{path}: not a text (UTF-8) file; the input is a TOML file") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    from ..convert import is_pw_input
+
+    if is_pw_input(text):  # a pw.x input: run what `pwsim convert` makes of it
+        from ..convert import convert_text
+
+        text = convert_text(text, str(path), path.parent)
     deck = parse_text(text, str(path), path.parent)
     deck.path = path
     return deck
