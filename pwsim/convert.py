@@ -24,7 +24,7 @@ import numpy as np
 from .errors import InputError
 from .units import BOHR_IN_ANGSTROM
 
-__all__ = ["convert_text", "convert_file", "ibrav_lattice"]
+__all__ = ["convert_file", "convert_text", "ibrav_lattice"]
 
 #: pw.x keys that concern its own files, output or numerics: noted as comments, not translated
 IGNORED = {
@@ -452,7 +452,7 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
 
     try:
         data, lines = read_fortran_namelist(io.StringIO(text))
-    except Exception as exc:  # ASE's reader raises plain exceptions on malformed namelists
+    except Exception as exc:  # ASE's reader raises plain exceptions on malformed namelists  # noqa: BLE001
         raise InputError(f"{source}: not a readable pw.x input ({type(exc).__name__}: {exc})") from None
     data = {name.lower(): {k.lower(): v for k, v in keys.items()} for name, keys in data.items()}
     control, system = data.get("control", {}), data.get("system", {})
@@ -474,8 +474,8 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
 def is_pw_input(text: str) -> bool:
     """Whether ``text`` is a pw.x input rather than TOML: a ``&system`` namelist and an
     ``ATOMIC_SPECIES`` card (neither is valid TOML)."""
-    return (re.search(r"^\s*&system\b", text, re.I | re.M) is not None
-            and re.search(r"^\s*ATOMIC_SPECIES\b", text, re.I | re.M) is not None)
+    return (re.search(r"^\s*&system\b", text, re.IGNORECASE | re.MULTILINE) is not None
+            and re.search(r"^\s*ATOMIC_SPECIES\b", text, re.IGNORECASE | re.MULTILINE) is not None)
 
 
 def convert_file(path) -> str:
@@ -528,8 +528,8 @@ KEY_TABLE = {
     ("control", "calculation"): ("[run] task, [relax] cell", "", "scf; relax; vc-relax = relax with cell = true"),
     ("control", "forc_conv_thr"): ("[relax] fmax", "Ry/bohr", ""),
     ("control", "nstep"): ("[relax] max_steps", "", ""),
-    ("control", "pseudo_dir"): ("[model] pseudopotentials", "", "files looked up there, as pw.x; "
-                                                               "then $ESPRESSO_PSEUDO, ~/espresso/pseudo"),
+    ("control", "pseudo_dir"): ("[model] pseudopotentials", "",
+                                "files looked up there, as pw.x; then $ESPRESSO_PSEUDO, ~/espresso/pseudo"),
     ("system", "ibrav"): ("[structure] lattice", "bohr", "every ibrav, as pw.x's latgen"),
     ("system", "celldm"): ("[structure] lattice", "bohr", "celldm(1) = a; b/a, c/a, cosines"),
     ("system", "a"): ("[structure] lattice", "angstrom", "A, B, C, cosAB, cosAC, cosBC as pw.x"),
@@ -578,9 +578,9 @@ def qe_users_markdown() -> str:
              "| namelist | pw.x key | pwsim key | units | notes |", "|---|---|---|---|---|"]
     for (namelist, key), (target, units, note) in KEY_TABLE.items():
         lines.append(f"| &{namelist} | `{key}` | {target} | {units} | {note} |")
-    lines += ["", "Cards: `ATOMIC_SPECIES`, `ATOMIC_POSITIONS` (alat, bohr, angstrom, crystal), `CELL_PARAMETERS`"
-              " (alat, bohr, angstrom), `K_POINTS automatic | gamma`; explicit lists (tpiba, crystal, tpiba_b,"
-              " crystal_b) are refused.", "",
+    lines += ["", ("Cards: `ATOMIC_SPECIES`, `ATOMIC_POSITIONS` (alat, bohr, angstrom, crystal), `CELL_PARAMETERS`"
+                   " (alat, bohr, angstrom), `K_POINTS automatic | gamma`; explicit lists (tpiba, crystal, tpiba_b,"
+                   " crystal_b) are refused."), "",
               "Refused (one line naming the key, exit status 2): " + ", ".join(
                   f"`{k}` ({why})" for k, why in sorted(UNSUPPORTED.items())) + ".", "",
               "Noted as comments, not translated (pw.x's own I/O and numerics): "

@@ -97,8 +97,8 @@ def _low_cutoff_warnings(run) -> list[str]:
              if "low" in (getattr(pseudo, "hints", None) or {}) and ecut < pseudo.hints["low"]]
     if not below:
         return []
-    return [f"ecut = {ecut:.4g} Ha ({ecut * HARTREE_IN_EV:.0f} eV) is below the 'low' cutoff hint of "
-            f"{', '.join(below)}: energies, forces and geometries are not converged"]
+    return [(f"ecut = {ecut:.4g} Ha ({ecut * HARTREE_IN_EV:.0f} eV) is below the 'low' cutoff hint of "
+             f"{', '.join(below)}: energies, forces and geometries are not converged")]
 
 
 def _odd(n: float) -> bool:

@@ -28,9 +28,8 @@ import pytest
 import pwsim
 from pwsim.errors import EnvironmentProblem, InputError, InputWarning
 from pwsim.io.input import parse_text
-from pwsim.settings import table_of
 from pwsim.resolve import check_sphere_fits, resolve, time_reversal_count
-from pwsim.settings import SCHEMA, Settings, SettingsError, table_keys, validated
+from pwsim.settings import SCHEMA, Settings, SettingsError, table_keys, table_of, validated
 from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV, HARTREE_PER_BOHR3_IN_GPA, to_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -602,7 +601,7 @@ def test_suggestions_are_typos_only():
                 continue
             assert _edit_distance(a, b) >= 3 or (a, b) == ("fmax", "smax"), (a, b)
     assert unknown_key_hint("xmax", SCHEMA["relax"]) == ""  # as near fmax as smax: no suggestion
-    for table, specs in SCHEMA.items():
+    for specs in SCHEMA.values():
         for key in specs:
             typos = {key[:j] + key[j + 1:] for j in range(len(key))}  # deletions
             typos |= {key[:j] + key[j + 1] + key[j] + key[j + 2:] for j in range(len(key) - 1)}  # swaps
@@ -623,8 +622,8 @@ def test_cutoff_below_the_low_hint_warns_on_every_path():
     """run, the API and the ASE calculator warn as check does (issue 27: ecut = 400 eV relaxed H2O with
     PseudoDojo O, low hint 36 Ha, to O-H 1.01 A)."""
     found = _warnings_of(h2(), ecut=8.0, pseudopotentials="pseudodojo")
-    assert found == ["ecut = 8 Ha (218 eV) is below the 'low' cutoff hint of H (31 Ha): energies, forces and "
-                     "geometries are not converged"]
+    assert found == [("ecut = 8 Ha (218 eV) is below the 'low' cutoff hint of H (31 Ha): energies, forces and "
+                      "geometries are not converged")]
     assert _warnings_of(h2(), ecut=31.0, pseudopotentials="pseudodojo") == []
 
 
