@@ -281,7 +281,10 @@ def _species(lines: list[str], system: dict, control: dict, base: Path) -> dict[
 
 
 # ============================================================================ translation
-def _structure(out: _Toml, system: dict, lines: list[str], species: dict) -> list[str]:
+def _structure(out: _Toml, system: dict, lines: list[str], species: dict):
+    """Write [structure]; returns (labels, the pwsim Structure, alat in bohr or None)."""
+    from .structure import Structure
+
     lattice, alat = _lattice(system, lines)
     labels, frac, flags = _positions(system, lines, lattice, alat)
     if any(f is not None and any(v == 0 for v in f) for f in flags):
@@ -296,7 +299,7 @@ def _structure(out: _Toml, system: dict, lines: list[str], species: dict) -> lis
     frac = frac - np.floor(frac + 1e-12)  # into [0, 1), as pwsim writes positions
     out.set("structure", "positions", [[round(float(x), 12) + 0.0 for x in row] for row in frac],
             "ATOMIC_POSITIONS, as fractional coordinates")
-    return labels
+    return labels, Structure(lattice, [species[label]["element"] for label in labels], frac), alat
 
 
 def _model(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
@@ -354,7 +357,7 @@ def _spin(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
         out.set("model", "magnetization", float(system["tot_magnetization"]), "&system tot_magnetization")
 
 
-def _basis(out: _Toml, system: dict, lines: list[str]) -> None:
+def _basis(out: _Toml, system: dict, lines: list[str], structure, alat) -> None:
     ecutwfc = float(system["ecutwfc"]) if "ecutwfc" in system else None
     if ecutwfc is None:
         raise InputError("&system ecutwfc is missing")
@@ -368,19 +371,73 @@ def _basis(out: _Toml, system: dict, lines: list[str]) -> None:
         out.set("basis", "nbands", int(system["nbnd"]), "&system nbnd")
     if system.get("nosym") or system.get("noinv"):
         out.set("basis", "symmetry", False, "&system nosym/noinv")
+    _kpoints(out, lines, structure, alat, bool(system.get("nosym") or system.get("noinv")))
+
+
+def _kpoints(out: _Toml, lines: list[str], structure, alat, nosym: bool) -> None:
     card = _card(lines, "K_POINTS")
     option = card[0].split()[0] if card and card[0] else "tpiba"
     if card is None or option == "gamma":
         out.set("basis", "kpoints", [1, 1, 1], "K_POINTS gamma (pwsim uses real wavefunctions at Gamma alone)")
         return
+    if option in ("tpiba", "crystal") and not nosym:
+        grid, shift = _grid_of_list(card[1], option, structure, alat)
+        out.set("basis", "kpoints", list(grid), f"K_POINTS {option}: the list is this grid reduced by symmetry")
+        out.set("basis", "kshift", list(shift), f"K_POINTS {option}: (pwsim reduces the grid itself)")
+        return
     if option != "automatic":
-        raise InputError(f"K_POINTS {option}: explicit k-point lists are not supported by pwsim yet; "
+        raise InputError(f"K_POINTS {option}: explicit k-point lists are not supported by pwsim yet (a tpiba or "
+                         "crystal list is accepted where it is a Monkhorst-Pack grid reduced by symmetry); "
                          "use K_POINTS automatic (or gamma)")
     numbers = [int(x) for x in card[1][0].split()[:6]]
     if len(numbers) != 6 or any(s not in (0, 1) for s in numbers[3:]):
         raise InputError("K_POINTS automatic: expected six integers, n1 n2 n3 and shifts 0 or 1")
     out.set("basis", "kpoints", numbers[:3], "K_POINTS automatic")
     out.set("basis", "kshift", numbers[3:], "K_POINTS automatic shifts (half a step, as pw.x)")
+
+
+def _grid_of_list(body: list[str], option: str, structure, alat) -> tuple[tuple, tuple]:
+    """The Monkhorst-Pack grid (n, n, n and shifts) of which an explicit weighted k-point list (QE's
+    special points, tpiba or crystal) is the irreducible set: both, unfolded by the crystal's
+    operations and time reversal, must carry the same weight on every point. InputError if none
+    of the grids up to 16^3 matches."""
+    from .symmetry import find_symmetry, symmetrized_kpoints
+
+    try:
+        count = int(body[0].split()[0])
+        rows = np.array([[_number(x) for x in line.split()[:4]] for line in body[1:1 + count]])
+    except (IndexError, ValueError, InputError):
+        raise InputError(f"K_POINTS {option}: expected the number of points, then k1 k2 k3 weight lines") from None
+    if rows.shape != (count, 4):
+        raise InputError(f"K_POINTS {option}: expected {count} lines of k1 k2 k3 weight")
+    kpoints = rows[:, :3]
+    if option == "tpiba":
+        if alat is None:
+            raise InputError("K_POINTS tpiba needs celldm(1) or A in &system")
+        kpoints = kpoints @ structure.lattice.T / alat  # k.a_j / 2 pi, the fractional coordinates
+    symmetry = find_symmetry(structure)
+    target = _orbit_weights(kpoints, rows[:, 3] / rows[:, 3].sum(), symmetry)
+    for n in range(1, 17):
+        for shift in ((0, 0, 0), (1, 1, 1), (0, 0, 1)):
+            _, kset = symmetrized_kpoints(structure, (n, n, n), shift, symmetry, "full")
+            if kset.nk == count and _orbit_weights(kset.fractional, kset.weights, symmetry).keys() == target.keys():
+                found = _orbit_weights(kset.fractional, kset.weights, symmetry)
+                if all(abs(found[key] - target[key]) < 1e-6 for key in target):
+                    return (n, n, n), shift
+    raise InputError(f"K_POINTS {option}: this explicit list is not a Monkhorst-Pack grid reduced by symmetry; "
+                     "explicit k-point lists are not supported by pwsim yet")
+
+
+def _orbit_weights(kpoints: np.ndarray, weights: np.ndarray, symmetry) -> dict:
+    """Weight per symmetry orbit (crystal operations and time reversal): key -> summed weight."""
+    mrot = symmetry.reciprocal_rotations()
+    out: dict = {}
+    for k, w in zip(np.asarray(kpoints, dtype=float), weights):
+        images = np.concatenate([k @ mrot.mT, -(k @ mrot.mT)])
+        keys = np.rint((images - np.floor(images + 1e-9)) * 96000).astype(np.int64) % 96000
+        key = min(tuple(row) for row in keys.tolist())
+        out[key] = out.get(key, 0.0) + float(w)
+    return out
 
 
 def _control(out: _Toml, control: dict, electrons: dict, ions: dict, cell: dict) -> None:
@@ -462,9 +519,9 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
     try:
         out.notes = _check_keys(data)
         species = _species(lines, system, control, base_dir or Path.cwd())
-        labels = _structure(out, system, lines, species)
+        labels, structure, alat = _structure(out, system, lines, species)
         _model(out, system, species, labels)
-        _basis(out, system, lines)
+        _basis(out, system, lines, structure, alat)
         _control(out, control, data.get("electrons", {}), data.get("ions", {}), data.get("cell", {}))
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
@@ -579,8 +636,9 @@ def qe_users_markdown() -> str:
     for (namelist, key), (target, units, note) in KEY_TABLE.items():
         lines.append(f"| &{namelist} | `{key}` | {target} | {units} | {note} |")
     lines += ["", ("Cards: `ATOMIC_SPECIES`, `ATOMIC_POSITIONS` (alat, bohr, angstrom, crystal), `CELL_PARAMETERS`"
-                   " (alat, bohr, angstrom), `K_POINTS automatic | gamma`; explicit lists (tpiba, crystal, tpiba_b,"
-                   " crystal_b) are refused."), "",
+                   " (alat, bohr, angstrom), `K_POINTS automatic | gamma`, and `tpiba | crystal` lists that are a"
+                   " Monkhorst-Pack grid reduced by symmetry (QE's special points: written as that grid); other"
+                   " explicit lists and tpiba_b, crystal_b are refused."), "",
               "Refused (one line naming the key, exit status 2): " + ", ".join(
                   f"`{k}` ({why})" for k, why in sorted(UNSUPPORTED.items())) + ".", "",
               "Noted as comments, not translated (pw.x's own I/O and numerics): "

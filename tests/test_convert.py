@@ -38,7 +38,8 @@ def _deck(text):
 
 
 @needs_pseudos
-@pytest.mark.parametrize("name", ["si_ibrav2", "al_smearing", "al_hcp_abc"])
+@pytest.mark.parametrize("name", ["si_ibrav2", "al_smearing", "al_hcp_abc", "qe_suite_metal_fermi_dirac",
+                                  "qe_suite_metal_mp"])
 def test_converted_inputs_give_pw_x_energies(name):
     deck = _deck((HERE / f"{name}.pwi").read_text())
     result = pwsim.scf(deck.structure, deck.settings, compute_forces=False, compute_stress=False)
@@ -92,7 +93,7 @@ def test_spin_relax_and_gamma_translate():
 
 @needs_pseudos
 @pytest.mark.parametrize("change, fragment", [
-    (dict(kpoints="crystal\n 1\n 0 0 0 1"), "K_POINTS crystal"),
+    (dict(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"), "K_POINTS crystal"),
     (dict(kpoints="tpiba_b\n 1\n 0 0 0 1"), "K_POINTS tpiba_b"),
     (dict(system=", occupations='tetrahedra'"), "occupations = 'tetrahedra'"),
     (dict(system=", noncolin=.true."), "noncolin"),
@@ -114,7 +115,7 @@ def test_unsupported_constructs_are_one_line_naming_the_key(change, fragment):
 @needs_pseudos
 def test_command_line(tmp_path):
     bad = tmp_path / "bad.in"
-    bad.write_text(_si(kpoints="crystal\n 1\n 0 0 0 1"))
+    bad.write_text(_si(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"))
     out = tmp_path / "bad.toml"
     proc = subprocess.run([sys.executable, "-m", "pwsim", "convert", str(bad), "-o", str(out)],
                           capture_output=True, text=True, timeout=120)
@@ -159,3 +160,13 @@ def test_check_and_run_recognise_a_pw_x_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pwsim", "check", str(path)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "valid" in proc.stdout
+
+
+@needs_pseudos
+def test_an_explicit_list_that_is_a_reduced_grid_becomes_that_grid():
+    """QE's special-point lists (the test suite's K_POINTS tpiba of 10 points for fcc Al) are Monkhorst-Pack
+    grids reduced by symmetry; a list that is no such grid is refused."""
+    text = convert_text((HERE / "qe_suite_metal_mp.pwi").read_text(), "metal.in", HERE)
+    assert "kpoints = [4, 4, 4]" in text and "kshift = [1, 1, 1]" in text
+    with pytest.raises(pwsim.InputError, match="not a Monkhorst-Pack grid"):
+        convert_text(_si(kpoints="tpiba\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"), "si.in", HERE)
