@@ -507,6 +507,9 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
         raise InputError("pwsim convert reads namelists with ASE: pip install 'pwsim[ase]'") from None
     import io
 
+    # "&electrons conv_thr = 1.d-8" (keys on the namelist's own line, which pw.x accepts): ASE's
+    # reader wants the name alone on its line
+    text = re.sub(r"^([ \t]*&\w+)[ \t,]+(?=\S)", "\\1\n", text, flags=re.MULTILINE)
     try:
         data, lines = read_fortran_namelist(io.StringIO(text))
     except Exception as exc:  # ASE's reader raises plain exceptions on malformed namelists  # noqa: BLE001

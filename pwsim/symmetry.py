@@ -31,7 +31,8 @@ from .structure import ELEMENTS, Structure
 __all__ = [
     "Symmetry", "KpointSet", "DensitySymmetrizer",
     "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints", "grid_preserving_subgroup",
-    "lattice_point_group", "completed_kpoints", "symmetrized_kpoints", "kpoint_symmetrization_note",
+    "lattice_point_group", "pw_x_lattice_group", "completed_kpoints", "symmetrized_kpoints",
+    "kpoint_symmetrization_note",
     "symmetrize_density", "symmetrize_forces", "check_fft_grid_compatible",
 ]
 
@@ -441,6 +442,36 @@ def lattice_point_group(lattice, symprec: float = 1e-5) -> Symmetry:
     return Symmetry(group.rotations, np.zeros_like(group.translations), group.spacegroup, group.symprec)
 
 
+def _pw_x_rotations() -> np.ndarray:
+    """(96, 3, 3) the Cartesian rotations among which pw.x looks for a lattice's symmetries
+    (``set_sym_bl``): the 48 signed permutations (cubic axes along x, y, z) and the 24 operations of
+    D6h about z with a two-fold axis along x, both with their products with inversion."""
+    import itertools
+
+    cubic = [np.diag(signs)[list(order)] for order in itertools.permutations(range(3))
+             for signs in itertools.product((1, -1), repeat=3)]
+    hexagonal = []
+    for m in range(6):
+        c, s = np.cos(m * np.pi / 3), np.sin(m * np.pi / 3)
+        hexagonal.append(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]))  # about z
+        c2, s2 = np.cos(m * np.pi / 3), np.sin(m * np.pi / 3)  # a two-fold axis at m * 30 degrees
+        hexagonal.append(np.array([[c2, s2, 0], [s2, -c2, 0], [0, 0, -1]]))
+    hexagonal += [-r for r in hexagonal]
+    return np.array(cubic + hexagonal, dtype=float)
+
+
+def pw_x_lattice_group(lattice, symprec: float = 1e-5) -> Symmetry:
+    """The rotations of the lattice that pw.x finds: those of :func:`lattice_point_group` whose
+    Cartesian form is one of :func:`_pw_x_rotations`. pw.x completes a grid with these, so a
+    trigonal cell with its three-fold axis along z (ibrav 5) is completed with D3d even where its
+    lattice is cubic; the completion uses the same subgroup to give pw.x's k-points in any frame."""
+    group = lattice_point_group(lattice, symprec)
+    cartesian = group.cartesian_rotations(lattice)
+    known = _pw_x_rotations()
+    keep = [g for g in range(group.nsym) if np.min(np.abs(known - cartesian[g]).max(axis=(1, 2))) < 1e-5]
+    return group.subset(np.array(keep))
+
+
 def _k_action(symmetry: Symmetry, time_reversal: bool) -> set:
     """The distinct matrices (+-) M_g by which ``symmetry`` (and time reversal) act on k-points."""
     mrot = symmetry.reciprocal_rotations()
@@ -460,7 +491,8 @@ def completed_kpoints(structure: Structure, grid, shift, symmetry: Symmetry, tim
                       lattice_group: Symmetry | None = None) -> KpointSet:
     """Irreducible k-points of a grid completed by the lattice's point group, as pw.x builds them.
 
-    pw.x reduces the Monkhorst-Pack grid with the rotations of the Bravais lattice (``kpoint_grid``:
+    pw.x reduces the Monkhorst-Pack grid with the rotations of the Bravais lattice that it finds
+    (:func:`pw_x_lattice_group`; ``kpoint_grid``:
     stars intersected with the grid, weight = points of the grid in the star), then, when the
     crystal has fewer rotations, spreads each weight evenly over the point's whole lattice star
     (``irrek``: the added points may lie off the grid) and reduces that set with the crystal's
@@ -476,7 +508,7 @@ def completed_kpoints(structure: Structure, grid, shift, symmetry: Symmetry, tim
     """
     grid, shift = _check_grid(grid, shift)
     if lattice_group is None:
-        lattice_group = lattice_point_group(structure.lattice, symmetry.symprec)
+        lattice_group = pw_x_lattice_group(structure.lattice, symmetry.symprec)
     invariant = grid_preserving_subgroup(lattice_group, grid, shift).nsym == lattice_group.nsym
     crystal_action = _k_action(symmetry, time_reversal)
     lattice_action = _k_action(lattice_group, time_reversal)

@@ -39,7 +39,7 @@ def _deck(text):
 
 @needs_pseudos
 @pytest.mark.parametrize("name", ["si_ibrav2", "al_smearing", "al_hcp_abc", "qe_suite_metal_fermi_dirac",
-                                  "qe_suite_metal_mp"])
+                                  "qe_suite_metal_mp"] + [f"qe_suite_lattice_ibrav{n}" for n in (5, -5, 4, 7, 13, 14)])
 def test_converted_inputs_give_pw_x_energies(name):
     deck = _deck((HERE / f"{name}.pwi").read_text())
     result = pwsim.scf(deck.structure, deck.settings, compute_forces=False, compute_stress=False)
