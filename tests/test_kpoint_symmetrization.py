@@ -184,3 +184,20 @@ def test_check_says_which_convention_applies(silicon):
 def test_unknown_convention_is_refused(silicon):
     with pytest.raises(pwsim.InputError, match="kpoint_symmetrization"):
         pwsim.scf(silicon, kpoint_symmetrization="qe", **SETTINGS)
+
+
+def test_lattice_rotations_are_those_pw_x_finds():
+    """pw.x looks for a lattice's rotations among fixed Cartesian ones (cubic axes along x, y, z;
+    hexagonal about z): the fcc lattice of ibrav = 5 with celldm(4) = 0.5 (three-fold axis along z)
+    keeps 12 of its 48, and a shifted 2x2x2 grid of H2 along z is completed to pw.x's 2 points
+    (tests/reference/convert_qe/qe_suite_lattice_ibrav5.pwo: "number of k points= 2")."""
+    from pwsim.convert import ibrav_lattice
+    from pwsim.symmetry import pw_x_lattice_group
+
+    lattice = ibrav_lattice(5, [10.0, 0, 0, 0.5, 0, 0])
+    assert lattice_point_group(lattice).nsym == 48 and pw_x_lattice_group(lattice).nsym == 12
+    cubic = pwsim.diamond("Si", 10.26).lattice
+    assert pw_x_lattice_group(cubic).nsym == 48
+    h2 = pwsim.Structure.from_cartesian(lattice, ["H", "H"], [[0, 0, -0.35], [0, 0, 0.35]], units="angstrom")
+    kset = completed_kpoints(h2, (2, 2, 2), (1, 1, 1), find_symmetry(h2))
+    assert kset.nk == 2 and kset.weights.sum() == pytest.approx(1.0, abs=1e-14)
