@@ -52,7 +52,7 @@ def save(result, path):
     """Write ``result`` (a :class:`Result` from :func:`scf`, :func:`relax` or :func:`load`) to the
     HDF5 file ``path`` through the safe writer (built in memory, renamed into place, the previous file
     kept as ``NAME.bak``, no link followed); returns the path. A wrong argument is an InputError."""
-    from .io.hdf5 import write_result
+    from .io.formats import writer
     from .results import Result
 
     if not isinstance(result, Result):
@@ -60,7 +60,7 @@ def save(result, path):
                          f"got {type(result).__name__}")
     if not isinstance(path, (str, _os.PathLike)):
         raise InputError(f"pwsim.save needs a file name, got {type(path).__name__}")
-    return write_result(result, path)
+    return writer(path)(result, path)  # the format of the file's suffix (io/formats.py), HDF5 by default
 
 
 def __getattr__(name):

@@ -314,7 +314,7 @@ class PWSim(Calculator):
         Fermi level once."""
         levels = self._result().extra.get("fermi_levels")
         if levels is not None:
-            return np.asarray(levels["data"], dtype=float) * HARTREE_IN_EV
+            return np.asarray(levels, dtype=float) * HARTREE_IN_EV
         return np.array([self.get_fermi_level()])
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from .bandgap import BandGap, band_gap, occupied_mask
 from .errors import InputError
-from .io.hdf5 import add_group, as_result, dataset, group_reader
+from .io import schema
+from .io.hdf5 import add_group, as_result, read_group, write_fields
 from .kpath import KPath, make_path, sample_path
 from .nscf import nscf_eigenvalues
 from .results import Result
@@ -140,94 +141,39 @@ def _filled_counts(result):
 
 
 # ============================================================================ HDF5
-def write_bands(path_h5, bs: BandStructure) -> Path:
+def write_bands(path_h5, bs: BandStructure, expect: tuple | None = None) -> Path:
     """Add (or replace) the ``/bands`` group of an existing pwsim output file, atomically.
 
-    Datasets (each with a ``units`` attribute): kpoints (nk, 3) reciprocal_lattice, kpoints_cartesian
-    (nk, 3) 1/bohr, distances (nk,) 1/bohr, eigenvalues (nspin, nk, nbands) hartree, labels (nlabels,)
-    strings, label_indices, label_positions (1/bohr), reference_energy (hartree), and, where known,
-    fermi_level, homo, gap, direct_gap, vbm, cbm (hartree), vbm_kpoint, cbm_kpoint, direct_kpoint
-    (reciprocal_lattice), vbm_index, cbm_index ((spin, k, band)), direct_index ((spin, k)).
-    Attributes: gap_type ('direct', 'indirect', 'metal', 'unknown'), path_source, eigenvalue_convention.
+    The datasets and attributes are those of :data:`pwsim.io.schema.BANDS` (docs/hdf5.md), each
+    dataset with a ``units`` attribute. expect: the :func:`pwsim.io.hdf5.file_identity` of the file
+    the bands were computed from; if the file was replaced meanwhile (a ``pwsim run`` finished on it),
+    nothing is written and an error says so.
     """
-    import h5py
-
-    def write(g):
-        dataset(g, "kpoints", bs.kpoints, "reciprocal_lattice")
-        if bs.structure is not None:
-            dataset(g, "kpoints_cartesian", bs.cartesian, "1/bohr")
-        dataset(g, "distances", bs.distances, "1/bohr")
-        dataset(g, "eigenvalues", bs.eigenvalues, "hartree")
-        dataset(g, "labels", np.array(bs.labels, dtype=h5py.string_dtype()), "dimensionless")
-        dataset(g, "label_indices", np.asarray(bs.label_indices, dtype=np.int64), "dimensionless")
-        dataset(g, "label_positions", np.asarray(bs.label_positions, dtype=float), "1/bohr")
-        dataset(g, "reference_energy", float(bs.reference_energy), "hartree")
-        dataset(g, "n_electrons", float(bs.n_electrons), "electrons")
-        dataset(g, "max_residual", float(bs.residual), "hartree")
-        for key in ("fermi_level", "homo"):
-            value = getattr(bs, key)
-            if value is not None:
-                dataset(g, key, float(value), "hartree")
-        gap = bs.gap
-        kind = "unknown" if gap is None or (not gap.is_metal and gap.cbm is None) else gap.kind
-        if gap is not None:
-            for key in ("gap", "direct_gap", "vbm", "cbm"):
-                value = getattr(gap, key)
-                if value is not None and np.isfinite(value):
-                    dataset(g, key, float(value), "hartree")
-            for key in ("vbm_kpoint", "cbm_kpoint", "direct_kpoint"):
-                value = getattr(gap, key)
-                if value is not None:
-                    dataset(g, key, np.asarray(value, dtype=float), "reciprocal_lattice")
-            for key in ("vbm_index", "cbm_index", "direct_index"):
-                value = getattr(gap, key)
-                if value is not None:
-                    dataset(g, key, np.asarray(value, dtype=np.int64), "dimensionless")
-        g.attrs["gap_type"] = kind
-        g.attrs["path_source"] = bs.source
-        g.attrs["eigenvalue_convention"] = "no G=0 local pseudopotential term in H (ABINIT)"
-
-    return add_group(path_h5, "bands", write)
+    return add_group(path_h5, "bands", lambda g: write_fields(g, schema.BANDS, bs), expect=expect)
 
 
 def read_bands(result_or_path) -> BandStructure:
     """The band structure stored by :func:`write_bands` (from a file or a loaded Result), without
-    recomputing it. Every dataset is checked (kind, shape, finite values, indices in range): a damaged
-    group raises :class:`InputError` with one line naming the dataset."""
+    recomputing it. Every field is checked against :data:`pwsim.io.schema.BANDS` (kind, shape, finite
+    values, ranges, indices in range): a damaged group raises :class:`InputError` with one line naming
+    the dataset."""
     result = as_result(result_or_path)
     if not result.extra.get("bands"):
         raise InputError("this output file holds no band structure (/bands): run `pwsim bands` first")
-    r = group_reader(result, "bands", result_or_path if not isinstance(result_or_path, Result) else None)
-    eigenvalues = r.array("eigenvalues", (None, None, None), expect="(nspin, nk, nbands)")
-    nspin, nk, nbands = eigenvalues.shape
-    if nspin not in (1, 2) or nk < 1 or nbands < 1:
-        r.fail("eigenvalues", f"has shape {eigenvalues.shape}, expected (1 or 2, nk >= 1, nbands >= 1)")
-    labels = [s.decode() if isinstance(s, bytes) else str(s)
-              for s in r.array("labels", (None,), "str", expect="(nlabels,)")]
-    nl = len(labels)
-    label_indices = r.array("label_indices", (nl,), "int", expect=f"({nl},) like /bands/labels")
-    if np.any(label_indices < 0) or np.any(label_indices >= nk):
-        r.fail("label_indices", f"has an index outside 0..{nk - 1}")
-    kind = r.text("gap_type", ("direct", "indirect", "metal", "unknown"), default="unknown")
+    r = read_group(result, "bands", result_or_path if not isinstance(result_or_path, Result) else None)
+    v = r.values
+    eigenvalues = v["eigenvalues"]
+    labels = [s.decode() if isinstance(s, bytes) else str(s) for s in v["labels"]]
+    kind = r.scalar("gap_type", "unknown")
     gap = None
     if kind != "unknown":
-        def index(key, size, bounds):
-            if not r.has(key):
-                return None
-            value = r.array(key, (size,), "int")
-            if np.any(value < 0) or np.any(value >= bounds):
-                r.fail(key, f"is {value.tolist()}, outside {list(bounds)}")
-            return tuple(int(i) for i in value)
+        def index(key):
+            return tuple(int(i) for i in v[key]) if key in v else None
 
-        def kpoint(key):
-            return r.array(key, (3,)) if r.has(key) else None
-
-        gap = BandGap(r.optional("gap") or 0.0, r.optional("direct_gap"), kind == "direct", kind == "metal",
-                      r.optional("vbm"), r.optional("cbm"), index("vbm_index", 3, eigenvalues.shape),
-                      index("cbm_index", 3, eigenvalues.shape), index("direct_index", 2, (nspin, nk)),
-                      kpoint("vbm_kpoint"), kpoint("cbm_kpoint"), kpoint("direct_kpoint"))
-    return BandStructure(r.array("kpoints", (nk, 3), expect=f"({nk}, 3) like /bands/eigenvalues"),
-                         r.array("distances", (nk,), expect=f"({nk},)"), eigenvalues, labels, label_indices,
-                         r.array("label_positions", (nl,), expect=f"({nl},)"), float(r.scalar("n_electrons")),
-                         r.optional("fermi_level"), r.optional("homo"), float(r.scalar("reference_energy")), gap,
-                         result.structure, r.text("path_source", default="user"), r.optional("max_residual") or 0.0)
+        gap = BandGap(r.scalar("gap") or 0.0, r.scalar("direct_gap"), kind == "direct", kind == "metal",
+                      r.scalar("vbm"), r.scalar("cbm"), index("vbm_index"), index("cbm_index"), index("direct_index"),
+                      v.get("vbm_kpoint"), v.get("cbm_kpoint"), v.get("direct_kpoint"))
+    return BandStructure(v["kpoints"], v["distances"], eigenvalues, labels, v["label_indices"], v["label_positions"],
+                         float(r.scalar("n_electrons")), r.scalar("fermi_level"), r.scalar("homo"),
+                         float(r.scalar("reference_energy")), gap, result.structure, r.scalar("path_source", "user"),
+                         r.scalar("max_residual") or 0.0)

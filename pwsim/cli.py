@@ -21,7 +21,7 @@ import click
 
 from . import parallel
 from ._version import __version__
-from .cli_analysis import bands, dos
+from .cli_analysis import bands, dos, export
 from .convert import convert_command
 from .cli_common import (
     Interrupted,
@@ -33,6 +33,7 @@ from .cli_common import (
 )
 from .cli_common import error as _error
 from .cli_common import guard as _guard
+from .cli_lattice import elastic, phonons
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -254,7 +255,7 @@ def check(input_file, debug):
             click.echo(f"[{table}] " + ", ".join(f"{key} = {_format_value(value)}"
                                                  for key, value in _resolved_items(table, run)))
         click.echo("[run] " + ", ".join(f"{key} = {_format_value(deck.run[key])}" for key in deck.run
-                                        if key != "relax"))
+                                        if key not in ("relax", "phonons", "elastic")))
         for line in cutoff_notes(run.pseudos, s.ecut):
             click.echo(line)
         _echo_estimate(est, s)
@@ -304,10 +305,10 @@ def show(h5_file, debug):
     """Print what an output file holds."""
     import h5py
 
-    from .io.hdf5 import load
+    from .io.hdf5 import check_file
 
     def go():
-        r = load(h5_file)
+        r = check_file(h5_file)
         st = r.structure
         click.echo(f"{h5_file}: pwsim {r.provenance.get('pwsim', '?')}, {r.provenance.get('date', '')}")
         click.echo(f"structure: {_composition(st.species)}, {st.natoms} atoms, volume {st.volume:.4f} bohr^3 "
@@ -352,6 +353,9 @@ def info():
 
 main.add_command(bands)
 main.add_command(dos)
+main.add_command(export)
+main.add_command(phonons)
+main.add_command(elastic)
 main.add_command(convert_command)
 
 

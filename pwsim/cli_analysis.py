@@ -57,7 +57,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
     from .io.atomic import check_not_locked, check_writable
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, render_bands, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -67,6 +67,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         if not no_write:  # a link, or a running job's file: refused now, not after the computation
             check_writable(h5_file)
             check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
@@ -74,7 +75,7 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
              f"eigensolver residual {bs.residual:.1e} Ha")
         if not no_write:
-            write_bands(h5_file, bs)
+            write_bands(h5_file, bs, expect=source)
             echo(f"band structure written to {h5_file}:/bands")
         echo(f"picture written to {save_image(picture, image)}")
         click.echo(bs.describe_gap())
@@ -98,7 +99,7 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
     """Density of states of the eigenvalues in H5_FILE."""
     from .dos import density_of_states, write_dos
     from .io.atomic import check_not_locked, check_writable
-    from .io.hdf5 import load
+    from .io.hdf5 import file_identity, load
     from .plotting import check_image_path, render_dos, save_image
 
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -108,16 +109,45 @@ def dos(h5_file, output, width, method, emin, emax, no_write, quiet, debug):
         if not no_write:
             check_writable(h5_file)
             check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
         d = density_of_states(result, width=width, method=method,
                               callback=None if quiet else _progress(f"{method} DOS, part"))
         picture = render_dos(d, image, emin=emin, emax=emax)  # in memory: written once all else succeeded
         if not no_write:
-            write_dos(h5_file, d)
+            write_dos(h5_file, d, expect=source)
             echo(f"density of states written to {h5_file}:/dos")
         echo(f"picture written to {save_image(picture, image)}")
         echo(f"{d.method} DOS, {d.energies.size} energies; {d.electrons_below(d.fermi_level):.4f} states below "
              f"E_F = {d.fermi_level:.6f} Ha ({d.n_electrons:g} electrons); DOS(E_F) = "
              f"{d.at(d.fermi_level) / HARTREE_IN_EV:.4f} states/eV/cell")
+
+    _guard(go, debug)
+
+
+@click.command(name="export")
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.argument("what", type=click.Choice(["density", "spin-density", "potential", "electrostatic", "orbital"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default: H5_FILE's name + _WHAT.cube or .xsf).")
+@click.option("--format", "fmt", type=click.Choice(["cube", "xsf"]), help="File format (default: from -o, else cube).")
+@click.option("--band", type=click.IntRange(min=0), help="orbital: band index (from 0).")
+@click.option("--kpoint", type=click.IntRange(min=0), default=0, show_default=True,
+              help="orbital: k-point index (from 0).")
+@click.option("--spin", type=click.IntRange(min=0, max=1), default=0, show_default=True,
+              help="potential, orbital: spin channel (0 up, 1 down).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def export(h5_file, what, output, fmt, band, kpoint, spin, debug):
+    """Write WHAT of H5_FILE on the FFT grid with the structure as a Gaussian cube or XSF file (VESTA,
+    XCrySDen, ASE): the density, spin density, total local potential, electrostatic potential, or
+    |psi|^2 of one orbital (needs save_wavefunctions). Units: electrons/bohr^3, hartree, 1/bohr^3."""
+    from .export import export as write_export
+    from .io.hdf5 import load
+
+    def go():
+        suffix = fmt or (Path(output).suffix.lstrip(".") if output else "cube")
+        path = Path(output) if output else Path(h5_file).with_name(f"{Path(h5_file).stem}_{what}.{suffix}")
+        written = write_export(load(h5_file), what, path, fmt=suffix, band=band, kpoint=kpoint, spin=spin)
+        click.echo(f"{what} written to {written}")
 
     _guard(go, debug)

@@ -69,6 +69,7 @@ def install_signal_handlers():
 def watch(progress) -> None:
     """Name the running job's :class:`pwsim.runner.RunProgress` (for the message and the exit status)."""
     _SIGNALS["progress"] = progress
+    parallel.ignore_signals_when(lambda: progress.finished)  # (the MPI signal watchdog asks too)
 
 
 def check_interrupted() -> None:
@@ -103,7 +104,7 @@ def error(message: str, code: int):
 
 def interrupted(signum: int):
     click.echo(f"pwsim: {_interrupted_message(signum)}", err=True)
-    sys.exit(128 + signum)
+    parallel.end_on_signal(128 + signum)  # (under MPI: the whole job, every rank)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:

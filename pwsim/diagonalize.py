@@ -1,5 +1,6 @@
-"""Solver dispatch of the SCF: every local k-point's lowest bands by LOBPCG, k-point by k-point
-(band-distributed where a band group is set) or stacked for small complex spheres."""
+"""Solver dispatch of the SCF: every local k-point's lowest bands by the eigensolver of ``[scf]
+eigensolver`` (:mod:`pwsim.eigensolvers`), k-point by k-point (band-distributed where a band group is
+set) or stacked for small complex spheres."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -7,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import parallel
-from .eigensolver import kinetic_preconditioner, lobpcg
-from .eigensolver_batch import batches, lobpcg_batch
+from .eigensolvers import Eigensolver, get_eigensolver
+from .eigensolvers.blocks import kinetic_preconditioner
 from .starting import random_wavefunctions
 
 if TYPE_CHECKING:  # annotations only: pwsim.scf imports this module
@@ -20,11 +21,13 @@ if TYPE_CHECKING:  # annotations only: pwsim.scf imports this module
 #: about residual^2 / gap, stays below ~1e-6 Ha (pw.x relaxes its threshold for empty bands alike)
 EMPTY_BAND_TOL = 1e-4
 EMPTY_OCCUPATION = 1e-8
-#: k-points of at most this many plane waves are solved in stacked batches (pwsim.eigensolver_batch):
-#: below it the per-k-point call overhead of the eigensolver outweighs the arithmetic the stacked
-#: solver adds (its stacking copies). CPU time of whole SCF runs, stacked against k-point by k-point:
-#: Al 8x8x8 (~320 plane waves) 0.86x, Si2 4x4x4 (~190) 1.0x, Si8 2x2x2 (~1150) 1.0-1.04x
-BATCH_MAX_NPW = 700
+#: (the largest sphere LOBPCG solves stacked: see pwsim.eigensolvers.lobpcg.Lobpcg.stack_max_npw)
+BATCH_MAX_NPW = get_eigensolver("lobpcg").stack_max_npw
+
+
+def eigensolver_of(setup: Setup) -> Eigensolver:
+    """The eigensolver of the run's settings (``[scf] eigensolver``; settings of older files: LOBPCG)."""
+    return get_eigensolver(getattr(setup.settings, "eigensolver", "lobpcg"))
 
 def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60,
                 nkeep: int | None = None, occupations=None):
@@ -38,16 +41,17 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
     bk = setup.backend
     nk = len(setup.kpoint_set.weights)
     nb = setup.nbands
+    solver = eigensolver_of(setup)
     eigenvalues = np.zeros((setup.nspin, nk, nb))  # host
     new = list(wavefunctions)  # None at the k-points of other pools
     mine = {}
     total_iterations = 0
     local = setup.layout.local(setup.basis.kpoints)
     stacked = [k for k in local if not k.is_gamma]  # (a Gamma point's real vectors: its own solver below)
-    if _batchable(setup, stacked):
+    if _batchable(setup, solver, stacked):
         try:
-            total_iterations = _diagonalize_batched(setup, hamiltonian, stacked, wavefunctions, new, mine, tol,
-                                                    maxiter, nkeep, occupations)
+            total_iterations = _diagonalize_batched(setup, solver, hamiltonian, stacked, wavefunctions, new, mine,
+                                                    tol, maxiter, nkeep, occupations)
             local = [k for k in local if k.is_gamma]
         except ValueError:  # the atomic orbitals are too dependent somewhere: k-point by k-point below
             pass
@@ -72,11 +76,11 @@ def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: floa
         handed = [x0]  # handed over without a reference here: the solver frees it after copying it
         del x0
         try:
-            result = _solve(bk, apply, handed, precond, options)
+            result = _solve(solver, bk, apply, handed, precond, options)
         except ValueError:  # the atomic orbitals are too dependent (atoms very close): random start
             options["nkeep"] = None
-            result = _solve(bk, apply, [bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), dtype)], precond,
-                            options)
+            result = _solve(solver, bk, apply, [bk.xp.astype(random_wavefunctions(setup, kpoint, nwork), dtype)],
+                            precond, options)
         total_iterations += _keep(setup, hamiltonian, kpoint, result, new, mine)
     for index, values in setup.layout.ordered(mine, (nb,), device=False):  # every k-point's, on every rank
         kpoint = setup.basis.kpoints[index]
@@ -91,14 +95,13 @@ def _keep(setup: Setup, hamiltonian: Hamiltonian, kpoint, result, new, mine) -> 
     new[kpoint.index] = bk.xp.astype(result.vectors, bk.complex_dtype) if hamiltonian.single else result.vectors
     return result.iterations
 
-def _batchable(setup: Setup, kpoints) -> bool:
-    """Solve these (complex, k != 0) k-points in stacked batches (pwsim.eigensolver_batch)? Only on one
-    rank's whole blocks, and only for spheres of a few thousand plane waves at most, whose
-    per-k-point call overhead would otherwise dominate. The rule depends on the basis, not on how
-    many of its k-points this pool holds: a k-point takes the same path, so gives the same bits,
-    on any number of pools."""
+def _batchable(setup: Setup, solver: Eigensolver, kpoints) -> bool:
+    """Solve these (complex, k != 0) k-points in stacked batches? Only on one rank's whole blocks, and
+    only for spheres of at most the solver's ``stack_max_npw`` plane waves, whose per-k-point call
+    overhead would otherwise dominate. The rule depends on the basis, not on how many of its k-points
+    this pool holds: a k-point takes the same path, so gives the same bits, on any number of pools."""
     return (len(kpoints) > 0 and setup.layout.band_group().size == 1
-            and max(k.npw for k in setup.basis.kpoints) <= BATCH_MAX_NPW)
+            and max(k.npw for k in setup.basis.kpoints) <= solver.stack_max_npw)
 
 def _band_tolerances(setup: Setup, kpoint, nwork: int, tol: float, occupations) -> np.ndarray:
     """(nwork,) host residual tolerances of one k-point: tol for the bands occupied in the previous
@@ -110,7 +113,8 @@ def _band_tolerances(setup: Setup, kpoint, nwork: int, tol: float, occupations) 
     tol_k[:occupied] = tol
     return tol_k
 
-def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, tol, maxiter, nkeep, occupations):
+def _diagonalize_batched(setup, solver, hamiltonian, kpoints, wavefunctions, new, mine, tol, maxiter, nkeep,
+                         occupations):
     """:func:`diagonalize` for k-points solved in stacked batches; fills ``new`` and ``mine`` as it
     does. Returns the eigensolver iterations summed over the k-points. ValueError (nothing changed)
     if some k-point's starting subspace is too dependent, or the starting blocks differ in size."""
@@ -128,9 +132,9 @@ def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, 
     # and so whichever batch, it is solved in
     width = max(k.npw for k in setup.basis.kpoints)
     results = []
-    for group in batches([width] * len(kpoints), max(nwork, x0s[0].shape[0]), itemsize):
+    for group in solver.batches([width] * len(kpoints), max(nwork, x0s[0].shape[0]), itemsize):
         ks = [kpoints[i] for i in group]
-        results += lobpcg_batch(
+        results += solver.solve_stacked(
             bk, [hamiltonian.operator(k) for k in ks], [x0s[i] for i in group],
             [k.kinetic_single if hamiltonian.single else k.kinetic_wf for k in ks],
             np.stack([_band_tolerances(setup, k, nwork, tol, occupations) for k in ks]),  # host
@@ -141,13 +145,12 @@ def _diagonalize_batched(setup, hamiltonian, kpoints, wavefunctions, new, mine, 
         total_iterations += _keep(setup, hamiltonian, kpoint, result, new, mine)
     return total_iterations
 
-def _solve(bk, apply, handed, precond, o: dict):
-    """lobpcg on the starting block in the list ``handed`` (taken out of it), with the options ``o``.
-    The keywords are spelled out: a call with ``**o`` packs the positional arguments into a tuple
-    that would keep the starting block alive until the solver returns (Si64 Gamma: +51 MiB at the
-    peak); this way the solver's stored copy is the only one once it has made it."""
-    return lobpcg(bk, apply, handed.pop(), precond, tol=o["tol"], maxiter=o["maxiter"], nconverge=o["nconverge"],
-                  miniter=1, real=o["real"], symmetrize=o["symmetrize"], half=o["half"], nkeep=o["nkeep"],
-                  apply_chunks=o["apply_chunks"], group=o["group"])
+def _solve(solver: Eigensolver, bk, apply, handed, precond, o: dict):
+    """The solver on the starting block in the list ``handed`` (taken out of it by the solver, so that
+    its stored copy is the only one once it has made it: Si64 Gamma, 51 MiB less at the peak), with
+    the options ``o``."""
+    return solver.solve(bk, apply, handed, precond, tol=o["tol"], maxiter=o["maxiter"], nconverge=o["nconverge"],
+                        miniter=1, real=o["real"], symmetrize=o["symmetrize"], half=o["half"], nkeep=o["nkeep"],
+                        apply_chunks=o["apply_chunks"], group=o["group"])
 
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io.hdf5 import add_group, as_result, dataset, group_reader
+from .io import schema
+from .io.hdf5 import add_group, as_result, read_group, write_fields
 from .units import HARTREE_IN_EV
 
 METHODS = ("gaussian", "tetrahedron")
@@ -304,57 +305,30 @@ def density_of_states(result_or_path, width: float = 0.01, method: str = "gaussi
                            float(eig[:, :, -1].min()))
 
 
-def write_dos(path_h5, d: DensityOfStates) -> Path:
+def write_dos(path_h5, d: DensityOfStates, expect: tuple | None = None) -> Path:
     """Add (or replace) the ``/dos`` group of an existing pwsim output file, atomically (refused while a
     job is writing the file).
 
-    Datasets (each with a ``units`` attribute): energies (ne,) hartree, dos (nspin, ne)
-    states/hartree/cell, total (ne,) states/hartree/cell, integrated (nspin, ne) states/cell,
-    fermi_level, reference_energy (hartree), width (hartree, Gaussian only), n_electrons.
-    Attributes: method, normalisation.
+    The datasets and attributes are those of :data:`pwsim.io.schema.DOS` (docs/hdf5.md), each dataset
+    with a ``units`` attribute. expect: the :func:`pwsim.io.hdf5.file_identity` of the file the DOS was
+    computed from; if the file was replaced meanwhile, nothing is written and an error says so.
     """
-    def write(g):
-        dataset(g, "energies", d.energies, "hartree")
-        dataset(g, "dos", d.dos, "states/hartree/cell")
-        dataset(g, "total", d.total, "states/hartree/cell")
-        dataset(g, "integrated", d.integrated, "states/cell")
-        dataset(g, "fermi_level", float(d.fermi_level), "hartree")
-        dataset(g, "reference_energy", float(d.reference_energy), "hartree")
-        dataset(g, "n_electrons", float(d.n_electrons), "electrons")
-        if d.width is not None:
-            dataset(g, "width", float(d.width), "hartree")
-        if d.complete_below is not None:
-            dataset(g, "complete_below", float(d.complete_below), "hartree")
-        g.attrs["method"] = d.method
-        g.attrs["nbands"] = int(d.nbands)
-        g.attrs["normalisation"] = "per spin channel; an unpolarised channel holds both spins (x2)"
-
-    return add_group(path_h5, "dos", write)
+    return add_group(path_h5, "dos", lambda g: write_fields(g, schema.DOS, d), expect=expect)
 
 
 def read_dos(result_or_path) -> DensityOfStates:
-    """The DOS stored by :func:`write_dos`, from a file or a loaded Result. Every dataset is checked
-    (kind, shape, finite values, increasing energies): a damaged group raises :class:`InputError`
-    with one line naming the dataset."""
+    """The DOS stored by :func:`write_dos`, from a file or a loaded Result. Every field is checked
+    against :data:`pwsim.io.schema.DOS` (kind, shape, finite values, ranges, increasing energies): a
+    damaged group raises :class:`InputError` with one line naming the dataset."""
     from .results import Result
 
     result = as_result(result_or_path)
     if not result.extra.get("dos"):
         raise InputError("this output file holds no density of states (/dos): run `pwsim dos` first")
-    r = group_reader(result, "dos", result_or_path if not isinstance(result_or_path, Result) else None)
-    energies = r.array("energies", (None,), expect="(ne,)")
-    if energies.size < 2 or np.any(np.diff(energies) <= 0):
-        r.fail("energies", "is not an increasing grid of at least two energies")
-    ne = energies.size
-    dos = r.array("dos", (None, ne), expect=f"(nspin, {ne}) like /dos/energies")
-    if dos.shape[0] not in (1, 2):
-        r.fail("dos", f"has {dos.shape[0]} spin channels, expected 1 or 2")
-    method = r.text("method", ("gaussian", "tetrahedron"), default="gaussian")
-    width = r.optional("width")
-    if width is not None and width <= 0:
-        r.fail("width", f"is {width:g}, expected a positive broadening")
-    nbands = int(r.scalar("nbands", "int")) if r.has("nbands") else 0
-    return DensityOfStates(energies, dos, r.array("integrated", dos.shape, expect=f"{dos.shape} like /dos/dos"),
-                           float(r.scalar("fermi_level")), float(r.scalar("reference_energy")),
-                           float(r.scalar("n_electrons")), nbands, method, width, result.structure,
-                           r.optional("complete_below"))
+    r = read_group(result, "dos", result_or_path if not isinstance(result_or_path, Result) else None)
+    v = r.values
+    width = r.scalar("width")
+    return DensityOfStates(v["energies"], v["dos"], v["integrated"], float(r.scalar("fermi_level")),
+                           float(r.scalar("reference_energy")), float(r.scalar("n_electrons")),
+                           int(r.scalar("nbands", 0)), r.scalar("method", "gaussian"), width, result.structure,
+                           r.scalar("complete_below"))

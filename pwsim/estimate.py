@@ -4,6 +4,10 @@
 :func:`memory_parts` twice: first with the smallest number of k-points the point group allows (the
 k-point reduction itself needs ~100 bytes x nsym x the grid and is skipped if even that bound does
 not fit), then with the reduced k-points. :func:`check_memory` refuses a run over the limit.
+Before the symmetry is even analysed (spglib and the atom permutations grow with the atoms, the
+reduction with the grid), the same bound with the largest point group (MAX_POINT_GROUP_ORDER) is
+checked, and a grid of more than MAX_KPOINT_GRID points is refused: a job that cannot run is refused
+from its counts alone, in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
@@ -20,7 +25,7 @@ from .errors import EnvironmentProblem
 #: before the start-up stopped importing SciPy's FFT interfaces)
 BASELINE_BYTES = 68e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
-#: range of pwsim.eigensolver.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
+#: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
@@ -77,6 +82,7 @@ class Sizes:
     backend: str
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
+    eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
 
 
 def available_memory() -> float:
@@ -150,7 +156,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     cbytes = 8 if s.precision == "single" else 16
     nk = nk_irr * s.nspin
-    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolver)
+    # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolvers.blocks)
     width = s.npw / 2 if s.gamma_only else s.npw
     block_bytes = s.nwork * width * cbytes
     # the mixer's history: the density's sphere (8 npw points), one of every +-G pair
@@ -167,10 +173,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     if symmetrizer:
         ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
         parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
-    # LOBPCG: X, HX, W, HW, P, HP and row/column ranges of a few MiB (pwsim.eigensolver), in place of
-    # the k-point's orbitals (handed over)
+    # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
-    scf_work = 6 * block_bytes + temporaries + 4 * (3 * s.nwork) ** 2 * 16 - s.nwork * s.npw * cbytes
+    scf_work = get_eigensolver(s.eigensolver).work_bytes(s.nwork, width, s.npw, cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
@@ -185,9 +190,25 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     return parts
 
 
+#: the largest point group of a crystal (m-3m, O_h): the bound on the symmetry used before it is known
+MAX_POINT_GROUP_ORDER = 48
+#: the most points of a Monkhorst-Pack grid that pwsim enumerates and reduces by symmetry (64x64x64).
+#: The reduction costs ~140 bytes per point and operation and ~80 us per point (measured: Si2, 48
+#: operations, a 60x60x60 grid took 18 s and 1.4 GB on this project's machine, shared); a
+#: 200x200x200 grid took 2 min 38 s and 17 GB before this bound
+MAX_KPOINT_GRID = 64**3
+#: seconds per grid point of the k-point reduction (see MAX_KPOINT_GRID)
+REDUCTION_SECONDS_PER_POINT = 8e-5
+
+
 def reduction_bytes(nsym: int, nfull: int) -> float:
-    """Memory the k-point reduction needs (~100 bytes x nsym x the full grid)."""
-    return 100.0 * nsym * nfull
+    """Memory the k-point reduction needs (~140 bytes x nsym x the full grid)."""
+    return 140.0 * nsym * nfull
+
+
+def reduction_seconds(nfull: int) -> float:
+    """Time the k-point reduction of a grid of ``nfull`` points takes (see MAX_KPOINT_GRID)."""
+    return REDUCTION_SECONDS_PER_POINT * nfull
 
 
 def seconds_per_iteration(sizes: Sizes, nk_irr: int) -> float:

@@ -168,10 +168,12 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
 def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
     """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
     from . import parallel
-    from .eigensolver import kinetic_preconditioner, lobpcg
+    from .diagonalize import eigensolver_of
+    from .eigensolvers.blocks import kinetic_preconditioner
     from .scf import atomic_wavefunctions, random_wavefunctions, random_signed
 
     bk, basis, settings = setup.backend, setup.basis, setup.settings
+    solver = eigensolver_of(setup)
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
     nb_work = _working_bands(nbands)
     eigenvalues = np.zeros((nspin, nk, nbands))
@@ -205,11 +207,11 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
         try:
-            res = lobpcg(bk, hamiltonian.operator(kpoint), x0, precond, tol=tol, maxiter=maxiter, nconverge=nbands,
-                         nkeep=nkeep, **distributed)
+            res = solver.solve(bk, hamiltonian.operator(kpoint), [x0], precond, tol=tol, maxiter=maxiter,
+                               nconverge=nbands, nkeep=nkeep, **distributed)
         except ValueError:  # atomic orbitals too dependent (atoms very close): a random start
-            res = lobpcg(bk, hamiltonian.operator(kpoint), random_wavefunctions(setup, kpoint, nb_work), precond,
-                         tol=tol, maxiter=maxiter, nconverge=nbands, **distributed)
+            res = solver.solve(bk, hamiltonian.operator(kpoint), [random_wavefunctions(setup, kpoint, nb_work)],
+                               precond, tol=tol, maxiter=maxiter, nconverge=nbands, **distributed)
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))

@@ -33,13 +33,24 @@ line prints them once (rank 0) and every rank exits with status 2. An error afte
 part has begun may be seen by one rank only: that rank prints one line and aborts the whole job
 (``MPI_Abort``), because the others would otherwise wait for it forever. Uncaught exceptions of a
 script under mpiexec abort the job the same way.
+
+Signals. SIGINT or SIGTERM to any rank, or to ``mpiexec`` (which forwards them to every rank), ends
+the whole job within seconds with one line and exit status 128 + N (:func:`end_on_signal`): a rank
+cannot just exit, since the others would wait for it in their next collective (and its own
+MPI_Finalize would wait for them). A rank whose main thread is inside an MPI call when the signal
+comes cannot run Python's handler until the call returns, which it never does if the rank it waits
+for has gone; a watchdog thread (:func:`_signal_watchdog`, woken through ``signal.set_wakeup_fd``)
+then ends the job after SIGNAL_GRACE seconds. MPI_Abort's own report ("Abort(143) on node ...") is
+not shown: the line pwsim printed says what happened.
 """
 from __future__ import annotations
 
 import atexit
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -68,6 +79,14 @@ BAND_SERIAL_FRACTION = 0.2
 #: bytes of band rows (whole stored width) that one rank receives in one round of the band group's
 #: transposes (pwsim.parallel.BandGroup.rounds): bounds the transposes' buffers for a large cell
 TRANSPOSE_BYTES = 8 * 2**20
+#: seconds a rank's watchdog waits, after SIGINT or SIGTERM, for the main thread to end the job
+#: itself (one line and MPI_Abort take ~0.3 s); past it the main thread is stuck in an MPI call
+SIGNAL_GRACE = 2.0
+#: seconds a rank other than 0 waits before it reports a signal and aborts: mpiexec forwards a signal
+#: to every rank, and rank 0's line (which names the output file's state) then comes alone
+PEER_PAUSE = 1.0
+#: the signals that end a job (the others keep their defaults)
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def launched_size(environ=None) -> int:
@@ -193,7 +212,18 @@ class Comm:
             except (OSError, ValueError):
                 pass
         time.sleep(0.3)
+        _silence_descriptors()  # MPICH's "Abort(N) on node ..." would follow pwsim's line
         self.mpi.Abort(code)
+
+
+def _silence_descriptors() -> None:
+    """Point file descriptors 1 and 2 at /dev/null (this process is about to end)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    except OSError:
+        pass
 
 
 def _packed(counts) -> list[int]:
@@ -201,7 +231,7 @@ def _packed(counts) -> list[int]:
 
 
 _WORLD: Comm | None = None
-_STATE = {"collective": False, "stderr": None}
+_STATE = {"collective": False, "stderr": None, "signal_ignored": None}
 
 
 def world() -> Comm:
@@ -225,6 +255,7 @@ def world() -> Comm:
         if not any(os.environ.get(v, "").isdigit() for v in ("PWSIM_NUM_THREADS", "OMP_NUM_THREADS")):
             os.environ["PWSIM_NUM_THREADS"] = "1"  # one FFT thread per rank: the ranks fill the cores
         sys.excepthook = _abort_on_exception
+        _watch_signals()
     return _WORLD
 
 
@@ -291,21 +322,115 @@ def quiet_other_ranks() -> None:
 def exit(code: int, message: str = "") -> None:
     """End this rank with ``code`` (the command line's last word).
 
-    Serial, before :func:`begin_collective`, or with status 0 or 1 (converged or not: every rank
-    knows it alike): a plain exit. Otherwise the other ranks may be waiting for this one in a
-    collective operation, so the whole job is aborted with ``code``; an internal error (status 3),
-    which may have happened on this rank alone, is printed by it as ``message (rank r)`` (rank 0's
-    own output has already printed the line; a user-facing error is the same on every rank and
-    rank 0 prints it).
+    Serial, or with status 0 or 1 (converged or not: every rank knows it alike): a plain exit.
+    Before :func:`begin_collective` see :func:`_leave_before_collective`. Otherwise the other ranks
+    may be waiting for this one in a collective operation, so the whole job is aborted with
+    ``code``; an internal error (status 3), which may have happened on this rank alone, is printed by
+    it as ``message (rank r)`` (rank 0's own output has already printed the line; a user-facing
+    error is the same on every rank and rank 0 prints it).
     """
     comm = world()
-    if comm.size == 1 or not _STATE["collective"] or code in (0, 1):
+    if comm.size == 1 or code in (0, 1):
         sys.exit(code)
+    if not _STATE["collective"]:
+        _leave_before_collective(comm, code, message)
     if message and code == 3 and _STATE["stderr"] is not None:
         _STATE["stderr"].write(f"{message} (rank {comm.rank})\n")
         _STATE["stderr"].flush()
     sys.stdout.flush()
     comm.abort(code)
+
+
+def _leave_before_collective(comm: Comm, code: int, message: str) -> None:
+    """End this rank after an error found during the set-up. Such errors are normally found alike on
+    every rank (rank 0 prints the line), but one that some ranks meet alone (a restart file that one
+    rank could not read) would leave the others waiting in their next collective step, and this
+    rank's MPI_Finalize would wait for them: the rank leaves without finalising (``os._exit``; the
+    launcher then ends the others, with this exit status). A rank other than 0 first waits
+    PEER_PAUSE seconds (if rank 0 met the same error, the launcher ends this rank meanwhile), then
+    prints its own line."""
+    if comm.rank != 0:
+        time.sleep(PEER_PAUSE)
+        if message:
+            _report(f"{message} (rank {comm.rank})")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def end_on_signal(code: int) -> None:
+    """End the job after SIGINT/SIGTERM (``code`` = 128 + N); the caller has printed its line, which
+    reaches the terminal from rank 0 only (the others' output goes to /dev/null).
+
+    Serial: a plain exit. Under MPI every rank must end, whatever the others are doing: the job is
+    aborted. A rank other than 0 first waits PEER_PAUSE seconds (rank 0, if it got the signal too,
+    ends the job with its own line meanwhile), then reports the signal itself.
+    """
+    comm = world()
+    if comm.size == 1:
+        sys.exit(code)
+    if comm.rank != 0:
+        time.sleep(PEER_PAUSE)
+        _report(f"pwsim: interrupted by {signal.Signals(code - 128).name} (rank {comm.rank}); "
+                "the job is ended, its output file keeps its last complete version")
+    comm.abort(code)
+
+
+def ignore_signals_when(predicate) -> None:
+    """``predicate()`` true: a signal is to be ignored now (the job's output is complete, see
+    pwsim.cli_common); the watchdog then leaves the job alone. None: never."""
+    _STATE["signal_ignored"] = predicate
+
+
+def _report(line: str) -> None:
+    """One line on this rank's real stderr (also on a rank whose output goes to /dev/null)."""
+    stream = _STATE["stderr"] or sys.__stderr__
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _watch_signals() -> None:
+    """Start the signal watchdog of an MPI rank (main thread only; elsewhere nothing is done)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:  # (a pipe's plain descriptors: no socket objects left for the interpreter's exit to warn about)
+        receiver, sender = os.pipe()
+        os.set_blocking(sender, False)
+        signal.set_wakeup_fd(sender, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        return
+    threading.Thread(target=_signal_watchdog, args=(receiver,), name="pwsim-signal-watchdog",
+                     daemon=True).start()
+
+
+def _signal_watchdog(receiver: int) -> None:
+    """Woken by Python's C-level signal handler (the wakeup descriptor), which runs even while the
+    main thread waits inside MPI (mpi4py releases the GIL there): after SIGNAL_GRACE (+ PEER_PAUSE
+    on ranks other than 0) seconds with the process still alive, report and abort the job."""
+    while True:
+        try:
+            data = os.read(receiver, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        ending = [n for n in data if n in ENDING_SIGNALS]
+        if not ending:
+            continue
+        comm = world()
+        time.sleep(SIGNAL_GRACE + (PEER_PAUSE if comm.rank else 0.0))
+        ignored = _STATE["signal_ignored"]
+        if signal.getsignal(ending[0]) is signal.SIG_IGN or (ignored is not None and ignored()):
+            continue
+        _report(f"pwsim: interrupted by {signal.Signals(ending[0]).name} (rank {comm.rank}, inside MPI or a long "
+                "computation); the job is ended, its output file keeps its last complete version")
+        comm.abort(128 + ending[0])
 
 
 def device_for_rank(ndevices: int, environ=None) -> int | None:
@@ -652,19 +777,39 @@ def check_options(options) -> None:
             raise InputError(f"[run] parallel: {key} must be a positive integer, got {value!r}")
 
 
+def pools_problem(pools: int | None, nranks: int | None = None) -> str | None:
+    """Why the user's ``pools`` cannot run on ``nranks`` ranks (default: the ranks launched), or None.
+    Under MPI it must divide the number of ranks; one rank ignores it (the same input runs serially)."""
+    nranks = world().size if nranks is None else nranks
+    if pools is None or nranks == 1 or nranks % pools == 0:
+        return None
+    divisors = ", ".join(str(p) for p in range(1, nranks + 1) if nranks % p == 0)
+    return f"pools = {pools} does not divide the {nranks} MPI ranks (choose one of {divisors})"
+
+
+def check_pools(pools: int | None, nranks: int | None = None) -> None:
+    """Raise InputError if :func:`pools_problem` finds one."""
+    why = pools_problem(pools, nranks)
+    if why is not None:
+        raise InputError(f"[run] parallel: {why}")
+
+
 def choose_layout(nkpoints: int, backend=None, pools: int | None = None, comm: Comm | None = None) -> Layout:
     """The layout for ``nkpoints`` k-points (x spins) on the ranks of ``comm`` (default: all).
 
-    pools: the user's choice (``[run] parallel = { pools = P }``), capped at the number of ranks and
-    of k-points (so the same input runs on one rank); it must then divide the number of ranks.
+    pools: the user's choice (``[run] parallel = { pools = P }``): under MPI it must divide the
+    number of ranks (:func:`check_pools`); it is capped at the number of k-points (a pool needs one),
+    and one rank ignores it (so the same input runs serially).
     """
     comm = world() if comm is None else comm
     nranks = comm.size
     if pools is None:
         pools = choose_pools(nranks, nkpoints)
+    check_pools(pools, nranks)
     pools = min(pools, nranks, nkpoints)
     if nranks % pools:
-        raise InputError(f"[run] parallel: pools = {pools} must divide the number of MPI ranks ({nranks})")
+        raise InputError(f"[run] parallel: pools = {pools} (capped at the {nkpoints} k-points and spin channels) "
+                         f"does not divide the {nranks} MPI ranks")
     band = nranks // pools
     pool = comm.rank // band
     owner = tuple(k * pools // nkpoints for k in range(nkpoints))

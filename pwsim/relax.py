@@ -480,32 +480,8 @@ def write_relax(relax_result: RelaxResult, path, on_commit=None) -> Path:
     (hartree/bohr^3), cell. Each dataset has a ``units`` attribute. :func:`pwsim.load` returns the
     group as ``result.extra["relax"]``.
     """
-    from .io.hdf5 import write_result
+    from .io import schema
+    from .io.hdf5 import write_fields, write_result
 
-    t = relax_result.trajectory
-
-    def trajectory(f):
-        g = f.require_group("relax")
-        cart = np.einsum("snc,scd->snd", t["positions"], t["lattice"]) if len(t["energy"]) else t["positions"]
-        for name, data, units in (
-            ("positions", t["positions"], "fractional"),
-            ("cartesian", cart, "bohr"),
-            ("lattice", t["lattice"], "bohr"),
-            ("energy", t["energy"], "hartree"),
-            ("forces", t["forces"], "hartree/bohr"),
-            ("stress", t["stress"], "hartree/bohr^3"),
-            ("max_force", t["max_force"], "hartree/bohr"),
-            ("scf_iterations", t["scf_iterations"], "dimensionless"),
-        ):
-            ds = g.create_dataset(name, data=np.asarray(data))
-            ds.attrs["units"] = units
-        g.attrs["converged"] = bool(relax_result.converged)
-        g.attrs["steps"] = int(relax_result.steps)
-        g.attrs["optimizer"] = str(relax_result.optimizer)
-        g.attrs["fmax"] = float(relax_result.fmax)
-        g.attrs["fmax_units"] = "hartree/bohr"
-        g.attrs["smax"] = float(relax_result.smax)
-        g.attrs["smax_units"] = "hartree/bohr^3"
-        g.attrs["cell"] = bool(relax_result.cell)
-
-    return write_result(relax_result.result, path, extra=trajectory, on_commit=on_commit)
+    return write_result(relax_result.result, path, on_commit=on_commit,
+                        extra=lambda f: write_fields(f.require_group("relax"), schema.RELAX, relax_result))

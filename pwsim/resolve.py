@@ -7,8 +7,12 @@
 2. the pseudopotentials loaded (once; files checked to be regular and small before reading);
 3. the electrons, the spin channels and the band count, checked against each other;
 4. the FFT box from one rule (:func:`fft_grid_for`), checked to hold the wavefunction sphere;
-5. the symmetry and the irreducible k-points (reduced once);
-6. the memory/time estimate, checked against the memory limit before anything large exists;
+5. the memory/time estimate, checked against the memory limit before anything large exists: first
+   from counts alone (the FFT box, bands, projectors, plane waves from the volume and ecut, the
+   fewest k-points a point group of order <= 48 could leave), before any symmetry analysis whose
+   cost grows with the atoms or the grid; a grid of more than ``MAX_KPOINT_GRID`` points is refused;
+6. the symmetry and the irreducible k-points (reduced once), the estimate checked again with the
+   point group found, then with the reduced k-points;
 7. sanity warnings (likely wrong length unit, a crystal at Gamma only, a metal without smearing).
 
 The SCF's set-up (:func:`pwsim.scf.prepare`) then only builds the basis and the operators from a
@@ -25,13 +29,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import parallel
 from .errors import EnvironmentProblem, InputError, InputWarning
 from .estimate import (
+    MAX_KPOINT_GRID,
+    MAX_POINT_GROUP_ORDER,
     Estimate,
     Sizes,
     memory_limit,
     memory_parts,
     reduction_bytes,
+    reduction_seconds,
     seconds_per_iteration,
 )
 from .settings import (
@@ -254,6 +262,9 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
         raise InputError(f"expected pwsim.Settings, got {type(settings).__name__}")
     s = settings if (settings is not None and not overrides and is_validated(settings)) else validated(
         make_settings(settings, **overrides))
+    pools_problem = parallel.pools_problem((s.parallel or {}).get("pools"))
+    if pools_problem is not None:
+        raise SettingsError("run", "parallel", pools_problem)
     pseudos = pseudos if pseudos is not None else load_pseudos(structure, s)
     if s.pseudopotentials is None:  # recorded, so that output files say which family ran
         from .pseudo.families import default_family
@@ -268,28 +279,32 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     grid_k, shift_k = tuple(s.kpoints), tuple(s.kshift)
     fft_grid = fft_grid_for(structure, s)
     check_sphere_fits(structure, s.ecut, fft_grid, _grid_axis_kpoints(grid_k, shift_k))
-    point_group = find_symmetry(structure, magnetic_moments=s.magnetic_moments) if s.symmetry else no_symmetry()
-    nproj = sum(sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
-                for e in structure.species)
+    per_kind = {e: sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
+                for e in structure.kinds()}
+    nproj = sum(per_kind[e] for e in structure.species)
     nfull = int(np.prod(grid_k))
+    nsym_bound = MAX_POINT_GROUP_ORDER if s.symmetry else 1
     sizes = Sizes(nwork=nbands + extra_bands(nbands), n_atomic=atomic_orbital_count(structure),
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
-                  nspin=nspin, nsym=point_group.nsym, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
+                  nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
-                  derivatives=bool(s.compute_forces or s.compute_stress))
+                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
     limit, _ = memory_limit(s.max_memory)
-    # the smallest job the point group allows, before anything of the grid's size is built
-    nk_min = max(1, math.ceil(nfull / (2 * point_group.nsym)))
-    lower = _estimate(sizes, nk_min, point_group.nsym > 1 and nfull > 1, n_electrons, nbands, point_group,
-                      exact=False)
-    if lower.memory_bytes > limit or reduction_bytes(point_group.nsym, nfull) > limit:
-        _refuse(lower, s.max_memory)
+    # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
+    # atoms, the k-point reduction with the grid): the fewest k-points any point group leaves
+    _check_lower_bound(sizes, nsym_bound, "", n_electrons, nbands, limit, s.max_memory, reduction=not s.symmetry)
+    check_kpoint_grid(grid_k)
+    point_group = find_symmetry(structure, magnetic_moments=s.magnetic_moments) if s.symmetry else no_symmetry()
+    # the fewest this point group leaves, and the reduction's own cost, before anything of the grid's size
+    sizes.nsym = point_group.nsym
+    _check_lower_bound(sizes, point_group.nsym, point_group.spacegroup, n_electrons, nbands, limit, s.max_memory,
+                       reduction=True)
     # 'full': the whole group, the grid completed as pw.x does; 'grid': the grid's subgroup, the literal grid
     symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
                                          s.kpoint_symmetrization if s.symmetry else "grid")
     sizes.nsym = symmetry.nsym
     symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
-    est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry, exact=True)
+    est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)
     if est.memory_bytes > limit:
         _refuse(est, s.max_memory)
     _check_plane_waves(structure, s.ecut, kset.fractional, nbands, sizes.npw)
@@ -303,11 +318,31 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     return run
 
 
-def _estimate(sizes, nk, symmetrizer, n_electrons, nbands, symmetry, exact) -> Estimate:
+def check_kpoint_grid(grid) -> None:
+    """Refuse a Monkhorst-Pack grid of more than MAX_KPOINT_GRID points (before it is enumerated)."""
+    nfull = math.prod(int(n) for n in grid)
+    if nfull > MAX_KPOINT_GRID:
+        seconds, gib = reduction_seconds(nfull), reduction_bytes(MAX_POINT_GROUP_ORDER, nfull) / 2**30
+        raise SettingsError("basis", "kpoints", f"{'x'.join(map(str, grid))} is {nfull} k-points; at most "
+                                                f"{MAX_KPOINT_GRID} are reduced by symmetry (the reduction alone "
+                                                f"would take about {seconds:.2g} s and up to {gib:.3g} GiB)")
+
+
+def _check_lower_bound(sizes, nsym, spacegroup, n_electrons, nbands, limit, max_memory, reduction) -> None:
+    """Refuse a job whose smallest possible memory exceeds ``limit`` (bytes): at most ``nsym``
+    operations and time reversal leave nfull / (2 nsym) k-points. ``reduction``: the point group is
+    known (not a bound): the k-point reduction's own memory and the density symmetriser count too."""
+    nk_min = max(1, math.ceil(sizes.nfull / (2 * nsym)))
+    lower = _estimate(sizes, nk_min, reduction and nsym > 1 and sizes.nfull > 1, n_electrons, nbands, spacegroup,
+                      nsym, exact=False)
+    if lower.memory_bytes > limit or (reduction and sizes.nfull > 1 and reduction_bytes(nsym, sizes.nfull) > limit):
+        _refuse(lower, max_memory)
+
+
+def _estimate(sizes, nk, symmetrizer, n_electrons, nbands, spacegroup, nsym, exact) -> Estimate:
     parts = memory_parts(sizes, nk, symmetrizer)
     return Estimate(float(sum(parts.values())), seconds_per_iteration(sizes, nk), nbands,
-                    [int(sizes.npw)], sizes.fft_grid, nk, n_electrons, getattr(symmetry, "spacegroup", ""),
-                    symmetry.nsym, parts, exact)
+                    [int(sizes.npw)], sizes.fft_grid, nk, n_electrons, spacegroup, nsym, parts, exact)
 
 
 def _refuse(est: Estimate, max_memory) -> None:

@@ -160,7 +160,7 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
         raise InputError(f"{path}: its density has shape {tuple(rho.shape)}, this run needs {shape} "
                          "(different cell, ecut, FFT grid or spin)")
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
-    from .starting import fit_wavefunctions, random_wavefunctions
+    from .starting import fit_wavefunctions
 
     nwork = setup.nbands + extra_bands(setup.nbands)
     mine = setup.layout.owns  # any rank count: each rank keeps its own pool's k-points
@@ -169,13 +169,25 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
         psi = [fit_wavefunctions(setup, k, w, nwork) if mine(k.index) else None
                for k, w in zip(setup.basis.kpoints, wavefunctions)]
     else:
-        psi = [random_wavefunctions(setup, k, nwork) if mine(k.index) else None for k in setup.basis.kpoints]
+        psi = [_random_start(setup, k, nwork) if mine(k.index) else None for k in setup.basis.kpoints]
     iteration = cp["iteration"] if cp and exact else 0
     if iteration >= setup.settings.max_iterations:
         raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
                          f"{setup.settings.max_iterations}; raise max_iterations to continue")
     history = {k: list(v) for k, v in previous.history.items()} if cp and exact else None
     return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history)
+
+
+def _random_start(setup, kpoint, nwork):
+    """A restart's starting vectors when the file holds no usable wavefunctions: the seeded random
+    rows (the same on every rank), C-contiguous whatever layout the generator returns. Every rank of
+    a band group takes its columns of them; a Fortran-ordered block failed on the owner of G = 0
+    alone, which then left for another start while the others waited in a collective (issue 29)."""
+    from .starting import random_wavefunctions
+
+    bk = setup.backend
+    rows = np.ascontiguousarray(bk.to_host(random_wavefunctions(setup, kpoint, nwork)))
+    return bk.to_device(rows, dtype=bk.complex_dtype)
 
 
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,

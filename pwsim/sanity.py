@@ -145,12 +145,34 @@ def overlapping_bands(result) -> str | None:
             f"k-point mesh); {_SET_SMEARING}")
 
 
+#: electrons a smeared run's highest band may hold at any k-point before its tail counts as cut off
+TRUNCATION_OCCUPATION = 1e-5
+
+
+def truncated_smearing(result) -> str | None:
+    """For a smeared result whose highest computed band still holds more than TRUNCATION_OCCUPATION
+    electrons at some k-point (the occupation function's tail is cut off: the energy, forces and
+    stress are then wrong by about that much): the warning; else None. Fermi-Dirac's tail is long, and
+    a supercell gets few empty bands per atom by the default rule (fcc Al, 2x2x2, kT = 0.01 Ha:
+    0.025 electrons in band 16, forces wrong enough to move a phonon by 10 cm-1)."""
+    occupations = np.asarray(result.occupations)
+    if result.settings.get("smearing") in (None, "none") or occupations.size == 0:
+        return None
+    top = float(occupations[..., -1].max())
+    if top <= TRUNCATION_OCCUPATION:
+        return None
+    nbands = occupations.shape[-1]
+    return (f"the highest of the {nbands} bands still holds {top:.2g} electrons at some k-point: the smearing's tail "
+            f"is cut off, and the energy, forces and stress are wrong at about that level; raise [basis] nbands "
+            f"(e.g. to {int(np.ceil(1.5 * nbands))})")
+
+
 def warn_overlapping_bands(result) -> None:
     """Issue :func:`overlapping_bands`'s warning (:class:`pwsim.errors.InputWarning`), if any."""
-    message = overlapping_bands(result)
-    if message:
-        import warnings
+    import warnings
 
-        from .errors import InputWarning
+    from .errors import InputWarning
 
-        warnings.warn(message, InputWarning, stacklevel=3)
+    for message in (overlapping_bands(result), truncated_smearing(result)):
+        if message:
+            warnings.warn(message, InputWarning, stacklevel=3)

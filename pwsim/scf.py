@@ -154,7 +154,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
         forces_and_stress(setup, result, final)
     from .sanity import warn_overlapping_bands
 
-    warn_overlapping_bands(result)  # a fixed-occupation run whose bands overlap: a metal, wrongly filled
+    warn_overlapping_bands(result)  # bands overlapping with fixed occupations; a smearing tail cut off
     return result
 
 

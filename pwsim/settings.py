@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .eigensolvers import EIGENSOLVERS
 from .errors import InputError
 from .occupations import SMEARING_ALIASES
 from .parallel import OPTIONS as PARALLEL_OPTIONS
@@ -122,7 +123,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
                                     "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
                     exclusive=True),
-        "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid", minimum=1, maximum=200),
+        "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid (at most 262144 points in all, e.g. 64x64x64)",
+                       minimum=1, maximum=200),
         "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
         "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)",
                       minimum=1, maximum=100000),
@@ -151,6 +153,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mixing_history": Key("int", 8, "number of previous iterates Anderson keeps", minimum=1, maximum=100),
         "kerker": Key("float", None, "Kerker wavevector k0 (default: 0.8 for smeared runs, off otherwise; "
                                      "0: off)", "1/bohr", minimum=0.0, maximum=100.0),
+        "eigensolver": Key("str", "lobpcg", "block eigensolver of the SCF and the band paths (pwsim.eigensolvers)",
+                           choices=tuple(EIGENSOLVERS)),
     },
     "relax": {
         "fmax": Key("force", 1e-3, "force threshold (e.g. '0.01 eV/angstrom')", "hartree/bohr", minimum=1e-8,
@@ -160,6 +164,33 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cell": Key("bool", False, "also relax the lattice vectors"),
         "optimizer": Key("str", "bfgs", "'bfgs' (built in), 'scipy', or 'ase:NAME' such as 'ase:FIRE'"),
         "max_steps": Key("int", 100, "most optimiser steps (SCF runs)", minimum=1, maximum=100000),
+    },
+    "phonons": {
+        "supercell": Key("int3", (2, 2, 2), "`pwsim phonons`: repeat the cell this many times along each lattice "
+                                            "vector for the displaced runs", minimum=1, maximum=20),
+        "supercell_matrix": Key("matrix3", None, "a general supercell instead: integer matrix whose rows are the "
+                                                 "new lattice vectors in units of the old"),
+        "amplitude": Key("length", 0.01 / 0.529177210903, "displacement of an atom (phonopy's default, "
+                                                          "'0.01 angstrom')", "bohr", minimum=1e-4, maximum=0.5),
+        "plus_minus": Key("str", "auto", "displace both ways: 'always' (central differences: no odd anharmonic "
+                                         "error), 'never', or 'auto' (where symmetry does not give the minus)",
+                          choices=("auto", "always", "never")),
+        "path": Key("str", None, "q-path as special points, e.g. 'GXWKGLUWLK,UX' (default: the standard path, "
+                                 "as `pwsim bands` chooses it)"),
+        "npoints": Key("int", 100, "about how many q-points along the path", minimum=2, maximum=100000),
+        "dos_mesh": Key("int3", (20, 20, 20), "q-mesh of the phonon DOS and thermal properties", minimum=1,
+                        maximum=200),
+        "temperatures": Key("floats", (0.0, 1000.0, 10.0), "t_min, t_max, t_step of the thermal properties", "K",
+                            minimum=0.0, maximum=1e5),
+    },
+    "elastic": {
+        "amplitudes": Key("floats", (-0.01, -0.005, 0.005, 0.01), "`pwsim elastic`: strain amplitudes of every "
+                                                                  "pattern (dimensionless, nonzero, |d| <= 0.05)",
+                          minimum=-0.05, maximum=0.05),
+        "relax_ions": Key("bool", True, "relax the atomic positions at every strain (relaxed-ion constants); "
+                                        "false: clamped-ion"),
+        "fmax": Key("force", 1e-5, "force threshold of those relaxations", "hartree/bohr", minimum=1e-8,
+                    maximum=1.0),
     },
     "run": {
         "task": Key("str", "scf", "what to compute: a ground state, or a relaxation (settings in [relax])",
@@ -534,7 +565,11 @@ def _string(value, spec: Key, table, key) -> str:
         word = "-".join(word.replace("_", " ").replace("-", " ").split())
         word = spec.alias_map().get(word, word)
     if word not in spec.choices:
-        raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}")
+        import difflib
+
+        close = difflib.get_close_matches(word, spec.choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SettingsError(table, key, f"unknown value {_short(value)}; choose one of {', '.join(spec.choices)}{hint}")
     return word
 
 

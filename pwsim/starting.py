@@ -110,10 +110,14 @@ def random_wavefunctions(setup: Setup, kpoint, nbands: int):
     return setup.backend.to_device(_real_at_gamma(setup.backend, kpoint, c), dtype=setup.backend.complex_dtype)
 
 def _real_at_gamma(backend, kpoint, c):
-    """Host rows c (m, npw), projected at a Gamma point with real wavefunctions onto c(-G) = c(G)*."""
+    """Host rows c (m, npw), projected at a Gamma point with real wavefunctions onto c(-G) = c(G)*.
+    Returned C-contiguous: NumPy lays out the sum of c and its column-gathered copy in Fortran order
+    above ~8k numbers, and the band group's owner of G = 0 reads its stored columns as interleaved
+    reals (a view that needs contiguous rows); it failed there alone and the ranks' collectives
+    diverged (the MPI restart deadlock of issue 29)."""
     if not kpoint.is_gamma:
         return c
-    return 0.5 * (c + np.conj(c[:, backend.to_host(kpoint.minus_index)]))
+    return np.ascontiguousarray(0.5 * (c + np.conj(c[:, backend.to_host(kpoint.minus_index)])))
 
 #: width (bohr) of the Gaussian radial part r^l exp(-r^2 / (2 w^2)) of the atomic starting orbitals
 ATOMIC_ORBITAL_WIDTH = 1.6

@@ -99,12 +99,13 @@ def test_cupy_without_gpu_is_one_line_error():
     assert "cupy" in str(info.value).lower()
 
 
-SOLVER_MODULES = ["hamiltonian.py", "eigensolver.py", "mixing.py", "xc/builtin.py"]
+SOLVER_MODULES = ["hamiltonian.py", "eigensolvers/lobpcg.py", "eigensolvers/blocks.py", "eigensolvers/stacked.py",
+                  "mixing.py", "xc/builtin.py"]
 # the terms' energies, potentials and operators run in the loop; their forces and stress return
 # small host arrays and are not listed
 SOLVER_FUNCTIONS = {"scf.py": ["_scf_loop", "_step"],
                     "electrons.py": ["compute_density", "local_potential", "total_energy"],
-                    "diagonalize.py": ["diagonalize"],
+                    "diagonalize.py": ["diagonalize", "_diagonalize_batched"],
                     "terms/__init__.py": ["potential", "operators", "energies"],
                     "terms/base.py": ["band_sum"],
                     "terms/kinetic.py": ["apply", "band_energies", "energy"],

@@ -1,4 +1,8 @@
-"""The block eigensolver and the SCF's starting subspace, checked against dense diagonalisation."""
+"""The block eigensolver and the SCF's starting subspace, checked against dense diagonalisation; the
+eigensolver interface (chosen by [scf] eigensolver for the SCF and the band paths)."""
+import importlib
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -166,8 +170,6 @@ def test_plane_wave_fill_of_the_start_is_low_kinetic_and_real_at_gamma():
 
 def test_atomic_and_random_starts_reach_the_same_ground_state():
     """The starting subspace changes the path, not the result (unique ground state)."""
-    import importlib
-
     scf_module = importlib.import_module("pwsim.scf")
 
     structure, settings = _si8(energy_tolerance=1e-9)
@@ -186,14 +188,112 @@ def test_atomic_and_random_starts_reach_the_same_ground_state():
 def test_empty_bands_eigenvalues_with_relaxed_tolerance(monkeypatch):
     """Empty bands converge only to EMPTY_BAND_TOL during the SCF; their eigenvalues must still match
     a run that converges them tightly to ~1e-6 Ha (residual^2 / gap), and the energy is unchanged."""
-    import importlib
-
-    scf_module = importlib.import_module("pwsim.scf")
     structure, settings = _si8(energy_tolerance=1e-9)
     relaxed = pwsim.scf(structure, settings)
-    monkeypatch.setattr(scf_module, "EMPTY_BAND_TOL", 1e-12)
+    monkeypatch.setattr(importlib.import_module("pwsim.diagonalize"), "EMPTY_BAND_TOL", 1e-12)
     tight = pwsim.scf(structure, Settings(**{**settings.__dict__}))
     nocc = 16
     assert relaxed.eigenvalues.shape[-1] > nocc
     assert np.allclose(relaxed.eigenvalues[..., nocc:], tight.eigenvalues[..., nocc:], atol=1e-6)
     assert abs(relaxed.energies["total"] - tight.energies["total"]) < 1e-8
+
+
+class _OneByOne:
+    """A registered eigensolver of the tests: LOBPCG one k-point at a time, written as a new solver
+    would be (a subclass of Eigensolver with solve and work_bytes), recording its calls."""
+
+    @staticmethod
+    def make():
+        from pwsim.eigensolvers import Eigensolver, Lobpcg
+
+        class OneByOne(Eigensolver):
+            name = "one-by-one"
+            stack_max_npw = 10**6  # the SCF asks for stacks: the interface's default solves them one by one
+            calls: ClassVar[list] = []
+
+            def solve(self, backend, apply_h, handed, precondition, **options):
+                self.calls.append(apply_h)
+                return lobpcg(backend, apply_h, handed.pop(), precondition, **options)
+
+            def work_bytes(self, nwork, width, npw, itemsize):
+                return 1e15  # (an estimate no machine has: the run is refused if it is used)
+
+        return OneByOne, Lobpcg
+
+
+def _register(monkeypatch, cls):
+    """Add cls to the registry and to the values [scf] eigensolver accepts."""
+    import dataclasses
+
+    from pwsim import eigensolvers, settings
+
+    monkeypatch.setitem(eigensolvers.EIGENSOLVERS, cls.name, cls)
+    key = settings.SCHEMA["scf"]["eigensolver"]
+    monkeypatch.setitem(settings.SCHEMA["scf"], "eigensolver",
+                        dataclasses.replace(key, choices=(*key.choices, cls.name)))
+
+
+def test_the_eigensolver_of_the_settings_serves_the_scf_and_the_band_path(monkeypatch):
+    """[scf] eigensolver picks the registered solver: the SCF (k-point by k-point and the stacks, which
+    the interface's default solves one by one) and nscf_eigenvalues call it, and it finds the same
+    ground state and bands as LOBPCG's own dispatch; its memory estimate is the one the run checks."""
+    from pwsim.errors import EnvironmentProblem
+    from pwsim.nscf import nscf_eigenvalues
+
+    OneByOne, _ = _OneByOne.make()
+    _register(monkeypatch, OneByOne)
+    si = pwsim.diamond("Si", 10.26)
+    common = {"xc": "lda", "pseudopotentials": "gth", "ecut": 5.0, "kpoints": (2, 2, 2), "energy_tolerance": 1e-10,
+              "compute_stress": False, "compute_forces": False}
+    reference = pwsim.scf(si, **common)
+    assert reference.settings["eigensolver"] == "lobpcg"
+    with pytest.raises(EnvironmentProblem):  # its own estimate (1e15 bytes) is the one the run checks
+        pwsim.scf(si, eigensolver="one-by-one", **common)
+    monkeypatch.setattr(OneByOne, "work_bytes", lambda self, *sizes: 0.0)
+    result = pwsim.scf(si, eigensolver="one-by-one", **common)
+    scf_calls = len(OneByOne.calls)
+    assert scf_calls > 0 and result.iterations == reference.iterations
+    assert abs(result.total_energy - reference.total_energy) < 1e-9
+    path = [[0.0, 0.0, 0.0], [0.25, 0.0, 0.25]]
+    bands = nscf_eigenvalues(result, path, nbands=6)[0]
+    assert len(OneByOne.calls) == scf_calls + len(path)
+    assert np.abs(bands - nscf_eigenvalues(reference, path, nbands=6)[0]).max() < 1e-7
+
+
+def test_an_unknown_eigensolver_is_an_input_error_with_a_suggestion():
+    from pwsim.eigensolvers import get_eigensolver
+    from pwsim.errors import InputError
+    from pwsim.settings import make_settings, validated
+
+    with pytest.raises(InputError, match="did you mean 'lobpcg'"):
+        validated(make_settings(eigensolver="lobpgc"))
+    with pytest.raises(InputError, match="did you mean 'lobpcg'"):
+        get_eigensolver("lobpcgg")
+    assert validated(make_settings(eigensolver="LOBPCG")).eigensolver == "lobpcg"
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_the_cholesky_route_serves_one_k_point_too(monkeypatch, real):
+    """The Rayleigh-Ritz routes are written once for every layout: the factorised one, which the
+    stacked layout takes, gives one k-point's blocks (complex, and the Gamma point's half sphere)
+    the dense eigenpairs as well, and was really taken."""
+    from pwsim.eigensolvers import blocks
+    from pwsim.eigensolvers import lobpcg as algorithm
+
+    rng = np.random.default_rng(12)
+    nh = 150
+    d = np.concatenate([[0.0], 0.05 * np.arange(1, nh + 1), 0.05 * np.arange(1, nh + 1)])
+    u = rng.standard_normal((nh + 1, 4)) + 1j * rng.standard_normal((nh + 1, 4))
+    u = np.concatenate([u[:1].real + 0j, u[1:], u[1:].conj()])  # c(-G) = c(G)*: a real operator
+    u /= np.linalg.norm(u, axis=0)
+    x0 = rng.standard_normal((10, nh + 1)) + 1j * rng.standard_normal((10, nh + 1))
+    x0 = np.concatenate([x0[:, :1].real + 0j, x0[:, 1:], x0[:, 1:].conj()], axis=1)
+    calls = []
+    original = algorithm._cholesky_basis
+    monkeypatch.setattr(algorithm, "_cholesky_basis", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(blocks.OneKpoint, "cholesky", True)
+    r = lobpcg(get_backend("numpy"), lambda x: x * d + (x @ u.conj()) @ u.T, x0,
+               blocks.kinetic_preconditioner(np, d), tol=1e-9, maxiter=300, real=real, half=nh if real else None)
+    exact = np.linalg.eigvalsh(np.diag(d) + u @ u.conj().T)[:10]
+    assert r.converged and calls
+    assert np.abs(r.eigenvalues - exact).max() < 1e-10

@@ -1,7 +1,5 @@
 """The stacked (batched over k-points) LOBPCG, checked against dense diagonalisation, against the
 k-point-by-k-point solver, and for the independence of a k-point's result from its batch."""
-import importlib
-
 import numpy as np
 import pytest
 
@@ -9,8 +7,6 @@ import pwsim
 from pwsim.backend import get_backend
 from pwsim.eigensolver import lobpcg
 from pwsim.eigensolver_batch import batches, lobpcg_batch
-
-dispatch = importlib.import_module("pwsim.diagonalize")  # the SCF's solver dispatch
 
 
 def _operator(n, seed, degenerate=False):
@@ -125,20 +121,22 @@ def test_scf_stacked_and_per_k_point_solvers_agree(monkeypatch):
     """An fcc metal with a k-point mesh: its k != 0 points go through the stacked solver (checked by
     a spy), and the ground state equals the one of the k-point-by-k-point solver to the SCF's
     convergence."""
+    from pwsim.eigensolvers import Lobpcg
+
     al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), smearing="fermi-dirac",
                     temperature=0.01, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
     calls = []
-    original = dispatch.lobpcg_batch
+    original = Lobpcg.solve_stacked
 
-    def spy(*args, **kwargs):
-        calls.append(len(args[2]))
-        return original(*args, **kwargs)
+    def spy(self, backend, apply_hs, *args, **kwargs):
+        calls.append(len(apply_hs))
+        return original(self, backend, apply_hs, *args, **kwargs)
 
-    monkeypatch.setattr(dispatch, "lobpcg_batch", spy)
+    monkeypatch.setattr(Lobpcg, "solve_stacked", spy)
     stacked = pwsim.scf(al, **settings)
     assert calls and max(calls) > 1
-    monkeypatch.setattr(dispatch, "BATCH_MAX_NPW", 0)
+    monkeypatch.setattr(Lobpcg, "stack_max_npw", 0)
     calls.clear()
     per_k = pwsim.scf(al, **settings)
     assert not calls
@@ -151,7 +149,8 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     """The factorised route serves a k-point only where its overlap is certainly well-conditioned
     (then t^H S t = 1); a singular or nearly singular overlap in the same stack is left to the
     eigen-route, whatever the other k-points' overlaps are."""
-    from pwsim.eigensolver_batch import _Batch, _cholesky_basis
+    from pwsim.eigensolvers.lobpcg import _cholesky_basis
+    from pwsim.eigensolvers.stacked import Stacked
 
     bk = get_backend(backend)
     rng = np.random.default_rng(3)
@@ -163,8 +162,46 @@ def test_cholesky_route_only_where_the_overlap_is_well_conditioned(backend):
     singular = good.copy()
     singular[5, :] = singular[:, 5] = 0.0  # a zero row: not positive definite
     stack = bk.to_device(np.stack([good, near, singular, good]))
-    batch = _Batch(bk, [None] * 4, [40] * 4, bk.xp.complex128)
+    batch = Stacked(bk, [None] * 4, [40] * 4, bk.xp.complex128, None)
     t, ok = _cholesky_basis(batch, stack)
     assert ok.tolist() == [True, False, False, True]
     t0 = bk.to_host(t)[0]
     assert np.allclose(t0.conj().T @ good @ t0, np.eye(6), atol=1e-10)
+
+
+def test_the_fallback_routes_keep_each_k_point_on_its_own(monkeypatch):
+    """With the ill-conditioning threshold raised to 1e-3, k-points leave the common route at
+    different steps (Rayleigh-Ritz again without P, then the Ritz vectors of [X, W] without its
+    near-null directions): the stack is split by route, every k-point still reaches the dense
+    eigenvalues, and its result is the same bits alone as in the batch."""
+    from pwsim.eigensolvers import lobpcg as algorithm
+    from pwsim.eigensolvers.stacked import Stacked
+
+    routes = {"split": 0, "select": 0}
+
+    def counted(name):
+        original = getattr(algorithm, f"_{name}")
+
+        def route(*args):
+            routes[name] += 1
+            return original(*args)
+        return route
+
+    for name in routes:
+        monkeypatch.setattr(algorithm, f"_{name}", counted(name))
+    init = Stacked.__init__
+
+    def raised_threshold(self, *args):
+        init(self, *args)
+        self.ill_conditioned = 1e-3
+
+    monkeypatch.setattr(Stacked, "__init__", raised_threshold)
+    bk = get_backend("numpy")
+    hs, applies, x0s, diags = _problem(bk, (110, 125, 118), 10, seed=11)
+    tol = np.full((3, 10), 1e-9)
+    together = lobpcg_batch(bk, applies, x0s, diags, tol, maxiter=500, width=125)
+    assert routes["split"] > 0 and routes["select"] > 0
+    for i, (h, r) in enumerate(zip(hs, together)):
+        assert r.converged and np.allclose(r.eigenvalues, np.linalg.eigvalsh(h)[:10], atol=1e-10)
+        alone = lobpcg_batch(bk, applies[i:i + 1], x0s[i:i + 1], diags[i:i + 1], tol[i:i + 1], maxiter=500, width=125)
+        assert np.array_equal(alone[0].eigenvalues, r.eigenvalues) and np.array_equal(alone[0].vectors, r.vectors)

@@ -116,3 +116,30 @@ def test_api_warns_and_an_insulator_is_not_flagged(tmp_path):
     pwsim.save(si, tmp_path / "si.h5")
     with h5py.File(tmp_path / "si.h5", "r") as f:
         assert not bool(f["scf/bands_overlap"][()]) and "warning" not in f["scf"].attrs
+
+
+def test_a_smearing_tail_cut_off_by_the_last_band_is_reported():
+    """A 2x2x2 supercell of fcc Al with Fermi-Dirac smearing (kT = 0.01 Ha) and the default rule's 16
+    bands: the 16th band still holds ~0.02 electrons, so the energy is 1.6e-5 Ha off the converged
+    band count's; the run warns and names [basis] nbands. With 32 bands: no warning."""
+    import warnings
+
+    import numpy as np
+
+    import pwsim
+    from pwsim.errors import InputWarning
+
+    fcc = np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]])
+    supercell = pwsim.Structure(2 * fcc, ["Al"] * 8, [[i / 2, j / 2, k / 2] for i in (0, 1) for j in (0, 1)
+                                                      for k in (0, 1)])
+    settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), smearing="fermi-dirac",
+                    temperature=0.01, compute_stress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pwsim.scf(supercell, nbands=16, **settings)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    assert any("smearing's tail is cut off" in m and "[basis] nbands" in m for m in messages), messages
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pwsim.scf(supercell, nbands=32, **settings)
+    assert not any("tail is cut off" in str(w.message) for w in caught)

@@ -68,7 +68,7 @@ def test_two_threads_give_the_one_thread_ground_state(monkeypatch):
     monkeypatch.setattr(hostthreads, "MIN_SHARED_FFT_POINTS", 1000)
     monkeypatch.setattr(hostthreads, "MIN_SHARED_WORK", 10_000)
     monkeypatch.setattr(hostthreads, "MIN_SHARED_COEFFS", 100)
-    from pwsim import eigensolver
+    from pwsim.eigensolvers import blocks as eigensolver
 
     monkeypatch.setattr(eigensolver, "CHUNK_BYTES", 100_000)  # several ranges of rows and columns
     monkeypatch.setattr(eigensolver, "COLUMN_BYTES", 100_000)
@@ -157,7 +157,8 @@ def test_eigensolver_steps_on_two_threads_give_the_one_thread_bits(monkeypatch, 
     """The element-wise steps (residuals, norms, preconditioner), the in-place rotations and the LOBPCG
     update run on ranges of rows or columns shared over the threads: every number is computed as on
     one thread, so the results are identical to the bit."""
-    from pwsim import eigensolver as es
+    from pwsim.eigensolvers import blocks as es
+    from pwsim.eigensolvers.lobpcg import _normalized
 
     monkeypatch.setattr(es, "CHUNK_BYTES", 40_000)  # several ranges even for this small block
     monkeypatch.setattr(es, "COLUMN_BYTES", 40_000)
@@ -191,7 +192,8 @@ def test_eigensolver_steps_on_two_threads_give_the_one_thread_bits(monkeypatch, 
             es._residuals(space, lam, xs, hxs, active, w)
             es._preconditioner(space, es.kinetic_preconditioner(bk.xp, kinetic))(w, active.size, xs, active)
             hw = w.copy()
-            es._normalize_prefix(space, w, hw, active.size)
+            layout = es.OneKpoint(space, None, es.kinetic_preconditioner(bk.xp, kinetic))
+            _normalized(layout, w, hw, np.array([active.size]))
             p, hp = w.copy(), hw.copy()
             n = active.size
             es._update(space, c, nb, ((xs, w[:n], p[:n]), (hxs, hw[:n], hp[:n])), (p, hp))

@@ -232,6 +232,8 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
         raise ctx.locate(exc) from None
     run = {key: get("run", key) for key in SCHEMA["run"]}
     run["relax"] = {key: get("relax", key) for key in SCHEMA["relax"]}
+    run["phonons"] = {key: get("phonons", key) for key in SCHEMA["phonons"]}
+    run["elastic"] = {key: get("elastic", key) for key in SCHEMA["elastic"]}
     return InputDeck(structure, settings, run, text, None, source)
 
 

@@ -1,0 +1,45 @@
+"""Block eigensolvers, chosen by name (``[scf] eigensolver``), for the SCF and the band paths.
+
+The interface is :class:`base.Eigensolver`: ``solve`` (one k-point's lowest eigenpairs), optionally
+``solve_stacked`` (several small k-points at once), and ``work_bytes`` (its memory, which
+:mod:`pwsim.estimate` adds to a run's estimate). :func:`pwsim.diagonalize.diagonalize` (the SCF) and
+:func:`pwsim.nscf.nscf_eigenvalues` (band paths) get the solver of the settings from
+:func:`get_eigensolver` and call nothing else of it.
+
+LOBPCG ("lobpcg", the default) is one algorithm, :mod:`.lobpcg`, written against a few block
+operations (overlaps, combinations, norms, residuals, H, the preconditioner); the layouts implement
+them: :mod:`.blocks` for one k-point's blocks (whole, or distributed by plane-wave columns over a
+band group, or the half sphere of a real Gamma point) and :mod:`.stacked` for several complex
+k-points stacked into one array. The reduced eigenproblems are solved in :mod:`.lobpcg` for every
+layout alike.
+
+Adding an eigensolver: one module in this package with a subclass of :class:`base.Eigensolver`
+(``name``, ``solve``, ``work_bytes``; the layouts of :mod:`.blocks` and :mod:`.stacked` and the
+kinetic preconditioner may be reused), and one line in :data:`EIGENSOLVERS` below. The settings key
+``[scf] eigensolver`` accepts every name of the registry.
+"""
+from __future__ import annotations
+
+from .base import Eigensolver
+from .lobpcg import EigenResult, Lobpcg
+
+__all__ = ["EIGENSOLVERS", "EigenResult", "Eigensolver", "Lobpcg", "get_eigensolver"]
+
+#: the eigensolvers by name (the values of ``[scf] eigensolver``)
+EIGENSOLVERS: dict[str, type[Eigensolver]] = {
+    "lobpcg": Lobpcg,
+}
+
+
+def get_eigensolver(name: str) -> Eigensolver:
+    """The eigensolver registered as ``name``; an unknown name is an InputError naming the close one."""
+    try:
+        return EIGENSOLVERS[name]()
+    except KeyError:
+        import difflib
+
+        from ..errors import InputError
+
+        close = difflib.get_close_matches(str(name), list(EIGENSOLVERS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"unknown eigensolver {name!r} (known: {', '.join(EIGENSOLVERS)}){hint}") from None
