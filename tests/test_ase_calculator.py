@@ -181,7 +181,7 @@ def test_bcc_iron_from_ase_is_magnetic_without_a_spin_keyword():
     """Issue 27's acceptance: bulk("Fe") (initial moment 2.3) with no spin keyword gives a
     spin-polarised ground state of 2.2 +- 0.1 Bohr magnetons (PBE bcc Fe at a = 2.87 A: 2.2-2.3 in
     the literature; PseudoDojo Fe-sp at its 'low' cutoff hint 41 Ha, 8x8x8, cold smearing 0.2 eV:
-    2.19). ~90 s."""
+    2.19). ~20 s on a quiet 2-core machine."""
     fe = bulk("Fe")
     fe.calc = PWSim(xc="pbe", ecut="41 Ha", kpts=(8, 8, 8), smearing=("mv", 0.2))
     fe.get_potential_energy()
