@@ -23,8 +23,14 @@ fields of :class:`pwsim.Settings` otherwise:
 * ``smearing=("fermi-dirac", 0.1)``: a name (``fermi-dirac``/``fd``, ``gaussian``, ``methfessel-paxton``/``mp``,
   ``marzari-vanderbilt``/``mv``/``cold``) and the width in eV; GPAW's
   ``occupations={"name": "fermi-dirac", "width": 0.1}`` is accepted too.
-* collinear spin takes its starting moments from ``atoms.set_initial_magnetic_moments`` when
-  ``spin="collinear"`` and no ``magnetic_moments`` are given.
+* spin as in GPAW: atoms with initial magnetic moments (``atoms.set_initial_magnetic_moments``, or
+  ``bulk("Fe")``'s own) switch on collinear spin with those starting moments, unless ``spin`` (or
+  ``nspin``/``spinpol``) says otherwise; ``magnetic_moments`` given explicitly take precedence.
+* keys of Quantum ESPRESSO and GPAW are taken with their own meaning where pwsim has it (``ecutwfc``
+  and ``degauss`` in Ry, ``nspin``, ``tot_magnetization``, ``nbnd``, ``spinpol``, ``magmoms``, ...) or
+  refused naming pwsim's key (:data:`pwsim.settings.FOREIGN_KEYS`); an unknown keyword gets a "did you mean".
+* a cutoff below a pseudopotential's 'low' hint warns (:class:`pwsim.errors.InputWarning`), as
+  ``pwsim check`` and ``pwsim run`` do.
 
 The cell is always periodic (a plane-wave basis): put molecules in a box (``atoms.center(vacuum=5)``).
 
@@ -36,7 +42,15 @@ Properties (ASE conventions; ``get_property``, ``calculation_required`` and ``ch
   (ASE's ``get_potential_energy()`` returns it; ``force_consistent=True`` returns F);
 * ``forces``: -dF/dR, eV/A, with the mean force removed as pwsim always does (see ``pwsim.Result``);
 * ``stress``: (1/V) dF/d eps in Voigt form, eV/A^3 (the sign convention of ASE and of pwsim:
-  a compressed cell that wants to expand has a negative diagonal; pressure = -trace/3).
+  a compressed cell that wants to expand has a negative diagonal; pressure = -trace/3);
+* ``magmom``: the total moment n_up - n_down in the cell, Bohr magnetons (0 without spin);
+  ``magmoms``: per atom, the spin density integrated in a sphere of half the nearest-neighbour
+  distance around each atom (pw.x's atomic moments; they need not sum to ``magmom``);
+* ``get_fermi_level()`` (eV; for fixed occupations the middle of the gap, or the highest occupied
+  level), ``get_fermi_levels()`` (both spins' with a fixed total moment), ``get_eigenvalues(kpt, spin)``
+  and ``get_occupation_numbers(kpt, spin)`` (eV; electrons per state), ``get_number_of_spins()``,
+  ``get_spin_polarized()``, ``get_number_of_bands()``, ``get_ibz_k_points()`` (fractional) and
+  ``get_k_point_weights()``.
 
 Successive calculations with the same number of atoms and the same cell restart the SCF from the
 previous density (a relaxation or molecular-dynamics step); otherwise the SCF starts from atomic
@@ -48,7 +62,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+
+try:
+    from ase.calculators.calculator import Calculator, all_changes
+except ImportError:  # one line, not ASE's traceback
+    raise ImportError("pwsim.ase needs ASE: pip install 'pwsim[ase]'") from None
 
 from .errors import ConvergenceError, InputError
 from .structure import Structure, from_ase
@@ -66,6 +84,8 @@ def atoms_to_structure(atoms) -> Structure:
 ENERGY_KEYWORDS = ("ecut", "temperature", "energy_tolerance")
 #: ASE-side keywords that are not :class:`pwsim.Settings` fields
 ASE_KEYWORDS = ("kpts", "occupations")
+#: keywords that decide the spin treatment (then the atoms' initial moments do not switch spin on)
+SPIN_KEYWORDS = ("spin", "nspin", "spinpol")
 
 
 def _energy_in_hartree(name: str, value) -> float:
@@ -138,11 +158,14 @@ def kpts_to_grid(kpts, atoms) -> tuple[tuple, tuple]:
 def settings_from_keywords(parameters: dict, atoms=None):
     """The :class:`pwsim.Settings` that PWSim's (ASE-convention) keywords resolve to."""
     from .scf import Settings
+    from .settings import translate_keys
 
     values = {k: v for k, v in parameters.items() if k not in ASE_KEYWORDS}
     for name in ENERGY_KEYWORDS:
         if values.get(name) is not None:
             values[name] = _energy_in_hartree(name, values[name])
+    # QE's and GPAW's keys with their own meaning (ecutwfc in Ry, nspin, ...): pwsim's fields
+    values = translate_keys(values, {f.name for f in dataclasses.fields(Settings)}, "PWSim: ")
     smearing = values.pop("smearing", None)
     if parameters.get("occupations") is not None:
         if smearing is not None:
@@ -160,6 +183,14 @@ def settings_from_keywords(parameters: dict, atoms=None):
     settings = Settings(**values)
     settings.compute_forces = True
     settings.compute_stress = True
+    if atoms is not None and not any(k in parameters for k in SPIN_KEYWORDS) and settings.magnetic_moments is None:
+        moments = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
+        if np.any(moments != 0):  # GPAW's convention: initial moments mean a spin-polarised run
+            settings.spin = "collinear"
+    if settings.spin == "collinear" and settings.magnetic_moments is None and atoms is not None:
+        moments = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
+        if np.any(moments != 0):
+            settings.magnetic_moments = [float(m) for m in moments]
     return settings
 
 
@@ -176,17 +207,15 @@ class PWSim(Calculator):
     """ASE calculator running :func:`pwsim.scf` (conventions in the module docstring: energies in
     eV, ASE's ``kpts``, ``smearing=(name, width_eV)``; the other keywords are :class:`pwsim.Settings` fields)."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "magmom", "magmoms"]
     default_parameters: dict = {}
     nolabel = True
 
     def __init__(self, restart=None, label=None, atoms=None, directory=".", **pwsim_settings):
-        from .settings import Settings
+        from .settings import Settings, translate_keys
 
         known = {f.name for f in dataclasses.fields(Settings)} | set(ASE_KEYWORDS)
-        unknown = sorted(set(pwsim_settings) - known)
-        if unknown:
-            raise InputError(f"PWSim: unknown pwsim setting(s) {', '.join(unknown)}")
+        translate_keys(pwsim_settings, known, "PWSim: ")  # unknown or refused keys: a "did you mean"
         Calculator.__init__(self, restart=restart, label=label, atoms=atoms, directory=directory, **pwsim_settings)
         self.result = None
         #: optional callable structure -> Result replacing the plain SCF (used by pwsim.relax)
@@ -212,10 +241,6 @@ class PWSim(Calculator):
         from .scf import prepare, scf
 
         settings = self.settings()
-        if settings.spin == "collinear" and settings.magnetic_moments is None:
-            moments = self.atoms.get_initial_magnetic_moments()
-            if np.any(moments != 0):
-                settings.magnetic_moments = [float(m) for m in moments]
         run = resolve(structure, settings)  # validation, pseudopotentials, FFT box, k-points: once
         density = None
         prev = self._previous
@@ -240,3 +265,81 @@ class PWSim(Calculator):
         self.results["forces"] = np.asarray(result.forces, dtype=float) * ev_per_ang
         s = np.asarray(result.stress, dtype=float) * HARTREE_IN_EV / BOHR_IN_ANGSTROM**3
         self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        spin = result.density.shape[0] == 2
+        self.results["magmom"] = float(result.magnetization) if spin and result.magnetization is not None else 0.0
+        self.results["magmoms"] = atomic_moments(result) if spin else np.zeros(result.structure.natoms)
+
+    # --------------------------------------------------------------- ASE's electronic-structure API
+    def _result(self):
+        if self.result is None:
+            self.get_potential_energy()
+        return self.result
+
+    def get_number_of_spins(self) -> int:
+        return int(np.asarray(self._result().eigenvalues).shape[0])
+
+    def get_spin_polarized(self) -> bool:
+        return self.get_number_of_spins() == 2
+
+    def get_number_of_bands(self) -> int:
+        return int(np.asarray(self._result().eigenvalues).shape[2])
+
+    def get_ibz_k_points(self) -> np.ndarray:
+        """(nk, 3) irreducible k-points, fractional (ASE's scaled coordinates)."""
+        return np.array(self._result().kpoints, dtype=float)
+
+    def get_k_point_weights(self) -> np.ndarray:
+        return np.array(self._result().kweights, dtype=float)
+
+    def get_eigenvalues(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
+        """Eigenvalues of k-point ``kpt`` and spin ``spin``, eV."""
+        return np.array(self._result().eigenvalues[spin][kpt], dtype=float) * HARTREE_IN_EV
+
+    def get_occupation_numbers(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
+        """Electrons per state (0..2 without spin, 0..1 per spin channel)."""
+        return np.array(self._result().occupations[spin][kpt], dtype=float)
+
+    def get_fermi_level(self) -> float:
+        """The Fermi level, eV; with a fixed total moment the spin-up one (both: :meth:`get_fermi_levels`);
+        for fixed occupations the middle of the gap (the highest occupied level if no band is empty)."""
+        r = self._result()
+        if r.fermi_level is not None:
+            return float(r.fermi_level) * HARTREE_IN_EV
+        if r.homo is not None and r.lumo is not None:
+            return 0.5 * (r.homo + r.lumo) * HARTREE_IN_EV
+        return float(r.homo) * HARTREE_IN_EV
+
+    def get_fermi_levels(self) -> np.ndarray:
+        """(2,) the Fermi levels of the two spin channels with a fixed total moment, eV; else the one
+        Fermi level once."""
+        levels = self._result().extra.get("fermi_levels")
+        if levels is not None:
+            return np.asarray(levels, dtype=float) * HARTREE_IN_EV
+        return np.array([self.get_fermi_level()])
+
+
+def atomic_moments(result, radius=None) -> np.ndarray:
+    """(natoms,) the spin density n_up - n_down integrated in a sphere around each atom, Bohr magnetons.
+
+    radius: bohr; default half the nearest-neighbour distance (spheres that do not overlap; pw.x's
+    default r_m is similar)."""
+    structure = result.structure
+    density = np.asarray(result.density)
+    if radius is None:
+        radius = 0.5 * structure.minimum_distance()[0]
+    spin = density[0] - density[1]
+    shape = spin.shape
+    axes = [np.arange(n) / n for n in shape]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # fractional
+    dv = structure.volume / spin.size
+    images = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
+    moments = np.zeros(structure.natoms)
+    for a, position in enumerate(structure.positions):
+        diff = grid - position
+        diff -= np.rint(diff)
+        nearest = np.full(len(grid), np.inf)
+        for image in images:  # the nearest periodic image of the atom, for skewed cells too
+            cart = (diff + image) @ structure.lattice
+            nearest = np.minimum(nearest, np.einsum("ij,ij->i", cart, cart))
+        moments[a] = float(np.sum(spin.reshape(-1)[nearest <= radius * radius]) * dv)
+    return moments

@@ -22,6 +22,7 @@ import click
 from . import parallel
 from ._version import __version__
 from .cli_analysis import bands, dos, export
+from .convert import convert_command
 from .cli_common import (
     Interrupted,
     check_interrupted,
@@ -77,7 +78,15 @@ class _Group(click.Group):
 def main():
     """pwsim: plane-wave Kohn-Sham DFT with norm-conserving pseudopotentials (PseudoDojo, GTH).
 
-    Exit status: 0 converged, 1 SCF not converged (output written and flagged), 2 bad input.
+    \b
+    Exit status:
+      0    success (converged)
+      1    SCF or relaxation not converged (output written and flagged)
+      2    bad input or environment (usage, unreadable file, disk full, locked output,
+           memory limit); nothing written
+      3    internal error (a bug: rerun with --debug and report it)
+      128+N  stopped by signal N (130 Ctrl-C/SIGINT, 143 SIGTERM)
+      141  stdout closed early (e.g. piped into head)
     """
 
 
@@ -283,7 +292,9 @@ def _resolved_items(table: str, run):
         elif key == "fft_grid" and value is None:
             value = f"{list(est.fft_grid)} (default)"
         elif key == "density_tolerance" and value is None:
-            value = f"{10 * s.energy_tolerance ** 0.5:g} (default)"
+            from .settings import default_density_tolerance
+
+            value = f"{default_density_tolerance(s.energy_tolerance):g} (default)"
         yield key, value
 
 
@@ -345,6 +356,7 @@ main.add_command(dos)
 main.add_command(export)
 main.add_command(phonons)
 main.add_command(elastic)
+main.add_command(convert_command)
 
 
 if __name__ == "__main__":

@@ -273,6 +273,7 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     """
     from .settings import SCHEMA, check_value, make_settings, validated
 
+    started = time.perf_counter()
     settings = validated(make_settings(settings, **overrides))
     fmax = check_value(fmax, SCHEMA["relax"]["fmax"], "relax", "fmax")  # "0.01 eV/angstrom" works too
     smax = check_value(smax, SCHEMA["relax"]["smax"], "relax", "smax")
@@ -293,6 +294,10 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     if not evaluator.keep_wavefunctions:
         final.wavefunctions = None
         final.miller = None
+        final.settings["save_wavefunctions"] = False  # the steps kept them only to restart the next
+    # /provenance: wall_time is the whole relaxation's, scf_wall_time the last step's SCF (s)
+    final.provenance["scf_wall_time"] = final.provenance.get("wall_time")
+    final.provenance["wall_time"] = time.perf_counter() - started
     traj = evaluator.arrays()
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))

@@ -53,10 +53,9 @@ from .settings import (
 from .structure import Structure
 from .symmetry import (
     find_symmetry,
-    grid_preserving_subgroup,
-    irreducible_kpoints,
     monkhorst_pack,
     no_symmetry,
+    symmetrized_kpoints,
 )
 
 #: largest pseudopotential file pwsim reads (bytes); GTH files are ~1 kB, psp8/UPF files ~1 MB
@@ -300,12 +299,11 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     sizes.nsym = point_group.nsym
     _check_lower_bound(sizes, point_group.nsym, point_group.spacegroup, n_electrons, nbands, limit, s.max_memory,
                        reduction=True)
-    symmetry = point_group  # 'full': the whole group symmetrises the grid (QE/ABINIT); 'grid': the grid's subgroup
-    if s.kpoint_symmetrization == "grid":
-        symmetry = grid_preserving_subgroup(point_group, grid_k, shift_k)
+    # 'full': the whole group, the grid completed as pw.x does; 'grid': the grid's subgroup, the literal grid
+    symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
+                                         s.kpoint_symmetrization if s.symmetry else "grid")
     sizes.nsym = symmetry.nsym
-    kset = irreducible_kpoints(structure, grid_k, shift_k, symmetry, time_reversal=True)
-    symmetrize = symmetry.nsym > 1 and kset.nk < time_reversal_count(grid_k, shift_k)
+    symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)
     if est.memory_bytes > limit:
         _refuse(est, s.max_memory)

@@ -86,7 +86,19 @@ def sanity_warnings(run) -> list[str]:
         message = _metal_warning(run)
         if message:
             out.append(message)
+    out.extend(_low_cutoff_warnings(run))
     return out
+
+
+def _low_cutoff_warnings(run) -> list[str]:
+    """ecut below a pseudopotential's 'low' cutoff hint (PseudoDojo), as ``pwsim check`` says too."""
+    ecut = run.settings.ecut
+    below = [f"{element} ({pseudo.hints['low']:g} Ha)" for element, pseudo in sorted(run.pseudos.items())
+             if "low" in (getattr(pseudo, "hints", None) or {}) and ecut < pseudo.hints["low"]]
+    if not below:
+        return []
+    return [(f"ecut = {ecut:.4g} Ha ({ecut * HARTREE_IN_EV:.0f} eV) is below the 'low' cutoff hint of "
+             f"{', '.join(below)}: energies, forces and geometries are not converged")]
 
 
 def _odd(n: float) -> bool:

@@ -62,6 +62,8 @@ def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged:
         provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed,
                     **pseudo_provenance(setup.pseudos)},  # sha256 of each pseudopotential: checked on --restart
     )
+    if occ.extra_fermi_levels:  # a fixed total moment: one Fermi level per spin (/fermi_levels: up, down)
+        result.extra["fermi_levels"] = np.array(occ.extra_fermi_levels, dtype=float)  # hartree
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
         result.miller = [k.miller for k in setup.basis.kpoints]

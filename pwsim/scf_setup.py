@@ -14,7 +14,7 @@ from . import hostthreads, parallel
 from .backend import _default_threads, get_backend
 from .basis import PlaneWaveBasis
 from .resolve import ResolvedRun, resolve
-from .settings import Settings
+from .settings import Settings, default_density_tolerance
 from .structure import Structure
 from .symmetry import DensitySymmetrizer
 from .terms import build_terms
@@ -59,9 +59,10 @@ class Setup:
 
     def density_tolerance(self) -> float:
         """The density residual ||rho_out - rho_in|| (electrons/bohr^(3/2)) below which the SCF may
-        stop: [scf] density_tolerance, or 10 sqrt(energy tolerance) of :meth:`energy_tolerance`."""
+        stop: [scf] density_tolerance, or :func:`pwsim.settings.default_density_tolerance` of
+        :meth:`energy_tolerance` (0.01 sqrt: forces and stress converged to ~1e-6 by default)."""
         s = self.settings
-        return s.density_tolerance if s.density_tolerance is not None else 10 * math.sqrt(self.energy_tolerance())
+        return s.density_tolerance if s.density_tolerance is not None else default_density_tolerance(self.energy_tolerance())
 
 
 def prepare(structure: Structure, settings: Settings | None = None, build_operators: bool = True, *,

@@ -140,17 +140,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
                                       "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),
         "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
-        "kpoint_symmetrization": Key("str", "grid", "for a k-grid with fewer symmetries than the crystal (shifted "
-                                                    "fcc grids): 'grid' computes that grid as given, with the "
-                                                    "operations it respects; 'full' symmetrises it with the whole "
-                                                    "crystal group, as Quantum ESPRESSO and ABINIT do",
+        "kpoint_symmetrization": Key("str", "full", "for a k-grid with fewer symmetries than the crystal or its "
+                                                    "lattice (shifted fcc grids, ASE's even kpts): 'full' gives the "
+                                                    "density, forces and stress the crystal's whole space group, "
+                                                    "the grid completed by the lattice's rotations as pw.x does "
+                                                    "(Quantum ESPRESSO, ABINIT, VASP, GPAW symmetrise likewise); "
+                                                    "'grid' computes the grid as given, with only the operations "
+                                                    "it respects",
                                      choices=("grid", "full")),
     },
     "scf": {
         "energy_tolerance": Key("energy", 1e-8, "convergence threshold on the energy change", "hartree",
                                 minimum=0.0, maximum=1.0, exclusive=True),
         "density_tolerance": Key("float", None, "threshold on the density residual ||rho_out - rho_in|| "
-                                                "(default 10 sqrt(energy_tolerance))", "e/bohr^1.5",
+                                                "(default 0.01 sqrt(energy_tolerance): 1e-6 with the default "
+                                                "energy_tolerance, which converges forces to ~3e-7 Ha/bohr and "
+                                                "stress to ~1e-10 Ha/bohr^3)", "e/bohr^1.5",
                                  minimum=0.0, maximum=10.0, exclusive=True),
         "max_iterations": Key("int", 100, "maximum number of SCF iterations", minimum=1, maximum=100000),
         "mixing_damping": Key("float", 0.8, "Anderson damping alpha", minimum=0.0, maximum=1.0, exclusive=True),
@@ -218,6 +223,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 #: [scf] kerker of smeared runs when none is given, 1/bohr
 DEFAULT_KERKER = 0.8
+#: [scf] density_tolerance when none is given: this factor times sqrt(energy_tolerance). The forces and
+#: the stress are first order in the density error (~0.6 Ha/bohr per unit of residual on Si8): 1e-6
+#: at the default energy_tolerance of 1e-8 converges them to <= 1e-6 (Si8, Al: 2-3 more iterations)
+DENSITY_TOLERANCE_FACTOR = 0.01
+
+
+def default_density_tolerance(energy_tolerance: float) -> float:
+    """[scf] density_tolerance when none is given, e/bohr^1.5 (energy_tolerance in hartree)."""
+    return DENSITY_TOLERANCE_FACTOR * math.sqrt(energy_tolerance)
 
 #: the tables whose every key is a field of :class:`Settings`
 SETTINGS_TABLES = ("model", "basis", "scf")
@@ -287,21 +301,201 @@ Settings.__doc__ = _docstring()
 
 
 def make_settings(settings=None, **overrides) -> Settings:
-    """A new :class:`Settings`: a copy of ``settings`` (or the defaults) with keyword overrides;
-    an unknown keyword is a :class:`SettingsError` that suggests the right name."""
+    """A new :class:`Settings`: a copy of ``settings`` (or the defaults) with keyword overrides.
+
+    A key of Quantum ESPRESSO or ASE/GPAW that pwsim takes with its meaning there (:data:`FOREIGN_KEYS`:
+    ``ecutwfc`` in Ry, ``nspin``, ``tot_magnetization``, ``degauss`` in Ry, ...) is translated; any
+    other unknown keyword is a :class:`SettingsError` naming the pwsim key of the same meaning, or
+    suggesting the key it is a typo of (:func:`unknown_key_hint`)."""
     base = dataclasses.replace(settings) if settings is not None else Settings()
     known = {f.name for f in dataclasses.fields(Settings)}
-    for key, value in overrides.items():
-        if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            home = table_of(key)
-            where = f" (it is a key of [{home}], not a setting of the run)" if home else ""
-            raise SettingsError(None, None, f"unknown setting {key!r}{where}{hint}")
+    for key, value in translate_keys(overrides, known).items():
         setattr(base, key, value)
     return base
+
+
+def translate_keys(values: dict, known, where: str = "") -> dict:
+    """``values`` with the accepted foreign keys of :data:`FOREIGN_KEYS` replaced by the pwsim fields
+    they mean (atomic units); an unknown or refused key, or a field given twice (``ecut`` and
+    ``ecutwfc``), is a :class:`SettingsError`. ``where`` prefixes the messages (e.g. ``"PWSim: "``)."""
+    out = {key: value for key, value in values.items() if key in known}
+    for key, value in values.items():
+        if key in known:
+            continue
+        foreign = FOREIGN_KEYS.get(key.lower()) if isinstance(key, str) else None
+        if foreign is None or foreign.accept is None:
+            home = table_of(key) if isinstance(key, str) else None
+            place = f" (it is a key of [{home}], not a setting of the run)" if home else ""
+            hint = "" if home else unknown_key_hint(str(key), known)
+            raise SettingsError(None, None, f"{where}unknown setting {key!r}{place}{hint}")
+        for field, translated in foreign.translated(key, value).items():
+            if field in out:
+                raise SettingsError(None, None, f"{where}{key!r} and {field!r} mean the same; give one of them")
+            out[field] = translated
+    return out
+
+
+# ------------------------------------------------------------------ other codes' key names
+@dataclass(frozen=True)
+class ForeignKey:
+    """A key name of another code and what pwsim makes of it.
+
+    origin:  whose key it is ("Quantum ESPRESSO", "ASE/GPAW")
+    meaning: what it means there, with its units
+    pwsim:   the pwsim key(s) of the same meaning as written in an input file ("[basis] ecut"),
+             or "" where pwsim has none
+    accept:  value -> {Settings field: value in atomic units} for keys the Python API and the ASE
+             calculator take with that meaning; None: refused, naming ``pwsim``
+    note:    what the user should know (a different unit, a different scheme)
+    """
+
+    origin: str
+    meaning: str
+    pwsim: str
+    accept: Any = None
+    note: str = ""
+
+    def translated(self, key: str, value) -> dict:
+        try:
+            return self.accept(value)
+        except (TypeError, ValueError, KeyError, InputError) as exc:
+            detail = f": {exc}" if isinstance(exc, InputError) else ""
+            raise SettingsError(None, None, f"{key} = {_short(value)}: expected {self.meaning}{detail}") from None
+
+    def message(self, key: str) -> str:
+        """The hint for a refused (or, in an input file, any) use of ``key``."""
+        text = f"{key!r} is {self.origin}'s key ({self.meaning})"
+        text += f"; pwsim's key of the same meaning is {self.pwsim}" if self.pwsim else "; pwsim has no such key"
+        return text + (f" ({self.note})" if self.note else "")
+
+
+def _rydberg(value) -> float:
+    """QE's energies: a plain number in Ry; a string with its own unit."""
+    if isinstance(value, str):
+        return to_atomic(value, "energy")
+    if isinstance(value, bool) or not _is_real(value):
+        raise TypeError(value)
+    return 0.5 * float(value)
+
+
+def _nspin(value) -> dict:
+    if value not in (1, 2) or isinstance(value, bool):
+        raise InputError("1 (no spin) or 2 (collinear); pwsim has no non-collinear spin (nspin = 4)")
+    return {"spin": "collinear" if value == 2 else "none"}
+
+
+def _flag(value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(value)
+    return bool(value)
+
+
+_QE, _ASE = "Quantum ESPRESSO", "ASE/GPAW"
+
+#: key names of other codes, lower case -> what pwsim makes of them (accepted with their meaning, or
+#: refused naming the pwsim key of the same meaning; a suggestion never names a key of another meaning)
+FOREIGN_KEYS: dict[str, ForeignKey] = {
+    # accepted with their Quantum ESPRESSO meaning (Python API, ASE calculator)
+    "ecutwfc": ForeignKey(_QE, "the wavefunction cutoff, Ry", "[basis] ecut", lambda v: {"ecut": _rydberg(v)}),
+    "degauss": ForeignKey(_QE, "the smearing width, Ry", "[model] temperature",
+                          lambda v: {"temperature": _rydberg(v)}),
+    "nspin": ForeignKey(_QE, "1 unpolarised, 2 collinear spin", "[model] spin", _nspin),
+    "tot_magnetization": ForeignKey(_QE, "the fixed total moment n_up - n_down, Bohr magnetons",
+                                    "[model] magnetization", lambda v: {"magnetization": v}),
+    "tot_charge": ForeignKey(_QE, "the net charge of the cell (electrons removed)", "[model] charge",
+                             lambda v: {"charge": v}),
+    "nbnd": ForeignKey(_QE, "the number of bands", "[basis] nbands", lambda v: {"nbands": v}),
+    "electron_maxstep": ForeignKey(_QE, "the most SCF iterations", "[scf] max_iterations",
+                                   lambda v: {"max_iterations": v}),
+    "nosym": ForeignKey(_QE, "true: no symmetry", "[basis] symmetry (its negation)",
+                        lambda v: {"symmetry": not _flag(v)}),
+    # accepted with their ASE/GPAW meaning
+    "spinpol": ForeignKey(_ASE, "true: collinear spin", "[model] spin",
+                          lambda v: {"spin": "collinear" if _flag(v) else "none"}),
+    "maxiter": ForeignKey(_ASE, "the most SCF iterations", "[scf] max_iterations", lambda v: {"max_iterations": v}),
+    "magmoms": ForeignKey(_ASE, "the starting moment of every atom, Bohr magnetons", "[model] magnetic_moments",
+                          lambda v: {"magnetic_moments": v}),
+    # refused: the pwsim key differs in units, scope or scheme
+    "starting_magnetization": ForeignKey(_QE, "per species, a fraction of its valence charge, -1..1",
+                                         "[model] magnetic_moments",
+                                         note="per atom in Bohr magnetons: starting_magnetization times the "
+                                              "species' valence electrons; with spin = 'collinear'"),
+    "ecutrho": ForeignKey(_QE, "the density cutoff, Ry", "",
+                          note="pwsim's density cutoff is 4 ecut; a larger FFT box: [basis] fft_grid"),
+    "conv_thr": ForeignKey(_QE, "the estimated SCF energy error, Ry", "[scf] energy_tolerance",
+                           note="a change of the energy between iterations, Ha; with [scf] density_tolerance"),
+    "mixing_beta": ForeignKey(_QE, "the Broyden mixing factor", "[scf] mixing_damping",
+                              note="pwsim mixes by Anderson: a similar role, not the same scheme"),
+    "mixing_ndim": ForeignKey(_QE, "the Broyden history length", "[scf] mixing_history",
+                              note="pwsim mixes by Anderson"),
+    "occupations": ForeignKey(_QE, "'fixed', 'smearing', ...", "[model] smearing",
+                              note="smearing = 'none' for fixed occupations, else its name with temperature"),
+    "input_dft": ForeignKey(_QE, "the functional, e.g. 'PBE'", "[model] xc"),
+    "calculation": ForeignKey(_QE, "'scf', 'relax', ...", "[run] task"),
+    "forc_conv_thr": ForeignKey(_QE, "the relaxation force threshold, Ry/bohr", "[relax] fmax",
+                                note="hartree/bohr, or a string with its unit such as '0.001 Ry/bohr'"),
+    "noncolin": ForeignKey(_QE, "non-collinear magnetism", "", note="pwsim's spin is collinear only"),
+    "lspinorb": ForeignKey(_QE, "spin-orbit coupling", "", note="not available in pwsim"),
+    "lda_plus_u": ForeignKey(_QE, "DFT+U", "", note="not available in pwsim"),
+    "pseudo_dir": ForeignKey(_QE, "the folder of the pseudopotential files", "[model] pseudopotentials",
+                             note="a table of files, relative to the input file"),
+    "ibrav": ForeignKey(_QE, "the Bravais-lattice index", "[structure] lattice",
+                        note="pwsim convert translates a pw.x input"),
+    "celldm": ForeignKey(_QE, "the lattice parameters, bohr", "[structure] lattice"),
+    "kpts": ForeignKey(_ASE, "the k-point grid, ASE's Monkhorst-Pack convention", "[basis] kpoints and kshift",
+                       note="the ASE calculator pwsim.ase.PWSim takes kpts"),
+    "k_points": ForeignKey(_QE, "the k-point card", "[basis] kpoints and kshift"),
+    "magmom": ForeignKey(_ASE, "the initial moment of every atom (ASE's atoms.set_initial_magnetic_moments)",
+                         "[model] magnetic_moments"),
+    "convergence": ForeignKey(_ASE, "GPAW's convergence criteria", "[scf] energy_tolerance and density_tolerance"),
+    "setups": ForeignKey(_ASE, "GPAW's PAW setups", "[model] pseudopotentials"),
+    "gpts": ForeignKey(_ASE, "GPAW's real-space grid points", "[basis] fft_grid"),
+    "h": ForeignKey(_ASE, "GPAW's grid spacing", "[basis] fft_grid", note="pwsim's box follows from ecut"),
+    "mode": ForeignKey(_ASE, "GPAW's basis mode", "[basis] ecut", note="pwsim is always plane waves"),
+    "txt": ForeignKey(_ASE, "the calculator's text log", "", note="pwsim's ASE calculator writes no log; "
+                                                                  "calc.result holds the full result"),
+}
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    previous2, previous = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if previous2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def typo_of(name: str, candidates) -> str | None:
+    """The one candidate ``name`` is a typo of (at most 2 edits, 1 for names of 5 letters or fewer),
+    or None: a longer or shorter word (``starting_magnetization`` against ``magnetization``) is a
+    different key, never a typo, and neither is a tie between two candidates."""
+    word = name.strip().lower()
+    limit = 1 if len(word) <= 5 else 2
+    scored = sorted((_edit_distance(word, c.lower()), c) for c in candidates)
+    close = [c for d, c in scored if d <= limit]
+    if not close:
+        return None
+    best = _edit_distance(word, close[0].lower())
+    return close[0] if sum(_edit_distance(word, c.lower()) == best for c in close) == 1 else None
+
+
+def unknown_key_hint(name: str, candidates) -> str:
+    """The hint after "unknown key NAME": another code's key names the pwsim key of the same meaning
+    (:data:`FOREIGN_KEYS`, typos of those names too); a typo of one of ``candidates`` names it; else ""."""
+    foreign = FOREIGN_KEYS.get(name.strip().lower())
+    if foreign is None:
+        near = typo_of(name, FOREIGN_KEYS)
+        if near is not None and typo_of(name, candidates) is None:
+            return f"; did you mean {near!r}? " + FOREIGN_KEYS[near].message(near)
+    if foreign is not None:
+        return "; " + foreign.message(name)
+    close = typo_of(name, candidates)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 # ------------------------------------------------------------------------------- checking values

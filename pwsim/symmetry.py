@@ -31,6 +31,7 @@ from .structure import ELEMENTS, Structure
 __all__ = [
     "Symmetry", "KpointSet", "DensitySymmetrizer",
     "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints", "grid_preserving_subgroup",
+    "lattice_point_group", "pw_x_lattice_group", "completed_kpoints", "symmetrized_kpoints",
     "kpoint_symmetrization_note",
     "symmetrize_density", "symmetrize_forces", "check_fft_grid_compatible",
 ]
@@ -271,6 +272,9 @@ class KpointSet:
                          orbits intersected with the grid: sums of symmetric quantities over the
                          grid are still exact, and the symmetrised density equals the symmetrised
                          full-grid density.
+    completed:           True when the points are those of the grid's completion by the lattice's
+                         point group (:func:`completed_kpoints`): some lie off the grid, the weights
+                         are not star counts, and the density always needs symmetrising.
     """
 
     fractional: np.ndarray
@@ -285,6 +289,7 @@ class KpointSet:
     shift: tuple = (0, 0, 0)
     time_reversal: bool = True
     grid_symmetric: bool = True
+    completed: bool = False
 
     @property
     def nk(self) -> int:
@@ -305,13 +310,13 @@ def grid_preserving_subgroup(symmetry: Symmetry, grid, shift) -> Symmetry:
     A shifted fcc grid, or unequal divisions of a cubic cell, lacks some symmetries of the crystal.
     Two conventions exist for such a grid, chosen by ``[basis] kpoint_symmetrization``:
 
-    * ``"grid"`` (pwsim's default, as DFTK): keep only the operations the grid respects, for the
-      k-points and for the density, so the result is that of the literal grid and switching
-      symmetry off never changes it;
-    * ``"full"`` (Quantum ESPRESSO and ABINIT): reduce the grid and symmetrise the density with the
-      whole crystal group, which amounts to replacing the grid by its symmetric completion
-      (Si fcc 2x2x2 shifted, LDA 15 Ha: -7.9272200 Ha with "grid", -7.9278142 Ha with "full",
-      pw.x -7.9278143 Ha).
+    * ``"full"`` (the default; Quantum ESPRESSO, ABINIT, VASP, GPAW): reduce the grid and
+      symmetrise the density with the whole crystal group, which amounts to replacing the grid by
+      its symmetric completion (:func:`completed_kpoints`; Si fcc 2x2x2 shifted, LDA 15 Ha:
+      -7.9272200 Ha with "grid", -7.9278142 Ha with "full", pw.x -7.9278143 Ha);
+    * ``"grid"`` (as DFTK): keep only the operations the grid respects, for the k-points and for
+      the density, so the result is that of the literal grid and switching symmetry off never
+      changes it (but forces and stress of a perfect crystal need not vanish or be symmetric).
 
     Time reversal maps every Monkhorst-Pack grid onto itself, so it needs no check.
     """
@@ -341,10 +346,10 @@ def kpoint_symmetrization_note(structure: Structure, settings) -> str:
                 f"('grid' and 'full' agree; kpoint_symmetrization = '{mode}')")
     if mode == "grid":
         return (f"k-point symmetrisation: 'grid': the grid keeps {kept} of the {full.nsym} operations and is computed "
-                "as given; Quantum ESPRESSO and ABINIT symmetrise it with all of them "
-                "(set [basis] kpoint_symmetrization = 'full' to compare with them)")
-    return (f"k-point symmetrisation: 'full' (Quantum ESPRESSO/ABINIT convention): the grid keeps only {kept} of the "
-            f"{full.nsym} operations and is symmetrised with all of them")
+                "as given (forces and stress may break the crystal's symmetry); Quantum ESPRESSO, ABINIT, VASP "
+                "and GPAW symmetrise with all of them (kpoint_symmetrization = 'full', the default)")
+    return (f"k-point symmetrisation: 'full' (as pw.x): the grid keeps only {kept} of the {full.nsym} operations; "
+            "the density, forces and stress are symmetrised with all of them")
 
 
 def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
@@ -427,6 +432,166 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
         symmetry=symmetry, grid=grid, shift=shift, time_reversal=bool(time_reversal),
         grid_symmetric=grid_symmetric,
     )
+
+
+def lattice_point_group(lattice, symprec: float = 1e-5) -> Symmetry:
+    """The rotations of the Bravais lattice itself (its holohedry, with zero translations): the
+    point group of one atom in the cell. Every crystal's rotations form a subgroup of it."""
+    lattice_only = Structure(np.asarray(lattice, dtype=float), ["H"], np.zeros((1, 3)))
+    group = find_symmetry(lattice_only, symprec=symprec)
+    return Symmetry(group.rotations, np.zeros_like(group.translations), group.spacegroup, group.symprec)
+
+
+def _pw_x_rotations() -> np.ndarray:
+    """(96, 3, 3) the Cartesian rotations among which pw.x looks for a lattice's symmetries
+    (``set_sym_bl``): the 48 signed permutations (cubic axes along x, y, z) and the 24 operations of
+    D6h about z with a two-fold axis along x, both with their products with inversion."""
+    import itertools
+
+    cubic = [np.diag(signs)[list(order)] for order in itertools.permutations(range(3))
+             for signs in itertools.product((1, -1), repeat=3)]
+    hexagonal = []
+    for m in range(6):
+        c, s = np.cos(m * np.pi / 3), np.sin(m * np.pi / 3)
+        hexagonal.append(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]))  # about z
+        c2, s2 = np.cos(m * np.pi / 3), np.sin(m * np.pi / 3)  # a two-fold axis at m * 30 degrees
+        hexagonal.append(np.array([[c2, s2, 0], [s2, -c2, 0], [0, 0, -1]]))
+    hexagonal += [-r for r in hexagonal]
+    return np.array(cubic + hexagonal, dtype=float)
+
+
+def pw_x_lattice_group(lattice, symprec: float = 1e-5) -> Symmetry:
+    """The rotations of the lattice that pw.x finds: those of :func:`lattice_point_group` whose
+    Cartesian form is one of :func:`_pw_x_rotations`. pw.x completes a grid with these, so a
+    trigonal cell with its three-fold axis along z (ibrav 5) is completed with D3d even where its
+    lattice is cubic; the completion uses the same subgroup to give pw.x's k-points in any frame."""
+    group = lattice_point_group(lattice, symprec)
+    cartesian = group.cartesian_rotations(lattice)
+    known = _pw_x_rotations()
+    keep = [g for g in range(group.nsym) if np.min(np.abs(known - cartesian[g]).max(axis=(1, 2))) < 1e-5]
+    return group.subset(np.array(keep))
+
+
+def _k_action(symmetry: Symmetry, time_reversal: bool) -> set:
+    """The distinct matrices (+-) M_g by which ``symmetry`` (and time reversal) act on k-points."""
+    mrot = symmetry.reciprocal_rotations()
+    if time_reversal:
+        mrot = np.concatenate([mrot, -mrot])
+    return {tuple(m.reshape(-1).tolist()) for m in mrot}
+
+
+def _kpoint_keys(points: np.ndarray, scale: int) -> list:
+    """Hashable keys of fractional k-points modulo reciprocal-lattice vectors; ``scale`` makes
+    every coordinate an integer (twice the product of the grid divisions)."""
+    ints = np.rint(np.asarray(points) * scale).astype(np.int64) % scale
+    return [tuple(row) for row in ints.tolist()]
+
+
+def completed_kpoints(structure: Structure, grid, shift, symmetry: Symmetry, time_reversal: bool = True,
+                      lattice_group: Symmetry | None = None) -> KpointSet:
+    """Irreducible k-points of a grid completed by the lattice's point group, as pw.x builds them.
+
+    pw.x reduces the Monkhorst-Pack grid with the rotations of the Bravais lattice that it finds
+    (:func:`pw_x_lattice_group`; ``kpoint_grid``:
+    stars intersected with the grid, weight = points of the grid in the star), then, when the
+    crystal has fewer rotations, spreads each weight evenly over the point's whole lattice star
+    (``irrek``: the added points may lie off the grid) and reduces that set with the crystal's
+    operations. The result is a k-set invariant under the lattice group, whose density, symmetrised
+    with the crystal's group, is symmetric and independent of how the grid sits in the cell.
+
+    Where the grid is invariant under the lattice group, or the crystal's operations with time
+    reversal act on k-points as the whole lattice group does, this is exactly the grid's own
+    reduction :func:`irreducible_kpoints` (returned as such). Otherwise the :class:`KpointSet`
+    has ``completed`` True; its ``full_*`` fields still map every grid point onto an irreducible
+    point by a crystal operation (what the tetrahedron DOS needs), but the weights are the
+    completion's.
+    """
+    grid, shift = _check_grid(grid, shift)
+    if lattice_group is None:
+        lattice_group = pw_x_lattice_group(structure.lattice, symmetry.symprec)
+    invariant = grid_preserving_subgroup(lattice_group, grid, shift).nsym == lattice_group.nsym
+    crystal_action = _k_action(symmetry, time_reversal)
+    lattice_action = _k_action(lattice_group, time_reversal)
+    # (a crystal rotation outside the lattice's group can only come from tolerances at the edge of
+    # symprec: then the grid's own reduction, which is exact for any group)
+    if invariant or crystal_action == lattice_action or not crystal_action <= lattice_action:
+        return irreducible_kpoints(structure, grid, shift, symmetry, time_reversal)
+    lattice_only = Structure(structure.lattice, ["H"], np.zeros((1, 3)))
+    coarse = irreducible_kpoints(lattice_only, grid, shift, lattice_group, time_reversal)
+    points, weights = _lattice_stars(coarse, lattice_group, 2 * int(np.prod(grid)))
+    return _reduce_completion(structure, points, weights, coarse, symmetry, time_reversal)
+
+
+def _lattice_stars(coarse: KpointSet, lattice_group: Symmetry, scale: int):
+    """Every point of the lattice star of each irreducible point of ``coarse``, each carrying an
+    equal share of that point's weight: (npoints, 3) fractional in [-1/2, 1/2), (npoints,)."""
+    mrot = lattice_group.reciprocal_rotations()
+    points, weights = [], []
+    for k, w in zip(coarse.fractional, coarse.weights):
+        images = k @ mrot.mT  # (nrot, 3)
+        _, first = np.unique(np.array(_kpoint_keys(images, scale)), axis=0, return_index=True)
+        star = images[np.sort(first)]
+        points.append(star - np.floor(star + 0.5 + 1e-12))
+        weights.append(np.full(len(star), w / len(star)))
+    return np.concatenate(points), np.concatenate(weights)
+
+
+def _reduce_completion(structure, points, weights, coarse: KpointSet, symmetry: Symmetry,
+                       time_reversal: bool) -> KpointSet:
+    """Reduce the completed (lattice-invariant) set ``points`` by the crystal's operations and map
+    every grid point of ``coarse`` onto one of the irreducible points."""
+    symmetry.atom_permutations(structure)  # raises if an operation is not a symmetry
+    scale = 2 * int(np.prod(coarse.grid))
+    mrot = symmetry.reciprocal_rotations()
+    signs = (1, -1) if time_reversal else (1,)
+    index = {key: i for i, key in enumerate(_kpoint_keys(points, scale))}
+    owner = np.full(len(points), -1)
+    reps, irr_weights = [], []
+    for i in range(len(points)):
+        if owner[i] >= 0:
+            continue
+        images = np.concatenate([sign * (points[i] @ mrot.mT) for sign in signs])
+        orbit = sorted({index[key] for key in _kpoint_keys(images, scale)})
+        owner[orbit] = len(reps)
+        reps.append(i)
+        irr_weights.append(float(np.sum(weights[orbit])))
+    irr = points[np.array(reps)]
+    # the grid points: the first (sign, operation) that sends an irreducible point onto each
+    reached = {}
+    for sign in signs:
+        for g in range(symmetry.nsym):
+            for j, key in enumerate(_kpoint_keys(sign * (irr @ mrot[g].T), scale)):
+                reached.setdefault(key, (j, g, sign))
+    found = [reached[key] for key in _kpoint_keys(coarse.full_kpoints, scale)]
+    to_irr, ops, sgn = (np.array(column) for column in zip(*found))
+    mapped = sgn[:, None] * (mrot[ops] @ irr[to_irr][:, :, None])[:, :, 0]
+    umklapp = coarse.full_kpoints - mapped
+    if np.max(np.abs(umklapp - np.rint(umklapp))) > 1e-8:
+        raise RuntimeError("internal error: a grid point does not map onto the completed irreducible set")
+    return KpointSet(
+        fractional=irr, weights=np.array(irr_weights), full_to_irreducible=to_irr, full_kpoints=coarse.full_kpoints,
+        full_operation=ops, full_time_reversal=sgn < 0, full_umklapp=np.rint(umklapp).astype(int),
+        symmetry=symmetry, grid=coarse.grid, shift=coarse.shift, time_reversal=bool(time_reversal),
+        grid_symmetric=False, completed=True,
+    )
+
+
+def symmetrized_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
+                        convention: str = "full") -> tuple[Symmetry, KpointSet]:
+    """The operations and the irreducible k-points of a run, by ``[basis] kpoint_symmetrization``:
+
+    * ``"full"``: the crystal's whole group, the grid completed by the lattice's point group where
+      it lacks some of its symmetry (:func:`completed_kpoints`, pw.x's construction);
+    * ``"grid"``: the subgroup that maps the grid onto itself, the literal grid.
+
+    With ``symmetry = false`` pass :func:`no_symmetry` and ``"grid"``: the literal grid.
+    Returns (the operations that symmetrise the density, forces and stress; the k-points)."""
+    if convention == "grid":
+        kept = grid_preserving_subgroup(symmetry, grid, shift)
+        return kept, irreducible_kpoints(structure, grid, shift, kept, time_reversal=True)
+    if convention != "full":
+        raise InputError(f"unknown k-point symmetrisation {convention!r}; choose 'full' or 'grid'")
+    return symmetry, completed_kpoints(structure, grid, shift, symmetry, time_reversal=True)
 
 
 # ===================================================================== density symmetriser

@@ -110,7 +110,7 @@ CASES = [
     _mk("unknown-table", deck(head="[basis_set]\necut = 5\n"), ["[basis_set]", "unknown table",
                                                               "did you mean 'basis'"], at="[basis_set]"),
     _mk("unknown-key", deck(basis="[basis]\necut = 5.0\necutwfc = 30\n"), ["[basis] ecutwfc", "unknown key",
-                                                                          "'ecut'"], at="ecutwfc"),
+                                                                          "[basis] ecut"], at="ecutwfc"),
     _mk("key-in-wrong-table", deck(basis="[basis]\necut = 5.0\nxc = 'pbe'\n"), ["[basis] xc", "belongs in [model]"],
         at="xc = 'pbe'"),
     _mk("top-level-key", "ecut = 5.0\n" + deck(), ["ecut", "top-level", "[basis]"], at="ecut = 5.0"),

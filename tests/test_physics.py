@@ -165,7 +165,8 @@ def test_supercell_consistency():
 
 def test_symmetry_reduction_does_not_change_energy():
     si = pwsim.diamond("Si", 10.26)
-    settings = dict(pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), kshift=(1, 1, 1), energy_tolerance=1e-11)
+    settings = dict(pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), kshift=(1, 1, 1), energy_tolerance=1e-11,
+                    kpoint_symmetrization="grid")  # the literal grid (the default 'full' completes it)
     with_sym = pwsim.scf(si, **settings)
     without = pwsim.scf(si, symmetry=False, **settings)
     assert len(with_sym.kpoints) < len(without.kpoints)
@@ -186,7 +187,8 @@ def test_symmetry_on_off_more_cells(structure_name, kpoints, kshift):
         structure = pwsim.Structure(si.lattice * [[1.0], [1.03], [0.98]], ["Si", "Si"], [[0, 0, 0], [0.26, 0.25, 0.24]])
     else:
         structure = si
-    settings = dict(pseudopotentials="gth", ecut=5.0, kpoints=kpoints, kshift=kshift, energy_tolerance=1e-11)
+    settings = dict(pseudopotentials="gth", ecut=5.0, kpoints=kpoints, kshift=kshift, energy_tolerance=1e-11,
+                    kpoint_symmetrization="grid")  # the literal grid (the default 'full' completes it)
     with_sym = pwsim.scf(structure, **settings)
     without = pwsim.scf(structure, symmetry=False, **settings)
     assert with_sym.total_energy == pytest.approx(without.total_energy, abs=1e-8)

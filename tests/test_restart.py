@@ -35,6 +35,7 @@ kpoints = [2, 2, 2]
 
 [scf]
 energy_tolerance = 1e-10
+density_tolerance = 1e-4  # the former default: restarting from the converged density must not cost more
 max_iterations = {max_iterations}
 
 [run]

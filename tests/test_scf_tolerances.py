@@ -3,8 +3,8 @@ density_tolerance), and the value a result stores (its settings and the HDF5 fil
 "resolved") is the value the loop used.
 
 At precision = "single" the energy tolerance is raised to the rounding noise of complex64 orbitals,
-5e-7 Ha per atom (README), and the default density tolerance, 10 sqrt(energy tolerance), follows
-the raised value."""
+5e-7 Ha per atom (README), and the default density tolerance, 0.01 sqrt(energy tolerance), follows
+the raised value (the factor is pwsim.settings.DENSITY_TOLERANCE_FACTOR, 0.01 since issue 27)."""
 import math
 
 import numpy as np
@@ -12,6 +12,7 @@ import pytest
 
 import pwsim
 from pwsim.scf import SINGLE_ENERGY_NOISE, prepare
+from pwsim.settings import DENSITY_TOLERANCE_FACTOR
 
 SETTINGS = {"xc": "lda", "pseudopotentials": "gth", "ecut": 6.0, "kpoints": (2, 2, 2)}
 
@@ -30,7 +31,7 @@ def test_stored_density_tolerance_is_the_one_used(precision, tmp_path):
     result = pwsim.scf(si, precision=precision, energy_tolerance=requested, **SETTINGS)
     used_energy = max(requested, SINGLE_ENERGY_NOISE * si.natoms) if precision == "single" else requested
     stored = result.settings["density_tolerance"]
-    assert stored == pytest.approx(10 * math.sqrt(used_energy), rel=1e-14)
+    assert stored == pytest.approx(DENSITY_TOLERANCE_FACTOR * math.sqrt(used_energy), rel=1e-14)
     assert result.settings["energy_tolerance"] == requested  # the input as given
     # the loop stopped at the first iteration that met the stored tolerance
     assert result.converged and stopping_iteration(result, used_energy, stored) == result.iterations
@@ -45,7 +46,7 @@ def test_one_rule_for_the_tolerances():
     si = pwsim.diamond("Si", 10.26)
     single = prepare(si, precision="single", energy_tolerance=1e-9, build_operators=False, **SETTINGS)
     assert single.energy_tolerance() == SINGLE_ENERGY_NOISE * 2
-    assert single.density_tolerance() == 10 * math.sqrt(SINGLE_ENERGY_NOISE * 2)
+    assert single.density_tolerance() == DENSITY_TOLERANCE_FACTOR * math.sqrt(SINGLE_ENERGY_NOISE * 2)
     given = prepare(si, precision="single", density_tolerance=3e-4, build_operators=False, **SETTINGS)
     assert given.density_tolerance() == 3e-4
     double = prepare(si, energy_tolerance=1e-9, build_operators=False, **SETTINGS)

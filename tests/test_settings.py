@@ -29,7 +29,7 @@ import pwsim
 from pwsim.errors import EnvironmentProblem, InputError, InputWarning
 from pwsim.io.input import parse_text
 from pwsim.resolve import check_sphere_fits, resolve, time_reversal_count
-from pwsim.settings import SCHEMA, Settings, SettingsError, table_keys, validated
+from pwsim.settings import SCHEMA, Settings, SettingsError, table_keys, table_of, validated
 from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV, HARTREE_PER_BOHR3_IN_GPA, to_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,8 +139,8 @@ class Counter:
 
         monkeypatch.setattr(pwsim.pseudo.families, "load_pseudo",
                             counted("load_pseudo", pwsim.pseudo.families.load_pseudo))
-        monkeypatch.setattr(pwsim.resolve, "irreducible_kpoints",
-                            counted("irreducible_kpoints", pwsim.resolve.irreducible_kpoints))
+        monkeypatch.setattr(pwsim.resolve, "symmetrized_kpoints",
+                            counted("irreducible_kpoints", pwsim.resolve.symmetrized_kpoints))
         validated_once = counted("validated", pwsim.settings.validated)
         for module in (pwsim.resolve, pwsim.io.input, pwsim.settings):
             monkeypatch.setattr(module, "validated", validated_once)
@@ -214,7 +214,7 @@ API_CASES = [
     ("ecut-bad-unit", dict(ecut="30 furlongs"), "unknown energy unit 'furlongs'"),
     ("ecut-bool", dict(ecut=True), "[basis] ecut: expected a number"),
     ("xc-unknown", dict(xc="b3lyp"), "[model] xc: unknown value 'b3lyp'"),
-    ("unknown-keyword", dict(ecutwfc=30), "unknown setting 'ecutwfc'"),
+    ("unknown-keyword", dict(cutoff_energy=30), "unknown setting 'cutoff_energy'"),
     ("temperature-nan", dict(smearing="gaussian", temperature=math.nan), "[model] temperature: must be finite"),
     ("fft-grid-clipped", dict(fft_grid=(4, 4, 4)), "[basis] fft_grid"),
     ("magnetization-too-large", dict(spin="collinear", magnetization=100.0), "[model] magnetization"),
@@ -483,6 +483,7 @@ def test_check_refuses_exactly_what_run_refuses(tmp_path, case):
 
 # =========================================================================== sanity warnings
 def _warnings_of(structure, **kwargs):
+    kwargs.setdefault("pseudopotentials", "gth")  # no cutoff hints: these tests are about other warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resolve(structure, **kwargs)
@@ -516,3 +517,123 @@ def test_check_prints_warnings_on_stdout(tmp_path):
     proc = cli("check", "in.toml", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
     assert "pwsim: warning: InputWarning: the structure is a crystal" in proc.stdout
+
+
+# ------------------------------------------------ other codes' keys: never a suggestion of another meaning
+#: every foreign key pwsim accepts, a value, and the pwsim fields (atomic units) it must become
+ACCEPTED = {
+    "ecutwfc": (30, {"ecut": 15.0}),                      # Ry
+    "degauss": (0.02, {"temperature": 0.01}),             # Ry
+    "nspin": (2, {"spin": "collinear"}),
+    "tot_magnetization": (2.0, {"magnetization": 2.0}),
+    "tot_charge": (1.0, {"charge": 1.0}),
+    "nbnd": (12, {"nbands": 12}),
+    "electron_maxstep": (50, {"max_iterations": 50}),
+    "nosym": (True, {"symmetry": False}),
+    "spinpol": (True, {"spin": "collinear"}),
+    "maxiter": (40, {"max_iterations": 40}),
+    "magmoms": ([1.0, -1.0], {"magnetic_moments": [1.0, -1.0]}),
+}
+
+
+def test_every_accepted_foreign_key_keeps_its_meaning():
+    from pwsim.settings import FOREIGN_KEYS, make_settings
+
+    assert {k for k, f in FOREIGN_KEYS.items() if f.accept is not None} == set(ACCEPTED)
+    for key, (value, expected) in ACCEPTED.items():
+        s = make_settings(**{key: value})
+        for field, target in expected.items():
+            assert getattr(s, field) == target, key
+    assert make_settings(nspin=1).spin == "none" and make_settings(nosym=False).symmetry is True
+    assert make_settings(ecutwfc="20 Ha").ecut == 20.0  # a unit given wins over Ry
+    with pytest.raises(InputError, match="non-collinear"):
+        make_settings(nspin=4)
+    with pytest.raises(InputError, match="mean the same"):
+        make_settings(ecut=10.0, ecutwfc=30)
+
+
+def test_every_refused_foreign_key_names_the_key_of_the_same_meaning(tmp_path):
+    """The API and the input file both refuse it, naming pwsim's key (or saying there is none) and
+    never suggesting another key."""
+    from pwsim.settings import FOREIGN_KEYS, make_settings
+
+    for key, foreign in FOREIGN_KEYS.items():
+        if foreign.accept is not None:
+            continue
+        with pytest.raises(InputError) as api:
+            make_settings(**{key: 1})
+        text = str(api.value)
+        assert foreign.origin in text and "did you mean" not in text, key
+        assert (foreign.pwsim in text) if foreign.pwsim else ("pwsim has no such key" in text), key
+    # in an input file every foreign key is refused, the accepted ones too, with pwsim's key
+    for key, foreign in FOREIGN_KEYS.items():
+        if key in ("k_points", "h"):
+            continue  # not valid TOML-ish names of a table key in practice
+        with pytest.raises(InputError) as deck:
+            parse_text(f"[structure]\ncrystal = 'diamond'\nelements = 'Si'\nlattice_constant = 10.26\n"
+                       f"[model]\n{key} = 1\n")
+        text = str(deck.value)
+        assert f"[model] {key}: unknown key" in text and foreign.origin in text, key
+        assert "did you mean" not in text or FOREIGN_KEYS.get(key) is not None, key
+
+
+def test_starting_magnetization_is_never_magnetization():
+    """Issue 27: QE's starting_magnetization = 0.5 was answered "did you mean 'magnetization'?", which
+    fixes the total moment instead (bcc Fe at 0.5 instead of 2.2 Bohr magnetons)."""
+    from pwsim.settings import make_settings
+
+    for name in ("starting_magnetization", "starting_magnetisation", "Starting_Magnetization"):
+        with pytest.raises(InputError) as exc:
+            make_settings(**{name: 0.5})
+        assert "magnetic_moments" in str(exc.value) and "did you mean 'magnetization'" not in str(exc.value)
+
+
+def test_suggestions_are_typos_only():
+    """Every suggestion the model can make: a name within 2 edits (1 for short names) of exactly one
+    key. Every one-edit typo of every key suggests that key; the keys are 3 or more edits apart, so a
+    typo is never ambiguous; a key with a prefix or suffix (another quantity) gets no key suggested."""
+    from pwsim.settings import FOREIGN_KEYS, SCHEMA, _edit_distance, typo_of, unknown_key_hint
+
+    keys = sorted({key for table in SCHEMA.values() for key in table})
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if a in SCHEMA["structure"] and b in SCHEMA["structure"] or table_of(a) != table_of(b):
+                continue
+            assert _edit_distance(a, b) >= 3 or (a, b) == ("fmax", "smax"), (a, b)
+    assert unknown_key_hint("xmax", SCHEMA["relax"]) == ""  # as near fmax as smax: no suggestion
+    for specs in SCHEMA.values():
+        for key in specs:
+            typos = {key[:j] + key[j + 1:] for j in range(len(key))}  # deletions
+            typos |= {key[:j] + key[j + 1] + key[j] + key[j + 2:] for j in range(len(key) - 1)}  # swaps
+            typos |= {key[:j] + "q" + key[j + 1:] for j in range(len(key))}  # substitutions
+            for typo in typos - set(specs) - set(FOREIGN_KEYS):
+                hint = unknown_key_hint(typo, specs)
+                tie = sum(_edit_distance(typo, other) == 1 for other in specs) > 1
+                assert hint == ("" if tie else f"; did you mean {key!r}?") or (len(key) <= 2 and hint == ""), typo
+            for other in ("starting_", "initial_", "tot_", "total_", "fixed_", "max_", "min_"):
+                for name in (other + key, key + "_per_atom", key + "_up"):
+                    if name in specs:
+                        continue
+                    assert typo_of(name, specs) is None or _edit_distance(name, typo_of(name, specs)) <= 2, name
+                    assert f"did you mean {key!r}" not in unknown_key_hint(name, specs), name
+
+
+def test_cutoff_below_the_low_hint_warns_on_every_path():
+    """run, the API and the ASE calculator warn as check does (issue 27: ecut = 400 eV relaxed H2O with
+    PseudoDojo O, low hint 36 Ha, to O-H 1.01 A)."""
+    found = _warnings_of(h2(), ecut=8.0, pseudopotentials="pseudodojo")
+    assert found == [("ecut = 8 Ha (218 eV) is below the 'low' cutoff hint of H (31 Ha): energies, forces and "
+                      "geometries are not converged")]
+    assert _warnings_of(h2(), ecut=31.0, pseudopotentials="pseudodojo") == []
+
+
+def test_help_lists_every_exit_status():
+    """`pwsim --help` names the six exit statuses that pwsim.cli_common documents and uses."""
+    from click.testing import CliRunner
+
+    from pwsim.cli import main
+
+    text = CliRunner().invoke(main, ["--help"]).output
+    for status in ("0 ", "1 ", "2 ", "3 ", "128+N", "141 "):
+        assert f"\n    {status}" in text, status
+    assert "130" in text and "143" in text

@@ -147,7 +147,7 @@ def test_show_prints_the_same_forces_stress_and_pressure(workdir, silicon_run):
 def test_check_says_which_kpoint_symmetrisation_applies(workdir):
     checked = run("pwsim check examples/silicon.toml", workdir).stdout
     assert "k-point symmetrisation: the grid respects all 48 operations" in checked
-    assert "kpoint_symmetrization = grid" in checked
+    assert "kpoint_symmetrization = full" in checked
 
 
 def test_readme_relaxation_prints_progress_and_final_geometry(workdir):

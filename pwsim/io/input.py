@@ -38,6 +38,7 @@ from ..settings import (
     check_value,
     format_number,
     table_of,
+    unknown_key_hint,
     validated,
 )
 from ..structure import MAX_ATOMS
@@ -193,7 +194,7 @@ def _tables(data: dict, text: str, source: str, ctx) -> dict[str, dict]:
         for key, value in content.items():
             if key not in SCHEMA[table]:
                 home = table_of(key)
-                hint = f"; it belongs in [{home}]" if home else _suggest(key, SCHEMA[table])
+                hint = f"; it belongs in [{home}]" if home else unknown_key_hint(key, SCHEMA[table])
                 raise ctx.error(table, key, f"unknown key{hint} (known keys: {', '.join(SCHEMA[table])})")
             if (table, key) == ("structure", "elements") and isinstance(value, str):
                 value = [value]  # elements = "Si" for the one-element crystals
@@ -425,6 +426,12 @@ def parse_file(path) -> InputDeck:
         raise InputError(f"{path}: not a text (UTF-8) file; the input is a TOML file") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    from ..convert import is_pw_input
+
+    if is_pw_input(text):  # a pw.x input: run what `pwsim convert` makes of it
+        from ..convert import convert_text
+
+        text = convert_text(text, str(path), path.parent)
     deck = parse_text(text, str(path), path.parent)
     deck.path = path
     return deck

@@ -255,7 +255,10 @@ RESULT = Group("", _ROOT_ATTRS + (
       "occupation of every state (2 max without spin, 1 with)", _attr("occupations"), required=True),
     F("n_electrons", (), "float64", "electrons", "valence electrons in the cell",
       lambda r: float(r.n_electrons), required=True, lo=1e-9, hi=MAX_ELECTRONS),
-    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs)", _attr("fermi_level"), lo=-_E, hi=_E),
+    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs; with a fixed total moment the spin-up "
+      "one)", _attr("fermi_level"), lo=-_E, hi=_E),
+    F("fermi_levels", (2,), "float64", "hartree", "with a fixed total moment and smearing: the Fermi levels of spin "
+      "up and down (each channel filled to its own count)", lambda r: r.extra.get("fermi_levels"), lo=-_E, hi=_E),
     F("homo", (), "float64", "hartree", "highest occupied eigenvalue (fixed occupations)", _attr("homo"),
       lo=-_E, hi=_E),
     F("lumo", (), "float64", "hartree", "lowest unoccupied eigenvalue (fixed occupations)", _attr("lumo"),
