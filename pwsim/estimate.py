@@ -18,6 +18,7 @@ import numpy as np
 
 from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
+from .terms.base import BLOCK_BYTES
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
 #: imported, and the HDF5 output written (peak RSS 65 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
@@ -28,9 +29,9 @@ BASELINE_BYTES = 68e6
 #: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
-#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes
-#: (pwsim.terms.base.BLOCK_BYTES), of which the non-local term holds three at a time
-DERIVATIVE_BLOCK_BYTES = 2**24
+#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
+#: which the non-local term holds three at a time
+DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
 
 
 @dataclass

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend.splits import ranges
 from .errors import EnvironmentProblem, InputError
 
 #: environment variables by which MPI launchers tell a process how many ranks were started
@@ -744,9 +745,7 @@ class BandGroup:
         bk = self.backend
         cols = even_split(width, self.size)
         nrows = block.shape[0]
-        step = max(1, int(TRANSPOSE_BYTES // max(1, width * block.dtype.itemsize)))
-        for r0 in range(0, nrows, step):
-            r1 = min(r0 + step, nrows)
+        for r0, r1 in ranges(nrows, width * block.dtype.itemsize, TRANSPOSE_BYTES):
             host = np.asarray(bk.to_host(block[r0:r1, :]))
             flat = self.comm.Allgather_pieces(host, [(r1 - r0) * (c1 - c0) for c0, c1 in cols])
             offset = 0

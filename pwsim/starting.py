@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .backend.splits import ranges
 from .errors import InputError
 from .pseudo.harmonics import real_spherical_harmonics
 from .resolve import atomic_lmax, atomic_orbital_count
@@ -67,8 +68,7 @@ def _splitmix64(z):
 def _row_blocks(nrows: int, ncols: int):
     """(start, stop) row ranges of about 1M numbers of ``ncols`` columns: a large random block is drawn
     a piece at a time (:func:`random_signed`'s ``offset``), not as a temporary of its whole size."""
-    rows = max(1, (1 << 20) // max(ncols, 1))
-    return [(r0, min(r0 + rows, nrows)) for r0 in range(0, nrows, rows)]
+    return ranges(nrows, max(ncols, 1), 1 << 20)
 
 def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
     """Reproducible random numbers, uniform on [-1, 1), float64 of ``shape`` (host), one stream per

@@ -229,3 +229,17 @@ def test_start_up_imports_stay_lean():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:4] == ["R-3m (166)", "[]", "3.0", "asyncio works True"]
+
+
+def test_one_byte_budgeted_split_rule():
+    """pwsim.backend.splits.ranges: consecutive ranges covering 0..n, each within the budget (at
+    least ``minimum`` items), the same cuts as the per-module formulas it replaced."""
+    from pwsim.backend.splits import ranges
+
+    for n, item, budget, minimum in ((0, 8, 64, 1), (10, 8, 64, 1), (1000, 16 * 700, 4 * 2**20, 1),
+                                     (5, 2**30, 2**20, 1), (777, 16 * 47, 2**20, 64), (3, 1, 10, 64)):
+        cuts = ranges(n, item, budget, minimum)
+        assert [a for a, _ in cuts] == list(range(0, n, max(minimum, int(budget // max(1, item)))))
+        assert all(b > a for a, b in cuts) and (not cuts or (cuts[0][0], cuts[-1][1]) == (0, n))
+        assert all(a == b0 for (_, b0), (a, _) in zip(cuts, cuts[1:]))
+        assert all((b - a) * item <= budget or b - a <= minimum for a, b in cuts)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import hostthreads
+from ..backend.splits import ranges
 from . import lobpcg as algorithm
 from .lobpcg import EigenResult, thresholds
 
@@ -82,12 +83,10 @@ class _Space:
         return max(1, int(nbytes // max(1, width * itemsize)))
 
     def column_chunks(self, nrows, itemsize):
-        step = max(64, int(COLUMN_BYTES // max(1, nrows * itemsize)))
-        return [(a, min(a + step, self.width)) for a in range(0, self.width, step)]
+        return ranges(self.width, nrows * itemsize, COLUMN_BYTES, minimum=64)
 
     def row_chunks(self, nrows, itemsize, nbytes=CHUNK_BYTES):
-        step = self.rows_per_chunk(self.width, itemsize, nbytes)
-        return [(a, min(a + step, nrows)) for a in range(0, nrows, step)]
+        return ranges(nrows, self.width * itemsize, nbytes)
 
     def empty(self, nrows, like):
         return self.xp.empty((nrows, self.width), dtype=like.dtype, device=like.device)

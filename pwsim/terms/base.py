@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backend.splits import ranges
 from ..parallel import even_split
 
 __all__ = ["BLOCK_BYTES", "CHUNK_BYTES", "ElectronicState", "Term", "band_sum", "occupied_bands", "row_ranges", "symmetric"]
@@ -113,8 +114,7 @@ class Term:
 def row_ranges(nrows: int, row_bytes: float, budget: float | None = None):
     """Slices of consecutive rows, each at most ``budget`` bytes (default :data:`BLOCK_BYTES`) of rows
     of ``row_bytes`` bytes, at least one row each."""
-    step = max(1, int((BLOCK_BYTES if budget is None else budget) // max(row_bytes, 1)))
-    return [slice(i, min(i + step, nrows)) for i in range(0, nrows, step)]
+    return [slice(a, b) for a, b in ranges(nrows, row_bytes, BLOCK_BYTES if budget is None else budget)]
 
 
 def symmetric(m) -> np.ndarray:

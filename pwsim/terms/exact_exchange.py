@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.splits import ranges
 from ..errors import InputError
 from .base import Term
 
@@ -174,9 +175,8 @@ class ExactExchange(Term):
     def apply_exact(self, kpoint, c_nG):
         """K c for rows c (nb, npw) of ``kpoint``, exactly (the fixed orbitals' K), (nb, npw) device."""
         basis = self.context.basis
-        step = max(1, int(BLOCK_BYTES // (16 * basis.nfft)))
-        nb = c_nG.shape[0]
-        blocks = [self._apply_block(kpoint, c_nG[a:min(a + step, nb), ...]) for a in range(0, nb, step)]
+        blocks = [self._apply_block(kpoint, c_nG[a:b, ...]) for a, b in ranges(c_nG.shape[0], 16 * basis.nfft,
+                                                                                    BLOCK_BYTES)]
         return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
 
     def _apply_block(self, kpoint, c_nG):

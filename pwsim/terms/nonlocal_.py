@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.splits import ranges
 from ..pseudo.harmonics import real_spherical_harmonics, solid_harmonics
 from ..special import block_diag
 from . import base
@@ -113,8 +114,7 @@ class NonlocalOperator:
 def _column_ranges(nrows: int, ncols: int):
     """Column ranges [lo, hi) of ``ncols`` such that (nrows, hi - lo) complex128 numbers take at most
     about :data:`pwsim.terms.base.CHUNK_BYTES`: the temporaries of an in-place V_nl psi."""
-    step = max(64, int(base.CHUNK_BYTES // (16 * max(1, nrows))))
-    return [(lo, min(lo + step, ncols)) for lo in range(0, ncols, step)]
+    return ranges(ncols, 16 * max(1, nrows), base.CHUNK_BYTES, minimum=64)
 
 
 def _complex_overlaps(xp, c_nG, projectors):
