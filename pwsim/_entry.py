@@ -9,7 +9,7 @@ ignored" noise from finalisers). :func:`pwsim.cli_common.install_signal_handlers
 command runs; once the exit status is decided the signals are ignored, so that it stands.
 
 What stays Python's: the interpreter's own start-up before this module runs (its site packages
-included: 0.04 s on an idle machine, 0.11 s measured at load 3): the process ends as the signal's
+included): the process ends as the signal's
 default says, SIGINT with a KeyboardInterrupt traceback.
 """
 from __future__ import annotations

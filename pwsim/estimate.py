@@ -215,8 +215,8 @@ def reduction_seconds(nfull: int) -> float:
 def seconds_per_iteration(sizes: Sizes, nk_irr: int) -> float:
     """~4 H applications per band and SCF iteration, each two FFTs of 5 N log2 N flops at ~3 Gflop/s,
     and the dense algebra (projectors, Rayleigh-Ritz) at ~30 Gflop/s; Gamma halves both (real
-    wavefunctions). Calibrated on this project's 2-core machine, one thread: Si2 4x4x4 and Si64
-    Gamma at Ecut 15 Ha (measured 0.09 s and 6.5 s per iteration; the model gives 0.24 s and 8 s)."""
+    wavefunctions). Calibrated on this project's 2-core machine, one thread, on Si2 4x4x4 and Si64
+    Gamma at Ecut 15 Ha (the measured and modelled figures: docs/benchmarks.md)."""
     s = sizes
     nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
     nk = nk_irr * s.nspin

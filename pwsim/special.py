@@ -1,7 +1,7 @@
 """The few special functions pwsim needs, without importing ``scipy.special``.
 
-Importing ``scipy.special`` costs ~0.15 s (it pulls in SciPy's array-API layer) and ~17 MiB of
-resident memory for the whole run, a tenth of a small calculation's time and ~4 % of Si64's peak.
+Importing ``scipy.special`` pulls in SciPy's array-API layer: a large part of a small calculation's
+start-up and a resident memory cost for the whole run (docs/benchmarks.md).
 Everything here is exact to double precision within the conditioning of the function:
 ``erf``/``erfc`` use the C library (``math``) element by element for small arrays and a Chebyshev
 series (below) for large ones; the logistic function, the log-gamma of a scalar and generalised

@@ -76,8 +76,8 @@ def random_signed(shape, *key: int, offset: int = 0) -> np.ndarray:
     stream (so a large block can be drawn a few rows at a time, the same numbers).
     A counter-based generator (SplitMix64 of a counter offset by the hashed key): a k-point's start
     is the same on any rank and in any order, a stream's numbers do not depend on how many are drawn
-    or in what pieces, and numpy.random (~7 ms of a small run's start-up, ~0.1 ms per generator made)
-    is not needed. A random start needs no particular distribution, only vectors in general position,
+    or in what pieces, and numpy.random (its import and its generators cost start-up time) is not
+    needed. A random start needs no particular distribution, only vectors in general position,
     so there is no Gaussian transform to pay for. Made ~1M numbers at a time: the temporaries stay
     ~30 MB whatever the size (a Si216 start block is ~0.5 GB of numbers)."""
     mixed = 0
