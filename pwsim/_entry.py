@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
