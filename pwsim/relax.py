@@ -274,6 +274,9 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     from .settings import SCHEMA, check_value, make_settings, validated
 
     started = time.perf_counter()
+    if not isinstance(structure, Structure):
+        raise InputError(f"expected a pwsim.Structure (e.g. pwsim.diamond('Si', 10.26)), got "
+                         f"{type(structure).__name__}")
     settings = validated(make_settings(settings, **overrides))
     fmax = check_value(fmax, SCHEMA["relax"]["fmax"], "relax", "fmax")  # "0.01 eV/angstrom" works too
     smax = check_value(smax, SCHEMA["relax"]["smax"], "relax", "smax")

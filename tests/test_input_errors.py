@@ -477,6 +477,8 @@ def test_api_wrong_objects_are_input_errors(tmp_path):
     si = pwsim.diamond("Si", 10.26)
     assert "Result" in _api_error(lambda: pwsim.save(si, tmp_path / "x.h5"))
     assert "file name" in _api_error(lambda: pwsim.load(None))
+    for run in (pwsim.scf, pwsim.relax):
+        assert "pwsim.Structure" in _api_error(lambda run=run: run(None))
     assert "2 rows of 3" in _api_error(lambda: pwsim.molecule_in_box(["H", "H"], [[0, 0, 0]], 10.0))
     assert "singular" in _api_error(lambda: pwsim.Structure.from_cartesian(np.zeros((3, 3)), ["H"], [[0, 0, 0]]))
     assert "at least 1" in _api_error(lambda: si.supercell((0, 1, 1)))
