@@ -278,3 +278,39 @@ def _tensor(voigt: np.ndarray) -> np.ndarray:
     for i, (a, b) in enumerate(VOIGT):
         sigma[a, b] = sigma[b, a] = voigt[i]
     return sigma
+
+
+#: the /elastic datasets: ElasticResult attribute (= dataset name) and units
+ELASTIC_DATASETS = (("C", "hartree/bohr^3"), ("C_gpa", "GPa"), ("C_raw", "hartree/bohr^3"),
+                    ("fit_residual", "hartree/bohr^3"), ("symmetry_residual", "hartree/bohr^3"),
+                    ("amplitudes", "dimensionless"), ("fft_grid", "dimensionless"))
+
+
+def write_elastic(result: ElasticResult, path, input_text: str = ""):
+    """Write ``result`` to the HDF5 file ``path`` atomically (every dataset with ``units``): the
+    tensor, residuals, the stresses and energies of every computed strain pattern, the moduli (GPa)."""
+    import datetime
+
+    from ._version import __version__
+    from .io.atomic import OutputFile
+    from .io.hdf5 import dataset
+
+    def fill(f):
+        f.attrs["pwsim_version"] = __version__
+        f.attrs["kind"] = "elastic"
+        f.attrs["input"] = input_text or ""
+        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        g = f.create_group("elastic")
+        for name, units in ELASTIC_DATASETS:
+            dataset(g, name, np.asarray(getattr(result, name)), units)
+        dataset(g, "patterns", np.array(result.patterns) + 1, "dimensionless")
+        for k in result.patterns:
+            dataset(g, f"stress_pattern{k + 1}", result.stresses[k], "hartree/bohr^3")
+            dataset(g, f"energy_pattern{k + 1}", result.energies[k], "hartree")
+        for key, value in result.moduli().items():
+            dataset(g, key, value, "dimensionless" if key == "nu" else "GPa")
+        g.attrs["relax_ions"] = bool(result.relax_ions)
+        g.attrs["born_stable"] = bool(result.stable)
+
+    with OutputFile(path) as out:
+        return out.write(fill)

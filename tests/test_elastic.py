@@ -136,3 +136,50 @@ def test_silicon_relaxed_ion_c44_is_softer():
     clamped = elastic(pwsim.diamond("Si", A_SI), relax_ions=False, **SI)
     assert relaxed.C[3, 3] < 0.85 * clamped.C[3, 3]
     assert relaxed.C[0, 0] == pytest.approx(clamped.C[0, 0], rel=1e-3)
+
+
+def test_cli_elastic_writes_the_tensor_with_units_and_refuses_bad_amplitudes(tmp_path):
+    """`pwsim elastic` on fcc Al (clamped ions: one atom per cell): exit 0, the table printed, an HDF5
+    file whose every dataset has units, a cubic tensor; amplitudes out of range: exit 2, one line."""
+    import os
+    import subprocess
+    import sys
+
+    import h5py
+
+    deck = """
+[structure]
+crystal = "fcc"
+elements = "Al"
+lattice_constant = "4.04 angstrom"
+[model]
+xc = "lda"
+pseudopotentials = "gth"
+smearing = "fermi-dirac"
+temperature = 0.01
+[basis]
+ecut = 8
+kpoints = [4, 4, 4]
+[elastic]
+amplitudes = [-0.01, 0.01]
+relax_ions = false
+"""
+    (tmp_path / "al.toml").write_text(deck)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pwsim.cli", "elastic", "al.toml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "elastic constants C_ij (GPa), clamped-ion" in done.stdout and "Born stability" in done.stdout
+    with h5py.File(tmp_path / "al_elastic.h5", "r") as f:
+        assert f.attrs["kind"] == "elastic"
+        missing = []
+        f.visititems(lambda name, obj: missing.append(name)
+                     if isinstance(obj, h5py.Dataset) and "units" not in obj.attrs else None)
+        assert not missing
+        c = f["elastic/C_gpa"][()]
+    assert np.isclose(c[0, 0], c[2, 2]) and np.isclose(c[3, 3], c[5, 5]) and c[0, 0] > c[0, 1] > 0
+    (tmp_path / "bad.toml").write_text(deck.replace("[-0.01, 0.01]", "[-0.2, 0.01]"))
+    bad = subprocess.run([sys.executable, "-m", "pwsim.cli", "elastic", "bad.toml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert not (tmp_path / "bad_elastic.h5").exists()
