@@ -289,17 +289,12 @@ ELASTIC_DATASETS = (("C", "hartree/bohr^3"), ("C_gpa", "GPa"), ("C_raw", "hartre
 def write_elastic(result: ElasticResult, path, input_text: str = ""):
     """Write ``result`` to the HDF5 file ``path`` atomically (every dataset with ``units``): the
     tensor, residuals, the stresses and energies of every computed strain pattern, the moduli (GPa)."""
-    import datetime
 
-    from ._version import __version__
     from .io.atomic import OutputFile
-    from .io.hdf5 import dataset
+    from .io.hdf5 import dataset, write_header
 
     def fill(f):
-        f.attrs["pwsim_version"] = __version__
-        f.attrs["kind"] = "elastic"
-        f.attrs["input"] = input_text or ""
-        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        write_header(f, "elastic", input_text or "")
         g = f.create_group("elastic")
         for name, units in ELASTIC_DATASETS:
             dataset(g, name, np.asarray(getattr(result, name)), units)

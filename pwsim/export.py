@@ -102,10 +102,8 @@ def _potential(result, electrostatic: bool) -> np.ndarray:
 
 # ------------------------------------------------------------------ formats
 def _numbers(values: np.ndarray, per_line: int) -> str:
-    flat = values.reshape(-1, per_line) if values.size % per_line == 0 else None
-    if flat is not None:
-        return "\n".join(" ".join(f"{x: .12e}" for x in row) for row in flat) + "\n"
-    rows = [values[i:i + per_line] for i in range(0, values.size, per_line)]
+    """The values of a 1-D array, ``per_line`` to a line, 12 significant digits."""
+    rows = (values[i:i + per_line] for i in range(0, values.size, per_line))
     return "\n".join(" ".join(f"{x: .12e}" for x in row) for row in rows) + "\n"
 
 

@@ -387,32 +387,20 @@ def run_displacements(job: PhononPlan, store, callback=None):
                       "eta": elapsed / count * (len(mine) - count), "iterations": r.iterations})
     for index, (f, it) in done.items():
         forces[index], iterations[index] = f, it
-    return _gathered(forces, iterations, done, group, ngroups, comm), iterations_gathered(
-        iterations, done, group, ngroups, comm), int(ref_iterations)
+    return (_gathered(forces, done, group, ngroups, comm), _gathered(iterations, done, group, ngroups, comm),
+            int(ref_iterations))
 
 
-def _gathered(forces, iterations, done, group, ngroups, comm):
-    """Every group's forces on every rank (each displacement was computed by exactly one group)."""
+def _gathered(values, done, group, ngroups, comm):
+    """Every group's per-displacement ``values`` (first axis: displacements) on every rank: each one
+    not read from a checkpoint was computed by exactly one group, whose rank 0 contributes it."""
     if ngroups == 1:
-        return forces
-    world = parallel.world()
-    contribution = forces if comm.rank == 0 else np.zeros_like(forces)
-    mask = np.array([i % ngroups == group and i not in done for i in range(len(forces))])
-    contribution = np.where(mask[:, None, None], contribution, 0.0)
-    total = sum(world.allgather(contribution))
+        return values
+    computed = np.array([i % ngroups == group and i not in done for i in range(len(values))]) & (comm.rank == 0)
+    mask = computed.reshape(-1, *[1] * (values.ndim - 1))
+    total = sum(parallel.world().allgather(np.where(mask, values, 0)))
     for i in done:
-        total[i] = forces[i]
-    return total
-
-
-def iterations_gathered(iterations, done, group, ngroups, comm):
-    if ngroups == 1:
-        return iterations
-    world = parallel.world()
-    mask = np.array([i % ngroups == group and i not in done and comm.rank == 0 for i in range(len(iterations))])
-    total = sum(world.allgather(np.where(mask, iterations, 0)))
-    for i, (_, it) in done.items():
-        total[i] = it
+        total[i] = values[i]
     return total
 
 
@@ -588,21 +576,16 @@ def write_phonons(result: PhononResult, path, input_text: str = "", phonopy_file
     with ``units``) and, with ``phonopy_files``, phonopy's own ``phonopy_params.yaml`` (structure,
     displacements, forces, force constants: ``phonopy.load("phonopy_params.yaml")`` goes on from it)
     and ``phonopy_disp.yaml`` beside it, named after it (NAME_phonopy_params.yaml, ...)."""
-    import datetime
 
     import h5py
 
-    from ._version import __version__
     from .io.atomic import OutputFile
-    from .io.hdf5 import dataset
+    from .io.hdf5 import dataset, write_header
 
     path = Path(path)
 
     def fill(f):
-        f.attrs["pwsim_version"] = __version__
-        f.attrs["kind"] = "phonons"
-        f.attrs["input"] = input_text or ""
-        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        write_header(f, "phonons", input_text or "")
         st = f.create_group("structure")
         dataset(st, "lattice", result.structure.lattice, "bohr")
         dataset(st, "positions", result.structure.positions, "fractional")

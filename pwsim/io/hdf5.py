@@ -148,11 +148,19 @@ def as_result(result_or_path) -> Result:
     raise InputError(f"expected a pwsim Result or the path of an output file, got {type(result_or_path).__name__}")
 
 
-def _write(f, r: Result, checkpoint_state):
-    """Fill the open h5py.File ``f`` with ``r`` (and the checkpoint state, if any)."""
+def write_header(f, kind: str, input_text: str | None = None) -> None:
+    """The root attributes of every file pwsim writes: its version, the creation time (UTC), the
+    file's kind ("result", "checkpoint", "phonons", "elastic") and, if given, the input text."""
     f.attrs["pwsim_version"] = __version__
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    f.attrs["kind"] = "checkpoint" if checkpoint_state is not None else "result"
+    f.attrs["kind"] = kind
+    if input_text is not None:
+        f.attrs["input"] = input_text
+
+
+def _write(f, r: Result, checkpoint_state):
+    """Fill the open h5py.File ``f`` with ``r`` (and the checkpoint state, if any)."""
+    write_header(f, "checkpoint" if checkpoint_state is not None else "result")
     for group_name, keys in zip(SETTINGS_GROUPS, (MODEL_KEYS, BASIS_KEYS, SCF_KEYS, RUN_KEYS)):
         g = f.require_group(group_name)
         for key in keys:
