@@ -592,7 +592,8 @@ def _read(f, path) -> Result:
         c = checkpoint.values
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
-                                      "wavefunctions": [c[n] for n in names]}
+                                      "wavefunctions": [c[n] for n in names],
+                                      "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0}
     for name in ("bands", "dos", "relax"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])

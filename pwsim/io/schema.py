@@ -345,6 +345,10 @@ CHECKPOINT = Group("checkpoint", (
     F("wavefunctions_k{i}", ("nbands_work", "npw_{i}"), "complex", "dimensionless",
       "eigensolver's current orbitals of k-point i (checkpoints only)", lambda c: c.get("wavefunctions", []),
       lo=0, hi=10, doc_dtype="complex128 (complex64 in single precision)"),
+    F("exx_phase", (), "int64", "dimensionless",
+      "hybrid functionals: 0 in the semilocal start, n >= 1 in the SCF with the n-th exchange operator (a "
+      "restart in phase n >= 1 rebuilds the operator from these orbitals, without the semilocal start)",
+      lambda c: int(c.get("exx_phase", 0)), lo=0, hi=_N),
 ))
 
 

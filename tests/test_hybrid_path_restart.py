@@ -1,0 +1,153 @@
+"""Hybrid functionals beyond the SCF: band structures at any k-point (pwsim/hybrid_path.py) and
+checkpoints / restarts of the outer exchange loop (pwsim/hybrid.py, pwsim/runner.py).
+
+* The exchange kernel off the SCF's q mesh is continuous through the mesh points, for every
+  treatment of the q -> 0 divergence (a smooth test function summed over the shifted mesh).
+* The eigenvalues of a hybrid band path at the SCF's mesh points equal the SCF's own (occupied and
+  empty), and stay continuous just off them.
+* A hybrid run interrupted after its semilocal start resumes from the checkpoint without redoing it
+  and ends at the energy of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pwsim.coulomb import ExchangeKernel
+from pwsim.errors import InputError
+from pwsim.hybrid_path import PathKernel
+
+SI_LATTICE = 5.13 * (np.ones((3, 3)) - np.eye(3))
+
+DECK = """\
+[structure]
+units = "bohr"
+lattice = [[0.0, 5.13, 5.13], [5.13, 0.0, 5.13], [5.13, 5.13, 0.0]]
+species = ["Si", "Si"]
+positions = [[0.0, 0.0, 0.0], [0.25, 0.25, 0.25]]
+[model]
+xc = "pbe0"
+pseudopotentials = "gth"
+allow_functional_mismatch = true
+[basis]
+ecut = 5.0
+kpoints = [2, 2, 2]
+fft_grid = [20, 20, 20]
+[scf]
+energy_tolerance = 1e-8
+[run]
+save_wavefunctions = true
+checkpoint_every = 1
+"""
+
+
+def _mesh_sum(kernel, delta):
+    """sum over the q mesh shifted by delta and the G sphere of v(p) g(p), g(p) = exp(-|p|^2) (g(0) = 1,
+    the shape of |rho_ii(p)|^2 near p = 0)."""
+    total = 0.0
+    for q_mesh in kernel.base._qmesh():
+        q = q_mesh + delta
+        miller = kernel.base._sphere_miller(q)
+        p = (miller + q) @ kernel.base.reciprocal
+        total += float(np.sum(kernel.values(q, miller) * np.exp(-np.sum(p * p, axis=1))))
+    return total
+
+
+@pytest.mark.parametrize("divergence, extrapolate, screening", [
+    ("gygi-baldereschi", True, None), ("gygi-baldereschi", False, None),
+    ("gygi-baldereschi", True, 0.106), ("gygi-baldereschi", False, 0.106),
+    ("none", False, 0.106), ("spherical", False, None)])
+def test_off_mesh_kernel_is_continuous_through_the_mesh(divergence, extrapolate, screening):
+    kernel = PathKernel(ExchangeKernel(SI_LATTICE, (2, 2, 2), 5.0, screening, divergence, extrapolate))
+    on_mesh = _mesh_sum(kernel, np.zeros(3))
+    direction = np.array([0.3, -0.2, 0.5])
+    steps = [1e-2, 1e-3, 1e-4]
+    gaps = [abs(_mesh_sum(kernel, s * direction) - on_mesh) for s in steps]
+    # continuous: the difference shrinks with the offset (no 1/delta^2 left from the p -> 0 term) ...
+    assert gaps[2] < max(0.1 * gaps[0], 1e-8 * abs(on_mesh)), gaps
+    assert gaps[2] < 1e-3 * abs(on_mesh), (gaps, on_mesh)
+    # ... where the bare kernel's 4 pi / delta^2 of the p -> 0 term is cancelled by the correction (with
+    # x_gamma_extrapolation that term has weight 0 and needs none)
+    if divergence == "gygi-baldereschi" and screening is None and not extrapolate:
+        delta = steps[2] * direction
+        assert kernel.correction(delta) < -1e6
+
+
+def test_off_mesh_kernel_refuses_the_bare_kernel_without_a_treatment():
+    with pytest.raises(InputError, match="diverges"):
+        PathKernel(ExchangeKernel(SI_LATTICE, (2, 2, 2), 5.0, None, "none", False))
+
+
+@pytest.fixture(scope="module")
+def hybrid_runs(tmp_path_factory):
+    """(uninterrupted result, restarted result, the checkpoint's exx_phase, restart's log lines)."""
+    import h5py
+
+    from pwsim.io.input import parse_text
+    from pwsim.runner import run_deck
+
+    d = tmp_path_factory.mktemp("hybrid")
+    full, _ = run_deck(parse_text(DECK), output=d / "full.h5")
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def stop(info):
+        calls.append(info)
+        if len(calls) == 16:  # past the semilocal start (about 8 iterations at its loose tolerance)
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_deck(parse_text(DECK), output=d / "part.h5", callback=stop)
+    with h5py.File(d / "part.h5", "r") as f:
+        assert f.attrs["kind"] == "checkpoint"
+        phase = int(f["checkpoint/exx_phase"][()])
+    lines, rows = [], []
+    restarted, _ = run_deck(parse_text(DECK), output=d / "resumed.h5", restart=d / "part.h5", callback=rows.append,
+                            notice=lines.append)
+    return full, restarted, phase, lines, rows
+
+
+@pytest.mark.slow
+def test_hybrid_restart_skips_the_semilocal_start(hybrid_runs):
+    full, restarted, phase, lines, rows = hybrid_runs
+    assert phase >= 1  # the checkpoint lies in the hybrid phase
+    assert any("resuming with operator" in line for line in lines), lines
+    assert restarted.converged and full.converged
+    # the restart did fewer SCF iterations than the whole run (no semilocal start, no finished operators)
+    assert len(rows) < full.iterations
+    # both converged to energy_tolerance = 1e-8 (the exchange energy's change between operators)
+    assert abs(restarted.total_energy - full.total_energy) < 1e-7
+    assert abs(restarted.energies["exact_exchange"] - full.energies["exact_exchange"]) < 1e-7
+    assert restarted.provenance["exx_outer_iterations"] >= 1
+
+
+@pytest.mark.slow
+def test_hybrid_band_path_matches_the_scf_at_mesh_points(hybrid_runs):
+    from pwsim.nscf import nscf_eigenvalues
+
+    full = hybrid_runs[0]
+    mesh = np.asarray(full.kpoints)  # the irreducible SCF mesh points, on any path through them
+    nbands = full.eigenvalues.shape[-1]
+    near = mesh[1] + np.array([1e-4, 0.0, -1e-4])
+    path, residual = nscf_eigenvalues(full, np.vstack([mesh, near]), nbands=nbands, tol=1e-9)
+    assert residual < 1e-7
+    # occupied and empty bands alike (the exchange operator acts on all of them)
+    assert np.max(np.abs(path[0, :len(mesh)] - np.asarray(full.eigenvalues)[0])) < 1e-6
+    # just off a mesh point the bands are continuous (no divergent q -> 0 term left behind)
+    assert np.max(np.abs(path[0, -1] - path[0, 1])) < 1e-4
+    # the exchange matters: the semilocal part alone would give other eigenvalues
+    assert full.lumo - full.homo > 0.08
+
+
+def test_hybrid_bands_need_the_scf_orbitals(tmp_path):
+    from pwsim.hybrid_path import path_exchange
+
+    class NoOrbitals:
+        wavefunctions = None
+        settings = {"xc": "pbe0"}
+
+    with pytest.raises(InputError, match="save_wavefunctions"):
+        path_exchange(NoOrbitals(), None)
