@@ -273,6 +273,9 @@ def _echo_estimate(est, settings) -> None:
                f"FFT grid {'x'.join(map(str, est.fft_grid))}")
     click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
                f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
+    if est.exchange_seconds:
+        click.echo(f"exact exchange: about {est.exchange_seconds:.2g} s per build of the exchange operator (ACE), "
+                   "typically 5-15 builds; O(N_k,irr N_q N_occ N_bands N_grid log N_grid)")
     click.echo(f"memory by part: {est.breakdown()}")
 
 

@@ -128,7 +128,8 @@ def _mesh_setup(result):
     from .settings import Settings
 
     known = {f.name for f in dataclasses.fields(Settings)}
-    values = {k: v for k, v in (result.settings or {}).items() if k in known}
+    # (a file stores an unset key as None: the default applies)
+    values = {k: v for k, v in (result.settings or {}).items() if k in known and v is not None}
     values.update(xc="pbe", fft_grid=tuple(int(n) for n in result.fft_grid), allow_functional_mismatch=True)
     for key in ("kpoints", "kshift"):
         if key in values:

@@ -10,6 +10,8 @@ checkpoints / restarts of the outer exchange loop (pwsim/hybrid.py, pwsim/runner
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,71 @@ def test_hybrid_bands_need_the_scf_orbitals(tmp_path):
 
     with pytest.raises(InputError, match="save_wavefunctions"):
         path_exchange(NoOrbitals(), None)
+
+
+# ------------------------------------------------------------------ pw.x's hybrid keys (pwsim convert)
+HYBRID_INPUTS = Path(__file__).parent / "reference" / "hybrid" / "inputs"
+PW_DIVERGENCE = {"gygi-baldereschi": "gygi-baldereschi", "none": "none", "vcut_spherical": "spherical"}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in HYBRID_INPUTS.glob("*.pwi")))
+def test_pw_x_hybrid_inputs_convert_to_the_same_physics(name, tmp_path):
+    """The reference runs' own pw.x inputs translate to the settings of their meaning (pwx_hybrid.json
+    records what each pw.x run was)."""
+    import json
+    import shutil
+
+    from pwsim.convert import convert_text
+    from pwsim.io.input import parse_text
+
+    data = Path(__file__).parents[1] / "pwsim" / "data" / "pseudos" / "pbe"
+    for element, valence in (("Si", 4), ("O", 6), ("H", 1)):
+        shutil.copy(data / f"{element}-q{valence}", tmp_path / f"{element}-q{valence}.pbe.gth")
+    text = (HYBRID_INPUTS / f"{name}.pwi").read_text().replace("./pseudos", str(tmp_path))
+    deck = parse_text(convert_text(text, f"{name}.pwi", tmp_path))
+    run = json.loads((HYBRID_INPUTS.parent / "pwx_hybrid.json").read_text())["runs"][name]
+    s = deck.settings
+    assert s.xc == {"PBE": "pbe", "PBE0": "pbe0", "HSE": "hse06"}[run["functional"]]
+    if run["functional"] != "PBE":
+        assert s.exx_divergence == PW_DIVERGENCE[run["exx_divergence"]]
+        assert s.x_gamma_extrapolation == (run["x_gamma_extrapolation"] == "True")
+        assert s.exx_fraction == 0.25
+    if run["functional"] == "HSE":
+        assert s.screening_parameter == 0.106
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ("nqx3 = 2", "nqx3 = 1"), ("exxdiv_treatment = 'gygi-baldereschi'", "exxdiv_treatment = 'vcut_ws'"),
+    ("nbnd = 8", "nbnd = 8\n  ecutfock = 60"), ("nbnd = 8", "nbnd = 8\n  ecutvcut = 0.7")])
+def test_pw_x_hybrid_keys_pwsim_cannot_honour_are_refused(change, fragment, tmp_path):
+    import shutil
+
+    from pwsim.convert import convert_text
+
+    data = Path(__file__).parents[1] / "pwsim" / "data" / "pseudos" / "pbe"
+    shutil.copy(data / "Si-q4", tmp_path / "Si-q4.pbe.gth")
+    text = (HYBRID_INPUTS / "si_k2_hse.pwi").read_text().replace("./pseudos", str(tmp_path))
+    assert change in text
+    with pytest.raises(InputError) as info:
+        convert_text(text.replace(change, fragment), "si.pwi", tmp_path)
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ check's cost model of exact exchange
+def test_exchange_cost_model_scales_as_the_pairs():
+    """O(N_k,irr N_q N_occ N_bands N_grid log N_grid) per operator build, and nothing for PBE."""
+    import pwsim
+    from pwsim.resolve import resolve
+
+    si = pwsim.diamond("Si", 10.26)
+    common = dict(pseudopotentials="gth", ecut=6.0, fft_grid=(24, 24, 24), allow_functional_mismatch=True, nbands=8)
+    pbe = resolve(si, xc="pbe", kpoints=(2, 2, 2), **common).estimate
+    small = resolve(si, xc="pbe0", kpoints=(2, 2, 2), **common).estimate
+    large = resolve(si, xc="pbe0", kpoints=(3, 3, 3), **common).estimate
+    assert pbe.exchange_seconds == 0 and not any("exchange" in part for part in pbe.parts)
+    pairs = lambda est, nfull: est.nkpoints * nfull  # noqa: E731
+    ratio = large.exchange_seconds / small.exchange_seconds
+    assert ratio == pytest.approx(pairs(large, 27) / pairs(small, 8), rel=1e-12)
+    # the orbitals of the whole mesh are held as boxes: 27/8 of the memory
+    assert large.parts["exchange orbitals"] / small.parts["exchange orbitals"] == pytest.approx(27 / 8)
+    assert "exact-exchange operator" in small.describe()
