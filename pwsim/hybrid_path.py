@@ -33,13 +33,17 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .coulomb import P2_ZERO, ExchangeKernel, _bare
+from .coulomb import GB_WIDTH, ExchangeKernel, _bare
 from .errors import InputError
 
 __all__ = ["PathKernel", "path_exchange", "hybrid_path_terms"]
 
 #: fractional distance below which a k-point counts as on the SCF mesh
 ON_MESH = 1e-9
+#: images of p = 0 whose share lambda is below this are left out
+REFERENCE_SHARE = 1e-14
+#: the shares lambda ~ exp(-p^2 / sigma^2) / p^4, sigma this fraction of the smallest q-mesh spacing
+REFERENCE_WIDTH = 1.0 / 3.0
 
 
 class PathKernel:
@@ -52,7 +56,7 @@ class PathKernel:
                              "'none' with the bare Coulomb kernel diverges between the mesh points (use "
                              "gygi-baldereschi or spherical)")
         self.base = base
-        self._corrections: dict = {}
+        self._shifted: dict = {}
 
     def __getattr__(self, name):  # everything else (nq, qgrid, ...) is the base kernel's
         return getattr(self.base, name)
@@ -69,41 +73,64 @@ class PathKernel:
         delta = self.mesh_offset(q_frac)
         if self.base.divergence == "spherical" or np.max(np.abs(delta)) < ON_MESH:
             return self.base.values(q_frac, miller)
-        miller = np.asarray(miller)
         base = self.base
+        miller = np.asarray(miller)
         p_frac = miller + np.asarray(q_frac, dtype=float)
         p2 = np.sum((p_frac @ base.reciprocal) ** 2, axis=-1)
         g2 = np.sum((miller @ base.reciprocal) ** 2, axis=-1)
-        v = _bare(p2, base.mu) * base.weights(p_frac - delta)
-        if base.divergence == "gygi-baldereschi":
-            # the term p = delta (k - k' - delta + G = 0) carries the extension of the p = 0 treatment
-            at_delta = np.all(np.abs(p_frac - delta) < ON_MESH, axis=-1)
-            v = v + np.where(at_delta, self.correction(delta), 0.0)
+        refs = self.references(delta)
+        weight = np.zeros(p2.shape)
+        extra = np.zeros(p2.shape)
+        for p_ref, share, correction in refs:
+            weight += share * self._weights(p_frac, p_ref)
+            extra += np.where(np.all(np.abs(p_frac - p_ref) < ON_MESH, axis=-1), share * correction, 0.0)
+        v = _bare(p2, base.mu) * weight + extra
         return np.where(g2 <= base.g2max, v, 0.0)
 
-    def correction(self, delta) -> float:
-        """C - 4 pi S(delta), hartree bohr^3 (the module docstring), cached per offset."""
-        key = tuple(np.round(delta, 10))
-        if key not in self._corrections:
-            base = self.base
-            a = 10.0 / (2 * base.ecut)  # pwsim.coulomb.GB_WIDTH / ecutwfc[Ry]
-            total = 0.0
-            for q_mesh in base._qmesh():
-                q = q_mesh + np.asarray(delta, dtype=float)
-                miller = base._sphere_miller(q)
-                p_frac = miller + q
-                p2 = np.sum((p_frac @ base.reciprocal) ** 2, axis=-1)
-                keep = p2 > P2_ZERO
-                f = np.exp(-a * p2[keep]) / p2[keep]
-                if base.mu is not None:
-                    f = f * (-np.expm1(-p2[keep] / (4 * base.mu**2)))
-                total += float(np.sum(base.weights(p_frac[keep] - delta) * f))
-            integral = 1 / np.sqrt(np.pi * a)
-            if base.mu is not None:
-                integral -= 1 / np.sqrt(np.pi * (a + 1 / (4 * base.mu**2)))
-            self._corrections[key] = base.volume * base.nq * integral - 4 * np.pi * total
-        return self._corrections[key]
+    def _weights(self, p_frac, p_ref):
+        """x_gamma_extrapolation's weights of the images p with p_ref the image taken as p = 0."""
+        return self.base.weights(np.asarray(p_frac) - p_ref)
 
+    def references(self, delta) -> list:
+        """[(p_ref (3,) fractional, lambda, c)] for the mesh shifted by ``delta`` (cached): the images p
+        that may stand for p = 0, their share lambda ~ exp(-p^2 / sigma^2) / p^4 (sum 1; one image takes
+        all as p -> 0) and correction c = C - 4 pi sum_p' w_ref(p') F(p') (the
+        Gygi-Baldereschi term with that image as p = 0; 0 without a treatment)."""
+        key = tuple(np.round(delta, 10))
+        if key not in self._shifted:
+            self._shifted[key] = self._references(np.asarray(delta, dtype=float))
+        return self._shifted[key]
+
+    def _references(self, delta) -> list:
+        base = self.base
+        a = GB_WIDTH / (2 * base.ecut)
+        images = []
+        for q_mesh in base._qmesh():
+            q = q_mesh + delta
+            images.append(base._sphere_miller(q) + q)
+        p_frac = np.concatenate(images)
+        p2 = np.sum((p_frac @ base.reciprocal) ** 2, axis=-1)
+        bare = np.exp(-a * p2) / p2
+        f = bare if base.mu is None else bare * (-np.expm1(-p2 / (4 * base.mu**2)))
+        # the shares: one image takes all as p -> 0 (p^-4 beats the p^-2 of the correction), the
+        # others fall off within a mesh spacing (sigma), so few images stand for p = 0 at all
+        spacing = np.min(np.linalg.norm(base.reciprocal, axis=1) / np.asarray(base.qgrid))
+        log_weight = -p2 / (REFERENCE_WIDTH * spacing) ** 2 - 2 * np.log(p2)
+        share = np.exp(log_weight - np.max(log_weight))
+        share /= np.sum(share)
+        keep = np.flatnonzero(share > REFERENCE_SHARE)
+        share = share[keep] / np.sum(share[keep])
+        integral = 1 / np.sqrt(np.pi * a)
+        if base.mu is not None:
+            integral -= 1 / np.sqrt(np.pi * (a + 1 / (4 * base.mu**2)))
+        out = []
+        for index, lam in zip(keep, share):
+            correction = 0.0
+            if base.divergence == "gygi-baldereschi":
+                correction = base.volume * base.nq * integral - 4 * np.pi * float(
+                    np.sum(self._weights(p_frac, p_frac[index]) * f))
+            out.append((p_frac[index], float(lam), correction))
+        return out
 
 def _mesh_wavefunctions(result, basis) -> list:
     """The result's stored orbitals on ``basis``'s k-points (mapped by Miller index), host arrays."""
