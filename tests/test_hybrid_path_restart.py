@@ -223,3 +223,26 @@ def test_exchange_cost_model_scales_as_the_pairs():
     # the orbitals of the whole mesh are held as boxes: 27/8 of the memory
     assert large.parts["exchange orbitals"] / small.parts["exchange orbitals"] == pytest.approx(27 / 8)
     assert "exact-exchange operator" in small.describe()
+
+
+@pytest.mark.slow
+def test_ase_calculator_runs_a_hybrid():
+    """ASE's calculator hands xc = "pbe0" to the hybrid SCF: the energy and forces of pwsim.scf."""
+    ase_build = pytest.importorskip("ase.build", reason="could not import ase")
+    import pwsim
+    from pwsim.ase import PWSim
+    from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
+
+    atoms = ase_build.bulk("Si", "diamond", a=5.43)
+    atoms.positions[1] += [0.05, -0.03, 0.02]  # forces that are not zero by symmetry
+    keywords = dict(xc="pbe0", pseudopotentials="gth", kpts=(1, 1, 1), allow_functional_mismatch=True)
+    atoms.calc = PWSim(ecut=5.0 * HARTREE_IN_EV, **keywords)
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    from pwsim.ase import atoms_to_structure, kpts_to_grid
+
+    grid, shift = kpts_to_grid((1, 1, 1), atoms)
+    direct = pwsim.scf(atoms_to_structure(atoms), xc="pbe0", pseudopotentials="gth", kpoints=grid, kshift=shift,
+                       ecut=5.0, allow_functional_mismatch=True, compute_stress=False)
+    assert energy == pytest.approx(direct.total_energy * HARTREE_IN_EV, abs=1e-6)
+    assert np.abs(forces - direct.forces * HARTREE_IN_EV / BOHR_IN_ANGSTROM).max() < 1e-5
+    assert np.abs(forces).max() > 0.01
