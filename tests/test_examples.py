@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +33,27 @@ def run_script(name, *args, cwd):
 
 def test_every_example_is_tested():
     tested = {"silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
-              "water.toml", "ase_md.py", "eos_pseudodojo.py", "silicon_phonons.py", "hse06_bands.py"}
+              "water.toml", "ase_md.py", "eos_pseudodojo.py", "silicon_phonons.py", "hse06_bands.py",
+              "fe_spin_density.py"}
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present <= tested, f"examples without a test: {sorted(present - tested)}"
+
+
+@pytest.mark.slow
+def test_fe_spin_density(tmp_path):
+    """Quick mode (25 Ha, 4x4x4) is rough: bcc Fe's moment near the converged PBE 2.2-2.3 mu_B; the
+    exported cube, read back by ASE, integrates to the printed moment; the isosurface is drawn."""
+    from ase.io.cube import read_cube_data
+
+    out = run_script("fe_spin_density.py", cwd=tmp_path)
+    moment = float(re.search(r"^moment ([\d.]+) mu_B", out, re.M).group(1))
+    integral = float(re.search(r"^integral of the spin density ([\d.]+) mu_B", out, re.M).group(1))
+    assert 2.0 < moment < 2.8, out
+    assert integral == pytest.approx(moment, abs=2e-3)
+    data, atoms = read_cube_data(str(tmp_path / "fe_spin_density.cube"))
+    assert np.sum(data) * atoms.get_volume() / data.size / 0.529177210903**3 == pytest.approx(integral, abs=1e-5)
+    assert re.search(r"^isosurface at [\d.]+ electrons/bohr\^3: \d+ triangles", out, re.M), out
+    assert (tmp_path / "fe_spin_density.png").stat().st_size > 10000
 
 
 @pytest.mark.slow
