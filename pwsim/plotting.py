@@ -283,7 +283,8 @@ def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = 
     top = top if top > 0 else 1.0
     ax.set_ylim(-1.08 * top if p.nspin == 2 else 0.0, 1.08 * top)
     metal = abs(p.fermi_level - p.reference_energy) < 1e-12
-    ax.set_xlabel(f"E − {'E$_\\mathrm{F}$' if metal else 'E$_\\mathrm{VBM}$'} (eV)", fontsize=12)
+    ref_name = "E$_\\mathrm{F}$" if metal else "E$_\\mathrm{VBM}$"
+    ax.set_xlabel(f"E − {ref_name} (eV)", fontsize=12)
     ax.set_ylabel("PDOS (states/eV/cell)", fontsize=12)
     ax.tick_params(labelsize=11)
     _legend_and_title(fig, ax, title if title is not None else
