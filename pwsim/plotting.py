@@ -271,7 +271,8 @@ def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = 
     if p.nspin == 2:
         ax.axhline(0.0, color="0.3", lw=0.8)
     fermi = (p.fermi_level - p.reference_energy) * HARTREE_IN_EV
-    ax.axvline(fermi, color="0.3", lw=1.0, ls="--", label="E$_\\mathrm{F}$")
+    metal = abs(p.fermi_level - p.reference_energy) < 1e-12
+    ax.axvline(fermi, color="0.3", lw=1.0, ls="--", label="E$_\\mathrm{F}$" if metal else "E$_\\mathrm{F}$ (mid-gap)")
     present = e[total.sum(axis=0) > 1e-3 * total.sum(axis=0).max()]
     lo = emin if emin is not None else max(_lower_limit(present) if present.size else float(e[0]), float(e[0]))
     hi = float(e[-1]) if emax is None else emax
@@ -282,7 +283,6 @@ def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = 
     top = float(np.max(np.abs(total[:, visible]))) if visible.any() else 1.0
     top = top if top > 0 else 1.0
     ax.set_ylim(-1.08 * top if p.nspin == 2 else 0.0, 1.08 * top)
-    metal = abs(p.fermi_level - p.reference_energy) < 1e-12
     ref_name = "E$_\\mathrm{F}$" if metal else "E$_\\mathrm{VBM}$"
     ax.set_xlabel(f"E − {ref_name} (eV)", fontsize=12)
     ax.set_ylabel("PDOS (states/eV/cell)", fontsize=12)
