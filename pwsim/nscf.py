@@ -175,6 +175,11 @@ def nscf_orbitals(result_or_path, nbands: int | None = None, tol: float = 1e-8, 
     Returns (eigenvalues (nspin, nk, nbands) hartree, {(spin, k): (miller (npw, 3) int, orbitals
     (nbands, npw) complex, rows normalised)}); nbands defaults to the result's.
     """
+    from . import parallel
+
+    if parallel.world().size > 1:  # the path's k-points are shared out over the ranks, the orbitals are not
+        raise InputError("solving for a result's orbitals again runs on one process: rerun without MPI, or save "
+                         "them in the SCF ([run] save_wavefunctions = true)")
     result = as_result(result_or_path)
     kpoints = np.asarray(result.kpoints, dtype=float).reshape(-1, 3)
     nbands = int(np.shape(result.eigenvalues)[-1]) if nbands is None else int(nbands)
