@@ -36,7 +36,7 @@ def test_valence_shells_follow_the_ground_state_configuration():
 def test_radial_solve_gives_the_orbitals_the_upf_file_of_the_same_generation_carries():
     """PseudoDojo's Ge-d psp8 and UPF come from one ONCVPSP run; only the UPF carries the orbitals.
     The radial solve of the psp8 pseudo-atom must give the same functions (overlap ~1, form factors
-    within a few % where 4p is weakly bound)."""
+    within 2 % where 4p is weakly bound)."""
     solved, how = atomic_orbitals(read_pseudo_file(os.path.join(pseudodojo_dir("lda"), "Ge-d.psp8.gz")))
     filed, how_file = atomic_orbitals(read_pseudo_file(GE_UPF))
     assert (how, how_file) == ("radial solve", "file")
@@ -47,7 +47,7 @@ def test_radial_solve_gives_the_orbitals_the_upf_file_of_the_same_generation_car
         a, b = o.form_factor(q), f.form_factor(q)
         overlap = np.trapezoid(q * q * a * b, q) / np.sqrt(np.trapezoid(q * q * a * a, q) * np.trapezoid(q * q * b * b, q))
         assert abs(overlap) > 0.9995, o.label
-        assert np.max(np.abs(abs(overlap) / overlap * a - b)) < 0.06 * np.max(np.abs(b)), o.label
+        assert np.max(np.abs(abs(overlap) / overlap * a - b)) < 0.03 * np.max(np.abs(b)), o.label
 
 
 def test_gth_pseudopotentials_have_no_orbitals_to_project_on():
@@ -66,11 +66,18 @@ def ge_small():
                             save_wavefunctions=True))
 
 
-def test_projections_plus_unprojected_are_the_total_dos_and_charges_plus_spilling_the_electrons(ge_small):
-    from pwsim.dos import density_of_states
+@pytest.fixture(scope="module")
+def ge_projected(ge_small):
     from pwsim.projections import projected_dos
 
-    p = projected_dos(ge_small, width=0.01)
+    return projected_dos(ge_small, width=0.01)
+
+
+def test_projections_plus_unprojected_are_the_total_dos_and_charges_plus_spilling_the_electrons(ge_small,
+                                                                                                  ge_projected):
+    from pwsim.dos import density_of_states
+
+    p = ge_projected
     total = density_of_states(ge_small, width=0.01)
     np.testing.assert_allclose(p.pdos.sum(axis=1) + p.unprojected, total.dos, atol=1e-10 * total.dos.max())
     assert np.all(p.unprojected > -1e-9 * total.dos.max())        # Löwdin: sum_alpha |P|^2 <= 1 per state
@@ -92,21 +99,21 @@ def test_orbitals_solved_again_give_the_stored_orbitals_projections(ge_small):
 
     from pwsim.projections import projected_dos
 
-    stored = projected_dos(ge_small)
+    stored = projected_dos(ge_small, width=0.01)
     bare = dataclasses.replace(ge_small, wavefunctions=None, miller=None)
-    again = projected_dos(bare)
+    again = projected_dos(bare, width=0.01)
     assert (stored.wavefunction_source, again.wavefunction_source) == ("stored", "non-self-consistent")
     np.testing.assert_allclose(again.charges, stored.charges, atol=1e-6)
     np.testing.assert_allclose(again.pdos, stored.pdos, atol=1e-4 * stored.pdos.max())
 
 
-def test_cli_pdos_writes_the_group_with_units_and_a_picture(ge_small, tmp_path):
+def test_cli_pdos_writes_the_group_with_units_and_a_picture(ge_small, ge_projected, tmp_path):
     import h5py
     from click.testing import CliRunner
 
     from pwsim import save
     from pwsim.cli import main
-    from pwsim.projections import projected_dos, read_pdos
+    from pwsim.projections import read_pdos
 
     path = save(ge_small, tmp_path / "ge.h5")
     out = CliRunner().invoke(main, ["pdos", str(path), "--plot", "-o", str(tmp_path / "p.png"), "-q"])
@@ -118,7 +125,8 @@ def test_cli_pdos_writes_the_group_with_units_and_a_picture(ge_small, tmp_path):
         group.visititems(lambda n, o: missing.append(n) if isinstance(o, h5py.Dataset) and "units" not in o.attrs else None)
         assert not missing and group["pdos"].attrs["units"] == "states/hartree/cell"
     back = read_pdos(path)
-    np.testing.assert_allclose(back.charges, projected_dos(ge_small).charges, atol=1e-12)
+    np.testing.assert_allclose(back.charges, ge_projected.charges, atol=1e-12)
+    np.testing.assert_allclose(back.pdos, ge_projected.pdos, atol=1e-12)
     assert back.wavefunction_source == "stored" and back.orbital_source == "Ge: file"
     bad = CliRunner().invoke(main, ["pdos", str(tmp_path / "missing.h5")])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
@@ -210,3 +218,21 @@ def test_nickel_charges_moments_and_pdos_match_projwfc():
     p = _compare(r, "ni", 2)
     assert p.wavefunction_source == "non-self-consistent"
     assert p.moments[0] == pytest.approx(1.1288, abs=0.01)
+
+
+def test_radial_solve_orbitals_give_the_file_orbitals_charges(ge_small):
+    """The same states projected on the psp8 file's solved orbitals and on the UPF file's (one ONCVPSP
+    generation): Löwdin charges per orbital within 0.01 e."""
+    from pwsim.projections import _squared_projections, _states, orbital_basis, symmetry_images
+
+    psp8 = read_pseudo_file(os.path.join(pseudodojo_dir("lda"), "Ge-d.psp8.gz"))
+    _, states, _ = _states(ge_small, None)
+    images = symmetry_images(ge_small.structure, ge_small.settings)
+    charges = {}
+    for name, psp in (("file", read_pseudo_file(GE_UPF)), ("radial solve", psp8)):
+        shells, sources = orbital_basis(ge_small.structure, {"Ge": psp})
+        assert sources == {"Ge": name}
+        shells = sorted(shells, key=lambda s: (s[0], s[2]))  # the same order: atom, then l
+        weights = _squared_projections(ge_small, states, shells, images)
+        charges[name] = np.einsum("k,skn,skan->sa", ge_small.kweights, ge_small.occupations, weights)
+    np.testing.assert_allclose(charges["radial solve"], charges["file"], atol=0.01)  # measured 3e-3 (4s) at 20 Ha

@@ -11,9 +11,9 @@ a radial solve of the pseudo-atom in its reference configuration:
 u = r R(r), with V_scr = V_loc + V_H[rho_val] + V_xc[rho_val + rho_core] screened by the file's own
 valence density (ONCVPSP writes the density of the reference configuration, sum of occupied
 |chi|^2, so the potential is already self-consistent and one solve suffices). The equation is
-discretised on the file's linear mesh (3-point Laplacian, u(0) = u(R) = 0, R = ORBITAL_BOX bohr; the
-potential is zero beyond the file's mesh, where V_loc = -Z/r cancels the Hartree potential of the
-neutral pseudo-atom) and solved as a dense symmetric eigenproblem per l. Which states are valence
+discretised on a linear mesh of twice the file's step (3-point Laplacian, u(0) = u(R) = 0,
+R = ORBITAL_BOX bohr; the valence density continued exponentially beyond the file's mesh, where
+V_loc = -Z/r) and solved as a dense symmetric eigenproblem per l. Which states are valence
 (how many per l) follows from the element's ground-state configuration: the last ``zion`` electrons
 in the Madelung (n + l, n) filling order, whole shells. GTH pseudopotentials have neither orbitals nor
 a valence density: projections need a UPF or psp8 file (an InputError says so).
@@ -97,12 +97,32 @@ def valence_shells(symbol: str, zion: float) -> list[tuple[int, int, float]]:
     return sorted(shells, key=lambda s: (s[1], s[0]))
 
 
+def _valence_on(data, r: np.ndarray) -> np.ndarray:
+    """4 pi r^2 rho_val on the linear mesh r (from 0, the file's step, reaching beyond the file's mesh):
+    the file's values, continued past its last point by the exponential decay of its last bohr (psp8
+    files end at ~6 bohr, where the 4s/4p density of a Ge atom still holds ~1e-3 electrons and its
+    exchange-correlation potential is ~-0.05 Ha: cut there, the orbitals' tails would differ)."""
+    q_file = np.asarray(data.valence_density, dtype=float)
+    n = q_file.size
+    out = np.zeros(r.size)
+    out[:n] = q_file
+    tail = slice(n - max(n // 6, 10), n)
+    positive = q_file[tail] > 0
+    if positive.sum() >= 2:
+        slope, intercept = np.polyfit(np.asarray(data.r)[tail][positive], np.log(q_file[tail][positive]), 1)
+        if slope < 0:
+            out[n:] = np.exp(intercept + slope * r[n:])
+    return out
+
+
 def _screened_potential(data, functional: str, r: np.ndarray) -> np.ndarray:
-    """V_loc + V_H + V_xc (hartree) of the file's valence (+ core) density on the file's mesh r."""
+    """V_loc + V_H + V_xc (hartree) of the file's valence (+ core) density on the linear mesh r (from 0,
+    the file's step, as long as the radial solve's box; V_loc = -Z/r beyond the file's mesh)."""
     from ..xc import evaluate, lookup
 
     h = r[1] - r[0]
-    q_r = np.asarray(data.valence_density, dtype=float)          # 4 pi r^2 rho
+    n = len(data.r)
+    q_r = _valence_on(data, r)                                    # 4 pi r^2 rho
     rho = np.zeros_like(r)
     rho[1:] = q_r[1:] / (4.0 * math.pi * r[1:] ** 2)
     rho[0] = rho[1]
@@ -110,8 +130,10 @@ def _screened_potential(data, functional: str, r: np.ndarray) -> np.ndarray:
     outer = q_r / np.where(r > 0, r, 1.0)
     beyond = np.concatenate([np.cumsum((0.5 * (outer[1:] + outer[:-1]) * h)[::-1])[::-1], [0.0]])
     v_h = np.where(r > 0, inside / np.where(r > 0, r, 1.0), 0.0) + beyond
-    total = rho + (data.core_density if data.core_density is not None else 0.0)
-    total = np.maximum(total, 1e-14)
+    core = np.zeros_like(r)
+    if data.core_density is not None:
+        core[:n] = data.core_density
+    total = np.maximum(rho + core, 1e-14)
     record = lookup(functional or "lda")
     if record.needs_gradient:
         grad = np.gradient(total, h)
@@ -120,7 +142,10 @@ def _screened_potential(data, functional: str, r: np.ndarray) -> np.ndarray:
         v_xc = xc.vrho[0] - np.gradient(flux, h) / np.maximum(r * r, h * h)
     else:
         v_xc = evaluate(record, np, total[None]).vrho[0]
-    return data.v_local + v_h + v_xc
+    v_local = np.empty_like(r)
+    v_local[:n] = data.v_local
+    v_local[n:] = -data.zion / r[n:]
+    return v_local + v_h + v_xc
 
 
 def solve_orbitals(data, functional: str) -> list[AtomicOrbital]:
@@ -131,8 +156,9 @@ def solve_orbitals(data, functional: str) -> list[AtomicOrbital]:
     h = STRIDE * float(r_file[1] - r_file[0])
     n = int(round(ORBITAL_BOX / h))
     r = h * np.arange(1, n)                                       # interior points; u(0) = u(R) = 0
-    v_file = _screened_potential(data, functional, r_file)
-    v = np.interp(r, r_file, v_file, right=0.0)
+    step = float(r_file[1] - r_file[0])
+    r_long = step * np.arange(max(int(round(ORBITAL_BOX / step)) + 1, r_file.size))
+    v = np.interp(r, r_long, _screened_potential(data, functional, r_long))
     shells = valence_shells(data.symbol, data.zion)
     out = []
     for l in sorted({s[1] for s in shells}):
