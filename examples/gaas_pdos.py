@@ -5,7 +5,7 @@
 Zincblende GaAs (a = 5.65 angstrom), LDA, the shipped PseudoDojo v0.4 psp8 files (Ga with 3d, As with
 3d in the valence: 13 + 15 electrons). psp8 files carry no pseudo-atomic orbitals, so pwsim solves
 the pseudo-atoms for them (docs/analysis.md); the SCF keeps its orbitals (save_wavefunctions) for
-the projections. 25 Ha, 6x6x6 k-points, 22 bands; PWSIM_EXAMPLE_QUICK=1 runs a rough version in
+the projections. 36 Ha (the files' "low" hint), 6x6x6 k-points, 22 bands; PWSIM_EXAMPLE_QUICK=1 runs a rough version in
 seconds (12 Ha, 2x2x2). The same as the command line does:
 
     pwsim pdos gaas.h5 --plot --emin -15 --emax 5
@@ -22,7 +22,7 @@ QUICK = os.environ.get("PWSIM_EXAMPLE_QUICK", "") not in ("", "0")
 
 def main():
     structure = pwsim.zincblende("Ga", "As", 5.65 / BOHR_IN_ANGSTROM)
-    settings = pwsim.Settings(xc="lda", ecut=12.0 if QUICK else 25.0, kpoints=(2, 2, 2) if QUICK else (6, 6, 6),
+    settings = pwsim.Settings(xc="lda", ecut=12.0 if QUICK else 36.0, kpoints=(2, 2, 2) if QUICK else (6, 6, 6),
                               nbands=22, save_wavefunctions=True)
     result = pwsim.scf(structure, settings)
     pwsim.save(result, "gaas.h5")

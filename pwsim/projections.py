@@ -170,10 +170,12 @@ def orbitals_at(structure, shells, miller, kpoint) -> np.ndarray:
     kpg = frac @ structure.reciprocal
     q = np.linalg.norm(kpg, axis=1)
     harmonics = {l: real_spherical_harmonics(l, kpg) for l in {s[2] for s in shells}}
-    rows = []
+    radial, rows = {}, []
     for atom, _, l, form_factor in shells:
+        if id(form_factor) not in radial:  # once per element's shell, not per atom
+            radial[id(form_factor)] = form_factor(q) * ((-1j) ** l / np.sqrt(structure.volume))
         phase = np.exp(-2j * np.pi * (frac @ structure.positions[atom]))
-        rows.append(((-1j) ** l / np.sqrt(structure.volume)) * (form_factor(q) * phase)[None, :] * harmonics[l])
+        rows.append((radial[id(form_factor)] * phase)[None, :] * harmonics[l])
     return np.concatenate(rows, axis=0)
 
 
@@ -224,9 +226,16 @@ def symmetry_images(structure, settings: dict) -> list:
     return out
 
 
-def symmetrised_weights(projections: np.ndarray, shells, images) -> np.ndarray:
+def harmonic_rotations(images, ls) -> list[dict]:
+    """Per operation of ``images`` ({l: D (2l+1, 2l+1)} for every l in ``ls``): the real-harmonic
+    rotation matrices, made once for all k-points."""
+    return [{l: _harmonic_rotation(l, rotation) for l in set(ls)} for _, rotation in images]
+
+
+def symmetrised_weights(projections: np.ndarray, shells, images, rotations=None) -> np.ndarray:
     """(norb, nbands) |P|^2 averaged over the group: per atom a and shell, the mean over operations of
-    diag(D P_b P_b^+ D^T) with b = g^-1(a) (real part: time reversal conjugates P)."""
+    diag(D P_b P_b^+ D^T) with b = g^-1(a) (real part: time reversal conjugates P). rotations: from
+    :func:`harmonic_rotations` (made here if None)."""
     starts, offset, order, count = [], 0, [], {}
     for atom, _, l, _ in shells:
         starts.append(offset)
@@ -235,13 +244,13 @@ def symmetrised_weights(projections: np.ndarray, shells, images) -> np.ndarray:
         count[atom] = order[-1] + 1
     where = {(atom, j): k for k, ((atom, *_), j) in enumerate(zip(shells, order))}
     out = np.zeros(projections.shape)
-    for image, rotation in images:
-        rotations = {}
+    if rotations is None:
+        rotations = harmonic_rotations(images, [s[2] for s in shells])
+    for (image, _), d in zip(images, rotations):
         for k, ((atom, _, l, _), j) in enumerate(zip(shells, order)):
             source = where[(int(image[atom]), j)]
             block = projections[starts[source]:starts[source] + 2 * l + 1]
-            d = rotations.setdefault(l, _harmonic_rotation(l, rotation))
-            out[starts[k]:starts[k] + 2 * l + 1] += np.abs(d @ block) ** 2
+            out[starts[k]:starts[k] + 2 * l + 1] += np.abs(d[l] @ block) ** 2
     return out / len(images)
 
 
@@ -268,9 +277,10 @@ def _squared_projections(result, states, shells, images, callback=None) -> np.nd
     """(nspin, nk, norb, nbands) symmetrised |P|^2 of every state."""
     nspin, nk = len({s for s, _ in states}), len({k for _, k in states})
     out = None
+    rotations = harmonic_rotations(images, [s[2] for s in shells])
     for done, ((s, k), (miller, coefficients)) in enumerate(sorted(states.items(), key=lambda x: x[0]), start=1):
         phi = orbitals_at(result.structure, shells, miller, result.kpoints[k])
-        weights = symmetrised_weights(lowdin_projections(phi, coefficients), shells, images)
+        weights = symmetrised_weights(lowdin_projections(phi, coefficients), shells, images, rotations)
         if out is None:
             out = np.zeros((nspin, nk) + weights.shape)
         out[s, k] = weights
