@@ -45,7 +45,8 @@ def test_radial_solve_gives_the_orbitals_the_upf_file_of_the_same_generation_car
     for o in solved:
         f = next(x for x in filed if x.label == o.label)
         a, b = o.form_factor(q), f.form_factor(q)
-        overlap = np.trapezoid(q * q * a * b, q) / np.sqrt(np.trapezoid(q * q * a * a, q) * np.trapezoid(q * q * b * b, q))
+        norms = np.trapezoid(q * q * a * a, q) * np.trapezoid(q * q * b * b, q)
+        overlap = np.trapezoid(q * q * a * b, q) / np.sqrt(norms)
         assert abs(overlap) > 0.9995, o.label
         assert np.max(np.abs(abs(overlap) / overlap * a - b)) < 0.03 * np.max(np.abs(b)), o.label
 
@@ -122,7 +123,8 @@ def test_cli_pdos_writes_the_group_with_units_and_a_picture(ge_small, ge_project
     with h5py.File(path) as f:
         group = f["pdos"]
         missing = []
-        group.visititems(lambda n, o: missing.append(n) if isinstance(o, h5py.Dataset) and "units" not in o.attrs else None)
+        group.visititems(lambda n, o: missing.append(n)
+                         if isinstance(o, h5py.Dataset) and "units" not in o.attrs else None)
         assert not missing and group["pdos"].attrs["units"] == "states/hartree/cell"
     back = read_pdos(path)
     np.testing.assert_allclose(back.charges, ge_projected.charges, atol=1e-12)
