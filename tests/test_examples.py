@@ -45,7 +45,7 @@ def test_gaas_pdos(tmp_path):
     rows = dict(re.findall(r"^(Ga|As) +([\d.]+)", out, re.M))
     spilling = float(re.search(r"spilling parameter ([\d.]+)", out).group(1))
     assert float(rows["Ga"]) + float(rows["As"]) == pytest.approx(28 * (1 - spilling), abs=2e-3), out
-    assert float(rows["As"]) > float(rows["Ga"])  # As is the anion
+    assert float(rows["As"]) > float(rows["Ga"])  # two more valence electrons
     assert "radial solve" in out and (tmp_path / "gaas_pdos.png").stat().st_size > 10_000
     with h5py.File(tmp_path / "gaas.h5") as f:
         assert f["pdos/pdos"].attrs["units"] == "states/hartree/cell"
