@@ -42,7 +42,7 @@ def test_gaas_pdos(tmp_path):
     """Quick mode (12 Ha, 2x2x2) is rough, but the charges must add up (Löwdin charges + spilling =
     the 28 valence electrons), the picture must be drawn and the file must hold /pdos."""
     out = run_script("gaas_pdos.py", cwd=tmp_path)
-    rows = dict(re.findall(r"^(Ga|As) +([\d.]+)", out, re.M))
+    rows = dict(re.findall(r"^(Ga|As) +(\d+\.\d+)", out, re.M))
     spilling = float(re.search(r"spilling parameter ([\d.]+)", out).group(1))
     assert float(rows["Ga"]) + float(rows["As"]) == pytest.approx(28 * (1 - spilling), abs=2e-3), out
     assert float(rows["As"]) > float(rows["Ga"])  # two more valence electrons
