@@ -238,3 +238,32 @@ def test_radial_solve_orbitals_give_the_file_orbitals_charges(ge_small):
         weights = _squared_projections(ge_small, states, shells, images)
         charges[name] = np.einsum("k,skn,skan->sa", ge_small.kweights, ge_small.occupations, weights)
     np.testing.assert_allclose(charges["radial solve"], charges["file"], atol=0.01)  # measured 3e-3 (4s) at 20 Ha
+
+
+def test_radial_gga_potential_is_the_derivative_of_the_xc_energy():
+    """The radial solve's PBE potential, vrho - (1/r^2) d/dr (2 r^2 vsigma rho'), against a central
+    difference of E_xc = int 4 pi r^2 e_xc dr along a localised density change."""
+    import math
+
+    from pwsim.pseudo.atomic_orbitals import _screened_potential, _valence_on
+    from pwsim.xc import evaluate, lookup
+
+    data = read_pseudo_file(os.path.join(pseudodojo_dir("pbe"), "Ga-d.psp8.gz")).data
+    h = data.r[1] - data.r[0]
+    r = h * np.arange(1200)
+    q = _valence_on(data, r)
+    rho = np.zeros_like(r)
+    rho[1:] = q[1:] / (4 * math.pi * r[1:] ** 2)
+    rho[0] = rho[1]
+    rho[:data.r.size] += data.core_density
+
+    def energy(extra):
+        total = np.maximum(rho + extra, 1e-14)
+        grad = np.gradient(total, h)
+        return np.sum(4 * math.pi * r * r * evaluate(lookup("pbe"), np, total[None], (grad * grad)[None]).e) * h
+
+    change = 1e-4 * np.exp(-((r - 1.5) / 0.3) ** 2)
+    lda = evaluate(lookup("lda"), np, np.maximum(rho, 1e-14)[None]).vrho[0]
+    v_xc = _screened_potential(data, "pbe", r) - _screened_potential(data, "lda", r) + lda
+    assert np.sum(4 * math.pi * r * r * v_xc * change) * h == pytest.approx(
+        (energy(change) - energy(-change)) / 2, rel=1e-6)
