@@ -267,3 +267,26 @@ def test_radial_gga_potential_is_the_derivative_of_the_xc_energy():
     v_xc = _screened_potential(data, "pbe", r) - _screened_potential(data, "lda", r) + lda
     assert np.sum(4 * math.pi * r * r * v_xc * change) * h == pytest.approx(
         (energy(change) - energy(-change)) / 2, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_symmetrised_projections_equal_the_whole_brillouin_zone():
+    """Tetragonally strained diamond Ge (c/a = 1.1, 8 operations, 3x3x3): the projections of the
+    irreducible k-points, averaged over the space group with the real-harmonic rotation matrices,
+    equal those of the whole grid computed without symmetry, orbital by orbital (pz differs from
+    px = py here), ~40 s."""
+    from pwsim.projections import projected_dos
+    from pwsim.scf import Settings, scf
+    from pwsim.structure import Structure
+
+    st = Structure(10.68 * np.array([[0, .5, .55], [.5, 0, .55], [.5, .5, 0]]), ["Ge", "Ge"], [[0, 0, 0], [.25, .25, .25]])
+    runs = [scf(st, Settings(xc="lda", ecut=10.0, kpoints=(3, 3, 3), nbands=20, smearing="gaussian", temperature=0.01,
+                             pseudopotentials={"Ge": GE_UPF}, compute_forces=False, compute_stress=False,
+                             save_wavefunctions=True, symmetry=symmetric, energy_tolerance=1e-11))
+            for symmetric in (True, False)]
+    assert len(runs[0].kpoints) == 6 and len(runs[1].kpoints) == 14  # (time reversal alone: 27 -> 14)
+    reduced, whole = (projected_dos(r, width=0.01) for r in runs)
+    names = dict(zip(reduced.orbital_names, reduced.charges[0]))
+    assert abs(names["Ge1 4P px"] - names["Ge1 4P pz"]) > 1e-3  # the strain splits them
+    np.testing.assert_allclose(reduced.charges, whole.charges, atol=2e-6)
+    np.testing.assert_allclose(reduced.pdos, whole.pdos, atol=1e-4 * whole.pdos.max())
