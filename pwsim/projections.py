@@ -256,21 +256,21 @@ def symmetrised_weights(projections: np.ndarray, shells, images, rotations=None)
 
 # ------------------------------------------------------------------ the whole calculation
 def _states(result, callback):
-    """(eigenvalues (nspin, nk, nb), {(spin, k): (miller, coefficients (nb, npw))}, source)."""
-    eigenvalues = np.asarray(result.eigenvalues, dtype=float)
-    nspin, nk = eigenvalues.shape[:2]
+    """({(spin, k): (miller (npw, 3), coefficients (nbands, npw))}, source): the stored orbitals, or
+    those solved again at the result's k-points from its density (their eigenvalues equal the stored
+    ones to the solver's 1e-8 Ha, so the stored ones place them on the energy axis)."""
+    nspin, nk, nbands = np.shape(result.eigenvalues)
     if result.wavefunctions and result.miller and len(result.wavefunctions) >= nspin * nk:
         states = {}
         for s in range(nspin):
             for k in range(nk):
                 index = s * nk + k
                 states[(s, k)] = (np.asarray(result.miller[index % len(result.miller)]),
-                                  np.asarray(result.wavefunctions[index])[:eigenvalues.shape[2]])
-        return eigenvalues, states, "stored"
+                                  np.asarray(result.wavefunctions[index])[:nbands])
+        return states, "stored"
     from .nscf import nscf_orbitals
 
-    fresh, states = nscf_orbitals(result, nbands=eigenvalues.shape[2], callback=callback)
-    return fresh, states, "non-self-consistent"
+    return nscf_orbitals(result, nbands=nbands, callback=callback)[1], "non-self-consistent"
 
 
 def _squared_projections(result, states, shells, images, callback=None) -> np.ndarray:
@@ -310,8 +310,9 @@ def projected_dos(result_or_path, width: float = 0.01, energies=None, spacing: f
     from .resolve import load_pseudos
 
     result = as_result(result_or_path)
+    total = density_of_states(result, width=width, energies=energies, spacing=spacing)  # checks width, grid
     shells, sources = orbital_basis(result.structure, load_pseudos(result.structure, _settings_of(result)))
-    eigenvalues, states, where = _states(result, callback)
+    states, where = _states(result, callback)
     weights = _squared_projections(result, states, shells, symmetry_images(result.structure, result.settings),
                                    callback)
     occupations = np.asarray(result.occupations, dtype=float)
@@ -319,7 +320,7 @@ def projected_dos(result_or_path, width: float = 0.01, energies=None, spacing: f
     charges = np.einsum("k,skn,skan->sa", kw, occupations, weights)
     occupied = float(np.einsum("k,skn->", kw, occupations))
     spilling = 1.0 - float(charges.sum()) / occupied
-    total = density_of_states(result, width=width, energies=energies, spacing=spacing)
+    eigenvalues = np.asarray(result.eigenvalues, dtype=float)
     nspin, nk, norb, nb = weights.shape
     degeneracy = 2.0 / nspin
     pdos = np.zeros((nspin, norb, total.energies.size))

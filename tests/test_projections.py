@@ -130,8 +130,9 @@ def test_cli_pdos_writes_the_group_with_units_and_a_picture(ge_small, ge_project
     np.testing.assert_allclose(back.charges, ge_projected.charges, atol=1e-12)
     np.testing.assert_allclose(back.pdos, ge_projected.pdos, atol=1e-12)
     assert back.wavefunction_source == "stored" and back.orbital_source == "Ge: file"
-    bad = CliRunner().invoke(main, ["pdos", str(tmp_path / "missing.h5")])
-    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+    for args in (["pdos", str(tmp_path / "missing.h5")], ["pdos", str(path), "--width", "-1"]):
+        bad = CliRunner().invoke(main, args)
+        assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
 
 
 # ------------------------------------------------------------------ acceptance against projwfc.x
@@ -228,7 +229,7 @@ def test_radial_solve_orbitals_give_the_file_orbitals_charges(ge_small):
     from pwsim.projections import _squared_projections, _states, orbital_basis, symmetry_images
 
     psp8 = read_pseudo_file(os.path.join(pseudodojo_dir("lda"), "Ge-d.psp8.gz"))
-    _, states, _ = _states(ge_small, None)
+    states, _ = _states(ge_small, None)
     images = symmetry_images(ge_small.structure, ge_small.settings)
     charges = {}
     for name, psp in (("file", read_pseudo_file(GE_UPF)), ("radial solve", psp8)):
