@@ -173,8 +173,31 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
         return _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback)
 
 
-def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
-    """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
+def nscf_orbitals(result_or_path, nbands: int | None = None, tol: float = 1e-8, callback=None):
+    """The orbitals of a result at its own k-points, solved again in the potential of its stored
+    density (for a file saved without ``save_wavefunctions``; one rank).
+
+    Returns (eigenvalues (nspin, nk, nbands) hartree, {(spin, k): (miller (npw, 3) int, orbitals
+    (nbands, npw) complex, rows normalised)}); nbands defaults to the result's.
+    """
+    from . import parallel
+
+    if parallel.world().size > 1:  # the path's k-points are shared out over the ranks, the orbitals are not
+        raise InputError("solving for a result's orbitals again runs on one process: rerun without MPI, or save "
+                         "them in the SCF ([run] save_wavefunctions = true)")
+    result = as_result(result_or_path)
+    kpoints = np.asarray(result.kpoints, dtype=float).reshape(-1, 3)
+    nbands = int(np.shape(result.eigenvalues)[-1]) if nbands is None else int(nbands)
+    setup, hamiltonian = _fixed_potential_setup(result, resolve_path(result, kpoints, nbands))
+    vectors = {}
+    with setup.backend.blas_limits():
+        eigenvalues, _ = _solve_path(setup, hamiltonian, kpoints, tol, 300, callback, vectors)
+    return eigenvalues, vectors
+
+
+def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback, vectors=None):
+    """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one;
+    ``vectors`` (a dict) receives (spin, k) -> (miller (npw, 3), host orbitals (nbands, npw))."""
     from . import parallel
     from .diagonalize import eigensolver_of
     from .eigensolvers.blocks import kinetic_preconditioner
@@ -229,6 +252,8 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))
+        if vectors is not None:
+            vectors[(kpoint.spin, kpoint.index % nk)] = (kpoint.miller, previous[1][:nbands])
         if callback is not None:
             callback(done, len(mine))
     if split:  # each k-point's row from the rank that solved it (disjoint blocks: a sum is exact)

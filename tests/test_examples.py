@@ -32,9 +32,13 @@ def run_script(name, *args, cwd):
 
 
 def test_every_example_is_tested():
-    tested = {"silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
-              "water.toml", "ase_md.py", "eos_pseudodojo.py", "silicon_phonons.py", "hse06_bands.py",
-              "fe_spin_density.py"}
+    tested = {
+        "silicon_eos.py", "molecule.py", "plot_density.py", "silicon.toml", "h2.toml", "aluminium.toml",
+        "water.toml", "ase_md.py", "eos_pseudodojo.py", "silicon_phonons.py",
+        "hse06_bands.py",
+        "fe_spin_density.py",
+        "gaas_pdos.py",
+    }
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present <= tested, f"examples without a test: {sorted(present - tested)}"
 
@@ -65,6 +69,17 @@ def test_hse06_bands(tmp_path):
     assert 0.4 < gaps["PBE"] < 0.9 and gaps["HSE06"] > gaps["PBE"] + 0.5, out
     assert re.search(r"^HSE06 .*VBM [-\d.]+ Ha at k = Γ", out, re.M), out
     assert (tmp_path / "si_hse06_bands.png").stat().st_size > 10000
+def test_gaas_pdos(tmp_path):
+    """Quick mode (12 Ha, 2x2x2) is rough, but the charges must add up (Löwdin charges + spilling =
+    the 28 valence electrons), the picture must be drawn and the file must hold /pdos."""
+    out = run_script("gaas_pdos.py", cwd=tmp_path)
+    rows = dict(re.findall(r"^(Ga|As) +(\d+\.\d+)", out, re.M))
+    spilling = float(re.search(r"spilling parameter ([\d.]+)", out).group(1))
+    assert float(rows["Ga"]) + float(rows["As"]) == pytest.approx(28 * (1 - spilling), abs=2e-3), out
+    assert float(rows["As"]) > float(rows["Ga"])  # two more valence electrons
+    assert "radial solve" in out and (tmp_path / "gaas_pdos.png").stat().st_size > 10_000
+    with h5py.File(tmp_path / "gaas.h5") as f:
+        assert f["pdos/pdos"].attrs["units"] == "states/hartree/cell"
 
 
 def test_silicon_eos(tmp_path):
