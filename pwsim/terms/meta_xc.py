@@ -1,8 +1,11 @@
 """Exchange-correlation of a meta-GGA (r2SCAN, SCAN, any libxc meta-GGA of rho, sigma and tau).
 
 E_xc = sum_r e(rho, sigma, tau) dV with tau the kinetic-energy density of the orbitals
-(:mod:`pwsim.terms.kinetic_density`), rho + rho_core / nspin as for a GGA (:mod:`pwsim.terms.xc`;
-no core tau: the model core charge enters rho and sigma only). Its derivative with respect to the
+(:mod:`pwsim.terms.kinetic_density`). Pseudopotentials with a model core charge are refused (as
+ABINIT 9.6 refuses ``usekden`` with them): the core would enter rho and sigma but not tau, so
+tau < tau_W(rho + rho_core) near the atoms, where libxc clamps sigma to 8 rho tau and its
+derivatives stop being those of the energy (the term checks of tests/test_terms.py fail
+with a core by 1e-3 relative). Its derivative with respect to the
 orbitals has two parts, from the same libxc call (:func:`pwsim.xc.meta.evaluate`):
 
 * the multiplicative potential V_s = de/drho_s - div(2 e_ss grad rho_s + e_ud grad rho_s'), the
@@ -15,8 +18,8 @@ at self-consistency tau and rho come from the same orbitals. Before any orbitals
 step from a density) tau is the semiclassical guess tau_W + tau_unif (the von Weizsaecker and
 uniform-gas values, iso-orbital indicator alpha = 1).
 
-Forces: only the core density depends on the positions, as for a GGA (:meth:`Xc.forces`, from
-:meth:`potential`). Stress (at fixed c_nG, tau_s scales as 1/Omega and d_a psi -> d_a psi - eps_ac d_c psi)::
+Forces: none (without a core density nothing here depends on the positions; the core hooks of
+:class:`pwsim.terms.xc.Xc` stay for a future core tau). Stress (at fixed c_nG, tau_s scales as 1/Omega and d_a psi -> d_a psi - eps_ac d_c psi)::
 
     dE/d eps_ab = d_ab (E_xc - sum_s int v_s rho_s - 2 sum_st int e_st sigma_st - sum_s int v_tau,s tau_s)
                   - sum_st int e_st (d_a rho_s d_b rho_t + d_b rho_s d_a rho_t)
@@ -28,6 +31,7 @@ import weakref
 
 import numpy as np
 
+from ..errors import InputError
 from ..xc import meta
 from .base import symmetric
 from .kinetic_density import TauOperator, _kpg_device, kinetic_energy_density, tau_strain
@@ -48,6 +52,11 @@ class MetaXc(Xc):
     def __init__(self, context):
         super().__init__(context)
         meta.require_meta(self.functional)
+        if self.rho_core_R is not None:
+            cored = sorted(e for e, p in context.pseudos.items() if getattr(p, "has_core_density", False))
+            raise InputError(f"xc = {self.functional.name!r}: the pseudopotentials of {', '.join(cored)} carry a model "
+                             "core charge, which a meta-GGA cannot use consistently (no core tau; ABINIT refuses it "
+                             "too): use files without one (GTH, or a psp8 with its core removed)")
         self._last = (None, None)  # (weak reference to the state, its evaluation)
 
     def _has_orbitals(self, state) -> bool:
