@@ -27,8 +27,6 @@ Forces: none (without a core density nothing here depends on the positions; the 
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from ..errors import InputError
@@ -57,7 +55,7 @@ class MetaXc(Xc):
             raise InputError(f"xc = {self.functional.name!r}: the pseudopotentials of {', '.join(cored)} carry a model "
                              "core charge, which a meta-GGA cannot use consistently (no core tau; ABINIT refuses it "
                              "too): use files without one (GTH, or a psp8 with its core removed)")
-        self._last = (None, None)  # (weak reference to the state, its evaluation)
+        self._last = (None, None)  # (the density array of the last state, its evaluation)
 
     def _has_orbitals(self, state) -> bool:
         return state is not None and state.wavefunctions is not None and state.occupations is not None
@@ -76,8 +74,12 @@ class MetaXc(Xc):
     def _evaluate_state(self, state):
         """(MetaResult, gradients per spin, sigma, total density, tau) of ``state``, computed once per
         state (the potential, every k-point's operator and the energy share it)."""
-        ref, cached = self._last
-        if ref is not None and ref() is state:
+        # keyed by the density array: a step's density goes with one set of orbitals, and under MPI
+        # k-point pools the forces and stress are evaluated with each pool's share of the
+        # occupations (pwsim.parallel.Layout.occupation_sum), which must not change tau: the energy,
+        # evaluated first on the same density with all of them, fixes it
+        rho_held, cached = self._last
+        if rho_held is state.rho_sR:
             return cached
         rho_sR = self._total_density(state.rho_sR)
         grads = [self.context.basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]
@@ -90,7 +92,7 @@ class MetaXc(Xc):
         tau_sR = self._tau(state, rho_sR, grads)
         out = meta.evaluate(self.functional, rho_sR, sigma, tau_sR, backend=self.context.backend)
         cached = (out, grads, sigma, rho_sR, tau_sR)
-        self._last = (weakref.ref(state), cached)
+        self._last = (state.rho_sR, cached)
         return cached
 
     def energy(self, state) -> float:
