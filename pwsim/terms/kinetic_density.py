@@ -125,21 +125,28 @@ class TauOperator:
         return self._single()
 
 
-def tau_strain(context, wavefunctions, occupations, vtau_sR) -> np.ndarray:
-    """sum_k w_k sum_n f_n Re <d_a psi_n|v_tau|d_b psi_n>, (3, 3) host, hartree (of this rank's
-    k-points summed over the pools as the other band sums are: :func:`pwsim.terms.base.band_sum`)."""
+def tau_strain(context, state, vtau_sR) -> np.ndarray:
+    """sum_k w_k sum_n f_n Re <d_a psi_n|v_tau|d_b psi_n>, (3, 3) host, hartree, over the k-points whose
+    orbitals this rank holds with nonzero occupations (as the kinetic stress: under MPI pools
+    :meth:`pwsim.parallel.Layout.occupation_sum` hands each pool its share of the occupations).
+
+    state: the :class:`pwsim.terms.base.ElectronicState`; vtau_sR: (nspin, n1, n2, n3) device."""
     basis = context.basis
     bk = context.backend
     xp = bk.xp
     total = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(a, 3):
-            def per_band(kpoint, c_nG, a=a, b=b):
-                v = basis.scaled_potential(vtau_sR[kpoint.spin, ...])
-                i_kpg = xp.astype(_kpg_device(context, kpoint), c_nG.dtype)
-                d_a, d_b = c_nG * i_kpg[a, :], c_nG * i_kpg[b, :]
-                vd_b = basis.apply_local(v, d_b, kpoint, scaled=True)
-                return xp.sum(xp.astype(xp.real(xp.conj(d_a) * vd_b), xp.float64), axis=-1)
-            state = base.ElectronicState(None, wavefunctions, occupations)
-            total[a, b] = total[b, a] = base.band_sum(context, state, per_band)
+    for kpoint in basis.kpoints:
+        occupied = base.occupied_bands(context, state, kpoint)
+        if occupied is None:
+            continue
+        c_nG, f_n = occupied
+        weights = bk.to_device(f_n)
+        operator = TauOperator(basis, kpoint, basis.scaled_potential(vtau_sR[kpoint.spin, ...]),
+                               _kpg_device(context, kpoint))
+        for rows in row_ranges(c_nG.shape[0], 64 * c_nG.shape[1], base.BLOCK_BYTES):
+            pairs = list(operator.gradients(c_nG[rows, :]))
+            for a in range(3):
+                for b in range(3):
+                    products = xp.astype(xp.real(xp.conj(pairs[a][0]) * pairs[b][1]), xp.float64)
+                    total[a, b] += bk.scalar(xp.sum(xp.sum(products, axis=-1) * weights[rows]))
     return total

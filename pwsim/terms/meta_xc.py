@@ -134,7 +134,7 @@ class MetaXc(Xc):
         diag = (xp.sum(out.e) - xp.sum(out.vrho * rho_sR) - 2.0 * xp.sum(out.vsigma * sigma)
                 - xp.sum(out.vtau * tau_sR))
         dedeps = (bk.scalar(diag) * np.eye(3) - self._gradient_strain(out, grads)) * dvol
-        dedeps = dedeps - tau_strain(self.context, state.wavefunctions, state.occupations, out.vtau)
+        dedeps = dedeps - tau_strain(self.context, state, out.vtau)
         if self.rho_core_R is not None:
             dedeps = dedeps - self.context.form_factor_strain("core_density_form_factor_derivative",
                                                               self._core_field_Q(state))
