@@ -99,3 +99,57 @@ def test_r2scan_forces_and_stress_by_finite_differences():
     rng = np.random.default_rng(1)
     check_stress_fd(structure, settings, setup, result.stress, random_symmetric(rng), tol=1e-9)
     check_force_fd(structure, settings, result.raw_forces, unit(rng.standard_normal((2, 3))), tol=2e-7)
+
+
+MPI_DRIVER = r'''
+import json, sys
+import numpy as np
+import pwsim
+from pwsim import parallel
+si = pwsim.diamond("Si", 10.26)
+moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, -0.02, 0.005], [0.0, 0.0, 0.0]]))
+common = dict(xc="r2scan", allow_functional_mismatch=True, pseudopotentials="gth", ecut=6.0, kpoints=(2, 1, 1),
+              energy_tolerance=1e-10, density_tolerance=1e-10, compute_stress=True)
+out = {}
+for name, extra in (("kpools", {}), ("bandgroup", {"parallel": {"pools": 1}})):
+    r = pwsim.scf(moved, **common, **extra)
+    out[name] = {"energy": r.total_energy, "forces": np.asarray(r.forces).tolist(),
+                 "stress": np.asarray(r.stress).tolist(), "ranks": parallel.size()}
+if parallel.is_root():
+    print(json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
+    """k-point pools (tau summed over the pools; the stress's tau part from each pool's occupations)
+    and a band group: energy, forces and stress of two ranks equal the serial ones (1e-9)."""
+    import subprocess
+    import sys
+
+    import test_mpi
+
+    if test_mpi._skip_reason() is not None:
+        pytest.skip(test_mpi._skip_reason())
+    (tmp_path / "driver.py").write_text(MPI_DRIVER)
+    procs = {key: subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for key, command, env in (("serial", [sys.executable, "driver.py"], test_mpi.SERIAL_ENV),
+                                       ("mpi", [test_mpi._mpiexec(), "-n", "2", sys.executable, "driver.py"],
+                                        test_mpi.ENV))}
+    results = {}
+    try:
+        for key, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, stderr
+            results[key] = json.loads([line for line in stdout.splitlines() if line.startswith("{")][0])
+    finally:  # a failed serial run must not leave the MPI job running
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate()
+    for case in ("kpools", "bandgroup"):
+        one, two = results["serial"][case], results["mpi"][case]
+        assert one["ranks"] == 1 and two["ranks"] == 2
+        assert abs(one["energy"] - two["energy"]) <= 1e-9
+        assert np.abs(np.array(one["forces"]) - two["forces"]).max() <= 1e-9
+        assert np.abs(np.array(one["stress"]) - two["stress"]).max() <= 1e-9
