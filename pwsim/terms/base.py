@@ -77,11 +77,14 @@ class ElectronicState:
                    array (c_nG; None at another MPI pool's k-points), or None (no orbitals yet)
     occupations:   (nspin, nk, nbands) host, electrons per state (f_nk, without the k-point
                    weight), or None
+    tau_sR:        (nspin, n1, n2, n3) device kinetic-energy density a meta-GGA's Hamiltonian is
+                   built with (the SCF's mixed tau, bohr^-5), or None: that of the orbitals
     """
 
     rho_sR: object
     wavefunctions: list | None = None
     occupations: np.ndarray | None = None
+    tau_sR: object = None
 
 
 class Term:

@@ -12,11 +12,13 @@ orbitals has two parts, from the same libxc call (:func:`pwsim.xc.meta.evaluate`
   GGA's (:meth:`MetaXc.potential`), summed with the other local potentials;
 * the operator V_tau psi = -1/2 div(v_tau grad psi), v_tau = de/dtau_s (:meth:`MetaXc.operator`).
 
-The term is orbital-dependent: the SCF hands it the orbitals of the previous step. tau is computed
-from those orbitals on every step (not mixed: the density alone is mixed, as DFTK and GPAW do), so
-at self-consistency tau and rho come from the same orbitals. Before any orbitals exist (the first
-step from a density) tau is the semiclassical guess tau_W + tau_unif (the von Weizsaecker and
-uniform-gas values, iso-orbital indicator alpha = 1).
+The term is orbital-dependent (``mixes_tau``): the SCF mixes tau with the density (one Anderson
+history for both; :func:`pwsim.scf.step_state` hands the mixed tau in ``state.tau_sR``), as pw.x
+mixes its kinetic-energy density; the energy, forces and stress take tau of the orbitals
+(``tau_sR`` None), so at self-consistency tau and rho come from the same orbitals. Before any
+orbitals exist (the first step from a density) tau is the semiclassical guess tau_W + tau_unif (the
+von Weizsaecker and uniform-gas values, iso-orbital indicator alpha = 1); a state with orbitals and
+no tau (a restart) takes tau of its orbitals.
 
 Forces: none (without a core density nothing here depends on the positions; the core hooks of
 :class:`pwsim.terms.xc.Xc` stay for a future core tau). Stress (at fixed c_nG, tau_s scales as 1/Omega and d_a psi -> d_a psi - eps_ac d_c psi)::
@@ -46,6 +48,8 @@ class MetaXc(Xc):
 
     name = "xc"
     orbital_dependent = True
+    #: the SCF mixes this term's tau (:meth:`tau_of`) with the density
+    mixes_tau = True
 
     def __init__(self, context):
         super().__init__(context)
@@ -61,7 +65,10 @@ class MetaXc(Xc):
         return state is not None and state.wavefunctions is not None and state.occupations is not None
 
     def _tau(self, state, rho_sR, grads):
-        """tau_s (nspin, n1, n2, n3) device, bohr^-5: of the orbitals, or the semiclassical guess."""
+        """tau_s (nspin, n1, n2, n3) device, bohr^-5: the state's own (the SCF's mixed tau), that of
+        its orbitals, or the semiclassical guess."""
+        if state.tau_sR is not None:
+            return state.tau_sR
         if self._has_orbitals(state):
             return kinetic_energy_density(self.context, state.wavefunctions, state.occupations)
         xp = self.context.backend.xp
@@ -94,6 +101,11 @@ class MetaXc(Xc):
         cached = (out, grads, sigma, rho_sR, tau_sR)
         self._last = (state.rho_sR, cached)
         return cached
+
+    def tau_of(self, state):
+        """The kinetic-energy density ``state`` is evaluated with, (nspin, n1, n2, n3) device, bohr^-5
+        (what the SCF mixes with the density)."""
+        return self._evaluate_state(state)[4]
 
     def energy(self, state) -> float:
         out = self._evaluate_state(state)[0]
