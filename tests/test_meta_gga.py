@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_terms
 
 import pwsim
-import test_terms
 from pwsim.errors import InputError
 from pwsim.terms.xc import Xc
 
@@ -141,7 +141,7 @@ def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
         for key, proc in procs.items():
             stdout, stderr = proc.communicate(timeout=600)
             assert proc.returncode == 0, stderr
-            results[key] = json.loads([line for line in stdout.splitlines() if line.startswith("{")][0])
+            results[key] = json.loads(next(line for line in stdout.splitlines() if line.startswith("{")))
     finally:  # a failed serial run must not leave the MPI job running
         for proc in procs.values():
             if proc.poll() is None:

@@ -5,7 +5,8 @@ is not possible to use norm-conserving pseudopotentials with a non-linear core c
 codes run these stripped files. Usage: python strip_core.py IN.psp8 OUT.psp8"""
 import sys
 
-lines = open(sys.argv[1]).read().splitlines()
+with open(sys.argv[1]) as handle:
+    lines = handle.read().splitlines()
 lmax, mmax = int(lines[2].split()[2]), int(lines[2].split()[4])
 rchrg, fchrg, qchrg = lines[3].split()[:3]
 nproj = [int(t) for t in lines[4].split()[:lmax + 1]]
@@ -13,4 +14,5 @@ pos = 6 + sum(1 + mmax for n in nproj if n) + 1 + mmax  # after the projectors a
 assert float(fchrg) > 0, "no core correction to remove"
 lines[3] = f"{rchrg}  0.00000000  {qchrg}    rchrg fchrg qchrg"
 del lines[pos:pos + mmax]
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+with open(sys.argv[2], "w") as handle:
+    handle.write("\n".join(lines) + "\n")
