@@ -153,3 +153,18 @@ def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
         assert abs(one["energy"] - two["energy"]) <= 1e-9
         assert np.abs(np.array(one["forces"]) - two["forces"]).max() <= 1e-9
         assert np.abs(np.array(one["stress"]) - two["stress"]).max() <= 1e-9
+
+
+@pytest.mark.slow
+def test_r2scan_spin_forces_and_stress_by_finite_differences():
+    """H2 in a skewed box with two spin channels (a fixed moment of 1, smeared; GTH H has no core): raw
+    forces and stress against central differences of the SCF energy."""
+    from test_forces_stress import base_run, check_force_fd, check_stress_fd, h2_triplet, random_symmetric, unit
+
+    structure, settings, setup, result = base_run(("h2-spin", "r2scan"), h2_triplet, xc="r2scan", pseudopotentials="gth",
+                                                  ecut=7.0, spin="collinear", magnetization=1.0,
+                                                  smearing="gaussian", temperature=0.02, allow_functional_mismatch=True,
+                                                  compute_stress=True)
+    assert result.magnetization == pytest.approx(1.0, abs=1e-8)  # both channels occupied, unequally
+    check_force_fd(structure, settings, result.raw_forces, unit(np.random.default_rng(5).standard_normal((2, 3))))
+    check_stress_fd(structure, settings, setup, result.stress, random_symmetric(np.random.default_rng(6)))

@@ -72,6 +72,16 @@ def evaluate(name, rho, sigma, tau, backend=None) -> MetaResult:
     r[:, ~mask] = 1.0 / nspin  # harmless values where the result is zero anyway
     s[:, ~mask] = 0.0
     t[:, ~mask] = 1.0
+    # tau_s >= tau_W,s = sigma_ss / (8 rho_s) holds for the tau and density of any set of orbitals; an
+    # input that breaks it (a mixed tau, the first step's guess) is raised to it here rather than left
+    # to libxc, whose own clamp (sigma to 8 rho tau) gives NaN for some such inputs at low density
+    if nspin == 2:  # an empty spin channel (a mixed density may dip below zero) has no gradient or tau
+        empty = r <= 0.0
+        s[0, empty[0]] = s[2, empty[1]] = 0.0
+        s[1, empty[0] | empty[1]] = 0.0
+        t[empty] = 0.0
+    sigma_ss = s[[0]] if nspin == 1 else s[[0, 2]]
+    t = np.maximum(t, np.divide(sigma_ss, 8.0 * r, out=np.zeros_like(r), where=r > 0.0))
     g = _gradients_from_sigma(s)
     lapl = np.zeros((1, r.shape[1]))  # not used by the functionals require_meta lets through
     inp = [np.concatenate([r[i][None, :], g[i], lapl, t[i][None, :]]) for i in range(nspin)]
