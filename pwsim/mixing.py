@@ -52,14 +52,31 @@ class AndersonMixer:
         magnet = residual_g[0, ...] - residual_g[1, ...]
         return xp.stack([0.5 * (total + magnet), 0.5 * (total - magnet)])
 
-    def __call__(self, rho_in, rho_out):
-        """rho_in, rho_out: (nspin, n1, n2, n3) real -> the next input density, same shape."""
+    def __call__(self, rho_in, rho_out, extra_in=None, extra_out=None):
+        """rho_in, rho_out: (nspin, n1, n2, n3) real -> the next input density, same shape.
+
+        extra_in, extra_out: (m, n1, n2, n3) real fields mixed in the same history as the density,
+        without the Kerker preconditioning (a meta-GGA's kinetic-energy density); then the result is
+        (next density, next extra field)."""
+        if extra_in is not None:
+            xp = self.basis.backend.xp
+            nspin = rho_in.shape[0]
+            mixed = self._mix(xp.concat([rho_in, extra_in]), xp.concat([rho_out, extra_out]), nspin)
+            return mixed[:nspin, ...], mixed[nspin:, ...]
+        return self._mix(rho_in, rho_out, rho_in.shape[0])
+
+    def _mix(self, rho_in, rho_out, nspin):
+        """The Anderson step on stacked fields, of which the first ``nspin`` are the density."""
         bk = self.basis.backend
         xp = bk.xp
         sphere = self.sphere
         alpha = self.damping
         x_g = self.basis.r_to_g(rho_in)
-        f_g = self.precondition(self.basis.r_to_g(rho_out - rho_in))
+        f_g = self.basis.r_to_g(rho_out - rho_in)
+        if f_g.shape[0] == nspin:
+            f_g = self.precondition(f_g)
+        else:
+            f_g = xp.concat([self.precondition(f_g[:nspin, ...]), f_g[nspin:, ...]])
         step_g = x_g + alpha * f_g
         x, f = sphere.compress(x_g), sphere.compress(f_g)
         del x_g, f_g

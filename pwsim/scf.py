@@ -103,6 +103,7 @@ class SCFState:
         self.history = history or {"energy": [], "delta_energy": [], "residual": [], "time": []}
         self.history.setdefault("single_precision", [])
         self.single_phase = True  # precision "mixed": still in the single-precision phase
+        self.tau_in = None  # a meta-GGA's mixed kinetic-energy density (pwsim/terms/meta_xc.py), or None
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class Step:
     rho_out: object
     residual: float
     single: bool
+    tau_out: object = None  # a meta-GGA's kinetic-energy density of the new orbitals, else None
 
 
 def step_state(setup: Setup, state: SCFState) -> ElectronicState:
@@ -126,8 +128,14 @@ def step_state(setup: Setup, state: SCFState) -> ElectronicState:
     orbitals and occupations of the previous step (none before the first step). Other runs get the
     density alone, so the old orbitals are freed during the solve."""
     if not setup.terms.needs_orbitals or state.occupations is None:
-        return ElectronicState(state.rho_in)
-    return ElectronicState(state.rho_in, leading_bands(state.wavefunctions, setup.nbands), state.occupations)
+        return ElectronicState(state.rho_in, tau_sR=state.tau_in)
+    return ElectronicState(state.rho_in, leading_bands(state.wavefunctions, setup.nbands), state.occupations,
+                           tau_sR=state.tau_in)
+
+
+def _tau_term(setup: Setup):
+    """The term whose kinetic-energy density the SCF mixes with the density (a meta-GGA's XC), or None."""
+    return next((term for term in setup.terms if getattr(term, "mixes_tau", False)), None)
 
 
 def scf(structure: Structure, settings: Settings | None = None, *, initial_density=None, initial_wavefunctions=None,
@@ -235,7 +243,10 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
             converged = True
             state.rho_in = step.rho_out
             break
-        state.rho_in = mixer(state.rho_in, step.rho_out)
+        if step.tau_out is None:
+            state.rho_in = mixer(state.rho_in, step.rho_out)
+        else:  # a meta-GGA: tau in the same Anderson history as the density
+            state.rho_in, state.tau_in = mixer(state.rho_in, step.rho_out, state.tau_in, step.tau_out)
         if checkpoint is not None:
             checkpoint(state, lambda step=step: make_result(setup, state, step.energies, step.eigenvalues, step.occ,
                                                             step.rho_out, False, time.perf_counter() - start))
@@ -262,6 +273,9 @@ def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
     state.single_phase = single
     current = step_state(setup, state)
     hamiltonian = Hamiltonian(setup.basis, setup.terms, local_potential(setup, current), single=single, state=current)
+    tau_term = _tau_term(setup)
+    if tau_term is not None:
+        state.tau_in = tau_term.tau_of(current)  # the tau this step's Hamiltonian has (the mixer's input)
     del current  # (with an orbital-dependent term it holds the previous step's orbitals, as does H)
     oversized = any(w.shape[0] > nb_work for w in state.wavefunctions if w is not None)  # the atomic starting subspace
     eigenvalues, state.wavefunctions, _ = diagonalize(setup, hamiltonian, state.wavefunctions, diagtol,
@@ -274,7 +288,9 @@ def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
     energies = total_energy(setup, state.wavefunctions, occ.occupations, rho_out, occ)
     diff = rho_out - state.rho_in
     residual = math.sqrt(bk.scalar(xp.sum(diff * diff)) * setup.basis.dvol)
-    return Step(energies, eigenvalues, occ, rho_out, residual, single)
+    tau_out = None if tau_term is None else tau_term.tau_of(ElectronicState(rho_out, state.wavefunctions,
+                                                                            occ.occupations))
+    return Step(energies, eigenvalues, occ, rho_out, residual, single, tau_out)
 
 
 def _record(state: SCFState, callback, energy, delta, residual, t0, single) -> None:

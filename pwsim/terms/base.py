@@ -47,7 +47,9 @@ put the orbitals into the state of a step, so that other runs free the old orbit
 solve as before. The SCF mixes only the density: an orbital-dependent operator follows the unmixed
 orbitals of the previous step, which converges for a weak term (tests/test_terms.py) but not in
 general; exact exchange will want an outer loop that fixes its operator while the density converges
-(ACE), which builds on this same ``operator(kpoint, state)``.
+(ACE), which builds on this same ``operator(kpoint, state)``. A term that sets ``mixes_tau`` (a
+meta-GGA's XC, :mod:`pwsim.terms.meta_xc`) has its kinetic-energy density mixed with the density:
+the SCF hands the mixed one to the step's Hamiltonian in ``state.tau_sR``.
 """
 from __future__ import annotations
 
@@ -77,11 +79,14 @@ class ElectronicState:
                    array (c_nG; None at another MPI pool's k-points), or None (no orbitals yet)
     occupations:   (nspin, nk, nbands) host, electrons per state (f_nk, without the k-point
                    weight), or None
+    tau_sR:        (nspin, n1, n2, n3) device kinetic-energy density a meta-GGA's Hamiltonian is
+                   built with (the SCF's mixed tau, bohr^-5), or None: that of the orbitals
     """
 
     rho_sR: object
     wavefunctions: list | None = None
     occupations: np.ndarray | None = None
+    tau_sR: object = None
 
 
 class Term:

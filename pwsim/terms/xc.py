@@ -50,6 +50,14 @@ def _evaluate_planes(bk, functional, rho_sR, sigma=None):
 class Xc(Term):
     name = "xc"
 
+    def __new__(cls, context=None, *args, **kwargs):
+        # a meta-GGA is the orbital-dependent twin of this term (pwsim/terms/meta_xc.py)
+        if cls is Xc and context is not None and functionals.lookup(context.xc).family == "mgga":
+            from .meta_xc import MetaXc
+
+            return super().__new__(MetaXc)
+        return super().__new__(cls)
+
     def __init__(self, context):
         super().__init__(context)
         #: the functional's registry record (an unknown or unusable name stops here)

@@ -5,6 +5,8 @@
   resolves every name a user can type, or raises.
 * :mod:`pwsim.xc.builtin`: pwsim's LDA and PBE kernels on any array namespace (the fast default).
 * :mod:`pwsim.xc.libxc`: everything else of the LDA/GGA families from libxc (``pwsim[libxc]``).
+* :mod:`pwsim.xc.meta`: meta-GGAs e(rho, sigma, tau) from libxc (the XC term of
+  :mod:`pwsim.terms.meta_xc` calls it; :func:`evaluate` below takes no tau and refuses them).
 
 :func:`evaluate` is the one entry point: it computes what the record says, with the kernels the
 record names; it cannot fall back to another functional.

@@ -24,8 +24,8 @@ FAMILIES = ("lda", "gga", "mgga", "hf")
 
 #: the hybrids the exact-exchange term runs (pwsim/hybrid.py); other hybrids and HF variants are refused
 EXACT_EXCHANGE_AVAILABLE = ("pbe0", "hse06", "hf")
-#: whether the Hamiltonian has the kinetic-energy-density potential; meta-GGAs are refused until it does
-KINETIC_ENERGY_DENSITY_AVAILABLE = False
+#: whether the Hamiltonian has the kinetic-energy-density potential (pwsim/terms/meta_xc.py)
+KINETIC_ENERGY_DENSITY_AVAILABLE = True
 
 LIBXC_EXTRA = "pip install 'pwsim[libxc]'"
 _LIBXC_PREFIX = "libxc:"
@@ -184,6 +184,10 @@ def require_usable(name) -> Functional:
         from . import libxc
 
         libxc.module(f.name)
+    if f.family == "mgga":
+        from . import meta
+
+        meta.require_meta(f)  # no Laplacian-dependent meta-GGA, no meta-GGA hybrid
     return f
 
 

@@ -1,0 +1,170 @@
+"""meta-GGA (r2SCAN): the tau term and its operator.
+
+* the XC term of a meta-GGA through the finite-difference checks of tests/test_terms.py: its
+  multiplicative potential = dE/drho, its operator V_tau = (1/(f w)) dE/dpsi* and Hermitian, core
+  forces and stress (tau's strain part included) = derivatives of its own energy, with one and two
+  spin channels, numpy and the strict GPU stand-in;
+* self-consistent forces and stress of r2SCAN by finite differences on a distorted Si2 cell;
+* r2SCAN total energies against ABINIT 9.6 (libxc r2SCAN, usekden 1) on the same pseudopotential
+  files (tests/reference/r2scan_abinit/): Si2 and spin-polarised fcc Ni;
+* an LDA/GGA run is untouched: its XC term is not orbital-dependent.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_terms
+
+import pwsim
+from pwsim.errors import InputError
+from pwsim.terms.xc import Xc
+
+pytest.importorskip("pyscf.dft.libxc")
+
+REFERENCE = Path(__file__).parent / "reference" / "r2scan_abinit"
+
+
+@pytest.fixture
+def r2scan_pseudos(monkeypatch):
+    # GTH-PBE Si and H without the model core test_terms adds (a meta-GGA refuses a core)
+    from pwsim.pseudo import load_pseudo
+
+    monkeypatch.setitem(test_terms._PSEUDOS, "r2scan", {"Si": load_pseudo("Si", "pbe", "gth"),
+                                                         "H": load_pseudo("H", "pbe", "gth")})
+
+
+@pytest.mark.parametrize("nspin", [1, 2])
+@pytest.mark.parametrize("check", list(test_terms.CHECKS))
+def test_meta_gga_term_is_the_derivative_of_its_energy(check, nspin, backend, r2scan_pseudos):
+    test_terms.CHECKS[check](Xc, backend, ("r2scan", nspin))
+
+
+
+def test_a_core_correction_is_refused_in_one_line(monkeypatch):
+    """A model core charge would enter rho but not tau (libxc then clamps sigma): refused, as ABINIT does."""
+    monkeypatch.setitem(test_terms._PSEUDOS, "r2scan", test_terms.pseudos("pbe"))  # Si with a core
+    with pytest.raises(InputError, match="model core charge") as info:
+        test_terms.build(Xc, "numpy", ("r2scan", 1))
+    assert "\n" not in str(info.value)
+
+
+def test_lda_and_gga_terms_are_not_orbital_dependent(r2scan_pseudos):
+    """Only a meta-GGA makes the XC term see the orbitals: LDA/GGA runs take the unchanged path."""
+    for xc, meta in (("lda", False), ("pbe", False), ("r2scan", True)):
+        term = test_terms.build(Xc, "numpy", (xc, 1))
+        assert term.orbital_dependent is meta and (type(term) is Xc) is not meta
+
+
+# --------------------------------------------------------------------------- self-consistent runs
+def _si2_gth(**extra):
+    return pwsim.scf(pwsim.diamond("Si", 10.26), xc="r2scan", pseudopotentials="gth", ecut=15.0, kpoints=(2, 2, 2),
+                     nbands=8, fft_grid=(27, 27, 27), energy_tolerance=1e-11, allow_functional_mismatch=True, **extra)
+
+
+@pytest.mark.slow
+def test_si2_r2scan_matches_abinit():
+    """Si2, GTH-PBE Si-q4 (no core), Ecut 15 Ha, 2x2x2, ABINIT's 27^3 box: 1e-11 Ha here."""
+    ref = json.loads((REFERENCE / "abinit_r2scan.json").read_text())["si2_gth"]
+    result = _si2_gth()
+    assert result.converged
+    assert abs(result.total_energy - ref["etotal"]) / 2 <= 1e-8
+
+
+@pytest.mark.slow
+def test_fe_r2scan_spin_matches_abinit():
+    """bcc Fe, collinear spin, Fermi-Dirac 0.02 Ha, PseudoDojo Fe-sp without its core, Ecut 20 Ha, 2x2x2:
+    1.4e-6 Ha/atom from ABINIT (the same as with PBE on these settings: the pseudopotential's
+    radial integrals, not the meta-GGA), the moment to 1e-3."""
+    ref = json.loads((REFERENCE / "abinit_r2scan.json").read_text())["fe_bcc_nocore"]
+    a = 5.42
+    fe = pwsim.Structure(0.5 * a * np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1.0]]), ["Fe"], [[0.0, 0.0, 0.0]])
+    result = pwsim.scf(fe, xc="r2scan", pseudopotentials={"Fe": str(REFERENCE / "Fe-sp-nocore.psp8")}, ecut=20.0,
+                       kpoints=(2, 2, 2), nbands=14, spin="collinear", magnetic_moments=[3.0], smearing="fermi-dirac",
+                       temperature=0.02, fft_grid=(20, 20, 20), energy_tolerance=1e-10, allow_functional_mismatch=True)
+    assert result.converged
+    assert abs(result.total_energy - ref["etotal"]) <= 1e-5
+    assert abs(result.magnetization - ref["magnetization"]) <= 1e-3
+
+
+@pytest.mark.slow
+def test_r2scan_forces_and_stress_by_finite_differences():
+    """Distorted Si2 (no symmetry), r2SCAN: raw forces (before the net force, the egg-box effect of
+    1.7e-4 Ha/bohr here, is removed) and stress against central differences of the SCF energy."""
+    from test_forces_stress import base_run, check_force_fd, check_stress_fd, distorted_si2, random_symmetric, unit
+
+    structure, settings, setup, result = base_run(("si2", "r2scan"), distorted_si2, xc="r2scan", pseudopotentials="gth",
+                                                  ecut=8.0, kpoints=(3, 1, 1), allow_functional_mismatch=True,
+                                                  compute_stress=True)
+    rng = np.random.default_rng(1)
+    check_stress_fd(structure, settings, setup, result.stress, random_symmetric(rng), tol=1e-9)
+    check_force_fd(structure, settings, result.raw_forces, unit(rng.standard_normal((2, 3))), tol=2e-7)
+
+
+MPI_DRIVER = r'''
+import json, sys
+import numpy as np
+import pwsim
+from pwsim import parallel
+si = pwsim.diamond("Si", 10.26)
+moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, -0.02, 0.005], [0.0, 0.0, 0.0]]))
+common = dict(xc="r2scan", allow_functional_mismatch=True, pseudopotentials="gth", ecut=6.0, kpoints=(2, 1, 1),
+              energy_tolerance=1e-10, density_tolerance=1e-10, compute_stress=True)
+out = {}
+for name, extra in (("kpools", {}), ("bandgroup", {"parallel": {"pools": 1}})):
+    r = pwsim.scf(moved, **common, **extra)
+    out[name] = {"energy": r.total_energy, "forces": np.asarray(r.forces).tolist(),
+                 "stress": np.asarray(r.stress).tolist(), "ranks": parallel.size()}
+if parallel.is_root():
+    print(json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
+    """k-point pools (tau summed over the pools; the stress's tau part from each pool's occupations)
+    and a band group: energy, forces and stress of two ranks equal the serial ones (1e-9)."""
+    import subprocess
+    import sys
+
+    import test_mpi
+
+    if test_mpi._skip_reason() is not None:
+        pytest.skip(test_mpi._skip_reason())
+    (tmp_path / "driver.py").write_text(MPI_DRIVER)
+    procs = {key: subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for key, command, env in (("serial", [sys.executable, "driver.py"], test_mpi.SERIAL_ENV),
+                                       ("mpi", [test_mpi._mpiexec(), "-n", "2", sys.executable, "driver.py"],
+                                        test_mpi.ENV))}
+    results = {}
+    try:
+        for key, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, stderr
+            results[key] = json.loads(next(line for line in stdout.splitlines() if line.startswith("{")))
+    finally:  # a failed serial run must not leave the MPI job running
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate()
+    for case in ("kpools", "bandgroup"):
+        one, two = results["serial"][case], results["mpi"][case]
+        assert one["ranks"] == 1 and two["ranks"] == 2
+        assert abs(one["energy"] - two["energy"]) <= 1e-9
+        assert np.abs(np.array(one["forces"]) - two["forces"]).max() <= 1e-9
+        assert np.abs(np.array(one["stress"]) - two["stress"]).max() <= 1e-9
+
+
+@pytest.mark.slow
+def test_r2scan_spin_forces_and_stress_by_finite_differences():
+    """H2 in a skewed box with two spin channels (a fixed moment of 1, smeared; GTH H has no core): raw
+    forces and stress against central differences of the SCF energy."""
+    from test_forces_stress import base_run, check_force_fd, check_stress_fd, h2_triplet, random_symmetric, unit
+
+    structure, settings, setup, result = base_run(("h2-spin", "r2scan"), h2_triplet, xc="r2scan", pseudopotentials="gth",
+                                                  ecut=7.0, spin="collinear", magnetization=1.0,
+                                                  smearing="gaussian", temperature=0.02, allow_functional_mismatch=True,
+                                                  compute_stress=True)
+    assert result.magnetization == pytest.approx(1.0, abs=1e-8)  # both channels occupied, unequally
+    check_force_fd(structure, settings, result.raw_forces, unit(np.random.default_rng(5).standard_normal((2, 3))))
+    check_stress_fd(structure, settings, setup, result.stress, random_symmetric(np.random.default_rng(6)))
