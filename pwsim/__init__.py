@@ -26,14 +26,14 @@ __all__ = [
     "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
     "density_of_states",
     "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp", "wurtzite", "perovskite", "molecule_in_box",
-    "from_ase",
+    "from_ase", "surface",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]
 
 #: public name -> (submodule, attribute), imported on first use
 _LAZY = {
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
-    "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
+    "band_structure": ("bands", "band_structure"), "surface": ("slab", "surface"), "density_of_states": ("dos", "density_of_states"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
                                               "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
 }

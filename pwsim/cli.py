@@ -21,7 +21,7 @@ import click
 
 from . import parallel
 from ._version import __version__
-from .cli_analysis import bands, dos, export
+from .cli_analysis import bands, dos, export, surface
 from .convert import convert_command
 from .cli_common import (
     Interrupted,
@@ -354,6 +354,7 @@ def info():
 main.add_command(bands)
 main.add_command(dos)
 main.add_command(export)
+main.add_command(surface)
 main.add_command(phonons)
 main.add_command(elastic)
 main.add_command(convert_command)

@@ -139,7 +139,7 @@ def _fixed_potential_setup(result, run):
                          f"for {run.nbands} bands")
     # operators built per k-point on request and dropped after it (the path may have many k-points)
     terms = build_terms(setup.basis, run.pseudos, xc=run.settings.xc, n_electrons=result.n_electrons,
-                        keep_operators=False, derivatives=False)
+                        keep_operators=False, derivatives=False, settings=run.settings)
     if terms.needs_orbitals:  # the stored density alone does not give their operators
         names = ", ".join(t.name for t in terms if t.orbital_dependent)
         raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")

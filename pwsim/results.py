@@ -99,6 +99,10 @@ class Result:
             from .sanity import overlapping_bands
 
             lines.append(f"WARNING: {overlapping_bands(self)}")
+        if "surface" in self.extra:
+            from .slab import summary_lines
+
+            lines += summary_lines(self.extra["surface"])
         if self.magnetization is not None:
             lines.append(f"magnetisation     {self.magnetization:.6f} (absolute {self.absolute_magnetization:.6f}) mu_B")
         state = "converged" if self.converged else "NOT CONVERGED"

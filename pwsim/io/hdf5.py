@@ -179,6 +179,8 @@ def _write(f, r: Result, checkpoint_state):
         prov.attrs[key] = value
     if checkpoint_state is not None:
         write_fields(f.create_group("checkpoint"), schema.CHECKPOINT, checkpoint_state)
+    if isinstance(r.extra.get("surface"), dict):
+        write_fields(f.create_group("surface"), schema.SURFACE, r.extra["surface"])
 
 
 # ====================================================================== reading: the file as a whole
@@ -593,7 +595,7 @@ def _read(f, path) -> Result:
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names]}
-    for name in ("bands", "dos", "relax"):
+    for name in ("bands", "dos", "relax", "surface"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])
     return result
@@ -629,7 +631,7 @@ def read_group(result, name: str, path=None) -> Checked:
 def check_file(path) -> Result:
     """:func:`load`, then every optional group the file holds checked too (what ``pwsim show`` lists)."""
     result = load(path)
-    for name in ("bands", "dos", "relax"):
+    for name in ("bands", "dos", "relax", "surface"):
         if name in result.extra:
             read_group(result, name, path)
     return result

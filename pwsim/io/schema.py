@@ -478,8 +478,35 @@ DOS = Group("dos", (
       lambda d: "per spin channel; an unpolarised channel holds both spins (x2)", attribute=True),
 ), checks=(_increasing("energies"),), doc="written by `pwsim dos` (docs/bands_dos.md)")
 
+def _key(name):
+    return lambda d: d.get(name)
+
+
+SURFACE = Group("surface", (
+    F("axis", (), "int64", "dimensionless", "lattice vector (0, 1, 2) crossing the vacuum; the normal is its "
+      "reciprocal vector", _key("axis"), required=True, lo=0, hi=2),
+    F("height", ("n_axis",), "float64", "bohr", "height of each plane of FFT points along the normal",
+      _key("height"), required=True, lo=0, hi=_L),
+    F("electrostatic_planar", ("n_axis",), "float64", "hartree", "planar average of the electrostatic potential "
+      "energy of an electron V_loc + V_H (+ the dipole sawtooth; pp.x plot_num = 11)",
+      _key("electrostatic_planar"), required=True, lo=-_E, hi=_E),
+    F("electrostatic_macroscopic", ("n_axis",), "float64", "hartree", "the planar average averaged over a "
+      "window of `averaging_period`", _key("electrostatic_macroscopic"), lo=-_E, hi=_E),
+    F("averaging_period", (), "float64", "bohr", "window of the macroscopic average (the interlayer spacing)",
+      _key("averaging_period"), lo=0, hi=_L),
+    F("vacuum_levels", (2,), "float64", "hartree", "planar average in the vacuum below the slab's lowest atoms "
+      "and above its highest (docs/analysis.md)", _key("vacuum_levels"), required=True, lo=-_E, hi=_E),
+    F("fermi_level", (), "float64", "hartree", "the Fermi level (highest occupied level for fixed occupations)",
+      _key("fermi_level"), lo=-_E, hi=_E),
+    F("work_functions", (2,), "float64", "hartree", "vacuum level − Fermi level of the lower and the upper face",
+      _key("work_functions"), lo=-_E, hi=_E),
+    F("dipole", (), "float64", "e*bohr", "dipole of the cell along the normal (with the dipole correction)",
+      _key("dipole"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+), doc="written by the SCF of a slab (one lattice direction with vacuum, or `[model] dipole_correction`) and "
+       "by `pwsim surface` (docs/analysis.md)")
+
 #: every group, by name ('' the root): the registry a reader, the writer and the docs iterate
-GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS}
+GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "surface": SURFACE}
 
 
 # ------------------------------------------------------------------ format-neutral values
