@@ -99,6 +99,10 @@ class Result:
             from .sanity import overlapping_bands
 
             lines.append(f"WARNING: {overlapping_bands(self)}")
+        if "charge_correction" in self.extra:
+            from .charged import summary_lines as charged_lines
+
+            lines += charged_lines(self.extra["charge_correction"])
         if "surface" in self.extra:
             from .slab import summary_lines
 

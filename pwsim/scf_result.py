@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import forces, slab, stress
+from . import charged, forces, slab, stress
 from ._version import __version__
 from .electrons import leading_bands
 from .pseudo.families import pseudo_provenance
@@ -67,6 +67,9 @@ def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged:
     surface = slab.of_setup(setup, rho, occ.fermi_level if occ.fermi_level is not None else occ.homo)
     if surface is not None:  # a slab: planar averages, vacuum levels, work functions (/surface)
         result.extra["surface"] = surface
+    correction = charged.of_setup(setup, rho_host, energies["total"])
+    if correction is not None:  # [model] charge_correction (/charge_correction)
+        result.extra["charge_correction"] = correction
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
         result.miller = [k.miller for k in setup.basis.kpoints]

@@ -179,8 +179,9 @@ def _write(f, r: Result, checkpoint_state):
         prov.attrs[key] = value
     if checkpoint_state is not None:
         write_fields(f.create_group("checkpoint"), schema.CHECKPOINT, checkpoint_state)
-    if isinstance(r.extra.get("surface"), dict):
-        write_fields(f.create_group("surface"), schema.SURFACE, r.extra["surface"])
+    for name in ("surface", "charge_correction"):
+        if isinstance(r.extra.get(name), dict):
+            write_fields(f.create_group(name), schema.GROUPS[name], r.extra[name])
 
 
 # ====================================================================== reading: the file as a whole
@@ -595,7 +596,7 @@ def _read(f, path) -> Result:
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names]}
-    for name in ("bands", "dos", "relax", "surface"):
+    for name in ("bands", "dos", "relax", "surface", "charge_correction"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])
     return result
@@ -631,7 +632,7 @@ def read_group(result, name: str, path=None) -> Checked:
 def check_file(path) -> Result:
     """:func:`load`, then every optional group the file holds checked too (what ``pwsim show`` lists)."""
     result = load(path)
-    for name in ("bands", "dos", "relax", "surface"):
+    for name in ("bands", "dos", "relax", "surface", "charge_correction"):
         if name in result.extra:
             read_group(result, name, path)
     return result

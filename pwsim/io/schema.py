@@ -505,8 +505,25 @@ SURFACE = Group("surface", (
 ), doc="written by the SCF of a slab (one lattice direction with vacuum, or `[model] dipole_correction`) and "
        "by `pwsim surface` (docs/analysis.md)")
 
+CHARGE_CORRECTION = Group("charge_correction", (
+    F("charge", (), "float64", "e", "net charge q of the cell (ions − electrons)", _key("charge"), required=True,
+      lo=-MAX_ELECTRONS, hi=MAX_ELECTRONS),
+    F("dipole", (3,), "float64", "e*bohr", "dipole of ions − electrons about the ions' charge-weighted centre",
+      _key("dipole"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("second_moment", (), "float64", "e*bohr^2", "∫ ρ_c \|r − r0\|² about the same centre", _key("second_moment"),
+      lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("monopole_energy", (), "float64", "hartree", "−q² α / (2L): the Madelung energy of the charges in their "
+      "background (E − E_0, leading term)", _key("monopole_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("quadrupole_energy", (), "float64", "hartree", "+(2π / 3L³)(qQ − \|p\|²) (cubic cells; 0 otherwise)",
+      _key("quadrupole_energy"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("corrected_energy", (), "float64", "hartree", "the total energy less both terms: the isolated molecule's "
+      "estimate E_0", _key("corrected_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("cubic", (), "bool", "dimensionless", "the cell is cubic (the quadrupole term applies)", _key("cubic")),
+), doc="written by the SCF with `[model] charge_correction = \"makov-payne\"` (docs/analysis.md)")
+
 #: every group, by name ('' the root): the registry a reader, the writer and the docs iterate
-GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "surface": SURFACE}
+GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "surface": SURFACE,
+          "charge_correction": CHARGE_CORRECTION}
 
 
 # ------------------------------------------------------------------ format-neutral values
