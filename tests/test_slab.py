@@ -167,3 +167,21 @@ def test_surface_builder_gives_the_vacuum_in_angstrom():
         pwsim.surface("Al", "fcc112")
     with pytest.raises(pwsim.InputError, match="vacuum"):
         pwsim.surface("Al", vacuum=-1)
+
+
+def test_pw_x_dipfield_input_converts_to_the_dipole_keys():
+    """pwsim convert takes pw.x's tefield + dipfield (eamp = 0) and assume_isolated = 'makov-payne'; an
+    external sawtooth field (eamp != 0) is refused in one line."""
+    from pathlib import Path
+
+    from pwsim.convert import convert_text
+
+    text = (Path(__file__).parent / "reference" / "slab_qe" / "al111h.pwi").read_text()
+    pade = Path(pwsim.__file__).parent / "data" / "pseudos" / "pade"
+    text = (text.replace("pseudo_dir='./pseudos'", f"pseudo_dir='{pade}'").replace("Al-q3.pade.gth", "Al-q3")
+            .replace("H-q1.pade.gth", "H-q1"))
+    toml = convert_text(text.replace("eamp=0.0", "eamp=0.0, assume_isolated='m-p'"))
+    assert 'dipole_correction = "a3"' in toml and "dipole_position = 0.975" in toml
+    assert "dipole_width = 0.05" in toml and 'charge_correction = "makov-payne"' in toml
+    with pytest.raises(pwsim.InputError, match="external sawtooth field"):
+        convert_text(text.replace("eamp=0.0", "eamp=0.001"))
