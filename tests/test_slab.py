@@ -185,3 +185,29 @@ def test_pw_x_dipfield_input_converts_to_the_dipole_keys():
     assert "dipole_width = 0.05" in toml and 'charge_correction = "makov-payne"' in toml
     with pytest.raises(pwsim.InputError, match="external sawtooth field"):
         convert_text(text.replace("eamp=0.0", "eamp=0.001"))
+
+
+def test_check_command_warns_that_the_slab_is_polar(tmp_path):
+    from click.testing import CliRunner
+
+    from pwsim.cli import main
+
+    text = """[structure]
+lattice = [[5.4, 0, 0], [2.7, 4.676537180435969, 0], [0, 0, 26.0]]
+species = ["Al", "H"]
+cartesian_positions = [[0, 0, 6.0], [0, 0, 9.1]]
+[model]
+xc = "lda"
+pseudopotentials = "gth"
+smearing = "fermi-dirac"
+temperature = 0.02
+[basis]
+ecut = 5
+kpoints = [2, 2, 1]
+"""
+    (tmp_path / "slab.toml").write_text(text)
+    out = CliRunner().invoke(main, ["check", str(tmp_path / "slab.toml")])
+    assert out.exit_code == 0 and "the slab is polar" in out.output, out.output
+    (tmp_path / "fixed.toml").write_text(text.replace('temperature = 0.02', 'temperature = 0.02\ndipole_correction = "z"'))
+    out = CliRunner().invoke(main, ["check", str(tmp_path / "fixed.toml")])
+    assert out.exit_code == 0 and "polar" not in out.output, out.output
