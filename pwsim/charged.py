@@ -88,8 +88,9 @@ def of_setup(setup, rho_host, total_energy: float) -> dict | None:
 
 def summary_lines(correction: dict) -> list[str]:
     """Lines for Result.summary()."""
-    lines = [f"Makov-Payne       {correction['corrected_energy']:20.10f} Ha  (charge {correction['charge']:+.4f} e: "
-             f"monopole {-correction['monopole_energy']:+.6f}, quadrupole {-correction['quadrupole_energy']:+.6f} Ha)"]
+    line = (f"Makov-Payne       {correction['corrected_energy']:20.10f} Ha  (charge {correction['charge']:+.4f} e: "
+            f"monopole {-correction['monopole_energy']:+.6f}, quadrupole {-correction['quadrupole_energy']:+.6f} Ha)")
+    lines = [line]
     if not correction.get("cubic", True):
         lines.append("  (not a cubic cell: the quadrupole term is left out)")
     return lines

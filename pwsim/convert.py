@@ -642,8 +642,7 @@ KEY_TABLE = {
     ("system", "tot_magnetization"): ("[model] magnetization", "mu_B", ""),
     ("system", "tot_charge"): ("[model] charge", "e", ""),
     ("system", "input_dft"): ("[model] xc", "", "else the pseudopotentials' functional, as pw.x"),
-    ("control", "tefield"): ("[model] dipole_correction", "", "with dipfield = .true. and eamp = 0 only: the "
-                                                               "dipole correction"),
+    ("control", "tefield"): ("[model] dipole_correction", "", "with dipfield and eamp = 0 only"),
     ("control", "dipfield"): ("[model] dipole_correction", "", ""),
     ("system", "edir"): ("[model] dipole_correction", "", "1, 2, 3 -> 'a1', 'a2', 'a3'"),
     ("system", "emaxpos"): ("[model] dipole_position", "fractional", ""),

@@ -27,8 +27,22 @@ import numpy as np
 from .errors import InputError
 from .units import HARTREE_IN_EV
 
-__all__ = ["analyse", "electrostatic_potential", "layer_spacing", "of_setup", "summary_lines", "macroscopic_average", "planar_average", "slab_axis",
-           "surface", "surface_potential", "vacuum_levels", "vacuum_sides", "vacuum_windows", "window_mask"]
+__all__ = [
+    "analyse",
+    "electrostatic_potential",
+    "layer_spacing",
+    "macroscopic_average",
+    "of_setup",
+    "planar_average",
+    "slab_axis",
+    "summary_lines",
+    "surface",
+    "surface_potential",
+    "vacuum_levels",
+    "vacuum_sides",
+    "vacuum_windows",
+    "window_mask",
+]
 
 #: terms whose potentials make the electrostatic potential of an electron
 ELECTROSTATIC_TERMS = ("local", "hartree", "dipole")

@@ -64,8 +64,8 @@ def test_charged_molecule_energy_converges_with_the_box(tmp_path):
     energy moves by ~45 mHa (the Madelung term alone is 2.837/2 (1/10 - 1/14) = 40.5 mHa), the Makov-Payne
     energy by less than 1 mHa (the tables of H3+ and NH4+ in four boxes are in docs/analysis.md); the
     correction is stored and read back."""
-    kw = dict(xc="lda", pseudopotentials="gth", ecut=10.0, charge=1.0, charge_correction="makov-payne",
-              energy_tolerance=1e-8, compute_stress=False)
+    kw = {"xc": "lda", "pseudopotentials": "gth", "ecut": 10.0, "charge": 1.0, "charge_correction": "makov-payne",
+          "energy_tolerance": 1e-8, "compute_stress": False}
     small, large = (pwsim.scf(h3(box), fft_grid=(3 * box,) * 3, **kw) for box in (10, 14))
     raw = large.total_energy - small.total_energy
     fixed = (large.extra["charge_correction"]["corrected_energy"]

@@ -4,10 +4,10 @@ energy), planar averages and the work function, the slab builder, the polar-slab
 The pw.x comparison (tests/reference/slab_qe) is in test_slab_qe.py (slow)."""
 import numpy as np
 import pytest
+from test_terms import CHECKS, MODELS, build
 
 import pwsim
 from pwsim.terms.dipole import Dipole, DipoleLayer, sawtooth, sawtooth_slope
-from test_terms import CHECKS, MODELS, build
 
 
 class DipoleA3(Dipole):
@@ -70,8 +70,8 @@ def tiny_slab(dz=0.0):
     return pwsim.Structure.from_cartesian(lattice, ["Al", "H"], np.array([[0, 0, 6.0], [0, 0, 9.1 + dz]]), "bohr")
 
 
-TINY = dict(xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 1), smearing="fermi-dirac", temperature=0.02,
-            energy_tolerance=1e-11, density_tolerance=1e-8)
+TINY = {"xc": "lda", "pseudopotentials": "gth", "ecut": 5.0, "kpoints": (2, 2, 1), "smearing": "fermi-dirac",
+        "temperature": 0.02, "energy_tolerance": 1e-11, "density_tolerance": 1e-8}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pwsim.units import HARTREE_IN_EV
 
 HERE = Path(__file__).parent / "reference" / "slab_qe"
 sys.path.insert(0, str(HERE))
-from make_inputs import EMAXPOS, EOPREG, geometries  # noqa: E402
+from make_inputs import EMAXPOS, EOPREG, geometries
 
 REFERENCE = json.loads((HERE / "qe_slab.json").read_text())
 

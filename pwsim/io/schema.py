@@ -510,11 +510,11 @@ CHARGE_CORRECTION = Group("charge_correction", (
       lo=-MAX_ELECTRONS, hi=MAX_ELECTRONS),
     F("dipole", (3,), "float64", "e*bohr", "dipole of ions − electrons about the ions' charge-weighted centre",
       _key("dipole"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
-    F("second_moment", (), "float64", "e*bohr^2", "∫ ρ_c \|r − r0\|² about the same centre", _key("second_moment"),
+    F("second_moment", (), "float64", "e*bohr^2", r"∫ ρ_c \|r − r0\|² about the same centre", _key("second_moment"),
       lo=-BIG_ENERGY, hi=BIG_ENERGY),
     F("monopole_energy", (), "float64", "hartree", "−q² α / (2L): the Madelung energy of the charges in their "
       "background (E − E_0, leading term)", _key("monopole_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),
-    F("quadrupole_energy", (), "float64", "hartree", "+(2π / 3L³)(qQ − \|p\|²) (cubic cells; 0 otherwise)",
+    F("quadrupole_energy", (), "float64", "hartree", r"+(2π / 3L³)(qQ − \|p\|²) (cubic cells; 0 otherwise)",
       _key("quadrupole_energy"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
     F("corrected_energy", (), "float64", "hartree", "the total energy less both terms: the isolated molecule's "
       "estimate E_0", _key("corrected_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),

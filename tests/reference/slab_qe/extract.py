@@ -17,7 +17,8 @@ def numbers(pattern, text):
 
 
 def read(name):
-    text = open(f"{name}.pwo").read()
+    with open(f"{name}.pwo") as f:
+        text = f.read()
     forces = re.findall(r"atom\s+\d+ type\s+\d+\s+force =\s+(\S+)\s+(\S+)\s+(\S+)", text)
     values, _ = read_cube_data(f"{name}_v.cube")
     return {

@@ -1,7 +1,6 @@
 """Writes the pw.x inputs of the slab references (Al(111) 5 layers, and the same with H atop on one face).
 
 python make_inputs.py -> al111.pwi, al111h.pwi, pp_al111.in, pp_al111h.in (ASE 3.29 builds the geometry)."""
-import numpy as np
 from ase.build import fcc111
 
 A = 4.0          # angstrom, fcc lattice constant
