@@ -75,3 +75,21 @@ def test_charged_molecule_energy_converges_with_the_box(tmp_path):
     assert back.extra["charge_correction"]["corrected_energy"] == pytest.approx(
         large.extra["charge_correction"]["corrected_energy"], abs=1e-12)
     assert "Makov-Payne" in large.summary()
+
+
+@pytest.mark.slow
+def test_makov_payne_matches_pw_x():
+    """H3+ in a 16-bohr cube against pw.x 6.7's assume_isolated = 'makov-payne' (tests/reference/makov_payne_qe):
+    the same total energy, second moment, both corrections and corrected energy."""
+    import json
+    from pathlib import Path
+
+    qe = json.loads((Path(__file__).parent / "reference" / "makov_payne_qe" / "qe_makov_payne.json").read_text())
+    result = pwsim.scf(h3(16), xc="lda", pseudopotentials="gth", ecut=12.0, charge=1.0, fft_grid=(64, 64, 64),
+                       charge_correction="makov-payne", energy_tolerance=1e-10, compute_stress=False)
+    c = result.extra["charge_correction"]
+    assert result.total_energy == pytest.approx(qe["total_energy"], abs=1e-6)
+    assert c["second_moment"] == pytest.approx(qe["total_quadrupole_moment"], abs=2e-4)
+    assert -c["monopole_energy"] == pytest.approx(qe["monopole_correction"], abs=1e-5)
+    assert -c["quadrupole_energy"] == pytest.approx(qe["quadrupole_correction"], abs=2e-6)
+    assert c["corrected_energy"] == pytest.approx(qe["corrected_energy"], abs=1e-5)
