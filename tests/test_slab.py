@@ -18,9 +18,10 @@ class DipoleA3(Dipole):
         super().__init__(context, DipoleLayer(axis=2, position=0.5, width=0.12))
 
 
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m[0]}-nspin{m[1]}")
 @pytest.mark.parametrize("check", ["potential", "forces", "stress"])
-def test_dipole_term_is_the_derivative_of_its_energy(check):
-    CHECKS[check](DipoleA3, "numpy", MODELS[1])
+def test_dipole_term_is_the_derivative_of_its_energy(check, model):
+    CHECKS[check](DipoleA3, "numpy", model)
 
 
 def test_dipole_term_on_the_strict_backend_equals_numpy():
