@@ -24,7 +24,7 @@ from .errors import ConvergenceError, EnvironmentProblem, InputError, PwsimError
 
 __all__ = [
     "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
-    "density_of_states",
+    "density_of_states", "projected_dos",
     "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp", "wurtzite", "perovskite", "molecule_in_box",
     "from_ase", "surface",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
@@ -33,7 +33,8 @@ __all__ = [
 #: public name -> (submodule, attribute), imported on first use
 _LAZY = {
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
-    "band_structure": ("bands", "band_structure"), "surface": ("slab", "surface"), "density_of_states": ("dos", "density_of_states"),
+    "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
+    "projected_dos": ("projections", "projected_dos"), "surface": ("slab", "surface"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
                                               "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
 }

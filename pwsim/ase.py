@@ -263,8 +263,9 @@ class PWSim(Calculator):
         self.results["free_energy"] = free * HARTREE_IN_EV
         self.results["energy"] = energy * HARTREE_IN_EV
         self.results["forces"] = np.asarray(result.forces, dtype=float) * ev_per_ang
-        s = np.asarray(result.stress, dtype=float) * HARTREE_IN_EV / BOHR_IN_ANGSTROM**3
-        self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        if result.stress is not None:  # (a run that cannot give it: ASE's PropertyNotImplementedError)
+            s = np.asarray(result.stress, dtype=float) * HARTREE_IN_EV / BOHR_IN_ANGSTROM**3
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
         spin = result.density.shape[0] == 2
         self.results["magmom"] = float(result.magnetization) if spin and result.magnetization is not None else 0.0
         self.results["magmoms"] = atomic_moments(result) if spin else np.zeros(result.structure.natoms)

@@ -21,7 +21,7 @@ import click
 
 from . import parallel
 from ._version import __version__
-from .cli_analysis import bands, dos, export, surface
+from .cli_analysis import bands, dos, export, pdos, surface
 from .convert import convert_command
 from .cli_common import (
     Interrupted,
@@ -273,6 +273,9 @@ def _echo_estimate(est, settings) -> None:
                f"FFT grid {'x'.join(map(str, est.fft_grid))}")
     click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
                f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
+    if est.exchange_seconds:
+        click.echo(f"exact exchange: about {est.exchange_seconds:.2g} s per build of the exchange operator (ACE), "
+                   "typically 5-15 builds; O(N_k,irr N_q N_occ N_bands N_grid log N_grid)")
     click.echo(f"memory by part: {est.breakdown()}")
 
 
@@ -354,6 +357,7 @@ def info():
 main.add_command(bands)
 main.add_command(dos)
 main.add_command(export)
+main.add_command(pdos)
 main.add_command(surface)
 main.add_command(phonons)
 main.add_command(elastic)

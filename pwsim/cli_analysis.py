@@ -154,6 +154,68 @@ def export(h5_file, what, output, fmt, band, kpoint, spin, debug):
     _guard(go, debug)
 
 
+@click.command()
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.option("--width", type=float, default=0.01, show_default=True,
+              help="Gaussian broadening sigma in hartree (as pwsim dos; projwfc.x's degauss = sqrt(2) sigma, in Ry).")
+@click.option("--plot", "plot", is_flag=True, help="Draw the projections stacked (see -o, --by).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Picture to write with --plot (.png, .pdf, .svg; default: H5_FILE's name + _pdos.png).")
+@click.option("--by", type=click.Choice(["element-l", "atom-l", "atom"]), default="element-l", show_default=True,
+              help="How the plot groups the projections.")
+@click.option("--emin", type=float, help="Lower end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--emax", type=float, help="Upper end of the plotted window, eV relative to the VBM / Fermi level.")
+@click.option("--no-write", is_flag=True, help="Do not add /pdos to H5_FILE.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the charges and errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def pdos(h5_file, width, plot, output, by, emin, emax, no_write, quiet, debug):
+    """Projected DOS, Löwdin charges and moments per atom and the spilling parameter of H5_FILE, from
+    its stored orbitals (save_wavefunctions) or, without them, orbitals solved again at its k-points
+    from the stored density (non-self-consistent)."""
+    from .io.atomic import check_not_locked, check_writable
+    from .io.hdf5 import file_identity, load
+    from .plotting import check_image_path, render_pdos, save_image
+    from .projections import projected_dos, write_pdos
+
+    echo = (lambda *a, **k: None) if quiet else click.echo
+
+    def go():
+        image = check_image_path(output or _default_image(h5_file, "pdos")) if plot else None
+        if not no_write:
+            check_writable(h5_file)
+            check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None
+        result = load(h5_file)
+        if not result.wavefunctions:
+            echo("the file holds no wavefunctions (save_wavefunctions = false): solving for them again at its "
+                 f"{len(result.kpoints)} k-points from the stored density", err=True)
+        p = projected_dos(result, width=width, callback=None if quiet else _progress("k-point and spin"))
+        picture = render_pdos(p, image, emin=emin, emax=emax, by=by) if plot else None
+        if not no_write:
+            write_pdos(h5_file, p, expect=source)
+            echo(f"projected DOS written to {h5_file}:/pdos")
+        if plot:
+            echo(f"picture written to {save_image(picture, image)}")
+        click.echo(_charge_table(p))
+
+    _guard(go, debug)
+
+
+def _charge_table(p) -> str:
+    """Löwdin charges per atom and l (and moments), the spilling parameter, as text."""
+    charges = p.atom_l_charges()
+    lines = [f"Löwdin charges (electrons; orbitals: {p.orbital_source}; states: {p.wavefunction_source})",
+             "atom          total        s        p        d        f" + ("   moment (mu_B)" if p.nspin == 2 else "")]
+    for a, symbol in enumerate(p.structure.species):
+        row = charges[:, a].sum(axis=0)
+        line = f"{a + 1:4d} {symbol:<3s} {row.sum():10.4f} " + " ".join(f"{x:8.4f}" for x in row)
+        if p.nspin == 2:
+            line += f" {p.moments[a]:12.4f}"
+        lines.append(line)
+    lines.append(f"spilling parameter {p.spilling:.4f}")
+    return "\n".join(lines)
+
+
 @click.command(name="surface")
 @click.argument("h5_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ UNSUPPORTED = {
     "lfcp": "fixed chemical potential", "tqr": "real-space augmentation", "one_atom_occupations": "fixed atomic "
     "occupations", "space_group": "space-group input (crystal_sg)", "nosym_evc": "symmetry-free k-points",
     "ecfixed": "modified kinetic functional", "vdw_corr": "dispersion corrections", "london": "dispersion corrections",
-    "exxdiv_treatment": "hybrid functionals", "nqx1": "hybrid functionals", "ace": "hybrid functionals",
+    "ecutvcut": "a smoothed cut-off exchange kernel",
     "constrained_magnetization": "magnetisation constraints", "lambda": "magnetisation constraints",
     "report": "magnetisation constraints", "nbnd_cond": "two-chemical-potential occupations",
 }
@@ -323,6 +324,52 @@ def _model(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
     _spin(out, system, species, labels)
     if "tot_charge" in system:
         out.set("model", "charge", float(system["tot_charge"]), "&system tot_charge")
+    _hybrid(out, system)
+
+
+#: pw.x's exxdiv_treatment -> pwsim's [model] exx_divergence
+EXX_DIVERGENCES = {"gygi-baldereschi": "gygi-baldereschi", "gygi-bald": "gygi-baldereschi", "g-b": "gygi-baldereschi",
+                   "none": "none", "vcut_spherical": "spherical"}
+
+
+def _hybrid(out: _Toml, system: dict) -> None:
+    """pw.x's exact-exchange keys (pwsim's q mesh is the k mesh, its Fock cutoff the density's)."""
+    if "exx_fraction" in system:
+        out.set("model", "exx_fraction", float(system["exx_fraction"]), "&system exx_fraction")
+    if "screening_parameter" in system:
+        out.set("model", "screening_parameter", float(system["screening_parameter"]),
+                "&system screening_parameter (1/bohr)")
+    if "exxdiv_treatment" in system:
+        name = str(system["exxdiv_treatment"]).lower()
+        if name not in EXX_DIVERGENCES:
+            raise InputError(f"&system exxdiv_treatment = '{name}': pwsim has {sorted(set(EXX_DIVERGENCES))}")
+        out.set("model", "exx_divergence", EXX_DIVERGENCES[name], f"&system exxdiv_treatment = '{name}'")
+    if "x_gamma_extrapolation" in system:
+        out.set("model", "x_gamma_extrapolation", bool(system["x_gamma_extrapolation"]),
+                "&system x_gamma_extrapolation")
+    if system.get("ace") is False:
+        out.notes.append("&system ace = .false.: pwsim always compresses the exchange operator (ACE); the exact "
+                         "operator agrees with it to 1e-9 Ha (pwsim.hybrid.hybrid_scf(..., ace=False) runs it)")
+    ecutwfc = float(system.get("ecutwfc", 0.0))
+    ecutfock = system.get("ecutfock")
+    if ecutfock is not None and abs(float(ecutfock) - float(system.get("ecutrho", 4 * ecutwfc))) > 1e-9:
+        raise InputError(f"&system ecutfock = {ecutfock}: pwsim's exchange uses the density cutoff (ecutfock = "
+                         "ecutrho, pw.x's default)")
+
+
+def _check_q_mesh(system: dict, kgrid) -> None:
+    """A hybrid's nqx1..3 (pw.x's default 1: q = 0 alone) must be the k mesh, pwsim's q mesh."""
+    from .pseudo.upf import functional_from_qe
+    from .xc import lookup
+
+    xc = functional_from_qe(str(system.get("input_dft", "")))
+    if not xc or not lookup(xc).is_hybrid:
+        return
+    nq = [int(system.get(f"nqx{i}", 1)) for i in (1, 2, 3)]
+    if nq != list(kgrid or [1, 1, 1]):
+        raise InputError(f"&system nqx1..3 = {nq}{' (pw.x default)' if not any(f'nqx{i}' in system for i in (1, 2, 3)) else ''}"
+                         f": pwsim's q mesh of exact exchange is the k mesh {kgrid}; a coarser q mesh is not "
+                         "supported (set nqx1..3 to the k mesh to compare the same physics)")
 
 
 def _isolation(out: _Toml, control: dict, system: dict) -> None:
@@ -495,8 +542,9 @@ TRANSLATED = {
     "control": {"calculation", "forc_conv_thr", "nstep", "pseudo_dir", "tefield", "dipfield"},
     "system": {"ibrav", "celldm", "a", "b", "c", "cosab", "cosac", "cosbc", "nat", "ntyp", "ecutwfc", "ecutrho",
                "nbnd", "nosym", "noinv", "nr1", "nr2", "nr3", "occupations", "smearing", "degauss", "nspin",
-               "starting_magnetization", "tot_magnetization", "tot_charge", "input_dft", "edir", "emaxpos", "eopreg",
-               "eamp", "assume_isolated"},
+               "starting_magnetization", "tot_magnetization", "tot_charge", "input_dft", "exx_fraction",
+               "screening_parameter", "exxdiv_treatment", "x_gamma_extrapolation", "ace", "ecutfock", "nqx1",
+               "nqx2", "nqx3", "edir", "emaxpos", "eopreg", "eamp", "assume_isolated"},
     "electrons": {"conv_thr", "electron_maxstep"},
     "ions": set(),
     "cell": {"press", "cell_dofree", "press_conv_thr"},
@@ -550,6 +598,8 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
         _model(out, system, species, labels)
         _isolation(out, control, system)
         _basis(out, system, lines, structure, alat)
+        kgrid = [value for key, value, _ in out.entries.get("basis", []) if key == "kpoints"]
+        _check_q_mesh(system, json.loads(kgrid[0]) if kgrid else None)
         _control(out, control, data.get("electrons", {}), data.get("ions", {}), data.get("cell", {}))
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
@@ -641,7 +691,19 @@ KEY_TABLE = {
                                            "the fraction times the species' valence electrons"),
     ("system", "tot_magnetization"): ("[model] magnetization", "mu_B", ""),
     ("system", "tot_charge"): ("[model] charge", "e", ""),
-    ("system", "input_dft"): ("[model] xc", "", "else the pseudopotentials' functional, as pw.x"),
+    ("system", "input_dft"): ("[model] xc", "", "else the pseudopotentials' functional, as pw.x; "
+                              "'PBE0', 'HSE', 'HF' -> pbe0, hse06, hf"),
+    ("system", "exx_fraction"): ("[model] exx_fraction", "", ""),
+    ("system", "screening_parameter"): ("[model] screening_parameter", "1/bohr", "pw.x's default 0.106 as pwsim's"),
+    ("system", "exxdiv_treatment"): ("[model] exx_divergence", "", "'gygi-baldereschi', 'none', 'vcut_spherical' "
+                                     "-> spherical; 'vcut_ws' refused"),
+    ("system", "x_gamma_extrapolation"): ("[model] x_gamma_extrapolation", "", ""),
+    ("system", "nqx1"): ("(the k mesh)", "", "nqx1..3 must equal the k mesh (pwsim's q mesh); pw.x's default 1 "
+                         "is refused with a k mesh"),
+    ("system", "nqx2"): ("(the k mesh)", "", ""),
+    ("system", "nqx3"): ("(the k mesh)", "", ""),
+    ("system", "ecutfock"): ("(none)", "Ry", "must be ecutrho (pw.x's default); else refused"),
+    ("system", "ace"): ("(always on)", "", "pwsim always uses ACE"),
     ("control", "tefield"): ("[model] dipole_correction", "", "with dipfield and eamp = 0 only"),
     ("control", "dipfield"): ("[model] dipole_correction", "", ""),
     ("system", "edir"): ("[model] dipole_correction", "", "1, 2, 3 -> 'a1', 'a2', 'a3'"),

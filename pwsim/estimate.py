@@ -47,12 +47,16 @@ class Estimate:
     nsym: int = 1
     parts: dict = field(default_factory=dict)  # memory by contribution, bytes
     kpoints_exact: bool = True  # False: nkpoints is a lower bound (the reduction itself would not fit)
+    exchange_seconds: float = 0.0  # a hybrid's: seconds per build of the exchange operator (ACE)
 
     def describe(self) -> str:
-        return (f"FFT grid {self.fft_grid[0]}x{self.fft_grid[1]}x{self.fft_grid[2]}, "
+        text = (f"FFT grid {self.fft_grid[0]}x{self.fft_grid[1]}x{self.fft_grid[2]}, "
                 f"{self.nkpoints} k-point(s), plane waves per k-point {min(self.npw)}..{max(self.npw)}, "
                 f"{self.nbands} bands, {self.n_electrons:g} electrons; estimated memory "
                 f"{self.memory_bytes / 2**20:.0f} MiB, about {self.seconds_per_iteration:.2g} s per SCF iteration")
+        if self.exchange_seconds:
+            text += f" and {self.exchange_seconds:.2g} s per exact-exchange operator (typically 5-15 of them)"
+        return text
 
     def breakdown(self) -> str:
         """The largest contributions, e.g. 'wavefunctions 120 MiB, symmetrizer 60 MiB, ...'."""
@@ -84,6 +88,7 @@ class Sizes:
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
+    exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
 
 
 def available_memory() -> float:
@@ -189,6 +194,41 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
                        + 1000 * width) if s.derivatives else 0.0
     parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work)
     return parts
+
+
+#: seconds per FFT flop of the pair products of exact exchange (5 N log2 N flops per FFT, as
+#: seconds_per_iteration's 3 Gflop/s)
+EXCHANGE_FFT_RATE = 3e9
+
+
+def exchange_parts(sizes: Sizes, nk_irr: int) -> dict:
+    """Memory of exact exchange (bytes; empty without it): the occupied orbitals of the whole k mesh
+    as boxes (pwsim.terms.exact_exchange.FullMeshOrbitals), the ACE projectors of every k-point, the
+    kernels v(q + G) cached per k-point pair, and the pair-product blocks of one application."""
+    s = sizes
+    if not s.exchange_occupied:
+        return {}
+    from .terms.exact_exchange import BLOCK_BYTES as EXCHANGE_BLOCK_BYTES
+
+    nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
+    return {
+        "exchange orbitals": s.nspin * s.nfull * s.exchange_occupied * nfft * 16,
+        "exchange operator (ACE)": nk_irr * s.nspin * s.nwork * s.npw * 16,
+        "exchange kernels": nk_irr * s.nfull * nfft * 8,
+        "exchange work arrays": 4 * min(EXCHANGE_BLOCK_BYTES, s.nwork * nfft * 16),
+    }
+
+
+def exchange_seconds(sizes: Sizes, nk_irr: int) -> float:
+    """Seconds per build of the exchange operator: K applied to every computed band of every
+    irreducible k-point, two FFTs per pair with each occupied orbital of the full mesh:
+    O(N_k,irr N_q N_occ N_bands N_grid log N_grid)."""
+    s = sizes
+    if not s.exchange_occupied:
+        return 0.0
+    nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
+    pairs = s.nspin * nk_irr * s.nfull * s.exchange_occupied * s.nwork
+    return float(pairs * 2 * 5 * nfft * np.log2(max(nfft, 2)) / EXCHANGE_FFT_RATE)
 
 
 #: the largest point group of a crystal (m-3m, O_h): the bound on the symmetry used before it is known

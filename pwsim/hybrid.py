@@ -159,7 +159,7 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
 
 def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: float | None = None, max_outer: int = 50,
                ace: bool = True, verbose=False, callback=None, setup=None, initial_density=None,
-               initial_wavefunctions=None, **overrides) -> Result:
+               initial_wavefunctions=None, checkpoint=None, state=None, log=None, **overrides) -> Result:
     """Ground state with a hybrid functional (``xc`` one of :data:`HYBRIDS`).
 
     settings / overrides: as :func:`pwsim.scf` ([model] exx_divergence, x_gamma_extrapolation,
@@ -168,7 +168,12 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     energy of the new orbitals with the previous operator against their own (default: [scf]
     energy_tolerance, which also bounds what the inner SCF resolves); max_outer: most ACE rebuilds;
     ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference);
-    initial_density, initial_wavefunctions: as :func:`pwsim.scf`, for the semilocal start.
+    initial_density, initial_wavefunctions: as :func:`pwsim.scf`, for the semilocal start;
+    checkpoint: as :func:`pwsim.scf`, called in the semilocal start and the inner SCFs (the state's
+    ``phase`` says which) and once more when each inner SCF has converged (``state.boundary``);
+    state: a checkpoint's :class:`pwsim.scf.SCFState`: in phase 0 the semilocal start resumes, in
+    phase n >= 1 the exchange operator is rebuilt from its orbitals and occupations at once;
+    log: receives one line per exchange-operator rebuild (as ``verbose`` prints them).
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
     provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together. No stress
     (skipped with a warning).
@@ -189,20 +194,18 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
         warnings.warn("the stress of hybrid functionals is not implemented yet: not computed", InputWarning,
                       stacklevel=2)
         setup.settings = dataclasses.replace(setup.settings, compute_stress=False)
-    say = None
+    say = log
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))
         callback = with_progress(callback, say)
     with setup.backend.blas_limits():
         return _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ace, initial_density,
-                           initial_wavefunctions)
+                           initial_wavefunctions, checkpoint, state)
 
 
 def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ace, initial_density,
-                initial_wavefunctions) -> Result:
+                initial_wavefunctions, checkpoint=None, state=None) -> Result:
     """The semilocal start, then ACE rebuilds around inner SCFs (see the module docstring)."""
-    from .resolve import extra_bands
-    from .scf import SCFState, _scf_loop, _starting_state
     from .scf_result import forces_and_stress
 
     s = setup.settings  # validated (units converted)
@@ -210,17 +213,19 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     screening = record.screening if s.screening_parameter is None else float(s.screening_parameter)
     exx_tolerance = s.energy_tolerance if exx_tolerance is None else float(exx_tolerance)
     start = time.perf_counter()
-    # PBE itself for the start, without the exchange term a set-up used before may hold
+    # without the exchange term a set-up used before may hold
     setup.terms.terms = [t for t in setup.terms.terms if t.name != ExactExchange.name]
-    _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))
-    state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
-    setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
-    result, final = _scf_loop(setup, None, None, callback, None, state)
-    setup.settings = s
+    if state is not None and state.phase >= 1:  # a checkpoint of the hybrid phase: no semilocal start
+        result, iterations, outer, occupations = None, 0, state.phase - 1, state.occupations
+        if say is not None:
+            say(f"exact exchange: resuming with operator {state.phase} (the orbitals of the checkpoint)")
+    else:
+        result, final = _semilocal_start(setup, callback, checkpoint, state, initial_density, initial_wavefunctions)
+        state, iterations, outer, occupations = result.extra.pop("_state"), result.iterations, 0, final.occupations
     exx = _switch_to_hybrid(setup, record, fraction, screening)
-    iterations, e_ace, outer, change = result.iterations, None, 0, None
+    e_ace, change = None, None
     while True:
-        e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
+        e_exact = exx.build_ace(state.wavefunctions, occupations, compress=ace)
         if e_ace is not None:
             change = abs(e_ace - e_exact)
             if say is not None:
@@ -228,11 +233,9 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
             if change < exx_tolerance or outer >= max_outer:
                 break
         outer += 1
-        state = SCFState(state.rho_in, state.wavefunctions)
-        setup.settings = _inner_tolerances(s, change)
-        result, final = _scf_loop(setup, None, None, callback, None, state)
-        setup.settings = s
+        result, final, state = _inner_scf(setup, s, change, outer, state, callback, checkpoint)
         iterations += result.iterations
+        occupations = final.occupations
         e_ace = result.energies["exact_exchange"]
     _exact_energies(result, e_exact - e_ace, e_exact)
     result.converged = result.converged and change < exx_tolerance
@@ -243,6 +246,55 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     result.provenance["wall_time"] = time.perf_counter() - start
     forces_and_stress(setup, result, final)
     return result
+
+
+def _semilocal_start(setup, callback, checkpoint, state, initial_density, initial_wavefunctions):
+    """The semilocal functional's SCF (phase 0), from ``state`` (a checkpoint's) or from the start;
+    (Result with the state in extra["_state"], final ElectronicState)."""
+    from .resolve import extra_bands
+    from .scf import _scf_loop, _starting_state
+
+    s = setup.settings
+    _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))
+    if state is None:
+        state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
+    setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
+    try:
+        result, final = _scf_loop(setup, None, None, callback, checkpoint, state)
+    finally:
+        setup.settings = s
+    _boundary(checkpoint, state, result)
+    result.extra["_state"] = state
+    return result, final
+
+
+def _inner_scf(setup, settings, change, outer, state, callback, checkpoint):
+    """The SCF with the ``outer``-th exchange operator fixed, from the orbitals and input density of
+    ``state``; (Result, final ElectronicState, its SCFState)."""
+    from .scf import SCFState, _scf_loop
+
+    state = SCFState(state.rho_in, state.wavefunctions, phase=outer)
+    setup.settings = _inner_tolerances(settings, change)
+    try:
+        result, final = _scf_loop(setup, None, None, callback, checkpoint, state)
+    finally:
+        setup.settings = settings
+    _boundary(checkpoint, state, result)
+    return result, final, state
+
+
+def _boundary(checkpoint, state, result) -> None:
+    """A checkpoint of a converged inner SCF (or semilocal start): the next phase rebuilds the
+    exchange operator from these orbitals."""
+    if checkpoint is None:
+        return
+    state.boundary = True
+    state.occupations = result.occupations
+    state.phase += 1  # a restart from here builds the next operator at once
+    try:
+        checkpoint(state, lambda: result)
+    finally:
+        state.boundary = False
 
 
 #: the inner SCF's energy tolerance is INNER_RATIO x the last change of the exchange energy (at least

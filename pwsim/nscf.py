@@ -14,7 +14,7 @@ pseudopotential is not in the Hamiltonian, so they sit 0.03686 Ha below pw.x's f
 from __future__ import annotations
 
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -74,7 +74,9 @@ def resolve_path(result, kpoints, nbands: int | None = None, backend: str | None
     nbands = _default_nbands(result, nspin) if nbands is None else int(nbands)
     if nbands < 1:
         raise InputError(f"nbands must be a positive integer, got {nbands}")
-    pseudos = load_pseudos(result.structure, settings)
+    # a hybrid's pseudopotentials are those of its semilocal base (as its SCF's, pwsim.hybrid)
+    base = "pbe" if lookup(settings.xc).is_hybrid else settings.xc
+    pseudos = load_pseudos(result.structure, replace(settings, xc=base))
     nk = kpoints.shape[0]
     estimate = _path_estimate(result.structure, settings, pseudos, nspin, nbands, nk)
     kpoint_set = SimpleNamespace(fractional=kpoints, weights=np.full(nk, 1.0 / nk))
@@ -124,8 +126,7 @@ def _fixed_potential_setup(result, run):
     from .scf_setup import setup_of
     from .terms import ElectronicState, build_terms
 
-    if lookup(run.settings.xc).is_hybrid:  # the density alone does not give the exchange operator
-        raise InputError(f"band structures of a hybrid functional (xc = {run.settings.xc!r}) are not available yet")
+    hybrid = lookup(run.settings.xc).is_hybrid
     density = np.asarray(result.density, dtype=float)
     if density.shape[1:] != run.fft_grid:
         raise InputError(f"the stored density {density.shape} does not match the FFT grid {run.fft_grid}")
@@ -138,8 +139,13 @@ def _fixed_potential_setup(result, run):
         raise InputError(f"ecut = {run.settings.ecut} Ha gives only {min_npw} plane waves at a k-point, too few "
                          f"for {run.nbands} bands")
     # operators built per k-point on request and dropped after it (the path may have many k-points)
-    terms = build_terms(setup.basis, run.pseudos, xc=run.settings.xc, n_electrons=result.n_electrons,
-                        keep_operators=False, derivatives=False, settings=run.settings)
+    terms = build_terms(setup.basis, run.pseudos, xc="pbe" if hybrid else run.settings.xc,
+                        n_electrons=result.n_electrons, keep_operators=False, derivatives=False,
+                        settings=run.settings)
+    if hybrid:  # the density gives the semilocal part; the SCF's orbitals give the exchange operator
+        from .hybrid_path import hybrid_path_terms
+
+        hybrid_path_terms(result, terms)
     if terms.needs_orbitals:  # the stored density alone does not give their operators
         names = ", ".join(t.name for t in terms if t.orbital_dependent)
         raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")
@@ -168,15 +174,40 @@ def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: fl
         return _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback)
 
 
-def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
-    """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one."""
+def nscf_orbitals(result_or_path, nbands: int | None = None, tol: float = 1e-8, callback=None):
+    """The orbitals of a result at its own k-points, solved again in the potential of its stored
+    density (for a file saved without ``save_wavefunctions``; one rank).
+
+    Returns (eigenvalues (nspin, nk, nbands) hartree, {(spin, k): (miller (npw, 3) int, orbitals
+    (nbands, npw) complex, rows normalised)}); nbands defaults to the result's.
+    """
+    from . import parallel
+
+    if parallel.world().size > 1:  # the path's k-points are shared out over the ranks, the orbitals are not
+        raise InputError("solving for a result's orbitals again runs on one process: rerun without MPI, or save "
+                         "them in the SCF ([run] save_wavefunctions = true)")
+    result = as_result(result_or_path)
+    kpoints = np.asarray(result.kpoints, dtype=float).reshape(-1, 3)
+    nbands = int(np.shape(result.eigenvalues)[-1]) if nbands is None else int(nbands)
+    setup, hamiltonian = _fixed_potential_setup(result, resolve_path(result, kpoints, nbands))
+    vectors = {}
+    with setup.backend.blas_limits():
+        eigenvalues, _ = _solve_path(setup, hamiltonian, kpoints, tol, 300, callback, vectors)
+    return eigenvalues, vectors
+
+
+def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback, vectors=None):
+    """The eigensolver over the k-points of nscf_eigenvalues, each warm-started from the previous one;
+    ``vectors`` (a dict) receives (spin, k) -> (miller (npw, 3), host orbitals (nbands, npw))."""
     from . import parallel
     from .diagonalize import eigensolver_of
     from .eigensolvers.blocks import kinetic_preconditioner
+    from .hybrid_path import exchange_term, solve_with_exchange
     from .scf import atomic_wavefunctions, random_wavefunctions, random_signed
 
     bk, basis, settings = setup.backend, setup.basis, setup.settings
     solver = eigensolver_of(setup)
+    exchange = exchange_term(setup.terms)  # a hybrid's: compressed (ACE) at each k-point in turn
     nspin, nk, nbands = setup.nspin, kpoints.shape[0], setup.nbands
     nb_work = _working_bands(nbands)
     eigenvalues = np.zeros((nspin, nk, nbands))
@@ -209,15 +240,21 @@ def _solve_path(setup, hamiltonian, kpoints, tol, maxiter, callback):
             guess = guess + 1e-3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             x0 = bk.to_device(guess, dtype=bk.complex_dtype)
         precond = kinetic_preconditioner(bk.xp, kpoint.kinetic)
-        try:
-            res = solver.solve(bk, hamiltonian.operator(kpoint), [x0], precond, tol=tol, maxiter=maxiter,
-                               nconverge=nbands, nkeep=nkeep, **distributed)
-        except ValueError:  # atomic orbitals too dependent (atoms very close): a random start
-            res = solver.solve(bk, hamiltonian.operator(kpoint), [random_wavefunctions(setup, kpoint, nb_work)],
-                               precond, tol=tol, maxiter=maxiter, nconverge=nbands, **distributed)
+
+        def solve(x0, kpoint=kpoint, precond=precond, nkeep=nkeep):
+            try:
+                return solver.solve(bk, hamiltonian.operator(kpoint), [x0], precond, tol=tol, maxiter=maxiter,
+                                    nconverge=nbands, nkeep=nkeep, **distributed)
+            except ValueError:  # atomic orbitals too dependent (atoms very close): a random start
+                return solver.solve(bk, hamiltonian.operator(kpoint), [random_wavefunctions(setup, kpoint, nb_work)],
+                                    precond, tol=tol, maxiter=maxiter, nconverge=nbands, **distributed)
+
+        res = solve(x0) if exchange is None else solve_with_exchange(exchange, kpoint, solve, x0, tol)
         eigenvalues[kpoint.spin, kpoint.index % nk] = bk.to_host(res.eigenvalues)[:nbands]
         worst = max(worst, float(np.max(res.residual_norms[:nbands])))
         previous = (kpoint, bk.to_host(res.vectors))
+        if vectors is not None:
+            vectors[(kpoint.spin, kpoint.index % nk)] = (kpoint.miller, previous[1][:nbands])
         if callback is not None:
             callback(done, len(mine))
     if split:  # each k-point's row from the rank that solved it (disjoint blocks: a sum is exact)

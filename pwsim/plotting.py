@@ -250,6 +250,49 @@ def _formula(structure) -> str:
     return "".join(f"{el}$_{{{n}}}$" if n > 1 else el for el, n in counts.items()) + " "
 
 
+def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = None, by: str = "element-l",
+                title: str | None = None) -> bytes:
+    """The bytes of the picture of a :class:`pwsim.projections.ProjectedDOS`: the projections summed
+    ``by`` 'element-l', 'atom-l' or 'atom', stacked as filled areas, the unprojected rest (spilling)
+    on top in grey and the total DOS as a line, in states/eV/cell against E − E_ref in eV; spin down
+    drawn downwards. emin, emax: energy window in eV (default: as :func:`render_dos`)."""
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    e, _, total = p.in_ev()
+    labels, groups = p.grouped(by)
+    groups = groups / HARTREE_IN_EV
+    rest = p.unprojected / HARTREE_IN_EV
+    colours = [f"C{i % 10}" for i in range(len(labels))]
+    for s, sign in ((0, 1.0), (1, -1.0))[:p.nspin]:
+        layers = np.concatenate([groups[s], rest[s][None]], axis=0) * sign
+        names = labels + ["unprojected"] if s == 0 else [None] * (len(labels) + 1)
+        ax.stackplot(e, layers, colors=colours + ["0.8"], labels=names, alpha=0.85, lw=0)
+        ax.plot(e, sign * total[s], color="k", lw=1.0, label="total" if s == 0 else None)
+    if p.nspin == 2:
+        ax.axhline(0.0, color="0.3", lw=0.8)
+    fermi = (p.fermi_level - p.reference_energy) * HARTREE_IN_EV
+    metal = abs(p.fermi_level - p.reference_energy) < 1e-12
+    ax.axvline(fermi, color="0.3", lw=1.0, ls="--", label="E$_\\mathrm{F}$" if metal else "E$_\\mathrm{F}$ (mid-gap)")
+    present = e[total.sum(axis=0) > 1e-3 * total.sum(axis=0).max()]
+    lo = emin if emin is not None else max(_lower_limit(present) if present.size else float(e[0]), float(e[0]))
+    hi = float(e[-1]) if emax is None else emax
+    if hi <= lo:
+        raise InputError(f"the energy window [{lo}, {hi}] eV is empty")
+    ax.set_xlim(lo, hi)
+    visible = (e >= lo) & (e <= hi)
+    top = float(np.max(np.abs(total[:, visible]))) if visible.any() else 1.0
+    top = top if top > 0 else 1.0
+    ax.set_ylim(-1.08 * top if p.nspin == 2 else 0.0, 1.08 * top)
+    ref_name = "E$_\\mathrm{F}$" if metal else "E$_\\mathrm{VBM}$"
+    ax.set_xlabel(f"E − {ref_name} (eV)", fontsize=12)
+    ax.set_ylabel("PDOS (states/eV/cell)", fontsize=12)
+    ax.tick_params(labelsize=11)
+    _legend_and_title(fig, ax, title if title is not None else
+                      f"{_formula(p.structure)}projected DOS (σ = {p.width * HARTREE_IN_EV * 1000:.0f} meV, "
+                      f"spilling {p.spilling:.4f})")
+    return _image_bytes(fig, filename)
+
+
 def render_surface(surface: dict, filename, *, title: str | None = None) -> bytes:
     """The bytes of the picture of a slab's /surface data (pwsim.slab.analyse; format from ``filename``'s
     suffix; nothing written): planar and macroscopic averages of the electrostatic potential in eV

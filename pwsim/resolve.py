@@ -35,6 +35,8 @@ from .estimate import (
     MAX_KPOINT_GRID,
     MAX_POINT_GROUP_ORDER,
     Estimate,
+    exchange_parts,
+    exchange_seconds,
     Sizes,
     memory_limit,
     memory_parts,
@@ -288,7 +290,8 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
                   nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
-                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
+                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
+                  exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin))
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
     # atoms, the k-point reduction with the grid): the fewest k-points any point group leaves
@@ -339,10 +342,24 @@ def _check_lower_bound(sizes, nsym, spacegroup, n_electrons, nbands, limit, max_
         _refuse(lower, max_memory)
 
 
+def _exchange_occupied(settings, n_electrons: float, nbands: int, nspin: int) -> int:
+    """Bands per spin channel that enter a hybrid's exchange sums (0 for a semilocal functional):
+    the filled ones, all bands with smearing."""
+    from .xc import lookup
+
+    if not lookup(settings.xc).is_hybrid:
+        return 0
+    if settings.smearing not in (None, "none"):
+        return nbands
+    return int(math.ceil(n_electrons / (2 if nspin == 1 else 1) - 1e-8))
+
+
 def _estimate(sizes, nk, symmetrizer, n_electrons, nbands, spacegroup, nsym, exact) -> Estimate:
     parts = memory_parts(sizes, nk, symmetrizer)
+    parts.update(exchange_parts(sizes, nk))
     return Estimate(float(sum(parts.values())), seconds_per_iteration(sizes, nk), nbands,
-                    [int(sizes.npw)], sizes.fft_grid, nk, n_electrons, spacegroup, nsym, parts, exact)
+                    [int(sizes.npw)], sizes.fft_grid, nk, n_electrons, spacegroup, nsym, parts, exact,
+                    exchange_seconds(sizes, nk))
 
 
 def _refuse(est: Estimate, max_memory) -> None:

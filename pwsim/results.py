@@ -86,7 +86,7 @@ class Result:
             f"energy per atom   {self.energy_per_atom:20.10f} Ha",
         ]
         labels = {"entropy": "-TS (smearing)"}  # /energy/entropy holds -TS, not S
-        for key in [term.name for term in REGISTRY] + ["entropy"]:
+        for key in [term.name for term in REGISTRY] + ["exact_exchange", "entropy"]:
             if key in self.energies:
                 lines.append(f"  {labels.get(key, key):<16}{self.energies[key]:20.10f} Ha")
         if self.fermi_level is not None:

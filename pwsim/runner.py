@@ -175,7 +175,10 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
         raise InputError(f"{path}: the checkpoint is at iteration {iteration} but [scf] max_iterations is "
                          f"{setup.settings.max_iterations}; raise max_iterations to continue")
     history = {k: list(v) for k, v in previous.history.items()} if cp and exact else None
-    return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history)
+    # a hybrid's checkpoint past its semilocal start: the orbitals and occupations rebuild the exchange
+    phase = int(cp.get("exx_phase", 0)) if cp and exact else 0
+    occupations = np.asarray(previous.occupations) if phase else None
+    return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history, occupations, phase)
 
 
 def _random_start(setup, kpoint, nwork):
@@ -244,13 +247,13 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     written = {"seconds": 0.0}
 
     def checkpoint(st, make_result):
-        if every and st.iteration % every == 0:
+        if every and (st.iteration % every == 0 or st.boundary):
             tw = time.perf_counter()
             partial = make_result()
             partial.input_text = deck.text
             bk = setup.backend
             write_result(partial, out, checkpoint_state={  # (under MPI rank 0 writes, all k-points)
-                "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration,
+                "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration, "exx_phase": st.phase,
                 "wavefunctions": setup.layout.gather_wavefunctions(st.wavefunctions)},
                 on_commit=lambda: setattr(progress, "checkpoint", st.iteration))
             written["seconds"] += time.perf_counter() - tw
@@ -260,7 +263,8 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
         progress.finished = True
 
     t1 = time.perf_counter()
-    result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint)
+    result = scf(deck.structure, settings, setup=setup, state=state, callback=callback, checkpoint=checkpoint,
+                 log=notice)
     timings["SCF"] += time.perf_counter() - t1 - written["seconds"]
     t2 = time.perf_counter()
     result.input_text = deck.text

@@ -88,12 +88,17 @@ class SCFState:
     rho_in: (nspin, n1, n2, n3) device, the input density of the next step
     wavefunctions: per k-point (nb_work, npw) device (None at other pools' k-points), the last step's
     occupations: (nspin, nk, nbands) host, the last step's, or None before the first step
+    phase: a hybrid functional's (pwsim.hybrid): 0 in the semilocal start, n >= 1 with the n-th
+        exchange operator; boundary: True when an inner SCF of a hybrid has just converged (a
+        checkpoint is due whatever the iteration)
     """
 
-    def __init__(self, rho_in, wavefunctions, iteration=0, history=None, occupations=None):
+    def __init__(self, rho_in, wavefunctions, iteration=0, history=None, occupations=None, phase=0):
         self.rho_in = rho_in
         self.wavefunctions = wavefunctions
         self.occupations = occupations
+        self.phase = phase
+        self.boundary = False
         self.iteration = iteration
         self.history = history or {"energy": [], "delta_energy": [], "residual": [], "time": []}
         self.history.setdefault("single_precision", [])
@@ -127,7 +132,7 @@ def step_state(setup: Setup, state: SCFState) -> ElectronicState:
 
 def scf(structure: Structure, settings: Settings | None = None, *, initial_density=None, initial_wavefunctions=None,
         callback=None, checkpoint=None, state: SCFState | None = None, setup: Setup | None = None,
-        verbose=False, **kwargs) -> Result:
+        verbose=False, log=None, **kwargs) -> Result:
     """Run a ground-state calculation.
 
     structure: the cell and atoms
@@ -140,6 +145,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     state: an :class:`SCFState` to resume from (a checkpoint)
     verbose: True prints the SCF table of ``pwsim run`` (:func:`progress_line`) as it goes; a callable
         receives its lines instead (e.g. ``logging.getLogger("pwsim").info``)
+    log: a callable receiving the lines between the tables (a hybrid's exchange-operator rebuilds)
     Returns a :class:`Result`; ``result.converged`` says whether the tolerances were met.
     """
     if setup is None:
@@ -151,10 +157,8 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     if lookup(setup.settings.xc).is_hybrid:  # exact exchange: the outer ACE loop of pwsim/hybrid.py
         from .hybrid import hybrid_scf
 
-        if state is not None:
-            raise InputError("a hybrid-functional run cannot restart from a checkpoint yet")
         return hybrid_scf(structure, setup=setup, callback=callback, verbose=verbose, initial_density=initial_density,
-                          initial_wavefunctions=initial_wavefunctions)
+                          initial_wavefunctions=initial_wavefunctions, checkpoint=checkpoint, state=state, log=log)
     if verbose:
         callback = with_progress(callback, verbose if callable(verbose) else (lambda line: print(line, flush=True)))
     with setup.backend.blas_limits():

@@ -295,10 +295,12 @@ def test_an_unchanged_file_still_gets_its_group(h2, tmp_path):
 @pytest.fixture(scope="module")
 def full_file(h2):
     """A real result holding every group: the H2 run (wavefunctions saved) plus /checkpoint, /relax,
-    /bands and /dos; returns (directory, bytes)."""
+    /bands, /dos and /pdos (synthetic: GTH files carry no orbitals to project on); returns (directory,
+    bytes)."""
     from pwsim.bands import band_structure, write_bands
     from pwsim.dos import density_of_states, write_dos
     from pwsim.io.hdf5 import write_result
+    from pwsim.projections import ProjectedDOS, write_pdos
     from pwsim.relax import RelaxResult, write_relax
 
     d, _ = h2
@@ -316,7 +318,12 @@ def full_file(h2):
     with h5py.File(cp, "r") as src, h5py.File(path, "r+") as dst:
         src.copy("checkpoint", dst)
     write_bands(path, band_structure(r, path="GX", npoints=3))
-    write_dos(path, density_of_states(r, width=0.02))
+    dos = density_of_states(r, width=0.02)
+    write_dos(path, dos)
+    write_pdos(path, ProjectedDOS(dos.energies, np.stack([dos.dos / 4] * 2, axis=1), dos.dos,
+                                  np.full((dos.nspin, 2), 0.5), 0.01, np.array([0, 1]), np.zeros(2, int),
+                                  np.zeros(2, int), ["1S", "1S"], dos.fermi_level, dos.reference_energy, 0.02,
+                                  dos.n_electrons, dos.nbands, "stored", "H: file", r.structure))
     assert _in_process(["show", "full.h5"], d)[0] == 0
     return d, path.read_bytes()
 
@@ -437,7 +444,7 @@ def test_the_damage_list_covers_every_group(full_file, targets):
     """Every group of the file (and every schema group) has datasets or attributes to damage."""
     groups = {path.split("@")[0].split("/")[0] if "/" in path or "@" in path else "" for path, _, _ in targets}
     assert {"", "structure", "energy", "kpoints", "basis", "scf", "model", "run", "wavefunctions", "checkpoint",
-            "relax", "bands", "dos"} <= groups, groups
+            "relax", "bands", "dos", "pdos"} <= groups, groups
 
 
 @pytest.mark.slow

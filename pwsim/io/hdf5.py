@@ -595,8 +595,9 @@ def _read(f, path) -> Result:
         c = checkpoint.values
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
-                                      "wavefunctions": [c[n] for n in names]}
-    for name in ("bands", "dos", "relax", "surface", "charge_correction"):
+                                      "wavefunctions": [c[n] for n in names],
+                                      "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0}
+    for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])
     return result
@@ -632,7 +633,7 @@ def read_group(result, name: str, path=None) -> Checked:
 def check_file(path) -> Result:
     """:func:`load`, then every optional group the file holds checked too (what ``pwsim show`` lists)."""
     result = load(path)
-    for name in ("bands", "dos", "relax", "surface", "charge_correction"):
+    for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):
         if name in result.extra:
             read_group(result, name, path)
     return result

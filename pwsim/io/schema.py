@@ -36,7 +36,8 @@ WRITE_DTYPES = {"float64": np.float64, "int64": np.int64, "int8": np.int8, "bool
 
 #: bounds of the named dimensions (inclusive); unnamed ones are >= 0
 DIM_BOUNDS = {"nspin": (1, 2), "nk": (1, None), "nbands": (1, None), "natoms": (1, None), "n1": (1, None),
-              "n2": (1, None), "n3": (1, None), "ne": (2, None)}
+              "n2": (1, None), "n3": (1, None), "ne": (2, None),
+              "norb": (1, None)}
 
 BIG_ENERGY = 1e7      # hartree: |total energy| of the largest cell pwsim accepts (5000 heavy atoms)
 BIG_LEVEL = 1e4       # hartree: |Kohn-Sham level|
@@ -345,6 +346,10 @@ CHECKPOINT = Group("checkpoint", (
     F("wavefunctions_k{i}", ("nbands_work", "npw_{i}"), "complex", "dimensionless",
       "eigensolver's current orbitals of k-point i (checkpoints only)", lambda c: c.get("wavefunctions", []),
       lo=0, hi=10, doc_dtype="complex128 (complex64 in single precision)"),
+    F("exx_phase", (), "int64", "dimensionless",
+      "hybrid functionals: 0 in the semilocal start, n >= 1 in the SCF with the n-th exchange operator (a "
+      "restart in phase n >= 1 rebuilds the operator from these orbitals, without the semilocal start)",
+      lambda c: int(c.get("exx_phase", 0)), lo=0, hi=_N),
 ))
 
 
@@ -478,6 +483,46 @@ DOS = Group("dos", (
       lambda d: "per spin channel; an unpolarised channel holds both spins (x2)", attribute=True),
 ), checks=(_increasing("energies"),), doc="written by `pwsim dos` (docs/bands_dos.md)")
 
+PDOS = Group("pdos", (
+    F("energies", ("ne",), "float64", "hartree", "the energy grid", _attr("energies"), required=True, lo=-_E, hi=_E),
+    F("pdos", ("nspin", "norb", "ne"), "float64", "states/hartree/cell", "DOS projected on each orthogonalised "
+      "atomic orbital (an unpolarised channel holds both spins)", _attr("pdos"), required=True, lo=-1, hi=1e12),
+    F("dos", ("nspin", "ne"), "float64", "states/hartree/cell", "total DOS (as /dos)", _attr("dos"), required=True,
+      lo=-1, hi=1e12),
+    F("unprojected", ("nspin", "ne"), "float64", "states/hartree/cell", "total DOS less the sum of the projections "
+      "(the spilling's share)", _attr("unprojected"), lo=-1, hi=1e12),
+    F("charges", ("nspin", "norb"), "float64", "electrons", "Löwdin charge of each orbital", _attr("charges"),
+      required=True, lo=-1e-6, hi=MAX_ELECTRONS),
+    F("atom_charges", ("natoms",), "float64", "electrons", "Löwdin charge of each atom (both spins)",
+      _attr("atom_charges"), lo=-1e-6, hi=MAX_ELECTRONS),
+    F("magnetic_moments", ("natoms",), "float64", "bohr_magneton", "Löwdin moment of each atom (spin runs)",
+      _attr("moments"), lo=-MAX_ELECTRONS, hi=MAX_ELECTRONS),
+    F("orbital_atom", ("norb",), "int64", "dimensionless", "atom of each orbital (from 0)", _attr("orbital_atom"),
+      required=True, lo=0, hi=1e9),
+    F("orbital_l", ("norb",), "int64", "dimensionless", "angular momentum of each orbital", _attr("orbital_l"),
+      required=True, lo=0, hi=3),
+    F("orbital_m", ("norb",), "int64", "dimensionless", "real-harmonic index m = -l..l (docs/analysis.md names them)",
+      _attr("orbital_m"), required=True, lo=-3, hi=3),
+    F("orbital_shell", ("norb",), "str", "dimensionless", "radial shell of each orbital, e.g. `4P`",
+      _attr("orbital_shell"), required=True),
+    F("spilling", (), "float64", "dimensionless", "1 − projected / total occupied charge", _attr("spilling"),
+      required=True, lo=-1e-6, hi=1),
+    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs) or middle of the gap",
+      _attr("fermi_level"), required=True, lo=-_E, hi=_E),
+    F("reference_energy", (), "float64", "hartree", "zero of plots", _attr("reference_energy"), required=True,
+      lo=-_E, hi=_E),
+    F("n_electrons", (), "float64", "electrons", "valence electrons of the cell", _attr("n_electrons"),
+      required=True, lo=1e-9, hi=MAX_ELECTRONS),
+    F("width", (), "float64", "hartree", "Gaussian broadening σ", _attr("width"), required=True, lo=1e-300, hi=_E),
+    F("nbands", (), "int64", "", "bands that entered the sums", lambda p: int(p.nbands), attribute=True, lo=0,
+      hi=1e9),
+    F("wavefunction_source", (), "str", "", "`stored` (save_wavefunctions) or `non-self-consistent` (solved "
+      "again from the stored density)", _attr("wavefunction_source"), attribute=True,
+      choices=("stored", "non-self-consistent")),
+    F("orbital_source", (), "str", "", "per element, `file` (UPF PP_PSWFC) or `radial solve` (psp8)",
+      _attr("orbital_source"), attribute=True),
+), checks=(_increasing("energies"),), doc="written by `pwsim pdos` (docs/analysis.md)")
+
 def _key(name):
     return lambda d: d.get(name)
 
@@ -522,8 +567,8 @@ CHARGE_CORRECTION = Group("charge_correction", (
 ), doc="written by the SCF with `[model] charge_correction = \"makov-payne\"` (docs/analysis.md)")
 
 #: every group, by name ('' the root): the registry a reader, the writer and the docs iterate
-GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "surface": SURFACE,
-          "charge_correction": CHARGE_CORRECTION}
+GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "pdos": PDOS,
+          "surface": SURFACE, "charge_correction": CHARGE_CORRECTION}
 
 
 # ------------------------------------------------------------------ format-neutral values
