@@ -26,7 +26,7 @@ __all__ = [
     "__version__", "Structure", "Settings", "Result", "scf", "load", "save", "relax", "band_structure",
     "density_of_states", "projected_dos",
     "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp", "wurtzite", "perovskite", "molecule_in_box",
-    "from_ase",
+    "from_ase", "surface",
     "PwsimError", "InputError", "EnvironmentProblem", "ConvergenceError",
 ]
 
@@ -34,7 +34,7 @@ __all__ = [
 _LAZY = {
     "Result": ("results", "Result"), "Settings": ("scf", "Settings"),
     "band_structure": ("bands", "band_structure"), "density_of_states": ("dos", "density_of_states"),
-    "projected_dos": ("projections", "projected_dos"),
+    "projected_dos": ("projections", "projected_dos"), "surface": ("slab", "surface"),
     **{name: ("structure", name) for name in ("Structure", "diamond", "fcc", "bcc", "rocksalt", "zincblende", "hcp",
                                               "wurtzite", "perovskite", "molecule_in_box", "from_ase")},
 }

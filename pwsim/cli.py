@@ -21,7 +21,7 @@ import click
 
 from . import parallel
 from ._version import __version__
-from .cli_analysis import bands, dos, export, pdos
+from .cli_analysis import bands, dos, export, pdos, surface
 from .convert import convert_command
 from .cli_common import (
     Interrupted,
@@ -358,6 +358,7 @@ main.add_command(bands)
 main.add_command(dos)
 main.add_command(export)
 main.add_command(pdos)
+main.add_command(surface)
 main.add_command(phonons)
 main.add_command(elastic)
 main.add_command(convert_command)

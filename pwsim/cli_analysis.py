@@ -2,6 +2,7 @@
 
     pwsim bands out.h5 -o bands.png [--npoints N] [--nbands N] [--path GXWKGL,UX]
     pwsim dos out.h5 -o dos.png [--width 0.01] [--method gaussian|tetrahedron]
+    pwsim surface out.h5 -o surface.png [--axis a3] [--period BOHR]
 
 Both add their data to the output file (/bands, /dos; atomically) and draw a picture, rendered in
 memory and written through the safe writer (no link followed, atomic, ``.bak``) only once the
@@ -213,3 +214,41 @@ def _charge_table(p) -> str:
         lines.append(line)
     lines.append(f"spilling parameter {p.spilling:.4f}")
     return "\n".join(lines)
+
+
+@click.command(name="surface")
+@click.argument("h5_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Picture to write (.png, .pdf, .svg; default: H5_FILE's name + _surface.png).")
+@click.option("--axis", type=click.Choice(["a1", "a2", "a3"]), help="Lattice vector crossing the vacuum "
+              "(default: the dipole correction's, else the one direction with vacuum).")
+@click.option("--period", type=float, help="Window of the macroscopic average, bohr (default: the interlayer "
+              "spacing).")
+@click.option("--no-write", is_flag=True, help="Do not add /surface to H5_FILE.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def surface(h5_file, output, axis, period, no_write, debug):
+    """Planar and macroscopic averages of the electrostatic potential of the slab in H5_FILE, its vacuum
+    levels and work functions (docs/analysis.md); stored in /surface, drawn to a picture."""
+    from .io import schema
+    from .io.atomic import check_not_locked, check_writable
+    from .io.hdf5 import add_group, file_identity, load, write_fields
+    from .plotting import check_image_path, render_surface, save_image
+    from .slab import summary_lines, surface_potential
+
+    def go():
+        image = check_image_path(output or _default_image(h5_file, "surface"))
+        if not no_write:
+            check_writable(h5_file)
+            check_not_locked(h5_file)
+        source = file_identity(h5_file) if Path(h5_file).is_file() else None
+        result = load(h5_file)
+        data = surface_potential(result, axis=None if axis is None else int(axis[1]) - 1, period=period)
+        picture = render_surface(data, image)
+        if not no_write:
+            add_group(h5_file, "surface", lambda g: write_fields(g, schema.SURFACE, data), expect=source)
+            click.echo(f"planar averages written to {h5_file}:/surface")
+        click.echo(f"picture written to {save_image(picture, image)}")
+        for line in summary_lines(data):
+            click.echo(line)
+
+    _guard(go, debug)

@@ -39,8 +39,8 @@ IGNORED = {
 #: pw.x keys pwsim cannot do: key -> why
 UNSUPPORTED = {
     "noncolin": "non-collinear spin", "lspinorb": "spin-orbit coupling", "lda_plus_u": "DFT+U",
-    "hubbard_u": "DFT+U", "tefield": "a sawtooth electric field", "lelfield": "a finite electric field",
-    "lberry": "Berry phases", "gate": "a charged gate", "assume_isolated": "isolated-system corrections",
+    "hubbard_u": "DFT+U", "lelfield": "a finite electric field",
+    "lberry": "Berry phases", "gate": "a charged gate",
     "lfcp": "fixed chemical potential", "tqr": "real-space augmentation", "one_atom_occupations": "fixed atomic "
     "occupations", "space_group": "space-group input (crystal_sg)", "nosym_evc": "symmetry-free k-points",
     "ecfixed": "modified kinetic functional", "vdw_corr": "dispersion corrections", "london": "dispersion corrections",
@@ -372,6 +372,29 @@ def _check_q_mesh(system: dict, kgrid) -> None:
                          "supported (set nqx1..3 to the k mesh to compare the same physics)")
 
 
+def _isolation(out: _Toml, control: dict, system: dict) -> None:
+    """tefield + dipfield (the dipole correction, eamp = 0 only) and assume_isolated = 'makov-payne'."""
+    if control.get("tefield"):
+        if not control.get("dipfield") or float(system.get("eamp", 0.0)) != 0.0:
+            raise InputError("&control tefield: an external sawtooth field (eamp != 0 or no dipfield) is not "
+                             "supported by pwsim; tefield = .true., dipfield = .true., eamp = 0 is its dipole "
+                             "correction")
+        edir = int(system.get("edir", 3))
+        if edir not in (1, 2, 3):
+            raise InputError(f"&system edir = {edir}: 1, 2 or 3")
+        out.set("model", "dipole_correction", f"a{edir}", f"&control tefield, dipfield; &system edir = {edir}")
+        out.set("model", "dipole_position", float(system.get("emaxpos", 0.5)), "&system emaxpos")
+        out.set("model", "dipole_width", float(system.get("eopreg", 0.1)), "&system eopreg")
+    elif control.get("dipfield"):
+        raise InputError("&control dipfield needs tefield = .true. (pw.x ignores it otherwise)")
+    isolated = str(system.get("assume_isolated", "none")).lower()
+    if isolated in ("makov-payne", "m-p", "mp"):
+        out.set("model", "charge_correction", "makov-payne", f"&system assume_isolated = '{isolated}'")
+    elif isolated != "none":
+        raise InputError(f"&system assume_isolated = '{isolated}': isolated-system corrections other than "
+                         "'makov-payne' are not supported by pwsim")
+
+
 def _occupations(out: _Toml, system: dict) -> None:
     occupations = str(system.get("occupations", "fixed")).lower()
     if occupations == "smearing":
@@ -516,12 +539,12 @@ def _control(out: _Toml, control: dict, electrons: dict, ions: dict, cell: dict)
 
 #: every key the translation above reads, by namelist (the rest must be in IGNORED or is refused)
 TRANSLATED = {
-    "control": {"calculation", "forc_conv_thr", "nstep", "pseudo_dir"},
+    "control": {"calculation", "forc_conv_thr", "nstep", "pseudo_dir", "tefield", "dipfield"},
     "system": {"ibrav", "celldm", "a", "b", "c", "cosab", "cosac", "cosbc", "nat", "ntyp", "ecutwfc", "ecutrho",
                "nbnd", "nosym", "noinv", "nr1", "nr2", "nr3", "occupations", "smearing", "degauss", "nspin",
                "starting_magnetization", "tot_magnetization", "tot_charge", "input_dft", "exx_fraction",
                "screening_parameter", "exxdiv_treatment", "x_gamma_extrapolation", "ace", "ecutfock", "nqx1",
-               "nqx2", "nqx3"},
+               "nqx2", "nqx3", "edir", "emaxpos", "eopreg", "eamp", "assume_isolated"},
     "electrons": {"conv_thr", "electron_maxstep"},
     "ions": set(),
     "cell": {"press", "cell_dofree", "press_conv_thr"},
@@ -573,6 +596,7 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
         species = _species(lines, system, control, base_dir or Path.cwd())
         labels, structure, alat = _structure(out, system, lines, species)
         _model(out, system, species, labels)
+        _isolation(out, control, system)
         _basis(out, system, lines, structure, alat)
         kgrid = [value for key, value, _ in out.entries.get("basis", []) if key == "kpoints"]
         _check_q_mesh(system, json.loads(kgrid[0]) if kgrid else None)
@@ -680,6 +704,13 @@ KEY_TABLE = {
     ("system", "nqx3"): ("(the k mesh)", "", ""),
     ("system", "ecutfock"): ("(none)", "Ry", "must be ecutrho (pw.x's default); else refused"),
     ("system", "ace"): ("(always on)", "", "pwsim always uses ACE"),
+    ("control", "tefield"): ("[model] dipole_correction", "", "with dipfield and eamp = 0 only"),
+    ("control", "dipfield"): ("[model] dipole_correction", "", ""),
+    ("system", "edir"): ("[model] dipole_correction", "", "1, 2, 3 -> 'a1', 'a2', 'a3'"),
+    ("system", "emaxpos"): ("[model] dipole_position", "fractional", ""),
+    ("system", "eopreg"): ("[model] dipole_width", "fractional", ""),
+    ("system", "eamp"): ("(none)", "", "0 only"),
+    ("system", "assume_isolated"): ("[model] charge_correction", "", "'makov-payne' (m-p, mp); others refused"),
     ("electrons", "conv_thr"): ("[scf] energy_tolerance", "Ry", "pw.x: estimated error; pwsim: energy change"),
     ("electrons", "electron_maxstep"): ("[scf] max_iterations", "", ""),
     ("cell", "press"): ("(none)", "kbar", "0 only; a target pressure is refused"),

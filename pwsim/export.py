@@ -92,11 +92,13 @@ def _potential(result, electrostatic: bool) -> np.ndarray:
     run = resolve_path(result, np.zeros((1, 3)), nbands=1)
     setup = setup_of(run, real_gamma=False, distribute=False)
     terms = build_terms(setup.basis, run.pseudos, xc=run.settings.xc, n_electrons=result.n_electrons,
-                        keep_operators=False, derivatives=False)
+                        keep_operators=False, derivatives=False, settings=run.settings)
     state = ElectronicState(setup.backend.to_device(np.asarray(result.density, dtype=float)))
     if not electrostatic:
         return setup.backend.to_host(terms.potential(state))
-    total = sum(setup.backend.to_host(terms[name].potential(state)) for name in ("local", "hartree"))
+    # the dipole correction's sawtooth belongs to the electrostatic potential (as in pp.x's plot_num = 11)
+    total = sum(setup.backend.to_host(term.potential(state)) for term in terms
+                if term.name in ("local", "hartree", "dipole"))
     return np.broadcast_to(total, np.shape(result.density)).copy()
 
 

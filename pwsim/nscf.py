@@ -140,7 +140,8 @@ def _fixed_potential_setup(result, run):
                          f"for {run.nbands} bands")
     # operators built per k-point on request and dropped after it (the path may have many k-points)
     terms = build_terms(setup.basis, run.pseudos, xc="pbe" if hybrid else run.settings.xc,
-                        n_electrons=result.n_electrons, keep_operators=False, derivatives=False)
+                        n_electrons=result.n_electrons, keep_operators=False, derivatives=False,
+                        settings=run.settings)
     if hybrid:  # the density gives the semilocal part; the SCF's orbitals give the exchange operator
         from .hybrid_path import hybrid_path_terms
 

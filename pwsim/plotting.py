@@ -291,3 +291,33 @@ def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = 
                       f"{_formula(p.structure)}projected DOS (σ = {p.width * HARTREE_IN_EV * 1000:.0f} meV, "
                       f"spilling {p.spilling:.4f})")
     return _image_bytes(fig, filename)
+
+
+def render_surface(surface: dict, filename, *, title: str | None = None) -> bytes:
+    """The bytes of the picture of a slab's /surface data (pwsim.slab.analyse; format from ``filename``'s
+    suffix; nothing written): planar and macroscopic averages of the electrostatic potential in eV
+    against the height in angstrom, the vacuum levels and the Fermi level marked."""
+    from .units import BOHR_IN_ANGSTROM
+
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot()
+    z = np.asarray(surface["height"]) * BOHR_IN_ANGSTROM
+    ax.plot(z, np.asarray(surface["electrostatic_planar"]) * HARTREE_IN_EV, color="#1f4e9c", lw=1.2,
+            label="planar average")
+    ax.plot(z, np.asarray(surface["electrostatic_macroscopic"]) * HARTREE_IN_EV, color="#c0392b", lw=1.6,
+            label=f"macroscopic average ({float(surface['averaging_period']) * BOHR_IN_ANGSTROM:.2f} Å)")
+    for level, style in zip(np.asarray(surface["vacuum_levels"]) * HARTREE_IN_EV, (":", "-.")):
+        ax.axhline(level, color="0.3", lw=0.9, ls=style)
+    if "fermi_level" in surface:
+        ax.axhline(float(surface["fermi_level"]) * HARTREE_IN_EV, color="#27ae60", lw=1.0, ls="--", label="E$_\\mathrm{F}$")
+    axis = int(surface["axis"])
+    ax.set_xlabel(f"height along the normal of a{axis + 1} (Å)", fontsize=12)
+    ax.set_ylabel("electrostatic potential energy (eV)", fontsize=12)
+    ax.set_xlim(float(z[0]), float(z[-1]))
+    if "work_functions" in surface:
+        phi = np.asarray(surface["work_functions"]) * HARTREE_IN_EV
+        default = f"work function {phi[0]:.3f} eV (lower face), {phi[1]:.3f} eV (upper face)"
+    else:
+        default = "electrostatic potential"
+    _legend_and_title(fig, ax, title if title is not None else default)
+    return _image_bytes(fig, filename)

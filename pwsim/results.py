@@ -99,6 +99,14 @@ class Result:
             from .sanity import overlapping_bands
 
             lines.append(f"WARNING: {overlapping_bands(self)}")
+        if "charge_correction" in self.extra:
+            from .charged import summary_lines as charged_lines
+
+            lines += charged_lines(self.extra["charge_correction"])
+        if "surface" in self.extra:
+            from .slab import summary_lines
+
+            lines += summary_lines(self.extra["surface"])
         if self.magnetization is not None:
             lines.append(f"magnetisation     {self.magnetization:.6f} (absolute {self.absolute_magnetization:.6f}) mu_B")
         state = "converged" if self.converged else "NOT CONVERGED"

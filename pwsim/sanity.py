@@ -9,6 +9,9 @@ the Python API issues :class:`pwsim.errors.InputWarning`):
 * a metal-looking system with fixed occupations (no smearing): an odd number of electrons where the
   run accepts it (collinear spin), a cell of metallic elements only (Al, Na, Fe, Cu, ...), or a cell
   that repeats a primitive cell with an odd number of electrons (its bands cannot be filled);
+* a slab (vacuum along one lattice vector) whose two faces differ (no symmetry turns the normal into
+  its negative), run without ``[model] dipole_correction``: the slab is polar; or a dipole layer that
+  overlaps the atoms;
 * after the SCF of a fixed-occupation run (:func:`overlapping_bands`): the highest occupied level at
   some k-point lies above the lowest empty one at another, so the bands overlap and the fixed
   occupations are not the ground state. ``Result.summary()`` says so, ``/scf/bands_overlap`` is
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .structure import covalent_radius
 from .units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
@@ -87,7 +91,38 @@ def sanity_warnings(run) -> list[str]:
         if message:
             out.append(message)
     out.extend(_low_cutoff_warnings(run))
+    message = _polar_slab_warning(run, vacuum)
+    if message:
+        out.append(message)
     return out
+
+
+def _polar_slab_warning(run, vacuum) -> str | None:
+    """A slab (vacuum along one lattice vector a_i) whose two faces differ, run without the dipole
+    correction: no symmetry operation turns a_i into -a_i, so the slab may carry a dipole along its
+    normal, whose periodic images put a spurious field across the vacuum and tilt the potential there
+    (a polar slab); or a dipole layer placed where there are atoms."""
+    from .slab import vacuum_sides
+    from .symmetry import find_symmetry
+    from .terms.dipole import layer_of
+
+    layer = layer_of(run.settings, run.structure)
+    if layer is not None:
+        try:
+            vacuum_sides(run.structure, layer.axis, layer)
+        except InputError as exc:  # the layer overlaps the atoms
+            return str(exc)
+        return None
+    if sum(vacuum) != 1:
+        return None
+    axis = vacuum.index(True)
+    symmetry = find_symmetry(run.structure, magnetic_moments=run.settings.magnetic_moments)
+    if np.any(symmetry.rotations[:, axis, axis] == -1):
+        return None
+    name = f"a{axis + 1}"
+    return (f"the slab is polar: no symmetry operation turns {name} into -{name}, so its two faces differ and it "
+            f"may carry a dipole along the normal, whose periodic images tilt the potential in the vacuum (wrong "
+            f"work functions, slow SCF); set [model] dipole_correction = '{name}' (docs/analysis.md)")
 
 
 def _low_cutoff_warnings(run) -> list[str]:

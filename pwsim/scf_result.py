@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import forces, stress
+from . import charged, forces, slab, stress
 from ._version import __version__
 from .electrons import leading_bands
 from .pseudo.families import pseudo_provenance
@@ -64,6 +64,12 @@ def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged:
     )
     if occ.extra_fermi_levels:  # a fixed total moment: one Fermi level per spin (/fermi_levels: up, down)
         result.extra["fermi_levels"] = np.array(occ.extra_fermi_levels, dtype=float)  # hartree
+    surface = slab.of_setup(setup, rho, occ.fermi_level if occ.fermi_level is not None else occ.homo)
+    if surface is not None:  # a slab: planar averages, vacuum levels, work functions (/surface)
+        result.extra["surface"] = surface
+    correction = charged.of_setup(setup, rho_host, energies["total"])
+    if correction is not None:  # [model] charge_correction (/charge_correction)
+        result.extra["charge_correction"] = correction
     if setup.settings.save_wavefunctions:
         result.wavefunctions = setup.layout.gather_wavefunctions(leading_bands(state.wavefunctions, nb))
         result.miller = [k.miller for k in setup.basis.kpoints]

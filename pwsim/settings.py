@@ -118,6 +118,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                                  "'gth'", choices=FAMILIES),
         "allow_functional_mismatch": Key("bool", False, "accept pseudopotential files generated with another "
                                                         "functional than `xc`"),
+        "dipole_correction": Key("str", "none", "dipole correction of a slab (docs/analysis.md): a sawtooth potential "
+                                                "along lattice vector a1, a2 or a3 (pw.x's tefield + dipfield, edir "
+                                                "1, 2, 3; x, y, z are taken for a1, a2, a3), its jump in the vacuum",
+                                 choices=("none", "a1", "a2", "a3"),
+                                 aliases=(("x", "a1"), ("y", "a2"), ("z", "a3"), ("1", "a1"), ("2", "a2"),
+                                          ("3", "a3"), ("off", "none"))),
+        "dipole_position": Key("float", None, "fractional coordinate where the dipole layer starts (pw.x's "
+                                              "emaxpos; default: the middle of the widest vacuum gap less half "
+                                              "dipole_width)", "fractional", minimum=0.0, maximum=1.0),
+        "dipole_width": Key("float", 0.1, "fractional width of the dipole layer, in the vacuum (pw.x's eopreg)",
+                            "fractional", minimum=0.0, maximum=0.5, exclusive=True),
+        "charge_correction": Key("str", "none", "energy correction of a charged cell (docs/analysis.md): "
+                                                "'makov-payne' adds q^2 alpha / (2 L) and the quadrupole term to a "
+                                                "charged molecule's energy in a cubic box (pw.x's assume_isolated "
+                                                "= 'makov-payne')",
+                                 choices=("none", "makov-payne"), aliases=(("mp", "makov-payne"),)),
         "exx_divergence": Key("str", "gygi-baldereschi", "hybrids: treatment of the q -> 0 divergence of exact "
                                                          "exchange (docs/hybrids.md)",
                               choices=("gygi-baldereschi", "none", "spherical")),

@@ -38,9 +38,20 @@ def test_every_example_is_tested():
         "hse06_bands.py",
         "fe_spin_density.py",
         "gaas_pdos.py",
+        "al111_work_function.py",
     }
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present <= tested, f"examples without a test: {sorted(present - tested)}"
+
+
+def test_al111_work_function(tmp_path):
+    """Quick mode (3 layers, 10 angstrom of vacuum, 6 Ha, 3x3x1): the two faces of the symmetric slab
+    have one work function, near Al(111)'s (LDA ~4.2-4.3 eV; 4.24 eV with the full settings, as pw.x),
+    and the picture is drawn."""
+    out = run_script("al111_work_function.py", cwd=tmp_path)
+    lower, upper = (float(x) for x in re.search(r"Al\(111\): ([\d.]+) eV \(lower face\), ([\d.]+) eV", out).groups())
+    assert abs(lower - upper) < 1e-3 and 3.8 < lower < 4.8, out
+    assert (tmp_path / "al111_potential.png").stat().st_size > 10000
 
 
 @pytest.mark.slow

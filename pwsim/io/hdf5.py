@@ -179,6 +179,9 @@ def _write(f, r: Result, checkpoint_state):
         prov.attrs[key] = value
     if checkpoint_state is not None:
         write_fields(f.create_group("checkpoint"), schema.CHECKPOINT, checkpoint_state)
+    for name in ("surface", "charge_correction"):
+        if isinstance(r.extra.get(name), dict):
+            write_fields(f.create_group(name), schema.GROUPS[name], r.extra[name])
 
 
 # ====================================================================== reading: the file as a whole
@@ -594,7 +597,7 @@ def _read(f, path) -> Result:
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names],
                                       "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0}
-    for name in ("bands", "dos", "pdos", "relax"):
+    for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])
     return result
@@ -630,7 +633,7 @@ def read_group(result, name: str, path=None) -> Checked:
 def check_file(path) -> Result:
     """:func:`load`, then every optional group the file holds checked too (what ``pwsim show`` lists)."""
     result = load(path)
-    for name in ("bands", "dos", "pdos", "relax"):
+    for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):
         if name in result.extra:
             read_group(result, name, path)
     return result

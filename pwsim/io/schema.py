@@ -523,8 +523,52 @@ PDOS = Group("pdos", (
       _attr("orbital_source"), attribute=True),
 ), checks=(_increasing("energies"),), doc="written by `pwsim pdos` (docs/analysis.md)")
 
+def _key(name):
+    return lambda d: d.get(name)
+
+
+SURFACE = Group("surface", (
+    F("axis", (), "int64", "dimensionless", "lattice vector (0, 1, 2) crossing the vacuum; the normal is its "
+      "reciprocal vector", _key("axis"), required=True, lo=0, hi=2),
+    F("height", ("n_axis",), "float64", "bohr", "height of each plane of FFT points along the normal",
+      _key("height"), required=True, lo=0, hi=_L),
+    F("electrostatic_planar", ("n_axis",), "float64", "hartree", "planar average of the electrostatic potential "
+      "energy of an electron V_loc + V_H (+ the dipole sawtooth; pp.x plot_num = 11)",
+      _key("electrostatic_planar"), required=True, lo=-_E, hi=_E),
+    F("electrostatic_macroscopic", ("n_axis",), "float64", "hartree", "the planar average averaged over a "
+      "window of `averaging_period`", _key("electrostatic_macroscopic"), lo=-_E, hi=_E),
+    F("averaging_period", (), "float64", "bohr", "window of the macroscopic average (the interlayer spacing)",
+      _key("averaging_period"), lo=0, hi=_L),
+    F("vacuum_levels", (2,), "float64", "hartree", "planar average in the vacuum below the slab's lowest atoms "
+      "and above its highest (docs/analysis.md)", _key("vacuum_levels"), required=True, lo=-_E, hi=_E),
+    F("fermi_level", (), "float64", "hartree", "the Fermi level (highest occupied level for fixed occupations)",
+      _key("fermi_level"), lo=-_E, hi=_E),
+    F("work_functions", (2,), "float64", "hartree", "vacuum level − Fermi level of the lower and the upper face",
+      _key("work_functions"), lo=-_E, hi=_E),
+    F("dipole", (), "float64", "e*bohr", "dipole of the cell along the normal (with the dipole correction)",
+      _key("dipole"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+), doc="written by the SCF of a slab (one lattice direction with vacuum, or `[model] dipole_correction`) and "
+       "by `pwsim surface` (docs/analysis.md)")
+
+CHARGE_CORRECTION = Group("charge_correction", (
+    F("charge", (), "float64", "e", "net charge q of the cell (ions − electrons)", _key("charge"), required=True,
+      lo=-MAX_ELECTRONS, hi=MAX_ELECTRONS),
+    F("dipole", (3,), "float64", "e*bohr", "dipole of ions − electrons about the ions' charge-weighted centre",
+      _key("dipole"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("second_moment", (), "float64", "e*bohr^2", r"∫ ρ_c \|r − r0\|² about the same centre", _key("second_moment"),
+      lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("monopole_energy", (), "float64", "hartree", "−q² α / (2L): the Madelung energy of the charges in their "
+      "background (E − E_0, leading term)", _key("monopole_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("quadrupole_energy", (), "float64", "hartree", r"+(2π / 3L³)(qQ − \|p\|²) (cubic cells; 0 otherwise)",
+      _key("quadrupole_energy"), lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("corrected_energy", (), "float64", "hartree", "the total energy less both terms: the isolated molecule's "
+      "estimate E_0", _key("corrected_energy"), required=True, lo=-BIG_ENERGY, hi=BIG_ENERGY),
+    F("cubic", (), "bool", "dimensionless", "the cell is cubic (the quadrupole term applies)", _key("cubic")),
+), doc="written by the SCF with `[model] charge_correction = \"makov-payne\"` (docs/analysis.md)")
+
 #: every group, by name ('' the root): the registry a reader, the writer and the docs iterate
-GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "pdos": PDOS}
+GROUPS = {"": RESULT, "checkpoint": CHECKPOINT, "relax": RELAX, "bands": BANDS, "dos": DOS, "pdos": PDOS,
+          "surface": SURFACE, "charge_correction": CHARGE_CORRECTION}
 
 
 # ------------------------------------------------------------------ format-neutral values

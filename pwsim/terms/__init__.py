@@ -14,6 +14,7 @@ import numpy as np
 
 from .base import ElectronicState, Term
 from .context import Context
+from .dipole import Dipole
 from .ewald import Ewald
 from .hartree import Hartree
 from .kinetic import Kinetic
@@ -24,8 +25,9 @@ from .xc import Xc
 
 __all__ = ["REGISTRY", "Context", "ElectronicState", "Term", "Terms", "build_terms"]
 
-#: every term of the total energy, in the order of the energy breakdown
-REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection]
+#: every term of the total energy, in the order of the energy breakdown; a class with an ``applies(context)``
+#: class method is built only where it says so (a term switched on by a key: the dipole correction)
+REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection, Dipole]
 
 
 class Terms:
@@ -35,7 +37,8 @@ class Terms:
 
     def __init__(self, context: Context, registry=None):
         self.context = context
-        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry)]
+        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry)
+                      if getattr(cls, "applies", None) is None or cls.applies(context)]
 
     def __getitem__(self, name: str) -> Term:
         for term in self.terms:
@@ -86,8 +89,8 @@ class Terms:
 
 
 def build_terms(basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, registry=None,
-                keep_operators: bool = True, derivatives: bool = True) -> Terms:
+                keep_operators: bool = True, derivatives: bool = True, settings=None) -> Terms:
     """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments)."""
     context = Context(basis, pseudos, xc=xc, n_electrons=n_electrons, keep_operators=keep_operators,
-                      derivatives=derivatives)
+                      derivatives=derivatives, settings=settings)
     return Terms(context, registry)

@@ -47,10 +47,12 @@ class Context:
                     on each request (a band-structure path, where memory would grow with the k-points)
     derivatives:    forces or stress will be asked: a term may compute them in the same pass as its
                     energy (Ewald); False defers them until asked
+    settings:       the run's :class:`pwsim.settings.Settings`, for terms switched on by a key (the dipole
+                    correction), or None (then those terms are not built)
     """
 
     def __init__(self, basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, keep_operators: bool = True,
-                 derivatives: bool = True):
+                 derivatives: bool = True, settings=None):
         self.basis = basis
         self.structure = basis.structure
         self.backend = basis.backend
@@ -59,6 +61,7 @@ class Context:
         self.n_electrons = float(n_electrons)
         self.keep_operators = keep_operators
         self.derivatives = derivatives
+        self.settings = settings
         #: (natoms,) pseudo-ion charges Z_a (electrons), host
         self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
         #: |G| on the box, (n1, n2, n3) host, 1/bohr
