@@ -593,6 +593,8 @@ def _read(f, path) -> Result:
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names]}
+    if v.get("fermi_levels") is not None:  # a fixed total moment: spin up, spin down (hartree)
+        result.extra["fermi_levels"] = np.asarray(v["fermi_levels"], dtype=float)
     for name in ("bands", "dos", "relax"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])
