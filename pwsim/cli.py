@@ -139,8 +139,10 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         s = deck.settings
         echo(f"pwsim {__version__}: {input_file}")
         ecut = f"{s.ecut:g} Ha" if s.ecut is not None else "from the pseudopotentials' hints"
-        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, "
-             f"k-grid {'x'.join(map(str, s.kpoints))}" + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
+        kpoints = (f"k-grid {'x'.join(map(str, s.kpoints))}" if s.kpoint_list is None
+                   else f"{len(s.kpoint_list)} listed k-points")
+        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, {kpoints}"
+             + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
         timings = {"set-up": time.perf_counter() - t0}
         header = {"printed": False}
 

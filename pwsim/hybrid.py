@@ -24,7 +24,7 @@ import numpy as np
 from .coulomb import ExchangeKernel
 from .errors import InputError, InputWarning
 from .results import Result
-from .settings import Settings, make_settings
+from .settings import Settings, SettingsError, make_settings
 from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
@@ -149,6 +149,9 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     exchange = {"complement": 1.0 - fraction, "short-range": 1.0, "none": 0.0}[record.semilocal_exchange]
     short_range = (fraction, screening) if record.semilocal_exchange == "short-range" else None
     _semilocal(setup, HybridXc(context, exchange, record.correlation, short_range))
+    if setup.kpoint_set.listed:  # the exchange kernel's q-sum and its divergence need a grid
+        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
+                                                    "kshift), not an explicit list")
     kernel = ExchangeKernel(setup.structure.lattice, setup.kpoint_set.grid, setup.basis.ecut, screening,
                             s.exx_divergence, s.x_gamma_extrapolation)
     exx = ExactExchange(context, kernel, fraction, setup.kpoint_set)

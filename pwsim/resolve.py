@@ -277,16 +277,18 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     n_electrons = count_electrons(structure, pseudos, s.charge)
     nspin, nbands = _check_spin_and_bands(structure, s, n_electrons)
     grid_k, shift_k = tuple(s.kpoints), tuple(s.kshift)
+    listed = None if s.kpoint_list is None else np.asarray(s.kpoint_list, dtype=float)
     fft_grid = fft_grid_for(structure, s)
-    check_sphere_fits(structure, s.ecut, fft_grid, _grid_axis_kpoints(grid_k, shift_k))
+    check_sphere_fits(structure, s.ecut, fft_grid,
+                      _grid_axis_kpoints(grid_k, shift_k) if listed is None else listed[:, :3])
     per_kind = {e: sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
                 for e in structure.kinds()}
     nproj = sum(per_kind[e] for e in structure.species)
-    nfull = int(np.prod(grid_k))
+    nfull = int(np.prod(grid_k)) if listed is None else len(listed)
     nsym_bound = MAX_POINT_GROUP_ORDER if s.symmetry else 1
     sizes = Sizes(nwork=nbands + extra_bands(nbands), n_atomic=atomic_orbital_count(structure),
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
-                  nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
+                  nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=_gamma_only(nfull, shift_k, listed),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
                   derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
     limit, _ = memory_limit(s.max_memory)
@@ -300,8 +302,14 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     _check_lower_bound(sizes, point_group.nsym, point_group.spacegroup, n_electrons, nbands, limit, s.max_memory,
                        reduction=True)
     # 'full': the whole group, the grid completed as pw.x does; 'grid': the grid's subgroup, the literal grid
-    symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
-                                         s.kpoint_symmetrization if s.symmetry else "grid")
+    if listed is None:
+        symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
+                                             s.kpoint_symmetrization if s.symmetry else "grid")
+    else:  # an explicit list: pw.x's construction ('full'), or the literal list (pwsim.kpoint_list)
+        from .kpoint_list import listed_kpoints
+
+        symmetry, kset = listed_kpoints(structure, listed, point_group, s.kpoint_symmetrization, s.symmetry)
+        check_sphere_fits(structure, s.ecut, fft_grid, kset.fractional)
     sizes.nsym = symmetry.nsym
     symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)
@@ -316,6 +324,13 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     for message in run.warnings:
         warnings.warn(message, InputWarning, stacklevel=2)
     return run
+
+
+def _gamma_only(nfull: int, shift, listed) -> bool:
+    """Whether the run has the one k-point Gamma (real wavefunctions there, a smaller estimate)."""
+    if listed is not None:
+        return len(listed) == 1 and bool(np.all(np.abs(listed[0, :3]) < 1e-12))
+    return nfull == 1 and not any(shift)
 
 
 def check_kpoint_grid(grid) -> None:
