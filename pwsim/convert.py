@@ -363,8 +363,11 @@ def _basis(out: _Toml, system: dict, lines: list[str], structure, alat) -> None:
         raise InputError("&system ecutwfc is missing")
     out.set("basis", "ecut", f"{ecutwfc!r} {_RY}", "&system ecutwfc (Ry)")
     if "ecutrho" in system and abs(float(system["ecutrho"]) - 4 * ecutwfc) > 1e-9 * ecutwfc:
-        raise InputError(f"&system ecutrho = {system['ecutrho']}: pwsim's density cutoff is 4 ecutwfc "
-                         f"({4 * ecutwfc:g} Ry); a separate one is not supported")
+        ecutrho = float(system["ecutrho"])
+        if ecutrho < 4 * ecutwfc:
+            raise InputError(f"&system ecutrho = {system['ecutrho']}: below 4 ecutwfc ({4 * ecutwfc:g} Ry), "
+                             "which norm-conserving pseudopotentials need")
+        out.set("basis", "ecut_density", f"{ecutrho!r} {_RY}", "&system ecutrho (Ry)")
     if all(f"nr{i}" in system for i in (1, 2, 3)):
         out.set("basis", "fft_grid", [int(system[f"nr{i}"]) for i in (1, 2, 3)], "&system nr1, nr2, nr3")
     if "nbnd" in system:
@@ -622,7 +625,8 @@ KEY_TABLE = {
     ("system", "nat"): ("[structure] species, positions", "", "ATOMIC_POSITIONS in alat, bohr, angstrom, crystal"),
     ("system", "ntyp"): ("[model] pseudopotentials", "", "ATOMIC_SPECIES; one file per element"),
     ("system", "ecutwfc"): ("[basis] ecut", "Ry", "written as \"X Ry\""),
-    ("system", "ecutrho"): ("(none)", "Ry", "must be 4 ecutwfc, pwsim's density cutoff; else refused"),
+    ("system", "ecutrho"): ("[basis] ecut_density", "Ry", "written where it is not 4 ecutwfc (the default); "
+                                                           "below 4 ecutwfc refused"),
     ("system", "nbnd"): ("[basis] nbands", "", ""),
     ("system", "nosym"): ("[basis] symmetry = false", "", "noinv likewise"),
     ("system", "noinv"): ("[basis] symmetry = false", "", ""),

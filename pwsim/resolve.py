@@ -209,7 +209,12 @@ def fft_grid_for(structure: Structure, settings) -> tuple[int, int, int]:
 
     if settings.fft_grid is not None:
         return tuple(int(n) for n in settings.fft_grid)
-    return default_fft_grid(structure, settings.ecut)
+    return default_fft_grid(structure, density_cutoff(settings) / 4)
+
+
+def density_cutoff(settings) -> float:
+    """[basis] ecut_density, or its default 4 ecut (hartree): the density's sphere |G|^2/2 <= it."""
+    return float(settings.ecut_density) if settings.ecut_density is not None else 4.0 * float(settings.ecut)
 
 
 def check_sphere_fits(structure: Structure, ecut: float, fft_grid, kpoints) -> None:
@@ -276,6 +281,9 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
         s = mark_validated(dataclasses.replace(s, ecut=default_ecut(pseudos)))
     n_electrons = count_electrons(structure, pseudos, s.charge)
     nspin, nbands = _check_spin_and_bands(structure, s, n_electrons)
+    if s.ecut_density is not None and s.ecut_density < 4 * s.ecut * (1 - 1e-12):
+        raise SettingsError("basis", "ecut_density", f"{s.ecut_density:g} Ha is below 4 ecut = {4 * s.ecut:g} Ha, "
+                                                     "where products of orbitals reach (pw.x's ecutrho >= 4 ecutwfc)")
     grid_k, shift_k = tuple(s.kpoints), tuple(s.kshift)
     listed = None if s.kpoint_list is None else np.asarray(s.kpoint_list, dtype=float)
     fft_grid = fft_grid_for(structure, s)

@@ -132,6 +132,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
                                     "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
                     exclusive=True),
+        "ecut_density": Key("energy", None, "density cutoff: the sphere |G|^2/2 <= ecut_density of the density, the "
+                                            "local potentials and the FFT box (default 4 ecut, what products of "
+                                            "orbitals reach; pw.x's ecutrho); at least 4 ecut", "hartree",
+                            minimum=0.0, maximum=8000.0, exclusive=True),
         "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid (at most 262144 points in all, e.g. 64x64x64)",
                        minimum=1, maximum=200),
         "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
@@ -404,6 +408,8 @@ _QE, _ASE = "Quantum ESPRESSO", "ASE/GPAW"
 FOREIGN_KEYS: dict[str, ForeignKey] = {
     # accepted with their Quantum ESPRESSO meaning (Python API, ASE calculator)
     "ecutwfc": ForeignKey(_QE, "the wavefunction cutoff, Ry", "[basis] ecut", lambda v: {"ecut": _rydberg(v)}),
+    "ecutrho": ForeignKey(_QE, "the density cutoff, Ry", "[basis] ecut_density",
+                          lambda v: {"ecut_density": _rydberg(v)}),
     "degauss": ForeignKey(_QE, "the smearing width, Ry", "[model] temperature",
                           lambda v: {"temperature": _rydberg(v)}),
     "nspin": ForeignKey(_QE, "1 unpolarised, 2 collinear spin", "[model] spin", _nspin),
@@ -427,8 +433,6 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {
                                          "[model] magnetic_moments",
                                          note="per atom in Bohr magnetons: starting_magnetization times the "
                                               "species' valence electrons; with spin = 'collinear'"),
-    "ecutrho": ForeignKey(_QE, "the density cutoff, Ry", "",
-                          note="pwsim's density cutoff is 4 ecut; a larger FFT box: [basis] fft_grid"),
     "conv_thr": ForeignKey(_QE, "the estimated SCF energy error, Ry", "[scf] energy_tolerance",
                            note="a change of the energy between iterations, Ha; with [scf] density_tolerance"),
     "mixing_beta": ForeignKey(_QE, "the Broyden mixing factor", "[scf] mixing_damping",

@@ -99,7 +99,7 @@ def test_spin_relax_and_gamma_translate():
     (dict(system=", noncolin=.true."), "noncolin"),
     (dict(system=", lda_plus_u=.true."), "lda_plus_u"),
     (dict(system=", nspin=4"), "nspin"),
-    (dict(system=", ecutrho=200"), "ecutrho"),
+    (dict(system=", ecutrho=40"), "ecutrho"),
     (dict(system=", some_new_key=1"), "some_new_key"),
     (dict(calculation="bands"), "calculation = 'bands'"),
     (dict(pseudo="Si.pbe-nl-rrkjus_psl.1.0.0.UPF"), "ultrasoft"),
