@@ -336,8 +336,11 @@ def _occupations(out: _Toml, system: dict) -> None:
         if degauss <= 0:
             raise InputError("&system occupations = 'smearing' needs degauss > 0")
         out.set("model", "temperature", f"{degauss!r} {_RY}", "&system degauss (Ry)")
+    elif occupations == "tetrahedra":
+        out.set("model", "smearing", "tetrahedra", "&system occupations = 'tetrahedra' (Bloechl-corrected)")
     elif occupations != "fixed":
-        raise InputError(f"&system occupations = '{occupations}': not supported by pwsim (fixed or smearing)")
+        raise InputError(f"&system occupations = '{occupations}': not supported by pwsim (fixed, smearing or "
+                         "tetrahedra)")
 
 
 def _spin(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
@@ -633,7 +636,8 @@ KEY_TABLE = {
     ("system", "nr1"): ("[basis] fft_grid", "", "nr1, nr2, nr3 together"),
     ("system", "nr2"): ("[basis] fft_grid", "", ""),
     ("system", "nr3"): ("[basis] fft_grid", "", ""),
-    ("system", "occupations"): ("[model] smearing", "", "'fixed' -> none, 'smearing'; others refused"),
+    ("system", "occupations"): ("[model] smearing", "", "'fixed' -> none, 'smearing', 'tetrahedra' (Bloechl); "
+                                                       "tetrahedra_opt, tetrahedra_lin, from_input refused"),
     ("system", "smearing"): ("[model] smearing", "", "gaussian, mp/m-p, mv/m-v/cold, fd/f-d"),
     ("system", "degauss"): ("[model] temperature", "Ry", ""),
     ("system", "nspin"): ("[model] spin", "", "2 -> collinear; 4 refused"),

@@ -318,6 +318,11 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
 
         symmetry, kset = listed_kpoints(structure, listed, point_group, s.kpoint_symmetrization, s.symmetry)
         check_sphere_fits(structure, s.ecut, fft_grid, kset.fractional)
+    if s.smearing == "tetrahedra" and (kset.listed or kset.completed):
+        raise SettingsError("model", "smearing", "'tetrahedra' needs a Monkhorst-Pack grid reduced by the crystal's "
+                                                 "own operations: not an explicit k-point list, nor a grid the "
+                                                 "lattice's rotations complete (use an unshifted grid or "
+                                                 "kpoint_symmetrization = 'grid')")
     sizes.nsym = symmetry.nsym
     symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)

@@ -100,8 +100,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "'libxc:<x>+<c>' (pip install 'pwsim[libxc]')", choices=FUNCTIONALS,
                   canonical=canonical_name),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
-        "smearing": Key("str", "none", "occupation smearing for metals",
-                        choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
+        "smearing": Key("str", "none", "occupation smearing for metals; 'tetrahedra': the tetrahedron method "
+                                       "with Blöchl's correction on the Monkhorst-Pack grid (pw.x's "
+                                       "occupations = 'tetrahedra'; no temperature)",
+                        choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt",
+                                 "tetrahedra"),
                         aliases=tuple(SMEARING_ALIASES.items())),
         "temperature": Key("energy", 0.0, "smearing width (needed with smearing)", "hartree", minimum=0.0,
                            maximum=1.0),
@@ -705,7 +708,10 @@ def validated(settings) -> Settings:
     for key in API_ONLY:
         if not isinstance(getattr(out, key), (bool, np.bool_)):
             raise SettingsError(None, None, f"{key} must be true or false, got {_describe(getattr(out, key))}")
-    if out.smearing != "none" and not out.temperature > 0:
+    if out.smearing == "tetrahedra" and out.temperature != 0:
+        raise SettingsError("model", "temperature", "the tetrahedron method has no smearing width; leave "
+                                                    "temperature out with smearing = 'tetrahedra'")
+    if out.smearing not in ("none", "tetrahedra") and not out.temperature > 0:
         raise SettingsError("model", "smearing", f"smearing {out.smearing!r} needs a positive temperature "
                                                  "(the smearing width, e.g. temperature = 0.01 or '0.27 eV')")
     if out.kpoint_list is not None and (tuple(out.kpoints) != (1, 1, 1) or any(out.kshift)):

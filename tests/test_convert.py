@@ -95,7 +95,7 @@ def test_spin_relax_and_gamma_translate():
 @pytest.mark.parametrize("change, fragment", [
     (dict(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 0"), "K_POINTS crystal"),
     (dict(kpoints="tpiba_b\n 1\n 0 0 0 1"), "K_POINTS tpiba_b"),
-    (dict(system=", occupations='tetrahedra'"), "occupations = 'tetrahedra'"),
+    (dict(system=", occupations='tetrahedra_opt'"), "occupations = 'tetrahedra_opt'"),
     (dict(system=", noncolin=.true."), "noncolin"),
     (dict(system=", lda_plus_u=.true."), "lda_plus_u"),
     (dict(system=", nspin=4"), "nspin"),
