@@ -88,7 +88,8 @@ class DensitySphere:
 
     The sphere is |G|^2/2 <= ecut_density (default 4 Ecut: a density built from orbitals of cutoff
     Ecut has components only for |G| <= 2 sqrt(2 Ecut), and the default box holds that sphere
-    without aliasing); where the box is smaller than that, every box point is kept. Of each pair G, -G (f(-G) = f(G)* for a real function) the one with the lower
+    without aliasing); where the box is smaller than that, every box point is kept. Of each pair
+    G, -G (f(-G) = f(G)* for a real function) the one with the lower
     flat box index is stored, scaled by sqrt(2) (by 1 for G = -G on the box, e.g. G = 0), so that
     plain dot products of stored vectors are real-space ones: Re sum_stored conj(a) b =
     sum_G conj(a(G)) b(G) = (1/N) sum_r a(r) b(r).

@@ -310,19 +310,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     _check_lower_bound(sizes, point_group.nsym, point_group.spacegroup, n_electrons, nbands, limit, s.max_memory,
                        reduction=True)
     # 'full': the whole group, the grid completed as pw.x does; 'grid': the grid's subgroup, the literal grid
-    if listed is None:
-        symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
-                                             s.kpoint_symmetrization if s.symmetry else "grid")
-    else:  # an explicit list: pw.x's construction ('full'), or the literal list (pwsim.kpoint_list)
-        from .kpoint_list import listed_kpoints
-
-        symmetry, kset = listed_kpoints(structure, listed, point_group, s.kpoint_symmetrization, s.symmetry)
-        check_sphere_fits(structure, s.ecut, fft_grid, kset.fractional)
-    if s.smearing == "tetrahedra" and (kset.listed or kset.completed):
-        raise SettingsError("model", "smearing", "'tetrahedra' needs a Monkhorst-Pack grid reduced by the crystal's "
-                                                 "own operations: not an explicit k-point list, nor a grid the "
-                                                 "lattice's rotations complete (use an unshifted grid or "
-                                                 "kpoint_symmetrization = 'grid')")
+    symmetry, kset = _kpoints(structure, s, point_group, listed, fft_grid)
     sizes.nsym = symmetry.nsym
     symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)
@@ -337,6 +325,24 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     for message in run.warnings:
         warnings.warn(message, InputWarning, stacklevel=2)
     return run
+
+
+def _kpoints(structure: Structure, s, point_group, listed, fft_grid):
+    """(the operations that symmetrise the density, the KpointSet) of the grid or the explicit list."""
+    if listed is None:
+        symmetry, kset = symmetrized_kpoints(structure, tuple(s.kpoints), tuple(s.kshift), point_group,
+                                             s.kpoint_symmetrization if s.symmetry else "grid")
+    else:  # an explicit list: pw.x's construction ('full'), or the literal list (pwsim.kpoint_list)
+        from .kpoint_list import listed_kpoints
+
+        symmetry, kset = listed_kpoints(structure, listed, point_group, s.kpoint_symmetrization, s.symmetry)
+        check_sphere_fits(structure, s.ecut, fft_grid, kset.fractional)
+    if s.smearing == "tetrahedra" and (kset.listed or kset.completed):
+        raise SettingsError("model", "smearing", "'tetrahedra' needs a Monkhorst-Pack grid reduced by the crystal's "
+                                                 "own operations: not an explicit k-point list, nor a grid the "
+                                                 "lattice's rotations complete (use an unshifted grid or "
+                                                 "kpoint_symmetrization = 'grid')")
+    return symmetry, kset
 
 
 def _gamma_only(nfull: int, shift, listed) -> bool:
