@@ -149,9 +149,6 @@ def _switch_to_hybrid(setup, record: Hybrid, fraction: float, screening) -> Exac
     exchange = {"complement": 1.0 - fraction, "short-range": 1.0, "none": 0.0}[record.semilocal_exchange]
     short_range = (fraction, screening) if record.semilocal_exchange == "short-range" else None
     _semilocal(setup, HybridXc(context, exchange, record.correlation, short_range))
-    if setup.kpoint_set.listed:  # the exchange kernel's q-sum and its divergence need a grid
-        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
-                                                    "kshift), not an explicit list")
     kernel = ExchangeKernel(setup.structure.lattice, setup.kpoint_set.grid, setup.basis.ecut, screening,
                             s.exx_divergence, s.x_gamma_extrapolation)
     exx = ExactExchange(context, kernel, fraction, setup.kpoint_set)
@@ -188,6 +185,9 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     else:
         name = lookup(setup.settings.xc).name
     record = _record(name)
+    if getattr(setup.kpoint_set, "listed", False):  # the exchange kernel's q-sum and its divergence need a grid
+        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
+                                                    "kshift), not an explicit list")
     if setup.settings.compute_stress:
         warnings.warn("the stress of hybrid functionals is not implemented yet: not computed", InputWarning,
                       stacklevel=2)

@@ -26,7 +26,7 @@ def _run(name):
     return deck, pwsim.scf(deck.structure, settings)
 
 
-@pytest.mark.parametrize("name", ["si2_list", "sic_list", "sic_list_nosym"])
+@pytest.mark.parametrize("name", [pytest.param("si2_list", marks=pytest.mark.slow), "sic_list", "sic_list_nosym"])
 def test_explicit_lists_match_pw_x(name):
     """Energy (<= 1e-6 Ha/atom; measured 5e-9), forces and pressure of pw.x on the same list: the
     lattice-star completion of a low-symmetry crystal (sic_list: 8 points from 3) and the literal
@@ -107,3 +107,16 @@ def test_list_survives_the_output_file(tmp_path):
     np.testing.assert_allclose(back.settings["kpoint_list"], rows)
     with pytest.raises(pwsim.InputError, match="explicit k-point list"):
         density_of_states(back, method="tetrahedron")
+
+
+def test_hybrids_and_phonons_need_a_grid():
+    """The exchange kernel's q-sum and the phonon supercell's k-mesh come from a grid: one line each."""
+    si = pwsim.diamond("Si", 10.26)
+    with pytest.raises(SettingsError, match="hybrid functionals need a Monkhorst-Pack grid"):
+        pwsim.scf(si, xc="pbe0", pseudopotentials="gth", allow_functional_mismatch=True, ecut=4,
+                  kpoint_list=[[0, 0, 0, 1]], max_iterations=3)
+    pytest.importorskip("phonopy")
+    from pwsim.phonons import plan
+
+    with pytest.raises(SettingsError, match="phonons need a Monkhorst-Pack grid"):
+        plan(si, xc="lda", pseudopotentials="gth", ecut=4, kpoint_list=[[0, 0, 0, 1]])
