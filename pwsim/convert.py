@@ -196,10 +196,10 @@ def _lattice(system: dict, lines: list[str]) -> tuple[np.ndarray, float | None]:
         raise InputError("ibrav = 0 needs a CELL_PARAMETERS card")
     option, body = card
     rows = np.array([[_number(x) for x in line.split()[:3]] for line in body[:3]])
-    if option.startswith("bohr"):
-        return rows, alat
-    if option.startswith("angstrom"):
-        return rows / BOHR_IN_ANGSTROM, alat
+    if option.startswith("bohr") or option.startswith("angstrom"):
+        rows = rows if option.startswith("bohr") else rows / BOHR_IN_ANGSTROM
+        # pw.x: without celldm(1) or A, alat is the length of the first lattice vector (for tpiba, alat units)
+        return rows, alat if alat is not None else float(np.linalg.norm(rows[0]))
     if alat is None:  # "alat" or no unit (pw.x's deprecated default)
         raise InputError("CELL_PARAMETERS alat needs celldm(1) or A in &system")
     return rows * alat, alat

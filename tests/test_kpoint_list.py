@@ -120,3 +120,16 @@ def test_hybrids_and_phonons_need_a_grid():
 
     with pytest.raises(SettingsError, match="phonons need a Monkhorst-Pack grid"):
         plan(si, xc="lda", pseudopotentials="gth", ecut=4, kpoint_list=[[0, 0, 0, 1]])
+
+
+def test_tpiba_with_a_cell_in_bohr_uses_pw_x_alat():
+    """ibrav = 0 with CELL_PARAMETERS bohr and no celldm: pw.x takes alat = |a1| (5.8266 bohr here) for
+    K_POINTS tpiba; its output lists k(1) = (0, 0.3535534, 0) in crystal coordinates (pw.x 6.7, nosym)."""
+    from pwsim.convert import convert_text
+    from pwsim.io.input import parse_text
+
+    text = (REFERENCE / "sic_list_nosym.pwi").read_text()
+    text = text.replace("ibrav=2, celldm(1)=8.24,", "ibrav=0,").replace(
+        "ATOMIC_POSITIONS bohr", "CELL_PARAMETERS bohr\n-4.12 0.0 4.12\n0.0 4.12 4.12\n-4.12 4.12 0.0\nATOMIC_POSITIONS bohr")
+    deck = parse_text(convert_text(text, "t.pwi", REFERENCE), "t.toml")
+    np.testing.assert_allclose(deck.settings.kpoint_list[0], [0.0, 0.3535534, 0.0, 1.0], atol=1e-7)
