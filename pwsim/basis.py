@@ -86,9 +86,10 @@ class Kpoint:
 class DensitySphere:
     """The Fourier components of a real density on the box, one of every +-G pair.
 
-    A density built from orbitals of cutoff Ecut has components only for |G| <= 2 sqrt(2 Ecut) (the
-    default box holds that sphere without aliasing); where the box is smaller than that, every box
-    point is kept. Of each pair G, -G (f(-G) = f(G)* for a real function) the one with the lower
+    The sphere is |G|^2/2 <= ecut_density (default 4 Ecut: a density built from orbitals of cutoff
+    Ecut has components only for |G| <= 2 sqrt(2 Ecut), and the default box holds that sphere
+    without aliasing); where the box is smaller than that, every box point is kept. Of each pair
+    G, -G (f(-G) = f(G)* for a real function) the one with the lower
     flat box index is stored, scaled by sqrt(2) (by 1 for G = -G on the box, e.g. G = 0), so that
     plain dot products of stored vectors are real-space ones: Re sum_stored conj(a) b =
     sum_G conj(a(G)) b(G) = (1/N) sum_r a(r) b(r).
@@ -111,7 +112,7 @@ class DensitySphere:
         bk = basis.backend
         shape = basis.fft_grid
         miller = basis.box_miller.reshape(-1, 3)
-        gmax2 = 8.0 * basis.ecut * (1 + 1e-10)
+        gmax2 = 2.0 * basis.ecut_density * (1 + 1e-10)
         lengths = np.linalg.norm(basis.structure.lattice, axis=1)
         mmax = np.floor(np.sqrt(gmax2) * lengths / (2 * np.pi) + 1e-8).astype(int)
         if np.all(2 * mmax + 1 <= np.array(shape)):
@@ -154,20 +155,23 @@ class PlaneWaveBasis:
     fft_grid: FFT box (n1, n2, n3); default from :func:`default_fft_grid`
     nspin: 1 (unpolarised) or 2 (collinear spin)
     real_gamma: use real wavefunctions at k = 0 (half the FFTs there)
+    ecut_density: the density's cutoff, hartree: its sphere |G|^2/2 <= ecut_density (default 4 ecut,
+                  what products of orbitals reach; pw.x's ecutrho)
     """
 
     def __init__(self, structure: Structure, ecut: float, kpoints, weights, backend: Backend,
-                 fft_grid=None, nspin: int = 1, real_gamma: bool = True):
+                 fft_grid=None, nspin: int = 1, real_gamma: bool = True, ecut_density: float | None = None):
         if not np.isfinite(ecut) or ecut <= 0:
             raise InputError(f"ecut must be a positive number of hartree, got {ecut}")
         self.structure = structure
         self._volume = structure.volume  # (a determinant: asked for in every density and energy)
         self.ecut = float(ecut)
+        self.ecut_density = 4.0 * self.ecut if ecut_density is None else float(ecut_density)
         self.backend = backend
         self.nspin = nspin
         self.real_gamma = real_gamma
         if fft_grid is None:
-            fft_grid = default_fft_grid(structure, ecut)
+            fft_grid = default_fft_grid(structure, self.ecut_density / 4)
         self.fft_grid = tuple(int(n) for n in fft_grid)
         self.kcoords = np.asarray(kpoints, dtype=float).reshape(-1, 3)
         self.kweights = np.asarray(weights, dtype=float).reshape(-1)

@@ -139,8 +139,10 @@ def run(input_file, output, backend, restart, start_from, quiet, verbose, debug)
         s = deck.settings
         echo(f"pwsim {__version__}: {input_file}")
         ecut = f"{s.ecut:g} Ha" if s.ecut is not None else "from the pseudopotentials' hints"
-        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, "
-             f"k-grid {'x'.join(map(str, s.kpoints))}" + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
+        kpoints = (f"k-grid {'x'.join(map(str, s.kpoints))}" if s.kpoint_list is None
+                   else f"{len(s.kpoint_list)} listed k-points")
+        echo(f"{_composition(st.species)}, {st.natoms} atoms; xc {s.xc}, ecut {ecut}, {kpoints}"
+             + (f", smearing {s.smearing}" if s.smearing != "none" else ""))
         timings = {"set-up": time.perf_counter() - t0}
         header = {"printed": False}
 
@@ -268,8 +270,10 @@ def _echo_estimate(est, settings) -> None:
     from .runner import memory_limit
 
     limit, what = memory_limit(settings.max_memory)
+    source = (f"of {'x'.join(map(str, settings.kpoints))}" if settings.kpoint_list is None
+              else f"from a list of {len(settings.kpoint_list)}")
     click.echo(f"electrons {est.n_electrons:g}, bands {est.nbands}, {est.nkpoints} irreducible k-point(s) "
-               f"of {'x'.join(map(str, settings.kpoints))}, ~{est.npw[0]} plane waves per k-point, "
+               f"{source}, ~{est.npw[0]} plane waves per k-point, "
                f"FFT grid {'x'.join(map(str, est.fft_grid))}")
     click.echo(f"estimated memory {est.memory_bytes / 2**20:.0f} MiB ({what} {limit / 2**20:.0f} MiB); "
                f"about {est.seconds_per_iteration:.2g} s per SCF iteration")
@@ -290,6 +294,10 @@ def _resolved_items(table: str, run):
             value = {el: f"{p.source} (q={p.zion:g})" for el, p in run.pseudos.items()}
         elif key in ("ecut", "temperature", "energy_tolerance"):
             value = f"{value:g} Ha"
+        elif key == "ecut_density":
+            value = f"{value:g} Ha" if value is not None else f"{4 * s.ecut:g} Ha (default: 4 ecut)"
+        elif key == "kpoint_list" and value is not None:
+            value = f"{len(value)} points (crystal coordinates, weights normalised)"
         elif key == "nbands" and value is None:
             value = f"{est.nbands} (default)"
         elif key == "fft_grid" and value is None:

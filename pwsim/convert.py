@@ -8,7 +8,7 @@ that no angstrom round trip enters (ASE's own cell reader supports only ``ibrav 
 
 Every translated key becomes a TOML key with a comment naming its source; keys of pw.x's own I/O
 and numerics that do not change the answer are listed as comments; anything pwsim cannot do
-(ultrasoft/PAW files, +U, non-collinear spin, fields, explicit k-point lists, tetrahedra, ...) is an
+(ultrasoft/PAW files, +U, non-collinear spin, fields, band-path k-lists, tetrahedra, ...) is an
 :class:`InputError` of one line naming the key. Units: pw.x's Ry and bohr are written as strings
 with their unit ("30 Ry"), which the TOML reader converts.
 """
@@ -197,10 +197,10 @@ def _lattice(system: dict, lines: list[str]) -> tuple[np.ndarray, float | None]:
         raise InputError("ibrav = 0 needs a CELL_PARAMETERS card")
     option, body = card
     rows = np.array([[_number(x) for x in line.split()[:3]] for line in body[:3]])
-    if option.startswith("bohr"):
-        return rows, alat
-    if option.startswith("angstrom"):
-        return rows / BOHR_IN_ANGSTROM, alat
+    if option.startswith("bohr") or option.startswith("angstrom"):
+        rows = rows if option.startswith("bohr") else rows / BOHR_IN_ANGSTROM
+        # pw.x: without celldm(1) or A, alat is the length of the first lattice vector (for tpiba, alat units)
+        return rows, alat if alat is not None else float(np.linalg.norm(rows[0]))
     if alat is None:  # "alat" or no unit (pw.x's deprecated default)
         raise InputError("CELL_PARAMETERS alat needs celldm(1) or A in &system")
     return rows * alat, alat
@@ -350,11 +350,15 @@ def _hybrid(out: _Toml, system: dict) -> None:
     if system.get("ace") is False:
         out.notes.append("&system ace = .false.: pwsim always compresses the exchange operator (ACE); the exact "
                          "operator agrees with it to 1e-9 Ha (pwsim.hybrid.hybrid_scf(..., ace=False) runs it)")
+    from .pseudo.upf import functional_from_qe
+    from .xc import lookup
+
+    xc = functional_from_qe(str(system.get("input_dft", "")))
     ecutwfc = float(system.get("ecutwfc", 0.0))
-    ecutfock = system.get("ecutfock")
-    if ecutfock is not None and abs(float(ecutfock) - float(system.get("ecutrho", 4 * ecutwfc))) > 1e-9:
-        raise InputError(f"&system ecutfock = {ecutfock}: pwsim's exchange uses the density cutoff (ecutfock = "
-                         "ecutrho, pw.x's default)")
+    ecutfock = float(system.get("ecutfock", system.get("ecutrho", 4 * ecutwfc)))  # pw.x's defaults
+    if xc and lookup(xc).is_hybrid and abs(ecutfock - 4 * ecutwfc) > 1e-9:
+        raise InputError(f"&system ecutfock = {ecutfock:g} Ry (given, or ecutrho's): pwsim's exchange uses "
+                         "4 ecutwfc, pw.x's default ecutrho; set ecutfock = 4 ecutwfc to compare the same physics")
 
 
 def _check_q_mesh(system: dict, kgrid) -> None:
@@ -406,8 +410,11 @@ def _occupations(out: _Toml, system: dict) -> None:
         if degauss <= 0:
             raise InputError("&system occupations = 'smearing' needs degauss > 0")
         out.set("model", "temperature", f"{degauss!r} {_RY}", "&system degauss (Ry)")
+    elif occupations == "tetrahedra":
+        out.set("model", "smearing", "tetrahedra", "&system occupations = 'tetrahedra' (Bloechl-corrected)")
     elif occupations != "fixed":
-        raise InputError(f"&system occupations = '{occupations}': not supported by pwsim (fixed or smearing)")
+        raise InputError(f"&system occupations = '{occupations}': not supported by pwsim (fixed, smearing or "
+                         "tetrahedra)")
 
 
 def _spin(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
@@ -433,8 +440,11 @@ def _basis(out: _Toml, system: dict, lines: list[str], structure, alat) -> None:
         raise InputError("&system ecutwfc is missing")
     out.set("basis", "ecut", f"{ecutwfc!r} {_RY}", "&system ecutwfc (Ry)")
     if "ecutrho" in system and abs(float(system["ecutrho"]) - 4 * ecutwfc) > 1e-9 * ecutwfc:
-        raise InputError(f"&system ecutrho = {system['ecutrho']}: pwsim's density cutoff is 4 ecutwfc "
-                         f"({4 * ecutwfc:g} Ry); a separate one is not supported")
+        ecutrho = float(system["ecutrho"])
+        if ecutrho < 4 * ecutwfc:
+            raise InputError(f"&system ecutrho = {system['ecutrho']}: below 4 ecutwfc ({4 * ecutwfc:g} Ry), "
+                             "which norm-conserving pseudopotentials need")
+        out.set("basis", "ecut_density", f"{ecutrho!r} {_RY}", "&system ecutrho (Ry)")
     if all(f"nr{i}" in system for i in (1, 2, 3)):
         out.set("basis", "fft_grid", [int(system[f"nr{i}"]) for i in (1, 2, 3)], "&system nr1, nr2, nr3")
     if "nbnd" in system:
@@ -450,15 +460,21 @@ def _kpoints(out: _Toml, lines: list[str], structure, alat, nosym: bool) -> None
     if card is None or option == "gamma":
         out.set("basis", "kpoints", [1, 1, 1], "K_POINTS gamma (pwsim uses real wavefunctions at Gamma alone)")
         return
-    if option in ("tpiba", "crystal") and not nosym:
-        grid, shift = _grid_of_list(card[1], option, structure, alat)
-        out.set("basis", "kpoints", list(grid), f"K_POINTS {option}: the list is this grid reduced by symmetry")
-        out.set("basis", "kshift", list(shift), f"K_POINTS {option}: (pwsim reduces the grid itself)")
+    if option in ("tpiba", "crystal"):
+        kpoints, weights = _listed(card[1], option, structure, alat)
+        found = None if nosym else _grid_of_list(kpoints, weights, structure)
+        if found is not None:
+            out.set("basis", "kpoints", list(found[0]), f"K_POINTS {option}: the list is this grid reduced by symmetry")
+            out.set("basis", "kshift", list(found[1]), f"K_POINTS {option}: (pwsim reduces the grid itself)")
+            return
+        rows = [[float(x) for x in k] + [float(w)] for k, w in zip(kpoints, weights)]
+        out.set("basis", "kpoint_list", rows, f"K_POINTS {option}: k1 k2 k3 in crystal coordinates"
+                + (" (from 2 pi/alat units)" if option == "tpiba" else "") + ", weight; as pw.x"
+                + (" (nosym: the list as given)" if nosym else " (each point's lattice star, crystal symmetry)"))
         return
     if option != "automatic":
-        raise InputError(f"K_POINTS {option}: explicit k-point lists are not supported by pwsim yet (a tpiba or "
-                         "crystal list is accepted where it is a Monkhorst-Pack grid reduced by symmetry); "
-                         "use K_POINTS automatic (or gamma)")
+        raise InputError(f"K_POINTS {option}: band-path lists (tpiba_b, crystal_b) are for `pwsim bands`; "
+                         "an SCF takes K_POINTS automatic, gamma, tpiba or crystal")
     numbers = [int(x) for x in card[1][0].split()[:6]]
     if len(numbers) != 6 or any(s not in (0, 1) for s in numbers[3:]):
         raise InputError("K_POINTS automatic: expected six integers, n1 n2 n3 and shifts 0 or 1")
@@ -466,36 +482,51 @@ def _kpoints(out: _Toml, lines: list[str], structure, alat, nosym: bool) -> None
     out.set("basis", "kshift", numbers[3:], "K_POINTS automatic shifts (half a step, as pw.x)")
 
 
-def _grid_of_list(body: list[str], option: str, structure, alat) -> tuple[tuple, tuple]:
-    """The Monkhorst-Pack grid (n, n, n and shifts) of which an explicit weighted k-point list (QE's
-    special points, tpiba or crystal) is the irreducible set: both, unfolded by the crystal's
-    operations and time reversal, must carry the same weight on every point. InputError if none
-    of the grids up to 16^3 matches."""
-    from .symmetry import find_symmetry, symmetrized_kpoints
-
+def _listed(body: list[str], option: str, structure, alat) -> tuple[np.ndarray, np.ndarray]:
+    """An explicit K_POINTS tpiba | crystal list: (n, 3) crystal coordinates (fractions of b1, b2,
+    b3) and (n,) weights as written (pw.x normalises them)."""
     try:
         count = int(body[0].split()[0])
         rows = np.array([[_number(x) for x in line.split()[:4]] for line in body[1:1 + count]])
     except (IndexError, ValueError, InputError):
         raise InputError(f"K_POINTS {option}: expected the number of points, then k1 k2 k3 weight lines") from None
-    if rows.shape != (count, 4):
+    if count < 1 or rows.shape != (count, 4):
         raise InputError(f"K_POINTS {option}: expected {count} lines of k1 k2 k3 weight")
+    if not np.all(rows[:, 3] > 0):
+        raise InputError(f"K_POINTS {option}: every weight must be positive")
     kpoints = rows[:, :3]
     if option == "tpiba":
         if alat is None:
             raise InputError("K_POINTS tpiba needs celldm(1) or A in &system")
         kpoints = kpoints @ structure.lattice.T / alat  # k.a_j / 2 pi, the fractional coordinates
+    return kpoints, rows[:, 3]
+
+
+def _grid_of_list(kpoints: np.ndarray, weights: np.ndarray, structure) -> tuple[tuple, tuple] | None:
+    """The Monkhorst-Pack grid (n, n, n and shifts) of which an explicit weighted k-point list (QE's
+    special points) is the irreducible set: both, unfolded by the crystal's operations and time
+    reversal, must carry the same weight on every point. None if no grid up to 16^3 matches (the
+    list is then written as [basis] kpoint_list, which gives the same result, without a grid)."""
+    from .symmetry import find_symmetry, lattice_point_group, symmetrized_kpoints
+
     symmetry = find_symmetry(structure)
-    target = _orbit_weights(kpoints, rows[:, 3] / rows[:, 3].sum(), symmetry)
+    target = _orbit_weights(kpoints, weights / weights.sum(), symmetry)
+    # every image of the listed points under the lattice's rotations (a grid point's are on the grid)
+    images = np.concatenate([kpoints @ m.T for m in lattice_point_group(structure.lattice).reciprocal_rotations()])
     for n in range(1, 17):
+        if n**3 > 2 * 48 * len(kpoints):  # a grid this fine reduces to more points than the list has
+            break
         for shift in ((0, 0, 0), (1, 1, 1), (0, 0, 1)):
+            on_grid = images * n - 0.5 * np.array(shift)
+            on_grid = np.all(np.abs(on_grid - np.rint(on_grid)) < 1e-5, axis=1).reshape(-1, len(kpoints))
+            if not np.all(on_grid.any(axis=0)):
+                continue
             _, kset = symmetrized_kpoints(structure, (n, n, n), shift, symmetry, "full")
-            if kset.nk == count and _orbit_weights(kset.fractional, kset.weights, symmetry).keys() == target.keys():
-                found = _orbit_weights(kset.fractional, kset.weights, symmetry)
+            found = _orbit_weights(kset.fractional, kset.weights, symmetry) if kset.nk == len(kpoints) else {}
+            if found.keys() == target.keys():
                 if all(abs(found[key] - target[key]) < 1e-6 for key in target):
                     return (n, n, n), shift
-    raise InputError(f"K_POINTS {option}: this explicit list is not a Monkhorst-Pack grid reduced by symmetry; "
-                     "explicit k-point lists are not supported by pwsim yet")
+    return None
 
 
 def _orbit_weights(kpoints: np.ndarray, weights: np.ndarray, symmetry) -> dict:
@@ -676,14 +707,16 @@ KEY_TABLE = {
     ("system", "nat"): ("[structure] species, positions", "", "ATOMIC_POSITIONS in alat, bohr, angstrom, crystal"),
     ("system", "ntyp"): ("[model] pseudopotentials", "", "ATOMIC_SPECIES; one file per element"),
     ("system", "ecutwfc"): ("[basis] ecut", "Ry", "written as \"X Ry\""),
-    ("system", "ecutrho"): ("(none)", "Ry", "must be 4 ecutwfc, pwsim's density cutoff; else refused"),
+    ("system", "ecutrho"): ("[basis] ecut_density", "Ry", "written where it is not 4 ecutwfc (the default); "
+                                                           "below 4 ecutwfc refused"),
     ("system", "nbnd"): ("[basis] nbands", "", ""),
     ("system", "nosym"): ("[basis] symmetry = false", "", "noinv likewise"),
     ("system", "noinv"): ("[basis] symmetry = false", "", ""),
     ("system", "nr1"): ("[basis] fft_grid", "", "nr1, nr2, nr3 together"),
     ("system", "nr2"): ("[basis] fft_grid", "", ""),
     ("system", "nr3"): ("[basis] fft_grid", "", ""),
-    ("system", "occupations"): ("[model] smearing", "", "'fixed' -> none, 'smearing'; others refused"),
+    ("system", "occupations"): ("[model] smearing", "", "'fixed' -> none, 'smearing', 'tetrahedra' (Bloechl); "
+                                                       "tetrahedra_opt, tetrahedra_lin, from_input refused"),
     ("system", "smearing"): ("[model] smearing", "", "gaussian, mp/m-p, mv/m-v/cold, fd/f-d"),
     ("system", "degauss"): ("[model] temperature", "Ry", ""),
     ("system", "nspin"): ("[model] spin", "", "2 -> collinear; 4 refused"),
@@ -702,7 +735,7 @@ KEY_TABLE = {
                          "is refused with a k mesh"),
     ("system", "nqx2"): ("(the k mesh)", "", ""),
     ("system", "nqx3"): ("(the k mesh)", "", ""),
-    ("system", "ecutfock"): ("(none)", "Ry", "must be ecutrho (pw.x's default); else refused"),
+    ("system", "ecutfock"): ("(none)", "Ry", "a hybrid's ecutfock (default ecutrho) must be 4 ecutwfc; else refused"),
     ("system", "ace"): ("(always on)", "", "pwsim always uses ACE"),
     ("control", "tefield"): ("[model] dipole_correction", "", "with dipfield and eamp = 0 only"),
     ("control", "dipfield"): ("[model] dipole_correction", "", ""),
@@ -733,9 +766,11 @@ def qe_users_markdown() -> str:
     for (namelist, key), (target, units, note) in KEY_TABLE.items():
         lines.append(f"| &{namelist} | `{key}` | {target} | {units} | {note} |")
     lines += ["", ("Cards: `ATOMIC_SPECIES`, `ATOMIC_POSITIONS` (alat, bohr, angstrom, crystal), `CELL_PARAMETERS`"
-                   " (alat, bohr, angstrom), `K_POINTS automatic | gamma`, and `tpiba | crystal` lists that are a"
-                   " Monkhorst-Pack grid reduced by symmetry (QE's special points: written as that grid); other"
-                   " explicit lists and tpiba_b, crystal_b are refused."), "",
+                   " (alat, bohr, angstrom), `K_POINTS automatic | gamma`, and `tpiba | crystal` lists: one that is a"
+                   " Monkhorst-Pack grid reduced by symmetry (QE's special points) is written as that grid, any other"
+                   " as `[basis] kpoint_list` in crystal coordinates with its weights (tpiba: k.a_j / alat), read as"
+                   " pw.x does (each point's lattice star, the crystal's symmetry; with nosym the list as given);"
+                   " tpiba_b, crystal_b (band paths) are refused."), "",
               "Refused (one line naming the key, exit status 2): " + ", ".join(
                   f"`{k}` ({why})" for k, why in sorted(UNSUPPORTED.items())) + ".", "",
               "Noted as comments, not translated (pw.x's own I/O and numerics): "

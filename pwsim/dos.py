@@ -236,6 +236,9 @@ def _unfold(result):
     s = result.settings or {}
     grid = tuple(int(v) for v in s.get("kpoints", ()))
     shift = tuple(int(v) for v in (s.get("kshift") or (0, 0, 0)))
+    if s.get("kpoint_list") is not None:
+        raise InputError("the tetrahedron method needs a Monkhorst-Pack grid; this run used an explicit k-point "
+                         "list ([basis] kpoint_list): use the Gaussian method")
     if len(grid) != 3:
         raise InputError("the tetrahedron method needs the Monkhorst-Pack grid of the SCF (settings.kpoints)")
     symmetry = find_symmetry(result.structure, magnetic_moments=s.get("magnetic_moments")) \

@@ -86,6 +86,8 @@ def compute_occupations(setup: Setup, eigenvalues) -> occ_mod.Occupations:
     populations = spin_populations(setup)
     if s.smearing == "none":
         return occ_mod.fixed_occupations(eigenvalues, populations or setup.n_electrons, setup.nspin)
+    if s.smearing == "tetrahedra":
+        return _tetrahedron_occupations(setup, eigenvalues, populations)
     weights = setup.kpoint_set.weights
     if populations is None:
         return occ_mod.smeared_occupations(eigenvalues, weights, setup.n_electrons, s.smearing, s.temperature)
@@ -94,6 +96,18 @@ def compute_occupations(setup: Setup, eigenvalues) -> occ_mod.Occupations:
                                          per_state=1.0) for i in range(2)]
     return occ_mod.Occupations(np.concatenate([p.occupations for p in parts]), parts[0].fermi_level,
                                parts[0].entropy_energy + parts[1].entropy_energy,
+                               extra_fermi_levels=[p.fermi_level for p in parts])
+
+
+def _tetrahedron_occupations(setup: Setup, eigenvalues, populations) -> occ_mod.Occupations:
+    """Blöchl-corrected tetrahedra (pwsim.tetrahedra): one Fermi level, or one per fixed spin population."""
+    from .tetrahedra import tetrahedron_occupations
+
+    if populations is None:
+        return tetrahedron_occupations(eigenvalues, setup.kpoint_set, setup.n_electrons)
+    parts = [tetrahedron_occupations(eigenvalues[i:i + 1], setup.kpoint_set, populations[i], per_state=1.0)
+             for i in range(2)]
+    return occ_mod.Occupations(np.concatenate([p.occupations for p in parts]), parts[0].fermi_level, 0.0,
                                extra_fermi_levels=[p.fermi_level for p in parts])
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .coulomb import ExchangeKernel
 from .errors import InputError, InputWarning
 from .results import Result
-from .settings import Settings, make_settings
+from .settings import Settings, SettingsError, make_settings
 from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
@@ -190,6 +190,9 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     else:
         name = lookup(setup.settings.xc).name
     record = _record(name)
+    if getattr(setup.kpoint_set, "listed", False):  # the exchange kernel's q-sum and its divergence need a grid
+        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
+                                                    "kshift), not an explicit list")
     if setup.settings.compute_stress:
         warnings.warn("the stress of hybrid functionals is not implemented yet: not computed", InputWarning,
                       stacklevel=2)

@@ -21,7 +21,7 @@ from .special import erfc, expit
 
 from .errors import InputError
 
-SMEARINGS = ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt")
+SMEARINGS = ("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt", "tetrahedra")
 
 #: the names other codes' users type (QE occupations/smearing, ABINIT occopt, ASE/GPAW), lower case
 SMEARING_ALIASES = {
@@ -31,6 +31,7 @@ SMEARING_ALIASES = {
     "mp": "methfessel-paxton", "m-p": "methfessel-paxton", "methfessel-paxton": "methfessel-paxton",
     "mv": "marzari-vanderbilt", "m-v": "marzari-vanderbilt", "cold": "marzari-vanderbilt",
     "marzari-vanderbilt": "marzari-vanderbilt",
+    "tetrahedra": "tetrahedra", "tetrahedron": "tetrahedra", "tetra": "tetrahedra",
 }
 
 

@@ -163,11 +163,13 @@ def _from_phonopy_atoms(atoms) -> Structure:
 
 def plan(structure: Structure, settings=None, phonon_settings: PhononSettings | None = None, **kwargs) -> PhononPlan:
     """Displacements and supercell settings of a phonon job (nothing is computed)."""
-    from .settings import make_settings, validated
+    from .settings import SettingsError, make_settings, validated
 
     phonopy = _phonopy()
     ps = phonon_settings or PhononSettings()
     base = validated(make_settings(settings, **kwargs))
+    if base.kpoint_list is not None:  # a list of the primitive cell has no supercell counterpart here
+        raise SettingsError("basis", "kpoint_list", "phonons need a Monkhorst-Pack grid (kpoints, kshift)")
     ncells = round(abs(np.linalg.det(ps.supercell)))
     overrides = dict(kpoints=supercell_kpoints(structure.lattice, base.kpoints, ps.supercell),
                      compute_forces=True, compute_stress=False, save_wavefunctions=False,

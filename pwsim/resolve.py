@@ -211,7 +211,12 @@ def fft_grid_for(structure: Structure, settings) -> tuple[int, int, int]:
 
     if settings.fft_grid is not None:
         return tuple(int(n) for n in settings.fft_grid)
-    return default_fft_grid(structure, settings.ecut)
+    return default_fft_grid(structure, density_cutoff(settings) / 4)
+
+
+def density_cutoff(settings) -> float:
+    """[basis] ecut_density, or its default 4 ecut (hartree): the density's sphere |G|^2/2 <= it."""
+    return float(settings.ecut_density) if settings.ecut_density is not None else 4.0 * float(settings.ecut)
 
 
 def check_sphere_fits(structure: Structure, ecut: float, fft_grid, kpoints) -> None:
@@ -278,17 +283,22 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
         s = mark_validated(dataclasses.replace(s, ecut=default_ecut(pseudos)))
     n_electrons = count_electrons(structure, pseudos, s.charge)
     nspin, nbands = _check_spin_and_bands(structure, s, n_electrons)
+    if s.ecut_density is not None and s.ecut_density < 4 * s.ecut * (1 - 1e-12):
+        raise SettingsError("basis", "ecut_density", f"{s.ecut_density:g} Ha is below 4 ecut = {4 * s.ecut:g} Ha, "
+                                                     "where products of orbitals reach (pw.x's ecutrho >= 4 ecutwfc)")
     grid_k, shift_k = tuple(s.kpoints), tuple(s.kshift)
+    listed = None if s.kpoint_list is None else np.asarray(s.kpoint_list, dtype=float)
     fft_grid = fft_grid_for(structure, s)
-    check_sphere_fits(structure, s.ecut, fft_grid, _grid_axis_kpoints(grid_k, shift_k))
+    check_sphere_fits(structure, s.ecut, fft_grid,
+                      _grid_axis_kpoints(grid_k, shift_k) if listed is None else listed[:, :3])
     per_kind = {e: sum((2 * l + 1) * np.asarray(h).shape[0] for l, h in enumerate(pseudos[e].h))
                 for e in structure.kinds()}
     nproj = sum(per_kind[e] for e in structure.species)
-    nfull = int(np.prod(grid_k))
+    nfull = int(np.prod(grid_k)) if listed is None else len(listed)
     nsym_bound = MAX_POINT_GROUP_ORDER if s.symmetry else 1
     sizes = Sizes(nwork=nbands + extra_bands(nbands), n_atomic=atomic_orbital_count(structure),
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
-                  nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
+                  nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=_gamma_only(nfull, shift_k, listed),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
                   derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
                   exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin))
@@ -303,8 +313,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     _check_lower_bound(sizes, point_group.nsym, point_group.spacegroup, n_electrons, nbands, limit, s.max_memory,
                        reduction=True)
     # 'full': the whole group, the grid completed as pw.x does; 'grid': the grid's subgroup, the literal grid
-    symmetry, kset = symmetrized_kpoints(structure, grid_k, shift_k, point_group,
-                                         s.kpoint_symmetrization if s.symmetry else "grid")
+    symmetry, kset = _kpoints(structure, s, point_group, listed, fft_grid)
     sizes.nsym = symmetry.nsym
     symmetrize = symmetry.nsym > 1 and (kset.completed or kset.nk < time_reversal_count(grid_k, shift_k))
     est = _estimate(sizes, kset.nk, symmetrize, n_electrons, nbands, symmetry.spacegroup, symmetry.nsym, exact=True)
@@ -319,6 +328,31 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     for message in run.warnings:
         warnings.warn(message, InputWarning, stacklevel=2)
     return run
+
+
+def _kpoints(structure: Structure, s, point_group, listed, fft_grid):
+    """(the operations that symmetrise the density, the KpointSet) of the grid or the explicit list."""
+    if listed is None:
+        symmetry, kset = symmetrized_kpoints(structure, tuple(s.kpoints), tuple(s.kshift), point_group,
+                                             s.kpoint_symmetrization if s.symmetry else "grid")
+    else:  # an explicit list: pw.x's construction ('full'), or the literal list (pwsim.kpoint_list)
+        from .kpoint_list import listed_kpoints
+
+        symmetry, kset = listed_kpoints(structure, listed, point_group, s.kpoint_symmetrization, s.symmetry)
+        check_sphere_fits(structure, s.ecut, fft_grid, kset.fractional)
+    if s.smearing == "tetrahedra" and (kset.listed or kset.completed):
+        raise SettingsError("model", "smearing", "'tetrahedra' needs a Monkhorst-Pack grid reduced by the crystal's "
+                                                 "own operations: not an explicit k-point list, nor a grid the "
+                                                 "lattice's rotations complete (use an unshifted grid or "
+                                                 "kpoint_symmetrization = 'grid')")
+    return symmetry, kset
+
+
+def _gamma_only(nfull: int, shift, listed) -> bool:
+    """Whether the run has the one k-point Gamma (real wavefunctions there, a smaller estimate)."""
+    if listed is not None:
+        return len(listed) == 1 and bool(np.all(np.abs(listed[0, :3]) < 1e-12))
+    return nfull == 1 and not any(shift)
 
 
 def check_kpoint_grid(grid) -> None:

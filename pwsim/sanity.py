@@ -82,7 +82,8 @@ def sanity_warnings(run) -> list[str]:
         out.append(message)
     lengths = np.linalg.norm(structure.lattice, axis=1)
     periodic = [i for i in range(3) if not vacuum[i]]
-    if tuple(s.kpoints) == (1, 1, 1) and periodic and min(lengths[i] for i in periodic) < GAMMA_ONLY_LENGTH:
+    gamma_only = tuple(s.kpoints) == (1, 1, 1) and s.kpoint_list is None
+    if gamma_only and periodic and min(lengths[i] for i in periodic) < GAMMA_ONLY_LENGTH:
         axes = ", ".join(f"a{i + 1}" for i in periodic)
         out.append(f"the structure is a crystal (no vacuum along {axes}) but [basis] kpoints = [1, 1, 1] samples "
                    "the Gamma point only; converge the k-point grid")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import hostthreads, parallel
 from .backend import _default_threads, get_backend
 from .basis import PlaneWaveBasis
-from .resolve import ResolvedRun, resolve
+from .resolve import ResolvedRun, density_cutoff, resolve
 from .settings import Settings, default_density_tolerance
 from .structure import Structure
 from .symmetry import DensitySymmetrizer
@@ -91,7 +91,8 @@ def setup_of(run: ResolvedRun, real_gamma: bool = True, distribute: bool = True)
     backend = get_backend(s.backend, s.precision, threads=threads)
     kset = run.kpoint_set
     basis = PlaneWaveBasis(run.structure, s.ecut, kset.fractional, kset.weights, backend,
-                           fft_grid=run.fft_grid, nspin=run.nspin, real_gamma=real_gamma)
+                           fft_grid=run.fft_grid, nspin=run.nspin, real_gamma=real_gamma,
+                           ecut_density=density_cutoff(s))
     layout = parallel.choose_layout(len(basis.kpoints), backend, (s.parallel or {}).get("pools")) if distribute else None
     setup = Setup(run.structure, s, backend, run.pseudos, basis, run.symmetry, kset, run.n_electrons, run.nbands,
                   run.nspin, layout=layout)

@@ -100,8 +100,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "'libxc:<x>+<c>' (pip install 'pwsim[libxc]')", choices=FUNCTIONALS,
                   canonical=canonical_name),
         "charge": Key("float", 0.0, "net charge of the cell (electrons removed)", "e", minimum=-1000.0, maximum=1000.0),
-        "smearing": Key("str", "none", "occupation smearing for metals",
-                        choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt"),
+        "smearing": Key("str", "none", "occupation smearing for metals; 'tetrahedra': the tetrahedron method "
+                                       "with Blöchl's correction on the Monkhorst-Pack grid (pw.x's "
+                                       "occupations = 'tetrahedra'; no temperature)",
+                        choices=("none", "fermi-dirac", "gaussian", "methfessel-paxton", "marzari-vanderbilt",
+                                 "tetrahedra"),
                         aliases=tuple(SMEARING_ALIASES.items())),
         "temperature": Key("energy", 0.0, "smearing width (needed with smearing)", "hartree", minimum=0.0,
                            maximum=1.0),
@@ -148,9 +151,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
                                     "of the pseudopotentials, 15 Ha for GTH)", "hartree", minimum=0.0, maximum=2000.0,
                     exclusive=True),
+        "ecut_density": Key("energy", None, "density cutoff: the sphere |G|^2/2 <= ecut_density of the density, the "
+                                            "local potentials and the FFT box (default 4 ecut, what products of "
+                                            "orbitals reach; pw.x's ecutrho); at least 4 ecut", "hartree",
+                            minimum=0.0, maximum=8000.0, exclusive=True),
         "kpoints": Key("int3", (1, 1, 1), "Monkhorst-Pack grid (at most 262144 points in all, e.g. 64x64x64)",
                        minimum=1, maximum=200),
         "kshift": Key("int3", (0, 0, 0), "grid shift by half a step (0 or 1 per direction)", minimum=0, maximum=1),
+        "kpoint_list": Key("kpoint_list", None, "explicit k-points instead of kpoints/kshift: rows [k1, k2, k3, "
+                                                "weight], k in crystal coordinates (fractions of the reciprocal "
+                                                "vectors b1, b2, b3, as pw.x's K_POINTS crystal), weights positive "
+                                                "(normalised to sum 1). With symmetry, as pw.x: each point stands "
+                                                "for its star under the lattice's rotations and the density gets "
+                                                "the crystal's group ('grid': the literal list, with the operations "
+                                                "it respects); symmetry = false: the list as given"),
         "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)",
                       minimum=1, maximum=100000),
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
@@ -413,6 +427,8 @@ _QE, _ASE = "Quantum ESPRESSO", "ASE/GPAW"
 FOREIGN_KEYS: dict[str, ForeignKey] = {
     # accepted with their Quantum ESPRESSO meaning (Python API, ASE calculator)
     "ecutwfc": ForeignKey(_QE, "the wavefunction cutoff, Ry", "[basis] ecut", lambda v: {"ecut": _rydberg(v)}),
+    "ecutrho": ForeignKey(_QE, "the density cutoff, Ry", "[basis] ecut_density",
+                          lambda v: {"ecut_density": _rydberg(v)}),
     "degauss": ForeignKey(_QE, "the smearing width, Ry", "[model] temperature",
                           lambda v: {"temperature": _rydberg(v)}),
     "nspin": ForeignKey(_QE, "1 unpolarised, 2 collinear spin", "[model] spin", _nspin),
@@ -436,8 +452,6 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {
                                          "[model] magnetic_moments",
                                          note="per atom in Bohr magnetons: starting_magnetization times the "
                                               "species' valence electrons; with spin = 'collinear'"),
-    "ecutrho": ForeignKey(_QE, "the density cutoff, Ry", "",
-                          note="pwsim's density cutoff is 4 ecut; a larger FFT box: [basis] fft_grid"),
     "conv_thr": ForeignKey(_QE, "the estimated SCF energy error, Ry", "[scf] energy_tolerance",
                            note="a change of the energy between iterations, Ha; with [scf] density_tolerance"),
     "mixing_beta": ForeignKey(_QE, "the Broyden mixing factor", "[scf] mixing_damping",
@@ -460,7 +474,7 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {
     "celldm": ForeignKey(_QE, "the lattice parameters, bohr", "[structure] lattice"),
     "kpts": ForeignKey(_ASE, "the k-point grid, ASE's Monkhorst-Pack convention", "[basis] kpoints and kshift",
                        note="the ASE calculator pwsim.ase.PWSim takes kpts"),
-    "k_points": ForeignKey(_QE, "the k-point card", "[basis] kpoints and kshift"),
+    "k_points": ForeignKey(_QE, "the k-point card", "[basis] kpoints and kshift, or kpoint_list"),
     "magmom": ForeignKey(_ASE, "the initial moment of every atom (ASE's atoms.set_initial_magnetic_moments)",
                          "[model] magnetic_moments"),
     "convergence": ForeignKey(_ASE, "GPAW's convergence criteria", "[scf] energy_tolerance and density_tolerance"),
@@ -671,7 +685,30 @@ def check_value(value, spec: Key, table: str, key: str):
                 raise SettingsError(table, key, f"{name} must be an integer, got {_describe(entry)}")
             check_bounds(int(entry), spec, table, key)
         return {str(name): int(entry) for name, entry in value.items()}
+    if kind == "kpoint_list":
+        return _kpoint_rows(value, table, key)
     return value  # "list", "matrix3": checked where the structure is built
+
+
+#: most rows of [basis] kpoint_list (stored as one HDF5 attribute, which must stay under 64 kB)
+MAX_KPOINT_ROWS = 1500
+
+
+def _kpoint_rows(value, table, key) -> list:
+    """[[k1, k2, k3, w], ...] as floats: finite, weights positive, at most MAX_KPOINT_ROWS rows."""
+    rows = _sequence(value.tolist() if isinstance(value, np.ndarray) and value.ndim == 2 else value, table, key,
+                     "rows [k1, k2, k3, weight]")
+    if not rows or len(rows) > MAX_KPOINT_ROWS:
+        raise SettingsError(table, key, f"expected 1 to {MAX_KPOINT_ROWS} rows [k1, k2, k3, weight], got {len(rows)}")
+    out = []
+    for row in rows:
+        items = list(row) if isinstance(row, (list, tuple, np.ndarray)) else None
+        if items is None or len(items) != 4 or not all(_is_real(v) for v in items):
+            raise SettingsError(table, key, f"expected rows [k1, k2, k3, weight] of numbers, got {_short(row)}")
+        if not all(math.isfinite(float(v)) for v in items) or not float(items[3]) > 0:
+            raise SettingsError(table, key, f"coordinates must be finite and the weight positive, got {_short(row)}")
+        out.append([float(v) for v in items])
+    return out
 
 
 def validated(settings) -> Settings:
@@ -687,9 +724,15 @@ def validated(settings) -> Settings:
     for key in API_ONLY:
         if not isinstance(getattr(out, key), (bool, np.bool_)):
             raise SettingsError(None, None, f"{key} must be true or false, got {_describe(getattr(out, key))}")
-    if out.smearing != "none" and not out.temperature > 0:
+    if out.smearing == "tetrahedra" and out.temperature != 0:
+        raise SettingsError("model", "temperature", "the tetrahedron method has no smearing width; leave "
+                                                    "temperature out with smearing = 'tetrahedra'")
+    if out.smearing not in ("none", "tetrahedra") and not out.temperature > 0:
         raise SettingsError("model", "smearing", f"smearing {out.smearing!r} needs a positive temperature "
                                                  "(the smearing width, e.g. temperature = 0.01 or '0.27 eV')")
+    if out.kpoint_list is not None and (tuple(out.kpoints) != (1, 1, 1) or any(out.kshift)):
+        raise SettingsError("basis", "kpoint_list", "give either a grid (kpoints, kshift) or an explicit list, "
+                                                    "not both")
     for key in ("magnetic_moments", "magnetization"):
         if getattr(out, key) is not None and out.spin != "collinear":
             raise SettingsError("model", key, "needs spin = 'collinear' in [model]")

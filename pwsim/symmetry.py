@@ -275,6 +275,8 @@ class KpointSet:
     completed:           True when the points are those of the grid's completion by the lattice's
                          point group (:func:`completed_kpoints`): some lie off the grid, the weights
                          are not star counts, and the density always needs symmetrising.
+    listed:              True for an explicit k-point list (:mod:`pwsim.kpoint_list`): ``grid`` and
+                         ``shift`` are None and ``full_kpoints`` is the (expanded) list, no grid.
     """
 
     fractional: np.ndarray
@@ -290,6 +292,7 @@ class KpointSet:
     time_reversal: bool = True
     grid_symmetric: bool = True
     completed: bool = False
+    listed: bool = False
 
     @property
     def nk(self) -> int:
@@ -338,6 +341,9 @@ def kpoint_symmetrization_note(structure: Structure, settings) -> str:
     shift = tuple(int(s) for s in settings.kshift)
     if not settings.symmetry:
         return "k-point symmetrisation: off (symmetry = false): the full grid is computed"
+    if getattr(settings, "kpoint_list", None) is not None:
+        return ("k-point symmetrisation: an explicit list ('full': each point stands for its star under the lattice's "
+                "rotations, as pw.x; 'grid': the literal list), see pwsim.kpoint_list")
     full = find_symmetry(structure, magnetic_moments=settings.magnetic_moments)
     kept = grid_preserving_subgroup(full, grid, shift).nsym
     mode = settings.kpoint_symmetrization

@@ -174,6 +174,11 @@ def test_fixed_moment_stores_both_fermi_levels(tmp_path):
     with h5py.File(path) as f:
         np.testing.assert_allclose(f["fermi_levels"][()] * HARTREE_IN_EV, levels, rtol=1e-12)
         assert f["fermi_levels"].attrs["units"] == "hartree"
+    from pwsim import load
+
+    back = load(path)  # pwsim.load reads both spins' levels back
+    np.testing.assert_allclose(back.extra["fermi_levels"] * HARTREE_IN_EV, levels, rtol=1e-12)
+    assert back.fermi_level == pytest.approx(levels[0] / HARTREE_IN_EV, rel=1e-12)
 
 
 @pytest.mark.slow

@@ -93,13 +93,13 @@ def test_spin_relax_and_gamma_translate():
 
 @needs_pseudos
 @pytest.mark.parametrize("change, fragment", [
-    (dict(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"), "K_POINTS crystal"),
+    (dict(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 0"), "K_POINTS crystal"),
     (dict(kpoints="tpiba_b\n 1\n 0 0 0 1"), "K_POINTS tpiba_b"),
-    (dict(system=", occupations='tetrahedra'"), "occupations = 'tetrahedra'"),
+    (dict(system=", occupations='tetrahedra_opt'"), "occupations = 'tetrahedra_opt'"),
     (dict(system=", noncolin=.true."), "noncolin"),
     (dict(system=", lda_plus_u=.true."), "lda_plus_u"),
     (dict(system=", nspin=4"), "nspin"),
-    (dict(system=", ecutrho=200"), "ecutrho"),
+    (dict(system=", ecutrho=40"), "ecutrho"),
     (dict(system=", some_new_key=1"), "some_new_key"),
     (dict(calculation="bands"), "calculation = 'bands'"),
     (dict(pseudo="Si.pbe-nl-rrkjus_psl.1.0.0.UPF"), "ultrasoft"),
@@ -115,7 +115,7 @@ def test_unsupported_constructs_are_one_line_naming_the_key(change, fragment):
 @needs_pseudos
 def test_command_line(tmp_path):
     bad = tmp_path / "bad.in"
-    bad.write_text(_si(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"))
+    bad.write_text(_si(kpoints="crystal\n 2\n 0 0 0 1\n 0.1 0.2"))
     out = tmp_path / "bad.toml"
     proc = subprocess.run([sys.executable, "-m", "pwsim", "convert", str(bad), "-o", str(out)],
                           capture_output=True, text=True, timeout=120)
@@ -165,8 +165,16 @@ def test_check_and_run_recognise_a_pw_x_input(tmp_path):
 @needs_pseudos
 def test_an_explicit_list_that_is_a_reduced_grid_becomes_that_grid():
     """QE's special-point lists (the test suite's K_POINTS tpiba of 10 points for fcc Al) are Monkhorst-Pack
-    grids reduced by symmetry; a list that is no such grid is refused."""
+    grids reduced by symmetry; a list that is no such grid becomes [basis] kpoint_list in crystal
+    coordinates (tpiba: k.a_j / alat), and with nosym the list is kept as given."""
     text = convert_text((HERE / "qe_suite_metal_mp.pwi").read_text(), "metal.in", HERE)
     assert "kpoints = [4, 4, 4]" in text and "kshift = [1, 1, 1]" in text
-    with pytest.raises(pwsim.InputError, match="not a Monkhorst-Pack grid"):
-        convert_text(_si(kpoints="tpiba\n 2\n 0 0 0 1\n 0.1 0.2 0.3 1"), "si.in", HERE)
+    deck = parse_text(convert_text(_si(kpoints="tpiba\n 2\n 0 0 0 1\n 0.1 0.2 0.3 3"), "si.in", HERE), "si.toml")
+    lattice = deck.structure.lattice  # fcc, a = 10.2 bohr: a_1 = a/2 (-1, 0, 1) in pw.x's ibrav 2
+    expected = np.array([[0, 0, 0, 1], [*(np.array([0.1, 0.2, 0.3]) @ lattice.T / 10.2), 3]])
+    np.testing.assert_allclose(deck.settings.kpoint_list, expected, atol=1e-12)
+    assert deck.settings.kpoints == (1, 1, 1) and deck.settings.symmetry
+    deck = parse_text(convert_text(_si(system=", nosym=.true.", kpoints="crystal\n 2\n 0 0 0 1\n 0.5 0 0 1"), "si.in",
+                                   HERE), "si.toml")
+    np.testing.assert_allclose(deck.settings.kpoint_list, [[0, 0, 0, 1], [0.5, 0, 0, 1]])
+    assert deck.settings.symmetry is False

@@ -523,6 +523,7 @@ def test_check_prints_warnings_on_stdout(tmp_path):
 #: every foreign key pwsim accepts, a value, and the pwsim fields (atomic units) it must become
 ACCEPTED = {
     "ecutwfc": (30, {"ecut": 15.0}),                      # Ry
+    "ecutrho": (120, {"ecut_density": 60.0}),             # Ry
     "degauss": (0.02, {"temperature": 0.01}),             # Ry
     "nspin": (2, {"spin": "collinear"}),
     "tot_magnetization": (2.0, {"magnetization": 2.0}),

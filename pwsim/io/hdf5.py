@@ -597,6 +597,8 @@ def _read(f, path) -> Result:
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names],
                                       "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0}
+    if v.get("fermi_levels") is not None:  # a fixed total moment: spin up, spin down (hartree)
+        result.extra["fermi_levels"] = np.asarray(v["fermi_levels"], dtype=float)
     for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):
         if isinstance(f.get(name), h5py.Group):
             result.extra[name] = _read_group(f[name])

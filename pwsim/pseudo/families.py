@@ -4,7 +4,7 @@ A run names, per element, a *family* (``"pseudodojo"``: the PseudoDojo v0.4 stan
 with pwsim, for ``lda`` and ``pbe``; ``"gth"``: the shipped CP2K GTH sets), a shipped GTH name such as
 ``"Si-q4"``, or a file of one's own. A run that names none gets :func:`default_family`: PseudoDojo
 where its functional has a table, GTH otherwise. A file's format is recognised from its content (UPF v1/v2,
-ABINIT psp8, CP2K GTH text; gzip-compressed or not), not from its name.
+ABINIT psp8, ABINIT GTH/HGH (pspcod 2, 3, 10), CP2K GTH text; gzip-compressed or not), not from its name.
 
 The functional a file was generated with must be the run's: a mismatch is an input error unless
 the caller allows it (``allow_mismatch``). GTH "Pade" files count as LDA for every LDA variant, as
@@ -23,6 +23,8 @@ from ..errors import InputError, content_free
 from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
 from .numerical import NumericalPseudo
+from .abinit_gth import PSPCODS as ABINIT_GTH_PSPCODS
+from .abinit_gth import parse_abinit_gth
 from .psp8 import parse_psp8
 from .upf import parse_upf
 
@@ -70,15 +72,20 @@ def pseudo_provenance(pseudos: dict) -> dict:
 
 
 def detect_format(text: str) -> str:
-    """'upf', 'psp8' or 'gth' from the content of a pseudopotential file."""
+    """'upf', 'psp8', 'abinit-gth' (ABINIT's pspcod 2, 3, 10) or 'gth' (CP2K) from the content of a
+    pseudopotential file."""
     head = text[:4000]
     if re.search(r"<UPF\s+version|<PP_HEADER|<PP_INFO", head):
         return "upf"
     lines = text.splitlines()
     if len(lines) > 3:
         try:
-            if float(lines[2].split()[0].replace("D", "E")) == 8:  # pspcod (inf or nan is no psp8)
+            pspcod = float(lines[2].split()[0].replace("D", "E"))  # (inf or nan is neither)
+            if pspcod == 8:
                 return "psp8"
+            # (a CP2K file's third line starts with rloc, never exactly 2, 3 or 10 bohr)
+            if pspcod in ABINIT_GTH_PSPCODS and len(lines[2].split()) >= 5:
+                return "abinit-gth"
         except (ValueError, IndexError):
             pass
     return "gth"
@@ -124,6 +131,13 @@ def read_pseudo_file(path: str, element: str | None = None):
     raw = _read_bytes(path)
     text = raw.decode("utf-8", errors="replace")
     fmt = detect_format(text)
+    if fmt == "abinit-gth":
+        psp = parse_abinit_gth(text, source=path)
+        if element is not None and psp.symbol != element:
+            raise InputError(f"pseudopotential file {path} is for {psp.symbol}, not {element}")
+        _check_finite(psp, path)
+        psp.sha256 = content_hash(raw)
+        return psp
     if fmt == "gth":
         pseudos = gth.parse_cp2k(text, source=path)
         if element is not None:
