@@ -107,7 +107,8 @@ def build(setup: Setup, registry=None) -> None:
     registry: the term classes (default :data:`pwsim.terms.REGISTRY`)."""
     s = setup.settings
     setup.terms = build_terms(setup.basis, setup.pseudos, xc=s.xc, n_electrons=setup.n_electrons,
-                              derivatives=s.compute_forces or s.compute_stress, registry=registry)
+                              derivatives=s.compute_forces or s.compute_stress, registry=registry,
+                              dispersion=s.dispersion, dispersion_parameters=s.dispersion_parameters)
     setup.terms.context.layout = setup.layout  # band sums over this rank's k-points (pwsim.parallel)
     for kpoint in setup.layout.local(setup.basis.kpoints):  # the orbital operators once, before the loop
         setup.terms.operators(kpoint)

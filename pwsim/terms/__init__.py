@@ -14,6 +14,7 @@ import numpy as np
 
 from .base import ElectronicState, Term
 from .context import Context
+from .dispersion import Dispersion
 from .ewald import Ewald
 from .hartree import Hartree
 from .kinetic import Kinetic
@@ -25,7 +26,7 @@ from .xc import Xc
 __all__ = ["REGISTRY", "Context", "ElectronicState", "Term", "Terms", "build_terms"]
 
 #: every term of the total energy, in the order of the energy breakdown
-REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection]
+REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection, Dispersion]
 
 
 class Terms:
@@ -35,7 +36,7 @@ class Terms:
 
     def __init__(self, context: Context, registry=None):
         self.context = context
-        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry)]
+        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
 
     def __getitem__(self, name: str) -> Term:
         for term in self.terms:
@@ -86,8 +87,9 @@ class Terms:
 
 
 def build_terms(basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, registry=None,
-                keep_operators: bool = True, derivatives: bool = True) -> Terms:
+                keep_operators: bool = True, derivatives: bool = True, dispersion: str = "none",
+                dispersion_parameters: dict | None = None) -> Terms:
     """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments)."""
     context = Context(basis, pseudos, xc=xc, n_electrons=n_electrons, keep_operators=keep_operators,
-                      derivatives=derivatives)
+                      derivatives=derivatives, dispersion=dispersion, dispersion_parameters=dispersion_parameters)
     return Terms(context, registry)

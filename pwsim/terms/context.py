@@ -47,10 +47,12 @@ class Context:
                     on each request (a band-structure path, where memory would grow with the k-points)
     derivatives:    forces or stress will be asked: a term may compute them in the same pass as its
                     energy (Ewald); False defers them until asked
+    dispersion:     ``[model] dispersion``: "none", "d3bj", "d3zero" or "d4" (:mod:`pwsim.terms.dispersion`)
+    dispersion_parameters: ``[model] dispersion_parameters`` (name -> float) or None (the xc's table)
     """
 
     def __init__(self, basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, keep_operators: bool = True,
-                 derivatives: bool = True):
+                 derivatives: bool = True, dispersion: str = "none", dispersion_parameters: dict | None = None):
         self.basis = basis
         self.structure = basis.structure
         self.backend = basis.backend
@@ -59,6 +61,8 @@ class Context:
         self.n_electrons = float(n_electrons)
         self.keep_operators = keep_operators
         self.derivatives = derivatives
+        self.dispersion = dispersion
+        self.dispersion_parameters = dispersion_parameters
         #: (natoms,) pseudo-ion charges Z_a (electrons), host
         self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
         #: |G| on the box, (n1, n2, n3) host, 1/bohr
