@@ -195,3 +195,25 @@ def test_input_file_and_hdf5_carry_the_dispersion(tmp_path):
         assert f["energy/dispersion"].attrs["units"] == "hartree"
         assert abs(f["energy/dispersion"][()] - expected) < 1e-12
     assert abs(pwsim.load(tmp_path / "g.h5").energies["dispersion"] - expected) < 1e-12
+
+
+def test_ase_calculator_adds_the_dispersion():
+    """pwsim.ase.PWSim(dispersion=...) is the same term: the energy, forces and stress differ from the
+    plain calculator's by the package's own (eV, eV/angstrom; ASE's stress sign is pwsim's)."""
+    pytest.importorskip("ase")
+    from ase import Atoms
+
+    from pwsim.ase import PWSim
+    from pwsim.units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
+
+    atoms = Atoms("C4", cell=LATTICE * BOHR_IN_ANGSTROM, scaled_positions=POSITIONS, pbc=True)
+    out = []
+    for extra in ({}, {"dispersion": "d3bj"}):
+        atoms.calc = PWSim(xc="pbe", pseudopotentials="gth", ecut="6 Ha", kpts=(1, 1, 1), energy_tolerance=1e-10, **extra)
+        out.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)))
+    energy, gradient, virial = direct("d3bj")
+    volume = abs(np.linalg.det(LATTICE))
+    assert abs((out[1][0] - out[0][0]) / HARTREE_IN_EV - energy) < 1e-8
+    assert np.max(np.abs((out[1][1] - out[0][1]) * BOHR_IN_ANGSTROM / HARTREE_IN_EV + gradient)) < 1e-8
+    stress = (out[1][2] - out[0][2]) * BOHR_IN_ANGSTROM**3 / HARTREE_IN_EV
+    assert np.max(np.abs(stress - 0.5 * (virial + virial.T) / volume)) < 1e-10

@@ -45,6 +45,9 @@ def test_silicon_at_10_gpa_matches_pw_x_press():
     assert rr.converged and rr.pressure == pytest.approx(100 * KBAR, rel=1e-12)
     np.testing.assert_allclose(rr.structure.lattice, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
     np.testing.assert_allclose(rr.result.stress, -100 * KBAR * np.eye(3), rtol=0, atol=0.002 * KBAR)
+    # pw.x's "Final enthalpy" (Ry) is E + P V at its relaxed cell
+    enthalpy_ry = float(re.findall(r"Final enthalpy =\s*([-\d.]+) Ry", (HERE / "si_vcrelax_10gpa_round2.pwo").read_text())[-1])
+    assert abs(rr.result.total_energy + rr.pressure * rr.structure.volume - enthalpy_ry / 2) < 1e-6
     # the unrelaxed cell is under less than 10 GPa: the relaxation must have compressed it
     assert rr.structure.volume < 0.95 * silicon().volume
 
