@@ -471,6 +471,10 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {
     "mode": ForeignKey(_ASE, "GPAW's basis mode", "[basis] ecut", note="pwsim is always plane waves"),
     "txt": ForeignKey(_ASE, "the calculator's text log", "", note="pwsim's ASE calculator writes no log; "
                                                                   "calc.result holds the full result"),
+    "vdw_corr": ForeignKey(_QE, "the van der Waals correction ('grimme-d3', 'dft-d3', ...)", "[model] dispersion",
+                           note="'d3zero' for pw.x's D3 with dftd3_version = 3, 'd3bj' for 4, or 'd4'"),
+    "press": ForeignKey(_QE, "the target pressure of vc-relax, kbar", "[relax] pressure",
+                        note="with its unit, e.g. '100 kbar'; a keyword of pwsim.relax"),
 }
 
 
