@@ -75,7 +75,8 @@ def main():
     d0, e0 = minimum(d, -bind_d3)
     print(f"PBE-D3(BJ) minimum: d0 = {d0:.3f} angstrom, binding energy {-e0:.1f} meV/atom "
           "(experiment 3.35 angstrom, 52 +- 5 meV/atom; RPA 3.34 angstrom, 48 meV/atom)")
-    print(f"PBE at d = {d[np.argmin(np.abs(d - 3.35))]:.2f} angstrom: {bind_pbe[np.argmin(np.abs(d - 3.35))]:.1f} meV/atom")
+    near = int(np.argmin(np.abs(d - 3.35)))
+    print(f"PBE at d = {d[near]:.2f} angstrom: {bind_pbe[near]:.1f} meV/atom")
     _plot(d, bind_d3, bind_pbe)
 
 

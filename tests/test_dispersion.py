@@ -63,7 +63,7 @@ def term(method, lattice=LATTICE, positions=POSITIONS, parameters=None, species=
 def scf_pair():
     """One cheap PBE SCF without and one with each dispersion correction (GTH C, 6 Ha, Gamma)."""
     structure = pwsim.Structure(LATTICE, SPECIES, POSITIONS)
-    kwargs = dict(xc="pbe", pseudopotentials="gth", ecut=6.0, kpoints=(1, 1, 1), energy_tolerance=1e-10)
+    kwargs = {"xc": "pbe", "pseudopotentials": "gth", "ecut": 6.0, "kpoints": (1, 1, 1), "energy_tolerance": 1e-10}
     with pytest.warns(Warning):  # a crystal at Gamma only: fine for this comparison
         plain = pwsim.scf(structure, **kwargs)
     out = {}
@@ -209,7 +209,8 @@ def test_ase_calculator_adds_the_dispersion():
     atoms = Atoms("C4", cell=LATTICE * BOHR_IN_ANGSTROM, scaled_positions=POSITIONS, pbc=True)
     out = []
     for extra in ({}, {"dispersion": "d3bj"}):
-        atoms.calc = PWSim(xc="pbe", pseudopotentials="gth", ecut="6 Ha", kpts=(1, 1, 1), energy_tolerance=1e-10, **extra)
+        atoms.calc = PWSim(xc="pbe", pseudopotentials="gth", ecut="6 Ha", kpts=(1, 1, 1), energy_tolerance=1e-10,
+                           **extra)
         out.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)))
     energy, gradient, virial = direct("d3bj")
     volume = abs(np.linalg.det(LATTICE))

@@ -33,7 +33,7 @@ def silicon():
 
 
 @pytest.mark.slow
-def test_silicon_at_10_gpa_matches_pw_x_press():
+def test_silicon_at_10_gpa_matches_pw_x_press(tmp_path):
     """Diamond Si (GTH LDA, 12 Ha, 4x4x4, FFT 24^3) relaxed at 100 kbar from a = 10.26 bohr: the
     lattice of pw.x's second vc-relax round (whose final SCF at the relaxed cell reads P = 100.00
     kbar, i.e. at a fixed cutoff as pwsim) within 1e-4 relative (measured: 1e-7); the stress -P 1."""
@@ -46,10 +46,19 @@ def test_silicon_at_10_gpa_matches_pw_x_press():
     np.testing.assert_allclose(rr.structure.lattice, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
     np.testing.assert_allclose(rr.result.stress, -100 * KBAR * np.eye(3), rtol=0, atol=0.002 * KBAR)
     # pw.x's "Final enthalpy" (Ry) is E + P V at its relaxed cell
-    enthalpy_ry = float(re.findall(r"Final enthalpy =\s*([-\d.]+) Ry", (HERE / "si_vcrelax_10gpa_round2.pwo").read_text())[-1])
+    pwo = (HERE / "si_vcrelax_10gpa_round2.pwo").read_text()
+    enthalpy_ry = float(re.findall(r"Final enthalpy =\s*([-\d.]+) Ry", pwo)[-1])
     assert abs(rr.result.total_energy + rr.pressure * rr.structure.volume - enthalpy_ry / 2) < 1e-6
     # the unrelaxed cell is under less than 10 GPa: the relaxation must have compressed it
     assert rr.structure.volume < 0.95 * silicon().volume
+    import h5py
+
+    from pwsim.relax import write_relax
+
+    write_relax(rr, tmp_path / "si.h5")
+    with h5py.File(tmp_path / "si.h5") as f:
+        assert f["relax"].attrs["pressure"] == pytest.approx(100 * KBAR, rel=1e-12)
+        assert f["relax"].attrs["pressure_units"] == "hartree/bohr^3"
 
 
 def test_pressure_needs_its_unit_and_a_cell_relaxation_in_an_input_file():

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import EnvironmentProblem, InputError
 from .base import Term, symmetric
 
-__all__ = ["METHODS", "Dispersion", "DispersionResult", "DispersionMethod", "damping_parameters", "dispersion"]
+__all__ = ["METHODS", "Dispersion", "DispersionMethod", "DispersionResult", "damping_parameters", "dispersion"]
 
 #: what to install when a package is missing
 EXTRA = "pip install 'pwsim[dispersion]'"
@@ -76,9 +76,9 @@ def _interface(method: str):
     package = METHODS[method].package
     try:
         if package == "dftd3":
-            import dftd3.interface as interface
+            from dftd3 import interface
         else:
-            import dftd4.interface as interface
+            from dftd4 import interface
     except ImportError:
         raise EnvironmentProblem(f"dispersion = '{method}' needs the {package} package: {EXTRA}") from None
     return interface
