@@ -62,7 +62,7 @@ from .results import Result
 from .structure import Structure
 
 __all__ = ["RelaxResult", "geometry_block", "progress_header", "progress_line", "relax", "resample_density",
-           "write_relax"]
+           "target_stress", "write_relax"]
 
 #: 70 eV/A^2 (ASE's default initial Hessian) in hartree/bohr^2
 DEFAULT_ALPHA = 70.0 / 27.211386245988 * 0.529177210903**2
@@ -246,7 +246,6 @@ class _Coordinates:
         omega = result.structure.volume
         virial = -omega * target_stress(result, self.pressure) @ np.linalg.inv(d).T
         return np.concatenate([f.reshape(-1), virial.reshape(-1) / self.cell_factor])
-
 
     def enthalpy(self, result: Result) -> float:
         """E + P Omega, hartree (the energy at zero pressure)."""

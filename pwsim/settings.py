@@ -684,7 +684,8 @@ def check_value(value, spec: Key, table: str, key: str):
 def _number_table(value, spec: Key, table: str, key: str) -> dict:
     """A table name -> float whose names are among ``spec.choices`` (kind "numbers")."""
     if not isinstance(value, dict):
-        raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 0.4 }}, got {_describe(value)}")
+        raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 0.4 }}, "
+                                        f"got {_describe(value)}")
     out = {}
     for name, entry in value.items():
         if name not in spec.choices:
@@ -731,7 +732,13 @@ def _check_dispersion(out) -> None:
         return
     from .terms.dispersion import damping_parameters
 
-    damping_parameters(out.dispersion, out.xc, out.dispersion_parameters)
+    try:
+        damping_parameters(out.dispersion, out.xc, out.dispersion_parameters)
+    except SettingsError:
+        raise
+    except InputError as exc:  # not EnvironmentProblem (a missing package): that one names the extra
+        key = "dispersion_parameters" if out.dispersion_parameters else "dispersion"
+        raise SettingsError("model", key, str(exc)) from None
 
 
 def mark_validated(settings) -> Settings:

@@ -88,8 +88,8 @@ def damping_parameters(method: str, xc: str, parameters: dict | None = None):
     """The package's damping-parameter object of ``method`` for the functional ``xc`` (its table), or
     built from ``parameters`` (name -> float, complete for the method: :data:`METHODS`).
 
-    Raises InputError for an incomplete table or a functional the package has no parameters for,
-    EnvironmentProblem when the package is missing."""
+    Raises InputError for an incomplete table or a functional the package has no parameters for (the
+    settings' check names the key), EnvironmentProblem when the package is missing."""
     spec = METHODS[method]
     interface = _interface(method)
     damping = getattr(interface, spec.damping)
@@ -98,8 +98,8 @@ def damping_parameters(method: str, xc: str, parameters: dict | None = None):
         missing = [name for name in spec.required if name not in parameters]
         if unknown or missing:
             what = (f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}")
-            raise InputError(f"[model] dispersion_parameters for '{method}': {what} (required: "
-                             f"{', '.join(spec.required)}; optional: {', '.join(spec.optional)})")
+            raise InputError(f"for '{method}': {what} (required: {', '.join(spec.required)}; optional: "
+                             f"{', '.join(spec.optional)})")
         values = {name: float(value) for name, value in parameters.items()}
         if spec.package == "dftd3":
             # the package's tables leave D3's three-body term out, its explicit sets put it in (s9 = 1):
@@ -109,9 +109,8 @@ def damping_parameters(method: str, xc: str, parameters: dict | None = None):
     try:
         return damping(method=xc)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"[model] dispersion = '{method}': the {spec.package} package has no parameters for "
-                         f"xc = '{xc}'; give [model] dispersion_parameters (required: "
-                         f"{', '.join(spec.required)})") from None
+        raise InputError(f"'{method}': the {spec.package} package has no parameters for xc = '{xc}'; give "
+                         f"[model] dispersion_parameters (required: {', '.join(spec.required)})") from None
 
 
 @dataclass
