@@ -11,7 +11,9 @@ forces and stress are those of the library for the same periodic cell::
 with the damping of the method: ``d3zero`` f = 1 / (1 + 6 (r / (s_r,n R0_ij))^-alpha_n) (Grimme 2010),
 ``d3bj`` and ``d4`` r^n / (r^n + (a1 R0_ij + a2)^n) (Grimme, Ehrlich and Goerigk 2011; Caldeweyher
 et al. 2019). The pair sums are truncated by the libraries' own default cutoffs (D3: 60 bohr pairs,
-40 bohr coordination numbers and triples), so the numbers equal the libraries' for the same input.
+40 bohr coordination numbers and triples), so the numbers equal the libraries' for the same input;
+the tail beyond 60 bohr is ~4e-6 Ha per atom at graphite's density (pw.x's D3 sums to 95 bohr:
+docs/analysis.md), and the energy steps by ~1e-10 Ha where a pair crosses the cutoff.
 
 Parameters (s6, s8, a1, a2, ...) are the libraries' own tables for the functional of ``[model] xc``
 (``"pbe"``, ``"pbe0"``, ``"pbesol"``, ...); ``[model] dispersion_parameters`` replaces them by a complete
