@@ -561,7 +561,7 @@ def _control(out: _Toml, control: dict, electrons: dict, ions: dict, cell: dict)
     if calculation == "vc-relax":
         out.set("relax", "cell", True, "&control calculation = 'vc-relax'")
         if float(cell.get("press", 0.0)) != 0.0:
-            raise InputError(f"&cell press = {cell['press']}: a target pressure is not supported by pwsim yet")
+            out.set("relax", "pressure", f"{float(cell['press'])!r} kbar", "&cell press (kbar)")
         if str(cell.get("cell_dofree", "all")).lower() != "all":
             raise InputError(f"&cell cell_dofree = '{cell['cell_dofree']}': pwsim relaxes all cell degrees of freedom")
         if "press_conv_thr" in cell:
@@ -746,7 +746,7 @@ KEY_TABLE = {
     ("system", "assume_isolated"): ("[model] charge_correction", "", "'makov-payne' (m-p, mp); others refused"),
     ("electrons", "conv_thr"): ("[scf] energy_tolerance", "Ry", "pw.x: estimated error; pwsim: energy change"),
     ("electrons", "electron_maxstep"): ("[scf] max_iterations", "", ""),
-    ("cell", "press"): ("(none)", "kbar", "0 only; a target pressure is refused"),
+    ("cell", "press"): ("[relax] pressure", "kbar", "target pressure of vc-relax: E + PV minimised"),
     ("cell", "cell_dofree"): ("(none)", "", "'all' only"),
     ("cell", "press_conv_thr"): ("[relax] smax", "kbar", ""),
 }

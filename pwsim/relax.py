@@ -29,8 +29,13 @@ the number of atoms) and the atomic positions mapped back through D^-1; the gene
 the cell is -Omega sigma D^-T / cell_factor. The SCF keeps its cutoff fixed, so the basis changes
 with the cell and the stress has no Pulay correction: converge Ecut for cell relaxations.
 
-Convergence: max_a |F_a| < fmax (hartree/bohr) and, with ``cell=True``, max_ab |sigma_ab| < smax
-(hartree/bohr^3). With smearing the free energy is minimised (the forces are its derivatives).
+Target pressure (``pressure`` P, hartree/bohr^3, with ``cell=True``): the enthalpy H = E + P Omega is
+minimised instead of E. As dOmega/d eps_ab = Omega delta_ab, its stress is sigma + P 1, so the
+generalised force on the cell is -Omega (sigma + P 1) D^-T / cell_factor and the relaxed cell has
+sigma = -P 1 (pw.x's ``press``; pwsim's sigma is negative under compression).
+
+Convergence: max_a |F_a| < fmax (hartree/bohr) and, with ``cell=True``, max_ab |sigma_ab + P delta_ab|
+< smax (hartree/bohr^3). With smearing the free energy is minimised (the forces are its derivatives).
 Symmetric structures stay symmetric (the forces and the stress are symmetrised).
 
 The centre of mass does not move: ``"bfgs"`` removes the mass-weighted mean from every step of the
@@ -57,7 +62,7 @@ from .results import Result
 from .structure import Structure
 
 __all__ = ["RelaxResult", "geometry_block", "progress_header", "progress_line", "relax", "resample_density",
-           "write_relax"]
+           "target_stress", "write_relax"]
 
 #: 70 eV/A^2 (ASE's default initial Hessian) in hartree/bohr^2
 DEFAULT_ALPHA = 70.0 / 27.211386245988 * 0.529177210903**2
@@ -88,6 +93,8 @@ class RelaxResult:
     cell: bool
     optimizer: str
     species: list = field(default_factory=list)
+    #: target pressure of a cell relaxation, hartree/bohr^3 (0: none)
+    pressure: float = 0.0
 
     @property
     def energy(self) -> float:
@@ -191,10 +198,11 @@ class _Coordinates:
     """Generalised coordinates y = [positions in the reference frame (natoms*3),
     cell_factor * (D - I) (9, only with cell)], bohr, and the generalised forces -dE/dy."""
 
-    def __init__(self, structure: Structure, cell: bool, cell_factor: float):
+    def __init__(self, structure: Structure, cell: bool, cell_factor: float, pressure: float = 0.0):
         self.reference = structure
         self.cell = cell
         self.cell_factor = float(cell_factor)
+        self.pressure = float(pressure)
         self.natoms = structure.natoms
 
     def fix_center_of_mass(self, step) -> np.ndarray:
@@ -236,22 +244,31 @@ class _Coordinates:
         if not self.cell:
             return f.reshape(-1)
         omega = result.structure.volume
-        virial = -omega * np.asarray(result.stress, dtype=float) @ np.linalg.inv(d).T
+        virial = -omega * target_stress(result, self.pressure) @ np.linalg.inv(d).T
         return np.concatenate([f.reshape(-1), virial.reshape(-1) / self.cell_factor])
 
+    def enthalpy(self, result: Result) -> float:
+        """E + P Omega, hartree (the energy at zero pressure)."""
+        return result.total_energy + self.pressure * result.structure.volume
 
-def _is_converged(result: Result, fmax: float, smax: float, cell: bool) -> bool:
+
+def target_stress(result: Result, pressure: float = 0.0) -> np.ndarray:
+    """sigma + P 1: the stress of the enthalpy E + P Omega, (3, 3) hartree/bohr^3 (zero at the target)."""
+    return np.asarray(result.stress, dtype=float) + pressure * np.eye(3)
+
+
+def _is_converged(result: Result, fmax: float, smax: float, cell: bool, pressure: float = 0.0) -> bool:
     fm = float(np.max(np.linalg.norm(result.forces, axis=1)))
     if fm >= fmax:
         return False
-    return (not cell) or float(np.max(np.abs(result.stress))) < smax
+    return (not cell) or float(np.max(np.abs(target_stress(result, pressure)))) < smax
 
 
 # ====================================================================== the driver
 def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float = 3.4e-6, cell: bool = False,
           optimizer: str = "bfgs", max_steps: int = 100, maxstep: float = 0.2, alpha: float = DEFAULT_ALPHA,
           cell_factor: float | None = None, callback=None, verbose=False, pseudos: dict | None = None,
-          **overrides) -> RelaxResult:
+          pressure=0.0, **overrides) -> RelaxResult:
     """Relax the atomic positions (and with ``cell=True`` the lattice) of ``structure``.
 
     settings:    a :class:`pwsim.Settings` (copied, not modified); keyword ``overrides`` change its fields
@@ -260,6 +277,8 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     smax:        stress threshold, hartree/bohr^3 (largest component; 3.4e-6 = 0.1 GPa), cell only;
                  or a string such as "0.1 GPa"
     cell:        also relax the lattice vectors
+    pressure:    target pressure of a cell relaxation, hartree/bohr^3, or a string with its unit ("10 GPa",
+                 "100 kbar"); the enthalpy E + P Omega is minimised (module docstring)
     optimizer:   "bfgs", "scipy" or "ase:NAME" (see the module docstring)
     max_steps:   most SCF evaluations (optimiser steps)
     maxstep:     largest displacement of one atom in one step, bohr ("bfgs"; "ase:*" gets it in A)
@@ -281,16 +300,18 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
     fmax = check_value(fmax, SCHEMA["relax"]["fmax"], "relax", "fmax")  # "0.01 eV/angstrom" works too
     smax = check_value(smax, SCHEMA["relax"]["smax"], "relax", "smax")
     max_steps = check_value(max_steps, SCHEMA["relax"]["max_steps"], "relax", "max_steps")
+    pressure = _target_pressure(pressure, cell)
     evaluator = _Evaluator(settings, cell, need_stress=cell or settings.compute_stress, scf_kwargs={}, pseudos=pseudos)
     cf = float(cell_factor if cell_factor is not None else structure.natoms)
-    callback = _with_progress(callback, verbose)
+    callback = _with_progress(callback, verbose, pressure)
+    coords = _Coordinates(structure, cell, cf, pressure)
     name = optimizer.lower()
     if name == "bfgs":
-        final, converged = _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha, cf, callback)
+        final, converged = _run_bfgs(coords, evaluator, fmax, smax, max_steps, maxstep, alpha, callback)
     elif name == "scipy":
-        final, converged = _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback)
+        final, converged = _run_scipy(coords, evaluator, fmax, smax, max_steps, callback)
     elif name.startswith("ase:"):
-        final, converged = _run_ase(structure, settings, evaluator, optimizer[4:], fmax, smax, cell, max_steps,
+        final, converged = _run_ase(coords, settings, evaluator, optimizer[4:], fmax, smax, max_steps,
                                     maxstep, callback)
     else:
         raise InputError(f"unknown optimizer {optimizer!r}; use 'bfgs', 'scipy' or 'ase:NAME' (e.g. 'ase:FIRE')")
@@ -308,7 +329,18 @@ def relax(structure: Structure, settings=None, fmax: float = 1e-3, smax: float =
         say(geometry_block(final.structure))
     return RelaxResult(structure=final.structure, result=final, converged=converged, steps=len(traj["energy"]),
                        trajectory=traj, fmax=fmax, smax=smax, cell=cell, optimizer=optimizer,
-                       species=list(structure.species))
+                       species=list(structure.species), pressure=pressure)
+
+
+def _target_pressure(pressure, cell: bool) -> float:
+    """[relax] pressure in hartree/bohr^3 (a string with its unit, or a plain number in hartree/bohr^3
+    as ``smax``; an input file insists on the unit); nonzero only for a cell relaxation."""
+    from .settings import SCHEMA, SettingsError, check_value
+
+    value = check_value(pressure, SCHEMA["relax"]["pressure"], "relax", "pressure")
+    if value != 0 and not cell:
+        raise SettingsError("relax", "pressure", "a target pressure needs a cell relaxation (cell = true)")
+    return value
 
 
 def progress_header() -> str:
@@ -317,12 +349,13 @@ def progress_header() -> str:
             "   (force Ha/bohr, stress Ha/bohr^3)")
 
 
-def progress_line(step: int, result: Result, seconds: float) -> str:
+def progress_line(step: int, result: Result, seconds: float, pressure: float = 0.0) -> str:
     """One line per relaxation step: the (free) energy, the largest atomic force norm, the largest
-    stress component ("-" when the stress was not computed), the SCF iterations and the step's time."""
+    stress component ("-" when the stress was not computed; of sigma + P 1 under a target pressure P,
+    hartree/bohr^3), the SCF iterations and the step's time."""
     forces = np.zeros((1, 3)) if result.forces is None else np.asarray(result.forces, dtype=float)
     max_force = float(np.max(np.linalg.norm(forces, axis=1)))
-    stress = "-" if result.stress is None else f"{float(np.max(np.abs(result.stress))):.3e}"
+    stress = "-" if result.stress is None else f"{float(np.max(np.abs(target_stress(result, pressure)))):.3e}"
     return (f"{step:4d} {result.total_energy:18.10f} {max_force:11.3e} {stress:>11} {result.iterations:4d} "
             f"{seconds:8.2f}")
 
@@ -336,7 +369,7 @@ def geometry_block(structure: Structure) -> str:
     return "\n".join(lines)
 
 
-def _with_progress(callback, verbose):
+def _with_progress(callback, verbose, pressure: float = 0.0):
     """The user's callback, preceded by a printed progress line when ``verbose``."""
     if not verbose:
         return callback
@@ -347,7 +380,7 @@ def _with_progress(callback, verbose):
         if n == 0:
             say(progress_header())
         now = time.perf_counter()
-        say(progress_line(n, result, now - clock["last"]))
+        say(progress_line(n, result, now - clock["last"], pressure))
         clock["last"] = now
         if callback is not None:
             callback(n, structure, result)
@@ -363,8 +396,7 @@ def _evaluate(coords, evaluator, y, callback):
     return result
 
 
-def _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha, cf, callback):
-    coords = _Coordinates(structure, cell, cf)
+def _run_bfgs(coords, evaluator, fmax, smax, max_steps, maxstep, alpha, callback):
     y = coords.initial()
     n = y.size
     hessian = alpha * np.eye(n)
@@ -372,7 +404,7 @@ def _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha,
     result = None
     for _ in range(max_steps):
         result = _evaluate(coords, evaluator, y, callback)
-        if _is_converged(result, fmax, smax, cell):
+        if _is_converged(result, fmax, smax, coords.cell, coords.pressure):
             return result, True
         f = coords.forces(y, result)
         if y_old is not None:
@@ -393,10 +425,9 @@ def _run_bfgs(structure, evaluator, fmax, smax, cell, max_steps, maxstep, alpha,
     return result, False
 
 
-def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
+def _run_scipy(coords, evaluator, fmax, smax, max_steps, callback):
     from scipy.optimize import minimize
 
-    coords = _Coordinates(structure, cell, cf)
     state = {"best": None}
     y0 = coords.initial()
 
@@ -408,10 +439,10 @@ def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
             raise _Converged()
         result = _evaluate(coords, evaluator, y, callback)
         state["best"] = result
-        if _is_converged(result, fmax, smax, cell):
+        if _is_converged(result, fmax, smax, coords.cell, coords.pressure):
             state["converged"] = True
             raise _Converged()
-        return result.total_energy, coords.center_of_mass_gradient(-coords.forces(y, result))
+        return coords.enthalpy(result), coords.center_of_mass_gradient(-coords.forces(y, result))
 
     try:
         minimize(fun, y0, jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": max_steps})
@@ -420,15 +451,16 @@ def _run_scipy(structure, evaluator, fmax, smax, cell, max_steps, cf, callback):
     return state["best"], bool(state.get("converged", False))
 
 
-def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, maxstep, callback):
+def _run_ase(coords, settings, evaluator, name, fmax, smax, max_steps, maxstep, callback):
     try:
         import ase.optimize
         from ase import Atoms
     except ImportError:
         raise InputError("optimizer 'ase:...' needs ASE (pip install ase)") from None
     from .ase import PWSim, settings_to_keywords
-    from .units import BOHR_IN_ANGSTROM
+    from .units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
 
+    structure, cell = coords.reference, coords.cell
     opt_class = getattr(ase.optimize, name, None)
     if opt_class is None:
         raise InputError(f"ase.optimize has no optimizer {name!r}")
@@ -447,7 +479,8 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
             from ase.filters import FrechetCellFilter as CellFilter
         except ImportError:  # older ASE
             from ase.constraints import UnitCellFilter as CellFilter
-        target = CellFilter(atoms)
+        # ASE's filters minimise E + P V with scalar_pressure in eV/A^3
+        target = CellFilter(atoms, scalar_pressure=coords.pressure * HARTREE_IN_EV / BOHR_IN_ANGSTROM**3)
     kwargs = {"logfile": None}
     if "maxstep" in opt_class.__init__.__code__.co_varnames:
         kwargs["maxstep"] = maxstep * BOHR_IN_ANGSTROM
@@ -458,7 +491,7 @@ def _run_ase(structure, settings, evaluator, name, fmax, smax, cell, max_steps, 
         result = calc.result
         if callback is not None:
             callback(len(evaluator.trajectory["energy"]) - 1, result.structure, result)
-        if _is_converged(result, fmax, smax, cell):
+        if _is_converged(result, fmax, smax, cell, coords.pressure):
             state["converged"] = True
             raise _Converged()
 

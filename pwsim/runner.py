@@ -281,7 +281,7 @@ def _run_relax(deck, run, out, relax_lines, log, timings, t1, finished):
 
     opts = deck.run.get("relax", {})
     rr = relax(deck.structure, run.settings, pseudos=run.pseudos, fmax=opts.get("fmax", 1e-3),
-               smax=opts.get("smax", 3.4e-6),
+               smax=opts.get("smax", 3.4e-6), pressure=opts.get("pressure", 0.0),
                cell=opts.get("cell", False), optimizer=opts.get("optimizer", "bfgs"),
                max_steps=opts.get("max_steps", 100), verbose=relax_lines or False)
     timings["SCF"] += time.perf_counter() - t1

@@ -42,7 +42,8 @@ from .xc import FUNCTIONALS, canonical_name
 class Key:
     """One input key.
 
-    kind:    "float", "int", "bool", "str", "int3", "floats" (a list of numbers), "list", "matrix3",
+    kind:    "float", "int", "bool", "str", "int3", "floats" (a list of numbers), "numbers" (a table of
+             numbers named in ``choices``), "list", "matrix3",
              "pseudos" (a family in ``choices``, or a table element -> family, name or file),
              "options" (a table of integers named in ``choices``),
              or a physical quantity with units: "energy", "length", "force", "stress"
@@ -68,6 +69,9 @@ class Key:
     def alias_map(self) -> dict:
         return dict(self.aliases)
 
+
+#: every damping-parameter name of pwsim.terms.dispersion (its PARAMETER_NAMES; tests/test_dispersion.py)
+DISPERSION_PARAMETER_NAMES = ("a1", "a2", "alp", "rs6", "rs8", "s6", "s8", "s9")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "structure": {
@@ -146,6 +150,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "screening_parameter": Key("float", None, "hybrids: mu of the erfc-screened exchange of HSE (default: the "
                                                   "functional's)", "1/bohr", minimum=0.0, maximum=100.0,
                                    exclusive=True),
+        "dispersion": Key("str", "none", "dispersion correction added to the energy, forces and stress: 'd3bj' "
+                                         "(DFT-D3, Becke-Johnson damping), 'd3zero' (DFT-D3, zero damping), 'd4' "
+                                         "(DFT-D4); parameters of `xc` (pip install 'pwsim[dispersion]'; "
+                                         "docs/analysis.md)",
+                          choices=("none", "d3bj", "d3zero", "d4"),
+                          aliases=(("d3-bj", "d3bj"), ("d3(bj)", "d3bj"), ("d3-zero", "d3zero"), ("d3-0", "d3zero"))),
+        "dispersion_parameters": Key("numbers", None, "a complete damping-parameter set instead of the `xc`'s: "
+                                                      "s8, a1, a2 (d3bj, d4) or s8, rs6 (d3zero); optional s6, s9 "
+                                                      "(three-body; default 0 for D3, 1 for D4), alp, rs8 (d3zero)",
+                                     choices=DISPERSION_PARAMETER_NAMES, minimum=-100.0, maximum=100.0),
     },
     "basis": {
         "ecut": Key("energy", None, "plane-wave kinetic energy cutoff (default: the largest 'normal' cutoff hint "
@@ -201,6 +215,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "smax": Key("stress", 3.4e-6, "stress threshold for cell relaxations (3.4e-6 = '0.1 GPa')",
                     "hartree/bohr^3", minimum=1e-12, maximum=1.0),
         "cell": Key("bool", False, "also relax the lattice vectors"),
+        "pressure": Key("stress", 0.0, "target pressure of a cell relaxation, with its unit (e.g. '10 GPa', "
+                                       "'100 kbar'): the enthalpy E + P V is minimised, the stress driven to -P "
+                                       "(pw.x's press)", "hartree/bohr^3", minimum=-0.1, maximum=0.1),
         "optimizer": Key("str", "bfgs", "'bfgs' (built in), 'scipy', or 'ase:NAME' such as 'ase:FIRE'"),
         "max_steps": Key("int", 100, "most optimiser steps (SCF runs)", minimum=1, maximum=100000),
     },
@@ -484,6 +501,10 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {
     "mode": ForeignKey(_ASE, "GPAW's basis mode", "[basis] ecut", note="pwsim is always plane waves"),
     "txt": ForeignKey(_ASE, "the calculator's text log", "", note="pwsim's ASE calculator writes no log; "
                                                                   "calc.result holds the full result"),
+    "vdw_corr": ForeignKey(_QE, "the van der Waals correction ('grimme-d3', 'dft-d3', ...)", "[model] dispersion",
+                           note="'d3zero' for pw.x's D3 with dftd3_version = 3, 'd3bj' for 4, or 'd4'"),
+    "press": ForeignKey(_QE, "the target pressure of vc-relax, kbar", "[relax] pressure",
+                        note="with its unit, e.g. '100 kbar'; a keyword of pwsim.relax"),
 }
 
 
@@ -687,6 +708,8 @@ def check_value(value, spec: Key, table: str, key: str):
         return {str(name): int(entry) for name, entry in value.items()}
     if kind == "kpoint_list":
         return _kpoint_rows(value, table, key)
+    if kind == "numbers":
+        return _number_table(value, spec, table, key)
     return value  # "list", "matrix3": checked where the structure is built
 
 
@@ -708,6 +731,22 @@ def _kpoint_rows(value, table, key) -> list:
         if not all(math.isfinite(float(v)) for v in items) or not float(items[3]) > 0:
             raise SettingsError(table, key, f"coordinates must be finite and the weight positive, got {_short(row)}")
         out.append([float(v) for v in items])
+    return out
+
+
+def _number_table(value, spec: Key, table: str, key: str) -> dict:
+    """A table name -> float whose names are among ``spec.choices`` (kind "numbers")."""
+    if not isinstance(value, dict):
+        raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 0.4 }}, "
+                                        f"got {_describe(value)}")
+    out = {}
+    for name, entry in value.items():
+        if name not in spec.choices:
+            raise SettingsError(table, key, f"unknown key {_short(name)} (known: {', '.join(spec.choices)})")
+        if not _is_real(entry):
+            raise SettingsError(table, key, f"{name} must be a number, got {_describe(entry)}")
+        check_bounds(float(entry), spec, table, key)
+        out[str(name)] = float(entry)
     return out
 
 
@@ -736,9 +775,29 @@ def validated(settings) -> Settings:
     for key in ("magnetic_moments", "magnetization"):
         if getattr(out, key) is not None and out.spin != "collinear":
             raise SettingsError("model", key, "needs spin = 'collinear' in [model]")
+    _check_dispersion(out)
     if out.kerker is None and out.smearing != "none":
         out.kerker = DEFAULT_KERKER  # the same default on every path (input file, API, ASE)
     return mark_validated(out)
+
+
+def _check_dispersion(out) -> None:
+    """dispersion_parameters only with a dispersion; the package present and parameters for the xc
+    (or a complete table) before anything runs."""
+    if out.dispersion == "none":
+        if out.dispersion_parameters is not None:
+            raise SettingsError("model", "dispersion_parameters", "needs a dispersion correction ([model] "
+                                                                  "dispersion = 'd3bj', 'd3zero' or 'd4')")
+        return
+    from .terms.dispersion import damping_parameters
+
+    try:
+        damping_parameters(out.dispersion, out.xc, out.dispersion_parameters)
+    except SettingsError:
+        raise
+    except InputError as exc:  # not EnvironmentProblem (a missing package): that one names the extra
+        key = "dispersion_parameters" if out.dispersion_parameters else "dispersion"
+        raise SettingsError("model", key, str(exc)) from None
 
 
 def mark_validated(settings) -> Settings:

@@ -411,4 +411,5 @@ def test_band_path_refuses_an_orbital_dependent_term(monkeypatch):
 
 def test_registry_is_complete():
     names = [cls.name for cls in REGISTRY]
-    assert names == ["kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "dipole"]
+    assert names == ["kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "dipole",
+                     "dispersion"]

@@ -198,6 +198,9 @@ def _tables(data: dict, text: str, source: str, ctx) -> dict[str, dict]:
                 raise ctx.error(table, key, f"unknown key{hint} (known keys: {', '.join(SCHEMA[table])})")
             if (table, key) == ("structure", "elements") and isinstance(value, str):
                 value = [value]  # elements = "Si" for the one-element crystals
+            if (table, key) == ("relax", "pressure") and not isinstance(value, str) and value != 0:
+                # a plain 10 could be meant in GPa, kbar or atomic units: the file says which
+                raise ctx.error(table, key, f"give the unit, e.g. '{value} GPa' or '{value} kbar'")
             values[table][key] = _check(value, SCHEMA[table][key], ctx, table, key)
     if "structure" not in values:
         raise InputError(f"{source}: the [structure] table is missing (lattice/species/positions, file or crystal)")
@@ -232,6 +235,8 @@ def parse_text(text: str, source: str = "<input>", base_dir: Path | None = None)
         raise ctx.locate(exc) from None
     run = {key: get("run", key) for key in SCHEMA["run"]}
     run["relax"] = {key: get("relax", key) for key in SCHEMA["relax"]}
+    if run["relax"]["pressure"] != 0 and not run["relax"]["cell"]:
+        raise ctx.error("relax", "pressure", "a target pressure needs a cell relaxation (cell = true)")
     run["phonons"] = {key: get("phonons", key) for key in SCHEMA["phonons"]}
     run["elastic"] = {key: get("elastic", key) for key in SCHEMA["elastic"]}
     return InputDeck(structure, settings, run, text, None, source)

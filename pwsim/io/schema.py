@@ -216,6 +216,7 @@ ENERGY_MEANINGS = {
     "hartree": "Hartree energy",
     "xc": "exchange-correlation energy",
     "ewald": "ion-ion (Ewald) energy",
+    "dispersion": "dispersion correction (DFT-D3/D4, `[model] dispersion`; only when one is chosen)",
     "psp_correction": "G = 0 pseudopotential correction",
     "entropy": "−TS of the smeared occupations (0 without smearing)",
     "zero_width": "zero-width estimate: (E + F)/2 for Fermi–Dirac and Gaussian smearing, F for Methfessel–Paxton "
@@ -389,6 +390,9 @@ RELAX = Group("relax", (
       hi=BIG_FORCE),
     F("smax_units", (), "str", "", "`hartree/bohr^3`", lambda rr: "hartree/bohr^3", attribute=True),
     F("cell", (), "bool", "", "the cell was relaxed too", _attr("cell"), attribute=True),
+    F("pressure", (), "float64", "hartree/bohr^3", "target pressure P of the cell relaxation (E + P V minimised; "
+      "0: none)", lambda rr: float(getattr(rr, "pressure", 0.0)), attribute=True, lo=-BIG_FORCE, hi=BIG_FORCE),
+    F("pressure_units", (), "str", "", "`hartree/bohr^3`", lambda rr: "hartree/bohr^3", attribute=True),
 ), doc="one entry per relaxation step (SCF evaluation) along the first axis (`nsteps`)")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from .base import ElectronicState, Term
 from .context import Context
 from .dipole import Dipole
+from .dispersion import Dispersion
 from .ewald import Ewald
 from .hartree import Hartree
 from .kinetic import Kinetic
@@ -25,9 +26,9 @@ from .xc import Xc
 
 __all__ = ["REGISTRY", "Context", "ElectronicState", "Term", "Terms", "build_terms"]
 
-#: every term of the total energy, in the order of the energy breakdown; a class with an ``applies(context)``
-#: class method is built only where it says so (a term switched on by a key: the dipole correction)
-REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection, Dipole]
+#: every term of the total energy, in the order of the energy breakdown; a term whose ``wanted(context)``
+#: says no is not built (a correction switched on by a key: the dipole correction, dispersion)
+REGISTRY = [Kinetic, Local, Nonlocal, Hartree, Xc, Ewald, PspCorrection, Dipole, Dispersion]
 
 
 class Terms:
@@ -37,8 +38,7 @@ class Terms:
 
     def __init__(self, context: Context, registry=None):
         self.context = context
-        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry)
-                      if getattr(cls, "applies", None) is None or cls.applies(context)]
+        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
 
     def __getitem__(self, name: str) -> Term:
         for term in self.terms:

@@ -100,6 +100,12 @@ class Term:
     def __init__(self, context):
         self.context = context
 
+    @classmethod
+    def wanted(cls, context) -> bool:
+        """Whether the term is part of the energy of ``context`` (an optional term, such as the
+        dispersion correction, that is switched off is left out of the breakdown)."""
+        return True
+
     def energy(self, state: ElectronicState) -> float:
         return 0.0
 

@@ -48,7 +48,7 @@ class Context:
     derivatives:    forces or stress will be asked: a term may compute them in the same pass as its
                     energy (Ewald); False defers them until asked
     settings:       the run's :class:`pwsim.settings.Settings`, for terms switched on by a key (the dipole
-                    correction), or None (then those terms are not built)
+                    correction, dispersion), or None (then those terms are not built)
     """
 
     def __init__(self, basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, keep_operators: bool = True,
@@ -62,6 +62,10 @@ class Context:
         self.keep_operators = keep_operators
         self.derivatives = derivatives
         self.settings = settings
+        #: ``[model] dispersion`` ("none", "d3bj", "d3zero", "d4") and ``dispersion_parameters`` (name ->
+        #: float, or None: the xc's table) of pwsim.terms.dispersion
+        self.dispersion = getattr(settings, "dispersion", "none") if settings is not None else "none"
+        self.dispersion_parameters = getattr(settings, "dispersion_parameters", None) if settings is not None else None
         #: (natoms,) pseudo-ion charges Z_a (electrons), host
         self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
         #: |G| on the box, (n1, n2, n3) host, 1/bohr

@@ -21,7 +21,7 @@ so that the two compare number for number:
   outside the layer), and under a strain at fixed fractional density, where only d^2 / Omega changes,
   dE/d eps_ab = E (2 n_a n_b - delta_ab) (pw.x has no stress for it).
 
-With no ``[model] dipole_correction`` the term is not built (:meth:`Dipole.applies`). The position,
+With no ``[model] dipole_correction`` the term is not built (:meth:`Dipole.wanted`). The position,
 when not given, is the middle of the widest gap between the atoms' planes along a_i, less w / 2, so
 that the layer is centred in the vacuum (:func:`layer_of`).
 """
@@ -87,7 +87,7 @@ class Dipole(Term):
     name = "dipole"
 
     @classmethod
-    def applies(cls, context) -> bool:
+    def wanted(cls, context) -> bool:
         return layer_of(context.settings, context.structure) is not None if context.settings is not None else False
 
     def __init__(self, context, layer: DipoleLayer | None = None):
