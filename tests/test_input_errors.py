@@ -155,7 +155,7 @@ CASES = [
         at="nbands"),
     _mk("fft-grid-negative", deck(basis="[basis]\nfft_grid = [-1, 24, 24]\n"), ["[basis] fft_grid", "at least 1"]),
     _mk("xc-unknown", deck(model='[model]\nxc = "b3lyp"\n'), ["[model] xc", "'b3lyp'", "lda"], at="b3lyp"),
-    _mk("smearing-unknown", deck(model='[model]\nsmearing = "tetrahedron"\n'), ["[model] smearing", "'tetrahedron'"]),
+    _mk("smearing-unknown", deck(model='[model]\nsmearing = "tetrahedra-opt"\n'), ["[model] smearing", "'tetrahedra-opt'"]),
     _mk("smearing-without-temperature", deck(model='[model]\nsmearing = "fermi-dirac"\n'),
         ["[model] smearing", "temperature"], at="smearing"),
     _mk("spin-unknown", deck(model='[model]\nspin = "noncollinear"\n'), ["[model] spin", "'noncollinear'"]),

@@ -60,7 +60,7 @@ def test_wrong_dipole_forces_are_caught():
 
 def test_dipole_term_is_off_unless_asked():
     term = build(Dipole, "numpy", MODELS[1])
-    assert term.layer is None and not Dipole.applies(term.context)
+    assert term.layer is None and not Dipole.wanted(term.context)
 
 
 # ------------------------------------------------------------------------------ a tiny polar slab
