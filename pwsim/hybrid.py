@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .coulomb import ExchangeKernel
-from .errors import InputError, InputWarning
+from .errors import InputError
 from .results import Result
 from .settings import Settings, make_settings
 from .terms.base import Term
@@ -170,8 +169,8 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference);
     initial_density, initial_wavefunctions: as :func:`pwsim.scf`, for the semilocal start.
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
-    provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together. No stress
-    (skipped with a warning).
+    provenance["exx_outer_iterations"], ``iterations`` all inner SCF iterations together; forces and
+    stress (the exchange term's with the final orbitals) as [output] asks.
     """
     from .progress import with_progress
     from .scf import prepare
@@ -185,10 +184,6 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     else:
         name = lookup(setup.settings.xc).name
     record = _record(name)
-    if setup.settings.compute_stress:
-        warnings.warn("the stress of hybrid functionals is not implemented yet: not computed", InputWarning,
-                      stacklevel=2)
-        setup.settings = dataclasses.replace(setup.settings, compute_stress=False)
     say = None
     if verbose:
         say = verbose if callable(verbose) else (lambda line: print(line, flush=True))

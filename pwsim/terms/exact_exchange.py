@@ -23,7 +23,9 @@ ACE (Lin, J. Chem. Theory Comput. 12, 2242 (2016)): from all computed bands psi 
 xi = K psi, M = psi^H xi, -M = L L^H, zeta = xi L^-H; then K_ACE = -zeta zeta^H equals K on the span of
 psi (occupied and empty bands alike) and costs two GEMMs per application.
 
-Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: not implemented.
+Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: at fixed c_nG the
+pair products on the box do not change, only 1/Omega and the kernel v(q + G) (its strain derivative,
+the divergence treatment's included, from pwsim.coulomb): :meth:`ExactExchange.stress`.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..backend.splits import ranges
 from ..errors import InputError
-from .base import Term
+from .base import Term, symmetric
 
 __all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
 
@@ -250,5 +252,54 @@ class ExactExchange(Term):
     def _band_energies(self, kpoint, c_nG) -> np.ndarray:
         return self.context.backend.to_host(self.operator(kpoint).band_energies(c_nG))
 
+    # ------------------------------------------------------------------ stress
     def stress(self, state) -> np.ndarray:
-        raise InputError("the stress of hybrid functionals is not implemented yet")
+        """(1/Omega) dE_x/d eps_ab at fixed c_nG, (3, 3) host, hartree/bohr^3 (pwsim.stress).
+
+        E_x = (1/Omega) sum v(q + G) X(q + G) with X = |FFT(conj(u_i) u_j)|^2 (times the occupations)
+        independent of the strain, so dE_x/d eps_ab = -delta_ab E_x + the same sum with v replaced by
+        dv/d eps_ab (:meth:`pwsim.coulomb.ExchangeKernel.strain_derivative`, the divergence's p = 0
+        term included). Both come from one pass over the pairs of the state's own orbitals, one FFT
+        per pair (not symmetrised here: the irreducible k carry their weights, pwsim.stress averages
+        over the point group)."""
+        if self.fraction == 0.0:
+            return np.zeros((3, 3))
+        orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, state.wavefunctions, state.occupations)
+        energy, dedeps = 0.0, np.zeros((3, 3))
+        for kpoint in self.context.basis.kpoints:
+            for k_full, power_Q in self._pair_powers(orbitals, kpoint, state):
+                q_frac = kpoint.coordinate - k_full
+                v_Q = self._kernel_Q(q_frac)
+                dv_abQ = self.kernel.strain_derivative(q_frac, self.context.basis.box_miller)
+                bk = self.context.backend
+                energy += kpoint.weight * bk.scalar(bk.xp.sum(v_Q * power_Q))
+                power = bk.to_host(power_Q)
+                dedeps += kpoint.weight * (dv_abQ.reshape(3, 3, -1) @ power.reshape(-1))
+        basis = self.context.basis
+        scale = -0.5 * self.fraction / (orbitals.nfull * basis.nfft**2 * basis.volume)
+        energy, dedeps = scale * energy, scale * dedeps
+        return symmetric(dedeps - energy * np.eye(3)) / basis.volume
+
+    def _pair_powers(self, orbitals, kpoint, state):
+        """For every point k' of the full mesh: (k', sum_j f_j sum_i f~_i |FFT(conj(u_ik') u_jk)|^2 on the
+        box (real device)), the occupied bands j of ``kpoint`` in blocks."""
+        bk = self.context.backend
+        xp = bk.xp
+        f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % self.context.nk], dtype=float)
+        bands = np.flatnonzero(np.abs(f_n) > OCCUPIED)
+        if bands.size == 0:
+            return
+        c_nG = xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+        f_j = f_n[bands]
+        points = orbitals.points[kpoint.spin]
+        powers = [None] * len(points)
+        for a, b in ranges(c_nG.shape[0], 16 * self.context.basis.nfft, BLOCK_BYTES):
+            u_nR = bk.wave_to_grid(c_nG[a:b, ...], kpoint.box_map)
+            f_block = bk.to_device(f_j[a:b])
+            for point, (_, u_iR, f_i) in enumerate(points):
+                for i in range(u_iR.shape[0]):
+                    rho_nQ = bk.fft3(xp.conj(u_iR[i, ...][None, ...]) * u_nR)
+                    part = float(f_i[i]) * xp.tensordot(f_block, xp.real(rho_nQ * xp.conj(rho_nQ)), axes=1)
+                    powers[point] = part if powers[point] is None else powers[point] + part
+        for (k_full, _, _), power_Q in zip(points, powers):
+            yield k_full, power_Q
