@@ -145,6 +145,30 @@ def test_ace_equals_the_exact_operator_on_all_bands(reduced):
         assert np.max(np.abs(difference)) < 1e-10  # the empty bands (rows 4, 5) included
 
 
+@pytest.mark.filterwarnings("ignore:the structure is a crystal")
+def test_gamma_real_pairs_equal_the_complex_path():
+    """At a Gamma-only mesh two real bands share one complex FFT (u_a + i u_b): K c equals the general
+    complex path on every band (an odd count: the padded row) and through the strict backend."""
+    settings = {key: value for key, value in SI.items() if key != "save_wavefunctions"}
+    settings.update(kpoints=(1, 1, 1), nbands=5)
+    si = pwsim.diamond("Si", 10.26)
+    result = pwsim.scf(si, save_wavefunctions=True, **settings)
+    for backend in ("numpy", "strict"):
+        setup = prepare(si, backend=backend, **settings)
+        bk = setup.backend
+        kernel = ExchangeKernel(si.lattice, (1, 1, 1), setup.basis.ecut)
+        exx = ExactExchange(setup.terms.context, kernel, ALPHA, setup.kpoint_set)
+        wavefunctions = [bk.to_device(w) for w in result.wavefunctions]
+        exx.set_orbitals(wavefunctions, result.occupations)
+        kpoint = setup.basis.kpoints[0]
+        assert exx.orbitals.real and kpoint.is_gamma
+        paired = bk.to_host(exx.apply_exact(kpoint, wavefunctions[0]))
+        exx.orbitals.real = False
+        general = bk.to_host(exx.apply_exact(kpoint, wavefunctions[0]))
+        assert paired.shape == general.shape == (5, kpoint.npw)
+        assert np.max(np.abs(paired - general)) < 1e-12 * np.max(np.abs(general))
+
+
 # ---------------------------------------------------------------------- stress
 STRAIN_LATTICE = np.array([[0.1, 5.1, 5.0], [5.2, 0.0, 5.13], [5.0, 5.15, -0.1]])  # distorted Si2, no symmetry
 STRAIN_SETTINGS = {"xc": "pbe", "pseudopotentials": "gth", "ecut": 7.0, "kpoints": (2, 1, 2), "nbands": 6,

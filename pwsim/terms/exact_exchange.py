@@ -43,6 +43,14 @@ OCCUPIED = 1e-12
 BLOCK_BYTES = 2**26
 
 
+def _pair_rows(xp, c_nG):
+    """Even and odd rows of (nb, npw), the odd ones padded with a zero row when nb is odd."""
+    a_nG, b_nG = c_nG[0::2, ...], c_nG[1::2, ...]
+    if c_nG.shape[0] % 2:
+        b_nG = xp.concat([b_nG, xp.zeros((1, c_nG.shape[1]), dtype=c_nG.dtype, device=c_nG.device)], axis=0)
+    return a_nG, b_nG
+
+
 class FullMeshOrbitals:
     """The occupied orbitals at every point of the full k mesh, as periodic parts on the FFT box.
 
@@ -55,6 +63,8 @@ class FullMeshOrbitals:
         nk = len(kpoint_set.weights)
         spin_scale = basis.nspin / 2.0
         self.nfull = kpoint_set.nfull
+        #: a Gamma-only mesh with real orbitals: u_iR are real arrays (ExactExchange._apply_block_real)
+        self.real = self.nfull == 1 and all(k.is_gamma for k in basis.kpoints)
         self.points = [[] for _ in range(basis.nspin)]
         rotations = kpoint_set.symmetry.reciprocal_rotations()
         translations = kpoint_set.symmetry.translations
@@ -78,6 +88,8 @@ class FullMeshOrbitals:
                 c_nG = c_nG * bk.to_device(phase)
                 box_map = bk.make_box_map(flat, basis.fft_grid, sticks=False)
                 u_iR = bk.wave_to_grid(c_nG, box_map)
+                if self.real:
+                    u_iR = bk.xp.real(u_iR)
                 self.points[spin].append((np.asarray(k_full, dtype=float), u_iR, f_n[bands]))
 
 
@@ -182,6 +194,8 @@ class ExactExchange(Term):
         return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
 
     def _apply_block(self, kpoint, c_nG):
+        if self.orbitals.real:
+            return self._apply_block_real(kpoint, c_nG)
         bk = self.context.backend
         xp = bk.xp
         basis = self.context.basis
@@ -195,6 +209,29 @@ class ExactExchange(Term):
                 acc = acc + float(f_i[i]) * (u_i * w_nR)
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         return bk.grid_to_wave(acc, kpoint.box_map) * scale
+
+    def _apply_block_real(self, kpoint, c_nG):
+        """K c at Gamma with real orbitals (a Gamma-only mesh): bands a, b share one complex box
+        u_a + i u_b. The pair products with a real u_i, the real and even kernel and the products with
+        u_i keep the two apart, and the -G partners separate them at the end: half the FFTs."""
+        bk = self.context.backend
+        xp = bk.xp
+        basis = self.context.basis
+        nb = c_nG.shape[0]
+        a_nG, b_nG = _pair_rows(xp, c_nG)
+        packed_nR = bk.wave_to_grid(a_nG + 1j * b_nG, kpoint.box_map)
+        acc = bk.zeros(packed_nR.shape, dtype=packed_nR.dtype)
+        (k_full, u_iR, f_i), = self.orbitals.points[kpoint.spin]
+        v_Q = self._kernel_Q(kpoint.coordinate - k_full)
+        for i in range(u_iR.shape[0]):
+            u_i = u_iR[i, ...][None, ...]
+            w_nR = bk.ifft3(v_Q * bk.fft3(u_i * packed_nR))
+            acc = acc + float(f_i[i]) * (u_i * w_nR)
+        scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
+        f_nG = bk.grid_to_wave(acc, kpoint.box_map) * scale
+        f_minus = xp.conj(xp.take(f_nG, kpoint.minus_index, axis=-1))
+        both = xp.stack([0.5 * (f_nG + f_minus), -0.5j * (f_nG - f_minus)], axis=1)
+        return xp.reshape(both, (2 * f_nG.shape[0], -1))[:nb, ...]
 
     def build_ace(self, wavefunctions, occupations, compress: bool = True) -> float:
         """Fix the orbitals and build the ACE operator of every k-point from all computed bands (with
