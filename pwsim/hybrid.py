@@ -8,9 +8,14 @@ erfc(mu r)/r (alpha = 0.25, mu = 0.106 1/bohr as pw.x; libxc's HSE06 uses 0.11).
 
 The SCF (as pw.x does it): the semilocal functional's ground state first; then an outer loop that
 builds the ACE operator of the current orbitals (all computed bands, so the empty bands are right too)
-and runs pwsim's density SCF with that operator fixed in the Hamiltonian, until the exchange energy
-of the new orbitals with the old operator and with their own differ by less than ``exx_tolerance``.
-The energy reported is that of the last orbitals with their own (exact) exchange operator.
+and runs pwsim's density SCF with that operator fixed in the Hamiltonian. With E_x[a; b] the exchange
+energy of orbitals a with the operator of orbitals b, the loop stops when pw.x's estimate of the
+energy's error, |E_x[new; old] - (E_x[old; old] + E_x[new; new]) / 2| (second order in the change of
+the orbitals), is below ``exx_tolerance`` and the first-order change |E_x[new; old] - E_x[new; new]|
+below 0.01 sqrt(exx_tolerance) (which bounds the error of the exchange energy and the eigenvalues, as
+the SCF's default density tolerance does). The semilocal start is converged loosely (it only seeds
+the first operator). The energy reported is that of the last orbitals with their own (exact)
+exchange operator.
 """
 from __future__ import annotations
 
@@ -79,6 +84,23 @@ def pbe_exchange(xp, rho, sigma) -> XCResult:
                                    xp.stack([xp.where(mask, vsu, zero), zero, xp.where(mask, vsd, zero)]))
 
 
+def scaled_pbe_unpolarised(exchange: float, correlation: float):
+    """The unpolarised pointwise kernel (the conventions of pwsim.xc.builtin's drivers) of
+    exchange x E_x^PBE + correlation x E_c^PBE, each part evaluated once."""
+    def kernel(xp, n, rs, sigma, mask, zero):
+        sig = xp.where(mask, xp.maximum(sigma[0, ...], zero), zero)
+        ex, vx, vsx = builtin._pbe_x(xp, n, sig)
+        e, v, vs = exchange * ex, exchange * vx, exchange * vsx
+        if correlation != 0.0:
+            eps_c, deps_c, _ = builtin._pw92(xp, rs, builtin._PW_MOD)
+            h, dh_deps, _, n_dh_dn, n_dh_dsig = builtin._pbe_h(xp, n, eps_c, xp.ones_like(n), sig)
+            e = e + correlation * (n * (eps_c + h))
+            v = v + correlation * (eps_c + h - (rs / 3.0) * deps_c * (1.0 + dh_deps) + n_dh_dn)
+            vs = vs + correlation * n_dh_dsig
+        return e, v, xp.where(mask, vs, zero)[None, ...]
+    return kernel
+
+
 def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
     """Heyd's short-range omegaPBE exchange (libxc GGA_X_WPBEH through pyscf, omega = mu), in the
     conventions of :func:`pwsim.xc.evaluate`; rho_sR (nspin, *grid), grads per spin
@@ -116,10 +138,18 @@ class HybridXc(Xc):
         self.short_range = short_range
 
     def _evaluate(self, rho_sR):
-        out, grads, sigma = super()._evaluate(rho_sR)
-        parts = [(self.correlation, out)]
-        if self.exchange != self.correlation:
-            parts.append((self.exchange - self.correlation, pbe_exchange(self.context.backend.xp, rho_sR, sigma)))
+        if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
+            # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)
+            bk = self.context.backend
+            grad_vR = self.context.basis.gradient(rho_sR[0, ...])
+            grads, sigma = [grad_vR], bk.xp.sum(grad_vR * grad_vR, axis=0)[None, ...]
+            kernel = scaled_pbe_unpolarised(self.exchange, self.correlation)
+            parts = [(1.0, builtin._unpolarised(kernel, bk.xp, rho_sR, sigma))]
+        else:
+            out, grads, sigma = super()._evaluate(rho_sR)
+            parts = [(self.correlation, out)]
+            if self.exchange != self.correlation:
+                parts.append((self.exchange - self.correlation, pbe_exchange(self.context.backend.xp, rho_sR, sigma)))
         if self.short_range is not None:
             alpha, mu = self.short_range
             parts.append((-alpha, short_range_wpbe(self.context.backend, rho_sR, grads, mu)))
@@ -163,9 +193,9 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
 
     settings / overrides: as :func:`pwsim.scf` ([model] exx_divergence, x_gamma_extrapolation,
     exx_fraction, screening_parameter apply), or a ``setup`` prepared by :func:`pwsim.scf.prepare`
-    (what :func:`pwsim.scf` hands over for a hybrid ``xc``); exx_tolerance: hartree, on the exchange
-    energy of the new orbitals with the previous operator against their own (default: [scf]
-    energy_tolerance, which also bounds what the inner SCF resolves); max_outer: most ACE rebuilds;
+    (what :func:`pwsim.scf` hands over for a hybrid ``xc``); exx_tolerance: hartree, on the outer loop's
+    estimated energy error (module docstring; default: [scf] energy_tolerance, which also bounds what
+    the inner SCF resolves); max_outer: most ACE rebuilds;
     ace: False applies the exact operator of the fixed orbitals in the inner SCF (the reference);
     initial_density, initial_wavefunctions: as :func:`pwsim.scf`, for the semilocal start.
     Returns the :class:`Result`: energies["exact_exchange"] the Fock energy (alpha included),
@@ -209,28 +239,32 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     setup.terms.terms = [t for t in setup.terms.terms if t.name != ExactExchange.name]
     _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))
     state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
-    setup.settings = _inner_tolerances(s, None)  # the semilocal start only seeds the first operator
+    setup.settings = _starting_tolerances(s)  # the semilocal start only seeds the first operator
     result, final = _scf_loop(setup, None, None, callback, None, state)
     setup.settings = s
     exx = _switch_to_hybrid(setup, record, fraction, screening)
-    iterations, e_ace, outer, change = result.iterations, None, 0, None
+    iterations, e_ace, outer, error, change = result.iterations, None, 0, None, None
     while True:
-        e_exact = exx.build_ace(state.wavefunctions, final.occupations, compress=ace)
+        e_previous, e_exact = e_exact if outer else None, exx.build_ace(state.wavefunctions, final.occupations,
+                                                                         compress=ace)
         if e_ace is not None:
-            change = abs(e_ace - e_exact)
+            # pw.x's dexx, second order in the orbitals' change (the energy's error), and the first-order
+            # change that bounds the error of the exchange energy and the eigenvalues
+            error, change = abs(e_ace - 0.5 * (e_previous + e_exact)), abs(e_ace - e_exact)
             if say is not None:
-                say(f"exact exchange, operator {outer}: E_x {e_exact:.10f} Ha, change {change:.3e} Ha")
-            if change < exx_tolerance or outer >= max_outer:
+                say(f"exact exchange, operator {outer}: E_x {e_exact:.10f} Ha, change {change:.3e} Ha, "
+                    f"estimated error {error:.3e} Ha")
+            if _outer_converged(error, change, exx_tolerance) or outer >= max_outer:
                 break
         outer += 1
         state = SCFState(state.rho_in, state.wavefunctions)
-        setup.settings = _inner_tolerances(s, change)
+        setup.settings = _inner_tolerances(s, error)
         result, final = _scf_loop(setup, None, None, callback, None, state)
         setup.settings = s
         iterations += result.iterations
         e_ace = result.energies["exact_exchange"]
     _exact_energies(result, e_exact - e_ace, e_exact)
-    result.converged = result.converged and change < exx_tolerance
+    result.converged = result.converged and _outer_converged(error, change, exx_tolerance)
     result.iterations = iterations
     # the resolved hybrid, not the semilocal functional a set-up may have been made with
     result.settings.update(xc=name, exx_fraction=fraction, screening_parameter=screening)
@@ -240,17 +274,40 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     return result
 
 
-#: the inner SCF's energy tolerance is INNER_RATIO x the last change of the exchange energy (at least
+#: the outer loop stops when the estimated energy error is below exx_tolerance and the exchange energy's
+#: change below CHANGE_RATIO sqrt(exx_tolerance) (1e-6 Ha at the default 1e-8: as the SCF's default
+#: density tolerance 0.01 sqrt(energy_tolerance) for the first-order quantities)
+CHANGE_RATIO = 0.01
+
+
+def _outer_converged(error, change, tolerance: float) -> bool:
+    """Whether the outer loop may stop (error, change: hartree, None before the second operator)."""
+    return error is not None and error < tolerance and change < CHANGE_RATIO * tolerance**0.5
+
+
+#: the inner SCF's energy tolerance is INNER_RATIO x the last estimated error of the energy (at least
 #: the run's own tolerance): early operators are thrown away, their SCF need not be tight
 INNER_RATIO = 0.1
 #: the loosest inner energy tolerance (hartree), also that of the first operator's SCF
 INNER_LOOSEST = 1e-5
 
 
-def _inner_tolerances(settings: Settings, change: float | None) -> Settings:
+#: the semilocal start's tolerances: energy (hartree) and density residual (electrons/bohr^1.5); the
+#: first exact-exchange operator moves the density by more than this (~1e-2 for H2O) anyway
+STARTING_TOLERANCES = (1e-4, 1e-3)
+
+
+def _starting_tolerances(settings: Settings) -> Settings:
+    """The settings of the semilocal start: :data:`STARTING_TOLERANCES`, or the run's own if tighter."""
+    energy, density = STARTING_TOLERANCES
+    return dataclasses.replace(settings, energy_tolerance=max(settings.energy_tolerance, energy),
+                               density_tolerance=max(settings.density_tolerance or 0.0, density))
+
+
+def _inner_tolerances(settings: Settings, error: float | None) -> Settings:
     """The settings of one inner SCF, its tolerances loosened while the operator is far from converged
-    (change: the last change of the exchange energy, hartree, None before the first)."""
-    loosest = INNER_LOOSEST if change is None else min(INNER_RATIO * change, INNER_LOOSEST)
+    (error: the last estimated energy error of the outer loop, hartree, None before the first)."""
+    loosest = INNER_LOOSEST if error is None else min(INNER_RATIO * error, INNER_LOOSEST)
     energy = max(settings.energy_tolerance, loosest)
     if energy == settings.energy_tolerance:
         return settings
