@@ -205,8 +205,9 @@ class ExactExchange(Term):
             v_Q = self._kernel_Q(kpoint.coordinate - k_full)
             for i in range(u_iR.shape[0]):
                 u_i = u_iR[i, ...][None, ...]
-                w_nR = bk.ifft3(v_Q * bk.fft3(xp.conj(u_i) * u_nR))
-                acc = acc + float(f_i[i]) * (u_i * w_nR)
+                rho_nQ = bk.fft3(xp.conj(u_i) * u_nR)
+                rho_nQ *= v_Q
+                acc += (float(f_i[i]) * u_i) * bk.ifft3(rho_nQ)  # (f u_i, one box: not a pass over the bands)
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         return bk.grid_to_wave(acc, kpoint.box_map) * scale
 
@@ -225,8 +226,9 @@ class ExactExchange(Term):
         v_Q = self._kernel_Q(kpoint.coordinate - k_full)
         for i in range(u_iR.shape[0]):
             u_i = u_iR[i, ...][None, ...]
-            w_nR = bk.ifft3(v_Q * bk.fft3(u_i * packed_nR))
-            acc = acc + float(f_i[i]) * (u_i * w_nR)
+            rho_nQ = bk.fft3(u_i * packed_nR)
+            rho_nQ *= v_Q
+            acc += (float(f_i[i]) * u_i) * bk.ifft3(rho_nQ)
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         f_nG = bk.grid_to_wave(acc, kpoint.box_map) * scale
         f_minus = xp.conj(xp.take(f_nG, kpoint.minus_index, axis=-1))
