@@ -394,6 +394,7 @@ def test_collinear_spin_of_a_closed_shell_equals_the_unpolarised_energy(reduced)
     half = state.occupations[0] / 2
     spin_state = ElectronicState(state.rho_sR, list(state.wavefunctions) * 2, np.stack([half, half]))
     assert spin_exx.energy(spin_state) == pytest.approx(exx.energy(state), abs=1e-12)
+    assert np.max(np.abs(spin_exx.stress(spin_state) - exx.stress(state))) < 1e-13  # the stress likewise
 
 
 # ---------------------------------------------------------------------- the semilocal part of hybrids
