@@ -67,6 +67,20 @@ def _bare(p2, mu):
     return 4 * np.pi * (-np.expm1(-p2 / (4 * mu * mu))) / p2
 
 
+def _bare_slope(p2, mu):
+    """d v / d(p^2) of :func:`_bare` (p2 > 0), hartree bohr^5."""
+    if mu is None:
+        return -4 * np.pi / p2**2
+    x = p2 / (4 * mu * mu)
+    return 4 * np.pi * (np.exp(-x) / (4 * mu * mu * p2) + np.expm1(-x) / p2**2)
+
+
+def _spherical_slope(p2, rcut):
+    """d/d(p^2) of 4 pi (1 - cos(R_c p)) / p^2 at fixed R_c (p2 > 0), hartree bohr^5."""
+    p = np.sqrt(p2)
+    return 4 * np.pi * (rcut * np.sin(rcut * p) / (2 * p * p2) - (1 - np.cos(rcut * p)) / p2**2)
+
+
 def on_double_grid(p_frac, qgrid):
     """True where every crystal coordinate of p times n_q,i / 2 is an integer: (..., 3) -> (...)."""
     x = 0.5 * np.asarray(p_frac) * np.asarray(qgrid)
@@ -129,7 +143,38 @@ class ExchangeKernel:
         v = np.where(zero, self.v_zero, v)
         return np.where(g2 <= self.g2max, v, 0.0)
 
+    def strain_derivative(self, q_frac, miller):
+        """dv(q + G)/d eps_ab under the homogeneous strain 1 + eps (p -> (1 - eps) p, the same G and
+        the same mesh of q in crystal coordinates): (3, 3, ...) host, hartree bohr^3.
+
+        p != 0: -2 p_a p_b dv/d(p^2) (the extrapolation weights depend on crystal coordinates only);
+        p = 0: the derivative of v_zero (:meth:`v_zero_strain_derivative`)."""
+        miller = np.asarray(miller)
+        p_frac = miller + np.asarray(q_frac, dtype=float)
+        p_cart = p_frac @ self.reciprocal
+        p2 = np.sum(p_cart**2, axis=-1)
+        g2 = np.sum((miller @ self.reciprocal) ** 2, axis=-1)
+        zero = p2 <= P2_ZERO
+        safe = np.where(zero, 1.0, p2)
+        if self.divergence == "spherical":
+            slope = _spherical_slope(safe, self.rcut)
+        else:
+            slope = _bare_slope(safe, self.mu) * self.weights(p_frac)
+        slope = np.where(zero | (g2 > self.g2max), 0.0, slope)
+        d_ab = -2 * np.moveaxis(p_cart[..., :, None] * p_cart[..., None, :], (-2, -1), (0, 1)) * slope
+        if np.any(zero):
+            d_ab[:, :, zero] = self.v_zero_strain_derivative()[:, :, None]
+        return d_ab
+
     # ------------------------------------------------------------------ the p = 0 term
+    def v_zero_strain_derivative(self) -> np.ndarray:
+        """d v_zero / d eps_ab, (3, 3) hartree bohr^3: -dD/d eps for Gygi-Baldereschi (its mesh sum
+        and Omega N_q A move with the cell), 0 for ``none`` and for ``spherical`` (whose R_c is held at
+        its value: the cut interaction of an isolated system does not depend on the box)."""
+        if self.divergence != "gygi-baldereschi":
+            return np.zeros((3, 3))
+        return -self._gygi_baldereschi_parts(strain=True)
+
     def _v_zero(self) -> float:
         if self.divergence == "spherical":
             return 2 * np.pi * self.rcut**2
@@ -145,23 +190,38 @@ class ExchangeKernel:
         A = (1/(2 pi)^3) int 4 pi F d^3p = 1/sqrt(pi a) (- 1/sqrt(pi (a + 1/4 mu^2)) screened);
         c0 = the p -> 0 limit of F without extrapolation (-a, or 1/4 mu^2 screened), 0 with it.
         """
+        return float(self._gygi_baldereschi_parts(strain=False))
+
+    def _gygi_baldereschi_parts(self, strain: bool):
+        """D (a float), or with ``strain`` its derivative dD/d eps_ab (3, 3): the auxiliary function's
+        mesh sum gives 4 pi sum w (-2 p_a p_b dF/d(p^2)), the integral -Omega N_q A delta_ab."""
         a = GB_WIDTH / (2 * self.ecut)
-        total = 0.0
+        total = np.zeros((3, 3)) if strain else 0.0
         for q_frac in self._qmesh():
             miller = self._sphere_miller(q_frac)
             p_frac = miller + q_frac
-            p2 = np.sum((p_frac @ self.reciprocal) ** 2, axis=-1)
+            p_cart = p_frac @ self.reciprocal
+            p2 = np.sum(p_cart**2, axis=-1)
             keep = p2 > P2_ZERO
-            p2, p_frac = p2[keep], p_frac[keep]
+            p2, p_frac, p_cart = p2[keep], p_frac[keep], p_cart[keep]
             f = np.exp(-a * p2) / p2
+            df = -f * (a + 1 / p2)  # dF/d(p^2)
             if self.mu is not None:
-                f = f * (-np.expm1(-p2 / (4 * self.mu**2)))
-            total += float(np.sum(self.weights(p_frac) * f))
-        if not self.extrapolate:
+                screen = -np.expm1(-p2 / (4 * self.mu**2))
+                df = df * screen + f * np.exp(-p2 / (4 * self.mu**2)) / (4 * self.mu**2)
+                f = f * screen
+            w = self.weights(p_frac)
+            if strain:
+                total = total - 2 * np.einsum("n,na,nb->ab", w * df, p_cart, p_cart)
+            else:
+                total += float(np.sum(w * f))
+        if not self.extrapolate and not strain:
             total += 1 / (4 * self.mu**2) if self.mu is not None else -a
         integral = 1 / math.sqrt(np.pi * a)
         if self.mu is not None:
             integral -= 1 / math.sqrt(np.pi * (a + 1 / (4 * self.mu**2)))
+        if strain:
+            return 4 * np.pi * total - self.volume * self.nq * integral * np.eye(3)
         return 4 * np.pi * total - self.volume * self.nq * integral
 
     def _qmesh(self):

@@ -33,5 +33,22 @@ def patch(monkeypatch):
                                        xp.where(cut[None], (4 / 3) * slater[None] / xp.where(n > 0, n, 1.0), out.vrho),
                                        xp.where(cut[None], 0.0, out.vsigma))
 
+    scaled = hybrid.scaled_pbe_unpolarised
+
+    def cut_scaled(exchange_weight, correlation_weight):
+        """x E_x + c E_c in one pass (HybridXc's unpolarised path): x Slater + c PW92 where cut."""
+        kernel = scaled(exchange_weight, correlation_weight)
+
+        def cut_kernel(xp, n, rs, sigma, mask, zero):
+            e, v, vsigma = kernel(xp, n, rs, sigma, mask, zero)
+            lda = evaluate("lda", xp, n[None])
+            slater = -0.75 * (3 / np.pi) ** (1 / 3) * n ** (4 / 3)
+            e_cut = exchange_weight * slater + correlation_weight * (lda.e - slater)
+            v_cut = exchange_weight * (4 / 3) * slater / n + correlation_weight * (lda.vrho[0] - (4 / 3) * slater / n)
+            cut = (n <= RHO_CUT) | (sigma[0] <= SIGMA_CUT)
+            return xp.where(cut, e_cut, e), xp.where(cut, v_cut, v), xp.where(cut[None], 0.0, vsigma)
+        return cut_kernel
+
     monkeypatch.setattr(functionals, "evaluate", cut_pbe)
     monkeypatch.setattr(hybrid, "pbe_exchange", cut_exchange)
+    monkeypatch.setattr(hybrid, "scaled_pbe_unpolarised", cut_scaled)

@@ -23,7 +23,9 @@ ACE (Lin, J. Chem. Theory Comput. 12, 2242 (2016)): from all computed bands psi 
 xi = K psi, M = psi^H xi, -M = L L^H, zeta = xi L^-H; then K_ACE = -zeta zeta^H equals K on the span of
 psi (occupied and empty bands alike) and costs two GEMMs per application.
 
-Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: not implemented.
+Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: at fixed c_nG the
+pair products on the box do not change, only 1/Omega and the kernel v(q + G) (its strain derivative,
+the divergence treatment's included, from pwsim.coulomb): :meth:`ExactExchange.stress`.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..backend.splits import ranges
 from ..errors import InputError
-from .base import Term
+from .base import Term, symmetric
 
 __all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
 
@@ -39,6 +41,14 @@ __all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
 OCCUPIED = 1e-12
 #: bytes of one band block of boxes (complex) in an application of K
 BLOCK_BYTES = 2**26
+
+
+def _pair_rows(xp, c_nG):
+    """Even and odd rows of (nb, npw), the odd ones padded with a zero row when nb is odd."""
+    a_nG, b_nG = c_nG[0::2, ...], c_nG[1::2, ...]
+    if c_nG.shape[0] % 2:
+        b_nG = xp.concat([b_nG, xp.zeros((1, c_nG.shape[1]), dtype=c_nG.dtype, device=c_nG.device)], axis=0)
+    return a_nG, b_nG
 
 
 class FullMeshOrbitals:
@@ -53,6 +63,8 @@ class FullMeshOrbitals:
         nk = len(kpoint_set.weights)
         spin_scale = basis.nspin / 2.0
         self.nfull = kpoint_set.nfull
+        #: a Gamma-only mesh with real orbitals: u_iR are real arrays (ExactExchange._apply_block_real)
+        self.real = self.nfull == 1 and all(k.is_gamma for k in basis.kpoints)
         self.points = [[] for _ in range(basis.nspin)]
         rotations = kpoint_set.symmetry.reciprocal_rotations()
         translations = kpoint_set.symmetry.translations
@@ -76,6 +88,8 @@ class FullMeshOrbitals:
                 c_nG = c_nG * bk.to_device(phase)
                 box_map = bk.make_box_map(flat, basis.fft_grid, sticks=False)
                 u_iR = bk.wave_to_grid(c_nG, box_map)
+                if self.real:
+                    u_iR = bk.xp.real(u_iR)
                 self.points[spin].append((np.asarray(k_full, dtype=float), u_iR, f_n[bands]))
 
 
@@ -180,6 +194,8 @@ class ExactExchange(Term):
         return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
 
     def _apply_block(self, kpoint, c_nG):
+        if self.orbitals.real:
+            return self._apply_block_real(kpoint, c_nG)
         bk = self.context.backend
         xp = bk.xp
         basis = self.context.basis
@@ -189,10 +205,35 @@ class ExactExchange(Term):
             v_Q = self._kernel_Q(kpoint.coordinate - k_full)
             for i in range(u_iR.shape[0]):
                 u_i = u_iR[i, ...][None, ...]
-                w_nR = bk.ifft3(v_Q * bk.fft3(xp.conj(u_i) * u_nR))
-                acc = acc + float(f_i[i]) * (u_i * w_nR)
+                rho_nQ = bk.fft3(xp.conj(u_i) * u_nR)
+                rho_nQ *= v_Q
+                acc += (float(f_i[i]) * u_i) * bk.ifft3(rho_nQ)  # (f u_i, one box: not a pass over the bands)
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         return bk.grid_to_wave(acc, kpoint.box_map) * scale
+
+    def _apply_block_real(self, kpoint, c_nG):
+        """K c at Gamma with real orbitals (a Gamma-only mesh): bands a, b share one complex box
+        u_a + i u_b. The pair products with a real u_i, the real and even kernel and the products with
+        u_i keep the two apart, and the -G partners separate them at the end: half the FFTs."""
+        bk = self.context.backend
+        xp = bk.xp
+        basis = self.context.basis
+        nb = c_nG.shape[0]
+        a_nG, b_nG = _pair_rows(xp, c_nG)
+        packed_nR = bk.wave_to_grid(a_nG + 1j * b_nG, kpoint.box_map)
+        acc = bk.zeros(packed_nR.shape, dtype=packed_nR.dtype)
+        (k_full, u_iR, f_i), = self.orbitals.points[kpoint.spin]
+        v_Q = self._kernel_Q(kpoint.coordinate - k_full)
+        for i in range(u_iR.shape[0]):
+            u_i = u_iR[i, ...][None, ...]
+            rho_nQ = bk.fft3(u_i * packed_nR)
+            rho_nQ *= v_Q
+            acc += (float(f_i[i]) * u_i) * bk.ifft3(rho_nQ)
+        scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
+        f_nG = bk.grid_to_wave(acc, kpoint.box_map) * scale
+        f_minus = xp.conj(xp.take(f_nG, kpoint.minus_index, axis=-1))
+        both = xp.stack([0.5 * (f_nG + f_minus), -0.5j * (f_nG - f_minus)], axis=1)
+        return xp.reshape(both, (2 * f_nG.shape[0], -1))[:nb, ...]
 
     def build_ace(self, wavefunctions, occupations, compress: bool = True) -> float:
         """Fix the orbitals and build the ACE operator of every k-point from all computed bands (with
@@ -250,5 +291,54 @@ class ExactExchange(Term):
     def _band_energies(self, kpoint, c_nG) -> np.ndarray:
         return self.context.backend.to_host(self.operator(kpoint).band_energies(c_nG))
 
+    # ------------------------------------------------------------------ stress
     def stress(self, state) -> np.ndarray:
-        raise InputError("the stress of hybrid functionals is not implemented yet")
+        """(1/Omega) dE_x/d eps_ab at fixed c_nG, (3, 3) host, hartree/bohr^3 (pwsim.stress).
+
+        E_x = (1/Omega) sum v(q + G) X(q + G) with X = |FFT(conj(u_i) u_j)|^2 (times the occupations)
+        independent of the strain, so dE_x/d eps_ab = -delta_ab E_x + the same sum with v replaced by
+        dv/d eps_ab (:meth:`pwsim.coulomb.ExchangeKernel.strain_derivative`, the divergence's p = 0
+        term included). Both come from one pass over the pairs of the state's own orbitals, one FFT
+        per pair (not symmetrised here: the irreducible k carry their weights, pwsim.stress averages
+        over the point group)."""
+        if self.fraction == 0.0:
+            return np.zeros((3, 3))
+        orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, state.wavefunctions, state.occupations)
+        energy, dedeps = 0.0, np.zeros((3, 3))
+        for kpoint in self.context.basis.kpoints:
+            for k_full, power_Q in self._pair_powers(orbitals, kpoint, state):
+                q_frac = kpoint.coordinate - k_full
+                v_Q = self._kernel_Q(q_frac)
+                dv_abQ = self.kernel.strain_derivative(q_frac, self.context.basis.box_miller)
+                bk = self.context.backend
+                energy += kpoint.weight * bk.scalar(bk.xp.sum(v_Q * power_Q))
+                power = bk.to_host(power_Q)
+                dedeps += kpoint.weight * (dv_abQ.reshape(3, 3, -1) @ power.reshape(-1))
+        basis = self.context.basis
+        scale = -0.5 * self.fraction / (orbitals.nfull * basis.nfft**2 * basis.volume)
+        energy, dedeps = scale * energy, scale * dedeps
+        return symmetric(dedeps - energy * np.eye(3)) / basis.volume
+
+    def _pair_powers(self, orbitals, kpoint, state):
+        """For every point k' of the full mesh: (k', sum_j f_j sum_i f~_i |FFT(conj(u_ik') u_jk)|^2 on the
+        box (real device)), the occupied bands j of ``kpoint`` in blocks."""
+        bk = self.context.backend
+        xp = bk.xp
+        f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % self.context.nk], dtype=float)
+        bands = np.flatnonzero(np.abs(f_n) > OCCUPIED)
+        if bands.size == 0:
+            return
+        c_nG = xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+        f_j = f_n[bands]
+        points = orbitals.points[kpoint.spin]
+        powers = [None] * len(points)
+        for a, b in ranges(c_nG.shape[0], 16 * self.context.basis.nfft, BLOCK_BYTES):
+            u_nR = bk.wave_to_grid(c_nG[a:b, ...], kpoint.box_map)
+            f_block = bk.to_device(f_j[a:b])
+            for point, (_, u_iR, f_i) in enumerate(points):
+                for i in range(u_iR.shape[0]):
+                    rho_nQ = bk.fft3(xp.conj(u_iR[i, ...][None, ...]) * u_nR)
+                    part = float(f_i[i]) * xp.tensordot(f_block, xp.real(rho_nQ * xp.conj(rho_nQ)), axes=1)
+                    powers[point] = part if powers[point] is None else powers[point] + part
+        for (k_full, _, _), power_Q in zip(points, powers):
+            yield k_full, power_Q

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Hybrid functionals, pwsim against pw.x 6.7 (issue 24): the whole `pwsim run` and the whole pw.x run,
+# both computing forces and stress, one thread each, the same priority. Whole processes under GNU time:
+# wall (s), user+sys CPU (s), max RSS (KiB). On a shared machine compare the CPU times.
+#   OUT=hybrid.log benchmarks/hybrid/side_by_side.sh            (PWSIM=path/to/a/pwsim/checkout to compare)
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=${PWSIM:-$(cd "$HERE/../.." && pwd)}
+OUT=$(realpath -m "${OUT:-hybrid.log}")
+PSEUDOS=${PSEUDOS:-$HERE/../../../shared/reference/pseudos/psp10}  # Si-q4, O-q6, H-q1 .pbe.gth (pw.x)
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PWSIM_NUM_THREADS=1
+W=$(mktemp -d)
+cp "$HERE"/*.toml "$HERE"/*.pwi "$W"/ && mkdir -p "$W/pseudos" && cp "$PSEUDOS"/{Si-q4,O-q6,H-q1}.pbe.gth "$W/pseudos/"
+t() { local label=$1; shift; echo "== $label load=$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT"
+  /usr/bin/time -f "TIME $label wall=%e cpu=%U+%S maxrss_kib=%M" "$@" >>"$OUT" 2>&1; }
+cd "$W"
+for case in ${CASES:-h2o_pbe0 si_k3_pbe0}; do
+  t "pwsim $case" env PYTHONPATH="$ROOT" python -m pwsim.cli run "$case.toml"
+  t "pw.x $case" pw.x -in "$case.pwi"
+done
+grep -E "^(TIME|==)" "$OUT"
