@@ -33,6 +33,12 @@ class _ScipyFFT:
     def ifftn(self, a, normalise=True):
         return self.sp.ifftn(a, axes=(-3, -2, -1), workers=self.threads, norm="backward" if normalise else "forward")
 
+    def rfftn(self, a):
+        return self.sp.rfftn(a, axes=(-3, -2, -1), workers=self.threads)
+
+    def irfftn(self, a, grid):
+        return self.sp.irfftn(a, s=grid, axes=(-3, -2, -1), workers=self.threads)
+
 
 class _PyFFTW:
     """FFTW through pyFFTW: plans for one band, built once and executed band by band.
@@ -151,6 +157,53 @@ class _PyFFTW:
 
     def ifftn(self, a, normalise=True):
         return self._run(a, True, normalise)
+
+    # --------------------------------------------------------- real whole-box transforms
+    def _real_plan(self, grid, inverse):
+        """r2c (forward) or c2r (inverse, normalised) plan of a float64 box, on scratch arrays: the
+        real box on scratch box 0 (viewed as reals), the half box on scratch box 1."""
+        key = ("real", grid, inverse)
+        if key not in self.plans:
+            with _PLANNER_LOCK:
+                half = grid[:2] + (grid[2] // 2 + 1,)
+                real = self._scratch(grid, np.complex128, 0, (math.prod(grid) // 2 + 1,)).view(np.float64)
+                real = real[: math.prod(grid)].reshape(grid)
+                cplx = self._scratch(grid, np.complex128, 1, half)
+                a, b = (cplx, real) if inverse else (real, cplx)
+                plan = self.pyfftw.FFTW(
+                    a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                    threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
+                self.plans[key], self.home[id(plan)] = plan, (a, b)
+        return self.plans[key]
+
+    def rfftn(self, a):
+        """Unnormalised r2c transforms of (..., n1, n2, n3) float64 -> (..., n1, n2, n3 // 2 + 1)."""
+        grid = tuple(a.shape[-3:])
+        flat = np.asarray(a, dtype=np.float64).reshape(-1, *grid)
+        plan = self._real_plan(grid, False)
+        source = self.home[id(plan)][0]
+        out = self._stack(flat.shape[0], grid[:2] + (grid[2] // 2 + 1,), np.complex128)
+        for i in range(flat.shape[0]):
+            source[...] = flat[i]  # aligned, and an r2c plan may not be pointed at any array
+            plan.update_arrays(source, out[i])
+            plan.execute()
+        self._rest(plan)
+        return out.reshape(a.shape[:-3] + out.shape[1:])
+
+    def irfftn(self, a, grid):
+        """c2r transforms of half boxes (..., n1, n2, n3 // 2 + 1) -> (..., *grid) float64, with 1/N.
+        The input is copied first: a multi-dimensional c2r transform overwrites its input."""
+        flat = a.reshape(-1, *a.shape[-3:])
+        plan = self._real_plan(grid, True)
+        source = self.home[id(plan)][0]
+        out = self._stack(flat.shape[0], grid, np.float64)
+        for i in range(flat.shape[0]):
+            source[...] = flat[i]
+            plan.update_arrays(source, out[i])
+            plan.execute()
+            out[i] *= 1.0 / math.prod(grid)  # execute() never normalises
+        self._rest(plan)
+        return out.reshape(a.shape[:-3] + grid)
 
     # --------------------------------------------------------- pruned transforms
     def _passes(self, box_map, dtype, inverse):
@@ -353,6 +406,12 @@ class _SharedFFTW:
     def ifftn(self, a, normalise=True):
         return self._engine().ifftn(a, normalise)
 
+    def rfftn(self, a):
+        return self._engine().rfftn(a)
+
+    def irfftn(self, a, grid):
+        return self._engine().irfftn(a, grid)
+
     def grid_to_sphere(self, grid, box_map):
         return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)
 
@@ -406,6 +465,12 @@ class _NamespaceFFT:
 
     def ifftn(self, a, normalise=True):
         return self.xp.fft.ifftn(self._complex(a), axes=(-3, -2, -1), norm="backward" if normalise else "forward")
+
+    def rfftn(self, a):
+        return self.xp.fft.rfftn(a, axes=(-3, -2, -1))
+
+    def irfftn(self, a, grid):
+        return self.xp.fft.irfftn(a, s=grid, axes=(-3, -2, -1))
 
 
 def _import_pyfftw():
