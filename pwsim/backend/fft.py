@@ -3,10 +3,14 @@ transforms, planned once per layout), pyFFTW's shared out over host threads, and
 own (array_api_strict, CuPy's cuFFT)."""
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import os
+import platform
 import sys
+import tempfile
 import threading
 import weakref
 
@@ -65,6 +69,7 @@ class _PyFFTW:
 
     def __init__(self, threads):
         self.pyfftw = _import_pyfftw()
+        load_wisdom(self.pyfftw)
         self.threads = threads
         self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
         self.plans = {}
@@ -100,7 +105,13 @@ class _PyFFTW:
         if key not in self.plans:
             with _PLANNER_LOCK:
                 self._make_plan(key, grid, dtype, inverse)
+                self._planned(grid)
         return self.plans[key]
+
+    def _planned(self, grid):
+        """After new plans of ``grid``: keep what FFTW_MEASURE found for the next run (:func:`save_wisdom`)."""
+        if self._effort(grid) != "FFTW_ESTIMATE":
+            save_wisdom(self.pyfftw)
 
     def _make_plan(self, key, grid, dtype, inverse):
         a = self._scratch(grid, dtype, 0, grid)
@@ -174,6 +185,7 @@ class _PyFFTW:
                     a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
                     threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
                 self.plans[key], self.home[id(plan)] = plan, (a, b)
+                self._planned(grid)
         return self.plans[key]
 
     def rfftn(self, a):
@@ -213,6 +225,7 @@ class _PyFFTW:
         if key not in cache:
             with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
                 cache[key] = self._make_passes(box_map, dtype, inverse)
+                self._planned(box_map.shape)
         return cache[key]
 
     def _make_passes(self, box_map, dtype, inverse):
@@ -471,6 +484,103 @@ class _NamespaceFFT:
 
     def irfftn(self, a, grid):
         return self.xp.fft.irfftn(a, s=grid, axes=(-3, -2, -1))
+
+
+# ------------------------------------------------------------------ FFTW wisdom
+#: PWSIM_FFTW_WISDOM: a file to keep FFTW's wisdom in instead of the user's cache directory, or
+#: "off" to neither read nor write one
+WISDOM_ENV = "PWSIM_FFTW_WISDOM"
+_WISDOM_FORMAT = "pwsim-fftw-wisdom-1"
+_wisdom_state = {"loaded": False}
+#: a wisdom file larger than this (plans of many past layouts) is not read, and so starts afresh
+_WISDOM_MAX_BYTES = 8 << 20
+
+
+def wisdom_path():
+    """The file FFTW's wisdom is kept in: $PWSIM_FFTW_WISDOM, else
+    $XDG_CACHE_HOME/pwsim (~/.cache/pwsim) / fftw-wisdom-<machine key>.json; None when switched off.
+    Wisdom is only valid on the processor and FFTW it was measured with, hence the key."""
+    setting = os.environ.get(WISDOM_ENV, "").strip()
+    if setting.lower() in ("off", "0", "no", "false", "none"):
+        return None
+    if setting:
+        return os.path.expanduser(setting)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "pwsim", f"fftw-wisdom-{_machine_key()}.json")
+
+
+def _machine_key() -> str:
+    """A short hash of what FFTW's plans depend on: processor model and features, pyFFTW's version."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = "".join(line for line in f if line.startswith(("model name", "flags", "Features")))[:20000]
+    except OSError:
+        pass
+    text = "|".join((platform.machine(), platform.processor(), cpu, _pyfftw_version()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pyfftw_version() -> str:
+    module = sys.modules.get("pyfftw")
+    return str(getattr(module, "__version__", ""))
+
+
+def load_wisdom(pyfftw) -> bool:
+    """Give FFTW the wisdom of earlier runs, once per process: plans with FFTW_MEASURE of the same
+    transforms are then made at once instead of measured again (~1 s for a 100^3 box and its
+    pruned passes). A missing, unreadable or corrupt file is ignored (the plans are measured).
+    Returns whether wisdom was imported."""
+    if _wisdom_state["loaded"]:
+        return False
+    _wisdom_state["loaded"] = True
+    path = wisdom_path()
+    if path is None:
+        return False
+    try:
+        if os.path.getsize(path) > _WISDOM_MAX_BYTES:
+            return False  # this run's wisdom replaces it
+        with open(path, encoding="ascii") as f:
+            data = json.load(f)
+        if data.get("format") != _WISDOM_FORMAT:
+            return False
+        imported = any(pyfftw.import_wisdom(tuple(w.encode("ascii") for w in data["fftw"])))
+        _wisdom_state["known"] = pyfftw.export_wisdom()
+        return imported
+    except Exception:  # noqa: BLE001 -- a cache: whatever is wrong with it, plan afresh
+        return False
+
+
+def save_wisdom(pyfftw) -> bool:
+    """Write FFTW's wisdom (what this process and the file it loaded know) to :func:`wisdom_path`,
+    atomically: a temporary file in the same directory renamed over the old one, so a reader (another
+    rank, another run) sees the old file or the new one, never a part. Failing to write (read-only
+    home, full disk) is ignored: the wisdom only saves time. Returns whether the file was written."""
+    path = wisdom_path()
+    if path is None:
+        return False
+    tmp = None
+    try:
+        wisdom = pyfftw.export_wisdom()
+        if wisdom == _wisdom_state.get("known"):
+            return False  # nothing new since it was read or last written
+        text = json.dumps({"format": _WISDOM_FORMAT, "fftw": [w.decode("ascii") for w in wisdom]})
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".fftw-wisdom-", suffix=".part", delete=False,
+                                         encoding="ascii") as f:
+            tmp = f.name
+            f.write(text)
+        os.replace(tmp, path)
+        _wisdom_state["known"] = wisdom
+        return True
+    except Exception:  # noqa: BLE001 -- a cache: a failed write costs the next run its planning, nothing else
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        return False
 
 
 def _import_pyfftw():
