@@ -3,14 +3,10 @@ transforms, planned once per layout), pyFFTW's shared out over host threads, and
 own (array_api_strict, CuPy's cuFFT)."""
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import os
-import platform
 import sys
-import tempfile
 import threading
 import weakref
 
@@ -511,13 +507,17 @@ def wisdom_path():
 
 def _machine_key() -> str:
     """A short hash of what FFTW's plans depend on: processor model and features, pyFFTW's version."""
+    import hashlib
+    import platform
+
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
             cpu = "".join(line for line in f if line.startswith(("model name", "flags", "Features")))[:20000]
     except OSError:
         pass
-    text = "|".join((platform.machine(), platform.processor(), cpu, _pyfftw_version()))
+    # (not platform.processor(): on Linux it runs "uname -p" in a subprocess)
+    text = "|".join((platform.machine(), cpu, _pyfftw_version()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -534,6 +534,8 @@ def load_wisdom(pyfftw) -> bool:
     if _wisdom_state["loaded"]:
         return False
     _wisdom_state["loaded"] = True
+    import json  # (here: a plain run's start-up does not need them otherwise)
+
     path = wisdom_path()
     if path is None:
         return False
@@ -559,6 +561,9 @@ def save_wisdom(pyfftw) -> bool:
     path = wisdom_path()
     if path is None:
         return False
+    import json
+    import tempfile
+
     tmp = None
     try:
         wisdom = pyfftw.export_wisdom()

@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +174,7 @@ def _write(f, r: Result, checkpoint_state):
     prov.attrs["pwsim"] = __version__
     prov.attrs["numpy"] = np.__version__
     prov.attrs["python"] = platform.python_version()
-    prov.attrs["host"] = socket.gethostname()
+    prov.attrs["host"] = platform.node()  # (the host name, as socket.gethostname, without importing socket)
     prov.attrs["date"] = f.attrs["created"]
     for key, value in r.provenance.items():
         prov.attrs[key] = value
