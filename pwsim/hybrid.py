@@ -116,7 +116,7 @@ class HybridXc(Xc):
         self.correlation = float(correlation)
         self.short_range = short_range
 
-    def _evaluate(self, rho_sR):
+    def _evaluate(self, rho_sR, energy_only=False):  # (the parts are mixed whole: energy_only is not used)
         out, grads, sigma = super()._evaluate(rho_sR)
         parts = [(self.correlation, out)]
         if self.exchange != self.correlation:

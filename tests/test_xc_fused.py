@@ -128,3 +128,13 @@ def test_real_transforms_equal_the_complex_ones(engine):
     np.testing.assert_allclose(basis.gradient(f), want, atol=1e-12 * np.abs(want).max())
     want = np.real(np.fft.ifftn(sum(1j * g[a] * np.fft.fftn(v[a]) for a in range(3))))
     np.testing.assert_allclose(basis.divergence(v), want, atol=1e-12 * np.abs(want).max())
+
+
+def test_energy_only_equals_the_full_evaluation():
+    rho, sigma, _ = _unpolarised(np.random.default_rng(7), NPTS)
+    full = xcf.evaluate("pbe", xnp, rho, sigma)
+    alone = xcf.evaluate("pbe", xnp, rho, sigma, energy_only=True)
+    np.testing.assert_allclose(alone.e, full.e, rtol=1e-13, atol=0.0)
+    assert np.all(alone.e[rho[0] <= builtin.DENSITY_THRESHOLD] == 0.0)
+    lda = xcf.evaluate("lda", xnp, rho, None, energy_only=True)  # other kernels: computed as ever
+    assert np.array_equal(lda.e, xcf.evaluate("lda", xnp, rho).e)

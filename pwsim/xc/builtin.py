@@ -480,14 +480,14 @@ KERNELS = {
 }
 
 
-def evaluate(name: str, xp, rho, sigma=None) -> XCResult:
+def evaluate(name: str, xp, rho, sigma=None, energy_only: bool = False) -> XCResult:
     """Evaluate pwsim's own functional ``name`` (a key of :data:`KERNELS`) pointwise on checked inputs
-    (shapes as :func:`pwsim.xc.evaluate` documents; sigma only for the GGA). NumPy arrays go through
+    (shapes as :func:`pwsim.xc.evaluate` documents; sigma only for the GGA; energy_only as there). NumPy arrays go through
     :func:`pwsim.xc.fused.blocked` (the same formulas, block by block in cache; unpolarised PBE fused)."""
     if isinstance(rho, np.ndarray) and math.prod(rho.shape[1:]) > BLOCK_POINTS:  # host: NumPy's own path
         from .fused import blocked
 
-        return blocked(name, rho, sigma)
+        return blocked(name, rho, sigma, energy_only)
     return evaluate_whole(name, xp, rho, sigma)
 
 
