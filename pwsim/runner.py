@@ -277,9 +277,8 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     if state is not None:
         log(f"restarting from {guess} at iteration {state.iteration}" if exact else f"starting from the density of {guess}")
     timings["set-up"] += time.perf_counter() - t0
-    explicit = checkpoint_every is not None or "checkpoint_every" in deck.run
-    every = deck.run.get("checkpoint_every", 3) if checkpoint_every is None else checkpoint_every
-    cadence = CheckpointCadence(every, budget=not explicit)
+    every = deck.run.get("checkpoint_every") if checkpoint_every is None else checkpoint_every
+    cadence = CheckpointCadence(3 if every is None else every, budget=every is None)
     written = {"seconds": 0.0}
 
     def checkpoint(st, make_result):
@@ -307,7 +306,7 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     write_result(result, out, on_commit=finished)
     timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
     log(f"timings: set-up {timings['set-up']:.2f} s, SCF {timings['SCF']:.2f} s, "
-        f"output writing {timings['output writing']:.2f} s")
+        f"output writing {timings['output writing']:.2f} s (checkpoints {cadence.spent:.2f} s)")
     return result, out.path
 
 
