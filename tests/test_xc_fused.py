@@ -108,7 +108,7 @@ def test_gradient_and_divergence_of_plane_waves(backend):
     np.testing.assert_allclose(lap, -(g @ g) * f, atol=1e-11)
 
 
-@pytest.mark.parametrize("engine", ["pyfftw", "scipy"])
+@pytest.mark.parametrize("engine", ["pyfftw", "pyfftw-shared", "scipy"])
 def test_real_transforms_equal_the_complex_ones(engine):
     """On random fields (Nyquist planes populated, odd and even sizes): the real-FFT gradient and
     divergence equal the real part of the full complex transforms with the box's own G."""
@@ -119,6 +119,10 @@ def test_real_transforms_equal_the_complex_ones(engine):
         basis.backend._fft = _ScipyFFT(1)
     elif basis.backend.fft_library != "pyfftw":
         pytest.skip("pyFFTW is not installed")
+    elif engine == "pyfftw-shared":  # whole boxes on FFTW's threads, shares on the threads' own engines
+        from pwsim.backend.fft import _SharedFFTW
+
+        basis.backend._fft = _SharedFFTW(2)
     rng = np.random.default_rng(2)
     f = rng.standard_normal(basis.fft_grid)
     v = rng.standard_normal((3, *basis.fft_grid))
