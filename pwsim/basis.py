@@ -318,22 +318,33 @@ class PlaneWaveBasis:
         return xp.asarray(xp.real(self.backend.ifft3(f_g) * self.nfft), copy=True)
 
     def gradient(self, f_real):
-        """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT."""
+        """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT:
+        one real forward transform, one real inverse per component."""
         xp = self.backend.xp
-        fg = self.r_to_g(f_real)
-        gvec = self._box_g_device()
-        return xp.stack([self.g_to_r(1j * gvec[a, ...] * fg) for a in range(3)])
+        f_half = self.backend.rfft3(f_real)
+        ig = self._half_box_ig()
+        return xp.stack([self.backend.irfft3(ig[a, ...] * f_half, self.fft_grid) for a in range(3)])
 
     def divergence(self, v_real):
-        """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT."""
-        total = None
-        gvec = self._box_g_device()
-        for a in range(3):
-            term = 1j * gvec[a, ...] * self.r_to_g(v_real[a, ...])
-            total = term if total is None else total + term
-        return self.g_to_r(total)
+        """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT: one real
+        forward transform per component, one real inverse."""
+        ig = self._half_box_ig()
+        total = ig[0, ...] * self.backend.rfft3(v_real[0, ...])
+        for a in (1, 2):
+            total += ig[a, ...] * self.backend.rfft3(v_real[a, ...])
+        return self.backend.irfft3(total, self.fft_grid)
 
-    def _box_g_device(self):
-        if not hasattr(self, "_gvec_dev"):
-            self._gvec_dev = self.backend.to_device(np.moveaxis(self.box_g, -1, 0).copy())
-        return self._gvec_dev
+    def _half_box_ig(self):
+        """(3, n1, n2, n3 // 2 + 1) complex device: i G on the half box of the real transforms. A
+        Nyquist index (-n/2 of an even n, its own mirror) counts as 0: i G f(G) is then Hermitian, so
+        the real inverse gives exactly the real part of the full complex one."""
+        if not hasattr(self, "_ig_half_dev"):
+            n1, n2, n3 = self.fft_grid
+            freqs = [np.fft.fftfreq(n1, 1.0 / n1).astype(int), np.fft.fftfreq(n2, 1.0 / n2).astype(int),
+                     np.arange(n3 // 2 + 1)]
+            freqs[2] = np.where(2 * freqs[2] == n3, 0, freqs[2])
+            freqs[:2] = [np.where(2 * m == -n, 0, m) for m, n in zip(freqs[:2], (n1, n2))]
+            miller = np.stack(np.meshgrid(*freqs, indexing="ij"), axis=0)  # (3, n1, n2, n3 // 2 + 1)
+            g = np.einsum("iabc,ij->jabc", miller, self.structure.reciprocal)
+            self._ig_half_dev = self.backend.to_device(1j * g)
+        return self._ig_half_dev

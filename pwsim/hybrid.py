@@ -136,7 +136,7 @@ class HybridXc(Xc):
         self.correlation = float(correlation)
         self.short_range = short_range
 
-    def _evaluate(self, rho_sR):
+    def _evaluate(self, rho_sR, energy_only=False):  # (the parts are mixed whole: energy_only is not used)
         if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
             # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)
             bk = self.context.backend

@@ -8,7 +8,8 @@ Order of a run, so that nothing large is allocated for a job that cannot run:
      symmetry and k-points, and the memory estimate checked against ``[run] max_memory`` or the
      available memory (the k-point reduction itself is only attempted when it fits);
   2. :func:`pwsim.scf.prepare` on the resolved run (basis, operators), the restart state if any;
-  3. the SCF, writing a checkpoint into the output file every ``checkpoint_every`` iterations;
+  3. the SCF, writing a checkpoint into the output file every ``checkpoint_every`` iterations (by
+     default no more often than keeps them within 2 % of the SCF time: :class:`CheckpointCadence`);
   4. the final output.
 The output is an :class:`pwsim.io.atomic.OutputFile`, locked from before the estimate to the end of
 the run (a second job on the same file is refused at once) and written atomically, the previous file
@@ -193,6 +194,42 @@ def _random_start(setup, kpoint, nwork):
     return bk.to_device(rows, dtype=bk.complex_dtype)
 
 
+#: with ``checkpoint_every`` left unset, the share of the SCF's time that checkpoints may take
+CHECKPOINT_TIME_SHARE = 0.02
+
+
+@dataclass
+class CheckpointCadence:
+    """When the SCF writes a checkpoint: every ``every`` iterations (0: never). With ``budget`` (the
+    default cadence, ``checkpoint_every`` not set) a due checkpoint is also skipped while the ones
+    written so far plus one more of the last one's cost would exceed CHECKPOINT_TIME_SHARE of the
+    time since the SCF began: the first due one is always written (a killed run resumes from there),
+    later ones as often as the budget allows (a 100^3 molecule box: 0.1-0.4 s a checkpoint against
+    ~1 s iterations; a run with minutes per iteration: every ``every`` iterations). Under MPI rank 0
+    decides for all (writing one gathers the wavefunctions from every rank)."""
+
+    every: int
+    budget: bool
+    start: float = 0.0
+    spent: float = 0.0  # seconds
+    last: float = 0.0  # seconds
+
+    def __post_init__(self):
+        self.start = time.perf_counter()
+
+    def due(self, iteration: int) -> bool:
+        if not self.every or iteration % self.every:
+            return False
+        if not self.budget:
+            return True
+        within = self.spent + self.last <= CHECKPOINT_TIME_SHARE * (time.perf_counter() - self.start)
+        return bool(parallel.world().bcast(within))
+
+    def wrote(self, seconds: float) -> None:
+        self.spent += seconds
+        self.last = seconds
+
+
 def run_deck(deck: InputDeck, output=None, restart=None, callback=None, log=None, checkpoint_every=None,
              timings: dict | None = None, start_from=None, progress: RunProgress | None = None, notice=None,
              relax_lines=None):
@@ -243,11 +280,12 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     if state is not None:
         log(f"restarting from {guess} at iteration {state.iteration}" if exact else f"starting from the density of {guess}")
     timings["set-up"] += time.perf_counter() - t0
-    every = deck.run.get("checkpoint_every", 3) if checkpoint_every is None else checkpoint_every
+    every = deck.run.get("checkpoint_every") if checkpoint_every is None else checkpoint_every
+    cadence = CheckpointCadence(3 if every is None else every, budget=every is None)
     written = {"seconds": 0.0}
 
     def checkpoint(st, make_result):
-        if every and (st.iteration % every == 0 or st.boundary):
+        if cadence.due(st.iteration) or (st.boundary and cadence.every):  # a hybrid's converged inner SCF
             tw = time.perf_counter()
             partial = make_result()
             partial.input_text = deck.text
@@ -257,6 +295,7 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
                 "wavefunctions": setup.layout.gather_wavefunctions(st.wavefunctions)},
                 on_commit=lambda: setattr(progress, "checkpoint", st.iteration))
             written["seconds"] += time.perf_counter() - tw
+            cadence.wrote(time.perf_counter() - tw)
             log(f"checkpoint written to {out.path} (iteration {st.iteration})")
 
     def finished():
@@ -271,7 +310,7 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     write_result(result, out, on_commit=finished)
     timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
     log(f"timings: set-up {timings['set-up']:.2f} s, SCF {timings['SCF']:.2f} s, "
-        f"output writing {timings['output writing']:.2f} s")
+        f"output writing {timings['output writing']:.2f} s (checkpoints {cadence.spent:.2f} s)")
     return result, out.path
 
 

@@ -256,7 +256,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          choices=("mixed", "double", "single")),
         "save_wavefunctions": Key("bool", False, "store the wavefunctions in the output"),
         "seed": Key("int", 1234, "random seed of the starting wavefunctions", minimum=0, maximum=2**32 - 1),
-        "checkpoint_every": Key("int", 3, "write a checkpoint into the output file every N SCF iterations (0: never)",
+        "checkpoint_every": Key("int", None, "write a checkpoint into the output file every N SCF iterations (0: never) "
+                                "(default: every 3 at most, and no more often than keeps checkpoints within 2 % "
+                                "of the SCF time, the first always)",
                                 minimum=0, maximum=1000000),
         "max_memory": Key("float", None, "refuse jobs whose estimated memory exceeds this "
                                          "(default: the available memory)", "GiB", minimum=0.0, maximum=1e6,

@@ -171,6 +171,16 @@ class Backend:
         """Inverse FFT over the last three axes, with the 1/N factor."""
         return self._fft.ifftn(a)
 
+    def rfft3(self, a):
+        """Forward FFT of a real array over the last three axes, unnormalised, the half box
+        (..., n1, n2, n3 // 2 + 1) of G_3 >= 0 that fixes a real function: half the work of fft3."""
+        return self._fft.rfftn(a)
+
+    def irfft3(self, a, grid):
+        """Inverse of :meth:`rfft3` onto the real box ``grid`` (n1, n2, n3), with the 1/N factor; the
+        half box is taken as that of a real function (Hermitian)."""
+        return self._fft.irfftn(a, tuple(grid))
+
     # -------------------------------------------------- sphere <-> FFT box
     def make_box_map(self, index_host: np.ndarray, shape, sticks: bool = True) -> BoxMap:
         """The map of the box positions ``index_host`` (host ints); sticks=False: no pruned-FFT layout

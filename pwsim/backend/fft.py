@@ -33,6 +33,12 @@ class _ScipyFFT:
     def ifftn(self, a, normalise=True):
         return self.sp.ifftn(a, axes=(-3, -2, -1), workers=self.threads, norm="backward" if normalise else "forward")
 
+    def rfftn(self, a):
+        return self.sp.rfftn(a, axes=(-3, -2, -1), workers=self.threads)
+
+    def irfftn(self, a, grid):
+        return self.sp.irfftn(a, s=grid, axes=(-3, -2, -1), workers=self.threads)
+
 
 class _PyFFTW:
     """FFTW through pyFFTW: plans for one band, built once and executed band by band.
@@ -59,6 +65,7 @@ class _PyFFTW:
 
     def __init__(self, threads):
         self.pyfftw = _import_pyfftw()
+        load_wisdom(self.pyfftw)
         self.threads = threads
         self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
         self.plans = {}
@@ -94,7 +101,13 @@ class _PyFFTW:
         if key not in self.plans:
             with _PLANNER_LOCK:
                 self._make_plan(key, grid, dtype, inverse)
+                self._planned(grid)
         return self.plans[key]
+
+    def _planned(self, grid):
+        """After new plans of ``grid``: keep what FFTW_MEASURE found for the next run (:func:`save_wisdom`)."""
+        if self._effort(grid) != "FFTW_ESTIMATE":
+            save_wisdom(self.pyfftw)
 
     def _make_plan(self, key, grid, dtype, inverse):
         a = self._scratch(grid, dtype, 0, grid)
@@ -152,6 +165,54 @@ class _PyFFTW:
     def ifftn(self, a, normalise=True):
         return self._run(a, True, normalise)
 
+    # --------------------------------------------------------- real whole-box transforms
+    def _real_plan(self, grid, inverse):
+        """r2c (forward) or c2r (inverse, normalised) plan of a float64 box, on scratch arrays: the
+        real box on scratch box 0 (viewed as reals), the half box on scratch box 1."""
+        key = ("real", grid, inverse)
+        if key not in self.plans:
+            with _PLANNER_LOCK:
+                half = grid[:2] + (grid[2] // 2 + 1,)
+                real = self._scratch(grid, np.complex128, 0, (math.prod(grid) // 2 + 1,)).view(np.float64)
+                real = real[: math.prod(grid)].reshape(grid)
+                cplx = self._scratch(grid, np.complex128, 1, half)
+                a, b = (cplx, real) if inverse else (real, cplx)
+                plan = self.pyfftw.FFTW(
+                    a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                    threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
+                self.plans[key], self.home[id(plan)] = plan, (a, b)
+                self._planned(grid)
+        return self.plans[key]
+
+    def rfftn(self, a):
+        """Unnormalised r2c transforms of (..., n1, n2, n3) float64 -> (..., n1, n2, n3 // 2 + 1)."""
+        grid = tuple(a.shape[-3:])
+        flat = np.asarray(a, dtype=np.float64).reshape(-1, *grid)
+        plan = self._real_plan(grid, False)
+        source = self.home[id(plan)][0]
+        out = self._stack(flat.shape[0], grid[:2] + (grid[2] // 2 + 1,), np.complex128)
+        for i in range(flat.shape[0]):
+            source[...] = flat[i]  # aligned, and an r2c plan may not be pointed at any array
+            plan.update_arrays(source, out[i])
+            plan.execute()
+        self._rest(plan)
+        return out.reshape(a.shape[:-3] + out.shape[1:])
+
+    def irfftn(self, a, grid):
+        """c2r transforms of half boxes (..., n1, n2, n3 // 2 + 1) -> (..., *grid) float64, with 1/N.
+        The input is copied first: a multi-dimensional c2r transform overwrites its input."""
+        flat = a.reshape(-1, *a.shape[-3:])
+        plan = self._real_plan(grid, True)
+        source = self.home[id(plan)][0]
+        out = self._stack(flat.shape[0], grid, np.float64)
+        for i in range(flat.shape[0]):
+            source[...] = flat[i]
+            plan.update_arrays(source, out[i])
+            plan.execute()
+            out[i] *= 1.0 / math.prod(grid)  # execute() never normalises
+        self._rest(plan)
+        return out.reshape(a.shape[:-3] + grid)
+
     # --------------------------------------------------------- pruned transforms
     def _passes(self, box_map, dtype, inverse):
         """The plans of one pruned transform: (z on the sticks, y on each slab, x on the box)."""
@@ -160,6 +221,7 @@ class _PyFFTW:
         if key not in cache:
             with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
                 cache[key] = self._make_passes(box_map, dtype, inverse)
+                self._planned(box_map.shape)
         return cache[key]
 
     def _make_passes(self, box_map, dtype, inverse):
@@ -353,6 +415,12 @@ class _SharedFFTW:
     def ifftn(self, a, normalise=True):
         return self._engine().ifftn(a, normalise)
 
+    def rfftn(self, a):
+        return self._engine().rfftn(a)
+
+    def irfftn(self, a, grid):
+        return self._engine().irfftn(a, grid)
+
     def grid_to_sphere(self, grid, box_map):
         return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)
 
@@ -406,6 +474,118 @@ class _NamespaceFFT:
 
     def ifftn(self, a, normalise=True):
         return self.xp.fft.ifftn(self._complex(a), axes=(-3, -2, -1), norm="backward" if normalise else "forward")
+
+    def rfftn(self, a):
+        return self.xp.fft.rfftn(a, axes=(-3, -2, -1))
+
+    def irfftn(self, a, grid):
+        return self.xp.fft.irfftn(a, s=grid, axes=(-3, -2, -1))
+
+
+# ------------------------------------------------------------------ FFTW wisdom
+#: PWSIM_FFTW_WISDOM: a file to keep FFTW's wisdom in instead of the user's cache directory, or
+#: "off" to neither read nor write one
+WISDOM_ENV = "PWSIM_FFTW_WISDOM"
+_WISDOM_FORMAT = "pwsim-fftw-wisdom-1"
+_wisdom_state = {"loaded": False}
+#: a wisdom file larger than this (plans of many past layouts) is not read, and so starts afresh
+_WISDOM_MAX_BYTES = 8 << 20
+
+
+def wisdom_path():
+    """The file FFTW's wisdom is kept in: $PWSIM_FFTW_WISDOM, else
+    $XDG_CACHE_HOME/pwsim (~/.cache/pwsim) / fftw-wisdom-<machine key>.json; None when switched off.
+    Wisdom is only valid on the processor and FFTW it was measured with, hence the key."""
+    setting = os.environ.get(WISDOM_ENV, "").strip()
+    if setting.lower() in ("off", "0", "no", "false", "none"):
+        return None
+    if setting:
+        return os.path.expanduser(setting)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "pwsim", f"fftw-wisdom-{_machine_key()}.json")
+
+
+def _machine_key() -> str:
+    """A short hash of what FFTW's plans depend on: processor model and features, pyFFTW's version."""
+    import hashlib
+    import platform
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = "".join(line for line in f if line.startswith(("model name", "flags", "Features")))[:20000]
+    except OSError:
+        pass
+    # (not platform.processor(): on Linux it runs "uname -p" in a subprocess)
+    text = "|".join((platform.machine(), cpu, _pyfftw_version()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pyfftw_version() -> str:
+    module = sys.modules.get("pyfftw")
+    return str(getattr(module, "__version__", ""))
+
+
+def load_wisdom(pyfftw) -> bool:
+    """Give FFTW the wisdom of earlier runs, once per process: plans with FFTW_MEASURE of the same
+    transforms are then made at once instead of measured again (~1 s for a 100^3 box and its
+    pruned passes). A missing, unreadable or corrupt file is ignored (the plans are measured).
+    Returns whether wisdom was imported."""
+    if _wisdom_state["loaded"]:
+        return False
+    _wisdom_state["loaded"] = True
+    import json  # (here: a plain run's start-up does not need them otherwise)
+
+    path = wisdom_path()
+    if path is None:
+        return False
+    try:
+        if os.path.getsize(path) > _WISDOM_MAX_BYTES:
+            return False  # this run's wisdom replaces it
+        with open(path, encoding="ascii") as f:
+            data = json.load(f)
+        if data.get("format") != _WISDOM_FORMAT:
+            return False
+        imported = any(pyfftw.import_wisdom(tuple(w.encode("ascii") for w in data["fftw"])))
+        _wisdom_state["known"] = pyfftw.export_wisdom()
+        return imported
+    except Exception:  # noqa: BLE001 -- a cache: whatever is wrong with it, plan afresh
+        return False
+
+
+def save_wisdom(pyfftw) -> bool:
+    """Write FFTW's wisdom (what this process and the file it loaded know) to :func:`wisdom_path`,
+    atomically: a temporary file in the same directory renamed over the old one, so a reader (another
+    rank, another run) sees the old file or the new one, never a part. Failing to write (read-only
+    home, full disk) is ignored: the wisdom only saves time. Returns whether the file was written."""
+    path = wisdom_path()
+    if path is None:
+        return False
+    import json
+    import tempfile
+
+    tmp = None
+    try:
+        wisdom = pyfftw.export_wisdom()
+        if wisdom == _wisdom_state.get("known"):
+            return False  # nothing new since it was read or last written
+        text = json.dumps({"format": _WISDOM_FORMAT, "fftw": [w.decode("ascii") for w in wisdom]})
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".fftw-wisdom-", suffix=".part", delete=False,
+                                         encoding="ascii") as f:
+            tmp = f.name
+            f.write(text)
+        os.replace(tmp, path)
+        _wisdom_state["known"] = wisdom
+        return True
+    except Exception:  # noqa: BLE001 -- a cache: a failed write costs the next run its planning, nothing else
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        return False
 
 
 def _import_pyfftw():

@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +61,10 @@ def dataset(group, name, data, units, **kwargs):
     return ds
 
 
-def write_fields(group, layout: schema.Group, obj) -> None:
-    """Write every field of the schema group ``layout`` that ``obj`` has into the open h5py group."""
+def write_fields(group, layout: schema.Group, obj, compress: bool = True) -> None:
+    """Write every field of the schema group ``layout`` that ``obj`` has into the open h5py group.
+    compress: gzip the fields the schema marks (False for checkpoints: on a 100^3 box gzip takes
+    0.3 s of CPU to save 3 % of the density's 8 MB)."""
     import h5py
 
     for f, path, value in schema.values(layout, obj):
@@ -73,7 +74,7 @@ def write_fields(group, layout: schema.Group, obj) -> None:
             continue
         if f.dtype == "str":
             value = np.array(value, dtype=h5py.string_dtype())
-        extra = {"compression": "gzip", "compression_opts": 1} if f.compress else {}
+        extra = {"compression": "gzip", "compression_opts": 1} if f.compress and compress else {}
         dataset(group, path, value, f.units, **extra)
 
 
@@ -166,14 +167,14 @@ def _write(f, r: Result, checkpoint_state):
         for key in keys:
             if key in r.settings:
                 g.attrs[key] = _attr_value(r.settings[key])
-    write_fields(f, schema.RESULT, r)
+    write_fields(f, schema.RESULT, r, compress=checkpoint_state is None)
     f["structure"].attrs["spacegroup"] = r.spacegroup or ""
 
     prov = f.create_group("provenance")
     prov.attrs["pwsim"] = __version__
     prov.attrs["numpy"] = np.__version__
     prov.attrs["python"] = platform.python_version()
-    prov.attrs["host"] = socket.gethostname()
+    prov.attrs["host"] = platform.node()  # (the host name, as socket.gethostname, without importing socket)
     prov.attrs["date"] = f.attrs["created"]
     for key, value in r.provenance.items():
         prov.attrs[key] = value

@@ -27,7 +27,7 @@ from ..errors import InputError
 from .base import Term, symmetric
 
 
-def _evaluate_planes(bk, functional, rho_sR, sigma=None):
+def _evaluate_planes(bk, functional, rho_sR, sigma=None, energy_only=False):
     """pwsim.xc.evaluate of ``functional`` (a name or a registry record) on (nspin, n1, n2, n3) arrays,
     its ranges of x-planes evaluated at once by the host threads (pointwise: the same numbers as one
     call)."""
@@ -37,14 +37,15 @@ def _evaluate_planes(bk, functional, rho_sR, sigma=None):
 
     def planes(a, b):
         parts[a] = functionals.evaluate(functional, xp, rho_sR[:, a:b, ...],
-                                        None if sigma is None else sigma[:, a:b, ...], backend=bk)
+                                        None if sigma is None else sigma[:, a:b, ...], backend=bk,
+                                        energy_only=energy_only)
     bk.each_range(planes, [(0, n1)], split=bk.rows_per_share(rho_sR[0, 0, ...].size))
     if len(parts) == 1:
         return parts[0]
     pieces = [parts[a] for a in sorted(parts)]
-    vsigma = None if sigma is None else xp.concat([p.vsigma for p in pieces], axis=1)
-    return functionals.XCResult(xp.concat([p.e for p in pieces], axis=0),
-                                xp.concat([p.vrho for p in pieces], axis=1), vsigma)
+    vrho = None if pieces[0].vrho is None else xp.concat([p.vrho for p in pieces], axis=1)
+    vsigma = None if pieces[0].vsigma is None else xp.concat([p.vsigma for p in pieces], axis=1)
+    return functionals.XCResult(xp.concat([p.e for p in pieces], axis=0), vrho, vsigma)
 
 
 class Xc(Term):
@@ -73,14 +74,14 @@ class Xc(Term):
             return rho_sR
         return rho_sR + (self.rho_core_R / rho_sR.shape[0])[None, ...]
 
-    def _evaluate(self, rho_sR):
+    def _evaluate(self, rho_sR, energy_only=False):
         """(pointwise output of the functional, density gradients per spin or None, sigma or None)
-        on the total (valence + core) density."""
+        on the total (valence + core) density; energy_only: the potentials may be left out."""
         basis = self.context.basis
         xp = self.context.backend.xp
         functional = self.functional
         if not functional.needs_gradient:
-            return _evaluate_planes(self.context.backend, functional, rho_sR), None, None
+            return _evaluate_planes(self.context.backend, functional, rho_sR, energy_only=energy_only), None, None
         grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:
             sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
@@ -90,10 +91,10 @@ class Xc(Term):
                 xp.sum(grads[0] * grads[1], axis=0),
                 xp.sum(grads[1] * grads[1], axis=0),
             ])
-        return _evaluate_planes(self.context.backend, functional, rho_sR, sigma), grads, sigma
+        return _evaluate_planes(self.context.backend, functional, rho_sR, sigma, energy_only), grads, sigma
 
     def energy(self, state) -> float:
-        out, _, _ = self._evaluate(self._total_density(state.rho_sR))
+        out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
         return self.context.backend.scalar(self.context.backend.xp.sum(out.e) * self.context.basis.dvol)
 
     def potential(self, state):

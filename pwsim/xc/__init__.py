@@ -47,7 +47,7 @@ def _check_shapes(f: Functional, rho, sigma) -> None:
                          f"got {tuple(sigma.shape)}")
 
 
-def evaluate(name, xp, rho, sigma=None, backend=None) -> XCResult:
+def evaluate(name, xp, rho, sigma=None, backend=None, energy_only: bool = False) -> XCResult:
     """Evaluate a functional pointwise.
 
     Parameters
@@ -59,6 +59,8 @@ def evaluate(name, xp, rho, sigma=None, backend=None) -> XCResult:
     sigma:   GGA only, bohr^-8: (1, *grid) if nspin = 1, (3, *grid) (uu, ud, dd) if nspin = 2.
     backend: the :class:`pwsim.backend.Backend` of device arrays (libxc functionals run on the host);
              None for NumPy arrays.
+    energy_only: only ``e`` is needed; ``vrho`` and ``vsigma`` may then be None (pwsim's own PBE
+             skips its derivatives on the host).
 
     Returns
     -------
@@ -76,7 +78,7 @@ def evaluate(name, xp, rho, sigma=None, backend=None) -> XCResult:
         if f.name not in builtin.KERNELS:
             raise InputError(f"functional {f.name!r} is registered as pwsim's own but has no kernel in "
                              "pwsim.xc.builtin.KERNELS")
-        return builtin.evaluate(f.name, xp, rho, sigma)
+        return builtin.evaluate(f.name, xp, rho, sigma, energy_only)
     from . import libxc
 
     return libxc.evaluate(f, xp, rho, sigma, backend)

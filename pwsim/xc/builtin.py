@@ -57,6 +57,7 @@ potentials. Note that the exact PBE correlation potential of the minority spin d
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,9 +480,22 @@ KERNELS = {
 }
 
 
-def evaluate(name: str, xp, rho, sigma=None) -> XCResult:
+def evaluate(name: str, xp, rho, sigma=None, energy_only: bool = False) -> XCResult:
     """Evaluate pwsim's own functional ``name`` (a key of :data:`KERNELS`) pointwise on checked inputs
-    (shapes as :func:`pwsim.xc.evaluate` documents; sigma only for the GGA)."""
+    (shapes as :func:`pwsim.xc.evaluate` documents; sigma only for the GGA; energy_only as there). NumPy arrays go through
+    :func:`pwsim.xc.fused.blocked` (the same formulas, block by block in cache; unpolarised PBE fused)."""
+    if isinstance(rho, np.ndarray) and math.prod(rho.shape[1:]) > BLOCK_POINTS:  # host: NumPy's own path
+        from .fused import blocked
+
+        return blocked(name, rho, sigma, energy_only)
+    return evaluate_whole(name, xp, rho, sigma)
+
+
+#: points per block of the NumPy path (8192 float64 = 64 KiB per temporary: the fastest on x86-64)
+BLOCK_POINTS = 8192
+
+
+def evaluate_whole(name: str, xp, rho, sigma) -> XCResult:
     unpolarised, polarised = KERNELS[name]
     if rho.shape[0] == 1:
         return _unpolarised(unpolarised, xp, rho, sigma)

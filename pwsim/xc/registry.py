@@ -13,7 +13,6 @@ computes itself, its kernels in :data:`pwsim.xc.builtin.KERNELS`).
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from ..errors import EnvironmentProblem, InputError
@@ -162,6 +161,8 @@ def lookup(name) -> Functional:
         from . import libxc
 
         return libxc.generic_record(key.removeprefix(_LIBXC_PREFIX))
+    import difflib  # (here: only a misspelled name needs it)
+
     close = list(dict.fromkeys(_BY_NAME[c].name for c in difflib.get_close_matches(key, list(_BY_NAME), n=4, cutoff=0.6)))
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise InputError(f"unknown value {str(name)!r}, not an exchange-correlation functional pwsim has{hint} (known: "

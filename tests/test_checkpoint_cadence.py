@@ -1,0 +1,51 @@
+"""The default checkpoint cadence (issue 28): checkpoints take at most 2 % of the SCF's time, the first
+due one is always written, an explicit ``checkpoint_every`` is kept exactly."""
+import pytest
+
+from pwsim import runner
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(runner.time, "perf_counter", c)
+    return c
+
+
+def _written(cadence, clock, step_seconds, write_seconds, iterations=60):
+    out = []
+    for it in range(1, iterations + 1):
+        clock.now += step_seconds
+        if cadence.due(it):
+            out.append(it)
+            clock.now += write_seconds
+            cadence.wrote(write_seconds)
+    return out
+
+
+def test_budget_keeps_checkpoints_within_two_percent(clock):
+    cadence = runner.CheckpointCadence(3, budget=True)
+    written = _written(cadence, clock, step_seconds=1.0, write_seconds=0.4)
+    assert written[0] == 3  # the first is always written
+    assert all(w % 3 == 0 for w in written) and len(written) < 20
+    # each one after the first was within the share when it was decided
+    assert cadence.spent - cadence.last <= runner.CHECKPOINT_TIME_SHARE * (clock.now - 100.0)
+    assert len(written) >= 2  # and they keep coming: a long run stays resumable
+
+
+def test_slow_iterations_checkpoint_every_n(clock):
+    cadence = runner.CheckpointCadence(3, budget=True)
+    assert _written(cadence, clock, step_seconds=60.0, write_seconds=0.4, iterations=12) == [3, 6, 9, 12]
+
+
+def test_explicit_cadence_and_off(clock):
+    assert _written(runner.CheckpointCadence(1, budget=False), clock, 1.0, 0.9, iterations=5) == [1, 2, 3, 4, 5]
+    assert _written(runner.CheckpointCadence(0, budget=True), clock, 1.0, 0.0, iterations=9) == []

@@ -1,0 +1,144 @@
+"""The fast paths of a GGA step (issue 28): pwsim.xc.fused (NumPy kernels block by block, PBE fused)
+and the gradient / divergence by real FFTs (pwsim.basis).
+
+* the fused unpolarised PBE against libxc (pyscf) on more points than one block, with vacuum and
+  negative (FFT-noise) densities; every blocked kernel against the whole-grid kernel it runs;
+* gradient and divergence against analytic derivatives of band-limited functions on a skewed cell,
+  and against the full complex transforms they replace on random (not band-limited) fields, where the
+  Nyquist planes matter.
+"""
+import numpy as np
+import pytest
+
+import array_api_compat.numpy as xnp
+
+import pwsim
+from pwsim import xc as xcf
+from pwsim.backend import get_backend
+from pwsim.basis import PlaneWaveBasis
+from pwsim.xc import builtin
+
+NPTS = 3 * builtin.BLOCK_POINTS + 17  # several blocks and a short one
+
+
+def _unpolarised(rng, size):
+    """Densities log-uniform in [1e-6, 10] with reduced gradients up to 10; a few vacuum and negative
+    points. Returns rho (1, N), sigma (1, N), gradient vectors (3, N)."""
+    n = 10.0 ** rng.uniform(-6, 1, size)
+    kf = (3.0 * np.pi**2 * n) ** (1.0 / 3.0)
+    s = 10.0 ** rng.uniform(-3, 1, size)
+    d = rng.normal(size=(3, size))
+    g = d / np.linalg.norm(d, axis=0) * s * 2.0 * kf * n
+    n[:40] = 0.0
+    n[40:80] = -1e-13
+    return n[None], np.sum(g * g, 0)[None], g
+
+
+def _libxc_pbe_parts(rho, g):
+    """libxc's PBE (e, vrho, vsigma) and its error scales |x part| + |c part| (where exchange and
+    correlation cancel, as in vsigma at low density, relative errors say nothing)."""
+    libxc = pytest.importorskip("pyscf.dft.libxc")
+    n = np.where(rho[0] > builtin.DENSITY_THRESHOLD, rho[0], 1.0)
+    parts = [libxc.eval_xc(code, np.vstack([n, g]), spin=0, deriv=1)[:2] for code in ("GGA_X_PBE", "GGA_C_PBE")]
+    values = [(n * exc, vxc[0], vxc[1]) for exc, vxc in parts]
+    total = [a + b for a, b in zip(*values)]
+    scale = [np.abs(a) + np.abs(b) for a, b in zip(*values)]
+    return total, scale
+
+
+def test_fused_pbe_matches_libxc():
+    rho, sigma, g = _unpolarised(np.random.default_rng(3), NPTS)
+    (e, vrho, vsigma), (se, svrho, svsigma) = _libxc_pbe_parts(rho, g)
+    out = xcf.evaluate("pbe", xnp, rho, sigma)
+    on = rho[0] > builtin.DENSITY_THRESHOLD
+    assert np.max(np.abs(out.e - e)[on] / se[on]) < 1e-12
+    assert np.max(np.abs(out.vrho[0] - vrho)[on] / svrho[on]) < 1e-12
+    assert np.max(np.abs(out.vsigma[0] - vsigma)[on] / svsigma[on]) < 1e-12
+    assert np.all(out.e[~on] == 0.0) and np.all(out.vrho[0, ~on] == 0.0) and np.all(out.vsigma[0, ~on] == 0.0)
+
+
+@pytest.mark.parametrize("nspin", [1, 2])
+@pytest.mark.parametrize("name", tuple(builtin.KERNELS))
+def test_blocked_equals_whole_grid(name, nspin):
+    """The block-by-block NumPy path gives the whole-grid kernels' numbers: bit for bit where it runs
+    them, to rounding for the fused PBE."""
+    rng = np.random.default_rng(5)
+    rho, sigma, g = _unpolarised(rng, NPTS)
+    exact = not (name == "pbe" and nspin == 1)
+    scales = None if exact else _libxc_pbe_parts(rho, g)[1]
+    if nspin == 2:
+        z = rng.uniform(-1.0, 1.0, NPTS)
+        rho = np.vstack([0.5 * rho[0] * (1 + z), 0.5 * rho[0] * (1 - z)])
+        sigma = np.vstack([0.25 * sigma[0] * (1 + z) ** 2, 0.25 * sigma[0] * (1 - z**2), 0.25 * sigma[0] * (1 - z) ** 2])
+    if not xcf.is_gga(name):
+        sigma = None
+    grid = rho.reshape(nspin, 1, -1)  # evaluate takes (nspin, *grid)
+    fast = xcf.evaluate(name, xnp, grid, None if sigma is None else sigma.reshape(sigma.shape[0], 1, -1))
+    whole = builtin.evaluate_whole(name, xnp, rho, sigma)
+    pairs = [(fast.e.ravel(), whole.e), (fast.vrho.reshape(nspin, -1), whole.vrho)]
+    if sigma is not None:
+        pairs.append((fast.vsigma.reshape(sigma.shape[0], -1), whole.vsigma))
+    for i, (a, b) in enumerate(pairs):
+        if exact:
+            assert np.array_equal(a, b)
+        else:
+            assert np.max(np.abs(a - b) / (scales[i] + 1e-300)) < 1e-13
+
+
+def _skewed_basis(backend="numpy", grid=(20, 15, 18)):
+    lattice = np.array([[6.0, 0.0, 0.0], [-2.5, 5.2, 0.0], [0.7, 0.4, 8.0]])
+    st = pwsim.Structure(lattice, ["H"], [[0.0, 0.0, 0.0]])
+    return PlaneWaveBasis(st, 5.0, [[0.0, 0.0, 0.0]], [1.0], get_backend(backend), fft_grid=grid)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "strict"])
+def test_gradient_and_divergence_of_plane_waves(backend):
+    """f = cos(G.r + 0.3) for a G of the box: grad f = -G sin(G.r + 0.3), div grad f = -|G|^2 f."""
+    basis = _skewed_basis(backend)
+    bk = basis.backend
+    n1, n2, n3 = basis.fft_grid
+    frac = np.stack(np.meshgrid(*(np.arange(n) / n for n in (n1, n2, n3)), indexing="ij"), -1)
+    r = frac @ basis.structure.lattice
+    g = np.array([2, -3, 4]) @ basis.structure.reciprocal
+    phase = r @ g + 0.3
+    f = np.cos(phase)
+    grad = bk.to_host(basis.gradient(bk.to_device(f)))
+    np.testing.assert_allclose(grad, -g[:, None, None, None] * np.sin(phase)[None], atol=1e-12)
+    lap = bk.to_host(basis.divergence(bk.to_device(grad)))
+    np.testing.assert_allclose(lap, -(g @ g) * f, atol=1e-11)
+
+
+@pytest.mark.parametrize("engine", ["pyfftw", "pyfftw-shared", "scipy"])
+def test_real_transforms_equal_the_complex_ones(engine):
+    """On random fields (Nyquist planes populated, odd and even sizes): the real-FFT gradient and
+    divergence equal the real part of the full complex transforms with the box's own G."""
+    basis = _skewed_basis(grid=(20, 15, 18))
+    if engine == "scipy":
+        from pwsim.backend.fft import _ScipyFFT
+
+        basis.backend._fft = _ScipyFFT(1)
+    elif basis.backend.fft_library != "pyfftw":
+        pytest.skip("pyFFTW is not installed")
+    elif engine == "pyfftw-shared":  # whole boxes on FFTW's threads, shares on the threads' own engines
+        from pwsim.backend.fft import _SharedFFTW
+
+        basis.backend._fft = _SharedFFTW(2)
+    rng = np.random.default_rng(2)
+    f = rng.standard_normal(basis.fft_grid)
+    v = rng.standard_normal((3, *basis.fft_grid))
+    g = np.moveaxis(basis.box_g, -1, 0)
+    f_g = np.fft.fftn(f)
+    want = np.stack([np.real(np.fft.ifftn(1j * g[a] * f_g)) for a in range(3)])
+    np.testing.assert_allclose(basis.gradient(f), want, atol=1e-12 * np.abs(want).max())
+    want = np.real(np.fft.ifftn(sum(1j * g[a] * np.fft.fftn(v[a]) for a in range(3))))
+    np.testing.assert_allclose(basis.divergence(v), want, atol=1e-12 * np.abs(want).max())
+
+
+def test_energy_only_equals_the_full_evaluation():
+    rho, sigma, _ = _unpolarised(np.random.default_rng(7), NPTS)
+    full = xcf.evaluate("pbe", xnp, rho, sigma)
+    alone = xcf.evaluate("pbe", xnp, rho, sigma, energy_only=True)
+    np.testing.assert_allclose(alone.e, full.e, rtol=1e-13, atol=0.0)
+    assert np.all(alone.e[rho[0] <= builtin.DENSITY_THRESHOLD] == 0.0)
+    lda = xcf.evaluate("lda", xnp, rho, None, energy_only=True)  # other kernels: computed as ever
+    assert np.array_equal(lda.e, xcf.evaluate("lda", xnp, rho).e)
