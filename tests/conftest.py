@@ -12,6 +12,9 @@ from pathlib import Path
 # OpenBLAS busy-waits badly on a shared 2-core CI machine. Set before NumPy is imported.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PWSIM_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# the suite leaves the user's FFTW wisdom cache (~/.cache/pwsim) alone; tests/test_fftw_wisdom.py
+# exercises it under a temporary directory
+os.environ.setdefault("PWSIM_FFTW_WISDOM", "off")
 
 import pytest
 
