@@ -95,24 +95,28 @@ def test_real_space_grids_do_not_keep_their_complex_transform():
 
 
 def test_density_symmetriser_builds_its_maps_without_large_temporaries():
-    """The symmetriser of a 48-operation crystal on a 40^3 box keeps nsym x nG index maps (int32 and
-    a sign); building them one operation at a time peaks at a small multiple of that, where an
-    (nG, nsym, 3) array of rotated vectors would be ~5x larger (a 344 MiB peak on Si8 2x2x2)."""
+    """The symmetriser of the 192-operation conventional Si8 cube on a 40^3 box stores its star maps
+    (~26 bytes per half-box point, whatever the number of operations: nsym x 13 bytes before) and
+    builds them one rotation at a time, peaking at a small multiple of the half box, where per-operation
+    maps would be 192 x 13 bytes per point (~50 MiB here) and an (nG, nsym, 3) array ~5x more."""
     import tracemalloc
 
+    from pwsim.structure import Structure
     from pwsim.symmetry import DensitySymmetrizer, find_symmetry
 
-    symmetry = find_symmetry(pwsim.diamond("Si", 10.26))
-    assert symmetry.nsym == 48
+    frac = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.25, .25, .25], [.25, .75, .75], [.75, .25, .75],
+            [.75, .75, .25]]
+    symmetry = find_symmetry(Structure(np.diag([10.26] * 3), ["Si"] * 8, frac))
+    assert symmetry.nsym == 192
     tracemalloc.start()
     try:
         symmetriser = DensitySymmetrizer(symmetry, (40, 40, 40))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    kept = symmetriser.kept.size
-    maps = symmetry.nsym * kept * (4 + 8)  # int32 index and float64 sign per operation and G
-    assert peak < 2.0 * maps, (peak / 2**20, maps / 2**20)
+    half_box = 40 * 40 * 21
+    assert symmetriser.nbytes() < 32 * half_box, symmetriser.nbytes() / half_box
+    assert peak < 150 * half_box, (peak / half_box, peak / 2**20)  # (measured ~115)
     rho = np.random.default_rng(0).random((1, 40, 40, 40))
     once = symmetriser(rho)
     assert np.allclose(symmetriser(once), once, atol=1e-12)  # a projection
