@@ -33,6 +33,9 @@ CHUNK_TEMPORARIES = 40e6
 #: indices, star of each point, the star representatives' images under each distinct rotation):
 #: measured 25-28 on fcc Ni4 (192 operations) and an Al slab (16), independent of the operations
 SYMMETRIZER_BYTES_PER_POINT = 28.0
+#: bytes per plane wave of each k-point's sphere arrays (pwsim.basis.Kpoint: Miller indices and k+G
+#: 24 each, the kinetic energy in float64, the wavefunctions' real dtype and float32, the box map)
+KPOINT_BYTES_PER_PLANE_WAVE = 80
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -130,11 +133,12 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     transients, the SCF work arrays and the forces/stress work arrays.
 
     * baseline: the Python process with its libraries;
-    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
+    * FFT box arrays: |G|^2 of the box and the sphere arrays of every k-point (Miller indices, k+G,
+      kinetic energies, the sphere<->box map: KPOINT_BYTES_PER_PLANE_WAVE), shared by the spin channels;
     * density symmetrizer (only when the symmetry reduced the k-points): its star maps,
       SYMMETRIZER_BYTES_PER_POINT per half-box point whatever the number of operations;
-    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw; x npw/2 at a real
-      Gamma point, where they are kept on the half sphere);
+    * per k-point and spin wavefunctions (nbands_work x npw) and per k-point projectors (nproj x npw;
+      x npw/2 at a real Gamma point, where they are kept on the half sphere; one copy for both spins);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
       point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES), less that k-point's orbitals,
       which the solver takes over and frees once it has its own copy;
@@ -168,11 +172,11 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     nsphere = min(4.0 * s.npw, nfft / 2)
     parts = {
         "baseline": BASELINE_BYTES,
-        "FFT box arrays": nfft * 16 + nk * s.npw * 24,
+        "FFT box arrays": nfft * 16 + nk_irr * s.npw * KPOINT_BYTES_PER_PLANE_WAVE,
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
         "wavefunctions": nk * s.nwork * s.npw * cbytes,
-        "projectors": nk * s.nproj * width * cbytes,
+        "projectors": nk_irr * s.nproj * width * cbytes,  # (shared by the spin channels)
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:

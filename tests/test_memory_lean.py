@@ -139,3 +139,19 @@ def test_random_start_numbers_are_drawn_in_pieces_with_the_same_values():
     finally:
         tracemalloc.stop()
     assert peak < big.nbytes + 40 * 2**20, peak / 2**20
+
+
+def test_spin_channels_share_the_sphere_arrays_and_the_projectors():
+    """A collinear run holds each k-point's sphere arrays and non-local projectors once, for both spin
+    channels (they do not depend on spin; the memory model counts them once, issue 28)."""
+    setup = prepare(pwsim.fcc("Al", 7.65), Settings(xc="lda", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2),
+                                                    spin="collinear", magnetic_moments=[0.5],
+                                                    smearing="fermi-dirac", temperature=0.01))
+    kpoints = setup.basis.kpoints
+    nk = len(setup.kpoint_set.weights)
+    assert len(kpoints) == 2 * nk and [k.index for k in kpoints] == list(range(2 * nk))
+    nonlocal_term = next(t for t in setup.terms.terms if t.name == "nonlocal")
+    for up, down in zip(kpoints[:nk], kpoints[nk:]):
+        assert (up.spin, down.spin) == (0, 1)
+        assert down.miller is up.miller and down.box_map is up.box_map and down.kinetic is up.kinetic
+        assert nonlocal_term.operator(down) is nonlocal_term.operator(up)
