@@ -220,12 +220,14 @@ def row(r: dict) -> str:
 
     est, peak = r.get("estimate_mib"), p.get("max_rss_mib")
     return (f"| {r['name']} | {p.get('wall_s', 0):.1f} | {q.get('wall_s', 0):.1f} | {ratio(p.get('wall_s'), q.get('wall_s'))} "
+            f"| {p.get('cpu_s', 0):.1f} | {q.get('cpu_s', 0):.1f} | {ratio(p.get('cpu_s'), q.get('cpu_s'))} "
             f"| {peak or 0:.0f} | {q.get('max_rss_mib', 0):.0f} | {ratio(peak, q.get('max_rss_mib'))} "
             f"| {est or 0:.0f} | {ratio(est, peak)} | {r['load_before'][0]:.1f}–{r['load_after'][0]:.1f} |")
 
 
-HEADER = ("| workload | pwsim wall (s) | pw.x wall (s) | wall ratio | pwsim peak (MiB) | pw.x peak (MiB) | memory ratio "
-          "| check's estimate (MiB) | estimate / peak | load |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| workload | pwsim wall (s) | pw.x wall (s) | wall ratio | pwsim CPU (s) | pw.x CPU (s) | CPU ratio "
+          "| pwsim peak (MiB) | pw.x peak (MiB) | memory ratio | check's estimate (MiB) | estimate / peak | load |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> None:
