@@ -36,6 +36,10 @@ SYMMETRIZER_BYTES_PER_POINT = 28.0
 #: bytes per plane wave of each k-point's sphere arrays (pwsim.basis.Kpoint: Miller indices and k+G
 #: 24 each, the kinetic energy in float64, the wavefunctions' real dtype and float32, the box map)
 KPOINT_BYTES_PER_PLANE_WAVE = 80
+#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin:
+#: calibrated on CH4 in a 20 bohr box, PBE, 100^3 (peak RSS 685 MiB; 434 MiB estimated without them)
+GGA_BOXES = 24
+GGA_BOXES_PER_SPIN = 16
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -91,6 +95,7 @@ class Sizes:
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
+    gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
 
 
 def available_memory() -> float:
@@ -151,6 +156,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     * set-up transients: the projector build (the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
     * a checkpoint's HDF5 image in memory: twice the orbitals and the density;
+    * a GGA's potential, forces and stress: GGA_BOXES + GGA_BOXES_PER_SPIN x nspin real boxes;
     * forces and stress (when computed): three blocks of projector rows of at most
       DERIVATIVE_BLOCK_BYTES, the projections <beta|psi> and (D <beta|psi>) of one k-point and the
       radial and angular tables of the projector gradients (~1 kB per plane wave).
@@ -203,7 +209,11 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     # and the bytes copied out of it for the write, both alive at once (measured: Al slab, 28 k-points,
     # peak 110 MiB with checkpoints, 96 MiB without)
     checkpoint_work = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
-    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work, symmetrize_work, checkpoint_work)
+    # a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
+    # functional's outputs, vsigma times the gradients and their transforms for the divergence
+    gga_work = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
+    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work, symmetrize_work, checkpoint_work,
+                               gga_work)
     return parts
 
 

@@ -288,7 +288,8 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
                   nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=nfull == 1 and not any(shift_k),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
-                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver)
+                  derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
+                  gga=_is_gga(s.xc))
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
     # atoms, the k-point reduction with the grid): the fewest k-points any point group leaves
@@ -316,6 +317,13 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     for message in run.warnings:
         warnings.warn(message, InputWarning, stacklevel=2)
     return run
+
+
+def _is_gga(xc: str) -> bool:
+    """Whether the functional needs density gradients (hybrids: their semilocal part)."""
+    from .xc import lookup
+
+    return bool(lookup(xc).needs_gradient)
 
 
 def check_kpoint_grid(grid) -> None:
