@@ -158,7 +158,7 @@ def pwx_input(w: Workload, pseudo_dir: str) -> str:
 def _valence(w: Workload, element: str, pseudo_dir: str) -> float:
     with open(os.path.join(pseudo_dir, w.pseudo_file(element))) as f:
         text = f.read()
-    m = re.search(r'z_valence="\s*([\d.eE+-]+)"', text) or re.search(r"^\s*\S+\s+([\d.]+)\s+\S+\s*$", text, re.M)
+    m = re.search(r'z_valence="\s*([\d.eE+-]+)"', text) or re.search(r"^\s*\S+\s+([\d.]+)\s+\S+\s*$", text, re.MULTILINE)
     if m and "z_valence" in m.group(0):
         return float(m.group(1))
     return float(text.splitlines()[1].split()[1])  # psp10: zatom zion on the second line
@@ -185,7 +185,7 @@ def write_inputs(w: Workload, directory: str) -> None:
 def estimate_mib(directory: str, env: dict) -> float | None:
     """``pwsim check``'s memory estimate of the input in ``directory``, MiB."""
     out = subprocess.run([sys.executable, "-m", "pwsim", "check", "pwsim.toml"], cwd=directory, env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     m = re.search(r"estimated memory (\d+) MiB", out.stdout)
     return float(m.group(1)) if m else None
 
