@@ -198,23 +198,31 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
                    + temporaries)
     setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
-    # symmetrising the mixed density: its half-box transform, the kept components, the spread star
-    # values and the inverse transform's input, per spin
-    symmetrize_work = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
+
     # forces and stress after the SCF: one direction and one block of projector rows at a time
     derivative_work = (3 * min(DERIVATIVE_BLOCK_BYTES, s.nproj * width * 16) + 2 * s.nwork * s.nproj * 16
                        + 1000 * width) if s.derivatives else 0.0
-    # a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
-    # (pwsim.io.atomic.hdf5_image): the image, holding every k-point's orbitals and the density,
-    # and the bytes copied out of it for the write, both alive at once (measured: Al slab, 28 k-points,
-    # peak 110 MiB with checkpoints, 96 MiB without)
-    checkpoint_work = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
-    # a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
-    # functional's outputs, vsigma times the gradients and their transforms for the divergence
-    gga_work = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
-    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work, symmetrize_work, checkpoint_work,
-                               gga_work)
+    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work,
+                               _between_steps_work(s, nk, nfft, nhalf, cbytes, symmetrizer))
     return parts
+
+
+def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int, symmetrizer: bool) -> float:
+    """The largest transient outside the eigensolver, bytes (issue 28, each measured missing before):
+
+    * symmetrising the mixed density: its half-box transform, the kept components, the spread star
+      values and the inverse transform's input, per spin;
+    * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
+      (pwsim.io.atomic.hdf5_image): the image, holding every k-point's orbitals and the density, and
+      the bytes copied out of it for the write, both alive at once (Al slab, 28 k-points: peak 110 MiB
+      with checkpoints, 96 MiB without);
+    * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
+      functional's outputs, vsigma times the gradients and their transforms for the divergence.
+    """
+    symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
+    checkpoint = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
+    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
+    return max(symmetrize, checkpoint, gga)
 
 
 #: the largest point group of a crystal (m-3m, O_h): the bound on the symmetry used before it is known

@@ -404,12 +404,8 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     full = monkhorst_pack(grid, shift)
     nfull = full.shape[0]
     mrot_all = symmetry.reciprocal_rotations()  # (nsym, 3, 3)
-    # k-points feel only the rotations: one operation per distinct rotation (the first, so that the
-    # operation recorded for each point is the one the whole group would give), not a supercell's
-    # pure translations as well
-    _, first_ops = _rotation_classes(symmetry)
+    _, first_ops = _rotation_classes(symmetry)  # k feels the rotations only: the first operation of each
     mrot = mrot_all[first_ops]
-
     # grid index of every rotated point; k' n - s/2 must be an integer vector for k' to be on the
     # grid. An operation may send some grid points off the grid (a grid with fewer symmetries
     # than the crystal, e.g. a shifted fcc grid or unequal divisions): those images are ignored,
@@ -423,9 +419,7 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     m = np.rint(x).astype(int) % n  # (nsym, nfull, 3)
     images = np.ravel_multi_index(tuple(np.moveaxis(m, -1, 0)), grid)
     images = np.where(valid, images, -1)  # (nsym, nfull), -1 where the image is off the grid
-    nops = len(first_ops)
-    sign = np.ones(nops)
-    op_index = first_ops
+    sign, op_index = np.ones(len(first_ops)), first_ops
     if time_reversal:
         # -k: -(m + s/2)/n = (-m - s + s/2)/n
         mm = (-m - s) % n
