@@ -12,6 +12,7 @@ Conventions (Hartree atomic units):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -182,9 +183,13 @@ class PlaneWaveBasis:
 
         self.kpoints: list[Kpoint] = []
         box_miller = self.box_miller
-        for spin in range(nspin):
-            for ik, (k, w) in enumerate(zip(self.kcoords, self.kweights)):
-                self.kpoints.append(self._make_kpoint(len(self.kpoints), k, w, spin, box_miller))
+        for ik, (k, w) in enumerate(zip(self.kcoords, self.kweights)):
+            self.kpoints.append(self._make_kpoint(ik, k, w, 0, box_miller))
+        # the second spin channel's k-points share the first one's sphere arrays (read-only: the
+        # sphere, k+G, kinetic energies, box map), which a spin-polarised run would otherwise hold twice
+        nk = len(self.kpoints)
+        for spin in range(1, nspin):
+            self.kpoints += [dataclasses.replace(kp, index=spin * nk + kp.index, spin=spin) for kp in self.kpoints[:nk]]
         self._density_sphere = None
 
     # the (n1, n2, n3, 3) arrays of the box are computed when asked, not kept (on Si64, 17 MiB that

@@ -29,6 +29,17 @@ BASELINE_BYTES = 68e6
 #: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
 CHUNK_TEMPORARIES = 40e6
+#: bytes per half-box point of pwsim.symmetry.DensitySymmetrizer's maps (kept positions, Miller
+#: indices, star of each point, the star representatives' images under each distinct rotation):
+#: measured 25-28 on fcc Ni4 (192 operations) and an Al slab (16), independent of the operations
+SYMMETRIZER_BYTES_PER_POINT = 28.0
+#: bytes per plane wave of each k-point's sphere arrays (pwsim.basis.Kpoint: Miller indices and k+G
+#: 24 each, the kinetic energy in float64, the wavefunctions' real dtype and float32, the box map)
+KPOINT_BYTES_PER_PLANE_WAVE = 80
+#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin:
+#: calibrated on CH4 in a 20 bohr box, PBE, 100^3 (peak RSS 685 MiB; 434 MiB estimated without them)
+GGA_BOXES = 24
+GGA_BOXES_PER_SPIN = 16
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -89,6 +100,7 @@ class Sizes:
     derivatives: bool = True  # forces or stress are computed after the SCF
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
+    gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
 
 
 def available_memory() -> float:
@@ -131,11 +143,12 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     transients, the SCF work arrays and the forces/stress work arrays.
 
     * baseline: the Python process with its libraries;
-    * FFT box arrays: |G|^2 of the box and one sphere<->box map per k-point;
-    * density symmetrizer (only when the symmetry reduced the k-points): index maps of 13 bytes per
-      operation and half-box point, and one phase per distinct fractional translation;
-    * per k-point wavefunctions (nbands_work x npw) and projectors (nproj x npw; x npw/2 at a real
-      Gamma point, where they are kept on the half sphere);
+    * FFT box arrays: |G|^2 of the box and the sphere arrays of every k-point (Miller indices, k+G,
+      kinetic energies, the sphere<->box map: KPOINT_BYTES_PER_PLANE_WAVE), shared by the spin channels;
+    * density symmetrizer (only when the symmetry reduced the k-points): its star maps,
+      SYMMETRIZER_BYTES_PER_POINT per half-box point whatever the number of operations;
+    * per k-point and spin wavefunctions (nbands_work x npw) and per k-point projectors (nproj x npw;
+      x npw/2 at a real Gamma point, where they are kept on the half sphere; one copy for both spins);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
       point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES), less that k-point's orbitals,
       which the solver takes over and frees once it has its own copy;
@@ -147,6 +160,8 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       mixing_history vectors on the density's sphere, one of every +-G pair);
     * set-up transients: the projector build (the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
+    * a checkpoint's HDF5 image in memory: twice the orbitals and the density;
+    * a GGA's potential, forces and stress: GGA_BOXES + GGA_BOXES_PER_SPIN x nspin real boxes;
     * forces and stress (when computed): three blocks of projector rows of at most
       DERIVATIVE_BLOCK_BYTES, the projections <beta|psi> and (D <beta|psi>) of one k-point and the
       radial and angular tables of the projector gradients (~1 kB per plane wave).
@@ -169,16 +184,15 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     nsphere = min(4.0 * s.npw, nfft / 2)
     parts = {
         "baseline": BASELINE_BYTES,
-        "FFT box arrays": nfft * 16 + nk * s.npw * 24,
+        "FFT box arrays": nfft * 16 + nk_irr * s.npw * KPOINT_BYTES_PER_PLANE_WAVE,
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
         "wavefunctions": nk * s.nwork * s.npw * cbytes,
-        "projectors": nk * s.nproj * width * cbytes,
+        "projectors": nk_irr * s.nproj * width * cbytes,  # (shared by the spin channels)
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
-        ntrans = min(s.nsym, max(1, s.nsym // 48) * 2)
-        parts["density symmetrizer"] = nhalf * (13.0 * s.nsym + 16.0 * ntrans + 8)
+        parts["density symmetrizer"] = nhalf * SYMMETRIZER_BYTES_PER_POINT
     # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
     scf_work = get_eigensolver(s.eigensolver).work_bytes(s.nwork, width, s.npw, cbytes)
@@ -189,10 +203,12 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
                    + temporaries)
     setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
+
     # forces and stress after the SCF: one direction and one block of projector rows at a time
     derivative_work = (3 * min(DERIVATIVE_BLOCK_BYTES, s.nproj * width * 16) + 2 * s.nwork * s.nproj * 16
                        + 1000 * width) if s.derivatives else 0.0
-    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work)
+    parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work,
+                               _between_steps_work(s, nk, nfft, nhalf, cbytes, symmetrizer))
     return parts
 
 
@@ -229,6 +245,22 @@ def exchange_seconds(sizes: Sizes, nk_irr: int) -> float:
     nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
     pairs = s.nspin * nk_irr * s.nfull * s.exchange_occupied * s.nwork
     return float(pairs * 2 * 5 * nfft * np.log2(max(nfft, 2)) / EXCHANGE_FFT_RATE)
+def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int, symmetrizer: bool) -> float:
+    """The largest transient outside the eigensolver, bytes (issue 28, each measured missing before):
+
+    * symmetrising the mixed density: its half-box transform, the kept components, the spread star
+      values and the inverse transform's input, per spin;
+    * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
+      (pwsim.io.atomic.hdf5_image): the image, holding every k-point's orbitals and the density, and
+      the bytes copied out of it for the write, both alive at once (Al slab, 28 k-points: peak 110 MiB
+      with checkpoints, 96 MiB without);
+    * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
+      functional's outputs, vsigma times the gradients and their transforms for the divergence.
+    """
+    symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
+    checkpoint = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
+    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
+    return max(symmetrize, checkpoint, gga)
 
 
 #: the largest point group of a crystal (m-3m, O_h): the bound on the symmetry used before it is known
@@ -243,8 +275,9 @@ REDUCTION_SECONDS_PER_POINT = 8e-5
 
 
 def reduction_bytes(nsym: int, nfull: int) -> float:
-    """Memory the k-point reduction needs (~140 bytes x nsym x the full grid)."""
-    return 140.0 * nsym * nfull
+    """Memory the k-point reduction needs (~140 bytes x the distinct rotations x the full grid; a
+    supercell's pure translations do not act on k-points)."""
+    return 140.0 * min(nsym, MAX_POINT_GROUP_ORDER) * nfull
 
 
 def reduction_seconds(nfull: int) -> float:

@@ -301,7 +301,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=_gamma_only(nfull, shift_k, listed),
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
                   derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
-                  exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin))
+                  exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin), gga=_is_gga(s.xc))
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
     # atoms, the k-point reduction with the grid): the fewest k-points any point group leaves
@@ -353,6 +353,13 @@ def _gamma_only(nfull: int, shift, listed) -> bool:
     if listed is not None:
         return len(listed) == 1 and bool(np.all(np.abs(listed[0, :3]) < 1e-12))
     return nfull == 1 and not any(shift)
+
+
+def _is_gga(xc: str) -> bool:
+    """Whether the functional needs density gradients (hybrids: their semilocal part)."""
+    from .xc import lookup
+
+    return bool(lookup(xc).needs_gradient)
 
 
 def check_kpoint_grid(grid) -> None:

@@ -29,7 +29,7 @@ from .errors import InputError
 from .structure import ELEMENTS, Structure
 
 __all__ = [
-    "Symmetry", "KpointSet", "DensitySymmetrizer",
+    "Symmetry", "KpointSet", "DensitySymmetrizer", "rotation_cosets",
     "monkhorst_pack", "find_symmetry", "no_symmetry", "irreducible_kpoints", "grid_preserving_subgroup",
     "lattice_point_group", "pw_x_lattice_group", "completed_kpoints", "symmetrized_kpoints",
     "kpoint_symmetrization_note",
@@ -95,19 +95,51 @@ class Symmetry:
 
         tol: largest Cartesian mismatch accepted, bohr (default max(1e-3, 3 symprec)). Raises
         InputError when an operation is not a symmetry of the structure.
+
+        Only the pure translations and one operation per distinct rotation are matched atom by atom
+        (natoms^2 distances each); every other operation (R, t_R + tau) is the translation tau after
+        (R, t_R), whose permutation is the product of theirs: O((nrot + ntrans) natoms^2 + nsym natoms)
+        where a supercell's 1536 operations of 32 atoms would be 1536 natoms^2.
         """
         if tol is None:
             tol = max(1e-3, 3 * self.symprec)
+        representatives, _ = rotation_cosets(self)
+        identity = np.flatnonzero(np.all(self.rotations == np.eye(3, dtype=int), axis=(1, 2)))
+        base = np.flatnonzero(np.isin(np.arange(self.nsym), np.r_[representatives, identity]))
+        perms = np.full((self.nsym, structure.natoms), -1, dtype=int)
+        perms[base] = self._matched_atoms(structure, base, tol)
+        # each operation's rotation representative, and the pure translation that completes it
+        rep_of, _ = _rotation_classes(self)
+        pure_t = self.translations[identity]
+        unmatched = []
+        for g in np.flatnonzero(~np.isin(np.arange(self.nsym), base)):
+            rep = rep_of[g]
+            tau = self.translations[g] - self.translations[rep]
+            mismatch = pure_t - tau
+            mismatch = np.abs(mismatch - np.rint(mismatch)).max(axis=1)
+            j = int(np.argmin(mismatch))
+            if mismatch[j] > 1e-8:
+                unmatched.append(g)
+                continue
+            perms[g] = perms[identity[j]][perms[rep]]
+        if unmatched:  # (not a group to rounding: match those directly)
+            perms[unmatched] = self._matched_atoms(structure, np.array(unmatched), tol)
+        return perms
+
+    def _matched_atoms(self, structure: Structure, operations: np.ndarray, tol: float) -> np.ndarray:
+        """(len(operations), natoms) int: for each listed operation, the atom nearest to the image
+        of each atom (same species); InputError where the mismatch exceeds ``tol`` (bohr) or two
+        atoms share an image."""
         frac = structure.positions
         lattice = structure.lattice
         species = np.array(structure.species)
         natoms = structure.natoms
         other = species[:, None] != species[None, :]  # (natoms, natoms): never a target
-        perms = np.empty((self.nsym, natoms), dtype=int)
+        perms = np.empty((len(operations), natoms), dtype=int)
         # operations in chunks of ~4M distance components (the pairwise arrays are natoms^2 each)
         step = max(1, (1 << 22) // (3 * natoms * natoms))
-        for start in range(0, self.nsym, step):
-            ops = slice(start, min(start + step, self.nsym))
+        for start in range(0, len(operations), step):
+            ops = operations[start:start + step]
             image = frac @ np.swapaxes(self.rotations[ops], 1, 2) + self.translations[ops, None, :]  # (ng, natoms, 3)
             diff = image[:, :, None, :] - frac[None, None, :, :]
             diff -= np.rint(diff)
@@ -116,7 +148,7 @@ class Symmetry:
             dist[:, other] = np.inf
             target = np.argmin(dist, axis=2)
             worst = np.take_along_axis(dist, target[:, :, None], axis=2)[:, :, 0].max(axis=1)
-            for i, g in enumerate(range(ops.start, ops.stop)):
+            for i, g in enumerate(ops):
                 # (a set, not np.unique: NumPy's plain unique imports numpy.ma, ~8 ms of start-up)
                 if worst[i] > tol or len(set(target[i].tolist())) != natoms:
                     raise InputError(
@@ -124,7 +156,7 @@ class Symmetry:
                         f"{np.round(self.translations[g], 6).tolist()}) does not map the structure onto itself "
                         f"(mismatch {worst[i]:.3g} bohr)"
                     )
-            perms[ops] = target
+            perms[start:start + len(ops)] = target
         return perms
 
 
@@ -326,9 +358,12 @@ def grid_preserving_subgroup(symmetry: Symmetry, grid, shift) -> Symmetry:
     grid, shift = _check_grid(grid, shift)
     n = np.array(grid)
     full = monkhorst_pack(grid, shift)
-    rotated = full @ symmetry.reciprocal_rotations().mT  # (nsym, nfull, 3): k' = M_g k
+    rep_of, first_ops = _rotation_classes(symmetry)  # (a supercell's pure translations leave k alone)
+    rotated = full @ symmetry.reciprocal_rotations()[first_ops].mT  # (nrot, nfull, 3): k' = M_g k
     x = rotated * n - 0.5 * np.array(shift)
-    keep = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=(1, 2))
+    keep_rotation = np.zeros(symmetry.nsym, dtype=bool)
+    keep_rotation[first_ops] = np.all(np.abs(x - np.rint(x)) < 1e-6, axis=(1, 2))
+    keep = keep_rotation[rep_of]
     if np.all(keep):
         return symmetry
     return symmetry.subset(keep)
@@ -374,8 +409,9 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     s = np.array(shift)
     full = monkhorst_pack(grid, shift)
     nfull = full.shape[0]
-    mrot = symmetry.reciprocal_rotations()  # (nsym, 3, 3)
-
+    mrot_all = symmetry.reciprocal_rotations()  # (nsym, 3, 3)
+    _, first_ops = _rotation_classes(symmetry)  # k feels the rotations only: the first operation of each
+    mrot = mrot_all[first_ops]
     # grid index of every rotated point; k' n - s/2 must be an integer vector for k' to be on the
     # grid. An operation may send some grid points off the grid (a grid with fewer symmetries
     # than the crystal, e.g. a shifted fcc grid or unequal divisions): those images are ignored,
@@ -389,9 +425,7 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     m = np.rint(x).astype(int) % n  # (nsym, nfull, 3)
     images = np.ravel_multi_index(tuple(np.moveaxis(m, -1, 0)), grid)
     images = np.where(valid, images, -1)  # (nsym, nfull), -1 where the image is off the grid
-    nops = symmetry.nsym
-    sign = np.ones(nops)
-    op_index = np.arange(nops)
+    sign, op_index = np.ones(len(first_ops)), first_ops
     if time_reversal:
         # -k: -(m + s/2)/n = (-m - s + s/2)/n
         mm = (-m - s) % n
@@ -422,7 +456,7 @@ def irreducible_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
     full_op = op_index[which]
     full_tr = sign[which] < 0
     # explicit check: every grid point is (+-) M_g k_irr + integer vector
-    mapped = sign[which][:, None] * (mrot[full_op] @ irr[to_irr][:, :, None])[:, :, 0]
+    mapped = sign[which][:, None] * (mrot_all[full_op] @ irr[to_irr][:, :, None])[:, :, 0]
     grid_symmetric = bool(np.all(valid))
     umklapp = full - mapped
     bad = np.max(np.abs(umklapp - np.rint(umklapp)), axis=1) > 1e-8
@@ -564,8 +598,9 @@ def _reduce_completion(structure, points, weights, coarse: KpointSet, symmetry: 
     irr = points[np.array(reps)]
     # the grid points: the first (sign, operation) that sends an irreducible point onto each
     reached = {}
+    _, first_ops = _rotation_classes(symmetry)  # (the first operation of each rotation reaches first)
     for sign in signs:
-        for g in range(symmetry.nsym):
+        for g in first_ops.tolist():
             for j, key in enumerate(_kpoint_keys(sign * (irr @ mrot[g].T), scale)):
                 reached.setdefault(key, (j, g, sign))
     found = [reached[key] for key in _kpoint_keys(coarse.full_kpoints, scale)]
@@ -601,6 +636,44 @@ def symmetrized_kpoints(structure: Structure, grid, shift, symmetry: Symmetry,
 
 
 # ===================================================================== density symmetriser
+def _rotation_classes(symmetry: Symmetry) -> tuple[np.ndarray, np.ndarray]:
+    """(rep_of: (nsym,) int, the first operation with the same rotation as each operation;
+    representatives: (nrot,) int, those first operations in order, the identity first)."""
+    first: dict = {}
+    rep_of = np.array([first.setdefault(r.tobytes(), g) for g, r in enumerate(symmetry.rotations)], dtype=int)
+    return rep_of, np.array(list(first.values()), dtype=int)
+
+
+def rotation_cosets(symmetry: Symmetry) -> tuple[np.ndarray, np.ndarray]:
+    """The operations split into pure translations and one operation per distinct rotation.
+
+    The pure translations T = {(I, tau)} form a normal subgroup (a supercell's translations of
+    its primitive cell: 32 for a 2x2x2 cube of fcc Al), and every operation is (R, t_R + tau)
+    with one t_R per distinct rotation R, so that the average over the group is the average over
+    T followed by the average over the (at most 48) representatives (R, t_R).
+
+    Returns (representatives: (nrot,) int indices into ``symmetry``, the first operation of each
+    distinct rotation, the identity first; pure_translations: (ntrans, 3) fractional, zero first).
+    """
+    _, representatives = _rotation_classes(symmetry)
+    identity = np.all(symmetry.rotations == np.eye(3, dtype=int), axis=(1, 2))
+    return representatives, symmetry.translations[identity]
+
+
+def _translation_invariant(miller: np.ndarray, pure_translations: np.ndarray) -> np.ndarray:
+    """(nG,) bool: exp(2 pi i G.tau) = 1 for every pure translation tau (G: (nG, 3) integer Miller
+    indices). Averaging over the translations keeps exactly these components and zeroes the others
+    (the sum of the phases over the group is its order or zero)."""
+    keep = np.ones(miller.shape[0], dtype=bool)
+    g_float = miller.astype(float)
+    for tau in pure_translations:
+        if np.all(np.abs(tau - np.rint(tau)) < 1e-12):
+            continue
+        x = g_float @ tau
+        keep &= np.abs(x - np.rint(x)) < 1e-6
+    return keep
+
+
 class DensitySymmetrizer:
     """Average a real periodic function on an FFT box over the space-group operations.
 
@@ -616,8 +689,17 @@ class DensitySymmetrizer:
     :func:`pwsim.basis.default_fft_grid` the density has no components there, so nothing physical
     is lost, and the operation is an exact projection (idempotent, real, linear).
 
-    The index maps are built once (memory ~ 5 bytes x nsym x n1 n2 (n3/2+1)); each call costs one
-    rfftn, one irfftn and nsym gathers. Input (..., n1, n2, n3) real, any leading axes (spin).
+    Memory does not grow with the number of operations (a supercell's group counts every pure
+    translation of its primitive cell: 1536 operations for 32 fcc atoms):
+
+    * the pure translations (:func:`rotation_cosets`) are a mask of the components they keep;
+    * the (at most 48) distinct rotations act on stars: rho_sym is computed on one representative
+      G0 of each star {+-M_g G} (a sum over the rotations, from index maps of the representatives
+      only, ~nrot x nG/nrot entries), then spread over the star with
+      rho_sym(G) = rho_sym(G0) exp(2 pi i G0.t_g) (conjugated where M_g G = -G0), M_g G = +-G0.
+
+    Stored: ~20 bytes per kept half-box point, whatever the group. Each call costs one rfftn, one
+    irfftn and ~2 gathers per kept point. Input (..., n1, n2, n3) real, any leading axes (spin).
     """
 
     def __init__(self, symmetry: Symmetry, fft_grid):
@@ -625,52 +707,85 @@ class DensitySymmetrizer:
         self.fft_grid = tuple(int(v) for v in fft_grid)
         n1, n2, n3 = self.fft_grid
         self.half_shape = (n1, n2, n3 // 2 + 1)
+        representatives, pure_translations = rotation_cosets(symmetry)
+        self.ntranslations = len(pure_translations)
+        rotations_t = np.swapaxes(symmetry.reciprocal_rotations()[representatives], 1, 2).astype(float)
+        tmod = symmetry.translations[representatives]
+        self._translations = tmod - np.floor(tmod + 1e-9)  # (nrot, 3) t_R in [0, 1)
+        self.nrotations = len(representatives)
+        miller = self._half_box_miller()
+        lim = (np.array(self.fft_grid) - 1) // 2
+        # M_R G in floats (exact for these small integers; NumPy's integer products do not use BLAS),
+        # one rotation at a time on the G still kept (no (nG, nrot) array)
+        keep = np.all(np.abs(miller) <= lim, axis=1)
+        for rot in rotations_t:
+            candidates = np.flatnonzero(keep)
+            keep[candidates] = np.all(np.abs(miller[candidates] @ rot) <= lim, axis=1)
+        kept = np.flatnonzero(keep)  # positions in the flattened half box
+        self.kept = kept.astype(np.int32) if keep.size < 2**31 else kept
+        self._miller = miller[self.kept].astype(np.int16 if lim.max() < 2**15 else np.int32)  # (nG, 3)
+        del miller, keep
+        self._build_stars(rotations_t)
+
+    def _half_box_miller(self) -> np.ndarray:
+        """(n1 n2 (n3/2+1), 3) int Miller indices of the rfftn half box, in its flattened order."""
+        n1, n2, n3 = self.fft_grid
         g1 = np.fft.fftfreq(n1, 1.0 / n1).astype(int)
         g2 = np.fft.fftfreq(n2, 1.0 / n2).astype(int)
         g3 = np.arange(n3 // 2 + 1)
-        miller = np.stack(np.meshgrid(g1, g2, g3, indexing="ij"), axis=-1).reshape(-1, 3)
-        lim = (np.array(self.fft_grid) - 1) // 2
-        mrot = symmetry.reciprocal_rotations()
+        return np.stack(np.meshgrid(g1, g2, g3, indexing="ij"), axis=-1).reshape(-1, 3)
 
-        # M_g G in floats (exact for these small integers; NumPy's integer products do not use
-        # BLAS), one operation at a time on the G still kept (no (nG, nsym) array: on a 48^3 box
-        # that would be ~200 MB of temporaries)
-        mrot_t = np.swapaxes(mrot, 1, 2).astype(float)  # (nsym, 3, 3): G @ M_g^T
-        keep = np.all(np.abs(miller) <= lim, axis=1)
-        for g in range(symmetry.nsym):
-            candidates = np.flatnonzero(keep)
-            keep[candidates] = np.all(np.abs(miller[candidates] @ mrot_t[g]) <= lim, axis=1)
-        self.kept = np.flatnonzero(keep)  # positions in the flattened half box
-        gk = miller[self.kept]
-        nk = gk.shape[0]
-        # position of each half-box entry within the kept list
-        lookup = np.full(miller.shape[0], -1, dtype=np.int64)
-        lookup[self.kept] = np.arange(nk)
+    def _images(self, miller_float: np.ndarray, rotation_t: np.ndarray, lookup: np.ndarray):
+        """Where M_R G lies in the kept list: (positions (nG,) int, flipped (nG,) bool) with
+        M_R G = -G[position] where flipped (the half box stores G3 >= 0 only)."""
+        n1, n2, _ = self.fft_grid
+        src = np.rint(miller_float @ rotation_t).astype(np.int64)
+        flipped = src[:, 2] < 0
+        src[flipped] *= -1
+        positions = lookup[np.ravel_multi_index((src[:, 0] % n1, src[:, 1] % n2, src[:, 2]), self.half_shape)]
+        if np.any(positions < 0):
+            raise RuntimeError("internal error: a star leaves the kept set")
+        return positions, flipped
 
-        # group the operations by translation: one phase factor per distinct t
-        tmod = symmetry.translations - np.floor(symmetry.translations + 1e-9)
-        tkey = np.round(tmod * 1e8).astype(np.int64)
-        _, tgroup = np.unique(tkey, axis=0, return_inverse=True)
-        tgroup = tgroup.reshape(-1)
-        self._groups = []
-        for grp in range(tgroup.max() + 1):
-            members = np.flatnonzero(tgroup == grp)
-            t = tmod[members[0]]
-            phase = np.exp(2j * np.pi * (gk @ t))  # exp(2 pi i H.t) for every kept H
-            idx = np.empty((len(members), nk), dtype=np.int32 if nk < 2**31 else np.int64)
-            flip = np.empty((len(members), nk), dtype=bool)
-            gk_float = gk.astype(float)
-            for j, g in enumerate(members):
-                src = np.rint(gk_float @ mrot_t[g]).astype(np.int64)  # M_g G
-                neg = src[:, 2] < 0
-                src[neg] *= -1  # stored as -G': use conj(rho(-G'))
-                pos = lookup[np.ravel_multi_index((src[:, 0] % n1, src[:, 1] % n2, src[:, 2]), self.half_shape)]
-                if np.any(pos < 0):
-                    raise RuntimeError("internal error: a star leaves the kept set")
-                idx[j] = pos
-                flip[j] = neg
-            trivial = bool(np.all(np.abs(t) < 1e-12))
-            self._groups.append((None if trivial else phase, idx, np.where(flip, -1.0, 1.0)))
+    def _build_stars(self, rotations_t: np.ndarray) -> None:
+        """Star representatives and the maps of :meth:`__call__`, one rotation at a time."""
+        nk = self.kept.size
+        index_type = np.int32 if nk < 2**31 else np.int64
+        lookup = np.full(int(np.prod(self.half_shape)), -1, dtype=index_type)
+        lookup[self.kept] = np.arange(nk, dtype=index_type)
+        miller_float = self._miller.astype(float)
+        # the representative of each star: its smallest kept position over +-M_R G
+        owner = np.arange(nk, dtype=index_type)
+        via = np.zeros(nk, dtype=np.uint8)  # the rotation R with M_R G = +-G0
+        via_flip = np.zeros(nk, dtype=bool)
+        for r, rot in enumerate(rotations_t):
+            positions, flipped = self._images(miller_float, rot, lookup)
+            better = positions < owner
+            owner[better], via[better], via_flip[better] = positions[better], r, flipped[better]
+        stars, self._star_of = np.unique(owner, return_inverse=True)
+        self._star_of = self._star_of.astype(index_type)  # (nG,) which star each kept G belongs to
+        self._via, self._via_flip = via, via_flip
+        self._stars = stars.astype(index_type)  # (nstars,) kept position of each representative G0
+        # rho_sym(G0) sums rho(M_R G0) over the rotations: their positions for the representatives only
+        rep_float = miller_float[stars]
+        self._star_images = np.empty((len(rotations_t), len(stars)), dtype=index_type)
+        self._star_flips = np.empty((len(rotations_t), len(stars)), dtype=bool)
+        for r, rot in enumerate(rotations_t):
+            self._star_images[r], self._star_flips[r] = self._images(rep_float, rot, lookup)
+        # the translation average: stars whose components every pure translation leaves unchanged
+        _, pure = rotation_cosets(self.symmetry)
+        self._star_kept = _translation_invariant(self._miller[stars], pure)
+
+    def _phase(self, miller: np.ndarray, translation: np.ndarray):
+        """exp(2 pi i G.t) for the given G (m, 3) int, or None when t = 0."""
+        if np.all(np.abs(translation) < 1e-12):
+            return None
+        return np.exp(2j * np.pi * (miller.astype(float) @ translation))
+
+    def nbytes(self) -> int:
+        """Bytes of the stored maps."""
+        return int(sum(a.nbytes for a in (self.kept, self._miller, self._star_of, self._via, self._via_flip,
+                                          self._stars, self._star_images, self._star_flips, self._star_kept)))
 
     def __call__(self, rho: np.ndarray) -> np.ndarray:
         """Symmetrised copy of rho, real (..., n1, n2, n3), same shape."""
@@ -681,18 +796,38 @@ class DensitySymmetrizer:
             return np.array(rho, dtype=float, copy=True)
         lead = rho.shape[:-3]
         rg = np.fft.rfftn(rho, axes=(-3, -2, -1)).reshape(lead + (-1,))[..., self.kept]
-        acc_re = np.zeros(rg.shape)
-        acc_im = np.zeros(rg.shape)
-        for phase, idx, sgn in self._groups:
-            rt = rg if phase is None else rg * phase
-            re, im = rt.real, rt.imag
-            for j in range(idx.shape[0]):
-                acc_re += re[..., idx[j]]
-                acc_im += sgn[j] * im[..., idx[j]]
+        # rho_sym on the star representatives: (1/nrot) sum_R rho(M_R G0) exp(2 pi i (M_R G0).t_R)
+        acc = np.zeros(lead + (self._stars.size,), dtype=complex)
+        for r in range(self.nrotations):
+            images, flips = self._star_images[r], self._star_flips[r]
+            term = rg[..., images]
+            # with M_R G0 = -G: rho(-G) exp(-2 pi i G.t) = conj(rho(G) exp(2 pi i G.t))
+            phase = self._phase(self._miller[images], self._translations[r])
+            if phase is not None:
+                term *= phase
+            np.conjugate(term, out=term, where=flips)
+            acc += term
+        acc *= self._star_kept / self.nrotations
+        # spread over each star: rho_sym(G) = rho_sym(G0) exp(2 pi i G0.t_R) where M_R G = G0
+        values = acc[..., self._star_of]
+        del acc
+        phase = self._star_phase()
+        if phase is not None:
+            values *= phase
+        np.conjugate(values, out=values, where=self._via_flip)
         out = np.zeros(lead + (int(np.prod(self.half_shape)),), dtype=complex)
-        out[..., self.kept] = (acc_re + 1j * acc_im) / self.symmetry.nsym
+        out[..., self.kept] = values
+        del values, rg
         out = out.reshape(lead + self.half_shape)
         return np.fft.irfftn(out, s=self.fft_grid, axes=(-3, -2, -1))
+
+    def _star_phase(self):
+        """(nG,) exp(2 pi i G0.t_R) for each kept G (G0 its representative, R the rotation sending G
+        onto +-G0), or None in a symmorphic setting (every t_R = 0)."""
+        if np.all(np.abs(self._translations) < 1e-12):
+            return None
+        g0 = self._miller[self._stars[self._star_of]].astype(float)
+        return np.exp(2j * np.pi * np.einsum("gi,gi->g", g0, self._translations[self._via]))
 
 
 def symmetrize_density(rho_real: np.ndarray, symmetry: Symmetry, fft_grid) -> np.ndarray:

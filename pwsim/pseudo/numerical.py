@@ -41,6 +41,8 @@ QMAX_MIN = 10.0
 #: a kink, as ONCVPSP's do.
 PSP8_POINTS_PER_2PI = 200
 PSP8_QTOP_FACTOR = 2.4
+#: q x r elements of each Bessel-function temporary while a table is built (0.5 MiB of float64)
+TABLE_CHUNK_ELEMENTS = 1 << 16
 
 
 class _Table:
@@ -61,19 +63,30 @@ class _Table:
         qmax = max(QMAX_MIN, 1.25 * top, 1.5 * self.qmax)
         nq = math.ceil(qmax / DQ) + 2
         self.q = np.arange(nq) * DQ
-        j, dj = spherical_bessel(self.l, self.q[:, None] * self.r[None, :], 1)
         # (nfunc, nq) each; d/dq j_l(qr) = r j_l'(qr)
-        self.values = self.weighted @ j.T
-        self.slopes = (self.weighted * self.r) @ dj.T
+        self.values, self.slopes = self._transforms((0, 1))
         self._curvatures = None
         self.qmax = (nq - 2) * DQ
+
+    def _transforms(self, orders) -> list:
+        """[sum_i w_i g_i r_i^k j_l^(k)(q r_i) for k in orders], each (nfunc, nq), computed over ranges
+        of q so that the (q, r) temporaries of the Bessel functions stay ~TABLE_CHUNK_ELEMENTS each
+        (a whole UPF table of ~2000 q by ~1000 r took ~100 MiB at set-up and again for the stress)."""
+        out = [np.empty((self.weighted.shape[0], self.q.size)) for _ in orders]
+        rows = max(1, TABLE_CHUNK_ELEMENTS // max(1, self.r.size))
+        scaled = [self.weighted * self.r**k for k in orders]
+        for start in range(0, self.q.size, rows):
+            q = self.q[start:start + rows]
+            bessel = spherical_bessel(self.l, q[:, None] * self.r[None, :], max(orders))
+            for o, k, w in zip(out, orders, scaled):
+                o[:, start:start + rows] = w @ bessel[k].T
+        return out
 
     @property
     def curvatures(self) -> np.ndarray:
         """d^2F/dq^2 on the grid, made when a derivative is first asked for (stress)."""
         if self._curvatures is None:
-            d2j = spherical_bessel(self.l, self.q[:, None] * self.r[None, :], 2)[2]
-            self._curvatures = (self.weighted * self.r * self.r) @ d2j.T
+            self._curvatures = self._transforms((2,))[0]
         return self._curvatures
 
     @property

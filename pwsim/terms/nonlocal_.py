@@ -296,14 +296,16 @@ class Nonlocal(Term):
 
     def __init__(self, context):
         super().__init__(context)
-        self._operators = {}  # k-point index -> NonlocalOperator, when context.keep_operators
+        self._operators = {}  # k-point index within a spin channel -> NonlocalOperator (keep_operators)
 
     def operator(self, kpoint, state=None) -> NonlocalOperator:
-        op = self._operators.get(kpoint.index)
+        # one operator per k-point, shared by both spin channels (the projectors do not depend on spin)
+        key = kpoint.index % self.context.nk
+        op = self._operators.get(key)
         if op is None:
             op = build_operator(self.context.basis, self.context.pseudos, kpoint)
             if self.context.keep_operators:
-                self._operators[kpoint.index] = op
+                self._operators[key] = op
         return op
 
     def energy(self, state) -> float:

@@ -29,6 +29,7 @@ __all__ = ["DENSITY_THRESHOLD", "FUNCTIONALS", "REGISTRY", "ZETA_THRESHOLD", "Fu
            "canonical_name", "evaluate", "is_gga", "lookup", "require_usable"]
 
 
+
 def is_gga(name) -> bool:
     """True if functional ``name`` needs density gradients (sigma). Raises InputError if unknown."""
     return lookup(name).needs_gradient

@@ -1,0 +1,258 @@
+"""The everyday workloads of issue 28, each as a whole ``pwsim run`` against a whole pw.x run.
+
+    python -m benchmarks.workloads [NAME ...] [--out DIR] [--pwsim-only] [--write-inputs DIR]
+
+Kinds: a molecule in a large box with PBE at Gamma, a metal slab with vacuum and many k-points, a
+spin-polarised metal with numerical pseudopotentials with a core correction and 4x4x4 k-points, a
+metallic supercell with k-points (plus ``si216_gamma`` of :mod:`benchmarks.cases`, too large for this
+project's machine). Both codes get the same structure, cutoff (pw.x ecutwfc = 2 Ecut Ry, ecutrho =
+4 ecutwfc), k-mesh, smearing, bands, functional and pseudopotential files (GTH-PADE psp10 files of
+``benchmarks/pseudos``, or the PseudoDojo psp8 files written as UPF by
+:mod:`benchmarks.upf_from_psp8`, which pwsim reads too) and both compute forces and stress
+(``tprnfor``, ``tstress``; ``pwsim run`` does by default). Measured: wall time and peak RSS of the
+whole process (``os.wait4``, :mod:`benchmarks.measure`), one thread each, and ``pwsim check``'s
+memory estimate against pwsim's measured peak.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .measure import pinned_environment, run_measured
+from .qe import PSEUDO_DIR, RY_PER_HA, parse_output
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOJO_PBE = os.path.join(REPO_ROOT, "pwsim", "data", "pseudos", "pseudodojo-0.4-pbe")
+MASSES = {"H": 1.008, "C": 12.011, "O": 15.999, "Al": 26.98, "Ni": 58.69, "Fe": 55.85, "Si": 28.0855}
+QE_SMEARING = {"fermi-dirac": "fd", "marzari-vanderbilt": "mv", "gaussian": "gaussian"}
+QE_XC = {"lda": "PW", "pbe": "PBE"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One problem for both codes. lattice (3, 3) rows, bohr; positions fractional; ecut hartree;
+    temperature hartree (pwsim's smearing width; pw.x degauss = 2 x it in Ry); pseudos: per element
+    a GTH psp10 file name of benchmarks/pseudos, or 'dojo:<psp8 basename>' (converted to UPF)."""
+
+    name: str
+    title: str
+    lattice: tuple
+    species: tuple
+    positions: tuple
+    ecut: float
+    kpoints: tuple
+    xc: str
+    pseudos: dict
+    smearing: str = "none"
+    temperature: float = 0.0
+    nbands: int | None = None
+    magnetic_moments: tuple | None = None
+    notes: dict = field(default_factory=dict)
+
+    def pseudo_file(self, element: str) -> str:
+        spec = self.pseudos[element]
+        return f"{element}.upf" if spec.startswith("dojo:") else spec
+
+
+def _fcc_slab(layers: int, a: float, vacuum: float):
+    """fcc(001) slab: square in-plane cell a/sqrt(2), layers a/2 apart, ``vacuum`` bohr of vacuum."""
+    side, spacing = a / np.sqrt(2), a / 2
+    c = (layers - 1) * spacing + vacuum
+    z = np.arange(layers) * spacing / c
+    positions = [((0.5 * (i % 2), 0.5 * (i % 2), zi)) for i, zi in enumerate(z)]
+    return ((side, 0, 0), (0, side, 0), (0, 0, c)), positions
+
+
+def _fcc_cube(a: float, reps: int):
+    base = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
+    shifts = np.array([(i, j, k) for i in range(reps) for j in range(reps) for k in range(reps)])
+    frac = ((base[None] + shifts[:, None]) / reps).reshape(-1, 3)
+    return tuple(map(tuple, np.diag([a * reps] * 3))), [tuple(p) for p in frac]
+
+
+def _methane(box: float):
+    d = 2.05 / np.sqrt(3)  # C-H 2.05 bohr along the cube diagonals
+    cart = np.array([[0, 0, 0], [d, d, d], [-d, -d, d], [-d, d, -d], [d, -d, -d]]) + box / 2
+    return [tuple(p) for p in cart / box]
+
+
+SLAB_LATTICE, SLAB_POSITIONS = _fcc_slab(5, 7.65, 16.0)
+AL32_LATTICE, AL32_POSITIONS = _fcc_cube(7.65, 2)
+NI4_LATTICE, NI4_POSITIONS = _fcc_cube(6.65, 1)
+
+WORKLOADS = {w.name: w for w in (
+    Workload("ch4_box", "CH4 in a 20 bohr box, PBE, Gamma, PseudoDojo (UPF)", ((20.0, 0, 0), (0, 20.0, 0), (0, 0, 20.0)),
+             ("C", "H", "H", "H", "H"), tuple(_methane(20.0)), 30.0, (1, 1, 1), "pbe",
+             {"C": "dojo:C", "H": "dojo:H"}, nbands=4),
+    Workload("al_slab", "Al(001) 5 layers + 16 bohr vacuum, 12x12x1, LDA, GTH, Fermi-Dirac", SLAB_LATTICE,
+             ("Al",) * 5, tuple(SLAB_POSITIONS), 8.0, (12, 12, 1), "lda", {"Al": "Al-q3.pade.gth"},
+             smearing="fermi-dirac", temperature=0.01, nbands=14),
+    Workload("ni4_spin", "Ni fcc cube (4 atoms), spin, PBE, PseudoDojo Ni-sp with core correction (UPF), 4x4x4",
+             NI4_LATTICE, ("Ni",) * 4, tuple(NI4_POSITIONS), 30.0, (4, 4, 4), "pbe", {"Ni": "dojo:Ni-sp"},
+             smearing="marzari-vanderbilt", temperature=0.01, nbands=48, magnetic_moments=(0.6,) * 4),
+    Workload("al32_k", "Al32 (2x2x2 fcc cubes), 2x2x2 k, LDA, GTH, Fermi-Dirac", AL32_LATTICE, ("Al",) * 32,
+             tuple(AL32_POSITIONS), 8.0, (2, 2, 2), "lda", {"Al": "Al-q3.pade.gth"},
+             smearing="fermi-dirac", temperature=0.01, nbands=60),
+)}
+
+
+def _rows(values) -> str:
+    return "[" + ", ".join("[" + ", ".join(f"{x:.10f}" for x in row) + "]" for row in values) + "]"
+
+
+def pwsim_input(w: Workload) -> str:
+    """The TOML input of ``pwsim run`` (the pseudopotential files next to it)."""
+    # (pwsim reads GTH parameters in CP2K's format: the shipped 'gth' family holds the numbers of the
+    # psp10 files that pw.x reads, benchmarks/psp_check.py)
+    pseudos = ", ".join(f'{e} = "{w.pseudo_file(e) if w.pseudos[e].startswith("dojo:") else "gth"}"'
+                        for e in dict.fromkeys(w.species))
+    model = [f'xc = "{w.xc}"', f"pseudopotentials = {{ {pseudos} }}"]
+    if w.smearing != "none":
+        model += [f'smearing = "{w.smearing}"', f"temperature = {w.temperature}"]
+    if w.magnetic_moments:
+        model += ['spin = "collinear"', f"magnetic_moments = {list(w.magnetic_moments)}"]
+    basis = [f"ecut = {w.ecut}", f"kpoints = {list(w.kpoints)}"] + ([f"nbands = {w.nbands}"] if w.nbands else [])
+    return "\n".join(["[structure]", f"lattice = {_rows(w.lattice)}", f"species = {list(w.species)}".replace("'", '"'),
+                      f"positions = {_rows(w.positions)}", "[model]", *model, "[basis]", *basis,
+                      "[scf]", "energy_tolerance = 1e-7", ""])
+
+
+def pwx_input(w: Workload, pseudo_dir: str) -> str:
+    """pw.x input of the same problem, forces and stress on (tprnfor, tstress)."""
+    kinds = list(dict.fromkeys(w.species))
+    system = [f"ibrav=0, nat={len(w.species)}, ntyp={len(kinds)}",
+              f"ecutwfc={RY_PER_HA * w.ecut:.10g}, ecutrho={4 * RY_PER_HA * w.ecut:.10g}", f"input_dft='{QE_XC[w.xc]}'"]
+    if w.nbands:
+        system.append(f"nbnd={w.nbands}")
+    if w.smearing != "none":
+        system.append(f"occupations='smearing', smearing='{QE_SMEARING[w.smearing]}', "
+                      f"degauss={RY_PER_HA * w.temperature:.10g}")
+    if w.magnetic_moments:
+        system.append("nspin=2")
+        for i, e in enumerate(kinds, start=1):
+            valence = _valence(w, e, pseudo_dir)
+            moment = w.magnetic_moments[w.species.index(e)]
+            system.append(f"starting_magnetization({i})={moment / valence:.6f}")
+    lines = ["&control", f"  calculation='scf', prefix='{w.name}', pseudo_dir='{pseudo_dir}', outdir='./tmp',",
+             "  disk_io='none', tprnfor=.true., tstress=.true.", "/", "&system", "  " + ",\n  ".join(system), "/",
+             "&electrons", f"  conv_thr={2e-7 * RY_PER_HA / 10:.3e}", "/", "ATOMIC_SPECIES"]
+    lines += [f"{e} {MASSES[e]} {w.pseudo_file(e)}" for e in kinds]
+    lines.append("CELL_PARAMETERS bohr")
+    lines += [" ".join(f"{x:.10f}" for x in row) for row in w.lattice]
+    lines.append("ATOMIC_POSITIONS crystal")
+    lines += [f"{e} " + " ".join(f"{x:.10f}" for x in p) for e, p in zip(w.species, w.positions)]
+    if tuple(w.kpoints) == (1, 1, 1):
+        lines.append("K_POINTS gamma")
+    else:
+        lines += ["K_POINTS automatic", " ".join(str(k) for k in w.kpoints) + " 0 0 0"]
+    return "\n".join(lines) + "\n"
+
+
+def _valence(w: Workload, element: str, pseudo_dir: str) -> float:
+    with open(os.path.join(pseudo_dir, w.pseudo_file(element))) as f:
+        text = f.read()
+    m = re.search(r'z_valence="\s*([\d.eE+-]+)"', text) or re.search(r"^\s*\S+\s+([\d.]+)\s+\S+\s*$", text, re.MULTILINE)
+    if m and "z_valence" in m.group(0):
+        return float(m.group(1))
+    return float(text.splitlines()[1].split()[1])  # psp10: zatom zion on the second line
+
+
+def write_inputs(w: Workload, directory: str) -> None:
+    """pwsim.toml, pw.pwi and the pseudopotential files of ``w`` in ``directory``."""
+    from .upf_from_psp8 import convert
+
+    os.makedirs(directory, exist_ok=True)
+    for element, spec in w.pseudos.items():
+        target = os.path.join(directory, w.pseudo_file(element))
+        if spec.startswith("dojo:"):
+            convert(os.path.join(DOJO_PBE, spec[5:] + ".psp8.gz"), target)
+        else:
+            with open(os.path.join(PSEUDO_DIR, spec)) as src, open(target, "w") as dst:
+                dst.write(src.read())
+    with open(os.path.join(directory, "pwsim.toml"), "w") as f:
+        f.write(pwsim_input(w))
+    with open(os.path.join(directory, "pw.pwi"), "w") as f:
+        f.write(pwx_input(w, os.path.abspath(directory)))
+
+
+def estimate_mib(directory: str, env: dict) -> float | None:
+    """``pwsim check``'s memory estimate of the input in ``directory``, MiB."""
+    out = subprocess.run([sys.executable, "-m", "pwsim", "check", "pwsim.toml"], cwd=directory, env=env,
+                         capture_output=True, text=True, check=False)
+    m = re.search(r"estimated memory (\d+) MiB", out.stdout)
+    return float(m.group(1)) if m else None
+
+
+def measure(w: Workload, directory: str, pwsim: bool = True, pwx: bool = True) -> dict:
+    """Run the workload; returns {estimate_mib, pwsim: {...}, pw.x: {...}}."""
+    write_inputs(w, directory)
+    env = pinned_environment(1, {"PYTHONPATH": REPO_ROOT})
+    result: dict = {"name": w.name, "title": w.title, "load_before": list(os.getloadavg())}
+    if pwsim:
+        result["estimate_mib"] = estimate_mib(directory, env)
+        m = run_measured([sys.executable, "-m", "pwsim", "run", "pwsim.toml", "-o", "pwsim.h5"], env, cwd=directory)
+        energy = re.findall(r"total energy\s+(-?[\d.]+) Ha", m.stdout + m.stderr)
+        result["pwsim"] = {**m.to_dict(), "energy": float(energy[-1]) if energy else None}
+    if pwx:
+        m = run_measured(["pw.x", "-in", "pw.pwi"], env, cwd=directory)
+        with open(os.path.join(directory, "pw.pwo"), "w") as f:
+            f.write(m.stdout)
+        parsed = parse_output(m.stdout)
+        result["pw.x"] = {**m.to_dict(), "energy": parsed.get("energy"), "iterations": parsed.get("iterations"),
+                          "fft_grid": parsed.get("fft_grid"), "nkpoints": parsed.get("nkpoints")}
+    result["load_after"] = list(os.getloadavg())
+    return result
+
+
+def row(r: dict) -> str:
+    """One markdown table row of :func:`measure`'s result."""
+    p, q = r.get("pwsim", {}), r.get("pw.x", {})
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a and b else "–"
+
+    est, peak = r.get("estimate_mib"), p.get("max_rss_mib")
+    return (f"| {r['name']} | {p.get('wall_s', 0):.1f} | {q.get('wall_s', 0):.1f} | {ratio(p.get('wall_s'), q.get('wall_s'))} "
+            f"| {p.get('cpu_s', 0):.1f} | {q.get('cpu_s', 0):.1f} | {ratio(p.get('cpu_s'), q.get('cpu_s'))} "
+            f"| {peak or 0:.0f} | {q.get('max_rss_mib', 0):.0f} | {ratio(peak, q.get('max_rss_mib'))} "
+            f"| {est or 0:.0f} | {ratio(est, peak)} | {r['load_before'][0]:.1f}–{r['load_after'][0]:.1f} |")
+
+
+HEADER = ("| workload | pwsim wall (s) | pw.x wall (s) | wall ratio | pwsim CPU (s) | pw.x CPU (s) | CPU ratio "
+          "| pwsim peak (MiB) | pw.x peak (MiB) | memory ratio | check's estimate (MiB) | estimate / peak | load |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.workloads", description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help=f"workloads (default: all): {', '.join(WORKLOADS)}")
+    p.add_argument("--out", default="workloads-run", help="working directory (one folder per workload)")
+    p.add_argument("--pwsim-only", action="store_true")
+    p.add_argument("--pwx-only", action="store_true")
+    p.add_argument("--write-inputs", metavar="DIR", help="only write the inputs of both codes into DIR/<name>")
+    args = p.parse_args(argv)
+    names = args.names or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    if args.write_inputs:
+        for n in names:
+            write_inputs(WORKLOADS[n], os.path.join(args.write_inputs, n))
+        return
+    print(HEADER, flush=True)
+    for n in names:
+        r = measure(WORKLOADS[n], os.path.join(args.out, n), pwsim=not args.pwx_only, pwx=not args.pwsim_only)
+        with open(os.path.join(args.out, n, "measurement.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        print(row(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()
