@@ -239,3 +239,21 @@ def test_scf_forces_with_d3_are_derivatives_of_the_scf_energy(scf_pair):
                                       compute_stress=False).total_energy)
     assert abs(term("d3bj").forces(None)[atom, axis]) > 4e-5
     assert abs(-(energies[0] - energies[1]) / (2 * h) - result.raw_forces[atom, axis]) < 5e-6
+
+
+def test_phonon_supercell_runs_carry_the_dispersion():
+    """Phonons' supercell SCFs are made from the run's settings: the dispersion term (and its
+    parameters) is in every displaced supercell's SCF."""
+    pytest.importorskip("phonopy", reason="could not import phonopy")
+    from pwsim.phonons import plan
+    from pwsim.scf import prepare
+
+    si = pwsim.diamond("Si", 10.26)
+    parameters = {"s6": 1.0, "s8": 0.7875, "a1": 0.4289, "a2": 4.4407}
+    job = plan(si, xc="pbe", pseudopotentials="gth", ecut=5.0, kpoints=(2, 2, 2), dispersion="d3bj",
+               dispersion_parameters=parameters)
+    assert job.settings.dispersion == "d3bj" and job.settings.dispersion_parameters == parameters
+    setup = prepare(job.supercells[0], job.settings)  # a displaced supercell's SCF
+    assert "dispersion" in [t.name for t in setup.terms.terms]
+    without = prepare(job.supercells[0], job.settings, dispersion="none", dispersion_parameters=None)
+    assert "dispersion" not in [t.name for t in without.terms.terms]
