@@ -49,12 +49,14 @@ def _progress(what: str):
               help="About how many k-points along the whole path.")
 @click.option("--nbands", type=click.IntRange(min=1), help="Bands per k-point (default: the SCF's).")
 @click.option("--path", "kpath", help="Special points, e.g. 'GXWKGL,UX' or 'Γ-X|K-Γ' (default: the standard path).")
+@click.option("--pw-input", type=click.Path(dir_okay=False),
+              help="A pw.x calculation = 'bands' input: its K_POINTS crystal_b/tpiba_b path and point count.")
 @click.option("--emin", type=float, help="Lower end of the plotted window, eV relative to the VBM / Fermi level.")
 @click.option("--emax", type=float, help="Upper end of the plotted window, eV relative to the VBM / Fermi level.")
 @click.option("--no-write", is_flag=True, help="Do not add /bands to H5_FILE.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the gap line and errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, debug):
+def bands(h5_file, output, npoints, nbands, kpath, pw_input, emin, emax, no_write, quiet, debug):
     """Band structure along a k-path from the density in H5_FILE (non-self-consistent)."""
     from .bands import band_structure, write_bands
     from .io.atomic import check_not_locked, check_writable
@@ -70,7 +72,10 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
             check_not_locked(h5_file)
         source = file_identity(h5_file) if Path(h5_file).is_file() else None  # checked again when writing
         result = load(h5_file)
-        bs = band_structure(result, path=kpath, npoints=npoints, nbands=nbands,
+        path, count = kpath, npoints
+        if pw_input is not None:
+            path, count = _pw_band_path(pw_input, kpath, result.structure)
+        bs = band_structure(result, path=path, npoints=count, nbands=nbands,
                             callback=None if quiet else _progress("k-point"))
         picture = render_bands(bs, image, emin=emin, emax=emax)  # in memory: written once all else succeeded
         echo(f"{len(bs.kpoints)} k-points along {'-'.join(bs.labels)} ({bs.source}), {bs.nbands} bands, "
@@ -82,6 +87,26 @@ def bands(h5_file, output, npoints, nbands, kpath, emin, emax, no_write, quiet, 
         click.echo(bs.describe_gap())
 
     _guard(go, debug)
+
+
+def _pw_band_path(pw_input, kpath, structure):
+    """(labelled fractional points, number of k-points) of a pw.x 'bands' input, for ``structure``."""
+    import numpy as np
+
+    from .convert import band_path
+    from .errors import InputError
+
+    if kpath is not None:
+        raise InputError("give either --path or --pw-input, not both")
+    try:
+        text = Path(pw_input).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {pw_input}: {exc.strerror if isinstance(exc, OSError) else 'not text'}") from None
+    lattice, points, count = band_path(text, pw_input)
+    if lattice.shape != structure.lattice.shape or not np.allclose(lattice, structure.lattice, atol=1e-5):
+        raise InputError(f"{pw_input}: its cell is not the cell of the SCF (the path's coordinates would mean "
+                         "other k-points)")
+    return points, count
 
 
 @click.command()

@@ -543,6 +543,13 @@ def _orbit_weights(kpoints: np.ndarray, weights: np.ndarray, symmetry) -> dict:
 
 def _control(out: _Toml, control: dict, electrons: dict, ions: dict, cell: dict) -> None:
     calculation = str(control.get("calculation", "scf")).lower()
+    if calculation == "bands":
+        raise InputError("&control calculation = 'bands': in pwsim a band structure runs on the SCF's output "
+                         "file: pwsim bands SCF.h5 --pw-input THIS_FILE (the K_POINTS path of this input)")
+    if calculation == "nscf":
+        raise InputError("&control calculation = 'nscf': pwsim has no separate nscf step: run the SCF on the "
+                         "dense k mesh (pwsim dos and pwsim pdos use its eigenvalues), or pwsim bands SCF.h5 "
+                         "--pw-input FILE for a K_POINTS crystal_b/tpiba_b path")
     if calculation not in ("scf", "relax", "vc-relax"):
         raise InputError(f"&control calculation = '{calculation}': pwsim convert translates scf, relax and "
                          "vc-relax (band structures: pwsim bands on the SCF's output)")
@@ -601,9 +608,8 @@ def _check_keys(data: dict) -> list[str]:
     return notes
 
 
-def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None) -> str:
-    """The pwsim TOML equivalent of the pw.x input ``text`` (pseudopotential files are looked up
-    relative to ``base_dir``, the input's folder). Raises :class:`InputError` (one line)."""
+def _namelists(text: str, source: str) -> tuple[dict, list[str]]:
+    """(namelist -> {key: value}, lower-case names and keys; the card lines) of a pw.x input."""
     try:
         from ase.io.espresso import read_fortran_namelist
     except ImportError:
@@ -618,9 +624,49 @@ def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None)
     except Exception as exc:  # ASE's reader raises plain exceptions on malformed namelists  # noqa: BLE001
         raise InputError(f"{source}: not a readable pw.x input ({type(exc).__name__}: {exc})") from None
     data = {name.lower(): {k.lower(): v for k, v in keys.items()} for name, keys in data.items()}
-    control, system = data.get("control", {}), data.get("system", {})
-    if not system:
+    if not data.get("system"):
         raise InputError(f"{source}: no &system namelist: not a pw.x input")
+    return data, lines
+
+
+def band_path(text: str, source: str = "pw.in") -> tuple[np.ndarray, list, int]:
+    """The band path of a pw.x ``calculation = 'bands'`` input (K_POINTS crystal_b or tpiba_b):
+    (its lattice (3, 3) rows, bohr; [(label, (3,) fractional k)], the labels from the lines' ``!``
+    comments or else the coordinates; the number of k-points, 1 + the weights but the last, as pw.x
+    samples the path). The path's k-points are :func:`pwsim.kpath.make_path`'s to sample."""
+    data, lines = _namelists(text, source)
+    try:
+        lattice, alat = _lattice(data["system"], lines)
+        card = _card(lines, "K_POINTS")
+        option = card[0].split()[0] if card and card[0] else ""
+        if option not in ("crystal_b", "tpiba_b"):
+            raise InputError(f"K_POINTS {option or 'tpiba'}: a band path is K_POINTS crystal_b or tpiba_b")
+        count = int(card[1][0].split()[0]) if card[1] else 0
+        rows = card[1][1:1 + count]
+        if count < 2 or len(rows) < count:
+            raise InputError(f"K_POINTS {option}: expected a count of at least 2 and that many lines")
+        points, weights = [], []
+        for row in rows:
+            text_part, _, comment = row.partition("!")
+            words = text_part.split()
+            k = np.array([_number(w) for w in words[:3]])
+            if option == "tpiba_b":  # 2 pi / alat units, Cartesian -> fractional: k . a_i / alat
+                k = lattice @ k / alat
+            label = comment.strip() or "(" + ", ".join(f"{x:.4g}" for x in k) + ")"
+            points.append((label, k))
+            weights.append(int(round(_number(words[3]))) if len(words) > 3 else 1)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"{source}: K_POINTS: not a band path ({exc})") from None
+    return lattice, points, 1 + sum(max(w, 1) for w in weights[:-1])
+
+
+def convert_text(text: str, source: str = "pw.in", base_dir: Path | None = None) -> str:
+    """The pwsim TOML equivalent of the pw.x input ``text`` (pseudopotential files are looked up
+    relative to ``base_dir``, the input's folder). Raises :class:`InputError` (one line)."""
+    data, lines = _namelists(text, source)
+    control, system = data.get("control", {}), data["system"]
     out = _Toml()
     try:
         out.notes = _check_keys(data)
@@ -691,7 +737,8 @@ convert_command = _command()
 # ============================================================================ the key table
 #: what `pwsim convert` makes of each key of TRANSLATED: (namelist, pw.x key) -> (pwsim key, units, notes)
 KEY_TABLE = {
-    ("control", "calculation"): ("[run] task, [relax] cell", "", "scf; relax; vc-relax = relax with cell = true"),
+    ("control", "calculation"): ("[run] task, [relax] cell", "", "scf; relax; vc-relax = relax with cell = true; "
+                                 "bands = `pwsim bands SCF.h5 --pw-input FILE`; nscf refused (no separate step)"),
     ("control", "forc_conv_thr"): ("[relax] fmax", "Ry/bohr", ""),
     ("control", "nstep"): ("[relax] max_steps", "", ""),
     ("control", "pseudo_dir"): ("[model] pseudopotentials", "",
