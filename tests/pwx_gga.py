@@ -15,7 +15,7 @@ def patch(monkeypatch):
     """Apply the cut-offs to pwsim's (unpolarised) PBE and to the PBE exchange of hybrids."""
     evaluate, exchange = functionals.evaluate, hybrid.pbe_exchange
 
-    def cut_pbe(name, xp, rho, sigma=None, backend=None):
+    def cut_pbe(name, xp, rho, sigma=None, backend=None, energy_only=False):  # (always the potential too)
         out = evaluate(name, xp, rho, sigma, backend)
         if functionals.lookup(name).name != "pbe" or rho.shape[0] != 1:
             return out

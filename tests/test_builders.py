@@ -89,7 +89,7 @@ def test_smearing_aliases(alias, name):
 
 def test_unknown_smearing_names_the_choices():
     with pytest.raises(pwsim.InputError, match="marzari-vanderbilt"):
-        canonical_smearing("tetrahedra")
+        canonical_smearing("tetrahedra-opt")
 
 
 def test_smearing_alias_in_an_input_file(tmp_path):
