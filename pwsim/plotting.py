@@ -182,6 +182,24 @@ def plot_dos(dos, filename, **options) -> Path:
     return save_image(render_dos(dos, check_image_path(filename), **options), filename)
 
 
+def _energy_window(ax, e, summed, curves, emin: float | None, emax: float | None) -> float:
+    """Set the plotted energy window (eV): from emin, else from the lowest stretch where ``summed``
+    (ne,) exceeds 1e-3 of its peak (the levels), to emax, else the grid's end; returns the largest
+    |value| of ``curves`` (nspin, ne) inside it (1 when there is none), for the y range."""
+    if emin is None:
+        present = e[summed > 1e-3 * summed.max()]
+        lo = max(_lower_limit(present) if present.size else float(e[0]), float(e[0]))
+    else:
+        lo = emin
+    hi = float(e[-1]) if emax is None else emax
+    if hi <= lo:
+        raise InputError(f"the energy window [{lo}, {hi}] eV is empty")
+    ax.set_xlim(lo, hi)
+    visible = (e >= lo) & (e <= hi)
+    top = float(np.max(np.abs(curves[:, visible]))) if visible.any() else 1.0
+    return top if top > 0 else 1.0
+
+
 def render_dos(dos, filename, *, emin: float | None = None, emax: float | None = None,
                title: str | None = None) -> bytes:
     """The bytes of the picture of a :class:`pwsim.dos.DensityOfStates` (format from ``filename``'s
@@ -208,19 +226,7 @@ def render_dos(dos, filename, *, emin: float | None = None, emax: float | None =
         ax.axhline(0.0, color="0.3", lw=0.8)
     ax.axvline(fermi, color="0.3", lw=1.0, ls="--", label="E$_\\mathrm{F}$" if metal else "E$_\\mathrm{F}$ (mid-gap)")
     total = g.sum(axis=0)
-    if emin is None:
-        # occupied stretches of the DOS (above 1e-3 of its peak) stand for the levels
-        present = e[total > 1e-3 * total.max()]
-        lo = max(_lower_limit(present) if present.size else float(e[0]), float(e[0]))
-    else:
-        lo = emin
-    hi = float(e[-1]) if emax is None else emax
-    if hi <= lo:
-        raise InputError(f"the energy window [{lo}, {hi}] eV is empty")
-    ax.set_xlim(lo, hi)
-    visible = (e >= lo) & (e <= hi)
-    top = float(np.max(np.abs(g[:, visible]))) if visible.any() else 1.0
-    top = top if top > 0 else 1.0
+    top = _energy_window(ax, e, total, g, emin, emax)
     if dos.nspin == 1:
         ax.set_ylim(0, 1.08 * top)
     else:
@@ -228,6 +234,7 @@ def render_dos(dos, filename, *, emin: float | None = None, emax: float | None =
     if dos.complete_below is not None:
         # above the bottom of the highest computed band, higher bands are missing from the sum
         edge = (dos.complete_below - dos.reference_energy) * HARTREE_IN_EV
+        lo, hi = ax.get_xlim()
         if edge < hi:
             ax.axvspan(max(edge, lo), hi, color="0.88", zorder=-2, lw=0,
                        label="incomplete (more bands needed)")
@@ -273,15 +280,7 @@ def render_pdos(p, filename, *, emin: float | None = None, emax: float | None = 
     fermi = (p.fermi_level - p.reference_energy) * HARTREE_IN_EV
     metal = abs(p.fermi_level - p.reference_energy) < 1e-12
     ax.axvline(fermi, color="0.3", lw=1.0, ls="--", label="E$_\\mathrm{F}$" if metal else "E$_\\mathrm{F}$ (mid-gap)")
-    present = e[total.sum(axis=0) > 1e-3 * total.sum(axis=0).max()]
-    lo = emin if emin is not None else max(_lower_limit(present) if present.size else float(e[0]), float(e[0]))
-    hi = float(e[-1]) if emax is None else emax
-    if hi <= lo:
-        raise InputError(f"the energy window [{lo}, {hi}] eV is empty")
-    ax.set_xlim(lo, hi)
-    visible = (e >= lo) & (e <= hi)
-    top = float(np.max(np.abs(total[:, visible]))) if visible.any() else 1.0
-    top = top if top > 0 else 1.0
+    top = _energy_window(ax, e, total.sum(axis=0), total, emin, emax)
     ax.set_ylim(-1.08 * top if p.nspin == 2 else 0.0, 1.08 * top)
     ref_name = "E$_\\mathrm{F}$" if metal else "E$_\\mathrm{VBM}$"
     ax.set_xlabel(f"E − {ref_name} (eV)", fontsize=12)

@@ -698,20 +698,11 @@ def check_value(value, spec: Key, table: str, key: str):
                                                 f"got {_describe(entry)}")
         return {str(name): os.fspath(entry) for name, entry in value.items()}
     if kind == "options":
-        if not isinstance(value, dict):
-            raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 2 }}, "
-                                            f"got {_describe(value)}")
-        for name, entry in value.items():
-            if name not in spec.choices:
-                raise SettingsError(table, key, f"unknown key {_short(name)} (known: {', '.join(spec.choices)})")
-            if not _is_int(entry):
-                raise SettingsError(table, key, f"{name} must be an integer, got {_describe(entry)}")
-            check_bounds(int(entry), spec, table, key)
-        return {str(name): int(entry) for name, entry in value.items()}
+        return _name_table(value, spec, table, key, integers=True)
     if kind == "kpoint_list":
         return _kpoint_rows(value, table, key)
     if kind == "numbers":
-        return _number_table(value, spec, table, key)
+        return _name_table(value, spec, table, key, integers=False)
     return value  # "list", "matrix3": checked where the structure is built
 
 
@@ -736,19 +727,22 @@ def _kpoint_rows(value, table, key) -> list:
     return out
 
 
-def _number_table(value, spec: Key, table: str, key: str) -> dict:
-    """A table name -> float whose names are among ``spec.choices`` (kind "numbers")."""
+def _name_table(value, spec: Key, table: str, key: str, integers: bool) -> dict:
+    """A table name -> integer (kind "options") or float (kind "numbers") whose names are among
+    ``spec.choices``, every value within the key's bounds."""
+    kind, example = (int, 2) if integers else (float, 0.4)
     if not isinstance(value, dict):
-        raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = 0.4 }}, "
+        raise SettingsError(table, key, f"expected a table such as {{ {spec.choices[0]} = {example} }}, "
                                         f"got {_describe(value)}")
     out = {}
     for name, entry in value.items():
         if name not in spec.choices:
             raise SettingsError(table, key, f"unknown key {_short(name)} (known: {', '.join(spec.choices)})")
-        if not _is_real(entry):
-            raise SettingsError(table, key, f"{name} must be a number, got {_describe(entry)}")
-        check_bounds(float(entry), spec, table, key)
-        out[str(name)] = float(entry)
+        if not (_is_int(entry) if integers else _is_real(entry)):
+            raise SettingsError(table, key, f"{name} must be {'an integer' if integers else 'a number'}, "
+                                            f"got {_describe(entry)}")
+        check_bounds(kind(entry), spec, table, key)
+        out[str(name)] = kind(entry)
     return out
 
 

@@ -460,6 +460,16 @@ BANDS = Group("bands", (
            _indices_below("cbm_index", ("nspin", "nk", "nbands")), _indices_below("direct_index", ("nspin", "nk"))),
     doc="written by `pwsim bands` (docs/bands_dos.md)")
 
+#: the reference levels of a DOS and of projections (the /dos and /pdos groups)
+_LEVELS = (
+    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs) or middle of the gap",
+      _attr("fermi_level"), required=True, lo=-_E, hi=_E),
+    F("reference_energy", (), "float64", "hartree", "zero of plots", _attr("reference_energy"), required=True,
+      lo=-_E, hi=_E),
+    F("n_electrons", (), "float64", "electrons", "valence electrons of the cell", _attr("n_electrons"),
+      required=True, lo=1e-9, hi=MAX_ELECTRONS),
+)
+
 DOS = Group("dos", (
     F("energies", ("ne",), "float64", "hartree", "the energy grid", _attr("energies"), required=True,
       lo=-_E, hi=_E),
@@ -469,12 +479,7 @@ DOS = Group("dos", (
       lo=-1, hi=1e12),
     F("integrated", ("nspin", "ne"), "float64", "states/cell", "states below each energy", _attr("integrated"),
       required=True, lo=-1, hi=1e12),
-    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs) or middle of the gap",
-      _attr("fermi_level"), required=True, lo=-_E, hi=_E),
-    F("reference_energy", (), "float64", "hartree", "zero of plots", _attr("reference_energy"), required=True,
-      lo=-_E, hi=_E),
-    F("n_electrons", (), "float64", "electrons", "valence electrons of the cell", _attr("n_electrons"),
-      required=True, lo=1e-9, hi=MAX_ELECTRONS),
+    *_LEVELS,
     F("width", (), "float64", "hartree", "Gaussian broadening σ (Gaussian method only)", _attr("width"),
       lo=1e-300, hi=_E),
     F("complete_below", (), "float64", "hartree", "lowest energy of the highest computed band: above it bands "
@@ -511,12 +516,7 @@ PDOS = Group("pdos", (
       _attr("orbital_shell"), required=True),
     F("spilling", (), "float64", "dimensionless", "1 − projected / total occupied charge", _attr("spilling"),
       required=True, lo=-1e-6, hi=1),
-    F("fermi_level", (), "float64", "hartree", "Fermi level (smeared runs) or middle of the gap",
-      _attr("fermi_level"), required=True, lo=-_E, hi=_E),
-    F("reference_energy", (), "float64", "hartree", "zero of plots", _attr("reference_energy"), required=True,
-      lo=-_E, hi=_E),
-    F("n_electrons", (), "float64", "electrons", "valence electrons of the cell", _attr("n_electrons"),
-      required=True, lo=1e-9, hi=MAX_ELECTRONS),
+    *_LEVELS,
     F("width", (), "float64", "hartree", "Gaussian broadening σ", _attr("width"), required=True, lo=1e-300, hi=_E),
     F("nbands", (), "int64", "", "bands that entered the sums", lambda p: int(p.nbands), attribute=True, lo=0,
       hi=1e9),

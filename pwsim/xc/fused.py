@@ -47,17 +47,23 @@ def blocked(name: str, rho, sigma, energy_only: bool = False) -> XCResult:
                     vsigma=None if vsigma is None else vsigma.reshape((vsigma.shape[0], *grid)))
 
 
-def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma) -> None:
-    """Unpolarised PBE on one block of NumPy arrays (npts,), written into e, v, vsigma: the formulas
-    of :func:`_pbe_x`, :func:`_pw92` (PW_MOD, zeta = 0) and :func:`_pbe_h` (phi = 1), with the
-    same density cut-off."""
+def _masked_inputs(n_raw, sigma_raw):
+    """(mask of the points above the density cut-off, n (1 below it), sigma >= 0 (0 below it), n^(1/3))
+    of one block (npts,)."""
     mask = n_raw > DENSITY_THRESHOLD
     full = bool(mask.all())
     n = n_raw if full else np.where(mask, n_raw, 1.0)
     sig = np.maximum(sigma_raw, 0.0)
     if not full:
         sig[~mask] = 0.0
-    n13 = np.cbrt(n)
+    return mask, n, sig, np.cbrt(n)
+
+
+def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma) -> None:
+    """Unpolarised PBE on one block of NumPy arrays (npts,), written into e, v, vsigma: the formulas
+    of :func:`_pbe_x`, :func:`_pw92` (PW_MOD, zeta = 0) and :func:`_pbe_h` (phi = 1), with the
+    same density cut-off."""
+    mask, n, sig, n13 = _masked_inputs(n_raw, sigma_raw)
     n43 = n * n13
     rs = _RS_FACTOR / n13
     # exchange: e_x = n eps_lda F(s^2), eps_lda = _CX n^(1/3)
@@ -79,7 +85,7 @@ def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma) -> None:
     vsigma /= n43
     eps_c, deps_c = _pw92_mod_unpolarised(rs)
     _pbe_h_unpolarised_fused(n, n43, rs, sig, eps_c, deps_c, e, v, vsigma)
-    if not full:
+    if not mask.all():
         off = ~mask
         e[off] = 0.0
         v[off] = 0.0
@@ -170,13 +176,7 @@ def _pbe_h_unpolarised_fused(n, n43, rs, sig, eps, deps, e, v, vsigma) -> None:
 
 def _pbe_unpolarised_energy(n_raw, sigma_raw, e) -> None:
     """The energy density of :func:`_pbe_unpolarised_fused` alone, into e (npts,)."""
-    mask = n_raw > DENSITY_THRESHOLD
-    full = bool(mask.all())
-    n = n_raw if full else np.where(mask, n_raw, 1.0)
-    sig = np.maximum(sigma_raw, 0.0)
-    if not full:
-        sig[~mask] = 0.0
-    n13 = np.cbrt(n)
+    mask, n, sig, n13 = _masked_inputs(n_raw, sigma_raw)
     n43 = n * n13
     s2 = sig * _S2_FACTOR
     s2 /= n43 * n43
@@ -222,5 +222,5 @@ def _pbe_unpolarised_energy(n_raw, sigma_raw, e) -> None:
     h += fx
     h *= n
     e[:] = h
-    if not full:
+    if not mask.all():
         e[~mask] = 0.0
