@@ -171,6 +171,18 @@ def _fourier_eval(rho, xfrac):
     return np.real(np.exp(2j * np.pi * xfrac @ miller[keep].T) @ rg[keep])
 
 
+def _average_over_operations(sym, rho, grid):
+    """(1/nsym) sum_g rho(R_g r + t_g) on the grid, operation by operation: the direct reference for the
+    density symmetriser."""
+    n = np.array(grid)
+    m = np.stack(np.meshgrid(*[np.arange(v) for v in grid], indexing="ij"), -1).reshape(-1, 3)
+    acc = np.zeros(grid)
+    for g in range(sym.nsym):
+        img = (m @ sym.rotations[g].T + np.rint(sym.translations[g] * n).astype(int)) % n
+        acc += rho[img[:, 0], img[:, 1], img[:, 2]].reshape(grid)
+    return acc / sym.nsym
+
+
 def _random_density(grid, seed=1):
     return np.random.default_rng(seed).random(grid)
 
@@ -229,13 +241,7 @@ def test_matches_real_space_permutation():
     freqs = np.stack(np.meshgrid(*[np.fft.fftfreq(n, 1 / n) for n in grid], indexing="ij"), -1)
     rg[np.sum((freqs @ s.reciprocal) ** 2, -1) > (np.pi * 2 * 4 / 10.26) ** 2 * 3] = 0  # band-limit
     rho = np.real(np.fft.ifftn(rg))
-    n = np.array(grid)
-    m = np.stack(np.meshgrid(*[np.arange(v) for v in grid], indexing="ij"), -1).reshape(-1, 3)
-    acc = np.zeros(grid)
-    for g in range(sym.nsym):
-        img = (m @ sym.rotations[g].T + np.rint(sym.translations[g] * n).astype(int)) % n
-        acc += rho[img[:, 0], img[:, 1], img[:, 2]].reshape(grid)
-    acc /= sym.nsym
+    acc = _average_over_operations(sym, rho, grid)
     out = DensitySymmetrizer(sym, grid)(rho)
     assert np.max(np.abs(out - acc)) < 1e-13
 
@@ -332,13 +338,7 @@ def test_supercell_symmetriser_equals_the_average_over_every_operation():
     freqs = np.stack(np.meshgrid(*[np.fft.fftfreq(n, 1 / n) for n in grid], indexing="ij"), -1)
     rg[np.any(np.abs(freqs) > 7, axis=-1)] = 0  # inside the kept box |G_i| <= 7
     rho = np.real(np.fft.ifftn(rg))
-    n = np.array(grid)
-    m = np.stack(np.meshgrid(*[np.arange(v) for v in grid], indexing="ij"), -1).reshape(-1, 3)
-    acc = np.zeros(grid)
-    for g in range(sym.nsym):
-        img = (m @ sym.rotations[g].T + np.rint(sym.translations[g] * n).astype(int)) % n
-        acc += rho[img[:, 0], img[:, 1], img[:, 2]].reshape(grid)
-    acc /= sym.nsym
+    acc = _average_over_operations(sym, rho, grid)
     out = DensitySymmetrizer(sym, grid)(rho)
     assert np.max(np.abs(out - acc)) < 1e-13
     assert np.max(np.abs(rho - acc)) > 1e-2  # the average did something
