@@ -165,20 +165,29 @@ def _mesh_setup(result):
     return setup_of(run, distribute=False)
 
 
+def _parameters(settings: dict):
+    """(the Hybrid record, alpha, mu or None) of a result's stored settings (exx_fraction and
+    screening_parameter override the record's)."""
+    from .hybrid import HYBRIDS
+    from .xc import lookup
+
+    record = HYBRIDS[lookup(settings["xc"]).name]
+    fraction = record.fraction if settings.get("exx_fraction") is None else float(settings["exx_fraction"])
+    mu = settings.get("screening_parameter")
+    screening = record.screening if mu is None else float(mu)
+    return record, fraction, screening
+
+
 def path_exchange(result, context):
     """The exact-exchange term of a hybrid ``result`` for a path's term ``context`` (whose basis holds
     the path's k-points on the result's FFT box), its operator fixed to the SCF mesh orbitals."""
-    from .hybrid import HYBRIDS
     from .terms.exact_exchange import ExactExchange, FullMeshOrbitals
-    from .xc import lookup
 
     if not result.wavefunctions:
         raise InputError("a hybrid band structure needs the SCF's orbitals: rerun the hybrid SCF with "
                          "save_wavefunctions = true")
     s = result.settings
-    record = HYBRIDS[lookup(s["xc"]).name]
-    fraction = record.fraction if s.get("exx_fraction") is None else float(s["exx_fraction"])
-    screening = record.screening if s.get("screening_parameter") is None else float(s["screening_parameter"])
+    record, fraction, screening = _parameters(s)
     mesh = _mesh_setup(result)
     kernel = ExchangeKernel(result.structure.lattice, mesh.kpoint_set.grid, mesh.basis.ecut, screening,
                             s.get("exx_divergence", "gygi-baldereschi"), bool(s.get("x_gamma_extrapolation", True)))
@@ -192,13 +201,10 @@ def path_exchange(result, context):
 def hybrid_path_terms(result, terms):
     """Make a path's ``terms`` (built for the result's semilocal base) those of the hybrid: its
     semilocal part in place of XC, and the exact exchange of the SCF's orbitals."""
-    from .hybrid import HYBRIDS, HybridXc
-    from .xc import lookup
+    from .hybrid import HybridXc
 
     s = result.settings
-    record = HYBRIDS[lookup(s["xc"]).name]
-    fraction = record.fraction if s.get("exx_fraction") is None else float(s["exx_fraction"])
-    screening = record.screening if s.get("screening_parameter") is None else float(s["screening_parameter"])
+    record, fraction, screening = _parameters(s)
     exchange = {"complement": 1.0 - fraction, "short-range": 1.0, "none": 0.0}[record.semilocal_exchange]
     short_range = (fraction, screening) if record.semilocal_exchange == "short-range" else None
     names = [t.name for t in terms.terms]
