@@ -1,6 +1,6 @@
 """The everyday workloads of issue 28, each as a whole ``pwsim run`` against a whole pw.x run.
 
-    python -m benchmarks.workloads [NAME ...] [--out DIR] [--pwsim-only] [--write-inputs DIR]
+    python -m benchmarks.workloads [NAME ...] [--out DIR] [--pwsim-only] [--ranks N] [--write-inputs DIR]
 
 Kinds: a molecule in a large box with PBE at Gamma, a metal slab with vacuum and many k-points, a
 spin-polarised metal with numerical pseudopotentials with a core correction and 4x4x4 k-points, a
@@ -190,18 +190,39 @@ def estimate_mib(directory: str, env: dict) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def measure(w: Workload, directory: str, pwsim: bool = True, pwx: bool = True) -> dict:
-    """Run the workload; returns {estimate_mib, pwsim: {...}, pw.x: {...}}."""
+def launchers(ranks: int) -> tuple[list, list]:
+    """The command prefixes of pwsim and pw.x on ``ranks`` MPI processes (empty for one): pwsim under the
+    mpiexec of the MPI that mpi4py was built with (the one next to this Python, else PATH's), pw.x under
+    Debian's Open MPI, which it was built with."""
+    if ranks == 1:
+        return [], []
+    import shutil
+
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    openmpi = shutil.which("mpirun.openmpi") or shutil.which("mpirun")
+    if mpiexec is None or openmpi is None:
+        raise SystemExit("--ranks needs mpiexec for pwsim (pip install 'pwsim[mpi]') and Open MPI's mpirun for pw.x")
+    return [mpiexec, "-n", str(ranks)], [openmpi, "--oversubscribe", "-np", str(ranks)]
+
+
+def measure(w: Workload, directory: str, pwsim: bool = True, pwx: bool = True, ranks: int = 1) -> dict:
+    """Run the workload on ``ranks`` MPI processes per code; returns {estimate_mib, pwsim: {...}, pw.x: {...}}.
+    Under MPI the peak memory is that of the largest rank (the rusage of the launcher covers its
+    children) and the CPU time is the sum over the ranks."""
     write_inputs(w, directory)
     env = pinned_environment(1, {"PYTHONPATH": REPO_ROOT})
-    result: dict = {"name": w.name, "title": w.title, "load_before": list(os.getloadavg())}
+    pwsim_launch, pwx_launch = launchers(ranks)
+    result: dict = {"name": w.name, "title": w.title, "ranks": ranks, "load_before": list(os.getloadavg())}
     if pwsim:
         result["estimate_mib"] = estimate_mib(directory, env)
-        m = run_measured([sys.executable, "-m", "pwsim", "run", "pwsim.toml", "-o", "pwsim.h5"], env, cwd=directory)
+        m = run_measured([*pwsim_launch, sys.executable, "-m", "pwsim", "run", "pwsim.toml", "-o", "pwsim.h5"], env,
+                         cwd=directory)
         energy = re.findall(r"total energy\s+(-?[\d.]+) Ha", m.stdout + m.stderr)
         result["pwsim"] = {**m.to_dict(), "energy": float(energy[-1]) if energy else None}
     if pwx:
-        m = run_measured(["pw.x", "-in", "pw.pwi"], env, cwd=directory)
+        # k-point pools for pw.x too (-nk), as pwsim lays its ranks out when there are k-points to share
+        pools = ["-nk", str(ranks)] if ranks > 1 and tuple(w.kpoints) != (1, 1, 1) else []
+        m = run_measured([*pwx_launch, "pw.x", *pools, "-in", "pw.pwi"], env, cwd=directory)
         with open(os.path.join(directory, "pw.pwo"), "w") as f:
             f.write(m.stdout)
         parsed = parse_output(m.stdout)
@@ -237,6 +258,7 @@ def main(argv=None) -> None:
     p.add_argument("--pwsim-only", action="store_true")
     p.add_argument("--pwx-only", action="store_true")
     p.add_argument("--write-inputs", metavar="DIR", help="only write the inputs of both codes into DIR/<name>")
+    p.add_argument("--ranks", type=int, default=1, help="MPI processes per code (one thread each; default 1)")
     args = p.parse_args(argv)
     names = args.names or list(WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
@@ -248,7 +270,8 @@ def main(argv=None) -> None:
         return
     print(HEADER, flush=True)
     for n in names:
-        r = measure(WORKLOADS[n], os.path.join(args.out, n), pwsim=not args.pwx_only, pwx=not args.pwsim_only)
+        r = measure(WORKLOADS[n], os.path.join(args.out, n), pwsim=not args.pwx_only, pwx=not args.pwsim_only,
+                    ranks=args.ranks)
         with open(os.path.join(args.out, n, "measurement.json"), "w") as f:
             json.dump(r, f, indent=1)
         print(row(r), flush=True)
