@@ -172,6 +172,45 @@ def test_r2scan_with_a_core_forces_and_stress_by_finite_differences():
     check_force_fd(structure, settings, result.raw_forces, unit(rng.standard_normal((2, 3))), tol=2e-7)
 
 
+def test_a_restart_continues_from_the_checkpoint_tau(tmp_path):
+    """A checkpoint stores the mixed tau (/checkpoint/tau_in) and a restart continues from it: the
+    resumed run lands on the uninterrupted run's energy (1e-9) in fewer iterations than a resume
+    whose tau restarts from the semiclassical guess (measured: 5 against 9 more after iteration 5)."""
+    from pwsim.io.hdf5 import load, write_result
+    from pwsim.runner import state_from_checkpoint
+    from pwsim.scf import prepare
+    from pwsim.scf import scf as run_scf
+
+    si = pwsim.diamond("Si", 10.26)
+    common = dict(xc="r2scan", pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-11,
+                  density_tolerance=1e-7, allow_functional_mismatch=True)
+    path, stop = tmp_path / "checkpoint.h5", 5
+    held = {}
+
+    def checkpoint(state, make_result):
+        if state.iteration == stop:
+            held["tau"] = np.array(state.tau_in)
+            write_result(make_result(), path, checkpoint_state={
+                "rho_in": state.rho_in, "iteration": state.iteration, "exx_phase": 0, "tau_in": state.tau_in,
+                "wavefunctions": list(state.wavefunctions)})
+
+    reference = pwsim.scf(si, checkpoint=checkpoint, **common)
+    assert reference.converged and reference.iterations > stop + 2
+    assert np.array_equal(load(path).extra["checkpoint"]["tau_in"], held["tau"])
+    assert reference.extra["kinetic_energy_density"].shape == reference.density.shape
+    iterations = {}
+    for with_tau in (True, False):
+        setup = prepare(si, **common)
+        state = state_from_checkpoint(path, setup)
+        assert (state.tau_in is not None) and state.iteration == stop
+        if not with_tau:
+            state.tau_in = None
+        resumed = run_scf(si, setup=setup, state=state)
+        assert resumed.converged and abs(resumed.total_energy - reference.total_energy) <= 1e-9
+        iterations[with_tau] = resumed.iterations
+    assert iterations[True] < iterations[False]
+
+
 MPI_DRIVER = r'''
 import json, sys
 import numpy as np
