@@ -255,8 +255,12 @@ moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, 
 common = dict(xc="r2scan", allow_functional_mismatch=True, pseudopotentials="gth", ecut=6.0, kpoints=(2, 1, 1),
               energy_tolerance=1e-10, density_tolerance=1e-10, compute_stress=True)
 out = {}
-for name, extra in (("kpools", {}), ("bandgroup", {"parallel": {"pools": 1}})):
-    r = pwsim.scf(moved, **common, **extra)
+import os
+core = os.path.join(pwsim.pseudo.DATA_DIR, "pseudodojo-0.4-pbe", "Si.psp8.gz")  # its model core and core tau
+for name, extra in (("kpools", {}), ("bandgroup", {"parallel": {"pools": 1}}),
+                    ("kpools_core", {"pseudopotentials": {"Si": core}})):
+    extra = {**common, **extra}
+    r = pwsim.scf(moved, **extra)
     out[name] = {"energy": r.total_energy, "forces": np.asarray(r.forces).tolist(),
                  "stress": np.asarray(r.stress).tolist(), "ranks": parallel.size()}
 if parallel.is_root():
@@ -266,8 +270,8 @@ if parallel.is_root():
 
 @pytest.mark.slow
 def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
-    """k-point pools (tau summed over the pools; the stress's tau part from each pool's occupations)
-    and a band group: energy, forces and stress of two ranks equal the serial ones (1e-9)."""
+    """k-point pools (tau summed over the pools; the stress's tau part from each pool's occupations),
+    with GTH and with PseudoDojo Si's core (the core tau's forces counted once), and a band group: energy, forces and stress of two ranks equal the serial ones (1e-9)."""
     import subprocess
     import sys
 
@@ -291,7 +295,7 @@ def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
             if proc.poll() is None:
                 proc.terminate()
                 proc.communicate()
-    for case in ("kpools", "bandgroup"):
+    for case in ("kpools", "bandgroup", "kpools_core"):
         one, two = results["serial"][case], results["mpi"][case]
         assert one["ranks"] == 1 and two["ranks"] == 2
         assert abs(one["energy"] - two["energy"]) <= 1e-9
