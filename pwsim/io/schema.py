@@ -274,7 +274,7 @@ RESULT = Group("", _ROOT_ATTRS + (
       "electron density on the FFT grid (per spin channel; gzip)", _attr("density"), required=True,
       lo=-1e3, hi=1e6, compress=True),
     F("kinetic_energy_density", ("nspin", "n1", "n2", "n3"), "float64", "hartree/bohr^3",
-      "meta-GGAs: the valence kinetic-energy density τ_s = ½ Σ f |∇ψ|² of the final orbitals on the FFT grid (per "
+      "meta-GGAs: the valence kinetic-energy density τ_s = ½ Σ f \\|∇ψ\\|² of the final orbitals on the FFT grid (per "
       "spin channel, without the model core's; gzip): `pwsim bands` builds v_τ from it",
       lambda r: r.extra.get("kinetic_energy_density"), lo=-1e3, hi=1e9, compress=True),
     F("forces", ("natoms", 3), "float64", "hartree/bohr", "Cartesian force on every atom, mean force removed so "
