@@ -271,7 +271,8 @@ if parallel.is_root():
 @pytest.mark.slow
 def test_two_mpi_ranks_give_the_serial_r2scan(tmp_path):
     """k-point pools (tau summed over the pools; the stress's tau part from each pool's occupations),
-    with GTH and with PseudoDojo Si's core (the core tau's forces counted once), and a band group: energy, forces and stress of two ranks equal the serial ones (1e-9)."""
+    with GTH and with PseudoDojo Si's core (the core tau's forces counted once), and a band group:
+    energy, forces and stress of two ranks equal the serial ones (1e-9)."""
     import subprocess
     import sys
 

@@ -35,16 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..pseudo.core_tau import C_TF  # tau_unif = C_TF rho^(5/3), spin-unpolarised
 from ..xc import meta
 from .base import symmetric
 from .kinetic_density import TauOperator, _kpg_device, kinetic_energy_density, tau_strain
 from .xc import Xc
 
 __all__ = ["MetaXc"]
-
-#: (3 pi^2)^(2/3) 3/10: tau_unif = C_TF rho^(5/3) for one spin-unpolarised density
-C_TF = 0.3 * (3.0 * np.pi**2) ** (2.0 / 3.0)
-
 
 class MetaXc(Xc):
     """The XC term of a meta-GGA; :class:`pwsim.terms.xc.Xc` builds it for a functional of family mgga."""
