@@ -146,11 +146,31 @@ def _fixed_potential_setup(result, run):
         from .hybrid_path import hybrid_path_terms
 
         hybrid_path_terms(result, terms)
-    if terms.needs_orbitals:  # the stored density alone does not give their operators
+    tau = _stored_tau(result, terms, density.shape)
+    if terms.needs_orbitals and not (tau is not None and all(getattr(t, "mixes_tau", False)
+                                                             for t in terms if t.orbital_dependent)):
         names = ", ".join(t.name for t in terms if t.orbital_dependent)
         raise InputError(f"band structures at fixed density are not available for orbital-dependent terms ({names})")
     setup.terms = terms
-    return setup, Hamiltonian.from_state(setup.basis, terms, ElectronicState(setup.backend.to_device(density)))
+    bk = setup.backend
+    # a meta-GGA: v_xc and v_tau of the SCF's density and (final) kinetic-energy density
+    state = ElectronicState(bk.to_device(density), tau_sR=None if tau is None else bk.to_device(tau))
+    return setup, Hamiltonian.from_state(setup.basis, terms, state)
+
+
+def _stored_tau(result, terms, shape):
+    """The result's kinetic-energy density (nspin, n1, n2, n3) host, bohr^-5, when a term of ``terms``
+    needs it (a meta-GGA), else None; InputError when it does and the result has none."""
+    if not any(getattr(t, "mixes_tau", False) for t in terms):
+        return None
+    tau = result.extra.get("kinetic_energy_density")
+    if tau is None:
+        raise InputError("this meta-GGA result holds no kinetic-energy density (/kinetic_energy_density, written "
+                         "since pwsim records it): rerun the SCF to compute its band structure")
+    tau = np.asarray(tau, dtype=float)
+    if tau.shape != tuple(shape):
+        raise InputError(f"the stored kinetic-energy density {tau.shape} does not match the density {tuple(shape)}")
+    return tau
 
 
 def nscf_eigenvalues(result_or_path, kpoints, nbands: int | None = None, tol: float = 1e-8, maxiter: int = 300,

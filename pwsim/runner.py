@@ -30,7 +30,7 @@ from .io.atomic import OutputFile, check_output_name, check_writable
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
 from .resolve import ResolvedRun, extra_bands, resolve
-from .scf import SCFState, prepare, scf
+from .scf import SCFState, _tau_term, prepare, scf
 from .settings import make_settings
 
 
@@ -179,7 +179,12 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
     # a hybrid's checkpoint past its semilocal start: the orbitals and occupations rebuild the exchange
     phase = int(cp.get("exx_phase", 0)) if cp and exact else 0
     occupations = np.asarray(previous.occupations) if phase else None
-    return SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history, occupations, phase)
+    state = SCFState(bk.to_device(np.asarray(rho, dtype=float)), psi, iteration, history, occupations, phase)
+    # a meta-GGA continues from the checkpoint's mixed tau (or the result's final one), not the guess
+    tau = cp.get("tau_in") if cp else previous.extra.get("kinetic_energy_density")
+    if tau is not None and tuple(np.shape(tau)) == shape and _tau_term(setup) is not None:
+        state.tau_in = bk.to_device(np.asarray(tau, dtype=float))
+    return state
 
 
 def _random_start(setup, kpoint, nwork):
@@ -292,6 +297,7 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
             bk = setup.backend
             write_result(partial, out, checkpoint_state={  # (under MPI rank 0 writes, all k-points)
                 "rho_in": bk.to_host(st.rho_in), "iteration": st.iteration, "exx_phase": st.phase,
+                "tau_in": None if st.tau_in is None else bk.to_host(st.tau_in),
                 "wavefunctions": setup.layout.gather_wavefunctions(st.wavefunctions)},
                 on_commit=lambda: setattr(progress, "checkpoint", st.iteration))
             written["seconds"] += time.perf_counter() - tw

@@ -249,10 +249,11 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
             state.rho_in, state.tau_in = mixer(state.rho_in, step.rho_out, state.tau_in, step.tau_out)
         if checkpoint is not None:
             checkpoint(state, lambda step=step: make_result(setup, state, step.energies, step.eigenvalues, step.occ,
-                                                            step.rho_out, False, time.perf_counter() - start))
+                                                            step.rho_out, False, time.perf_counter() - start,
+                                                            tau=step.tau_out))
     rho_final = state.rho_in if converged else step.rho_out
     result = make_result(setup, state, step.energies, step.eigenvalues, step.occ, rho_final, converged,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, tau=step.tau_out)
     # the final orbitals and their density
     final = ElectronicState(step.rho_out, leading_bands(state.wavefunctions, setup.nbands), state.occupations)
     return result, final

@@ -21,10 +21,12 @@ if TYPE_CHECKING:  # annotations only
 
 __all__ = ["forces_and_stress", "make_result", "set_forces"]
 
-def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged: bool, elapsed: float) -> Result:
+def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged: bool, elapsed: float,
+                tau=None) -> Result:
     """The :class:`Result` of the SCF state ``state`` (:class:`pwsim.scf.SCFState`): the energies by
     term (hartree), eigenvalues (nspin, nk, >= nbands) host hartree, occupations ``occ``, density
-    ``rho`` (nspin, n1, n2, n3) device, whether converged and the wall time (s)."""
+    ``rho`` (nspin, n1, n2, n3) device, whether converged and the wall time (s); ``tau``: a meta-GGA's
+    kinetic-energy density of the same orbitals (nspin, n1, n2, n3) device, bohr^-5, or None."""
     bk = setup.backend
     nb = setup.nbands
     rho_host = bk.to_host(rho)
@@ -62,6 +64,8 @@ def make_result(setup: Setup, state, energies, eigenvalues, occ, rho, converged:
         provenance={"pwsim": __version__, "backend": bk.describe(), "wall_time": elapsed,
                     **pseudo_provenance(setup.pseudos)},  # sha256 of each pseudopotential: checked on --restart
     )
+    if tau is not None:  # a meta-GGA: band structures need v_tau, restarts start from it (/kinetic_energy_density)
+        result.extra["kinetic_energy_density"] = bk.to_host(tau)
     if occ.extra_fermi_levels:  # a fixed total moment: one Fermi level per spin (/fermi_levels: up, down)
         result.extra["fermi_levels"] = np.array(occ.extra_fermi_levels, dtype=float)  # hartree
     surface = slab.of_setup(setup, rho, occ.fermi_level if occ.fermi_level is not None else occ.homo)

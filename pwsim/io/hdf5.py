@@ -597,7 +597,10 @@ def _read(f, path) -> Result:
         names = checkpoint.members(schema.CHECKPOINT.field("wavefunctions_k{i}"))
         result.extra["checkpoint"] = {"rho_in": c["rho_in"], "iteration": int(c["iteration"]),
                                       "wavefunctions": [c[n] for n in names],
-                                      "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0}
+                                      "exx_phase": int(c["exx_phase"]) if "exx_phase" in c else 0,
+                                      "tau_in": c.get("tau_in")}
+    if v.get("kinetic_energy_density") is not None:  # a meta-GGA's tau (bohr^-5)
+        result.extra["kinetic_energy_density"] = np.asarray(v["kinetic_energy_density"], dtype=float)
     if v.get("fermi_levels") is not None:  # a fixed total moment: spin up, spin down (hartree)
         result.extra["fermi_levels"] = np.asarray(v["fermi_levels"], dtype=float)
     for name in ("bands", "dos", "pdos", "relax", "surface", "charge_correction"):

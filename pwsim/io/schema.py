@@ -273,6 +273,10 @@ RESULT = Group("", _ROOT_ATTRS + (
     F("density", ("nspin", "n1", "n2", "n3"), "float64", "electrons/bohr^3",
       "electron density on the FFT grid (per spin channel; gzip)", _attr("density"), required=True,
       lo=-1e3, hi=1e6, compress=True),
+    F("kinetic_energy_density", ("nspin", "n1", "n2", "n3"), "float64", "hartree/bohr^3",
+      "meta-GGAs: the valence kinetic-energy density τ_s = ½ Σ f \\|∇ψ\\|² of the final orbitals on the FFT grid (per "
+      "spin channel, without the model core's; gzip): `pwsim bands` builds v_τ from it",
+      lambda r: r.extra.get("kinetic_energy_density"), lo=-1e3, hi=1e9, compress=True),
     F("forces", ("natoms", 3), "float64", "hartree/bohr", "Cartesian force on every atom, mean force removed so "
       "that they sum to zero, as ABINIT and pw.x print them (when computed)", _attr("forces"),
       lo=-BIG_FORCE, hi=BIG_FORCE),
@@ -344,6 +348,9 @@ CHECKPOINT = Group("checkpoint", (
     F("rho_in", ("nspin", "n1", "n2", "n3"), "float64", "electrons/bohr^3",
       "the mixed input density of the next iteration (checkpoints only)", lambda c: c["rho_in"], required=True,
       lo=-1e3, hi=1e6),
+    F("tau_in", ("nspin", "n1", "n2", "n3"), "float64", "hartree/bohr^3",
+      "meta-GGAs: the mixed input kinetic-energy density of the next iteration, valence part (checkpoints only; "
+      "a restart continues from it)", lambda c: c.get("tau_in"), lo=-1e3, hi=1e9),
     F("wavefunctions_k{i}", ("nbands_work", "npw_{i}"), "complex", "dimensionless",
       "eigensolver's current orbitals of k-point i (checkpoints only)", lambda c: c.get("wavefunctions", []),
       lo=0, hi=10, doc_dtype="complex128 (complex64 in single precision)"),

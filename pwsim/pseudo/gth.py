@@ -232,6 +232,14 @@ class GTHPseudo:
         """Its derivative with respect to q: zero for GTH."""
         return np.zeros_like(np.asarray(q, dtype=float))
 
+    def core_tau_form_factor(self, q) -> np.ndarray:
+        """The model core kinetic-energy density's form factor (meta-GGAs): zero for GTH."""
+        return np.zeros_like(np.asarray(q, dtype=float))
+
+    def core_tau_form_factor_derivative(self, q) -> np.ndarray:
+        """Its derivative with respect to q: zero for GTH."""
+        return np.zeros_like(np.asarray(q, dtype=float))
+
     def __repr__(self) -> str:
         return (f"GTHPseudo({self.symbol}, zion={self.zion}, rloc={self.rloc}, lmax={self.lmax}, "
                 f"functional={self.functional!r}, source={self.source!r})")

@@ -7,6 +7,7 @@ Reciprocal-space form factors are spherical Bessel transforms of the radial func
     v_loc(q)   = 4 pi int r^2 V_loc(r) j0(qr) dr                          hartree bohr^3
     p^l_i(q)   = 4 pi int r^2 beta^l_i(r) j_l(qr) dr                      bohr^(3/2)
     rho_c(q)   = 4 pi int r^2 rho_core(r) j0(qr) dr                       electrons
+    tau_c(q)   = 4 pi int r^2 tau_core(r) j0(qr) dr (model, core_tau.py)    hartree
     rho_at(q)  = int 4 pi r^2 rho_val(r) j0(qr) dr                        electrons
 
 The long-range Coulomb tail of V_loc is handled analytically, as pw.x and ABINIT do: with
@@ -26,6 +27,7 @@ import math
 import numpy as np
 
 from ..special import erf
+from .core_tau import model_core_tau
 from .radial import RadialPseudo, ctrap_weights, spherical_bessel
 
 #: spacing of the q tables, 1/bohr
@@ -223,6 +225,8 @@ class NumericalPseudo:
             g = (r * (r * d.v_local[:n] + self.zion * erf(r)) * four_pi)[None, :]
         elif kind == "core":
             g = (four_pi * r * r * d.core_density[:n])[None, :]
+        elif kind == "core_tau":  # the model of pwsim.pseudo.core_tau, over the core's own mesh
+            g = (four_pi * r * r * model_core_tau(r, d.core_density[:n]))[None, :]
         else:  # valence: the file holds 4 pi r^2 rho already
             g = d.valence_density[None, :n]
         l = int(kind[3:]) if kind.startswith("chi") else 0
@@ -281,6 +285,19 @@ class NumericalPseudo:
         if not self.has_core_density:
             return np.zeros_like(np.asarray(q, dtype=float))
         return self._table("core")(0, q, derivative=True)
+
+    def core_tau_form_factor(self, q) -> np.ndarray:
+        """4 pi int r^2 tau_c(r) j0(qr) dr in hartree (bohr^-2 x electrons): the model core kinetic-energy
+        density of :mod:`pwsim.pseudo.core_tau` (0 without a model core charge)."""
+        if not self.has_core_density:
+            return np.zeros_like(np.asarray(q, dtype=float))
+        return self._table("core_tau")(0, q)
+
+    def core_tau_form_factor_derivative(self, q) -> np.ndarray:
+        """d/dq of :meth:`core_tau_form_factor`, hartree bohr."""
+        if not self.has_core_density:
+            return np.zeros_like(np.asarray(q, dtype=float))
+        return self._table("core_tau")(0, q, derivative=True)
 
     def atomic_density_form_factor(self, q):
         """int 4 pi r^2 rho_val(r) j0(qr) dr (electrons), the pseudo-atom's valence density, or None

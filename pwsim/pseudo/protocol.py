@@ -23,6 +23,10 @@ member                                       meaning
 ``has_core_density``                         True when a nonlinear core correction is present
 ``core_density_form_factor(q)``              int 4 pi r^2 rho_core(r) j0(qr) dr, electrons
 ``core_density_form_factor_derivative(q)``   its q-derivative (both zero without a core)
+``core_tau_form_factor(q)``                  int 4 pi r^2 tau_core(r) j0(qr) dr, hartree: the model
+                                             core kinetic-energy density a meta-GGA adds
+                                             (:mod:`pwsim.pseudo.core_tau`)
+``core_tau_form_factor_derivative(q)``       its q-derivative (both zero without a core)
 ``atomic_density_form_factor``               None, or a function of q giving the pseudo-atomic
                                              valence density's form factor (starting density)
 ============================================ =====================================================
@@ -65,3 +69,7 @@ class Pseudopotential(Protocol):
     def core_density_form_factor(self, q) -> np.ndarray: ...
 
     def core_density_form_factor_derivative(self, q) -> np.ndarray: ...
+
+    def core_tau_form_factor(self, q) -> np.ndarray: ...
+
+    def core_tau_form_factor_derivative(self, q) -> np.ndarray: ...

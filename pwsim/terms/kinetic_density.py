@@ -27,8 +27,11 @@ __all__ = ["TauOperator", "kinetic_energy_density", "tau_strain"]
 
 
 def _kpg_device(context, kpoint, dtype=None):
-    """i (k+G) of one k-point, (3, npw) complex device (cached per k-point and dtype)."""
+    """i (k+G) of one k-point, (3, npw) complex device (cached per k-point and dtype, unless the
+    context builds its operators per k-point on request: a band path's many k-points)."""
     bk = context.backend
+    if not getattr(context, "keep_operators", True):
+        return bk.to_device(1j * np.ascontiguousarray(kpoint.kpg.T), dtype=dtype)
     key = ("i_kpg", kpoint.index, dtype)
     cache = context.__dict__.setdefault("_tau_cache", {})
     if key not in cache:
