@@ -23,6 +23,11 @@ ACE (Lin, J. Chem. Theory Comput. 12, 2242 (2016)): from all computed bands psi 
 xi = K psi, M = psi^H xi, -M = L L^H, zeta = xi L^-H; then K_ACE = -zeta zeta^H equals K on the span of
 psi (occupied and empty bands alike) and costs two GEMMs per application.
 
+MPI (pwsim.parallel): a pool builds the ACE operators of its own k-points from the occupied orbitals
+of every k' of the full mesh, which the pools broadcast to all ranks once per rebuild
+(:func:`_occupied_rows`); a band group shares the bands j of K psi_j (:meth:`ExactExchange.apply_shared`)
+and of the stress. Energies are added in k-point order on every rank: pools give the serial bits.
+
 Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: at fixed c_nG the
 pair products on the box do not change, only 1/Omega and the kernel v(q + G) (its strain derivative,
 the divergence treatment's included, from pwsim.coulomb): :meth:`ExactExchange.stress`.
