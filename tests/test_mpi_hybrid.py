@@ -5,6 +5,8 @@ with ``mpiexec`` against the serial run, as tests/test_mpi.py does for semilocal
   needs the occupied orbitals of every k' of the full mesh, gathered from both pools per operator
   rebuild. Energies, eigenvalues, forces and stress as serially (measured: the same bits for the
   energies and eigenvalues, 2e-18 for forces and stress), and a hybrid band path on two ranks.
+* Si2 PBE0 spin-polarised with Fermi-Dirac smearing: the spin channels and k-points over the pools
+  (measured: the same bits again).
 * H2O PBE0 at Gamma in a small box (spherical truncation): one k-point, so the two ranks form a band
   group, which shares the bands of the ACE construction and of the stress (measured: 6e-14 Ha).
 * A hybrid run on two ranks interrupted in its exchange phase writes its checkpoint once (rank 0)
@@ -38,6 +40,9 @@ h2o = pwsim.Structure(np.eye(3) * 8.0, ["O", "H", "H"],
 common = dict(xc="pbe0", pseudopotentials="gth", allow_functional_mismatch=True, precision="double", energy_tolerance=1e-10)
 CASES = {
     "si2-pools": (moved, dict(ecut=6.0, kpoints=(2, 2, 2), nbands=6, save_wavefunctions=True, **common)),
+    # spin channels over the pools (4 k-points and spins), fractional occupations
+    "si2-spin": (moved, dict(ecut=6.0, kpoints=(2, 1, 1), nbands=6, spin="collinear", magnetic_moments=[1.0, 0.0],
+                             smearing="fermi-dirac", temperature=0.01, **common)),
     # a band group: overlaps summed over plane-wave slices, so a tight density for 1e-9 (test_mpi.py)
     "h2o-bandgroup": (h2o, dict(ecut=12.0, kpoints=(1, 1, 1), nbands=6, density_tolerance=1e-9,
                                 exx_divergence="spherical", x_gamma_extrapolation=False, **common)),
@@ -56,7 +61,7 @@ for name in sys.argv[1:]:
 if parallel.is_root():
     print(json.dumps(out))
 '''
-CASE_NAMES = ["si2-pools", "h2o-bandgroup"]
+CASE_NAMES = ["si2-pools", "si2-spin", "h2o-bandgroup"]
 
 
 def _both(base, script, args, timeout=600):
