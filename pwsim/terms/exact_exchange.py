@@ -249,11 +249,22 @@ class ExactExchange(Term):
                                          self.layout)
         self.ace = None
 
+    def _q(self, q_frac) -> np.ndarray:
+        """q = k - k' (3,) fractional as the kernel is evaluated at: a point of the q mesh as the
+        nearest double of its fraction m / n, whichever pair (k, k') gave it (k - k' of different
+        pairs differ in the last bits; the kernel cached for a q must not depend on which pair came
+        first, which differs between one rank and a pool); off the mesh (a band path) q itself."""
+        q = np.asarray(q_frac, dtype=float)
+        n = np.asarray(self.kpoint_set.grid, dtype=float)
+        steps = np.round(q * n)
+        return steps / n if np.all(np.abs(q * n - steps) < 1e-8) else q
+
     def _kernel_Q(self, q_frac):
-        key = tuple(np.round(np.asarray(q_frac, dtype=float), 12))
+        q = self._q(q_frac)
+        key = tuple(np.round(q, 12))
         if key not in self._kernels:
             basis = self.context.basis
-            self._kernels[key] = self.context.backend.to_device(self.kernel.values(q_frac, basis.box_miller))
+            self._kernels[key] = self.context.backend.to_device(self.kernel.values(q, basis.box_miller))
         return self._kernels[key]
 
     def apply_exact(self, kpoint, c_nG):
@@ -426,7 +437,7 @@ class ExactExchange(Term):
         energy, dedeps = 0.0, np.zeros((3, 3))
         for kpoint in self._local():
             for k_full, power_Q in self._pair_powers(orbitals, kpoint, state, group):
-                q_frac = kpoint.coordinate - k_full
+                q_frac = self._q(kpoint.coordinate - k_full)
                 v_Q = self._kernel_Q(q_frac)
                 dv_abQ = self.kernel.strain_derivative(q_frac, self.context.basis.box_miller)
                 bk = self.context.backend
