@@ -40,7 +40,8 @@ si = pwsim.diamond("Si", 10.26)
 moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, -0.02, 0.005], [0.0, 0.0, 0.0]]))
 h2o = pwsim.Structure(np.eye(3) * 8.0, ["O", "H", "H"],
                       np.array([[4.0, 4.0, 4.0], [5.43, 4.0, 5.11], [2.57, 4.1, 5.11]]) / 8.0)
-common = dict(xc="pbe0", pseudopotentials="gth", allow_functional_mismatch=True, precision="double", energy_tolerance=1e-10)
+common = dict(xc="pbe0", pseudopotentials="gth", allow_functional_mismatch=True, precision="double",
+              energy_tolerance=1e-10)
 CASES = {
     "si2-pools": (moved, dict(ecut=6.0, kpoints=(2, 2, 2), nbands=6, save_wavefunctions=True, **common)),
     # 4 irreducible k-points of 27: the same q = k - k' from many pairs, whose last bits differ (the
@@ -59,8 +60,8 @@ for name in sys.argv[1:]:
     r = pwsim.scf(structure, **settings)
     out[name] = {"energy": r.total_energy, "exchange": r.energies["exact_exchange"],
                  "eigenvalues": np.asarray(r.eigenvalues).tolist(), "forces": np.asarray(r.forces).tolist(),
-                 "stress": None if r.stress is None else np.asarray(r.stress).tolist(), "outer": r.provenance["exx_outer_iterations"],
-                 "converged": r.converged, "ranks": parallel.size()}
+                 "stress": None if r.stress is None else np.asarray(r.stress).tolist(),
+                 "outer": r.provenance["exx_outer_iterations"], "converged": r.converged, "ranks": parallel.size()}
     if name == "si2-pools":  # a hybrid band path: the operator from the mesh orbitals of both pools
         path = [[0.0, 0.0, 0.0], [0.1, 0.0, 0.1]]
         out[name]["path"] = nscf_eigenvalues(r, path, nbands=6, tol=1e-8)[0].tolist()
