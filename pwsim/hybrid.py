@@ -274,7 +274,11 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
     result.settings.update(xc=name, exx_fraction=fraction, screening_parameter=screening)
     result.provenance["exx_outer_iterations"] = outer
     result.provenance["wall_time"] = time.perf_counter() - start
-    forces_and_stress(setup, result, final)
+    if s.compute_stress:  # the exchange stress's k' partners: the final orbitals of every pool (under MPI)
+        with exx.stress_partners(final.wavefunctions, final.occupations):
+            forces_and_stress(setup, result, final)
+    else:
+        forces_and_stress(setup, result, final)
     return result
 
 

@@ -148,6 +148,19 @@ def _mesh_wavefunctions(result, basis) -> list:
     return out
 
 
+def _every_rank(result):
+    """``result`` with every k-point's stored orbitals on every rank: a result made under MPI holds
+    them all on rank 0 only (pwsim.parallel.Layout.gather_wavefunctions), and every rank of a path
+    builds the exchange operator from all of them; rank 0 sends them once. A result read from a file
+    has them everywhere already."""
+    from . import parallel
+
+    comm = parallel.world()
+    if comm.size == 1 or not any(comm.allgather(any(w is None for w in result.wavefunctions))):
+        return result
+    return dataclasses.replace(result, wavefunctions=comm.bcast(result.wavefunctions if comm.is_root else None))
+
+
 def _mesh_setup(result):
     """The SCF's basis and k-point set (no operators) from the result's settings."""
     from .resolve import resolve
@@ -192,7 +205,7 @@ def path_exchange(result, context):
     kernel = ExchangeKernel(result.structure.lattice, mesh.kpoint_set.grid, mesh.basis.ecut, screening,
                             s.get("exx_divergence", "gygi-baldereschi"), bool(s.get("x_gamma_extrapolation", True)))
     exx = ExactExchange(context, PathKernel(kernel), fraction, mesh.kpoint_set)
-    wavefunctions = [mesh.backend.to_device(c) for c in _mesh_wavefunctions(result, mesh.basis)]
+    wavefunctions = [mesh.backend.to_device(c) for c in _mesh_wavefunctions(_every_rank(result), mesh.basis)]
     exx.orbitals = FullMeshOrbitals(mesh.basis, mesh.kpoint_set, wavefunctions, np.asarray(result.occupations))
     exx.fixed = True
     return exx

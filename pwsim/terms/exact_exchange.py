@@ -23,16 +23,22 @@ ACE (Lin, J. Chem. Theory Comput. 12, 2242 (2016)): from all computed bands psi 
 xi = K psi, M = psi^H xi, -M = L L^H, zeta = xi L^-H; then K_ACE = -zeta zeta^H equals K on the span of
 psi (occupied and empty bands alike) and costs two GEMMs per application.
 
+MPI (pwsim.parallel): a pool builds the ACE operators of its own k-points from the occupied orbitals
+of every k' of the full mesh, which the pools broadcast to all ranks once per rebuild
+(:func:`_occupied_rows`); a band group shares the bands j of K psi_j (:meth:`ExactExchange.apply_shared`)
+and of the stress. Energies are added in k-point order on every rank: pools give the serial bits.
+
 Forces: none at fixed orbitals (plane waves do not move with the atoms). Stress: at fixed c_nG the
 pair products on the box do not change, only 1/Omega and the kernel v(q + G) (its strain derivative,
 the divergence treatment's included, from pwsim.coulomb): :meth:`ExactExchange.stress`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..backend.splits import ranges
-from ..errors import InputError
 from .base import Term, symmetric
 
 __all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
@@ -57,11 +63,12 @@ class FullMeshOrbitals:
     points[spin]: list of (k (3,) fractional, u_iR (nocc, n1, n2, n3) complex device, f~_i (nocc,) host)
     """
 
-    def __init__(self, basis, kpoint_set, wavefunctions, occupations):
+    def __init__(self, basis, kpoint_set, wavefunctions, occupations, layout=None):
         bk = basis.backend
         grid = np.array(basis.fft_grid)
         nk = len(kpoint_set.weights)
         spin_scale = basis.nspin / 2.0
+        occupied = _occupied_rows(basis, wavefunctions, occupations, layout)
         self.nfull = kpoint_set.nfull
         #: a Gamma-only mesh with real orbitals: u_iR are real arrays (ExactExchange._apply_block_real)
         self.real = self.nfull == 1 and all(k.is_gamma for k in basis.kpoints)
@@ -82,7 +89,7 @@ class FullMeshOrbitals:
                 flat = np.ravel_multi_index(tuple((miller % grid).T), basis.fft_grid)
                 if bands.size == 0:
                     continue
-                c_nG = bk.xp.take(wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+                c_nG = occupied[kpoint.index]
                 if sign < 0:
                     c_nG = bk.xp.conj(c_nG)
                 c_nG = c_nG * bk.to_device(phase)
@@ -91,6 +98,44 @@ class FullMeshOrbitals:
                 if self.real:
                     u_iR = bk.xp.real(u_iR)
                 self.points[spin].append((np.asarray(k_full, dtype=float), u_iR, f_n[bands]))
+
+
+def _occupied_rows(basis, wavefunctions, occupations, layout=None) -> dict:
+    """{basis k-point index: its occupied rows (nocc, npw) device} for every k-point with occupied bands.
+
+    Under MPI with k-point pools (``layout``, pwsim.parallel) a rank holds only its own pool's
+    orbitals (None elsewhere), but the exchange operator of any k needs the occupied orbitals of every
+    k' of the full mesh: the first rank of each k-point's pool broadcasts its occupied rows to all
+    ranks, k-point by k-point in index order (once per operator rebuild, not per application of it).
+    The rows arrive bit for bit as the owner holds them, so every rank then builds the same boxes as a
+    serial run does."""
+    bk = basis.backend
+    nk = occupations.shape[1]
+    spin_scale = basis.nspin / 2.0
+    shared = layout is not None and layout.npools > 1
+    dtype = next(bk.to_host(w[:0, ...]).dtype for w in wavefunctions if w is not None) if shared else None
+    rows = {}
+    for kpoint in basis.kpoints:
+        f_n = np.asarray(occupations[kpoint.spin, kpoint.index % nk], dtype=float) * spin_scale
+        bands = np.flatnonzero(f_n > OCCUPIED)
+        if bands.size == 0:
+            continue
+        mine = not shared or layout.owns(kpoint.index)
+        c_nG = (bk.xp.take(wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
+                if mine else None)
+        if shared:
+            root = layout.root_of(kpoint.index)
+            host = bk.to_host(c_nG) if layout.world.rank == root else None
+            c_nG = bk.to_device(layout.world.Bcast_array(host, root, (bands.size, kpoint.npw), dtype))
+        rows[kpoint.index] = c_nG
+    return rows
+
+
+def _group_rows(nb: int, size: int) -> list[tuple[int, int]]:
+    """[a, b) rows of a block of ``nb`` bands for each of ``size`` ranks of a band group: whole pairs
+    of rows (at Gamma two real bands share one box, as in a serial run), as even as they come."""
+    pairs = -(-nb // 2)
+    return [(min(2 * (p * pairs // size), nb), min(2 * ((p + 1) * pairs // size), nb)) for p in range(size)]
 
 
 class AceOperator:
@@ -140,7 +185,7 @@ class ExactOperator:
 
     def band_energies(self, c_nG):
         xp = self.term.context.backend.xp
-        return xp.sum(xp.real(xp.conj(c_nG) * self.term.apply_exact(self.kpoint, c_nG)), axis=1)
+        return xp.sum(xp.real(xp.conj(c_nG) * self.term.apply_shared(self.kpoint, c_nG)), axis=1)
 
     def single(self):
         return self
@@ -160,9 +205,6 @@ class ExactExchange(Term):
 
     def __init__(self, context, kernel, fraction: float, kpoint_set):
         super().__init__(context)
-        layout = getattr(context, "layout", None)
-        if layout is not None and layout.size > 1:
-            raise InputError("hybrid functionals run on one MPI rank for now")
         self.kernel = kernel
         self.fraction = float(fraction)
         self.kpoint_set = kpoint_set
@@ -171,19 +213,58 @@ class ExactExchange(Term):
         #: the energy uses the operator of the orbitals fixed by set_orbitals / build_ace (an outer
         #: loop's), not that of the state's own orbitals
         self.fixed = False
+        #: the occupied orbitals k' of the exchange stress's pairs when set (:meth:`stress_partners`)
+        self._partners = None
         self._kernels = {}
+
+    @property
+    def layout(self):
+        """The run's :class:`pwsim.parallel.Layout` (None: one rank, every k-point here)."""
+        layout = getattr(self.context, "layout", None)
+        return None if layout is None or layout.size == 1 else layout
+
+    def _local(self):
+        """The k-points whose operator, energy and stress this rank computes (its pool's)."""
+        kpoints = self.context.basis.kpoints
+        return kpoints if self.layout is None else self.layout.local(kpoints)
+
+    def _group(self):
+        """This rank's band group (pwsim.parallel.BandGroup), None when it has one rank."""
+        group = None if self.layout is None else self.layout.band_group()
+        return None if group is None or group.size == 1 else group
+
+    def _ordered_sum(self, parts: dict) -> float:
+        """sum of {k index: float} over every k-point, added in k-point order on every rank (the
+        additions of a serial run, whatever pool computed each part)."""
+        total = 0.0
+        items = parts.items() if self.layout is None else self.layout.ordered(parts, (), device=False)
+        for _, part in items:
+            total += float(part)
+        return total
 
     # ------------------------------------------------------------------ the operator
     def set_orbitals(self, wavefunctions, occupations) -> None:
         """Fix the orbitals (per basis k-point (nb, npw) device) and occupations (nspin, nk, nbands)."""
-        self.orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, wavefunctions, occupations)
+        self.orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, wavefunctions, occupations,
+                                         self.layout)
         self.ace = None
 
+    def _q(self, q_frac) -> np.ndarray:
+        """q = k - k' (3,) fractional as the kernel is evaluated at: a point of the q mesh as the
+        nearest double of its fraction m / n, whichever pair (k, k') gave it (k - k' of different
+        pairs differ in the last bits; the kernel cached for a q must not depend on which pair came
+        first, which differs between one rank and a pool); off the mesh (a band path) q itself."""
+        q = np.asarray(q_frac, dtype=float)
+        n = np.asarray(self.kpoint_set.grid, dtype=float)
+        steps = np.round(q * n)
+        return steps / n if np.all(np.abs(q * n - steps) < 1e-8) else q
+
     def _kernel_Q(self, q_frac):
-        key = tuple(np.round(np.asarray(q_frac, dtype=float), 12))
+        q = self._q(q_frac)
+        key = tuple(np.round(q, 12))
         if key not in self._kernels:
             basis = self.context.basis
-            self._kernels[key] = self.context.backend.to_device(self.kernel.values(q_frac, basis.box_miller))
+            self._kernels[key] = self.context.backend.to_device(self.kernel.values(q, basis.box_miller))
         return self._kernels[key]
 
     def apply_exact(self, kpoint, c_nG):
@@ -192,6 +273,20 @@ class ExactExchange(Term):
         blocks = [self._apply_block(kpoint, c_nG[a:b, ...]) for a, b in ranges(c_nG.shape[0], 16 * basis.nfft,
                                                                                     BLOCK_BYTES)]
         return blocks[0] if len(blocks) == 1 else self.context.backend.xp.concat(blocks, axis=0)
+
+    def apply_shared(self, kpoint, c_nG):
+        """:meth:`apply_exact` of whole rows c (nb, npw), the rows shared out over this rank's band
+        group (whole pairs each, :func:`_group_rows`) and gathered: the pair-product work split, the
+        whole K c on every rank of the group."""
+        group = self._group()
+        if group is None:
+            return self.apply_exact(kpoint, c_nG)
+        bk = self.context.backend
+        spans = _group_rows(c_nG.shape[0], group.size)
+        a, b = spans[group.rank]
+        mine = self.apply_exact(kpoint, c_nG[a:b, ...]) if b > a else c_nG[:0, ...]
+        rows = group.comm.Allgather_rows(np.asarray(bk.to_host(mine)), [y - x for x, y in spans])
+        return bk.to_device(rows)
 
     def _apply_block(self, kpoint, c_nG):
         if self.orbitals.real:
@@ -244,21 +339,23 @@ class ExactExchange(Term):
         self.set_orbitals(wavefunctions, occupations)
         self.fixed = True
         ace = {}
-        energy = 0.0
-        for kpoint in self.context.basis.kpoints:
+        parts = {}
+        # under MPI: this pool's k-points (the orbitals of every k' were gathered by set_orbitals), the
+        # bands of each shared over its band group; the energy's parts added in k-point order
+        for kpoint in self._local():
             c_nG = wavefunctions[kpoint.index]
-            xi_nG = self.apply_exact(kpoint, c_nG)
+            xi_nG = self.apply_shared(kpoint, c_nG)
             m = bk.to_host(xp.matmul(xp.conj(c_nG), xp.matrix_transpose(xi_nG)))  # <psi_m|K|psi_n>
             m = 0.5 * (m + m.conj().T)
             f_n = np.zeros(m.shape[0])
             nocc = occupations.shape[-1]
             f_n[:nocc] = occupations[kpoint.spin, kpoint.index % self.context.nk]
-            energy += 0.5 * kpoint.weight * float(np.sum(f_n * np.real(np.diag(m))))
+            parts[kpoint.index] = 0.5 * kpoint.weight * float(np.sum(f_n * np.real(np.diag(m))))
             if compress:
                 lower = np.linalg.cholesky(-m)
                 ace[kpoint.index] = AceOperator(xp.matmul(bk.to_device(np.conj(np.linalg.inv(lower))), xi_nG), bk)
         self.ace = ace if compress else None
-        return energy
+        return self._ordered_sum(parts)
 
     def operator(self, kpoint, state=None):
         """The ACE operator when built, else the exact one of the fixed orbitals, else None. The operator
@@ -277,55 +374,95 @@ class ExactExchange(Term):
         if not self.fixed:
             self.set_orbitals(state.wavefunctions, state.occupations)
         bk = self.context.backend
-        total = 0.0
-        for kpoint in self.context.basis.kpoints:
+        parts = {}
+        for kpoint in self._local():  # (under MPI this pool's, added in k-point order)
             f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % self.context.nk], dtype=float)
             bands = np.flatnonzero(np.abs(f_n) > OCCUPIED)
             if bands.size == 0:
+                parts[kpoint.index] = 0.0
                 continue
             c_nG = bk.xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
             e_n = self._band_energies(kpoint, c_nG)
-            total += 0.5 * kpoint.weight * float(np.sum(f_n[bands] * e_n))
-        return total
+            parts[kpoint.index] = 0.5 * kpoint.weight * float(np.sum(f_n[bands] * e_n))
+        return self._ordered_sum(parts)
 
     def _band_energies(self, kpoint, c_nG) -> np.ndarray:
         return self.context.backend.to_host(self.operator(kpoint).band_energies(c_nG))
 
     # ------------------------------------------------------------------ stress
+    @contextmanager
+    def stress_partners(self, wavefunctions, occupations):
+        """Within: the exchange stress pairs the occupied orbitals of :meth:`stress`'s state (k) with
+        those of ``wavefunctions`` and ``occupations`` (every k' of the full mesh, gathered from the
+        pools once) instead of the state's own.
+
+        The exchange energy is quadratic in the occupations, one factor from k and one from k'.
+        pwsim.parallel.Layout.occupation_sum evaluates the stress with the occupations of one pool's
+        k-points (the others zeroed) and adds the pools' parts: correct for a quantity linear in the
+        occupations. With the partners k' fixed to the whole state, the stress is linear in the
+        occupations of k (the state's), and the pools' parts add up to the whole (pwsim.hybrid)."""
+        self._partners = FullMeshOrbitals(self.context.basis, self.kpoint_set, wavefunctions, occupations,
+                                          self.layout)
+        try:
+            yield self
+        finally:
+            self._partners = None
+
     def stress(self, state) -> np.ndarray:
         """(1/Omega) dE_x/d eps_ab at fixed c_nG, (3, 3) host, hartree/bohr^3 (pwsim.stress).
 
         E_x = (1/Omega) sum v(q + G) X(q + G) with X = |FFT(conj(u_i) u_j)|^2 (times the occupations)
         independent of the strain, so dE_x/d eps_ab = -delta_ab E_x + the same sum with v replaced by
         dv/d eps_ab (:meth:`pwsim.coulomb.ExchangeKernel.strain_derivative`, the divergence's p = 0
-        term included). Both come from one pass over the pairs of the state's own orbitals, one FFT
-        per pair (not symmetrised here: the irreducible k carry their weights, pwsim.stress averages
-        over the point group)."""
+        term included). Both come from one pass over the pairs of the state's own orbitals (or, within
+        :meth:`stress_partners`, of the state's j at k with the partners' i at k'), one FFT per pair
+        (not symmetrised here: the irreducible k carry their weights, pwsim.stress averages over the
+        point group).
+
+        Under MPI: the k-points of this rank's pool (pwsim.parallel.Layout.occupation_sum adds the
+        pools; with several pools the partners must be set, the state's occupations being one
+        pool's), the bands j of each shared over the band group and the group's parts summed."""
         if self.fraction == 0.0:
             return np.zeros((3, 3))
-        orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, state.wavefunctions, state.occupations)
+        layout = self.layout
+        if self._partners is not None:
+            orbitals = self._partners
+        elif layout is not None and layout.npools > 1:
+            raise RuntimeError("ExactExchange.stress under k-point pools needs stress_partners (the k' orbitals "
+                               "of every pool)")
+        else:
+            orbitals = FullMeshOrbitals(self.context.basis, self.kpoint_set, state.wavefunctions, state.occupations,
+                                        layout)
+        group = self._group()
         energy, dedeps = 0.0, np.zeros((3, 3))
-        for kpoint in self.context.basis.kpoints:
-            for k_full, power_Q in self._pair_powers(orbitals, kpoint, state):
-                q_frac = kpoint.coordinate - k_full
+        for kpoint in self._local():
+            for k_full, power_Q in self._pair_powers(orbitals, kpoint, state, group):
+                q_frac = self._q(kpoint.coordinate - k_full)
                 v_Q = self._kernel_Q(q_frac)
                 dv_abQ = self.kernel.strain_derivative(q_frac, self.context.basis.box_miller)
                 bk = self.context.backend
                 energy += kpoint.weight * bk.scalar(bk.xp.sum(v_Q * power_Q))
                 power = bk.to_host(power_Q)
                 dedeps += kpoint.weight * (dv_abQ.reshape(3, 3, -1) @ power.reshape(-1))
+        if group is not None:  # each rank of the group had its share of the bands j
+            both = group.comm.Allreduce_sum(np.concatenate([[energy], dedeps.reshape(-1)]))
+            energy, dedeps = float(both[0]), both[1:].reshape(3, 3)
         basis = self.context.basis
         scale = -0.5 * self.fraction / (orbitals.nfull * basis.nfft**2 * basis.volume)
         energy, dedeps = scale * energy, scale * dedeps
         return symmetric(dedeps - energy * np.eye(3)) / basis.volume
 
-    def _pair_powers(self, orbitals, kpoint, state):
+    def _pair_powers(self, orbitals, kpoint, state, group=None):
         """For every point k' of the full mesh: (k', sum_j f_j sum_i f~_i |FFT(conj(u_ik') u_jk)|^2 on the
-        box (real device)), the occupied bands j of ``kpoint`` in blocks."""
+        box (real device)), the occupied bands j of ``kpoint`` in blocks (a band ``group``: this rank's
+        share of them, :func:`_group_rows`; nothing when it has none)."""
         bk = self.context.backend
         xp = bk.xp
         f_n = np.asarray(state.occupations[kpoint.spin, kpoint.index % self.context.nk], dtype=float)
         bands = np.flatnonzero(np.abs(f_n) > OCCUPIED)
+        if group is not None:
+            a, b = _group_rows(bands.size, group.size)[group.rank]
+            bands = bands[a:b]
         if bands.size == 0:
             return
         c_nG = xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
