@@ -50,8 +50,10 @@ import numpy as np
 
 from ..special import erfcx, expe1_log
 from .builtin import DENSITY_THRESHOLD, XCResult
+from .registry import SHORT_RANGE_EXCHANGES
 
-__all__ = ["RESCALINGS", "enhancement", "exchange", "short_range_wpbe", "libxc_exchange"]
+__all__ = ["RESCALINGS", "enhancement", "exchange", "hybrid_semilocal", "libxc_exchange", "short_range",
+           "short_range_wpbe"]
 
 # ---------------------------------------------------------------- Heyd's constants (HSE03)
 _A, _B, _C, _D, _E = 1.0161144, -0.37170836, -0.077215461, 0.57786348, -0.051955731
@@ -376,17 +378,44 @@ def exchange(rho, sigma, omega: float, rescaling: str = "heyd-smooth") -> XCResu
                     vsigma=vsigma.reshape((sg.shape[0],) + grid))
 
 
-def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
-    """Drop-in for :func:`pwsim.hybrid.short_range_wpbe`: the short-range omegaPBE exchange (omega = mu)
-    from rho_sR (nspin, *grid) and the gradients per spin (3, *grid), device arrays; runs on the host."""
+def short_range(kind: str, rho, sigma, omega: float) -> XCResult:
+    """The short-range exchange ``kind`` (one of :data:`pwsim.xc.registry.SHORT_RANGE_EXCHANGES`) on
+    host arrays, in the conventions of :func:`exchange`."""
+    if kind == "wpbe":
+        return exchange(rho, sigma, omega)
+    if kind == "libxc-wpbeh":
+        return libxc_exchange(rho, sigma, omega)
+    raise ValueError(f"short-range exchange must be one of {SHORT_RANGE_EXCHANGES}, got {kind!r}")
+
+
+def short_range_wpbe(bk, rho_sR, grads, mu: float, kind: str = "wpbe") -> XCResult:
+    """What :class:`pwsim.hybrid.HybridXc` subtracts (its ``short_range_wpbe``): the short-range
+    omegaPBE exchange (omega = mu, 1/bohr) from rho_sR (nspin, *grid) and the gradients per spin
+    (3, *grid), device arrays; computed on the host, returned on the device."""
     rho = np.asarray(bk.to_host(rho_sR), dtype=float)
     g = [np.asarray(bk.to_host(x), dtype=float) for x in grads]
     if rho.shape[0] == 1:
         sigma = np.sum(g[0] * g[0], axis=0)[None, ...]
     else:
         sigma = np.stack([np.sum(g[0] * g[0], axis=0), np.sum(g[0] * g[1], axis=0), np.sum(g[1] * g[1], axis=0)])
-    out = exchange(rho, sigma, mu)
+    out = short_range(kind, rho, sigma, mu)
     return XCResult(bk.to_device(out.e), bk.to_device(out.vrho), bk.to_device(out.vsigma))
+
+
+def hybrid_semilocal(f, xp, rho, sigma, backend=None) -> XCResult:
+    """The semilocal part of a range-separated hybrid record ``f`` (its ``short_range_exchange`` set):
+    pwsim's PBE minus exx_fraction times the short-range exchange at f.range_separation; shapes and
+    units as :func:`pwsim.xc.evaluate`. The short-range part runs on the host."""
+    from . import builtin
+
+    pbe = builtin.evaluate("pbe", xp, rho, sigma)
+    to_host = backend.to_host if backend is not None else np.asarray
+    to_device = backend.to_device if backend is not None else (lambda a: a)
+    sr = short_range(f.short_range_exchange, np.asarray(to_host(rho), dtype=float),
+                     np.asarray(to_host(sigma), dtype=float), f.range_separation)
+    a = f.exx_fraction
+    return XCResult(e=pbe.e - a * to_device(sr.e), vrho=pbe.vrho - a * to_device(sr.vrho),
+                    vsigma=pbe.vsigma - a * to_device(sr.vsigma))
 
 
 def libxc_exchange(rho, sigma, omega: float) -> XCResult:
