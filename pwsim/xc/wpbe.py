@@ -27,8 +27,8 @@ docs/hybrids.md tabulate the jumps):
   piecewise choice (for comparisons only: it jumps).
 * **Small s.** The hole's normalisation enters only as s^2 EG(s) = -(16 (D + s^2 H)^(7/2) /
   (15 sqrt(pi))) (3 pi/4 + Ga(s)), computed directly (no division by s^2, no cancellation beyond an
-  absolute 1e-16), so libxc's 3-term polynomial fit of EG below s = 0.08 (a 4e-11 jump there) is not
-  needed.
+  absolute 1e-16), so libxc's 3-term polynomial of EG below s = 0.08 (which meets the formula there
+  to 1e-15) is not needed.
 * **exp(x) E1(x) and pi exp(x) erfc(sqrt x).** One scaled evaluation each over the whole range
   (:func:`pwsim.special.expe1_log`, :func:`pwsim.special.erfcx`), correct to rounding, in place of
   libxc's rational asymptotic forms above x = 700; the logarithms of E1 and of the a_0 term cancel
