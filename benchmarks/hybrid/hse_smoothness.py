@@ -117,6 +117,7 @@ def scf(kernel: str, shift: float, grid: int) -> None:
     gap = r.eigenvalues[0, 2, 4] - r.eigenvalues[0, 0, 1]
     print(json.dumps(dict(kernel=kernel, shift=shift, grid=grid, energy=r.total_energy,
                           fock=r.energies["exact_exchange"], gap=gap, cpu_s=time.process_time() - t,
+                          eigenvalues=np.asarray(r.eigenvalues[0]).tolist(),
                           converged=bool(r.converged))))
 
 

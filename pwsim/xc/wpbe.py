@@ -35,7 +35,9 @@ docs/hybrids.md tabulate the jumps):
 * **Large nu** (rho below ~1e-8 at omega 0.106). Heyd's closed form cancels like nu^10 there, so
   libxc (and pw.x) switch at nu = 14 to the integral with a pure Gaussian erfc ~ exp(-2 x^2): F jumps
   by a relative 1e-4. Here the two are joined by the same smooth step over 12 <= nu <= 14 (the closed
-  form alone below 12, the Gaussian form alone above 14).
+  form alone below 12, the Gaussian form alone above 14). Between nu ~ 3 and 12 the closed form
+  (libxc's too) loses digits as 1e-16 nu^10 (4e-10 relative at nu = 5, 1e-6 at 11): a rounding noise
+  at densities below ~3e-7, not a jump.
 
 Derivatives are exact: every expression is evaluated on :class:`_Jet` values carrying d/ds~ and d/dnu
 along (forward-mode differentiation of the same code), so the potential is the derivative of the
