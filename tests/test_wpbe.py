@@ -10,7 +10,6 @@
 * the energy density's derivatives in rho and sigma by finite differences, spin scaling.
 Slow: the Si 2x2x2 HSE06 energy under a rigid shift of the atoms.
 """
-import math
 
 import mpmath as mp
 import numpy as np

@@ -38,7 +38,8 @@ def jumps() -> None:
     across each threshold of libxc's evaluation (eps = 1e-7)."""
     eps = 1e-7
     print("threshold             libxc: jump of F (relative)   pwsim: jump of F (relative)")
-    rows = [("s = 0.08 (EG poly)", 0.03, 0.08), ("s = 1 (rescaling on)", 0.03, 1.0), ("s = 15 (s~ = s_max)", 0.03, 15.0)]
+    rows = [("s = 0.08 (EG poly)", 0.03, 0.08), ("s = 1 (rescaling on)", 0.03, 1.0),
+            ("s = 15 (s~ = s_max)", 0.03, 15.0)]
     for name, rho, s0 in rows:
         s = np.array([s0 - eps, s0 + eps])
         theirs = _f_libxc(rho, s)
