@@ -255,6 +255,9 @@ def test_without_libxc_a_libxc_name_says_what_to_install(monkeypatch):
         assert validated(Settings(xc="pbe")).xc == "pbe"  # pwsim's own need nothing
         rho, _, sigma = _inputs(1, size=10)
         xc.evaluate("pbe", xnp, rho, sigma)
+        # HSE06's semilocal part is pwsim's PBE and pwsim's own short-range omegaPBE (pwsim/xc/wpbe.py)
+        assert validated(Settings(xc="hse06", allow_functional_mismatch=True)).xc == "hse06"
+        assert np.all(xc.evaluate("hse06", xnp, rho, sigma).e < 0)
     finally:
         xc_libxc.generic_record.cache_clear()
 
