@@ -79,6 +79,61 @@ def _erfc_series(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, r, 2.0 - r)
 
 
+def erfcx(x):
+    """Scaled complementary error function exp(x^2) erfc(x) of a float array, x >= 0: t exp(P(y)),
+    the Chebyshev series of :func:`erfc` without its exp(-x^2), so no overflow or underflow for any
+    x >= 0 (relative error a few units of rounding; one formula, no switch)."""
+    z = np.asarray(x, dtype=float)
+    t = 2.0 / (2.0 + z)
+    ty = 4.0 * t - 2.0
+    d = np.zeros_like(z)
+    dd = np.zeros_like(z)
+    for c in _ERFC_CHEBYSHEV[:0:-1]:
+        d, dd = ty * d - dd + c, d
+    return t * np.exp(0.5 * (_ERFC_CHEBYSHEV[0] + ty * d) - dd)
+
+
+#: terms of the power series of E1 used for x <= 1 (the next is below 1e-20)
+_E1_SERIES_TERMS = 20
+#: depth of the continued fraction of exp(x) E1(x) used for x > 1 (converged to rounding at x = 1)
+_E1_FRACTION_DEPTH = 100
+_EULER_GAMMA = 0.5772156649015329
+
+
+def expe1_log(x):
+    """(exp(x) E1(x), exp(x) E1(x) + log x) of a float array x > 0, E1 the exponential integral
+    int_1^inf exp(-x t)/t dt; the second is finite at x -> 0 (-> -Euler's gamma). Power series for
+    x <= 1, the continued fraction exp(x) E1(x) = 1/(x + 1 - 1/(x + 3 - 4/(x + 5 - ...))) above, both
+    to rounding where they meet (tests/test_wpbe.py checks both against mpmath)."""
+    x = np.asarray(x, dtype=float)
+    e1x = np.empty(x.shape)
+    g = np.empty(x.shape)
+    small = x <= 1.0
+    xs = x[small]
+    if xs.size:
+        # E1(x) = -gamma - log x + sum_k (-1)^(k+1) x^k / (k k!)
+        term = xs.copy()
+        series = xs.copy()
+        for k in range(2, _E1_SERIES_TERMS + 1):
+            term = term * (-xs) / k
+            series = series + term / k
+        log_xs = np.log(xs)
+        # exp(x) E1 + log x = exp(x) (S - gamma) - (exp(x) - 1) log x: no cancellation of logs near 0
+        gs = np.exp(xs) * (series - _EULER_GAMMA) - np.expm1(xs) * log_xs
+        g[small] = gs
+        e1x[small] = gs - log_xs
+    big = ~small
+    xb = x[big]
+    if xb.size:
+        tail = np.zeros_like(xb)
+        for n in range(_E1_FRACTION_DEPTH, 0, -1):
+            tail = n * n / (xb + (2 * n + 1) - tail)
+        fb = 1.0 / (xb + 1.0 - tail)
+        e1x[big] = fb
+        g[big] = fb + np.log(xb)
+    return e1x, g
+
+
 def erf(x):
     """Error function of a float or float array (same shape)."""
     x = np.asarray(x, dtype=float)

@@ -4,6 +4,7 @@
   exchange fraction and range, libxc components, pseudopotential-file codes); :func:`lookup`
   resolves every name a user can type, or raises.
 * :mod:`pwsim.xc.builtin`: pwsim's LDA and PBE kernels on any array namespace (the fast default).
+* :mod:`pwsim.xc.wpbe`: pwsim's own smooth short-range omegaPBE exchange (the semilocal part of HSE06).
 * :mod:`pwsim.xc.libxc`: everything else of the LDA/GGA families from libxc (``pwsim[libxc]``).
 * :mod:`pwsim.xc.meta`: meta-GGAs e(rho, sigma, tau) from libxc (the XC term of
   :mod:`pwsim.terms.meta_xc` calls it; :func:`evaluate` below takes no tau and refuses them).
@@ -75,6 +76,10 @@ def evaluate(name, xp, rho, sigma=None, backend=None, energy_only: bool = False)
     if f.family == "mgga":
         raise InputError(f"functional {f.name!r} is a meta-GGA: it needs the kinetic-energy density tau, "
                          "which evaluate() does not take (not available yet)")
+    if f.short_range_exchange is not None:  # HSE: pwsim's PBE minus the short-range exchange
+        from . import wpbe
+
+        return wpbe.hybrid_semilocal(f, xp, rho, sigma, backend)
     if f.implementation == "pwsim":
         if f.name not in builtin.KERNELS:
             raise InputError(f"functional {f.name!r} is registered as pwsim's own but has no kernel in "

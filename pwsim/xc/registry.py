@@ -26,6 +26,11 @@ EXACT_EXCHANGE_AVAILABLE = ("pbe0", "hse06", "hf")
 #: whether the Hamiltonian has the kinetic-energy-density potential (pwsim/terms/meta_xc.py)
 KINETIC_ENERGY_DENSITY_AVAILABLE = True
 
+#: the short-range semilocal exchanges of a range-separated hybrid (HSE): "wpbe", pwsim's own smooth
+#: omegaPBE (pwsim/xc/wpbe.py, the default); "libxc-wpbeh", libxc's GGA_X_WPBEH (for comparisons: it
+#: jumps at s = 1 and s = 15, docs/hybrids.md)
+SHORT_RANGE_EXCHANGES = ("wpbe", "libxc-wpbeh")
+
 LIBXC_EXTRA = "pip install 'pwsim[libxc]'"
 _LIBXC_PREFIX = "libxc:"
 _LIBXC_FAMILY_PREFIXES = ("lda_", "gga_", "mgga_", "hyb_")
@@ -39,7 +44,8 @@ class Functional:
     family:         one of :data:`FAMILIES` (of the semilocal part)
     description:    one line for the documentation and messages
     aliases:        other spellings a user may type (lower case)
-    implementation: "pwsim" (kernels in :mod:`pwsim.xc.builtin`) or "libxc" (needs ``pwsim[libxc]``)
+    implementation: "pwsim" (kernels in :mod:`pwsim.xc.builtin`; a range-separated hybrid's
+                    short-range exchange in :mod:`pwsim.xc.wpbe`) or "libxc" (needs ``pwsim[libxc]``)
     libxc:          the libxc functionals (names, optionally "w*NAME") whose sum is the semilocal
                     part; for a hybrid its semilocal part, written out or as libxc's hybrid
                     functional, of which libxc evaluates the semilocal part (PBE0: 0.75 PBE
@@ -48,6 +54,9 @@ class Functional:
     spin:           collinear spin supported
     exx_fraction:   fraction of exact (Fock) exchange (0 semilocal, 0.25 PBE0/HSE06, 1 HF)
     range_separation: omega (bohr^-1) of a screened exact exchange erfc(omega r)/r (HSE), else None
+    short_range_exchange: who computes the short-range semilocal exchange a range-separated hybrid
+                    subtracts (exx_fraction times, at range_separation): one of
+                    :data:`SHORT_RANGE_EXCHANGES`; its semilocal part is then pwsim's PBE minus that
     pspxc:          ABINIT ixc / psp8 pspxc codes of pseudopotential files made with it
                     (negative: -(1000 x + c) from libxc ids x, c)
     qe:             Quantum ESPRESSO UPF functional labels (upper case; one word, or four:
@@ -71,6 +80,7 @@ class Functional:
     spin: bool = True
     exx_fraction: float = 0.0
     range_separation: float | None = None
+    short_range_exchange: str | None = None
     pspxc: tuple = ()
     qe: tuple = ()
     gth: tuple = ()
@@ -132,12 +142,14 @@ REGISTRY: tuple[Functional, ...] = (
     Functional("pbe0", "gga", "PBE0: 25% exact exchange + 75% PBE exchange + PBE correlation", ("pbeh",),
                libxc=("HYB_GGA_XC_PBEH",), exx_fraction=0.25, pspxc=(41, -406),
                qe=("PBE0", "PB0X PW PB0X PBC"), pseudos_like="pbe"),
-    # HSE06 written out: libxc's HYB_GGA_XC_HSE06 takes its full-range exchange from wPBEh at omega = 0
-    # (2e-5 relative from PBE's) and pyscf's omega override also resets that one; pw.x uses PBE's
+    # HSE06: pwsim's PBE minus 25% of pwsim's own smooth short-range omegaPBE exchange (pwsim/xc/wpbe.py).
+    # The libxc equivalent written out: libxc's HYB_GGA_XC_HSE06 takes its full-range exchange from
+    # wPBEh at omega = 0 (2e-5 relative from PBE's) and pyscf's omega override also resets that one;
+    # pw.x uses PBE's
     Functional("hse06", "gga", "HSE06: 25% short-range exact exchange (omega 0.106 bohr^-1, pw.x's; libxc's "
-               "0.11) + PBE minus 25% short-range PBE exchange + PBE correlation", ("hse",),
+               "0.11) + PBE minus 25% short-range PBE exchange + PBE correlation", ("hse",), "pwsim",
                libxc=("GGA_X_PBE", "GGA_C_PBE", "-0.25*GGA_X_WPBEH"), exx_fraction=0.25, range_separation=0.106,
-               pspxc=(-428,),
+               short_range_exchange="wpbe", pspxc=(-428,),
                qe=("HSE", "SLA PW HSE PBC"), pseudos_like="pbe"),
     Functional("hf", "hf", "Hartree-Fock: exact exchange, no correlation", ("hartree-fock",), exx_fraction=1.0,
                pspxc=(40,), qe=("HF",), pseudos_like="pbe"),
