@@ -22,7 +22,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 from .coulomb import ExchangeKernel
 from .errors import InputError
@@ -32,6 +31,7 @@ from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
 from .xc import XCResult, builtin, lookup
+from .xc.wpbe import short_range_wpbe
 
 __all__ = ["HYBRIDS", "Hybrid", "HybridXc", "hybrid_scf", "pbe_exchange"]
 
@@ -98,27 +98,6 @@ def scaled_pbe_unpolarised(exchange: float, correlation: float):
             vs = vs + correlation * n_dh_dsig
         return e, v, xp.where(mask, vs, zero)[None, ...]
     return kernel
-
-
-def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
-    """Heyd's short-range omegaPBE exchange (libxc GGA_X_WPBEH through pyscf, omega = mu), in the
-    conventions of :func:`pwsim.xc.evaluate`; rho_sR (nspin, *grid), grads per spin
-    (3, *grid) device. Runs on the host."""
-    try:
-        from pyscf.dft import libxc
-    except ImportError:
-        raise InputError("HSE needs libxc's short-range PBE exchange: pip install pyscf") from None
-    nspin = rho_sR.shape[0]
-    grid = rho_sR.shape[1:]
-    rho = bk.to_host(rho_sR).reshape(nspin, 1, -1)
-    grad = np.stack([bk.to_host(g).reshape(3, -1) for g in grads])  # (nspin, 3, N)
-    packed = np.concatenate([rho, grad], axis=1)  # (nspin, 4, N): rho, d/dx, d/dy, d/dz
-    exc, vxc = libxc.eval_xc("GGA_X_WPBEH", packed[0] if nspin == 1 else packed, nspin - 1, deriv=1,
-                             omega=mu)[:2]
-    e = np.sum(rho[:, 0, :], axis=0) * exc
-    vrho = np.reshape(vxc[0].T, (nspin, *grid))
-    vsigma = np.reshape(np.reshape(vxc[1], (-1, 1 if nspin == 1 else 3)).T, (-1, *grid))
-    return XCResult(bk.to_device(e.reshape(grid)), bk.to_device(vrho), bk.to_device(vsigma))
 
 
 class HybridXc(Xc):
