@@ -95,7 +95,7 @@ def test_measured_passes_share_padded_stick_shapes(monkeypatch):
         box_map = bk.make_box_map(index, shape)
         ncol = box_map.sticks.columns.size
         assert ncol % _PyFFTW.STICK_QUANTUM  # the padding is exercised
-        rows.append((ncol, _PyFFTW.stick_rows(box_map)))
+        rows.append((ncol, bk._fft.stick_rows(box_map)))
         c = rng.standard_normal((5, index.size)) + 1j * rng.standard_normal((5, index.size))
         full = np.zeros((5, int(np.prod(shape))), dtype=complex)
         full[:, index] = c

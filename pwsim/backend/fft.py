@@ -96,12 +96,15 @@ class _PyFFTW:
         return os.environ.get("PWSIM_FFTW_EFFORT") or (
             "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= start else "FFTW_ESTIMATE")
 
-    @classmethod
-    def stick_rows(cls, box_map):
-        """Rows of a band's stick array: the sphere's column count rounded up to STICK_QUANTUM (at
-        most the box's n1 n2 columns)."""
+    def stick_rows(self, box_map):
+        """Rows of a band's stick array: where the passes are measured, the sphere's column count
+        rounded up to STICK_QUANTUM (at most the box's n1 n2 columns); else the count itself (estimated
+        plans cost nothing to make, and the zero rows would only add work)."""
         n1, n2, _ = box_map.shape
-        return min(-(-box_map.sticks.columns.size // cls.STICK_QUANTUM) * cls.STICK_QUANTUM, n1 * n2)
+        ncol = box_map.sticks.columns.size
+        if self._effort(box_map.shape, passes=True) == "FFTW_ESTIMATE":
+            return ncol
+        return min(-(-ncol // self.STICK_QUANTUM) * self.STICK_QUANTUM, n1 * n2)
 
     def _scratch(self, grid, dtype, which, shape):
         """An aligned array of ``shape`` on the shared scratch box ``which`` (0 or 1) of this grid and dtype."""
