@@ -21,8 +21,6 @@ import click
 
 from . import parallel
 from ._version import __version__
-from .cli_analysis import bands, dos, export, pdos, surface
-from .convert import convert_command
 from .cli_common import (
     Interrupted,
     check_interrupted,
@@ -33,13 +31,32 @@ from .cli_common import (
 )
 from .cli_common import error as _error
 from .cli_common import guard as _guard
-from .cli_lattice import elastic, phonons
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 class _Group(click.Group):
-    """A click group whose usage errors are one line on stderr (exit status 2), like every other error."""
+    """A click group whose usage errors are one line on stderr (exit status 2), like every other error.
+
+    The analysis, lattice and conversion commands are imported when asked for (``LAZY``): a plain
+    ``pwsim run`` then does not import them (nor what they import: k-paths, plotting, the pw.x reader)."""
+
+    #: command name -> (module, attribute) of the commands defined outside this module
+    LAZY = {"bands": ("pwsim.cli_analysis", "bands"), "dos": ("pwsim.cli_analysis", "dos"),
+            "export": ("pwsim.cli_analysis", "export"), "pdos": ("pwsim.cli_analysis", "pdos"),
+            "surface": ("pwsim.cli_analysis", "surface"), "phonons": ("pwsim.cli_lattice", "phonons"),
+            "elastic": ("pwsim.cli_lattice", "elastic"), "convert": ("pwsim.convert", "convert_command")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in self.LAZY:
+            import importlib
+
+            module, attribute = self.LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -362,14 +379,6 @@ def info():
     click.echo(f"available memory: {available_memory() / 2**30:.1f} GiB")
 
 
-main.add_command(bands)
-main.add_command(dos)
-main.add_command(export)
-main.add_command(pdos)
-main.add_command(surface)
-main.add_command(phonons)
-main.add_command(elastic)
-main.add_command(convert_command)
 
 
 if __name__ == "__main__":

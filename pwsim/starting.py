@@ -121,8 +121,15 @@ def _real_at_gamma(backend, kpoint, c):
 
 #: width (bohr) of the Gaussian radial part r^l exp(-r^2 / (2 w^2)) of the atomic starting orbitals
 ATOMIC_ORBITAL_WIDTH = 1.6
-#: relative size of the random admixture to the atomic starting orbitals
-ATOMIC_NOISE = 1e-3
+#: relative size of the random admixture to the atomic starting orbitals (pw.x's "atomic+random"
+#: randomises by 5 % as well). It must reach every symmetry sector: the states near the Fermi level
+#: that s, p (d) orbitals on the atoms cannot form (Al32, 60 bands: levels of 8-12 degenerate states at
+#: three of the four k-points) start at this amplitude only, and the eigensolver, whose bands meet their
+#: residual tolerance on the states it has, picks the missing ones up only once the SCF's tolerance is
+#: tight -- each such find dropped the energy by 2.5e-5 Ha and restarted the mixing. At 1e-3: Al32
+#: 2x2x2 k 8 Ha 19-21 SCF iterations (pw.x 11), 6 Ha 28; at 5e-2: 12 and 10, the same energies
+#: (within 1e-11 Ha), Si8, Fe bcc, Al fcc, Al slab and Ni4 unchanged or one fewer (docs/benchmarks.md)
+ATOMIC_NOISE = 5e-2
 
 def _orbital_shells(psp, kpg, lmax: int) -> list:
     """Per l = 0..lmax: (2l+1, npw) host, (-i)^l f_l(|k+G|) Y_lm(k+G) with rows normalised; f_l the

@@ -72,6 +72,42 @@ def test_wavefunction_transforms_match_full_ffts(backend, shape, shift, radius, 
     assert np.max(np.abs(applied - ref)) < tol * np.max(np.abs(ref))
 
 
+def test_measured_passes_share_padded_stick_shapes(monkeypatch):
+    """The band transforms' 1-D passes measured (FFTW_MEASURE, forced here on a small box): two
+    k-points' spheres whose column counts differ and are not multiples of STICK_QUANTUM get stick
+    arrays of one padded height (so one z-pass shape for both), and the padded transforms still equal
+    full 3-D FFTs (V psi and the density)."""
+    pytest.importorskip("pyfftw")
+    from pwsim.backend.fft import _PyFFTW
+
+    monkeypatch.setattr(_PyFFTW, "PASS_MEASURE_FROM", 0)
+    bk = get_backend("numpy")
+    if not isinstance(bk._fft, _PyFFTW):
+        pytest.skip("pruned transforms are pyFFTW's")
+    shape = (14, 12, 15)
+    freqs = [np.fft.fftfreq(n, 1.0 / n) for n in shape]
+    miller = np.stack(np.meshgrid(*freqs, indexing="ij"), axis=-1).reshape(-1, 3)
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal(shape)
+    rows = []
+    for shift in (0.0, 0.37):  # two k-points on one box
+        index = np.flatnonzero(np.sum((miller + shift) ** 2, axis=1) <= 3.6**2)
+        box_map = bk.make_box_map(index, shape)
+        ncol = box_map.sticks.columns.size
+        assert ncol % _PyFFTW.STICK_QUANTUM  # the padding is exercised
+        rows.append((ncol, bk._fft.stick_rows(box_map)))
+        c = rng.standard_normal((5, index.size)) + 1j * rng.standard_normal((5, index.size))
+        full = np.zeros((5, int(np.prod(shape))), dtype=complex)
+        full[:, index] = c
+        grid = np.fft.ifftn(full.reshape(5, *shape), axes=(1, 2, 3)) * np.prod(shape)
+        ref = np.fft.fftn(grid * v, axes=(1, 2, 3)).reshape(5, -1)[:, index]
+        assert np.max(np.abs(bk.apply_potential(c, v, box_map) - ref)) < 1e-12 * np.max(np.abs(ref))
+        w = rng.random(5)
+        density = np.einsum("n,nijk->ijk", w, np.abs(grid) ** 2)
+        assert np.max(np.abs(bk.accumulate_density(c, w, box_map) - density)) < 1e-12 * density.max()
+    assert rows[0][0] != rows[1][0] and rows[0][1] == rows[1][1], rows
+
+
 def test_scipy_fft_engine_matches_numpy():
     """The FFT engine used when pyFFTW is not installed."""
     from pwsim.backend import _ScipyFFT

@@ -58,6 +58,16 @@ class _PyFFTW:
     #: transforms; on large ones it pays (whole-run figures in docs/benchmarks.md). PWSIM_FFTW_EFFORT
     #: overrides.
     MEASURE_FROM = 48**3
+    #: the same for the 1-D passes of the pruned band transforms, which run thousands of times per
+    #: k-point: FFTW_ESTIMATE's strided passes are up to 2.8x slower there (a 40^3 box: x pass 386
+    #: against 137 us, y pass 161 against 61 us), and with the stick count rounded up to
+    #: STICK_QUANTUM the k-points of a run share their pass shapes, so measuring costs ~0.1-0.3 s
+    #: once per run, not per k-point (and nothing once the wisdom is saved)
+    PASS_MEASURE_FROM = 32**3
+    #: the stick array of a band has its column count rounded up to a multiple of this (the extra
+    #: rows stay zero): k-points whose spheres hold slightly different numbers of columns then have
+    #: the same z pass, planned (measured) once
+    STICK_QUANTUM = 16
     #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
     #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
     #: other (docs/parallel.md)
@@ -80,9 +90,21 @@ class _PyFFTW:
     def _threads(self, grid):
         return self.threads if grid[0] * grid[1] * grid[2] >= self.THREADS_FROM else 1
 
-    def _effort(self, grid):
+    def _effort(self, grid, passes=False):
+        """FFTW planner effort for whole-box plans of ``grid``, or (passes) the band transforms' 1-D passes."""
+        start = self.PASS_MEASURE_FROM if passes else self.MEASURE_FROM
         return os.environ.get("PWSIM_FFTW_EFFORT") or (
-            "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= self.MEASURE_FROM else "FFTW_ESTIMATE")
+            "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= start else "FFTW_ESTIMATE")
+
+    def stick_rows(self, box_map):
+        """Rows of a band's stick array: where the passes are measured, the sphere's column count
+        rounded up to STICK_QUANTUM (at most the box's n1 n2 columns); else the count itself (estimated
+        plans cost nothing to make, and the zero rows would only add work)."""
+        n1, n2, _ = box_map.shape
+        ncol = box_map.sticks.columns.size
+        if self._effort(box_map.shape, passes=True) == "FFTW_ESTIMATE":
+            return ncol
+        return min(-(-ncol // self.STICK_QUANTUM) * self.STICK_QUANTUM, n1 * n2)
 
     def _scratch(self, grid, dtype, which, shape):
         """An aligned array of ``shape`` on the shared scratch box ``which`` (0 or 1) of this grid and dtype."""
@@ -104,9 +126,9 @@ class _PyFFTW:
                 self._planned(grid)
         return self.plans[key]
 
-    def _planned(self, grid):
+    def _planned(self, grid, passes=False):
         """After new plans of ``grid``: keep what FFTW_MEASURE found for the next run (:func:`save_wisdom`)."""
-        if self._effort(grid) != "FFTW_ESTIMATE":
+        if self._effort(grid, passes) != "FFTW_ESTIMATE":
             save_wisdom(self.pyfftw)
 
     def _make_plan(self, key, grid, dtype, inverse):
@@ -126,7 +148,7 @@ class _PyFFTW:
             size = int(np.prod(shape))
             a = self._scratch(grid, dtype, which, (offset + size,))[offset:].reshape(shape)
             aligned = a.ctypes.data % self.align == 0
-            flags = (self._effort(grid),) + (() if aligned else ("FFTW_UNALIGNED",))
+            flags = (self._effort(grid, passes=True),) + (() if aligned else ("FFTW_UNALIGNED",))
             plan = self.pyfftw.FFTW(
                 a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
                 threads=self._threads(grid), flags=flags, normalise_idft=False)
@@ -221,7 +243,7 @@ class _PyFFTW:
         if key not in cache:
             with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
                 cache[key] = self._make_passes(box_map, dtype, inverse)
-                self._planned(box_map.shape)
+                self._planned(box_map.shape, passes=True)
         return cache[key]
 
     def _make_passes(self, box_map, dtype, inverse):
@@ -231,7 +253,7 @@ class _PyFFTW:
         n1, n2, n3 = box_map.shape
         sticks = box_map.sticks
         grid = box_map.shape
-        z = self._plan_1d((sticks.columns.size, n3), 1, dtype, inverse, grid, which=1)
+        z = self._plan_1d((self.stick_rows(box_map), n3), 1, dtype, inverse, grid, which=1)
         y = [(self._plan_1d((stop - start, n2, n3), 1, dtype, inverse, grid, offset=start * n2 * n3), start, stop)
              for start, stop in sticks.slabs]
         x = self._plan_1d((n1, n2, n3), 0, dtype, inverse, grid)
@@ -288,13 +310,16 @@ class _PyFFTW:
 
     def _buffers(self, box_map, dtype):
         """A stick array and a box for one band, on the scratch boxes (the plans' own arrays);
-        kept with the layout's plans (every eigensolver iteration asks again)."""
+        kept with the layout's plans (every eigensolver iteration asks again). The stick array is
+        returned as its sphere's columns (ncol, n3) and, flat, with the zero rows that round it up to
+        :meth:`stick_rows` (the z pass runs on those too)."""
         key = (self.uid, np.dtype(dtype).char, "buffers")
         cache = box_map.sticks.plans
         if key not in cache:
-            stick = self._scratch(box_map.shape, dtype, 1, (box_map.sticks.columns.size, box_map.shape[2]))
+            sticks = box_map.sticks
+            padded = self._scratch(box_map.shape, dtype, 1, (self.stick_rows(box_map), box_map.shape[2]))
             box = self._scratch(box_map.shape, dtype, 0, box_map.shape)
-            cache[key] = stick, stick.reshape(-1), box
+            cache[key] = padded[: sticks.columns.size], padded.reshape(-1), box
         return cache[key]
 
     def _load(self, flat_stick, index, c, j, pair):

@@ -431,15 +431,21 @@ def parse_file(path) -> InputDeck:
         raise InputError(f"{path}: not a text (UTF-8) file; the input is a TOML file") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    from ..convert import is_pw_input
-
-    if is_pw_input(text):  # a pw.x input: run what `pwsim convert` makes of it
+    # a pw.x input: run what `pwsim convert` makes of it (the converter is imported only for text
+    # that may be one: a TOML run does not pay for its import)
+    if "atomic_species" in text.lower() and _is_pw_input(text):
         from ..convert import convert_text
 
         text = convert_text(text, str(path), path.parent)
     deck = parse_text(text, str(path), path.parent)
     deck.path = path
     return deck
+
+
+def _is_pw_input(text: str) -> bool:
+    from ..convert import is_pw_input
+
+    return is_pw_input(text)
 
 
 def _toml_value(value) -> str:
