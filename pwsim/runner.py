@@ -201,6 +201,10 @@ def _random_start(setup, kpoint, nwork):
 
 #: with ``checkpoint_every`` left unset, the share of the SCF's time that checkpoints may take
 CHECKPOINT_TIME_SHARE = 0.02
+# the default cadence's first checkpoint waits until the SCF has run this long (s): a run killed
+# earlier loses at most that much work, and a first checkpoint of up to 2 % of it (0.2 s) stays
+# within the share (a few-second run of many small k-points spent 3.5 % on its only checkpoint)
+FIRST_CHECKPOINT_AFTER = 10.0
 
 
 @dataclass
@@ -208,10 +212,11 @@ class CheckpointCadence:
     """When the SCF writes a checkpoint: every ``every`` iterations (0: never). With ``budget`` (the
     default cadence, ``checkpoint_every`` not set) a due checkpoint is also skipped while the ones
     written so far plus one more of the last one's cost would exceed CHECKPOINT_TIME_SHARE of the
-    time since the SCF began: the first due one is always written (a killed run resumes from there),
-    later ones as often as the budget allows (a 100^3 molecule box: 0.1-0.4 s a checkpoint against
-    ~1 s iterations; a run with minutes per iteration: every ``every`` iterations). Under MPI rank 0
-    decides for all (writing one gathers the wavefunctions from every rank)."""
+    time since the SCF began: the first due one once the SCF has run FIRST_CHECKPOINT_AFTER seconds
+    (a killed run resumes from there; one killed earlier had little to lose), later ones as often as
+    the budget allows (a 100^3 molecule box: 0.1-0.4 s a checkpoint against ~1 s iterations; a run
+    with minutes per iteration: every ``every`` iterations). Under MPI rank 0 decides for all
+    (writing one gathers the wavefunctions from every rank)."""
 
     every: int
     budget: bool
@@ -227,7 +232,11 @@ class CheckpointCadence:
             return False
         if not self.budget:
             return True
-        within = self.spent + self.last <= CHECKPOINT_TIME_SHARE * (time.perf_counter() - self.start)
+        elapsed = time.perf_counter() - self.start
+        if self.spent == 0.0:
+            within = elapsed >= FIRST_CHECKPOINT_AFTER
+        else:
+            within = self.spent + self.last <= CHECKPOINT_TIME_SHARE * elapsed
         return bool(parallel.world().bcast(within))
 
     def wrote(self, seconds: float) -> None:

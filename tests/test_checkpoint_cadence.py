@@ -1,5 +1,6 @@
 """The default checkpoint cadence (issue 28): checkpoints take at most 2 % of the SCF's time, the first
-due one is always written, an explicit ``checkpoint_every`` is kept exactly."""
+due one is written once the SCF has run FIRST_CHECKPOINT_AFTER seconds, an explicit ``checkpoint_every``
+is kept exactly."""
 import pytest
 
 from pwsim import runner
@@ -34,11 +35,18 @@ def _written(cadence, clock, step_seconds, write_seconds, iterations=60):
 def test_budget_keeps_checkpoints_within_two_percent(clock):
     cadence = runner.CheckpointCadence(3, budget=True)
     written = _written(cadence, clock, step_seconds=1.0, write_seconds=0.4)
-    assert written[0] == 3  # the first is always written
+    assert written[0] == 12  # the first due one after FIRST_CHECKPOINT_AFTER = 10 s of SCF
     assert all(w % 3 == 0 for w in written) and len(written) < 20
     # each one after the first was within the share when it was decided
     assert cadence.spent - cadence.last <= runner.CHECKPOINT_TIME_SHARE * (clock.now - 100.0)
     assert len(written) >= 2  # and they keep coming: a long run stays resumable
+
+
+def test_short_run_writes_no_checkpoint(clock):
+    """A run of many quick iterations that ends within FIRST_CHECKPOINT_AFTER: nothing to resume."""
+    cadence = runner.CheckpointCadence(3, budget=True)
+    assert _written(cadence, clock, step_seconds=0.3, write_seconds=0.15, iterations=30) == []
+    assert runner.FIRST_CHECKPOINT_AFTER <= 10.0  # a killed run loses at most seconds
 
 
 def test_slow_iterations_checkpoint_every_n(clock):
