@@ -331,7 +331,7 @@ def _boundary(checkpoint, state, result) -> None:
 #: the outer loop stops when the estimated energy error is below exx_tolerance and the exchange energy's
 #: change below CHANGE_RATIO sqrt(exx_tolerance) (1e-7 Ha at the default 1e-8): E_x and the eigenvalues
 #: are first order in the orbitals' error (0.01 left E_x 1.2e-7 from pw.x's for H2O at 1e-9)
-CHANGE_RATIO = 0.001
+CHANGE_RATIO = 0.01
 
 
 def _outer_converged(error, change, tolerance: float) -> bool:
