@@ -242,6 +242,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
 def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ace, initial_density,
                 initial_wavefunctions, checkpoint=None, state=None) -> Result:
     """The semilocal start, then ACE rebuilds around inner SCFs (see the module docstring)."""
+    from .scf import new_mixer
     from .scf_result import forces_and_stress
 
     s = setup.settings  # validated (units converted)
@@ -259,6 +260,10 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
         result, final = _semilocal_start(setup, callback, checkpoint, state, initial_density, initial_wavefunctions)
         state, iterations, outer, occupations = result.extra.pop("_state"), result.iterations, 0, final.occupations
     exx = _switch_to_hybrid(setup, record, fraction, screening)
+    # one density mixer for the inner SCFs: each carries over what the last one learned of the density
+    # response (AndersonMixer.carry_over; H2O PBE0: 26 inner steps -> 22, the same energy). The
+    # semilocal start's history is not carried (a different functional: 2 more steps there).
+    mixer = new_mixer(setup)
     e_ace, e_exact, error, change = None, None, None, None
     while True:
         e_previous, e_exact = e_exact, exx.build_ace(state.wavefunctions, occupations, compress=ace)
@@ -272,7 +277,8 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
             if _outer_converged(error, change, exx_tolerance) or outer >= max_outer:
                 break
         outer += 1
-        result, final, state = _inner_scf(setup, s, error, outer, state, callback, checkpoint)
+        mixer.carry_over()
+        result, final, state = _inner_scf(setup, s, error, outer, state, callback, checkpoint, mixer)
         iterations += result.iterations
         occupations = final.occupations
         e_ace = result.energies["exact_exchange"]
@@ -307,16 +313,16 @@ def _semilocal_start(setup, callback, checkpoint, state, initial_density, initia
     return result, final
 
 
-def _inner_scf(setup, settings, error, outer, state, callback, checkpoint):
+def _inner_scf(setup, settings, error, outer, state, callback, checkpoint, mixer=None):
     """The SCF with the ``outer``-th exchange operator fixed, from the orbitals and input density of
-    ``state`` (error: the outer loop's last estimated energy error, hartree, or None); (Result, final
-    ElectronicState, its SCFState)."""
+    ``state`` (error: the outer loop's last estimated energy error, hartree, or None; mixer: the
+    density mixer to go on with, else a new one); (Result, final ElectronicState, its SCFState)."""
     from .scf import SCFState, _scf_loop
 
     state = SCFState(state.rho_in, state.wavefunctions, phase=outer)
     setup.settings = _inner_tolerances(settings, error)
     try:
-        result, final = _scf_loop(setup, None, None, callback, checkpoint, state)
+        result, final = _scf_loop(setup, None, None, callback, checkpoint, state, mixer)
     finally:
         setup.settings = settings
     _boundary(checkpoint, state, result)

@@ -219,9 +219,10 @@ def _starting_state(setup: Setup, initial_density, initial_wavefunctions, nb_wor
     return SCFState(setup.backend.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
 
 
-def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state):
+def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoint, state, mixer=None):
     """Iterate to self-consistency (at least one step). Returns (Result, the final ElectronicState:
-    the last step's orbitals, occupations and output density)."""
+    the last step's orbitals, occupations and output density). mixer: an
+    :class:`~pwsim.mixing.AndersonMixer` to go on with (a hybrid's inner SCFs), else a new one."""
     s = setup.settings
     energy_tolerance, density_tolerance = setup.energy_tolerance(), setup.density_tolerance()
     start = time.perf_counter()
@@ -230,7 +231,8 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     nb_work = setup.nbands + extra_bands(setup.nbands)
     if state is None:
         state = _starting_state(setup, initial_density, initial_wavefunctions, nb_work)
-    mixer = AndersonMixer(setup.basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
+    if mixer is None:
+        mixer = new_mixer(setup)
 
     e_previous = None
     residual = 1.0
@@ -263,6 +265,12 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     # the final orbitals and their density
     final = ElectronicState(step.rho_out, leading_bands(state.wavefunctions, setup.nbands), state.occupations)
     return result, final
+
+
+def new_mixer(setup: Setup) -> AndersonMixer:
+    """The density mixer of the run's settings, with an empty history."""
+    s = setup.settings
+    return AndersonMixer(setup.basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
 
 def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
