@@ -296,13 +296,13 @@ def _outer_loop(setup, name, record, callback, say, exx_tolerance, max_outer, ac
 def _semilocal_start(setup, callback, checkpoint, state, initial_density, initial_wavefunctions):
     """The semilocal functional's SCF (phase 0), from ``state`` (a checkpoint's) or from the start;
     (Result with the state in extra["_state"], final ElectronicState)."""
-    from .resolve import extra_bands
+    from .resolve import work_bands
     from .scf import _scf_loop, _starting_state
 
     s = setup.settings
     _semilocal(setup, HybridXc(setup.terms.context, 1.0, 1.0))
     if state is None:
-        state = _starting_state(setup, initial_density, initial_wavefunctions, setup.nbands + extra_bands(setup.nbands))
+        state = _starting_state(setup, initial_density, initial_wavefunctions, work_bands(setup))
     setup.settings = _starting_tolerances(s)  # the semilocal start only seeds the first operator
     try:
         result, final = _scf_loop(setup, None, None, callback, checkpoint, state)

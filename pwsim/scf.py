@@ -50,6 +50,7 @@ from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_band
     atomic_orbital_count,
     count_electrons,
     extra_bands,
+    work_bands,
     load_pseudos,
     resolve,
 )
@@ -228,7 +229,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     start = time.perf_counter()
     if setup.layout.size > 1:
         parallel.begin_collective()  # from here an error on one rank must abort every rank
-    nb_work = setup.nbands + extra_bands(setup.nbands)
+    nb_work = work_bands(setup)
     if state is None:
         state = _starting_state(setup, initial_density, initial_wavefunctions, nb_work)
     if mixer is None:
