@@ -121,6 +121,11 @@ def short_range_wpbe(bk, rho_sR, grads, mu: float) -> XCResult:
     return XCResult(bk.to_device(e.reshape(grid)), bk.to_device(vrho), bk.to_device(vsigma))
 
 
+#: PBE0's semilocal part on NumPy through the fused PBE kernel (False: scaled_pbe_unpolarised, whose
+#: formulas it shares; tests/pwx_gga.py patches that one with pw.x's cut-offs of the gradient correction)
+FUSED = True
+
+
 class HybridXc(Xc):
     """The semilocal part of a hybrid: x E_x^PBE + c E_c^PBE = c E_xc^PBE + (x - c) E_x^PBE, less
     ``short_range`` = (alpha, mu) times the short-range omegaPBE exchange (HSE); x = c = 1 is PBE
@@ -137,7 +142,7 @@ class HybridXc(Xc):
         self.short_range = short_range
 
     def _evaluate(self, rho_sR, energy_only=False):  # (energy_only: only the fused NumPy path uses it)
-        if (rho_sR.shape[0] == 1 and self.exchange != self.correlation and self.correlation == 1.0
+        if (FUSED and rho_sR.shape[0] == 1 and self.exchange != self.correlation and self.correlation == 1.0
                 and isinstance(rho_sR, np.ndarray) and self.short_range is None):
             # PBE0 on NumPy: the fused unpolarised PBE with its exchange weighted (pwsim/xc/fused.py;
             # the formulas of scaled_pbe_unpolarised, equal to rounding, ~3x faster on a 72^3 box)
