@@ -12,9 +12,10 @@ and runs pwsim's density SCF with that operator fixed in the Hamiltonian. With E
 energy of orbitals a with the operator of orbitals b, the loop stops when pw.x's estimate of the
 energy's error, |E_x[new; old] - (E_x[old; old] + E_x[new; new]) / 2| (second order in the change of
 the orbitals), is below ``exx_tolerance`` and the first-order change |E_x[new; old] - E_x[new; new]|
-below 0.001 sqrt(exx_tolerance) (which bounds the error of the exchange energy and the
-eigenvalues). The semilocal start is converged loosely (it only seeds the first operator). The
-energy reported is that of the last orbitals with their own (exact) exchange operator.
+below CHANGE_RATIO sqrt(exx_tolerance) (which bounds the error of the exchange energy and the
+eigenvalues). The semilocal start is converged loosely (it only seeds the first operator); the inner
+SCFs share one density mixer, which carries the response it learned across operators. The energy
+reported is that of the last orbitals with their own (exact) exchange operator.
 """
 from __future__ import annotations
 
