@@ -75,13 +75,16 @@ from .xc import lookup
 #: eigensolver residual tolerance = DIAGTOL_RATIO x the density residual of the previous iteration,
 #: capped at DIAGTOL_MAX; DIAGTOL_FIRST for the first diagonalisation (random start)
 DIAGTOL_RATIO = 0.2
-#: the ratio with fixed occupations (gapped systems: molecules, insulators, hybrids). Their mixing
-#: converges fast, so late steps are limited by the orbitals' own error: at 0.2 the residual of CH4 in
-#: a 20 bohr box stalled at ~8e-5 for three steps (14 steps in all), at 0.02 it takes 8 steps (pw.x: 8)
-#: for ~5 % fewer H applications; Si8 14 -> 11 steps, Si2 8 -> 7, for 0-5 % more applications. With
-#: smearing (metals) charge sloshing sets the pace and tighter solves are wasted (Al slab 12x12x1: the
-#: same 12 steps, 40 % more H applications at 0.02), so metals keep DIAGTOL_RATIO.
-DIAGTOL_RATIO_FIXED = 0.02
+#: the ratio where a step's eigensolver work is small against the rest of the step: fixed occupations
+#: (gapped: the mixing converges fast, and late steps are limited by the orbitals' own error) and at most
+#: FEW_BAND_VECTORS band vectors over all k-points and spins. CH4 in a 20 bohr box (4 bands, 100^3): at
+#: 0.2 the residual stalled at ~8e-5 for three steps (14 steps in all), at 0.02 it takes 8 (pw.x: 8)
+#: for 7 % fewer H applications; Si8 Gamma (24 vectors) 14 -> 11 steps for 5 % more, the same time.
+#: Where H dominates a step, tighter solves cost more than the steps they save (Si64 Gamma, 136
+#: vectors: 20 -> 17 steps but 22 % more H applications, 30 % more time; Al slab 12x12x1 with
+#: smearing: the same 12 steps, 40 % more applications): DIAGTOL_RATIO there.
+DIAGTOL_RATIO_FEW = 0.02
+FEW_BAND_VECTORS = 32
 DIAGTOL_MAX = 0.03
 DIAGTOL_FIRST = 0.005
 #: with precision = "mixed", eigensolver passes run in single precision while their tolerance is at
@@ -268,6 +271,12 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     return result, final
 
 
+def _few_band_vectors(setup: Setup, nb_work: int) -> bool:
+    """Fixed occupations and at most FEW_BAND_VECTORS band vectors in all (every k-point and spin of
+    the run, whatever the ranks hold: the same tolerances on any number of ranks)."""
+    return setup.settings.smearing == "none" and nb_work * len(setup.basis.kpoints) <= FEW_BAND_VECTORS
+
+
 def new_mixer(setup: Setup) -> AndersonMixer:
     """The density mixer of the run's settings, with an empty history."""
     s = setup.settings
@@ -282,7 +291,7 @@ def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
     xp = bk.xp
     s = setup.settings
     floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
-    ratio = DIAGTOL_RATIO if s.smearing != "none" else DIAGTOL_RATIO_FIXED
+    ratio = DIAGTOL_RATIO_FEW if _few_band_vectors(setup, nb_work) else DIAGTOL_RATIO
     diagtol = min(max(ratio * residual, floor), DIAGTOL_MAX) if state.iteration > 1 else DIAGTOL_FIRST
     # mixed precision: single-precision passes only until the first double one (never back)
     single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
