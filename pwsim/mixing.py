@@ -40,6 +40,8 @@ class AndersonMixer:
         self.sphere = basis.density_sphere()
         self.xs: list = []  # history on the sphere: (nspin, nsphere) complex each, scaled by sqrt(weights)
         self.fs: list = []
+        #: (dx, df) differences of successive iterates of an earlier map (:meth:`carry_over`), on the sphere
+        self.carried: list = []
 
     def precondition(self, residual_g):
         """residual (nspin, n1, n2, n3) Fourier components -> preconditioned, same shape."""
@@ -80,9 +82,10 @@ class AndersonMixer:
         step_g = x_g + alpha * f_g
         x, f = sphere.compress(x_g), sphere.compress(f_g)
         del x_g, f_g
-        if self.xs:
-            m = len(self.xs)
-            dfs = xp.stack([fi - f for fi in self.fs])  # (m, nspin, nsphere): small, on the sphere
+        if self.xs or self.carried:
+            dxs = [xi - x for xi in self.xs] + [dx for dx, _ in self.carried]
+            dfs = xp.stack([fi - f for fi in self.fs] + [df for _, df in self.carried])  # (m, nspin, nsphere)
+            m = len(dxs)
             flat = xp.reshape(dfs, (m, -1))
             gram = bk.to_host(xp.real(xp.conj(flat) @ flat.mT))
             rhs = -bk.to_host(xp.real(xp.conj(flat) @ xp.reshape(f, (-1,))))
@@ -90,7 +93,7 @@ class AndersonMixer:
             beta = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]  # host: history x history
             correction = None
             for i in range(m):
-                term = float(beta[i]) * ((self.xs[i] - x) + alpha * dfs[i, ...])
+                term = float(beta[i]) * (dxs[i] + alpha * dfs[i, ...])
                 correction = term if correction is None else correction + term
             step_g = step_g + sphere.expand(correction)
         self.xs.append(x)
@@ -98,8 +101,21 @@ class AndersonMixer:
         if len(self.xs) > self.history:
             self.xs.pop(0)
             self.fs.pop(0)
+        if self.carried and len(self.xs) + len(self.carried) > self.history:
+            self.carried.pop(0)  # the oldest carried pair first
         return self.basis.g_to_r(step_g)
+
+    def carry_over(self):
+        """Start a new fixed point (the map has changed a little, as a hybrid's exchange operator does
+        between inner SCFs) keeping what the history says about the response: the differences of
+        successive iterates (dx, df), whose span the next Anderson steps search as well; the iterates
+        themselves, which point at the old fixed point, are dropped."""
+        pairs = [(self.xs[i + 1] - self.xs[i], self.fs[i + 1] - self.fs[i]) for i in range(len(self.xs) - 1)]
+        self.carried = (self.carried + pairs)[-(self.history - 1):] if self.history > 1 else []
+        self.xs.clear()
+        self.fs.clear()
 
     def reset(self):
         self.xs.clear()
         self.fs.clear()
+        self.carried.clear()

@@ -29,7 +29,7 @@ from .estimate import Estimate, available_memory, check_memory, memory_limit  # 
 from .io.atomic import OutputFile, check_output_name, check_writable
 from .io.hdf5 import load, write_result
 from .io.input import InputDeck
-from .resolve import ResolvedRun, extra_bands, resolve
+from .resolve import ResolvedRun, resolve, work_bands
 from .scf import SCFState, _tau_term, prepare, scf
 from .settings import make_settings
 
@@ -163,7 +163,7 @@ def state_from_checkpoint(path, setup, exact: bool = True) -> SCFState:
     wavefunctions = cp["wavefunctions"] if cp and len(cp["wavefunctions"]) else previous.wavefunctions
     from .starting import fit_wavefunctions
 
-    nwork = setup.nbands + extra_bands(setup.nbands)
+    nwork = work_bands(setup)
     mine = setup.layout.owns  # any rank count: each rank keeps its own pool's k-points
     if wavefunctions and len(wavefunctions) == len(setup.basis.kpoints) and all(
             w.ndim == 2 and w.shape[1] == k.npw for w, k in zip(wavefunctions, setup.basis.kpoints)):

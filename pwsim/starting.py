@@ -24,8 +24,10 @@ def gaussian_density(setup: Setup):
     rho_g = np.zeros(basis.fft_grid, dtype=complex)
     magn_g = np.zeros(basis.fft_grid, dtype=complex)
     moments = setup.settings.magnetic_moments or [0.0] * structure.natoms
+    terms = getattr(setup, "terms", None)  # (built: their context knows the box's distinct |G|)
+    distinct = terms.context.distinct_q() if terms is not None else None
     for element in structure.kinds():
-        form = _atomic_density_shape(pseudos[element], element, g2)
+        form = _atomic_density_shape(pseudos[element], element, g2, distinct)
         positions = structure.positions[[i for i, s in enumerate(structure.species) if s == element]]
         rho_g += pseudos[element].zion * form * structure_factor(basis, positions)
         weights = [float(m) for m, el in zip(moments, structure.species) if el == element]
@@ -41,13 +43,18 @@ def gaussian_density(setup: Setup):
     magn = np.clip(magn, -rho, rho)
     return np.stack([0.5 * (rho + magn), 0.5 * (rho - magn)])
 
-def _atomic_density_shape(psp, element: str, g2) -> np.ndarray:
+def _atomic_density_shape(psp, element: str, g2, distinct=None) -> np.ndarray:
     """Fourier shape (1 at G = 0) of one atom's starting valence density: the pseudo-atom's own
-    density where the file has one (UPF, most psp8), else a Gaussian."""
+    density where the file has one (UPF, most psp8), else a Gaussian. distinct: (the distinct |G|
+    of the box, the box's index into them), :meth:`pwsim.terms.context.Context.distinct_q`:
+    the file's table is then interpolated once per distinct |G| (the same numbers)."""
     atomic = getattr(psp, "atomic_density_form_factor", None)
     total = atomic(np.zeros(1)) if atomic is not None else None
     if total is not None and total[0] > 0:
-        return atomic(np.sqrt(g2)) / total[0]
+        if distinct is None:
+            return atomic(np.sqrt(g2)) / total[0]
+        q, inverse = distinct
+        return (atomic(q) / total[0])[inverse].reshape(g2.shape)
     width = _atomic_width(psp.zion, element)
     return np.exp(-0.5 * g2 * width**2)
 

@@ -52,3 +52,4 @@ def patch(monkeypatch):
     monkeypatch.setattr(functionals, "evaluate", cut_pbe)
     monkeypatch.setattr(hybrid, "pbe_exchange", cut_exchange)
     monkeypatch.setattr(hybrid, "scaled_pbe_unpolarised", cut_scaled)
+    monkeypatch.setattr(hybrid, "FUSED", False)  # (the fused PBE kernel has no cut-offs)

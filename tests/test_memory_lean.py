@@ -26,7 +26,7 @@ def _si2_gamma():
 def test_diagonalize_frees_the_starting_orbitals_during_the_solve():
     setup = _si2_gamma()
     kpoint = setup.basis.kpoints[0]
-    nb = setup.nbands + scf.extra_bands(setup.nbands)
+    nb = scf.work_bands(setup)
     start = scf.atomic_wavefunctions(setup, kpoint, nb)
     alive = weakref.ref(start)
     wavefunctions = [start]

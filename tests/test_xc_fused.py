@@ -6,6 +6,8 @@ and the gradient / divergence by real FFTs (pwsim.basis).
 * gradient and divergence against analytic derivatives of band-limited functions on a skewed cell,
   and against the full complex transforms they replace on random (not band-limited) fields, where the
   Nyquist planes matter.
+* molecule boxes, second pass: r_to_g by the real transform, PBE0's semilocal part on the fused
+  kernel, form factors once per distinct |G|, guard bands, the mixer history a hybrid carries.
 """
 import numpy as np
 import pytest
@@ -142,3 +144,99 @@ def test_energy_only_equals_the_full_evaluation():
     assert np.all(alone.e[rho[0] <= builtin.DENSITY_THRESHOLD] == 0.0)
     lda = xcf.evaluate("lda", xnp, rho, None, energy_only=True)  # other kernels: computed as ever
     assert np.array_equal(lda.e, xcf.evaluate("lda", xnp, rho).e)
+
+
+# ------------------------------------------------------------ molecule boxes, second pass (issue 28)
+@pytest.mark.parametrize("backend", ["numpy", "strict"])
+def test_r_to_g_of_a_real_field_is_the_complex_transform(backend):
+    """basis.r_to_g of a real field (real transform and its mirror image) equals the complex transform
+    with 1/N, on odd and even axes, and is Hermitian (exactly off the G_3 = 0 and Nyquist planes, which
+    the real transform computes itself); g_to_r (the real inverse of the half box) brings the field back."""
+    basis = _skewed_basis(backend, grid=(20, 15, 18))
+    bk = basis.backend
+    f = np.random.default_rng(3).standard_normal((2, *basis.fft_grid))
+    f_g = bk.to_host(basis.r_to_g(bk.to_device(f)))
+    want = np.fft.fftn(f, axes=(-3, -2, -1)) / basis.nfft
+    np.testing.assert_allclose(f_g, want, atol=1e-14 * np.abs(want).max())
+    minus = [(-np.arange(n)) % n for n in basis.fft_grid]
+    mirror = np.conj(f_g[:, minus[0]][:, :, minus[1]][:, :, :, minus[2]])
+    np.testing.assert_allclose(f_g, mirror, rtol=0, atol=1e-15 * np.abs(want).max())
+    m = basis.fft_grid[2] // 2 + 1
+    assert np.array_equal(f_g[..., m:], mirror[..., m:])
+    np.testing.assert_allclose(bk.to_host(basis.g_to_r(bk.to_device(f_g))), f, atol=1e-13)
+
+
+def test_fused_pbe_with_an_exchange_weight_equals_the_hybrid_kernel():
+    """PBE0's semilocal part (0.75 E_x^PBE + E_c^PBE) through the fused kernel equals pwsim.hybrid's
+    generic kernel, potentials and the energy-only call included."""
+    from pwsim import hybrid
+    from pwsim.xc.fused import blocked
+
+    rho, sigma, _ = _unpolarised(np.random.default_rng(11), NPTS)
+    want = builtin._unpolarised(hybrid.scaled_pbe_unpolarised(0.75, 1.0), np, rho, sigma)
+    got = blocked("pbe", rho, sigma, exchange=0.75)
+    for field in ("e", "vrho", "vsigma"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-12,
+                                   atol=1e-14 * np.abs(getattr(want, field)).max())
+    alone = blocked("pbe", rho, sigma, energy_only=True, exchange=0.75)
+    np.testing.assert_allclose(alone.e, got.e, rtol=1e-13, atol=0.0)
+    assert not np.allclose(got.e, blocked("pbe", rho, sigma).e)  # the weight is applied
+
+
+def test_form_factors_on_distinct_g_are_the_pointwise_values():
+    """Context.radial_Q evaluates a radial function once per distinct |G| of the box: the same numbers
+    as evaluating it at every G (a UPF's tables), and far fewer points on a cubic box."""
+    from pwsim.scf import prepare
+
+    h2 = pwsim.Structure(np.eye(3) * 8.0, ["H", "H"], [[0.0, 0.0, 0.0], [0.18, 0.0, 0.0]])
+    setup = prepare(h2, pwsim.Settings(xc="pbe", pseudopotentials="pseudodojo", ecut=10.0, kpoints=(1, 1, 1)))
+    context = setup.terms.context
+    q = context.q_Q
+    distinct, inverse = context.distinct_q()
+    assert distinct.size < q.size / 20 and np.array_equal(distinct[inverse].reshape(q.shape), q)
+    psp = setup.pseudos["H"]
+    nonzero = q > 1e-12
+    want = np.zeros_like(q)
+    want[nonzero] = psp.local_form_factor(q[nonzero])
+    assert np.array_equal(context.radial_Q("H", "local_form_factor"), want)
+
+
+def test_guard_bands_only_where_some_requested_band_may_be_empty():
+    from pwsim.resolve import all_bands_filled, extra_bands
+
+    assert extra_bands(4, all_bands_filled("none", 1, 8.0, 4)) == 0  # CH4, 4 bands: all filled
+    assert extra_bands(6, all_bands_filled("none", 1, 8.0, 6)) == 2  # two empty bands asked for
+    assert extra_bands(4, all_bands_filled("fermi-dirac", 1, 8.0, 4)) == 2  # a metal
+    assert extra_bands(4, all_bands_filled("none", 2, 8.0, 4)) == 2  # spin: the channels differ
+
+
+def test_carried_mixer_history_solves_a_moved_fixed_point_in_the_explored_directions():
+    """AndersonMixer.carry_over (a hybrid's inner SCFs): after a linear map's fixed point is found, the
+    map moves along directions the history explored; the carried differences give the exact step at
+    once, where a fresh mixer takes its plain damped step. The iterates themselves are dropped."""
+    from pwsim.mixing import AndersonMixer
+
+    basis = _skewed_basis(grid=(20, 15, 18))
+    g2 = basis.box_g2_host
+    inside = g2 <= 8 * 5.0
+    m_g = (np.where(g2 < 6.0, -3.0, 0.0) * inside)[None]  # a strong long-wavelength response
+    c1 = basis.r_to_g(np.random.default_rng(1).standard_normal((1, *basis.fft_grid))) * inside
+    c2 = 1.1 * c1
+
+    def residual(x, c):
+        out = basis.g_to_r(m_g * basis.r_to_g(x) + c)
+        return out, np.sqrt(np.sum((out - x) ** 2) * basis.dvol)
+
+    mixer = AndersonMixer(basis, 0.8, 8)
+    x = np.zeros((1, *basis.fft_grid))
+    for _ in range(6):
+        x = mixer(x, residual(x, c1)[0])
+    assert residual(x, c1)[1] < 1e-10
+    mixer.carry_over()
+    assert not mixer.xs and 0 < len(mixer.carried) <= 7
+    out, start = residual(x, c2)
+    carried = residual(mixer(x, out), c2)[1]
+    fresh = residual(AndersonMixer(basis, 0.8, 8)(x, out), c2)[1]
+    assert carried < 1e-8 * start and fresh > 0.3 * start
+    mixer.reset()
+    assert not mixer.carried

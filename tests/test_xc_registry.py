@@ -370,3 +370,15 @@ def test_shipped_pseudopotentials_of_a_libxc_functional():
     assert load_pseudo("Si", "libxc:gga_x_pbe+gga_c_pbe", family="gth").source.endswith("pbe/Si-q4")
     assert default_family("lda") == default_family("pbe") == default_family("pbesol") == "pseudodojo"
     assert default_family("lda-pz") == default_family("lda-pade") == "gth"
+
+
+def test_checking_pbe0_does_not_import_libxc():
+    """PBE0's and HF's semilocal parts are pwsim's own PBE (pwsim.hybrid.HybridXc): checking the name
+    must not import pyscf (1-2 s of start-up); HSE06, which needs libxc, still does."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pwsim.xc.registry import require_usable; require_usable('pbe0'); "
+            "require_usable('hf'); print('pyscf' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

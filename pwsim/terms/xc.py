@@ -20,6 +20,8 @@ stress are those of an atom-centred density in the field of the spin-averaged XC
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .. import xc as functionals
@@ -112,9 +114,18 @@ class Xc(Term):
         return xp.stack([v_up, v_dn])
 
     def _core_field_Q(self, state):
-        """The spin-averaged XC potential on the box, dE_xc / d rho_core (G space, device)."""
+        """The spin-averaged XC potential on the box, dE_xc / d rho_core (G space, device); kept for
+        the last density asked (forces and then stress ask for the same one: one XC evaluation)."""
+        cached = getattr(self, "_core_field", None)
+        if cached is not None and cached[0]() is state.rho_sR:
+            return cached[1]
         xp = self.context.backend.xp
-        return self.context.basis.r_to_g(xp.mean(self.potential(state), axis=0))
+        field_Q = self.context.basis.r_to_g(xp.mean(self.potential(state), axis=0))
+        try:
+            self._core_field = (weakref.ref(state.rho_sR), field_Q)
+        except TypeError:  # an array type without weak references: no cache
+            pass
+        return field_Q
 
     def forces(self, state) -> np.ndarray:
         if self.rho_core_R is None:

@@ -18,10 +18,11 @@ from .builtin import (_CX, _PBE_B_OVER_G, _PBE_GAMMA, _PBE_KAPPA, _PBE_MU, _PW_M
                       _T2_FACTOR, BLOCK_POINTS, DENSITY_THRESHOLD, XCResult, evaluate_whole)
 
 
-def blocked(name: str, rho, sigma, energy_only: bool = False) -> XCResult:
+def blocked(name: str, rho, sigma, energy_only: bool = False, exchange: float = 1.0) -> XCResult:
     """:func:`evaluate` on NumPy arrays, BLOCK_POINTS grid points at a time (pointwise: the same
     formulas as the whole-grid kernels, the fused unpolarised PBE equal to rounding). energy_only:
-    the unpolarised PBE skips its derivatives (vrho and vsigma None; 0.6x the time)."""
+    the unpolarised PBE skips its derivatives (vrho and vsigma None; 0.6x the time). exchange: the
+    weight of PBE's exchange in the unpolarised PBE (a hybrid's semilocal part, x E_x + E_c)."""
     nspin, grid = rho.shape[0], rho.shape[1:]
     r = rho.reshape(nspin, -1)
     s = None if sigma is None else sigma.reshape(sigma.shape[0], -1)
@@ -30,14 +31,17 @@ def blocked(name: str, rho, sigma, energy_only: bool = False) -> XCResult:
     vrho = np.empty((nspin, npts))
     vsigma = None if s is None else np.empty((s.shape[0], npts))
     fused = name == "pbe" and nspin == 1
+    if exchange != 1.0 and not fused:
+        raise ValueError("blocked: an exchange weight only for the unpolarised PBE")
     if fused and energy_only:
         for a in range(0, npts, BLOCK_POINTS):
-            _pbe_unpolarised_energy(r[0, a:a + BLOCK_POINTS], s[0, a:a + BLOCK_POINTS], e[a:a + BLOCK_POINTS])
+            _pbe_unpolarised_energy(r[0, a:a + BLOCK_POINTS], s[0, a:a + BLOCK_POINTS], e[a:a + BLOCK_POINTS],
+                                    exchange)
         return XCResult(e=e.reshape(grid), vrho=None)
     for a in range(0, npts, BLOCK_POINTS):
         b = min(a + BLOCK_POINTS, npts)
         if fused:
-            _pbe_unpolarised_fused(r[0, a:b], s[0, a:b], e[a:b], vrho[0, a:b], vsigma[0, a:b])
+            _pbe_unpolarised_fused(r[0, a:b], s[0, a:b], e[a:b], vrho[0, a:b], vsigma[0, a:b], exchange)
             continue
         out = evaluate_whole(name, np, r[:, a:b], None if s is None else s[:, a:b])
         e[a:b], vrho[:, a:b] = out.e, out.vrho
@@ -59,10 +63,10 @@ def _masked_inputs(n_raw, sigma_raw):
     return mask, n, sig, np.cbrt(n)
 
 
-def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma) -> None:
+def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma, exchange: float = 1.0) -> None:
     """Unpolarised PBE on one block of NumPy arrays (npts,), written into e, v, vsigma: the formulas
     of :func:`_pbe_x`, :func:`_pw92` (PW_MOD, zeta = 0) and :func:`_pbe_h` (phi = 1), with the
-    same density cut-off."""
+    same density cut-off; the exchange part weighted by ``exchange``."""
     mask, n, sig, n13 = _masked_inputs(n_raw, sigma_raw)
     n43 = n * n13
     rs = _RS_FACTOR / n13
@@ -83,6 +87,10 @@ def _pbe_unpolarised_fused(n_raw, sigma_raw, e, v, vsigma) -> None:
     v *= eps_lda
     vsigma[:] = dfx * (_CX * _S2_FACTOR)
     vsigma /= n43
+    if exchange != 1.0:
+        e *= exchange
+        v *= exchange
+        vsigma *= exchange
     eps_c, deps_c = _pw92_mod_unpolarised(rs)
     _pbe_h_unpolarised_fused(n, n43, rs, sig, eps_c, deps_c, e, v, vsigma)
     if not mask.all():
@@ -174,7 +182,7 @@ def _pbe_h_unpolarised_fused(n, n43, rs, sig, eps, deps, e, v, vsigma) -> None:
     vsigma += dh_dt2
 
 
-def _pbe_unpolarised_energy(n_raw, sigma_raw, e) -> None:
+def _pbe_unpolarised_energy(n_raw, sigma_raw, e, exchange: float = 1.0) -> None:
     """The energy density of :func:`_pbe_unpolarised_fused` alone, into e (npts,)."""
     mask, n, sig, n13 = _masked_inputs(n_raw, sigma_raw)
     n43 = n * n13
@@ -186,6 +194,8 @@ def _pbe_unpolarised_energy(n_raw, sigma_raw, e) -> None:
     fx *= -_PBE_KAPPA
     fx += 1.0 + _PBE_KAPPA
     fx *= _CX * n13
+    if exchange != 1.0:
+        fx *= exchange
     # PW92 (PW_MOD, zeta = 0) eps_c, then H(rs, t) with phi = 1
     p = _PW_MOD
     a = p.a[0]

@@ -23,6 +23,9 @@ FAMILIES = ("lda", "gga", "mgga", "hf")
 
 #: the hybrids the exact-exchange term runs (pwsim/hybrid.py); other hybrids and HF variants are refused
 EXACT_EXCHANGE_AVAILABLE = ("pbe0", "hse06", "hf")
+#: hybrids whose semilocal part pwsim's own PBE evaluates (pwsim.hybrid.HybridXc): a run of them needs
+#: no libxc, so the check of [model] xc does not import it (pyscf's import: ~1-2 s of CPU at start-up)
+OWN_SEMILOCAL_HYBRIDS = ("pbe0", "hf")
 #: whether the Hamiltonian has the kinetic-energy-density potential (pwsim/terms/meta_xc.py)
 KINETIC_ENERGY_DENSITY_AVAILABLE = True
 
@@ -193,7 +196,7 @@ def require_usable(name) -> Functional:
     if f.is_hybrid and f.name not in EXACT_EXCHANGE_AVAILABLE:
         raise InputError(f"xc = {f.name!r}: a hybrid needs exact (Fock) exchange (fraction {f.exx_fraction:g}), "
                          "not available yet in pwsim; use an LDA or GGA")
-    if f.implementation == "libxc":
+    if f.implementation == "libxc" and f.name not in OWN_SEMILOCAL_HYBRIDS:
         from . import libxc
 
         libxc.module(f.name)
