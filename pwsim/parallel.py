@@ -759,6 +759,98 @@ class BandGroup:
         return _shared_operator(self.comm, self.backend, apply)
 
 
+class GridShare:
+    """The grid work every rank of a band group would otherwise repeat on the whole FFT box (the
+    XC functional point by point, a GGA's gradient and divergence transforms), shared out over the
+    group's ranks and the results gathered, so that every rank holds the whole result.
+
+    Same bits as one rank: a pointwise kernel gives the same number at a point whatever slice of
+    the box it is called on (each rank takes a contiguous range of x-planes, :meth:`pointwise`),
+    each Cartesian component of a gradient or divergence is transformed whole by one rank with the
+    same FFT call as a serial run, and the divergence's components are added in the serial order
+    (x, then y, then z) after they are gathered. A band group at Gamma (a molecule in a box) spends
+    most of an SCF step on this replicated work (docs/parallel.md).
+    """
+
+    def __init__(self, comm: Comm, backend):
+        self.comm = comm
+        self.backend = backend
+        self.size = comm.size
+        self.rank = comm.rank
+
+    def planes(self, n1: int) -> tuple[int, int]:
+        """This rank's [lo, hi) x-planes of a box with ``n1`` planes."""
+        return even_split(n1, self.size)[self.rank]
+
+    def gather_planes(self, part, n1: int):
+        """Every rank's x-planes (axis -3 of ``part``: this rank's :meth:`planes`) -> the whole array
+        (device), the planes in rank order."""
+        bk = self.backend
+        rows = np.ascontiguousarray(np.moveaxis(np.asarray(bk.to_host(part)), -3, 0))
+        counts = [b - a for a, b in even_split(n1, self.size)]
+        whole = self.comm.Allgather_rows(rows, counts)
+        return bk.to_device(np.ascontiguousarray(np.moveaxis(whole, 0, -3)))
+
+    def pointwise(self, kernel, *arrays):
+        """``kernel(*slices)`` on this rank's x-planes of ``arrays`` (each (..., n1, n2, n3) or None),
+        every array field of its result (a dataclass, e.g. pwsim.xc.XCResult, fields (..., planes,
+        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel."""
+        import dataclasses
+
+        n1 = next(a for a in arrays if a is not None).shape[-3]
+        lo, hi = self.planes(n1)
+        part = kernel(*(None if a is None else a[..., lo:hi, :, :] for a in arrays))
+        whole = {f.name: self.gather_planes(getattr(part, f.name), n1)
+                 for f in dataclasses.fields(part) if getattr(part, f.name) is not None}
+        return dataclasses.replace(part, **whole)
+
+    def _owned(self, components: int, reverse: bool = False) -> list[int]:
+        """The components (of ``components``) this rank transforms: contiguous in rank order (so a
+        gather of rows returns them in order), the last ranks first when ``reverse`` (a divergence
+        after a gradient: two components on each of two ranks in all)."""
+        owner = [j * self.size // components for j in range(components)]
+        if reverse:
+            owner = [self.size - 1 - o for o in owner[::-1]]
+        return [j for j in range(components) if owner[j] == self.rank], \
+            [owner.count(r) for r in range(self.size)]
+
+    def gradient(self, basis, f_real):
+        """``basis.gradient(f_real)`` (3, n1, n2, n3), each component's inverse transform done by one
+        rank: the one forward transform on every rank, the components gathered."""
+        bk = self.backend
+        f_half = bk.rfft3(f_real)
+        ig = basis._half_box_ig()
+        mine, counts = self._owned(3)
+        rows = [bk.to_host(bk.irfft3(ig[a, ...] * f_half, basis.fft_grid)) for a in mine]
+        host = np.stack(rows) if rows else np.empty((0, *basis.fft_grid))
+        return bk.to_device(self.comm.Allgather_rows(host, counts))
+
+    def divergence(self, basis, v_real):
+        """``basis.divergence(v_real)`` (n1, n2, n3) of a (3, n1, n2, n3) field: each component's
+        forward transform (times i G_a) by one rank, the three gathered and added in the serial
+        order, then the one inverse transform on every rank."""
+        bk = self.backend
+        ig = basis._half_box_ig()
+        mine, counts = self._owned(3, reverse=True)
+        rows = [bk.to_host(ig[a, ...] * bk.rfft3(v_real[a, ...])) for a in mine]
+        half = tuple(ig.shape[1:])
+        host = np.stack(rows) if rows else np.empty((0, *half), dtype=np.complex128)
+        terms = bk.to_device(self.comm.Allgather_rows(host, counts))
+        total = terms[0, ...]
+        total += terms[1, ...]
+        total += terms[2, ...]
+        return bk.irfft3(total, basis.fft_grid)
+
+
+def grid_share(context) -> GridShare | None:
+    """The :class:`GridShare` of the band group of a term context's layout (``context.layout``, set
+    by pwsim.scf_setup), or None where there is nothing to share (one rank in the group, no layout)."""
+    layout = getattr(context, "layout", None)
+    if layout is None or layout.pool_comm.size == 1:
+        return None
+    return GridShare(layout.pool_comm, layout.backend)
+
+
 #: keys of ``[run] parallel``
 OPTIONS = ("pools",)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from .. import xc as functionals
 from ..errors import InputError
 from .base import Term, symmetric
@@ -78,11 +79,18 @@ class Xc(Term):
         """(pointwise output of the functional, density gradients per spin or None, sigma or None)
         on the total (valence + core) density; energy_only: the potentials may be left out."""
         basis = self.context.basis
-        xp = self.context.backend.xp
+        bk = self.context.backend
+        xp = bk.xp
         functional = self.functional
+        share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
+
+        def kernel(rho, sigma=None):
+            return _evaluate_planes(bk, functional, rho, sigma, energy_only)
+        pointwise = kernel if share is None else lambda *a: share.pointwise(kernel, *a)
         if not functional.needs_gradient:
-            return _evaluate_planes(self.context.backend, functional, rho_sR, energy_only=energy_only), None, None
-        grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
+            return pointwise(rho_sR), None, None
+        gradient = basis.gradient if share is None else lambda f: share.gradient(basis, f)
+        grads = [gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:
             sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
         else:
@@ -91,7 +99,7 @@ class Xc(Term):
                 xp.sum(grads[0] * grads[1], axis=0),
                 xp.sum(grads[1] * grads[1], axis=0),
             ])
-        return _evaluate_planes(self.context.backend, functional, rho_sR, sigma, energy_only), grads, sigma
+        return pointwise(rho_sR, sigma), grads, sigma
 
     def energy(self, state) -> float:
         out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
@@ -104,11 +112,13 @@ class Xc(Term):
         out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
         if grads is None:
             return out.vrho
+        share = parallel.grid_share(self.context)
+        divergence = basis.divergence if share is None else lambda v: share.divergence(basis, v)
         if len(grads) == 1:
-            potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
+            potential = out.vrho[0, ...] - divergence(2.0 * out.vsigma[0, ...] * grads[0])
             return potential[None, ...]
-        v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-        v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+        v_up = out.vrho[0, ...] - divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+        v_dn = out.vrho[1, ...] - divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
         return xp.stack([v_up, v_dn])
 
     def _core_field_Q(self, state):
