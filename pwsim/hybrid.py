@@ -22,7 +22,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-
+from . import parallel
 from .coulomb import ExchangeKernel
 from .errors import InputError
 from .results import Result
@@ -119,10 +119,11 @@ class HybridXc(Xc):
         if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
             # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)
             bk = self.context.backend
-            grad_vR = self.context.basis.gradient(rho_sR[0, ...])
+            share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
+            grad_vR = share.gradient(self.context.basis, rho_sR[0, ...])
             grads, sigma = [grad_vR], bk.xp.sum(grad_vR * grad_vR, axis=0)[None, ...]
             kernel = scaled_pbe_unpolarised(self.exchange, self.correlation)
-            parts = [(1.0, builtin._unpolarised(kernel, bk.xp, rho_sR, sigma))]
+            parts = [(1.0, share.pointwise(lambda r, s: builtin._unpolarised(kernel, bk.xp, r, s), rho_sR, sigma))]
         else:
             out, grads, sigma = super()._evaluate(rho_sR)
             parts = [(self.correlation, out)]

@@ -797,6 +797,8 @@ class GridShare:
         n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel."""
         import dataclasses
 
+        if self.size == 1:
+            return kernel(*arrays)
         n1 = next(a for a in arrays if a is not None).shape[-3]
         lo, hi = self.planes(n1)
         part = kernel(*(None if a is None else a[..., lo:hi, :, :] for a in arrays))
@@ -817,6 +819,8 @@ class GridShare:
     def gradient(self, basis, f_real):
         """``basis.gradient(f_real)`` (3, n1, n2, n3), each component's inverse transform done by one
         rank: the one forward transform on every rank, the components gathered."""
+        if self.size == 1:
+            return basis.gradient(f_real)
         bk = self.backend
         f_half = bk.rfft3(f_real)
         ig = basis._half_box_ig()
@@ -829,6 +833,8 @@ class GridShare:
         """``basis.divergence(v_real)`` (n1, n2, n3) of a (3, n1, n2, n3) field: each component's
         forward transform (times i G_a) by one rank, the three gathered and added in the serial
         order, then the one inverse transform on every rank."""
+        if self.size == 1:
+            return basis.divergence(v_real)
         bk = self.backend
         ig = basis._half_box_ig()
         mine, counts = self._owned(3, reverse=True)
@@ -842,12 +848,13 @@ class GridShare:
         return bk.irfft3(total, basis.fft_grid)
 
 
-def grid_share(context) -> GridShare | None:
+def grid_share(context) -> GridShare:
     """The :class:`GridShare` of the band group of a term context's layout (``context.layout``, set
-    by pwsim.scf_setup), or None where there is nothing to share (one rank in the group, no layout)."""
+    by pwsim.scf_setup); without a layout, or with one rank in the group, one whose methods are the
+    serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
     layout = getattr(context, "layout", None)
     if layout is None or layout.pool_comm.size == 1:
-        return None
+        return GridShare(Comm(), context.backend)
     return GridShare(layout.pool_comm, layout.backend)
 
 

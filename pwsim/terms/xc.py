@@ -86,11 +86,9 @@ class Xc(Term):
 
         def kernel(rho, sigma=None):
             return _evaluate_planes(bk, functional, rho, sigma, energy_only)
-        pointwise = kernel if share is None else lambda *a: share.pointwise(kernel, *a)
         if not functional.needs_gradient:
-            return pointwise(rho_sR), None, None
-        gradient = basis.gradient if share is None else lambda f: share.gradient(basis, f)
-        grads = [gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
+            return share.pointwise(kernel, rho_sR), None, None
+        grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:
             sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
         else:
@@ -99,7 +97,7 @@ class Xc(Term):
                 xp.sum(grads[0] * grads[1], axis=0),
                 xp.sum(grads[1] * grads[1], axis=0),
             ])
-        return pointwise(rho_sR, sigma), grads, sigma
+        return share.pointwise(kernel, rho_sR, sigma), grads, sigma
 
     def energy(self, state) -> float:
         out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
@@ -112,13 +110,12 @@ class Xc(Term):
         out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
         if grads is None:
             return out.vrho
-        share = parallel.grid_share(self.context)
-        divergence = basis.divergence if share is None else lambda v: share.divergence(basis, v)
+        share = parallel.grid_share(self.context)  # the band group's ranks split the transforms (same bits)
         if len(grads) == 1:
-            potential = out.vrho[0, ...] - divergence(2.0 * out.vsigma[0, ...] * grads[0])
+            potential = out.vrho[0, ...] - share.divergence(basis, 2.0 * out.vsigma[0, ...] * grads[0])
             return potential[None, ...]
-        v_up = out.vrho[0, ...] - divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-        v_dn = out.vrho[1, ...] - divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+        v_up = out.vrho[0, ...] - share.divergence(basis, 2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+        v_dn = out.vrho[1, ...] - share.divergence(basis, 2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
         return xp.stack([v_up, v_dn])
 
     def _core_field_Q(self, state):
