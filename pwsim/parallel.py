@@ -67,9 +67,12 @@ LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_CO
 #: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
 #: number of ranks (a band group shares the chunks out): the same chunks give the same bits. Small
 #: chunks share a small block evenly (with 8-row chunks a rank of a 2-rank group waited 4 % of the H
-#: time of Si64 for the other; 2 % with 4); a rank joins its consecutive chunks into one call of H
+#: time of Si64 for the other; 2 % with 4); a rank joins its consecutive chunks into one call of H.
+#: 2 rows (one FFT pair at Gamma): a molecule's 4 bands are 2 chunks, one per rank of a 2-rank group,
+#: not one chunk that one rank applies and densifies while the other waits (CH4 in a box, docs/parallel.md).
+#: (A serial run applies H to whole blocks: the chunks matter to band groups only.)
 MAX_CHUNKS = 16
-MIN_CHUNK = 4
+MIN_CHUNK = 2
 #: the chunks of the replicated fallback (:func:`_shared_operator`), which applies H chunk by chunk
 SHARED_MIN_CHUNK = 8
 #: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
