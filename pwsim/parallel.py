@@ -11,7 +11,10 @@ into contiguous blocks, one per pool: each pool diagonalises only its own k-poin
 each rank stores its share of every band's coefficients, overlaps are local products summed over
 the group (MPI_Allreduce), and H -- the FFTs and non-local products -- is applied to whole bands of
 the rank's band chunks after a transpose (MPI_Alltoallv) and transposed back. The density is split
-by bands and summed over the group. The choice (:func:`choose_pools`) minimises a simple time model;
+by bands and summed over the group. The grid work that every rank of a group would repeat on the
+whole FFT box -- the XC functional point by point, a GGA's gradient and divergence transforms -- is
+shared out over the group (:class:`GridShare`, called from pwsim.terms.xc and pwsim.hybrid) with the
+serial bits. The choice (:func:`choose_pools`) minimises a simple time model;
 ``[run] parallel = { pools = P }`` overrides it.
 
 Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
