@@ -829,29 +829,40 @@ class GridShare:
             return basis.gradient(f_real)
         bk = self.backend
         f_half = bk.rfft3(f_real)
-        ig = basis._half_box_ig()
         mine, counts = self._owned(3)
-        rows = [bk.to_host(bk.irfft3(ig[a, ...] * f_half, basis.fft_grid)) for a in mine]
+        rows = [bk.to_host(bk.irfft3(_half_box_ig(basis, a) * f_half, basis.fft_grid)) for a in mine]
         host = np.stack(rows) if rows else np.empty((0, *basis.fft_grid))
         return bk.to_device(self.comm.Allgather_rows(host, counts))
 
     def divergence(self, basis, v_real):
-        """``basis.divergence(v_real)`` (n1, n2, n3) of a (3, n1, n2, n3) field: each component's
-        forward transform (times i G_a) by one rank, the three gathered and added in the serial
-        order, then the one inverse transform on every rank."""
+        """``basis.divergence(v_real)`` (n1, n2, n3) of a (3, n1, n2, n3) field (:meth:`divergence_of`)."""
         if self.size == 1:
             return basis.divergence(v_real)
+        return self.divergence_of(basis, lambda a: v_real[a, ...])
+
+    def divergence_of(self, basis, component):
+        """The divergence (n1, n2, n3) of the field whose Cartesian component a is ``component(a)``
+        (n1, n2, n3): each rank asks only for its components (so the others are never formed there),
+        transforms them (times i G_a), the three are gathered and added in the serial order x, y, z,
+        then the one inverse transform on every rank. One rank: ``basis.divergence`` of the stack."""
         bk = self.backend
-        ig = basis._half_box_ig()
+        if self.size == 1:
+            return basis.divergence(bk.xp.stack([component(a) for a in range(3)]))
         mine, counts = self._owned(3, reverse=True)
-        rows = [bk.to_host(ig[a, ...] * bk.rfft3(v_real[a, ...])) for a in mine]
-        half = tuple(ig.shape[1:])
+        rows = [bk.to_host(_half_box_ig(basis, a) * bk.rfft3(component(a))) for a in mine]
+        half = (*basis.fft_grid[:2], basis.fft_grid[2] // 2 + 1)
         host = np.stack(rows) if rows else np.empty((0, *half), dtype=np.complex128)
         terms = bk.to_device(self.comm.Allgather_rows(host, counts))
         total = terms[0, ...]
         total += terms[1, ...]
         total += terms[2, ...]
         return bk.irfft3(total, basis.fft_grid)
+
+
+def _half_box_ig(basis, a: int):
+    """i G_a (n1, n2, n3 // 2 + 1) on the half box of the real transforms: pwsim.basis's table (the one
+    place that knows its layout, so that a per-component table there changes only this line)."""
+    return basis._half_box_ig()[a, ...]
 
 
 def grid_share(context) -> GridShare:

@@ -111,11 +111,21 @@ class Xc(Term):
         if grads is None:
             return out.vrho
         share = parallel.grid_share(self.context)  # the band group's ranks split the transforms (same bits)
+        if share.size == 1:  # the serial code
+            if len(grads) == 1:
+                potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
+                return potential[None, ...]
+            v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+            v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+            return xp.stack([v_up, v_dn])
+        # a band group: each rank forms only the flux components it transforms (same bits)
+        vs = out.vsigma
         if len(grads) == 1:
-            potential = out.vrho[0, ...] - share.divergence(basis, 2.0 * out.vsigma[0, ...] * grads[0])
-            return potential[None, ...]
-        v_up = out.vrho[0, ...] - share.divergence(basis, 2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-        v_dn = out.vrho[1, ...] - share.divergence(basis, 2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+            return (out.vrho[0, ...] - share.divergence_of(basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...]))[None, ...]
+        v_up = out.vrho[0, ...] - share.divergence_of(
+            basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...] + vs[1, ...] * grads[1][a, ...])
+        v_dn = out.vrho[1, ...] - share.divergence_of(
+            basis, lambda a: 2.0 * vs[2, ...] * grads[1][a, ...] + vs[1, ...] * grads[0][a, ...])
         return xp.stack([v_up, v_dn])
 
     def _core_field_Q(self, state):
