@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .coulomb import ExchangeKernel
 from .errors import InputError
 from .results import Result
@@ -129,16 +130,19 @@ class HybridXc(Xc):
             # the formulas of scaled_pbe_unpolarised, equal to rounding, ~3x faster on a 72^3 box)
             from .xc.fused import blocked
 
-            grad_vR = self.context.basis.gradient(rho_sR[0, ...])
+            share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
+            grad_vR = share.gradient(self.context.basis, rho_sR[0, ...])
             sigma = np.sum(grad_vR * grad_vR, axis=0)[None, ...]
-            return blocked("pbe", rho_sR, sigma, energy_only, exchange=self.exchange), [grad_vR], sigma
+            out = share.pointwise(lambda r, s: blocked("pbe", r, s, energy_only, exchange=self.exchange), rho_sR, sigma)
+            return out, [grad_vR], sigma
         if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
             # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)
             bk = self.context.backend
-            grad_vR = self.context.basis.gradient(rho_sR[0, ...])
+            share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
+            grad_vR = share.gradient(self.context.basis, rho_sR[0, ...])
             grads, sigma = [grad_vR], bk.xp.sum(grad_vR * grad_vR, axis=0)[None, ...]
             kernel = scaled_pbe_unpolarised(self.exchange, self.correlation)
-            parts = [(1.0, builtin._unpolarised(kernel, bk.xp, rho_sR, sigma))]
+            parts = [(1.0, share.pointwise(lambda r, s: builtin._unpolarised(kernel, bk.xp, r, s), rho_sR, sigma))]
         else:
             out, grads, sigma = super()._evaluate(rho_sR)
             parts = [(self.correlation, out)]

@@ -11,7 +11,10 @@ into contiguous blocks, one per pool: each pool diagonalises only its own k-poin
 each rank stores its share of every band's coefficients, overlaps are local products summed over
 the group (MPI_Allreduce), and H -- the FFTs and non-local products -- is applied to whole bands of
 the rank's band chunks after a transpose (MPI_Alltoallv) and transposed back. The density is split
-by bands and summed over the group. The choice (:func:`choose_pools`) minimises a simple time model;
+by bands and summed over the group. The grid work that every rank of a group would repeat on the
+whole FFT box -- the XC functional point by point, a GGA's gradient and divergence transforms -- is
+shared out over the group (:class:`GridShare`, called from pwsim.terms.xc and pwsim.hybrid) with the
+serial bits. The choice (:func:`choose_pools`) minimises a simple time model;
 ``[run] parallel = { pools = P }`` overrides it.
 
 Same answer on any number of ranks. Whatever is summed over k-points (density, band energies,
@@ -67,9 +70,12 @@ LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_CO
 #: H is applied to a block of bands in at most MAX_CHUNKS chunks of at least MIN_CHUNK rows, on any
 #: number of ranks (a band group shares the chunks out): the same chunks give the same bits. Small
 #: chunks share a small block evenly (with 8-row chunks a rank of a 2-rank group waited 4 % of the H
-#: time of Si64 for the other; 2 % with 4); a rank joins its consecutive chunks into one call of H
+#: time of Si64 for the other; 2 % with 4); a rank joins its consecutive chunks into one call of H.
+#: 2 rows (one FFT pair at Gamma): a molecule's 4 bands are 2 chunks, one per rank of a 2-rank group,
+#: not one chunk that one rank applies and densifies while the other waits (CH4 in a box, docs/parallel.md).
+#: (A serial run applies H to whole blocks: the chunks matter to band groups only.)
 MAX_CHUNKS = 16
-MIN_CHUNK = 4
+MIN_CHUNK = 2
 #: the chunks of the replicated fallback (:func:`_shared_operator`), which applies H chunk by chunk
 SHARED_MIN_CHUNK = 8
 #: fraction of an SCF step's time that band groups do not split (the small Rayleigh-Ritz eigenproblems,
@@ -757,6 +763,116 @@ class BandGroup:
     def shared(self, apply):
         """The replicated scheme: ``apply`` on whole blocks, its chunks shared out and gathered."""
         return _shared_operator(self.comm, self.backend, apply)
+
+
+class GridShare:
+    """The grid work every rank of a band group would otherwise repeat on the whole FFT box (the
+    XC functional point by point, a GGA's gradient and divergence transforms), shared out over the
+    group's ranks and the results gathered, so that every rank holds the whole result.
+
+    Same bits as one rank: a pointwise kernel gives the same number at a point whatever slice of
+    the box it is called on (each rank takes a contiguous range of x-planes, :meth:`pointwise`),
+    each Cartesian component of a gradient or divergence is transformed whole by one rank with the
+    same FFT call as a serial run, and the divergence's components are added in the serial order
+    (x, then y, then z) after they are gathered. A band group at Gamma (a molecule in a box) spends
+    most of an SCF step on this replicated work (docs/parallel.md).
+    """
+
+    def __init__(self, comm: Comm, backend):
+        self.comm = comm
+        self.backend = backend
+        self.size = comm.size
+        self.rank = comm.rank
+
+    def planes(self, n1: int) -> tuple[int, int]:
+        """This rank's [lo, hi) x-planes of a box with ``n1`` planes."""
+        return even_split(n1, self.size)[self.rank]
+
+    def gather_planes(self, part, n1: int):
+        """Every rank's x-planes (axis -3 of ``part``: this rank's :meth:`planes`) -> the whole array
+        (device), the planes in rank order."""
+        bk = self.backend
+        rows = np.ascontiguousarray(np.moveaxis(np.asarray(bk.to_host(part)), -3, 0))
+        counts = [b - a for a, b in even_split(n1, self.size)]
+        whole = self.comm.Allgather_rows(rows, counts)
+        return bk.to_device(np.ascontiguousarray(np.moveaxis(whole, 0, -3)))
+
+    def pointwise(self, kernel, *arrays):
+        """``kernel(*slices)`` on this rank's x-planes of ``arrays`` (each (..., n1, n2, n3) or None),
+        every array field of its result (a dataclass, e.g. pwsim.xc.XCResult, fields (..., planes,
+        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel."""
+        import dataclasses
+
+        if self.size == 1:
+            return kernel(*arrays)
+        n1 = next(a for a in arrays if a is not None).shape[-3]
+        lo, hi = self.planes(n1)
+        part = kernel(*(None if a is None else a[..., lo:hi, :, :] for a in arrays))
+        whole = {f.name: self.gather_planes(getattr(part, f.name), n1)
+                 for f in dataclasses.fields(part) if getattr(part, f.name) is not None}
+        return dataclasses.replace(part, **whole)
+
+    def _owned(self, components: int, reverse: bool = False) -> list[int]:
+        """The components (of ``components``) this rank transforms: contiguous in rank order (so a
+        gather of rows returns them in order), the last ranks first when ``reverse`` (a divergence
+        after a gradient: two components on each of two ranks in all)."""
+        owner = [j * self.size // components for j in range(components)]
+        if reverse:
+            owner = [self.size - 1 - o for o in owner[::-1]]
+        return [j for j in range(components) if owner[j] == self.rank], \
+            [owner.count(r) for r in range(self.size)]
+
+    def gradient(self, basis, f_real):
+        """``basis.gradient(f_real)`` (3, n1, n2, n3), each component's inverse transform done by one
+        rank: the one forward transform on every rank, the components gathered."""
+        if self.size == 1:
+            return basis.gradient(f_real)
+        bk = self.backend
+        f_half = bk.rfft3(f_real)
+        mine, counts = self._owned(3)
+        rows = [bk.to_host(bk.irfft3(_half_box_ig(basis, a) * f_half, basis.fft_grid)) for a in mine]
+        host = np.stack(rows) if rows else np.empty((0, *basis.fft_grid))
+        return bk.to_device(self.comm.Allgather_rows(host, counts))
+
+    def divergence(self, basis, v_real):
+        """``basis.divergence(v_real)`` (n1, n2, n3) of a (3, n1, n2, n3) field (:meth:`divergence_of`)."""
+        if self.size == 1:
+            return basis.divergence(v_real)
+        return self.divergence_of(basis, lambda a: v_real[a, ...])
+
+    def divergence_of(self, basis, component):
+        """The divergence (n1, n2, n3) of the field whose Cartesian component a is ``component(a)``
+        (n1, n2, n3): each rank asks only for its components (so the others are never formed there),
+        transforms them (times i G_a), the three are gathered and added in the serial order x, y, z,
+        then the one inverse transform on every rank. One rank: ``basis.divergence`` of the stack."""
+        bk = self.backend
+        if self.size == 1:
+            return basis.divergence(bk.xp.stack([component(a) for a in range(3)]))
+        mine, counts = self._owned(3, reverse=True)
+        rows = [bk.to_host(_half_box_ig(basis, a) * bk.rfft3(component(a))) for a in mine]
+        half = (*basis.fft_grid[:2], basis.fft_grid[2] // 2 + 1)
+        host = np.stack(rows) if rows else np.empty((0, *half), dtype=np.complex128)
+        terms = bk.to_device(self.comm.Allgather_rows(host, counts))
+        total = terms[0, ...]
+        total += terms[1, ...]
+        total += terms[2, ...]
+        return bk.irfft3(total, basis.fft_grid)
+
+
+def _half_box_ig(basis, a: int):
+    """i G_a (n1, n2, n3 // 2 + 1) on the half box of the real transforms: pwsim.basis's table (the one
+    place that knows its layout, so that a per-component table there changes only this line)."""
+    return basis._half_box_ig()[a, ...]
+
+
+def grid_share(context) -> GridShare:
+    """The :class:`GridShare` of the band group of a term context's layout (``context.layout``, set
+    by pwsim.scf_setup); without a layout, or with one rank in the group, one whose methods are the
+    serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
+    layout = getattr(context, "layout", None)
+    if layout is None or layout.pool_comm.size == 1:
+        return GridShare(Comm(), context.backend)
+    return GridShare(layout.pool_comm, layout.backend)
 
 
 #: keys of ``[run] parallel``

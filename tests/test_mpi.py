@@ -387,3 +387,60 @@ def test_distributed_eigensolver_agrees_and_holds_less_per_rank(tmp_path):
             assert r[case]["residual"] < 1e-8
             if case != "replicated":
                 assert r[case]["peak"] < 0.7 * one[case]["peak"], (case, r[case]["peak"], one[case]["peak"])
+
+
+# The grid work a band group shares out (pwsim.parallel.GridShare): the XC functional point by point
+# over x-planes, a GGA's gradient and divergence transforms one component per rank. On each rank the
+# XC term's energy, potential and stress with the group's share and without it (the serial code on
+# the whole box) must be the same bits: LDA, PBE, spin-polarised PBE in one band group, and the
+# semilocal part of PBE0 (pwsim.hybrid.HybridXc, its own one-pass kernel).
+GRID_DRIVER = r'''
+import json, types
+import numpy as np
+import pwsim
+from pwsim import parallel, scf_setup
+from pwsim.hybrid import HybridXc
+
+mol = pwsim.Structure(np.diag([9.0, 9.5, 10.0]), ["O", "H", "H"],
+                      np.array([[0.5, 0.5, 0.5], [0.6, 0.5, 0.58], [0.4, 0.52, 0.58]]))
+common = dict(pseudopotentials="gth", ecut=10.0, kpoints=(1, 1, 1), allow_functional_mismatch=True,
+              compute_forces=False, compute_stress=False)
+spin = dict(spin="collinear", magnetic_moments=[1.0, 0.0, 0.0], smearing="fermi-dirac", temperature=0.01,
+            parallel={"pools": 1})
+out = {}
+for case, settings in (("lda", dict(xc="lda")), ("pbe", dict(xc="pbe")), ("pbe-spin", dict(xc="pbe", **spin)),
+                       ("pbe0-semilocal", dict(xc="pbe"))):
+    setup = scf_setup.prepare(mol, **common, **settings)
+    term = next(t for t in setup.terms.terms if t.name == "xc")
+    if case == "pbe0-semilocal":
+        term = HybridXc(term.context, 0.75, 1.0)
+    context = term.context
+    shape = (setup.nspin, *setup.basis.fft_grid)
+    rho = setup.layout.world.Bcast_array(0.01 + np.random.default_rng(1).random(shape) * 0.1, 0, shape)
+    state = types.SimpleNamespace(rho_sR=rho)
+    got = {}
+    for label, layout in (("shared", setup.layout), ("serial", None)):
+        context.layout = layout
+        got[label] = (term.energy(state), np.asarray(term.potential(state)), term.stress(state))
+    context.layout = setup.layout
+    (e1, v1, s1), (e2, v2, s2) = got["serial"], got["shared"]
+    out[case] = {"group": setup.layout.pool_comm.size, "energy": e1, "bitwise": bool(
+        e1 == e2 and np.array_equal(v1, v2) and np.array_equal(s1, s2)), "potential": float(np.abs(v1 - v2).max())}
+every = parallel.world().allgather({"rank": parallel.world().rank, **out})  # one line: no interleaving
+if parallel.is_root():
+    print(json.dumps(every))
+'''
+
+
+def test_band_group_shares_the_grid_work_bit_for_bit(tmp_path):
+    """GridShare on two ranks: the XC energy, potential and stress are the serial code's bits."""
+    (tmp_path / "grid.py").write_text(GRID_DRIVER)
+    proc = run([sys.executable, "grid.py"], tmp_path, ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    [ranks] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    for r in ranks:
+        for case in ("lda", "pbe", "pbe-spin", "pbe0-semilocal"):
+            assert r[case]["group"] == 2, (case, r[case])  # the work was shared
+            assert r[case]["energy"] < -1.0
+            assert r[case]["bitwise"], (case, r[case])

@@ -24,6 +24,7 @@ import weakref
 
 import numpy as np
 
+from .. import parallel
 from .. import xc as functionals
 from ..errors import InputError
 from .base import Term, symmetric
@@ -80,11 +81,16 @@ class Xc(Term):
         """(pointwise output of the functional, density gradients per spin or None, sigma or None)
         on the total (valence + core) density; energy_only: the potentials may be left out."""
         basis = self.context.basis
-        xp = self.context.backend.xp
+        bk = self.context.backend
+        xp = bk.xp
         functional = self.functional
+        share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
+
+        def kernel(rho, sigma=None):
+            return _evaluate_planes(bk, functional, rho, sigma, energy_only)
         if not functional.needs_gradient:
-            return _evaluate_planes(self.context.backend, functional, rho_sR, energy_only=energy_only), None, None
-        grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
+            return share.pointwise(kernel, rho_sR), None, None
+        grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         if len(grads) == 1:
             sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
         else:
@@ -93,7 +99,7 @@ class Xc(Term):
                 xp.sum(grads[0] * grads[1], axis=0),
                 xp.sum(grads[1] * grads[1], axis=0),
             ])
-        return _evaluate_planes(self.context.backend, functional, rho_sR, sigma, energy_only), grads, sigma
+        return share.pointwise(kernel, rho_sR, sigma), grads, sigma
 
     def energy(self, state) -> float:
         out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
@@ -106,11 +112,22 @@ class Xc(Term):
         out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
         if grads is None:
             return out.vrho
+        share = parallel.grid_share(self.context)  # the band group's ranks split the transforms (same bits)
+        if share.size == 1:  # the serial code
+            if len(grads) == 1:
+                potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
+                return potential[None, ...]
+            v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
+            v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+            return xp.stack([v_up, v_dn])
+        # a band group: each rank forms only the flux components it transforms (same bits)
+        vs = out.vsigma
         if len(grads) == 1:
-            potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
-            return potential[None, ...]
-        v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-        v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
+            return (out.vrho[0, ...] - share.divergence_of(basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...]))[None, ...]
+        v_up = out.vrho[0, ...] - share.divergence_of(
+            basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...] + vs[1, ...] * grads[1][a, ...])
+        v_dn = out.vrho[1, ...] - share.divergence_of(
+            basis, lambda a: 2.0 * vs[2, ...] * grads[1][a, ...] + vs[1, ...] * grads[0][a, ...])
         return xp.stack([v_up, v_dn])
 
     def _core_field_Q(self, state):
