@@ -83,14 +83,12 @@ class Xc(Term):
         if not functional.needs_gradient:
             return _evaluate_planes(self.context.backend, functional, rho_sR, energy_only=energy_only), None, None
         grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
-        if len(grads) == 1:
-            sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
-        else:
-            sigma = xp.stack([
-                xp.sum(grads[0] * grads[0], axis=0),
-                xp.sum(grads[0] * grads[1], axis=0),
-                xp.sum(grads[1] * grads[1], axis=0),
-            ])
+        pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
+        sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=rho_sR.dtype)
+        for idx, (s, t) in enumerate(pairs):  # grad rho_s . grad rho_t, one box of temporaries at a time
+            sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
+            for a in (1, 2):
+                sigma[idx, ...] += grads[s][a, ...] * grads[t][a, ...]
         return _evaluate_planes(self.context.backend, functional, rho_sR, sigma, energy_only), grads, sigma
 
     def energy(self, state) -> float:
@@ -104,12 +102,19 @@ class Xc(Term):
         out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
         if grads is None:
             return out.vrho
+        # the fluxes 2 e_ss grad rho_s + e_ud grad rho_s' are formed one Cartesian component at a time
+        # (divergence_of), never as (3, n1, n2, n3) arrays
+        vs = out.vsigma
         if len(grads) == 1:
-            potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
+            two_vs = 2.0 * vs[0, ...]
+            potential = out.vrho[0, ...] - basis.divergence_of(lambda a: two_vs * grads[0][a, ...])
             return potential[None, ...]
-        v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-        v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
-        return xp.stack([v_up, v_dn])
+        potential = xp.empty_like(out.vrho)
+        for s, (ss, other) in enumerate(((0, 1), (2, 0))):
+            two_vs = 2.0 * vs[ss, ...]
+            potential[s, ...] = out.vrho[s, ...] - basis.divergence_of(
+                lambda a: two_vs * grads[s][a, ...] + vs[1, ...] * grads[other][a, ...])
+        return potential
 
     def _core_field_Q(self, state):
         """The spin-averaged XC potential on the box, dE_xc / d rho_core (G space, device)."""
@@ -124,6 +129,11 @@ class Xc(Term):
     def stress(self, state) -> np.ndarray:
         bk = self.context.backend
         xp = bk.xp
+        # the core part first: it evaluates the potential, which must not find the GGA arrays of the
+        # gradient part (gradients, sigma, the functional's outputs) still alive
+        core = None
+        if self.rho_core_R is not None:
+            core = self.context.form_factor_strain("core_density_form_factor_derivative", self._core_field_Q(state))
         rho_sR = self._total_density(state.rho_sR)
         out, grads, sigma = self._evaluate(rho_sR)
         dvol = self.context.basis.dvol
@@ -133,9 +143,9 @@ class Xc(Term):
         else:
             diag = xp.sum(out.e) - xp.sum(out.vrho * rho_sR) - 2.0 * xp.sum(out.vsigma * sigma)
             dedeps = (bk.scalar(diag) * np.eye(3) - self._gradient_strain(out, grads)) * dvol
-        if self.rho_core_R is not None:
-            dedeps = dedeps - self.context.form_factor_strain("core_density_form_factor_derivative",
-                                                              self._core_field_Q(state))
+        del out, grads, sigma, rho_sR
+        if core is not None:
+            dedeps = dedeps - core
         return symmetric(dedeps) / self.context.structure.volume
 
     def _gradient_strain(self, out, grads) -> np.ndarray:
