@@ -36,10 +36,13 @@ SYMMETRIZER_BYTES_PER_POINT = 28.0
 #: bytes per plane wave of each k-point's sphere arrays (pwsim.basis.Kpoint: Miller indices and k+G
 #: 24 each, the kinetic energy in float64, the wavefunctions' real dtype and float32, the box map)
 KPOINT_BYTES_PER_PLANE_WAVE = 80
-#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin:
-#: calibrated on CH4 in a 20 bohr box, PBE, 100^3 (peak RSS 685 MiB; 434 MiB estimated without them)
-GGA_BOXES = 24
-GGA_BOXES_PER_SPIN = 16
+#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin (the
+#: total density, three gradients and one sigma per spin and pair of spins, the functional's outputs,
+#: one flux component and the half-box transforms of the divergence): calibrated on CH4 in a 20 bohr
+#: box, PBE, 100^3 (peak RSS 468 MiB, 364 MiB estimated without them; 24 + 16 nspin boxes and 685 MiB
+#: before the gradients, fluxes and the stress's core part held fewer boxes at once)
+GGA_BOXES = 2
+GGA_BOXES_PER_SPIN = 11
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -160,7 +163,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       mixing_history vectors on the density's sphere, one of every +-G pair);
     * set-up transients: the projector build (the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
-    * a checkpoint's HDF5 image in memory: twice the orbitals and the density;
+    * a checkpoint's HDF5 file in memory: the orbitals and the density;
     * a GGA's potential, forces and stress: GGA_BOXES + GGA_BOXES_PER_SPIN x nspin real boxes;
     * forces and stress (when computed): three blocks of projector rows of at most
       DERIVATIVE_BLOCK_BYTES, the projections <beta|psi> and (D <beta|psi>) of one k-point and the
@@ -251,14 +254,14 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
     * symmetrising the mixed density: its half-box transform, the kept components, the spread star
       values and the inverse transform's input, per spin;
     * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
-      (pwsim.io.atomic.hdf5_image): the image, holding every k-point's orbitals and the density, and
-      the bytes copied out of it for the write, both alive at once (Al slab, 28 k-points: peak 110 MiB
-      with checkpoints, 96 MiB without);
+      (pwsim.io.atomic.hdf5_pages), once: every k-point's orbitals and the density (twice before the
+      image was written out without a copy: Al slab, 28 k-points, peak 106 MiB with checkpoints and
+      96 MiB without, 99 MiB now);
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
       functional's outputs, vsigma times the gradients and their transforms for the divergence.
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
-    checkpoint = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
+    checkpoint = nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
     gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
     return max(symmetrize, checkpoint, gga)
 
