@@ -134,10 +134,13 @@ class PagedImage:
         return bytes(buffer[: self.readinto(buffer)])
 
     def truncate(self, size: int | None = None) -> int:
+        """As a file on disk: shorter drops the end, longer adds zeros; the position stays."""
         size = self.pos if size is None else size
         if size < self.size:  # what lies beyond the new end reads as zeros if the file grows again
             for page, offset, _, length in self._spans(size, self.size - size):
                 self.pages[page][offset:offset + length] = bytes(length)
+        while len(self.pages) * self.PAGE < size:
+            self.pages.append(bytearray(self.PAGE))
         self.size = size
         del self.pages[-(-size // self.PAGE):]
         return size
