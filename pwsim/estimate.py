@@ -104,6 +104,9 @@ class Sizes:
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
+    # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
+    # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
+    projector_factor_rows: int = 0
 
 
 def available_memory() -> float:
@@ -141,6 +144,15 @@ def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int
     return 2.0 * nfft * (cbytes + (8 if precision == "mixed" else 0))
 
 
+def _projector_bytes(s: Sizes, nk_irr: int, width: float, cbytes: int) -> float:
+    """The non-local projectors (shared by the spin channels): one k-point's as they are; with several,
+    every k-point's factors (complex128) and the assembled projectors of one k-point, and the
+    assembly's own copy (pwsim.terms.nonlocal_.Nonlocal.operator)."""
+    if nk_irr <= 1 or not s.projector_factor_rows:
+        return nk_irr * s.nproj * width * cbytes
+    return nk_irr * s.projector_factor_rows * width * 16 + s.nproj * width * (cbytes + 16)
+
+
 def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     """Peak memory by contribution (bytes): the permanent arrays plus the largest of the set-up
     transients, the SCF work arrays and the forces/stress work arrays.
@@ -150,8 +162,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       kinetic energies, the sphere<->box map: KPOINT_BYTES_PER_PLANE_WAVE), shared by the spin channels;
     * density symmetrizer (only when the symmetry reduced the k-points): its star maps,
       SYMMETRIZER_BYTES_PER_POINT per half-box point whatever the number of operations;
-    * per k-point and spin wavefunctions (nbands_work x npw) and per k-point projectors (nproj x npw;
-      x npw/2 at a real Gamma point, where they are kept on the half sphere; one copy for both spins);
+    * per k-point and spin wavefunctions (nbands_work x npw) and the projectors (nproj x npw; x npw/2
+      at a real Gamma point, where they are kept on the half sphere; one copy for both spins; with
+      several k-points each k-point's factors and one k-point's assembled projectors, _projector_bytes);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
       point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES), less that k-point's orbitals,
       which the solver takes over and frees once it has its own copy;
@@ -191,7 +204,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
         "wavefunctions": nk * s.nwork * s.npw * cbytes,
-        "projectors": nk_irr * s.nproj * width * cbytes,  # (shared by the spin channels)
+        "projectors": _projector_bytes(s, nk_irr, width, cbytes),
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
