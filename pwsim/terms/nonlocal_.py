@@ -341,6 +341,7 @@ class Nonlocal(Term):
         # 4 to 20 times smaller) and the assembled operator of the last k-point asked for: assembling
         # is one multiplication per projector row (~1 % of an SCF iteration of Al32 or Ni4 4x4x4),
         # where the projectors of every k-point were the largest array after the orbitals.
+        # (A cell of one or two atoms has more factor rows than projectors: its operators are kept.)
         ctx = self.context
         key = kpoint.index % ctx.nk
         op = self._operators.get(key)
@@ -348,12 +349,12 @@ class Nonlocal(Term):
             factors = self._factors.get(key)
             if factors is None:
                 factors = operator_factors(ctx.basis, ctx.pseudos, kpoint)
-                if ctx.keep_operators and ctx.nk > 1:
-                    self._factors[key] = factors
             op = build_operator(ctx.basis, ctx.pseudos, kpoint, factors=factors)
             if ctx.keep_operators:
-                if ctx.nk > 1:
-                    self._operators.clear()  # the previous k-point's assembled operator
+                if ctx.nk > 1 and factors.nbytes < factors.nproj * factors.npw * 16:
+                    self._factors[key] = factors
+                    for other in [k for k in self._operators if k in self._factors]:
+                        del self._operators[other]  # the previous k-point's assembled operator
                 self._operators[key] = op
         return op
 
