@@ -328,12 +328,16 @@ class PlaneWaveBasis:
         box and two half-box temporaries (i G is formed per component, not kept)."""
         xp = self.backend.xp
         f_half = self.backend.rfft3(f_real)
-        out = xp.empty((3, *self.fft_grid), dtype=f_half.real.dtype)
+        out = None
         for a in range(3):
             ig_f = self._half_box_ig(a)
             ig_f *= f_half
-            out[a, ...] = self.backend.irfft3(ig_f, self.fft_grid)
+            component = self.backend.irfft3(ig_f, self.fft_grid)
             del ig_f
+            if out is None:
+                out = xp.empty((3, *self.fft_grid), dtype=component.dtype, device=component.device)
+            out[a, ...] = component
+            del component
         return out
 
     def divergence(self, v_real):

@@ -84,7 +84,7 @@ class Xc(Term):
             return _evaluate_planes(self.context.backend, functional, rho_sR, energy_only=energy_only), None, None
         grads = [basis.gradient(rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
-        sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=rho_sR.dtype)
+        sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=grads[0].dtype, device=grads[0].device)
         for idx, (s, t) in enumerate(pairs):  # grad rho_s . grad rho_t, one box of temporaries at a time
             sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
             for a in (1, 2):
