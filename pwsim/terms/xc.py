@@ -113,7 +113,7 @@ class Xc(Term):
         for s, (ss, other) in enumerate(((0, 1), (2, 0))):
             two_vs = 2.0 * vs[ss, ...]
             potential[s, ...] = out.vrho[s, ...] - basis.divergence_of(
-                lambda a: two_vs * grads[s][a, ...] + vs[1, ...] * grads[other][a, ...])
+                lambda a, w=two_vs, g=grads[s], h=grads[other]: w * g[a, ...] + vs[1, ...] * h[a, ...])
         return potential
 
     def _core_field_Q(self, state):
