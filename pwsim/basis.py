@@ -343,32 +343,58 @@ class PlaneWaveBasis:
 
     def gradient(self, f_real):
         """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT:
-        one real forward transform, one real inverse per component."""
+        one real forward transform, one real inverse per component. Memory: the result, the half
+        box and two half-box temporaries (i G is formed per component, not kept)."""
         xp = self.backend.xp
         f_half = self.backend.rfft3(f_real)
-        ig = self._half_box_ig()
-        return xp.stack([self.backend.irfft3(ig[a, ...] * f_half, self.fft_grid) for a in range(3)])
+        out = None
+        for a in range(3):
+            ig_f = self._half_box_ig(a)
+            ig_f *= f_half
+            component = self.backend.irfft3(ig_f, self.fft_grid)
+            del ig_f
+            if out is None:
+                out = xp.empty((3, *self.fft_grid), dtype=component.dtype, device=component.device)
+            out[a, ...] = component
+            del component
+        return out
 
     def divergence(self, v_real):
         """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT: one real
         forward transform per component, one real inverse."""
-        ig = self._half_box_ig()
-        total = ig[0, ...] * self.backend.rfft3(v_real[0, ...])
-        for a in (1, 2):
-            total += ig[a, ...] * self.backend.rfft3(v_real[a, ...])
+        return self.divergence_of(lambda a: v_real[a, ...])
+
+    def divergence_of(self, component):
+        """Divergence of the periodic vector field whose Cartesian component a is ``component(a)``
+        (n1, n2, n3) real -> (n1, n2, n3): the components are asked for one at a time, so a field
+        formed on the fly (e.g. 2 de/dsigma grad rho) never exists as a (3, n1, n2, n3) array."""
+        total = None
+        for a in range(3):
+            f_half = self.backend.rfft3(component(a))
+            ig_f = self._half_box_ig(a)
+            ig_f *= f_half
+            del f_half
+            if total is None:
+                total = ig_f
+            else:
+                total += ig_f
+            del ig_f
         return self.backend.irfft3(total, self.fft_grid)
 
-    def _half_box_ig(self):
-        """(3, n1, n2, n3 // 2 + 1) complex device: i G on the half box of the real transforms. A
-        Nyquist index (-n/2 of an even n, its own mirror) counts as 0: i G f(G) is then Hermitian, so
-        the real inverse gives exactly the real part of the full complex one."""
-        if not hasattr(self, "_ig_half_dev"):
+    def _half_box_ig(self, a: int):
+        """(n1, n2, n3 // 2 + 1) complex device, a new array: i G_a on the half box of the real
+        transforms, from three 1-D tables (a cached (3, ...) complex box was 23 MiB on a 100^3 grid).
+        A Nyquist index (-n/2 of an even n, its own mirror) counts as 0: i G f(G) is then Hermitian,
+        so the real inverse gives exactly the real part of the full complex one."""
+        if not hasattr(self, "_half_box_freqs"):
             n1, n2, n3 = self.fft_grid
             freqs = [np.fft.fftfreq(n1, 1.0 / n1).astype(int), np.fft.fftfreq(n2, 1.0 / n2).astype(int),
                      np.arange(n3 // 2 + 1)]
             freqs[2] = np.where(2 * freqs[2] == n3, 0, freqs[2])
             freqs[:2] = [np.where(2 * m == -n, 0, m) for m, n in zip(freqs[:2], (n1, n2))]
-            miller = np.stack(np.meshgrid(*freqs, indexing="ij"), axis=0)  # (3, n1, n2, n3 // 2 + 1)
-            g = np.einsum("iabc,ij->jabc", miller, self.structure.reciprocal)
-            self._ig_half_dev = self.backend.to_device(1j * g)
-        return self._ig_half_dev
+            self._half_box_freqs = [f.astype(float) for f in freqs]
+        recip = self.structure.reciprocal
+        f1, f2, f3 = self._half_box_freqs
+        # the sum in the order m_1 b_1a + m_2 b_2a + m_3 b_3a, as einsum over the Miller axis formed it
+        g = ((f1 * recip[0, a])[:, None, None] + (f2 * recip[1, a])[None, :, None]) + (f3 * recip[2, a])[None, None, :]
+        return self.backend.to_device(1j * g)

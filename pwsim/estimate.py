@@ -36,10 +36,13 @@ SYMMETRIZER_BYTES_PER_POINT = 28.0
 #: bytes per plane wave of each k-point's sphere arrays (pwsim.basis.Kpoint: Miller indices and k+G
 #: 24 each, the kinetic energy in float64, the wavefunctions' real dtype and float32, the box map)
 KPOINT_BYTES_PER_PLANE_WAVE = 80
-#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin:
-#: calibrated on CH4 in a 20 bohr box, PBE, 100^3 (peak RSS 685 MiB; 434 MiB estimated without them)
-GGA_BOXES = 24
-GGA_BOXES_PER_SPIN = 16
+#: real-space boxes (float64) a GGA's potential, forces or stress hold at once, and more per spin (the
+#: total density, three gradients and one sigma per spin and pair of spins, the functional's outputs,
+#: one flux component and the half-box transforms of the divergence): calibrated on CH4 in a 20 bohr
+#: box, PBE, 100^3 (peak RSS 468 MiB, 364 MiB estimated without them; 24 + 16 nspin boxes and 685 MiB
+#: before the gradients, fluxes and the stress's core part held fewer boxes at once)
+GGA_BOXES = 2
+GGA_BOXES_PER_SPIN = 11
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -101,6 +104,9 @@ class Sizes:
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
+    # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
+    # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
+    projector_factor_rows: int = 0
 
 
 def available_memory() -> float:
@@ -138,6 +144,15 @@ def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int
     return 2.0 * nfft * (cbytes + (8 if precision == "mixed" else 0))
 
 
+def _projector_bytes(s: Sizes, nk_irr: int, width: float, cbytes: int) -> float:
+    """The non-local projectors (shared by the spin channels): one k-point's as they are; with several,
+    every k-point's factors (complex128) and the assembled projectors of one k-point, and the
+    assembly's own copy (pwsim.terms.nonlocal_.Nonlocal.operator)."""
+    if nk_irr <= 1 or not s.projector_factor_rows or s.projector_factor_rows >= s.nproj:
+        return nk_irr * s.nproj * width * cbytes
+    return nk_irr * s.projector_factor_rows * width * 16 + s.nproj * width * (cbytes + 16)
+
+
 def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     """Peak memory by contribution (bytes): the permanent arrays plus the largest of the set-up
     transients, the SCF work arrays and the forces/stress work arrays.
@@ -147,8 +162,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       kinetic energies, the sphere<->box map: KPOINT_BYTES_PER_PLANE_WAVE), shared by the spin channels;
     * density symmetrizer (only when the symmetry reduced the k-points): its star maps,
       SYMMETRIZER_BYTES_PER_POINT per half-box point whatever the number of operations;
-    * per k-point and spin wavefunctions (nbands_work x npw) and per k-point projectors (nproj x npw;
-      x npw/2 at a real Gamma point, where they are kept on the half sphere; one copy for both spins);
+    * per k-point and spin wavefunctions (nbands_work x npw) and the projectors (nproj x npw; x npw/2
+      at a real Gamma point, where they are kept on the half sphere; one copy for both spins; with
+      several k-points each k-point's factors and one k-point's assembled projectors, _projector_bytes);
     * LOBPCG work arrays of one k-point: six blocks of nbands_work x npw (x npw/2 at a real Gamma
       point) and row/column ranges of a few MiB (CHUNK_TEMPORARIES), less that k-point's orbitals,
       which the solver takes over and frees once it has its own copy;
@@ -160,7 +176,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
       mixing_history vectors on the density's sphere, one of every +-G pair);
     * set-up transients: the projector build (the projectors of one k-point), the k-point
       reduction (~100 bytes x nsym x the full grid) and the symmetrizer build;
-    * a checkpoint's HDF5 image in memory: twice the orbitals and the density;
+    * a checkpoint's HDF5 file in memory: the orbitals and the density;
     * a GGA's potential, forces and stress: GGA_BOXES + GGA_BOXES_PER_SPIN x nspin real boxes;
     * forces and stress (when computed): three blocks of projector rows of at most
       DERIVATIVE_BLOCK_BYTES, the projections <beta|psi> and (D <beta|psi>) of one k-point and the
@@ -188,7 +204,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
         "wavefunctions": nk * s.nwork * s.npw * cbytes,
-        "projectors": nk_irr * s.nproj * width * cbytes,  # (shared by the spin channels)
+        "projectors": _projector_bytes(s, nk_irr, width, cbytes),
         "FFT plan cache": _fft_plan_cache_bytes(s.backend, s.precision, nfft, cbytes),
     }
     if symmetrizer:
@@ -251,14 +267,14 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
     * symmetrising the mixed density: its half-box transform, the kept components, the spread star
       values and the inverse transform's input, per spin;
     * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
-      (pwsim.io.atomic.hdf5_image): the image, holding every k-point's orbitals and the density, and
-      the bytes copied out of it for the write, both alive at once (Al slab, 28 k-points: peak 110 MiB
-      with checkpoints, 96 MiB without);
+      (pwsim.io.atomic.hdf5_pages), once: every k-point's orbitals and the density (twice before the
+      image was written out without a copy: Al slab, 28 k-points, peak 106 MiB with checkpoints and
+      96 MiB without, 99 MiB now);
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
       functional's outputs, vsigma times the gradients and their transforms for the divergence.
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
-    checkpoint = 2.0 * (nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8)
+    checkpoint = nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
     gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
     return max(symmetrize, checkpoint, gga)
 

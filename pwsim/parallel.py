@@ -847,7 +847,7 @@ class GridShare:
         then the one inverse transform on every rank. One rank: ``basis.divergence`` of the stack."""
         bk = self.backend
         if self.size == 1:
-            return basis.divergence(bk.xp.stack([component(a) for a in range(3)]))
+            return basis.divergence_of(component)
         mine, counts = self._owned(3, reverse=True)
         rows = [bk.to_host(_half_box_ig(basis, a) * bk.rfft3(component(a))) for a in mine]
         half = (*basis.fft_grid[:2], basis.fft_grid[2] // 2 + 1)
@@ -862,7 +862,7 @@ class GridShare:
 def _half_box_ig(basis, a: int):
     """i G_a (n1, n2, n3 // 2 + 1) on the half box of the real transforms: pwsim.basis's table (the one
     place that knows its layout, so that a per-component table there changes only this line)."""
-    return basis._half_box_ig()[a, ...]
+    return basis._half_box_ig(a)
 
 
 def grid_share(context) -> GridShare:

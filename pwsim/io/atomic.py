@@ -4,8 +4,9 @@ Every command writes through :class:`OutputFile` (``pwsim run`` and ``relax`` th
 results, ``bands`` and ``dos`` the groups they add, :func:`pwsim.save`). The rules, documented for
 users in docs/hdf5.md ("Writing"):
 
-* **Built in memory, then copied with plain writes.** The HDF5 file is made by h5py in memory (the
-  core driver, no backing store); its bytes are written with ``os.write`` to ``NAME.<pid>.part``,
+* **Built in memory, then copied with plain writes.** The HDF5 file is made by h5py in memory (a
+  :class:`PagedImage` through h5py's file-object driver; the core driver for in-place updates); its
+  bytes are written with ``os.write`` to ``NAME.<pid>.part``,
   fsync'ed and renamed over ``NAME``. ``NAME`` is therefore at every moment either the previous
   complete file or the new complete one, and a full disk is an ``OSError`` of a plain write (the HDF5
   library writing on a full disk can crash the process).
@@ -57,11 +58,110 @@ def _os_error(path, exc: OSError) -> OutputError:
 
 
 def _write_bytes(fd: int, data) -> None:
-    """All of ``data`` (bytes) to ``fd``: the write that fault-injection tests replace."""
-    view = memoryview(data)
-    while view.nbytes:
-        written = os.write(fd, view[:CHUNK])
-        view = view[written:]
+    """All of ``data`` (bytes, or a :class:`PagedImage`) to ``fd``: the write that fault-injection
+    tests replace."""
+    for part in (data.views() if isinstance(data, PagedImage) else (data,)):
+        view = memoryview(part)
+        while view.nbytes:
+            written = os.write(fd, view[:CHUNK])
+            view = view[written:]
+
+
+class PagedImage:
+    """A file in memory, in pages of PAGE bytes, that h5py writes through its file-object driver.
+
+    The HDF5 file of a result or checkpoint is still built wholly in memory and put on disk with
+    plain writes (the module docstring), but it exists once: the core driver's image had to be
+    copied out whole (``get_file_image``) before it could be written, so a checkpoint held its
+    orbitals three times (the arrays, the image, the copy). Pages are never moved or copied as the
+    file grows (a bytearray or BytesIO reallocates), and they are written out as they are."""
+
+    PAGE = 1 << 20
+
+    def __init__(self):
+        self.pages: list[bytearray] = []
+        self.size = 0
+        self.pos = 0
+
+    # the file-object protocol h5py uses (seek, tell, read/readinto, write, truncate, flush)
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def _spans(self, start: int, n: int):
+        """(page, offset in it, offset in the caller's buffer, length) covering [start, start + n)."""
+        done = 0
+        while done < n:
+            page, offset = divmod(start + done, self.PAGE)
+            length = min(self.PAGE - offset, n - done)
+            yield page, offset, done, length
+            done += length
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        while len(self.pages) * self.PAGE < self.pos + n:
+            self.pages.append(bytearray(self.PAGE))
+        for page, offset, at, length in self._spans(self.pos, n):
+            self.pages[page][offset:offset + length] = view[at:at + length]
+        self.pos += n
+        self.size = max(self.size, self.pos)
+        return n
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(view.nbytes, self.size - self.pos))
+        for page, offset, at, length in self._spans(self.pos, n):
+            view[at:at + length] = self.pages[page][offset:offset + length]
+        self.pos += n
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        buffer = bytearray(max(0, self.size - self.pos) if n is None or n < 0 else n)
+        return bytes(buffer[: self.readinto(buffer)])
+
+    def truncate(self, size: int | None = None) -> int:
+        """As a file on disk: shorter drops the end, longer adds zeros; the position stays."""
+        size = self.pos if size is None else size
+        if size < self.size:  # what lies beyond the new end reads as zeros if the file grows again
+            for page, offset, _, length in self._spans(size, self.size - size):
+                self.pages[page][offset:offset + length] = bytes(length)
+        while len(self.pages) * self.PAGE < size:
+            self.pages.append(bytearray(self.PAGE))
+        self.size = size
+        del self.pages[-(-size // self.PAGE):]
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def views(self):
+        """The file's bytes, page by page (memoryviews, no copy)."""
+        for page, offset, _, length in self._spans(0, self.size):
+            yield memoryview(self.pages[page])[offset:offset + length]
+
+
+def hdf5_pages(fill) -> PagedImage:
+    """An HDF5 file built in memory by ``fill(h5py.File)``, as a :class:`PagedImage`."""
+    import h5py
+
+    image = PagedImage()
+    with h5py.File(image, "w") as f:
+        fill(f)
+    return image
 
 
 @contextlib.contextmanager
@@ -395,7 +495,7 @@ class OutputFile:
             return self.path
         if self._fd is None:
             raise RuntimeError("OutputFile.write outside its with-block")
-        return self._commit(hdf5_image(fill), on_commit)
+        return self._commit(hdf5_pages(fill), on_commit)
 
     def write_bytes(self, data: bytes) -> Path:
         """Put ``data`` (a picture rendered in memory, any file's bytes) at ``path`` atomically."""

@@ -70,7 +70,6 @@ class Context:
         self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
         #: |G| on the box, (n1, n2, n3) host, 1/bohr
         self.q_Q = np.sqrt(basis.box_g2_host)
-        self._cache = {}
 
     @property
     def natoms(self) -> int:
@@ -84,34 +83,35 @@ class Context:
     def atoms_of(self, element: str) -> list[int]:
         return [a for a, s in enumerate(self.structure.species) if s == element]
 
-    # ------------------------------------------------------------------ cached box arrays
+    # ------------------------------------------------------------------ box arrays, made when asked
+    # Not cached: each is used once per call of set-up, forces or stress, costs ~10 ms per 10^6 box
+    # points to remake, and kept they stayed alive through the whole SCF (CH4 in a 100^3 box: the
+    # structure factors and radial tables of two elements were 61 MiB, the G vectors 23 MiB more).
     def gvec_vQ(self) -> list:
-        """Cartesian G of the box as three device arrays (n1, n2, n3), 1/bohr."""
-        if "gvec" not in self._cache:
-            self._cache["gvec"] = [self.backend.to_device(self.basis.box_g[..., v]) for v in range(3)]
-        return self._cache["gvec"]
+        """Cartesian G of the box as three device arrays (n1, n2, n3), 1/bohr (from 1-D tables: no
+        (n1, n2, n3, 3) Miller or G array is made)."""
+        recip = self.structure.reciprocal
+        m1, m2, m3 = (np.fft.fftfreq(n, 1.0 / n) for n in self.basis.fft_grid)
+        return [self.backend.to_device(((m1 * recip[0, v])[:, None, None] + (m2 * recip[1, v])[None, :, None])
+                                       + (m3 * recip[2, v])[None, None, :]) for v in range(3)]
 
     def structure_factor_Q(self, element: str) -> np.ndarray:
-        """sum over the atoms of ``element`` of exp(-i G.tau) on the box, host (cached)."""
-        key = ("sf", element)
-        if key not in self._cache:
-            positions = self.structure.positions[self.atoms_of(element)]
-            self._cache[key] = structure_factor(self.basis, positions)
-        return self._cache[key]
+        """sum over the atoms of ``element`` of exp(-i G.tau) on the box, host."""
+        return structure_factor(self.basis, self.structure.positions[self.atoms_of(element)])
 
     def radial_Q(self, element: str, function: str, over_q: bool = False, with_zero: bool = False) -> np.ndarray:
         """The pseudopotential's radial function ``function`` (a protocol method name) of |G| on the
         box, host; over_q: divided by |G|; G = 0 holds 0 unless with_zero (then f(0))."""
         key = ("radial", element, function, over_q, with_zero)
-        if key not in self._cache:
-            q, inverse = self.distinct_q()
+        q, inverse = self.distinct_q()
+        if key not in self._cache:  # (the values on the distinct |G| only: small; the box is gathered per call)
             nonzero = np.ones(q.shape, dtype=bool) if with_zero else q > G_ZERO
             values = np.zeros_like(q)
             values[nonzero] = getattr(self.pseudos[element], function)(q[nonzero])
             if over_q:
                 values[nonzero] /= q[nonzero]
-            self._cache[key] = values[inverse].reshape(self.q_Q.shape)
-        return self._cache[key]
+            self._cache[key] = values
+        return self._cache[key][inverse].reshape(self.q_Q.shape)
 
     def distinct_q(self):
         """(the distinct values of |G| on the box, sorted (host); the box's index into them, flat).
@@ -134,7 +134,10 @@ class Context:
         """sum_a f_a(|G|) exp(-i G.tau_a) on the box, host complex (f, over_q, with_zero: radial_Q)."""
         total_Q = np.zeros(self.basis.fft_grid, dtype=complex)
         for element in self.structure.kinds():
-            total_Q += self.radial_Q(element, function, over_q, with_zero) * self.structure_factor_Q(element)
+            term_Q = self.structure_factor_Q(element)
+            term_Q *= self.radial_Q(element, function, over_q, with_zero)
+            total_Q += term_Q
+            del term_Q
         return total_Q
 
     def atom_density_R(self, function: str):

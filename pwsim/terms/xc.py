@@ -91,14 +91,12 @@ class Xc(Term):
         if not functional.needs_gradient:
             return share.pointwise(kernel, rho_sR), None, None
         grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
-        if len(grads) == 1:
-            sigma = xp.sum(grads[0] * grads[0], axis=0)[None, ...]
-        else:
-            sigma = xp.stack([
-                xp.sum(grads[0] * grads[0], axis=0),
-                xp.sum(grads[0] * grads[1], axis=0),
-                xp.sum(grads[1] * grads[1], axis=0),
-            ])
+        pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
+        sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=grads[0].dtype, device=grads[0].device)
+        for idx, (s, t) in enumerate(pairs):  # grad rho_s . grad rho_t, one box of temporaries at a time
+            sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
+            for a in (1, 2):
+                sigma[idx, ...] += grads[s][a, ...] * grads[t][a, ...]
         return share.pointwise(kernel, rho_sR, sigma), grads, sigma
 
     def energy(self, state) -> float:
@@ -112,23 +110,21 @@ class Xc(Term):
         out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
         if grads is None:
             return out.vrho
-        share = parallel.grid_share(self.context)  # the band group's ranks split the transforms (same bits)
-        if share.size == 1:  # the serial code
-            if len(grads) == 1:
-                potential = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0])
-                return potential[None, ...]
-            v_up = out.vrho[0, ...] - basis.divergence(2.0 * out.vsigma[0, ...] * grads[0] + out.vsigma[1, ...] * grads[1])
-            v_dn = out.vrho[1, ...] - basis.divergence(2.0 * out.vsigma[2, ...] * grads[1] + out.vsigma[1, ...] * grads[0])
-            return xp.stack([v_up, v_dn])
-        # a band group: each rank forms only the flux components it transforms (same bits)
+        # the fluxes 2 e_ss grad rho_s + e_ud grad rho_s' are formed one Cartesian component at a time
+        # (divergence_of), never as (3, n1, n2, n3) arrays; in a band group each rank forms and
+        # transforms only its own components (the same bits)
+        share = parallel.grid_share(self.context)
         vs = out.vsigma
         if len(grads) == 1:
-            return (out.vrho[0, ...] - share.divergence_of(basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...]))[None, ...]
-        v_up = out.vrho[0, ...] - share.divergence_of(
-            basis, lambda a: 2.0 * vs[0, ...] * grads[0][a, ...] + vs[1, ...] * grads[1][a, ...])
-        v_dn = out.vrho[1, ...] - share.divergence_of(
-            basis, lambda a: 2.0 * vs[2, ...] * grads[1][a, ...] + vs[1, ...] * grads[0][a, ...])
-        return xp.stack([v_up, v_dn])
+            two_vs = 2.0 * vs[0, ...]
+            potential = out.vrho[0, ...] - share.divergence_of(basis, lambda a: two_vs * grads[0][a, ...])
+            return potential[None, ...]
+        potential = xp.empty_like(out.vrho)
+        for s, (ss, other) in enumerate(((0, 1), (2, 0))):
+            two_vs = 2.0 * vs[ss, ...]
+            potential[s, ...] = out.vrho[s, ...] - share.divergence_of(
+                basis, lambda a, w=two_vs, g=grads[s], h=grads[other]: w * g[a, ...] + vs[1, ...] * h[a, ...])
+        return potential
 
     def _core_field_Q(self, state):
         """The spin-averaged XC potential on the box, dE_xc / d rho_core (G space, device); kept for
@@ -152,6 +148,11 @@ class Xc(Term):
     def stress(self, state) -> np.ndarray:
         bk = self.context.backend
         xp = bk.xp
+        # the core part first: it evaluates the potential, which must not find the GGA arrays of the
+        # gradient part (gradients, sigma, the functional's outputs) still alive
+        core = None
+        if self.rho_core_R is not None:
+            core = self.context.form_factor_strain("core_density_form_factor_derivative", self._core_field_Q(state))
         rho_sR = self._total_density(state.rho_sR)
         out, grads, sigma = self._evaluate(rho_sR)
         dvol = self.context.basis.dvol
@@ -161,9 +162,9 @@ class Xc(Term):
         else:
             diag = xp.sum(out.e) - xp.sum(out.vrho * rho_sR) - 2.0 * xp.sum(out.vsigma * sigma)
             dedeps = (bk.scalar(diag) * np.eye(3) - self._gradient_strain(out, grads)) * dvol
-        if self.rho_core_R is not None:
-            dedeps = dedeps - self.context.form_factor_strain("core_density_form_factor_derivative",
-                                                              self._core_field_Q(state))
+        del out, grads, sigma, rho_sR
+        if core is not None:
+            dedeps = dedeps - core
         return symmetric(dedeps) / self.context.structure.volume
 
     def _gradient_strain(self, out, grads) -> np.ndarray:
