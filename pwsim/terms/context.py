@@ -70,6 +70,9 @@ class Context:
         self.charges = np.array([pseudos[s].zion for s in self.structure.species], dtype=float)
         #: |G| on the box, (n1, n2, n3) host, 1/bohr
         self.q_Q = np.sqrt(basis.box_g2_host)
+        # small tables only (the distinct |G| and radial functions on them): box-sized ones are not
+        # kept, they lived through the whole SCF (84 MiB on a 100^3 box)
+        self._cache = {}
 
     @property
     def natoms(self) -> int:
