@@ -182,9 +182,10 @@ def write_inputs(w: Workload, directory: str) -> None:
         f.write(pwx_input(w, os.path.abspath(directory)))
 
 
-def estimate_mib(directory: str, env: dict) -> float | None:
-    """``pwsim check``'s memory estimate of the input in ``directory``, MiB."""
-    out = subprocess.run([sys.executable, "-m", "pwsim", "check", "pwsim.toml"], cwd=directory, env=env,
+def estimate_mib(directory: str, env: dict, launch: list | None = None) -> float | None:
+    """``pwsim check``'s memory estimate of the input in ``directory``, MiB (under ``launch``, an MPI
+    launcher's prefix: the largest rank's)."""
+    out = subprocess.run([*(launch or []), sys.executable, "-m", "pwsim", "check", "pwsim.toml"], cwd=directory, env=env,
                          capture_output=True, text=True, check=False)
     m = re.search(r"estimated memory (\d+) MiB", out.stdout)
     return float(m.group(1)) if m else None
@@ -214,7 +215,7 @@ def measure(w: Workload, directory: str, pwsim: bool = True, pwx: bool = True, r
     pwsim_launch, pwx_launch = launchers(ranks)
     result: dict = {"name": w.name, "title": w.title, "ranks": ranks, "load_before": list(os.getloadavg())}
     if pwsim:
-        result["estimate_mib"] = estimate_mib(directory, env)
+        result["estimate_mib"] = estimate_mib(directory, env, pwsim_launch)
         m = run_measured([*pwsim_launch, sys.executable, "-m", "pwsim", "run", "pwsim.toml", "-o", "pwsim.h5"], env,
                          cwd=directory)
         energy = re.findall(r"total energy\s+(-?[\d.]+) Ha", m.stdout + m.stderr)

@@ -11,6 +11,7 @@ from its counts alone, in a fraction of a second.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from .terms.base import BLOCK_BYTES
 #: 80 MiB before spglib stopped importing asyncio and ssl and the random starts numpy.random, 101 MiB
 #: before the start-up stopped importing SciPy's FFT interfaces)
 BASELINE_BYTES = 68e6
+#: what an MPI rank adds to the process (mpi4py, the MPI library and its shared-memory buffers)
+MPI_BASELINE_BYTES = 25e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
 #: range of pwsim.eigensolvers.blocks.APPLY_BYTES (16 MiB), H's own ranges of ~4 MiB
 #: (pwsim.terms.base.CHUNK_BYTES) and the FFT buffers, the column ranges of the updates
@@ -107,6 +110,10 @@ class Sizes:
     # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
     # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
     projector_factor_rows: int = 0
+    # MPI: the ranks the launcher started and the user's k-point pools ([run] parallel, None: pwsim's
+    # choice); the model is then that of the largest rank, rank 0 (it gathers the orbitals to write)
+    ranks: int = 1
+    pools: int | None = None
 
 
 def available_memory() -> float:
@@ -153,6 +160,17 @@ def _projector_bytes(s: Sizes, nk_irr: int, width: float, cbytes: int) -> float:
     return nk_irr * s.projector_factor_rows * width * 16 + s.nproj * width * (cbytes + 16)
 
 
+def rank_shares(s: Sizes, nk: int) -> tuple[int, int]:
+    """(k-point and spin channels of one pool, ranks of its band group) under ``s.ranks`` MPI ranks,
+    as pwsim.parallel.choose_layout lays them out; (nk, 1) on one rank."""
+    if s.ranks <= 1:
+        return nk, 1
+    from .parallel import choose_pools
+
+    pools = min(s.pools or choose_pools(s.ranks, nk), s.ranks, nk)
+    return math.ceil(nk / pools), s.ranks // pools
+
+
 def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     """Peak memory by contribution (bytes): the permanent arrays plus the largest of the set-up
     transients, the SCF work arrays and the forces/stress work arrays.
@@ -186,20 +204,27 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     stress; docs/benchmarks.md, "The memory estimate against the measured peak"): Si8 cubic cell
     a = 10.26 bohr at Gamma, GTH, 15 Ha; Si64 (its 2x2x2 supercell); Al fcc 8x8x8 Fermi-Dirac.
     tests/test_cli.py checks Si8 (and Si64 with PWSIM_MEASURE_SI64=1) against the factor 1.5.
+
+    Under MPI (``sizes.ranks`` > 1) the parts are those of rank 0, the largest: its pool's k-points'
+    orbitals, projectors and sphere arrays, the eigensolver's blocks divided over its band group, the
+    grids whole, and, to write a checkpoint or the result, every k-point's orbitals gathered beside
+    its own and the file built from them (docs/parallel.md).
     """
     s = sizes
     grid = s.fft_grid
     nfft = float(np.prod(np.asarray(grid, dtype=float)))
     nhalf = grid[0] * grid[1] * (grid[2] // 2 + 1)
     cbytes = 8 if s.precision == "single" else 16
-    nk = nk_irr * s.nspin
+    nk_all = nk_irr * s.nspin
+    nk, band = rank_shares(s, nk_all)  # this rank's k-point and spin channels, its band group's ranks
+    nk_irr = min(nk_irr, nk)
     # the eigensolver's blocks hold half the sphere at a real Gamma point (pwsim.eigensolvers.blocks)
     width = s.npw / 2 if s.gamma_only else s.npw
     block_bytes = s.nwork * width * cbytes
     # the mixer's history: the density's sphere (8 npw points), one of every +-G pair
     nsphere = min(4.0 * s.npw, nfft / 2)
     parts = {
-        "baseline": BASELINE_BYTES,
+        "baseline": BASELINE_BYTES + (MPI_BASELINE_BYTES if s.ranks > 1 else 0.0),
         "FFT box arrays": nfft * 16 + nk_irr * s.npw * KPOINT_BYTES_PER_PLANE_WAVE,
         "real-space grids": 12 * s.nspin * nfft * 8 + 4 * nfft * 16,
         "mixing history": 2 * s.mixing_history * s.nspin * nsphere * 16,
@@ -211,7 +236,10 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
         parts["density symmetrizer"] = nhalf * SYMMETRIZER_BYTES_PER_POINT
     # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
-    scf_work = get_eigensolver(s.eigensolver).work_bytes(s.nwork, width, s.npw, cbytes)
+    # (a band group divides the blocks; the whole orbitals are still handed over and gathered back)
+    own = math.ceil(s.nwork / band)
+    scf_work = (get_eigensolver(s.eigensolver).work_bytes(own, width, s.npw, cbytes)
+                - (s.nwork - own) * s.npw * cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
@@ -224,7 +252,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     derivative_work = (3 * min(DERIVATIVE_BLOCK_BYTES, s.nproj * width * 16) + 2 * s.nwork * s.nproj * 16
                        + 1000 * width) if s.derivatives else 0.0
     parts["work arrays"] = max(scf_work, atomic_work, setup_work, derivative_work,
-                               _between_steps_work(s, nk, nfft, nhalf, cbytes, symmetrizer))
+                               _between_steps_work(s, nk, nfft, nhalf, cbytes, symmetrizer, nk_all))
     return parts
 
 
@@ -261,7 +289,8 @@ def exchange_seconds(sizes: Sizes, nk_irr: int) -> float:
     nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
     pairs = s.nspin * nk_irr * s.nfull * s.exchange_occupied * s.nwork
     return float(pairs * 2 * 5 * nfft * np.log2(max(nfft, 2)) / EXCHANGE_FFT_RATE)
-def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int, symmetrizer: bool) -> float:
+def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int, symmetrizer: bool,
+                        nk_all: int | None = None) -> float:
     """The largest transient outside the eigensolver, bytes (issue 28, each measured missing before):
 
     * symmetrising the mixed density: its half-box transform, the kept components, the spread star
@@ -269,12 +298,14 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
     * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
       (pwsim.io.atomic.hdf5_pages), once: every k-point's orbitals and the density (twice before the
       image was written out without a copy: Al slab, 28 k-points, peak 106 MiB with checkpoints and
-      96 MiB without, 99 MiB now);
+      96 MiB without, 99 MiB now); under MPI rank 0 builds it from every pool's orbitals (nk_all
+      channels), gathered beside its own nk;
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
       functional's outputs, vsigma times the gradients and their transforms for the divergence.
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
-    checkpoint = nk * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
+    nk_all = nk if nk_all is None else nk_all
+    checkpoint = (2 * nk_all - nk) * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
     gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
     return max(symmetrize, checkpoint, gga)
 
