@@ -102,21 +102,19 @@ if parallel.is_root():
 CASE_NAMES = ["si2-kpools", "si2-bandgroup", "si8-gamma", "si2-spin", "al-fermi-dirac"]
 
 
-@pytest.fixture(scope="module")
-def serial_and_parallel(tmp_path_factory):
-    """The driver's results: {"serial": {...}, "mpi": {...}} (serial run and mpiexec -n 2 at once)."""
-    base = tmp_path_factory.mktemp("mpi")
-    (base / "driver.py").write_text(DRIVER)
+def serial_and_mpiexec(base, script, args, timeout=600) -> dict:
+    """``script`` run serially and under ``mpiexec -n 2`` at once in ``base``, each printing one JSON
+    line (rank 0 only): {"serial": json, "mpi": json}."""
     procs = {
-        "serial": subprocess.Popen([sys.executable, "driver.py", *CASE_NAMES], cwd=base, env=SERIAL_ENV,
+        "serial": subprocess.Popen([sys.executable, script, *args], cwd=base, env=SERIAL_ENV,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        "mpi": subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "driver.py", *CASE_NAMES], cwd=base,
-                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        "mpi": subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, script, *args], cwd=base, env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
     results = {}
     try:
         for key, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=600)
+            stdout, stderr = proc.communicate(timeout=timeout)
             assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{stderr}"
             lines = [line for line in stdout.splitlines() if line.startswith("{")]
             assert len(lines) == 1, f"{key}: expected one JSON line (rank 0 only), got:\n{stdout}"
@@ -131,6 +129,14 @@ def serial_and_parallel(tmp_path_factory):
                     proc.kill()
                     proc.communicate()
     return results
+
+
+@pytest.fixture(scope="module")
+def serial_and_parallel(tmp_path_factory):
+    """The driver's results: {"serial": {...}, "mpi": {...}} (serial run and mpiexec -n 2 at once)."""
+    base = tmp_path_factory.mktemp("mpi")
+    (base / "driver.py").write_text(DRIVER)
+    return serial_and_mpiexec(base, "driver.py", CASE_NAMES)
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_mpi import ENV, SERIAL_ENV, _mpiexec, _skip_reason
+from test_mpi import ENV, SERIAL_ENV, _mpiexec, _skip_reason, serial_and_mpiexec
 
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
@@ -71,39 +71,11 @@ if parallel.is_root():
 CASE_NAMES = ["si2-pools", "si-k3", "si2-spin", "h2o-bandgroup"]
 
 
-def _both(base, script, args, timeout=600):
-    """``script`` run serially and under ``mpiexec -n 2`` at once: {"serial": json, "mpi": json}."""
-    procs = {
-        "serial": subprocess.Popen([sys.executable, script, *args], cwd=base, env=SERIAL_ENV,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        "mpi": subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, script, *args], cwd=base, env=ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-    }
-    results = {}
-    try:
-        for key, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=timeout)
-            assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{stderr}"
-            lines = [line for line in stdout.splitlines() if line.startswith("{")]
-            assert len(lines) == 1, f"{key}: expected one JSON line (rank 0 only), got:\n{stdout}"
-            results[key] = json.loads(lines[0])
-    finally:  # a failed run must not leave the other running
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.communicate(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate()
-    return results
-
-
 @pytest.fixture(scope="module")
 def serial_and_parallel(tmp_path_factory):
     base = tmp_path_factory.mktemp("mpi_hybrid")
     (base / "driver.py").write_text(DRIVER)
-    return _both(base, "driver.py", CASE_NAMES)
+    return serial_and_mpiexec(base, "driver.py", CASE_NAMES)
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
