@@ -39,7 +39,9 @@ QE_XC = {"lda": "PW", "pbe": "PBE"}
 class Workload:
     """One problem for both codes. lattice (3, 3) rows, bohr; positions fractional; ecut hartree;
     temperature hartree (pwsim's smearing width; pw.x degauss = 2 x it in Ry); pseudos: per element
-    a GTH psp10 file name of benchmarks/pseudos, or 'dojo:<psp8 basename>' (converted to UPF)."""
+    a GTH psp10 file name of benchmarks/pseudos (pw.x reads it, pwsim its shipped CP2K copy of the same
+    numbers), 'file:<psp10 file of benchmarks/pseudos>' (both codes read that very file) or
+    'dojo:<psp8 basename>' (converted to UPF, both codes read it)."""
 
     name: str
     title: str
@@ -58,7 +60,9 @@ class Workload:
 
     def pseudo_file(self, element: str) -> str:
         spec = self.pseudos[element]
-        return f"{element}.upf" if spec.startswith("dojo:") else spec
+        if spec.startswith("dojo:"):
+            return f"{element}.upf"
+        return spec[5:] if spec.startswith("file:") else spec
 
 
 def _fcc_slab(layers: int, a: float, vacuum: float):
@@ -103,6 +107,55 @@ WORKLOADS = {w.name: w for w in (
 )}
 
 
+
+# The held-out set: the same kinds of problem on other systems, to check that what was tuned on the
+# four above is general (a molecule with other elements and box, a 2-D sheet in a hexagonal cell, a
+# bcc magnet whose cubic cell holds a pure translation, a semiconductor supercell with k-points, a
+# hexagonal insulator). Both codes read the very same psp10/UPF files here ('file:', 'dojo:').
+def _linear_molecule(box: float, bond: float):
+    """O=C=O along x through the box centre (fractional)."""
+    cart = np.array([[0, 0, 0], [bond, 0, 0], [-bond, 0, 0]]) + box / 2
+    return [tuple(p) for p in cart / box]
+
+
+def _hexagonal(a: float, c: float):
+    return ((a, 0.0, 0.0), (-a / 2, a * np.sqrt(3) / 2, 0.0), (0.0, 0.0, c))
+
+
+def _diamond_cube(a: float, reps: tuple):
+    fcc = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
+    base = np.vstack([fcc, fcc + 0.25])
+    shifts = np.array([(i, j, k) for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])])
+    frac = ((base[None] + shifts[:, None]) / np.array(reps)).reshape(-1, 3)
+    return tuple(map(tuple, np.diag([a * r for r in reps]))), [tuple(p) for p in frac]
+
+
+SI16_LATTICE, SI16_POSITIONS = _diamond_cube(10.26, (2, 1, 1))
+SIC_U = 0.375
+
+HELDOUT = {w.name: w for w in (
+    Workload("co2_box", "CO2 in a 19 bohr box, PBE, Gamma, GTH-PBE psp10 files", ((19.0, 0, 0), (0, 19.0, 0), (0, 0, 19.0)),
+             ("C", "O", "O"), tuple(_linear_molecule(19.0, 2.196)), 30.0, (1, 1, 1), "pbe",
+             {"C": "file:C-q4.pbe.gth", "O": "file:O-q6.pbe.gth"}, nbands=8),
+    Workload("graphene", "graphene + 15 bohr vacuum, 12x12x1, LDA, GTH psp10, Fermi-Dirac", _hexagonal(4.65, 15.0),
+             ("C", "C"), ((1 / 3, 2 / 3, 0.5), (2 / 3, 1 / 3, 0.5)), 20.0, (12, 12, 1), "lda",
+             {"C": "file:C-q4.pade.gth"}, smearing="fermi-dirac", temperature=0.01, nbands=8),
+    Workload("fe2_spin", "bcc Fe cubic cell (2 atoms), spin, PBE, PseudoDojo Fe-sp with core correction (UPF), 6x6x6",
+             ((5.42, 0, 0), (0, 5.42, 0), (0, 0, 5.42)), ("Fe", "Fe"), ((0, 0, 0), (.5, .5, .5)), 30.0, (6, 6, 6),
+             "pbe", {"Fe": "dojo:Fe-sp"}, smearing="marzari-vanderbilt", temperature=0.01, nbands=24,
+             magnetic_moments=(2.5, 2.5)),
+    Workload("si16_k", "Si16 (2x1x1 conventional cubes), 2x2x2 k, LDA, GTH psp10, insulator", SI16_LATTICE, ("Si",) * 16,
+             tuple(SI16_POSITIONS), 10.0, (2, 2, 2), "lda", {"Si": "file:Si-q4.pade.gth"}),
+    Workload("sic_2h", "2H-SiC (wurtzite, hexagonal), 6x6x4, LDA, GTH psp10, insulator", _hexagonal(5.82, 9.53),
+             ("Si", "Si", "C", "C"), ((1 / 3, 2 / 3, 0), (2 / 3, 1 / 3, .5), (1 / 3, 2 / 3, SIC_U), (2 / 3, 1 / 3, .5 + SIC_U)),
+             20.0, (6, 6, 4), "lda", {"Si": "file:Si-q4.pade.gth", "C": "file:C-q4.pade.gth"}),
+)}
+
+#: the named sets of ``--set``: 'default' (issue 28's four, tuned on) and 'heldout' (checked only)
+SETS = {"default": WORKLOADS, "heldout": HELDOUT}
+ALL = {**WORKLOADS, **HELDOUT}
+
+
 def _rows(values) -> str:
     return "[" + ", ".join("[" + ", ".join(f"{x:.10f}" for x in row) + "]" for row in values) + "]"
 
@@ -111,7 +164,7 @@ def pwsim_input(w: Workload) -> str:
     """The TOML input of ``pwsim run`` (the pseudopotential files next to it)."""
     # (pwsim reads GTH parameters in CP2K's format: the shipped 'gth' family holds the numbers of the
     # psp10 files that pw.x reads, benchmarks/psp_check.py)
-    pseudos = ", ".join(f'{e} = "{w.pseudo_file(e) if w.pseudos[e].startswith("dojo:") else "gth"}"'
+    pseudos = ", ".join(f'{e} = "{w.pseudo_file(e) if w.pseudos[e].startswith(("dojo:", "file:")) else "gth"}"'
                         for e in dict.fromkeys(w.species))
     model = [f'xc = "{w.xc}"', f"pseudopotentials = {{ {pseudos} }}"]
     if w.smearing != "none":
@@ -174,7 +227,7 @@ def write_inputs(w: Workload, directory: str) -> None:
         if spec.startswith("dojo:"):
             convert(os.path.join(DOJO_PBE, spec[5:] + ".psp8.gz"), target)
         else:
-            with open(os.path.join(PSEUDO_DIR, spec)) as src, open(target, "w") as dst:
+            with open(os.path.join(PSEUDO_DIR, w.pseudo_file(element))) as src, open(target, "w") as dst:
                 dst.write(src.read())
     with open(os.path.join(directory, "pwsim.toml"), "w") as f:
         f.write(pwsim_input(w))
@@ -254,20 +307,22 @@ HEADER = ("| workload | pwsim wall (s) | pw.x wall (s) | wall ratio | pwsim CPU 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.workloads", description=__doc__.split("\n\n")[0])
-    p.add_argument("names", nargs="*", help=f"workloads (default: all): {', '.join(WORKLOADS)}")
+    p.add_argument("names", nargs="*", help=f"workloads (default: all of --set): {', '.join(ALL)}")
+    p.add_argument("--set", default="default", choices=sorted(SETS),
+                   help="which set when no names are given: 'default' (the four of issue 28) or 'heldout'")
     p.add_argument("--out", default="workloads-run", help="working directory (one folder per workload)")
     p.add_argument("--pwsim-only", action="store_true")
     p.add_argument("--pwx-only", action="store_true")
     p.add_argument("--write-inputs", metavar="DIR", help="only write the inputs of both codes into DIR/<name>")
     p.add_argument("--ranks", type=int, default=1, help="MPI processes per code (one thread each; default 1)")
     args = p.parse_args(argv)
-    names = args.names or list(WORKLOADS)
-    unknown = [n for n in names if n not in WORKLOADS]
+    names = args.names or list(SETS[args.set])
+    unknown = [n for n in names if n not in ALL]
     if unknown:
-        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
     if args.write_inputs:
         for n in names:
-            write_inputs(WORKLOADS[n], os.path.join(args.write_inputs, n))
+            write_inputs(ALL[n], os.path.join(args.write_inputs, n))
         return
     # bytecode, as an installed copy has: without it (this machine sets PYTHONDONTWRITEBYTECODE) every
     # pwsim run compiles its modules from source first, ~0.13 s CPU no installed copy pays
@@ -276,7 +331,7 @@ def main(argv=None) -> None:
     compileall.compile_dir(os.path.join(REPO_ROOT, "pwsim"), quiet=1)
     print(HEADER, flush=True)
     for n in names:
-        r = measure(WORKLOADS[n], os.path.join(args.out, n), pwsim=not args.pwx_only, pwx=not args.pwsim_only,
+        r = measure(ALL[n], os.path.join(args.out, n), pwsim=not args.pwx_only, pwx=not args.pwsim_only,
                     ranks=args.ranks)
         with open(os.path.join(args.out, n, "measurement.json"), "w") as f:
             json.dump(r, f, indent=1)
