@@ -1,6 +1,7 @@
 """The everyday workloads of issue 28, each as a whole ``pwsim run`` against a whole pw.x run.
 
-    python -m benchmarks.workloads [NAME ...] [--out DIR] [--pwsim-only] [--ranks N] [--write-inputs DIR]
+    python -m benchmarks.workloads [NAME ...] [--set default|heldout] [--out DIR] [--pwsim-only] [--ranks N]
+                                   [--write-inputs DIR]
 
 Kinds: a molecule in a large box with PBE at Gamma, a metal slab with vacuum and many k-points, a
 spin-polarised metal with numerical pseudopotentials with a core correction and 4x4x4 k-points, a
@@ -12,6 +13,10 @@ project's machine). Both codes get the same structure, cutoff (pw.x ecutwfc = 2 
 (``tprnfor``, ``tstress``; ``pwsim run`` does by default). Measured: wall time and peak RSS of the
 whole process (``os.wait4``, :mod:`benchmarks.measure`), one thread each, and ``pwsim check``'s
 memory estimate against pwsim's measured peak.
+
+``--set heldout`` runs :data:`HELDOUT` instead: the same kinds on other systems (CO2 in a box, a
+graphene sheet, a bcc Fe magnet, a Si16 supercell with k-points, hexagonal 2H-SiC), where both codes
+read the very same pseudopotential files; a check that what was tuned on the four is general.
 """
 from __future__ import annotations
 
