@@ -37,6 +37,12 @@ import sys
 import pwsim.xc.builtin as builtin, pwsim.xc.fused as fused
 from pwsim.terms import context
 output, spin, patches = sys.argv[1], sys.argv[2] == "spin", sys.argv[3].split(",")
+# the names patched below: a renamed one must stop the diagnostic, not leave a run unpatched
+for module, names in ((builtin, ("_PW_MOD", "_PW_ORIG", "_PBE_GAMMA", "_PBE_B_OVER_G", "_PBE_BETA")),
+                      (fused, ("_PW_MOD", "_PBE_GAMMA", "_PBE_B_OVER_G")), (context.Context, ("atom_sum_Q",))):
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise SystemExit(f"qe_conventions: {module.__name__} has no {', '.join(missing)}; update the patches")
 if "pbe" in patches:
     builtin._PW_MOD = fused._PW_MOD = builtin._PW_ORIG
     if spin:
