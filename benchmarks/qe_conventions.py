@@ -2,12 +2,12 @@
 
     python -m benchmarks.qe_conventions DIR [DIR ...]
 
-Three conventions of pw.x 6.7 that pwsim does not share, each patched into a child ``pwsim run`` (the
-patches live in that process only; pwsim itself is unchanged):
-
-* **PBE constants** (GGA runs).
 DIR holds ``pwsim.toml`` and pw.x's output ``pw.pwo`` of the same problem (``python -m
-benchmarks.workloads NAME --out ...`` leaves both). pwsim's ``pbe`` is libxc's (GGA_X_PBE +
+benchmarks.workloads NAME --out ...`` leaves both). Three conventions of pw.x 6.7 that pwsim does
+not share, each patched into a child ``pwsim run`` (the patches live in that process only; pwsim
+itself is unchanged):
+
+* **PBE constants** (GGA runs). pwsim's ``pbe`` is libxc's (GGA_X_PBE +
 GGA_C_PBE), whose correlation is built on PW92 with the "modified" constants (LDA_C_PW_MOD: A =
 0.0310907, ...); pw.x 6.7's own PBE is built on its ``pw`` routine, the original PW92 table (A =
 0.031091, as LDA_C_PW and pwsim's ``lda``), and, spin-polarised only, with gamma = 0.031091 in
@@ -22,7 +22,6 @@ rho + rho_core, so the box's corners count; the difference vanishes with the cut
 core's form factors cut to the sphere (energy only: forces and stress are not made consistent with
 it). bcc Fe primitive, PseudoDojo Fe-sp, spin, 20 Ha, 3x3x3: LDA pwsim - pw.x +1.1e-5 Ha, +1.3e-8
 with the sphere; PBE +1.1e-4, +3.8e-6 with the sphere alone and ~1e-8 with both.
-
 * **No gradient correction in near-vacuum** (unpolarised PBE; molecules in boxes). pw.x 6.7 drops
 the gradient correction where rho + rho_core <= 1e-6 or |grad rho|^2 <= 1e-10 (its gradcorr's
 epsr, epsg), leaving the LDA there; pwsim evaluates PBE everywhere. Patched: PBE replaced by LDA at
