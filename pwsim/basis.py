@@ -143,6 +143,76 @@ class DensitySphere:
         return self.backend.scatter(full, self.box_map)
 
 
+class FineGrid:
+    """A finer FFT box for the semilocal XC functional (VASP's ADDGRID): the density's Fourier
+    components embedded in a box ``factor`` times as fine, and the way back.
+
+    The coarse box's G-set K is every point of the density's box except its Nyquist planes (m = -n/2
+    of an even n, which have no +-G partner and so no place in a larger box); K is fixed in Miller
+    indices (the same set under a strain). Two maps between real-space arrays (..., n1, n2, n3) of
+    the density's box and (..., m1, m2, m3) of the fine box:
+
+    * :meth:`interpolate`: zero padding, the trigonometric interpolation of the components on K
+      (f_fine(r) = sum_{G in K} f(G) exp(iG.r); exact for a density, which has none outside K);
+    * :meth:`project`: truncation, the components of a fine-box function on K brought back.
+
+    They are adjoint: sum_fine v (interpolate f) dV_fine = sum_coarse (project v) f dV, so the
+    derivative of E[interpolate(rho)] with respect to rho is ``project`` of the fine-box derivative,
+    exactly, and project(interpolate(f)) is f's part on K.
+
+    basis:  a :class:`PlaneWaveBasis` on the fine box with no k-points (its FFTs, gradient and
+            divergence, ``dvol``, box G-vectors), for the same structure
+    factor: the requested refinement (each axis: the smallest 2-3-5 size >= factor n)
+    """
+
+    def __init__(self, coarse: PlaneWaveBasis, factor: float):
+        self.factor = float(factor)
+        self.coarse_grid = coarse.fft_grid
+        fine = tuple(next_fft_size(math.ceil(self.factor * n - 1e-9)) for n in coarse.fft_grid)
+        if any(m <= n for m, n in zip(fine, coarse.fft_grid)):
+            raise InputError(f"xc_grid_factor {factor:g} gives no finer box than {coarse.fft_grid}")
+        self.basis = PlaneWaveBasis(coarse.structure, coarse.ecut, np.zeros((0, 3)), np.zeros(0), coarse.backend,
+                                    fft_grid=fine, nspin=coarse.nspin, real_gamma=False,
+                                    ecut_density=coarse.ecut_density)
+        self.fine_grid = fine
+        # K on the half boxes of the real transforms (G_3 >= 0): axis 1, 2 Miller indices m of the
+        # coarse box without -n/2 of an even n, axis 3 the indices 0 <= m < n/2; the same m on the fine box
+        bk = coarse.backend
+        axes_c, axes_f = [], []
+        for axis, (n, m) in enumerate(zip(coarse.fft_grid, fine)):
+            if axis < 2:
+                miller = np.fft.fftfreq(n, 1.0 / n).astype(int)
+                miller = miller[2 * miller != -n]
+                axes_c.append(miller % n)
+                axes_f.append(miller % m)
+            else:
+                miller = np.arange((n + 1) // 2)  # 2 m < n: no Nyquist index
+                axes_c.append(miller)
+                axes_f.append(miller)
+        half_c = (*coarse.fft_grid[:2], coarse.fft_grid[2] // 2 + 1)
+        half_f = (*fine[:2], fine[2] // 2 + 1)
+        index_c = np.ravel_multi_index(np.meshgrid(*axes_c, indexing="ij"), half_c).reshape(-1)
+        index_f = np.ravel_multi_index(np.meshgrid(*axes_f, indexing="ij"), half_f).reshape(-1)
+        self._coarse_map = bk.make_box_map(index_c, half_c, sticks=False)
+        self._fine_map = bk.make_box_map(index_f, half_f, sticks=False)
+        self._backend = bk
+        self._ratio = float(np.prod(fine)) / float(np.prod(coarse.fft_grid))  # N_fine / N_coarse
+
+    def interpolate(self, f_R):
+        """(..., n1, n2, n3) real on the density's box -> (..., m1, m2, m3) real on the fine box, the
+        same Fourier components on K (device, same units)."""
+        bk = self._backend
+        half = bk.scatter(bk.gather(bk.rfft3(f_R), self._coarse_map), self._fine_map)
+        return bk.irfft3(half, self.fine_grid) * self._ratio
+
+    def project(self, v_R):
+        """(..., m1, m2, m3) real on the fine box -> (..., n1, n2, n3) real on the density's box: its
+        Fourier components on K, zero elsewhere (device, same units)."""
+        bk = self._backend
+        half = bk.scatter(bk.gather(bk.rfft3(v_R), self._fine_map), self._coarse_map)
+        return bk.irfft3(half, self.coarse_grid) * (1.0 / self._ratio)
+
+
 class PlaneWaveBasis:
     """Plane waves with 1/2 |k+G|^2 <= ecut for each k-point, and one FFT box for all of them.
 
@@ -256,6 +326,14 @@ class PlaneWaveBasis:
         if self._density_sphere is None:
             self._density_sphere = DensitySphere.build(self)
         return self._density_sphere
+
+    def fine_grid(self, factor: float) -> FineGrid:
+        """The finer box of the semilocal XC functional for ``factor`` > 1 ([basis] xc_grid_factor;
+        built once per factor, see :class:`FineGrid`)."""
+        grids = self.__dict__.setdefault("_fine_grids", {})
+        if float(factor) not in grids:
+            grids[float(factor)] = FineGrid(self, factor)
+        return grids[float(factor)]
 
     # --------------------------------------------------------------- properties
     @property
