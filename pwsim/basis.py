@@ -46,6 +46,14 @@ def default_fft_grid(structure: Structure, ecut: float, primes=(2, 3, 5)) -> tup
     return tuple(next_fft_size(2 * m + 1, primes) for m in mmax)
 
 
+def xc_fft_grid(fft_grid, factor: float) -> tuple[int, int, int]:
+    """The box of the semilocal XC functional for [basis] xc_grid_factor ``factor``: each axis the
+    smallest 2-3-5 size >= factor n (the box itself for factor 1)."""
+    if float(factor) == 1.0:
+        return tuple(int(n) for n in fft_grid)
+    return tuple(next_fft_size(math.ceil(float(factor) * n - 1e-9)) for n in fft_grid)
+
+
 @dataclass
 class Kpoint:
     """One k-point (and spin channel) of the basis.
@@ -168,7 +176,7 @@ class FineGrid:
     def __init__(self, coarse: PlaneWaveBasis, factor: float):
         self.factor = float(factor)
         self.coarse_grid = coarse.fft_grid
-        fine = tuple(next_fft_size(math.ceil(self.factor * n - 1e-9)) for n in coarse.fft_grid)
+        fine = xc_fft_grid(coarse.fft_grid, self.factor)
         if any(m <= n for m, n in zip(fine, coarse.fft_grid)):
             raise InputError(f"xc_grid_factor {factor:g} gives no finer box than {coarse.fft_grid}")
         self.basis = PlaneWaveBasis(coarse.structure, coarse.ecut, np.zeros((0, 3)), np.zeros(0), coarse.backend,

@@ -46,6 +46,9 @@ KPOINT_BYTES_PER_PLANE_WAVE = 80
 #: before the gradients, fluxes and the stress's core part held fewer boxes at once)
 GGA_BOXES = 2
 GGA_BOXES_PER_SPIN = 11
+#: real boxes of the finer XC box held through the run ([basis] xc_grid_factor > 1): its |G|^2 on the
+#: host and the device, |G| (pwsim.terms.context), the core density there
+XC_GRID_BOXES = 4
 #: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
 #: which the non-local term holds three at a time
 DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
@@ -107,6 +110,7 @@ class Sizes:
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
+    xc_grid: tuple | None = None  # the finer box of the XC functional ([basis] xc_grid_factor > 1), or None
     # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
     # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
     projector_factor_rows: int = 0
@@ -234,6 +238,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     }
     if symmetrizer:
         parts["density symmetrizer"] = nhalf * SYMMETRIZER_BYTES_PER_POINT
+    if s.xc_grid is not None:
+        # the fine box's |G|^2 (host and device), its |G| for the core's form factor, the core density
+        parts["fine XC grid"] = XC_GRID_BOXES * float(np.prod(np.asarray(s.xc_grid, dtype=float))) * 8
     # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
     # (a band group divides the blocks; the whole orbitals are still handed over and gathered back)
@@ -301,12 +308,16 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
       96 MiB without, 99 MiB now); under MPI rank 0 builds it from every pool's orbitals (nk_all
       channels), gathered beside its own nk;
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
-      functional's outputs, vsigma times the gradients and their transforms for the divergence.
+      functional's outputs, vsigma times the gradients and their transforms for the divergence (on
+      the finer XC box where there is one, with the density interpolated there: nspin boxes more).
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
     nk_all = nk if nk_all is None else nk_all
     checkpoint = (2 * nk_all - nk) * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
-    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
+    nxc = nfft if s.xc_grid is None else float(np.prod(np.asarray(s.xc_grid, dtype=float)))
+    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nxc * 8 if s.gga else 0.0
+    if s.xc_grid is not None:
+        gga += s.nspin * nxc * 8 if s.gga else (2 + 3 * s.nspin) * nxc * 8
     return max(symmetrize, checkpoint, gga)
 
 
