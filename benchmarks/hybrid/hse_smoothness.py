@@ -131,17 +131,17 @@ def shift(xc: str, factor: float, grid: int, move: str) -> None:
     offset = np.array([float(x) for x in move.split(",")])
     si = pwsim.diamond("Si", 10.26).translated(offset)
     t = time.process_time()
-    common = dict(pseudopotentials="gth", ecut=15, kpoints=(2, 2, 2), nbands=8, fft_grid=(grid,) * 3,
-                  precision="double", compute_forces=False, compute_stress=False, xc_grid_factor=factor)
+    common = {"pseudopotentials": "gth", "ecut": 15, "kpoints": (2, 2, 2), "nbands": 8, "fft_grid": (grid,) * 3,
+              "precision": "double", "compute_forces": False, "compute_stress": False, "xc_grid_factor": factor}
     if xc == "pbe":
         r = pwsim.scf(si, xc="pbe", energy_tolerance=1e-11, **common)
     elif xc == "hse06":
         r = hybrid_scf(si, xc="hse06", energy_tolerance=1e-9, exx_tolerance=1e-9, **common)
     else:
         raise SystemExit("XC must be hse06 or pbe")
-    print(json.dumps(dict(xc=xc, factor=factor, grid=grid, shift=offset.tolist(), energy=r.total_energy,
-                          gap=r.eigenvalues[0, 2, 4] - r.eigenvalues[0, 0, 1], cpu_s=time.process_time() - t,
-                          converged=bool(r.converged))))
+    print(json.dumps({"xc": xc, "factor": factor, "grid": grid, "shift": offset.tolist(), "energy": r.total_energy,
+                      "gap": r.eigenvalues[0, 2, 4] - r.eigenvalues[0, 0, 1], "cpu_s": time.process_time() - t,
+                      "converged": bool(r.converged)}))
 
 
 if __name__ == "__main__":

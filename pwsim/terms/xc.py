@@ -105,15 +105,17 @@ class Xc(Term):
         basis and the core density of the fine box; the band group's layout is the context's."""
         if self._fine is None:
             factor = xc_grid_factor(self.context)
-            self._fine = False
-            if factor != 1.0:
+            if factor == 1.0:
+                self._fine = False
+            else:  # (nothing is kept until the twin is whole: a failed build is not a silent factor 1)
                 c = self.context
                 grid = c.basis.fine_grid(factor)
                 twin = copy.copy(self)
                 twin.context = Context(grid.basis, c.pseudos, xc=c.xc, n_electrons=c.n_electrons,
                                        keep_operators=c.keep_operators, derivatives=c.derivatives, settings=c.settings)
                 twin._fine = False
-                twin.__dict__.pop("_core_field", None)
+                for cached in ("_core_field", "_fine_held"):
+                    twin.__dict__.pop(cached, None)
                 core = any(getattr(p, "has_core_density", False) for p in c.pseudos.values())
                 twin.rho_core_R = twin.context.atom_density_R("core_density_form_factor") if core else None
                 self._fine = (grid, twin)
