@@ -168,9 +168,10 @@ class FineGrid:
     derivative of E[interpolate(rho)] with respect to rho is ``project`` of the fine-box derivative,
     exactly, and project(interpolate(f)) is f's part on K.
 
-    basis:  a :class:`PlaneWaveBasis` on the fine box with no k-points (its FFTs, gradient and
-            divergence, ``dvol``, box G-vectors), for the same structure
-    factor: the requested refinement (each axis: the smallest 2-3-5 size >= factor n)
+    basis:    a :class:`PlaneWaveBasis` on the fine box with no k-points (its FFTs, gradient and
+              divergence, ``dvol``, box G-vectors), for the same structure
+    fft_grid: the fine box (m1, m2, m3), each axis the smallest 2-3-5 size >= factor n (:func:`xc_fft_grid`)
+    factor:   the requested refinement
     """
 
     def __init__(self, coarse: PlaneWaveBasis, factor: float):
@@ -182,7 +183,7 @@ class FineGrid:
         self.basis = PlaneWaveBasis(coarse.structure, coarse.ecut, np.zeros((0, 3)), np.zeros(0), coarse.backend,
                                     fft_grid=fine, nspin=coarse.nspin, real_gamma=False,
                                     ecut_density=coarse.ecut_density)
-        self.fine_grid = fine
+        self.fft_grid = fine
         # K on the half boxes of the real transforms (G_3 >= 0): axis 1, 2 Miller indices m of the
         # coarse box without -n/2 of an even n, axis 3 the indices 0 <= m < n/2; the same m on the fine box
         bk = coarse.backend
@@ -211,7 +212,7 @@ class FineGrid:
         same Fourier components on K (device, same units)."""
         bk = self._backend
         half = bk.scatter(bk.gather(bk.rfft3(f_R), self._coarse_map), self._fine_map)
-        return bk.irfft3(half, self.fine_grid) * self._ratio
+        return bk.irfft3(half, self.fft_grid) * self._ratio
 
     def project(self, v_R):
         """(..., m1, m2, m3) real on the fine box -> (..., n1, n2, n3) real on the density's box: its

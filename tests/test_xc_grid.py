@@ -76,7 +76,7 @@ def test_fine_grid_maps(backend):
     bk = get_backend(backend, "double")
     basis = PlaneWaveBasis(structure, test_terms.ECUT, np.zeros((1, 3)), [1.0], bk, fft_grid=GRID)
     grid = basis.fine_grid(2.0)
-    assert grid.fine_grid == (32, 30, 30) and basis.fine_grid(1.5).fine_grid == (24, 24, 24)
+    assert grid.fft_grid == (32, 30, 30) and basis.fine_grid(1.5).fft_grid == (24, 24, 24)
     assert basis.fine_grid(2.0) is grid  # built once
 
     def plane_wave(shape, m, phase):  # cos(2 pi m.x + phase) at the box points x = i / n
@@ -85,14 +85,14 @@ def test_fine_grid_maps(backend):
 
     m = (3, -7, 6)  # inside K (|m_i| < n_i / 2)
     coarse = plane_wave(GRID, m, 0.4) + 0.5 * plane_wave(GRID, (1, 2, -1), 1.1)
-    fine = plane_wave(grid.fine_grid, m, 0.4) + 0.5 * plane_wave(grid.fine_grid, (1, 2, -1), 1.1)
+    fine = plane_wave(grid.fft_grid, m, 0.4) + 0.5 * plane_wave(grid.fft_grid, (1, 2, -1), 1.1)
     interpolated = bk.to_host(grid.interpolate(bk.to_device(coarse[None])))[0]
     assert np.abs(interpolated - fine).max() < 1e-13
     assert np.abs(bk.to_host(grid.project(bk.to_device(fine))) - coarse).max() < 1e-13
     # a Nyquist component (m_1 = -8 of 16) is not in K: dropped both ways
     assert np.abs(bk.to_host(grid.interpolate(bk.to_device(plane_wave(GRID, (8, 0, 0), 0.0))))).max() < 1e-13
     rng = np.random.default_rng(3)
-    f, v = rng.standard_normal(GRID), rng.standard_normal(grid.fine_grid)
+    f, v = rng.standard_normal(GRID), rng.standard_normal(grid.fft_grid)
     lhs = np.sum(v * bk.to_host(grid.interpolate(bk.to_device(f)))) * grid.basis.dvol
     rhs = np.sum(bk.to_host(grid.project(bk.to_device(v))) * f) * basis.dvol
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
