@@ -1,7 +1,8 @@
 """Collect pw.x 6.7's figures of the runs in outputs/ into pwx_hybrid_more.json (hartree atomic units).
 
-Usage (in a folder holding NAME.pwi, NAME.pwo and pw.x's XML tmp_NAME/NAME.xml for every run):
-    python extract.py /path/to/runs > pwx_hybrid_more.json
+Usage:  python extract.py outputs > pwx_hybrid_more.json
+(a folder holding every run's NAME.pwo and pw.x's XML NAME.xml -- or tmp_NAME/NAME.xml, where pw.x
+writes it with outdir = './tmp_NAME').
 Energies, eigenvalues, Fermi energy and forces come from the XML file (full precision, Ha, Ha/bohr);
 the Fock energy, which the XML does not hold, from the last '+ Fock energy' line of the text output
 (8 decimals in Ry: 5e-9 Ha); the smearing term (-TS) from the last '!!' block.
@@ -18,7 +19,8 @@ def numbers(text):
 
 
 def run(folder, name):
-    root = ET.parse(folder / f"tmp_{name}" / f"{name}.xml").getroot()
+    xml = folder / f"{name}.xml"
+    root = ET.parse(xml if xml.exists() else folder / f"tmp_{name}" / f"{name}.xml").getroot()
     out = root.find("output")
     bs = out.find("band_structure")
     text = (folder / f"{name}.pwo").read_text()
@@ -66,7 +68,8 @@ def run(folder, name):
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
-    names = sorted(p.stem for p in folder.glob("*.pwi") if (folder / f"tmp_{p.stem}" / f"{p.stem}.xml").exists())
+    names = sorted(p.stem for p in folder.glob("*.pwo")
+                   if (folder / f"{p.stem}.xml").exists() or (folder / f"tmp_{p.stem}" / f"{p.stem}.xml").exists())
     runs = {name: run(folder, name) for name in names}
     json.dump({"source": "pw.x 6.7 (Debian 6.7-2+b1), 1 process, 1 thread; inputs/*.pwi and "
                          "stress/*.pwi, their outputs in outputs/*.pwo; extract.py from the XML files", "runs": runs}, sys.stdout, indent=1)
