@@ -29,7 +29,7 @@ from . import parallel
 from .coulomb import ExchangeKernel
 from .errors import InputError
 from .results import Result
-from .settings import Settings, SettingsError, make_settings
+from .settings import Settings, SettingsError, check_exact_exchange_keys, make_settings, validated
 from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
@@ -210,6 +210,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
 
     if setup is None:
         requested = make_settings(settings, **overrides)
+        check_exact_exchange_keys(validated(requested))
         name = lookup(requested.xc).name
         setup = prepare(structure, dataclasses.replace(requested, xc=_record(name).base))
     elif overrides or settings is not None:

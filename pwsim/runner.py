@@ -44,8 +44,12 @@ def estimate(structure, settings, limit_bytes: float | None = None) -> Estimate:
 
 def resolve_deck(deck: InputDeck) -> ResolvedRun:
     """:func:`pwsim.resolve.resolve` of an input deck, its errors placed at the key's line of the file."""
+    from .settings import check_exact_exchange_keys
+
     try:
-        return resolve(deck.structure, deck.settings)
+        run = resolve(deck.structure, deck.settings)
+        check_exact_exchange_keys(run.settings)  # (with the requested xc: resolve's callers may pass the base)
+        return run
     except InputError as exc:
         raise deck.locate(exc) from None
 

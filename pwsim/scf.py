@@ -57,7 +57,7 @@ from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_band
 from .results import Result
 from .scf_result import forces_and_stress, make_result, set_forces  # noqa: F401  (re-exported)
 from .scf_setup import SINGLE_ENERGY_NOISE, Setup, build, prepare, setup_of  # noqa: F401  (re-exported)
-from .settings import Settings
+from .settings import Settings, check_exact_exchange_keys
 from .starting import (  # noqa: F401  (re-exported)
     ATOMIC_NOISE,
     ATOMIC_ORBITAL_WIDTH,
@@ -169,6 +169,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     """
     if setup is None:
         setup = prepare(structure, settings, **kwargs)  # validates: errors are InputError, as on the CLI
+        check_exact_exchange_keys(setup.settings)
     elif kwargs:
         raise InputError(f"scf: settings keywords ({', '.join(kwargs)}) cannot change a prepared setup")
     if initial_density is not None:

@@ -791,6 +791,39 @@ def _check_xc_grid(out) -> None:
                                                        f"{out.xc!r}: tau would be needed on it too); use 1")
 
 
+def check_exact_exchange_keys(settings) -> None:
+    """Refuse the exact-exchange keys where the requested functional would silently ignore them or
+    where they have no defined meaning (one line, SettingsError). Called by the user-facing entry points
+    (``pwsim.scf``, ``hybrid_scf``, ``pwsim run``/``check``) with the *requested* ``xc``: the hybrid
+    loop itself prepares its semilocal start with ``xc = 'pbe'`` and the hybrid's keys kept."""
+    from .xc import lookup
+
+    functional = lookup(settings.xc)
+    name = functional.name
+    if not functional.is_hybrid:
+        for key in ("exx_fraction", "screening_parameter"):
+            if getattr(settings, key) is not None:
+                raise SettingsError("model", key, f"xc = {name!r} has no exact exchange; it applies to the hybrids "
+                                                  "(pbe0, hse06, hf): set xc to one of them or leave the key out")
+        return
+    if settings.screening_parameter is not None and functional.range_separation is None:
+        raise SettingsError("model", "screening_parameter", f"xc = {name!r} has unscreened (1/r) exact exchange; "
+                                                            "the screening parameter applies to hse06")
+    if settings.exx_fraction is not None and name == "hf" and settings.exx_fraction != 1.0:
+        raise SettingsError("model", "exx_fraction", "xc = 'hf' is all exact exchange and no correlation; for a "
+                                                     "mixture take pbe0 (or hse06) with exx_fraction")
+    if settings.exx_divergence == "spherical" and settings.x_gamma_extrapolation:  # (as pw.x refuses it)
+        raise SettingsError("model", "x_gamma_extrapolation", "exx_divergence = 'spherical' needs "
+                                                              "x_gamma_extrapolation = false")
+    if settings.kpoint_list is not None:
+        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
+                                                    "kshift), not an explicit list")
+    if settings.smearing == "tetrahedra":
+        raise SettingsError("model", "smearing", "exact exchange needs occupations of states, and the tetrahedron "
+                                                 "method gives integration weights: use a smearing (e.g. 'gaussian' "
+                                                 "or 'marzari-vanderbilt') or fixed occupations")
+
+
 def _check_dispersion(out) -> None:
     """dispersion_parameters only with a dispersion; the package present and parameters for the xc
     (or a complete table) before anything runs."""
