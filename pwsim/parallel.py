@@ -867,12 +867,97 @@ def _half_box_ig(basis, a: int):
 
 def grid_share(context) -> GridShare:
     """The :class:`GridShare` of the band group of a term context's layout (``context.layout``, set
-    by pwsim.scf_setup); without a layout, or with one rank in the group, one whose methods are the
-    serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
+    by pwsim.scf_setup); without a layout, with one rank in the group, or inside :func:`alone`, one
+    whose methods are the serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
     layout = getattr(context, "layout", None)
-    if layout is None or layout.pool_comm.size == 1:
+    if layout is None or layout.pool_comm.size == 1 or getattr(context, "_alone", 0):
         return GridShare(Comm(), context.backend)
     return GridShare(layout.pool_comm, layout.backend)
+
+
+class alone:  # (lower case: used like a function, ``with alone(context):``)
+    """Inside the block this rank works on its own: :func:`grid_share` of ``context`` is the serial
+    one, so a term evaluated here makes the serial calls (and no collective step of the band group).
+    For work that one rank of the group does for all (:func:`one_rank`, :func:`by_owner`)."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def __enter__(self):
+        self.context._alone = getattr(self.context, "_alone", 0) + 1
+        return self.context
+
+    def __exit__(self, *exc):
+        self.context._alone -= 1
+        return False
+
+
+def _group_comm(context) -> Comm:
+    """The band group's communicator of ``context`` (a one-rank one without a layout or inside :class:`alone`)."""
+    layout = getattr(context, "layout", None)
+    if layout is None or layout.pool_comm.size == 1 or getattr(context, "_alone", 0):
+        return Comm()
+    return layout.pool_comm
+
+
+def _next_turn(context) -> int:
+    """The number of :func:`one_rank` tasks of ``context`` so far (their owners go round the group), the
+    same sequence on every rank (every rank of a group makes the same calls)."""
+    turn = getattr(context, "_turn", 0)
+    context._turn = turn + 1
+    return turn
+
+
+def one_rank(context, compute, device: bool = True):
+    """``compute()`` (an array: device with ``device``, else host) made by one rank of the band group
+    of ``context`` (the next in turn, :func:`_next_turn`) in :class:`alone` and broadcast to the others:
+    the bits of a serial call on every rank, the work done once. Every rank of the group must call it
+    in the same order. For the set-up's box-sized arrays (the local potential, the core density, the
+    starting density): several such tasks go to different ranks (docs/parallel.md, "Molecules in a box")."""
+    comm = Comm() if context is None else _group_comm(context)
+    if comm.size == 1:
+        return compute()
+    owner = comm.size - 1 - _next_turn(context) % comm.size  # (the last rank first: rank 0 also writes the output)
+    bk = context.backend
+    if comm.rank == owner:
+        with alone(context):
+            value = compute()
+        host = np.ascontiguousarray(bk.to_host(value) if device else value)
+        comm.bcast((host.shape, host.dtype.str), root=owner)
+    else:
+        shape, dtype = comm.bcast(None, root=owner)
+        host = None
+    host = comm.Bcast_array(host, owner, shape if comm.rank != owner else host.shape,
+                            np.dtype(dtype if comm.rank != owner else host.dtype))
+    return bk.to_device(host) if device else host
+
+
+def by_owner(context, tasks, costs=None) -> list:
+    """``[task() for task in tasks]`` (each a host array or a Python number), each task done by one rank
+    of the band group of ``context`` in :class:`alone` and broadcast: the serial bits on every rank.
+    costs: a relative cost per task; the tasks go, dearest first, to the rank with the least work so far
+    (ties: the highest rank, as rank 0 also writes the output), the same assignment on every rank.
+    Every rank of the group must call it."""
+    comm = _group_comm(context)
+    if comm.size == 1:
+        return [task() for task in tasks]
+    costs = [1.0] * len(tasks) if costs is None else list(costs)
+    load = [0.0] * comm.size
+    owner = [0] * len(tasks)
+    for j in sorted(range(len(tasks)), key=lambda j: -costs[j]):
+        r = min(range(comm.size), key=lambda r: (load[r], -r))
+        owner[j] = r
+        load[r] += costs[j]
+    mine = {}
+    with alone(context):
+        for j, task in enumerate(tasks):
+            if owner[j] == comm.rank:
+                mine[j] = task()
+    # one exchange of the small results (forces, stresses: a few numbers per task)
+    everything = {}
+    for part in comm.allgather(mine):
+        everything.update(part)
+    return [everything[j] for j in range(len(tasks))]
 
 
 #: keys of ``[run] parallel``

@@ -210,7 +210,9 @@ def _starting_state(setup: Setup, initial_density, initial_wavefunctions, nb_wor
     this rank's k-points. The state holds the only references: the starting subspace is freed once
     diagonalised, the starting density once mixed."""
     basis = setup.basis
-    rho0 = initial_density if initial_density is not None else gaussian_density(setup)
+    # (one rank of a band group builds the starting density for all: pwsim.parallel.one_rank)
+    rho0 = initial_density if initial_density is not None else parallel.one_rank(
+        getattr(getattr(setup, "terms", None), "context", None), lambda: gaussian_density(setup), device=False)
     if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
         raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
                          f"expected {(setup.nspin, *basis.fft_grid)}")

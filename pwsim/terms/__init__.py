@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from .base import ElectronicState, Term
 from .context import Context
 from .dipole import Dipole
@@ -81,16 +82,29 @@ class Terms:
 
     def forces(self, state: ElectronicState) -> np.ndarray:
         """sum of the terms' forces, (natoms, 3) host, hartree/bohr, not symmetrised."""
-        return sum(term.forces(state) for term in self.terms)
+        return sum(self._each("forces", state))
 
     def stresses(self, state: ElectronicState) -> dict:
         """name -> (3, 3) host stress of each term, hartree/bohr^3, not symmetrised."""
-        return {term.name: term.stress(state) for term in self.terms}
+        return {term.name: value for term, value in zip(self.terms, self._each("stress", state))}
+
+    def _each(self, method: str, state: ElectronicState) -> list:
+        """[term.<method>(state) for term in self.terms]. A band group (pwsim.parallel) shares the terms
+        out: each is evaluated by one rank, the serial way, and its result sent to the others
+        (:func:`pwsim.parallel.by_owner`), so every rank holds the serial bits; the terms whose
+        derivatives are collective themselves are evaluated by every rank."""
+        alone = [term for term in self.terms if not term.collective_derivatives]
+        tasks = [lambda term=term: getattr(term, method)(state) for term in alone]
+        values = iter(parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone]))
+        return [getattr(term, method)(state) if term.collective_derivatives else next(values) for term in self.terms]
 
 
 def build_terms(basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, registry=None,
-                keep_operators: bool = True, derivatives: bool = True, settings=None) -> Terms:
-    """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments)."""
+                keep_operators: bool = True, derivatives: bool = True, settings=None, layout=None) -> Terms:
+    """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments);
+    layout: the run's pwsim.parallel.Layout, known to the terms as they are built (a band group shares
+    the set-up's box-sized arrays out, pwsim.parallel.one_rank)."""
     context = Context(basis, pseudos, xc=xc, n_electrons=n_electrons, keep_operators=keep_operators,
                       derivatives=derivatives, settings=settings)
+    context.layout = layout
     return Terms(context, registry)

@@ -202,6 +202,7 @@ class ExactExchange(Term):
     """
 
     name = "exact_exchange"
+    collective_derivatives = True  # (the band group shares its bands j)
 
     def __init__(self, context, kernel, fraction: float, kpoint_set):
         super().__init__(context)

@@ -18,6 +18,7 @@ from .context import G_ZERO
 
 class Hartree(Term):
     name = "hartree"
+    derivative_cost = 0.5
 
     def __init__(self, context):
         super().__init__(context)

@@ -329,6 +329,7 @@ def _weighted_trace(bk, a_ni, b_ni, f_n):
 
 class Nonlocal(Term):
     name = "nonlocal"
+    derivative_cost = 1.5
 
     def __init__(self, context):
         super().__init__(context)
