@@ -109,6 +109,14 @@ class AndersonMixer:
             self.carried.pop(0)  # the oldest carried pair first
         return self.basis.g_to_r(step_g)
 
+    def snapshot(self):
+        """The history as it is now, for :meth:`restore` (references: the stored vectors are never changed)."""
+        return list(self.xs), list(self.fs), list(self.carried)
+
+    def restore(self, snapshot) -> None:
+        """Back to the history of :meth:`snapshot` (a step taken ahead and not wanted, pwsim.scf)."""
+        self.xs, self.fs, self.carried = (list(part) for part in snapshot)
+
     def carry_over(self):
         """Start a new fixed point (the map has changed a little, as a hybrid's exchange operator does
         between inner SCFs) keeping what the history says about the response: the differences of

@@ -932,8 +932,12 @@ def one_rank(context, compute, device: bool = True):
     return bk.to_device(host) if device else host
 
 
+#: results of :func:`by_owner` tasks with more numbers than this go as raw buffers (MPI_Bcast), not pickled
+BY_OWNER_PICKLED = 4096
+
+
 def by_owner(context, tasks, costs=None) -> list:
-    """``[task() for task in tasks]`` (each a host array or a Python number), each task done by one rank
+    """``[task() for task in tasks]`` (each a host array or a Python object), each task done by one rank
     of the band group of ``context`` in :class:`alone` and broadcast: the serial bits on every rank.
     costs: a relative cost per task; the tasks go, dearest first, to the rank with the least work so far
     (ties: the highest rank, as rank 0 also writes the output), the same assignment on every rank.
@@ -948,15 +952,22 @@ def by_owner(context, tasks, costs=None) -> list:
         r = min(range(comm.size), key=lambda r: (load[r], -r))
         owner[j] = r
         load[r] += costs[j]
-    mine = {}
+    mine, big = {}, {}
     with alone(context):
         for j, task in enumerate(tasks):
             if owner[j] == comm.rank:
                 mine[j] = task()
-    # one exchange of the small results (forces, stresses: a few numbers per task)
-    everything = {}
-    for part in comm.allgather(mine):
-        everything.update(part)
+                if isinstance(mine[j], np.ndarray) and mine[j].size > BY_OWNER_PICKLED:
+                    big[j] = np.ascontiguousarray(mine[j])
+                    mine[j] = (big[j].shape, big[j].dtype.str)  # sent below, as a raw buffer
+    # one exchange of the small results (forces, stresses: a few numbers per task), then the arrays
+    everything, sizes = {}, set()
+    for r, part in enumerate(comm.allgather((mine, sorted(big)))):
+        everything.update(part[0])
+        sizes.update(part[1])
+    for j in sorted(sizes):
+        shape, dtype = everything[j]
+        everything[j] = comm.Bcast_array(big.get(j), owner[j], shape, np.dtype(dtype))
     return [everything[j] for j in range(len(tasks))]
 
 

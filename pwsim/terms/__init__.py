@@ -76,9 +76,17 @@ class Terms:
         ``single``); with no state, those of the geometry alone (orbital-dependent terms give none)."""
         return [op for op in (term.operator(kpoint, state) for term in self.terms) if op is not None]
 
-    def energies(self, state: ElectronicState) -> dict:
-        """name -> energy (hartree, Python floats), in registry order."""
-        return {term.name: term.energy(state) for term in self.terms}
+    def energies(self, state: ElectronicState, alongside=()) -> dict:
+        """name -> energy (hartree, Python floats), in registry order.
+
+        A band group (pwsim.parallel) shares the terms out as :meth:`_each` does; ``alongside``: more
+        (task, cost) pairs shared out with them (the SCF's density mixing, pwsim.scf), whose results
+        are then returned too: (energies, [results])."""
+        tasks = [(lambda term=term: term.energy(state), term.energy_cost) for term in self.terms
+                 if not term.collective_energy] + list(alongside)
+        values = iter(parallel.by_owner(self.context, [t for t, _ in tasks], [c for _, c in tasks]))
+        energies = {term.name: term.energy(state) if term.collective_energy else next(values) for term in self.terms}
+        return (energies, list(values)) if alongside else energies
 
     def forces(self, state: ElectronicState) -> np.ndarray:
         """sum of the terms' forces, (natoms, 3) host, hartree/bohr, not symmetrised."""

@@ -19,6 +19,7 @@ from .context import G_ZERO
 class Hartree(Term):
     name = "hartree"
     derivative_cost = 0.5
+    energy_cost = 1.0
 
     def __init__(self, context):
         super().__init__(context)

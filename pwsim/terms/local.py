@@ -22,6 +22,7 @@ from .base import Term, symmetric
 class Local(Term):
     name = "local"
     derivative_cost = 2.0
+    energy_cost = 0.5
 
     def __init__(self, context):
         super().__init__(context)

@@ -48,6 +48,7 @@ class MetaXc(Xc):
 
     name = "xc"
     collective_derivatives = True  # (tau is summed over the band group)
+    collective_energy = True
     orbital_dependent = True
     #: the SCF mixes this term's tau (:meth:`tau_of`) with the density
     mixes_tau = True

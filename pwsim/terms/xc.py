@@ -53,6 +53,7 @@ def _evaluate_planes(bk, functional, rho_sR, sigma=None, energy_only=False):
 
 class Xc(Term):
     name = "xc"
+    energy_cost = 5.7
     derivative_cost = 4.0  # (the GGA's gradients and divergence again, the core field)
 
     def __new__(cls, context=None, *args, **kwargs):
