@@ -797,18 +797,22 @@ class GridShare:
         whole = self.comm.Allgather_rows(rows, counts)
         return bk.to_device(np.ascontiguousarray(np.moveaxis(whole, 0, -3)))
 
-    def pointwise(self, kernel, *arrays):
+    def pointwise(self, kernel, *arrays, drop=()):
         """``kernel(*slices)`` on this rank's x-planes of ``arrays`` (each (..., n1, n2, n3) or None),
         every array field of its result (a dataclass, e.g. pwsim.xc.XCResult, fields (..., planes,
-        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel."""
+        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel.
+        drop: names of fields the caller does not use (an XC potential's energy density): None in
+        the result, on one rank too (so that a caller that used one fails at once on one rank), and
+        not gathered."""
         import dataclasses
 
         if self.size == 1:
-            return kernel(*arrays)
+            out = kernel(*arrays)
+            return dataclasses.replace(out, **{name: None for name in drop}) if drop else out
         n1 = next(a for a in arrays if a is not None).shape[-3]
         lo, hi = self.planes(n1)
         part = kernel(*(None if a is None else a[..., lo:hi, :, :] for a in arrays))
-        whole = {f.name: self.gather_planes(getattr(part, f.name), n1)
+        whole = {f.name: None if f.name in drop else self.gather_planes(getattr(part, f.name), n1)
                  for f in dataclasses.fields(part) if getattr(part, f.name) is not None}
         return dataclasses.replace(part, **whole)
 

@@ -90,8 +90,11 @@ class Xc(Term):
 
         def kernel(rho, sigma=None):
             return _evaluate_planes(bk, functional, rho, sigma, energy_only)
+        # the potential alone (:meth:`potential`) leaves the energy density out: a band group need
+        # not gather it (not for a subclass whose own _evaluate combines several results' e)
+        drop = ("e",) if getattr(self, "_potential_only", False) and type(self)._evaluate is Xc._evaluate else ()
         if not functional.needs_gradient:
-            return share.pointwise(kernel, rho_sR), None, None
+            return share.pointwise(kernel, rho_sR, drop=drop), None, None
         grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
         sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=grads[0].dtype, device=grads[0].device)
@@ -99,7 +102,7 @@ class Xc(Term):
             sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
             for a in (1, 2):
                 sigma[idx, ...] += grads[s][a, ...] * grads[t][a, ...]
-        return share.pointwise(kernel, rho_sR, sigma), grads, sigma
+        return share.pointwise(kernel, rho_sR, sigma, drop=drop), grads, sigma
 
     def energy(self, state) -> float:
         out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
@@ -109,7 +112,11 @@ class Xc(Term):
         """V_xc per spin, (nspin, n1, n2, n3) real device, hartree."""
         xp = self.context.backend.xp
         basis = self.context.basis
-        out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        self._potential_only = True  # (no energy density wanted: _evaluate)
+        try:
+            out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        finally:
+            self._potential_only = False
         if grads is None:
             return out.vrho
         # the fluxes 2 e_ss grad rho_s + e_ud grad rho_s' are formed one Cartesian component at a time
