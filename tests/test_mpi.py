@@ -480,11 +480,15 @@ got = {}
 for label, layout in (("shared", setup.layout), ("serial", None)):
     context.layout = layout
     got[label] = (setup.terms.forces(state), setup.terms.stresses(state))
+context.layout = setup.layout
+with setup.terms.derivatives_together(state):  # forces and stress in one batch
+    together = (setup.terms.forces(state), setup.terms.stresses(state))
 context.layout = None
 serial_local = np.real(np.fft.ifftn(context.atom_sum_Q("local_form_factor") / setup.basis.volume)) * setup.basis.nfft
 (f1, s1), (f2, s2) = got["serial"], got["shared"]
 out = {"rank": parallel.world().rank, "group": setup.layout.pool_comm.size, "xc_stress_calls": calls["xc"],
-       "forces": bool(np.array_equal(f1, f2)), "stress": all(np.array_equal(s1[k], s2[k]) for k in s1),
+       "forces": bool(np.array_equal(f1, f2) and np.array_equal(f1, together[0])),
+       "stress": all(np.array_equal(s1[k], s2[k]) and np.array_equal(s1[k], together[1][k]) for k in s1),
        "local": bool(np.array_equal(serial_local, setup.terms["local"].v_R)),
        "start": bool(np.array_equal(gaussian_density(setup), state.rho_sR)),
        "force_norm": float(np.abs(f1).max())}
@@ -495,7 +499,8 @@ if parallel.is_root():
 
 
 def test_band_group_shares_the_terms_and_the_set_up_bit_for_bit(tmp_path):
-    """A band group shares the terms' forces and stress (each term on one rank, pwsim.parallel.by_owner)
+    """A band group shares the terms' forces and stress (each term on one rank, pwsim.parallel.by_owner;
+    apart, and together in one batch)
     and the set-up's box arrays (local potential, starting density: pwsim.parallel.one_rank) out, and
     every rank holds the serial code's bits; the XC stress is evaluated once in the group, not on each rank."""
     (tmp_path / "terms.py").write_text(TERMS_DRIVER)
@@ -507,5 +512,5 @@ def test_band_group_shares_the_terms_and_the_set_up_bit_for_bit(tmp_path):
         assert r["group"] == 2, r
         assert r["forces"] and r["stress"] and r["local"] and r["start"], r
         assert r["force_norm"] > 1e-3, r  # a real force, not zeros on both sides
-    # shared: the serial evaluation made one call on each rank, the shared one call in the whole group
-    assert sorted(r["xc_stress_calls"] for r in ranks) == [1, 2], ranks
+    # the serial evaluation made one call on each rank, each shared one (apart, together) one call in the group
+    assert sorted(r["xc_stress_calls"] for r in ranks) == [1, 3], ranks

@@ -96,14 +96,40 @@ class Terms:
         """name -> (3, 3) host stress of each term, hartree/bohr^3, not symmetrised."""
         return {term.name: value for term, value in zip(self.terms, self._each("stress", state))}
 
+    def derivatives_together(self, state: ElectronicState):
+        """A context manager: inside it :meth:`forces` and :meth:`stresses` of ``state`` (this very
+        object) take their values from one shared-out batch of every term's forces and stress (a band
+        group then balances the two together: the XC term's on one rank, the others' on another);
+        outside it, or for another state, they evaluate as usual. One rank: nothing changes."""
+        terms = self
+
+        class Together:
+            def __enter__(self):
+                if parallel.grid_share(terms.context).size > 1:
+                    terms._together = (state, None)
+                return terms
+
+            def __exit__(self, *exc):
+                terms._together = None
+                return False
+        return Together()
+
     def _each(self, method: str, state: ElectronicState) -> list:
         """[term.<method>(state) for term in self.terms]. A band group (pwsim.parallel) shares the terms
         out: each is evaluated by one rank, the serial way, and its result sent to the others
         (:func:`pwsim.parallel.by_owner`), so every rank holds the serial bits; the terms whose
         derivatives are collective themselves are evaluated by every rank."""
         alone = [term for term in self.terms if not term.collective_derivatives]
-        tasks = [lambda term=term: getattr(term, method)(state) for term in alone]
-        values = iter(parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone]))
+        together = getattr(self, "_together", None)
+        if together is not None and together[0] is state:
+            if together[1] is None:  # the first of forces and stress: both, in one batch, a term's on one rank
+                tasks = [lambda term=term: (term.forces(state), term.stress(state)) for term in alone]
+                both = parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone])
+                self._together = together = (state, {"forces": [f for f, _ in both], "stress": [s for _, s in both]})
+            values = iter(together[1][method])
+        else:
+            tasks = [lambda term=term: getattr(term, method)(state) for term in alone]
+            values = iter(parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone]))
         return [getattr(term, method)(state) if term.collective_derivatives else next(values) for term in self.terms]
 
 
