@@ -912,15 +912,41 @@ def _next_turn(context) -> int:
     return turn
 
 
-def one_rank(context, compute, device: bool = True):
+def deferring(context):
+    """A context manager: inside it :func:`one_rank` calls that name an ``into`` attribute are collected,
+    and on leaving they are done together (:func:`by_owner`: one task per rank at the same time, not one
+    after the other) and their attributes set. pwsim.terms.Terms builds its terms inside one."""
+    class Deferring:
+        def __enter__(self):
+            context._deferred = []
+            return context
+
+        def __exit__(self, exc_type, *exc):
+            deferred, context._deferred = context._deferred, None
+            if exc_type is None and deferred:
+                values = by_owner(context, [compute for compute, _, _ in deferred])
+                bk = context.backend
+                for (_, (obj, attr), device), value in zip(deferred, values):
+                    setattr(obj, attr, bk.to_device(value) if device else value)
+            return False
+    return Deferring()
+
+
+def one_rank(context, compute, device: bool = True, into=None):
     """``compute()`` (an array: device with ``device``, else host) made by one rank of the band group
     of ``context`` (the next in turn, :func:`_next_turn`) in :class:`alone` and broadcast to the others:
     the bits of a serial call on every rank, the work done once. Every rank of the group must call it
     in the same order. For the set-up's box-sized arrays (the local potential, the core density, the
-    starting density): several such tasks go to different ranks (docs/parallel.md, "Molecules in a box")."""
+    starting density): several such tasks go to different ranks (docs/parallel.md, "Molecules in a box").
+    into: (object, attribute) the value is for; inside :func:`deferring` the task is then only
+    collected (None returned), done with the others and the attribute set when that block ends."""
     comm = Comm() if context is None else _group_comm(context)
     if comm.size == 1:
         return compute()
+    if into is not None and getattr(context, "_deferred", None) is not None:
+        # (compute returns host arrays here when device: by_owner sends host arrays)
+        context._deferred.append(((lambda: bk_host(context, compute())) if device else compute, into, device))
+        return None
     owner = comm.size - 1 - _next_turn(context) % comm.size  # (the last rank first: rank 0 also writes the output)
     bk = context.backend
     if comm.rank == owner:
@@ -938,6 +964,11 @@ def one_rank(context, compute, device: bool = True):
 
 #: results of :func:`by_owner` tasks with more numbers than this go as raw buffers (MPI_Bcast), not pickled
 BY_OWNER_PICKLED = 4096
+
+
+def bk_host(context, value):
+    """``value`` as a host array (the backend of ``context``)."""
+    return np.asarray(context.backend.to_host(value))
 
 
 def by_owner(context, tasks, costs=None) -> list:

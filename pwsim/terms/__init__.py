@@ -39,7 +39,9 @@ class Terms:
 
     def __init__(self, context: Context, registry=None):
         self.context = context
-        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
+        # (a band group builds the terms' box arrays on one rank each, at the same time: pwsim.parallel.deferring)
+        with parallel.deferring(context):
+            self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
 
     def __getitem__(self, name: str) -> Term:
         for term in self.terms:

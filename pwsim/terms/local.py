@@ -32,7 +32,7 @@ class Local(Term):
             v_Q = context.atom_sum_Q("local_form_factor") / basis.volume
             return np.real(np.fft.ifftn(v_Q)) * basis.nfft
         # one rank of a band group builds it for all (pwsim.parallel.one_rank: the same bits)
-        self.v_R = basis.backend.to_device(parallel.one_rank(context, build, device=False))
+        self.v_R = parallel.one_rank(context, lambda: basis.backend.to_device(build()), into=(self, "v_R"))
 
     def potential(self, state):
         """V_loc(r), (n1, n2, n3) real device, hartree (the same for both spins)."""

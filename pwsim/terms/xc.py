@@ -72,7 +72,10 @@ class Xc(Term):
             raise InputError(f"xc = {self.functional.name!r} has no spin-polarised form: use spin = 'none'")
         core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
         #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction
-        self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
+        # (built after the terms, beside the local potential, in a band group; a subclass that reads it
+        # in its own constructor, the meta-GGA, gets it at once)
+        later = (self, "rho_core_R") if type(self) is Xc else None
+        self.rho_core_R = context.atom_density_R("core_density_form_factor", into=later) if core else None
 
     def _total_density(self, rho_sR):
         if self.rho_core_R is None:
