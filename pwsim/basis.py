@@ -143,6 +143,46 @@ class DensitySphere:
         flat = xp.reshape(f_g, (*f_g.shape[:-3], -1))
         return xp.take(flat, self.index, axis=-1) * self.scale
 
+    def _half_maps(self, shape):
+        """(where each stored G is read on the half box (G_3 >= 0), whether it is the mirror image
+        f(G) = f(-G)* there, which of the entries [stored, partners] of :meth:`expand` lie on the half
+        box, their map onto it), built once per box."""
+        if getattr(self, "_half", None) is None:
+            bk = self.backend
+            n1, n2, n3 = shape
+            m = n3 // 2 + 1
+            stored = np.asarray(bk.to_host(self.index))
+            flat = np.concatenate([stored, np.asarray(bk.to_host(self.box_map.index))[stored.size:]])
+            i1, i2, i3 = np.unravel_index(flat, shape)
+            on_half = i3 < m
+            mirror = ~on_half[: stored.size]
+            j1 = np.where(mirror, (-i1[: stored.size]) % n1, i1[: stored.size])
+            j2 = np.where(mirror, (-i2[: stored.size]) % n2, i2[: stored.size])
+            j3 = np.where(mirror, (n3 - i3[: stored.size]) % n3, i3[: stored.size])
+            source = (j1 * n2 + j2) * m + j3
+            entries = np.flatnonzero(on_half)
+            target = (i1[entries] * n2 + i2[entries]) * m + i3[entries]
+            self._half = (bk.to_device(source.astype(np.int64)), bk.to_device(mirror),
+                          bk.to_device(entries.astype(np.int64)), bk.make_box_map(target, (n1, n2, m), sticks=False))
+        return self._half
+
+    def compress_half(self, f_h, shape):
+        """:meth:`compress` of the box whose half (..., n1, n2, n3 // 2 + 1) (G_3 >= 0, a real
+        function's, :meth:`PlaneWaveBasis.r_to_half`) is ``f_h``; ``shape`` the whole box. The same
+        numbers: the other half is the mirror image, f(G) = f(-G)*."""
+        xp = self.backend.xp
+        source, mirror, _, _ = self._half_maps(shape)
+        values = xp.take(xp.reshape(f_h, (*f_h.shape[:-3], -1)), source, axis=-1)
+        return xp.where(mirror, xp.conj(values), values) * self.scale
+
+    def expand_half(self, v, shape):
+        """The half box (..., n1, n2, n3 // 2 + 1) of :meth:`expand`'s box (``shape``), zero elsewhere."""
+        xp = self.backend.xp
+        _, _, entries, half_map = self._half_maps(shape)
+        values = v / self.scale
+        full = xp.concat([values, xp.conj(xp.take(values, self.paired, axis=-1))], axis=-1)
+        return self.backend.scatter(xp.take(full, entries, axis=-1), half_map)
+
     def expand(self, v):
         """Stored vectors (..., nkept) -> Fourier components on the box (..., n1, n2, n3), zero elsewhere."""
         xp = self.backend.xp
@@ -408,6 +448,25 @@ class PlaneWaveBasis:
         if xp.isdtype(f_real.dtype, "complex floating"):
             return self.backend.fft3(f_real) / self.nfft
         return self._hermitian_box(self.backend.rfft3(f_real)) / self.nfft
+
+    def r_to_half(self, f_real):
+        """The half box G_3 >= 0 of :meth:`r_to_g` of a real function, (..., n1, n2, n3 // 2 + 1): the
+        same numbers there, without making the mirror half (what :meth:`g_to_r` reads, what
+        :meth:`half_weights` sums over)."""
+        return self.backend.rfft3(f_real) / self.nfft
+
+    def half_weights(self):
+        """(n3 // 2 + 1,) device: how many box points each G_3 column of the half box stands for
+        (1 for G_3 = 0 and, n3 even, the Nyquist column; 2 for the others, whose -G lie in the
+        other half): sum_box f = sum_half w f for f(-G) = f(G)*-symmetric real sums."""
+        if getattr(self, "_half_weights", None) is None:
+            n3 = self.fft_grid[2]
+            w = np.full(n3 // 2 + 1, 2.0)
+            w[0] = 1.0
+            if n3 % 2 == 0:
+                w[-1] = 1.0
+            self._half_weights = self.backend.to_device(w)
+        return self._half_weights
 
     def _hermitian_box(self, half):
         """The whole box (..., n1, n2, n3) of a real function's half box (..., n1, n2, n3 // 2 + 1):

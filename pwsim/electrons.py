@@ -111,9 +111,14 @@ def _tetrahedron_occupations(setup: Setup, eigenvalues, populations) -> occ_mod.
                                extra_fermi_levels=[p.fermi_level for p in parts])
 
 
-def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
-    """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats)."""
-    energies = setup.terms.energies(ElectronicState(rho_out, wavefunctions, occupations))
+def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ, alongside=()) -> dict:
+    """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats).
+    alongside: (task, cost) pairs a band group shares out with the energy terms
+    (:meth:`pwsim.terms.Terms.energies`); then (energies, [their results])."""
+    energies = setup.terms.energies(ElectronicState(rho_out, wavefunctions, occupations), alongside)
+    results = None
+    if alongside:
+        energies, results = energies
     internal = sum(energies.values())
     energies["entropy"] = float(occ.entropy_energy)
     energies["internal"] = internal
@@ -124,7 +129,7 @@ def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict
     # Paxton and cold smearing are built so that F itself is already that estimate
     energies["zero_width"] = (0.5 * (internal + energies["total"]) if smearing in ("fermi-dirac", "gaussian")
                               else energies["total"])
-    return energies
+    return energies if results is None else (energies, results)
 
 
 def leading_bands(wavefunctions, nbands: int) -> list:

@@ -133,7 +133,8 @@ class HybridXc(Xc):
             share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
             grad_vR = share.gradient(self.context.basis, rho_sR[0, ...])
             sigma = np.sum(grad_vR * grad_vR, axis=0)[None, ...]
-            out = share.pointwise(lambda r, s: blocked("pbe", r, s, energy_only, exchange=self.exchange), rho_sR, sigma)
+            out = share.pointwise(lambda r, s: blocked("pbe", r, s, energy_only, exchange=self.exchange), rho_sR, sigma,
+                                  drop=("e",) if getattr(self, "_potential_only", False) else ())  # (Xc.potential)
             return out, [grad_vR], sigma
         if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
             # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)

@@ -329,6 +329,8 @@ def _weighted_trace(bk, a_ni, b_ni, f_n):
 
 class Nonlocal(Term):
     name = "nonlocal"
+    derivative_cost = 1.5
+    collective_energy = True  # (band_sum)
 
     def __init__(self, context):
         super().__init__(context)

@@ -75,6 +75,8 @@ class Xc(Term):
     #: (the fine grid, this term's twin on it) with [basis] xc_grid_factor > 1, False without one;
     #: made when first asked (:meth:`_on_fine_grid`; a subclass need not call Xc.__init__)
     _fine = None
+    energy_cost = 5.7
+    derivative_cost = 4.0  # (the GGA's gradients and divergence again, the core field)
 
     def __new__(cls, context=None, *args, **kwargs):
         # a meta-GGA is the orbital-dependent twin of this term (pwsim/terms/meta_xc.py)
@@ -97,7 +99,11 @@ class Xc(Term):
         core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
         #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction (or
         #: with a finer XC grid: the twin there has its own)
-        self.rho_core_R = context.atom_density_R("core_density_form_factor") if core and factor == 1.0 else None
+        # (built after the terms, beside the local potential, in a band group; a subclass that reads it
+        # in its own constructor, the meta-GGA, gets it at once)
+        later = (self, "rho_core_R") if type(self) is Xc else None
+        self.rho_core_R = (context.atom_density_R("core_density_form_factor", into=later)
+                           if core and factor == 1.0 else None)
 
     def _on_fine_grid(self):
         """(:class:`pwsim.basis.FineGrid`, this term's twin on its box) with [basis] xc_grid_factor > 1,
@@ -157,8 +163,11 @@ class Xc(Term):
 
         def kernel(rho, sigma=None):
             return _evaluate_planes(bk, functional, rho, sigma, energy_only)
+        # the potential alone (:meth:`potential`) leaves the energy density out: a band group need
+        # not gather it (not for a subclass whose own _evaluate combines several results' e)
+        drop = ("e",) if getattr(self, "_potential_only", False) and type(self)._evaluate is Xc._evaluate else ()
         if not functional.needs_gradient:
-            return share.pointwise(kernel, rho_sR), None, None
+            return share.pointwise(kernel, rho_sR, drop=drop), None, None
         grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
         sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=grads[0].dtype, device=grads[0].device)
@@ -166,7 +175,7 @@ class Xc(Term):
             sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
             for a in (1, 2):
                 sigma[idx, ...] += grads[s][a, ...] * grads[t][a, ...]
-        return share.pointwise(kernel, rho_sR, sigma), grads, sigma
+        return share.pointwise(kernel, rho_sR, sigma, drop=drop), grads, sigma
 
     def energy(self, state) -> float:
         fine = self._on_fine_grid()
@@ -183,7 +192,11 @@ class Xc(Term):
             return grid.project(twin.potential(self._fine_state(state, grid)))
         xp = self.context.backend.xp
         basis = self.context.basis
-        out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        self._potential_only = True  # (no energy density wanted: _evaluate)
+        try:
+            out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        finally:
+            self._potential_only = False
         if grads is None:
             return out.vrho
         # the fluxes 2 e_ss grad rho_s + e_ud grad rho_s' are formed one Cartesian component at a time
