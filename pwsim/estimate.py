@@ -19,7 +19,9 @@ import numpy as np
 
 from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
-from .terms.base import BLOCK_BYTES
+# forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
+# which the non-local term holds three at a time
+from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
 #: imported, and the HDF5 output written (peak RSS 65 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
@@ -46,9 +48,6 @@ KPOINT_BYTES_PER_PLANE_WAVE = 80
 #: before the gradients, fluxes and the stress's core part held fewer boxes at once)
 GGA_BOXES = 2
 GGA_BOXES_PER_SPIN = 11
-#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
-#: which the non-local term holds three at a time
-DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
 
 
 @dataclass
@@ -243,7 +242,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
-    atomic_work = (nk * max(0, s.n_atomic - s.nwork) * s.npw * cbytes + 2 * s.n_atomic * width * first_bytes
+    atomic_work = (nk * max(0, s.n_atomic - s.nwork) * s.npw * first_bytes + 2 * s.n_atomic * width * first_bytes
                    + temporaries)
     setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))

@@ -28,6 +28,12 @@ from ..special import block_diag
 from . import base
 from .base import Term, band_sum, occupied_bands, symmetric
 
+#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
+#: which three are held at a time (16 MiB blocks, the SCF's BLOCK_BYTES, made the stress the peak of
+#: Al32 2x2x2: +13 MiB over the SCF's; 4 MiB blocks are still wide products, ~30 rows of Al32's 3300
+#: plane waves)
+DERIVATIVE_BLOCK_BYTES = 2**22
+
 
 class NonlocalOperator:
     """V_nl of one k-point.
@@ -374,7 +380,7 @@ class Nonlocal(Term):
             if op is None or op.nproj == 0:
                 continue
             c_nG, f_n = occupied
-            blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1]))
+            blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1], DERIVATIVE_BLOCK_BYTES))
             overlaps = bk.xp.concat([_projections(bk, c_nG, op.projectors[rows, :], op.half) for rows, _ in blocks], axis=1)
             coupling = bk.xp.real(op.coupling) if op.half is not None else op.coupling
             yield kpoint, op, c_nG, bk.to_device(f_n), blocks, overlaps, overlaps @ bk.xp.astype(coupling, overlaps.dtype)
