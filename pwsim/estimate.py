@@ -107,7 +107,7 @@ class Sizes:
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
     # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
-    # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
+    # the radial x angular rows of each element, the phases made again when assembled); 0: nproj (no factors)
     projector_factor_rows: int = 0
     # MPI: the ranks the launcher started and the user's k-point pools ([run] parallel, None: pwsim's
     # choice); the model is then that of the largest rank, rank 0 (it gathers the orbitals to write)
