@@ -23,11 +23,15 @@ from .errors import EnvironmentProblem
 # which the non-local term holds three at a time
 from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES
 
-#: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
-#: imported, and the HDF5 output written (peak RSS 65 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
+#: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, spglib, pwsim and its CLI imported
+#: (48 MiB), and h5py (+11 MiB) imported at the first checkpoint or the final write (peak RSS 65 MiB
+#: on H2 at 5 Ha, whose arrays are ~1 MiB, while the set-up stayed alive through the final write;
 #: 80 MiB before spglib stopped importing asyncio and ssl and the random starts numpy.random, 101 MiB
-#: before the start-up stopped importing SciPy's FFT interfaces)
-BASELINE_BYTES = 68e6
+#: before the start-up stopped importing SciPy's FFT interfaces). Since the final write comes after
+#: the set-up and the SCF's arrays are freed (pwsim.runner), a run without checkpoints peaks at
+#: ~48 MiB plus its arrays, one with them at ~59 MiB plus its arrays plus the checkpoint's file in
+#: memory: 55 MiB sits between the two (issue 28's workloads: estimate / peak 0.9-1.1 either way)
+BASELINE_BYTES = 58e6
 #: what an MPI rank adds to the process (mpi4py, the MPI library and its shared-memory buffers)
 MPI_BASELINE_BYTES = 25e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
