@@ -19,9 +19,7 @@ import numpy as np
 
 from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
-# forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
-# which the non-local term holds three at a time
-from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES
+from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES  # forces and stress: three projector blocks of this size
 
 #: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, spglib, pwsim and its CLI imported
 #: (48 MiB), and h5py (+11 MiB) imported at the first checkpoint or the final write (peak RSS 65 MiB

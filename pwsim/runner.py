@@ -325,7 +325,7 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
     # the set-up (projectors, FFT plans and buffers, grids) and a restart's state are not needed any
     # more: freed and handed back before h5py is imported and the file built, so that the write does
     # not add to the SCF's peak (Al slab: 89 -> 78 MiB)
-    del setup, state
+    setup = state = None  # (the checkpoint closure holds the name too)
     release_freed_memory()
     write_result(result, out, on_commit=finished)
     timings["output writing"] += time.perf_counter() - t2 + written["seconds"]
