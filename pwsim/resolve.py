@@ -321,7 +321,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
                   exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin), gga=_is_gga(s.xc),
                   xc_grid=None if s.xc_grid_factor == 1.0 else xc_fft_grid(fft_grid, s.xc_grid_factor),
-                  projector_factor_rows=structure.natoms + sum(per_kind.values()),
+                  projector_factor_rows=sum(per_kind.values()),
                   ranks=max(1, parallel.launched_size()), pools=(s.parallel or {}).get("pools"))
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the
