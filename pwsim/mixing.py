@@ -36,7 +36,8 @@ class AndersonMixer:
         self.kerker = None
         if kerker_wavevector:
             g2 = basis.box_g2_host[..., : basis.fft_grid[2] // 2 + 1]  # (the half box the step is formed on)
-            self.kerker = basis.backend.to_device(np.ascontiguousarray(g2 / (g2 + kerker_wavevector**2)))
+            kerker = np.ascontiguousarray(g2 / (g2 + kerker_wavevector**2))  # host (|G|^2 table of the basis)
+            self.kerker = basis.backend.to_device(kerker)
         self.sphere = basis.density_sphere()
         self.xs: list = []  # history on the sphere: (nspin, nsphere) complex each, scaled by sqrt(weights)
         self.fs: list = []
