@@ -238,7 +238,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
     # (a band group divides the blocks; the whole orbitals are still handed over and gathered back)
     own = math.ceil(s.nwork / band)
-    scf_work = (get_eigensolver(s.eigensolver).work_bytes(own, width, s.npw, cbytes)
+    scf_work = (get_eigensolver(s.eigensolver).work_bytes(own, width, s.npw, cbytes, band)
                 - (s.nwork - own) * s.npw * cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)

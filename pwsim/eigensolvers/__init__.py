@@ -21,13 +21,15 @@ kinetic preconditioner may be reused), and one line in :data:`EIGENSOLVERS` belo
 from __future__ import annotations
 
 from .base import Eigensolver
+from .davidson import Davidson
 from .lobpcg import EigenResult, Lobpcg
 
-__all__ = ["EIGENSOLVERS", "EigenResult", "Eigensolver", "Lobpcg", "get_eigensolver"]
+__all__ = ["EIGENSOLVERS", "Davidson", "EigenResult", "Eigensolver", "Lobpcg", "get_eigensolver"]
 
 #: the eigensolvers by name (the values of ``[scf] eigensolver``)
 EIGENSOLVERS: dict[str, type[Eigensolver]] = {
     "lobpcg": Lobpcg,
+    "davidson": Davidson,
 }
 
 
