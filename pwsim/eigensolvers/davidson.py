@@ -41,7 +41,7 @@ from .lobpcg import EigenResult, Lobpcg
 
 #: the search space holds at most SUBSPACE x nbands vectors before it collapses onto the Ritz vectors
 #: (pw.x's diago_david_ndim). The choice is measured in docs/performance.md ("Eigensolvers").
-SUBSPACE = 2
+SUBSPACE = 3
 
 
 def davidson(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int = 100,
@@ -155,8 +155,9 @@ def _nonzero(xp, norms):
 def _collapsed(xp, hc, sc, lam):
     """The reduced matrices of a search space of nb orthonormal Ritz vectors: diag(lam) and 1."""
     nb = lam.shape[0]
-    hc[:nb, :nb] = xp.diag(xp.astype(lam, hc.dtype))
-    sc[:nb, :nb] = algorithm._eye(xp, nb, sc)
+    eye = algorithm._eye(xp, nb, sc)
+    hc[:nb, :nb] = xp.astype(lam, hc.dtype)[:, None] * eye
+    sc[:nb, :nb] = eye
 
 
 def _ritz_residuals(space, lam, v, hv, c, todo, out):
