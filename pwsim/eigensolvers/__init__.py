@@ -13,6 +13,10 @@ band group, or the half sphere of a real Gamma point) and :mod:`.stacked` for se
 k-points stacked into one array. The reduced eigenproblems are solved in :mod:`.lobpcg` for every
 layout alike.
 
+Block Davidson ("davidson", :mod:`.davidson`, pw.x's scheme) works on the one-k-point layout of
+:mod:`.blocks` (whole blocks, or the half sphere of a real Gamma point) and hands band groups and the
+stacked small k-points to LOBPCG.
+
 Adding an eigensolver: one module in this package with a subclass of :class:`base.Eigensolver`
 (``name``, ``solve``, ``work_bytes``; the layouts of :mod:`.blocks` and :mod:`.stacked` and the
 kinetic preconditioner may be reused), and one line in :data:`EIGENSOLVERS` below. The settings key

@@ -17,6 +17,11 @@ One iteration (nact unconverged bands, nbase vectors in V):
               certainly well-conditioned, else by canonical orthogonalisation dropping near-dependent
               directions (the LOBPCG module's routines: the same thresholds)
 
+When every band is locked, the Ritz vectors are made explicit (a collapse) and every band's residual is
+checked again: a locked band's Ritz vector moves with the space, and each returned band must meet its
+tolerance (LOBPCG's contract). The Ritz vectors are re-orthonormalised at a collapse where rounding has
+drifted, as LOBPCG's X.
+
 Against LOBPCG (:mod:`.lobpcg`), which per iteration forms the overlaps of [X, W, P] with W, P and
 their H-images and rebuilds X, HX, P, HP: Davidson forms 2 (nbase + nact) nact overlaps and the
 nact residual rows, and rebuilds X only at a restart; per iteration it makes about a third of
@@ -104,19 +109,28 @@ def _solve(layout, stored, precondition, tol, maxiter, nconverge, miniter, nkeep
     napply = nb
     iterations = maxiter
     for iteration in range(1, maxiter + 1):
-        todo = np.flatnonzero(~converged) if iteration > miniter else np.arange(nb)  # host
-        if nbase + todo.size > nmax:  # collapse onto the Ritz vectors (the residuals need todo.size rows)
+        while True:
+            todo = np.flatnonzero(~converged) if iteration > miniter else np.arange(nb)  # host
+            if nbase + todo.size > nmax:  # collapse onto the Ritz vectors (the residuals need todo.size rows)
+                lam = _restart(layout, v, hv, hc, sc, coefficients, nbase, lam)
+                coefficients, nbase = None, nb
+            new = v[nbase:nbase + todo.size, :]
+            if coefficients is None:
+                _residuals(space, lam, v[:nb, :], hv[:nb, :], todo, new)
+            else:
+                _ritz_residuals(space, lam, v[:nbase, :], hv[:nbase, :], coefficients, todo, new)
+            norms = bk.to_host(space.row_norms(new))  # host
+            rnorm[todo] = norms
+            converged[todo] = norms < tol[todo]
+            done = converged[:nconverge].all() and iteration > miniter
+            if not done or coefficients is None:
+                break
+            # every band locked: the Ritz vectors made explicit and each band checked again (a locked
+            # band's Ritz vector moves with the space), so that every returned band meets its tolerance
             lam = _restart(layout, v, hv, hc, sc, coefficients, nbase, lam)
             coefficients, nbase = None, nb
-        new = v[nbase:nbase + todo.size, :]
-        if coefficients is None:
-            _residuals(space, lam, v[:nb, :], hv[:nb, :], todo, new)
-        else:
-            _ritz_residuals(space, lam, v[:nbase, :], hv[:nbase, :], coefficients, todo, new)
-        norms = bk.to_host(space.row_norms(new))  # host
-        rnorm[todo] = norms
-        converged[todo] = norms < tol[todo]
-        if converged[:nconverge].all() and iteration > miniter:
+            converged[:] = False
+        if done:
             iterations = iteration - 1
             break
         keep = ~converged[todo] if iteration > miniter else np.ones(todo.size, dtype=bool)  # host
