@@ -74,8 +74,11 @@ def _start(layout, stored, nkeep, nmax_of):
     if nkeep is not None and nkeep < n0:  # an oversized start: its lowest Ritz vectors (new blocks)
         lam, x, hx = algorithm._start(layout, x, nkeep)
         nb = x.shape[0]
-        v, hv = space.empty(nmax_of(nb), x), space.empty(nmax_of(nb), x)
-        v[:nb, :], hv[:nb, :] = x, hx
+        v = space.empty(nmax_of(nb), x)
+        v[:nb, :] = x
+        del x  # (one block fewer at the peak of the first step)
+        hv = space.empty(v.shape[0], v)
+        hv[:nb, :] = hx
         return v, hv, lam[0, :]
     v = space.empty(nmax_of(n0), x)
     v[:n0, :] = x
