@@ -139,7 +139,8 @@ def _solve(layout, stored, precondition, tol, maxiter, nconverge, miniter, nkeep
         keep = ~converged[todo] if iteration > miniter else np.ones(todo.size, dtype=bool)  # host
         if not keep.all():  # the locked bands' residuals leave: the others' rows move to the front
             kept = np.flatnonzero(keep)  # host
-            new[:kept.size, :] = xp.take(new, bk.to_device(kept.astype(np.int64)), axis=0)
+            rows = bk.to_device(kept.astype(np.int64))  # host
+            new[:kept.size, :] = xp.take(new, rows, axis=0)
             todo, new = todo[kept], new[:kept.size, :]
         nact = todo.size
         precondition_rows(new, nact, v[:nb, :], todo)
@@ -181,8 +182,9 @@ def _ritz_residuals(space, lam, v, hv, c, todo, out):
     """H x_n - lambda_n x_n of the Ritz vectors x_n = V^T c_n of the bands ``todo`` (host), into the
     rows of ``out``, one column range at a time: two GEMMs of (nbase, len(todo))."""
     xp = space.xp
-    ct = xp.take(c, space.bk.to_device(todo.astype(np.int64)), axis=1).mT  # (nact, nbase)
-    lam_c = xp.astype(xp.take(lam, space.bk.to_device(todo.astype(np.int64))), out.dtype)[:, None]
+    index = space.bk.to_device(todo.astype(np.int64))  # host
+    ct = xp.take(c, index, axis=1).mT  # (nact, nbase)
+    lam_c = xp.astype(xp.take(lam, index), out.dtype)[:, None]
 
     def columns(lo, hi):
         out[:, lo:hi] = space.combine(ct, hv[:, lo:hi]) - lam_c * space.combine(ct, v[:, lo:hi])
