@@ -104,7 +104,7 @@ class Sizes:
     backend: str
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
-    eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
+    eigensolver: str = "auto"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
     # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:

@@ -175,3 +175,28 @@ def test_kpoint_pools_give_the_serial_answer(tmp_path):
     assert two["ranks"] == 2 and one["iterations"] == two["iterations"]
     assert abs(one["energy"] - two["energy"]) < 1e-12
     assert np.abs(np.asarray(one["eigenvalues"]) - np.asarray(two["eigenvalues"])).max() < 1e-12
+
+
+def test_the_default_rule_davidson_at_complex_k_points_lobpcg_at_gamma_and_in_band_groups(monkeypatch):
+    """[scf] eigensolver = "auto" (the default): Davidson solves a complex k-point's whole blocks, LOBPCG
+    a real Gamma point, a band group and the stacks; its memory model follows the same rule."""
+    from pwsim.eigensolvers import Auto, Lobpcg, get_eigensolver
+    from pwsim.settings import make_settings, validated
+
+    assert validated(make_settings()).eigensolver == "auto"
+    called = []
+    monkeypatch.setattr(dv.Davidson, "solve", lambda self, *a, **k: called.append("davidson"))
+    monkeypatch.setattr(Lobpcg, "solve", lambda self, *a, **k: called.append("lobpcg"))
+
+    class Group:
+        size = 2
+    auto = get_eigensolver("auto")
+    options = dict(tol=1e-8, maxiter=10)
+    auto.solve(None, None, [None], None, real=False, **options)
+    auto.solve(None, None, [None], None, real=True, **options)
+    auto.solve(None, None, [None], None, real=False, group=Group(), **options)
+    assert called == ["davidson", "lobpcg", "lobpcg"]
+    assert auto.stack_max_npw == Lobpcg.stack_max_npw and isinstance(auto, Auto)
+    sizes = (20, 1000.0, 1000.0, 16)
+    assert auto.work_bytes(*sizes) == dv.Davidson().work_bytes(*sizes)
+    assert auto.work_bytes(20, 500.0, 1000.0, 16) == Lobpcg().work_bytes(20, 500.0, 1000.0, 16)
