@@ -45,7 +45,9 @@ from .blocks import OneKpoint, _make_space, _preconditioner, _residuals
 from .lobpcg import EigenResult, Lobpcg
 
 #: the search space holds at most SUBSPACE x nbands vectors before it collapses onto the Ritz vectors
-#: (pw.x's diago_david_ndim). The choice is measured in docs/performance.md ("Eigensolvers").
+#: (pw.x's diago_david_ndim). al_slab, H applications / time outside H: 2 -> 18573 / 1.63 s, 3 -> 17239 /
+#: 1.50 s, 4 -> 16771 / 1.74 s (docs/benchmarks.md, "Davidson against LOBPCG"); 3 holds as many
+#: vectors as LOBPCG's six blocks
 SUBSPACE = 3
 
 
