@@ -116,14 +116,14 @@ def test_scf_with_davidson_finds_lobpcgs_ground_state(case, one_by_one):
     if case == "si2_k":
         structure = pwsim.Structure(pwsim.diamond("Si", 10.26).lattice, ["Si", "Si"],
                                     [[0.01, -0.02, 0.005], [0.25, 0.25, 0.25]])
-        kw = dict(kpoints=(2, 2, 2), smearing="fermi-dirac", temperature=0.01)
+        kw = {"kpoints": (2, 2, 2), "smearing": "fermi-dirac", "temperature": 0.01}
     else:
         frac = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.25, .25, .25], [.25, .75, .75], [.75, .25, .75],
                 [.76, .75, .25]]
         structure = pwsim.Structure(np.diag([10.26] * 3), ["Si"] * 8, frac)
-        kw = dict(kpoints=(1, 1, 1))
-    common = dict(xc="lda", pseudopotentials="gth", ecut=6.0, energy_tolerance=1e-10, density_tolerance=1e-9,
-                  compute_stress=False, **kw)
+        kw = {"kpoints": (1, 1, 1)}
+    common = {"xc": "lda", "pseudopotentials": "gth", "ecut": 6.0, "energy_tolerance": 1e-10,
+              "density_tolerance": 1e-9, "compute_stress": False, **kw}
     reference = pwsim.scf(structure, eigensolver="lobpcg", **common)
     result = pwsim.scf(structure, eigensolver="davidson", **common)
     assert result.converged and result.settings["eigensolver"] == "davidson"
@@ -191,7 +191,7 @@ def test_the_default_rule_davidson_at_complex_k_points_lobpcg_at_gamma_and_in_ba
     class Group:
         size = 2
     auto = get_eigensolver("auto")
-    options = dict(tol=1e-8, maxiter=10)
+    options = {"tol": 1e-8, "maxiter": 10}
     auto.solve(None, None, [None], None, real=False, **options)
     auto.solve(None, None, [None], None, real=True, **options)
     auto.solve(None, None, [None], None, real=False, group=Group(), **options)
