@@ -69,7 +69,10 @@ def davidson(backend, apply_h, x0, precondition, tol: float = 1e-8, maxiter: int
 
 def _start(layout, stored, nkeep, nmax_of):
     """The search space's storage V, HV (nmax rows each) holding the starting Ritz vectors X, HX in
-    their first rows, and the Ritz values (nbands,). stored: a list holding the starting block (taken)."""
+    their first rows, and the Ritz values (nbands,). stored: a list holding the starting block (taken).
+
+    Memory: H is applied to the whole starting block with its row-range temporaries (~40 MB on large
+    cells) while only V exists, HX written into V's free rows; HV is made after, and HX moved there."""
     space = layout.space
     x = stored.pop()
     n0 = x.shape[0]
@@ -77,28 +80,33 @@ def _start(layout, stored, nkeep, nmax_of):
         lam, x, hx = algorithm._start(layout, x, nkeep)
         nb = x.shape[0]
         v = space.empty(nmax_of(nb), x)
-        v[:nb, :] = x
-        del x  # (one block fewer at the peak of the first step)
-        hv = space.empty(v.shape[0], v)
-        hv[:nb, :] = hx
-        return v, hv, lam[0, :]
+        v[:nb, :], v[nb:2 * nb, :] = x, hx
+        del x, hx
+        return _with_images(space, v, nb), lam[0, :]
     v = space.empty(nmax_of(n0), x)
     v[:n0, :] = x
     del x
-    hv = space.empty(v.shape[0], v)
+    space.apply(layout.apply_h, v[:n0, :], n0, v[n0:2 * n0, :])
+    v, hv = _with_images(space, v, n0)
     x, hx = v[:n0, :], hv[:n0, :]
-    space.apply(layout.apply_h, x, n0, hx)
     # the previous SCF step's orbitals are orthonormal already: a fresh start or orbitals of the other
     # precision get the two orthonormalisation passes before the Rayleigh-Ritz rotation
     drifted = algorithm._drifted(layout, x)
     if drifted.any():
         algorithm._orthonormalize(layout, x, hx, drifted)
-    return v, hv, algorithm._ritz_rotation(layout, x, hx)[0, :]
+    return (v, hv), algorithm._ritz_rotation(layout, x, hx)[0, :]
+
+
+def _with_images(space, v, nb):
+    """(V, HV): HV made, and the H-images of V's first nb rows moved there from V's next nb rows."""
+    hv = space.empty(v.shape[0], v)
+    hv[:nb, :] = v[nb:2 * nb, :]
+    return v, hv
 
 
 def _solve(layout, stored, precondition, tol, maxiter, nconverge, miniter, nkeep, subspace):
     space, xp, bk = layout.space, layout.xp, layout.bk
-    v, hv, lam = _start(layout, stored, nkeep, lambda nb: max(subspace * nb, nb + 1))
+    (v, hv), lam = _start(layout, stored, nkeep, lambda nb: max(subspace * nb, 2 * nb))
     nb, nmax = lam.shape[0], v.shape[0]
     nconverge = nb if nconverge is None else min(nconverge, nb)
     tol = np.array(np.broadcast_to(np.asarray(tol, dtype=float), (nb,)))  # host
@@ -113,6 +121,7 @@ def _solve(layout, stored, precondition, tol, maxiter, nconverge, miniter, nkeep
     rnorm = np.full(nb, np.inf)  # host: each band's last residual norm
     napply = nb
     iterations = maxiter
+    new = None
     for iteration in range(1, maxiter + 1):
         while True:
             todo = np.flatnonzero(~converged) if iteration > miniter else np.arange(nb)  # host
@@ -151,16 +160,17 @@ def _solve(layout, stored, precondition, tol, maxiter, nconverge, miniter, nkeep
         napply += nact
         n1 = nbase + nact
         # the new columns of V^H V and V^H H V, mirrored into the new rows
-        for matrix, block in ((sc, v), (hc, hv)):
-            cols = space.dot(v[:n1, :], block[nbase:n1, :])
+        for matrix, images in ((sc, v[nbase:n1, :]), (hc, hv[nbase:n1, :])):
+            cols = space.dot(v[:n1, :], images)
             matrix[:n1, nbase:n1] = cols
             matrix[nbase:n1, :nbase] = xp.conj(cols[:nbase, :].mT)
             matrix[nbase:n1, nbase:n1] = algorithm._hermitize(xp, cols[nbase:, :])
+        del images  # (a view of HV: HV must go with its name at the end, before the result is built)
         lam, coefficients = _ritz(layout, hc[:n1, :n1], sc[:n1, :n1], nb)
         nbase = n1
     converged_all = bool(converged[:nconverge].all())
     x = _finish(layout, v, hv, coefficients, nbase, lam)
-    del v, hv, hc, sc
+    del v, hv, hc, sc, new  # HV freed (V's first rows are the result): the peak stays that of V and HV
     lam = x[1]
     vectors = space.full(x[0])
     if vectors is x[0]:  # the whole storage's first rows: a copy of its own, so the storage is freed
@@ -266,7 +276,7 @@ class Davidson(Eigensolver):
             return Lobpcg().work_bytes(nwork, width, npw, itemsize, group_size)
         from ..estimate import CHUNK_TEMPORARIES
 
-        nmax = max(SUBSPACE * nwork, nwork + 1)
+        nmax = max(SUBSPACE * nwork, 2 * nwork)
         block_bytes = nwork * width * itemsize
         temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
         return 2 * nmax * width * itemsize + temporaries + 6 * nmax ** 2 * 16 - nwork * npw * itemsize
