@@ -2,8 +2,9 @@
 
 Davidson (:mod:`.davidson`) for one complex k-point's whole blocks: there LOBPCG's small-matrix work
 per k-point and iteration is what a many-k-point run spends outside H (the Al(001) slab 12x12x1, 28
-k-points of ~1000 plane waves: the solver's work outside H 2.2 -> 1.6 s, 9 % less CPU for the whole run, docs/benchmarks.md "Davidson against
-LOBPCG"). LOBPCG (:mod:`.lobpcg`) everywhere else: the real half sphere of a Gamma point (Si64, H2O PBE0,
+k-points of ~1000 plane waves: the solver's work outside H 2.2 -> 1.6 s, 9 % less CPU for the whole
+run; docs/benchmarks.md, "Davidson against LOBPCG").
+LOBPCG (:mod:`.lobpcg`) everywhere else: the real half sphere of a Gamma point (Si64, H2O PBE0,
 Si8, CH4 in a box: no gain measured, and LOBPCG keeps the bits of the runs before), band groups
 (blocks distributed over ranks, a layout Davidson does not implement) and the stacked small spheres
 (:mod:`.stacked`, which batches k-points).
