@@ -110,7 +110,7 @@ class Sizes:
     backend: str
     mixing_history: int
     derivatives: bool = True  # forces or stress are computed after the SCF
-    eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
+    eigensolver: str = "auto"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
     xc_grid: tuple | None = None  # the finer box of the XC functional ([basis] xc_grid_factor > 1), or None
@@ -248,7 +248,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
     # (a band group divides the blocks; the whole orbitals are still handed over and gathered back)
     own = math.ceil(s.nwork / band)
-    scf_work = (get_eigensolver(s.eigensolver).work_bytes(own, width, s.npw, cbytes)
+    scf_work = (get_eigensolver(s.eigensolver).work_bytes(own, width, s.npw, cbytes, band)
                 - (s.nwork - own) * s.npw * cbytes)
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)

@@ -212,7 +212,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mixing_history": Key("int", 8, "number of previous iterates Anderson keeps", minimum=1, maximum=100),
         "kerker": Key("float", None, "Kerker wavevector k0 (default: 0.8 for smeared runs, off otherwise; "
                                      "0: off)", "1/bohr", minimum=0.0, maximum=100.0),
-        "eigensolver": Key("str", "lobpcg", "block eigensolver of the SCF and the band paths (pwsim.eigensolvers)",
+        "eigensolver": Key("str", "auto", "block eigensolver of the SCF and the band paths (pwsim.eigensolvers): "
+                                            "auto = Davidson at complex k-points, LOBPCG at Gamma and in band groups",
                            choices=tuple(EIGENSOLVERS)),
     },
     "relax": {

@@ -136,6 +136,7 @@ def test_cupy_without_gpu_is_one_line_error():
 
 
 SOLVER_MODULES = ["hamiltonian.py", "eigensolvers/lobpcg.py", "eigensolvers/blocks.py", "eigensolvers/stacked.py",
+                  "eigensolvers/davidson.py",
                   "mixing.py", "xc/builtin.py"]
 # the terms' energies, potentials and operators run in the loop; their forces and stress return
 # small host arrays and are not listed

@@ -125,7 +125,8 @@ def test_scf_stacked_and_per_k_point_solvers_agree(monkeypatch):
 
     al = pwsim.Structure(np.array([[0, 3.82, 3.82], [3.82, 0, 3.82], [3.82, 3.82, 0]]), ["Al"], [[0, 0, 0]])
     settings = dict(xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(3, 3, 3), smearing="fermi-dirac",
-                    temperature=0.01, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False)
+                    temperature=0.01, energy_tolerance=1e-11, density_tolerance=1e-8, compute_stress=False,
+                    eigensolver="lobpcg")
     calls = []
     original = Lobpcg.solve_stacked
 

@@ -39,7 +39,9 @@ class Eigensolver:
         """Groups of k-point positions (plane-wave counts ``npw``) for :meth:`solve_stacked`."""
         return [list(range(len(npw)))]
 
-    def work_bytes(self, nwork: int, width: float, npw: float, itemsize: int) -> float:
+    def work_bytes(self, nwork: int, width: float, npw: float, itemsize: int, group_size: int = 1) -> float:
         """Memory of one k-point's solve beyond the orbitals handed to it, bytes: ``nwork`` bands of
-        ``width`` stored coefficients (npw, or about npw/2 at a real Gamma point) of ``itemsize``."""
+        ``width`` stored coefficients (npw, or about npw/2 at a real Gamma point) of ``itemsize``
+        (``nwork``: this rank's share of the bands where a band group of ``group_size`` > 1 ranks
+        distributes the blocks)."""
         raise NotImplementedError

@@ -431,7 +431,7 @@ class Lobpcg(Eigensolver):
 
         return batches(npw, nbands, itemsize)
 
-    def work_bytes(self, nwork, width, npw, itemsize):
+    def work_bytes(self, nwork, width, npw, itemsize, group_size=1):
         """X, HX, W, HW, P, HP, row and column ranges of a few MiB, and the Rayleigh-Ritz matrices
         (3 nwork)^2 (four of them, complex), in place of the k-point's orbitals (handed over)."""
         from ..estimate import CHUNK_TEMPORARIES  # (H's ranges and the update's columns: the model's constant)
