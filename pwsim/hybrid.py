@@ -313,11 +313,10 @@ def _inner_scf(setup, settings, error, outer, state, callback, checkpoint, mixer
     density mixer to go on with, else a new one); (Result, final ElectronicState, its SCFState)."""
     from .scf import SCFState, _scf_loop
 
-    previous = state
     state = SCFState(state.rho_in, state.wavefunctions, phase=outer)
-    if WARM is not None and error is not None:
-        state.warm_residual = WARM * error**0.5
-        state.single_phase = SINGLE_AGAIN and previous.single_phase
+    if error is not None:
+        state.warm_residual = error**0.5
+        state.single_phase = False
     setup.settings = _inner_tolerances(settings, error)
     try:
         result, final = _scf_loop(setup, None, None, callback, checkpoint, state, mixer)
@@ -341,8 +340,6 @@ def _boundary(checkpoint, state, result) -> None:
         state.boundary = False
 
 
-WARM = None
-SINGLE_AGAIN = True
 
 #: the outer loop stops when the estimated energy error is below exx_tolerance and the exchange energy's
 #: change below CHANGE_RATIO sqrt(exx_tolerance) (1e-6 Ha at the default 1e-8): E_x and the eigenvalues
