@@ -339,8 +339,8 @@ class ExactExchange(Term):
         W_ij = IFFT(v FFT(u_i u_j)) is real and symmetric in i, j: a pair of occupied bands is
         transformed once and serves both K u_j (+ f~_i u_i W_ij) and K u_i (+ f~_j u_j W_ij), and each
         real pair product goes through one real-to-complex transform and its inverse (half a complex
-        FFT each). With nocc occupied of nb bands: nocc (nocc + 1) / 2 + nocc (nb - nocc) pairs, not
-        nocc nb; one pair box at a time (no band-block of boxes: the build's peak memory is the nb
+        FFT each: two real pair products share one complex transform). With nocc occupied of nb bands:
+        nocc (nocc + 1) / 2 + nocc (nb - nocc) pairs, not nocc nb; one box of two pairs at a time (no band-block of boxes: the build's peak memory is the nb
         accumulated boxes and the empty bands' boxes)."""
         bk = self.context.backend
         xp = bk.xp
@@ -360,16 +360,28 @@ class ExactExchange(Term):
             if len(rows) == 2:
                 boxes[rows[1]] = xp.imag(box)
             del box
-        v_half = self._kernel_Q(kpoint.coordinate - k_full)[..., : grid[2] // 2 + 1]  # v(G) = v(-G): real, even
+        v_Q = self._kernel_Q(kpoint.coordinate - k_full)  # v(G) = v(-G): real and even
+        # the pairs (position of the orbital i, row j): each pair of occupied bands once
+        pairs = [(p, j) for j in range(nb) for p in (range(where[j] + 1) if j in where else range(len(occupied)))]
         acc = bk.zeros((nb,) + grid)
-        for j in range(nb):
-            u_j = u_iR[where[j], ...] if j in where else boxes[j]
-            partners = range(where[j] + 1) if j in where else range(len(occupied))
-            for p in partners:
-                w_R = bk.irfft3(bk.rfft3(u_iR[p, ...] * u_j) * v_half, grid)
-                acc[j, ...] += (float(f_i[p]) * u_iR[p, ...]) * w_R
+        for a in range(0, len(pairs), 2):
+            two = pairs[a:a + 2]
+            # two real pair products in one complex box: v is real and even, so the real and the
+            # imaginary parts of IFFT(v FFT(P1 + i P2)) are W1 and W2
+            (p1, j1) = two[0]
+            box = u_iR[p1, ...] * (u_iR[where[j1], ...] if j1 in where else boxes[j1])
+            if len(two) == 2:
+                (p2, j2) = two[1]
+                box = box + 1j * (u_iR[p2, ...] * (u_iR[where[j2], ...] if j2 in where else boxes[j2]))
+            rho_Q = bk.fft3(box)
+            rho_Q *= v_Q
+            w_R = bk.ifft3(rho_Q)
+            del rho_Q, box
+            for (p, j), w in zip(two, (xp.real(w_R), xp.imag(w_R))):
+                u_j = u_iR[where[j], ...] if j in where else boxes[j]
+                acc[j, ...] += (float(f_i[p]) * u_iR[p, ...]) * w
                 if j in where and p != where[j]:
-                    acc[int(occupied[p]), ...] += (float(f_i[where[j]]) * u_j) * w_R
+                    acc[int(occupied[p]), ...] += (float(f_i[where[j]]) * u_j) * w
         del boxes
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         a_nR, b_nR = acc[0::2, ...], acc[1::2, ...]
