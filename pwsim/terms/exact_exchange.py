@@ -364,25 +364,43 @@ class ExactExchange(Term):
         # the pairs (position of the orbital i, row j): each pair of occupied bands once
         pairs = [(p, j) for j in range(nb) for p in (range(where[j] + 1) if j in where else range(len(occupied)))]
         acc = bk.zeros((nb,) + grid)
+        fu = [float(f_i[p]) * u_iR[p, ...] for p in range(len(occupied))]  # f~_i u_i, once each
+        host = isinstance(acc, np.ndarray)  # NumPy: products written into preallocated boxes
+        if host:
+            box, tmp = np.empty(grid, dtype=np.complex128), np.empty(grid)
+
+        def u(j):
+            return u_iR[where[j], ...] if j in where else boxes[j]
+
         for a in range(0, len(pairs), 2):
             two = pairs[a:a + 2]
             # two real pair products in one complex box: v is real and even, so the real and the
             # imaginary parts of IFFT(v FFT(P1 + i P2)) are W1 and W2
-            (p1, j1) = two[0]
-            box = u_iR[p1, ...] * (u_iR[where[j1], ...] if j1 in where else boxes[j1])
-            if len(two) == 2:
-                (p2, j2) = two[1]
-                box = box + 1j * (u_iR[p2, ...] * (u_iR[where[j2], ...] if j2 in where else boxes[j2]))
-            rho_Q = bk.fft3(box)
+            (p1, j1), (p2, j2) = two[0], two[-1]
+            if host:
+                np.multiply(u_iR[p1, ...], u(j1), out=box.real)
+                if len(two) == 2:
+                    np.multiply(u_iR[p2, ...], u(j2), out=box.imag)
+                else:
+                    box.imag[...] = 0.0
+                rho_Q = bk.fft3(box)
+            else:
+                product = u_iR[p1, ...] * u(j1)
+                rho_Q = bk.fft3(product + 1j * (u_iR[p2, ...] * u(j2)) if len(two) == 2 else product + 0j)
             rho_Q *= v_Q
             w_R = bk.ifft3(rho_Q)
-            del rho_Q, box
+            del rho_Q
             for (p, j), w in zip(two, (xp.real(w_R), xp.imag(w_R))):
-                u_j = u_iR[where[j], ...] if j in where else boxes[j]
-                acc[j, ...] += (float(f_i[p]) * u_iR[p, ...]) * w
+                terms = [(j, fu[p])]
                 if j in where and p != where[j]:
-                    acc[int(occupied[p]), ...] += (float(f_i[where[j]]) * u_j) * w
-        del boxes
+                    terms.append((int(occupied[p]), fu[where[j]]))
+                for row, f_u in terms:
+                    if host:
+                        np.multiply(f_u, w, out=tmp)
+                        acc[row, ...] += tmp
+                    else:
+                        acc[row, ...] += f_u * w
+        del boxes, fu
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         a_nR, b_nR = acc[0::2, ...], acc[1::2, ...]
         packed_nR = a_nR + 1j * b_nR if b_nR.shape[0] == a_nR.shape[0] else xp.concat(
