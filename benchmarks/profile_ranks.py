@@ -4,10 +4,14 @@
 
 writes PREFIX.r<rank>.prof (read with ``python -m pstats``) and prints each rank's CPU seconds and peak
 RSS. cProfile measures wall time: on a loaded machine a rank's MPI waits grow with the load.
+``PROFILE_CLOCK=cpu`` profiles CPU time instead (``time.process_time``), which the load barely
+changes; the time inside pwsim.parallel's MPI calls is then the waits (MPICH polls), the rest the
+rank's work (docs/parallel.md, "Whole tasks to one rank each").
 """
 from __future__ import annotations
 
 import cProfile
+import os
 import resource
 import sys
 import time
@@ -19,7 +23,7 @@ def main() -> None:
     from pwsim.cli import main as cli
 
     rank = parallel.world().rank
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time) if os.environ.get("PROFILE_CLOCK") == "cpu" else cProfile.Profile()
     cpu = time.process_time()
     profile.enable()
     try:

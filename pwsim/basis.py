@@ -46,6 +46,14 @@ def default_fft_grid(structure: Structure, ecut: float, primes=(2, 3, 5)) -> tup
     return tuple(next_fft_size(2 * m + 1, primes) for m in mmax)
 
 
+def xc_fft_grid(fft_grid, factor: float) -> tuple[int, int, int]:
+    """The box of the semilocal XC functional for [basis] xc_grid_factor ``factor``: each axis the
+    smallest 2-3-5 size >= factor n (the box itself for factor 1)."""
+    if float(factor) == 1.0:
+        return tuple(int(n) for n in fft_grid)
+    return tuple(next_fft_size(math.ceil(float(factor) * n - 1e-9)) for n in fft_grid)
+
+
 @dataclass
 class Kpoint:
     """One k-point (and spin channel) of the basis.
@@ -135,12 +143,123 @@ class DensitySphere:
         flat = xp.reshape(f_g, (*f_g.shape[:-3], -1))
         return xp.take(flat, self.index, axis=-1) * self.scale
 
+    def _half_maps(self, shape):
+        """(where each stored G is read on the half box (G_3 >= 0), whether it is the mirror image
+        f(G) = f(-G)* there, which of the entries [stored, partners] of :meth:`expand` lie on the half
+        box, their map onto it), built once per box."""
+        if getattr(self, "_half", None) is None:
+            bk = self.backend
+            n1, n2, n3 = shape
+            m = n3 // 2 + 1
+            stored = np.asarray(bk.to_host(self.index))
+            flat = np.concatenate([stored, np.asarray(bk.to_host(self.box_map.index))[stored.size:]])
+            i1, i2, i3 = np.unravel_index(flat, shape)
+            on_half = i3 < m
+            mirror = ~on_half[: stored.size]
+            j1 = np.where(mirror, (-i1[: stored.size]) % n1, i1[: stored.size])
+            j2 = np.where(mirror, (-i2[: stored.size]) % n2, i2[: stored.size])
+            j3 = np.where(mirror, (n3 - i3[: stored.size]) % n3, i3[: stored.size])
+            source = (j1 * n2 + j2) * m + j3
+            entries = np.flatnonzero(on_half)
+            target = (i1[entries] * n2 + i2[entries]) * m + i3[entries]
+            self._half = (bk.to_device(source.astype(np.int64)), bk.to_device(mirror),
+                          bk.to_device(entries.astype(np.int64)), bk.make_box_map(target, (n1, n2, m), sticks=False))
+        return self._half
+
+    def compress_half(self, f_h, shape):
+        """:meth:`compress` of the box whose half (..., n1, n2, n3 // 2 + 1) (G_3 >= 0, a real
+        function's, :meth:`PlaneWaveBasis.r_to_half`) is ``f_h``; ``shape`` the whole box. The same
+        numbers: the other half is the mirror image, f(G) = f(-G)*."""
+        xp = self.backend.xp
+        source, mirror, _, _ = self._half_maps(shape)
+        values = xp.take(xp.reshape(f_h, (*f_h.shape[:-3], -1)), source, axis=-1)
+        return xp.where(mirror, xp.conj(values), values) * self.scale
+
+    def expand_half(self, v, shape):
+        """The half box (..., n1, n2, n3 // 2 + 1) of :meth:`expand`'s box (``shape``), zero elsewhere."""
+        xp = self.backend.xp
+        _, _, entries, half_map = self._half_maps(shape)
+        values = v / self.scale
+        full = xp.concat([values, xp.conj(xp.take(values, self.paired, axis=-1))], axis=-1)
+        return self.backend.scatter(xp.take(full, entries, axis=-1), half_map)
+
     def expand(self, v):
         """Stored vectors (..., nkept) -> Fourier components on the box (..., n1, n2, n3), zero elsewhere."""
         xp = self.backend.xp
         values = v / self.scale
         full = xp.concat([values, xp.conj(xp.take(values, self.paired, axis=-1))], axis=-1)
         return self.backend.scatter(full, self.box_map)
+
+
+class FineGrid:
+    """A finer FFT box for the semilocal XC functional (VASP's ADDGRID): the density's Fourier
+    components embedded in a box ``factor`` times as fine, and the way back.
+
+    The coarse box's G-set K is every point of the density's box except its Nyquist planes (m = -n/2
+    of an even n, which have no +-G partner and so no place in a larger box); K is fixed in Miller
+    indices (the same set under a strain). Two maps between real-space arrays (..., n1, n2, n3) of
+    the density's box and (..., m1, m2, m3) of the fine box:
+
+    * :meth:`interpolate`: zero padding, the trigonometric interpolation of the components on K
+      (f_fine(r) = sum_{G in K} f(G) exp(iG.r); exact for a density, which has none outside K);
+    * :meth:`project`: truncation, the components of a fine-box function on K brought back.
+
+    They are adjoint: sum_fine v (interpolate f) dV_fine = sum_coarse (project v) f dV, so the
+    derivative of E[interpolate(rho)] with respect to rho is ``project`` of the fine-box derivative,
+    exactly, and project(interpolate(f)) is f's part on K.
+
+    basis:    a :class:`PlaneWaveBasis` on the fine box with no k-points (its FFTs, gradient and
+              divergence, ``dvol``, box G-vectors), for the same structure
+    fft_grid: the fine box (m1, m2, m3), each axis the smallest 2-3-5 size >= factor n (:func:`xc_fft_grid`)
+    factor:   the requested refinement
+    """
+
+    def __init__(self, coarse: PlaneWaveBasis, factor: float):
+        self.factor = float(factor)
+        self.coarse_grid = coarse.fft_grid
+        fine = xc_fft_grid(coarse.fft_grid, self.factor)
+        if any(m <= n for m, n in zip(fine, coarse.fft_grid)):
+            raise InputError(f"xc_grid_factor {factor:g} gives no finer box than {coarse.fft_grid}")
+        self.basis = PlaneWaveBasis(coarse.structure, coarse.ecut, np.zeros((0, 3)), np.zeros(0), coarse.backend,
+                                    fft_grid=fine, nspin=coarse.nspin, real_gamma=False,
+                                    ecut_density=coarse.ecut_density)
+        self.fft_grid = fine
+        # K on the half boxes of the real transforms (G_3 >= 0): axis 1, 2 Miller indices m of the
+        # coarse box without -n/2 of an even n, axis 3 the indices 0 <= m < n/2; the same m on the fine box
+        bk = coarse.backend
+        axes_c, axes_f = [], []
+        for axis, (n, m) in enumerate(zip(coarse.fft_grid, fine)):
+            if axis < 2:
+                miller = np.fft.fftfreq(n, 1.0 / n).astype(int)
+                miller = miller[2 * miller != -n]
+                axes_c.append(miller % n)
+                axes_f.append(miller % m)
+            else:
+                miller = np.arange((n + 1) // 2)  # 2 m < n: no Nyquist index
+                axes_c.append(miller)
+                axes_f.append(miller)
+        half_c = (*coarse.fft_grid[:2], coarse.fft_grid[2] // 2 + 1)
+        half_f = (*fine[:2], fine[2] // 2 + 1)
+        index_c = np.ravel_multi_index(np.meshgrid(*axes_c, indexing="ij"), half_c).reshape(-1)
+        index_f = np.ravel_multi_index(np.meshgrid(*axes_f, indexing="ij"), half_f).reshape(-1)
+        self._coarse_map = bk.make_box_map(index_c, half_c, sticks=False)
+        self._fine_map = bk.make_box_map(index_f, half_f, sticks=False)
+        self._backend = bk
+        self._ratio = float(np.prod(fine)) / float(np.prod(coarse.fft_grid))  # N_fine / N_coarse
+
+    def interpolate(self, f_R):
+        """(..., n1, n2, n3) real on the density's box -> (..., m1, m2, m3) real on the fine box, the
+        same Fourier components on K (device, same units)."""
+        bk = self._backend
+        half = bk.scatter(bk.gather(bk.rfft3(f_R), self._coarse_map), self._fine_map)
+        return bk.irfft3(half, self.fft_grid) * self._ratio
+
+    def project(self, v_R):
+        """(..., m1, m2, m3) real on the fine box -> (..., n1, n2, n3) real on the density's box: its
+        Fourier components on K, zero elsewhere (device, same units)."""
+        bk = self._backend
+        half = bk.scatter(bk.gather(bk.rfft3(v_R), self._fine_map), self._coarse_map)
+        return bk.irfft3(half, self.coarse_grid) * (1.0 / self._ratio)
 
 
 class PlaneWaveBasis:
@@ -257,6 +376,14 @@ class PlaneWaveBasis:
             self._density_sphere = DensitySphere.build(self)
         return self._density_sphere
 
+    def fine_grid(self, factor: float) -> FineGrid:
+        """The finer box of the semilocal XC functional for ``factor`` > 1 ([basis] xc_grid_factor;
+        built once per factor, see :class:`FineGrid`)."""
+        grids = self.__dict__.setdefault("_fine_grids", {})
+        if float(factor) not in grids:
+            grids[float(factor)] = FineGrid(self, factor)
+        return grids[float(factor)]
+
     # --------------------------------------------------------------- properties
     @property
     def nfft(self) -> int:
@@ -321,6 +448,25 @@ class PlaneWaveBasis:
         if xp.isdtype(f_real.dtype, "complex floating"):
             return self.backend.fft3(f_real) / self.nfft
         return self._hermitian_box(self.backend.rfft3(f_real)) / self.nfft
+
+    def r_to_half(self, f_real):
+        """The half box G_3 >= 0 of :meth:`r_to_g` of a real function, (..., n1, n2, n3 // 2 + 1): the
+        same numbers there, without making the mirror half (what :meth:`g_to_r` reads, what
+        :meth:`half_weights` sums over)."""
+        return self.backend.rfft3(f_real) / self.nfft
+
+    def half_weights(self):
+        """(n3 // 2 + 1,) device: how many box points each G_3 column of the half box stands for
+        (1 for G_3 = 0 and, n3 even, the Nyquist column; 2 for the others, whose -G lie in the
+        other half): sum_box f = sum_half w f for f(-G) = f(G)*-symmetric real sums."""
+        if getattr(self, "_half_weights", None) is None:
+            n3 = self.fft_grid[2]
+            w = np.full(n3 // 2 + 1, 2.0)
+            w[0] = 1.0
+            if n3 % 2 == 0:
+                w[-1] = 1.0
+            self._half_weights = self.backend.to_device(w)
+        return self._half_weights
 
     def _hermitian_box(self, half):
         """The whole box (..., n1, n2, n3) of a real function's half box (..., n1, n2, n3 // 2 + 1):

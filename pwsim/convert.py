@@ -317,6 +317,10 @@ def _model(out: _Toml, system: dict, species: dict, labels: list[str]) -> None:
         if not xc:
             raise InputError(f"&system input_dft = {system['input_dft']!r}: not a functional pwsim has")
         out.set("model", "xc", xc, f"&system input_dft = {system['input_dft']!r}")
+        others = sorted(functionals - {xc, ""})
+        if others:  # pw.x's input_dft overrides the files' functional without a word
+            out.set("model", "allow_functional_mismatch", True,
+                    f"&system input_dft overrides the files' functional ({', '.join(others)}), as pw.x")
     elif len(functionals) == 1 and "" not in functionals:
         out.set("model", "xc", functionals.pop(), "the pseudopotentials' functional (pw.x's default)")
     out.set("model", "pseudopotentials", elements, "ATOMIC_SPECIES files")
@@ -334,11 +338,24 @@ EXX_DIVERGENCES = {"gygi-baldereschi": "gygi-baldereschi", "gygi-bald": "gygi-ba
 
 def _hybrid(out: _Toml, system: dict) -> None:
     """pw.x's exact-exchange keys (pwsim's q mesh is the k mesh, its Fock cutoff the density's)."""
+    from .pseudo.upf import functional_from_qe
+    from .xc import lookup
+
+    requested = functional_from_qe(str(system.get("input_dft", "")))
+    functional = lookup(requested) if requested else None
+    hybrid = functional is not None and functional.is_hybrid
     if "exx_fraction" in system:
-        out.set("model", "exx_fraction", float(system["exx_fraction"]), "&system exx_fraction")
+        if hybrid:
+            out.set("model", "exx_fraction", float(system["exx_fraction"]), "&system exx_fraction")
+        else:  # pw.x reads it only for a hybrid input_dft (pwsim refuses it there)
+            out.notes.append("&system exx_fraction: pw.x ignores it without a hybrid input_dft; not translated")
     if "screening_parameter" in system:
-        out.set("model", "screening_parameter", float(system["screening_parameter"]),
-                "&system screening_parameter (1/bohr)")
+        if hybrid and functional.range_separation is not None:
+            out.set("model", "screening_parameter", float(system["screening_parameter"]),
+                    "&system screening_parameter (1/bohr)")
+        else:  # pw.x uses it only in its screened functionals (HSE)
+            out.notes.append("&system screening_parameter: pw.x uses it only in its screened functionals (HSE); "
+                             "not translated")
     if "exxdiv_treatment" in system:
         name = str(system["exxdiv_treatment"]).lower()
         if name not in EXX_DIVERGENCES:
@@ -350,10 +367,7 @@ def _hybrid(out: _Toml, system: dict) -> None:
     if system.get("ace") is False:
         out.notes.append("&system ace = .false.: pwsim always compresses the exchange operator (ACE); the exact "
                          "operator agrees with it to 1e-9 Ha (pwsim.hybrid.hybrid_scf(..., ace=False) runs it)")
-    from .pseudo.upf import functional_from_qe
-    from .xc import lookup
-
-    xc = functional_from_qe(str(system.get("input_dft", "")))
+    xc = requested
     ecutwfc = float(system.get("ecutwfc", 0.0))
     ecutfock = float(system.get("ecutfock", system.get("ecutrho", 4 * ecutwfc)))  # pw.x's defaults
     if xc and lookup(xc).is_hybrid and abs(ecutfock - 4 * ecutwfc) > 1e-9:

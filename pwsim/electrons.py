@@ -29,6 +29,10 @@ def compute_density(setup: Setup, wavefunctions, occupations):
     block = 2 * max(1, int(2**25 // (16 * basis.nfft)))  # even: Gamma-point bands go in pairs
     group = setup.layout.band_group()
     per_k = {}  # this rank's k-points; summed below in k order on every rank (same sum on any rank count)
+    # one rank: each k-point's density is added as soon as it is made, in the same k order (the same
+    # sum to the bit), instead of holding nk grids until the end (28 grids, 4 MiB, of an Al slab)
+    serial = setup.layout.size == 1
+    rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)] if serial else None
     for kpoint in setup.layout.local(basis.kpoints):
         c = wavefunctions[kpoint.index]
         f = occupations[kpoint.spin, kpoint.index % len(setup.kpoint_set.weights)]
@@ -43,11 +47,15 @@ def compute_density(setup: Setup, wavefunctions, occupations):
             for start in range(0, nonzero.size, block):
                 stop = min(start + block, nonzero.size)
                 rho_k = rho_k + basis.band_densities(cz[start:stop, ...], kpoint, weights[start:stop])
-        per_k[kpoint.index] = group.sum(rho_k)
-    rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
-    for index, rho_k in setup.layout.ordered(per_k, basis.fft_grid):
-        spin = basis.kpoints[index].spin
-        rho[spin] = rho[spin] + rho_k
+        if serial:
+            rho[kpoint.spin] += rho_k
+        else:
+            per_k[kpoint.index] = group.sum(rho_k)
+    if not serial:
+        rho = [bk.zeros(basis.fft_grid) for _ in range(setup.nspin)]
+        for index, rho_k in setup.layout.ordered(per_k, basis.fft_grid):
+            spin = basis.kpoints[index].spin
+            rho[spin] = rho[spin] + rho_k
     rho = xp.stack(rho)
     if setup.symmetrizer is not None:
         rho = bk.to_device(setup.symmetrizer(bk.to_host(rho)))
@@ -111,9 +119,14 @@ def _tetrahedron_occupations(setup: Setup, eigenvalues, populations) -> occ_mod.
                                extra_fermi_levels=[p.fermi_level for p in parts])
 
 
-def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict:
-    """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats)."""
-    energies = setup.terms.energies(ElectronicState(rho_out, wavefunctions, occupations))
+def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ, alongside=()) -> dict:
+    """The Kohn-Sham (free) energy of the orbitals and their density, by term (Python floats).
+    alongside: (task, cost) pairs a band group shares out with the energy terms
+    (:meth:`pwsim.terms.Terms.energies`); then (energies, [their results])."""
+    energies = setup.terms.energies(ElectronicState(rho_out, wavefunctions, occupations), alongside)
+    results = None
+    if alongside:
+        energies, results = energies
     internal = sum(energies.values())
     energies["entropy"] = float(occ.entropy_energy)
     energies["internal"] = internal
@@ -124,7 +137,7 @@ def total_energy(setup: Setup, wavefunctions, occupations, rho_out, occ) -> dict
     # Paxton and cold smearing are built so that F itself is already that estimate
     energies["zero_width"] = (0.5 * (internal + energies["total"]) if smearing in ("fermi-dirac", "gaussian")
                               else energies["total"])
-    return energies
+    return energies if results is None else (energies, results)
 
 
 def leading_bands(wavefunctions, nbands: int) -> list:

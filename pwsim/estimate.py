@@ -19,13 +19,17 @@ import numpy as np
 
 from .eigensolvers import get_eigensolver
 from .errors import EnvironmentProblem
-from .terms.base import BLOCK_BYTES
+from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES  # forces and stress: three projector blocks of this size
 
-#: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, h5py, spglib, pwsim and its CLI
-#: imported, and the HDF5 output written (peak RSS 65 MiB on H2 at 5 Ha, whose arrays are ~1 MiB;
+#: bytes of `pwsim run` itself: the interpreter with NumPy, pyFFTW, spglib, pwsim and its CLI imported
+#: (48 MiB), and h5py (+11 MiB) imported at the first checkpoint or the final write (peak RSS 65 MiB
+#: on H2 at 5 Ha, whose arrays are ~1 MiB, while the set-up stayed alive through the final write;
 #: 80 MiB before spglib stopped importing asyncio and ssl and the random starts numpy.random, 101 MiB
-#: before the start-up stopped importing SciPy's FFT interfaces)
-BASELINE_BYTES = 68e6
+#: before the start-up stopped importing SciPy's FFT interfaces). Since the final write comes after
+#: the set-up and the SCF's arrays are freed (pwsim.runner), a run without checkpoints peaks at
+#: ~48 MiB plus its arrays, one with them at ~59 MiB plus its arrays plus the checkpoint's file in
+#: memory: 55 MiB sits between the two (issue 28's workloads: estimate / peak 0.9-1.1 either way)
+BASELINE_BYTES = 58e6
 #: what an MPI rank adds to the process (mpi4py, the MPI library and its shared-memory buffers)
 MPI_BASELINE_BYTES = 25e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
@@ -46,9 +50,11 @@ KPOINT_BYTES_PER_PLANE_WAVE = 80
 #: before the gradients, fluxes and the stress's core part held fewer boxes at once)
 GGA_BOXES = 2
 GGA_BOXES_PER_SPIN = 11
-#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
-#: which the non-local term holds three at a time
-DERIVATIVE_BLOCK_BYTES = BLOCK_BYTES
+#: real boxes of the finer XC box held through the run ([basis] xc_grid_factor > 1): its |G|^2 on the
+#: host and the device, |G| (pwsim.terms.context), the core density there, and the set-up's Miller and G
+#: tables of the box: calibrated on CH4 in a 14 bohr box, PBE, 25 Ha, 64^3 with factor 2 (128^3): peak
+#: RSS 467 MiB against 166 MiB with factor 1 (estimated 461 and 167 MiB)
+XC_GRID_BOXES = 6
 
 
 @dataclass
@@ -107,8 +113,9 @@ class Sizes:
     eigensolver: str = "lobpcg"  # [scf] eigensolver, whose own estimate gives its work arrays
     exchange_occupied: int = 0  # a hybrid's occupied bands per spin channel (0: no exact exchange)
     gga: bool = False  # the functional needs density gradients (its potential, forces and stress hold boxes)
+    xc_grid: tuple | None = None  # the finer box of the XC functional ([basis] xc_grid_factor > 1), or None
     # rows of npw numbers of one k-point's projectors kept as factors (pwsim.terms.nonlocal_.ProjectorFactors:
-    # a phase row per atom and the radial x angular rows of each element); 0: nproj (no factors)
+    # the radial x angular rows of each element, the phases made again when assembled); 0: nproj (no factors)
     projector_factor_rows: int = 0
     # MPI: the ranks the launcher started and the user's k-point pools ([run] parallel, None: pwsim's
     # choice); the model is then that of the largest rank, rank 0 (it gathers the orbitals to write)
@@ -234,6 +241,9 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     }
     if symmetrizer:
         parts["density symmetrizer"] = nhalf * SYMMETRIZER_BYTES_PER_POINT
+    if s.xc_grid is not None:
+        # the fine box's |G|^2 (host and device), its |G| for the core's form factor, the core density
+        parts["fine XC grid"] = XC_GRID_BOXES * float(np.prod(np.asarray(s.xc_grid, dtype=float))) * 8
     # the eigensolver's blocks and temporaries, in place of the k-point's orbitals (handed over)
     temporaries = min(CHUNK_TEMPORARIES, 3 * block_bytes)
     # (a band group divides the blocks; the whole orbitals are still handed over and gathered back)
@@ -243,7 +253,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     # the first solve, from the atomic orbitals: the extra orbitals of every k-point, and X, HX of
     # one k-point's (single precision in mixed precision's first passes)
     first_bytes = 8 if s.precision in ("single", "mixed") else cbytes
-    atomic_work = (nk * max(0, s.n_atomic - s.nwork) * s.npw * cbytes + 2 * s.n_atomic * width * first_bytes
+    atomic_work = (nk * max(0, s.n_atomic - s.nwork) * s.npw * first_bytes + 2 * s.n_atomic * width * first_bytes
                    + temporaries)
     setup_work = max(s.nproj * width * 16, reduction_bytes(s.nsym, s.nfull) if s.nfull > 1 else 0.0,
                      nhalf * 48.0 + (nfft * 64 if symmetrizer else 0.0))
@@ -301,12 +311,16 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
       96 MiB without, 99 MiB now); under MPI rank 0 builds it from every pool's orbitals (nk_all
       channels), gathered beside its own nk;
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
-      functional's outputs, vsigma times the gradients and their transforms for the divergence.
+      functional's outputs, vsigma times the gradients and their transforms for the divergence (on
+      the finer XC box where there is one, with the density interpolated there: nspin boxes more).
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
     nk_all = nk if nk_all is None else nk_all
     checkpoint = (2 * nk_all - nk) * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
-    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nfft * 8 if s.gga else 0.0
+    nxc = nfft if s.xc_grid is None else float(np.prod(np.asarray(s.xc_grid, dtype=float)))
+    gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nxc * 8 if s.gga else 0.0
+    if s.xc_grid is not None:
+        gga += s.nspin * nxc * 8 if s.gga else (2 + 3 * s.nspin) * nxc * 8
     return max(symmetrize, checkpoint, gga)
 
 

@@ -30,7 +30,7 @@ from . import parallel
 from .coulomb import ExchangeKernel
 from .errors import InputError
 from .results import Result
-from .settings import Settings, SettingsError, make_settings
+from .settings import Settings, SettingsError, check_exact_exchange_keys, make_settings, validated
 from .terms.base import Term
 from .terms.exact_exchange import ExactExchange
 from .terms.xc import Xc
@@ -134,7 +134,8 @@ class HybridXc(Xc):
             share = parallel.grid_share(self.context)  # the band group's ranks split the box (same bits)
             grad_vR = share.gradient(self.context.basis, rho_sR[0, ...])
             sigma = np.sum(grad_vR * grad_vR, axis=0)[None, ...]
-            out = share.pointwise(lambda r, s: blocked("pbe", r, s, energy_only, exchange=self.exchange), rho_sR, sigma)
+            out = share.pointwise(lambda r, s: blocked("pbe", r, s, energy_only, exchange=self.exchange), rho_sR, sigma,
+                                  drop=("e",) if getattr(self, "_potential_only", False) else ())  # (Xc.potential)
             return out, [grad_vR], sigma
         if rho_sR.shape[0] == 1 and self.exchange != self.correlation:
             # unpolarised: x E_x + c E_c in one pass (PBE exchange evaluated once, not twice)
@@ -211,6 +212,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
 
     if setup is None:
         requested = make_settings(settings, **overrides)
+        check_exact_exchange_keys(validated(requested))
         name = lookup(requested.xc).name
         setup = prepare(structure, dataclasses.replace(requested, xc=_record(name).base))
     elif overrides or settings is not None:

@@ -35,8 +35,8 @@ class AndersonMixer:
         self.history = history
         self.kerker = None
         if kerker_wavevector:
-            g2 = basis.box_g2_host
-            self.kerker = basis.backend.to_device(g2 / (g2 + kerker_wavevector**2))
+            g2 = basis.box_g2_host[..., : basis.fft_grid[2] // 2 + 1]  # (the half box the step is formed on)
+            self.kerker = basis.backend.to_device(np.ascontiguousarray(g2 / (g2 + kerker_wavevector**2)))
         self.sphere = basis.density_sphere()
         self.xs: list = []  # history on the sphere: (nspin, nsphere) complex each, scaled by sqrt(weights)
         self.fs: list = []
@@ -44,7 +44,8 @@ class AndersonMixer:
         self.carried: list = []
 
     def precondition(self, residual_g):
-        """residual (nspin, n1, n2, n3) Fourier components -> preconditioned, same shape."""
+        """residual (nspin, n1, n2, n3 // 2 + 1) Fourier components on the half box -> preconditioned,
+        same shape."""
         if self.kerker is None:
             return residual_g
         xp = self.basis.backend.xp
@@ -73,14 +74,17 @@ class AndersonMixer:
         xp = bk.xp
         sphere = self.sphere
         alpha = self.damping
-        x_g = self.basis.r_to_g(rho_in)
-        f_g = self.basis.r_to_g(rho_out - rho_in)
+        # on the half box G_3 >= 0 (the real transforms): what g_to_r reads; the stored sphere takes
+        # its other-half points as mirror images, the numbers of the whole box (2.5x fewer operations)
+        box = self.basis.fft_grid
+        x_g = self.basis.r_to_half(rho_in)
+        f_g = self.basis.r_to_half(rho_out - rho_in)
         if f_g.shape[0] == nspin:
             f_g = self.precondition(f_g)
         else:
             f_g = xp.concat([self.precondition(f_g[:nspin, ...]), f_g[nspin:, ...]])
         step_g = x_g + alpha * f_g
-        x, f = sphere.compress(x_g), sphere.compress(f_g)
+        x, f = sphere.compress_half(x_g, box), sphere.compress_half(f_g, box)
         del x_g, f_g
         if self.xs or self.carried:
             dxs = [xi - x for xi in self.xs] + [dx for dx, _ in self.carried]
@@ -95,7 +99,7 @@ class AndersonMixer:
             for i in range(m):
                 term = float(beta[i]) * (dxs[i] + alpha * dfs[i, ...])
                 correction = term if correction is None else correction + term
-            step_g = step_g + sphere.expand(correction)
+            step_g = step_g + sphere.expand_half(correction, box)
         self.xs.append(x)
         self.fs.append(f)
         if len(self.xs) > self.history:
@@ -104,6 +108,14 @@ class AndersonMixer:
         if self.carried and len(self.xs) + len(self.carried) > self.history:
             self.carried.pop(0)  # the oldest carried pair first
         return self.basis.g_to_r(step_g)
+
+    def snapshot(self):
+        """The history as it is now, for :meth:`restore` (references: the stored vectors are never changed)."""
+        return list(self.xs), list(self.fs), list(self.carried)
+
+    def restore(self, snapshot) -> None:
+        """Back to the history of :meth:`snapshot` (a step taken ahead and not wanted, pwsim.scf)."""
+        self.xs, self.fs, self.carried = (list(part) for part in snapshot)
 
     def carry_over(self):
         """Start a new fixed point (the map has changed a little, as a hybrid's exchange operator does

@@ -797,18 +797,22 @@ class GridShare:
         whole = self.comm.Allgather_rows(rows, counts)
         return bk.to_device(np.ascontiguousarray(np.moveaxis(whole, 0, -3)))
 
-    def pointwise(self, kernel, *arrays):
+    def pointwise(self, kernel, *arrays, drop=()):
         """``kernel(*slices)`` on this rank's x-planes of ``arrays`` (each (..., n1, n2, n3) or None),
         every array field of its result (a dataclass, e.g. pwsim.xc.XCResult, fields (..., planes,
-        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel."""
+        n2, n3) or None) gathered whole: the same as ``kernel(*arrays)`` for a pointwise kernel.
+        drop: names of fields the caller does not use (an XC potential's energy density): None in
+        the result, on one rank too (so that a caller that used one fails at once on one rank), and
+        not gathered."""
         import dataclasses
 
         if self.size == 1:
-            return kernel(*arrays)
+            out = kernel(*arrays)
+            return dataclasses.replace(out, **{name: None for name in drop}) if drop else out
         n1 = next(a for a in arrays if a is not None).shape[-3]
         lo, hi = self.planes(n1)
         part = kernel(*(None if a is None else a[..., lo:hi, :, :] for a in arrays))
-        whole = {f.name: self.gather_planes(getattr(part, f.name), n1)
+        whole = {f.name: None if f.name in drop else self.gather_planes(getattr(part, f.name), n1)
                  for f in dataclasses.fields(part) if getattr(part, f.name) is not None}
         return dataclasses.replace(part, **whole)
 
@@ -867,12 +871,139 @@ def _half_box_ig(basis, a: int):
 
 def grid_share(context) -> GridShare:
     """The :class:`GridShare` of the band group of a term context's layout (``context.layout``, set
-    by pwsim.scf_setup); without a layout, or with one rank in the group, one whose methods are the
-    serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
+    by pwsim.scf_setup); without a layout, with one rank in the group, or inside :func:`alone`, one
+    whose methods are the serial ones (``basis.gradient``, ``kernel(*arrays)``, ...)."""
     layout = getattr(context, "layout", None)
-    if layout is None or layout.pool_comm.size == 1:
+    if layout is None or layout.pool_comm.size == 1 or getattr(context, "_alone", 0):
         return GridShare(Comm(), context.backend)
     return GridShare(layout.pool_comm, layout.backend)
+
+
+class alone:  # (lower case: used like a function, ``with alone(context):``)
+    """Inside the block this rank works on its own: :func:`grid_share` of ``context`` is the serial
+    one, so a term evaluated here makes the serial calls (and no collective step of the band group).
+    For work that one rank of the group does for all (:func:`one_rank`, :func:`by_owner`)."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def __enter__(self):
+        self.context._alone = getattr(self.context, "_alone", 0) + 1
+        return self.context
+
+    def __exit__(self, *exc):
+        self.context._alone -= 1
+        return False
+
+
+def _group_comm(context) -> Comm:
+    """The band group's communicator of ``context`` (a one-rank one without a layout or inside :class:`alone`)."""
+    layout = getattr(context, "layout", None)
+    if layout is None or layout.pool_comm.size == 1 or getattr(context, "_alone", 0):
+        return Comm()
+    return layout.pool_comm
+
+
+def _next_turn(context) -> int:
+    """The number of :func:`one_rank` tasks of ``context`` so far (their owners go round the group), the
+    same sequence on every rank (every rank of a group makes the same calls)."""
+    turn = getattr(context, "_turn", 0)
+    context._turn = turn + 1
+    return turn
+
+
+def deferring(context):
+    """A context manager: inside it :func:`one_rank` calls that name an ``into`` attribute are collected,
+    and on leaving they are done together (:func:`by_owner`: one task per rank at the same time, not one
+    after the other) and their attributes set. pwsim.terms.Terms builds its terms inside one."""
+    class Deferring:
+        def __enter__(self):
+            context._deferred = []
+            return context
+
+        def __exit__(self, exc_type, *exc):
+            deferred, context._deferred = context._deferred, None
+            if exc_type is None and deferred:
+                values = by_owner(context, [compute for compute, _, _ in deferred])
+                bk = context.backend
+                for (_, (obj, attr), device), value in zip(deferred, values):
+                    setattr(obj, attr, bk.to_device(value) if device else value)
+            return False
+    return Deferring()
+
+
+def one_rank(context, compute, device: bool = True, into=None):
+    """``compute()`` (an array: device with ``device``, else host) made by one rank of the band group
+    of ``context`` (the next in turn, :func:`_next_turn`) in :class:`alone` and broadcast to the others:
+    the bits of a serial call on every rank, the work done once. Every rank of the group must call it
+    in the same order. For the set-up's box-sized arrays (the local potential, the core density, the
+    starting density): several such tasks go to different ranks (docs/parallel.md, "Molecules in a box").
+    into: (object, attribute) the value is for; inside :func:`deferring` the task is then only
+    collected (None returned), done with the others and the attribute set when that block ends."""
+    comm = Comm() if context is None else _group_comm(context)
+    if comm.size == 1:
+        return compute()
+    if into is not None and getattr(context, "_deferred", None) is not None:
+        # (compute returns host arrays here when device: by_owner sends host arrays)
+        context._deferred.append(((lambda: bk_host(context, compute())) if device else compute, into, device))
+        return None
+    owner = comm.size - 1 - _next_turn(context) % comm.size  # (the last rank first: rank 0 also writes the output)
+    bk = context.backend
+    if comm.rank == owner:
+        with alone(context):
+            value = compute()
+        host = np.ascontiguousarray(bk.to_host(value) if device else value)
+        comm.bcast((host.shape, host.dtype.str), root=owner)
+    else:
+        shape, dtype = comm.bcast(None, root=owner)
+        host = None
+    host = comm.Bcast_array(host, owner, shape if comm.rank != owner else host.shape,
+                            np.dtype(dtype if comm.rank != owner else host.dtype))
+    return bk.to_device(host) if device else host
+
+
+#: results of :func:`by_owner` tasks with more numbers than this go as raw buffers (MPI_Bcast), not pickled
+BY_OWNER_PICKLED = 4096
+
+
+def bk_host(context, value):
+    """``value`` as a host array (the backend of ``context``)."""
+    return np.asarray(context.backend.to_host(value))
+
+
+def by_owner(context, tasks, costs=None) -> list:
+    """``[task() for task in tasks]`` (each a host array or a Python object), each task done by one rank
+    of the band group of ``context`` in :class:`alone` and broadcast: the serial bits on every rank.
+    costs: a relative cost per task; the tasks go, dearest first, to the rank with the least work so far
+    (ties: the highest rank, as rank 0 also writes the output), the same assignment on every rank.
+    Every rank of the group must call it."""
+    comm = _group_comm(context)
+    if comm.size == 1:
+        return [task() for task in tasks]
+    costs = [1.0] * len(tasks) if costs is None else list(costs)
+    load = [0.0] * comm.size
+    owner = [0] * len(tasks)
+    for j in sorted(range(len(tasks)), key=lambda j: -costs[j]):
+        r = min(range(comm.size), key=lambda r: (load[r], -r))
+        owner[j] = r
+        load[r] += costs[j]
+    mine, big = {}, {}
+    with alone(context):
+        for j, task in enumerate(tasks):
+            if owner[j] == comm.rank:
+                mine[j] = task()
+                if isinstance(mine[j], np.ndarray) and mine[j].size > BY_OWNER_PICKLED:
+                    big[j] = np.ascontiguousarray(mine[j])
+                    mine[j] = (big[j].shape, big[j].dtype.str)  # sent below, as a raw buffer
+    # one exchange of the small results (forces, stresses: a few numbers per task), then the arrays
+    everything, sizes = {}, set()
+    for r, part in enumerate(comm.allgather((mine, sorted(big)))):
+        everything.update(part[0])
+        sizes.update(part[1])
+    for j in sorted(sizes):
+        shape, dtype = everything[j]
+        everything[j] = comm.Bcast_array(big.get(j), owner[j], shape, np.dtype(dtype))
+    return [everything[j] for j in range(len(tasks))]
 
 
 #: keys of ``[run] parallel``

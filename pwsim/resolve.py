@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import parallel
+from .basis import xc_fft_grid
 from .errors import EnvironmentProblem, InputError, InputWarning
 from .estimate import (
     MAX_KPOINT_GRID,
@@ -319,7 +320,8 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
                   precision=s.precision, backend=s.backend, mixing_history=s.mixing_history,
                   derivatives=bool(s.compute_forces or s.compute_stress), eigensolver=s.eigensolver,
                   exchange_occupied=_exchange_occupied(s, n_electrons, nbands, nspin), gga=_is_gga(s.xc),
-                  projector_factor_rows=structure.natoms + sum(per_kind.values()),
+                  xc_grid=None if s.xc_grid_factor == 1.0 else xc_fft_grid(fft_grid, s.xc_grid_factor),
+                  projector_factor_rows=sum(per_kind.values()),
                   ranks=max(1, parallel.launched_size()), pools=(s.parallel or {}).get("pools"))
     limit, _ = memory_limit(s.max_memory)
     # From counts alone, before the symmetry analysis (spglib and the atom permutations grow with the

@@ -57,7 +57,7 @@ from .resolve import (  # noqa: F401  (count_electrons, load_pseudos, extra_band
 from .results import Result
 from .scf_result import forces_and_stress, make_result, set_forces  # noqa: F401  (re-exported)
 from .scf_setup import SINGLE_ENERGY_NOISE, Setup, build, prepare, setup_of  # noqa: F401  (re-exported)
-from .settings import Settings
+from .settings import Settings, check_exact_exchange_keys
 from .starting import (  # noqa: F401  (re-exported)
     ATOMIC_NOISE,
     ATOMIC_ORBITAL_WIDTH,
@@ -134,6 +134,10 @@ class Step:
     residual: float
     single: bool
     tau_out: object = None  # a meta-GGA's kinetic-energy density of the new orbitals, else None
+    #: a band group's next input density, mixed ahead alongside the energies (:func:`_step`), and the
+    #: mixer's history before that step (restored if the SCF stops here); None otherwise
+    rho_next: object = None
+    mixer_before: object = None
 
 
 def step_state(setup: Setup, state: SCFState) -> ElectronicState:
@@ -172,6 +176,7 @@ def scf(structure: Structure, settings: Settings | None = None, *, initial_densi
     """
     if setup is None:
         setup = prepare(structure, settings, **kwargs)  # validates: errors are InputError, as on the CLI
+        check_exact_exchange_keys(setup.settings)
     elif kwargs:
         raise InputError(f"scf: settings keywords ({', '.join(kwargs)}) cannot change a prepared setup")
     if initial_density is not None:
@@ -213,7 +218,9 @@ def _starting_state(setup: Setup, initial_density, initial_wavefunctions, nb_wor
     this rank's k-points. The state holds the only references: the starting subspace is freed once
     diagonalised, the starting density once mixed."""
     basis = setup.basis
-    rho0 = initial_density if initial_density is not None else gaussian_density(setup)
+    # (one rank of a band group builds the starting density for all: pwsim.parallel.one_rank)
+    rho0 = initial_density if initial_density is not None else parallel.one_rank(
+        getattr(getattr(setup, "terms", None), "context", None), lambda: gaussian_density(setup), device=False)
     if tuple(np.shape(rho0)) != (setup.nspin, *basis.fft_grid):  # host: user input
         raise InputError(f"the initial density has shape {np.shape(rho0)}, "  # host
                          f"expected {(setup.nspin, *basis.fft_grid)}")
@@ -222,7 +229,16 @@ def _starting_state(setup: Setup, initial_density, initial_wavefunctions, nb_wor
         psi = [fit_wavefunctions(setup, k, w, nb_work) if mine(k.index) else None
                for k, w in zip(basis.kpoints, initial_wavefunctions)]
     else:
-        psi = [atomic_wavefunctions(setup, k, nb_work) if mine(k.index) else None for k in basis.kpoints]
+        # precision "mixed": the first step is a single-precision pass (DIAGTOL_FIRST >= MIXED_SWITCH),
+        # which casts its starting blocks to complex64 anyway; with several k-points each is cast as
+        # it is made, so that the atomic subspaces of every k-point are held once at half the size
+        # (Al32 2x2x2: 15 -> 8 MiB). (One k-point gains nothing, and CH4 in a 100^3 box peaked 20 MiB
+        # higher: the heap, which keeps its freed blocks, was cut up differently.)
+        several = sum(1 for k in basis.kpoints if mine(k.index)) > 1
+        single = several and setup.settings.precision == "mixed" and DIAGTOL_FIRST >= MIXED_SWITCH
+        xp = setup.backend.xp
+        psi = [(xp.astype(atomic_wavefunctions(setup, k, nb_work), xp.complex64) if single
+                else atomic_wavefunctions(setup, k, nb_work)) if mine(k.index) else None for k in basis.kpoints]
     return SCFState(setup.backend.to_device(np.asarray(rho0, dtype=float)), psi)  # host: user input
 
 
@@ -248,7 +264,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
     while state.iteration < s.max_iterations:
         state.iteration += 1
         t0 = time.perf_counter()
-        step = _step(setup, state, residual, nb_work)
+        step = _step(setup, state, residual, nb_work, mixer)
         energy, residual = step.energies["total"], step.residual
         delta = math.inf if e_previous is None else energy - e_previous
         e_previous = energy
@@ -258,8 +274,12 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         elif abs(delta) < energy_tolerance and residual < density_tolerance:
             converged = True
             state.rho_in = step.rho_out
+            if step.mixer_before is not None:  # the step mixed ahead: the history as a serial run leaves it
+                mixer.restore(step.mixer_before)
             break
-        if step.tau_out is None:
+        if step.rho_next is not None:
+            state.rho_in = step.rho_next
+        elif step.tau_out is None:
             state.rho_in = mixer(state.rho_in, step.rho_out)
         else:  # a meta-GGA: tau in the same Anderson history as the density
             state.rho_in, state.tau_in = mixer(state.rho_in, step.rho_out, state.tau_in, step.tau_out)
@@ -287,10 +307,11 @@ def new_mixer(setup: Setup) -> AndersonMixer:
     return AndersonMixer(setup.basis, s.mixing_damping, s.mixing_history, s.kerker if s.kerker else None)
 
 
-def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
+def _step(setup: Setup, state: SCFState, residual: float, nb_work: int, mixer=None) -> Step:
     """One SCF step from ``state`` (its input density, the previous step's orbitals and occupations,
     all replaced by the new ones but the density), ``residual`` the previous step's density
-    residual (1 before the first step)."""
+    residual (1 before the first step). mixer: the SCF's; a band group (pwsim.parallel) mixes the
+    next input density ahead, one rank while the others evaluate the energies (:func:`_mixes_ahead`)."""
     bk = setup.backend
     xp = bk.xp
     s = setup.settings
@@ -315,12 +336,35 @@ def _step(setup: Setup, state: SCFState, residual: float, nb_work: int) -> Step:
     occ = compute_occupations(setup, eigenvalues[:, :, : setup.nbands])
     state.occupations = occ.occupations
     rho_out = compute_density(setup, leading_bands(state.wavefunctions, setup.nbands), occ.occupations)
-    energies = total_energy(setup, state.wavefunctions, occ.occupations, rho_out, occ)
+    rho_next = mixer_before = None
+    if mixer is not None and tau_term is None and _mixes_ahead(setup):
+        # the next input density, as the loop would mix it, made by one rank of the band group while
+        # the others evaluate the energy terms (pwsim.parallel.by_owner); one rank keeps the history
+        # (the same rank every step: the costs decide). Not wanted if the SCF stops here: the loop
+        # then restores the history, so a hybrid's next inner SCF goes on from the serial one
+        mixer_before = mixer.snapshot()
+        rho_in = state.rho_in
+        energies, (rho_next,) = total_energy(setup, state.wavefunctions, occ.occupations, rho_out, occ,
+                                             alongside=[(lambda: bk.to_host(mixer(rho_in, rho_out)), MIXING_COST)])
+        rho_next = bk.to_device(rho_next)
+    else:
+        energies = total_energy(setup, state.wavefunctions, occ.occupations, rho_out, occ)
     diff = rho_out - state.rho_in
     residual = math.sqrt(bk.scalar(xp.sum(diff * diff)) * setup.basis.dvol)
     tau_out = None if tau_term is None else tau_term.tau_of(ElectronicState(rho_out, state.wavefunctions,
                                                                             occ.occupations))
-    return Step(energies, eigenvalues, occ, rho_out, residual, single, tau_out)
+    return Step(energies, eigenvalues, occ, rho_out, residual, single, tau_out, rho_next, mixer_before)
+
+
+#: the density mixing's cost in the units of the terms' ``energy_cost`` (CH4 in a 100^3 box: 48 ms)
+MIXING_COST = 4.8
+
+
+def _mixes_ahead(setup: Setup) -> bool:
+    """Whether this rank's band group has several ranks (one of them then mixes while the others
+    evaluate the energies, :func:`_step`); a serial run and k-point pools of one rank mix in the loop."""
+    layout = setup.layout
+    return layout is not None and layout.pool_comm.size > 1
 
 
 def _record(state: SCFState, callback, energy, delta, residual, t0, single) -> None:

@@ -90,6 +90,14 @@ def forces_and_stress(setup: Setup, result: Result, final: ElectronicState | Non
     def at(occupations):
         return ElectronicState(final.rho_sR, final.wavefunctions, occupations)
 
+    if setup.layout.npools == 1 and s.compute_forces and s.compute_stress:
+        # one state for both: a band group evaluates the terms' forces and stress in one batch
+        # shared out over its ranks (pwsim.terms.Terms.derivatives_together)
+        state = at(final.occupations)
+        with setup.terms.derivatives_together(state):
+            set_forces(result, forces.compute_forces(setup.terms, state, setup.symmetry))
+            result.stress = stress.compute_stress(setup.terms, state, setup.symmetry)
+        return
     if s.compute_forces:
         set_forces(result, setup.layout.occupation_sum(
             lambda f: forces.compute_forces(setup.terms, at(f), setup.symmetry), final.occupations))

@@ -109,7 +109,7 @@ def build(setup: Setup, registry=None) -> None:
     s = setup.settings
     setup.terms = build_terms(setup.basis, setup.pseudos, xc=s.xc, n_electrons=setup.n_electrons,
                               derivatives=s.compute_forces or s.compute_stress, registry=registry,
-                              settings=s)
+                              settings=s, layout=setup.layout)
     setup.terms.context.layout = setup.layout  # band sums over this rank's k-points (pwsim.parallel)
     setup.terms.context.symmetrizer = setup.symmetrizer  # a meta-GGA's tau is symmetrised as the density
     for kpoint in setup.layout.local(setup.basis.kpoints):  # the orbital operators once, before the loop

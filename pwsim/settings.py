@@ -35,7 +35,7 @@ from .parallel import OPTIONS as PARALLEL_OPTIONS
 from .pseudo.families import FAMILIES
 from .structure import MAX_ATOMS
 from .units import QUANTITY_UNITS, to_atomic
-from .xc import FUNCTIONALS, canonical_name
+from .xc import FUNCTIONALS, canonical_name, lookup
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       minimum=1, maximum=100000),
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
                                       "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),
+        "xc_grid_factor": Key("float", 1.0, "evaluate the semilocal XC functional (LDA, GGA, a hybrid's semilocal "
+                                            "part) on an FFT box this many times finer than the density's, the "
+                                            "density zero-padded onto it and the potential truncated back (VASP's "
+                                            "ADDGRID); 1: on the density's box. 2 removes most of the grid's "
+                                            "aliasing of a steep GGA such as HSE's short-range exchange "
+                                            "(docs/hybrids.md); not for meta-GGAs", minimum=1.0, maximum=4.0),
         "symmetry": Key("bool", True, "use crystal symmetry to reduce k-points (spglib)"),
         "kpoint_symmetrization": Key("str", "full", "for a k-grid with fewer symmetries than the crystal or its "
                                                     "lattice (shifted fcc grids, ASE's even kpts): 'full' gives the "
@@ -772,9 +778,50 @@ def validated(settings) -> Settings:
         if getattr(out, key) is not None and out.spin != "collinear":
             raise SettingsError("model", key, "needs spin = 'collinear' in [model]")
     _check_dispersion(out)
+    _check_xc_grid(out)
     if out.kerker is None and out.smearing != "none":
         out.kerker = DEFAULT_KERKER  # the same default on every path (input file, API, ASE)
     return mark_validated(out)
+
+
+def _check_xc_grid(out) -> None:
+    """A finer XC grid only for functionals without the kinetic-energy density (pwsim.terms.xc)."""
+    if out.xc_grid_factor != 1.0 and lookup(out.xc).family == "mgga":
+        raise SettingsError("basis", "xc_grid_factor", f"a finer XC grid is not available for meta-GGAs (xc = "
+                                                       f"{out.xc!r}: tau would be needed on it too); use 1")
+
+
+def check_exact_exchange_keys(settings) -> None:
+    """Refuse the exact-exchange keys where the requested functional would silently ignore them or
+    where they have no defined meaning (one line, SettingsError). Called by the user-facing entry points
+    (``pwsim.scf``, ``hybrid_scf``, ``pwsim run``/``check``) with the *requested* ``xc``: the hybrid
+    loop itself prepares its semilocal start with ``xc = 'pbe'`` and the hybrid's keys kept."""
+    from .xc import lookup
+
+    functional = lookup(settings.xc)
+    name = functional.name
+    if not functional.is_hybrid:
+        for key in ("exx_fraction", "screening_parameter"):
+            if getattr(settings, key) is not None:
+                raise SettingsError("model", key, f"xc = {name!r} has no exact exchange; it applies to the hybrids "
+                                                  "(pbe0, hse06, hf): set xc to one of them or leave the key out")
+        return
+    if settings.screening_parameter is not None and functional.range_separation is None:
+        raise SettingsError("model", "screening_parameter", f"xc = {name!r} has unscreened (1/r) exact exchange; "
+                                                            "the screening parameter applies to hse06")
+    if settings.exx_fraction is not None and name == "hf" and settings.exx_fraction != 1.0:
+        raise SettingsError("model", "exx_fraction", "xc = 'hf' is all exact exchange and no correlation; for a "
+                                                     "mixture take pbe0 (or hse06) with exx_fraction")
+    if settings.exx_divergence == "spherical" and settings.x_gamma_extrapolation:  # (as pw.x refuses it)
+        raise SettingsError("model", "x_gamma_extrapolation", "exx_divergence = 'spherical' needs "
+                                                              "x_gamma_extrapolation = false")
+    if settings.kpoint_list is not None:
+        raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
+                                                    "kshift), not an explicit list")
+    if settings.smearing == "tetrahedra":
+        raise SettingsError("model", "smearing", "exact exchange needs occupations of states, and the tetrahedron "
+                                                 "method gives integration weights: use a smearing (e.g. 'gaussian' "
+                                                 "or 'marzari-vanderbilt') or fixed occupations")
 
 
 def _check_dispersion(out) -> None:

@@ -377,3 +377,56 @@ def test_paged_image_behaves_as_a_file():
     raw = b"".join(bytes(v) for v in image.views())
     with h5py.File(io.BytesIO(raw), "r") as f:
         assert np.array_equal(f["a/b"][()], data) and f.attrs["units"] == "bohr"
+
+
+def test_ewald_real_space_sum_in_small_blocks():
+    """The Ewald sum of a 32-atom supercell (729 lattice vectors in range) stays within ~10 MiB of
+    NumPy temporaries (issue 28: one block of 32 x 32 x 729 distances took 56 MiB, the set-up's peak
+    of Al32, above its orbitals), and gives the same energy, forces and stress as the sum in one block."""
+    import tracemalloc
+
+    from pwsim.terms import ewald as ewald_module
+
+    al32 = pwsim.Structure(np.diag([7.65] * 3), ["Al"] * 4,
+                           [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]).supercell((2, 2, 2))
+    charges = np.full(32, 3.0)
+    tracemalloc.start()
+    try:
+        small = ewald_module.ewald(al32.lattice, al32.positions, charges, compute_forces=True, compute_stress=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, peak / 2**20  # (measured ~10 MiB)
+    old = ewald_module._CHUNK
+    try:
+        ewald_module._CHUNK = 2_000_000  # the former block: every distance at once
+        whole = ewald_module.ewald(al32.lattice, al32.positions, charges, compute_forces=True, compute_stress=True)
+    finally:
+        ewald_module._CHUNK = old
+    assert abs(small.energy - whole.energy) < 1e-12
+    assert np.allclose(small.forces, whole.forces, atol=1e-12) and np.allclose(small.stress, whole.stress, atol=1e-14)
+
+
+def test_final_write_after_the_setup_is_freed(tmp_path, monkeypatch):
+    """`pwsim run` writes its result once the set-up (projectors, FFT plans and boxes, grids) is gone
+    (issue 28: held through the write, on top of h5py's import and the file's pages, it made the
+    write the peak of a short run): no Setup object is alive when write_result is called."""
+    from pwsim import runner
+    from pwsim.io.input import parse_text
+    from pwsim.scf_setup import Setup
+
+    deck = parse_text('[structure]\ncrystal = "diamond"\nelements = ["Si"]\nlattice_constant = 10.26\n'
+                      '[model]\npseudopotentials = "gth"\n[basis]\necut = 5.0\nkpoints = [1, 1, 1]\n',
+                      base_dir=tmp_path)
+    alive = []
+    write = runner.write_result
+
+    def watched(result, out, **kwargs):
+        gc.collect()
+        alive.append(sum(isinstance(o, Setup) for o in gc.get_objects()))
+        return write(result, out, **kwargs)
+
+    monkeypatch.setattr(runner, "write_result", watched)
+    result, path = runner.run_deck(deck, output=tmp_path / "si.h5")
+    assert path.exists() and result.converged
+    assert alive and alive[-1] == 0, alive

@@ -450,3 +450,67 @@ def test_band_group_shares_the_grid_work_bit_for_bit(tmp_path):
             assert r[case]["group"] == 2, (case, r[case])  # the work was shared
             assert r[case]["energy"] < -1.0
             assert r[case]["bitwise"], (case, r[case])
+
+
+TERMS_DRIVER = r"""
+import json
+import numpy as np
+import pwsim
+from pwsim import parallel, scf_setup
+from pwsim.scf import _starting_state
+from pwsim.starting import gaussian_density
+from pwsim.terms import ElectronicState, Xc
+
+calls = {"xc": 0}
+stress = Xc.stress
+def counted(self, state):
+    calls["xc"] += 1
+    return stress(self, state)
+Xc.stress = counted
+
+mol = pwsim.Structure(np.diag([9.0, 9.5, 10.0]), ["O", "H", "H"],
+                      np.array([[0.5, 0.5, 0.5], [0.6, 0.5, 0.58], [0.4, 0.52, 0.58]]))
+setup = scf_setup.prepare(mol, pseudopotentials="gth", ecut=10.0, kpoints=(1, 1, 1), xc="pbe",
+                          allow_functional_mismatch=True)
+context = setup.terms.context
+state = _starting_state(setup, None, None, 4)  # the set-up's one-rank tasks: the starting density
+occ = np.zeros((1, 1, 4)); occ[0, 0, :] = 2.0
+state = ElectronicState(state.rho_in, state.wavefunctions, occ)
+got = {}
+for label, layout in (("shared", setup.layout), ("serial", None)):
+    context.layout = layout
+    got[label] = (setup.terms.forces(state), setup.terms.stresses(state))
+context.layout = setup.layout
+with setup.terms.derivatives_together(state):  # forces and stress in one batch
+    together = (setup.terms.forces(state), setup.terms.stresses(state))
+context.layout = None
+serial_local = np.real(np.fft.ifftn(context.atom_sum_Q("local_form_factor") / setup.basis.volume)) * setup.basis.nfft
+(f1, s1), (f2, s2) = got["serial"], got["shared"]
+out = {"rank": parallel.world().rank, "group": setup.layout.pool_comm.size, "xc_stress_calls": calls["xc"],
+       "forces": bool(np.array_equal(f1, f2) and np.array_equal(f1, together[0])),
+       "stress": all(np.array_equal(s1[k], s2[k]) and np.array_equal(s1[k], together[1][k]) for k in s1),
+       "local": bool(np.array_equal(serial_local, setup.terms["local"].v_R)),
+       "start": bool(np.array_equal(gaussian_density(setup), state.rho_sR)),
+       "force_norm": float(np.abs(f1).max())}
+every = parallel.world().allgather(out)
+if parallel.is_root():
+    print(json.dumps(every))
+"""
+
+
+def test_band_group_shares_the_terms_and_the_set_up_bit_for_bit(tmp_path):
+    """A band group shares the terms' forces and stress (each term on one rank, pwsim.parallel.by_owner;
+    apart, and together in one batch)
+    and the set-up's box arrays (local potential, starting density: pwsim.parallel.one_rank) out, and
+    every rank holds the serial code's bits; the XC stress is evaluated once in the group, not on each rank."""
+    (tmp_path / "terms.py").write_text(TERMS_DRIVER)
+    proc = run([sys.executable, "terms.py"], tmp_path, ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    [ranks] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    for r in ranks:
+        assert r["group"] == 2, r
+        assert r["forces"] and r["stress"] and r["local"] and r["start"], r
+        assert r["force_norm"] > 1e-3, r  # a real force, not zeros on both sides
+    # the serial evaluation made one call on each rank, each shared one (apart, together) one call in the group
+    assert sorted(r["xc_stress_calls"] for r in ranks) == [1, 3], ranks

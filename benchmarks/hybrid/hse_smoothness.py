@@ -3,12 +3,15 @@
     python benchmarks/hybrid/hse_smoothness.py jumps            # libxc's jumps in F(s, nu), and pwsim's
     python benchmarks/hybrid/hse_smoothness.py aliasing         # E_x^SR on a fixed translated Si density
     python benchmarks/hybrid/hse_smoothness.py scf KERNEL SHIFT GRID   # one Si 2x2x2 HSE06 SCF
+    python benchmarks/hybrid/hse_smoothness.py shift XC FACTOR GRID DX,DY,DZ   # with [basis] xc_grid_factor
 
 ``aliasing``: the Si 2x2x2 PBE density (GTH-PBE, 15 Ha, 32^3), Fourier-interpolated to each grid and
 translated rigidly by 12 random fractions of a grid step: the spread of E_x^SR over the translations
 (the grid's aliasing of the energy density) and its mean. ``scf``: KERNEL pwsim or libxc (the
 short-range exchange of pwsim.hybrid.HybridXc), SHIFT 0 or 1 (the atoms moved by (0.31, 0.17, 0.11)
-bohr), GRID the FFT grid; prints one JSON line. docs/hybrids.md has the figures.
+bohr), GRID the FFT grid; prints one JSON line. ``shift``: one Si 2x2x2 SCF, XC hse06 or pbe, with
+[basis] xc_grid_factor FACTOR on the GRID^3 box, every atom moved by (DX, DY, DZ) bohr; one JSON line.
+docs/hybrids.md has the figures.
 """
 from __future__ import annotations
 
@@ -122,6 +125,25 @@ def scf(kernel: str, shift: float, grid: int) -> None:
                           converged=bool(r.converged))))
 
 
+def shift(xc: str, factor: float, grid: int, move: str) -> None:
+    from pwsim.hybrid import hybrid_scf
+
+    offset = np.array([float(x) for x in move.split(",")])
+    si = pwsim.diamond("Si", 10.26).translated(offset)
+    t = time.process_time()
+    common = {"pseudopotentials": "gth", "ecut": 15, "kpoints": (2, 2, 2), "nbands": 8, "fft_grid": (grid,) * 3,
+              "precision": "double", "compute_forces": False, "compute_stress": False, "xc_grid_factor": factor}
+    if xc == "pbe":
+        r = pwsim.scf(si, xc="pbe", energy_tolerance=1e-11, **common)
+    elif xc == "hse06":
+        r = hybrid_scf(si, xc="hse06", energy_tolerance=1e-9, exx_tolerance=1e-9, **common)
+    else:
+        raise SystemExit("XC must be hse06 or pbe")
+    print(json.dumps({"xc": xc, "factor": factor, "grid": grid, "shift": offset.tolist(), "energy": r.total_energy,
+                      "gap": r.eigenvalues[0, 2, 4] - r.eigenvalues[0, 0, 1], "cpu_s": time.process_time() - t,
+                      "converged": bool(r.converged)}))
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "jumps"
     if what == "jumps":
@@ -130,5 +152,7 @@ if __name__ == "__main__":
         aliasing()
     elif what == "scf":
         scf(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    elif what == "shift":
+        shift(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     else:
         raise SystemExit(__doc__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from .base import ElectronicState, Term
 from .context import Context
 from .dipole import Dipole
@@ -38,7 +39,9 @@ class Terms:
 
     def __init__(self, context: Context, registry=None):
         self.context = context
-        self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
+        # (a band group builds the terms' box arrays on one rank each, at the same time: pwsim.parallel.deferring)
+        with parallel.deferring(context):
+            self.terms = [cls(context) for cls in (REGISTRY if registry is None else registry) if cls.wanted(context)]
 
     def __getitem__(self, name: str) -> Term:
         for term in self.terms:
@@ -75,22 +78,69 @@ class Terms:
         ``single``); with no state, those of the geometry alone (orbital-dependent terms give none)."""
         return [op for op in (term.operator(kpoint, state) for term in self.terms) if op is not None]
 
-    def energies(self, state: ElectronicState) -> dict:
-        """name -> energy (hartree, Python floats), in registry order."""
-        return {term.name: term.energy(state) for term in self.terms}
+    def energies(self, state: ElectronicState, alongside=()) -> dict:
+        """name -> energy (hartree, Python floats), in registry order.
+
+        A band group (pwsim.parallel) shares the terms out as :meth:`_each` does; ``alongside``: more
+        (task, cost) pairs shared out with them (the SCF's density mixing, pwsim.scf), whose results
+        are then returned too: (energies, [results])."""
+        tasks = [(lambda term=term: term.energy(state), term.energy_cost) for term in self.terms
+                 if not term.collective_energy] + list(alongside)
+        values = iter(parallel.by_owner(self.context, [t for t, _ in tasks], [c for _, c in tasks]))
+        energies = {term.name: term.energy(state) if term.collective_energy else next(values) for term in self.terms}
+        return (energies, list(values)) if alongside else energies
 
     def forces(self, state: ElectronicState) -> np.ndarray:
         """sum of the terms' forces, (natoms, 3) host, hartree/bohr, not symmetrised."""
-        return sum(term.forces(state) for term in self.terms)
+        return sum(self._each("forces", state))
 
     def stresses(self, state: ElectronicState) -> dict:
         """name -> (3, 3) host stress of each term, hartree/bohr^3, not symmetrised."""
-        return {term.name: term.stress(state) for term in self.terms}
+        return {term.name: value for term, value in zip(self.terms, self._each("stress", state))}
+
+    def derivatives_together(self, state: ElectronicState):
+        """A context manager: inside it :meth:`forces` and :meth:`stresses` of ``state`` (this very
+        object) take their values from one shared-out batch of every term's forces and stress (a band
+        group then balances the two together: the XC term's on one rank, the others' on another);
+        outside it, or for another state, they evaluate as usual. One rank: nothing changes."""
+        terms = self
+
+        class Together:
+            def __enter__(self):
+                if parallel.grid_share(terms.context).size > 1:
+                    terms._together = (state, None)
+                return terms
+
+            def __exit__(self, *exc):
+                terms._together = None
+                return False
+        return Together()
+
+    def _each(self, method: str, state: ElectronicState) -> list:
+        """[term.<method>(state) for term in self.terms]. A band group (pwsim.parallel) shares the terms
+        out: each is evaluated by one rank, the serial way, and its result sent to the others
+        (:func:`pwsim.parallel.by_owner`), so every rank holds the serial bits; the terms whose
+        derivatives are collective themselves are evaluated by every rank."""
+        alone = [term for term in self.terms if not term.collective_derivatives]
+        together = getattr(self, "_together", None)
+        if together is not None and together[0] is state:
+            if together[1] is None:  # the first of forces and stress: both, in one batch, a term's on one rank
+                tasks = [lambda term=term: (term.forces(state), term.stress(state)) for term in alone]
+                both = parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone])
+                self._together = together = (state, {"forces": [f for f, _ in both], "stress": [s for _, s in both]})
+            values = iter(together[1][method])
+        else:
+            tasks = [lambda term=term: getattr(term, method)(state) for term in alone]
+            values = iter(parallel.by_owner(self.context, tasks, [term.derivative_cost for term in alone]))
+        return [getattr(term, method)(state) if term.collective_derivatives else next(values) for term in self.terms]
 
 
 def build_terms(basis, pseudos: dict, xc: str = "lda", n_electrons: float = 0.0, registry=None,
-                keep_operators: bool = True, derivatives: bool = True, settings=None) -> Terms:
-    """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments)."""
+                keep_operators: bool = True, derivatives: bool = True, settings=None, layout=None) -> Terms:
+    """Every registered term for the geometry of ``basis`` (see :class:`Context` for the arguments);
+    layout: the run's pwsim.parallel.Layout, known to the terms as they are built (a band group shares
+    the set-up's box-sized arrays out, pwsim.parallel.one_rank)."""
     context = Context(basis, pseudos, xc=xc, n_electrons=n_electrons, keep_operators=keep_operators,
                       derivatives=derivatives, settings=settings)
+    context.layout = layout
     return Terms(context, registry)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
+
 __all__ = ["Context", "structure_factor"]
 
 #: |G| below which a box vector counts as G = 0 (1/bohr)
@@ -143,11 +145,15 @@ class Context:
             del term_Q
         return total_Q
 
-    def atom_density_R(self, function: str):
+    def atom_density_R(self, function: str, into=None):
         """(1/Omega) sum_a f_a(|G|) exp(-i G.tau_a) taken to real space, (n1, n2, n3) real device
         (an atom-centred density or potential from its form factor f, G = 0 included)."""
-        total_Q = self.atom_sum_Q(function, with_zero=True) / self.structure.volume
-        return self.backend.to_device(np.real(np.fft.ifftn(total_Q)) * self.basis.nfft)
+        def build():
+            total_Q = self.atom_sum_Q(function, with_zero=True) / self.structure.volume
+            return np.real(np.fft.ifftn(total_Q)) * self.basis.nfft
+        # one rank of a band group builds it for all (pwsim.parallel.one_rank: the same bits)
+        # (into: (object, attribute) it is for; while the terms are built it is then set afterwards)
+        return parallel.one_rank(self, lambda: self.backend.to_device(build()), into=into)
 
     def atom_phase_Q(self, atom: int):
         """exp(-i G.tau_a) on the box for one atom, device: three 1-D factors, no exp on the box."""

@@ -33,8 +33,9 @@ __all__ = ["Ewald", "EwaldResult", "default_eta", "ewald"]
 _REAL_CUTOFF = 6.5
 #: G_cut / (2 eta): exp(-7^2) = 5e-22, same for the reciprocal-space terms
 _RECIP_CUTOFF = 7.0
-#: number of (pair, lattice vector) distances handled at once in the real-space sum
-_CHUNK = 2_000_000
+#: number of (pair, lattice vector) distances handled at once in the real-space sum: ~70 bytes of
+#: temporaries each (2_000_000 made the set-up's peak of Al32: 56 MiB at once, more than its orbitals)
+_CHUNK = 131_072
 
 
 @dataclass

@@ -204,6 +204,8 @@ class ExactExchange(Term):
     """
 
     name = "exact_exchange"
+    collective_derivatives = True  # (the band group shares its bands j)
+    collective_energy = True
 
     def __init__(self, context, kernel, fraction: float, kpoint_set):
         super().__init__(context)

@@ -18,6 +18,8 @@ from .context import G_ZERO
 
 class Hartree(Term):
     name = "hartree"
+    derivative_cost = 0.5
+    energy_cost = 1.0
 
     def __init__(self, context):
         super().__init__(context)
@@ -25,6 +27,8 @@ class Hartree(Term):
         green_Q = poisson_green(context.basis.box_g2_host, G_ZERO**2)
         #: the Poisson Green's function 4 pi / |G|^2 on the box, 0 at G = 0, device
         self.green_Q = context.backend.to_device(green_Q)
+        #: the same on the half box G_3 >= 0 of the real transforms (energy and potential per SCF step)
+        self.green_H = context.backend.to_device(np.ascontiguousarray(green_Q[..., : context.basis.fft_grid[2] // 2 + 1]))
 
     def _solve(self, state):
         """(rho(G), V_H(G)) of the total density, box arrays, device."""
@@ -32,14 +36,21 @@ class Hartree(Term):
         rho_Q = basis.r_to_g(self.context.backend.xp.sum(state.rho_sR, axis=0))
         return rho_Q, self.green_Q * rho_Q
 
+    def _solve_half(self, state):
+        """:meth:`_solve` on the half box G_3 >= 0 (basis.r_to_half): the same numbers there."""
+        rho_H = self.context.basis.r_to_half(self.context.backend.xp.sum(state.rho_sR, axis=0))
+        return rho_H, self.green_H * rho_H
+
     def energy(self, state) -> float:
+        # on the half box, each column weighted by the box points it stands for (basis.half_weights)
         xp = self.context.backend.xp
-        rho_Q, v_Q = self._solve(state)
-        return self.context.backend.scalar(0.5 * self.context.basis.volume * xp.sum(xp.real(v_Q * xp.conj(rho_Q))))
+        rho_H, v_H = self._solve_half(state)
+        return self.context.backend.scalar(0.5 * self.context.basis.volume * xp.sum(
+            xp.real(v_H * xp.conj(rho_H)) * self.context.basis.half_weights()))
 
     def potential(self, state):
         """V_H(r), (n1, n2, n3) real device, hartree."""
-        return self.context.basis.g_to_r(self._solve(state)[1])
+        return self.context.basis.g_to_r(self._solve_half(state)[1])
 
     def stress(self, state) -> np.ndarray:
         ctx = self.context

@@ -41,6 +41,7 @@ class KineticOperator:
 
 class Kinetic(Term):
     name = "kinetic"
+    collective_energy = True  # (band_sum)
 
     def operator(self, kpoint, state=None) -> KineticOperator:
         return KineticOperator(self.context.backend.xp, kpoint)

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from .base import Term, symmetric
 
 
 class Local(Term):
     name = "local"
+    derivative_cost = 2.0
+    energy_cost = 0.5
 
     def __init__(self, context):
         super().__init__(context)
         basis = context.basis
-        # built once on the host (v_loc(G) on the box), moved to the device
-        v_Q = context.atom_sum_Q("local_form_factor") / basis.volume
-        self.v_R = basis.backend.to_device(np.real(np.fft.ifftn(v_Q)) * basis.nfft)
+
+        def build():  # once on the host (v_loc(G) on the box), moved to the device
+            v_Q = context.atom_sum_Q("local_form_factor") / basis.volume
+            return np.real(np.fft.ifftn(v_Q)) * basis.nfft
+        # one rank of a band group builds it for all (pwsim.parallel.one_rank: the same bits)
+        self.v_R = parallel.one_rank(context, lambda: basis.backend.to_device(build()), into=(self, "v_R"))
 
     def potential(self, state):
         """V_loc(r), (n1, n2, n3) real device, hartree (the same for both spins)."""

@@ -47,6 +47,8 @@ class MetaXc(Xc):
     """The XC term of a meta-GGA; :class:`pwsim.terms.xc.Xc` builds it for a functional of family mgga."""
 
     name = "xc"
+    collective_derivatives = True  # (tau is summed over the band group)
+    collective_energy = True
     orbital_dependent = True
     #: the SCF mixes this term's tau (:meth:`tau_of`) with the density
     mixes_tau = True

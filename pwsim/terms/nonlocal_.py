@@ -28,6 +28,12 @@ from ..special import block_diag
 from . import base
 from .base import Term, band_sum, occupied_bands, symmetric
 
+#: forces and stress: blocks of projector rows (or their gradients) of at most this many bytes, of
+#: which three are held at a time (16 MiB blocks, the SCF's BLOCK_BYTES, made the stress the peak of
+#: Al32 2x2x2: +13 MiB over the SCF's; 4 MiB blocks are still wide products, ~30 rows of Al32's 3300
+#: plane waves)
+DERIVATIVE_BLOCK_BYTES = 2**22
+
 
 class NonlocalOperator:
     """V_nl of one k-point.
@@ -162,9 +168,12 @@ def row_blocks(structure, pseudos, npw: int, budget: float | None = None):
 class ProjectorFactors:
     """One k-point's projectors as factors, host: per pseudopotential and l the rows
     (-i)^l p_i(|q|) Y_lm(q^) (m outer, i inner; ``angular``) and per atom e^{-i q.tau} (``phases``),
-    q = k + G. They take (natoms + the rows of each element) x npw numbers instead of nproj x npw
-    (Al32: 32 + 4 rows against 128; Ni4 with s, p, d twice: 4 + 18 against 72), and :meth:`assemble`
-    gives the projectors with the same bits as forming them directly (one multiplication per row)."""
+    q = k + G. They take (the rows of each element) x npw numbers instead of nproj x npw (Al32: 4 rows
+    against 128; Ni4 with s, p, d twice: 18 against 72), and :meth:`assemble` gives the projectors with
+    the same bits as forming them directly (one multiplication per row). The phases are not kept:
+    :meth:`assemble` makes each atom's again, the same expression (a phase row per atom for every
+    k-point was most of the factors of a supercell: Al32 2x2x2, 6.7 of 7.7 MiB; remaking them costs
+    about as much as the multiplications)."""
 
     def __init__(self, structure, pseudos, kpg: np.ndarray):
         q = np.linalg.norm(kpg, axis=1)
@@ -172,11 +181,10 @@ class ProjectorFactors:
         self.volume = structure.volume
         self.channels = list(_channels(structure, pseudos))
         self.nproj = sum(_rows_of(c) for c in self.channels)
-        self.angular, self.phases = {}, {}
+        self.kpg = kpg  # (a reference: the k-point's own array, or a view of it)
+        self.angular = {}
         ylm_cache, blocks, atom_of = {}, [], []
         for atom, psp, l, nl, tau in self.channels:
-            if atom not in self.phases:
-                self.phases[atom] = np.exp(-1j * (kpg @ tau))
             key = (id(psp), l)
             if key not in self.angular:
                 if l not in ylm_cache:
@@ -195,15 +203,21 @@ class ProjectorFactors:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.angular.values()) + sum(p.nbytes for p in self.phases.values())
+        return sum(a.nbytes for a in self.angular.values())
+
+    def phase(self, tau) -> np.ndarray:
+        """e^{-i q.tau} (npw,) complex for the atom at ``tau`` (3,) bohr."""
+        return np.exp(-1j * (self.kpg @ tau))
 
     def assemble(self) -> np.ndarray:
         """The projectors (nproj, npw) complex, host."""
         projectors = np.empty((self.nproj, self.npw), dtype=complex)
-        row = 0
-        for atom, psp, l, nl, _ in self.channels:
+        row, atom_now, phase = 0, None, None
+        for atom, psp, l, nl, tau in self.channels:  # (atom outer: one atom's phase at a time)
+            if atom != atom_now:
+                atom_now, phase = atom, self.phase(tau)
             rows = self.angular[(id(psp), l)]
-            np.multiply(rows, self.phases[atom], out=projectors[row:row + rows.shape[0]])
+            np.multiply(rows, phase, out=projectors[row:row + rows.shape[0]])
             row += rows.shape[0]
         projectors /= np.sqrt(self.volume)
         return projectors
@@ -329,6 +343,8 @@ def _weighted_trace(bk, a_ni, b_ni, f_n):
 
 class Nonlocal(Term):
     name = "nonlocal"
+    derivative_cost = 1.5
+    collective_energy = True  # (band_sum)
 
     def __init__(self, context):
         super().__init__(context)
@@ -374,7 +390,7 @@ class Nonlocal(Term):
             if op is None or op.nproj == 0:
                 continue
             c_nG, f_n = occupied
-            blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1]))
+            blocks = list(row_blocks(structure, pseudos, op.projectors.shape[1], DERIVATIVE_BLOCK_BYTES))
             overlaps = bk.xp.concat([_projections(bk, c_nG, op.projectors[rows, :], op.half) for rows, _ in blocks], axis=1)
             coupling = bk.xp.real(op.coupling) if op.half is not None else op.coupling
             yield kpoint, op, c_nG, bk.to_device(f_n), blocks, overlaps, overlaps @ bk.xp.astype(coupling, overlaps.dtype)

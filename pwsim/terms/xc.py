@@ -17,9 +17,21 @@ Stress (rho scales as 1/Omega at fixed fractional grid points; e_st = de/dsigma_
 Only the core density depends on the positions: its forces and the form-factor part of its
 stress are those of an atom-centred density in the field of the spin-averaged XC potential
 (:meth:`Xc.forces`, :meth:`Xc.stress`; both vanish without a core).
+
+A finer XC grid (``[basis] xc_grid_factor`` > 1, VASP's ADDGRID): the energy is that of the same
+formulas on the finer box of :meth:`pwsim.basis.PlaneWaveBasis.fine_grid`,
+E_xc[rho] = sum_fine e(I rho + rho_core_fine, |grad I rho|^2) dV_fine, with I the zero padding of the
+density's components (:meth:`pwsim.basis.FineGrid.interpolate`) and the core density taken from its
+form factor on every G of the fine box. This term then hands everything to its twin on the fine box
+(the same class, a context on the fine basis, the core density there): the potential is P v_fine, P
+the truncation adjoint to I (:meth:`~pwsim.basis.FineGrid.project`), the exact derivative of that
+energy; the forces and stress are the twin's, the formulas above on the fine box (I is fixed in
+fractional space, so rho_fine scales as 1/Omega as rho does). A subclass (the semilocal part of a
+hybrid) gets the same through its own :meth:`_evaluate`, called by the twin on the fine box.
 """
 from __future__ import annotations
 
+import copy
 import weakref
 
 import numpy as np
@@ -27,7 +39,8 @@ import numpy as np
 from .. import parallel
 from .. import xc as functionals
 from ..errors import InputError
-from .base import Term, symmetric
+from .base import ElectronicState, Term, symmetric
+from .context import Context
 
 
 def _evaluate_planes(bk, functional, rho_sR, sigma=None, energy_only=False):
@@ -51,8 +64,19 @@ def _evaluate_planes(bk, functional, rho_sR, sigma=None, energy_only=False):
     return functionals.XCResult(xp.concat([p.e for p in pieces], axis=0), vrho, vsigma)
 
 
+def xc_grid_factor(context) -> float:
+    """``[basis] xc_grid_factor`` of the context's settings (1 without settings)."""
+    factor = getattr(getattr(context, "settings", None), "xc_grid_factor", None)
+    return 1.0 if factor is None else float(factor)
+
+
 class Xc(Term):
     name = "xc"
+    #: (the fine grid, this term's twin on it) with [basis] xc_grid_factor > 1, False without one;
+    #: made when first asked (:meth:`_on_fine_grid`; a subclass need not call Xc.__init__)
+    _fine = None
+    energy_cost = 5.7
+    derivative_cost = 4.0  # (the GGA's gradients and divergence again, the core field)
 
     def __new__(cls, context=None, *args, **kwargs):
         # a meta-GGA is the orbital-dependent twin of this term (pwsim/terms/meta_xc.py)
@@ -68,9 +92,60 @@ class Xc(Term):
         self.functional = functionals.require_usable(context.xc)
         if context.basis.nspin == 2 and not self.functional.spin:
             raise InputError(f"xc = {self.functional.name!r} has no spin-polarised form: use spin = 'none'")
+        factor = xc_grid_factor(context)
+        if factor != 1.0 and self.functional.family == "mgga":
+            raise InputError(f"[basis] xc_grid_factor = {factor:g}: a finer XC grid is not available for meta-GGAs "
+                             f"(xc = {self.functional.name!r}); use 1")
         core = any(getattr(p, "has_core_density", False) for p in context.pseudos.values())
-        #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction
-        self.rho_core_R = context.atom_density_R("core_density_form_factor") if core else None
+        #: (n1, n2, n3) device core density (electrons/bohr^3), or None without a core correction (or
+        #: with a finer XC grid: the twin there has its own)
+        # (built after the terms, beside the local potential, in a band group; a subclass that reads it
+        # in its own constructor, the meta-GGA, gets it at once)
+        later = (self, "rho_core_R") if type(self) is Xc else None
+        self.rho_core_R = (context.atom_density_R("core_density_form_factor", into=later)
+                           if core and factor == 1.0 else None)
+
+    def _on_fine_grid(self):
+        """(:class:`pwsim.basis.FineGrid`, this term's twin on its box) with [basis] xc_grid_factor > 1,
+        else None. The twin is a copy of this term (whatever its class) with a context on the fine
+        basis and the core density of the fine box; the band group's layout is the context's."""
+        if self._fine is None:
+            factor = xc_grid_factor(self.context)
+            if factor == 1.0:
+                self._fine = False
+            else:  # (nothing is kept until the twin is whole: a failed build is not a silent factor 1)
+                c = self.context
+                grid = c.basis.fine_grid(factor)
+                twin = copy.copy(self)
+                twin.context = Context(grid.basis, c.pseudos, xc=c.xc, n_electrons=c.n_electrons,
+                                       keep_operators=c.keep_operators, derivatives=c.derivatives, settings=c.settings)
+                twin._fine = False
+                for cached in ("_core_field", "_fine_held"):
+                    twin.__dict__.pop(cached, None)
+                core = any(getattr(p, "has_core_density", False) for p in c.pseudos.values())
+                twin.rho_core_R = twin.context.atom_density_R("core_density_form_factor") if core else None
+                self._fine = (grid, twin)
+        if not self._fine:
+            return None
+        grid, twin = self._fine
+        twin.context.layout = getattr(self.context, "layout", None)  # (set after the terms are built)
+        return grid, twin
+
+    def _fine_state(self, state, grid, keep: bool = False):
+        """The state of the fine box: the density interpolated (:meth:`FineGrid.interpolate`). keep:
+        the same object for the same density array next time (forces, then stress: the twin's
+        potential, its core field, is evaluated once)."""
+        held = getattr(self, "_fine_held", None)
+        if keep and held is not None and held[0]() is state.rho_sR:
+            return held[1]
+        self._fine_held = None  # (an SCF step's energy and potential keep nothing)
+        fine_state = ElectronicState(grid.interpolate(state.rho_sR))
+        if keep:
+            try:
+                self._fine_held = (weakref.ref(state.rho_sR), fine_state)
+            except TypeError:  # an array type without weak references: no cache
+                pass
+        return fine_state
 
     def _total_density(self, rho_sR):
         if self.rho_core_R is None:
@@ -88,8 +163,11 @@ class Xc(Term):
 
         def kernel(rho, sigma=None):
             return _evaluate_planes(bk, functional, rho, sigma, energy_only)
+        # the potential alone (:meth:`potential`) leaves the energy density out: a band group need
+        # not gather it (not for a subclass whose own _evaluate combines several results' e)
+        drop = ("e",) if getattr(self, "_potential_only", False) and type(self)._evaluate is Xc._evaluate else ()
         if not functional.needs_gradient:
-            return share.pointwise(kernel, rho_sR), None, None
+            return share.pointwise(kernel, rho_sR, drop=drop), None, None
         grads = [share.gradient(basis, rho_sR[s, ...]) for s in range(rho_sR.shape[0])]  # each (3, n1, n2, n3)
         pairs = [(0, 0)] if len(grads) == 1 else [(0, 0), (0, 1), (1, 1)]
         sigma = xp.empty((len(pairs), *rho_sR.shape[1:]), dtype=grads[0].dtype, device=grads[0].device)
@@ -97,17 +175,28 @@ class Xc(Term):
             sigma[idx, ...] = grads[s][0, ...] * grads[t][0, ...]
             for a in (1, 2):
                 sigma[idx, ...] += grads[s][a, ...] * grads[t][a, ...]
-        return share.pointwise(kernel, rho_sR, sigma), grads, sigma
+        return share.pointwise(kernel, rho_sR, sigma, drop=drop), grads, sigma
 
     def energy(self, state) -> float:
+        fine = self._on_fine_grid()
+        if fine is not None:
+            return fine[1].energy(self._fine_state(state, fine[0]))
         out, _, _ = self._evaluate(self._total_density(state.rho_sR), energy_only=True)
         return self.context.backend.scalar(self.context.backend.xp.sum(out.e) * self.context.basis.dvol)
 
     def potential(self, state):
         """V_xc per spin, (nspin, n1, n2, n3) real device, hartree."""
+        fine = self._on_fine_grid()
+        if fine is not None:
+            grid, twin = fine
+            return grid.project(twin.potential(self._fine_state(state, grid)))
         xp = self.context.backend.xp
         basis = self.context.basis
-        out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        self._potential_only = True  # (no energy density wanted: _evaluate)
+        try:
+            out, grads, _ = self._evaluate(self._total_density(state.rho_sR))
+        finally:
+            self._potential_only = False
         if grads is None:
             return out.vrho
         # the fluxes 2 e_ss grad rho_s + e_ud grad rho_s' are formed one Cartesian component at a time
@@ -141,11 +230,17 @@ class Xc(Term):
         return field_Q
 
     def forces(self, state) -> np.ndarray:
+        fine = self._on_fine_grid()
+        if fine is not None:
+            return fine[1].forces(self._fine_state(state, fine[0], keep=True))
         if self.rho_core_R is None:
             return np.zeros((self.context.natoms, 3))
         return self.context.form_factor_forces("core_density_form_factor", self._core_field_Q(state))
 
     def stress(self, state) -> np.ndarray:
+        fine = self._on_fine_grid()
+        if fine is not None:
+            return fine[1].stress(self._fine_state(state, fine[0], keep=True))
         bk = self.context.backend
         xp = bk.xp
         # the core part first: it evaluates the potential, which must not find the GGA arrays of the
