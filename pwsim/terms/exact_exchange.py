@@ -365,11 +365,15 @@ class ExactExchange(Term):
         v_Q = self._kernel_Q(kpoint.coordinate - k_full)  # v(G) = v(-G): real and even
         # the pairs (position of the orbital i, row j): each pair of occupied bands once
         pairs = [(p, j) for j in range(nb) for p in (range(where[j] + 1) if j in where else range(len(occupied)))]
-        acc = bk.zeros((nb,) + grid)
         fu = [float(f_i[p]) * u_iR[p, ...] for p in range(len(occupied))]  # f~_i u_i, once each
-        host = isinstance(acc, np.ndarray)  # NumPy: products written into preallocated boxes
+        host = isinstance(u_iR, np.ndarray)  # NumPy: products written into preallocated boxes
         if host:
             box, tmp = np.empty(grid, dtype=np.complex128), np.empty(grid)
+            # K u_j accumulated straight into the packed boxes grid_to_wave takes (row 2m in the real
+            # part of box m, row 2m + 1 in its imaginary part): no real boxes to pack at the end
+            acc = np.zeros((-(-nb // 2),) + grid, dtype=np.complex128)
+        else:
+            acc = bk.zeros((nb,) + grid)
 
         def u(j):
             return u_iR[where[j], ...] if j in where else boxes[j]
@@ -399,15 +403,21 @@ class ExactExchange(Term):
                 for row, f_u in terms:
                     if host:
                         np.multiply(f_u, w, out=tmp)
-                        acc[row, ...] += tmp
+                        half = acc[row // 2, ...]
+                        target = half.real if row % 2 == 0 else half.imag
+                        target += tmp
                     else:
                         acc[row, ...] += f_u * w
         del boxes, fu
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
-        a_nR, b_nR = acc[0::2, ...], acc[1::2, ...]
-        packed_nR = a_nR + 1j * b_nR if b_nR.shape[0] == a_nR.shape[0] else xp.concat(
-            [a_nR[:-1, ...] + 1j * b_nR, a_nR[-1:, ...] + 0j], axis=0)
-        del acc, a_nR, b_nR
+        if host:
+            packed_nR = acc
+        else:
+            a_nR, b_nR = acc[0::2, ...], acc[1::2, ...]
+            packed_nR = a_nR + 1j * b_nR if b_nR.shape[0] == a_nR.shape[0] else xp.concat(
+                [a_nR[:-1, ...] + 1j * b_nR, a_nR[-1:, ...] + 0j], axis=0)
+            del a_nR, b_nR
+        del acc
         f_nG = bk.grid_to_wave(packed_nR, kpoint.box_map) * scale
         f_minus = xp.conj(xp.take(f_nG, kpoint.minus_index, axis=-1))
         both = xp.stack([0.5 * (f_nG + f_minus), -0.5j * (f_nG - f_minus)], axis=1)
