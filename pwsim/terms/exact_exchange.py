@@ -339,11 +339,11 @@ class ExactExchange(Term):
         (an ACE build: the occupied rows, f_n > OCCUPIED, are the orbitals' u_i), (nb, npw) device.
 
         W_ij = IFFT(v FFT(u_i u_j)) is real and symmetric in i, j: a pair of occupied bands is
-        transformed once and serves both K u_j (+ f~_i u_i W_ij) and K u_i (+ f~_j u_j W_ij), and each
-        real pair product goes through one real-to-complex transform and its inverse (half a complex
-        FFT each: two real pair products share one complex transform). With nocc occupied of nb bands:
-        nocc (nocc + 1) / 2 + nocc (nb - nocc) pairs, not nocc nb; one box of two pairs at a time (no band-block of boxes: the build's peak memory is the nb
-        accumulated boxes and the empty bands' boxes)."""
+        transformed once and serves both K u_j (+ f~_i u_i W_ij) and K u_i (+ f~_j u_j W_ij), and two
+        real pair products share one complex transform and its inverse. With nocc occupied of nb
+        bands: nocc (nocc + 1) / 2 + nocc (nb - nocc) pairs, not nocc nb, one box of two pairs at a
+        time (no band block of boxes: the build holds the nb accumulated boxes, the empty bands'
+        boxes and f~_i u_i)."""
         bk = self.context.backend
         xp = bk.xp
         basis = self.context.basis
@@ -408,7 +408,8 @@ class ExactExchange(Term):
                         target += tmp
                     else:
                         acc[row, ...] += f_u * w
-        del boxes, fu
+        boxes.clear()  # (the closure u() holds the dict: emptied, not deleted)
+        del fu
         scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
         if host:
             packed_nR = acc
