@@ -166,6 +166,28 @@ class ExchangeKernel:
             d_ab[:, :, zero] = self.v_zero_strain_derivative()[:, :, None]
         return d_ab
 
+    def strain_contraction(self, q_frac, miller, power) -> np.ndarray:
+        """sum_G dv(q + G)/d eps_ab power(G), (3, 3) host: :meth:`strain_derivative` contracted with
+        ``power`` (the shape of ``miller`` less its last axis, host) without the (3, 3, ...) array
+        (nine boxes for a molecule's 72^3 box: the end of a hybrid run's peak memory)."""
+        miller = np.asarray(miller).reshape(-1, 3)
+        power = np.asarray(power, dtype=float).reshape(-1)
+        p_frac = miller + np.asarray(q_frac, dtype=float)
+        p_cart = p_frac @ self.reciprocal
+        p2 = np.einsum("ga,ga->g", p_cart, p_cart)
+        g2 = np.sum((miller @ self.reciprocal) ** 2, axis=-1)
+        zero = p2 <= P2_ZERO
+        safe = np.where(zero, 1.0, p2)
+        if self.divergence == "spherical":
+            slope = _spherical_slope(safe, self.rcut)
+        else:
+            slope = _bare_slope(safe, self.mu) * self.weights(p_frac)
+        slope = np.where(zero | (g2 > self.g2max), 0.0, slope) * power
+        total = -2 * (p_cart.T * slope) @ p_cart
+        if np.any(zero):
+            total = total + self.v_zero_strain_derivative() * float(np.sum(power[zero]))
+        return total
+
     # ------------------------------------------------------------------ the p = 0 term
     def v_zero_strain_derivative(self) -> np.ndarray:
         """d v_zero / d eps_ab, (3, 3) hartree bohr^3: -dD/d eps for Gygi-Baldereschi (its mesh sum

@@ -115,6 +115,9 @@ class SCFState:
         self.history.setdefault("single_precision", [])
         self.single_phase = True  # precision "mixed": still in the single-precision phase
         self.tau_in = None  # a meta-GGA's mixed kinetic-energy density (pwsim/terms/meta_xc.py), or None
+        #: the density residual the first step's eigensolver tolerance is scaled from, in place of the
+        #: cold start's DIAGTOL_FIRST (a hybrid's inner SCF: its orbitals are already close), or None
+        self.warm_residual = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def _scf_loop(setup, initial_density, initial_wavefunctions, callback, checkpoin
         mixer = new_mixer(setup)
 
     e_previous = None
-    residual = 1.0
+    residual = 1.0 if state.warm_residual is None else state.warm_residual
     converged = False
     step = None
     while state.iteration < s.max_iterations:
@@ -314,7 +317,8 @@ def _step(setup: Setup, state: SCFState, residual: float, nb_work: int, mixer=No
     s = setup.settings
     floor = 2e-5 if s.precision == "single" else 1e-11  # what the wavefunction dtype can resolve
     ratio = DIAGTOL_RATIO_FEW if _few_band_vectors(setup, nb_work) else DIAGTOL_RATIO
-    diagtol = min(max(ratio * residual, floor), DIAGTOL_MAX) if state.iteration > 1 else DIAGTOL_FIRST
+    warm = state.iteration > 1 or state.warm_residual is not None
+    diagtol = min(max(ratio * residual, floor), DIAGTOL_MAX) if warm else DIAGTOL_FIRST
     # mixed precision: single-precision passes only until the first double one (never back)
     single = s.precision == "mixed" and state.single_phase and diagtol >= MIXED_SWITCH
     state.single_phase = single

@@ -57,3 +57,19 @@ def test_slow_iterations_checkpoint_every_n(clock):
 def test_explicit_cadence_and_off(clock):
     assert _written(runner.CheckpointCadence(1, budget=False), clock, 1.0, 0.9, iterations=5) == [1, 2, 3, 4, 5]
     assert _written(runner.CheckpointCadence(0, budget=True), clock, 1.0, 0.0, iterations=9) == []
+
+
+def test_hybrid_boundaries_follow_the_budget(clock):
+    """A hybrid's converged inner SCFs: always written with an explicit cadence, never when off, and
+    with the default one only once the run has gone FIRST_CHECKPOINT_AFTER seconds (then within the
+    share), not at every boundary of a short run."""
+    assert runner.CheckpointCadence(1, budget=False).boundary_due()
+    assert not runner.CheckpointCadence(0, budget=True).boundary_due()
+    cadence = runner.CheckpointCadence(3, budget=True)
+    clock.now += 2.0
+    assert not cadence.boundary_due()  # an 8 s molecule: its six boundaries wrote 3 % of its time
+    clock.now += runner.FIRST_CHECKPOINT_AFTER
+    assert cadence.boundary_due()
+    cadence.wrote(1.0)
+    clock.now += 1.0
+    assert not cadence.boundary_due()  # 1 s written of 13 s: over the 2 % share

@@ -113,3 +113,19 @@ def test_hartree_kernel_unchanged():
     old4[nonzero] = 4 * np.pi / g2[nonzero] ** 2
     assert np.array_equal(poisson_green(g2, 1e-20), old)
     assert np.array_equal(poisson_green(g2, 1e-20, power=2), old4)
+
+
+@pytest.mark.parametrize("screening, divergence, extrapolate", [
+    (None, "gygi-baldereschi", True), (0.106, "gygi-baldereschi", False), (None, "none", False),
+    (None, "spherical", False)])
+def test_strain_contraction_equals_the_contracted_derivative(screening, divergence, extrapolate):
+    """sum_G dv/d eps_ab power(G) without the (3, 3, ...) array equals the array contracted, on a
+    skewed cell with its p = 0 term (q = 0) and off it (q != 0)."""
+    lattice = np.array([[0.1, 5.1, 5.0], [5.2, 0.0, 5.13], [5.0, 5.15, -0.1]])
+    kernel = ExchangeKernel(lattice, (2, 1, 2), 8.0, screening, divergence, extrapolate)
+    grid = np.stack(np.meshgrid(*(np.fft.fftfreq(n, 1.0 / n) for n in (12, 10, 12)), indexing="ij"), axis=-1)
+    power = np.random.default_rng(3).random(grid.shape[:-1])
+    for q in ([0.0, 0.0, 0.0], [0.5, 0.0, -0.5]):
+        full = np.tensordot(kernel.strain_derivative(q, grid), power, axes=3)
+        lean = kernel.strain_contraction(q, grid, power)
+        assert np.max(np.abs(lean - full)) < 1e-12 * np.max(np.abs(full))

@@ -45,6 +45,8 @@ __all__ = ["AceOperator", "ExactExchange", "FullMeshOrbitals"]
 
 #: occupations below this (electrons) leave an orbital out of the exchange sums
 OCCUPIED = 1e-12
+#: ACE builds at Gamma with real orbitals pair the fixed orbitals' own bands once (ExactExchange._own_bands_real)
+OWN_PAIRS = True
 #: bytes of one band block of boxes (complex) in an application of K
 BLOCK_BYTES = 2**26
 
@@ -332,6 +334,96 @@ class ExactExchange(Term):
         both = xp.stack([0.5 * (f_nG + f_minus), -0.5j * (f_nG - f_minus)], axis=1)
         return xp.reshape(both, (2 * f_nG.shape[0], -1))[:nb, ...]
 
+    def _own_bands_real(self, kpoint, c_nG, f_n):
+        """K c for the rows c (nb, npw) of the fixed orbitals' own k-point at Gamma with real orbitals
+        (an ACE build: the occupied rows, f_n > OCCUPIED, are the orbitals' u_i), (nb, npw) device.
+
+        W_ij = IFFT(v FFT(u_i u_j)) is real and symmetric in i, j: a pair of occupied bands is
+        transformed once and serves both K u_j (+ f~_i u_i W_ij) and K u_i (+ f~_j u_j W_ij), and two
+        real pair products share one complex transform and its inverse. With nocc occupied of nb
+        bands: nocc (nocc + 1) / 2 + nocc (nb - nocc) pairs, not nocc nb, one box of two pairs at a
+        time (no band block of boxes: the build holds the nb accumulated boxes, the empty bands'
+        boxes and f~_i u_i)."""
+        bk = self.context.backend
+        xp = bk.xp
+        basis = self.context.basis
+        grid = tuple(basis.fft_grid)
+        (k_full, u_iR, f_i), = self.orbitals.points[kpoint.spin]
+        occupied = np.flatnonzero(np.asarray(f_n, dtype=float) > OCCUPIED)
+        where = {int(j): p for p, j in enumerate(occupied)}  # row -> position among the orbitals' u_i
+        nb = c_nG.shape[0]
+        empty = [j for j in range(nb) if j not in where]
+        boxes = {}  # the empty bands' real boxes, two rows per inverse transform (u_a + i u_b)
+        for a in range(0, len(empty), 2):
+            rows = empty[a:a + 2]
+            packed = c_nG[rows[0], ...] if len(rows) == 1 else c_nG[rows[0], ...] + 1j * c_nG[rows[1], ...]
+            box = bk.wave_to_grid(packed[None, ...], kpoint.box_map)[0, ...]
+            boxes[rows[0]] = xp.real(box)
+            if len(rows) == 2:
+                boxes[rows[1]] = xp.imag(box)
+            del box
+        v_Q = self._kernel_Q(kpoint.coordinate - k_full)  # v(G) = v(-G): real and even
+        # the pairs (position of the orbital i, row j): each pair of occupied bands once
+        pairs = [(p, j) for j in range(nb) for p in (range(where[j] + 1) if j in where else range(len(occupied)))]
+        fu = [float(f_i[p]) * u_iR[p, ...] for p in range(len(occupied))]  # f~_i u_i, once each
+        host = isinstance(u_iR, np.ndarray)  # NumPy: products written into preallocated boxes
+        if host:
+            box, tmp = np.empty(grid, dtype=np.complex128), np.empty(grid)
+            # K u_j accumulated straight into the packed boxes grid_to_wave takes (row 2m in the real
+            # part of box m, row 2m + 1 in its imaginary part): no real boxes to pack at the end
+            acc = np.zeros((-(-nb // 2),) + grid, dtype=np.complex128)
+        else:
+            acc = bk.zeros((nb,) + grid)
+
+        def u(j):
+            return u_iR[where[j], ...] if j in where else boxes[j]
+
+        for a in range(0, len(pairs), 2):
+            two = pairs[a:a + 2]
+            # two real pair products in one complex box: v is real and even, so the real and the
+            # imaginary parts of IFFT(v FFT(P1 + i P2)) are W1 and W2
+            (p1, j1), (p2, j2) = two[0], two[-1]
+            if host:
+                np.multiply(u_iR[p1, ...], u(j1), out=box.real)
+                if len(two) == 2:
+                    np.multiply(u_iR[p2, ...], u(j2), out=box.imag)
+                else:
+                    box.imag[...] = 0.0
+                rho_Q = bk.fft3(box)
+            else:
+                product = u_iR[p1, ...] * u(j1)
+                rho_Q = bk.fft3(product + 1j * (u_iR[p2, ...] * u(j2)) if len(two) == 2 else product + 0j)
+            rho_Q *= v_Q
+            w_R = bk.ifft3(rho_Q)
+            del rho_Q
+            for (p, j), w in zip(two, (xp.real(w_R), xp.imag(w_R))):
+                terms = [(j, fu[p])]
+                if j in where and p != where[j]:
+                    terms.append((int(occupied[p]), fu[where[j]]))
+                for row, f_u in terms:
+                    if host:
+                        np.multiply(f_u, w, out=tmp)
+                        half = acc[row // 2, ...]
+                        target = half.real if row % 2 == 0 else half.imag
+                        target += tmp
+                    else:
+                        acc[row, ...] += f_u * w
+        boxes.clear()  # (the closure u() holds the dict: emptied, not deleted)
+        del fu
+        scale = -self.fraction / (self.orbitals.nfull * basis.nfft * basis.volume)
+        if host:
+            packed_nR = acc
+        else:
+            a_nR, b_nR = acc[0::2, ...], acc[1::2, ...]
+            packed_nR = a_nR + 1j * b_nR if b_nR.shape[0] == a_nR.shape[0] else xp.concat(
+                [a_nR[:-1, ...] + 1j * b_nR, a_nR[-1:, ...] + 0j], axis=0)
+            del a_nR, b_nR
+        del acc
+        f_nG = bk.grid_to_wave(packed_nR, kpoint.box_map) * scale
+        f_minus = xp.conj(xp.take(f_nG, kpoint.minus_index, axis=-1))
+        both = xp.stack([0.5 * (f_nG + f_minus), -0.5j * (f_nG - f_minus)], axis=1)
+        return xp.reshape(both, (2 * f_nG.shape[0], -1))[:nb, ...]
+
     def build_ace(self, wavefunctions, occupations, compress: bool = True) -> float:
         """Fix the orbitals and build the ACE operator of every k-point from all computed bands (with
         ``compress`` False the exact operator of these orbitals is kept instead); returns the exact
@@ -346,7 +438,11 @@ class ExactExchange(Term):
         # bands of each shared over its band group; the energy's parts added in k-point order
         for kpoint in self._local():
             c_nG = wavefunctions[kpoint.index]
-            xi_nG = self.apply_shared(kpoint, c_nG)
+            f_own = occupations[kpoint.spin, kpoint.index % self.context.nk]
+            if OWN_PAIRS and self.orbitals.real and self._group() is None and f_own.shape[0] <= c_nG.shape[0]:
+                xi_nG = self._own_bands_real(kpoint, c_nG, np.asarray(f_own, dtype=float) * self.context.basis.nspin / 2.0)
+            else:
+                xi_nG = self.apply_shared(kpoint, c_nG)
             m = bk.to_host(xp.matmul(xp.conj(c_nG), xp.matrix_transpose(xi_nG)))  # <psi_m|K|psi_n>
             m = 0.5 * (m + m.conj().T)
             f_n = np.zeros(m.shape[0])
@@ -441,11 +537,10 @@ class ExactExchange(Term):
             for k_full, power_Q in self._pair_powers(orbitals, kpoint, state, group):
                 q_frac = self._q(kpoint.coordinate - k_full)
                 v_Q = self._kernel_Q(q_frac)
-                dv_abQ = self.kernel.strain_derivative(q_frac, self.context.basis.box_miller)
                 bk = self.context.backend
                 energy += kpoint.weight * bk.scalar(bk.xp.sum(v_Q * power_Q))
                 power = bk.to_host(power_Q)
-                dedeps += kpoint.weight * (dv_abQ.reshape(3, 3, -1) @ power.reshape(-1))
+                dedeps += kpoint.weight * self.kernel.strain_contraction(q_frac, self.context.basis.box_miller, power)
         if group is not None:  # each rank of the group had its share of the bands j
             both = group.comm.Allreduce_sum(np.concatenate([[energy], dedeps.reshape(-1)]))
             energy, dedeps = float(both[0]), both[1:].reshape(3, 3)
@@ -470,6 +565,9 @@ class ExactExchange(Term):
         c_nG = xp.take(state.wavefunctions[kpoint.index], bk.to_device(bands.astype(np.int64)), axis=0)
         f_j = f_n[bands]
         points = orbitals.points[kpoint.spin]
+        if orbitals.real and kpoint.minus_index is not None:
+            yield points[0][0], self._pair_power_real(kpoint, c_nG, f_j, points[0])
+            return
         powers = [None] * len(points)
         for a, b in ranges(c_nG.shape[0], 16 * self.context.basis.nfft, BLOCK_BYTES):
             u_nR = bk.wave_to_grid(c_nG[a:b, ...], kpoint.box_map)
@@ -481,3 +579,27 @@ class ExactExchange(Term):
                     powers[point] = part if powers[point] is None else powers[point] + part
         for (k_full, _, _), power_Q in zip(points, powers):
             yield k_full, power_Q
+
+    def _pair_power_real(self, kpoint, c_nG, f_j, point):
+        """:meth:`_pair_powers` at Gamma with real orbitals: the real pair products u_i u_j one at a time
+        through real-to-complex transforms (half a complex FFT each), their power on the half box
+        G_3 >= 0 spread to the whole box by |rho(-G)| = |rho(G)| (real device)."""
+        bk = self.context.backend
+        xp = bk.xp
+        grid = tuple(self.context.basis.fft_grid)
+        _, u_iR, f_i = point
+        power = None
+        for a in range(0, c_nG.shape[0], 2):
+            packed = c_nG[a, ...] if a + 1 == c_nG.shape[0] else c_nG[a, ...] + 1j * c_nG[a + 1, ...]
+            box = bk.wave_to_grid(packed[None, ...], kpoint.box_map)[0, ...]
+            for j, u_j in ((a, xp.real(box)), (a + 1, xp.imag(box)))[: min(2, c_nG.shape[0] - a)]:
+                for i in range(u_iR.shape[0]):
+                    rho = bk.rfft3(u_iR[i, ...] * u_j)
+                    part = (float(f_i[i]) * float(f_j[j])) * xp.real(rho * xp.conj(rho))
+                    power = part if power is None else power + part
+        n1, n2, n3 = grid
+        half = n3 // 2 + 1
+        minus = [bk.to_device(((-np.arange(n)) % n).astype(np.int64)) for n in (n1, n2)]
+        mirrored = xp.take(xp.take(power, minus[0], axis=0), minus[1], axis=1)
+        rest = xp.take(mirrored, bk.to_device((n3 - np.arange(half, n3)).astype(np.int64)), axis=2)
+        return xp.concat([power, rest], axis=2)
