@@ -420,10 +420,13 @@ def test_final_write_after_the_setup_is_freed(tmp_path, monkeypatch):
                       base_dir=tmp_path)
     alive = []
     write = runner.write_result
+    gc.collect()
+    # (other tests of the same process may keep their own set-ups alive in caches: count this run's only)
+    earlier = {id(o): o for o in gc.get_objects() if isinstance(o, Setup)}
 
     def watched(result, out, **kwargs):
         gc.collect()
-        alive.append(sum(isinstance(o, Setup) for o in gc.get_objects()))
+        alive.append(sum(isinstance(o, Setup) and id(o) not in earlier for o in gc.get_objects()))
         return write(result, out, **kwargs)
 
     monkeypatch.setattr(runner, "write_result", watched)
