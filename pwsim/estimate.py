@@ -215,7 +215,7 @@ def memory_parts(sizes: Sizes, nk_irr: int, symmetrizer: bool) -> dict:
     Under MPI (``sizes.ranks`` > 1) the parts are those of rank 0, the largest: its pool's k-points'
     orbitals, projectors and sphere arrays, the eigensolver's blocks divided over its band group, the
     grids whole, and, to write a checkpoint or the result, every k-point's orbitals gathered beside
-    its own and the file built from them (docs/parallel.md).
+    its own (the file is written from them, no copy; docs/parallel.md).
     """
     s = sizes
     grid = s.fft_grid
@@ -306,17 +306,18 @@ def _between_steps_work(s: Sizes, nk: int, nfft: float, nhalf: int, cbytes: int,
     * symmetrising the mixed density: its half-box transform, the kept components, the spread star
       values and the inverse transform's input, per spin;
     * a checkpoint of `pwsim run` (every 3 iterations by default) builds its HDF5 file in memory
-      (pwsim.io.atomic.hdf5_pages), once: every k-point's orbitals and the density (twice before the
-      image was written out without a copy: Al slab, 28 k-points, peak 106 MiB with checkpoints and
-      96 MiB without, 99 MiB now); under MPI rank 0 builds it from every pool's orbitals (nk_all
-      channels), gathered beside its own nk;
+      (pwsim.io.atomic.hdf5_pages) without its orbitals and densities, which go to disk from the
+      SCF's arrays (pwsim.io.atomic.defer): the density's host copy; under MPI rank 0 also holds
+      every other pool's orbitals, gathered beside its own nk (issue 28: the file in memory held all
+      orbitals a second time, Ni4 spin 4x4x4 peak 178 MiB with checkpoints, 164 MiB now, 149 MiB
+      without; the rest is h5py, in BASELINE_BYTES);
     * a GGA's potential, forces and stress: the gradients of each spin density and sigma, the
       functional's outputs, vsigma times the gradients and their transforms for the divergence (on
       the finer XC box where there is one, with the density interpolated there: nspin boxes more).
     """
     symmetrize = 4.0 * s.nspin * nhalf * 16 if symmetrizer else 0.0
     nk_all = nk if nk_all is None else nk_all
-    checkpoint = (2 * nk_all - nk) * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
+    checkpoint = (nk_all - nk) * s.nwork * s.npw * cbytes + s.nspin * nfft * 8
     nxc = nfft if s.xc_grid is None else float(np.prod(np.asarray(s.xc_grid, dtype=float)))
     gga = (GGA_BOXES + GGA_BOXES_PER_SPIN * s.nspin) * nxc * 8 if s.gga else 0.0
     if s.xc_grid is not None:

@@ -113,6 +113,10 @@ def launched_size(environ=None) -> int:
     return 0 if flag in ("1", "yes", "on", "true") else 1
 
 
+#: the tag of gather_to_root's point-to-point messages (the only ones pwsim sends)
+GATHER_TAG = 28
+
+
 class Comm:
     """A communicator: an mpi4py one, or (``mpi=None``) the one-rank stand-in of a serial run.
 
@@ -559,13 +563,25 @@ class Layout:
         (None elsewhere); for checkpoints and saved wavefunctions."""
         if self.world.size == 1:
             return [contributions[k] for k in range(len(self.owner))]
-        mine = {k: v for k, v in contributions.items() if self.world.rank == self.root_of(k)}
-        parts = self.world.mpi.gather(mine, root=0)
-        if self.world.rank != 0:
+        # k-point by k-point as raw buffers, received straight into rank 0's arrays: a pickled gather
+        # of every pool's orbitals held them twice on rank 0 (the pickles, then the arrays) and once
+        # more on each sender (its pickle); only the shapes travel pickled. Each sender sends in k
+        # order and rank 0 receives in k order (MPI keeps one source's messages in order)
+        comm, rank = self.world.mpi, self.world.rank
+        mine = {k: np.ascontiguousarray(v) for k, v in contributions.items() if rank == self.root_of(k)}
+        layouts = comm.gather({k: (v.shape, v.dtype.str) for k, v in mine.items()}, root=0)
+        if rank != 0:
+            for k in sorted(mine):
+                comm.Send(mine[k], dest=0, tag=GATHER_TAG)
             return None
-        merged = {}
-        for part in parts:
-            merged.update(part)
+        merged = dict(mine)
+        sources = {k: source for source, part in enumerate(layouts) for k in part if source != 0}
+        for k in range(len(self.owner)):
+            if k not in merged:
+                source = sources[k]
+                shape, dtype = layouts[source][k]
+                merged[k] = np.empty(shape, dtype)
+                comm.Recv(merged[k], source=source, tag=GATHER_TAG)
         return [merged[k] for k in range(len(self.owner))]
 
     def occupation_sum(self, compute, occupations: np.ndarray) -> np.ndarray:

@@ -433,3 +433,70 @@ def test_final_write_after_the_setup_is_freed(tmp_path, monkeypatch):
     result, path = runner.run_deck(deck, output=tmp_path / "si.h5")
     assert path.exists() and result.converged
     assert alive and alive[-1] == 0, alive
+
+
+def test_big_datasets_go_to_disk_from_the_arrays(tmp_path):
+    """A checkpoint's orbitals are not copied into the file in memory (pwsim.io.atomic.defer): writing
+    64 MiB of orbitals through OutputFile raises the peak RSS by a few MiB, not by 64 (issue 28: a
+    checkpoint held every k-point's orbitals a second time while the SCF's arrays were alive). The
+    file reads back bit for bit, datasets small and big, of every dtype pwsim writes. Fresh process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import numpy as np, sys, h5py
+from pwsim.io.atomic import OutputFile, defer
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) / 1024
+rng = np.random.default_rng(0)
+big = rng.random((4096, 1024)) + 1j * rng.random((4096, 1024))  # 64 MiB
+others = {'c64': (rng.random((300, 70)) + 1j).astype(np.complex64), 'f8': rng.random((2, 40, 40, 40)),
+          'i8': rng.integers(0, 9, (100, 300)), 'small': rng.random(5), 'fortran': np.asfortranarray(rng.random((90, 100)))}
+def fill(f):
+    assert defer(f, 'checkpoint/wavefunctions_k0', big) is not None
+    assert defer(f, 'small', others['small']) is None and defer(f, 'fortran', others['fortran']) is None
+    for name, a in others.items():
+        if defer(f, name, a) is None:
+            f.create_dataset(name, data=a)
+        f[name].attrs['units'] = 'dimensionless'
+with OutputFile(sys.argv[1]) as out:
+    out.write(lambda f: None)
+    before = hwm()
+    out.write(fill)
+print(hwm() - before)
+with h5py.File(sys.argv[1], 'r') as f:
+    assert np.array_equal(f['checkpoint/wavefunctions_k0'][()], big)
+    for name, a in others.items():
+        assert f[name].dtype == a.dtype and np.array_equal(f[name][()], a), name
+"""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(__import__("os").environ, PYTHONPATH=root, PWSIM_MALLOC_TUNING="0")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.h5")], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    growth = float(proc.stdout.split()[-1])
+    assert growth < 16, f"peak grew by {growth:.0f} MiB writing 64 MiB of orbitals"
+
+
+def test_a_deferred_dataset_replaced_while_building_is_refused(tmp_path):
+    """A deferred dataset deleted while the file is built may leave its place to metadata, which the
+    array would overwrite on disk: the write is refused and the previous file stays."""
+    import pytest
+
+    from pwsim.io.atomic import OutputFile, defer
+
+    target = tmp_path / "x.h5"
+    target.write_bytes(b"previous")
+    a = np.ones((100, 100))
+
+    def fill(f):
+        defer(f, "x", a)
+        del f["x"]
+        f.create_dataset("x", data=a)
+
+    with OutputFile(target, backup=False) as out, pytest.raises(RuntimeError, match="deferred dataset"):
+        out.write(fill)
+    assert target.read_bytes() == b"previous"

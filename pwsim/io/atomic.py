@@ -5,8 +5,9 @@ results, ``bands`` and ``dos`` the groups they add, :func:`pwsim.save`). The rul
 users in docs/hdf5.md ("Writing"):
 
 * **Built in memory, then copied with plain writes.** The HDF5 file is made by h5py in memory (a
-  :class:`PagedImage` through h5py's file-object driver; the core driver for in-place updates); its
-  bytes are written with ``os.write`` to ``NAME.<pid>.part``,
+  :class:`PagedImage` through h5py's file-object driver; the core driver for in-place updates), its
+  big datasets left to be written from the caller's arrays (:func:`defer`: no second copy of the
+  orbitals); its bytes are written with ``os.write`` to ``NAME.<pid>.part``,
   fsync'ed and renamed over ``NAME``. ``NAME`` is therefore at every moment either the previous
   complete file or the new complete one, and a full disk is an ``OSError`` of a plain write (the HDF5
   library writing on a full disk can crash the process).
@@ -70,18 +71,29 @@ def _write_bytes(fd: int, data) -> None:
 class PagedImage:
     """A file in memory, in pages of PAGE bytes, that h5py writes through its file-object driver.
 
-    The HDF5 file of a result or checkpoint is still built wholly in memory and put on disk with
-    plain writes (the module docstring), but it exists once: the core driver's image had to be
-    copied out whole (``get_file_image``) before it could be written, so a checkpoint held its
-    orbitals three times (the arrays, the image, the copy). Pages are never moved or copied as the
-    file grows (a bytearray or BytesIO reallocates), and they are written out as they are."""
+    The HDF5 file of a result or checkpoint is built in memory and put on disk with plain writes (the
+    module docstring). Its metadata and small datasets exist once, in pages: the core driver's image
+    had to be copied out whole (``get_file_image``) before it could be written, so a checkpoint held
+    its orbitals three times (the arrays, the image, the copy). Pages are never moved or copied as the
+    file grows (a bytearray or BytesIO reallocates), they are written out as they are, and a page
+    nothing was written into does not exist (it reads as zeros).
+
+    The big datasets (every k-point's orbitals, the densities) are not copied at all: :func:`defer`
+    lets HDF5 reserve their place in the file without writing it, and :meth:`views` hands out the
+    caller's arrays there, so :func:`_write_bytes` puts them on disk straight from the SCF's arrays,
+    one dataset after the other (issue 28: a checkpoint of Al32, 8 k-points, no longer adds a second
+    copy of the orbitals to the SCF's peak). The arrays must not change until the file is written
+    (:meth:`OutputFile.write` builds and writes it in one call)."""
 
     PAGE = 1 << 20
 
     def __init__(self):
-        self.pages: list[bytearray] = []
+        self.pages: dict[int, bytearray] = {}
         self.size = 0
         self.pos = 0
+        # (offset in the file, the bytes to put there, the dataset's name)
+        self.deferred: list[tuple[int, memoryview, str]] = []
+        self.ids: list = []  # their h5py ids while the file is built
 
     # the file-object protocol h5py uses (seek, tell, read/readinto, write, truncate, flush)
     def seekable(self) -> bool:
@@ -113,9 +125,9 @@ class PagedImage:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         n = view.nbytes
-        while len(self.pages) * self.PAGE < self.pos + n:
-            self.pages.append(bytearray(self.PAGE))
         for page, offset, at, length in self._spans(self.pos, n):
+            if page not in self.pages:
+                self.pages[page] = bytearray(self.PAGE)
             self.pages[page][offset:offset + length] = view[at:at + length]
         self.pos += n
         self.size = max(self.size, self.pos)
@@ -125,7 +137,8 @@ class PagedImage:
         view = memoryview(buffer).cast("B")
         n = max(0, min(view.nbytes, self.size - self.pos))
         for page, offset, at, length in self._spans(self.pos, n):
-            view[at:at + length] = self.pages[page][offset:offset + length]
+            held = self.pages.get(page)
+            view[at:at + length] = held[offset:offset + length] if held is not None else bytes(length)
         self.pos += n
         return n
 
@@ -138,29 +151,84 @@ class PagedImage:
         size = self.pos if size is None else size
         if size < self.size:  # what lies beyond the new end reads as zeros if the file grows again
             for page, offset, _, length in self._spans(size, self.size - size):
-                self.pages[page][offset:offset + length] = bytes(length)
-        while len(self.pages) * self.PAGE < size:
-            self.pages.append(bytearray(self.PAGE))
+                if page in self.pages:
+                    self.pages[page][offset:offset + length] = bytes(length)
+            for page in [p for p in self.pages if p * self.PAGE >= size]:
+                del self.pages[page]
         self.size = size
-        del self.pages[-(-size // self.PAGE):]
         return size
 
     def flush(self) -> None:
         pass
 
     def views(self):
-        """The file's bytes, page by page (memoryviews, no copy)."""
-        for page, offset, _, length in self._spans(0, self.size):
-            yield memoryview(self.pages[page])[offset:offset + length]
+        """The file's bytes in order (memoryviews, no copy): the pages, and the deferred arrays at
+        their places (zeros where nothing was written)."""
+        pos = 0
+        for offset, data, _ in sorted(self.deferred, key=lambda d: d[0]) + [(self.size, memoryview(b""), "")]:
+            for page, at, _, length in self._spans(pos, offset - pos):  # the pages before it
+                held = self.pages.get(page)
+                yield memoryview(held)[at:at + length] if held is not None else memoryview(bytes(length))
+            if data.nbytes:
+                yield data
+            pos = offset + data.nbytes
+
+
+#: the image being built by :func:`hdf5_pages` (None outside it): where :func:`defer` registers arrays
+_building: PagedImage | None = None
+#: datasets smaller than this are written into the pages as usual
+DEFER_MIN_BYTES = 1 << 16
+
+
+def defer(group, name: str, data):
+    """Create dataset ``name`` of ``group`` for ``data`` with its place in the file reserved but not
+    written, and have the array written there straight from memory when the file goes to disk (see
+    :class:`PagedImage`). Returns the dataset, or None where it cannot be done (no image being built,
+    a small or non-contiguous array, a dtype whose bytes in the file would differ from memory's):
+    then the caller writes it the usual way."""
+    import sys
+
+    import numpy as np
+
+    if _building is None or not isinstance(data, np.ndarray) or data.nbytes < DEFER_MIN_BYTES:
+        return None
+    if not data.flags.c_contiguous or data.dtype.kind not in "iufc" or sys.byteorder != "little" \
+            or not data.dtype.isnative:
+        return None
+    from h5py import h5d, h5p
+
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)  # the place is fixed now (its offset known) ...
+    dcpl.set_fill_time(h5d.FILL_TIME_NEVER)  # ... and nothing is written there: the array will be
+    ds = group.create_dataset(name, shape=data.shape, dtype=data.dtype, dcpl=dcpl)
+    offset = ds.id.get_offset()
+    if offset is None or ds.id.get_storage_size() != data.nbytes or ds.dtype != data.dtype:
+        ds[...] = data  # (never seen: written the usual way)
+        return ds
+    _building.deferred.append((offset, memoryview(data).cast("B"), ds.name))
+    _building.ids.append(ds.id)
+    return ds
 
 
 def hdf5_pages(fill) -> PagedImage:
-    """An HDF5 file built in memory by ``fill(h5py.File)``, as a :class:`PagedImage`."""
+    """An HDF5 file built in memory by ``fill(h5py.File)``, as a :class:`PagedImage` (whose deferred
+    arrays, :func:`defer`, are put on disk when its views are written)."""
+    global _building
     import h5py
 
     image = PagedImage()
-    with h5py.File(image, "w") as f:
-        fill(f)
+    _building = image
+    try:
+        with h5py.File(image, "w") as f:
+            fill(f)
+            # a deferred dataset that was deleted may leave its place to other data or metadata, which
+            # the array would overwrite; one still linked (held open till now) keeps its place
+            for ident, (_, _, name) in zip(image.ids, image.deferred):
+                if h5py.h5i.get_name(ident) is None:
+                    raise RuntimeError(f"the deferred dataset {name} was deleted while the file was built")
+            image.ids.clear()
+    finally:
+        _building = None
     return image
 
 

@@ -35,7 +35,7 @@ from ..settings import SCHEMA as SETTINGS_SCHEMA
 from ..settings import SettingsError, check_value, table_keys
 from ..structure import Structure
 from . import schema
-from .atomic import OutputError, OutputFile
+from .atomic import OutputError, OutputFile, defer
 
 # the settings groups hold the keys of the settings model (pwsim/settings.py), table by table
 SETTINGS_GROUPS = ("model", "basis", "scf", "run")
@@ -75,7 +75,13 @@ def write_fields(group, layout: schema.Group, obj, compress: bool = True) -> Non
         if f.dtype == "str":
             value = np.array(value, dtype=h5py.string_dtype())
         extra = {"compression": "gzip", "compression_opts": 1} if f.compress and compress else {}
-        dataset(group, path, value, f.units, **extra)
+        # an uncompressed big array (orbitals, densities) goes to disk from the array itself: the
+        # file in memory does not hold a second copy of it (pwsim.io.atomic.defer)
+        ds = None if extra or path in group else defer(group, path, value)
+        if ds is None:
+            dataset(group, path, value, f.units, **extra)
+        else:
+            ds.attrs["units"] = f.units
 
 
 def _attr_value(value):
