@@ -26,8 +26,13 @@ BATCH_MAX_NPW = get_eigensolver("lobpcg").stack_max_npw
 
 
 def eigensolver_of(setup: Setup) -> Eigensolver:
-    """The eigensolver of the run's settings (``[scf] eigensolver``; settings of older files: LOBPCG)."""
-    return get_eigensolver(getattr(setup.settings, "eigensolver", "lobpcg"))
+    """The eigensolver of the run's settings (``[scf] eigensolver``; settings of older files: LOBPCG).
+    "auto" learns whether the run has more than one k-point (its rule for a real Gamma point)."""
+    solver = get_eigensolver(getattr(setup.settings, "eigensolver", "lobpcg"))
+    if hasattr(solver, "several_kpoints"):
+        solver.several_kpoints = len(setup.basis.kpoints) > 1
+    return solver
+
 
 def diagonalize(setup: Setup, hamiltonian: Hamiltonian, wavefunctions, tol: float, maxiter: int = 60,
                 nkeep: int | None = None, occupations=None):

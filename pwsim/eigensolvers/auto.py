@@ -4,7 +4,9 @@ Davidson (:mod:`.davidson`) for one complex k-point's whole blocks: there LOBPCG
 per k-point and iteration is what a many-k-point run spends outside H (the Al(001) slab 12x12x1, 28
 k-points of ~1000 plane waves: the solver's work outside H 2.2 -> 1.6 s, 9 % less CPU for the whole
 run; docs/benchmarks.md, "Davidson against LOBPCG").
-LOBPCG (:mod:`.lobpcg`) everywhere else: the real half sphere of a Gamma point (Si64, H2O PBE0,
+Davidson also for the real Gamma point of a run with several k-points: LOBPCG there beside Davidson
+on the other k-points took Al32 2x2x2 18 SCF steps instead of Davidson's 10 (or LOBPCG's 12).
+LOBPCG (:mod:`.lobpcg`) everywhere else: a Gamma-only run's real half sphere (Si64, H2O PBE0,
 Si8, CH4 in a box: no gain measured, and LOBPCG keeps the bits of the runs before), band groups
 (blocks distributed over ranks, a layout Davidson does not implement) and the stacked small spheres
 (:mod:`.stacked`, which batches k-points).
@@ -20,16 +22,21 @@ class Auto(Eigensolver):
     """Davidson on complex k-points' whole blocks, LOBPCG on real Gamma points, band groups and stacks."""
 
     name = "auto"
+    #: whether the run has more than one k-point (set by pwsim.diagonalize.eigensolver_of): its real
+    #: Gamma point then goes to Davidson like the others
+    several_kpoints = False
 
     @property
     def stack_max_npw(self):
         """LOBPCG's: the stacks are its own."""
         return Lobpcg.stack_max_npw
 
-    @staticmethod
-    def choose(real: bool, group) -> Eigensolver:
-        """The solver of one k-point: LOBPCG for a real Gamma point or a band group of > 1 rank."""
-        return Lobpcg() if real or (group is not None and group.size > 1) else Davidson()
+    def choose(self, real: bool, group) -> Eigensolver:
+        """The solver of one k-point: LOBPCG for a band group of > 1 rank or a Gamma-only run's real
+        Gamma point, Davidson otherwise."""
+        if group is not None and group.size > 1:
+            return Lobpcg()
+        return Lobpcg() if real and not self.several_kpoints else Davidson()
 
     def solve(self, backend, apply_h, handed, precondition, *, tol, maxiter, nconverge=None, miniter=0, real=False,
               symmetrize=None, half=None, nkeep=None, apply_chunks=None, group=None):
