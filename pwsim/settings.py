@@ -213,7 +213,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kerker": Key("float", None, "Kerker wavevector k0 (default: 0.8 for smeared runs, off otherwise; "
                                      "0: off)", "1/bohr", minimum=0.0, maximum=100.0),
         "eigensolver": Key("str", "auto", "block eigensolver of the SCF and the band paths (pwsim.eigensolvers): "
-                                            "auto = Davidson at complex k-points, LOBPCG at Gamma and in band groups",
+                                            "auto = Davidson where a run has several k-points, LOBPCG for a "
+                                            "Gamma-only run and in band groups",
                            choices=tuple(EIGENSOLVERS)),
     },
     "relax": {
