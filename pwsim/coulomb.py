@@ -149,7 +149,15 @@ class ExchangeKernel:
 
         p != 0: -2 p_a p_b dv/d(p^2) (the extrapolation weights depend on crystal coordinates only);
         p = 0: the derivative of v_zero (:meth:`v_zero_strain_derivative`)."""
-        miller = np.asarray(miller)
+        p_cart, slope, zero = self._strain_slope(q_frac, np.asarray(miller))
+        d_ab = -2 * np.moveaxis(p_cart[..., :, None] * p_cart[..., None, :], (-2, -1), (0, 1)) * slope
+        if np.any(zero):
+            d_ab[:, :, zero] = self.v_zero_strain_derivative()[:, :, None]
+        return d_ab
+
+    def _strain_slope(self, q_frac, miller):
+        """(p_cart (..., 3) 1/bohr, dv/d(p^2) (...) with the p = 0 image and the G beyond the cutoff
+        set to 0, the p = 0 mask (...)) of the images p = q + G, G = ``miller`` (..., 3)."""
         p_frac = miller + np.asarray(q_frac, dtype=float)
         p_cart = p_frac @ self.reciprocal
         p2 = np.sum(p_cart**2, axis=-1)
@@ -160,29 +168,15 @@ class ExchangeKernel:
             slope = _spherical_slope(safe, self.rcut)
         else:
             slope = _bare_slope(safe, self.mu) * self.weights(p_frac)
-        slope = np.where(zero | (g2 > self.g2max), 0.0, slope)
-        d_ab = -2 * np.moveaxis(p_cart[..., :, None] * p_cart[..., None, :], (-2, -1), (0, 1)) * slope
-        if np.any(zero):
-            d_ab[:, :, zero] = self.v_zero_strain_derivative()[:, :, None]
-        return d_ab
+        return p_cart, np.where(zero | (g2 > self.g2max), 0.0, slope), zero
 
     def strain_contraction(self, q_frac, miller, power) -> np.ndarray:
         """sum_G dv(q + G)/d eps_ab power(G), (3, 3) host: :meth:`strain_derivative` contracted with
         ``power`` (the shape of ``miller`` less its last axis, host) without the (3, 3, ...) array
         (nine boxes for a molecule's 72^3 box: the end of a hybrid run's peak memory)."""
-        miller = np.asarray(miller).reshape(-1, 3)
         power = np.asarray(power, dtype=float).reshape(-1)
-        p_frac = miller + np.asarray(q_frac, dtype=float)
-        p_cart = p_frac @ self.reciprocal
-        p2 = np.einsum("ga,ga->g", p_cart, p_cart)
-        g2 = np.sum((miller @ self.reciprocal) ** 2, axis=-1)
-        zero = p2 <= P2_ZERO
-        safe = np.where(zero, 1.0, p2)
-        if self.divergence == "spherical":
-            slope = _spherical_slope(safe, self.rcut)
-        else:
-            slope = _bare_slope(safe, self.mu) * self.weights(p_frac)
-        slope = np.where(zero | (g2 > self.g2max), 0.0, slope) * power
+        p_cart, slope, zero = self._strain_slope(q_frac, np.asarray(miller).reshape(-1, 3))
+        slope = slope * power
         total = -2 * (p_cart.T * slope) @ p_cart
         if np.any(zero):
             total = total + self.v_zero_strain_derivative() * float(np.sum(power[zero]))
