@@ -85,7 +85,10 @@ class PagedImage:
     copy of the orbitals to the SCF's peak). The arrays must not change until the file is written
     (:meth:`OutputFile.write` builds and writes it in one call)."""
 
-    PAGE = 1 << 20
+    #: (small: between the deferred datasets HDF5 writes their headers and attributes, a few hundred
+    #: bytes each, and every page touched exists whole; with 1 MiB pages a checkpoint of 40 k-point
+    #: blocks of 0.5 MiB held 21 MiB of pages, as much as the orbitals it had not copied)
+    PAGE = 1 << 16
 
     def __init__(self):
         self.pages: dict[int, bytearray] = {}
