@@ -307,10 +307,6 @@ def test_outputs_are_built_once_in_memory(tmp_path):
     """OutputFile.write holds the HDF5 file in memory once (PagedImage pages): writing 64 MiB of
     orbitals raises the peak RSS by ~64 MiB, not by twice that (the core driver's image and its copy
     for the write, as before issue 28's memory pass). Measured in a fresh process."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = """
 import numpy as np, sys
 from pwsim.io.atomic import OutputFile
@@ -327,12 +323,7 @@ print(hwm() - before)
 with h5py.File(sys.argv[1], 'r') as f:
     assert np.array_equal(f['x'][()], a)
 """
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(__import__("os").environ, PYTHONPATH=root, PWSIM_MALLOC_TUNING="0")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.h5")], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    growth = float(proc.stdout.split()[-1])
+    growth = _peak_growth_mib(code, tmp_path / "x.h5")
     assert growth < 96, f"peak grew by {growth:.0f} MiB writing 64 MiB"
 
 
@@ -440,10 +431,6 @@ def test_big_datasets_go_to_disk_from_the_arrays(tmp_path):
     64 MiB of orbitals through OutputFile raises the peak RSS by a few MiB, not by 64 (issue 28: a
     checkpoint held every k-point's orbitals a second time while the SCF's arrays were alive). The
     file reads back bit for bit, datasets small and big, of every dtype pwsim writes. Fresh process."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = """
 import numpy as np, sys, h5py
 from pwsim.io.atomic import OutputFile, defer
@@ -472,12 +459,7 @@ with h5py.File(sys.argv[1], 'r') as f:
     for name, a in others.items():
         assert f[name].dtype == a.dtype and np.array_equal(f[name][()], a), name
 """
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(__import__("os").environ, PYTHONPATH=root, PWSIM_MALLOC_TUNING="0")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.h5")], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    growth = float(proc.stdout.split()[-1])
+    growth = _peak_growth_mib(code, tmp_path / "x.h5")
     assert growth < 16, f"peak grew by {growth:.0f} MiB writing 64 MiB of orbitals"
 
 
@@ -500,3 +482,18 @@ def test_a_deferred_dataset_replaced_while_building_is_refused(tmp_path):
     with OutputFile(target, backup=False) as out, pytest.raises(RuntimeError, match="deferred dataset"):
         out.write(fill)
     assert target.read_bytes() == b"previous"
+
+
+def _peak_growth_mib(code: str, path) -> float:
+    """Run ``code`` (a script that prints the growth of its peak RSS in MiB last) in a fresh process
+    with ``path`` as its argument; returns that growth."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(__import__("os").environ, PYTHONPATH=root, PWSIM_MALLOC_TUNING="0")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.split()[-1])
