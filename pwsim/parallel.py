@@ -665,7 +665,21 @@ def even_split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(p * n // parts, (p + 1) * n // parts) for p in range(parts)]
 
 
-class BandGroup:
+class _RanksOfGroup:
+    """The ranks of ``comm`` sharing work out by even contiguous ranges (BandGroup, GridShare)."""
+
+    def __init__(self, comm: Comm, backend):
+        self.comm = comm
+        self.backend = backend
+        self.size = comm.size
+        self.rank = comm.rank
+
+    def _own_range(self, n: int) -> tuple[int, int]:
+        """This rank's [lo, hi) of ``n`` items split evenly in rank order."""
+        return even_split(n, self.size)[self.rank]
+
+
+class BandGroup(_RanksOfGroup):
     """The ranks of one pool as the block eigensolver sees them (pwsim.eigensolver, ``group=``).
 
     Distributed layout: every rank stores the columns ``columns(width)`` (its share of the plane-wave
@@ -676,15 +690,9 @@ class BandGroup:
     rank count. Device arrays travel through host buffers.
     """
 
-    def __init__(self, comm: Comm, backend):
-        self.comm = comm
-        self.backend = backend
-        self.size = comm.size
-        self.rank = comm.rank
-
     def columns(self, width: int) -> tuple[int, int]:
         """The [lo, hi) columns of a block of ``width`` stored columns that this rank holds."""
-        return even_split(width, self.size)[self.rank]
+        return self._own_range(width)
 
     def sum(self, array):
         """The sum over the group of a device array (small: overlap matrices, norms), on every rank."""
@@ -781,7 +789,7 @@ class BandGroup:
         return _shared_operator(self.comm, self.backend, apply)
 
 
-class GridShare:
+class GridShare(_RanksOfGroup):
     """The grid work every rank of a band group would otherwise repeat on the whole FFT box (the
     XC functional point by point, a GGA's gradient and divergence transforms), shared out over the
     group's ranks and the results gathered, so that every rank holds the whole result.
@@ -794,15 +802,9 @@ class GridShare:
     most of an SCF step on this replicated work (docs/parallel.md).
     """
 
-    def __init__(self, comm: Comm, backend):
-        self.comm = comm
-        self.backend = backend
-        self.size = comm.size
-        self.rank = comm.rank
-
     def planes(self, n1: int) -> tuple[int, int]:
         """This rank's [lo, hi) x-planes of a box with ``n1`` planes."""
-        return even_split(n1, self.size)[self.rank]
+        return self._own_range(n1)
 
     def gather_planes(self, part, n1: int):
         """Every rank's x-planes (axis -3 of ``part``: this rank's :meth:`planes`) -> the whole array
