@@ -460,13 +460,20 @@ if parallel.is_root():
 '''
 
 
-def test_band_group_shares_the_grid_work_bit_for_bit(tmp_path):
-    """GridShare on two ranks: the XC energy, potential and stress are the serial code's bits."""
-    (tmp_path / "grid.py").write_text(GRID_DRIVER)
-    proc = run([sys.executable, "grid.py"], tmp_path, ranks=2)
+def _each_rank_of_driver(tmp_path, name: str, driver: str) -> list:
+    """Run ``driver`` (a script whose root prints one JSON list, an entry per rank) on two ranks; the
+    entries, one for rank 0 and one for rank 1."""
+    (tmp_path / name).write_text(driver)
+    proc = run([sys.executable, name], tmp_path, ranks=2)
     assert proc.returncode == 0, proc.stderr
     [ranks] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
     assert sorted(r["rank"] for r in ranks) == [0, 1]
+    return ranks
+
+
+def test_band_group_shares_the_grid_work_bit_for_bit(tmp_path):
+    """GridShare on two ranks: the XC energy, potential and stress are the serial code's bits."""
+    ranks = _each_rank_of_driver(tmp_path, "grid.py", GRID_DRIVER)
     for r in ranks:
         for case in ("lda", "pbe", "pbe-spin", "pbe0-semilocal"):
             assert r[case]["group"] == 2, (case, r[case])  # the work was shared
@@ -525,11 +532,7 @@ def test_band_group_shares_the_terms_and_the_set_up_bit_for_bit(tmp_path):
     apart, and together in one batch)
     and the set-up's box arrays (local potential, starting density: pwsim.parallel.one_rank) out, and
     every rank holds the serial code's bits; the XC stress is evaluated once in the group, not on each rank."""
-    (tmp_path / "terms.py").write_text(TERMS_DRIVER)
-    proc = run([sys.executable, "terms.py"], tmp_path, ranks=2)
-    assert proc.returncode == 0, proc.stderr
-    [ranks] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
-    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    ranks = _each_rank_of_driver(tmp_path, "terms.py", TERMS_DRIVER)
     for r in ranks:
         assert r["group"] == 2, r
         assert r["forces"] and r["stress"] and r["local"] and r["start"], r
