@@ -32,7 +32,8 @@ Threads. With MPI each rank runs one FFT thread unless PWSIM_NUM_THREADS or OMP_
 otherwise (N ranks on N cores; more threads would oversubscribe them).
 
 Errors. Input errors are found identically on every rank before any collective step; the command
-line prints them once (rank 0) and every rank exits with status 2. An error after the parallel
+line prints them once (rank 0) and every rank exits with status 2, after the ranks have agreed on it
+and finalised MPI (so that the launcher reports 2, see :func:`_leave_before_collective`). An error after the parallel
 part has begun may be seen by one rank only: that rank prints one line and aborts the whole job
 (``MPI_Abort``), because the others would otherwise wait for it forever. Uncaught exceptions of a
 script under mpiexec abort the job the same way.
@@ -92,6 +93,9 @@ SIGNAL_GRACE = 2.0
 #: seconds a rank other than 0 waits before it reports a signal and aborts: mpiexec forwards a signal
 #: to every rank, and rank 0's line (which names the output file's state) then comes alone
 PEER_PAUSE = 1.0
+#: seconds a rank that met an error during the set-up waits for the others to meet it too (then
+#: every rank finalises MPI and exits with the error's status; see :func:`_leave_before_collective`)
+ERROR_AGREEMENT = 5.0
 #: the signals that end a job (the others keep their defaults)
 ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -242,7 +246,7 @@ def _packed(counts) -> list[int]:
 
 
 _WORLD: Comm | None = None
-_STATE = {"collective": False, "stderr": None, "signal_ignored": None}
+_STATE = {"collective": False, "stderr": None, "signal_ignored": None, "errors": None}
 
 
 def world() -> Comm:
@@ -267,6 +271,9 @@ def world() -> Comm:
             os.environ["PWSIM_NUM_THREADS"] = "1"  # one FFT thread per rank: the ranks fill the cores
         sys.excepthook = _abort_on_exception
         _watch_signals()
+        # a communicator of its own for the set-up errors' agreement: its barrier can never be
+        # matched with a collective step of the calculation on another rank
+        _STATE["errors"] = comm.Dup()
     return _WORLD
 
 
@@ -353,23 +360,48 @@ def exit(code: int, message: str = "") -> None:
 
 
 def _leave_before_collective(comm: Comm, code: int, message: str) -> None:
-    """End this rank after an error found during the set-up. Such errors are normally found alike on
-    every rank (rank 0 prints the line), but one that some ranks meet alone (a restart file that one
-    rank could not read) would leave the others waiting in their next collective step, and this
-    rank's MPI_Finalize would wait for them: the rank leaves without finalising (``os._exit``; the
-    launcher then ends the others, with this exit status). A rank other than 0 first waits
-    PEER_PAUSE seconds (if rank 0 met the same error, the launcher ends this rank meanwhile), then
-    prints its own line."""
-    if comm.rank != 0:
-        time.sleep(PEER_PAUSE)
-        if message:
-            _report(f"{message} (rank {comm.rank})")
+    """End this rank after an error found during the set-up.
+
+    Such errors (bad input, a usage error) are normally met alike by every rank; rank 0 prints the
+    line. The ranks then agree on it: each waits, up to ERROR_AGREEMENT seconds, in a barrier of a
+    communicator kept for this (``_STATE["errors"]``), and once all are there every rank finalises
+    MPI and exits with ``code``. Finalised ranks are not killed by the launcher when the first of
+    them exits (MPICH's hydra kills the others of a rank that exits unfinalised, and may then report
+    SIGKILL's 9 instead of ``code``), so mpiexec's status is ``code``.
+
+    An error that some ranks meet alone (a restart file that one rank could not read) would leave
+    the others waiting in their next collective step, and this rank's MPI_Finalize would wait for
+    them: after the agreement's time the rank leaves without finalising (``os._exit``; the launcher
+    then ends the others, with this exit status); a rank other than 0 first prints its own line."""
+    agreed = _all_ranks_reach(_STATE["errors"], ERROR_AGREEMENT)
+    if not agreed and comm.rank != 0 and message:
+        _report(f"{message} (rank {comm.rank})")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+    if agreed:
+        from mpi4py import MPI
+
+        MPI.Finalize()
     os._exit(code)
+
+
+def _all_ranks_reach(agreement, timeout: float) -> bool:
+    """True when every rank of the mpi4py communicator ``agreement`` enters this within ``timeout``
+    seconds (a non-blocking barrier, polled); False without one."""
+    if agreement is None:
+        return False
+    request = agreement.Ibarrier()
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not request.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+    return True
 
 
 def end_on_signal(code: int) -> None:
