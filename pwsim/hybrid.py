@@ -322,6 +322,7 @@ def _inner_scf(setup, settings, error, outer, state, callback, checkpoint, mixer
     from .scf import SCFState, _scf_loop
 
     state = SCFState(state.rho_in, state.wavefunctions, phase=outer)
+    state.residual_energy = True
     if error is not None:
         state.warm_residual = error**0.5
         state.single_phase = False
