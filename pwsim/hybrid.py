@@ -220,6 +220,7 @@ def hybrid_scf(structure, settings: Settings | None = None, *, exx_tolerance: fl
     else:
         name = lookup(setup.settings.xc).name
     record = _record(name)
+    setup.hybrid = True  # (its settings may name the base functional: the semilocal start's)
     if getattr(setup.kpoint_set, "listed", False):  # the exchange kernel's q-sum and its divergence need a grid
         raise SettingsError("basis", "kpoint_list", "hybrid functionals need a Monkhorst-Pack grid (kpoints, "
                                                     "kshift), not an explicit list")
@@ -306,6 +307,8 @@ def _semilocal_start(setup, callback, checkpoint, state, initial_density, initia
     if state is None:
         state = _starting_state(setup, initial_density, initial_wavefunctions, work_bands(setup))
     setup.settings = _starting_tolerances(s)  # the semilocal start only seeds the first operator
+    import os
+    state.residual_energy = bool(os.environ.get("XSTART"))
     try:
         result, final = _scf_loop(setup, None, None, callback, checkpoint, state)
     finally:
@@ -393,6 +396,12 @@ def _inner_tolerances(settings: Settings, error: float | None) -> Settings:
     if energy == settings.energy_tolerance:
         return settings
     density = settings.density_tolerance
+    import os
+    f = float(os.environ.get("XDF", "0"))
+    if density is None and f:
+        from .settings import default_density_tolerance
+        density = max(default_density_tolerance(settings.energy_tolerance), f * energy**0.5)
+        return dataclasses.replace(settings, energy_tolerance=energy, density_tolerance=density)
     return dataclasses.replace(settings, energy_tolerance=energy,
                                density_tolerance=None if density is None else max(density, 10 * energy**0.5))
 
