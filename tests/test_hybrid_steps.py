@@ -15,8 +15,9 @@ from pwsim.terms.hartree import Hartree
 # a small H2O PBE0 at Gamma (8 bohr box, 12 Ha: 36^3), as tests/test_mpi_hybrid.py's band-group case
 H2O = pwsim.Structure(np.eye(3) * 8.0, ["O", "H", "H"],
                       np.array([[4.0, 4.0, 4.0], [5.43, 4.0, 5.11], [2.57, 4.1, 5.11]]) / 8.0)
-SETTINGS = dict(xc="pbe0", pseudopotentials="gth", allow_functional_mismatch=True, ecut=12.0, kpoints=(1, 1, 1),
-                nbands=6, exx_divergence="spherical", x_gamma_extrapolation=False, compute_stress=False)
+SETTINGS = {"xc": "pbe0", "pseudopotentials": "gth", "allow_functional_mismatch": True, "ecut": 12.0,
+            "kpoints": (1, 1, 1), "nbands": 6, "exx_divergence": "spherical", "x_gamma_extrapolation": False,
+            "compute_stress": False}
 
 
 @pytest.mark.filterwarnings("ignore:the structure is a crystal")
