@@ -13,8 +13,8 @@ pwsim.resolve.extra_bands) and runs pwsim's density SCF with that operator fixed
 With E_x[a; b] the exchange energy of orbitals a with the operator of orbitals b, the loop stops when
 pw.x's estimate of the energy's error, |E_x[new; old] - (E_x[old; old] + E_x[new; new]) / 2| (second
 order in the change of the orbitals), is below ``exx_tolerance`` and the first-order change
-|E_x[new; old] - E_x[new; new]| below CHANGE_RATIO sqrt(exx_tolerance) (which bounds the error of the exchange energy and the
-eigenvalues). The semilocal start is converged loosely (it only seeds the first operator); the inner
+|E_x[new; old] - E_x[new; new]| below CHANGE_RATIO sqrt(exx_tolerance) (which bounds the error of the
+exchange energy and the eigenvalues). The semilocal start is converged loosely (it only seeds the first operator); the inner
 SCFs share one density mixer, which carries the response it learned across operators, and a step of
 theirs may also stop on its density residual's Hartree energy (pw.x's "estimated scf accuracy",
 pwsim.scf.hartree_error) in place of the energy change from the step before: with the operator fixed,
