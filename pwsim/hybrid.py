@@ -6,21 +6,21 @@ Hartree-Fock; for HSE06 E_xc^PBE - alpha E_x^SR-omegaPBE(mu) + alpha E_x^SR-Fock
 erfc(mu r)/r (alpha = 0.25, mu = 0.106 1/bohr as pw.x; libxc's HSE06 uses 0.11). The Fock part is :class:`pwsim.terms.exact_exchange.ExactExchange` with the kernel of
 :mod:`pwsim.coulomb`; the semilocal part is :class:`HybridXc`, pwsim's own PBE with its exchange scaled.
 
-The SCF (as pw.x does it): the semilocal functional's ground state first; then an outer loop that
-builds the ACE operator of the current orbitals (all nbands bands the run reports, so the empty bands are
-right too; a hybrid's eigensolver carries no guard bands above them, as pw.x carries nbnd:
-pwsim.resolve.extra_bands) and runs pwsim's density SCF with that operator fixed in the Hamiltonian.
-With E_x[a; b] the exchange energy of orbitals a with the operator of orbitals b, the loop stops when
-pw.x's estimate of the energy's error, |E_x[new; old] - (E_x[old; old] + E_x[new; new]) / 2| (second
-order in the change of the orbitals), is below ``exx_tolerance`` and the first-order change
-|E_x[new; old] - E_x[new; new]| below CHANGE_RATIO sqrt(exx_tolerance) (which bounds the error of the
-exchange energy and the eigenvalues). The semilocal start is converged loosely (it only seeds the first operator); the inner
+The SCF (as pw.x does it): the semilocal functional's ground state first; then an outer loop that builds
+the ACE operator of the current orbitals (all nbands bands the run reports, so the empty bands are right
+too; a hybrid's eigensolver carries no guard bands above them, as pw.x carries nbnd:
+pwsim.resolve.extra_bands) and runs pwsim's density SCF with that operator fixed in the Hamiltonian. With
+E_x[a; b] the exchange energy of orbitals a with the operator of orbitals b, the loop stops when pw.x's
+estimate of the energy's error, |E_x[new; old] - (E_x[old; old] + E_x[new; new]) / 2| (second order in
+the change of the orbitals), is below ``exx_tolerance`` and the first-order change |E_x[new; old] -
+E_x[new; new]| below CHANGE_RATIO sqrt(exx_tolerance) (which bounds the error of the exchange energy and
+the eigenvalues). The semilocal start is converged loosely (it only seeds the first operator); the inner
 SCFs share one density mixer, which carries the response it learned across operators, and a step of
 theirs may also stop on its density residual's Hartree energy (pw.x's "estimated scf accuracy",
-pwsim.scf.hartree_error) in place of the energy change from the step before: with the operator fixed,
-the inner SCF's own energy is not variational (its exchange term is E_x[new; old]), so its change
-from step to step is first order in the orbitals and lags the converged density by a step. The energy
-reported is that of the last orbitals with their own (exact) exchange operator, which is variational.
+pwsim.scf.hartree_error) in place of the energy change from the step before: with the operator fixed, the
+inner SCF's own energy is not variational (its exchange term is E_x[new; old]), so its change from step
+to step is first order in the orbitals and lags the converged density by a step. The energy reported is
+that of the last orbitals with their own (exact) exchange operator, which is variational.
 """
 from __future__ import annotations
 
