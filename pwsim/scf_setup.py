@@ -44,6 +44,9 @@ class Setup:
     terms: object = None  # pwsim.terms.Terms: every energy term of this geometry (built by ``build``)
     symmetrizer: object = None
     layout: object = None  # pwsim.parallel.Layout: which k-points this rank diagonalises
+    #: a hybrid functional's ground state (pwsim/hybrid.py, which sets it; its semilocal start runs with
+    #: the base functional's settings): its SCFs carry no guard bands (pwsim.resolve.extra_bands)
+    hybrid: bool = False
 
     def __post_init__(self):
         if self.layout is None:
