@@ -281,11 +281,17 @@ def exchange_parts(sizes: Sizes, nk_irr: int) -> dict:
     from .terms.exact_exchange import BLOCK_BYTES as EXCHANGE_BLOCK_BYTES
 
     nfft = float(np.prod(np.asarray(s.fft_grid, dtype=float)))
+    # a Gamma-only mesh has real orbitals (FullMeshOrbitals.real), and its ACE build accumulates K u_j
+    # two bands to a complex box beside the real boxes of f_i u_i and of the empty bands
+    # (ExactExchange._own_bands_real): about 2 nwork + 4 real boxes; complex orbitals go through
+    # band blocks of boxes (ExactExchange._apply_block, four of them alive)
+    real = s.gamma_only and s.nfull == 1
+    work = (2 * s.nwork + 4) * nfft * 8 if real else 4 * min(EXCHANGE_BLOCK_BYTES, s.nwork * nfft * 16)
     return {
-        "exchange orbitals": s.nspin * s.nfull * s.exchange_occupied * nfft * 16,
+        "exchange orbitals": s.nspin * s.nfull * s.exchange_occupied * nfft * (8 if real else 16),
         "exchange operator (ACE)": nk_irr * s.nspin * s.nwork * s.npw * 16,
         "exchange kernels": nk_irr * s.nfull * nfft * 8,
-        "exchange work arrays": 4 * min(EXCHANGE_BLOCK_BYTES, s.nwork * nfft * 16),
+        "exchange work arrays": work,
     }
 
 
