@@ -532,8 +532,9 @@ def wisdom_path():
 
 def _machine_key() -> str:
     """A short hash of what FFTW's plans depend on: processor model and features, pyFFTW's version."""
-    import hashlib
     import platform
+
+    from ..digest import sha256_hex
 
     cpu = ""
     try:
@@ -543,7 +544,7 @@ def _machine_key() -> str:
         pass
     # (not platform.processor(): on Linux it runs "uname -p" in a subprocess)
     text = "|".join((platform.machine(), cpu, _pyfftw_version()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_hex(text.encode())[:16]
 
 
 def _pyfftw_version() -> str:

@@ -13,12 +13,12 @@ pwsim always ran them.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import re
 import zlib
 
+from ..digest import md5_hex, sha256_hex
 from ..errors import InputError, content_free
 from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
@@ -62,7 +62,7 @@ def _read_bytes(path: str) -> bytes:
 def content_hash(raw: bytes) -> str:
     """sha256 (hex) of a pseudopotential's content, decompressed: stored in every result (/provenance)
     and compared on --restart, so that a file changed under the same name is noticed."""
-    return hashlib.sha256(raw).hexdigest()
+    return sha256_hex(raw)
 
 
 def pseudo_provenance(pseudos: dict) -> dict:
@@ -180,7 +180,7 @@ def pseudodojo_metadata(functional: str) -> dict:
 
 def _hints_by_md5(text: str) -> dict | None:
     """Cutoff hints (hartree) {'low', 'normal', 'high'} of a file in the shipped tables, by its MD5."""
-    md5 = hashlib.md5(text.encode("utf-8", errors="replace")).hexdigest()
+    md5 = md5_hex(text.encode("utf-8", errors="replace"))
     for functional in PSEUDODOJO_TABLES:
         for meta in pseudodojo_metadata(functional).values():
             if meta.get("md5") == md5:
