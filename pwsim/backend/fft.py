@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import threading
+import types
 import weakref
 
 import numpy as np
@@ -615,23 +616,32 @@ def save_wisdom(pyfftw) -> bool:
 
 
 def _import_pyfftw():
-    """``import pyfftw`` without its optional SciPy interfaces.
+    """``import pyfftw`` without its optional SciPy interfaces, nor multiprocessing.
 
     pyFFTW's package import also builds drop-in replacements for ``scipy.fftpack`` and
     ``scipy.fft``, importing both (a large part of a small run's start-up). pwsim uses only
     ``pyfftw.FFTW``, so while pyFFTW is first imported ``scipy.fftpack`` is made unimportable
-    (pyFFTW then skips those interfaces) and put back right after. If SciPy's FFTs are already
-    loaded, or pyFFTW is, nothing is changed."""
+    (pyFFTW then skips those interfaces) and put back right after. Its ``config`` module imports
+    ``multiprocessing`` (with socket, selectors, pickle's reducers: ~0.4 MiB and ~3 ms) for one call,
+    ``cpu_count()`` when PYFFTW_NUM_THREADS asks for every core: a stand-in holding ``os.cpu_count``
+    answers it while pyFFTW is imported. If SciPy's FFTs are already loaded, or pyFFTW is, nothing is
+    changed; multiprocessing is left alone if it is loaded."""
     if "pyfftw" in sys.modules or "scipy.fftpack" in sys.modules:
         import pyfftw
 
         return pyfftw
-    sys.modules["scipy.fftpack"] = None  # "import scipy.fftpack" raises ImportError while this is set
+    stand_ins = {"scipy.fftpack": None}  # "import scipy.fftpack" raises ImportError while this is set
+    if "multiprocessing" not in sys.modules:
+        multiprocessing = types.ModuleType("multiprocessing")
+        multiprocessing.cpu_count = lambda: os.cpu_count() or 1
+        stand_ins["multiprocessing"] = multiprocessing
+    sys.modules.update(stand_ins)
     try:
         import pyfftw
     finally:
-        if sys.modules.get("scipy.fftpack", 0) is None:
-            del sys.modules["scipy.fftpack"]
+        for name, module in stand_ins.items():
+            if name in sys.modules and sys.modules[name] is module:
+                del sys.modules[name]
     return pyfftw
 
 
