@@ -160,11 +160,11 @@ def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int
 
 def _projector_bytes(s: Sizes, nk_irr: int, width: float, cbytes: int) -> float:
     """The non-local projectors (shared by the spin channels): one k-point's as they are; with several,
-    every k-point's factors (complex128) and the assembled projectors of one k-point, and the
+    every k-point's factors (float64 rows) and the assembled projectors of one k-point, and the
     assembly's own copy (pwsim.terms.nonlocal_.Nonlocal.operator)."""
     if nk_irr <= 1 or not s.projector_factor_rows or s.projector_factor_rows >= s.nproj:
         return nk_irr * s.nproj * width * cbytes
-    return nk_irr * s.projector_factor_rows * width * 16 + s.nproj * width * (cbytes + 16)
+    return nk_irr * s.projector_factor_rows * width * 8 + s.nproj * width * (cbytes + 16)
 
 
 def rank_shares(s: Sizes, nk: int) -> tuple[int, int]:
