@@ -12,8 +12,6 @@ pwsim always ran them.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import re
 import zlib
@@ -48,7 +46,12 @@ def _read_bytes(path: str) -> bytes:
         with open(path, "rb") as fh:
             compressed = fh.read(2) == b"\x1f\x8b"
             fh.seek(0)
-            stream = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            if compressed:
+                import gzip  # (only for compressed files: most runs read plain ones)
+
+                stream = gzip.GzipFile(fileobj=fh, mode="rb")
+            else:
+                stream = fh
             raw = stream.read(MAX_TEXT_BYTES + 1)  # GzipFile inflates only as much as asked for
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read pseudopotential file {path}: "
@@ -68,6 +71,8 @@ def content_hash(raw: bytes) -> str:
 def pseudo_provenance(pseudos: dict) -> dict:
     """{"pseudopotential_sha256": JSON {element: sha256}} of a run's pseudopotentials, for /provenance."""
     hashes = {el: p.sha256 for el, p in sorted(pseudos.items()) if getattr(p, "sha256", None)}
+    import json
+
     return {"pseudopotential_sha256": json.dumps(hashes)} if hashes else {}
 
 
@@ -175,6 +180,8 @@ def pseudodojo_dir(functional: str) -> str:
 def pseudodojo_metadata(functional: str) -> dict:
     """standard.djson's per-element entries (basename, Z_val, md5, hints {low, normal, high}: {ecut})."""
     with open(os.path.join(pseudodojo_dir(functional), "standard.djson")) as fh:
+        import json
+
         return json.load(fh)["pseudos_metadata"]
 
 
