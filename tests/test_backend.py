@@ -244,8 +244,9 @@ def test_start_up_imports_stay_lean():
     on NumPy >= 2.1, NumPy as its own array namespace, without array_api_compat's wrapper (building it
     imports numpy.testing and numpy.f2py, ~90 ms); a small structure's distance check runs without
     scipy.spatial (~0.3 s); its symmetry search loads spglib without asyncio (~25 ms) nor
-    typing_extensions, and pyFFTW without multiprocessing; SciPy's FFTs, asyncio and multiprocessing
-    still import afterwards, and spglib's deprecated functions still warn."""
+    typing_extensions, and pyFFTW without multiprocessing, its builders and interfaces (NumPy's FFTs);
+    SciPy's FFTs, pyFFTW's interfaces, asyncio and multiprocessing still import afterwards, and
+    spglib's deprecated functions still warn."""
     pytest.importorskip("pyfftw")
     import subprocess
     import sys
@@ -259,7 +260,7 @@ def test_start_up_imports_stay_lean():
             "own = tuple(int(p) for p in np.__version__.split('.')[:2]) >= (2, 1)\n"
             "lean = ('scipy.fft', 'scipy.fftpack', 'scipy.spatial') + (('numpy.f2py', 'numpy.testing') if own else ())\n"
             "lean += ('asyncio', 'asyncio.coroutines', 'typing_extensions') if sys.version_info < (3, 13) else ()\n"
-            "lean += ('multiprocessing',)\n"
+            "lean += ('multiprocessing', 'pyfftw.interfaces', 'pyfftw.builders', 'numpy.fft')\n"
             "print(sorted(m for m in lean if m in sys.modules))\n"
             "import scipy.fftpack, pyfftw.interfaces.scipy_fft\n"
             "print(float(scipy.fftpack.fft([1.0, 2.0])[0].real))\n"

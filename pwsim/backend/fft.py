@@ -616,7 +616,7 @@ def save_wisdom(pyfftw) -> bool:
 
 
 def _import_pyfftw():
-    """``import pyfftw`` without its optional SciPy interfaces, nor multiprocessing.
+    """``import pyfftw`` without its optional interfaces (SciPy's, NumPy's) and builders, nor multiprocessing.
 
     pyFFTW's package import also builds drop-in replacements for ``scipy.fftpack`` and
     ``scipy.fft``, importing both (a large part of a small run's start-up). pwsim uses only
@@ -635,6 +635,11 @@ def _import_pyfftw():
         multiprocessing = types.ModuleType("multiprocessing")
         multiprocessing.cpu_count = lambda: os.cpu_count() or 1
         stand_ins["multiprocessing"] = multiprocessing
+    # its helper packages (builders, and interfaces with numpy.fft: ~0.8 MiB), which pwsim does not
+    # use, are stand-ins too while the package imports; taken out after, they import for real on demand
+    builders = types.ModuleType("pyfftw.builders")
+    builders.builders = None  # (the package deletes this attribute)
+    stand_ins.update({"pyfftw.builders": builders, "pyfftw.interfaces": types.ModuleType("pyfftw.interfaces")})
     sys.modules.update(stand_ins)
     try:
         import pyfftw
@@ -642,6 +647,8 @@ def _import_pyfftw():
         for name, module in stand_ins.items():
             if name in sys.modules and sys.modules[name] is module:
                 del sys.modules[name]
+            if name.startswith("pyfftw.") and getattr(sys.modules.get("pyfftw"), name[7:], None) is module:
+                delattr(sys.modules["pyfftw"], name[7:])
     return pyfftw
 
 
