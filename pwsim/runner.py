@@ -331,8 +331,8 @@ def _run_locked(deck, out, guess, exact, callback, log, checkpoint_every, timing
         if cadence.boundary_due() if st.boundary else cadence.due(st.iteration):  # boundary: a hybrid's inner SCF
             tw = time.perf_counter()
             # the step's freed scratch goes back to the system before the write (h5py's import and the
-            # file's pages, ~10 MiB more at the first checkpoint) adds to what the SCF holds (fe2_spin
-            # 112 -> xx MiB)
+            # file's pages, ~10 MiB more at the first checkpoint) adds to what the SCF holds, and the
+            # write's own after it (bcc Fe 6x6x6 with checkpoint_every = 3: ~1 MiB lower peak)
             release_freed_memory()
             partial = make_result()
             partial.input_text = deck.text
