@@ -28,8 +28,11 @@ from .terms.nonlocal_ import DERIVATIVE_BLOCK_BYTES  # forces and stress: three 
 #: before the start-up stopped importing SciPy's FFT interfaces). Since the final write comes after
 #: the set-up and the SCF's arrays are freed (pwsim.runner), a run without checkpoints peaks at
 #: ~48 MiB plus its arrays, one with them at ~59 MiB plus its arrays plus the checkpoint's file in
-#: memory: 55 MiB sits between the two (issue 28's workloads: estimate / peak 0.9-1.1 either way)
-BASELINE_BYTES = 58e6
+#: memory: 55 MiB sits between the two (issue 28's workloads: estimate / peak 0.9-1.1 either way).
+#: 54e6 (51.5 MiB) since the start-up stopped loading OpenSSL's libcrypto (pwsim.digest, 3.3 MiB),
+#: multiprocessing (pyFFTW), typing_extensions (spglib) and the HDF5 writer before the first write:
+#: ~44 MiB before h5py, ~55 MiB with it (estimate / peak 0.87-1.17 on issue 28's nine workloads)
+BASELINE_BYTES = 54e6
 #: what an MPI rank adds to the process (mpi4py, the MPI library and its shared-memory buffers)
 MPI_BASELINE_BYTES = 25e6
 #: the eigensolver's temporaries beyond its six blocks: the full-vector input and output of H on a row
@@ -160,11 +163,11 @@ def _fft_plan_cache_bytes(backend: str, precision: str, nfft: float, cbytes: int
 
 def _projector_bytes(s: Sizes, nk_irr: int, width: float, cbytes: int) -> float:
     """The non-local projectors (shared by the spin channels): one k-point's as they are; with several,
-    every k-point's factors (complex128) and the assembled projectors of one k-point, and the
+    every k-point's factors (float64 rows) and the assembled projectors of one k-point, and the
     assembly's own copy (pwsim.terms.nonlocal_.Nonlocal.operator)."""
     if nk_irr <= 1 or not s.projector_factor_rows or s.projector_factor_rows >= s.nproj:
         return nk_irr * s.nproj * width * cbytes
-    return nk_irr * s.projector_factor_rows * width * 16 + s.nproj * width * (cbytes + 16)
+    return nk_irr * s.projector_factor_rows * width * 8 + s.nproj * width * (cbytes + 16)
 
 
 def rank_shares(s: Sizes, nk: int) -> tuple[int, int]:

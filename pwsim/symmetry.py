@@ -166,30 +166,46 @@ def no_symmetry() -> Symmetry:
 
 
 def _import_spglib():
-    """``import spglib`` without importing asyncio.
+    """``import spglib`` without importing typing_extensions (nor, through it, asyncio).
 
-    On Python < 3.13 spglib marks a few functions with ``typing_extensions.deprecated``, whose
-    decorator imports ``asyncio.coroutines`` (asyncio, ssl, hashlib...: ~25 ms, a twentieth of a
-    small metal's whole run, paid again by every MPI rank) only to ask whether each function is a
-    coroutine. While spglib is first imported that question is answered by a stand-in module (no,
-    they are plain functions), which is taken out again right after; if asyncio is already loaded,
-    or spglib is, nothing is changed."""
-    if "spglib" in sys.modules or "asyncio" in sys.modules or sys.version_info >= (3, 13):
+    On Python < 3.13 spglib takes ``deprecated`` from ``typing_extensions`` (~0.3 MiB of Python
+    objects and ~2 ms to import, a module nothing else of a run needs), whose decorator also imports
+    ``asyncio.coroutines`` (asyncio, ssl, hashlib...: ~25 ms, a twentieth of a small metal's whole
+    run, paid again by every MPI rank) only to ask whether each function is a coroutine. While
+    spglib is first imported a stand-in ``typing_extensions`` holds a ``deprecated`` that does what
+    the real one does for spglib's plain functions (warn, then call; :func:`_deprecated`); it is taken
+    out again right after. If typing_extensions is already loaded, or spglib is, nothing is changed."""
+    if "spglib" in sys.modules or "typing_extensions" in sys.modules or sys.version_info >= (3, 13):
         import spglib
 
         return spglib
-    coroutines = types.ModuleType("asyncio.coroutines")
-    coroutines.iscoroutinefunction = lambda function: False
-    stand_in = types.ModuleType("asyncio")
-    stand_in.coroutines = coroutines
-    sys.modules["asyncio"], sys.modules["asyncio.coroutines"] = stand_in, coroutines
+    stand_in = types.ModuleType("typing_extensions")
+    stand_in.deprecated = _deprecated
+    sys.modules["typing_extensions"] = stand_in
     try:
         import spglib
     finally:
-        for name, module in (("asyncio", stand_in), ("asyncio.coroutines", coroutines)):
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
+        if sys.modules.get("typing_extensions") is stand_in:
+            del sys.modules["typing_extensions"]
     return spglib
+
+
+def _deprecated(message: str, *, category=DeprecationWarning, stacklevel: int = 1):
+    """``typing_extensions.deprecated`` (PEP 702) for plain functions: the decorated function warns
+    ``message`` with ``category`` at each call (the stand-in of :func:`_import_spglib`)."""
+    import functools
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            if category is not None:
+                warnings.warn(message, category=category, stacklevel=stacklevel + 1)
+            return function(*args, **kwargs)
+
+        wrapper.__deprecated__ = message
+        return wrapper
+
+    return decorate
 
 
 def find_symmetry(structure: Structure, symprec: float = 1e-5, magnetic_moments=None,

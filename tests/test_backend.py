@@ -243,8 +243,10 @@ def test_start_up_imports_stay_lean():
     """A small run's start-up: the NumPy backend loads pyFFTW without SciPy's FFT modules (~0.35 s) and,
     on NumPy >= 2.1, NumPy as its own array namespace, without array_api_compat's wrapper (building it
     imports numpy.testing and numpy.f2py, ~90 ms); a small structure's distance check runs without
-    scipy.spatial (~0.3 s); its symmetry search loads spglib without asyncio (~25 ms); SciPy's FFTs
-    and asyncio still import afterwards."""
+    scipy.spatial (~0.3 s); its symmetry search loads spglib without asyncio (~25 ms) nor
+    typing_extensions, and pyFFTW without multiprocessing, its builders and interfaces (NumPy's FFTs);
+    SciPy's FFTs, pyFFTW's interfaces, asyncio and multiprocessing still import afterwards, and
+    spglib's deprecated functions still warn."""
     pytest.importorskip("pyfftw")
     import subprocess
     import sys
@@ -257,15 +259,23 @@ def test_start_up_imports_stay_lean():
             "print(find_symmetry(si).spacegroup)\n"
             "own = tuple(int(p) for p in np.__version__.split('.')[:2]) >= (2, 1)\n"
             "lean = ('scipy.fft', 'scipy.fftpack', 'scipy.spatial') + (('numpy.f2py', 'numpy.testing') if own else ())\n"
-            "lean += ('asyncio', 'asyncio.coroutines') if sys.version_info < (3, 13) else ()\n"
+            "lean += ('asyncio', 'asyncio.coroutines', 'typing_extensions') if sys.version_info < (3, 13) else ()\n"
+            "lean += ('multiprocessing', 'pyfftw.interfaces', 'pyfftw.builders', 'numpy.fft')\n"
             "print(sorted(m for m in lean if m in sys.modules))\n"
             "import scipy.fftpack, pyfftw.interfaces.scipy_fft\n"
             "print(float(scipy.fftpack.fft([1.0, 2.0])[0].real))\n"
             "import asyncio\n"
-            "print(asyncio.run(asyncio.sleep(0, 'asyncio works')), asyncio.coroutines.iscoroutinefunction(asyncio.sleep))\n")
+            "print(asyncio.run(asyncio.sleep(0, 'asyncio works')), asyncio.coroutines.iscoroutinefunction(asyncio.sleep))\n"
+            "import multiprocessing, pyfftw.config, spglib, warnings\n"
+            "print(callable(multiprocessing.Pool), pyfftw.config.multiprocessing.cpu_count() >= 1)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    spglib.get_error_message()\n"
+            "print([w.category.__name__ for w in caught])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:4] == ["R-3m (166)", "[]", "3.0", "asyncio works True"]
+    assert out.stdout.split("\n")[:6] == ["R-3m (166)", "[]", "3.0", "asyncio works True", "True True",
+                                           "['DeprecationWarning']"]
 
 
 def test_one_byte_budgeted_split_rule():

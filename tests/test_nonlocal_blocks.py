@@ -91,3 +91,28 @@ def test_gamma_half_sphere_matches_complex_full_sphere():
     assert np.abs(f_half - f_full).max() < 1e-12 * np.abs(f_full).max()
     s_half, s_full = half_term.stress(state), full_term.stress(full_state)
     assert np.abs(s_half - s_full).max() < 1e-12 * np.abs(s_full).max()
+
+
+def test_real_factor_rows_assemble_the_direct_projectors_bit_for_bit():
+    """ProjectorFactors keeps p_i(|q|) Y_lm(q^) as real rows and puts (-i)^l into each atom's phase:
+    the assembled projectors are those of the direct complex formula (-i)^l p_i Y_lm e^{-i q.tau} /
+    sqrt(Omega), bit for bit, for s, p and d channels (PseudoDojo Si: two projectors each)."""
+    from pwsim.pseudo.harmonics import real_spherical_harmonics
+    from pwsim.terms.nonlocal_ import ProjectorFactors, _channels
+
+    setup = prepare(distorted_si2(), Settings(xc="pbe", pseudopotentials="pseudodojo", ecut=8.0, kpoints=(2, 1, 1),
+                                              symmetry=False))
+    structure, pseudos = setup.basis.structure, setup.pseudos
+    kpoint = setup.basis.kpoints[1]
+    factors = ProjectorFactors(structure, pseudos, kpoint.kpg)
+    assert all(rows.dtype == np.float64 for rows in factors.angular.values())
+    q = np.linalg.norm(kpoint.kpg, axis=1)
+    direct = []
+    for atom, psp, l, nl, tau in _channels(structure, pseudos):
+        ylm = real_spherical_harmonics(l, kpoint.kpg)
+        radial = [psp.projector_form_factor(l, i + 1, q) for i in range(nl)]
+        phase = np.exp(-1j * (kpoint.kpg @ tau))
+        direct += [(-1j) ** l * radial[i] * ylm[m] * phase for m in range(2 * l + 1) for i in range(nl)]
+    direct = np.array(direct) / np.sqrt(structure.volume)
+    assert {l for _, _, l, _, _ in _channels(structure, pseudos)} == {0, 1, 2}
+    assert np.array_equal(factors.assemble(), direct)

@@ -1,7 +1,8 @@
 """What a plain ``pwsim run`` has imported when its first SCF step begins (issue 28, start-up).
 
 h5py (~11 MiB resident, ~23 ms) is imported when a file is written: the first checkpoint or the final
-result, both after the first step; SciPy never (pyFFTW's SciPy interfaces are kept out,
+result, both after the first step; OpenSSL's ``_hashlib`` never (3.3 MiB resident: :mod:`pwsim.digest`
+hashes with CPython's built-in sha256 and MD5); SciPy never (pyFFTW's SciPy interfaces are kept out,
 :func:`pwsim.backend.fft._import_pyfftw`), nor asyncio (spglib's import,
 :func:`pwsim.symmetry._import_spglib`). Checked on the module set itself, in a subprocess that runs
 the console script's entry point and stops at the first diagonalisation; not a timing.
@@ -61,5 +62,16 @@ def _first_step_modules(tmp_path) -> set:
 def test_plain_scf_first_step_without_h5py_or_scipy(tmp_path):
     modules = _first_step_modules(tmp_path)
     assert {"numpy", "pwsim", "click", "spglib"} <= modules  # the probe did see a run under way
-    assert not modules & {"h5py", "scipy", "asyncio"}, sorted(modules & {"h5py", "scipy", "asyncio"})
+    unwanted = {"h5py", "scipy", "asyncio", "_hashlib"}
+    assert not modules & unwanted, sorted(modules & unwanted)
     assert not (tmp_path / "si.h5").exists()  # nothing was written before the first step
+
+
+def test_builtin_digests_are_hashlibs():
+    import hashlib
+
+    from pwsim.digest import md5_hex, sha256_hex
+
+    for data in (b"", b"abc", bytes(range(256)) * 1000):
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+        assert md5_hex(data) == hashlib.md5(data).hexdigest()

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import threading
+import types
 import weakref
 
 import numpy as np
@@ -532,8 +533,9 @@ def wisdom_path():
 
 def _machine_key() -> str:
     """A short hash of what FFTW's plans depend on: processor model and features, pyFFTW's version."""
-    import hashlib
     import platform
+
+    from ..digest import sha256_hex
 
     cpu = ""
     try:
@@ -543,7 +545,7 @@ def _machine_key() -> str:
         pass
     # (not platform.processor(): on Linux it runs "uname -p" in a subprocess)
     text = "|".join((platform.machine(), cpu, _pyfftw_version()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_hex(text.encode())[:16]
 
 
 def _pyfftw_version() -> str:
@@ -614,23 +616,39 @@ def save_wisdom(pyfftw) -> bool:
 
 
 def _import_pyfftw():
-    """``import pyfftw`` without its optional SciPy interfaces.
+    """``import pyfftw`` without its optional interfaces (SciPy's, NumPy's) and builders, nor multiprocessing.
 
     pyFFTW's package import also builds drop-in replacements for ``scipy.fftpack`` and
     ``scipy.fft``, importing both (a large part of a small run's start-up). pwsim uses only
     ``pyfftw.FFTW``, so while pyFFTW is first imported ``scipy.fftpack`` is made unimportable
-    (pyFFTW then skips those interfaces) and put back right after. If SciPy's FFTs are already
-    loaded, or pyFFTW is, nothing is changed."""
+    (pyFFTW then skips those interfaces) and put back right after. Its ``config`` module imports
+    ``multiprocessing`` (with socket, selectors, pickle's reducers: ~0.4 MiB and ~3 ms) for one call,
+    ``cpu_count()`` when PYFFTW_NUM_THREADS asks for every core: a stand-in holding ``os.cpu_count``
+    answers it while pyFFTW is imported. If SciPy's FFTs are already loaded, or pyFFTW is, nothing is
+    changed; multiprocessing is left alone if it is loaded."""
     if "pyfftw" in sys.modules or "scipy.fftpack" in sys.modules:
         import pyfftw
 
         return pyfftw
-    sys.modules["scipy.fftpack"] = None  # "import scipy.fftpack" raises ImportError while this is set
+    stand_ins = {"scipy.fftpack": None}  # "import scipy.fftpack" raises ImportError while this is set
+    if "multiprocessing" not in sys.modules:
+        multiprocessing = types.ModuleType("multiprocessing")
+        multiprocessing.cpu_count = lambda: os.cpu_count() or 1
+        stand_ins["multiprocessing"] = multiprocessing
+    # its helper packages (builders, and interfaces with numpy.fft: ~0.8 MiB), which pwsim does not
+    # use, are stand-ins too while the package imports; taken out after, they import for real on demand
+    builders = types.ModuleType("pyfftw.builders")
+    builders.builders = None  # (the package deletes this attribute)
+    stand_ins.update({"pyfftw.builders": builders, "pyfftw.interfaces": types.ModuleType("pyfftw.interfaces")})
+    sys.modules.update(stand_ins)
     try:
         import pyfftw
     finally:
-        if sys.modules.get("scipy.fftpack", 0) is None:
-            del sys.modules["scipy.fftpack"]
+        for name, module in stand_ins.items():
+            if name in sys.modules and sys.modules[name] is module:
+                del sys.modules[name]
+            if name.startswith("pyfftw.") and getattr(sys.modules.get("pyfftw"), name[7:], None) is module:
+                delattr(sys.modules["pyfftw"], name[7:])
     return pyfftw
 
 

@@ -32,12 +32,27 @@ from .lobpcg import EigenResult, thresholds
 #: bytes of one row range of full-sphere vectors given to H at a time (H's own temporaries are a
 #: few times this): bounds the solver's memory beyond its six blocks without cutting H's GEMMs small
 APPLY_BYTES = 16 * 2**20
-#: bytes of one row range in the element-wise steps (residuals, preconditioner, norms)
-CHUNK_BYTES = 4 * 2**20
+#: bytes of one row range in the element-wise steps (residuals, preconditioner, norms). Each step
+#: holds two or three temporaries of a range (the residuals: the rows taken from HX and X and their
+#: product) on top of the solver's blocks: 4 MiB ranges were ~12 MiB of Al32 2x2x2's peak. Rows are
+#: independent, so the range size changes no result.
+CHUNK_BYTES = 2**20
 #: bytes of one column range of a block in the in-place combinations: small enough that a block has
 #: many (host threads take them as they come free, so they finish together), large for BLAS
 COLUMN_BYTES = 2**20
 
+
+
+def conj_dot(xp, a, b):
+    """conj(a) @ b^T for rows of complex blocks, (..., m, n), (..., k, n) -> (..., m, k).
+
+    The conjugate is a copy of its operand: the smaller one is conjugated, as conj(a @ conj(b)^T)
+    when ``a`` has more rows (conjugation is exact and every operation of the product is symmetric
+    under it, so the same numbers, bit for bit). The Davidson solver's overlaps of its whole basis
+    with the new block copied the whole basis (Al32 2x2x2: up to ~10 MiB at the peak)."""
+    if a.shape[-2] > b.shape[-2]:
+        return xp.conj(a @ xp.conj(b).mT)
+    return xp.conj(a) @ b.mT
 
 class _Space:
     """How the solver stores blocks of row vectors and forms their small matrices.
@@ -144,7 +159,7 @@ class _Space:
         """<a_i|b_j>: (m, width), (n, width) -> (m, n)."""
         if self.real:
             return self.reduce(self.bk.real_overlap(a, b, self.half))
-        return self.reduce(self.xp.conj(a) @ b.mT)
+        return self.reduce(conj_dot(self.xp, a, b))
 
     def combine(self, ct, s):
         """Rows sum_j ct[k, j] s_j: ct (m, ns), s (ns, ncols) -> new (m, ncols)."""
@@ -224,7 +239,7 @@ class _BandSpace(_Space):
 
     def dot(self, a, b):
         if not self.real:
-            return self.reduce(self.xp.conj(a) @ b.mT)
+            return self.reduce(conj_dot(self.xp, a, b))
         if self.owns_zero:  # 2 sum - a_0 b_0 over this rank's columns
             return self.reduce(self.bk.real_overlap(a, b, self.width - 1))
         return self.reduce(2.0 * self.bk.real_overlap(a, b, None))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import lobpcg as algorithm
-from .blocks import KineticPreconditioner
+from .blocks import KineticPreconditioner, conj_dot
 from .lobpcg import EigenResult, thresholds
 
 #: bytes of the six stacked blocks of one batch; larger k-point sets are solved in several batches
@@ -98,7 +98,7 @@ class Stacked:
 
     def gram(self, a, b):
         """<a_i|b_j> per k-point: (nk, m, width), (nk, n, width) -> (nk, m, n)."""
-        return self.xp.conj(a) @ b.mT
+        return conj_dot(self.xp, a, b)
 
     def join_rows(self, blocks):
         blocks = [b for b in blocks if b is not None]

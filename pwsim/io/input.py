@@ -12,7 +12,6 @@ Every problem is reported as one :class:`~pwsim.errors.InputError` whose message
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -152,6 +151,8 @@ def _check(value, spec: Key, ctx, table, key):
 
 
 def _suggest(name, candidates) -> str:
+    import difflib  # (an unknown name only: a valid input never needs it)
+
     close = difflib.get_close_matches(name, list(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

@@ -12,13 +12,11 @@ pwsim always ran them.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 import re
 import zlib
 
+from ..digest import md5_hex, sha256_hex
 from ..errors import InputError, content_free
 from ..xc.registry import pseudodojo_tables, same_functional, shipped_pseudos_of
 from . import gth
@@ -48,7 +46,12 @@ def _read_bytes(path: str) -> bytes:
         with open(path, "rb") as fh:
             compressed = fh.read(2) == b"\x1f\x8b"
             fh.seek(0)
-            stream = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            if compressed:
+                import gzip  # (only for compressed files: most runs read plain ones)
+
+                stream = gzip.GzipFile(fileobj=fh, mode="rb")
+            else:
+                stream = fh
             raw = stream.read(MAX_TEXT_BYTES + 1)  # GzipFile inflates only as much as asked for
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read pseudopotential file {path}: "
@@ -62,12 +65,14 @@ def _read_bytes(path: str) -> bytes:
 def content_hash(raw: bytes) -> str:
     """sha256 (hex) of a pseudopotential's content, decompressed: stored in every result (/provenance)
     and compared on --restart, so that a file changed under the same name is noticed."""
-    return hashlib.sha256(raw).hexdigest()
+    return sha256_hex(raw)
 
 
 def pseudo_provenance(pseudos: dict) -> dict:
     """{"pseudopotential_sha256": JSON {element: sha256}} of a run's pseudopotentials, for /provenance."""
     hashes = {el: p.sha256 for el, p in sorted(pseudos.items()) if getattr(p, "sha256", None)}
+    import json
+
     return {"pseudopotential_sha256": json.dumps(hashes)} if hashes else {}
 
 
@@ -175,12 +180,14 @@ def pseudodojo_dir(functional: str) -> str:
 def pseudodojo_metadata(functional: str) -> dict:
     """standard.djson's per-element entries (basename, Z_val, md5, hints {low, normal, high}: {ecut})."""
     with open(os.path.join(pseudodojo_dir(functional), "standard.djson")) as fh:
+        import json
+
         return json.load(fh)["pseudos_metadata"]
 
 
 def _hints_by_md5(text: str) -> dict | None:
     """Cutoff hints (hartree) {'low', 'normal', 'high'} of a file in the shipped tables, by its MD5."""
-    md5 = hashlib.md5(text.encode("utf-8", errors="replace")).hexdigest()
+    md5 = md5_hex(text.encode("utf-8", errors="replace"))
     for functional in PSEUDODOJO_TABLES:
         for meta in pseudodojo_metadata(functional).values():
             if meta.get("md5") == md5:

@@ -40,7 +40,6 @@ l=1: q, q (5 - (qa)^2), q (35 - 14 (qa)^2 + (qa)^4); l=2: q^2, q^2 (7 - (qa)^2);
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..digest import sha256_hex
 from ..errors import InputError, content_free
 from ..special import erf, eval_genlaguerre, gammaln
 from ..structure import ELEMENTS
@@ -421,7 +421,7 @@ def load_pseudo(element: str, functional: str, path: str | None = None) -> GTHPs
                              f"named {name!r}{hint}")
         text = _read(file)
         psp = parse_cp2k(text, source=file)[0]
-        psp.sha256 = hashlib.sha256(text.encode()).hexdigest()
+        psp.sha256 = sha256_hex(text.encode())
         psp.source = f"pwsim data: {dset}/{name}"
         psp.functional = dset
         return psp
@@ -431,5 +431,5 @@ def load_pseudo(element: str, functional: str, path: str | None = None) -> GTHPs
     pseudos = [p for p in parse_cp2k(text, source=file) if p.symbol == sym]
     if not pseudos:
         raise InputError(f"GTH pseudopotential file {file} has no block for element {sym!r}")
-    pseudos[0].sha256 = hashlib.sha256(text.encode()).hexdigest()
+    pseudos[0].sha256 = sha256_hex(text.encode())
     return pseudos[0]

@@ -166,14 +166,16 @@ def row_blocks(structure, pseudos, npw: int, budget: float | None = None):
 
 
 class ProjectorFactors:
-    """One k-point's projectors as factors, host: per pseudopotential and l the rows
-    (-i)^l p_i(|q|) Y_lm(q^) (m outer, i inner; ``angular``) and per atom e^{-i q.tau} (``phases``),
-    q = k + G. They take (the rows of each element) x npw numbers instead of nproj x npw (Al32: 4 rows
-    against 128; Ni4 with s, p, d twice: 18 against 72), and :meth:`assemble` gives the projectors with
-    the same bits as forming them directly (one multiplication per row). The phases are not kept:
-    :meth:`assemble` makes each atom's again, the same expression (a phase row per atom for every
-    k-point was most of the factors of a supercell: Al32 2x2x2, 6.7 of 7.7 MiB; remaking them costs
-    about as much as the multiplications)."""
+    """One k-point's projectors as factors, host: per pseudopotential and l the real rows
+    p_i(|q|) Y_lm(q^) (m outer, i inner; ``angular``, float64) and their factor (-i)^l, and per atom
+    e^{-i q.tau}, q = k + G. They take (the rows of each element) x npw real numbers instead of
+    nproj x npw complex ones (Al32: 4 rows against 128; Ni4 with s, p, d twice: 18 against 72), and
+    :meth:`assemble` gives the projectors with the same bits as forming them directly (one
+    multiplication per row: (-i)^l only swaps and negates the parts of the phase, exactly). The rows
+    are kept real because (-i)^l is their only complex part: complex rows were twice the memory
+    (Fe bcc 6x6x6: 6.7 against 3.4 MiB). The phases are not kept: :meth:`assemble` makes each atom's
+    again, the same expression (a phase row per atom for every k-point was most of the factors of a
+    supercell: Al32 2x2x2, 6.7 of 7.7 MiB; remaking them costs about as much as the multiplications)."""
 
     def __init__(self, structure, pseudos, kpg: np.ndarray):
         q = np.linalg.norm(kpg, axis=1)
@@ -191,10 +193,10 @@ class ProjectorFactors:
                     ylm_cache[l] = real_spherical_harmonics(l, kpg)
                 ylm = ylm_cache[l]
                 radial = [psp.projector_form_factor(l, i + 1, q) for i in range(nl)]
-                rows = np.empty(((2 * l + 1) * nl, self.npw), dtype=complex)
+                rows = np.empty(((2 * l + 1) * nl, self.npw), dtype=float)
                 for m in range(2 * l + 1):
                     for i in range(nl):
-                        rows[m * nl + i] = (-1j) ** l * radial[i] * ylm[m]
+                        rows[m * nl + i] = radial[i] * ylm[m]
                 self.angular[key] = rows
             atom_of += [atom] * _rows_of((atom, psp, l, nl))
             blocks.append(np.kron(np.eye(2 * l + 1), np.asarray(psp.h[l], dtype=float)))
@@ -205,6 +207,11 @@ class ProjectorFactors:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.angular.values())
 
+    @property
+    def rows(self) -> int:
+        """Rows of npw numbers kept (those of every element's radial x angular parts)."""
+        return sum(a.shape[0] for a in self.angular.values())
+
     def phase(self, tau) -> np.ndarray:
         """e^{-i q.tau} (npw,) complex for the atom at ``tau`` (3,) bohr."""
         return np.exp(-1j * (self.kpg @ tau))
@@ -212,12 +219,14 @@ class ProjectorFactors:
     def assemble(self) -> np.ndarray:
         """The projectors (nproj, npw) complex, host."""
         projectors = np.empty((self.nproj, self.npw), dtype=complex)
-        row, atom_now, phase = 0, None, None
+        row, atom_now, phases = 0, None, {}
         for atom, psp, l, nl, tau in self.channels:  # (atom outer: one atom's phase at a time)
             if atom != atom_now:
-                atom_now, phase = atom, self.phase(tau)
+                atom_now, phases = atom, {0: self.phase(tau)}
+            if l % 4 not in phases:  # (-i)^l e^{-i q.tau}: exact (parts swapped and negated)
+                phases[l % 4] = (-1j) ** (l % 4) * phases[0]
             rows = self.angular[(id(psp), l)]
-            np.multiply(rows, phase, out=projectors[row:row + rows.shape[0]])
+            np.multiply(rows, phases[l % 4], out=projectors[row:row + rows.shape[0]])
             row += rows.shape[0]
         projectors /= np.sqrt(self.volume)
         return projectors
@@ -367,7 +376,7 @@ class Nonlocal(Term):
                 factors = operator_factors(ctx.basis, ctx.pseudos, kpoint)
             op = build_operator(ctx.basis, ctx.pseudos, kpoint, factors=factors)
             if ctx.keep_operators:
-                if ctx.nk > 1 and factors.nbytes < factors.nproj * factors.npw * 16:
+                if ctx.nk > 1 and factors.rows < factors.nproj:  # (fewer rows: factors, else the operators)
                     self._factors[key] = factors
                     for other in [k for k in self._operators if k in self._factors]:
                         del self._operators[other]  # the previous k-point's assembled operator
