@@ -278,6 +278,38 @@ def test_start_up_imports_stay_lean():
                                            "['DeprecationWarning']"]
 
 
+def test_lean_imports_fall_back_to_the_plain_import():
+    """Another pyFFTW or spglib that fails to import beside the stand-ins (one that needs its builders
+    or more of typing_extensions, simulated by an import hook that refuses the first try): the plain
+    import follows, and the real package works."""
+    pytest.importorskip("pyfftw")
+    import subprocess
+    import sys
+
+    code = ("import builtins, sys, numpy as np\n"
+            "real, refused = builtins.__import__, []\n"
+            "def stand_in(name):\n"
+            "    module = sys.modules.get(name)\n"
+            "    return module is not None and getattr(module, '__file__', None) is None\n"
+            "def picky(name, *args, **kwargs):\n"
+            "    hidden = {'pyfftw': 'pyfftw.builders', 'spglib': 'typing_extensions'}.get(name)\n"
+            "    if hidden and name not in refused and stand_in(hidden):\n"
+            "        refused.append(name)\n"
+            "        raise RuntimeError('needs the real ' + hidden)\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = picky\n"
+            "import pwsim\n"
+            "from pwsim.backend.fft import _import_pyfftw\n"
+            "from pwsim.symmetry import find_symmetry\n"
+            "si = pwsim.Structure(10.26 * np.eye(3), ['Si', 'Si'], [[0, 0, 0], [0.25, 0.25, 0.25]])\n"
+            "group = find_symmetry(si).spacegroup\n"
+            "pyfftw = _import_pyfftw()\n"
+            "print(sorted(refused), group, callable(pyfftw.FFTW))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['pyfftw', 'spglib'] R-3m (166) True"
+
+
 def test_one_byte_budgeted_split_rule():
     """pwsim.backend.splits.ranges: consecutive ranges covering 0..n, each within the budget (at
     least ``minimum`` items), the same cuts as the per-module formulas it replaced."""

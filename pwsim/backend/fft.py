@@ -643,13 +643,24 @@ def _import_pyfftw():
     sys.modules.update(stand_ins)
     try:
         import pyfftw
+    except Exception:  # (another pyFFTW that needs what the stand-ins hide, or none installed)
+        pyfftw = None
     finally:
         for name, module in stand_ins.items():
             if name in sys.modules and sys.modules[name] is module:
                 del sys.modules[name]
             if name.startswith("pyfftw.") and getattr(sys.modules.get("pyfftw"), name[7:], None) is module:
                 delattr(sys.modules["pyfftw"], name[7:])
+    if pyfftw is None:  # the plain import, without stand-ins (ImportError where pyFFTW is missing)
+        _forget_modules("pyfftw")
+        import pyfftw
     return pyfftw
+
+
+def _forget_modules(package: str) -> None:
+    """Take ``package`` and its submodules out of sys.modules (a failed import's partial modules)."""
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]
 
 
 def fft_library_name() -> str:
