@@ -266,7 +266,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key("int", 1234, "random seed of the starting wavefunctions", minimum=0, maximum=2**32 - 1),
         "checkpoint_every": Key("int", None, "write a checkpoint into the output file every N SCF iterations (0: never) "
                                 "(default: every 3 at most, and no more often than keeps checkpoints within 2 % "
-                                "of the SCF time, the first once the SCF has run 10 s)",
+                                "of the SCF time, the first once the SCF has run 30 s)",
                                 minimum=0, maximum=1000000),
         "max_memory": Key("float", None, "refuse jobs whose estimated memory exceeds this "
                                          "(default: the available memory)", "GiB", minimum=0.0, maximum=1e6,
