@@ -274,16 +274,16 @@ class _PyFFTW:
 
     def irfftn(self, a, grid):
         """c2r transforms of half boxes (..., n1, n2, n3 // 2 + 1) -> (..., *grid) float64, with 1/N.
-        The input is copied first: a multi-dimensional c2r transform overwrites its input."""
+        The input is copied first, times 1/N (execute() never normalises): a multi-dimensional c2r
+        transform overwrites its input."""
         flat = a.reshape(-1, *a.shape[-3:])
         plan = self._real_plan(grid, True, flat.shape[0])
         source = self.home[id(plan)][0]
         out = self._stack(flat.shape[0], grid, np.float64)
         for i in range(flat.shape[0]):
-            source[...] = flat[i]
+            np.multiply(flat[i], 1.0 / math.prod(grid), out=source)
             plan.update_arrays(source, out[i])
             plan.execute()
-            out[i] *= 1.0 / math.prod(grid)  # execute() never normalises
         self._rest(plan)
         return out.reshape(a.shape[:-3] + grid)
 
