@@ -490,19 +490,10 @@ class PlaneWaveBasis:
     def gradient(self, f_real):
         """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT:
         one real forward transform, one real inverse per component. Memory: the result, the half
-        box and two half-box temporaries (i G is formed per component, not kept)."""
-        xp = self.backend.xp
+        box and, with pyFFTW, no more (i G f is formed in the inverse transform's input copy, i G
+        per component, not kept: :meth:`Backend.irfft3_times`)."""
         f_half = self.backend.rfft3(f_real)
-        out = None
-        for a in range(3):
-            ig_f = self._half_box_ig(a) * f_half
-            component = self.backend.irfft3(ig_f, self.fft_grid)
-            del ig_f
-            if out is None:
-                out = xp.empty((3, *self.fft_grid), dtype=component.dtype, device=component.device)
-            out[a, ...] = component
-            del component
-        return out
+        return self.backend.irfft3_times(f_half, 3, self._half_box_ig, self.fft_grid)
 
     def divergence(self, v_real):
         """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT: one real
@@ -515,9 +506,8 @@ class PlaneWaveBasis:
         formed on the fly (e.g. 2 de/dsigma grad rho) never exists as a (3, n1, n2, n3) array."""
         total = None
         for a in range(3):
-            f_half = self.backend.rfft3(component(a))
-            ig_f = self._half_box_ig(a) * f_half
-            del f_half
+            ig_f = self.backend.rfft3(component(a))
+            ig_f *= self._half_box_ig(a)  # (in place: the transform's output is a new array)
             if total is None:
                 total = ig_f
             else:

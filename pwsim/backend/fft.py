@@ -287,6 +287,20 @@ class _PyFFTW:
         self._rest(plan)
         return out.reshape(a.shape[:-3] + grid)
 
+    def irfftn_times(self, a, count, factor, grid):
+        """c2r transforms of the half box a (n1, n2, n3 // 2 + 1) times factor(i) for i < count ->
+        (count, *grid) float64, with 1/N (folded into the factor): each product is written straight
+        into the plan's input copy."""
+        plan = self._real_plan(grid, True, count)
+        source = self.home[id(plan)][0]
+        out = self._stack(count, grid, np.float64)
+        for i in range(count):
+            np.multiply(a, factor(i) * (1.0 / math.prod(grid)), out=source)
+            plan.update_arrays(source, out[i])
+            plan.execute()
+        self._rest(plan)
+        return out
+
     # --------------------------------------------------------- pruned transforms
     def _passes(self, box_map, dtype, inverse, transforms):
         """The plans of one pruned transform, about to run ``transforms`` times: (z on the sticks, y
@@ -509,6 +523,9 @@ class _SharedFFTW:
 
     def irfftn(self, a, grid):
         return self._engine().irfftn(a, grid)
+
+    def irfftn_times(self, a, count, factor, grid):
+        return self._engine().irfftn_times(a, count, factor, grid)
 
     def grid_to_sphere(self, grid, box_map):
         return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)
