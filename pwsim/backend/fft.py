@@ -289,13 +289,14 @@ class _PyFFTW:
 
     def irfftn_times(self, a, count, factor, grid):
         """c2r transforms of the half box a (n1, n2, n3 // 2 + 1) times factor(i) for i < count ->
-        (count, *grid) float64, with 1/N (folded into the factor): each product is written straight
-        into the plan's input copy."""
+        (count, *grid) float64, with 1/N: each product is written straight into the plan's input
+        copy, then scaled there (the bits of :meth:`irfftn` of the product)."""
         plan = self._real_plan(grid, True, count)
         source = self.home[id(plan)][0]
         out = self._stack(count, grid, np.float64)
         for i in range(count):
-            np.multiply(a, factor(i) * (1.0 / math.prod(grid)), out=source)
+            np.multiply(factor(i), a, out=source)
+            source *= 1.0 / math.prod(grid)
             plan.update_arrays(source, out[i])
             plan.execute()
         self._rest(plan)
