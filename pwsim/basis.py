@@ -490,20 +490,10 @@ class PlaneWaveBasis:
     def gradient(self, f_real):
         """Cartesian gradient of a periodic real function (n1, n2, n3) -> (3, n1, n2, n3), by FFT:
         one real forward transform, one real inverse per component. Memory: the result, the half
-        box and two half-box temporaries (i G is formed per component, not kept)."""
-        xp = self.backend.xp
+        box and, with pyFFTW, no more (i G f is formed in the inverse transform's input copy, i G
+        per component, not kept: :meth:`Backend.irfft3_times`)."""
         f_half = self.backend.rfft3(f_real)
-        out = None
-        for a in range(3):
-            ig_f = self._half_box_ig(a)
-            ig_f *= f_half
-            component = self.backend.irfft3(ig_f, self.fft_grid)
-            del ig_f
-            if out is None:
-                out = xp.empty((3, *self.fft_grid), dtype=component.dtype, device=component.device)
-            out[a, ...] = component
-            del component
-        return out
+        return self.backend.irfft3_times(f_half, 3, self._half_box_ig, self.fft_grid)
 
     def divergence(self, v_real):
         """Divergence of a periodic vector field (3, n1, n2, n3) -> (n1, n2, n3), by FFT: one real
@@ -516,10 +506,8 @@ class PlaneWaveBasis:
         formed on the fly (e.g. 2 de/dsigma grad rho) never exists as a (3, n1, n2, n3) array."""
         total = None
         for a in range(3):
-            f_half = self.backend.rfft3(component(a))
-            ig_f = self._half_box_ig(a)
-            ig_f *= f_half
-            del f_half
+            ig_f = self.backend.rfft3(component(a))
+            ig_f *= self._half_box_ig(a)  # (in place: the transform's output is a new array)
             if total is None:
                 total = ig_f
             else:
@@ -528,8 +516,10 @@ class PlaneWaveBasis:
         return self.backend.irfft3(total, self.fft_grid)
 
     def _half_box_ig(self, a: int):
-        """(n1, n2, n3 // 2 + 1) complex device, a new array: i G_a on the half box of the real
-        transforms, from three 1-D tables (a cached (3, ...) complex box was 23 MiB on a 100^3 grid).
+        """i G_a on the half box of the real transforms, complex device, broadcastable to
+        (n1, n2, n3 // 2 + 1): from three 1-D tables (a cached (3, ...) complex box was 23 MiB on a
+        100^3 grid), each axis whose reciprocal vector has no Cartesian component a left out (in an
+        orthorhombic cell i G_a is then an (n1, 1, 1)-like line, and i G_a f one pass over f).
         A Nyquist index (-n/2 of an even n, its own mirror) counts as 0: i G f(G) is then Hermitian,
         so the real inverse gives exactly the real part of the full complex one."""
         if not hasattr(self, "_half_box_freqs"):
@@ -542,5 +532,10 @@ class PlaneWaveBasis:
         recip = self.structure.reciprocal
         f1, f2, f3 = self._half_box_freqs
         # the sum in the order m_1 b_1a + m_2 b_2a + m_3 b_3a, as einsum over the Miller axis formed it
-        g = ((f1 * recip[0, a])[:, None, None] + (f2 * recip[1, a])[None, :, None]) + (f3 * recip[2, a])[None, None, :]
+        # (a term left out is exactly 0: the same numbers)
+        lines = ((f1 * recip[0, a])[:, None, None], (f2 * recip[1, a])[None, :, None], (f3 * recip[2, a])[None, None, :])
+        g = np.zeros((1, 1, 1))
+        for b, line in enumerate(lines):
+            if recip[b, a] != 0.0:
+                g = g + line
         return self.backend.to_device(1j * g)

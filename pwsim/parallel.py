@@ -884,7 +884,9 @@ class GridShare(_RanksOfGroup):
         bk = self.backend
         f_half = bk.rfft3(f_real)
         mine, counts = self._owned(3)
-        rows = [bk.to_host(bk.irfft3(_half_box_ig(basis, a) * f_half, basis.fft_grid)) for a in mine]
+        # (each component as basis.gradient forms it: the same bits)
+        rows = [bk.to_host(bk.irfft3_times(f_half, 1, lambda _, a=a: _half_box_ig(basis, a), basis.fft_grid)[0])
+                for a in mine]
         host = np.stack(rows) if rows else np.empty((0, *basis.fft_grid))
         return bk.to_device(self.comm.Allgather_rows(host, counts))
 
@@ -903,7 +905,7 @@ class GridShare(_RanksOfGroup):
         if self.size == 1:
             return basis.divergence_of(component)
         mine, counts = self._owned(3, reverse=True)
-        rows = [bk.to_host(_half_box_ig(basis, a) * bk.rfft3(component(a))) for a in mine]
+        rows = [bk.to_host(_times_ig(basis, a, bk.rfft3(component(a)))) for a in mine]
         half = (*basis.fft_grid[:2], basis.fft_grid[2] // 2 + 1)
         host = np.stack(rows) if rows else np.empty((0, *half), dtype=np.complex128)
         terms = bk.to_device(self.comm.Allgather_rows(host, counts))
@@ -911,6 +913,12 @@ class GridShare(_RanksOfGroup):
         total += terms[1, ...]
         total += terms[2, ...]
         return bk.irfft3(total, basis.fft_grid)
+
+
+def _times_ig(basis, a: int, f_half):
+    """f_half *= i G_a, in place, as basis.divergence_of forms it (the same bits)."""
+    f_half *= _half_box_ig(basis, a)
+    return f_half
 
 
 def _half_box_ig(basis, a: int):

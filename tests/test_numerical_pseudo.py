@@ -13,7 +13,7 @@ from pwsim.pseudo import GTHPseudo, NumericalPseudo, load_pseudo, read_pseudo_fi
 from pwsim.pseudo.families import pseudodojo_dir
 from pwsim.pseudo.gth import load_pseudo as load_gth
 from pwsim.pseudo.psp8 import parse_psp8
-from pwsim.pseudo.radial import RadialPseudo, spherical_bessel
+from pwsim.pseudo.radial import RadialPseudo, SinCosRows, spherical_bessel
 from pwsim.pseudo.upf import parse_upf
 from pwsim.special import erf
 
@@ -46,6 +46,23 @@ def ge_upf():
 
 
 # ------------------------------------------------------------------------------------------ readers
+def test_bessel_tables_from_angle_addition_equal_the_direct_ones():
+    """The (q, r) rows of a form-factor table (:class:`SinCosRows`: sin and cos by angle addition)
+    give the same j_l and derivatives as sin and cos of every element, to rounding, over a table's
+    whole q range (each chunk starts afresh from sin and cos of its first row)."""
+    r = np.linspace(0.0, 12.0, 1201)
+    q = np.arange(2500) * 0.01
+    rows = 70
+    trig = SinCosRows(r, 0.01, rows)
+    for start in range(0, q.size, 4 * rows):  # (every fourth chunk, up to the last)
+        x = q[start:start + rows, None] * r[None, :]
+        s, c = trig(start * 0.01, x.shape[0])
+        assert np.max(np.abs(s - np.sin(x))) < 2e-13 and np.max(np.abs(c - np.cos(x))) < 2e-13
+        for l in range(4):
+            for a, b in zip(spherical_bessel(l, x, 2, (s, c)), spherical_bessel(l, x, 2)):
+                assert np.max(np.abs(a - b)) < 5e-13
+
+
 def test_psp8_reader(si_psp8):
     p = si_psp8
     assert isinstance(p, NumericalPseudo)

@@ -413,3 +413,19 @@ def test_registry_is_complete():
     names = [cls.name for cls in REGISTRY]
     assert names == ["kinetic", "local", "nonlocal", "hartree", "xc", "ewald", "psp_correction", "dipole",
                      "dispersion"]
+
+
+def test_structure_factor_is_the_sum_over_atoms():
+    """sum_a w_a exp(-i G.tau_a) on a box, against the phases formed directly for every G."""
+    from types import SimpleNamespace
+
+    from pwsim.terms.context import structure_factor
+
+    grid = (6, 5, 8)
+    rng = np.random.default_rng(5)
+    positions, weights = rng.random((3, 3)), rng.standard_normal(3)
+    m = np.stack(np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in grid], indexing="ij"), axis=-1)
+    want = np.einsum("a,...a->...", weights, np.exp(-2j * np.pi * m @ positions.T))
+    got = structure_factor(SimpleNamespace(fft_grid=grid), positions, weights)
+    assert got.shape == grid and np.max(np.abs(got - want)) < 1e-13
+    assert np.all(structure_factor(SimpleNamespace(fft_grid=grid), positions[:0]) == 0)

@@ -181,6 +181,16 @@ class Backend:
         half box is taken as that of a real function (Hermitian)."""
         return self._fft.irfftn(a, tuple(grid))
 
+    def irfft3_times(self, a, count: int, factor, grid):
+        """[irfft3(factor(i) * a) for i < count] stacked, (count, *grid): a's half box times each
+        factor (broadcastable to it) transformed back, the product formed in the transform's own
+        input copy where the engine makes one (pyFFTW), not as a half-box temporary (a gradient:
+        three fewer box-sized products and copies)."""
+        times = getattr(self._fft, "irfftn_times", None)
+        if times is not None:
+            return times(a, count, factor, tuple(grid))
+        return self.xp.stack([self._fft.irfftn(factor(i) * a, tuple(grid)) for i in range(count)])
+
     # -------------------------------------------------- sphere <-> FFT box
     def make_box_map(self, index_host: np.ndarray, shape, sticks: bool = True) -> BoxMap:
         """The map of the box positions ``index_host`` (host ints); sticks=False: no pruned-FFT layout

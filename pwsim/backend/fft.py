@@ -57,7 +57,7 @@ class _PyFFTW:
     #: grids at least this large are planned with FFTW_MEASURE, smaller ones with FFTW_ESTIMATE.
     #: On small boxes MEASURE's one-off planning of the dozen pruned plans outweighs its faster
     #: transforms; on large ones it pays (whole-run figures in docs/benchmarks.md). PWSIM_FFTW_EFFORT
-    #: overrides.
+    #: overrides (and switches :attr:`MEASURE_AFTER` off: every plan is made with that effort at once).
     MEASURE_FROM = 48**3
     #: the same for the 1-D passes of the pruned band transforms, which run thousands of times per
     #: k-point: FFTW_ESTIMATE's strided passes are up to 2.8x slower there (a 40^3 box: x pass 386
@@ -69,6 +69,16 @@ class _PyFFTW:
     #: rows stay zero): k-points whose spheres hold slightly different numbers of columns then have
     #: the same z pass, planned (measured) once
     STICK_QUANTUM = 16
+    #: a plan due to be measured (above) is made at once from FFTW's wisdom when an earlier run saved
+    #: it, else first with FFTW_ESTIMATE, and measured only once this many transforms of its kind
+    #: (grid, precision, direction; summed over the k-points) have run in this process. Measuring a
+    #: plan costs about as much as 100-200 of its transforms gain over the estimated one (a 100^3
+    #: box, one thread: the 1-D x pass 4.0 ms measured against 5.4 ms estimated, measuring it
+    #: 150 ms; the r2c box 3.5 against 4.3 ms, 180 ms; c2r 3.8 against 5.9 ms, 165 ms): a rent-or-buy
+    #: rule, under which a short run (a molecule's dozen SCF steps: ~1.4 s of measuring saved) never
+    #: pays for plans it has no time to profit from, and a long one pays at most about twice what
+    #: measuring at once would have cost, then keeps the wisdom for the next run
+    MEASURE_AFTER = 128
     #: grids smaller than this are transformed on one thread whatever ``threads`` says: a 24^3 box
     #: is microseconds of work per pass, and FFTW's threads then spend their time waiting for each
     #: other (docs/parallel.md)
@@ -80,6 +90,8 @@ class _PyFFTW:
         self.threads = threads
         self.uid = next(_ENGINE_IDS)  # plans cached on a box map belong to one engine (its scratch boxes)
         self.plans = {}
+        self.estimated = set()  # keys of self.plans made with FFTW_ESTIMATE while due to be measured
+        self.uses = {}  # transforms run per kind of plan (:meth:`_count`)
         self.align = self.pyfftw.simd_alignment
         # Every plan is made on views of two scratch boxes per grid and dtype, and re-pointed at them
         # after each use (:meth:`_rest`): otherwise each of the ~20 plans would keep its own box-sized
@@ -96,6 +108,39 @@ class _PyFFTW:
         start = self.PASS_MEASURE_FROM if passes else self.MEASURE_FROM
         return os.environ.get("PWSIM_FFTW_EFFORT") or (
             "FFTW_MEASURE" if grid[0] * grid[1] * grid[2] >= start else "FFTW_ESTIMATE")
+
+    def _count(self, kind, transforms) -> bool:
+        """Record ``transforms`` more transforms of ``kind``; True once plans of that kind are to be
+        measured now (:attr:`MEASURE_AFTER`)."""
+        self.uses[kind] = self.uses.get(kind, 0) + transforms
+        return self.uses[kind] >= self.MEASURE_AFTER
+
+    def _make(self, key, kind, grid, passes, build):
+        """The plan ``key`` of self.plans, made (or, once due, remade measured) by ``build(flags)``.
+
+        Effort: :meth:`_effort`'s. Where that is FFTW_MEASURE and not forced by PWSIM_FFTW_EFFORT,
+        the plan comes from the wisdom of earlier runs if it knows the problem (no measuring), else
+        it is made with FFTW_ESTIMATE and remade measured once :meth:`_count` says so for ``kind``
+        (:attr:`MEASURE_AFTER`); the new wisdom is then saved for the next run."""
+        plan = self.plans.get(key)
+        due = self.uses.get(kind, 0) >= self.MEASURE_AFTER
+        if plan is not None and (key not in self.estimated or not due):
+            return plan
+        effort = self._effort(grid, passes)
+        with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
+            self.estimated.discard(key)
+            if effort == "FFTW_ESTIMATE" or due or os.environ.get("PWSIM_FFTW_EFFORT"):
+                plan = build((effort,))
+                if effort != "FFTW_ESTIMATE":
+                    save_wisdom(self.pyfftw)
+            else:
+                try:
+                    plan = build((effort, "FFTW_WISDOM_ONLY"))
+                except RuntimeError:  # no wisdom for this problem: estimated until it has run long enough
+                    plan = build(("FFTW_ESTIMATE",))
+                    self.estimated.add(key)
+            self.plans[key] = plan
+        return plan
 
     def stick_rows(self, box_map):
         """Rows of a band's stick array: where the passes are measured, the sphere's column count
@@ -119,42 +164,46 @@ class _PyFFTW:
         for plan in plans:
             plan.update_arrays(*self.home[id(plan)])
 
-    def _plan(self, grid, dtype, inverse):
-        key = (grid, dtype, inverse)
-        if key not in self.plans:
-            with _PLANNER_LOCK:
-                self._make_plan(key, grid, dtype, inverse)
-                self._planned(grid)
-        return self.plans[key]
-
-    def _planned(self, grid, passes=False):
-        """After new plans of ``grid``: keep what FFTW_MEASURE found for the next run (:func:`save_wisdom`)."""
-        if self._effort(grid, passes) != "FFTW_ESTIMATE":
-            save_wisdom(self.pyfftw)
-
-    def _make_plan(self, key, grid, dtype, inverse):
+    def _plan(self, grid, dtype, inverse, transforms):
+        """Complex whole-box plan of ``grid``, about to run ``transforms`` times."""
+        kind = ("c2c", grid, np.dtype(dtype).char, inverse)
+        self._count(kind, transforms)
         a = self._scratch(grid, dtype, 0, grid)
         b = self._scratch(grid, dtype, 1, grid)
-        plan = self.pyfftw.FFTW(
-            a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-            threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
-        self.plans[key], self.home[id(plan)] = plan, (a, b)
+
+        def build(flags):
+            plan = self.pyfftw.FFTW(
+                a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                threads=self._threads(grid), flags=flags, normalise_idft=True)
+            self.home[id(plan)] = (a, b)
+            return plan
+
+        return self._make((grid, dtype, inverse), kind, grid, False, build)
+
+    @staticmethod
+    def _key_1d(shape, axis, dtype, inverse, which, offset):
+        return ("1d", shape, axis, np.dtype(dtype).char, inverse, which, offset)
 
     def _plan_1d(self, shape, axis, dtype, inverse, grid, which=0, offset=0):
         """In-place 1-D transforms along ``axis`` of a C-contiguous array of ``shape``, unnormalised,
         planned on (so executed without re-pointing on) the part of scratch box ``which`` that
         starts ``offset`` elements in."""
-        key = ("1d", shape, axis, dtype, inverse, which, offset)
-        if key not in self.plans:
-            size = int(np.prod(shape))
-            a = self._scratch(grid, dtype, which, (offset + size,))[offset:].reshape(shape)
-            aligned = a.ctypes.data % self.align == 0
-            flags = (self._effort(grid, passes=True),) + (() if aligned else ("FFTW_UNALIGNED",))
+        key = self._key_1d(shape, axis, dtype, inverse, which, offset)
+        kind = ("passes", grid, np.dtype(dtype).char, inverse)
+        if key in self.plans and key not in self.estimated:
+            return self.plans[key]
+        size = int(np.prod(shape))
+        a = self._scratch(grid, dtype, which, (offset + size,))[offset:].reshape(shape)
+        unaligned = () if a.ctypes.data % self.align == 0 else ("FFTW_UNALIGNED",)
+
+        def build(flags):
             plan = self.pyfftw.FFTW(
                 a, a, axes=(axis,), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self._threads(grid), flags=flags, normalise_idft=False)
-            self.plans[key], self.home[id(plan)] = plan, (a, a)
-        return self.plans[key]
+                threads=self._threads(grid), flags=flags + unaligned, normalise_idft=False)
+            self.home[id(plan)] = (a, a)
+            return plan
+
+        return self._make(key, kind, grid, True, build)
 
     def _stack(self, nb, shape, dtype):
         """(nb, *shape) array whose rows are each contiguous and SIMD-aligned (so one plan serves all)."""
@@ -173,7 +222,7 @@ class _PyFFTW:
             source = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
             source[...] = flat
         out = self.pyfftw.empty_aligned(flat.shape, dtype=dtype)
-        plan = self._plan(grid, dtype, inverse)
+        plan = self._plan(grid, dtype, inverse, flat.shape[0])
         for i in range(flat.shape[0]):
             plan.update_arrays(source[i], out[i])
             plan.execute()
@@ -189,29 +238,32 @@ class _PyFFTW:
         return self._run(a, True, normalise)
 
     # --------------------------------------------------------- real whole-box transforms
-    def _real_plan(self, grid, inverse):
-        """r2c (forward) or c2r (inverse, normalised) plan of a float64 box, on scratch arrays: the
-        real box on scratch box 0 (viewed as reals), the half box on scratch box 1."""
+    def _real_plan(self, grid, inverse, transforms):
+        """r2c (forward) or c2r (inverse, normalised) plan of a float64 box, about to run
+        ``transforms`` times, on scratch arrays: the real box on scratch box 0 (viewed as reals),
+        the half box on scratch box 1."""
         key = ("real", grid, inverse)
-        if key not in self.plans:
-            with _PLANNER_LOCK:
-                half = grid[:2] + (grid[2] // 2 + 1,)
-                real = self._scratch(grid, np.complex128, 0, (math.prod(grid) // 2 + 1,)).view(np.float64)
-                real = real[: math.prod(grid)].reshape(grid)
-                cplx = self._scratch(grid, np.complex128, 1, half)
-                a, b = (cplx, real) if inverse else (real, cplx)
-                plan = self.pyfftw.FFTW(
-                    a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                    threads=self._threads(grid), flags=(self._effort(grid),), normalise_idft=True)
-                self.plans[key], self.home[id(plan)] = plan, (a, b)
-                self._planned(grid)
-        return self.plans[key]
+        self._count(key, transforms)
+        half = grid[:2] + (grid[2] // 2 + 1,)
+        real = self._scratch(grid, np.complex128, 0, (math.prod(grid) // 2 + 1,)).view(np.float64)
+        real = real[: math.prod(grid)].reshape(grid)
+        cplx = self._scratch(grid, np.complex128, 1, half)
+        a, b = (cplx, real) if inverse else (real, cplx)
+
+        def build(flags):
+            plan = self.pyfftw.FFTW(
+                a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+                threads=self._threads(grid), flags=flags, normalise_idft=True)
+            self.home[id(plan)] = (a, b)
+            return plan
+
+        return self._make(key, key, grid, False, build)
 
     def rfftn(self, a):
         """Unnormalised r2c transforms of (..., n1, n2, n3) float64 -> (..., n1, n2, n3 // 2 + 1)."""
         grid = tuple(a.shape[-3:])
         flat = np.asarray(a, dtype=np.float64).reshape(-1, *grid)
-        plan = self._real_plan(grid, False)
+        plan = self._real_plan(grid, False, flat.shape[0])
         source = self.home[id(plan)][0]
         out = self._stack(flat.shape[0], grid[:2] + (grid[2] // 2 + 1,), np.complex128)
         for i in range(flat.shape[0]):
@@ -223,42 +275,68 @@ class _PyFFTW:
 
     def irfftn(self, a, grid):
         """c2r transforms of half boxes (..., n1, n2, n3 // 2 + 1) -> (..., *grid) float64, with 1/N.
-        The input is copied first: a multi-dimensional c2r transform overwrites its input."""
+        The input is copied first, times 1/N (execute() never normalises): a multi-dimensional c2r
+        transform overwrites its input."""
         flat = a.reshape(-1, *a.shape[-3:])
-        plan = self._real_plan(grid, True)
+        plan = self._real_plan(grid, True, flat.shape[0])
         source = self.home[id(plan)][0]
         out = self._stack(flat.shape[0], grid, np.float64)
         for i in range(flat.shape[0]):
-            source[...] = flat[i]
+            np.multiply(flat[i], 1.0 / math.prod(grid), out=source)
             plan.update_arrays(source, out[i])
             plan.execute()
-            out[i] *= 1.0 / math.prod(grid)  # execute() never normalises
         self._rest(plan)
         return out.reshape(a.shape[:-3] + grid)
 
+    def irfftn_times(self, a, count, factor, grid):
+        """c2r transforms of the half box a (n1, n2, n3 // 2 + 1) times factor(i) for i < count ->
+        (count, *grid) float64, with 1/N: each product is written straight into the plan's input
+        copy, then scaled there (the bits of :meth:`irfftn` of the product)."""
+        plan = self._real_plan(grid, True, count)
+        source = self.home[id(plan)][0]
+        out = self._stack(count, grid, np.float64)
+        for i in range(count):
+            np.multiply(factor(i), a, out=source)
+            source *= 1.0 / math.prod(grid)
+            plan.update_arrays(source, out[i])
+            plan.execute()
+        self._rest(plan)
+        return out
+
     # --------------------------------------------------------- pruned transforms
-    def _passes(self, box_map, dtype, inverse):
-        """The plans of one pruned transform: (z on the sticks, y on each slab, x on the box)."""
+    def _passes(self, box_map, dtype, inverse, transforms):
+        """The plans of one pruned transform, about to run ``transforms`` times: (z on the sticks, y
+        on each slab, x on the box); remade once estimated ones are due to be measured (:meth:`_make`)."""
         key = (self.uid, np.dtype(dtype).char, inverse)
         cache = box_map.sticks.plans
-        if key not in cache:
-            with _PLANNER_LOCK:  # FFTW's planner is not thread-safe (its execute is)
-                cache[key] = self._make_passes(box_map, dtype, inverse)
-                self._planned(box_map.shape, passes=True)
-        return cache[key]
+        due = self._count(("passes", box_map.shape, np.dtype(dtype).char, inverse), transforms)
+        entry = cache.get(key)
+        if entry is None or (due and self._stale(entry)):
+            entry = cache[key] = self._make_passes(box_map, dtype, inverse)
+        return entry[0]
+
+    def _stale(self, entry) -> bool:
+        """Whether a layout's pass plans include one estimated or since remade (measured)."""
+        (z, ys, x), keys = entry
+        plans = [z, *(plan for plan, _, _ in ys), x]
+        return any(k in self.estimated or self.plans.get(k) is not p for k, p in zip(keys, plans))
 
     def _make_passes(self, box_map, dtype, inverse):
         """Each pass planned on the very arrays :meth:`_buffers` hands out: the stick array on
         scratch box 1, every slab and the whole box on scratch box 0. Executed there, a plan needs
-        no re-pointing (pyFFTW's update_arrays checks cost ~1 us a call, 8 calls a band)."""
+        no re-pointing (pyFFTW's update_arrays checks cost ~1 us a call, 8 calls a band).
+        Returns ((z, [(y, start, stop), ...], x), the plans' keys in self.plans in that order)."""
         n1, n2, n3 = box_map.shape
         sticks = box_map.sticks
         grid = box_map.shape
-        z = self._plan_1d((self.stick_rows(box_map), n3), 1, dtype, inverse, grid, which=1)
-        y = [(self._plan_1d((stop - start, n2, n3), 1, dtype, inverse, grid, offset=start * n2 * n3), start, stop)
-             for start, stop in sticks.slabs]
-        x = self._plan_1d((n1, n2, n3), 0, dtype, inverse, grid)
-        return z, y, x
+        layouts = [((self.stick_rows(box_map), n3), 1, 1, 0)]  # (shape, axis, scratch box, offset)
+        layouts += [((stop - start, n2, n3), 1, 0, start * n2 * n3) for start, stop in sticks.slabs]
+        layouts.append(((n1, n2, n3), 0, 0, 0))
+        plans = [self._plan_1d(shape, axis, dtype, inverse, grid, which, offset)
+                 for shape, axis, which, offset in layouts]
+        keys = [self._key_1d(shape, axis, dtype, inverse, which, offset) for shape, axis, which, offset in layouts]
+        ys = [(plan, start, stop) for plan, (start, stop) in zip(plans[1:-1], sticks.slabs)]
+        return (plans[0], ys, plans[-1]), keys
 
     @staticmethod
     def _execute(plan, array):
@@ -339,7 +417,9 @@ class _PyFFTW:
         nb, npw = c.shape
         dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
         sticks = box_map.sticks
-        inverse = self._passes(box_map, dtype, True)
+        pair = minus_index is not None and potential is not None
+        transforms = -(-nb // 2) if pair else nb
+        inverse = self._passes(box_map, dtype, True, transforms)
         stick, flat_stick, box = self._buffers(box_map, dtype)
         if potential is None:
             out = self._stack(nb, box_map.shape, dtype)
@@ -348,9 +428,8 @@ class _PyFFTW:
                 self._inverse(inverse, sticks, stick, out[j], home=False)
             self._rest(inverse[2], *(plan for plan, _, _ in inverse[1]))
             return out.reshape(*lead, *box_map.shape)
-        forward = self._passes(box_map, dtype, False)
+        forward = self._passes(box_map, dtype, False, transforms)
         result = np.empty((nb, npw), dtype=dtype)
-        pair = minus_index is not None
         f = np.empty(npw, dtype=dtype)
         v_pair = self._interleaved(potential, dtype)
         box_real = box.view(v_pair.dtype)  # (n1, n2, 2 n3): real and imaginary parts side by side
@@ -376,7 +455,7 @@ class _PyFFTW:
         nb = c.shape[0]
         dtype = np.complex64 if c.dtype == np.complex64 else np.complex128
         sticks = box_map.sticks
-        inverse = self._passes(box_map, dtype, True)
+        inverse = self._passes(box_map, dtype, True, -(-nb // 2) if real else nb)
         stick, flat_stick, box = self._buffers(box_map, dtype)
         # the box viewed as reals, (n1, n2, 2 n3): squares of real and imaginary parts side by side,
         # accumulated so in float64 (contiguous passes, no strided real/imag views) and added at the end
@@ -405,7 +484,7 @@ class _PyFFTW:
         g = grid.reshape(-1, n1, n2, n3)
         dtype = np.complex64 if g.dtype in (np.complex64, np.float32) else np.complex128
         sticks = box_map.sticks
-        z, ys, x = self._passes(box_map, dtype, False)
+        z, ys, x = self._passes(box_map, dtype, False, g.shape[0])
         stick, flat_stick, box = self._buffers(box_map, dtype)
         result = np.empty((g.shape[0], sticks.index.size), dtype=dtype)
         for b in range(g.shape[0]):
@@ -446,6 +525,9 @@ class _SharedFFTW:
 
     def irfftn(self, a, grid):
         return self._engine().irfftn(a, grid)
+
+    def irfftn_times(self, a, count, factor, grid):
+        return self._engine().irfftn_times(a, count, factor, grid)
 
     def grid_to_sphere(self, grid, box_map):
         return self.slots[hostthreads.slot()].grid_to_sphere(grid, box_map)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..special import erf
 from .core_tau import model_core_tau
-from .radial import RadialPseudo, ctrap_weights, spherical_bessel
+from .radial import RadialPseudo, SinCosRows, ctrap_weights, spherical_bessel
 
 #: spacing of the q tables, 1/bohr
 DQ = 0.01
@@ -77,9 +77,10 @@ class _Table:
         out = [np.empty((self.weighted.shape[0], self.q.size)) for _ in orders]
         rows = max(1, TABLE_CHUNK_ELEMENTS // max(1, self.r.size))
         scaled = [self.weighted * self.r**k for k in orders]
+        trig = SinCosRows(self.r, DQ, rows)
         for start in range(0, self.q.size, rows):
             q = self.q[start:start + rows]
-            bessel = spherical_bessel(self.l, q[:, None] * self.r[None, :], max(orders))
+            bessel = spherical_bessel(self.l, q[:, None] * self.r[None, :], max(orders), trig(start * DQ, q.size))
             for o, k, w in zip(out, orders, scaled):
                 o[:, start:start + rows] = w @ bessel[k].T
         return out

@@ -145,21 +145,22 @@ _SERIES_X = 1.0   # below this, power series (the closed forms cancel digits as 
 _SERIES_TERMS = 10
 
 
-def spherical_bessel(l: int, x: np.ndarray, derivatives: int = 0):
+def spherical_bessel(l: int, x: np.ndarray, derivatives: int = 0, sincos=None):
     """j_l(x) and its first ``derivatives`` (0, 1 or 2) derivatives for l = 0..3, x >= 0 (any shape).
 
     Returns a list [j, j', j''][: derivatives + 1]. Power series below x = 1 (ten terms: relative
-    error < 1e-17), upward recurrence from sin and cos above.
+    error < 1e-17), upward recurrence from sin and cos above. sincos: (sin x, cos x) when the caller
+    has them (:func:`sin_cos_rows`), else computed here.
     """
     if not 0 <= l <= 3:
         raise ValueError(f"spherical_bessel: l = {l} not supported (0..3)")
     x = np.asarray(x, dtype=float)
     small = np.nonzero(x < _SERIES_X)
-    xb = np.where(x < _SERIES_X, 1.0, x)
-    inv = 1.0 / xb
-    j_prev, j = None, np.sin(xb) * inv                    # j_-1 unused, j_0
+    inv = 1.0 / np.where(x < _SERIES_X, 1.0, x)  # (below _SERIES_X the series replaces every value)
+    sin, cos = sincos if sincos is not None else (np.sin(x), np.cos(x) if l >= 1 or derivatives else None)
+    j_prev, j = None, sin * inv                           # j_-1 unused, j_0
     if l >= 1 or derivatives:
-        j_next = (j - np.cos(xb)) * inv                     # j_1
+        j_next = (j - cos) * inv                            # j_1
         for n in range(1, l + 1):
             j_prev, j, j_next = j, j_next, (2 * n + 1) * inv * j_next - j
     out = [j]
@@ -172,6 +173,28 @@ def spherical_bessel(l: int, x: np.ndarray, derivatives: int = 0):
         for o, sv in zip(out, _series(l, x[small], derivatives)):
             o[small] = sv
     return out
+
+
+class SinCosRows:
+    """sin and cos of (q0 + k dq) r for rows k = 0..m-1 of a uniform q grid, by the angle-addition
+    formulas from sin, cos of q0 r (one row) and of k dq r (the same for every q0: computed once).
+    Bessel transform tables (:mod:`pwsim.pseudo.numerical`) run over ~2000 q by ~1000 r; the
+    libm sine and cosine of every element were most of their cost. Each value is a few ulp from the
+    direct one (two products and a sum of exact values, no error carried from row to row).
+
+    r: (nr,) bohr; dq: spacing, 1/bohr; rows: m, the rows of one chunk.
+    """
+
+    def __init__(self, r: np.ndarray, dq: float, rows: int):
+        step = (np.arange(rows) * dq)[:, None] * r[None, :]
+        self.r, self.sin_step, self.cos_step = r, np.sin(step), np.cos(step)
+
+    def __call__(self, q0: float, rows: int):
+        """(sin, cos) of (q0 + k dq) r, each (rows, nr), rows at most the chunk's."""
+        a = q0 * self.r
+        s0, c0 = np.sin(a), np.cos(a)
+        ss, cs = self.sin_step[:rows], self.cos_step[:rows]
+        return s0 * cs + c0 * ss, c0 * cs - s0 * ss
 
 
 def _series(l: int, x: np.ndarray, derivatives: int):

@@ -28,14 +28,18 @@ def structure_factor(basis, positions, weights=None) -> np.ndarray:
 
     positions: (n, 3) fractional coordinates; weights: (n,) or None for all ones.
     """
-    # three 1-D phase tables per atom, combined by broadcasting, instead of an (n1, n2, n3, natoms)
-    # array (hundreds of MB for a 64-atom cell)
-    total_Q = np.zeros(basis.fft_grid, dtype=complex)
+    # three 1-D phase tables per atom instead of an (n1, n2, n3, natoms) array (hundreds of MB for a
+    # 64-atom cell): the (n1 n2, natoms) products of the first two times the (natoms, n3) third, one
+    # matrix product that writes the box once (not two box-sized passes per atom)
+    n1, n2, n3 = basis.fft_grid
     weights = np.ones(len(positions)) if weights is None else np.asarray(weights, dtype=float)
-    for w, x in zip(weights, positions):
+    plane_a = np.empty((n1 * n2, len(positions)), dtype=complex)
+    line_a = np.empty((len(positions), n3), dtype=complex)
+    for i, (w, x) in enumerate(zip(weights, positions)):
         e1, e2, e3 = axis_phases(basis.fft_grid, x)
-        total_Q += (w * e1)[:, None, None] * e2[None, :, None] * e3[None, None, :]
-    return total_Q
+        plane_a[:, i] = ((w * e1)[:, None] * e2[None, :]).reshape(-1)
+        line_a[i] = e3
+    return (plane_a @ line_a).reshape(n1, n2, n3)
 
 
 class Context:
