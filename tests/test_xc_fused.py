@@ -215,7 +215,7 @@ def test_default_bands_are_pw_x_s_for_a_metal_and_the_occupied_and_lumo_for_an_i
     """[basis] nbands unset: smeared, max(nocc + 4, 1.2 nocc) (pw.x); fixed occupations, the occupied
     bands and the lowest empty one (the gap), with no guard bands (pwsim.resolve.extra_bands)."""
     from pwsim.occupations import default_nbands
-    from pwsim.resolve import resolve, work_bands
+    from pwsim.resolve import resolve
 
     assert default_nbands(8.0, True, 1) == 8  # 4 occupied + 4
     assert default_nbands(80.0, True, 1) == 48  # 1.2 x 40
