@@ -98,10 +98,11 @@ def extra_bands(nbands: int, at_gap: bool = False) -> int:
     but at most the lowest empty one (:func:`ends_at_gap`): none then, as pw.x's and ABINIT's solvers
     carry none. Above the filled bands the guards would serve only the highest occupied band, across
     the gap (CH4 in a 20 bohr box, 4 bands: 225 band applications of H in 8 steps with two guards, 144
-    in 7 without), and the one empty band needs only the loose tolerance of an empty band
-    (pwsim.diagonalize.EMPTY_BAND_TOL), which it meets without (2H-SiC 6x6x4, 9 bands, Davidson: 8001
-    applications in 13 steps without, 8812 with one guard, 10209 in 14 steps with two; Si8 at Gamma,
-    17 bands, LOBPCG: 1081 without, 1230 with two). With more empty bands requested they pay (Si8
+    in 7 without); that one empty band, the LUMO, is converged like the occupied bands (it is reported:
+    pwsim.diagonalize._band_tolerances) and gets there without them (2H-SiC 6x6x4, 9 bands, Davidson:
+    8136 applications in 13 steps without, 8970 with one guard, 10392 in 14 steps with two; Si2 4x4x4
+    1072 without, 1394 with two; H2O at Gamma, LOBPCG, 321 without, 396 with two; Si8 at Gamma, 17
+    bands, whose LUMO is a triplet: 1408 either way). With more empty bands requested they pay (Si8
     Gamma, 16 of 20 bands filled: 879 applications with, 1025 without)."""
     if at_gap:
         return 0
