@@ -189,11 +189,19 @@ def smeared_occupations(eigenvalues: np.ndarray, weights: np.ndarray, n_electron
 
 
 def default_nbands(n_electrons: float, smeared: bool, nspin: int, moment: float = 0.0) -> int:
-    """Occupied bands (of the majority spin) plus a margin; more margin for metals."""
+    """The bands of a run that does not set [basis] nbands.
+
+    Smeared occupations (a metal): the occupied bands (of the majority spin, plus one) and a margin
+    for the Fermi-Dirac tail, max(nocc + 4, 1.2 nocc), pw.x's rule. Fixed occupations (an insulator,
+    a molecule): the occupied bands and the lowest empty one, which gives the gap (HOMO / LUMO)
+    without solving further empty bands the density never uses (pw.x and ABINIT solve only the
+    occupied bands; ``pwsim bands``, ``dos`` and ``nscf`` ask for more empty bands themselves). With
+    collinear spin the majority's occupied bands plus one: its lowest empty band (the minority holds
+    fewer electrons, so its own lowest empty band is among them too)."""
     if nspin == 1:
         nocc = int(np.ceil(n_electrons / 2 - 1e-8))
     else:
         nocc = int(np.ceil((n_electrons + abs(moment)) / 2 - 1e-8)) + 1
     if smeared:
         return max(nocc + 4, int(np.ceil(1.2 * nocc)))
-    return nocc + 4
+    return nocc + 1 if nspin == 1 else nocc

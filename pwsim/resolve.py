@@ -92,34 +92,40 @@ class ResolvedRun:
 
 
 # ----------------------------------------------------------------------------- bands, orbitals
-def extra_bands(nbands: int, filled: bool = False, hybrid: bool = False) -> int:
+def extra_bands(nbands: int, at_gap: bool = False, hybrid: bool = False) -> int:
     """Unconverged guard bands the eigensolver carries above the requested ones (they speed up the
-    convergence of the highest requested bands). filled: fixed occupations fill every requested
-    band (:func:`all_bands_filled`): none then, as pw.x's Davidson carries none for an insulator. The
-    guards would serve only the highest occupied band, across the gap (CH4 in a 20 bohr box, 4 bands:
-    225 band applications of H in 8 steps with two guards, 144 in 7 without); with empty bands
-    requested they pay (Si8 Gamma, 16 of 20 bands filled: 900 applications with, 1219 without).
+    convergence of the highest requested bands). at_gap: fixed occupations fill every requested band
+    but at most the lowest empty one (:func:`ends_at_gap`): none then, as pw.x's and ABINIT's solvers
+    carry none. Above the filled bands the guards would serve only the highest occupied band, across
+    the gap (CH4 in a 20 bohr box, 4 bands: 225 band applications of H in 8 steps with two guards, 144
+    in 7 without); that one empty band, the LUMO, is converged like the occupied bands (it is reported:
+    pwsim.diagonalize._band_tolerances) and gets there without them (2H-SiC 6x6x4, 9 bands, Davidson:
+    8136 applications in 13 steps without, 8970 with one guard, 10392 in 14 steps with two; Si2 4x4x4
+    1072 without, 1394 with two; H2O at Gamma, LOBPCG, 321 without, 396 with two; Si8 at Gamma, 17
+    bands, whose LUMO is a triplet: 1408 either way). With more empty bands requested they pay (Si8
+    Gamma, 16 of 20 bands filled: 879 applications with, 1025 without).
     hybrid: a hybrid functional's SCFs (pwsim/hybrid.py) carry none either, as pw.x carries nbnd: its
     many short inner SCFs start from orbitals that are nearly converged, where the guards' own
     iterations are what they cost (H2O PBE0 in a 14 bohr box, 6 bands, 4 filled: 813 band
     applications with two guards, 658 without, the same 24 steps; Si 3x3x3 PBE0, 8 bands, 4 filled:
     2180 with, 2156 without, 22 -> 20 steps)."""
-    if filled or hybrid:
+    if at_gap or hybrid:
         return 0
     return max(2, -(-nbands // 20))
 
 
-def all_bands_filled(smearing: str, nspin: int, n_electrons: float, nbands: int) -> bool:
-    """Fixed occupations that fill every one of the nbands requested bands (unpolarised: 2 electrons each)."""
-    return smearing == "none" and nspin == 1 and abs(n_electrons - 2 * nbands) < 1e-8
+def ends_at_gap(smearing: str, nspin: int, n_electrons: float, nbands: int) -> bool:
+    """Fixed occupations (unpolarised: 2 electrons a band) that fill every one of the nbands requested
+    bands, or all of them but the highest: the occupied bands and at most the lowest empty one."""
+    return smearing == "none" and nspin == 1 and 2 * nbands - n_electrons < 2 + 1e-8
 
 
 def work_bands(setup) -> int:
     """The bands the SCF's eigensolver carries: the requested ones and :func:`extra_bands`."""
     from .xc import lookup
 
-    return setup.nbands + extra_bands(setup.nbands, all_bands_filled(setup.settings.smearing, setup.nspin,
-                                                                      setup.n_electrons, setup.nbands),
+    return setup.nbands + extra_bands(setup.nbands, ends_at_gap(setup.settings.smearing, setup.nspin,
+                                                                setup.n_electrons, setup.nbands),
                                       hybrid=getattr(setup, "hybrid", False) or lookup(setup.settings.xc).is_hybrid)
 
 
@@ -324,7 +330,7 @@ def resolve(structure: Structure, settings: Settings | None = None, *, pseudos: 
     nsym_bound = MAX_POINT_GROUP_ORDER if s.symmetry else 1
     from .xc import lookup
 
-    sizes = Sizes(nwork=nbands + extra_bands(nbands, all_bands_filled(s.smearing, nspin, n_electrons, nbands),
+    sizes = Sizes(nwork=nbands + extra_bands(nbands, ends_at_gap(s.smearing, nspin, n_electrons, nbands),
                                              hybrid=lookup(s.xc).is_hybrid), n_atomic=atomic_orbital_count(structure),
                   npw=(2 * s.ecut) ** 1.5 / (6 * np.pi**2) * structure.volume, nproj=nproj, fft_grid=fft_grid,
                   nspin=nspin, nsym=nsym_bound, nfull=nfull, gamma_only=_gamma_only(nfull, shift_k, listed),

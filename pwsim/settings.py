@@ -179,7 +179,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                                 "for its star under the lattice's rotations and the density gets "
                                                 "the crystal's group ('grid': the literal list, with the operations "
                                                 "it respects); symmetry = false: the list as given"),
-        "nbands": Key("int", None, "number of bands (default: enough for the electrons plus a margin)",
+        "nbands": Key("int", None, "number of bands (default: with smearing the occupied ones and a margin, "
+                                   "max(nocc + 4, 1.2 nocc) as pw.x; with fixed occupations the occupied ones "
+                                   "and the lowest empty one, for the gap)",
                       minimum=1, maximum=100000),
         "fft_grid": Key("int3", None, "FFT box (default: smallest 2-3-5 box holding the density sphere); "
                                       "a box that clips the wavefunction sphere is an error", minimum=1, maximum=10000),

@@ -121,7 +121,7 @@ def test_scf_with_davidson_finds_lobpcgs_ground_state(case, one_by_one):
         frac = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.25, .25, .25], [.25, .75, .75], [.75, .25, .75],
                 [.76, .75, .25]]
         structure = pwsim.Structure(np.diag([10.26] * 3), ["Si"] * 8, frac)
-        kw = {"kpoints": (1, 1, 1)}
+        kw = {"kpoints": (1, 1, 1), "nbands": 20}  # 16 filled + 4 (and 2 guard bands): the LUMO triplet whole
     common = {"xc": "lda", "pseudopotentials": "gth", "ecut": 6.0, "energy_tolerance": 1e-10,
               "density_tolerance": 1e-9, "compute_stress": False, **kw}
     reference = pwsim.scf(structure, eigensolver="lobpcg", **common)

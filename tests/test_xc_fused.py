@@ -201,13 +201,31 @@ def test_form_factors_on_distinct_g_are_the_pointwise_values():
     assert np.array_equal(context.radial_Q("H", "local_form_factor"), want)
 
 
-def test_guard_bands_only_where_some_requested_band_may_be_empty():
-    from pwsim.resolve import all_bands_filled, extra_bands
+def test_guard_bands_only_where_more_than_the_lowest_empty_band_is_requested():
+    from pwsim.resolve import ends_at_gap, extra_bands
 
-    assert extra_bands(4, all_bands_filled("none", 1, 8.0, 4)) == 0  # CH4, 4 bands: all filled
-    assert extra_bands(6, all_bands_filled("none", 1, 8.0, 6)) == 2  # two empty bands asked for
-    assert extra_bands(4, all_bands_filled("fermi-dirac", 1, 8.0, 4)) == 2  # a metal
-    assert extra_bands(4, all_bands_filled("none", 2, 8.0, 4)) == 2  # spin: the channels differ
+    assert extra_bands(4, ends_at_gap("none", 1, 8.0, 4)) == 0  # CH4, 4 bands: all filled
+    assert extra_bands(5, ends_at_gap("none", 1, 8.0, 5)) == 0  # and the LUMO (the default)
+    assert extra_bands(6, ends_at_gap("none", 1, 8.0, 6)) == 2  # two empty bands asked for
+    assert extra_bands(4, ends_at_gap("fermi-dirac", 1, 8.0, 4)) == 2  # a metal
+    assert extra_bands(4, ends_at_gap("none", 2, 8.0, 4)) == 2  # spin: the channels differ
+
+
+def test_default_bands_are_pw_x_s_for_a_metal_and_the_occupied_and_lumo_for_an_insulator():
+    """[basis] nbands unset: smeared, max(nocc + 4, 1.2 nocc) (pw.x); fixed occupations, the occupied
+    bands and the lowest empty one (the gap), with no guard bands (pwsim.resolve.extra_bands)."""
+    from pwsim.occupations import default_nbands
+    from pwsim.resolve import resolve
+
+    assert default_nbands(8.0, True, 1) == 8  # 4 occupied + 4
+    assert default_nbands(80.0, True, 1) == 48  # 1.2 x 40
+    assert default_nbands(8.0, False, 1) == 5  # 4 occupied + the LUMO
+    assert default_nbands(8.0, False, 2, moment=2.0) == 6  # 5 of the majority + its LUMO
+    run = resolve(pwsim.diamond("Si", 10.26), pwsim.Settings(pseudopotentials="gth", ecut=6.0, kpoints=(2, 2, 2)))
+    assert (run.nbands, run.nbands_work) == (5, 5)
+    silicon = pwsim.scf(pwsim.diamond("Si", 10.26), pseudopotentials="gth", ecut=6.0, kpoints=(2, 2, 2),
+                        energy_tolerance=1e-6)
+    assert np.shape(silicon.eigenvalues)[-1] == 5 and silicon.gap > 0.01  # the LUMO solved
 
 
 def test_carried_mixer_history_solves_a_moved_fixed_point_in_the_explored_directions():
@@ -240,3 +258,19 @@ def test_carried_mixer_history_solves_a_moved_fixed_point_in_the_explored_direct
     assert carried < 1e-8 * start and fresh > 0.3 * start
     mixer.reset()
     assert not mixer.carried
+
+
+def test_reported_lumo_is_converged_like_the_occupied_bands():
+    """The LUMO of a fixed-occupation run (``HOMO / LUMO``, ``/lumo``) gets the occupied bands' residual
+    tolerance, not the empty bands' (pwsim.diagonalize._band_tolerances): it agrees with a tight
+    non-self-consistent solve of the same potential (measured 1e-12 Ha; 8e-8 at the empty bands' 1e-4)."""
+    from pwsim.nscf import nscf_eigenvalues
+
+    si = pwsim.diamond("Si", 10.26)
+    moved = pwsim.Structure(si.lattice, si.species, si.positions + np.array([[0.01, -0.02, 0.005], [0, 0, 0]]))
+    r = pwsim.scf(moved, xc="lda", pseudopotentials="gth", ecut=8.0, kpoints=(2, 2, 2), energy_tolerance=1e-10,
+                  density_tolerance=1e-10, compute_stress=False)
+    exact = nscf_eigenvalues(r, r.kpoints, nbands=8, tol=1e-10)[0]
+    assert np.shape(r.eigenvalues)[-1] == 5
+    assert abs(r.lumo - exact[..., 4].min()) < 1e-8
+    assert np.abs(np.asarray(r.eigenvalues) - exact[..., :5]).max() < 1e-8
