@@ -76,9 +76,11 @@ def reference():
 
 
 def ground_state(key, structure_factory, **settings):
-    """Run (once per test session) and cache a ground state keyed by ``key``."""
+    """Run (once per test session) and cache a ground state keyed by ``key`` and the settings (two
+    files asking for the same key with other settings, e.g. other bands, get their own runs)."""
     import pwsim
 
+    key = (key, tuple(sorted((name, repr(value)) for name, value in settings.items())))
     if key not in _cache:
         _cache[key] = pwsim.scf(structure_factory(), **settings)
     return _cache[key]

@@ -282,7 +282,7 @@ def test_h2_forces_match_abinit_and_qe():
 def _si2_reference_run(xc, backend="numpy"):
     # the same cached ground states as tests/test_ground_state.py (same key, same settings)
     return ground_state(("si2", xc, backend), lambda: pwsim.diamond("Si", 10.26), xc=xc, pseudopotentials="gth", ecut=15.0,
-                        kpoints=(4, 4, 4), energy_tolerance=1e-10, backend=backend)
+                        kpoints=(4, 4, 4), nbands=8, energy_tolerance=1e-10, backend=backend)
 
 
 @pytest.mark.parametrize("xc", ["lda", "pbe"])

@@ -172,7 +172,9 @@ def test_cli_phonons_check_run_and_outputs(tmp_path):
     again = phonopy.load(str(params), produce_fc=True, log_level=0)
     assert len(again.dataset["first_atoms"]) == ndisp and ndisp % 2 == 0  # plus_minus = "always": pairs
     again.run_qpoints([[0, 0, 0]])
-    assert np.allclose(np.sort(again.qpoints.frequencies[0]), np.sort(nu_thz[0]), atol=1e-6)
+    # (THz; 1e-4 of 137: the acoustic modes' ~1e-6 THz depend on how each code treats the forces' drift
+    # left by the SCF tolerance, not on the force constants)
+    assert np.allclose(np.sort(again.qpoints.frequencies[0]), np.sort(nu_thz[0]), atol=1e-4)
     assert fc.shape == (2, 2, 3, 3)
 
 
