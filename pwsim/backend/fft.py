@@ -170,7 +170,11 @@ class _PyFFTW:
         self._count(kind, transforms)
         a = self._scratch(grid, dtype, 0, grid)
         b = self._scratch(grid, dtype, 1, grid)
+        return self._make((grid, dtype, inverse), kind, grid, False, self._whole_box_build(a, b, grid, inverse))
 
+    def _whole_box_build(self, a, b, grid, inverse):
+        """The builder (flags -> plan) of a whole-box transform from ``a`` into ``b`` (kept as the plan's
+        home arrays)."""
         def build(flags):
             plan = self.pyfftw.FFTW(
                 a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
@@ -178,7 +182,7 @@ class _PyFFTW:
             self.home[id(plan)] = (a, b)
             return plan
 
-        return self._make((grid, dtype, inverse), kind, grid, False, build)
+        return build
 
     @staticmethod
     def _key_1d(shape, axis, dtype, inverse, which, offset):
@@ -249,15 +253,7 @@ class _PyFFTW:
         real = real[: math.prod(grid)].reshape(grid)
         cplx = self._scratch(grid, np.complex128, 1, half)
         a, b = (cplx, real) if inverse else (real, cplx)
-
-        def build(flags):
-            plan = self.pyfftw.FFTW(
-                a, b, axes=(0, 1, 2), direction="FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
-                threads=self._threads(grid), flags=flags, normalise_idft=True)
-            self.home[id(plan)] = (a, b)
-            return plan
-
-        return self._make(key, key, grid, False, build)
+        return self._make(key, key, grid, False, self._whole_box_build(a, b, grid, inverse))
 
     def rfftn(self, a):
         """Unnormalised r2c transforms of (..., n1, n2, n3) float64 -> (..., n1, n2, n3 // 2 + 1)."""
