@@ -246,7 +246,7 @@ def _packed(counts) -> list[int]:
 
 
 _WORLD: Comm | None = None
-_STATE = {"collective": False, "stderr": None, "signal_ignored": None, "errors": None}
+_STATE = {"collective": False, "stderr": None, "signal_ignored": None}
 
 
 def world() -> Comm:
@@ -271,9 +271,6 @@ def world() -> Comm:
             os.environ["PWSIM_NUM_THREADS"] = "1"  # one FFT thread per rank: the ranks fill the cores
         sys.excepthook = _abort_on_exception
         _watch_signals()
-        # a communicator of its own for the set-up errors' agreement: its barrier can never be
-        # matched with a collective step of the calculation on another rank
-        _STATE["errors"] = comm.Dup()
     return _WORLD
 
 
@@ -363,17 +360,17 @@ def _leave_before_collective(comm: Comm, code: int, message: str) -> None:
     """End this rank after an error found during the set-up.
 
     Such errors (bad input, a usage error) are normally met alike by every rank; rank 0 prints the
-    line. The ranks then agree on it: each waits, up to ERROR_AGREEMENT seconds, in a barrier of a
-    communicator kept for this (``_STATE["errors"]``), and once all are there every rank finalises
-    MPI and exits with ``code``. Finalised ranks are not killed by the launcher when the first of
-    them exits (MPICH's hydra kills the others of a rank that exits unfinalised, and may then report
-    SIGKILL's 9 instead of ``code``), so mpiexec's status is ``code``.
+    line. The ranks then agree on it (:func:`_all_ranks_reach`, up to ERROR_AGREEMENT seconds), and
+    once all have met it every rank finalises MPI and exits with ``code``. Finalised ranks are not
+    killed by the launcher when the first of them exits (MPICH's hydra kills the others of a rank
+    that exits unfinalised, and may then report SIGKILL's 9 instead of ``code``), so mpiexec's status
+    is ``code``.
 
     An error that some ranks meet alone (a restart file that one rank could not read) would leave
     the others waiting in their next collective step, and this rank's MPI_Finalize would wait for
     them: after the agreement's time the rank leaves without finalising (``os._exit``; the launcher
     then ends the others, with this exit status); a rank other than 0 first prints its own line."""
-    agreed = _all_ranks_reach(_STATE["errors"], ERROR_AGREEMENT)
+    agreed = _all_ranks_reach(comm, ERROR_AGREEMENT)
     if not agreed and comm.rank != 0 and message:
         _report(f"{message} (rank {comm.rank})")
     for stream in (sys.stdout, sys.stderr):
@@ -388,19 +385,31 @@ def _leave_before_collective(comm: Comm, code: int, message: str) -> None:
     os._exit(code)
 
 
-def _all_ranks_reach(agreement, timeout: float) -> bool:
-    """True when every rank of the mpi4py communicator ``agreement`` enters this within ``timeout``
-    seconds (a non-blocking barrier, polled); False without one."""
-    if agreement is None:
+#: the message tag of the set-up errors' agreement (:func:`_all_ranks_reach`): point-to-point
+#: messages never match a collective step, which another rank may be in
+ERROR_TAG = 27183
+
+
+def _all_ranks_reach(comm: Comm, timeout: float) -> bool:
+    """True when every other rank of ``comm`` also enters this within ``timeout`` seconds: each rank
+    sends every other one a byte tagged ERROR_TAG and polls for theirs."""
+    if comm.mpi is None:
         return False
-    request = agreement.Ibarrier()
+    from mpi4py import MPI
+
+    others = [r for r in range(comm.size) if r != comm.rank]
+    mine = np.zeros(1, dtype=np.uint8)
+    theirs = np.zeros(len(others), dtype=np.uint8)
+    sends = [comm.mpi.Isend([mine, MPI.BYTE], dest=r, tag=ERROR_TAG) for r in others]
+    receipts = [comm.mpi.Irecv([theirs[i:i + 1], MPI.BYTE], source=r, tag=ERROR_TAG) for i, r in enumerate(others)]
     deadline = time.monotonic() + timeout
     pause = 0.001
-    while not request.Test():
+    while not MPI.Request.Testall(receipts):
         if time.monotonic() > deadline:
             return False
         time.sleep(pause)
         pause = min(2 * pause, 0.05)
+    MPI.Request.Waitall(sends)  # (matched: every other rank posted its receipts)
     return True
 
 
