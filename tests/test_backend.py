@@ -307,7 +307,8 @@ def test_lean_imports_fall_back_to_the_plain_import():
             "print(sorted(refused), group, callable(pyfftw.FFTW))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['pyfftw', 'spglib'] R-3m (166) True"
+    refused = ['pyfftw', 'spglib'] if sys.version_info < (3, 13) else ['pyfftw']  # (3.13: no stand-in for spglib)
+    assert out.stdout.strip() == f"{refused} R-3m (166) True"
 
 
 def test_one_byte_budgeted_split_rule():
