@@ -181,19 +181,9 @@ def _import_spglib():
         return spglib
     stand_in = types.ModuleType("typing_extensions")
     stand_in.deprecated = _deprecated
-    sys.modules["typing_extensions"] = stand_in
-    try:
-        import spglib
-    except Exception:  # (another spglib that needs more of typing_extensions, or none installed)
-        spglib = None
-    finally:
-        if sys.modules.get("typing_extensions") is stand_in:
-            del sys.modules["typing_extensions"]
-    if spglib is None:  # the plain import, without the stand-in (ImportError where spglib is missing)
-        for name in [n for n in sys.modules if n == "spglib" or n.startswith("spglib.")]:
-            del sys.modules[name]
-        import spglib
-    return spglib
+    from .stand_ins import import_with_stand_ins
+
+    return import_with_stand_ins("spglib", {"typing_extensions": stand_in})
 
 
 def _deprecated(message: str, *, category=DeprecationWarning, stacklevel: int = 1):

@@ -168,9 +168,12 @@ class _PyFFTW:
         """Complex whole-box plan of ``grid``, about to run ``transforms`` times."""
         kind = ("c2c", grid, np.dtype(dtype).char, inverse)
         self._count(kind, transforms)
+        key = (grid, dtype, inverse)
+        if key in self.plans and key not in self.estimated:  # (a made plan: no scratch views, no builder)
+            return self.plans[key]
         a = self._scratch(grid, dtype, 0, grid)
         b = self._scratch(grid, dtype, 1, grid)
-        return self._make((grid, dtype, inverse), kind, grid, False, self._whole_box_build(a, b, grid, inverse))
+        return self._make(key, kind, grid, False, self._whole_box_build(a, b, grid, inverse))
 
     def _whole_box_build(self, a, b, grid, inverse):
         """The builder (flags -> plan) of a whole-box transform from ``a`` into ``b`` (kept as the plan's
@@ -248,6 +251,8 @@ class _PyFFTW:
         the half box on scratch box 1."""
         key = ("real", grid, inverse)
         self._count(key, transforms)
+        if key in self.plans and key not in self.estimated:  # (a made plan: no scratch views, no builder)
+            return self.plans[key]
         half = grid[:2] + (grid[2] // 2 + 1,)
         real = self._scratch(grid, np.complex128, 0, (math.prod(grid) // 2 + 1,)).view(np.float64)
         real = real[: math.prod(grid)].reshape(grid)
@@ -718,27 +723,9 @@ def _import_pyfftw():
     builders = types.ModuleType("pyfftw.builders")
     builders.builders = None  # (the package deletes this attribute)
     stand_ins.update({"pyfftw.builders": builders, "pyfftw.interfaces": types.ModuleType("pyfftw.interfaces")})
-    sys.modules.update(stand_ins)
-    try:
-        import pyfftw
-    except Exception:  # (another pyFFTW that needs what the stand-ins hide, or none installed)
-        pyfftw = None
-    finally:
-        for name, module in stand_ins.items():
-            if name in sys.modules and sys.modules[name] is module:
-                del sys.modules[name]
-            if name.startswith("pyfftw.") and getattr(sys.modules.get("pyfftw"), name[7:], None) is module:
-                delattr(sys.modules["pyfftw"], name[7:])
-    if pyfftw is None:  # the plain import, without stand-ins (ImportError where pyFFTW is missing)
-        _forget_modules("pyfftw")
-        import pyfftw
-    return pyfftw
+    from ..stand_ins import import_with_stand_ins
 
-
-def _forget_modules(package: str) -> None:
-    """Take ``package`` and its submodules out of sys.modules (a failed import's partial modules)."""
-    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
-        del sys.modules[name]
+    return import_with_stand_ins("pyfftw", stand_ins)
 
 
 def fft_library_name() -> str:
